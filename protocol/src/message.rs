@@ -1,0 +1,102 @@
+//! The messages that cross the registration socket.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The broker's name for one registered sandbox (one seccomp listener).
+///
+/// Displayed as `sb-N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SandboxId(pub u64);
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sb-{}", self.0)
+    }
+}
+
+/// Messages a client (launcher / library) sends on the registration socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// Opens a conversation; must be the first message on a connection.
+    Hello {
+        /// The protocol version the client speaks ([`crate::PROTOCOL_VERSION`]).
+        version: u16,
+        /// Free-form name and version of the client, for logs (e.g. `netjail 0.1.0`).
+        client: String,
+    },
+    /// Hands a sandbox to the broker.
+    ///
+    /// The sandbox's seccomp listener fd travels with this message in `SCM_RIGHTS`
+    /// (exactly one fd).
+    Register(Register),
+}
+
+/// The body of [`ClientMessage::Register`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// Human name of the sandbox, e.g. the program name.
+    pub name: String,
+    /// Pid of the confined process, as seen by the client.
+    pub pid: i32,
+    /// The policy the broker enforces for this sandbox.
+    pub policy: PolicySource,
+}
+
+/// A policy as text, with where it came from (for error messages and audit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySource {
+    /// A file path, or `builtin:NAME` for a built-in profile.
+    pub origin: String,
+    /// The policy in the TOML format.
+    pub toml: String,
+}
+
+/// Messages the broker sends on the registration socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerMessage {
+    /// The answer to [`ClientMessage::Hello`].
+    Welcome {
+        /// The protocol version the broker speaks.
+        version: u16,
+        /// Free-form name and version of the broker, for logs.
+        broker: String,
+    },
+    /// The answer to a successful [`ClientMessage::Register`].
+    Registered {
+        /// The id the broker gave the new sandbox.
+        sandbox: SandboxId,
+    },
+    /// A request failed; after most errors the broker closes the connection.
+    Error(ErrorReply),
+}
+
+/// The body of [`BrokerMessage::Error`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What kind of failure, for programs.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// The kinds of failure the broker reports in an [`ErrorReply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The client speaks a protocol version the broker does not.
+    UnsupportedVersion,
+    /// A message could not be decoded (bad framing, bad body, too large).
+    Malformed,
+    /// The policy of a [`Register`] does not parse or asks for something unsupported.
+    BadPolicy,
+    /// A [`ClientMessage::Register`] arrived without its listener fd.
+    MissingFd,
+    /// A message arrived with more fds than it may carry.
+    TooManyFds,
+    /// The first message on a connection was not [`ClientMessage::Hello`].
+    NotHello,
+    /// The broker failed for a reason of its own.
+    Internal,
+}
