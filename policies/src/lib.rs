@@ -1,1 +1,66 @@
-//! placeholder
+//! netjail's policy: the model, the TOML parser with line/column errors, the built-in
+//! profiles, and the evaluator that turns a [`Request`] into a [`Decision`].
+//!
+//! The crate is pure: no I/O, no system calls. The broker decodes an intercepted call into a
+//! [`Request`], asks [`Policy::evaluate`], and acts on the [`Verdict`]; the client compiles
+//! [`Policy::sockets`] into its seccomp filter.
+//!
+//! ```
+//! use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
+//!
+//! let policy = Policy::from_toml(
+//!     r#"
+//!     name = "web-client"
+//!     default = "deny"
+//!
+//!     [[deny]]
+//!     connect = ["tcp://169.254.169.254:*"]
+//!
+//!     [[allow]]
+//!     connect = ["tcp://loopback:8080", "tcp://10.0.0.0/8:443"]
+//!     "#,
+//!     "example.toml",
+//! )?;
+//!
+//! let to = |addr: &str| Request {
+//!     op: Op::Connect,
+//!     target: Target::Inet { proto: Proto::Tcp, addr: addr.parse().unwrap() },
+//! };
+//! // An IPv4-mapped address is matched as the IPv4 address it is.
+//! let d = policy.evaluate(&to("[::ffff:10.1.2.3]:443"));
+//! assert_eq!(d.verdict, Verdict::Allow);
+//! assert_eq!(d.rule, "allow[0].connect[1]");
+//! // Nothing matches: the default, which is deny with EPERM.
+//! let d = policy.evaluate(&to("192.0.2.1:443"));
+//! assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
+//! assert_eq!(d.rule, "default");
+//!
+//! // Mistakes are reported with their position.
+//! let err = Policy::from_toml("name = \"x\"\n[[allow]]\nconect = []\n", "bad.toml").unwrap_err();
+//! assert_eq!(err.to_string(), "bad.toml:3:1: unknown key `conect`; did you mean `connect`?");
+//! # Ok::<(), netjail_policy::PolicyError>(())
+//! ```
+//!
+//! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
+//! Keys of the full format that the broker does not enforce yet (`bind`, `send`, `[[ask]]`,
+//! `default = "ask"`, `ask_timeout`, `[limits]`, `extends`) are load errors, never ignored.
+
+#![forbid(unsafe_code)]
+
+mod builtin;
+mod emit;
+mod endpoint;
+mod error;
+mod eval;
+mod glob;
+mod model;
+mod parse;
+mod sockets;
+mod target;
+mod value;
+
+pub use builtin::{builtin, builtin_names};
+pub use error::{PolicyError, PolicyErrorKind};
+pub use model::{Action, Decision, Policy, Verdict};
+pub use sockets::SocketRule;
+pub use target::{Op, Proto, Request, Target};

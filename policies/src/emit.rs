@@ -1,0 +1,83 @@
+//! Canonical TOML output of a [`Policy`].
+
+use std::fmt::{Display, Write};
+
+use crate::model::{Action, Policy, Rule};
+
+pub(crate) fn to_toml(p: &Policy) -> String {
+    let mut out = String::new();
+    out.push_str("name = ");
+    quote(&mut out, &p.name);
+    out.push('\n');
+    out.push_str(match p.default {
+        Action::Deny => "default = \"deny\"\n",
+        Action::Allow => "default = \"allow\"\n",
+    });
+    out.push_str("\n[sockets]\nallow = ");
+    list(&mut out, &p.sockets);
+    for rule in &p.deny {
+        out.push_str("\n[[deny]]\n");
+        // Infallible: writing to a String.
+        let _ = writeln!(out, "errno = \"{}\"", rule.errno.name());
+        entries(&mut out, rule);
+    }
+    for rule in &p.allow {
+        out.push_str("\n[[allow]]\n");
+        entries(&mut out, rule);
+    }
+    out
+}
+
+fn entries(out: &mut String, rule: &Rule) {
+    if !rule.connect.is_empty() {
+        out.push_str("connect = ");
+        list(out, &rule.connect);
+    }
+    if !rule.unix.is_empty() {
+        out.push_str("unix = ");
+        list(out, &rule.unix);
+    }
+}
+
+fn list<T: Display>(out: &mut String, items: &[T]) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        quote(out, &item.to_string());
+    }
+    out.push_str("]\n");
+}
+
+/// A TOML basic string.
+fn quote(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_escapes_what_toml_requires() {
+        let mut s = String::new();
+        quote(&mut s, "a\"b\\c\nd\u{0}e\u{7f}é");
+        assert_eq!(s, r#""a\"b\\c\nd\u0000e\u007Fé""#);
+        let v: toml::Table = toml::from_str(&format!("k = {s}")).unwrap();
+        assert_eq!(v["k"].as_str(), Some("a\"b\\c\nd\u{0}e\u{7f}é"));
+    }
+}

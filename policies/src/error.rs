@@ -1,0 +1,212 @@
+//! Load-time errors, each with the line and column of the offending key or value.
+
+/// A policy that could not be loaded: where, and what is wrong.
+///
+/// `line` and `col` are 1-based; `col` counts characters, not bytes. They point at the
+/// offending key or value (for a bad entry inside an array, at that entry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}:{col}: {kind}")]
+pub struct PolicyError {
+    /// Display name of the source: a file path or `builtin:NAME`.
+    pub origin: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// What is wrong.
+    pub kind: PolicyErrorKind,
+}
+
+/// One variant per mistake a policy author can make.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyErrorKind {
+    /// The text is not valid TOML.
+    #[error("invalid toml: {0}")]
+    Syntax(String),
+    /// A date-time value, which no policy key takes.
+    #[error("date-time values are not valid in a policy")]
+    DateTime,
+    /// A key this format does not know.
+    #[error("unknown key `{key}`{hint}", hint = did_you_mean(*.suggestion))]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// A known key within edit distance 2, if any.
+        suggestion: Option<&'static str>,
+    },
+    /// A key or value of the full format that the broker does not enforce yet. It is refused
+    /// so that a rule is never silently ignored.
+    #[error("{what} is not enforced yet; remove it (netjail refuses rules it would ignore)")]
+    NotEnforcedYet {
+        /// The key or setting, e.g. "`bind`" or "`default = \"ask\"`".
+        what: String,
+    },
+    /// A required key is absent.
+    #[error("missing required key `{0}`")]
+    MissingKey(&'static str),
+    /// A value of the wrong TOML type.
+    #[error("`{key}` must be {expected}, found {found}")]
+    WrongType {
+        /// The key whose value (or one of whose entries) is wrong.
+        key: String,
+        /// What the format wants, e.g. "a string".
+        expected: &'static str,
+        /// The TOML type found, e.g. "an integer".
+        found: &'static str,
+    },
+    /// `name = ""`.
+    #[error("`name` must not be empty")]
+    EmptyName,
+    /// `default` is not one of the supported actions.
+    #[error("unknown default action `{0}`; expected \"deny\" or \"allow\"")]
+    UnknownDefault(String),
+    /// `errno` is not one of the supported names.
+    #[error(
+        "unknown errno `{0}`; expected one of EPERM, ECONNREFUSED, EACCES, ENETUNREACH, EHOSTUNREACH"
+    )]
+    UnknownErrno(String),
+    /// `errno` inside an `[[allow]]` table.
+    #[error("`errno` is only valid in a [[deny]] table")]
+    ErrnoOutsideDeny,
+    /// A rule table without any `connect` or `unix` entry.
+    #[error("a [[{0}]] table needs at least one entry in `connect` or `unix`")]
+    EmptyRule(&'static str),
+    /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
+    #[error("socket entry `{0}` is not FAMILY:TYPE (e.g. \"inet:stream\", \"unix:*\")")]
+    BadSocketEntry(String),
+    /// An unknown socket family name.
+    #[error(
+        "unknown socket family `{0}`; expected unix, inet, inet6, netlink, packet, vsock or a number"
+    )]
+    UnknownFamily(String),
+    /// An unknown socket type name.
+    #[error("unknown socket type `{0}`; expected stream, dgram, seqpacket, raw or *")]
+    UnknownSocketType(String),
+    /// An endpoint that is not `PROTO://HOST:PORT`.
+    #[error("endpoint `{0}` is not PROTO://HOST:PORT (e.g. \"tcp://127.0.0.1:80\")")]
+    BadEndpoint(String),
+    /// An endpoint protocol other than tcp, udp, any.
+    #[error("unknown protocol `{0}`; expected tcp, udp or any")]
+    UnknownProto(String),
+    /// An endpoint without `:PORT`.
+    #[error("endpoint `{0}` has no port; add :PORT, :FIRST-LAST or :*")]
+    MissingPort(String),
+    /// A port that is not a number, a range or `*`.
+    #[error("invalid port `{0}`; expected a number 0-65535, a range FIRST-LAST or *")]
+    BadPort(String),
+    /// A port number above 65535.
+    #[error("port {0} is out of range (0-65535)")]
+    PortOutOfRange(String),
+    /// A port range whose first port is greater than its last.
+    #[error("port range {first}-{last} is reversed; write {last}-{first}")]
+    ReversedPortRange {
+        /// First port as written.
+        first: u16,
+        /// Last port as written.
+        last: u16,
+    },
+    /// A host name (resolving names is a later feature).
+    #[error("host names are not supported yet (`{0}`); use an address, a CIDR, `loopback` or `*`")]
+    HostName(String),
+    /// An IPv6 address or prefix without brackets.
+    #[error("IPv6 addresses must be in brackets, as in \"tcp://[::1]:80\" or \"any://[fd00::/8]:*\" (in `{0}`)")]
+    UnbracketedIpv6(String),
+    /// Something in the host position that is no address.
+    #[error("invalid address `{0}` (IPv4 bare, IPv6 in brackets)")]
+    BadAddress(String),
+    /// A prefix length that is not a number or too long for the address family.
+    #[error("invalid prefix length in `{0}`; IPv4 takes /0 to /32, IPv6 /0 to /128")]
+    BadPrefix(String),
+    /// A CIDR with bits set after the prefix.
+    #[error("`{given}` has host bits set; did you mean `{suggestion}`?")]
+    HostBitsSet {
+        /// The CIDR as written.
+        given: String,
+        /// The network it probably means.
+        suggestion: String,
+    },
+    /// `0.0.0.0` or `::` as a single policy address: as a destination the kernel sends it to
+    /// loopback, so a rule naming it would never match what it seems to say.
+    #[error("`{0}` is the unspecified address, which as a destination means loopback; write `loopback` or `*`")]
+    UnspecifiedAddress(String),
+    /// A `unix` entry that is neither an absolute path nor `@name`.
+    #[error(
+        "unix path `{0}` is relative; use an absolute path glob, or @NAME for an abstract socket"
+    )]
+    RelativeUnixPath(String),
+    /// `**` inside a path component, as in `/a/b**`.
+    #[error("`**` must be a whole path component in `{0}`")]
+    BadDoubleStar(String),
+    /// A `.` or `..` component in a path glob.
+    #[error("unix path `{0}` must not contain `.` or `..` components")]
+    DotComponent(String),
+}
+
+fn did_you_mean(suggestion: Option<&'static str>) -> String {
+    match suggestion {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => String::new(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known key closest to `key`, if within edit distance 2.
+pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_basics() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("conect", "connect"), 1);
+        assert_eq!(edit_distance("deby", "deny"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn suggest_picks_nearest_within_two() {
+        assert_eq!(suggest("defualt", &["default", "deny"]), Some("default"));
+        assert_eq!(suggest("zzzzzz", &["default", "deny"]), None);
+    }
+
+    #[test]
+    fn unknown_key_message_has_hint() {
+        let k = PolicyErrorKind::UnknownKey {
+            key: "conect".into(),
+            suggestion: Some("connect"),
+        };
+        assert_eq!(
+            k.to_string(),
+            "unknown key `conect`; did you mean `connect`?"
+        );
+        let k = PolicyErrorKind::UnknownKey {
+            key: "zz".into(),
+            suggestion: None,
+        };
+        assert_eq!(k.to_string(), "unknown key `zz`");
+    }
+}

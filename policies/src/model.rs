@@ -1,0 +1,140 @@
+//! The loaded policy and the decisions it gives.
+
+use crate::endpoint::Endpoint;
+use crate::error::PolicyError;
+use crate::glob::UnixPattern;
+use crate::sockets::SocketRule;
+use crate::target::Request;
+
+/// What happens to a request that no rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Allow it (the policy only audits).
+    Allow,
+    /// Refuse it with `EPERM` (rule N4: the default).
+    Deny,
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Perform the call.
+    Allow,
+    /// Refuse the call with this errno (positive, e.g. `libc::EPERM`).
+    Deny {
+        /// The errno the call fails with.
+        errno: i32,
+    },
+}
+
+/// A verdict and the rule that gave it, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// Which rule decided: `deny[0].connect[1]`, `allow[2].unix[0]` (table index, entry
+    /// index, both from 0 in file order), `default`, `unspec` (an `AF_UNSPEC` connect), or
+    /// `invalid-target` (a unix path that is relative or still has `..`: refused).
+    pub rule: String,
+}
+
+/// The errnos a `[[deny]]` table may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Errno {
+    Eperm,
+    Econnrefused,
+    Eacces,
+    Enetunreach,
+    Ehostunreach,
+}
+
+impl Errno {
+    const ALL: [Errno; 5] = [
+        Errno::Eperm,
+        Errno::Econnrefused,
+        Errno::Eacces,
+        Errno::Enetunreach,
+        Errno::Ehostunreach,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Errno::Eperm => "EPERM",
+            Errno::Econnrefused => "ECONNREFUSED",
+            Errno::Eacces => "EACCES",
+            Errno::Enetunreach => "ENETUNREACH",
+            Errno::Ehostunreach => "EHOSTUNREACH",
+        }
+    }
+
+    pub(crate) fn value(self) -> i32 {
+        match self {
+            Errno::Eperm => libc::EPERM,
+            Errno::Econnrefused => libc::ECONNREFUSED,
+            Errno::Eacces => libc::EACCES,
+            Errno::Enetunreach => libc::ENETUNREACH,
+            Errno::Ehostunreach => libc::EHOSTUNREACH,
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Errno> {
+        Errno::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// One `[[allow]]` or `[[deny]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub(crate) connect: Vec<Endpoint>,
+    pub(crate) unix: Vec<UnixPattern>,
+    /// Only meaningful in `[[deny]]` tables.
+    pub(crate) errno: Errno,
+}
+
+/// A loaded, validated policy.
+///
+/// Build one with [`Policy::from_toml`]; ask it with [`Policy::evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub(crate) name: String,
+    pub(crate) default: Action,
+    pub(crate) sockets: Vec<SocketRule>,
+    pub(crate) deny: Vec<Rule>,
+    pub(crate) allow: Vec<Rule>,
+}
+
+impl Policy {
+    /// Parses and validates a policy. `origin` names the source in errors (a file path or
+    /// `builtin:NAME`). Keys the broker does not enforce yet are errors, never ignored.
+    pub fn from_toml(source: &str, origin: &str) -> Result<Policy, PolicyError> {
+        crate::parse::parse(source, origin)
+    }
+
+    /// The policy's `name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What happens when no rule matches (`deny` unless the policy says otherwise).
+    pub fn default_action(&self) -> Action {
+        self.default
+    }
+
+    /// The `socket()` allow-list (rule L2): the `[sockets] allow` entries, or the default
+    /// list (`unix:*`, `inet:stream`, `inet:dgram`, `inet6:stream`, `inet6:dgram`) when the
+    /// policy has no `[sockets]` table.
+    pub fn sockets(&self) -> &[SocketRule] {
+        &self.sockets
+    }
+
+    /// Decides one request. Pure and cheap; see [`Decision::rule`] for what it reports.
+    pub fn evaluate(&self, request: &Request) -> Decision {
+        crate::eval::evaluate(self, request)
+    }
+
+    /// The policy in canonical TOML (what `netjail policy show` prints): every key explicit,
+    /// endpoints and paths normalised. It parses back to an equivalent policy.
+    pub fn to_toml(&self) -> String {
+        crate::emit::to_toml(self)
+    }
+}

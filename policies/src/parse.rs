@@ -1,0 +1,268 @@
+//! From TOML text to a validated [`Policy`], with line/column errors.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use crate::endpoint;
+use crate::error::{suggest, PolicyError, PolicyErrorKind};
+use crate::glob;
+use crate::model::{Action, Errno, Policy, Rule};
+use crate::sockets;
+use crate::value::{Entries, Key, Source, Value};
+
+/// Top-level keys of this slice of the format.
+const TOP_KEYS: &[&str] = &["name", "default", "sockets", "allow", "deny"];
+const ALLOW_KEYS: &[&str] = &["connect", "unix"];
+const DENY_KEYS: &[&str] = &["connect", "unix", "errno"];
+const SOCKETS_KEYS: &[&str] = &["allow"];
+
+/// Keys of the full format (ARCHITECTURE.md) the broker does not enforce yet, as named in
+/// the error.
+fn not_enforced_top(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "ask" => "`[[ask]]`",
+        "ask_timeout" => "`ask_timeout`",
+        "limits" => "`[limits]`",
+        "extends" => "`extends`",
+        _ => return None,
+    })
+}
+
+fn not_enforced_rule(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "bind" => "`bind`",
+        "send" => "`send`",
+        _ => return None,
+    })
+}
+
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+    let src = Source { text, origin };
+    let doc = src.read()?;
+    let doc_span = doc.span();
+    let Value::Table(entries) = doc.into_inner() else {
+        let kind = PolicyErrorKind::Syntax("a policy must be a table".to_owned());
+        return Err(src.error(doc_span, kind));
+    };
+    let mut name = None;
+    let mut default = Action::Deny; // rule N4
+    let mut sockets = None;
+    let mut allow = Vec::new();
+    let mut deny = Vec::new();
+    for (key, value) in entries {
+        match key.get_ref().as_str() {
+            "name" => {
+                let (s, span) = string(&src, "name", value)?;
+                if s.is_empty() {
+                    return Err(src.error(span, PolicyErrorKind::EmptyName));
+                }
+                name = Some(s);
+            }
+            "default" => {
+                let (s, span) = string(&src, "default", value)?;
+                default = match s.as_str() {
+                    "deny" => Action::Deny,
+                    "allow" => Action::Allow,
+                    "ask" => {
+                        let what = "`default = \"ask\"`".to_owned();
+                        return Err(src.error(span, PolicyErrorKind::NotEnforcedYet { what }));
+                    }
+                    _ => return Err(src.error(span, PolicyErrorKind::UnknownDefault(s))),
+                };
+            }
+            "sockets" => sockets = Some(parse_sockets(&src, value)?),
+            "allow" => allow = parse_rules(&src, "allow", value)?,
+            "deny" => deny = parse_rules(&src, "deny", value)?,
+            other => return Err(unknown(&src, &key, not_enforced_top(other), TOP_KEYS)),
+        }
+    }
+    let Some(name) = name else {
+        return Err(src.error(0..0, PolicyErrorKind::MissingKey("name")));
+    };
+    Ok(Policy {
+        name,
+        default,
+        sockets: sockets.unwrap_or_else(sockets::default_list),
+        deny,
+        allow,
+    })
+}
+
+/// The error for a key that is not taken here: not enforced yet, or unknown.
+fn unknown(
+    src: &Source<'_>,
+    key: &Key,
+    not_enforced: Option<&'static str>,
+    known: &[&'static str],
+) -> PolicyError {
+    let kind = match not_enforced {
+        Some(what) => PolicyErrorKind::NotEnforcedYet {
+            what: what.to_owned(),
+        },
+        None => PolicyErrorKind::UnknownKey {
+            key: key.get_ref().clone(),
+            suggestion: suggest(key.get_ref(), known),
+        },
+    };
+    src.error(key.span(), kind)
+}
+
+fn wrong_type(
+    src: &Source<'_>,
+    key: &str,
+    expected: &'static str,
+    value: &Spanned<Value>,
+) -> PolicyError {
+    let kind = PolicyErrorKind::WrongType {
+        key: key.to_owned(),
+        expected,
+        found: value.get_ref().type_name(),
+    };
+    src.error(value.span(), kind)
+}
+
+fn string(
+    src: &Source<'_>,
+    key: &str,
+    value: Spanned<Value>,
+) -> Result<(String, Range<usize>), PolicyError> {
+    let span = value.span();
+    match value.into_inner() {
+        Value::String(s) => Ok((s, span)),
+        other => Err(wrong_type(src, key, "a string", &Spanned::new(span, other))),
+    }
+}
+
+/// An array of strings, each with its own span.
+fn strings(
+    src: &Source<'_>,
+    key: &str,
+    value: Spanned<Value>,
+) -> Result<Vec<(String, Range<usize>)>, PolicyError> {
+    let span = value.span();
+    let Value::Array(items) = value.into_inner() else {
+        return Err(src.error(
+            span.clone(),
+            PolicyErrorKind::WrongType {
+                key: key.to_owned(),
+                expected: "an array of strings",
+                found: "a single value; put it in [ ]",
+            },
+        ));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| string(src, &format!("{key}[{i}]"), item))
+        .collect()
+}
+
+fn table(
+    src: &Source<'_>,
+    key: &str,
+    expected: &'static str,
+    value: Spanned<Value>,
+) -> Result<(Entries, Range<usize>), PolicyError> {
+    let span = value.span();
+    match value.into_inner() {
+        Value::Table(entries) => Ok((entries, span)),
+        other => Err(wrong_type(src, key, expected, &Spanned::new(span, other))),
+    }
+}
+
+fn parse_sockets(
+    src: &Source<'_>,
+    value: Spanned<Value>,
+) -> Result<Vec<sockets::SocketRule>, PolicyError> {
+    let (entries, span) = table(src, "sockets", "a table ([sockets])", value)?;
+    let mut list = None;
+    for (key, value) in entries {
+        match key.get_ref().as_str() {
+            "allow" => {
+                let mut rules = Vec::new();
+                for (s, span) in strings(src, "allow", value)? {
+                    rules.push(sockets::parse(&s).map_err(|k| src.error(span, k))?);
+                }
+                list = Some(rules);
+            }
+            _ => return Err(unknown(src, &key, None, SOCKETS_KEYS)),
+        }
+    }
+    list.ok_or_else(|| src.error(span, PolicyErrorKind::MissingKey("sockets.allow")))
+}
+
+fn parse_rules(
+    src: &Source<'_>,
+    table_name: &'static str,
+    value: Spanned<Value>,
+) -> Result<Vec<Rule>, PolicyError> {
+    let expected = match table_name {
+        "deny" => "an array of tables ([[deny]])",
+        _ => "an array of tables ([[allow]])",
+    };
+    let span = value.span();
+    let items = match value.into_inner() {
+        Value::Array(items) => items,
+        other => {
+            return Err(wrong_type(
+                src,
+                table_name,
+                expected,
+                &Spanned::new(span, other),
+            ))
+        }
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let (entries, span) = table(src, &format!("{table_name}[{i}]"), "a table", item)?;
+            parse_rule(src, table_name, entries, span)
+        })
+        .collect()
+}
+
+fn parse_rule(
+    src: &Source<'_>,
+    table_name: &'static str,
+    entries: Entries,
+    span: Range<usize>,
+) -> Result<Rule, PolicyError> {
+    let is_deny = table_name == "deny";
+    let mut rule = Rule {
+        connect: Vec::new(),
+        unix: Vec::new(),
+        errno: Errno::Eperm,
+    };
+    for (key, value) in entries {
+        match key.get_ref().as_str() {
+            "connect" => {
+                for (s, span) in strings(src, "connect", value)? {
+                    rule.connect
+                        .push(endpoint::parse(&s).map_err(|k| src.error(span, k))?);
+                }
+            }
+            "unix" => {
+                for (s, span) in strings(src, "unix", value)? {
+                    rule.unix
+                        .push(glob::parse(&s).map_err(|k| src.error(span, k))?);
+                }
+            }
+            "errno" if is_deny => {
+                let (s, span) = string(src, "errno", value)?;
+                rule.errno = Errno::from_name(&s)
+                    .ok_or_else(|| src.error(span, PolicyErrorKind::UnknownErrno(s)))?;
+            }
+            "errno" => return Err(src.error(key.span(), PolicyErrorKind::ErrnoOutsideDeny)),
+            other => {
+                let known = if is_deny { DENY_KEYS } else { ALLOW_KEYS };
+                return Err(unknown(src, &key, not_enforced_rule(other), known));
+            }
+        }
+    }
+    if rule.connect.is_empty() && rule.unix.is_empty() {
+        return Err(src.error(span, PolicyErrorKind::EmptyRule(table_name)));
+    }
+    Ok(rule)
+}

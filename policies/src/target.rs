@@ -1,0 +1,256 @@
+//! What the broker asks about: a [`Request`] naming an operation and its destination.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// One decision to make: an operation on a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The intercepted operation.
+    pub op: Op,
+    /// Where it goes, exactly as the program gave it (the evaluator normalises it).
+    pub target: Target,
+}
+
+/// The intercepted operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// `connect(2)`.
+    Connect,
+}
+
+/// The transport of an inet socket, from its type and protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// A stream socket (TCP).
+    Tcp,
+    /// A datagram socket (UDP).
+    Udp,
+    /// Anything else (SCTP, raw, ...); only `any://` endpoints match it.
+    Other,
+}
+
+/// A destination address, decoded from the `sockaddr` the program passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `AF_INET` / `AF_INET6`: the destination exactly as the program gave it.
+    Inet {
+        /// Transport of the socket.
+        proto: Proto,
+        /// Destination address and port.
+        addr: SocketAddr,
+    },
+    /// A filesystem unix socket: the path as resolved inside the sandbox's root (absolute).
+    UnixPath(PathBuf),
+    /// An abstract unix socket: the name without the leading NUL.
+    UnixAbstract(Vec<u8>),
+    /// `AF_UNSPEC` connect: dissolves a UDP association, never reaches the network.
+    Unspec,
+    /// Any other address family, by number.
+    OtherFamily(i32),
+}
+
+impl Target {
+    /// The form the policy is matched against, also the one to audit.
+    ///
+    /// - IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes the IPv4 address it is (rule N2).
+    /// - `0.0.0.0` becomes `127.0.0.1`, `::` becomes `::1`: the kernel sends a connect to the
+    ///   unspecified address to loopback.
+    /// - Unix paths lose empty and `.` components and any trailing `/`. `..` is kept: the
+    ///   broker hands over resolved paths, and the evaluator refuses one that still has `..`.
+    ///
+    /// The port, proto and (for IPv6 that stays IPv6) flow info and scope id are kept.
+    pub fn canonical(&self) -> Target {
+        match self {
+            Target::Inet { proto, addr } => Target::Inet {
+                proto: *proto,
+                addr: canonical_addr(*addr),
+            },
+            Target::UnixPath(p) => Target::UnixPath(canonical_path(p)),
+            other => other.clone(),
+        }
+    }
+}
+
+fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(canonical_v4(*v4.ip()), v4.port())),
+        SocketAddr::V6(mut v6) => {
+            if let Some(v4) = v6.ip().to_ipv4_mapped() {
+                SocketAddr::V4(SocketAddrV4::new(canonical_v4(v4), v6.port()))
+            } else {
+                if v6.ip().is_unspecified() {
+                    v6.set_ip(Ipv6Addr::LOCALHOST);
+                }
+                SocketAddr::V6(v6)
+            }
+        }
+    }
+}
+
+fn canonical_v4(ip: Ipv4Addr) -> Ipv4Addr {
+    if ip.is_unspecified() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        ip
+    }
+}
+
+/// The IP address a canonical target is matched as.
+#[cfg(test)]
+pub(crate) fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    canonical_addr(SocketAddr::new(ip, 0)).ip()
+}
+
+fn canonical_path(p: &Path) -> PathBuf {
+    let bytes = p.as_os_str().as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return p.to_path_buf();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    for comp in bytes.split(|b| *b == b'/') {
+        if comp.is_empty() || comp == b"." {
+            continue;
+        }
+        out.push(b'/');
+        out.extend_from_slice(comp);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Other => "other",
+        })
+    }
+}
+
+/// `tcp://127.0.0.1:80`, `udp://[::1]:53`, `unix:/run/x.sock`, `unix:@name`, `unspec`,
+/// `family:38`. Bytes that are not printable UTF-8 are written `\xNN`, a backslash `\\`.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Inet { proto, addr } => write!(f, "{proto}://{addr}"),
+            Target::UnixPath(p) => {
+                f.write_str("unix:")?;
+                write_escaped(f, p.as_os_str().as_bytes())
+            }
+            Target::UnixAbstract(name) => {
+                f.write_str("unix:@")?;
+                write_escaped(f, name)
+            }
+            Target::Unspec => f.write_str("unspec"),
+            Target::OtherFamily(n) => write!(f, "family:{n}"),
+        }
+    }
+}
+
+fn write_escaped(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                f.write_str("\\\\")?;
+            } else if c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    write!(f, "\\x{b:02x}")?;
+                }
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        for b in chunk.invalid() {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inet(addr: &str) -> Target {
+        Target::Inet {
+            proto: Proto::Tcp,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn s_n2_mapped_v6_is_canonically_v4() {
+        assert_eq!(
+            inet("[::ffff:10.1.2.3]:80").canonical(),
+            inet("10.1.2.3:80")
+        );
+        assert_eq!(
+            inet("[::ffff:127.0.0.1]:80").canonical(),
+            inet("127.0.0.1:80")
+        );
+    }
+
+    #[test]
+    fn unspecified_destinations_are_loopback() {
+        assert_eq!(inet("0.0.0.0:80").canonical(), inet("127.0.0.1:80"));
+        assert_eq!(inet("[::]:80").canonical(), inet("[::1]:80"));
+        assert_eq!(
+            inet("[::ffff:0.0.0.0]:80").canonical(),
+            inet("127.0.0.1:80")
+        );
+    }
+
+    #[test]
+    fn canonical_keeps_v6_scope() {
+        assert_eq!(inet("[fe80::1%3]:80").canonical(), inet("[fe80::1%3]:80"));
+        assert_eq!(inet("[::%3]:80").canonical(), inet("[::1%3]:80"));
+    }
+
+    #[test]
+    fn canonical_unix_path_drops_empty_and_dot_components() {
+        let t = Target::UnixPath("//run/./user//1000/bus/".into()).canonical();
+        assert_eq!(t, Target::UnixPath("/run/user/1000/bus".into()));
+        let t = Target::UnixPath("/a/../b".into()).canonical();
+        assert_eq!(t, Target::UnixPath("/a/../b".into()));
+        assert_eq!(
+            Target::UnixPath("/".into()).canonical(),
+            Target::UnixPath("/".into())
+        );
+        assert_eq!(
+            Target::UnixPath("rel/x".into()).canonical(),
+            Target::UnixPath("rel/x".into())
+        );
+    }
+
+    #[test]
+    fn display_forms() {
+        assert_eq!(inet("127.0.0.1:80").to_string(), "tcp://127.0.0.1:80");
+        let udp = Target::Inet {
+            proto: Proto::Udp,
+            addr: "[::1]:53".parse().unwrap(),
+        };
+        assert_eq!(udp.to_string(), "udp://[::1]:53");
+        assert_eq!(
+            Target::UnixPath("/run/x.sock".into()).to_string(),
+            "unix:/run/x.sock"
+        );
+        assert_eq!(
+            Target::UnixAbstract(b"abstract".to_vec()).to_string(),
+            "unix:@abstract"
+        );
+        assert_eq!(
+            Target::UnixAbstract(b"a\0b\\\xff".to_vec()).to_string(),
+            "unix:@a\\x00b\\\\\\xff"
+        );
+        assert_eq!(Target::OtherFamily(38).to_string(), "family:38");
+        assert_eq!(Target::Unspec.to_string(), "unspec");
+    }
+}

@@ -1,0 +1,402 @@
+//! Every load error, with its line and column.
+
+use netjail_policy::{Policy, PolicyError, PolicyErrorKind as K};
+
+fn err(src: &str) -> PolicyError {
+    match Policy::from_toml(src, "t.toml") {
+        Ok(p) => panic!("expected an error, got {p:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts kind, line and column of the error `src` produces.
+#[track_caller]
+fn at(src: &str, line: usize, col: usize, kind: K) {
+    let e = err(src);
+    assert_eq!((e.line, e.col, &e.kind), (line, col, &kind), "{e}");
+}
+
+#[test]
+fn display_is_origin_line_col_message() {
+    let e = err("name = \"x\"\nbogus = 1\n");
+    assert_eq!(e.to_string(), "t.toml:2:1: unknown key `bogus`");
+    let e = Policy::from_toml("name = 1", "builtin:x").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "builtin:x:1:8: `name` must be a string, found an integer"
+    );
+}
+
+#[test]
+fn syntax_errors_point_into_the_text() {
+    let e = err("name = \"x\"\n[[allow]\nconnect = []\n");
+    assert!(matches!(e.kind, K::Syntax(_)), "{e}");
+    assert_eq!((e.line, e.col), (2, 8));
+    assert!(!e.to_string().contains('\n'), "one line: {e}");
+
+    let e = err("name = \"x\"\nname = \"y\"\n");
+    assert!(
+        matches!(e.kind, K::Syntax(ref m) if m.contains("duplicate")),
+        "{e}"
+    );
+    assert_eq!((e.line, e.col), (2, 1));
+
+    let e = err("name = \"x\"\ndefault = \"deny\n");
+    assert!(matches!(e.kind, K::Syntax(_)), "{e}");
+    assert_eq!(e.line, 2);
+}
+
+#[test]
+fn datetime_value() {
+    at("name = \"x\"\n  default = 1979-05-27\n", 2, 13, K::DateTime);
+}
+
+#[test]
+fn unknown_keys_with_and_without_hint() {
+    at(
+        "name = \"x\"\ndefualt = \"deny\"\n",
+        2,
+        1,
+        K::UnknownKey {
+            key: "defualt".into(),
+            suggestion: Some("default"),
+        },
+    );
+    at(
+        "name = \"x\"\n[[allow]]\n  conect = [\"tcp://*:1\"]\n",
+        3,
+        3,
+        K::UnknownKey {
+            key: "conect".into(),
+            suggestion: Some("connect"),
+        },
+    );
+    at(
+        "name = \"x\"\n[[deny]]\nerrnoo = \"EPERM\"\n",
+        3,
+        1,
+        K::UnknownKey {
+            key: "errnoo".into(),
+            suggestion: Some("errno"),
+        },
+    );
+    at(
+        "name = \"x\"\n[sockets]\nalow = []\n",
+        3,
+        1,
+        K::UnknownKey {
+            key: "alow".into(),
+            suggestion: Some("allow"),
+        },
+    );
+    at(
+        "name = \"x\"\n[frobnicate]\n",
+        2,
+        2,
+        K::UnknownKey {
+            key: "frobnicate".into(),
+            suggestion: None,
+        },
+    );
+    // Inline and dotted keys point at the key too.
+    at(
+        "name = \"x\"\nallow = [{ connect = [\"tcp://*:1\"], porty = 1 }]\n",
+        2,
+        37,
+        K::UnknownKey {
+            key: "porty".into(),
+            suggestion: None,
+        },
+    );
+}
+
+#[test]
+fn keys_not_enforced_yet_are_refused_by_name() {
+    let ne = |what: &str| K::NotEnforcedYet { what: what.into() };
+    at(
+        "name = \"x\"\n[[ask]]\nconnect = [\"tcp://*:443\"]\n",
+        2,
+        3,
+        ne("`[[ask]]`"),
+    );
+    at(
+        "name = \"x\"\ndefault = \"ask\"\n",
+        2,
+        11,
+        ne("`default = \"ask\"`"),
+    );
+    at(
+        "name = \"x\"\nask_timeout = \"30s\"\n",
+        2,
+        1,
+        ne("`ask_timeout`"),
+    );
+    at(
+        "name = \"x\"\n[limits]\nmax_connections = -1\n",
+        2,
+        2,
+        ne("`[limits]`"),
+    );
+    at(
+        "extends = \"deny-all\"\nname = \"x\"\n",
+        1,
+        1,
+        ne("`extends`"),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nconnect = [\"tcp://*:1\"]\nbind = [\"tcp://127.0.0.1:0\"]\n",
+        4,
+        1,
+        ne("`bind`"),
+    );
+    at(
+        "name = \"x\"\n[[deny]]\n send = [\"udp://*:53\"]\n",
+        3,
+        2,
+        ne("`send`"),
+    );
+    let e = err("name = \"x\"\n[[allow]]\nbind = []\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:1: `bind` is not enforced yet; remove it (netjail refuses rules it would ignore)"
+    );
+}
+
+#[test]
+fn missing_and_empty_name() {
+    at("default = \"deny\"\n", 1, 1, K::MissingKey("name"));
+    at("", 1, 1, K::MissingKey("name"));
+    at("name = \"\"\n", 1, 8, K::EmptyName);
+}
+
+#[test]
+fn wrong_types() {
+    let wt = |key: &str, expected: &'static str, found: &'static str| K::WrongType {
+        key: key.into(),
+        expected,
+        found,
+    };
+    at("name = true\n", 1, 8, wt("name", "a string", "a boolean"));
+    at(
+        "name = \"x\"\ndefault = 1.5\n",
+        2,
+        11,
+        wt("default", "a string", "a float"),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nconnect = [\"tcp://*:1\", 7]\n",
+        3,
+        25,
+        wt("connect[1]", "a string", "an integer"),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nunix = \"/run/x\"\n",
+        3,
+        8,
+        wt(
+            "unix",
+            "an array of strings",
+            "a single value; put it in [ ]",
+        ),
+    );
+    at(
+        "name = \"x\"\n[allow]\nconnect = []\n",
+        2,
+        1,
+        wt("allow", "an array of tables ([[allow]])", "a table"),
+    );
+    at(
+        "name = \"x\"\ndeny = [1]\n",
+        2,
+        9,
+        wt("deny[0]", "a table", "an integer"),
+    );
+    at(
+        "name = \"x\"\nsockets = []\n",
+        2,
+        11,
+        wt("sockets", "a table ([sockets])", "an array"),
+    );
+    at(
+        "name = \"x\"\n[[deny]]\nconnect = [\"tcp://*:1\"]\nerrno = 1\n",
+        4,
+        9,
+        wt("errno", "a string", "an integer"),
+    );
+}
+
+#[test]
+fn bad_default_and_errno() {
+    at(
+        "name = \"x\"\ndefault = \"Deny\"\n",
+        2,
+        11,
+        K::UnknownDefault("Deny".into()),
+    );
+    at(
+        "name = \"x\"\n[[deny]]\nconnect = [\"tcp://*:1\"]\nerrno = \"ENOENT\"\n",
+        4,
+        9,
+        K::UnknownErrno("ENOENT".into()),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nconnect = [\"tcp://*:1\"]\nerrno = \"EPERM\"\n",
+        4,
+        1,
+        K::ErrnoOutsideDeny,
+    );
+}
+
+#[test]
+fn rule_tables_need_an_entry() {
+    at("name = \"x\"\n\n[[allow]]\n", 3, 1, K::EmptyRule("allow"));
+    at(
+        "name = \"x\"\n[[deny]]\nerrno = \"EACCES\"\n",
+        2,
+        1,
+        K::EmptyRule("deny"),
+    );
+    at(
+        "name = \"x\"\n[[deny]]\nconnect = []\nunix = []\n",
+        2,
+        1,
+        K::EmptyRule("deny"),
+    );
+}
+
+#[test]
+fn s_l2_socket_entry_errors() {
+    at(
+        "name = \"x\"\n[sockets]\nallow = [\"inet:stream\", \"bluetooth:*\"]\n",
+        3,
+        25,
+        K::UnknownFamily("bluetooth".into()),
+    );
+    at(
+        "name = \"x\"\n[sockets]\nallow = [\"inet:rdm\"]\n",
+        3,
+        10,
+        K::UnknownSocketType("rdm".into()),
+    );
+    at(
+        "name = \"x\"\n[sockets]\nallow = [\"inet\"]\n",
+        3,
+        10,
+        K::BadSocketEntry("inet".into()),
+    );
+    at(
+        "name = \"x\"\n\n[sockets]\n",
+        3,
+        1,
+        K::MissingKey("sockets.allow"),
+    );
+}
+
+/// One endpoint error: `entry` is the second entry of line 3, which starts at column 25.
+#[track_caller]
+fn endpoint_err(entry: &str, kind: K) {
+    let src = format!("name = \"x\"\n[[allow]]\nconnect = [\"tcp://*:1\", \"{entry}\"]\n");
+    at(&src, 3, 25, kind);
+}
+
+#[test]
+fn endpoint_errors_point_at_the_entry() {
+    endpoint_err(
+        "tcp://10.0.0.1/8:443",
+        K::HostBitsSet {
+            given: "10.0.0.1/8".into(),
+            suggestion: "10.0.0.0/8".into(),
+        },
+    );
+    endpoint_err("tcp://10.0.0.0/33:443", K::BadPrefix("10.0.0.0/33".into()));
+    endpoint_err("tcp://[fd00::/129]:443", K::BadPrefix("fd00::/129".into()));
+    endpoint_err("tcp://*:70000", K::PortOutOfRange("70000".into()));
+    endpoint_err(
+        "tcp://*:80-79",
+        K::ReversedPortRange {
+            first: 80,
+            last: 79,
+        },
+    );
+    endpoint_err("tcp://*:http", K::BadPort("http".into()));
+    endpoint_err(
+        "tcp://*.example.com:443",
+        K::HostName("*.example.com".into()),
+    );
+    endpoint_err("tcp://localhost:80", K::HostName("localhost".into()));
+    endpoint_err("tcp://::1:80", K::UnbracketedIpv6("tcp://::1:80".into()));
+    endpoint_err("tcp://999.1.1.1:80", K::BadAddress("999.1.1.1".into()));
+    endpoint_err("tcp://0.0.0.0:80", K::UnspecifiedAddress("0.0.0.0".into()));
+    endpoint_err("quic://*:443", K::UnknownProto("quic".into()));
+    endpoint_err("tcp://1.2.3.4", K::MissingPort("tcp://1.2.3.4".into()));
+    endpoint_err("1.2.3.4:80", K::BadEndpoint("1.2.3.4:80".into()));
+}
+
+#[test]
+fn messages_are_helpful() {
+    let e = err("name = \"x\"\n[[allow]]\nconnect = [\"tcp://10.0.0.1/8:443\"]\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:12: `10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?"
+    );
+    let e = err("name = \"x\"\n[[allow]]\nconnect = [\"tcp://*.example.com:443\"]\n");
+    assert!(
+        e.to_string().contains("host names are not supported yet"),
+        "{e}"
+    );
+    let e = err("name = \"x\"\n[[allow]]\nconnect = [\"tcp://fd00::1:443\"]\n");
+    assert!(e.to_string().contains("must be in brackets"), "{e}");
+}
+
+#[test]
+fn unix_entry_errors_point_at_the_entry() {
+    at(
+        "name = \"x\"\n[[allow]]\nunix = [\"/ok\", \"run/x.sock\"]\n",
+        3,
+        16,
+        K::RelativeUnixPath("run/x.sock".into()),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nunix = [\"/a/b**\"]\n",
+        3,
+        9,
+        K::BadDoubleStar("/a/b**".into()),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nunix = [\"/a/../b\"]\n",
+        3,
+        9,
+        K::DotComponent("/a/../b".into()),
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    at(
+        "name = \"é\"\n[[allow]]\nunix = [\"/é\", \"x\"]\n",
+        3,
+        15,
+        K::RelativeUnixPath("x".into()),
+    );
+}
+
+#[test]
+fn the_first_error_in_file_order_wins() {
+    at(
+        "name = \"x\"\n[[allow]]\nconnect = [\"bad\"]\n[[deny]]\nbogus = 1\n",
+        3,
+        12,
+        K::BadEndpoint("bad".into()),
+    );
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let src = format!(
+        "name = \"x\"\nk = {}{}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let e = err(&src);
+    assert_eq!(e.line, 2, "{e}");
+}

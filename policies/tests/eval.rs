@@ -1,0 +1,501 @@
+//! Evaluation: which rule decides, normalisation, built-ins, canonical output.
+
+use netjail_policy::{
+    builtin, builtin_names, Action, Decision, Op, Policy, Proto, Request, SocketRule, Target,
+    Verdict,
+};
+
+const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
+
+fn policy(src: &str) -> Policy {
+    Policy::from_toml(src, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn inet(proto: Proto, addr: &str) -> Request {
+    Request {
+        op: Op::Connect,
+        target: Target::Inet {
+            proto,
+            addr: addr.parse().unwrap(),
+        },
+    }
+}
+
+fn tcp(addr: &str) -> Request {
+    inet(Proto::Tcp, addr)
+}
+
+fn req(target: Target) -> Request {
+    Request {
+        op: Op::Connect,
+        target,
+    }
+}
+
+fn path(p: &str) -> Request {
+    req(Target::UnixPath(p.into()))
+}
+
+fn abs(name: &[u8]) -> Request {
+    req(Target::UnixAbstract(name.to_vec()))
+}
+
+#[track_caller]
+fn decides(p: &Policy, r: &Request, verdict: Verdict, rule: &str) {
+    assert_eq!(
+        p.evaluate(r),
+        Decision {
+            verdict,
+            rule: rule.into()
+        },
+        "{}",
+        r.target
+    );
+}
+
+const WEB: &str = r#"
+name = "web-client"
+default = "deny"
+
+[[deny]]
+connect = ["tcp://169.254.169.254:*"]
+
+[[deny]]
+errno = "ECONNREFUSED"
+connect = ["any://10.9.0.0/16:*", "tcp://10.0.0.0/8:22"]
+unix = ["/run/docker.sock"]
+
+[[allow]]
+connect = ["tcp://127.0.0.1:8080", "tcp://[::1]:8080", "tcp://10.0.0.0/8:443", "udp://127.0.0.53:53"]
+
+[[allow]]
+connect = ["tcp://10.0.0.0/8:*"]
+unix = ["/tmp/.X11-unix/X*", "/run/user/*/bus", "/run/**", "@dbus-*"]
+"#;
+
+#[test]
+fn rule_names_give_table_and_entry_index() {
+    let p = policy(WEB);
+    decides(
+        &p,
+        &tcp("127.0.0.1:8080"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &p,
+        &tcp("[::1]:8080"),
+        Verdict::Allow,
+        "allow[0].connect[1]",
+    );
+    decides(
+        &p,
+        &tcp("10.1.1.1:443"),
+        Verdict::Allow,
+        "allow[0].connect[2]",
+    );
+    decides(
+        &p,
+        &inet(Proto::Udp, "127.0.0.53:53"),
+        Verdict::Allow,
+        "allow[0].connect[3]",
+    );
+    decides(
+        &p,
+        &tcp("10.1.1.1:444"),
+        Verdict::Allow,
+        "allow[1].connect[0]",
+    );
+    decides(
+        &p,
+        &path("/run/user/1000/bus"),
+        Verdict::Allow,
+        "allow[1].unix[1]",
+    );
+    decides(&p, &path("/run/a/b/c"), Verdict::Allow, "allow[1].unix[2]");
+    decides(&p, &abs(b"dbus-xyz"), Verdict::Allow, "allow[1].unix[3]");
+    decides(&p, &tcp("192.0.2.1:443"), EPERM, "default");
+    decides(&p, &inet(Proto::Udp, "127.0.0.1:8080"), EPERM, "default");
+}
+
+#[test]
+fn deny_beats_allow_with_its_errno() {
+    let p = policy(WEB);
+    decides(&p, &tcp("169.254.169.254:80"), EPERM, "deny[0].connect[0]");
+    let refused = Verdict::Deny {
+        errno: libc::ECONNREFUSED,
+    };
+    // Also listed in allow[0] / allow[1]: deny wins.
+    decides(&p, &tcp("10.9.1.1:443"), refused, "deny[1].connect[0]");
+    decides(&p, &tcp("10.1.1.1:22"), refused, "deny[1].connect[1]");
+    decides(&p, &path("/run/docker.sock"), refused, "deny[1].unix[0]");
+    decides(&p, &path("/run//./docker.sock"), refused, "deny[1].unix[0]");
+}
+
+#[test]
+fn every_deny_errno() {
+    for (name, errno) in [
+        ("EPERM", libc::EPERM),
+        ("ECONNREFUSED", libc::ECONNREFUSED),
+        ("EACCES", libc::EACCES),
+        ("ENETUNREACH", libc::ENETUNREACH),
+        ("EHOSTUNREACH", libc::EHOSTUNREACH),
+    ] {
+        let p = policy(&format!(
+            "name = \"e\"\ndefault = \"allow\"\n[[deny]]\nerrno = \"{name}\"\nconnect = [\"tcp://*:*\"]\n"
+        ));
+        decides(
+            &p,
+            &tcp("1.2.3.4:5"),
+            Verdict::Deny { errno },
+            "deny[0].connect[0]",
+        );
+        assert!(p.to_toml().contains(&format!("errno = \"{name}\"")));
+    }
+}
+
+#[test]
+fn s_n4_default_is_deny_when_unset() {
+    let p = policy("name = \"n\"\n");
+    assert_eq!(p.default_action(), Action::Deny);
+    decides(&p, &tcp("127.0.0.1:80"), EPERM, "default");
+    decides(&p, &path("/run/x"), EPERM, "default");
+}
+
+#[test]
+fn default_allow_audits_everything_else() {
+    let p = policy("name = \"a\"\ndefault = \"allow\"\n");
+    assert_eq!(p.default_action(), Action::Allow);
+    decides(&p, &tcp("8.8.8.8:53"), Verdict::Allow, "default");
+}
+
+#[test]
+fn s_n2_loopback_keyword_covers_mapped_v6() {
+    let p = policy("name = \"l\"\n[[allow]]\nconnect = [\"tcp://loopback:*\"]\n");
+    for a in [
+        "127.0.0.1:1",
+        "127.1.2.3:1",
+        "[::1]:1",
+        "[::ffff:127.0.0.1]:1",
+        "[::ffff:127.200.0.1]:1",
+    ] {
+        decides(&p, &tcp(a), Verdict::Allow, "allow[0].connect[0]");
+    }
+    for a in [
+        "10.0.0.1:1",
+        "[::2]:1",
+        "[::ffff:10.0.0.1]:1",
+        "[fe80::1]:1",
+    ] {
+        decides(&p, &tcp(a), EPERM, "default");
+    }
+}
+
+#[test]
+fn s_n2_mapped_policy_prefix_is_the_v4_network() {
+    let p = policy("name = \"l\"\n[[allow]]\nconnect = [\"tcp://[::ffff:127.0.0.0/104]:*\"]\n");
+    assert!(
+        p.to_toml().contains("\"tcp://127.0.0.0/8:*\""),
+        "{}",
+        p.to_toml()
+    );
+    decides(
+        &p,
+        &tcp("127.3.3.3:9"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &p,
+        &tcp("[::ffff:127.3.3.3]:9"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(&p, &tcp("[::1]:9"), EPERM, "default");
+}
+
+#[test]
+fn mapped_destinations_cannot_dodge_a_v4_deny() {
+    let p = policy(
+        "name = \"m\"\ndefault = \"allow\"\n[[deny]]\nconnect = [\"any://169.254.0.0/16:*\"]\n",
+    );
+    decides(
+        &p,
+        &tcp("[::ffff:169.254.169.254]:80"),
+        EPERM,
+        "deny[0].connect[0]",
+    );
+    decides(
+        &p,
+        &tcp("[::ffff:a9fe:a9fe]:80"),
+        EPERM,
+        "deny[0].connect[0]",
+    );
+}
+
+#[test]
+fn unspecified_destinations_are_loopback() {
+    let p = policy(
+        "name = \"u\"\ndefault = \"allow\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:*\", \"tcp://[::1]:*\"]\n",
+    );
+    decides(&p, &tcp("0.0.0.0:80"), EPERM, "deny[0].connect[0]");
+    decides(&p, &tcp("[::ffff:0.0.0.0]:80"), EPERM, "deny[0].connect[0]");
+    decides(&p, &tcp("[::]:80"), EPERM, "deny[0].connect[1]");
+}
+
+#[test]
+fn port_ranges_at_their_bounds() {
+    let p = policy("name = \"p\"\n[[allow]]\nconnect = [\"tcp://*:1024-2048\", \"udp://*:0\", \"udp://*:65535\"]\n");
+    decides(
+        &p,
+        &tcp("1.1.1.1:1024"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &p,
+        &tcp("1.1.1.1:2048"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(&p, &tcp("1.1.1.1:1023"), EPERM, "default");
+    decides(&p, &tcp("1.1.1.1:2049"), EPERM, "default");
+    decides(
+        &p,
+        &inet(Proto::Udp, "1.1.1.1:0"),
+        Verdict::Allow,
+        "allow[0].connect[1]",
+    );
+    decides(
+        &p,
+        &inet(Proto::Udp, "1.1.1.1:65535"),
+        Verdict::Allow,
+        "allow[0].connect[2]",
+    );
+    decides(&p, &inet(Proto::Udp, "1.1.1.1:1"), EPERM, "default");
+}
+
+#[test]
+fn proto_any_covers_other_transports() {
+    let p = policy("name = \"p\"\n[[allow]]\nconnect = [\"tcp://*:1\", \"any://*:2\"]\n");
+    decides(&p, &inet(Proto::Other, "1.1.1.1:1"), EPERM, "default");
+    decides(
+        &p,
+        &inet(Proto::Other, "1.1.1.1:2"),
+        Verdict::Allow,
+        "allow[0].connect[1]",
+    );
+}
+
+#[test]
+fn unspec_is_always_allowed_and_other_families_get_the_default() {
+    let deny = policy("name = \"d\"\n");
+    decides(&deny, &req(Target::Unspec), Verdict::Allow, "unspec");
+    decides(
+        &deny,
+        &req(Target::OtherFamily(libc::AF_VSOCK)),
+        EPERM,
+        "default",
+    );
+    let allow = policy("name = \"a\"\ndefault = \"allow\"\n[[deny]]\nconnect = [\"any://*:*\"]\nunix = [\"/**\", \"@*\"]\n");
+    decides(&allow, &req(Target::Unspec), Verdict::Allow, "unspec");
+    decides(
+        &allow,
+        &req(Target::OtherFamily(38)),
+        Verdict::Allow,
+        "default",
+    );
+}
+
+#[test]
+fn s_d2_path_globs_and_abstract_names_are_separate() {
+    let p = policy("name = \"u\"\n[[allow]]\nunix = [\"/**\"]\n[[allow]]\nunix = [\"@x*\"]\n");
+    decides(
+        &p,
+        &path("/anything/at/all"),
+        Verdict::Allow,
+        "allow[0].unix[0]",
+    );
+    decides(&p, &abs(b"/anything"), EPERM, "default");
+    decides(&p, &abs(b"xyz"), Verdict::Allow, "allow[1].unix[0]");
+    decides(&p, &path("/xyz"), Verdict::Allow, "allow[0].unix[0]");
+    let only_abs = policy("name = \"u\"\n[[allow]]\nunix = [\"@*\"]\n");
+    decides(&only_abs, &path("/xyz"), EPERM, "default");
+}
+
+#[test]
+fn unix_globs_star_question_and_double_star() {
+    let p = policy(
+        "name = \"g\"\n[[allow]]\nunix = [\"/tmp/.X11-unix/X?\", \"/run/user/*/bus\", \"/srv/**/sock\"]\n",
+    );
+    decides(
+        &p,
+        &path("/tmp/.X11-unix/X0"),
+        Verdict::Allow,
+        "allow[0].unix[0]",
+    );
+    decides(&p, &path("/tmp/.X11-unix/X10"), EPERM, "default");
+    decides(
+        &p,
+        &path("/run/user/1000/bus"),
+        Verdict::Allow,
+        "allow[0].unix[1]",
+    );
+    decides(&p, &path("/run/user/1000/x/bus"), EPERM, "default");
+    decides(&p, &path("/srv/sock"), Verdict::Allow, "allow[0].unix[2]");
+    decides(
+        &p,
+        &path("/srv/a/b/c/sock"),
+        Verdict::Allow,
+        "allow[0].unix[2]",
+    );
+    decides(&p, &path("/srv/a/b/c/sock2"), EPERM, "default");
+}
+
+#[test]
+fn unresolved_unix_paths_fail_closed() {
+    let p = policy("name = \"a\"\ndefault = \"allow\"\n[[allow]]\nunix = [\"/**\"]\n");
+    decides(&p, &path("relative.sock"), EPERM, "invalid-target");
+    decides(
+        &p,
+        &path("/tmp/../run/docker.sock"),
+        EPERM,
+        "invalid-target",
+    );
+    decides(&p, &path("/tmp/..x/ok"), Verdict::Allow, "allow[0].unix[0]");
+}
+
+#[test]
+fn s_l2_sockets_default_and_explicit() {
+    let p = policy("name = \"s\"\n");
+    let rule = |family, sock_type| SocketRule { family, sock_type };
+    assert_eq!(
+        p.sockets(),
+        [
+            rule(libc::AF_UNIX, None),
+            rule(libc::AF_INET, Some(libc::SOCK_STREAM)),
+            rule(libc::AF_INET, Some(libc::SOCK_DGRAM)),
+            rule(libc::AF_INET6, Some(libc::SOCK_STREAM)),
+            rule(libc::AF_INET6, Some(libc::SOCK_DGRAM)),
+        ]
+    );
+    let p =
+        policy("name = \"s\"\n[sockets]\nallow = [\"vsock:stream\", \"netlink:raw\", \"42:*\"]\n");
+    assert_eq!(
+        p.sockets(),
+        [
+            rule(libc::AF_VSOCK, Some(libc::SOCK_STREAM)),
+            rule(libc::AF_NETLINK, Some(libc::SOCK_RAW)),
+            rule(42, None),
+        ]
+    );
+    let p = policy("name = \"s\"\n[sockets]\nallow = []\n");
+    assert!(p.sockets().is_empty());
+}
+
+#[test]
+fn builtins_parse_and_behave() {
+    assert_eq!(builtin_names(), ["allow-all", "deny-all", "loopback-only"]);
+    for name in builtin_names() {
+        let src = builtin(name).expect("listed built-in exists");
+        let p =
+            Policy::from_toml(src, &format!("builtin:{name}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.name(), *name);
+        let again = Policy::from_toml(&p.to_toml(), "shown").unwrap();
+        assert_eq!(again, p);
+    }
+    let get = |n: &str| Policy::from_toml(builtin(n).unwrap(), n).unwrap();
+
+    let deny_all = get("deny-all");
+    assert_eq!(deny_all.default_action(), Action::Deny);
+    decides(&deny_all, &tcp("127.0.0.1:80"), EPERM, "default");
+    decides(&deny_all, &path("/run/x"), EPERM, "default");
+
+    let lo = get("loopback-only");
+    decides(
+        &lo,
+        &tcp("127.0.0.1:80"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &lo,
+        &inet(Proto::Udp, "[::1]:53"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &lo,
+        &tcp("0.0.0.0:80"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &lo,
+        &tcp("[::ffff:127.0.0.1]:80"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(&lo, &tcp("1.1.1.1:80"), EPERM, "default");
+    decides(
+        &lo,
+        &path("/tmp/.X11-unix/X0"),
+        Verdict::Allow,
+        "allow[0].unix[0]",
+    );
+    decides(&lo, &abs(b"anything"), EPERM, "default");
+
+    let all = get("allow-all");
+    assert_eq!(all.default_action(), Action::Allow);
+    decides(&all, &tcp("1.1.1.1:80"), Verdict::Allow, "default");
+    assert!(builtin("jail").is_none());
+}
+
+#[test]
+fn to_toml_is_canonical_and_reparses() {
+    let p = policy(WEB);
+    let shown = p.to_toml();
+    let expected = r#"name = "web-client"
+default = "deny"
+
+[sockets]
+allow = ["unix:*", "inet:stream", "inet:dgram", "inet6:stream", "inet6:dgram"]
+
+[[deny]]
+errno = "EPERM"
+connect = ["tcp://169.254.169.254:*"]
+
+[[deny]]
+errno = "ECONNREFUSED"
+connect = ["any://10.9.0.0/16:*", "tcp://10.0.0.0/8:22"]
+unix = ["/run/docker.sock"]
+
+[[allow]]
+connect = ["tcp://127.0.0.1:8080", "tcp://[::1]:8080", "tcp://10.0.0.0/8:443", "udp://127.0.0.53:53"]
+
+[[allow]]
+connect = ["tcp://10.0.0.0/8:*"]
+unix = ["/tmp/.X11-unix/X*", "/run/user/*/bus", "/run/**", "@dbus-*"]
+"#;
+    assert_eq!(shown, expected);
+    let again = Policy::from_toml(&shown, "shown").unwrap();
+    assert_eq!(again, p);
+    assert_eq!(again.to_toml(), shown);
+}
+
+#[test]
+fn to_toml_escapes_strange_names() {
+    let p = policy(
+        "name = \"a \\\"quoted\\\" \\\\ name\\u0001\"\n[[allow]]\nunix = [\"@a\\u0000b\"]\n",
+    );
+    let again = Policy::from_toml(&p.to_toml(), "shown").unwrap();
+    assert_eq!(again, p);
+    assert_eq!(again.name(), "a \"quoted\" \\ name\u{1}");
+    decides(&again, &abs(b"a\0b"), Verdict::Allow, "allow[0].unix[0]");
+}
+
+#[test]
+fn inline_rule_tables_are_accepted() {
+    let p = policy("name = \"i\"\nallow = [{ connect = [\"tcp://*:1\"] }]\n");
+    decides(&p, &tcp("1.1.1.1:1"), Verdict::Allow, "allow[0].connect[0]");
+}

@@ -1,0 +1,329 @@
+//! Property tests: normalisation, canonical output, deny-beats-allow, parser robustness.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
+use proptest::prelude::*;
+use proptest::sample::select;
+
+// ---- generators ----------------------------------------------------------------------------
+
+/// IPv4 addresses biased towards the networks the generated policies name.
+fn v4() -> impl Strategy<Value = Ipv4Addr> {
+    prop_oneof![
+        any::<u32>().prop_map(Ipv4Addr::from),
+        (
+            select(vec![0u8, 1, 10, 127, 169, 192, 255]),
+            select(vec![0u8, 1, 254, 255]),
+            0..3u8,
+            0..3u8
+        )
+            .prop_map(|(a, b, c, d)| Ipv4Addr::new(a, b, c, d)),
+    ]
+}
+
+fn v6() -> impl Strategy<Value = Ipv6Addr> {
+    prop_oneof![
+        any::<u128>().prop_map(Ipv6Addr::from),
+        Just(Ipv6Addr::UNSPECIFIED),
+        Just(Ipv6Addr::LOCALHOST),
+        (select(vec![0xfd00u16, 0xfe80, 0x2001]), 0..3u16)
+            .prop_map(|(a, b)| Ipv6Addr::new(a, 0, 0, 0, 0, 0, 0, b)),
+        v4().prop_map(|a| a.to_ipv6_mapped()),
+    ]
+}
+
+fn port() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        select(vec![0u16, 1, 22, 53, 80, 443, 1023, 1024, 8080, 65535]),
+        any::<u16>()
+    ]
+}
+
+fn proto() -> impl Strategy<Value = Proto> {
+    select(vec![Proto::Tcp, Proto::Udp, Proto::Other])
+}
+
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("*".to_owned()),
+        Just("loopback".to_owned()),
+        v4().prop_filter("unspecified is refused", |a| !a.is_unspecified())
+            .prop_map(|a| a.to_string()),
+        (v4(), 0..=32u8).prop_filter_map("unspecified is refused", |(a, len)| {
+            let net = ipnet::Ipv4Net::new(a, len).unwrap().trunc();
+            (len < 32 || !a.is_unspecified()).then(|| net.to_string())
+        }),
+        v6().prop_filter("unspecified is refused", |a| !a.is_unspecified()
+            && a.to_ipv4_mapped() != Some(Ipv4Addr::UNSPECIFIED))
+            .prop_map(|a| format!("[{a}]")),
+        (v6(), 0..=128u8).prop_filter_map("unspecified is refused", |(a, len)| v6_net(a, len)),
+        (v4(), 96..=128u8).prop_filter_map("unspecified is refused", |(a, len)| v6_net(
+            a.to_ipv6_mapped(),
+            len
+        )),
+    ]
+}
+
+/// `[net]` for a truncated prefix, unless it is a single unspecified address (refused at load).
+fn v6_net(a: Ipv6Addr, len: u8) -> Option<String> {
+    let net = ipnet::Ipv6Net::new(a, len).unwrap().trunc();
+    let unspecified =
+        net.addr().is_unspecified() || net.addr().to_ipv4_mapped() == Some(Ipv4Addr::UNSPECIFIED);
+    (len < 128 || !unspecified).then(|| format!("[{net}]"))
+}
+
+fn ports() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("*".to_owned()),
+        port().prop_map(|p| p.to_string()),
+        (port(), port()).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+    ]
+}
+
+fn endpoint() -> impl Strategy<Value = String> {
+    (select(vec!["tcp", "udp", "any"]), host(), ports())
+        .prop_map(|(p, h, ports)| format!("{p}://{h}:{ports}"))
+}
+
+const COMPONENTS: &[&str] = &[
+    "run",
+    "tmp",
+    "user",
+    "1000",
+    "bus",
+    "x.sock",
+    ".X11-unix",
+    "X0",
+    "é",
+];
+
+fn unix_pattern() -> impl Strategy<Value = String> {
+    let comp = prop_oneof![
+        select(COMPONENTS).prop_map(str::to_owned),
+        Just("*".to_owned()),
+        Just("**".to_owned()),
+        Just("X?".to_owned()),
+        Just("*.sock".to_owned()),
+    ];
+    prop_oneof![
+        prop::collection::vec(comp, 0..4).prop_map(|c| format!("/{}", c.join("/"))),
+        "[a-z*?/-]{0,6}".prop_map(|s| format!("@{s}")),
+    ]
+}
+
+fn unix_target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        prop::collection::vec(select(COMPONENTS), 0..4)
+            .prop_map(|c| Target::UnixPath(format!("/{}", c.join("/")).into())),
+        "[a-z./-]{0,6}".prop_map(|s| Target::UnixAbstract(s.into_bytes())),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let target = prop_oneof![
+        4 => (proto(), v4(), port()).prop_map(|(proto, a, p)| Target::Inet { proto, addr: SocketAddr::new(a.into(), p) }),
+        4 => (proto(), v6(), port()).prop_map(|(proto, a, p)| Target::Inet { proto, addr: SocketAddr::new(a.into(), p) }),
+        2 => unix_target(),
+        1 => Just(Target::Unspec),
+        1 => (0..64i32).prop_map(Target::OtherFamily),
+    ];
+    target.prop_map(|target| Request {
+        op: Op::Connect,
+        target,
+    })
+}
+
+fn quoted(items: &[String]) -> String {
+    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", q.join(", "))
+}
+
+/// One rule table's body (never empty).
+fn rule_body(deny: bool) -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(endpoint(), 0..4),
+        prop::collection::vec(unix_pattern(), 0..3),
+        select(vec![
+            "",
+            "EPERM",
+            "ECONNREFUSED",
+            "EACCES",
+            "ENETUNREACH",
+            "EHOSTUNREACH",
+        ]),
+        endpoint(),
+    )
+        .prop_map(move |(mut connect, unix, errno, fallback)| {
+            if connect.is_empty() && unix.is_empty() {
+                connect.push(fallback);
+            }
+            let mut body = String::new();
+            if deny && !errno.is_empty() {
+                body += &format!("errno = \"{errno}\"\n");
+            }
+            if !connect.is_empty() {
+                body += &format!("connect = {}\n", quoted(&connect));
+            }
+            if !unix.is_empty() {
+                body += &format!("unix = {}\n", quoted(&unix));
+            }
+            body
+        })
+}
+
+fn policy_src() -> impl Strategy<Value = String> {
+    (
+        select(vec!["", "default = \"deny\"\n", "default = \"allow\"\n"]),
+        prop::collection::vec(rule_body(true), 0..3),
+        prop::collection::vec(rule_body(false), 0..4),
+    )
+        .prop_map(|(default, deny, allow)| {
+            let mut s = format!("name = \"prop\"\n{default}");
+            for d in deny {
+                s += &format!("\n[[deny]]\n{d}");
+            }
+            for a in allow {
+                s += &format!("\n[[allow]]\n{a}");
+            }
+            s
+        })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    policy_src().prop_map(|s| Policy::from_toml(&s, "prop").unwrap_or_else(|e| panic!("{e}\n{s}")))
+}
+
+fn connect(proto: Proto, addr: SocketAddr) -> Request {
+    Request {
+        op: Op::Connect,
+        target: Target::Inet { proto, addr },
+    }
+}
+
+// ---- properties ----------------------------------------------------------------------------
+
+proptest! {
+    /// N2: an IPv4 address and its IPv4-mapped IPv6 form are the same destination.
+    #[test]
+    fn s_n2_mapped_v6_evaluates_as_v4(p in policy(), a in v4(), port in port(), proto in proto()) {
+        let plain = p.evaluate(&connect(proto, SocketAddr::new(a.into(), port)));
+        let mapped = p.evaluate(&connect(proto, SocketAddr::new(a.to_ipv6_mapped().into(), port)));
+        prop_assert_eq!(plain, mapped);
+    }
+
+    /// The kernel sends a connect to 0.0.0.0 / :: to loopback; so does the evaluator.
+    #[test]
+    fn unspecified_evaluates_as_loopback(p in policy(), port in port(), proto in proto()) {
+        let v4 = |ip: Ipv4Addr| p.evaluate(&connect(proto, SocketAddr::new(ip.into(), port)));
+        let v6 = |ip: Ipv6Addr| p.evaluate(&connect(proto, SocketAddr::new(ip.into(), port)));
+        prop_assert_eq!(v4(Ipv4Addr::UNSPECIFIED), v4(Ipv4Addr::LOCALHOST));
+        prop_assert_eq!(v6(Ipv6Addr::UNSPECIFIED), v6(Ipv6Addr::LOCALHOST));
+    }
+
+    /// `policy show` output parses back to the same policy and is a fixed point.
+    #[test]
+    fn to_toml_round_trips(p in policy(), requests in prop::collection::vec(request(), 16)) {
+        let shown = p.to_toml();
+        let again = Policy::from_toml(&shown, "shown").map_err(|e| TestCaseError::fail(format!("{e}\n{shown}")))?;
+        prop_assert_eq!(&again, &p);
+        prop_assert_eq!(again.to_toml(), shown);
+        for r in &requests {
+            prop_assert_eq!(again.evaluate(r), p.evaluate(r));
+        }
+    }
+
+    /// Matching is on the canonical form, and canonicalising twice changes nothing.
+    #[test]
+    fn canonical_is_idempotent_and_what_is_matched(p in policy(), r in request()) {
+        let c = r.target.canonical();
+        prop_assert_eq!(c.canonical(), c.clone());
+        prop_assert_eq!(p.evaluate(&Request { op: r.op, target: c }), p.evaluate(&r));
+    }
+
+    /// A rule in a [[deny]] table always beats the same rule in [[allow]].
+    #[test]
+    fn deny_beats_allow(body in rule_body(false), default in select(vec!["deny", "allow"]), r in request()) {
+        let src = format!("name = \"d\"\ndefault = \"{default}\"\n[[allow]]\n{body}\n[[deny]]\n{body}");
+        let p = Policy::from_toml(&src, "d").unwrap();
+        let d = p.evaluate(&r);
+        prop_assert!(!d.rule.starts_with("allow"), "{} -> {:?}", r.target, d);
+        if d.rule.starts_with("deny") {
+            prop_assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
+        }
+    }
+
+    /// The verdict agrees with the rule that is named.
+    #[test]
+    fn rule_name_agrees_with_verdict(p in policy(), r in request()) {
+        let d = p.evaluate(&r);
+        match d.verdict {
+            Verdict::Allow => prop_assert!(d.rule.starts_with("allow[") || d.rule == "default" || d.rule == "unspec", "{:?}", d),
+            Verdict::Deny { .. } => prop_assert!(d.rule.starts_with("deny[") || d.rule == "default" || d.rule == "invalid-target", "{:?}", d),
+        }
+    }
+
+    /// A path glob without wildcards matches exactly that path.
+    #[test]
+    fn literal_unix_path_matches_only_itself(comps in prop::collection::vec("[a-z0-9._-]{1,5}", 1..4), other in prop::collection::vec("[a-z0-9._-]{1,5}", 1..4)) {
+        prop_assume!(comps.iter().chain(&other).all(|c| c != "." && c != ".."));
+        let path = format!("/{}", comps.join("/"));
+        let p = Policy::from_toml(&format!("name = \"u\"\n[[allow]]\nunix = [{path:?}]\n"), "u").unwrap();
+        let decide = |s: &str| p.evaluate(&Request { op: Op::Connect, target: Target::UnixPath(s.into()) }).verdict;
+        prop_assert_eq!(decide(&path), Verdict::Allow);
+        let other = format!("/{}", other.join("/"));
+        prop_assert_eq!(decide(&other) == Verdict::Allow, other == path);
+        prop_assert_ne!(decide(&format!("{path}/x")), Verdict::Allow);
+    }
+
+    /// `*` never crosses a `/`.
+    #[test]
+    fn star_stays_within_a_component(comps in prop::collection::vec("[a-z]{1,4}", 2..5)) {
+        let p = Policy::from_toml("name = \"s\"\n[[allow]]\nunix = [\"/*\", \"@*\"]\n", "s").unwrap();
+        let decide = |s: String| p.evaluate(&Request { op: Op::Connect, target: Target::UnixPath(s.into()) }).verdict;
+        prop_assert_eq!(decide(format!("/{}", comps[0])), Verdict::Allow);
+        prop_assert_ne!(decide(format!("/{}", comps.join("/"))), Verdict::Allow);
+    }
+
+    /// The parser never panics, and any error points inside (or just past) the text.
+    #[test]
+    fn parser_never_panics_on_arbitrary_text(s in any::<String>()) {
+        check_error_position(&s);
+    }
+
+    /// Nor on policy-shaped text with arbitrary entries.
+    #[test]
+    fn parser_never_panics_on_arbitrary_entries(
+        key in select(vec!["connect", "unix", "errno", "bind", "conect"]),
+        table in select(vec!["allow", "deny", "ask", "sockets"]),
+        entry in "[ -~é\u{0}]{0,40}",
+    ) {
+        let s = format!("name = \"x\"\n[[{table}]]\n{key} = [{entry:?}]\n");
+        check_error_position(&s);
+        let s = format!("name = \"x\"\n[sockets]\nallow = [{entry:?}]\n");
+        check_error_position(&s);
+    }
+
+    /// Endpoint-shaped noise is either accepted or refused, never a panic.
+    #[test]
+    fn parser_never_panics_on_endpoint_noise(entry in "(tcp|udp|any|x)://[\\[\\]0-9a-f:./*-]{0,30}:[0-9*-]{0,12}") {
+        let s = format!("name = \"x\"\n[[allow]]\nconnect = [{entry:?}]\n");
+        check_error_position(&s);
+    }
+}
+
+fn check_error_position(s: &str) {
+    if let Err(e) = Policy::from_toml(s, "noise") {
+        let lines = s.split('\n').count();
+        assert!(e.line >= 1 && e.line <= lines, "{e} (lines {lines})");
+        let line_chars = s
+            .split('\n')
+            .nth(e.line - 1)
+            .map_or(0, |l| l.chars().count());
+        assert!(
+            e.col >= 1 && e.col <= line_chars + 1,
+            "{e} (line has {line_chars} chars)"
+        );
+        assert!(!e.to_string().is_empty());
+    }
+}
