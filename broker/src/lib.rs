@@ -1,1 +1,121 @@
-//! placeholder
+//! netjail's broker: it receives the seccomp listeners of confined processes, decides each
+//! network call they make against their policy, and performs the allowed ones itself, on its
+//! own copy of the arguments (ARCHITECTURE.md, "Data flow of one call").
+//!
+//! The same library serves the daemon `netjaild` and the broker embedded in `netjail run`.
+//!
+//! ```no_run
+//! # async fn example(listener_fd: std::os::fd::OwnedFd) -> std::io::Result<()> {
+//! use netjail_broker::Broker;
+//! use netjail_policy::{builtin, Policy};
+//!
+//! let broker = Broker::new();
+//! let policy = Policy::from_toml(builtin("loopback-only").unwrap(), "builtin:loopback-only")
+//!     .expect("built-ins parse");
+//! // `listener_fd` is a seccomp listener made with SECCOMP_FILTER_FLAG_NEW_LISTENER.
+//! let id = broker.register("demo", 1234, policy, listener_fd)?;
+//! println!("registered {id}");
+//! # Ok(()) }
+//! ```
+
+mod audit;
+mod connect;
+mod decode;
+mod handler;
+pub mod logging;
+mod sandbox;
+mod server;
+mod sys;
+mod unix;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use netjail_policy::Policy;
+use netjail_protocol::SandboxId;
+
+pub use audit::TARGET as AUDIT_TARGET;
+pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
+pub use server::{bind_socket, serve};
+
+/// The broker: a set of sandboxes, each with a listener task.
+#[derive(Debug)]
+pub struct Broker {
+    next_id: AtomicU64,
+    sandboxes: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
+}
+
+/// Errors of [`Broker::register`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The fd is not a seccomp listener.
+    #[error("the fd given is not a seccomp listener (it is {0})")]
+    NotAListener(String),
+    /// The listener could not be watched.
+    #[error("cannot watch the listener: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Broker {
+    /// A broker with no sandboxes.
+    pub fn new() -> Arc<Broker> {
+        Arc::new(Broker {
+            next_id: AtomicU64::new(1),
+            sandboxes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes a sandbox's seccomp listener and starts deciding its calls. Must run inside a
+    /// tokio runtime; the sandbox leaves when every task of its filter has exited.
+    pub fn register(
+        self: &Arc<Self>,
+        name: &str,
+        pid: i32,
+        policy: Policy,
+        listener: OwnedFd,
+    ) -> Result<SandboxId, RegisterError> {
+        let what = std::fs::read_link(format!("/proc/self/fd/{}", {
+            use std::os::fd::AsRawFd;
+            listener.as_fd().as_raw_fd()
+        }))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+        if what != "anon_inode:seccomp notify" {
+            return Err(RegisterError::NotAListener(what));
+        }
+        let id = SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let sandbox = Arc::new(Sandbox::new(
+            id,
+            name.to_string(),
+            pid,
+            Arc::new(policy),
+            sys::async_fd(listener)?,
+        ));
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, sandbox.clone());
+        let broker = self.clone();
+        tokio::spawn(async move {
+            handler::listen(sandbox).await;
+            broker
+                .sandboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+        Ok(id)
+    }
+
+    /// Number of sandboxes registered now.
+    pub fn sandbox_count(&self) -> usize {
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}

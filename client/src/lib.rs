@@ -1,1 +1,23 @@
-//! placeholder
+//! netjail's client side: the confine step, the launcher behind `netjail run`, and the
+//! registration of a sandbox with a broker (or with a broker embedded in the launcher when
+//! none runs).
+//!
+//! ```no_run
+//! use netjail_client::launch::{run, Embedded, RunOptions};
+//!
+//! let status = run(RunOptions {
+//!     policy: "loopback-only".into(),
+//!     broker: "/run/netjail/broker.sock".into(),
+//!     embedded: Embedded::WhenNoBroker,
+//!     name: None,
+//!     command: vec!["curl".into(), "http://127.0.0.1:8080/".into()],
+//! })
+//! .expect("launch");
+//! println!("{status:?}");
+//! ```
+
+pub mod filter;
+pub mod launch;
+pub mod policy;
+pub mod remote;
+pub mod sys;

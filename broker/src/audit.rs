@@ -1,0 +1,68 @@
+//! Audit events: one structured `tracing` event per decision, under the target
+//! `netjail::audit`, so that a subscriber can route them apart from diagnostics.
+
+use netjail_protocol::SandboxId;
+
+/// The `tracing` target of every audit event.
+pub const TARGET: &str = "netjail::audit";
+
+/// Everything one decision event says.
+#[derive(Debug, Clone)]
+pub struct DecisionEvent<'a> {
+    /// The sandbox the call came from.
+    pub sandbox: SandboxId,
+    /// The sandbox's human name.
+    pub name: &'a str,
+    /// Thread id of the caller.
+    pub pid: u32,
+    /// Executable of the caller (best effort).
+    pub program: &'a str,
+    /// Operation: `connect`, ...
+    pub op: &'a str,
+    /// The destination as decided (`tcp://127.0.0.1:80`, `unix:/run/x.sock`), or empty.
+    pub endpoint: &'a str,
+    /// `allow` or `deny`; `error` when the call failed before a decision.
+    pub decision: &'a str,
+    /// The rule that decided (`allow[0].connect[1]`, `default`), or why nothing did.
+    pub rule: &'a str,
+    /// The errno the caller got (0 for success).
+    pub errno: i32,
+    /// Time from receiving the notification to sending the reply.
+    pub latency_us: u64,
+}
+
+/// Emits one decision event.
+pub fn decision(e: &DecisionEvent<'_>) {
+    tracing::info!(
+        target: TARGET,
+        sandbox = %e.sandbox,
+        name = e.name,
+        pid = e.pid,
+        program = e.program,
+        op = e.op,
+        endpoint = e.endpoint,
+        decision = e.decision,
+        rule = e.rule,
+        errno = e.errno,
+        latency_us = e.latency_us,
+        "decision"
+    );
+}
+
+/// Emits the event of a sandbox joining the broker.
+pub fn registered(sandbox: SandboxId, name: &str, pid: i32, policy: &str, peer_uid: Option<u32>) {
+    tracing::info!(
+        target: TARGET,
+        sandbox = %sandbox,
+        name,
+        pid,
+        policy,
+        peer_uid = peer_uid.map(i64::from).unwrap_or(-1),
+        "sandbox registered"
+    );
+}
+
+/// Emits the event of a sandbox leaving (every confined task has exited).
+pub fn retired(sandbox: SandboxId, name: &str, decisions: u64) {
+    tracing::info!(target: TARGET, sandbox = %sandbox, name, decisions, "sandbox retired");
+}

@@ -1,0 +1,59 @@
+//! A registered sandbox: its policy, its listener and its bounds.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use netjail_policy::Policy;
+use netjail_protocol::SandboxId;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Semaphore;
+
+/// Calls of one sandbox that the broker handles at once; more wait in the kernel, unanswered
+/// but not lost, so that one sandbox cannot take every thread of the broker (invariant 7).
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// A confined process tree known to the broker.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// Broker-wide id.
+    pub id: SandboxId,
+    /// Human name given at registration.
+    pub name: String,
+    /// Pid of the confined process as the registering client saw it.
+    pub pid: i32,
+    /// The policy every call is decided by.
+    pub policy: Arc<Policy>,
+    pub(crate) listener: AsyncFd<OwnedFd>,
+    pub(crate) in_flight: Arc<Semaphore>,
+    decisions: AtomicU64,
+}
+
+impl Sandbox {
+    pub(crate) fn new(
+        id: SandboxId,
+        name: String,
+        pid: i32,
+        policy: Arc<Policy>,
+        listener: AsyncFd<OwnedFd>,
+    ) -> Self {
+        Sandbox {
+            id,
+            name,
+            pid,
+            policy,
+            listener,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            decisions: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn count_decision(&self) {
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Number of calls decided so far.
+    pub fn decisions(&self) -> u64 {
+        self.decisions.load(Ordering::Relaxed)
+    }
+}

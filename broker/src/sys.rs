@@ -1,0 +1,307 @@
+//! Raw system calls of the broker: the seccomp notification ioctls, memory reads of the target,
+//! fd theft with `pidfd_getfd`, `openat2`, per-thread credentials and socket calls on byte
+//! buffers. Every fd the kernel returns is wrapped in an [`OwnedFd`] at once.
+//!
+//! This is the only module of the crate with `unsafe` code.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
+const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+
+/// One notification as the kernel delivers it (`struct seccomp_notif`).
+#[derive(Debug, Clone, Copy)]
+pub struct RawNotification {
+    /// Cookie of this notification, used in replies and `NOTIF_ID_VALID`.
+    pub id: u64,
+    /// Thread id of the caller, in the listener's pid namespace.
+    pub pid: u32,
+    /// System call number.
+    pub nr: i32,
+    /// `AUDIT_ARCH_*` value of the call.
+    pub arch: u32,
+    /// The six raw arguments.
+    pub args: [u64; 6],
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`. Blocks when nothing is pending (the ioctl ignores
+/// `O_NONBLOCK`): call it only after [`poll_in`] said the listener is readable.
+pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<RawNotification> {
+    let mut notif = MaybeUninit::<libc::seccomp_notif>::zeroed();
+    // SAFETY: the buffer is a zeroed `seccomp_notif` as the ioctl requires; the kernel writes at
+    // most `size_of::<seccomp_notif>()` bytes into it.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV as _,
+            notif.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: the ioctl succeeded, so the kernel filled the structure (it was zeroed before).
+    let notif = unsafe { notif.assume_init() };
+    Ok(RawNotification {
+        id: notif.id,
+        pid: notif.pid,
+        nr: notif.data.nr,
+        arch: notif.data.arch,
+        args: notif.data.args,
+    })
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND`: `error` is a positive errno (0 for success with `val`).
+pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io::Result<()> {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error: -error,
+        flags: 0,
+    };
+    // SAFETY: `resp` is a valid `seccomp_notif_resp`; flags are 0 (never CONTINUE).
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            &mut resp as *mut libc::seccomp_notif_resp,
+        )
+    })?;
+    Ok(())
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: the notification is still pending, so its thread is alive
+/// and its pid has not been reused.
+pub fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: the ioctl reads one u64 from the pointer, which points at a live local.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _,
+            &mut id as *mut u64,
+        )
+    };
+    ret == 0
+}
+
+/// What `poll` said of an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollState {
+    /// Something can be read.
+    pub readable: bool,
+    /// The other side is gone (for a listener: no task uses the filter any more).
+    pub hangup: bool,
+}
+
+/// `poll` of one fd for input with a timeout of zero.
+pub fn poll_in(fd: BorrowedFd<'_>) -> io::Result<PollState> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1, no wait.
+    cvt(unsafe { libc::poll(&mut pfd, 1, 0) })?;
+    Ok(PollState {
+        readable: pfd.revents & libc::POLLIN != 0,
+        hangup: pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+    })
+}
+
+/// `pidfd_open(tid, PIDFD_THREAD)`: a pidfd for exactly the thread that made the call.
+pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd =
+        cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, PIDFD_THREAD) })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd`: a copy of the target's fd `target_fd` (close-on-exec).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt_long(unsafe {
+        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0u32)
+    })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Copies `buf.len()` bytes at `addr` of process `pid` into `buf` with `process_vm_readv`.
+/// A short read is `EFAULT`, as the kernel's own `copy_from_user` would say.
+pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes our own writable buffer of the stated length; `remote` is only
+    // dereferenced by the kernel in the target's address space, where a bad address is EFAULT.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::EFAULT));
+    }
+    Ok(())
+}
+
+/// `connect(fd, addr, len)` with the address given as bytes.
+pub fn connect_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
+    // SAFETY: `addr` is a readable buffer of exactly `addr.len()` bytes; the kernel copies it.
+    cvt(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            addr.as_ptr().cast(),
+            addr.len() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len point at live locals of the sizes given.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// Family, type and protocol of a socket (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketKind {
+    /// `AF_*`.
+    pub family: i32,
+    /// `SOCK_*` without flags.
+    pub sock_type: i32,
+    /// `IPPROTO_*` or the family's own protocol number.
+    pub protocol: i32,
+}
+
+/// Reads the [`SocketKind`] of `fd`; `ENOTSOCK` when it is not a socket.
+pub fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<SocketKind> {
+    if !is_socket(fd)? {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
+    }
+    Ok(SocketKind {
+        family: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?,
+        sock_type: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?,
+        protocol: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)?,
+    })
+}
+
+fn fstat_mode(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is a writable stat buffer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded and filled the buffer.
+    Ok(unsafe { st.assume_init() }.st_mode)
+}
+
+/// Whether `fd` is a socket.
+pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(fstat_mode(fd)? & libc::S_IFMT == libc::S_IFSOCK)
+}
+
+/// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`.
+pub fn open_dir_path(path: &str) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is NUL-terminated and lives across the call.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(dirfd, path, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `path`
+/// is resolved as if `dirfd` were `/`, so neither `..` nor an absolute symlink leaves it.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain integers; all-zero is its valid empty value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `c` is NUL-terminated, `how` is a valid open_how of the size passed.
+    let fd = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the O_PATH fd names a socket inode.
+pub fn is_socket_inode(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    is_socket(fd)
+}
+
+/// Sets this thread's (and only this thread's) supplementary groups, fsgid and fsuid with raw
+/// system calls; glibc's wrappers would change every thread of the broker.
+///
+/// Call it only on a thread that exits afterwards.
+pub fn become_fs_identity(fsuid: u32, fsgid: u32, groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the kernel reads `groups.len()` gids from a valid slice.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
+    // setfsgid/setfsuid return the previous value and never fail loudly; check by reading back.
+    // SAFETY: integer argument only.
+    unsafe { libc::syscall(libc::SYS_setfsgid, fsgid) };
+    // SAFETY: integer argument only.
+    unsafe { libc::syscall(libc::SYS_setfsuid, fsuid) };
+    // SAFETY: an invalid id (u32::MAX) only queries the current value.
+    let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
+    // SAFETY: as above.
+    let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
+    if now_gid != fsgid || now_uid != fsuid {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    Ok(())
+}
+
+/// Registers an owned fd with tokio's reactor.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered and is
+    // closed only after deregistration, when the AsyncFd drops.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
+}

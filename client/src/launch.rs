@@ -1,0 +1,276 @@
+//! `netjail run`: confine a command and hand its listener to a broker, or to one embedded in
+//! this process when none runs (ARCHITECTURE.md, "Confinement in the launcher").
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use netjail_broker::Broker;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::remote::{BrokerConnection, RemoteError};
+use crate::sys::{self, ExitStatus};
+use crate::{filter, policy};
+
+/// Whether a broker may be started inside the launcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Embedded {
+    /// When no broker answers at the socket path (the default).
+    WhenNoBroker,
+    /// Never: no broker is an error.
+    Never,
+}
+
+/// What `netjail run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Built-in policy name or policy file.
+    pub policy: String,
+    /// Broker socket.
+    pub broker: PathBuf,
+    /// Embedded broker mode.
+    pub embedded: Embedded,
+    /// Sandbox name (defaults to the program's file name).
+    pub name: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+}
+
+/// Errors of the launcher, each with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The policy could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] policy::LoadError),
+    /// The filter could not be built.
+    #[error("cannot build the seccomp filter: {0}")]
+    Filter(#[from] filter::FilterError),
+    /// The command was not found.
+    #[error("command not found: {0}")]
+    NotFound(String),
+    /// The child could not confine itself.
+    #[error("cannot confine the child: {0}")]
+    Confine(String),
+    /// No broker and embedding refused.
+    #[error("{0} (and --no-embedded forbids starting one here)")]
+    NoBroker(RemoteError),
+    /// The broker refused the sandbox.
+    #[error(transparent)]
+    Broker(RemoteError),
+    /// The embedded broker refused the listener.
+    #[error("embedded broker: {0}")]
+    Embedded(#[from] netjail_broker::RegisterError),
+    /// The command could not be executed.
+    #[error("cannot execute {0}: {1}")]
+    Exec(String, std::io::Error),
+    /// Anything else from the system.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl LaunchError {
+    /// Exit status for the launcher itself, as shells use them.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LaunchError::NotFound(_) => 127,
+            LaunchError::Exec(_, e) if e.raw_os_error() == Some(libc::ENOENT) => 127,
+            LaunchError::Exec(..) => 126,
+            _ => 125,
+        }
+    }
+}
+
+/// Finds `program` the way a shell would: as a path when it has a slash, else in `PATH`.
+pub fn find_program(program: &OsStr) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Runs the command confined and returns how it ended. Must be called before any other
+/// thread exists in the process (it forks).
+pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
+    let (source, policy) = policy::load(&options.policy)?;
+    let program = options
+        .command
+        .first()
+        .ok_or_else(|| LaunchError::NotFound(String::new()))?;
+    let path = find_program(program)
+        .ok_or_else(|| LaunchError::NotFound(program.to_string_lossy().into_owned()))?;
+    let name = options.name.clone().unwrap_or_else(|| {
+        Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sandbox".into())
+    });
+    let program_text = path.display().to_string();
+    let prog = filter::compile(&policy)?;
+    let argv: Vec<&OsStr> = options.command.iter().map(|a| a.as_os_str()).collect();
+    let plan = sys::ExecPlan::new(path.as_os_str(), &argv, prog.instructions)?;
+
+    let child = sys::spawn(&plan)?;
+    let pidfd = sys::pidfd_open(child.pid)?;
+    let listener = match take_listener(&child, &pidfd) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = sys::wait_pidfd(pidfd.as_fd(), false);
+            return Err(e);
+        }
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let broker = attach(&options, &name, child.pid, source, policy, &listener).await;
+        let connection = match broker {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+                return Err(e);
+            }
+        };
+        sys::send_ack(child.ack.as_fd())?;
+        match sys::read_report(child.report.as_fd())? {
+            None => {}
+            Some((sys::tag::EXEC, errno)) => {
+                return Err(LaunchError::Exec(
+                    program_text,
+                    std::io::Error::from_raw_os_error(errno),
+                ))
+            }
+            Some((t, v)) => return Err(LaunchError::Confine(format!("unexpected report {t}/{v}"))),
+        }
+        supervise(&pidfd, connection).await
+    });
+    if result.is_err() {
+        let _ = sys::wait_pidfd(pidfd.as_fd(), false);
+    }
+    // The listener copy lives until here: the broker's task ends when the child's tree does.
+    drop(listener);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
+}
+
+fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, LaunchError> {
+    match sys::read_report(child.report.as_fd())? {
+        Some((sys::tag::LISTENER, fd)) => Ok(sys::pidfd_getfd(pidfd.as_fd(), fd)?),
+        Some((sys::tag::NO_NEW_PRIVS, e)) => Err(LaunchError::Confine(format!(
+            "prctl(PR_SET_NO_NEW_PRIVS): {}",
+            std::io::Error::from_raw_os_error(e)
+        ))),
+        Some((sys::tag::SECCOMP, e)) => Err(LaunchError::Confine(format!(
+            "seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV): {} (needs Linux 5.19 or later)",
+            std::io::Error::from_raw_os_error(e)
+        ))),
+        Some((t, v)) => Err(LaunchError::Confine(format!("unexpected report {t}/{v}"))),
+        None => Err(LaunchError::Confine(
+            "the child died before confining itself".into(),
+        )),
+    }
+}
+
+/// Where the sandbox was registered.
+enum Attached {
+    Remote(BrokerConnection),
+    /// Holds the embedded broker for as long as the child runs.
+    Embedded {
+        _broker: std::sync::Arc<Broker>,
+    },
+}
+
+async fn attach(
+    options: &RunOptions,
+    name: &str,
+    pid: i32,
+    source: netjail_protocol::PolicySource,
+    policy: netjail_policy::Policy,
+    listener: &OwnedFd,
+) -> Result<Attached, LaunchError> {
+    match BrokerConnection::connect(&options.broker).await {
+        Ok(conn) => {
+            let id = conn
+                .register(name, pid, source, listener.as_fd())
+                .await
+                .map_err(LaunchError::Broker)?;
+            tracing::debug!(sandbox = %id, broker = %options.broker.display(), "registered");
+            Ok(Attached::Remote(conn))
+        }
+        Err(e @ RemoteError::NoBroker { .. }) => {
+            if options.embedded == Embedded::Never {
+                return Err(LaunchError::NoBroker(e));
+            }
+            let broker = Broker::new();
+            let id = broker.register(name, pid, policy, listener.try_clone()?)?;
+            tracing::debug!(sandbox = %id, "registered with the embedded broker");
+            Ok(Attached::Embedded { _broker: broker })
+        }
+        Err(e) => Err(LaunchError::Broker(e)),
+    }
+}
+
+/// Waits for the child, forwarding signals to it.
+async fn supervise(pidfd: &OwnedFd, attached: Attached) -> Result<ExitStatus, LaunchError> {
+    let exited = sys::async_fd(pidfd.try_clone()?)?;
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+        SignalKind::window_change(),
+    ];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for kind in kinds {
+        let mut stream = signal(kind)?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(kind.as_raw_value()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let broker_gone = async {
+        match &attached {
+            Attached::Remote(conn) => conn.closed().await,
+            Attached::Embedded { .. } => std::future::pending().await,
+        }
+    };
+    tokio::pin!(broker_gone);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            guard = exited.readable() => {
+                let mut guard = guard?;
+                if let Some(status) = sys::wait_pidfd(pidfd.as_fd(), true)? {
+                    return Ok(status);
+                }
+                guard.clear_ready();
+            }
+            Some(sig) = rx.recv() => {
+                let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
+            }
+            _ = &mut broker_gone, if !warned => {
+                warned = true;
+                tracing::warn!("the broker went away: network calls of the sandbox wait, undecided, until it returns");
+            }
+        }
+    }
+}

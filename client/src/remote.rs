@@ -1,0 +1,95 @@
+//! Registering a sandbox with a running broker over its SEQPACKET socket.
+
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use netjail_protocol::{
+    recv, send, BrokerMessage, ClientMessage, PolicySource, RecvError, Register, SandboxId,
+    SendError, PROTOCOL_VERSION,
+};
+use tokio_seqpacket::UnixSeqpacket;
+
+/// Errors talking to a broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// Nothing listens at the path.
+    #[error("no broker at {path}: {source}")]
+    NoBroker {
+        /// The socket path.
+        path: String,
+        /// What connect said.
+        source: std::io::Error,
+    },
+    /// Sending failed.
+    #[error("cannot send to the broker: {0}")]
+    Send(#[from] SendError),
+    /// Receiving failed.
+    #[error("cannot read the broker's answer: {0}")]
+    Recv(#[from] RecvError),
+    /// The broker refused.
+    #[error("the broker refused: {0:?}: {1}")]
+    Refused(netjail_protocol::ErrorCode, String),
+    /// The broker answered something unexpected.
+    #[error("unexpected answer from the broker")]
+    Unexpected,
+}
+
+/// A connection to a broker after the version handshake.
+#[derive(Debug)]
+pub struct BrokerConnection {
+    sock: UnixSeqpacket,
+}
+
+impl BrokerConnection {
+    /// Connects and exchanges hello/welcome.
+    pub async fn connect(path: &Path) -> Result<BrokerConnection, RemoteError> {
+        let sock = UnixSeqpacket::connect(path)
+            .await
+            .map_err(|source| RemoteError::NoBroker {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let hello = ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            client: format!("netjail {}", env!("CARGO_PKG_VERSION")),
+        };
+        send(&sock, &hello, &[]).await?;
+        match recv::<BrokerMessage>(&sock).await?.msg {
+            BrokerMessage::Welcome { .. } => Ok(BrokerConnection { sock }),
+            BrokerMessage::Error(e) => Err(RemoteError::Refused(e.code, e.message)),
+            _ => Err(RemoteError::Unexpected),
+        }
+    }
+
+    /// Registers a sandbox; the listener fd travels in `SCM_RIGHTS`.
+    pub async fn register(
+        &self,
+        name: &str,
+        pid: i32,
+        policy: PolicySource,
+        listener: BorrowedFd<'_>,
+    ) -> Result<SandboxId, RemoteError> {
+        let msg = ClientMessage::Register(Register {
+            name: name.to_string(),
+            pid,
+            policy,
+        });
+        send(&self.sock, &msg, &[listener]).await?;
+        match recv::<BrokerMessage>(&self.sock).await?.msg {
+            BrokerMessage::Registered { sandbox } => Ok(sandbox),
+            BrokerMessage::Error(e) => Err(RemoteError::Refused(e.code, e.message)),
+            _ => Err(RemoteError::Unexpected),
+        }
+    }
+
+    /// Resolves when the broker closes the connection (it stopped or crashed).
+    pub async fn closed(&self) {
+        loop {
+            match recv::<BrokerMessage>(&self.sock).await {
+                Err(RecvError::Closed) | Err(RecvError::Io(_)) => return,
+                _ => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Raw system calls of the launcher: fork, the confine step of the child, exec, pidfds.
+//!
+//! Between `fork` and `exec` the child runs only [`child_confine_and_exec`], which makes raw
+//! system calls on memory prepared before the fork: no allocation, no locks, no Rust runtime.
+//!
+//! This is the only module of the crate with `unsafe` code.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+/// Report tags written by the child on the report pipe (8 bytes each: tag, value).
+pub mod tag {
+    /// The value is the fd number of the new seccomp listener.
+    pub const LISTENER: i32 = 1;
+    /// `prctl(PR_SET_NO_NEW_PRIVS)` failed with the errno in the value.
+    pub const NO_NEW_PRIVS: i32 = 2;
+    /// `seccomp()` failed with the errno in the value.
+    pub const SECCOMP: i32 = 3;
+    /// `execve` failed with the errno in the value.
+    pub const EXEC: i32 = 4;
+}
+
+/// Everything the child needs, prepared before the fork.
+pub struct ExecPlan {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    filter: Vec<libc::sock_filter>,
+}
+
+impl ExecPlan {
+    /// Prepares an exec of `path` with `argv` and the current environment.
+    pub fn new(
+        path: &OsStr,
+        argv: &[&OsStr],
+        filter: Vec<libc::sock_filter>,
+    ) -> io::Result<ExecPlan> {
+        let c = |s: &OsStr| {
+            CString::new(s.as_bytes()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte")
+            })
+        };
+        let path = c(path)?;
+        let argv: Vec<CString> = argv.iter().map(|a| c(a)).collect::<io::Result<_>>()?;
+        let envp: Vec<CString> = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "environment has a NUL"))?;
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = envp.iter().map(|a| a.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(ExecPlan {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            filter,
+        })
+    }
+}
+
+/// The parent's ends of a started child.
+pub struct Spawned {
+    /// Pid of the child.
+    pub pid: libc::pid_t,
+    /// Reads the child's reports; end of file once the child has exec'd.
+    pub report: OwnedFd,
+    /// The acknowledgement the child waits for before exec.
+    pub ack: OwnedFd,
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Forks a child that confines itself and, once acknowledged, execs the plan.
+///
+/// Call it while the process has one thread (before any runtime starts): the child of a
+/// multi-threaded process may only make async-signal-safe calls, which is all it does, but
+/// locks held by other threads at fork time would stay held.
+pub fn spawn(plan: &ExecPlan) -> io::Result<Spawned> {
+    let (report_r, report_w) = pipe()?;
+    let (ack_r, ack_w) = pipe()?;
+    let prog = libc::sock_fprog {
+        len: plan.filter.len() as u16,
+        filter: plan.filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fork has no memory-safety preconditions; the child only calls
+    // `child_confine_and_exec`, which never returns and makes raw system calls only.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; every pointer refers to memory of the plan
+        // and `prog`, prepared before the fork and still mapped in the child.
+        unsafe {
+            child_confine_and_exec(
+                plan,
+                &prog,
+                report_w.as_raw_fd(),
+                ack_r.as_raw_fd(),
+                ack_w.as_raw_fd(),
+                report_r.as_raw_fd(),
+            )
+        }
+    }
+    drop(report_w);
+    drop(ack_r);
+    Ok(Spawned {
+        pid,
+        report: report_r,
+        ack: ack_w,
+    })
+}
+
+/// The child's whole life before exec.
+///
+/// # Safety
+/// Only in a child just returned from `fork`; never returns.
+unsafe fn child_confine_and_exec(
+    plan: &ExecPlan,
+    prog: &libc::sock_fprog,
+    report: RawFd,
+    ack: RawFd,
+    parent_ack: RawFd,
+    parent_report: RawFd,
+) -> ! {
+    let send = |t: i32, v: i32| {
+        let msg: [i32; 2] = [t, v];
+        // SAFETY: writes 8 bytes from a live local array.
+        unsafe { libc::write(report, msg.as_ptr().cast(), 8) };
+    };
+    let errno = || {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() }
+    };
+    // SAFETY: raw system calls with pointers to locals or to the plan, which was built before
+    // the fork and stays mapped; nothing here allocates or takes a lock.
+    unsafe {
+        libc::close(parent_ack);
+        libc::close(parent_report);
+        // Rust ignores SIGPIPE in its own processes; the program gets the default back, and
+        // an empty signal mask.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            send(tag::NO_NEW_PRIVS, errno());
+            libc::_exit(126);
+        }
+        let flags =
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let listener = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            prog as *const libc::sock_fprog,
+        );
+        if listener < 0 {
+            send(tag::SECCOMP, errno());
+            libc::_exit(126);
+        }
+        // From here on our own sendmsg would be trapped: the parent takes the listener with
+        // pidfd_getfd, we only tell it the number.
+        send(tag::LISTENER, listener as i32);
+        let mut byte = 0u8;
+        let n = libc::read(ack, (&mut byte as *mut u8).cast(), 1);
+        if n != 1 || byte != b'G' {
+            libc::_exit(126);
+        }
+        libc::close(listener as i32);
+        libc::close(ack);
+        libc::execve(
+            plan.path.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        );
+        send(tag::EXEC, errno());
+        libc::_exit(127)
+    }
+}
+
+/// Reads one 8-byte report; `None` at end of file (the child exec'd or died).
+pub fn read_report(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
+    let mut buf = [0i32; 2];
+    let mut got = 0usize;
+    while got < 8 {
+        // SAFETY: reads into the remaining bytes of a live local buffer.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast::<u8>().add(got).cast(),
+                8 - got,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        got += n as usize;
+    }
+    Ok(Some((buf[0], buf[1])))
+}
+
+/// Writes the acknowledgement byte.
+pub fn send_ack(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: writes one byte from a static.
+    let n = unsafe { libc::write(fd.as_raw_fd(), b"G".as_ptr().cast(), 1) };
+    if n != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `pidfd_open(pid, 0)`.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd(pidfd, fd, 0)`.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let new = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0u32) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall; a NULL siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// `waitid(P_PIDFD, pidfd, WEXITED | flags)`: `None` when `WNOHANG` found nothing yet.
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: an all-zero siginfo_t is valid; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: `info` is a writable siginfo_t; P_PIDFD takes the fd as id.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        break;
+    }
+    // SAFETY: waitid filled `info` for a child event (or left it zeroed with WNOHANG).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match code {
+        libc::CLD_EXITED => ExitStatus::Code(status),
+        _ => ExitStatus::Signal(status),
+    }))
+}
+
+/// Ends this process the way the child ended: the same code, or the same signal.
+pub fn exit_like(status: ExitStatus) -> ! {
+    match status {
+        ExitStatus::Code(c) => std::process::exit(c),
+        ExitStatus::Signal(sig) => {
+            // SAFETY: restoring the default action and raising a signal at ourselves.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, sig);
+                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                libc::raise(sig);
+            }
+            std::process::exit(128 + sig)
+        }
+    }
+}
+
+/// Registers an owned fd with tokio's reactor.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered and is
+    // closed only after deregistration, when the AsyncFd drops.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
+}
