@@ -1,0 +1,49 @@
+# netjail: `make demo` shows a confined program with one allowed and one denied connection;
+# `make test` runs the checks and every test. Both install what they need on Debian/Ubuntu.
+
+CARGO ?= cargo
+# Debian packages the build and the tests need.
+DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2
+
+.PHONY: all build release demo test lint unit deps bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "netjail needs:$$missing -- run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --workspace
+
+release: deps
+	$(CARGO) build --release --workspace
+
+demo: build
+	@sh demo/demo.sh target/debug/netjail
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The tests confine real programs with the real kernel: they need root for some attacks
+# (pidfd_getfd of another user's process, ptrace) and say SKIP otherwise; NETJAIL_STRICT=1
+# turns every skip into a failure (CI sets it).
+test: lint
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --no-fail-fast
+
+unit: deps
+	$(CARGO) test --workspace --lib
+
+bench: release
+	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench
+
+clean:
+	$(CARGO) clean
