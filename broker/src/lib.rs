@@ -5,7 +5,7 @@
 //! The same library serves the daemon `netjaild` and the broker embedded in `netjail run`.
 //!
 //! ```no_run
-//! # async fn example(listener_fd: std::os::fd::OwnedFd) -> std::io::Result<()> {
+//! # async fn example(listener_fd: std::os::fd::OwnedFd) -> Result<(), Box<dyn std::error::Error>> {
 //! use netjail_broker::Broker;
 //! use netjail_policy::{builtin, Policy};
 //!
