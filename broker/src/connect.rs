@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::decode::{self, MAX_SOCKADDR_LEN};
-use crate::handler::{errno_of, Call, Outcome, Reply};
+use crate::handler::{errno_of, may_block, Call, Outcome, Reply};
 use crate::{sys, unix};
 
 /// Handles one notified `connect`.
@@ -46,7 +46,8 @@ pub(crate) fn handle(call: &Call<'_>) -> Outcome {
     };
 
     if let Target::UnixPath(path) = &target {
-        let result = unix::connect_path(call, sock.as_fd(), path);
+        // Resolution may wait on a slow filesystem: never on a runtime worker.
+        let result = may_block(|| unix::connect_path(call, sock.as_fd(), path));
         out.endpoint = result.endpoint;
         return out.decided(result.decision, result.failure, result.reply);
     }
@@ -58,7 +59,7 @@ pub(crate) fn handle(call: &Call<'_>) -> Outcome {
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
-        Verdict::Allow => perform(sock.as_fd(), addr),
+        Verdict::Allow => may_block(|| perform(sock.as_fd(), addr)),
     };
     out.decided(Some(decision), "", reply)
 }

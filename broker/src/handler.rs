@@ -92,6 +92,25 @@ pub(crate) fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// Runs `f`, which may block (a connect on a blocking socket, a path lookup), without
+/// stalling a runtime worker: on a multi-thread runtime the worker hands its other tasks to
+/// another thread and this one runs `f` at once, so the call pays no thread hop. Elsewhere (a
+/// blocking-pool thread) it just runs `f`.
+pub(crate) fn may_block<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn multi_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .unwrap_or(false)
+}
+
 /// Runs until every task of the sandbox has exited (`POLLHUP` on the listener).
 pub(crate) async fn listen(sandbox: Arc<Sandbox>) {
     loop {
@@ -120,10 +139,20 @@ pub(crate) async fn listen(sandbox: Arc<Sandbox>) {
                 Ok(notif) => {
                     let received = Instant::now();
                     let sb = sandbox.clone();
-                    tokio::task::spawn_blocking(move || {
-                        handle(&sb, notif, received);
-                        drop(permit);
-                    });
+                    // Deciding makes only non-blocking system calls: it runs on a task of its
+                    // own, and only the call it performs leaves the worker (`may_block`). A
+                    // current-thread runtime has no worker to spare: the blocking pool does all.
+                    if multi_thread() {
+                        tokio::spawn(async move {
+                            handle(&sb, notif, received);
+                            drop(permit);
+                        });
+                    } else {
+                        tokio::task::spawn_blocking(move || {
+                            handle(&sb, notif, received);
+                            drop(permit);
+                        });
+                    }
                 }
                 // The caller was killed between poll and receive.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -143,7 +172,7 @@ pub(crate) async fn listen(sandbox: Arc<Sandbox>) {
     audit::retired(sandbox.id, &sandbox.name, sandbox.decisions());
 }
 
-/// Handles one notification from start to reply, on a blocking thread.
+/// Handles one notification from start to reply.
 fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
     let listener = sandbox.listener.get_ref().as_fd();
     // Invariant 4: the pid becomes a pidfd at once.
@@ -166,10 +195,6 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
     let Some(reply) = outcome.reply else {
         return;
     };
-    // The program is read while the caller is still blocked, so the pid names it.
-    let program = std::fs::read_link(format!("/proc/{}/exe", notif.pid))
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
     let (val, errno) = match reply {
         Reply::Value(v) => (v, 0),
         Reply::Errno(e) => (0, e),
@@ -179,6 +204,7 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
         tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
     }
     let latency_us = received.elapsed().as_micros() as u64;
+    let program = program_of(&call);
     sandbox.count_decision();
     let decision = outcome.decision.as_ref();
     let verdict = match decision.map(|d| d.verdict) {
@@ -198,4 +224,15 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
         errno,
         latency_us,
     });
+}
+
+/// The caller's executable, read after the reply so that the caller does not wait for it. The
+/// pid names the caller only while the caller lives: the pidfd is asked after the read, and a
+/// caller that died meanwhile is reported as `?`.
+fn program_of(call: &Call<'_>) -> String {
+    let exe = std::fs::read_link(format!("/proc/{}/exe", call.notif.pid));
+    match (exe, sys::pidfd_alive(call.pidfd.as_fd())) {
+        (Ok(p), true) => p.display().to_string(),
+        _ => "?".to_string(),
+    }
 }

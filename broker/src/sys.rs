@@ -135,6 +135,21 @@ pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Whether the process or thread of `pidfd` is still alive (`pidfd_send_signal` with signal 0).
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: plain syscall; signal 0 only checks, a NULL siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    r == 0
+}
+
 /// `pidfd_getfd`: a copy of the target's fd `target_fd` (close-on-exec).
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
@@ -211,11 +226,9 @@ pub struct SocketKind {
     pub protocol: i32,
 }
 
-/// Reads the [`SocketKind`] of `fd`; `ENOTSOCK` when it is not a socket.
+/// Reads the [`SocketKind`] of `fd`; `ENOTSOCK` when it is not a socket (the kernel's own
+/// answer to `getsockopt` on anything else).
 pub fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<SocketKind> {
-    if !is_socket(fd)? {
-        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
-    }
     Ok(SocketKind {
         family: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?,
         sock_type: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?,
@@ -270,11 +283,6 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: new fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Whether the O_PATH fd names a socket inode.
-pub fn is_socket_inode(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    is_socket(fd)
 }
 
 /// Sets this thread's (and only this thread's) supplementary groups, fsgid and fsuid with raw

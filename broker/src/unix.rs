@@ -154,7 +154,7 @@ fn resolve_decide_connect(
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
-        Verdict::Allow => match sys::is_socket_inode(node.as_fd()) {
+        Verdict::Allow => match sys::is_socket(node.as_fd()) {
             Ok(true) => match decode::sockaddr_un(proc_path.as_bytes()) {
                 Some(addr) => match sys::connect_raw(sock, &addr) {
                     Ok(()) => Reply::Value(0),

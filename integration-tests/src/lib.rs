@@ -482,7 +482,10 @@ pub fn unconfined(args: &[&str]) -> Outcome {
 /// default socket).
 pub fn confined_cmd(policy: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(netjail_bin());
-    cmd.args(["run", "--policy", policy, "--"]).args(args);
+    // A broker named in the environment would take the place of the embedded one.
+    cmd.env_remove("NETJAIL_BROKER")
+        .args(["run", "--policy", policy, "--"])
+        .args(args);
     cmd
 }
 
