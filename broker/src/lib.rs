@@ -87,6 +87,9 @@ impl Broker {
         if what != "anon_inode:seccomp notify" {
             return Err(RegisterError::NotAListener(what));
         }
+        if let Err(e) = sys::notif_sync_wakeup(listener.as_fd()) {
+            tracing::debug!(error = %e, "no synchronous wake-up on this kernel");
+        }
         let id = SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let sandbox = Arc::new(Sandbox::new(
             id,
