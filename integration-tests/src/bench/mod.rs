@@ -1,0 +1,775 @@
+//! The latency bench behind `nj-bench`: what one `connect()` costs natively, through the
+//! broker, and refused by the broker, next to the bare seccomp-notify round trip.
+//!
+//! The machine is shared and noisy, so the figures mean something only side by side within
+//! one run: every variant runs in the same rounds (a fresh child process per variant and
+//! round, rotating order), and the table compares medians and 99th percentiles of the same run.
+//!
+//! Variants (each child times its own calls with `CLOCK_MONOTONIC` and prints them as JSON):
+//!
+//! - `native`: `nj-bench --child connect PORT ...` unconfined: a blocking `connect()` of a fresh
+//!   TCP socket to a `127.0.0.1` listener (a thread of this process accepts and closes);
+//! - `brokered`: the same child under `netjail run --policy P` whose policy allows that port;
+//! - `brokered, denied`: the same, to a second listener's port the policy does not allow
+//!   (every call must fail with `EPERM`, and that listener must see nothing);
+//! - `floor`: `nj-bench --child floor ...`: a forked child whose `getppid` goes to a
+//!   hand-written filter's listener that the parent answers in a tight loop.
+
+mod child;
+mod stats;
+mod sys;
+
+use std::io::{BufRead, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use stats::{us, Summary};
+
+const USAGE: &str = "\
+usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
+
+Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
+native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
+
+  --iterations N   timed calls per variant, spread over the rounds (default 2000)
+  --rounds R       rounds; each round runs every variant once, in rotating order (default 5)
+  --warmup W       untimed calls at the start of each child process (default 20)
+  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
+  --sync-floor     add a 5th variant: the floor with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP set
+";
+
+/// Entry point of `nj-bench`; returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    let result = if args.first().map(String::as_str) == Some("--child") {
+        child_main(&args[1..])
+    } else {
+        parse_options(args).and_then(|o| match o {
+            Some(options) => run(&options),
+            None => {
+                print!("{USAGE}");
+                Ok(true)
+            }
+        })
+    };
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("nj-bench: error: {e}");
+            1
+        }
+    }
+}
+
+/// `--child connect PORT COUNT [WARMUP]` and `--child floor COUNT [WARMUP]`.
+fn child_main(args: &[String]) -> Result<bool, String> {
+    let num = |i: usize, what: &str| -> Result<usize, String> {
+        args.get(i)
+            .ok_or_else(|| format!("--child: missing {what}"))?
+            .parse()
+            .map_err(|e| format!("--child: bad {what}: {e}"))
+    };
+    match args.first().map(String::as_str) {
+        Some("connect") => {
+            let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
+            let count = num(2, "COUNT")?;
+            let warmup = if args.len() > 3 { num(3, "WARMUP")? } else { 0 };
+            child::connect(port, count, warmup)?;
+        }
+        Some("floor") => {
+            let count = num(1, "COUNT")?;
+            let warmup = if args.len() > 2 { num(2, "WARMUP")? } else { 0 };
+            let sync = args.get(3).map(String::as_str) == Some("sync");
+            let limit = timeout_for(warmup + count).as_secs() as u32 + 5;
+            child::floor(count, warmup, sync, limit)?;
+        }
+        _ => {
+            return Err(
+                "--child: expected `connect PORT COUNT [WARMUP]` or `floor COUNT [WARMUP [sync]]`"
+                    .into(),
+            )
+        }
+    }
+    Ok(true)
+}
+
+/// What the command line asked for.
+struct Options {
+    iterations: usize,
+    rounds: usize,
+    warmup: usize,
+    netjail: PathBuf,
+    sync_floor: bool,
+}
+
+/// `None` for `--help`.
+fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
+    let mut iterations = 2000;
+    let mut rounds = 5;
+    let mut warmup = 20;
+    let mut netjail = None;
+    let mut sync_floor = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let number = |v: String| -> Result<usize, String> {
+            v.parse().map_err(|e| format!("{name} {v}: {e}"))
+        };
+        match name {
+            "--iterations" | "-n" => iterations = number(value()?)?,
+            "--rounds" => rounds = number(value()?)?,
+            "--warmup" => warmup = number(value()?)?,
+            "--netjail" => netjail = Some(PathBuf::from(value()?)),
+            "--sync-floor" => sync_floor = true,
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if rounds == 0 || iterations < rounds {
+        return Err(format!(
+            "need at least one round and one call per round (iterations {iterations}, rounds {rounds})"
+        ));
+    }
+    let netjail = match netjail {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find this executable: {e}"))?
+            .with_file_name("netjail"),
+    };
+    if !netjail.is_file() {
+        return Err(format!(
+            "no netjail binary at {} (run `cargo build --release --workspace` first, or pass --netjail PATH)",
+            netjail.display()
+        ));
+    }
+    Ok(Some(Options {
+        iterations,
+        rounds,
+        warmup,
+        netjail,
+        sync_floor,
+    }))
+}
+
+/// One thing the bench measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Native,
+    Brokered,
+    Denied,
+    Floor,
+    SyncFloor,
+}
+
+impl Variant {
+    const ALL: [Variant; 5] = [
+        Variant::Native,
+        Variant::Brokered,
+        Variant::Denied,
+        Variant::Floor,
+        Variant::SyncFloor,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Native => "native",
+            Variant::Brokered => "brokered",
+            Variant::Denied => "brokered, denied",
+            Variant::Floor => "floor (notify RTT)",
+            Variant::SyncFloor => "floor, sync wake-up",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Native => "native",
+            Variant::Brokered => "brokered",
+            Variant::Denied => "brokered_denied",
+            Variant::Floor => "floor",
+            Variant::SyncFloor => "floor_sync_wake_up",
+        }
+    }
+
+    fn index(self) -> usize {
+        Variant::ALL.iter().position(|&v| v == self).unwrap_or(0)
+    }
+}
+
+/// A loopback TCP listener on port 0 whose thread accepts, counts and closes every connection
+/// (the client closes first, with RST, so that no `TIME_WAIT` piles up).
+struct Canary {
+    port: u16,
+    accepted: Arc<AtomicU64>,
+    _thread: JoinHandle<()>,
+}
+
+impl Canary {
+    fn start() -> Result<Canary, String> {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("listener address: {e}"))?
+            .port();
+        sys::listen(&listener, 4096).map_err(|e| format!("listen: errno {e}"))?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&accepted);
+        let thread = std::thread::Builder::new()
+            .name(format!("accept-{port}"))
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                }
+            })
+            .map_err(|e| format!("accept thread: {e}"))?;
+        Ok(Canary {
+            port,
+            accepted,
+            _thread: thread,
+        })
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded) until at least `n` connections were accepted; returns the count.
+    fn wait_for(&self, n: u64, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        while self.accepted() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.accepted()
+    }
+}
+
+/// The policy in a temporary file, removed on drop.
+struct PolicyFile(PathBuf);
+
+impl PolicyFile {
+    fn write(allowed_port: u16) -> Result<PolicyFile, String> {
+        let path = std::env::temp_dir().join(format!("nj-bench-{}.toml", std::process::id()));
+        let text = format!(
+            "name = \"bench\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{allowed_port}\"]\n"
+        );
+        std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(PolicyFile(path))
+    }
+}
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The time bound of a child making `calls` calls: generous, since a noisy machine can stall.
+fn timeout_for(calls: usize) -> Duration {
+    Duration::from_secs(30) + Duration::from_millis(2 * calls as u64)
+}
+
+/// What one child reported.
+struct ChildReport {
+    lat_ns: Vec<u64>,
+    ok: usize,
+    errors: Vec<(i32, usize)>,
+}
+
+/// Everything the parent needs to start the children.
+struct Bench<'a> {
+    options: &'a Options,
+    exe: PathBuf,
+    policy: PolicyFile,
+    allowed: Canary,
+    denied: Canary,
+}
+
+impl Bench<'_> {
+    fn command(&self, variant: Variant, count: usize) -> Command {
+        let count = count.to_string();
+        let warmup = self.options.warmup.to_string();
+        let connect = |port: u16| -> Vec<String> {
+            vec![
+                "--child".into(),
+                "connect".into(),
+                port.to_string(),
+                count.clone(),
+                warmup.clone(),
+            ]
+        };
+        let confined = |port: u16| {
+            let mut cmd = Command::new(&self.options.netjail);
+            cmd.arg("run")
+                .arg("--policy")
+                .arg(&self.policy.0)
+                .arg("--")
+                .arg(&self.exe)
+                .args(connect(port))
+                .env("NETJAIL_LOG", "off");
+            cmd
+        };
+        match variant {
+            Variant::Native => {
+                let mut cmd = Command::new(&self.exe);
+                cmd.args(connect(self.allowed.port));
+                cmd
+            }
+            Variant::Brokered => confined(self.allowed.port),
+            Variant::Denied => confined(self.denied.port),
+            Variant::Floor => {
+                let mut cmd = Command::new(&self.exe);
+                cmd.args(["--child", "floor", &count, &warmup]);
+                cmd
+            }
+            Variant::SyncFloor => {
+                let mut cmd = Command::new(&self.exe);
+                cmd.args(["--child", "floor", &count, &warmup, "sync"]);
+                cmd
+            }
+        }
+    }
+
+    /// Runs one child of `variant` making `count` timed calls; checks what the calls answered.
+    fn measure(&self, variant: Variant, count: usize) -> Result<Vec<u64>, String> {
+        let mut cmd = self.command(variant, count);
+        let graceful = matches!(variant, Variant::Brokered | Variant::Denied);
+        let (status, stdout, stderr) =
+            run_bounded(&mut cmd, timeout_for(count + self.options.warmup), graceful)
+                .map_err(|e| format!("{}: {e}", variant.label()))?;
+        let context = |msg: String| -> String {
+            let stderr = stderr.trim();
+            if stderr.is_empty() {
+                format!("{}: {msg}", variant.label())
+            } else {
+                format!("{}: {msg}\n--- its stderr ---\n{stderr}", variant.label())
+            }
+        };
+        if !status.success() {
+            return Err(context(format!("child ended with {status}")));
+        }
+        let report = parse_report(&stdout).map_err(context)?;
+        if report.lat_ns.len() != count {
+            return Err(context(format!(
+                "expected {count} samples, got {}",
+                report.lat_ns.len()
+            )));
+        }
+        let expected_ok = match variant {
+            Variant::Denied => report.ok == 0 && report.errors == [(libc::EPERM, count)],
+            _ => report.ok == count,
+        };
+        if !expected_ok {
+            return Err(context(format!(
+                "unexpected results: {} succeeded, errors (errno, count) {:?}{}",
+                report.ok,
+                report.errors,
+                if variant == Variant::Denied {
+                    "; every call should have failed with EPERM (1)"
+                } else {
+                    "; every call should have succeeded"
+                }
+            )));
+        }
+        Ok(report.lat_ns)
+    }
+}
+
+/// Spawns `cmd` with its output captured and waits at most `limit`. On timeout the child is
+/// killed by pid: `SIGTERM` first when `graceful` (netjail forwards it to its command), then
+/// `SIGKILL` two seconds later.
+fn run_bounded(
+    cmd: &mut Command,
+    limit: Duration,
+    graceful: bool,
+) -> Result<(ExitStatus, String, String), String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                kill_bounded(&mut child, graceful);
+                return Err(format!(
+                    "timed out after {:?}; killed pid {}",
+                    limit,
+                    child.id()
+                ));
+            }
+            Err(e) => {
+                kill_bounded(&mut child, false);
+                return Err(format!("wait for pid {}: {e}", child.id()));
+            }
+        }
+    };
+    Ok((status, join(stdout), join(stderr)))
+}
+
+/// Kills `child` by pid and reaps it.
+fn kill_bounded(child: &mut Child, graceful: bool) {
+    if graceful {
+        let _ = sys::kill(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> Option<JoinHandle<String>> {
+    pipe.map(|mut p| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = p.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    })
+}
+
+fn join(handle: Option<JoinHandle<String>>) -> String {
+    handle.and_then(|h| h.join().ok()).unwrap_or_default()
+}
+
+/// The last JSON line of a child's stdout that carries `lat_ns`.
+fn parse_report(stdout: &str) -> Result<ChildReport, String> {
+    let value = stdout
+        .as_bytes()
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter(|v| v.get("lat_ns").is_some())
+        .last()
+        .ok_or_else(|| format!("no result line on stdout (stdout was {stdout:?})"))?;
+    let lat_ns = value["lat_ns"]
+        .as_array()
+        .ok_or("lat_ns is not an array")?
+        .iter()
+        .map(|v| v.as_u64().ok_or("lat_ns holds a non-integer"))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let ok = value["ok"].as_u64().ok_or("ok is not a number")? as usize;
+    let mut errors = Vec::new();
+    if let Some(map) = value["errors"].as_object() {
+        for (k, v) in map {
+            let errno = k.parse().map_err(|_| format!("bad errno key {k:?}"))?;
+            errors.push((errno, v.as_u64().unwrap_or(0) as usize));
+        }
+    }
+    Ok(ChildReport { lat_ns, ok, errors })
+}
+
+/// Facts about the machine printed with the figures.
+struct Machine {
+    kernel: String,
+    cpus: usize,
+    cpu_model: String,
+    date: String,
+    loadavg: String,
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let file = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let kernel = format!(
+            "{} {} {}",
+            file("/proc/sys/kernel/ostype"),
+            file("/proc/sys/kernel/osrelease"),
+            file("/proc/sys/kernel/version")
+        );
+        let cpu_model = file("/proc/cpuinfo")
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_owned())
+            .unwrap_or_default();
+        Machine {
+            kernel,
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            date: utc_now(),
+            loadavg: loadavg(),
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Where an embedded broker would be avoided: a daemon listening at the default socket.
+const DEFAULT_BROKER: &str = "/run/netjail/broker.sock";
+
+fn run(options: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let allowed = Canary::start()?;
+    let denied = Canary::start()?;
+    let policy = PolicyFile::write(allowed.port)?;
+    let bench = Bench {
+        options,
+        exe,
+        policy,
+        allowed,
+        denied,
+    };
+
+    let broker_mode = if Path::new(DEFAULT_BROKER).exists() {
+        format!("the daemon at {DEFAULT_BROKER} if it answers (the socket exists)")
+    } else {
+        format!("embedded in `netjail run` (nothing at {DEFAULT_BROKER})")
+    };
+    let per_round: Vec<usize> = (0..options.rounds)
+        .map(|r| {
+            options.iterations / options.rounds
+                + usize::from(r < options.iterations % options.rounds)
+        })
+        .collect();
+    println!("nj-bench: loopback TCP connect() latency, native vs netjail broker");
+    println!("kernel   {}", machine.kernel);
+    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
+    println!("date     {}", machine.date);
+    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    println!("netjail  {}", options.netjail.display());
+    println!("broker   {broker_mode}");
+    println!(
+        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
+        options.iterations, options.rounds, per_round, options.warmup
+    );
+    println!(
+        "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
+        bench.allowed.port, bench.denied.port
+    );
+
+    let started = Instant::now();
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|&v| v != Variant::SyncFloor || options.sync_floor)
+        .collect();
+    let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
+    for (round, &count) in per_round.iter().enumerate() {
+        let mut order = variants.clone();
+        order.rotate_left(round % variants.len());
+        for variant in order {
+            let lat = bench.measure(variant, count)?;
+            samples[variant.index()].push(lat);
+        }
+        eprintln!(
+            "round {}/{} done ({:.1} s)",
+            round + 1,
+            options.rounds,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+    let s = |v: Variant| &summaries[v.index()];
+    let (native, brokered, denied, floor) = (
+        s(Variant::Native),
+        s(Variant::Brokered),
+        s(Variant::Denied),
+        s(Variant::Floor),
+    );
+
+    println!();
+    println!(
+        "{:<20} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}  round medians µs",
+        "variant", "count", "median µs", "p99 µs", "min µs", "max µs", "mean µs"
+    );
+    for &v in &variants {
+        let x = s(v);
+        let rounds: Vec<String> = x
+            .round_medians_ns
+            .iter()
+            .map(|&m| format!("{:.1}", us(m)))
+            .collect();
+        println!(
+            "{:<20} {:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
+            v.label(),
+            x.count,
+            us(x.median_ns),
+            us(x.p99_ns),
+            us(x.min_ns),
+            us(x.max_ns),
+            x.mean_ns / 1000.0,
+            rounds.join(" ")
+        );
+    }
+
+    let ratio = |a: u64, b: u64| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
+    let over = |a: u64, b: u64, f: u64| {
+        if f == 0 {
+            f64::NAN
+        } else {
+            (a as f64 - b as f64) / f as f64
+        }
+    };
+    let r_med = ratio(brokered.median_ns, native.median_ns);
+    let r_p99 = ratio(brokered.p99_ns, native.p99_ns);
+    let rt_med = over(brokered.median_ns, native.median_ns, floor.median_ns);
+    let rt_p99 = over(brokered.p99_ns, native.p99_ns, floor.p99_ns);
+    let denied_rt = ratio(denied.median_ns, floor.median_ns);
+    let overhead_us = us(brokered.median_ns) - us(native.median_ns);
+    println!();
+    println!("brokered / native                median {r_med:.2}x   p99 {r_p99:.2}x");
+    println!(
+        "(brokered - native) / floor      median {rt_med:.2}   p99 {rt_p99:.2}   round trips of broker overhead ({overhead_us:.1} µs at the median)"
+    );
+    println!(
+        "denied / floor                   median {denied_rt:.2}   round trips per refused call"
+    );
+
+    if options.sync_floor {
+        let sync = s(Variant::SyncFloor);
+        println!(
+            "floor, sync wake-up / floor      median {:.2}   p99 {:.2}",
+            ratio(sync.median_ns, floor.median_ns),
+            ratio(sync.p99_ns, floor.p99_ns)
+        );
+    }
+    for &v in &variants {
+        let medians = &s(v).round_medians_ns;
+        let (lo, hi) = (
+            medians.iter().copied().min().unwrap_or(0),
+            medians.iter().copied().max().unwrap_or(0),
+        );
+        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
+            let why = if matches!(v, Variant::Floor | Variant::SyncFloor) {
+                "a noisy run, or the two processes sharing a CPU in some rounds and not in others"
+            } else {
+                "a noisy run"
+            };
+            println!(
+                "note     {}: round medians spread {:.1}..{:.1} µs ({why}); compare figures within one run",
+                v.label(),
+                us(lo),
+                us(hi)
+            );
+        }
+    }
+
+    // Every allowed connection must have reached the allowed listener, none the denied one.
+    let reps = options.rounds as u64;
+    let expected = 2 * (options.iterations as u64 + reps * options.warmup as u64);
+    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
+    let leaked = bench.denied.accepted();
+    println!(
+        "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0)"
+    );
+    let end_load = loadavg();
+    println!(
+        "load     {end_load} (at end, {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let variant_json = |x: &Summary| {
+        serde_json::json!({
+            "count": x.count,
+            "median_us": us(x.median_ns),
+            "p99_us": us(x.p99_ns),
+            "min_us": us(x.min_ns),
+            "max_us": us(x.max_ns),
+            "mean_us": x.mean_ns / 1000.0,
+            "round_medians_us": x.round_medians_ns.iter().map(|&m| us(m)).collect::<Vec<_>>(),
+        })
+    };
+    let mut by_variant = serde_json::Map::new();
+    for &v in &variants {
+        by_variant.insert(v.key().to_owned(), variant_json(s(v)));
+    }
+    let json = serde_json::json!({
+        "bench": "nj-bench",
+        "kernel": machine.kernel,
+        "cpus": machine.cpus,
+        "cpu_model": machine.cpu_model,
+        "date": machine.date,
+        "loadavg_start": machine.loadavg,
+        "loadavg_end": end_load,
+        "iterations": options.iterations,
+        "rounds": options.rounds,
+        "warmup": options.warmup,
+        "netjail": options.netjail.display().to_string(),
+        "variants": by_variant,
+        "ratios": {
+            "brokered_over_native_median": r_med,
+            "brokered_over_native_p99": r_p99,
+            "overhead_round_trips_median": rt_med,
+            "overhead_round_trips_p99": rt_p99,
+            "denied_over_floor_median": denied_rt,
+            "overhead_us_median": overhead_us,
+        },
+        "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "denied_accepted": leaked },
+    });
+    println!("{json}");
+
+    if leaked != 0 {
+        eprintln!("nj-bench: error: {leaked} connection(s) reached the port the policy denies");
+        return Ok(false);
+    }
+    if seen != expected {
+        eprintln!("nj-bench: warning: the allowed listener accepted {seen}, expected {expected}");
+    }
+    Ok(true)
+}

@@ -1,0 +1,327 @@
+//! Raw system calls of the bench: the timed calls themselves, the hand-written seccomp filter
+//! of the floor measurement and the user-notification ioctls that answer it.
+//!
+//! Each function is one thin wrapper over `libc` returning `Result<_, Errno>` with the raw
+//! errno value; every fd the kernel returns is wrapped in an [`OwnedFd`] at once.
+#![allow(unsafe_code)]
+
+use std::io::Error;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A raw errno value as the kernel returned it.
+pub type Errno = i32;
+
+/// The calling thread's current errno.
+pub fn errno() -> Errno {
+    Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Turns a `-1`-on-error return value into a `Result` carrying errno.
+fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds (the vDSO `clock_gettime`, no system call).
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A fresh blocking IPv4 TCP socket.
+pub fn tcp4_socket() -> Result<OwnedFd, Errno> {
+    // SAFETY: socket(2) takes no pointers.
+    let fd = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }
+            as libc::c_long,
+    )?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A `sockaddr_in` for `127.0.0.1:port`.
+pub fn loopback4(port: u16) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain old data; all zeroes is a valid value.
+    let mut sin: libc::sockaddr_in = unsafe { zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_port = port.to_be();
+    sin.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+    sin
+}
+
+/// `connect(2)`, nothing else: the call the bench times.
+#[inline(always)]
+pub fn connect4(fd: &OwnedFd, sin: &libc::sockaddr_in) -> Result<(), Errno> {
+    // SAFETY: `sin` points to a valid sockaddr_in of the length passed; `fd` is open.
+    let ret = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (sin as *const libc::sockaddr_in).cast::<libc::sockaddr>(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// `SO_LINGER` with a zero timeout: closing the socket sends RST and leaves no `TIME_WAIT`
+/// entry behind, so that thousands of connections do not fill the ephemeral port table.
+pub fn set_linger_zero(fd: &impl AsRawFd) -> Result<(), Errno> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid struct linger of the length passed; `fd` is open.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// `listen(2)` again on a listening socket: raises its accept-queue length to `backlog`
+/// (capped by `net.core.somaxconn`). The 128 of `std` overflows when the accepting thread
+/// does not get a CPU for a few milliseconds, and a dropped SYN costs a 1 s retransmission.
+pub fn listen(fd: &impl AsRawFd, backlog: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: listen(2) takes no pointers.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) } as libc::c_long).map(drop)
+}
+
+/// Sends `sig` to the process `pid` (a child this program started).
+pub fn kill(pid: u32, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: kill(2) takes no pointers.
+    check(unsafe { libc::kill(pid as libc::pid_t, sig) } as libc::c_long).map(drop)
+}
+
+/// `alarm(2)`: the default action of `SIGALRM` ends this process after `secs` seconds.
+pub fn alarm(secs: u32) {
+    // SAFETY: alarm(2) takes no pointers.
+    unsafe { libc::alarm(secs) };
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: `fds` has room for the two fds pipe2(2) writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: the kernel just returned these two fds to us and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Writes all of `buf` to `fd`.
+pub fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes; `fd` is open.
+        let ret = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        match check(ret as libc::c_long) {
+            Ok(n) => buf = &buf[n as usize..],
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes from `fd` (`EPIPE` at end of file before that).
+pub fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes; `fd` is open.
+        let ret = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+        match check(ret as libc::c_long) {
+            Ok(0) => return Err(libc::EPIPE),
+            Ok(n) => done += n as usize,
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `fork(2)`. Only call it while this process has a single thread.
+pub fn fork() -> Result<libc::pid_t, Errno> {
+    // SAFETY: the caller runs single-threaded (the `--child floor` process never starts a
+    // thread), so the child's copy of every lock and allocator state is consistent.
+    let pid = unsafe { libc::fork() };
+    check(pid as libc::c_long).map(|p| p as libc::pid_t)
+}
+
+/// `_exit(2)`: ends the forked child without running the parent's exit handlers twice.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and takes no pointers.
+    unsafe { libc::_exit(code) }
+}
+
+/// `waitpid(pid, 0)`: the raw wait status.
+pub fn waitpid(pid: libc::pid_t) -> Result<libc::c_int, Errno> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int.
+        match check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long) {
+            Ok(_) => return Ok(status),
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: this process dies with its parent.
+pub fn die_with_parent() -> Result<(), Errno> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } as _).map(drop)
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`, required to install a filter without `CAP_SYS_ADMIN`.
+pub fn no_new_privs() -> Result<(), Errno> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integers only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as _).map(drop)
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+
+/// One classic-BPF instruction.
+const fn insn(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// Installs the floor's filter on the calling thread: another architecture is killed,
+/// `getppid` goes to the listener (`SECCOMP_RET_USER_NOTIF`), everything else is allowed.
+/// Returns the new listener; the caller needs `no_new_privs` first.
+pub fn install_getppid_notify_filter() -> Result<OwnedFd, Errno> {
+    const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+    // struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    let filter = [
+        /* 0 */ insn(LD_W_ABS, 0, 0, ARCH),
+        /* 1 */ insn(JEQ_K, 0, 4, AUDIT_ARCH_NATIVE), // else -> 6
+        /* 2 */ insn(LD_W_ABS, 0, 0, NR),
+        /* 3 */ insn(JEQ_K, 0, 1, libc::SYS_getppid as u32), // else -> 5
+        /* 4 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
+        /* 5 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        /* 6 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `filter`, which outlives the call; the kernel copies it.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &prog as *const libc::sock_fprog,
+        )
+    })?;
+    // SAFETY: the kernel just returned this listener fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The raw `getppid` system call (never libc's wrapper, which could cache it).
+#[inline(always)]
+pub fn raw_getppid() -> libc::c_long {
+    // SAFETY: getppid takes no arguments.
+    unsafe { libc::syscall(libc::SYS_getppid) }
+}
+
+/// `pidfd_open(pid, 0)`.
+pub fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes integers only.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd(pidfd, target, 0)`: our own copy of fd number `target` of that process.
+pub fn pidfd_getfd(pidfd: &OwnedFd, target: RawFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_getfd takes integers only.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) })?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`: blocks until a notification arrives; returns (id, syscall nr).
+#[inline(always)]
+pub fn notif_recv(listener: &OwnedFd) -> Result<(u64, i32), Errno> {
+    loop {
+        // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
+        let mut req: libc::seccomp_notif = unsafe { zeroed() };
+        // SAFETY: `req` is a valid, writable seccomp_notif; `listener` is a seccomp listener.
+        let ret = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut req as *mut libc::seccomp_notif,
+            )
+        };
+        match check(ret as libc::c_long) {
+            Ok(_) => return Ok((req.id, req.data.nr)),
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND` with `val = 0, error = 0, flags = 0`: the call returns 0 without
+/// running (never `CONTINUE`).
+#[inline(always)]
+pub fn notif_send_zero(listener: &OwnedFd, id: u64) -> Result<(), Errno> {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: 0,
+    };
+    // SAFETY: `resp` is a valid seccomp_notif_resp; `listener` is a seccomp listener.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp as *mut libc::seccomp_notif_resp,
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (Linux 6.6, not in `libc` yet).
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS(SYNC_WAKE_UP)`: the kernel hands the CPU straight from the
+/// caller to the answering thread and back, as in a synchronous call.
+pub fn notif_set_sync_wake_up(listener: &OwnedFd) -> Result<(), Errno> {
+    // SAFETY: this ioctl takes its flags by value; `listener` is a seccomp listener.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}

@@ -1,0 +1,134 @@
+//! The `netjaild` fixture: a broker child process with its audit log captured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{netjaild_bin, spawn, sys, Running, TempDir};
+
+/// The audit events' `target`.
+pub const AUDIT_TARGET: &str = "netjail::audit";
+
+/// A running `netjaild --socket <tmp>/broker.sock [--control <tmp>/control.sock]
+/// --log-format json`, killed by pid on drop.
+///
+/// Its stderr (the JSON log, audit events included) is collected as it runs.
+pub struct Broker {
+    child: Running,
+    dir: TempDir,
+    socket: PathBuf,
+}
+
+/// Whether this `netjaild` takes `--control` (the operator socket came later than the rest):
+/// when it does, the fixture's operator socket goes into its temporary directory too.
+fn has_control_option() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        let out = crate::run(
+            Command::new(netjaild_bin()).arg("--help"),
+            Duration::from_secs(10),
+        );
+        out.stdout.contains("--control")
+    })
+}
+
+impl Broker {
+    /// Starts the broker and waits (at most 10 s) until its registration socket accepts a
+    /// `SOCK_SEQPACKET` connection. Panics with its stderr if it does not come up.
+    pub fn start() -> Broker {
+        let dir = TempDir::new();
+        let socket = dir.path().join("broker.sock");
+        let control = dir.path().join("control.sock");
+        let mut cmd = Command::new(netjaild_bin());
+        cmd.arg("--socket").arg(&socket);
+        if has_control_option() {
+            cmd.arg("--control").arg(&control);
+        }
+        cmd.args(["--log-format", "json"]);
+        let mut child = spawn(&mut cmd);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if !child.is_alive() {
+                panic!(
+                    "netjaild exited during start-up\n--- stderr ---\n{}",
+                    child.stderr_so_far()
+                );
+            }
+            if sys::seqpacket_connect(&socket).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "netjaild did not accept on {} within 10 s\n--- stderr ---\n{}",
+                    socket.display(),
+                    child.stderr_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child, dir, socket }
+    }
+
+    /// The registration socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The broker's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The broker's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
+    /// True while the broker process runs.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.is_alive()
+    }
+
+    /// Everything the broker wrote on stderr so far.
+    pub fn log(&self) -> String {
+        self.child.stderr_so_far()
+    }
+
+    /// The audit (decision) events logged so far, as JSON objects with the event's fields at
+    /// top level (fields nested under `"fields"` by the JSON formatter are lifted up).
+    pub fn audit_events(&self) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|mut v| {
+                let obj = v.as_object_mut()?;
+                if let Some(Value::Object(fields)) = obj.remove("fields") {
+                    for (k, val) in fields {
+                        obj.entry(k).or_insert(val);
+                    }
+                }
+                (obj.get("target").and_then(Value::as_str) == Some(AUDIT_TARGET)).then_some(v)
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` audit events satisfy `pred` (at most `timeout`), returns them.
+    pub fn wait_audit(
+        &self,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<Value> = self.audit_events().into_iter().filter(&pred).collect();
+            if found.len() >= n || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The subcommands of the `nj-probe` binary.
+//!
+//! Every subcommand prints exactly one JSON line on stdout and returns exit status 0, unless it
+//! could not run at all (bad arguments: status 2). Results of calls are reported as
+//! `{"ok":true}` or `{"ok":false,"errno":N,"err":"ENAME"}`.
+//!
+//! | subcommand | what it does |
+//! | --- | --- |
+//! | `connect PROTO ADDR PORT [--nonblock] [--send]` | one TCP/UDP connect (and send) |
+//! | `unix PATH`, `unix-abstract NAME` | one `AF_UNIX` stream connect |
+//! | `flip ALLOWED DENIED N` | connect with a sockaddr another thread keeps rewriting (M1) |
+//! | `io-uring [PORT]` | `io_uring_setup`, then an `IORING_OP_CONNECT` |
+//! | `int80 PORT` | i386 `socketcall` through `int $0x80` |
+//! | `second-listener PORT` | install an own seccomp listener that CONTINUEs `connect` |
+//! | `pidfd-getfd PID FD PORT` | steal a socket from another process and connect it |
+//! | `bad-args DEAD [LIVE]` | a table of hostile `connect` arguments |
+//! | `scan-fds [--make-listener]` | list `/proc/self/fd`, look for a seccomp listener |
+//! | `signal-storm PORT N [--no-restart]` | connects under a 1 ms `SIGALRM` timer |
+
+use serde_json::{json, Value};
+
+use crate::sys::{errno_name, Errno};
+
+mod attacks;
+mod badargs;
+mod flip;
+mod int80;
+mod net;
+mod storm;
+mod uring;
+
+/// Runs the probe with its arguments (without the program name); returns the exit status.
+pub fn main(args: &[String]) -> i32 {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = match a.as_slice() {
+        ["connect", proto, addr, port, flags @ ..] => net::connect(proto, addr, port, flags),
+        ["unix", path] => Ok(net::unix(path.as_bytes(), false)),
+        ["unix-abstract", name] => Ok(net::unix(name.as_bytes(), true)),
+        ["flip", allowed, denied, n] => flip::run(allowed, denied, n),
+        ["io-uring"] => Ok(uring::run(None)),
+        ["io-uring", port] => port_arg(port).map(|p| uring::run(Some(p))),
+        ["int80", port] => port_arg(port).map(int80::run),
+        ["second-listener", port] => port_arg(port).map(attacks::second_listener),
+        ["pidfd-getfd", pid, fd, port] => attacks::pidfd_getfd(pid, fd, port),
+        ["bad-args", dead] => port_arg(dead).map(|d| badargs::run(d, None)),
+        ["bad-args", dead, live] => {
+            port_arg(dead).and_then(|d| port_arg(live).map(|l| badargs::run(d, Some(l))))
+        }
+        ["scan-fds"] => Ok(attacks::scan_fds(false)),
+        ["scan-fds", "--make-listener"] => Ok(attacks::scan_fds(true)),
+        ["signal-storm", port, n, flags @ ..] => storm::run(port, n, flags),
+        _ => Err(format!("unknown or malformed subcommand: {args:?}")),
+    };
+    match out {
+        Ok(v) => {
+            println!("{v}");
+            0
+        }
+        Err(msg) => {
+            eprintln!("nj-probe: {msg}");
+            2
+        }
+    }
+}
+
+/// Parses a port number argument.
+fn port_arg(s: &str) -> Result<u16, String> {
+    s.parse().map_err(|_| format!("bad port {s:?}"))
+}
+
+/// Parses a count argument.
+fn count_arg(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| format!("bad count {s:?}"))
+}
+
+/// The JSON form of a call's result.
+fn result_json(r: Result<(), Errno>) -> Value {
+    match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "errno": e, "err": errno_name(e)}),
+    }
+}
+
+/// `"ok"` or the errno name, for tables.
+fn result_name(r: Result<(), Errno>) -> String {
+    match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => errno_name(e),
+    }
+}
+
+/// Adds one to a per-errno-name tally.
+fn tally(map: &mut serde_json::Map<String, Value>, e: Errno) {
+    let slot = map.entry(errno_name(e)).or_insert(json!(0));
+    *slot = json!(slot.as_u64().unwrap_or(0) + 1);
+}

@@ -1,0 +1,353 @@
+//! Raw system calls shared by the probe and the harness.
+//!
+//! Everything here is a thin wrapper over one `libc` call that returns `Result<_, Errno>` with
+//! the raw errno value, so that the probe can report exactly what the kernel (or the broker)
+//! answered. Every fd the kernel returns is wrapped in an [`OwnedFd`] at once.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::io::Error;
+use std::mem::{size_of, zeroed};
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A raw errno value as the kernel returned it.
+pub type Errno = i32;
+
+/// The calling thread's current errno.
+pub fn errno() -> Errno {
+    Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The symbolic name of an errno value (`"EPERM"`), or `"E<n>"` for one not in the table.
+pub fn errno_name(e: Errno) -> String {
+    let name = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOSPC => "ENOSPC",
+        libc::EPIPE => "EPIPE",
+        libc::ERANGE => "ERANGE",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::EPROTOTYPE => "EPROTOTYPE",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EISCONN => "EISCONN",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EALREADY => "EALREADY",
+        libc::EINPROGRESS => "EINPROGRESS",
+        _ => return format!("E{e}"),
+    };
+    name.to_owned()
+}
+
+/// Turns a `-1`-on-error return value into a `Result` carrying errno.
+fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wraps a freshly returned fd number.
+fn owned(ret: libc::c_long) -> Result<OwnedFd, Errno> {
+    let fd = check(ret)? as RawFd;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A socket address in kernel layout, with its length.
+#[derive(Clone, Copy)]
+pub struct SockAddr {
+    /// The bytes of the address.
+    pub storage: libc::sockaddr_storage,
+    /// How many of them are meaningful.
+    pub len: libc::socklen_t,
+}
+
+impl SockAddr {
+    /// An empty (all zero) address of length 0.
+    pub fn zeroed() -> Self {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        let storage = unsafe { zeroed() };
+        SockAddr { storage, len: 0 }
+    }
+
+    /// The address family this address belongs to.
+    pub fn family(&self) -> libc::c_int {
+        libc::c_int::from(self.storage.ss_family)
+    }
+
+    /// A `sockaddr_in` or `sockaddr_in6` for an IP address and port.
+    pub fn ip(addr: IpAddr, port: u16) -> Self {
+        let mut sa = SockAddr::zeroed();
+        match addr {
+            IpAddr::V4(v4) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: port.to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                sa.write(&sin);
+            }
+            IpAddr::V6(v6) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: port.to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                sa.write(&sin6);
+            }
+        }
+        sa
+    }
+
+    /// A `sockaddr_un` for a filesystem path (with its terminating NUL counted in the length).
+    pub fn unix_path(path: &[u8]) -> Self {
+        Self::unix_raw(path, true)
+    }
+
+    /// A `sockaddr_un` for an abstract name: `sun_path` starts with a NUL byte.
+    pub fn unix_abstract(name: &[u8]) -> Self {
+        let mut raw = vec![0u8];
+        raw.extend_from_slice(name);
+        Self::unix_raw(&raw, false)
+    }
+
+    fn unix_raw(path: &[u8], nul: bool) -> Self {
+        let mut sa = SockAddr::zeroed();
+        // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+        let mut sun: libc::sockaddr_un = unsafe { zeroed() };
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let n = path.len().min(sun.sun_path.len() - 1);
+        for (dst, src) in sun.sun_path.iter_mut().zip(&path[..n]) {
+            *dst = *src as libc::c_char;
+        }
+        sa.write(&sun);
+        sa.len = (size_of::<libc::sa_family_t>() + n + usize::from(nul)) as libc::socklen_t;
+        sa
+    }
+
+    fn write<T: Copy>(&mut self, value: &T) {
+        assert!(size_of::<T>() <= size_of::<libc::sockaddr_storage>());
+        // SAFETY: T fits in sockaddr_storage (checked above), both are plain old data, and
+        // write_unaligned does not need the destination to be aligned for T.
+        unsafe { std::ptr::write_unaligned((&raw mut self.storage).cast::<T>(), *value) };
+        self.len = size_of::<T>() as libc::socklen_t;
+    }
+
+    /// The port of an IPv4 or IPv6 address, if it is one.
+    pub fn port(&self) -> Option<u16> {
+        let p = (&raw const self.storage).cast::<u8>();
+        match self.family() {
+            // SAFETY: the port sits at bytes 2..4 of both sockaddr_in and sockaddr_in6, which
+            // lie inside sockaddr_storage.
+            libc::AF_INET | libc::AF_INET6 => Some(u16::from_be(unsafe {
+                std::ptr::read_unaligned(p.add(2).cast::<u16>())
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// `socket(domain, ty | SOCK_CLOEXEC, 0)`.
+pub fn socket(domain: libc::c_int, ty: libc::c_int) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket takes no pointers.
+    owned(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, 0) } as libc::c_long)
+}
+
+/// `connect(fd, addr)` through the raw system call (no libc wrapper logic in between).
+pub fn connect(fd: &impl AsRawFd, addr: &SockAddr) -> Result<(), Errno> {
+    connect_raw(fd.as_raw_fd(), (&raw const addr.storage) as usize, addr.len)
+}
+
+/// `connect` with an arbitrary fd number, address and length, as a hostile program would call
+/// it. The kernel validates all three; it only reads at the address (or answers `EFAULT`).
+pub fn connect_raw(fd: RawFd, addr: usize, len: libc::socklen_t) -> Result<(), Errno> {
+    connect_raw_len(fd, addr, libc::c_long::from(len))
+}
+
+/// Like [`connect_raw`] with the length passed as a full register (so that negative and huge
+/// values reach the kernel unchanged).
+pub fn connect_raw_len(fd: RawFd, addr: usize, len: libc::c_long) -> Result<(), Errno> {
+    // SAFETY: connect only reads `len` bytes at `addr`; the kernel checks the address and
+    // answers EFAULT for memory we do not have, so no Rust memory is written or aliased.
+    let ret = unsafe { libc::syscall(libc::SYS_connect, libc::c_long::from(fd), addr, len) };
+    check(ret).map(drop)
+}
+
+/// Waits until `fd` is writable (or failed). `Ok(false)` on timeout.
+pub fn poll_writable(fd: &impl AsRawFd, timeout_ms: i32) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd array of length 1 for the duration of the call.
+    let n = check(unsafe { libc::poll(&mut pfd, 1, timeout_ms) } as libc::c_long)?;
+    Ok(n > 0)
+}
+
+/// Waits until `fd` is readable (or hung up). `Ok(false)` on timeout.
+pub fn poll_readable(fd: &impl AsRawFd, timeout_ms: i32) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd array of length 1 for the duration of the call.
+    let n = check(unsafe { libc::poll(&mut pfd, 1, timeout_ms) } as libc::c_long)?;
+    Ok(n > 0)
+}
+
+/// `getsockopt(SOL_SOCKET, SO_ERROR)`: the pending error of a socket (0 for none).
+pub fn so_error(fd: &impl AsRawFd) -> Result<Errno, Errno> {
+    let mut err: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: err and len are valid for writes of the sizes we pass.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &mut len,
+        )
+    } as libc::c_long)?;
+    Ok(err)
+}
+
+/// `getpeername`.
+pub fn peer(fd: &impl AsRawFd) -> Result<SockAddr, Errno> {
+    let mut sa = SockAddr::zeroed();
+    sa.len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes; len says how big storage is.
+    let ret =
+        unsafe { libc::getpeername(fd.as_raw_fd(), (&raw mut sa.storage).cast(), &mut sa.len) };
+    check(ret as libc::c_long)?;
+    Ok(sa)
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL)`.
+pub fn send(fd: &impl AsRawFd, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    let n = check(unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    } as libc::c_long)?;
+    Ok(n as usize)
+}
+
+/// `sendmsg` of one datagram with `fds` attached as `SCM_RIGHTS` (none if empty).
+pub fn send_with_fds(fd: &impl AsRawFd, buf: &[u8], fds: &[RawFd]) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    let payload = std::mem::size_of_val(fds) as libc::c_uint;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8).max(1)];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points to `space` zeroed, 8-aligned bytes, enough for one cmsg
+        // carrying `payload` bytes, so CMSG_FIRSTHDR is non-null and CMSG_DATA is in bounds.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                payload as usize,
+            );
+        }
+    }
+    // SAFETY: msg and everything it points to (iov, buf, control) outlive the call.
+    let n =
+        check(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } as libc::c_long)?;
+    Ok(n as usize)
+}
+
+/// `recv(fd, buf, MSG_DONTWAIT)` after waiting up to `timeout_ms` for something to read.
+/// `Ok(None)` on timeout; `Ok(Some(0))` is end of file.
+pub fn recv_timeout(
+    fd: &impl AsRawFd,
+    buf: &mut [u8],
+    timeout_ms: i32,
+) -> Result<Option<usize>, Errno> {
+    if !poll_readable(fd, timeout_ms)? {
+        return Ok(None);
+    }
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let n = check(unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    } as libc::c_long)?;
+    Ok(Some(n as usize))
+}
+
+/// Connects a new `AF_UNIX` `SOCK_SEQPACKET` socket to a filesystem path.
+pub fn seqpacket_connect(path: &std::path::Path) -> Result<OwnedFd, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = socket(libc::AF_UNIX, libc::SOCK_SEQPACKET)?;
+    connect(&fd, &SockAddr::unix_path(path.as_os_str().as_bytes()))?;
+    Ok(fd)
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: i32, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: kill takes no pointers.
+    check(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)
+}

@@ -1,0 +1,105 @@
+//! End-to-end tests of netjail: real programs under `netjail run`, against the real kernel.
+//!
+//! All of them build as this one test binary. They need the workspace's binaries
+//! (`cargo build --workspace` in the same profile) and talk to loopback only. Attack tests run
+//! each probe twice: unconfined (the attack must succeed, which proves the probe can fail) and
+//! confined (it must not). Tests that prove a seed rule carry its id (`s_d1_...`), see
+//! `/work/shared/design/SEMANTICS.md`.
+
+use std::process::Command;
+
+use netjail_integration_tests::{
+    confined_cmd, confined_with_broker_cmd, run, Broker, Outcome, DEFAULT_TIMEOUT,
+};
+
+/// Defines `mod $name { fn embedded(); fn broker(); }`: the same test body run once through the
+/// launcher's embedded broker and once through a separate `netjaild`.
+macro_rules! both {
+    ($(#[$meta:meta])* $name:ident => $body:ident) => {
+        $(#[$meta])*
+        mod $name {
+            #[test]
+            fn embedded() {
+                super::$body(crate::Via::Embedded);
+            }
+
+            #[test]
+            fn broker() {
+                super::$body(crate::Via::broker());
+            }
+        }
+    };
+}
+
+mod attacks;
+mod connect;
+mod garbage;
+mod harness;
+mod signals;
+
+/// The probe binary of this crate.
+pub(crate) fn probe() -> &'static str {
+    env!("CARGO_BIN_EXE_nj-probe")
+}
+
+/// Which broker a confined command talks to.
+pub(crate) enum Via {
+    /// `netjail run` with no broker listening: the launcher's embedded broker.
+    Embedded,
+    /// `netjail run --broker SOCK --no-embedded` against a `netjaild` started for the test.
+    Broker(Broker),
+}
+
+impl Via {
+    /// A fresh `netjaild` for this test.
+    pub(crate) fn broker() -> Via {
+        Via::Broker(Broker::start())
+    }
+
+    /// The confining command line for `args` under `policy`.
+    pub(crate) fn cmd(&self, policy: &str, args: &[&str]) -> Command {
+        match self {
+            Via::Embedded => confined_cmd(policy, args),
+            Via::Broker(b) => confined_with_broker_cmd(b, policy, args),
+        }
+    }
+
+    /// Runs `args` confined by `policy`, bounded by [`DEFAULT_TIMEOUT`].
+    pub(crate) fn run(&self, policy: &str, args: &[&str]) -> Outcome {
+        run(&mut self.cmd(policy, args), DEFAULT_TIMEOUT)
+    }
+
+    /// Runs with a custom time bound.
+    pub(crate) fn run_for(
+        &self,
+        policy: &str,
+        args: &[&str],
+        timeout: std::time::Duration,
+    ) -> Outcome {
+        run(&mut self.cmd(policy, args), timeout)
+    }
+}
+
+/// Asserts that a probe/python result says "denied with EPERM".
+#[track_caller]
+pub(crate) fn assert_eperm(out: &Outcome) {
+    let v = out.json();
+    assert_eq!(
+        v["ok"],
+        false,
+        "expected EPERM, got success: {}",
+        out.describe()
+    );
+    assert_eq!(v["err"], "EPERM", "expected EPERM: {}", out.describe());
+}
+
+/// Asserts that a probe/python result says "connected".
+#[track_caller]
+pub(crate) fn assert_ok(out: &Outcome) {
+    assert_eq!(
+        out.json()["ok"],
+        true,
+        "expected success: {}",
+        out.describe()
+    );
+}
