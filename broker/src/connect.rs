@@ -5,16 +5,17 @@
 //! give: the fd (`EBADF`), the length (`EINVAL`), the copy (`EFAULT`), the socket (`ENOTSOCK`),
 //! the address (`EINVAL`), then the policy (`EPERM`) and the call itself.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::decode::{self, MAX_SOCKADDR_LEN};
-use crate::handler::{errno_of, may_block, Call, Outcome, Reply};
-use crate::{sys, unix};
+use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::sys::{self, SocketKind};
+use crate::unix;
 
-/// Handles one notified `connect`.
-pub(crate) fn handle(call: &Call<'_>) -> Outcome {
+/// Decides one notified `connect`; performs it at once when it cannot wait long.
+pub(crate) fn decide(call: &Call) -> Step {
     let fd = call.notif.args[0] as i32;
     let addr_ptr = call.notif.args[1];
     let len = call.notif.args[2] as i32;
@@ -22,52 +23,79 @@ pub(crate) fn handle(call: &Call<'_>) -> Outcome {
 
     let sock = match sys::pidfd_getfd(call.pidfd.as_fd(), fd) {
         Ok(s) => s,
-        Err(e) => return out.failed(errno_of(&e), "bad-fd"),
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "bad-fd")),
     };
     if len < 0 || len as usize > MAX_SOCKADDR_LEN {
-        return out.failed(libc::EINVAL, "bad-length");
+        return Step::Done(out.failed(libc::EINVAL, "bad-length"));
     }
     let mut storage = [0u8; MAX_SOCKADDR_LEN];
     let addr = &mut storage[..len as usize];
     if let Err(e) = sys::read_memory(call.notif.pid, addr_ptr, addr) {
-        return out.failed(errno_of(&e), "bad-address");
+        return Step::Done(out.failed(errno_of(&e), "bad-address"));
     }
     // Invariant 4: the memory we read belonged to the caller, which is still waiting.
     if !call.still_valid() {
-        return out.gone();
+        return Step::Done(out.gone());
     }
     let kind = match sys::socket_kind(sock.as_fd()) {
         Ok(k) => k,
-        Err(e) => return out.failed(errno_of(&e), "not-a-socket"),
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
     };
     let target = match decode::target(addr, decode::proto_of(kind.sock_type, kind.protocol)) {
         Ok(t) => t,
-        Err(e) => return out.failed(e.errno(), "bad-address"),
+        Err(e) => return Step::Done(out.failed(e.errno(), "bad-address")),
     };
 
-    if let Target::UnixPath(path) = &target {
-        // Resolution may wait on a slow filesystem: never on a runtime worker.
-        let result = may_block(|| unix::connect_path(call, sock.as_fd(), path));
-        out.endpoint = result.endpoint;
-        return out.decided(result.decision, result.failure, result.reply);
+    if let Target::UnixPath(path) = target {
+        // Resolution may wait on a slow filesystem: always off the receiver thread.
+        return Step::Blocking(Box::new(move |call: &Call| {
+            let result = unix::connect_path(call, sock.as_fd(), &path);
+            out.endpoint = result.endpoint;
+            out.decided(result.decision, result.failure, result.reply)
+        }));
     }
 
-    out.endpoint = target.canonical().to_string();
+    let canonical = target.canonical();
+    out.endpoint = canonical.to_string();
     let decision = call.sandbox.policy.evaluate(&Request {
         op: Op::Connect,
         target,
     });
-    let reply = match decision.verdict {
-        Verdict::Deny { errno } => Reply::Errno(errno),
-        Verdict::Allow => may_block(|| perform(sock.as_fd(), addr)),
-    };
-    out.decided(Some(decision), "", reply)
+    match decision.verdict {
+        Verdict::Deny { errno } => Step::Done(out.decided(Some(decision), "", Reply::Errno(errno))),
+        Verdict::Allow if may_wait_long(sock.as_fd(), kind, &canonical) => {
+            let addr = addr.to_vec();
+            Step::Blocking(Box::new(move |_: &Call| {
+                let reply = perform(sock, &addr);
+                out.decided(Some(decision), "", reply)
+            }))
+        }
+        Verdict::Allow => {
+            let reply = perform(sock, addr);
+            Step::Done(out.decided(Some(decision), "", reply))
+        }
+    }
 }
 
-/// Connects the broker's copy of the socket with the broker's copy of the address. A blocking
-/// socket blocks this thread, exactly as the caller's own call would have.
-fn perform(sock: std::os::fd::BorrowedFd<'_>, addr: &[u8]) -> Reply {
-    match sys::connect_raw(sock, addr) {
+/// Whether connecting may block for longer than a loopback handshake: a blocking stream
+/// socket going anywhere but loopback. Such a connect is performed on the blocking pool so that
+/// the sandbox's other calls are not held behind it. (A sandbox that flips `O_NONBLOCK` after
+/// this check can only delay its own calls: each sandbox has its own receiver thread.)
+fn may_wait_long(sock: BorrowedFd<'_>, kind: SocketKind, target: &Target) -> bool {
+    if kind.sock_type == libc::SOCK_DGRAM {
+        return false;
+    }
+    if let Target::Inet { addr, .. } = target {
+        if addr.ip().is_loopback() {
+            return false;
+        }
+    }
+    !sys::is_nonblocking(sock).unwrap_or(false)
+}
+
+/// Connects the broker's copy of the socket with the broker's copy of the address.
+fn perform(sock: OwnedFd, addr: &[u8]) -> Reply {
+    match sys::connect_raw(sock.as_fd(), addr) {
         Ok(()) => Reply::Value(0),
         Err(e) => Reply::Errno(errno_of(&e)),
     }

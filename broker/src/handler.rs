@@ -1,5 +1,12 @@
-//! The listener task of a sandbox, and the one place where replies are sent and audit events
-//! written. Handlers of single operations (`connect.rs`, `unix.rs`) return an [`Outcome`].
+//! The receiver of a sandbox, and the one place where replies are sent and audit events
+//! written. Handlers of single operations (`connect.rs`, `unix.rs`) return a [`Step`].
+//!
+//! Each sandbox has a receiver thread of its own that waits in `poll` on the listener. With
+//! `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` the kernel hands the CPU straight from the caller to
+//! that thread, which decides (non-blocking system calls only) and performs what cannot wait
+//! long, so an allowed call costs one round trip and the call itself. Work that may wait (a
+//! path lookup, a blocking connect to a remote host) goes to the runtime's blocking pool,
+//! bounded per sandbox. A sandbox can therefore slow down only its own receiver (invariant 7).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -13,6 +20,9 @@ use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification};
 use crate::{audit, connect};
 
+/// Stack of a receiver thread: decisions and audit formatting need little.
+const RECEIVER_STACK: usize = 256 * 1024;
+
 /// What the caller's system call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -23,18 +33,31 @@ pub(crate) enum Reply {
 }
 
 /// One notification being handled.
-pub(crate) struct Call<'a> {
-    pub sandbox: &'a Sandbox,
+pub(crate) struct Call {
+    pub sandbox: Arc<Sandbox>,
     pub notif: RawNotification,
     /// A pidfd of the calling thread, opened as soon as the notification arrived.
     pub pidfd: OwnedFd,
+    /// When the notification was received.
+    pub received: Instant,
 }
 
-impl Call<'_> {
+impl Call {
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
     pub fn still_valid(&self) -> bool {
-        sys::notif_id_valid(self.sandbox.listener.get_ref().as_fd(), self.notif.id)
+        sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id)
     }
+}
+
+/// Work that may wait, run on the blocking pool.
+pub(crate) type Work = Box<dyn FnOnce(&Call) -> Outcome + Send>;
+
+/// What a handler returns.
+pub(crate) enum Step {
+    /// Decided, and performed if allowed.
+    Done(Outcome),
+    /// The rest may wait: run it off the receiver thread.
+    Blocking(Work),
 }
 
 /// What a handler decided and what the caller gets.
@@ -92,89 +115,56 @@ pub(crate) fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// Runs `f`, which may block (a connect on a blocking socket, a path lookup), without
-/// stalling a runtime worker: on a multi-thread runtime the worker hands its other tasks to
-/// another thread and this one runs `f` at once, so the call pays no thread hop. Elsewhere (a
-/// blocking-pool thread) it just runs `f`.
-pub(crate) fn may_block<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
+/// Starts the receiver thread of `sandbox`; `on_exit` runs when every task of the sandbox has
+/// exited (`POLLHUP` on the listener).
+pub(crate) fn start(
+    sandbox: Arc<Sandbox>,
+    runtime: tokio::runtime::Handle,
+    on_exit: impl FnOnce() + Send + 'static,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("netjail-{}", sandbox.id))
+        .stack_size(RECEIVER_STACK)
+        .spawn(move || {
+            receive(&sandbox, &runtime);
+            audit::retired(sandbox.id, &sandbox.name, sandbox.decisions());
+            on_exit();
+        })?;
+    Ok(())
 }
 
-fn multi_thread() -> bool {
-    tokio::runtime::Handle::try_current()
-        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-        .unwrap_or(false)
-}
-
-/// Runs until every task of the sandbox has exited (`POLLHUP` on the listener).
-pub(crate) async fn listen(sandbox: Arc<Sandbox>) {
+fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
+    let listener = sandbox.listener.as_fd();
     loop {
-        let mut guard = match sandbox.listener.readable().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::error!(sandbox = %sandbox.id, error = %e, "listener failed");
-                break;
-            }
-        };
-        // NOTIF_RECV blocks whatever O_NONBLOCK says: ask poll first, every time.
-        let state = match sys::poll_in(sandbox.listener.get_ref().as_fd()) {
+        // NOTIF_RECV blocks whatever O_NONBLOCK says: wait in poll, which also reports the
+        // end of the sandbox.
+        let state = match sys::poll_wait(listener) {
             Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::error!(sandbox = %sandbox.id, error = %e, "poll of listener failed");
-                break;
+                return;
             }
         };
         if state.readable {
-            // Bound the calls in flight before taking one more from the kernel.
-            let permit = match sandbox.in_flight.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => break,
-            };
-            match sys::notif_recv(sandbox.listener.get_ref().as_fd()) {
-                Ok(notif) => {
-                    let received = Instant::now();
-                    let sb = sandbox.clone();
-                    // Deciding makes only non-blocking system calls: it runs on a task of its
-                    // own, and only the call it performs leaves the worker (`may_block`). A
-                    // current-thread runtime has no worker to spare: the blocking pool does all.
-                    if multi_thread() {
-                        tokio::spawn(async move {
-                            handle(&sb, notif, received);
-                            drop(permit);
-                        });
-                    } else {
-                        tokio::task::spawn_blocking(move || {
-                            handle(&sb, notif, received);
-                            drop(permit);
-                        });
-                    }
-                }
+            match sys::notif_recv(listener) {
+                Ok(notif) => dispatch(sandbox, runtime, notif),
                 // The caller was killed between poll and receive.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::error!(sandbox = %sandbox.id, error = %e, "receive failed");
-                    break;
+                    return;
                 }
             }
-            continue;
+        } else if state.hangup {
+            return;
         }
-        if state.hangup {
-            break;
-        }
-        guard.clear_ready();
     }
-    audit::retired(sandbox.id, &sandbox.name, sandbox.decisions());
 }
 
-/// Handles one notification from start to reply.
-fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
-    let listener = sandbox.listener.get_ref().as_fd();
+fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: RawNotification) {
+    let received = Instant::now();
     // Invariant 4: the pid becomes a pidfd at once.
     let pidfd = match sys::pidfd_open_thread(notif.pid) {
         Ok(fd) => fd,
@@ -184,14 +174,34 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
         }
     };
     let call = Call {
-        sandbox,
+        sandbox: sandbox.clone(),
         notif,
         pidfd,
+        received,
     };
-    let outcome = match decode::syscall(notif.arch, notif.nr) {
-        Some(Syscall::Connect) => connect::handle(&call),
-        None => Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall"),
+    let step = match decode::syscall(notif.arch, notif.nr) {
+        Some(Syscall::Connect) => connect::decide(&call),
+        None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     };
+    match step {
+        Step::Done(outcome) => finish(&call, outcome),
+        Step::Blocking(work) => {
+            // Bound the work of one sandbox in the pool; past the bound this receiver waits,
+            // and the sandbox's further calls wait in the kernel, unanswered but not lost.
+            let Ok(permit) = runtime.block_on(sandbox.in_flight.clone().acquire_owned()) else {
+                return;
+            };
+            runtime.spawn_blocking(move || {
+                let outcome = work(&call);
+                finish(&call, outcome);
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Sends the reply and writes the audit event: the only place that does either.
+fn finish(call: &Call, outcome: Outcome) {
     let Some(reply) = outcome.reply else {
         return;
     };
@@ -199,18 +209,16 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
         Reply::Value(v) => (v, 0),
         Reply::Errno(e) => (0, e),
     };
-    if let Err(e) = sys::notif_send(listener, notif.id, val, errno) {
+    if let Err(e) = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno) {
         // ENOENT: the caller was killed while we worked.
-        tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
+        tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");
     }
-    let latency_us = received.elapsed().as_micros() as u64;
-    // Reading the exe costs the caller nothing, but CPU all the same: only when someone listens.
-    let program = if tracing::enabled!(target: audit::TARGET, tracing::Level::INFO) {
-        program_of(&call)
-    } else {
-        String::new()
-    };
-    sandbox.count_decision();
+    let latency_us = call.received.elapsed().as_micros() as u64;
+    call.sandbox.count_decision();
+    if !tracing::enabled!(target: audit::TARGET, tracing::Level::INFO) {
+        return;
+    }
+    let program = program_of(call);
     let decision = outcome.decision.as_ref();
     let verdict = match decision.map(|d| d.verdict) {
         Some(Verdict::Allow) => "allow",
@@ -218,9 +226,9 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
         None => "error",
     };
     audit::decision(&audit::DecisionEvent {
-        sandbox: sandbox.id,
-        name: &sandbox.name,
-        pid: notif.pid,
+        sandbox: call.sandbox.id,
+        name: &call.sandbox.name,
+        pid: call.notif.pid,
         program: &program,
         op: outcome.op,
         endpoint: &outcome.endpoint,
@@ -234,7 +242,7 @@ fn handle(sandbox: &Sandbox, notif: RawNotification, received: Instant) {
 /// The caller's executable, read after the reply so that the caller does not wait for it. The
 /// pid names the caller only while the caller lives: the pidfd is asked after the read, and a
 /// caller that died meanwhile is reported as `?`.
-fn program_of(call: &Call<'_>) -> String {
+fn program_of(call: &Call) -> String {
     let exe = std::fs::read_link(format!("/proc/{}/exe", call.notif.pid));
     match (exe, sys::pidfd_alive(call.pidfd.as_fd())) {
         (Ok(p), true) => p.display().to_string(),

@@ -41,7 +41,7 @@ pub use audit::TARGET as AUDIT_TARGET;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
 pub use server::{bind_socket, serve};
 
-/// The broker: a set of sandboxes, each with a listener task.
+/// The broker: a set of sandboxes, each with a receiver thread.
 #[derive(Debug)]
 pub struct Broker {
     next_id: AtomicU64,
@@ -55,9 +55,12 @@ pub enum RegisterError {
     /// The fd is not a seccomp listener.
     #[error("the fd given is not a seccomp listener (it is {0})")]
     NotAListener(String),
-    /// The listener could not be watched.
-    #[error("cannot watch the listener: {0}")]
+    /// The receiver thread could not start.
+    #[error("cannot start the receiver of the sandbox: {0}")]
     Io(#[from] io::Error),
+    /// Called outside a tokio runtime.
+    #[error("register must be called inside a tokio runtime")]
+    NoRuntime,
 }
 
 impl Broker {
@@ -69,8 +72,9 @@ impl Broker {
         })
     }
 
-    /// Takes a sandbox's seccomp listener and starts deciding its calls. Must run inside a
-    /// tokio runtime; the sandbox leaves when every task of its filter has exited.
+    /// Takes a sandbox's seccomp listener and starts deciding its calls on a receiver thread of
+    /// its own. Must run inside a tokio runtime (its blocking pool runs the calls that may
+    /// wait); the sandbox leaves when every task of its filter has exited.
     pub fn register(
         self: &Arc<Self>,
         name: &str,
@@ -96,21 +100,24 @@ impl Broker {
             name.to_string(),
             pid,
             Arc::new(policy),
-            sys::async_fd(listener)?,
+            listener,
         ));
         self.sandboxes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, sandbox.clone());
-        let broker = self.clone();
-        tokio::spawn(async move {
-            handler::listen(sandbox).await;
-            broker
-                .sandboxes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        });
+        let broker = Arc::downgrade(self);
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| RegisterError::NoRuntime)?;
+        handler::start(sandbox, runtime, move || {
+            if let Some(broker) = broker.upgrade() {
+                broker
+                    .sandboxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            }
+        })?;
         Ok(id)
     }
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use netjail_policy::Policy;
 use netjail_protocol::SandboxId;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
-/// Calls of one sandbox that the broker handles at once; more wait in the kernel, unanswered
-/// but not lost, so that one sandbox cannot take every thread of the broker (invariant 7).
+/// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
+/// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
+/// so that one sandbox cannot take every thread of the broker (invariant 7).
 pub const MAX_IN_FLIGHT: usize = 64;
 
 /// A confined process tree known to the broker.
@@ -24,7 +24,7 @@ pub struct Sandbox {
     pub pid: i32,
     /// The policy every call is decided by.
     pub policy: Arc<Policy>,
-    pub(crate) listener: AsyncFd<OwnedFd>,
+    pub(crate) listener: OwnedFd,
     pub(crate) in_flight: Arc<Semaphore>,
     decisions: AtomicU64,
 }
@@ -35,7 +35,7 @@ impl Sandbox {
         name: String,
         pid: i32,
         policy: Arc<Policy>,
-        listener: AsyncFd<OwnedFd>,
+        listener: OwnedFd,
     ) -> Self {
         Sandbox {
             id,

@@ -128,15 +128,15 @@ pub struct PollState {
     pub hangup: bool,
 }
 
-/// `poll` of one fd for input with a timeout of zero.
-pub fn poll_in(fd: BorrowedFd<'_>) -> io::Result<PollState> {
+/// Waits in `poll` until `fd` is readable or hung up.
+pub fn poll_wait(fd: BorrowedFd<'_>) -> io::Result<PollState> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd, count 1, no wait.
-    cvt(unsafe { libc::poll(&mut pfd, 1, 0) })?;
+    // SAFETY: one valid pollfd, count 1, no timeout.
+    cvt(unsafe { libc::poll(&mut pfd, 1, -1) })?;
     Ok(PollState {
         readable: pfd.revents & libc::POLLIN != 0,
         hangup: pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
@@ -261,6 +261,13 @@ fn fstat_mode(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
     Ok(unsafe { st.assume_init() }.st_mode)
 }
 
+/// Whether the file description of `fd` has `O_NONBLOCK`.
+pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: F_GETFL takes no pointer.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
 /// Whether `fd` is a socket.
 pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(fstat_mode(fd)? & libc::S_IFMT == libc::S_IFSOCK)
@@ -322,11 +329,4 @@ pub fn become_fs_identity(fsuid: u32, fsgid: u32, groups: &[u32]) -> io::Result<
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
     Ok(())
-}
-
-/// Registers an owned fd with tokio's reactor.
-pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered and is
-    // closed only after deregistration, when the AsyncFd drops.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
 }

@@ -74,7 +74,7 @@ fn inside(root: &Path, inner: &Path) -> Option<PathBuf> {
 }
 
 /// Resolves `path` for the caller of `call`, decides, and connects `sock` when allowed.
-pub(crate) fn connect_path(call: &Call<'_>, sock: BorrowedFd<'_>, path: &Path) -> PathOutcome {
+pub(crate) fn connect_path(call: &Call, sock: BorrowedFd<'_>, path: &Path) -> PathOutcome {
     let given = format!("unix:{}", path.display());
     let tid = call.notif.pid;
     let identity = match read_identity(tid) {
