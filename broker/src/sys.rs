@@ -310,10 +310,16 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// Sets this thread's (and only this thread's) supplementary groups, fsgid and fsuid with raw
-/// system calls; glibc's wrappers would change every thread of the broker.
+/// system calls; glibc's wrappers would change every thread of the broker. When the thread
+/// already has exactly that identity (an unprivileged broker serving its own user's sandbox)
+/// nothing changes; a broker without `CAP_SETUID`/`CAP_SETGID` asked for another identity gets
+/// `EPERM`, and the call is refused.
 ///
 /// Call it only on a thread that exits afterwards.
 pub fn become_fs_identity(fsuid: u32, fsgid: u32, groups: &[u32]) -> io::Result<()> {
+    if current_fs_identity_is(fsuid, fsgid, groups) {
+        return Ok(());
+    }
     // SAFETY: the kernel reads `groups.len()` gids from a valid slice.
     cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
     // setfsgid/setfsuid return the previous value and never fail loudly; check by reading back.
@@ -321,12 +327,31 @@ pub fn become_fs_identity(fsuid: u32, fsgid: u32, groups: &[u32]) -> io::Result<
     unsafe { libc::syscall(libc::SYS_setfsgid, fsgid) };
     // SAFETY: integer argument only.
     unsafe { libc::syscall(libc::SYS_setfsuid, fsuid) };
+    if !current_fs_identity_is(fsuid, fsgid, groups) {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    Ok(())
+}
+
+fn current_fs_identity_is(fsuid: u32, fsgid: u32, groups: &[u32]) -> bool {
     // SAFETY: an invalid id (u32::MAX) only queries the current value.
     let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
     // SAFETY: as above.
     let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
     if now_gid != fsgid || now_uid != fsuid {
-        return Err(io::Error::from_raw_os_error(libc::EPERM));
+        return false;
     }
-    Ok(())
+    let mut now = [0u32; 256];
+    // SAFETY: the kernel writes at most `now.len()` gids into the buffer; the raw syscall
+    // reads this thread's groups, which a previous raw setgroups may have changed.
+    let n = unsafe { libc::syscall(libc::SYS_getgroups, now.len(), now.as_mut_ptr()) };
+    if n < 0 {
+        return false;
+    }
+    let mut have: Vec<u32> = now[..n as usize].to_vec();
+    let mut want: Vec<u32> = groups.to_vec();
+    have.sort_unstable();
+    want.sort_unstable();
+    have == want
 }
+

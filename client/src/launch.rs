@@ -214,6 +214,15 @@ async fn attach(
             if options.embedded == Embedded::Never {
                 return Err(LaunchError::NoBroker(e));
             }
+            if let RemoteError::NoBroker { source, .. } = &e {
+                // Nothing there is the zero set-up case; anything else deserves a word.
+                if !matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) {
+                    tracing::warn!("{e}; using a broker embedded in this process instead");
+                }
+            }
             let broker = Broker::new();
             let id = broker.register(name, pid, policy, listener.try_clone()?)?;
             tracing::debug!(sandbox = %id, "registered with the embedded broker");
