@@ -354,4 +354,3 @@ fn current_fs_identity_is(fsuid: u32, fsgid: u32, groups: &[u32]) -> bool {
     want.sort_unstable();
     have == want
 }
-
