@@ -136,6 +136,8 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
+        // Handlers first: once acknowledged, the command may signal us at once.
+        let signals = forward_signals()?;
         let broker = attach(&options, &name, child.pid, source, policy, &listener).await;
         let connection = match broker {
             Ok(c) => c,
@@ -155,7 +157,7 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
             }
             Some((t, v)) => return Err(LaunchError::Confine(format!("unexpected report {t}/{v}"))),
         }
-        supervise(&pidfd, connection).await
+        supervise(&pidfd, connection, signals).await
     });
     if result.is_err() {
         let _ = sys::wait_pidfd(pidfd.as_fd(), false);
@@ -232,20 +234,21 @@ async fn attach(
     }
 }
 
-/// Waits for the child, forwarding signals to it.
-async fn supervise(pidfd: &OwnedFd, attached: Attached) -> Result<ExitStatus, LaunchError> {
-    let exited = sys::async_fd(pidfd.try_clone()?)?;
-    let kinds = [
-        SignalKind::terminate(),
-        SignalKind::interrupt(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-        SignalKind::window_change(),
-    ];
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for kind in kinds {
+/// Signals the launcher passes on to the command.
+const FORWARDED: [SignalKind; 7] = [
+    SignalKind::terminate(),
+    SignalKind::interrupt(),
+    SignalKind::hangup(),
+    SignalKind::quit(),
+    SignalKind::user_defined1(),
+    SignalKind::user_defined2(),
+    SignalKind::window_change(),
+];
+
+/// Installs handlers for [`FORWARDED`]: each signal received becomes a number on the channel.
+fn forward_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for kind in FORWARDED {
         let mut stream = signal(kind)?;
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -256,6 +259,16 @@ async fn supervise(pidfd: &OwnedFd, attached: Attached) -> Result<ExitStatus, La
             }
         });
     }
+    Ok(rx)
+}
+
+/// Waits for the child, forwarding signals to it.
+async fn supervise(
+    pidfd: &OwnedFd,
+    attached: Attached,
+    mut signals: tokio::sync::mpsc::UnboundedReceiver<i32>,
+) -> Result<ExitStatus, LaunchError> {
+    let exited = sys::async_fd(pidfd.try_clone()?)?;
     let broker_gone = async {
         match &attached {
             Attached::Remote(conn) => conn.closed().await,
@@ -273,7 +286,7 @@ async fn supervise(pidfd: &OwnedFd, attached: Attached) -> Result<ExitStatus, La
                 }
                 guard.clear_ready();
             }
-            Some(sig) = rx.recv() => {
+            Some(sig) = signals.recv() => {
                 let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
             }
             _ = &mut broker_gone, if !warned => {
