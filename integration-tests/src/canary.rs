@@ -20,8 +20,9 @@ const SETTLE: Duration = Duration::from_millis(250);
 
 enum Where {
     Ip(SocketAddr),
-    /// The socket's path, and the directory that holds it (kept alive, removed on drop).
-    Path(PathBuf, #[allow(dead_code)] TempDir),
+    /// The socket's path, and the directory that holds it when the canary made it (kept
+    /// alive, removed on drop).
+    Path(PathBuf, #[allow(dead_code)] Option<TempDir>),
     Abstract(String),
 }
 
@@ -127,7 +128,14 @@ impl Canary {
         let dir = TempDir::new();
         let path = dir.path().join(file);
         let l = UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind {path:?}: {e}"));
-        Self::unix(l, Where::Path(path, dir))
+        Self::unix(l, Where::Path(path, Some(dir)))
+    }
+
+    /// An `AF_UNIX` stream canary at `path`, in a directory the caller made (and removes).
+    /// The socket file is removed on drop.
+    pub fn unix_at(path: &Path) -> Canary {
+        let l = UnixListener::bind(path).unwrap_or_else(|e| panic!("bind {path:?}: {e}"));
+        Self::unix(l, Where::Path(path.to_path_buf(), None))
     }
 
     /// An `AF_UNIX` stream canary at a fresh abstract name (`\0netjail-test-<unique>`).
@@ -244,8 +252,11 @@ impl Drop for Canary {
                 let _ = TcpStream::connect_timeout(a, Duration::from_secs(1));
             }
             Where::Ip(_) => {}
-            Where::Path(p, _) => {
+            Where::Path(p, dir) => {
                 let _ = UnixStream::connect(p);
+                if dir.is_none() {
+                    let _ = std::fs::remove_file(p);
+                }
             }
             Where::Abstract(n) => {
                 if let Ok(a) = std::os::unix::net::SocketAddr::from_abstract_name(n.as_bytes()) {

@@ -351,3 +351,93 @@ pub fn kill(pid: i32, sig: libc::c_int) -> Result<(), Errno> {
     // SAFETY: kill takes no pointers.
     check(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)
 }
+
+/// `socket(family, ty, proto)` through the raw system call with every argument passed as a full
+/// 64-bit register, so that high bits (which the kernel ignores: it takes `int`s) reach the
+/// seccomp filter unchanged. No flags are added.
+pub fn socket_raw(family: u64, ty: u64, proto: u64) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket takes no pointers.
+    owned(unsafe { libc::syscall(libc::SYS_socket, family, ty, proto) })
+}
+
+/// `ptrace(PTRACE_SEIZE, pid, 0, 0)`: attach without stopping the tracee.
+pub fn ptrace_seize(pid: i32) -> Result<(), Errno> {
+    ptrace_raw(libc::PTRACE_SEIZE, pid, 0, 0).map(drop)
+}
+
+/// `ptrace(PTRACE_INTERRUPT, pid)`: stop a seized tracee.
+pub fn ptrace_interrupt(pid: i32) -> Result<(), Errno> {
+    ptrace_raw(libc::PTRACE_INTERRUPT, pid, 0, 0).map(drop)
+}
+
+/// `ptrace(PTRACE_DETACH, pid, 0, 0)`: let a stopped tracee go, no signal.
+pub fn ptrace_detach(pid: i32) -> Result<(), Errno> {
+    ptrace_raw(libc::PTRACE_DETACH, pid, 0, 0).map(drop)
+}
+
+/// `ptrace(PTRACE_PEEKDATA, pid, addr)`: one word of a stopped tracee's memory.
+pub fn ptrace_peek(pid: i32, addr: usize) -> Result<[u8; 8], Errno> {
+    let mut word = 0u64;
+    // The raw system call stores the word at `data` (the libc wrapper hides this).
+    ptrace_raw(libc::PTRACE_PEEKDATA, pid, addr, (&raw mut word) as usize)?;
+    Ok(word.to_ne_bytes())
+}
+
+fn ptrace_raw(
+    request: libc::c_uint,
+    pid: i32,
+    addr: usize,
+    data: usize,
+) -> Result<libc::c_long, Errno> {
+    // SAFETY: the requests used here read at most the integer arguments, except PEEKDATA,
+    // which writes one word at `data`: callers pass the address of a live local u64.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ptrace,
+            libc::c_long::from(request),
+            libc::c_long::from(pid),
+            addr,
+            data,
+        )
+    })
+}
+
+/// Waits (polling with `WNOHANG`, at most `timeout_ms`) until tracee `pid` reports a stop.
+/// `Ok(false)` on timeout.
+pub fn wait_stopped(pid: i32, timeout_ms: u64) -> Result<bool, Errno> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: status is a live local the kernel writes one int into.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        if r < 0 {
+            return Err(errno());
+        }
+        if r == pid && libc::WIFSTOPPED(status) {
+            return Ok(true);
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// `process_vm_readv` of `len` bytes at `addr` in process `pid`.
+pub fn vm_read(pid: i32, addr: usize, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` describes `buf`, which is live and writable for `len` bytes; `remote` is
+    // only read by the kernel, in the other process, which checks it.
+    let n =
+        check(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as libc::c_long)?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}

@@ -16,6 +16,12 @@
 //! | `bad-args DEAD [LIVE]` | a table of hostile `connect` arguments |
 //! | `scan-fds [--make-listener]` | list `/proc/self/fd`, look for a seccomp listener |
 //! | `signal-storm PORT N [--no-restart]` | connects under a 1 ms `SIGALRM` timer |
+//! | `idle [SECONDS]` | prints its pid and the address of a secret, then sleeps |
+//! | `ptrace PID [ADDR]` | `PTRACE_SEIZE` another process (and peek one word at ADDR) |
+//! | `vm-read PID ADDR LEN` | `process_vm_readv` of another process's memory |
+//! | `socket FAMILY:TYPE[:PROTO]...` | raw `socket()` calls, 64-bit arguments, in numbers |
+//! | `touch PATH` | creates a file: proof that the command ran |
+//! | `chroot-unix DIR PATH [--chdir SUB]` | `chroot`, then one `AF_UNIX` connect |
 
 use serde_json::{json, Value};
 
@@ -23,11 +29,14 @@ use crate::sys::{errno_name, Errno};
 
 mod attacks;
 mod badargs;
+mod confine;
 mod flip;
 mod int80;
 mod net;
 mod storm;
 mod uring;
+
+pub use confine::SECRET;
 
 /// Runs the probe with its arguments (without the program name); returns the exit status.
 pub fn main(args: &[String]) -> i32 {
@@ -49,6 +58,14 @@ pub fn main(args: &[String]) -> i32 {
         ["scan-fds"] => Ok(attacks::scan_fds(false)),
         ["scan-fds", "--make-listener"] => Ok(attacks::scan_fds(true)),
         ["signal-storm", port, n, flags @ ..] => storm::run(port, n, flags),
+        ["idle"] => confine::idle(None),
+        ["idle", secs] => confine::idle(Some(secs)),
+        ["ptrace", pid] => confine::ptrace(pid, None),
+        ["ptrace", pid, addr] => confine::ptrace(pid, Some(addr)),
+        ["vm-read", pid, addr, len] => confine::vm_read(pid, addr, len),
+        ["socket", specs @ ..] => confine::socket(specs),
+        ["touch", path] => Ok(confine::touch(path)),
+        ["chroot-unix", dir, path, flags @ ..] => confine::chroot_unix(dir, path, flags),
         _ => Err(format!("unknown or malformed subcommand: {args:?}")),
     };
     match out {

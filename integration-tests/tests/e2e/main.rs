@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use netjail_integration_tests::{
-    confined_cmd, confined_with_broker_cmd, run, Broker, Outcome, DEFAULT_TIMEOUT,
+    confined_cmd, confined_with_broker_cmd, python3, run, skip, Broker, Outcome, DEFAULT_TIMEOUT,
 };
 
 /// Defines `mod $name { fn embedded(); fn broker(); }`: the same test body run once through the
@@ -32,7 +32,10 @@ macro_rules! both {
 }
 
 mod attacks;
+mod cli;
+mod confinement;
 mod connect;
+mod deputy;
 mod garbage;
 mod harness;
 mod signals;
@@ -102,4 +105,73 @@ pub(crate) fn assert_ok(out: &Outcome) {
         "expected success: {}",
         out.describe()
     );
+}
+
+/// The uid and gid the tests drop to: `nobody` / `nogroup` (65534).
+pub(crate) const NOBODY: &str = "65534";
+
+/// `setpriv --reuid=65534 --regid=65534 --clear-groups -- ARGS...`: `args` run as nobody, with
+/// no supplementary groups. Confined, the `setpriv` runs inside the sandbox.
+pub(crate) fn as_nobody<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    v.extend_from_slice(args);
+    v
+}
+
+/// A field of `/proc/self/status` (`"Uid"`, `"NoNewPrivs"`...), whitespace-separated.
+pub(crate) fn self_status(field: &str) -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|rest| rest.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// True when the tests run as root (effective uid 0); otherwise says `SKIP test: ...`.
+pub(crate) fn need_root(test: &str) -> bool {
+    let root = self_status("Uid").get(1).map(String::as_str) == Some("0");
+    if !root {
+        skip(test, "needs root (run the e2e tests as root, as CI does)");
+    }
+    root
+}
+
+/// True when `setpriv` (util-linux) is on `PATH`; otherwise says `SKIP test: ...`.
+pub(crate) fn have_setpriv(test: &str) -> bool {
+    let found = netjail_integration_tests::which("setpriv").is_some();
+    if !found {
+        skip(test, "setpriv (util-linux) not found");
+    }
+    found
+}
+
+/// The real python3 as a string, or `None` after saying `SKIP test: python3 not found`.
+pub(crate) fn need_python(test: &str) -> Option<String> {
+    match python3() {
+        Some(p) => Some(p.to_string_lossy().into_owned()),
+        None => {
+            skip(test, "python3 not found");
+            None
+        }
+    }
+}
+
+/// Asserts that a probe result failed with exactly `err` (an errno name).
+#[track_caller]
+pub(crate) fn assert_err(out: &Outcome, err: &str) {
+    let v = out.json();
+    assert_eq!(
+        v["ok"],
+        false,
+        "expected {err}, got success: {}",
+        out.describe()
+    );
+    assert_eq!(v["err"], err, "expected {err}: {}", out.describe());
 }
