@@ -82,13 +82,8 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        let what = std::fs::read_link(format!("/proc/self/fd/{}", {
-            use std::os::fd::AsRawFd;
-            listener.as_fd().as_raw_fd()
-        }))
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-        if what != "anon_inode:seccomp notify" {
+        let what = sys::fd_kind(listener.as_fd());
+        if what != sys::SECCOMP_LISTENER_KIND {
             return Err(RegisterError::NotAListener(what));
         }
         if let Err(e) = sys::notif_sync_wakeup(listener.as_fd()) {

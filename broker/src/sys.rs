@@ -119,6 +119,16 @@ pub fn notif_sync_wakeup(listener: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// What `/proc/self/fd/N` shows for a seccomp listener.
+pub const SECCOMP_LISTENER_KIND: &str = "anon_inode:seccomp notify";
+
+/// What `/proc/self/fd/N` shows for `fd` (a path, or `anon_inode:...`); empty if unreadable.
+pub fn fd_kind(fd: BorrowedFd<'_>) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
 /// What `poll` said of an fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollState {
