@@ -165,3 +165,60 @@ fn broker_survives_garbage_while_serving_a_sandbox() {
     assert_ok(&out);
     assert!(broker.is_alive(), "the broker died:\n{}", broker.log());
 }
+
+/// Invariant 8: a well-formed registration whose fd is not a seccomp listener (here, a pipe) is
+/// refused with a clear error and the connection is closed; the broker lives on.
+#[test]
+fn register_with_a_non_listener_fd_is_refused() {
+    use netjail_protocol::{codec, BrokerMessage, ClientMessage, PolicySource, Register};
+
+    let mut broker = Broker::start();
+    let conn: OwnedFd = sys::seqpacket_connect(broker.socket()).expect("connect to broker");
+    let mut buf = vec![0u8; 1 << 17];
+    let hello = codec::encode(&ClientMessage::Hello {
+        version: netjail_protocol::PROTOCOL_VERSION,
+        client: "e2e".into(),
+    })
+    .unwrap();
+    sys::send(&conn, &hello).expect("send hello");
+    let n = sys::recv_timeout(&conn, &mut buf, 5000)
+        .expect("recv welcome")
+        .expect("welcome within 5 s");
+    assert!(
+        matches!(
+            codec::decode::<BrokerMessage>(&buf[..n]),
+            Ok(BrokerMessage::Welcome { .. })
+        ),
+        "no welcome"
+    );
+
+    let (r, w) = std::io::pipe().expect("pipe");
+    let register = codec::encode(&ClientMessage::Register(Register {
+        name: "impostor".into(),
+        pid: std::process::id() as i32,
+        policy: PolicySource {
+            origin: "builtin:allow-all".into(),
+            toml: netjail_policy::builtin("allow-all").unwrap().into(),
+        },
+    }))
+    .unwrap();
+    sys::send_with_fds(&conn, &register, &[r.as_raw_fd()]).expect("send register");
+    let n = sys::recv_timeout(&conn, &mut buf, 5000)
+        .expect("recv reply")
+        .expect("a reply within 5 s");
+    match codec::decode::<BrokerMessage>(&buf[..n]) {
+        Ok(BrokerMessage::Error(e)) => assert!(
+            e.message.contains("not a seccomp listener"),
+            "unclear refusal: {}",
+            e.message
+        ),
+        other => panic!("a pipe was accepted as a listener: {other:?}"),
+    }
+    assert_eq!(
+        sys::recv_timeout(&conn, &mut buf, 5000).expect("recv eof"),
+        Some(0),
+        "the connection stays open after the refusal"
+    );
+    drop(w);
+    assert!(broker.is_alive(), "broker died");
+}
