@@ -91,6 +91,21 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
             ),
         ],
     )?;
+    // TCP Fast Open connects without connect(): sendto(fd, buf, len, MSG_FASTOPEN, addr) on an
+    // unconnected TCP socket reaches addr. Until the broker decides it as a connect, refuse it
+    // with the kernel's own "no TFO here" answer, so that programs fall back to connect().
+    // The flags are a scalar (arg 3 of sendto, arg 2 of sendmsg, arg 3 of sendmmsg).
+    for (name, flags_arg) in [("sendto", 3), ("sendmsg", 2), ("sendmmsg", 3)] {
+        ctx.add_rule_conditional(
+            deny(libc::EOPNOTSUPP),
+            ScmpSyscall::from_name(name)?,
+            &[arg(
+                flags_arg,
+                ScmpCompareOp::MaskedEqual(libc::MSG_FASTOPEN as u64),
+                libc::MSG_FASTOPEN as u64,
+            )],
+        )?;
+    }
     for name in ["socket", "socketpair"] {
         socket_rules(&mut ctx, ScmpSyscall::from_name(name)?, policy.sockets())?;
     }

@@ -430,3 +430,79 @@ fn s_d4_no_seccomp_listener_inside_sandbox() {
         out.describe()
     );
 }
+
+// ---- TCP Fast Open: a connect without connect() ------------------------------------------
+
+/// Sends b"hi" with MSG_FASTOPEN on a fresh TCP socket to 127.0.0.1:PORT, through `sendto` or
+/// `sendmsg`; prints {"ok": true} once the send went out, or {"ok": false, "err": NAME}.
+const PY_FASTOPEN: &str = r#"
+import errno, json, socket, sys
+port, how = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+try:
+    if how == "sendto":
+        s.sendto(b"hi", socket.MSG_FASTOPEN, ("127.0.0.1", port))
+    else:
+        s.sendmsg([b"hi"], [], socket.MSG_FASTOPEN, ("127.0.0.1", port))
+except OSError as e:
+    print(json.dumps({"ok": False, "err": errno.errorcode.get(e.errno, str(e.errno))}))
+else:
+    print(json.dumps({"ok": True}))
+"#;
+
+/// J3/L1: `sendto`/`sendmsg` with `MSG_FASTOPEN` on an unconnected TCP socket connects to the
+/// address it carries, with no connect() for the broker to decide. Unconfined it reaches the
+/// canary; confined it is refused in the kernel with EOPNOTSUPP (programs then fall back to
+/// connect(), which is decided), even when the policy allows that very port.
+#[test]
+fn s_j3_tcp_fast_open_is_no_way_around_connect() {
+    let Some(py) = python3() else {
+        skip(
+            "s_j3_tcp_fast_open_is_no_way_around_connect",
+            "python3 not found",
+        );
+        return;
+    };
+    let py = py.to_string_lossy().into_owned();
+    for how in ["sendto", "sendmsg"] {
+        let canary = Canary::tcp4();
+        let port = canary.port_str();
+        let out = unconfined(&[&py, "-c", PY_FASTOPEN, &port, how]);
+        assert_eq!(
+            out.json()["ok"],
+            true,
+            "unconfined {how} MSG_FASTOPEN should connect: {}",
+            out.describe()
+        );
+        assert_eq!(
+            canary.wait_count(1, WAIT),
+            1,
+            "unconfined {how} did not reach the canary"
+        );
+
+        for policy in [
+            policy_file("name = \"t\"\ndefault = \"deny\"\n"),
+            allow_connect_policy(&[format!("tcp://127.0.0.1:{port}")]),
+        ] {
+            let out = confined(policy.as_str(), &[&py, "-c", PY_FASTOPEN, &port, how]);
+            assert_eq!(
+                out.json()["ok"],
+                false,
+                "confined {how}: {}",
+                out.describe()
+            );
+            // errno 95: EOPNOTSUPP, which Python calls ENOTSUP (the same value on Linux).
+            let err = out.json()["err"].as_str().unwrap_or("").to_string();
+            assert!(
+                err == "EOPNOTSUPP" || err == "ENOTSUP",
+                "confined {how}: {}",
+                out.describe()
+            );
+        }
+        assert_eq!(
+            canary.settled_count(),
+            1,
+            "a confined {how} with MSG_FASTOPEN reached the canary"
+        );
+    }
+}
