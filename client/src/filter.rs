@@ -136,6 +136,7 @@ fn socket_rules(
         }
         for ty in 0..=SOCK_TYPE_MASK {
             if rules.iter().any(|r| r.sock_type == Some(ty as i32)) {
+                protocol_rules(ctx, call, family, ty)?;
                 continue;
             }
             ctx.add_rule_conditional(
@@ -147,6 +148,40 @@ fn socket_rules(
                 ],
             )?;
         }
+    }
+    Ok(())
+}
+
+/// In the IP families, `stream` means TCP and `dgram` means UDP: any other protocol of those
+/// types (MPTCP, SCTP, UDP-Lite, ICMP "ping" sockets...) is a different way onto the network
+/// with its own rules (SCTP sets up associations from `sendmsg` without `connect`), so it is
+/// refused unless the policy allows every type of the family (`inet:*`). Protocol 0 (the
+/// family's default) and the named one pass; every other value, high bits included, is EPERM.
+fn protocol_rules(
+    ctx: &mut ScmpFilterContext,
+    call: ScmpSyscall,
+    family: u64,
+    ty: u64,
+) -> Result<(), FilterError> {
+    let inet = family == libc::AF_INET as u64 || family == libc::AF_INET6 as u64;
+    let only = match ty as i32 {
+        libc::SOCK_STREAM if inet => libc::IPPROTO_TCP as u64,
+        libc::SOCK_DGRAM if inet => libc::IPPROTO_UDP as u64,
+        _ => return Ok(()),
+    };
+    if call != ScmpSyscall::from_name("socket")? {
+        return Ok(()); // socketpair has no IP families
+    }
+    let same = [
+        arg(0, ScmpCompareOp::Equal, family),
+        arg(1, ScmpCompareOp::MaskedEqual(SOCK_TYPE_MASK), ty),
+    ];
+    let refused = std::iter::once(arg(2, ScmpCompareOp::Greater, only))
+        .chain((1..only).map(|protocol| arg(2, ScmpCompareOp::Equal, protocol)));
+    for cmp in refused {
+        let mut conds = same.to_vec();
+        conds.push(cmp);
+        ctx.add_rule_conditional(deny(libc::EPERM), call, &conds)?;
     }
     Ok(())
 }

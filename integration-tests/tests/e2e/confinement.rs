@@ -245,6 +245,45 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
 
 // ---- D4: inherited, irrevocable -------------------------------------------------------------
 
+/// L2/J1: in the IP families `stream` means TCP and `dgram` means UDP. MPTCP, UDP-Lite, ICMP
+/// datagram sockets and any protocol number with high bits set are other ways onto the network
+/// (SCTP, where the kernel has it, sets up associations from `sendmsg` without `connect`), so
+/// they are refused in the kernel unless the policy allows the whole family (`inet:*`).
+#[test]
+fn s_l2_inet_stream_means_tcp_and_dgram_means_udp() {
+    if !need_root("s_l2_inet_stream_means_tcp_and_dgram_means_udp") {
+        return;
+    }
+    const MPTCP: &str = "2:1:262";
+    const MPTCP6: &str = "10:1:262";
+    const UDPLITE: &str = "2:2:136";
+    const TCP_HIGH_BITS: &str = "2:1:0x100000006";
+    const TCP: &str = "2:1:6";
+    const UDP6: &str = "10:2:17";
+    let other = [MPTCP, MPTCP6, UDPLITE, TCP_HIGH_BITS];
+    let mut args = vec![probe(), "socket"];
+    args.extend(other);
+    args.extend([TCP, UDP6]);
+
+    // Unconfined, as root: every one of them is a working socket.
+    let native = unconfined(&args);
+    for spec in other.iter().chain(&[TCP, UDP6]) {
+        assert_socket(&native, spec, "ok");
+    }
+    // Confined by the default list (inet:stream, inet:dgram, ...): only TCP and UDP.
+    let out = confined("deny-all", &args);
+    for spec in other {
+        assert_socket(&out, spec, "EPERM");
+    }
+    assert_socket(&out, TCP, "ok");
+    assert_socket(&out, UDP6, "ok");
+    // A policy that allows every type of the family allows every protocol too.
+    let whole = policy_file("name = \"t\"\n[sockets]\nallow = [\"inet:*\"]\n");
+    let out = confined(whole.as_str(), &[probe(), "socket", MPTCP, UDPLITE]);
+    assert_socket(&out, MPTCP, "ok");
+    assert_socket(&out, UDPLITE, "ok");
+}
+
 /// The grandchild: reads its own seccomp state, tries to clear no_new_privs, and connects.
 const PY_GRANDCHILD: &str = r#"
 import ctypes, errno, json, socket, sys
