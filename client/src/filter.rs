@@ -28,6 +28,27 @@ pub const DENIED_SYSCALLS: &[&str] = &[
 /// Calls the broker decides.
 pub const NOTIFIED_SYSCALLS: &[&str] = &["connect"];
 
+/// Socket options that reach past the policy (J4): `(level, name)`. Binding to a device or an
+/// interface index, marking packets for routing, headers or sources of the program's own
+/// making, and TCP repair (which rewrites a connection's addresses and sequence numbers).
+pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
+    (libc::SOL_SOCKET, libc::SO_BINDTODEVICE, "SO_BINDTODEVICE"),
+    (libc::SOL_SOCKET, libc::SO_BINDTOIFINDEX, "SO_BINDTOIFINDEX"),
+    (libc::SOL_SOCKET, libc::SO_MARK, "SO_MARK"),
+    (libc::SOL_IP, libc::IP_HDRINCL, "IP_HDRINCL"),
+    (libc::SOL_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT"),
+    (libc::SOL_IPV6, libc::IPV6_TRANSPARENT, "IPV6_TRANSPARENT"),
+    (libc::SOL_TCP, libc::TCP_REPAIR, "TCP_REPAIR"),
+    (libc::SOL_TCP, libc::TCP_REPAIR_QUEUE, "TCP_REPAIR_QUEUE"),
+    (libc::SOL_TCP, libc::TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"),
+    (libc::SOL_TCP, libc::TCP_REPAIR_OPTIONS, "TCP_REPAIR_OPTIONS"),
+    (libc::SOL_TCP, libc::TCP_REPAIR_WINDOW, "TCP_REPAIR_WINDOW"),
+];
+
+/// Namespaces a sandbox may not create (N1, invariant 6): a new network namespace is a
+/// network of the sandbox's own making, and a new user namespace hands it capabilities there.
+pub const REFUSED_NAMESPACES: u64 = (libc::CLONE_NEWNET | libc::CLONE_NEWUSER) as u64;
+
 /// Address families above this are refused outright (`AF_MAX` is 46 on Linux 6.18).
 const MAX_FAMILY: u64 = 63;
 /// `SOCK_TYPE_MASK`.
@@ -106,6 +127,32 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
             )],
         )?;
     }
+    // Level and name are ints: compare the low 32 bits only, so that high garbage (which the
+    // kernel drops) cannot slip a refused option past an exact 64-bit comparison.
+    for &(level, name, _) in REFUSED_SOCKOPTS {
+        ctx.add_rule_conditional(
+            deny(libc::EPERM),
+            ScmpSyscall::from_name("setsockopt")?,
+            &[
+                arg(1, ScmpCompareOp::MaskedEqual(0xffff_ffff), level as u64),
+                arg(2, ScmpCompareOp::MaskedEqual(0xffff_ffff), name as u64),
+            ],
+        )?;
+    }
+    // New network or user namespaces: by flag bit in clone and unshare; clone3 carries its
+    // flags in memory, out of the filter's sight, so it answers ENOSYS and the C libraries fall
+    // back to clone, where the flags are visible. setns into another namespace is refused.
+    for bit in [libc::CLONE_NEWNET as u64, libc::CLONE_NEWUSER as u64] {
+        for name in ["clone", "unshare"] {
+            ctx.add_rule_conditional(
+                deny(libc::EPERM),
+                ScmpSyscall::from_name(name)?,
+                &[arg(0, ScmpCompareOp::MaskedEqual(bit), bit)],
+            )?;
+        }
+    }
+    ctx.add_rule(deny(libc::ENOSYS), ScmpSyscall::from_name("clone3")?)?;
+    ctx.add_rule(deny(libc::EPERM), ScmpSyscall::from_name("setns")?)?;
     for name in ["socket", "socketpair"] {
         socket_rules(&mut ctx, ScmpSyscall::from_name(name)?, policy.sockets())?;
     }

@@ -691,3 +691,94 @@ fn assert_err_free(out: &Outcome) {
         out.describe()
     );
 }
+
+/// Tries each refused socket option, an allowed one, `unshare` of a network and a user
+/// namespace, a thread and a subprocess (which use clone3 or clone); prints a JSON object of
+/// outcome names ("ok" or the errno name).
+const PY_OPTIONS_AND_NAMESPACES: &str = r#"
+import ctypes, errno, json, socket, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+r = {}
+def t(name, f):
+    try:
+        f(); r[name] = "ok"
+    except OSError as e:
+        r[name] = errno.errorcode.get(e.errno, str(e.errno))
+def unshare(flags):
+    if libc.unshare(flags) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+def forked(flags):
+    # unshare in a child so that the test's own process keeps its namespaces
+    p = subprocess.run([__import__("sys").executable, "-c",
+        "import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); "
+        "sys.exit(0 if l.unshare(%d)==0 else ctypes.get_errno())" % flags])
+    if p.returncode != 0:
+        raise OSError(p.returncode, "unshare")
+s = socket.socket()
+t("SO_MARK", lambda: s.setsockopt(socket.SOL_SOCKET, 36, 7))
+t("SO_BINDTODEVICE", lambda: s.setsockopt(socket.SOL_SOCKET, 25, b"lo"))
+t("IP_TRANSPARENT", lambda: s.setsockopt(socket.SOL_IP, 19, 1))
+t("TCP_REPAIR", lambda: s.setsockopt(socket.SOL_TCP, 19, 1))
+t("SO_KEEPALIVE", lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+t("unshare_net", lambda: forked(0x40000000))
+t("unshare_user", lambda: forked(0x10000000))
+t("thread", lambda: threading.Thread(target=lambda: None).start())
+t("subprocess", lambda: subprocess.run(["true"], check=True))
+print(json.dumps(r))
+"#;
+
+/// J4, N1, invariant 6: the socket options that reach past the policy (binding to a device,
+/// marks, transparent proxying, TCP repair) and new network or user namespaces are refused in
+/// the kernel; ordinary options, threads and subprocesses keep working. Unconfined, as root,
+/// every one of them works.
+#[test]
+fn s_j4_n1_refused_socket_options_and_namespaces() {
+    if !need_root("s_j4_n1_refused_socket_options_and_namespaces") {
+        return;
+    }
+    let Some(py) = netjail_integration_tests::python3() else {
+        skip(
+            "s_j4_n1_refused_socket_options_and_namespaces",
+            "python3 not found",
+        );
+        return;
+    };
+    let py = py.to_string_lossy().into_owned();
+    let args = [py.as_str(), "-c", PY_OPTIONS_AND_NAMESPACES];
+    let refused = [
+        "SO_MARK",
+        "SO_BINDTODEVICE",
+        "IP_TRANSPARENT",
+        "TCP_REPAIR",
+        "unshare_net",
+        "unshare_user",
+    ];
+    let fine = ["SO_KEEPALIVE", "thread", "subprocess"];
+
+    let native = unconfined(&args);
+    for name in refused.iter().chain(&fine) {
+        assert_eq!(
+            native.json()[name],
+            "ok",
+            "unconfined {name}: {}",
+            native.describe()
+        );
+    }
+    let out = confined("deny-all", &args);
+    for name in refused {
+        assert_eq!(
+            out.json()[name],
+            "EPERM",
+            "confined {name}: {}",
+            out.describe()
+        );
+    }
+    for name in fine {
+        assert_eq!(
+            out.json()[name],
+            "ok",
+            "confined {name}: {}",
+            out.describe()
+        );
+    }
+}
