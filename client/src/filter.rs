@@ -41,7 +41,11 @@ pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
     (libc::SOL_TCP, libc::TCP_REPAIR, "TCP_REPAIR"),
     (libc::SOL_TCP, libc::TCP_REPAIR_QUEUE, "TCP_REPAIR_QUEUE"),
     (libc::SOL_TCP, libc::TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"),
-    (libc::SOL_TCP, libc::TCP_REPAIR_OPTIONS, "TCP_REPAIR_OPTIONS"),
+    (
+        libc::SOL_TCP,
+        libc::TCP_REPAIR_OPTIONS,
+        "TCP_REPAIR_OPTIONS",
+    ),
     (libc::SOL_TCP, libc::TCP_REPAIR_WINDOW, "TCP_REPAIR_WINDOW"),
 ];
 

@@ -171,6 +171,10 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
 fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, LaunchError> {
     match sys::read_report(child.report.as_fd())? {
         Some((sys::tag::LISTENER, fd)) => Ok(sys::pidfd_getfd(pidfd.as_fd(), fd)?),
+        Some((sys::tag::CAPABILITIES, e)) => Err(LaunchError::Confine(format!(
+            "dropping capabilities: {}",
+            std::io::Error::from_raw_os_error(e)
+        ))),
         Some((sys::tag::NO_NEW_PRIVS, e)) => Err(LaunchError::Confine(format!(
             "prctl(PR_SET_NO_NEW_PRIVS): {}",
             std::io::Error::from_raw_os_error(e)

@@ -21,6 +21,106 @@ pub mod tag {
     pub const SECCOMP: i32 = 3;
     /// `execve` failed with the errno in the value.
     pub const EXEC: i32 = 4;
+    /// Dropping capabilities failed with the errno in the value.
+    pub const CAPABILITIES: i32 = 5;
+}
+
+/// Capabilities the sandbox loses (invariant 6): every one that acts on the network or on
+/// other processes past the broker. `CAP_NET_ADMIN` configures interfaces, routes and
+/// firewalls; `CAP_NET_RAW` forges packets; `CAP_NET_BIND_SERVICE` and `CAP_NET_BROADCAST`
+/// reach privileged ports and broadcast; `CAP_SYS_PTRACE` reaches into other processes;
+/// `CAP_SYS_ADMIN` does most of the rest.
+pub const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
+    (10, "CAP_NET_BIND_SERVICE"),
+    (11, "CAP_NET_BROADCAST"),
+    (12, "CAP_NET_ADMIN"),
+    (13, "CAP_NET_RAW"),
+    (19, "CAP_SYS_PTRACE"),
+    (21, "CAP_SYS_ADMIN"),
+];
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Drops [`DROPPED_CAPABILITIES`] from this thread's bounding, ambient, effective, permitted
+/// and inheritable sets with raw system calls (async-signal-safe: the child calls it between
+/// fork and exec). Without `CAP_SETPCAP` the bounding set cannot change, and then it does not
+/// matter: `no_new_privs` keeps exec from granting anything. Returns the errno of a failure.
+///
+/// # Safety
+/// Raw system calls only; safe to call in a freshly forked child.
+unsafe fn drop_capabilities() -> Result<(), i32> {
+    let errno = || {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() }
+    };
+    // SAFETY: prctl with integer arguments only; capget/capset with pointers to locals of the
+    // layout the kernel expects for version 3.
+    unsafe {
+        for &(cap, _) in DROPPED_CAPABILITIES {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                && errno() != libc::EPERM
+            {
+                return Err(errno());
+            }
+        }
+        // Ambient capabilities need no_new_privs to be harmless; clear them anyway.
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        let mut header = CapHeader {
+            version: CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) != 0
+        {
+            return Err(errno());
+        }
+        for &(cap, _) in DROPPED_CAPABILITIES {
+            let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+            data[word].effective &= !bit;
+            data[word].permitted &= !bit;
+            data[word].inheritable &= !bit;
+        }
+        if libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) != 0
+        {
+            return Err(errno());
+        }
+    }
+    Ok(())
 }
 
 /// Everything the child needs, prepared before the fork.
@@ -171,6 +271,10 @@ unsafe fn child_confine_and_exec(
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 
+        if let Err(e) = drop_capabilities() {
+            send(tag::CAPABILITIES, e);
+            libc::_exit(126);
+        }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             send(tag::NO_NEW_PRIVS, errno());
             libc::_exit(126);

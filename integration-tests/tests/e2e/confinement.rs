@@ -782,3 +782,120 @@ fn s_j4_n1_refused_socket_options_and_namespaces() {
         );
     }
 }
+
+/// The capabilities the launcher drops (client/src/sys.rs: CAP_NET_BIND_SERVICE 10,
+/// CAP_NET_BROADCAST 11, CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21).
+const DROPPED_CAPS: [u32; 6] = [10, 11, 12, 13, 19, 21];
+
+fn cap_mask(out: &Outcome, set: &str) -> u64 {
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {set} line: {}", out.describe()));
+    u64::from_str_radix(line.trim(), 16).expect("hex capability mask")
+}
+
+/// Invariant 6 (D5, N1): root inside the sandbox has lost the network and process capabilities
+/// from its effective, permitted and bounding sets; unconfined root has them.
+#[test]
+fn s_d5_n1_network_capabilities_dropped() {
+    if !need_root("s_d5_n1_network_capabilities_dropped") {
+        return;
+    }
+    let args = ["grep", "^Cap", "/proc/self/status"];
+    let native = unconfined(&args);
+    let out = confined("deny-all", &args);
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        for cap in DROPPED_CAPS {
+            assert_ne!(
+                cap_mask(&native, set) & (1 << cap),
+                0,
+                "unconfined root lacks cap {cap}"
+            );
+            assert_eq!(
+                cap_mask(&out, set) & (1 << cap),
+                0,
+                "{set} still has cap {cap}"
+            );
+        }
+    }
+    // What the sandbox still needs as root (chroot, setuid) is kept.
+    for cap in [6, 7, 18] {
+        assert_ne!(
+            cap_mask(&out, "CapEff") & (1 << cap),
+            0,
+            "cap {cap} was dropped too"
+        );
+    }
+}
+
+/// N1: even as root, and even with a policy that allows netlink sockets, a confined process
+/// cannot create a network interface. Both runs happen inside a network namespace made for the
+/// test (`unshare -n`), so the host's interfaces are never touched.
+#[test]
+fn s_n1_no_interface_creation_even_as_root() {
+    if !need_root("s_n1_no_interface_creation_even_as_root") {
+        return;
+    }
+    let (Some(ip), Some(unshare)) = (
+        netjail_integration_tests::which("ip"),
+        netjail_integration_tests::which("unshare"),
+    ) else {
+        skip(
+            "s_n1_no_interface_creation_even_as_root",
+            "ip or unshare not found",
+        );
+        return;
+    };
+    let (ip, unshare) = (ip.to_string_lossy(), unshare.to_string_lossy());
+    let add = [
+        ip.as_ref(),
+        "link",
+        "add",
+        "nj0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nj1",
+    ];
+
+    let mut native = vec![unshare.as_ref(), "-n"];
+    native.extend(add);
+    let out = unconfined(&native);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "unconfined ip link add: {}",
+        out.describe()
+    );
+
+    let policy = policy_file(
+        "name = \"t\"\n[sockets]\nallow = [\"netlink:raw\", \"netlink:dgram\", \"unix:*\", \"inet:dgram\"]\n",
+    );
+    let netjail = netjail_integration_tests::netjail_bin();
+    let netjail = netjail.to_string_lossy();
+    let mut jailed = vec![
+        unshare.as_ref(),
+        "-n",
+        netjail.as_ref(),
+        "run",
+        "--policy",
+        policy.as_str(),
+        "--",
+    ];
+    jailed.extend(add);
+    let out = unconfined(&jailed);
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "confined ip link add worked: {}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "expected EPERM from the kernel: {}",
+        out.describe()
+    );
+}
