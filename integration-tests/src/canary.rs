@@ -60,25 +60,40 @@ impl Canary {
     fn tcp(bind: &str, http: bool) -> Canary {
         let l = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
         let addr = l.local_addr().expect("local_addr");
+        Self::stream(
+            Where::Ip(addr),
+            move || l.accept().map(|(s, _)| s),
+            move |mut s| {
+                if http {
+                    answer_http(&mut s);
+                }
+            },
+        )
+    }
+
+    /// A stream canary: a thread accepts with `accept` until the canary drops, counts each
+    /// connection and hands it to `serve`.
+    fn stream<S>(
+        at: Where,
+        mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+        mut serve: impl FnMut(S) + Send + 'static,
+    ) -> Canary {
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for conn in l.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(mut s) = conn else { continue };
-                    count.fetch_add(1, Ordering::SeqCst);
-                    if http {
-                        answer_http(&mut s);
-                    }
+            std::thread::spawn(move || loop {
+                let conn = accept();
+                if stop.load(Ordering::SeqCst) {
+                    break;
                 }
+                let Ok(s) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                serve(s);
             })
         };
         Canary {
-            at: Where::Ip(addr),
+            at,
             tcp: true,
             count,
             stop,
@@ -148,28 +163,7 @@ impl Canary {
     }
 
     fn unix(l: UnixListener, at: Where) -> Canary {
-        let count = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for conn in l.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if conn.is_ok() {
-                        count.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        };
-        Canary {
-            at,
-            tcp: true,
-            count,
-            stop,
-            thread: Some(thread),
-        }
+        Self::stream(at, move || l.accept().map(|(s, _)| s), drop)
     }
 
     /// The socket address of an IP canary.

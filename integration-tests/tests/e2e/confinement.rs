@@ -243,8 +243,6 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
     );
 }
 
-// ---- D4: inherited, irrevocable -------------------------------------------------------------
-
 /// L2/J1: in the IP families `stream` means TCP and `dgram` means UDP. MPTCP, UDP-Lite, ICMP
 /// datagram sockets and any protocol number with high bits set are other ways onto the network
 /// (SCTP, where the kernel has it, sets up associations from `sendmsg` without `connect`), so
@@ -283,6 +281,8 @@ fn s_l2_inet_stream_means_tcp_and_dgram_means_udp() {
     assert_socket(&out, MPTCP, "ok");
     assert_socket(&out, UDPLITE, "ok");
 }
+
+// ---- D4: inherited, irrevocable -------------------------------------------------------------
 
 /// The grandchild: reads its own seccomp state, tries to clear no_new_privs, and connects.
 const PY_GRANDCHILD: &str = r#"
