@@ -2,6 +2,7 @@
 
 use std::fmt::{Display, Write};
 
+use crate::confine::{capability_name, IoctlMode, LandlockMode};
 use crate::model::{Action, Policy, Rule};
 
 pub(crate) fn to_toml(p: &Policy) -> String {
@@ -13,6 +14,7 @@ pub(crate) fn to_toml(p: &Policy) -> String {
         Action::Deny => "default = \"deny\"\n",
         Action::Allow => "default = \"allow\"\n",
     });
+    confinement(&mut out, p);
     out.push_str("\n[sockets]\nallow = ");
     list(&mut out, &p.sockets);
     for rule in &p.deny {
@@ -28,10 +30,62 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     out
 }
 
+/// Every confinement key, defaults included, so that `policy show` tells the whole story.
+fn confinement(out: &mut String, p: &Policy) {
+    let c = &p.confine;
+    let jail: Vec<String> = [
+        c.jail_v4.map(|a| a.to_string()),
+        c.jail_v6.map(|a| a.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !jail.is_empty() {
+        out.push_str("jail_address = ");
+        list(out, &jail);
+    }
+    let caps: Vec<&str> = c
+        .keep_capabilities
+        .iter()
+        .map(|n| capability_name(*n))
+        .collect();
+    out.push_str("keep_capabilities = ");
+    list(out, &caps);
+    out.push_str(match c.ioctl {
+        IoctlMode::Any => "ioctl = \"any\"\n",
+        IoctlMode::SafeList => "ioctl = \"safe-list\"\n",
+    });
+    let mut ns = Vec::new();
+    if c.namespaces.net {
+        ns.push("net");
+    }
+    if c.namespaces.user {
+        ns.push("user");
+    }
+    out.push_str("namespaces = ");
+    list(out, &ns);
+    let _ = writeln!(out, "scm_rights = {}", c.scm_rights);
+    let _ = writeln!(out, "fcntl_setown = {}", c.fcntl_setown);
+    let _ = writeln!(out, "source_cmsgs = {}", c.source_cmsgs);
+    out.push_str(match c.landlock {
+        LandlockMode::BestEffort => "landlock = \"best-effort\"\n",
+        LandlockMode::Required => "landlock = \"required\"\n",
+        LandlockMode::Off => "landlock = \"off\"\n",
+    });
+}
+
 fn entries(out: &mut String, rule: &Rule) {
     if !rule.connect.is_empty() {
         out.push_str("connect = ");
         list(out, &rule.connect);
+    }
+    if !rule.send.is_empty() {
+        out.push_str("send = ");
+        list(out, &rule.send);
+    }
+    if !rule.bind.is_empty() {
+        out.push_str("bind = ");
+        list(out, &rule.bind);
     }
     if !rule.unix.is_empty() {
         out.push_str("unix = ");

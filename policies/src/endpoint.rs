@@ -37,6 +37,9 @@ pub(crate) struct Endpoint {
     pub(crate) ports: (u16, u16),
 }
 
+/// Ports below this need `CAP_NET_BIND_SERVICE` to bind (rule J8).
+pub(crate) const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
+
 impl Endpoint {
     /// Does this endpoint cover a connect of `proto` to `addr`? `addr` must be canonical
     /// (see [`crate::Target::canonical`]).
@@ -48,6 +51,18 @@ impl Endpoint {
         };
         let port = addr.port();
         proto_ok && self.ports.0 <= port && port <= self.ports.1 && self.host.contains(addr.ip())
+    }
+
+    /// Does this `bind` entry cover a bind of `proto` to `addr` (as given, not canonical)?
+    /// A privileged port (1-1023) is covered only by an entry whose whole port range is
+    /// privileged, such as `tcp://*:80` or `tcp://*:1-1023`: a broad range like `*` never
+    /// grants one (rule J8: privileged binds only where the policy names them).
+    pub(crate) fn matches_bind(&self, proto: Proto, addr: SocketAddr) -> bool {
+        let port = addr.port();
+        if port != 0 && port < FIRST_UNPRIVILEGED_PORT && self.ports.1 >= FIRST_UNPRIVILEGED_PORT {
+            return false;
+        }
+        self.matches(proto, addr)
     }
 }
 
@@ -64,8 +79,18 @@ impl HostMatch {
     }
 }
 
-/// Parses one endpoint string.
+/// Parses one destination endpoint (`connect`, `send`).
 pub(crate) fn parse(s: &str) -> Result<Endpoint, PolicyErrorKind> {
+    parse_with(s, false)
+}
+
+/// Parses one `bind` endpoint: there the unspecified address (`0.0.0.0`, `[::]`) is the
+/// wildcard bind it says, not loopback.
+pub(crate) fn parse_bind(s: &str) -> Result<Endpoint, PolicyErrorKind> {
+    parse_with(s, true)
+}
+
+fn parse_with(s: &str, unspecified_ok: bool) -> Result<Endpoint, PolicyErrorKind> {
     let Some((proto, rest)) = s.split_once("://") else {
         return Err(PolicyErrorKind::BadEndpoint(s.to_owned()));
     };
@@ -84,14 +109,14 @@ pub(crate) fn parse(s: &str) -> Result<Endpoint, PolicyErrorKind> {
             None if after.is_empty() => return Err(PolicyErrorKind::MissingPort(s.to_owned())),
             None => return Err(PolicyErrorKind::BadEndpoint(s.to_owned())),
         };
-        (parse_bracketed(host)?, port)
+        (parse_bracketed(host, unspecified_ok)?, port)
     } else {
         match rest.matches(':').count() {
             0 if rest.is_empty() => return Err(PolicyErrorKind::BadEndpoint(s.to_owned())),
             0 => return Err(PolicyErrorKind::MissingPort(s.to_owned())),
             1 => {
                 let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
-                (parse_bare(host)?, port)
+                (parse_bare(host, unspecified_ok)?, port)
             }
             _ => return Err(PolicyErrorKind::UnbracketedIpv6(s.to_owned())),
         }
@@ -104,7 +129,7 @@ pub(crate) fn parse(s: &str) -> Result<Endpoint, PolicyErrorKind> {
 }
 
 /// Inside `[...]`: an IPv6 address or prefix.
-fn parse_bracketed(host: &str) -> Result<HostMatch, PolicyErrorKind> {
+fn parse_bracketed(host: &str, unspecified_ok: bool) -> Result<HostMatch, PolicyErrorKind> {
     let (addr, prefix) = split_prefix(host);
     let Ok(ip) = addr.parse::<Ipv6Addr>() else {
         return Err(PolicyErrorKind::BadAddress(host.to_owned()));
@@ -125,14 +150,14 @@ fn parse_bracketed(host: &str) -> Result<HostMatch, PolicyErrorKind> {
         if let Some(v4) = ip.to_ipv4_mapped() {
             let v4net = Ipv4Net::new(v4, len - 96)
                 .map_err(|_| PolicyErrorKind::BadPrefix(host.to_owned()))?;
-            return net_host(IpNet::V4(v4net), host);
+            return net_host(IpNet::V4(v4net), host, unspecified_ok);
         }
     }
-    net_host(IpNet::V6(net), host)
+    net_host(IpNet::V6(net), host, unspecified_ok)
 }
 
 /// Outside brackets: `*`, `loopback`, an IPv4 address or CIDR; anything name-like is a host name.
-fn parse_bare(host: &str) -> Result<HostMatch, PolicyErrorKind> {
+fn parse_bare(host: &str, unspecified_ok: bool) -> Result<HostMatch, PolicyErrorKind> {
     match host {
         "*" => return Ok(HostMatch::Any),
         "loopback" => return Ok(HostMatch::Loopback),
@@ -161,12 +186,12 @@ fn parse_bare(host: &str) -> Result<HostMatch, PolicyErrorKind> {
             suggestion: net.trunc().to_string(),
         });
     }
-    net_host(IpNet::V4(net), host)
+    net_host(IpNet::V4(net), host, unspecified_ok)
 }
 
 /// Refuses a single unspecified address (see [`PolicyErrorKind::UnspecifiedAddress`]).
-fn net_host(net: IpNet, written: &str) -> Result<HostMatch, PolicyErrorKind> {
-    if net.prefix_len() == net.max_prefix_len() && net.addr().is_unspecified() {
+fn net_host(net: IpNet, written: &str, unspecified_ok: bool) -> Result<HostMatch, PolicyErrorKind> {
+    if !unspecified_ok && net.prefix_len() == net.max_prefix_len() && net.addr().is_unspecified() {
         return Err(PolicyErrorKind::UnspecifiedAddress(written.to_owned()));
     }
     Ok(HostMatch::Net(net))

@@ -69,9 +69,31 @@ pub enum PolicyErrorKind {
     /// `errno` inside an `[[allow]]` table.
     #[error("`errno` is only valid in a [[deny]] table")]
     ErrnoOutsideDeny,
-    /// A rule table without any `connect` or `unix` entry.
-    #[error("a [[{0}]] table needs at least one entry in `connect` or `unix`")]
+    /// A rule table without any `connect`, `send`, `bind` or `unix` entry.
+    #[error("a [[{0}]] table needs at least one entry in `connect`, `send`, `bind` or `unix`")]
     EmptyRule(&'static str),
+    /// A `keep_capabilities` entry that is not one of the capabilities netjail drops.
+    #[error("unknown capability `{0}`; expected one of CAP_NET_BIND_SERVICE, CAP_NET_BROADCAST, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_PTRACE, CAP_SYS_ADMIN")]
+    UnknownCapability(String),
+    /// `ioctl` is not one of the modes.
+    #[error("unknown ioctl mode `{0}`; expected \"any\" or \"safe-list\"")]
+    UnknownIoctlMode(String),
+    /// `landlock` is not one of the modes.
+    #[error("unknown landlock mode `{0}`; expected \"best-effort\", \"required\" or \"off\"")]
+    UnknownLandlockMode(String),
+    /// A `namespaces` entry other than net and user.
+    #[error("unknown namespace `{0}`; expected \"net\" or \"user\"")]
+    UnknownNamespace(String),
+    /// A jail address that is not a unicast IP address.
+    #[error("jail address `{0}` must be one IPv4 or IPv6 unicast address (not 0.0.0.0, ::, or multicast)")]
+    BadJailAddress(String),
+    /// Two jail addresses of one family.
+    #[error("a second jail address of the same family (`{0}`); give at most one IPv4 and one IPv6 address")]
+    TwoJailAddresses(String),
+    /// `source_cmsgs = true` together with a jail address, which it would let the sandbox
+    /// leave.
+    #[error("`source_cmsgs = true` would let the sandbox choose a source other than its jail address; remove one of them")]
+    SourceCmsgsWithJail,
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
     #[error("socket entry `{0}` is not FAMILY:TYPE (e.g. \"inet:stream\", \"unix:*\")")]
     BadSocketEntry(String),

@@ -2,14 +2,31 @@
 
 use std::os::unix::ffi::OsStrExt;
 
+use std::net::SocketAddr;
+
+use crate::endpoint::FIRST_UNPRIVILEGED_PORT;
 use crate::model::{Action, Decision, Policy, Rule, Verdict};
-use crate::target::{Op, Request, Target};
+use crate::target::{canonical_bind_addr, Op, Proto, Request, Target};
+
+const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
+
+/// `CAP_NET_BIND_SERVICE`.
+const CAP_NET_BIND_SERVICE: u32 = 10;
 
 pub(crate) fn evaluate(policy: &Policy, request: &Request) -> Decision {
-    match request.op {
-        Op::Connect => {}
+    let op = request.op;
+    let target = match (&request.target, op) {
+        (Target::Inet { proto, addr }, Op::Bind) => Target::Inet {
+            proto: *proto,
+            addr: canonical_bind_addr(*addr),
+        },
+        (t, _) => t.canonical(),
+    };
+    if let (Target::Inet { addr, .. }, Op::Bind) = (&target, op) {
+        if let Some(d) = jail_check(policy, *addr) {
+            return d;
+        }
     }
-    let target = request.target.canonical();
     match &target {
         Target::Unspec => return decision(Verdict::Allow, "unspec".to_owned()),
         Target::OtherFamily(_) => return default_decision(policy),
@@ -18,36 +35,87 @@ pub(crate) fn evaluate(policy: &Policy, request: &Request) -> Decision {
             // Fail closed: the broker hands over resolved absolute paths, so anything else
             // is a bug that must not be let through (invariant 1).
             if !bytes.starts_with(b"/") || bytes.split(|b| *b == b'/').any(|c| c == b"..") {
-                let verdict = Verdict::Deny { errno: libc::EPERM };
-                return decision(verdict, "invalid-target".to_owned());
+                return decision(EPERM, "invalid-target".to_owned());
             }
         }
         Target::Inet { .. } | Target::UnixAbstract(_) => {}
     }
     for (t, rule) in policy.deny.iter().enumerate() {
-        if let Some(entry) = first_match(rule, &target) {
+        if let Some(entry) = first_match(rule, op, &target, false) {
             let verdict = Verdict::Deny {
                 errno: rule.errno.value(),
             };
             return decision(verdict, format!("deny[{t}].{entry}"));
         }
     }
+    let privileged = privileged_bind(policy, op, &target);
     for (t, rule) in policy.allow.iter().enumerate() {
-        if let Some(entry) = first_match(rule, &target) {
+        if let Some(entry) = first_match(rule, op, &target, privileged) {
             return decision(Verdict::Allow, format!("allow[{t}].{entry}"));
         }
+    }
+    if privileged {
+        // Rule J8: the default never grants a privileged port, even `default = "allow"`.
+        return decision(EPERM, "privileged-port".to_owned());
     }
     default_decision(policy)
 }
 
-/// `connect[i]` or `unix[i]` for the first entry of `rule` that covers the canonical target.
-fn first_match(rule: &Rule, target: &Target) -> Option<String> {
+/// Rule J2: with a jail address for the family, a bind goes to that address only (the
+/// broker turns the wildcard into it before asking). A family without a jail address while
+/// the other has one is refused altogether.
+fn jail_check(policy: &Policy, addr: SocketAddr) -> Option<Decision> {
+    let confine = &policy.confine;
+    if !confine.has_jail() {
+        return None;
+    }
+    match confine.jail_address_for(addr.is_ipv6()) {
+        Some(jail) if jail == addr.ip() => None,
+        _ => Some(decision(EPERM, "jail-address".to_owned())),
+    }
+}
+
+/// A bind to a port from 1 to 1023 by a sandbox that does not keep `CAP_NET_BIND_SERVICE`.
+fn privileged_bind(policy: &Policy, op: Op, target: &Target) -> bool {
+    let Target::Inet { addr, .. } = target else {
+        return false;
+    };
+    op == Op::Bind
+        && addr.port() != 0
+        && addr.port() < FIRST_UNPRIVILEGED_PORT
+        && !policy
+            .confine
+            .keep_capabilities
+            .contains(&CAP_NET_BIND_SERVICE)
+}
+
+/// The label (`connect[i]`, `send[i]`, `bind[i]`, `unix[i]`) of the first entry of `rule`
+/// that covers the canonical target of `op`. For datagram sockets a `connect` entry and a
+/// `send` entry grant the same thing (a connected UDP socket sends to its peer with no
+/// further check), so either covers a UDP connect or a send. `privileged`: the bind is to a
+/// privileged port, which only entries naming privileged ports cover.
+fn first_match(rule: &Rule, op: Op, target: &Target, privileged: bool) -> Option<String> {
     match target {
-        Target::Inet { proto, addr } => rule
-            .connect
-            .iter()
-            .position(|e| e.matches(*proto, *addr))
-            .map(|i| format!("connect[{i}]")),
+        Target::Inet { proto, addr } => {
+            let hit = |key: &str, list: &[crate::endpoint::Endpoint]| {
+                list.iter()
+                    .position(|e| {
+                        if op == Op::Bind && privileged {
+                            e.matches_bind(*proto, *addr)
+                        } else {
+                            e.matches(*proto, *addr)
+                        }
+                    })
+                    .map(|i| format!("{key}[{i}]"))
+            };
+            match op {
+                Op::Connect if *proto != Proto::Udp => hit("connect", &rule.connect),
+                Op::Connect | Op::Send => {
+                    hit("connect", &rule.connect).or_else(|| hit("send", &rule.send))
+                }
+                Op::Bind => hit("bind", &rule.bind),
+            }
+        }
         Target::UnixPath(path) => {
             let bytes = path.as_os_str().as_bytes();
             rule.unix
@@ -67,7 +135,7 @@ fn first_match(rule: &Rule, target: &Target) -> Option<String> {
 fn default_decision(policy: &Policy) -> Decision {
     let verdict = match policy.default {
         Action::Allow => Verdict::Allow,
-        Action::Deny => Verdict::Deny { errno: libc::EPERM },
+        Action::Deny => EPERM,
     };
     decision(verdict, "default".to_owned())
 }

@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 mod builtin;
+mod confine;
 mod emit;
 mod endpoint;
 mod error;
@@ -60,6 +61,7 @@ mod target;
 mod value;
 
 pub use builtin::{builtin, builtin_names};
+pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
 pub use error::{PolicyError, PolicyErrorKind};
 pub use model::{Action, Decision, Policy, Verdict};
 pub use sockets::SocketRule;

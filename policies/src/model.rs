@@ -1,5 +1,6 @@
 //! The loaded policy and the decisions it gives.
 
+use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
 use crate::glob::UnixPattern;
@@ -86,6 +87,11 @@ impl Errno {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rule {
     pub(crate) connect: Vec<Endpoint>,
+    /// Datagram destinations (`sendto`, `sendmsg`, `sendmmsg`).
+    pub(crate) send: Vec<Endpoint>,
+    /// Local addresses (`bind`, and the implicit bind of `listen`).
+    pub(crate) bind: Vec<Endpoint>,
+    /// Unix sockets, for every operation (connect, send, bind).
     pub(crate) unix: Vec<UnixPattern>,
     /// Only meaningful in `[[deny]]` tables.
     pub(crate) errno: Errno,
@@ -101,6 +107,7 @@ pub struct Policy {
     pub(crate) sockets: Vec<SocketRule>,
     pub(crate) deny: Vec<Rule>,
     pub(crate) allow: Vec<Rule>,
+    pub(crate) confine: Confinement,
 }
 
 impl Policy {
@@ -125,6 +132,13 @@ impl Policy {
     /// policy has no `[sockets]` table.
     pub fn sockets(&self) -> &[SocketRule] {
         &self.sockets
+    }
+
+    /// The settings the launcher compiles into the sandbox and the broker applies besides the
+    /// rules: jail address, kept capabilities, ioctl mode, namespaces, Landlock, control
+    /// messages.
+    pub fn confinement(&self) -> &Confinement {
+        &self.confine
     }
 
     /// Decides one request. Pure and cheap; see [`Decision::rule`] for what it reports.

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use crate::confine::{self, Confinement, IoctlMode, LandlockMode};
 use crate::endpoint;
 use crate::error::{suggest, PolicyError, PolicyErrorKind};
 use crate::glob;
@@ -12,9 +13,23 @@ use crate::sockets;
 use crate::value::{Entries, Key, Source, Value};
 
 /// Top-level keys of this slice of the format.
-const TOP_KEYS: &[&str] = &["name", "default", "sockets", "allow", "deny"];
-const ALLOW_KEYS: &[&str] = &["connect", "unix"];
-const DENY_KEYS: &[&str] = &["connect", "unix", "errno"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "default",
+    "sockets",
+    "allow",
+    "deny",
+    "jail_address",
+    "keep_capabilities",
+    "ioctl",
+    "namespaces",
+    "scm_rights",
+    "fcntl_setown",
+    "source_cmsgs",
+    "landlock",
+];
+const ALLOW_KEYS: &[&str] = &["connect", "send", "bind", "unix"];
+const DENY_KEYS: &[&str] = &["connect", "send", "bind", "unix", "errno"];
 const SOCKETS_KEYS: &[&str] = &["allow"];
 
 /// Keys of the full format (ARCHITECTURE.md) the broker does not enforce yet, as named in
@@ -29,12 +44,8 @@ fn not_enforced_top(key: &str) -> Option<&'static str> {
     })
 }
 
-fn not_enforced_rule(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "bind" => "`bind`",
-        "send" => "`send`",
-        _ => return None,
-    })
+fn not_enforced_rule(_key: &str) -> Option<&'static str> {
+    None
 }
 
 pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
@@ -50,6 +61,9 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let mut sockets = None;
     let mut allow = Vec::new();
     let mut deny = Vec::new();
+    let mut confine = Confinement::default();
+    let mut jail_span = None;
+    let mut source_cmsgs_span = None;
     for (key, value) in entries {
         match key.get_ref().as_str() {
             "name" => {
@@ -74,19 +88,110 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
             "sockets" => sockets = Some(parse_sockets(&src, value)?),
             "allow" => allow = parse_rules(&src, "allow", value)?,
             "deny" => deny = parse_rules(&src, "deny", value)?,
+            "jail_address" => {
+                jail_span = Some(value.span());
+                parse_jail(&src, value, &mut confine)?;
+            }
+            "keep_capabilities" => {
+                for (s, span) in strings(&src, "keep_capabilities", value)? {
+                    let Some(cap) = confine::capability(&s) else {
+                        return Err(src.error(span, PolicyErrorKind::UnknownCapability(s)));
+                    };
+                    if !confine.keep_capabilities.contains(&cap) {
+                        confine.keep_capabilities.push(cap);
+                    }
+                }
+            }
+            "ioctl" => {
+                let (s, span) = string(&src, "ioctl", value)?;
+                confine.ioctl = match s.as_str() {
+                    "any" => IoctlMode::Any,
+                    "safe-list" => IoctlMode::SafeList,
+                    _ => return Err(src.error(span, PolicyErrorKind::UnknownIoctlMode(s))),
+                };
+            }
+            "landlock" => {
+                let (s, span) = string(&src, "landlock", value)?;
+                confine.landlock = match s.as_str() {
+                    "best-effort" => LandlockMode::BestEffort,
+                    "required" => LandlockMode::Required,
+                    "off" => LandlockMode::Off,
+                    _ => return Err(src.error(span, PolicyErrorKind::UnknownLandlockMode(s))),
+                };
+            }
+            "namespaces" => {
+                for (s, span) in strings(&src, "namespaces", value)? {
+                    match s.as_str() {
+                        "net" => confine.namespaces.net = true,
+                        "user" => confine.namespaces.user = true,
+                        _ => return Err(src.error(span, PolicyErrorKind::UnknownNamespace(s))),
+                    }
+                }
+            }
+            "scm_rights" => confine.scm_rights = boolean(&src, "scm_rights", value)?,
+            "fcntl_setown" => confine.fcntl_setown = boolean(&src, "fcntl_setown", value)?,
+            "source_cmsgs" => {
+                source_cmsgs_span = Some(value.span());
+                confine.source_cmsgs = boolean(&src, "source_cmsgs", value)?;
+            }
             other => return Err(unknown(&src, &key, not_enforced_top(other), TOP_KEYS)),
         }
     }
     let Some(name) = name else {
         return Err(src.error(0..0, PolicyErrorKind::MissingKey("name")));
     };
+    if let (true, Some(span), Some(_)) = (confine.source_cmsgs, source_cmsgs_span, jail_span) {
+        return Err(src.error(span, PolicyErrorKind::SourceCmsgsWithJail));
+    }
     Ok(Policy {
         name,
         default,
         sockets: sockets.unwrap_or_else(sockets::default_list),
         deny,
         allow,
+        confine,
     })
+}
+
+/// `jail_address = "127.0.0.2"` or `["127.0.0.2", "::1"]`: at most one address per family,
+/// a unicast address (not the wildcard, not multicast).
+fn parse_jail(
+    src: &Source<'_>,
+    value: Spanned<Value>,
+    confine: &mut Confinement,
+) -> Result<(), PolicyError> {
+    let items = if matches!(value.get_ref(), Value::String(_)) {
+        vec![string(src, "jail_address", value)?]
+    } else {
+        strings(src, "jail_address", value)?
+    };
+    for (s, span) in items {
+        let text = s.trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = text.parse::<std::net::IpAddr>() else {
+            return Err(src.error(span, PolicyErrorKind::BadJailAddress(s)));
+        };
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(src.error(span, PolicyErrorKind::BadJailAddress(s)));
+        }
+        let taken = match ip {
+            std::net::IpAddr::V4(v4) => confine.jail_v4.replace(v4).is_some(),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => confine.jail_v4.replace(v4).is_some(),
+                None => confine.jail_v6.replace(v6).is_some(),
+            },
+        };
+        if taken {
+            return Err(src.error(span, PolicyErrorKind::TwoJailAddresses(s)));
+        }
+    }
+    Ok(())
+}
+
+fn boolean(src: &Source<'_>, key: &str, value: Spanned<Value>) -> Result<bool, PolicyError> {
+    match value.get_ref() {
+        Value::Boolean(b) => Ok(*b),
+        _ => Err(wrong_type(src, key, "true or false", &value)),
+    }
 }
 
 /// The error for a key that is not taken here: not enforced yet, or unknown.
@@ -232,6 +337,8 @@ fn parse_rule(
     let is_deny = table_name == "deny";
     let mut rule = Rule {
         connect: Vec::new(),
+        send: Vec::new(),
+        bind: Vec::new(),
         unix: Vec::new(),
         errno: Errno::Eperm,
     };
@@ -241,6 +348,18 @@ fn parse_rule(
                 for (s, span) in strings(src, "connect", value)? {
                     rule.connect
                         .push(endpoint::parse(&s).map_err(|k| src.error(span, k))?);
+                }
+            }
+            "send" => {
+                for (s, span) in strings(src, "send", value)? {
+                    rule.send
+                        .push(endpoint::parse(&s).map_err(|k| src.error(span, k))?);
+                }
+            }
+            "bind" => {
+                for (s, span) in strings(src, "bind", value)? {
+                    rule.bind
+                        .push(endpoint::parse_bind(&s).map_err(|k| src.error(span, k))?);
                 }
             }
             "unix" => {
@@ -261,7 +380,11 @@ fn parse_rule(
             }
         }
     }
-    if rule.connect.is_empty() && rule.unix.is_empty() {
+    if rule.connect.is_empty()
+        && rule.send.is_empty()
+        && rule.bind.is_empty()
+        && rule.unix.is_empty()
+    {
         return Err(src.error(span, PolicyErrorKind::EmptyRule(table_name)));
     }
     Ok(rule)

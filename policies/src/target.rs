@@ -18,8 +18,13 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Op {
-    /// `connect(2)`.
+    /// `connect(2)`, and TCP Fast Open (a connect made by `sendto`/`sendmsg`).
     Connect,
+    /// A datagram sent to a destination: `sendto`, `sendmsg`, one entry of `sendmmsg`.
+    Send,
+    /// `bind(2)`, and the implicit bind of `listen` on an unbound socket (the wildcard
+    /// address, port 0).
+    Bind,
 }
 
 /// The transport of an inet socket, from its type and protocol.
@@ -72,6 +77,18 @@ impl Target {
             Target::UnixPath(p) => Target::UnixPath(canonical_path(p)),
             other => other.clone(),
         }
+    }
+}
+
+/// The form a bind address is matched in: an IPv4-mapped IPv6 address becomes the IPv4
+/// address it is, but the unspecified address stays the wildcard it means for a bind.
+pub(crate) fn canonical_bind_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) enum Value {
     String(String),
     Integer,
     Float,
-    Boolean,
+    Boolean(bool),
     Array(Vec<Spanned<Value>>),
     Table(Entries),
 }
@@ -33,7 +33,7 @@ impl Value {
             Value::String(_) => "a string",
             Value::Integer => "an integer",
             Value::Float => "a float",
-            Value::Boolean => "a boolean",
+            Value::Boolean(_) => "a boolean",
             Value::Array(_) => "an array",
             Value::Table(_) => "a table",
         }
@@ -66,8 +66,8 @@ impl<'de> Deserialize<'de> for Value {
             fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
                 Ok(Value::Float)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-                Ok(Value::Boolean)
+            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Boolean(v))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
                 let mut items = Vec::new();

@@ -143,22 +143,85 @@ fn keys_not_enforced_yet_are_refused_by_name() {
         1,
         ne("`extends`"),
     );
+}
+
+#[test]
+fn confinement_key_errors() {
     at(
-        "name = \"x\"\n[[allow]]\nconnect = [\"tcp://*:1\"]\nbind = [\"tcp://127.0.0.1:0\"]\n",
-        4,
-        1,
-        ne("`bind`"),
-    );
-    at(
-        "name = \"x\"\n[[deny]]\n send = [\"udp://*:53\"]\n",
-        3,
+        "name = \"x\"\nkeep_capabilities = [\"CAP_NET_RAW\", \"CAP_SETUID\"]\n",
         2,
-        ne("`send`"),
+        37,
+        K::UnknownCapability("CAP_SETUID".into()),
     );
-    let e = err("name = \"x\"\n[[allow]]\nbind = []\n");
-    assert_eq!(
-        e.to_string(),
-        "t.toml:3:1: `bind` is not enforced yet; remove it (netjail refuses rules it would ignore)"
+    at(
+        "name = \"x\"\nioctl = \"safelist\"\n",
+        2,
+        9,
+        K::UnknownIoctlMode("safelist".into()),
+    );
+    at(
+        "name = \"x\"\nlandlock = \"on\"\n",
+        2,
+        12,
+        K::UnknownLandlockMode("on".into()),
+    );
+    at(
+        "name = \"x\"\nnamespaces = [\"mnt\"]\n",
+        2,
+        15,
+        K::UnknownNamespace("mnt".into()),
+    );
+    at(
+        "name = \"x\"\njail_address = \"0.0.0.0\"\n",
+        2,
+        16,
+        K::BadJailAddress("0.0.0.0".into()),
+    );
+    at(
+        "name = \"x\"\njail_address = [\"127.0.0.2\", \"::ffff:127.0.0.3\"]\n",
+        2,
+        30,
+        K::TwoJailAddresses("::ffff:127.0.0.3".into()),
+    );
+    at(
+        "name = \"x\"\njail_address = \"127.0.0.2\"\nsource_cmsgs = true\n",
+        3,
+        16,
+        K::SourceCmsgsWithJail,
+    );
+    at(
+        "name = \"x\"\nscm_rights = \"no\"\n",
+        2,
+        14,
+        K::WrongType {
+            key: "scm_rights".into(),
+            expected: "true or false",
+            found: "a string",
+        },
+    );
+    at(
+        "name = \"x\"\nkeep_capabilites = []\n",
+        2,
+        1,
+        K::UnknownKey {
+            key: "keep_capabilites".into(),
+            suggestion: Some("keep_capabilities"),
+        },
+    );
+}
+
+#[test]
+fn bind_entries_take_the_wildcard_and_connect_entries_do_not() {
+    assert!(Policy::from_toml(
+        "name = \"x\"\n[[allow]]\nbind = [\"tcp://0.0.0.0:8080\", \"udp://[::]:0\"]\n",
+        "t"
+    )
+    .is_ok());
+    at(
+        "name = \"x\"\n[[allow]]\nsend = [\"udp://0.0.0.0:53\"]\n",
+        3,
+        9,
+        K::UnspecifiedAddress("0.0.0.0".into()),
     );
 }
 

@@ -457,6 +457,13 @@ fn to_toml_is_canonical_and_reparses() {
     let shown = p.to_toml();
     let expected = r#"name = "web-client"
 default = "deny"
+keep_capabilities = []
+ioctl = "any"
+namespaces = []
+scm_rights = true
+fcntl_setown = true
+source_cmsgs = false
+landlock = "best-effort"
 
 [sockets]
 allow = ["unix:*", "inet:stream", "inet:dgram", "inet6:stream", "inet6:dgram"]
@@ -498,4 +505,315 @@ fn to_toml_escapes_strange_names() {
 fn inline_rule_tables_are_accepted() {
     let p = policy("name = \"i\"\nallow = [{ connect = [\"tcp://*:1\"] }]\n");
     decides(&p, &tcp("1.1.1.1:1"), Verdict::Allow, "allow[0].connect[0]");
+}
+
+fn op(op: Op, proto: Proto, addr: &str) -> Request {
+    Request {
+        op,
+        target: Target::Inet {
+            proto,
+            addr: addr.parse().unwrap(),
+        },
+    }
+}
+
+const DATAGRAMS: &str = r#"
+name = "datagrams"
+
+[[deny]]
+send = ["udp://127.0.0.9:*"]
+
+[[allow]]
+connect = ["udp://127.0.0.53:53", "tcp://127.0.0.1:80"]
+send = ["udp://127.0.0.1:5353", "any://[::1]:7000-7010"]
+"#;
+
+/// L3: every datagram destination is decided; `connect` and `send` entries grant the same
+/// thing for datagram sockets, and a `send` entry never grants a TCP connect.
+#[test]
+fn s_l3_send_and_udp_connect_share_entries() {
+    let p = policy(DATAGRAMS);
+    let allow = Verdict::Allow;
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "127.0.0.1:5353"),
+        allow,
+        "allow[0].send[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "127.0.0.53:53"),
+        allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Udp, "127.0.0.1:5353"),
+        allow,
+        "allow[0].send[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "[::ffff:127.0.0.1]:5353"),
+        allow,
+        "allow[0].send[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "[::1]:7005"),
+        allow,
+        "allow[0].send[1]",
+    );
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Tcp, "[::1]:7005"),
+        EPERM,
+        "default",
+    );
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "127.0.0.1:5354"),
+        EPERM,
+        "default",
+    );
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "127.0.0.9:5353"),
+        EPERM,
+        "deny[0].send[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Udp, "127.0.0.9:1"),
+        EPERM,
+        "deny[0].send[0]",
+    );
+    // A TCP connect is granted by `connect` entries only.
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Tcp, "127.0.0.1:80"),
+        allow,
+        "allow[0].connect[1]",
+    );
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Tcp, "127.0.0.1:5353"),
+        EPERM,
+        "default",
+    );
+}
+
+const SERVER: &str = r#"
+name = "server"
+
+[[deny]]
+bind = ["tcp://*:6000-6010"]
+
+[[allow]]
+bind = ["tcp://127.0.0.1:0", "tcp://0.0.0.0:8080", "udp://[::]:*", "tcp://*:6000-7000", "tcp://*:80"]
+"#;
+
+/// D1 and L1: a bind is allowed only by a `bind` entry; the wildcard address is matched as
+/// the wildcard it is, not as loopback; port 0 is the ephemeral bind.
+#[test]
+fn s_d1_s_l1_bind_by_address_and_port() {
+    let p = policy(SERVER);
+    let allow = Verdict::Allow;
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "127.0.0.1:0"),
+        allow,
+        "allow[0].bind[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "127.0.0.1:8081"),
+        EPERM,
+        "default",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:8080"),
+        allow,
+        "allow[0].bind[1]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "127.0.0.1:8080"),
+        EPERM,
+        "default",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "[::ffff:0.0.0.0]:8080"),
+        allow,
+        "allow[0].bind[1]",
+    );
+    decides(&p, &op(Op::Bind, Proto::Tcp, "0.0.0.0:0"), EPERM, "default");
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Udp, "[::]:5000"),
+        allow,
+        "allow[0].bind[2]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "10.0.0.1:6005"),
+        EPERM,
+        "deny[0].bind[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "10.0.0.1:6500"),
+        allow,
+        "allow[0].bind[3]",
+    );
+    // A connect is not a bind.
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Tcp, "127.0.0.1:8080"),
+        EPERM,
+        "default",
+    );
+}
+
+/// J8: a privileged port is granted only by an entry that names privileged ports; `*` and
+/// `default = "allow"` never grant one, unless the policy keeps CAP_NET_BIND_SERVICE.
+#[test]
+fn s_j8_privileged_ports_only_by_name() {
+    let p = policy(SERVER);
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "127.0.0.1:80"),
+        Verdict::Allow,
+        "allow[0].bind[4]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Udp, "[::]:53"),
+        EPERM,
+        "privileged-port",
+    );
+    let all = policy("name = \"a\"\ndefault = \"allow\"\n");
+    decides(
+        &all,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:443"),
+        EPERM,
+        "privileged-port",
+    );
+    decides(
+        &all,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:1024"),
+        Verdict::Allow,
+        "default",
+    );
+    decides(
+        &all,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:0"),
+        Verdict::Allow,
+        "default",
+    );
+    let kept = policy(
+        "name = \"k\"\ndefault = \"allow\"\nkeep_capabilities = [\"CAP_NET_BIND_SERVICE\"]\n",
+    );
+    decides(
+        &kept,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:443"),
+        Verdict::Allow,
+        "default",
+    );
+    let ranged = policy("name = \"r\"\n[[allow]]\nbind = [\"tcp://*:1-1023\"]\n");
+    decides(
+        &ranged,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:22"),
+        Verdict::Allow,
+        "allow[0].bind[0]",
+    );
+}
+
+/// J2: with a jail address a bind goes to it only; the other family, without a jail
+/// address of its own, cannot bind at all.
+#[test]
+fn s_j2_bind_restricted_to_the_jail_address() {
+    let p =
+        policy("name = \"j\"\njail_address = \"127.0.0.2\"\n[[allow]]\nbind = [\"any://*:*\"]\n");
+    let c = p.confinement();
+    assert_eq!(
+        c.jail_address_for(false),
+        Some("127.0.0.2".parse().unwrap())
+    );
+    assert_eq!(c.jail_address_for(true), None);
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "127.0.0.2:8080"),
+        Verdict::Allow,
+        "allow[0].bind[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Udp, "[::ffff:127.0.0.2]:0"),
+        Verdict::Allow,
+        "allow[0].bind[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "127.0.0.1:8080"),
+        EPERM,
+        "jail-address",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:8080"),
+        EPERM,
+        "jail-address",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "[::1]:8080"),
+        EPERM,
+        "jail-address",
+    );
+    // Connects are not restricted by the jail address (they leave from it).
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Tcp, "127.0.0.1:80"),
+        EPERM,
+        "default",
+    );
+}
+
+#[test]
+fn confinement_defaults_and_settings() {
+    let d = policy("name = \"d\"\n");
+    let c = d.confinement();
+    assert!(c.scm_rights() && c.fcntl_setown() && !c.source_cmsgs() && !c.has_jail());
+    assert_eq!(c.ioctl(), netjail_policy::IoctlMode::Any);
+    assert_eq!(c.landlock(), netjail_policy::LandlockMode::BestEffort);
+    assert_eq!(c.namespaces(), netjail_policy::NamespaceGrant::default());
+    assert!(c.keep_capabilities().is_empty());
+    let s = policy(
+        r#"
+name = "s"
+keep_capabilities = ["CAP_NET_RAW", "CAP_NET_RAW", "CAP_SYS_PTRACE"]
+ioctl = "safe-list"
+namespaces = ["net"]
+scm_rights = false
+fcntl_setown = false
+landlock = "required"
+jail_address = ["[fd00::2]"]
+"#,
+    );
+    let c = s.confinement();
+    assert_eq!(c.keep_capabilities(), &[13, 19]);
+    assert_eq!(c.ioctl(), netjail_policy::IoctlMode::SafeList);
+    assert_eq!(c.landlock(), netjail_policy::LandlockMode::Required);
+    assert!(c.namespaces().net && !c.namespaces().user);
+    assert!(!c.scm_rights() && !c.fcntl_setown());
+    assert_eq!(c.jail_address_for(true), Some("fd00::2".parse().unwrap()));
+    let shown = s.to_toml();
+    assert!(
+        shown.contains("keep_capabilities = [\"CAP_NET_RAW\", \"CAP_SYS_PTRACE\"]"),
+        "{shown}"
+    );
+    assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), s);
 }

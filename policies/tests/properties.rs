@@ -128,10 +128,8 @@ fn request() -> impl Strategy<Value = Request> {
         1 => Just(Target::Unspec),
         1 => (0..64i32).prop_map(Target::OtherFamily),
     ];
-    target.prop_map(|target| Request {
-        op: Op::Connect,
-        target,
-    })
+    let op = select(vec![Op::Connect, Op::Send, Op::Bind]);
+    (op, target).prop_map(|(op, target)| Request { op, target })
 }
 
 fn quoted(items: &[String]) -> String {
@@ -153,9 +151,18 @@ fn rule_body(deny: bool) -> impl Strategy<Value = String> {
             "EHOSTUNREACH",
         ]),
         endpoint(),
+        prop::collection::vec(endpoint(), 0..3),
+        prop::collection::vec(
+            prop_oneof![
+                3 => endpoint(),
+                1 => (port()).prop_map(|p| format!("tcp://0.0.0.0:{p}")),
+                1 => (port()).prop_map(|p| format!("udp://[::]:{p}")),
+            ],
+            0..3,
+        ),
     )
-        .prop_map(move |(mut connect, unix, errno, fallback)| {
-            if connect.is_empty() && unix.is_empty() {
+        .prop_map(move |(mut connect, unix, errno, fallback, send, bind)| {
+            if connect.is_empty() && unix.is_empty() && send.is_empty() && bind.is_empty() {
                 connect.push(fallback);
             }
             let mut body = String::new();
@@ -168,6 +175,12 @@ fn rule_body(deny: bool) -> impl Strategy<Value = String> {
             if !unix.is_empty() {
                 body += &format!("unix = {}\n", quoted(&unix));
             }
+            if !send.is_empty() {
+                body += &format!("send = {}\n", quoted(&send));
+            }
+            if !bind.is_empty() {
+                body += &format!("bind = {}\n", quoted(&bind));
+            }
             body
         })
 }
@@ -177,9 +190,17 @@ fn policy_src() -> impl Strategy<Value = String> {
         select(vec!["", "default = \"deny\"\n", "default = \"allow\"\n"]),
         prop::collection::vec(rule_body(true), 0..3),
         prop::collection::vec(rule_body(false), 0..4),
+        select(vec![
+            "",
+            "jail_address = \"127.0.0.2\"\n",
+            "jail_address = [\"10.1.2.3\", \"[fd00::1]\"]\n",
+            "keep_capabilities = [\"CAP_NET_BIND_SERVICE\"]\n",
+            "ioctl = \"safe-list\"\nnamespaces = [\"user\"]\nscm_rights = false\n",
+            "fcntl_setown = false\nsource_cmsgs = true\nlandlock = \"required\"\n",
+        ]),
     )
-        .prop_map(|(default, deny, allow)| {
-            let mut s = format!("name = \"prop\"\n{default}");
+        .prop_map(|(default, deny, allow, confine)| {
+            let mut s = format!("name = \"prop\"\n{default}{confine}");
             for d in deny {
                 s += &format!("\n[[deny]]\n{d}");
             }
@@ -236,6 +257,8 @@ proptest! {
     /// Matching is on the canonical form, and canonicalising twice changes nothing.
     #[test]
     fn canonical_is_idempotent_and_what_is_matched(p in policy(), r in request()) {
+        // A bind keeps the wildcard address it names.
+        prop_assume!(r.op != Op::Bind);
         let c = r.target.canonical();
         prop_assert_eq!(c.canonical(), c.clone());
         prop_assert_eq!(p.evaluate(&Request { op: r.op, target: c }), p.evaluate(&r));
@@ -259,7 +282,10 @@ proptest! {
         let d = p.evaluate(&r);
         match d.verdict {
             Verdict::Allow => prop_assert!(d.rule.starts_with("allow[") || d.rule == "default" || d.rule == "unspec", "{:?}", d),
-            Verdict::Deny { .. } => prop_assert!(d.rule.starts_with("deny[") || d.rule == "default" || d.rule == "invalid-target", "{:?}", d),
+            Verdict::Deny { .. } => prop_assert!(
+                d.rule.starts_with("deny[")
+                    || ["default", "invalid-target", "jail-address", "privileged-port"].contains(&d.rule.as_str()),
+                "{:?}", d),
         }
     }
 
