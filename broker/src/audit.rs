@@ -21,7 +21,8 @@ pub struct DecisionEvent<'a> {
     pub op: &'a str,
     /// The destination as decided (`tcp://127.0.0.1:80`, `unix:/run/x.sock`), or empty.
     pub endpoint: &'a str,
-    /// `allow` or `deny`; `error` when the call failed before a decision.
+    /// `allow` or `deny`; `pass` when no decision was needed (a send on a connected socket);
+    /// `error` when the call failed before a decision.
     pub decision: &'a str,
     /// The rule that decided (`allow[0].connect[1]`, `default`), or why nothing did.
     pub rule: &'a str,

@@ -5,14 +5,15 @@
 //! give: the fd (`EBADF`), the length (`EINVAL`), the copy (`EFAULT`), the socket (`ENOTSOCK`),
 //! the address (`EINVAL`), then the policy (`EPERM`) and the call itself.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::decode::{self, MAX_SOCKADDR_LEN};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
-use crate::sys::{self, SocketKind};
-use crate::unix;
+use crate::bind::bind_jail_source;
+use crate::sys::{self, Become, SocketKind};
+use crate::unix::{self, PathUse};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {
@@ -49,7 +50,10 @@ pub(crate) fn decide(call: &Call) -> Step {
     if let Target::UnixPath(path) = target {
         // Resolution may wait on a slow filesystem: always off the receiver thread.
         return Step::Blocking(Box::new(move |call: &Call| {
-            let result = unix::connect_path(call, sock.as_fd(), &path);
+            let result =
+                unix::act_on_path(call, Op::Connect, &path, PathUse::Existing, Become::Full, |a| {
+                    perform(sock.as_fd(), a)
+                });
             out.endpoint = result.endpoint;
             out.decided(result.decision, result.failure, result.reply)
         }));
@@ -63,16 +67,20 @@ pub(crate) fn decide(call: &Call) -> Step {
     });
     match decision.verdict {
         Verdict::Deny { errno } => Step::Done(out.decided(Some(decision), "", Reply::Errno(errno))),
-        Verdict::Allow if may_wait_long(sock.as_fd(), kind, &canonical) => {
-            let addr = addr.to_vec();
-            Step::Blocking(Box::new(move |_: &Call| {
-                let reply = perform(sock, &addr);
-                out.decided(Some(decision), "", reply)
-            }))
-        }
         Verdict::Allow => {
-            let reply = perform(sock, addr);
-            Step::Done(out.decided(Some(decision), "", reply))
+            if let Err(errno) = bind_jail_source(call, sock.as_fd(), kind) {
+                return Step::Done(out.decided(Some(decision), "jail-source", Reply::Errno(errno)));
+            }
+            if may_wait_long(sock.as_fd(), kind, &canonical) {
+                let addr = addr.to_vec();
+                Step::Blocking(Box::new(move |_: &Call| {
+                    let reply = perform(sock.as_fd(), &addr);
+                    out.decided(Some(decision), "", reply)
+                }))
+            } else {
+                let reply = perform(sock.as_fd(), addr);
+                Step::Done(out.decided(Some(decision), "", reply))
+            }
         }
     }
 }
@@ -94,8 +102,8 @@ fn may_wait_long(sock: BorrowedFd<'_>, kind: SocketKind, target: &Target) -> boo
 }
 
 /// Connects the broker's copy of the socket with the broker's copy of the address.
-fn perform(sock: OwnedFd, addr: &[u8]) -> Reply {
-    match sys::connect_raw(sock.as_fd(), addr) {
+fn perform(sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
+    match sys::connect_raw(sock, addr) {
         Ok(()) => Reply::Value(0),
         Err(e) => Reply::Errno(errno_of(&e)),
     }

@@ -21,16 +21,31 @@ pub const MAX_SOCKADDR_LEN: usize = 128;
 pub enum Syscall {
     /// `connect(fd, addr, addrlen)`.
     Connect,
+    /// `bind(fd, addr, addrlen)`.
+    Bind,
+    /// `listen(fd, backlog)`.
+    Listen,
+    /// `sendto(fd, buf, len, flags, dest, destlen)`.
+    SendTo,
+    /// `sendmsg(fd, msg, flags)`.
+    SendMsg,
+    /// `sendmmsg(fd, msgvec, vlen, flags)`.
+    SendMmsg,
 }
 
 /// Decodes `(arch, nr)` with the tables of x86_64 and aarch64. `None` for anything else: the
 /// filter never sends other calls, so the broker refuses them.
 pub fn syscall(arch: u32, nr: i32) -> Option<Syscall> {
-    match (arch, nr) {
-        (AUDIT_ARCH_X86_64, 42) => Some(Syscall::Connect),
-        (AUDIT_ARCH_AARCH64, 203) => Some(Syscall::Connect),
-        _ => None,
-    }
+    let call = match (arch, nr) {
+        (AUDIT_ARCH_X86_64, 42) | (AUDIT_ARCH_AARCH64, 203) => Syscall::Connect,
+        (AUDIT_ARCH_X86_64, 49) | (AUDIT_ARCH_AARCH64, 200) => Syscall::Bind,
+        (AUDIT_ARCH_X86_64, 50) | (AUDIT_ARCH_AARCH64, 201) => Syscall::Listen,
+        (AUDIT_ARCH_X86_64, 44) | (AUDIT_ARCH_AARCH64, 206) => Syscall::SendTo,
+        (AUDIT_ARCH_X86_64, 46) | (AUDIT_ARCH_AARCH64, 211) => Syscall::SendMsg,
+        (AUDIT_ARCH_X86_64, 307) | (AUDIT_ARCH_AARCH64, 269) => Syscall::SendMmsg,
+        _ => return None,
+    };
+    Some(call)
 }
 
 /// Why a copied address cannot be a destination. Each one is what the kernel answers with
@@ -229,6 +244,16 @@ mod tests {
         assert_eq!(syscall(AUDIT_ARCH_X86_64, 42), Some(Syscall::Connect));
         assert_eq!(syscall(AUDIT_ARCH_AARCH64, 203), Some(Syscall::Connect));
         assert_eq!(syscall(AUDIT_ARCH_X86_64, 203), None);
+        for (x86, arm, call) in [
+            (49, 200, Syscall::Bind),
+            (50, 201, Syscall::Listen),
+            (44, 206, Syscall::SendTo),
+            (46, 211, Syscall::SendMsg),
+            (307, 269, Syscall::SendMmsg),
+        ] {
+            assert_eq!(syscall(AUDIT_ARCH_X86_64, x86), Some(call));
+            assert_eq!(syscall(AUDIT_ARCH_AARCH64, arm), Some(call));
+        }
         assert_eq!(syscall(0x4000_0003, 102), None);
     }
 

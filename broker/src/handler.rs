@@ -18,7 +18,7 @@ use netjail_policy::{Decision, Verdict};
 use crate::decode::{self, Syscall};
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification};
-use crate::{audit, connect};
+use crate::{audit, bind, connect, send};
 
 /// Stack of a receiver thread: decisions and audit formatting need little.
 const RECEIVER_STACK: usize = 256 * 1024;
@@ -181,6 +181,11 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
     };
     let step = match decode::syscall(notif.arch, notif.nr) {
         Some(Syscall::Connect) => connect::decide(&call),
+        Some(Syscall::Bind) => bind::decide_bind(&call),
+        Some(Syscall::Listen) => bind::decide_listen(&call),
+        Some(Syscall::SendTo) => send::decide_sendto(&call),
+        Some(Syscall::SendMsg) => send::decide_sendmsg(&call),
+        Some(Syscall::SendMmsg) => send::decide_sendmmsg(&call),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     };
     match step {
@@ -223,6 +228,9 @@ fn finish(call: &Call, outcome: Outcome) {
     let verdict = match decision.map(|d| d.verdict) {
         Some(Verdict::Allow) => "allow",
         Some(Verdict::Deny { .. }) => "deny",
+        // No policy decision was needed (a send on a connected socket, an autobind): the
+        // call went through as the caller made it.
+        None if errno == 0 => "pass",
         None => "error",
     };
     audit::decision(&audit::DecisionEvent {

@@ -19,11 +19,15 @@
 //! ```
 
 mod audit;
+mod bind;
+mod caller;
 mod connect;
 mod decode;
 mod handler;
+mod msg;
 pub mod logging;
 mod sandbox;
+mod send;
 mod server;
 mod sys;
 mod unix;

@@ -319,48 +319,266 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Sets this thread's (and only this thread's) supplementary groups, fsgid and fsuid with raw
-/// system calls; glibc's wrappers would change every thread of the broker. When the thread
-/// already has exactly that identity (an unprivileged broker serving its own user's sandbox)
-/// nothing changes; a broker without `CAP_SETUID`/`CAP_SETGID` asked for another identity gets
-/// `EPERM`, and the call is refused.
+/// Writes `buf` at `addr` of process `pid` with `process_vm_writev` (the `msg_len` fields of
+/// a `sendmmsg`). A short write is `EFAULT`.
+pub fn write_memory(pid: u32, addr: u64, buf: &[u8]) -> io::Result<()> {
+    let local = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes our own readable buffer; the kernel only reads it. `remote` is
+    // dereferenced by the kernel in the target, where a bad address is EFAULT.
+    let n = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::EFAULT));
+    }
+    Ok(())
+}
+
+/// `sendmsg(fd, {name, one iovec over data, control}, flags)`; returns the bytes sent.
+pub fn sendmsg_raw(
+    fd: BorrowedFd<'_>,
+    name: &[u8],
+    data: &[u8],
+    control: &[u8],
+    flags: i32,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is its empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if !name.is_empty() {
+        msg.msg_name = name.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = name.len() as libc::socklen_t;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !control.is_empty() {
+        msg.msg_control = control.as_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: every pointer in `msg` refers to a live buffer of the length stated; the kernel
+    // only reads them (MSG_* flags that write are receive flags).
+    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `bind(fd, addr, len)` with the address given as bytes.
+pub fn bind_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
+    // SAFETY: `addr` is a readable buffer of exactly `addr.len()` bytes; the kernel copies it.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            addr.as_ptr().cast(),
+            addr.len() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// `listen(fd, backlog)`.
+pub fn listen_raw(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(())
+}
+
+/// `getsockname(fd)` as bytes.
+pub fn sockname(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; 128];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf and len are live locals of the sizes given.
+    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), buf.as_mut_ptr().cast(), &mut len) })?;
+    Ok(buf[..(len as usize).min(buf.len())].to_vec())
+}
+
+/// The ids and capabilities a thread takes to act as a sandbox's caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Real, effective, saved and filesystem user ids.
+    pub uids: [u32; 4],
+    /// Real, effective, saved and filesystem group ids.
+    pub gids: [u32; 4],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Effective and permitted capability sets (bit masks).
+    pub cap_effective: u64,
+    /// Permitted capabilities.
+    pub cap_permitted: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn capget() -> io::Result<(u64, u64)> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and two data words, as version 3 requires.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok((
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+    ))
+}
+
+fn capset(effective: u64, permitted: u64) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: 0,
+        },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: header and two data words, as version 3 requires.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })?;
+    Ok(())
+}
+
+fn getres(nr: libc::c_long) -> io::Result<[u32; 3]> {
+    let mut ids = [0u32; 3];
+    let [a, b, c] = &mut ids;
+    // SAFETY: three writable u32s.
+    cvt_long(unsafe { libc::syscall(nr, a as *mut u32, b as *mut u32, c as *mut u32) })?;
+    Ok(ids)
+}
+
+/// How much of a caller's identity a thread takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Become {
+    /// Every id, and at most the caller's capabilities: for calls whose result records who
+    /// made them (a unix connect or listen sets `SO_PEERCRED`, a bind creates a file).
+    Full,
+    /// The filesystem ids and groups only, for the permission check of a path (the kernel
+    /// drops the file capabilities with them); the broker keeps its other capabilities, which
+    /// it needs to send the caller's credentials in its name.
+    Filesystem,
+}
+
+/// Makes this thread (and only this thread: raw system calls, not glibc's wrappers, which
+/// change every thread) take `who`'s identity as `how` says. Ids that already match are left
+/// alone, so an unprivileged broker serving its own user's sandbox needs no privilege; asked
+/// for another identity without `CAP_SETUID` or `CAP_SETGID` it fails with `EPERM` and the
+/// call is refused.
 ///
-/// Call it only on a thread that exits afterwards.
-pub fn become_fs_identity(fsuid: u32, fsgid: u32, groups: &[u32]) -> io::Result<()> {
-    if current_fs_identity_is(fsuid, fsgid, groups) {
+/// Call it only on a thread that exits afterwards: it cannot be undone.
+pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
+    let mut have_groups = [0u32; 256];
+    // SAFETY: the kernel writes at most `have_groups.len()` gids into the buffer.
+    let n = cvt_long(unsafe {
+        libc::syscall(libc::SYS_getgroups, have_groups.len(), have_groups.as_mut_ptr())
+    })? as usize;
+    let mut have: Vec<u32> = have_groups[..n].to_vec();
+    let mut want = who.groups.clone();
+    have.sort_unstable();
+    want.sort_unstable();
+    if have != want {
+        // SAFETY: the kernel reads `groups.len()` gids from a valid slice.
+        cvt_long(unsafe {
+            libc::syscall(libc::SYS_setgroups, who.groups.len(), who.groups.as_ptr())
+        })?;
+    }
+    if how == Become::Filesystem {
+        let [.., fsuid] = who.uids;
+        let [.., fsgid] = who.gids;
+        // setfsgid/setfsuid return the previous value and never fail loudly: read back.
+        // SAFETY: integer arguments only.
+        unsafe { libc::syscall(libc::SYS_setfsgid, fsgid) };
+        // SAFETY: as above.
+        unsafe { libc::syscall(libc::SYS_setfsuid, fsuid) };
+        // SAFETY: an invalid id (u32::MAX) only queries the current value.
+        let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
+        // SAFETY: as above.
+        let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
+        if (now_uid, now_gid) != (fsuid, fsgid) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
         return Ok(());
     }
-    // SAFETY: the kernel reads `groups.len()` gids from a valid slice.
-    cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
-    // setfsgid/setfsuid return the previous value and never fail loudly; check by reading back.
-    // SAFETY: integer argument only.
-    unsafe { libc::syscall(libc::SYS_setfsgid, fsgid) };
-    // SAFETY: integer argument only.
-    unsafe { libc::syscall(libc::SYS_setfsuid, fsuid) };
-    if !current_fs_identity_is(fsuid, fsgid, groups) {
+    let res = |ids: [u32; 4]| [ids[0], ids[1], ids[2]];
+    if getres(libc::SYS_getresgid)? != res(who.gids) {
+        let [r, e, s, _] = who.gids;
+        // SAFETY: integer arguments only.
+        cvt_long(unsafe { libc::syscall(libc::SYS_setresgid, r, e, s) })?;
+    }
+    if getres(libc::SYS_getresuid)? != res(who.uids) {
+        let [r, e, s, _] = who.uids;
+        // SAFETY: integer arguments only.
+        cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, r, e, s) })?;
+    }
+    // Leaving uid 0 has emptied the sets already; otherwise narrow them to the caller's.
+    let (_, permitted) = capget()?;
+    capset(
+        who.cap_effective & permitted,
+        who.cap_permitted & permitted,
+    )?;
+    if getres(libc::SYS_getresuid)? != res(who.uids) || getres(libc::SYS_getresgid)? != res(who.gids)
+    {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
     Ok(())
 }
 
-fn current_fs_identity_is(fsuid: u32, fsgid: u32, groups: &[u32]) -> bool {
-    // SAFETY: an invalid id (u32::MAX) only queries the current value.
-    let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
-    // SAFETY: as above.
-    let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
-    if now_gid != fsgid || now_uid != fsuid {
-        return false;
-    }
-    let mut now = [0u32; 256];
-    // SAFETY: the kernel writes at most `now.len()` gids into the buffer; the raw syscall
-    // reads this thread's groups, which a previous raw setgroups may have changed.
-    let n = unsafe { libc::syscall(libc::SYS_getgroups, now.len(), now.as_mut_ptr()) };
-    if n < 0 {
-        return false;
-    }
-    let mut have: Vec<u32> = now[..n as usize].to_vec();
-    let mut want: Vec<u32> = groups.to_vec();
-    have.sort_unstable();
-    want.sort_unstable();
-    have == want
+/// Whether this process runs with `CAP_SYS_ADMIN` and `CAP_SETUID` effective (then it may
+/// send credentials other than its own).
+pub fn may_forge_credentials() -> bool {
+    const CAP_SETUID: u64 = 1 << 7;
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    matches!(capget(), Ok((eff, _)) if eff & (CAP_SETUID | CAP_SYS_ADMIN) == CAP_SETUID | CAP_SYS_ADMIN)
+}
+
+/// `PIDFD_SIGNAL_THREAD`: deliver to the thread of a `PIDFD_THREAD` pidfd.
+const PIDFD_SIGNAL_THREAD: u32 = 1;
+
+/// Sends `sig` to the one thread `pidfd` names (the `SIGPIPE` a caller's own send would have
+/// raised on a broken connection).
+pub fn pidfd_signal_thread(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall; a NULL siginfo is allowed.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            PIDFD_SIGNAL_THREAD,
+        )
+    })?;
+    Ok(())
 }

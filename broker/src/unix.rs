@@ -2,22 +2,26 @@
 //!
 //! The path is resolved once, in the caller's root and working directory, with
 //! `openat2(RESOLVE_IN_ROOT)` to an `O_PATH` fd, by a thread that has taken the caller's
-//! fsuid, fsgid and groups; the policy decides on the path that was resolved (symlinks
-//! followed, inside the caller's root); the broker then connects to `/proc/self/fd/N`, the very
-//! inode it decided on, still with the caller's credentials for the permission check.
+//! ids, groups and (at most) capabilities; the policy decides on the path that was resolved
+//! (symlinks followed, inside the caller's root); the broker then connects or sends to
+//! `/proc/self/fd/N`, the very inode it decided on, or binds `/proc/self/fd/DIR/NAME`, still
+//! as the caller: permission checks are the caller's, a socket it creates is owned by the
+//! caller, and the peer sees the caller's uid and gid (`SO_PEERCRED`; the pid there is the
+//! broker's, which no system call can change).
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
+use crate::caller::{as_caller, Caller};
 use crate::decode;
 use crate::handler::{errno_of, Call, Reply};
-use crate::sys;
+use crate::sys::{self, Become};
 
-/// What came of a path connect.
+/// What came of an operation on a unix path.
 pub(crate) struct PathOutcome {
     /// `None` when resolution failed before the policy could look.
     pub decision: Option<Decision>,
@@ -26,41 +30,11 @@ pub(crate) struct PathOutcome {
     pub endpoint: String,
 }
 
-/// Credentials the kernel would check the caller's own `connect` with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FsIdentity {
-    fsuid: u32,
-    fsgid: u32,
-    groups: Vec<u32>,
-}
-
-fn read_identity(tid: u32) -> std::io::Result<FsIdentity> {
-    let status = fs::read_to_string(format!("/proc/{tid}/status"))?;
-    parse_identity(&status).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))
-}
-
-fn parse_identity(status: &str) -> Option<FsIdentity> {
-    let mut fsuid = None;
-    let mut fsgid = None;
-    let mut groups = Vec::new();
-    for line in status.lines() {
-        if let Some(rest) = line.strip_prefix("Uid:") {
-            fsuid = rest.split_whitespace().nth(3)?.parse().ok();
-        } else if let Some(rest) = line.strip_prefix("Gid:") {
-            fsgid = rest.split_whitespace().nth(3)?.parse().ok();
-        } else if let Some(rest) = line.strip_prefix("Groups:") {
-            groups = rest
-                .split_whitespace()
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?;
-        }
-    }
-    Some(FsIdentity {
-        fsuid: fsuid?,
-        fsgid: fsgid?,
-        groups,
-    })
+/// Whether the path names a socket that exists (connect, send) or one to create (bind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathUse {
+    Existing,
+    Create,
 }
 
 /// `inner` seen from inside `root` (both as the broker sees them), or `None` when it lies
@@ -73,12 +47,22 @@ fn inside(root: &Path, inner: &Path) -> Option<PathBuf> {
     Some(Path::new("/").join(rest))
 }
 
-/// Resolves `path` for the caller of `call`, decides, and connects `sock` when allowed.
-pub(crate) fn connect_path(call: &Call, sock: BorrowedFd<'_>, path: &Path) -> PathOutcome {
+/// Resolves `path` for the caller of `call`, decides `op` on what was resolved, and when the
+/// policy allows runs `act` with a `sockaddr_un` naming the very node decided on
+/// (`/proc/self/fd/N`, or `/proc/self/fd/DIR/NAME` for a socket to create). Resolution, the
+/// decision and `act` all run on a thread that has taken the caller's identity.
+pub(crate) fn act_on_path(
+    call: &Call,
+    op: Op,
+    path: &Path,
+    usage: PathUse,
+    how: Become,
+    act: impl FnOnce(&[u8]) -> Reply + Send,
+) -> PathOutcome {
     let given = format!("unix:{}", path.display());
     let tid = call.notif.pid;
-    let identity = match read_identity(tid) {
-        Ok(i) => i,
+    let who = match Caller::read(tid) {
+        Ok(c) => c,
         Err(e) => return failed(given, "no-identity", errno_of(&e)),
     };
     let root_link = format!("/proc/{tid}/root");
@@ -104,75 +88,88 @@ pub(crate) fn connect_path(call: &Call, sock: BorrowedFd<'_>, path: &Path) -> Pa
         return failed(given, "gone", libc::ENOENT);
     }
     let policy = &call.sandbox.policy;
-    // A thread of its own: its fs identity changes and it exits afterwards.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            resolve_decide_connect(
-                &identity,
-                root_fd.as_fd(),
-                &root_path,
-                &wanted,
-                sock,
-                policy,
-                given,
-            )
-        })
-        .join()
-        .unwrap_or_else(|_| failed(String::new(), "internal-error", libc::EPERM))
-    })
+    let work = || {
+        let resolved = match usage {
+            PathUse::Existing => resolve_existing(root_fd.as_fd(), &root_path, &wanted),
+            PathUse::Create => resolve_parent(root_fd.as_fd(), &root_path, &wanted),
+        };
+        let (node, target_path, addr) = match resolved {
+            Ok(r) => r,
+            Err((why, errno)) => return failed(given, why, errno),
+        };
+        let target = Target::UnixPath(target_path);
+        let endpoint = target.to_string();
+        let decision = policy.evaluate(&Request { op, target });
+        let reply = match decision.verdict {
+            Verdict::Deny { errno } => Reply::Errno(errno),
+            Verdict::Allow => match (usage, sys::is_socket(node.as_fd())) {
+                (PathUse::Create, _) | (PathUse::Existing, Ok(true)) => act(&addr),
+                // What the kernel says for a path that is not a socket.
+                (PathUse::Existing, Ok(false)) => Reply::Errno(libc::ECONNREFUSED),
+                (PathUse::Existing, Err(e)) => Reply::Errno(errno_of(&e)),
+            },
+        };
+        PathOutcome {
+            decision: Some(decision),
+            failure: "",
+            reply,
+            endpoint,
+        }
+    };
+    match as_caller(&who.identity, how, work) {
+        Ok(outcome) => outcome,
+        Err(e) => failed(String::new(), "identity", errno_of(&e)),
+    }
 }
 
-fn resolve_decide_connect(
-    identity: &FsIdentity,
+type Resolved = (OwnedFd, PathBuf, Vec<u8>);
+
+/// The existing node at `wanted`: its fd, its path inside the root, and the address of its
+/// `/proc/self/fd/N`.
+fn resolve_existing(
     root_fd: BorrowedFd<'_>,
     root_path: &Path,
     wanted: &Path,
-    sock: BorrowedFd<'_>,
-    policy: &netjail_policy::Policy,
-    given: String,
-) -> PathOutcome {
-    if let Err(e) = sys::become_fs_identity(identity.fsuid, identity.fsgid, &identity.groups) {
-        return failed(given, "identity", errno_of(&e));
-    }
-    let node = match sys::open_in_root(root_fd, wanted.as_os_str().as_bytes()) {
-        Ok(fd) => fd,
-        Err(e) => return failed(given, "unresolved", errno_of(&e)),
-    };
+) -> Result<Resolved, (&'static str, i32)> {
+    let node = sys::open_in_root(root_fd, wanted.as_os_str().as_bytes())
+        .map_err(|e| ("unresolved", errno_of(&e)))?;
     let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
-    let resolved = match fs::read_link(&proc_path)
+    let resolved = fs::read_link(&proc_path)
         .ok()
         .and_then(|host| inside(root_path, &host))
-    {
-        Some(p) => p,
-        None => return failed(given, "unresolved", libc::EPERM),
+        .ok_or(("unresolved", libc::EPERM))?;
+    let addr = decode::sockaddr_un(proc_path.as_bytes()).ok_or(("unresolved", libc::EINVAL))?;
+    Ok((node, resolved, addr))
+}
+
+/// The directory that will hold a new socket at `wanted`, resolved inside the root; the path
+/// decided on is that directory's resolved path and the final name, and the address is
+/// `/proc/self/fd/DIR/NAME`.
+fn resolve_parent(
+    root_fd: BorrowedFd<'_>,
+    root_path: &Path,
+    wanted: &Path,
+) -> Result<Resolved, (&'static str, i32)> {
+    let bytes = wanted.as_os_str().as_bytes();
+    let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
+        return Err(("unresolved", libc::ENOENT));
     };
-    let target = Target::UnixPath(resolved);
-    let endpoint = target.to_string();
-    let decision = policy.evaluate(&Request {
-        op: Op::Connect,
-        target,
-    });
-    let reply = match decision.verdict {
-        Verdict::Deny { errno } => Reply::Errno(errno),
-        Verdict::Allow => match sys::is_socket(node.as_fd()) {
-            Ok(true) => match decode::sockaddr_un(proc_path.as_bytes()) {
-                Some(addr) => match sys::connect_raw(sock, &addr) {
-                    Ok(()) => Reply::Value(0),
-                    Err(e) => Reply::Errno(errno_of(&e)),
-                },
-                None => Reply::Errno(libc::EINVAL),
-            },
-            // What the kernel says for a path that is not a socket.
-            Ok(false) => Reply::Errno(libc::ECONNREFUSED),
-            Err(e) => Reply::Errno(errno_of(&e)),
-        },
-    };
-    PathOutcome {
-        decision: Some(decision),
-        failure: "",
-        reply,
-        endpoint,
+    let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(("unresolved", libc::ENOENT));
     }
+    let node = sys::open_in_root(root_fd, dir).map_err(|e| ("unresolved", errno_of(&e)))?;
+    let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
+    let dir_inside = fs::read_link(&proc_path)
+        .ok()
+        .and_then(|host| inside(root_path, &host))
+        .ok_or(("unresolved", libc::EPERM))?;
+    let name = std::ffi::OsStr::from_bytes(name);
+    let mut full = proc_path.into_bytes();
+    full.push(b'/');
+    full.extend_from_slice(name.as_bytes());
+    let addr = decode::sockaddr_un(&full).ok_or(("unresolved", libc::ENAMETOOLONG))?;
+    Ok((node, dir_inside.join(name), addr))
 }
 
 fn failed(endpoint: String, why: &'static str, errno: i32) -> PathOutcome {
@@ -187,21 +184,6 @@ fn failed(endpoint: String, why: &'static str, errno: i32) -> PathOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identity_from_status() {
-        let status =
-            "Name:\tx\nUid:\t1000\t1001\t1002\t1003\nGid:\t20\t21\t22\t23\nGroups:\t4 24 27 \n";
-        assert_eq!(
-            parse_identity(status),
-            Some(FsIdentity {
-                fsuid: 1003,
-                fsgid: 23,
-                groups: vec![4, 24, 27]
-            })
-        );
-        assert_eq!(parse_identity("Uid:\t1\n"), None);
-    }
 
     #[test]
     fn paths_inside_a_root() {

@@ -25,8 +25,10 @@ pub const DENIED_SYSCALLS: &[&str] = &[
     "pidfd_getfd",
 ];
 
-/// Calls the broker decides.
-pub const NOTIFIED_SYSCALLS: &[&str] = &["connect"];
+/// Calls the broker always decides: each takes an address or a message header in memory, or
+/// (`listen`) depends on whether the socket is bound. `sendto` is notified only when it names
+/// a destination; with a NULL destination it stays in the kernel (invariant 5, rule D3).
+pub const NOTIFIED_SYSCALLS: &[&str] = &["connect", "bind", "listen", "sendmsg", "sendmmsg"];
 
 /// Socket options that reach past the policy (J4): `(level, name)`. Binding to a device or an
 /// interface index, marking packets for routing, headers or sources of the program's own
@@ -116,21 +118,16 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
             ),
         ],
     )?;
-    // TCP Fast Open connects without connect(): sendto(fd, buf, len, MSG_FASTOPEN, addr) on an
-    // unconnected TCP socket reaches addr. Until the broker decides it as a connect, refuse it
-    // with the kernel's own "no TFO here" answer, so that programs fall back to connect().
-    // The flags are a scalar (arg 3 of sendto, arg 2 of sendmsg, arg 3 of sendmmsg).
-    for (name, flags_arg) in [("sendto", 3), ("sendmsg", 2), ("sendmmsg", 3)] {
-        ctx.add_rule_conditional(
-            deny(libc::EOPNOTSUPP),
-            ScmpSyscall::from_name(name)?,
-            &[arg(
-                flags_arg,
-                ScmpCompareOp::MaskedEqual(libc::MSG_FASTOPEN as u64),
-                libc::MSG_FASTOPEN as u64,
-            )],
-        )?;
-    }
+    // sendto(fd, buf, len, flags, dest, destlen): a NULL destination sends on a connected
+    // socket, which the kernel may do alone; a destination is the broker's to decide (rule
+    // L3), and so is TCP Fast Open (`MSG_FASTOPEN` with a destination), decided as a connect.
+    // With a NULL destination MSG_FASTOPEN reaches nobody: the kernel answers EINVAL or
+    // EISCONN. The pointer is 64 bits wide: any bit set is a destination.
+    ctx.add_rule_conditional(
+        ScmpAction::Notify,
+        ScmpSyscall::from_name("sendto")?,
+        &[arg(4, ScmpCompareOp::NotEqual, 0)],
+    )?;
     // Level and name are ints: compare the low 32 bits only, so that high garbage (which the
     // kernel drops) cannot slip a refused option past an exact 64-bit comparison.
     for &(level, name, _) in REFUSED_SOCKOPTS {

@@ -441,3 +441,163 @@ pub fn vm_read(pid: i32, addr: usize, len: usize) -> Result<Vec<u8>, Errno> {
     buf.truncate(n as usize);
     Ok(buf)
 }
+
+/// `sendto(fd, buf, len, flags, dest, destlen)` through the raw system call; `dest` `None`
+/// passes a NULL destination.
+pub fn sendto(
+    fd: RawFd,
+    buf: &[u8],
+    flags: libc::c_int,
+    dest: Option<&SockAddr>,
+) -> Result<usize, Errno> {
+    let (ptr, len) = match dest {
+        Some(d) => ((&raw const d.storage) as usize, d.len),
+        None => (0usize, 0),
+    };
+    // SAFETY: buf is readable for its length; dest (when given) lives across the call.
+    let n = check(unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            buf.as_ptr(),
+            buf.len(),
+            flags | libc::MSG_NOSIGNAL,
+            ptr,
+            len,
+        )
+    })?;
+    Ok(n as usize)
+}
+
+/// `sendmsg(fd, msg, flags)` with a caller-built `msghdr` at address `msg` (which the caller
+/// may be rewriting concurrently: that is the point of some probes).
+pub fn sendmsg_at(fd: RawFd, msg: usize, flags: libc::c_int) -> Result<usize, Errno> {
+    // SAFETY: the kernel (or the broker) reads the msghdr; a bad pointer is EFAULT.
+    let n = check(unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags | libc::MSG_NOSIGNAL) })?;
+    Ok(n as usize)
+}
+
+/// `sendmmsg(fd, vec, vlen, flags)` on a vector of `mmsghdr`s.
+pub fn sendmmsg(fd: RawFd, vec: &mut [libc::mmsghdr], flags: libc::c_int) -> Result<usize, Errno> {
+    // SAFETY: vec is valid for reads and writes (msg_len) of its length.
+    let n = check(unsafe {
+        libc::syscall(
+            libc::SYS_sendmmsg,
+            fd,
+            vec.as_mut_ptr(),
+            vec.len(),
+            flags | libc::MSG_NOSIGNAL,
+        )
+    })?;
+    Ok(n as usize)
+}
+
+/// `bind(fd, addr)`.
+pub fn bind(fd: &impl AsRawFd, addr: &SockAddr) -> Result<(), Errno> {
+    // SAFETY: addr lives across the call; len says how much of it is meaningful.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_bind,
+            fd.as_raw_fd(),
+            (&raw const addr.storage) as usize,
+            addr.len,
+        )
+    })?;
+    Ok(())
+}
+
+/// `listen(fd, backlog)`.
+pub fn listen(fd: &impl AsRawFd, backlog: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::syscall(libc::SYS_listen, fd.as_raw_fd(), backlog) })?;
+    Ok(())
+}
+
+/// `getsockname`.
+pub fn local(fd: &impl AsRawFd) -> Result<SockAddr, Errno> {
+    let mut sa = SockAddr::zeroed();
+    sa.len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid for writes; len says how big storage is.
+    let ret =
+        unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut sa.storage).cast(), &mut sa.len) };
+    check(ret as libc::c_long)?;
+    Ok(sa)
+}
+
+/// `dup2(old, new)`.
+pub fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
+    // SAFETY: integer arguments only; `new` is replaced atomically, which is the point.
+    check(unsafe { libc::dup2(old, new) } as libc::c_long)?;
+    Ok(())
+}
+
+impl SockAddr {
+    /// The IP address of an `AF_INET`/`AF_INET6` address, as text.
+    pub fn ip_string(&self) -> Option<String> {
+        let p = (&raw const self.storage).cast::<u8>();
+        match self.family() {
+            libc::AF_INET => {
+                let mut o = [0u8; 4];
+                // SAFETY: bytes 4..8 of a sockaddr_in inside sockaddr_storage.
+                unsafe { std::ptr::copy_nonoverlapping(p.add(4), o.as_mut_ptr(), 4) };
+                Some(std::net::Ipv4Addr::from(o).to_string())
+            }
+            libc::AF_INET6 => {
+                let mut o = [0u8; 16];
+                // SAFETY: bytes 8..24 of a sockaddr_in6 inside sockaddr_storage.
+                unsafe { std::ptr::copy_nonoverlapping(p.add(8), o.as_mut_ptr(), 16) };
+                Some(std::net::Ipv6Addr::from(o).to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: F_GETFL/F_SETFL take integers only.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) } as libc::c_long)?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags as libc::c_int | libc::O_NONBLOCK) }
+        as libc::c_long)?;
+    Ok(())
+}
+
+/// `sendmsg` of `buf` to `dest` with one control message `(level, type, data)`.
+pub fn sendmsg_cmsg(
+    fd: RawFd,
+    buf: &[u8],
+    dest: Option<&SockAddr>,
+    cmsg: (libc::c_int, libc::c_int, &[u8]),
+) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    let payload = cmsg.2.len() as libc::c_uint;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8).max(1)];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    if let Some(d) = dest {
+        msg.msg_name = (&raw const d.storage) as *mut c_void;
+        msg.msg_namelen = d.len;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg_control points to `space` zeroed, 8-aligned bytes: room for one cmsg with
+    // `payload` bytes, so CMSG_FIRSTHDR is non-null and CMSG_DATA is in bounds.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = cmsg.0;
+        (*c).cmsg_type = cmsg.1;
+        (*c).cmsg_len = libc::CMSG_LEN(payload) as usize;
+        std::ptr::copy_nonoverlapping(cmsg.2.as_ptr(), libc::CMSG_DATA(c), cmsg.2.len());
+    }
+    // SAFETY: msg and everything it points to outlive the call.
+    let n = check(unsafe { libc::syscall(libc::SYS_sendmsg, fd, &msg, libc::MSG_NOSIGNAL) })?;
+    Ok(n as usize)
+}

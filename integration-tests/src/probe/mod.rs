@@ -22,6 +22,14 @@
 //! | `socket FAMILY:TYPE[:PROTO]...` | raw `socket()` calls, 64-bit arguments, in numbers |
 //! | `touch PATH` | creates a file: proof that the command ran |
 //! | `chroot-unix DIR PATH [--chdir SUB]` | `chroot`, then one `AF_UNIX` connect |
+//! | `msgname-flip ALLOWED DENIED N` | `sendmsg` while another thread flips `msg_name` (L3, M1) |
+//! | `dup2-flip TCP DENIED N` | `sendmsg` to DENIED on a fd `dup2` swaps between TCP and UDP |
+//! | `sendmmsg PORT...` | one `sendmmsg`, one UDP entry per port |
+//! | `udp-connected ALLOWED DENIED` | connected UDP: send, then sendto/sendmsg elsewhere |
+//! | `bind PROTO ADDR PORT [--listen]` | one bind (and listen); reports the local address |
+//! | `listen-unbound FAMILY` | `listen` on a socket never bound |
+//! | `source PROTO PORT` | connect or send from an unbound socket; reports its source |
+//! | `pktinfo PORT SRC` | a datagram with `IP_PKTINFO` choosing source SRC |
 
 use serde_json::{json, Value};
 
@@ -30,6 +38,7 @@ use crate::sys::{errno_name, Errno};
 mod attacks;
 mod badargs;
 mod confine;
+mod datagram;
 mod flip;
 mod int80;
 mod net;
@@ -66,6 +75,14 @@ pub fn main(args: &[String]) -> i32 {
         ["socket", specs @ ..] => confine::socket(specs),
         ["touch", path] => Ok(confine::touch(path)),
         ["chroot-unix", dir, path, flags @ ..] => confine::chroot_unix(dir, path, flags),
+        ["msgname-flip", a, d, n] => datagram::msgname_flip(a, d, n),
+        ["dup2-flip", t, d, n] => datagram::dup2_flip(t, d, n),
+        ["sendmmsg", ports @ ..] if !ports.is_empty() => datagram::sendmmsg(ports),
+        ["udp-connected", a, d] => datagram::udp_connected(a, d),
+        ["bind", proto, addr, port, flags @ ..] => datagram::bind(proto, addr, port, flags),
+        ["listen-unbound", family] => datagram::listen_unbound(family),
+        ["source", proto, port] => datagram::source(proto, port),
+        ["pktinfo", port, src] => datagram::pktinfo(port, src),
         _ => Err(format!("unknown or malformed subcommand: {args:?}")),
     };
     match out {

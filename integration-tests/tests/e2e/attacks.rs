@@ -451,14 +451,14 @@ else:
 "#;
 
 /// J3/L1: `sendto`/`sendmsg` with `MSG_FASTOPEN` on an unconnected TCP socket connects to the
-/// address it carries, with no connect() for the broker to decide. Unconfined it reaches the
-/// canary; confined it is refused in the kernel with EOPNOTSUPP (programs then fall back to
-/// connect(), which is decided), even when the policy allows that very port.
+/// address it carries, with no connect() call. Unconfined it reaches the canary; confined it
+/// is decided as the connect it is: refused with EPERM (canary silent) when the policy does
+/// not allow the port, and made by the broker when it does.
 #[test]
-fn s_j3_tcp_fast_open_is_no_way_around_connect() {
+fn s_j3_tcp_fast_open_is_decided_as_a_connect() {
     let Some(py) = python3() else {
         skip(
-            "s_j3_tcp_fast_open_is_no_way_around_connect",
+            "s_j3_tcp_fast_open_is_decided_as_a_connect",
             "python3 not found",
         );
         return;
@@ -480,29 +480,32 @@ fn s_j3_tcp_fast_open_is_no_way_around_connect() {
             "unconfined {how} did not reach the canary"
         );
 
-        for policy in [
-            policy_file("name = \"t\"\ndefault = \"deny\"\n"),
-            allow_connect_policy(&[format!("tcp://127.0.0.1:{port}")]),
-        ] {
-            let out = confined(policy.as_str(), &[&py, "-c", PY_FASTOPEN, &port, how]);
-            assert_eq!(
-                out.json()["ok"],
-                false,
-                "confined {how}: {}",
-                out.describe()
-            );
-            // errno 95: EOPNOTSUPP, which Python calls ENOTSUP (the same value on Linux).
-            let err = out.json()["err"].as_str().unwrap_or("").to_string();
-            assert!(
-                err == "EOPNOTSUPP" || err == "ENOTSUP",
-                "confined {how}: {}",
-                out.describe()
-            );
-        }
+        let deny = policy_file("name = \"t\"\ndefault = \"deny\"\n");
+        let out = confined(deny.as_str(), &[&py, "-c", PY_FASTOPEN, &port, how]);
+        assert_eq!(
+            (&out.json()["ok"], &out.json()["err"]),
+            (&serde_json::json!(false), &serde_json::json!("EPERM")),
+            "confined {how} to a denied port: {}",
+            out.describe()
+        );
         assert_eq!(
             canary.settled_count(),
             1,
-            "a confined {how} with MSG_FASTOPEN reached the canary"
+            "a confined {how} with MSG_FASTOPEN reached a denied canary"
+        );
+
+        let allow = allow_connect_policy(&[format!("tcp://127.0.0.1:{port}")]);
+        let out = confined(allow.as_str(), &[&py, "-c", PY_FASTOPEN, &port, how]);
+        assert_eq!(
+            out.json()["ok"],
+            true,
+            "confined {how} to an allowed port: {}",
+            out.describe()
+        );
+        assert_eq!(
+            canary.wait_count(2, WAIT),
+            2,
+            "the allowed fast open did not arrive"
         );
     }
 }

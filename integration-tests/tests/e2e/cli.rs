@@ -94,13 +94,13 @@ fn policy_check_reports_file_line_column() {
     assert_eq!(at.0, 5);
     assert_refused(&cidr, at, &["10.0.0.0/33", "prefix"]);
 
-    let bind_text = "name = \"binder\"\ndefault = \"deny\"\n\n[[allow]]\n\
-                     bind = [\"tcp://127.0.0.1:0\"]\n";
-    let bind = policy_file(bind_text);
+    let limits_text = "name = \"limited\"\ndefault = \"deny\"\n\n[limits]\n\
+                       max_connections = 2\n";
+    let limits = policy_file(limits_text);
     assert_refused(
-        &bind,
-        position(bind_text, "bind ="),
-        &["`bind`", "not enforced yet"],
+        &limits,
+        position(limits_text, "limits]"),
+        &["`[limits]`", "not enforced yet"],
     );
 
     let good = policy_file(

@@ -1,0 +1,332 @@
+//! `bind(fd, addr, addrlen)` and `listen(fd, backlog)`, decided by the policy's `bind`
+//! entries and performed by the broker on its own copy of the socket; and the jail address
+//! (rule J2): a wildcard bind is turned into a bind to the jail address, and a socket that
+//! connects or sends without a bind is first bound to it, so that its traffic leaves from it.
+//!
+//! `listen` on an unbound socket binds it implicitly to the wildcard address and an
+//! ephemeral port: that is decided as the bind it is, so no server slips past the bind rules.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use netjail_policy::{Op, Request, Target, Verdict};
+
+use crate::caller::{as_caller, Caller};
+use crate::decode::{self, MAX_SOCKADDR_LEN};
+use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::sys::{self, Become, SocketKind};
+use crate::unix::{self, PathUse};
+
+/// Decides one notified `bind`.
+pub(crate) fn decide_bind(call: &Call) -> Step {
+    let fd = call.notif.args[0] as i32;
+    let addr_ptr = call.notif.args[1];
+    let len = call.notif.args[2] as i32;
+    let mut out = Outcome::new("bind");
+
+    let sock = match sys::pidfd_getfd(call.pidfd.as_fd(), fd) {
+        Ok(s) => s,
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "bad-fd")),
+    };
+    let kind = match sys::socket_kind(sock.as_fd()) {
+        Ok(k) => k,
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
+    };
+    if len < 0 || len as usize > MAX_SOCKADDR_LEN {
+        return Step::Done(out.failed(libc::EINVAL, "bad-length"));
+    }
+    let mut storage = [0u8; MAX_SOCKADDR_LEN];
+    let addr = &mut storage[..len as usize];
+    if let Err(e) = sys::read_memory(call.notif.pid, addr_ptr, addr) {
+        return Step::Done(out.failed(errno_of(&e), "bad-address"));
+    }
+    if !call.still_valid() {
+        return Step::Done(out.gone());
+    }
+    let proto = decode::proto_of(kind.sock_type, kind.protocol);
+    let mut addr = addr.to_vec();
+    match kind.family {
+        libc::AF_UNIX => {
+            if addr.len() <= 2 {
+                // Autobind: the kernel picks an abstract name; nothing to decide.
+                out.endpoint = "unix:(autobind)".to_owned();
+                let reply = perform(sock.as_fd(), &addr);
+                return Step::Done(out.decided(None, "autobind", reply));
+            }
+            let target = match decode::target(&addr, proto) {
+                Ok(t) => t,
+                Err(e) => return Step::Done(out.failed(e.errno(), "bad-address")),
+            };
+            if let Target::UnixPath(path) = target {
+                return Step::Blocking(Box::new(move |call: &Call| {
+                    let r = unix::act_on_path(call, Op::Bind, &path, PathUse::Create, Become::Full, |a| {
+                        perform(sock.as_fd(), a)
+                    });
+                    out.endpoint = r.endpoint;
+                    out.decided(r.decision, r.failure, r.reply)
+                }));
+            }
+            decide_and_perform(call, out, sock.as_fd(), target, &addr)
+        }
+        libc::AF_INET | libc::AF_INET6 => {
+            let Some(target) = inet_bind_target(&addr, kind, proto) else {
+                // A family the socket does not take, or too short: the kernel's own errno.
+                out.endpoint = "bad-address".to_owned();
+                let reply = perform(sock.as_fd(), &addr);
+                return Step::Done(out.decided(None, "bad-address", reply));
+            };
+            let target = jail_translate(call, target, &mut addr);
+            decide_and_perform(call, out, sock.as_fd(), target, &addr)
+        }
+        _ => {
+            // Another family (netlink, say, when the policy lists it): decided by the default,
+            // and performed as the caller, with its capabilities, not the broker's.
+            let target = Target::OtherFamily(kind.family);
+            out.endpoint = target.to_string();
+            let decision = call.sandbox.policy.evaluate(&Request {
+                op: Op::Bind,
+                target,
+            });
+            let reply = match decision.verdict {
+                Verdict::Deny { errno } => Reply::Errno(errno),
+                Verdict::Allow => match Caller::read(call.notif.pid) {
+                    Ok(who) => as_caller(&who.identity, Become::Full, || perform(sock.as_fd(), &addr))
+                        .unwrap_or_else(|e| Reply::Errno(errno_of(&e))),
+                    Err(e) => Reply::Errno(errno_of(&e)),
+                },
+            };
+            Step::Done(out.decided(Some(decision), "", reply))
+        }
+    }
+}
+
+fn decide_and_perform(
+    call: &Call,
+    mut out: Outcome,
+    sock: BorrowedFd<'_>,
+    target: Target,
+    addr: &[u8],
+) -> Step {
+    out.endpoint = target.to_string();
+    let decision = call.sandbox.policy.evaluate(&Request {
+        op: Op::Bind,
+        target,
+    });
+    let reply = match decision.verdict {
+        Verdict::Deny { errno } => Reply::Errno(errno),
+        Verdict::Allow => perform(sock, addr),
+    };
+    Step::Done(out.decided(Some(decision), "", reply))
+}
+
+/// The bind target of an inet address given to a socket of `kind`, or `None` when the
+/// kernel will refuse the address on its own (wrong family, too short). An `AF_UNSPEC`
+/// address with `INADDR_ANY` on an IPv4 socket is the wildcard bind the kernel takes it for.
+fn inet_bind_target(addr: &[u8], kind: SocketKind, proto: netjail_policy::Proto) -> Option<Target> {
+    let target = decode::target(addr, proto).ok()?;
+    match target {
+        Target::Inet { addr: a, .. } => {
+            let ok = match kind.family {
+                libc::AF_INET => a.is_ipv4(),
+                _ => a.is_ipv6(),
+            };
+            ok.then_some(target)
+        }
+        Target::Unspec if kind.family == libc::AF_INET && addr.len() >= 16 => {
+            let port = u16::from_be_bytes([addr[2], addr[3]]);
+            (addr[4..8] == [0, 0, 0, 0]).then(|| Target::Inet {
+                proto,
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Rule J2: a wildcard bind becomes a bind to the jail address of its family (an IPv6
+/// socket with only an IPv4 jail address gets the IPv4-mapped form). `addr` is rewritten
+/// in place; the returned target is what the policy decides on.
+fn jail_translate(call: &Call, target: Target, addr: &mut Vec<u8>) -> Target {
+    let Target::Inet { proto, addr: sa } = target else {
+        return target;
+    };
+    if !sa.ip().is_unspecified() {
+        return target;
+    }
+    let Some(jail) = jail_for(call, sa.is_ipv6()) else {
+        return target;
+    };
+    let translated = SocketAddr::new(jail, sa.port());
+    *addr = encode_inet(translated, addr);
+    Target::Inet {
+        proto,
+        addr: translated,
+    }
+}
+
+/// The jail address a socket of this family binds to: its own family's, or for IPv6 the
+/// IPv4-mapped form of an IPv4 jail address.
+fn jail_for(call: &Call, v6: bool) -> Option<IpAddr> {
+    let confine = call.sandbox.policy.confinement();
+    match confine.jail_address_for(v6) {
+        Some(ip) => Some(ip),
+        None if v6 => match confine.jail_address_for(false) {
+            Some(IpAddr::V4(v4)) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            _ => None,
+        },
+        None => None,
+    }
+}
+
+/// `addr` (of the same family as `template`) encoded over a copy of `template`, keeping
+/// its other fields (flow info, scope id).
+fn encode_inet(addr: SocketAddr, template: &[u8]) -> Vec<u8> {
+    let mut out = template.to_vec();
+    match addr {
+        SocketAddr::V4(v4) => {
+            out.resize(out.len().max(16), 0);
+            out[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            out[2..4].copy_from_slice(&v4.port().to_be_bytes());
+            out[4..8].copy_from_slice(&v4.ip().octets());
+        }
+        SocketAddr::V6(v6) => {
+            out.resize(out.len().max(28), 0);
+            out[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            out[2..4].copy_from_slice(&v6.port().to_be_bytes());
+            out[8..24].copy_from_slice(&v6.ip().octets());
+        }
+    }
+    out
+}
+
+fn perform(sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
+    match sys::bind_raw(sock, addr) {
+        Ok(()) => Reply::Value(0),
+        Err(e) => Reply::Errno(errno_of(&e)),
+    }
+}
+
+/// Whether an inet socket is still unbound (port 0 in `getsockname`).
+fn unbound_inet(sock: BorrowedFd<'_>, kind: SocketKind) -> bool {
+    if kind.family != libc::AF_INET && kind.family != libc::AF_INET6 {
+        return false;
+    }
+    match sys::sockname(sock) {
+        Ok(name) if name.len() >= 4 => name[2..4] == [0, 0],
+        _ => false,
+    }
+}
+
+/// Decides one notified `listen`.
+pub(crate) fn decide_listen(call: &Call) -> Step {
+    let fd = call.notif.args[0] as i32;
+    let backlog = call.notif.args[1] as i32;
+    let mut out = Outcome::new("listen");
+    let sock = match sys::pidfd_getfd(call.pidfd.as_fd(), fd) {
+        Ok(s) => s,
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "bad-fd")),
+    };
+    let kind = match sys::socket_kind(sock.as_fd()) {
+        Ok(k) => k,
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
+    };
+    if !call.still_valid() {
+        return Step::Done(out.gone());
+    }
+    if !unbound_inet(sock.as_fd(), kind) {
+        // Bound already (by a decided bind, or before confinement), or not inet: listen
+        // reaches no new address.
+        out.endpoint = bound_name(sock.as_fd(), kind);
+        let reply = if kind.family == libc::AF_UNIX {
+            // A unix listener records who listens (SO_PEERCRED of accepted connections):
+            // the caller, not the broker.
+            match Caller::read(call.notif.pid) {
+                Ok(who) => as_caller(&who.identity, Become::Full, || listen(sock.as_fd(), backlog))
+                    .unwrap_or_else(|e| Reply::Errno(errno_of(&e))),
+                Err(e) => Reply::Errno(errno_of(&e)),
+            }
+        } else {
+            listen(sock.as_fd(), backlog)
+        };
+        return Step::Done(out.decided(None, "bound", reply));
+    }
+    // The implicit bind: the wildcard address and an ephemeral port, or the jail address.
+    let v6 = kind.family == libc::AF_INET6;
+    let wildcard = if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let proto = decode::proto_of(kind.sock_type, kind.protocol);
+    let jail = jail_for(call, v6);
+    let local = SocketAddr::new(jail.unwrap_or(wildcard), 0);
+    let target = Target::Inet { proto, addr: local };
+    out.endpoint = target.to_string();
+    let decision = call.sandbox.policy.evaluate(&Request {
+        op: Op::Bind,
+        target,
+    });
+    let reply = match decision.verdict {
+        Verdict::Deny { errno } => Reply::Errno(errno),
+        Verdict::Allow if jail.is_some() => {
+            let family_template = if v6 { [0u8; 28].to_vec() } else { [0u8; 16].to_vec() };
+            match perform(sock.as_fd(), &encode_inet(local, &family_template)) {
+                Reply::Value(_) => listen(sock.as_fd(), backlog),
+                err => err,
+            }
+        }
+        Verdict::Allow => listen(sock.as_fd(), backlog),
+    };
+    Step::Done(out.decided(Some(decision), "", reply))
+}
+
+fn listen(sock: BorrowedFd<'_>, backlog: i32) -> Reply {
+    match sys::listen_raw(sock, backlog) {
+        Ok(()) => Reply::Value(0),
+        Err(e) => Reply::Errno(errno_of(&e)),
+    }
+}
+
+fn bound_name(sock: BorrowedFd<'_>, kind: SocketKind) -> String {
+    let proto = decode::proto_of(kind.sock_type, kind.protocol);
+    match sys::sockname(sock).ok().map(|n| decode::target(&n, proto)) {
+        Some(Ok(t)) => t.to_string(),
+        _ => format!("family:{}", kind.family),
+    }
+}
+
+/// Rule J2 for outgoing traffic: before the broker connects or sends on an unbound inet
+/// socket of a sandbox with a jail address, it binds the socket to the jail address (port
+/// 0), so that the connection or datagram leaves from it. `Err` carries the errno of a bind
+/// that failed; the call then fails with it.
+pub(crate) fn bind_jail_source(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> Result<(), i32> {
+    if !call.sandbox.policy.confinement().has_jail() || !unbound_inet(sock, kind) {
+        return Ok(());
+    }
+    let v6 = kind.family == libc::AF_INET6;
+    let Some(jail) = jail_for(call, v6) else {
+        // No jail address of this family: such a socket cannot leave from the jail, so it
+        // does not leave at all.
+        return Err(libc::EPERM);
+    };
+    let template = if v6 { [0u8; 28].to_vec() } else { [0u8; 16].to_vec() };
+    sys::bind_raw(sock, &encode_inet(SocketAddr::new(jail, 0), &template)).map_err(|e| errno_of(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_inet_keeps_v6_scope_and_sets_family() {
+        let mut t = vec![0u8; 28];
+        t[24..28].copy_from_slice(&5u32.to_ne_bytes());
+        let out = encode_inet("[fd00::2]:80".parse().unwrap(), &t);
+        assert_eq!(&out[24..28], &5u32.to_ne_bytes());
+        assert_eq!(&out[2..4], &80u16.to_be_bytes());
+        assert_eq!(out[23], 2);
+        let v4 = encode_inet("127.0.0.2:0".parse().unwrap(), &[0u8; 16]);
+        assert_eq!(&v4[4..8], &[127, 0, 0, 2]);
+        assert_eq!(u16::from_ne_bytes([v4[0], v4[1]]), libc::AF_INET as u16);
+    }
+}
