@@ -65,7 +65,11 @@ pub(crate) fn msgname_flip(allowed: &str, denied: &str, n: &str) -> Result<Value
         pad2: 0,
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let names = [0usize, (&raw const a.storage) as usize, (&raw const d.storage) as usize];
+    let names = [
+        0usize,
+        (&raw const a.storage) as usize,
+        (&raw const d.storage) as usize,
+    ];
     let flipper = {
         let (msg, stop) = (Arc::clone(&msg), Arc::clone(&stop));
         std::thread::spawn(move || {
@@ -153,7 +157,10 @@ fn empty_msghdr() -> libc::msghdr {
 /// `sendmmsg PORT...`: one `sendmmsg` on an unconnected UDP socket with one entry per port,
 /// in order; reports the result and each entry's `msg_len`.
 pub(crate) fn sendmmsg(ports: &[&str]) -> Result<Value, String> {
-    let ports: Vec<u16> = ports.iter().map(|p| port_arg(p)).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = ports
+        .iter()
+        .map(|p| port_arg(p))
+        .collect::<Result<_, _>>()?;
     let sock = udp()?;
     let addrs: Vec<SockAddr> = ports.iter().map(|p| v4(*p)).collect();
     let payload = b"mmsg".to_vec();
@@ -206,7 +213,11 @@ pub(crate) fn udp_connected(allowed: &str, denied: &str) -> Result<Value, String
 pub(crate) fn bind(proto: &str, addr: &str, port: &str, flags: &[&str]) -> Result<Value, String> {
     let ip: IpAddr = addr.parse().map_err(|_| format!("bad address {addr:?}"))?;
     let port = port_arg(port)?;
-    let family = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if ip.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     let ty = match proto {
         "tcp" => libc::SOCK_STREAM,
         "udp" => libc::SOCK_DGRAM,
@@ -246,7 +257,11 @@ fn local_json(sock: &OwnedFd) -> Value {
 /// that was never bound; reports the local address the kernel chose.
 pub(crate) fn source(proto: &str, port: &str) -> Result<Value, String> {
     let port = port_arg(port)?;
-    let ty = if proto == "udp" { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };
+    let ty = if proto == "udp" {
+        libc::SOCK_DGRAM
+    } else {
+        libc::SOCK_STREAM
+    };
     let sock = sys::socket(libc::AF_INET, ty).map_err(|e| format!("socket: {}", errno_name(e)))?;
     let r = if ty == libc::SOCK_STREAM {
         sys::connect(&sock, &v4(port)).map(|()| 0)
