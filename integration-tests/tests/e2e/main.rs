@@ -38,6 +38,7 @@ mod connect;
 mod datagram;
 mod deputy;
 mod garbage;
+mod global;
 mod harness;
 mod signals;
 
