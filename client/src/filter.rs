@@ -183,8 +183,13 @@ fn socket_rules(
             continue;
         }
         for ty in 0..=SOCK_TYPE_MASK {
-            if rules.iter().any(|r| r.sock_type == Some(ty as i32)) {
-                protocol_rules(ctx, call, family, ty)?;
+            let of_type: Vec<&SocketRule> = rules
+                .iter()
+                .copied()
+                .filter(|r| r.sock_type == Some(ty as i32))
+                .collect();
+            if !of_type.is_empty() {
+                protocol_rules(ctx, call, family, ty, &of_type)?;
                 continue;
             }
             ctx.add_rule_conditional(
@@ -203,29 +208,54 @@ fn socket_rules(
 /// In the IP families, `stream` means TCP and `dgram` means UDP: any other protocol of those
 /// types (MPTCP, SCTP, UDP-Lite, ICMP "ping" sockets...) is a different way onto the network
 /// with its own rules (SCTP sets up associations from `sendmsg` without `connect`), so it is
-/// refused unless the policy allows every type of the family (`inet:*`). Protocol 0 (the
-/// family's default) and the named one pass; every other value, high bits included, is EPERM.
+/// allowed only when an entry names it (`inet:stream:sctp`) or the policy allows every type of
+/// the family (`inet:*`). Elsewhere an entry without a protocol allows any. Protocol 0 (the
+/// type's default) passes with the default; every value not allowed, high bits included, is
+/// EPERM.
 fn protocol_rules(
     ctx: &mut ScmpFilterContext,
     call: ScmpSyscall,
     family: u64,
     ty: u64,
+    rules: &[&SocketRule],
 ) -> Result<(), FilterError> {
-    let inet = family == libc::AF_INET as u64 || family == libc::AF_INET6 as u64;
-    let only = match ty as i32 {
-        libc::SOCK_STREAM if inet => libc::IPPROTO_TCP as u64,
-        libc::SOCK_DGRAM if inet => libc::IPPROTO_UDP as u64,
-        _ => return Ok(()),
-    };
     if call != ScmpSyscall::from_name("socket")? {
-        return Ok(()); // socketpair has no IP families
+        return Ok(()); // socketpair: unix only, where the protocol is always 0
     }
+    let inet = family == libc::AF_INET as u64 || family == libc::AF_INET6 as u64;
+    let default = match ty as i32 {
+        libc::SOCK_STREAM if inet => Some(libc::IPPROTO_TCP as u64),
+        libc::SOCK_DGRAM if inet => Some(libc::IPPROTO_UDP as u64),
+        _ => None,
+    };
+    let mut allowed = std::collections::BTreeSet::new();
+    for r in rules {
+        match (r.protocol, default) {
+            (None, Some(d)) => {
+                allowed.insert(0);
+                allowed.insert(d);
+            }
+            (None, None) => return Ok(()), // any protocol
+            (Some(p), d) => {
+                allowed.insert(p as u64);
+                if d == Some(p as u64) {
+                    allowed.insert(0);
+                }
+            }
+        }
+    }
+    let Some(&max) = allowed.iter().next_back() else {
+        return Ok(());
+    };
     let same = [
         arg(0, ScmpCompareOp::Equal, family),
         arg(1, ScmpCompareOp::MaskedEqual(SOCK_TYPE_MASK), ty),
     ];
-    let refused = std::iter::once(arg(2, ScmpCompareOp::Greater, only))
-        .chain((1..only).map(|protocol| arg(2, ScmpCompareOp::Equal, protocol)));
+    let refused = std::iter::once(arg(2, ScmpCompareOp::Greater, max)).chain(
+        (0..max)
+            .filter(|p| !allowed.contains(p))
+            .map(|protocol| arg(2, ScmpCompareOp::Equal, protocol)),
+    );
     for cmp in refused {
         let mut conds = same.to_vec();
         conds.push(cmp);

@@ -95,13 +95,16 @@ pub enum PolicyErrorKind {
     #[error("`source_cmsgs = true` would let the sandbox choose a source other than its jail address; remove one of them")]
     SourceCmsgsWithJail,
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
-    #[error("socket entry `{0}` is not FAMILY:TYPE (e.g. \"inet:stream\", \"unix:*\")")]
+    #[error("socket entry `{0}` is not FAMILY:TYPE or FAMILY:TYPE:PROTOCOL (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\")")]
     BadSocketEntry(String),
     /// An unknown socket family name.
     #[error(
         "unknown socket family `{0}`; expected unix, inet, inet6, netlink, packet, vsock or a number"
     )]
     UnknownFamily(String),
+    /// An unknown protocol name in a socket entry.
+    #[error("unknown protocol `{0}`; expected tcp, udp, sctp, mptcp, udplite, icmp, icmpv6 or a number")]
+    UnknownProtocol(String),
     /// An unknown socket type name.
     #[error("unknown socket type `{0}`; expected stream, dgram, seqpacket, raw or *")]
     UnknownSocketType(String),

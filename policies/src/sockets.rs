@@ -4,13 +4,17 @@ use std::fmt;
 
 use crate::error::PolicyErrorKind;
 
-/// One entry of the `socket()` allow-list. `None` as the type means any type.
+/// One entry of the `socket()` allow-list: `FAMILY:TYPE[:PROTOCOL]`. `None` as the type
+/// means any type; `None` as the protocol means the type's default one (TCP for
+/// `inet:stream`, UDP for `inet:dgram`) in the IP families and any protocol elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketRule {
     /// Address family (`AF_*`).
     pub family: i32,
     /// Socket type (`SOCK_*`, without `SOCK_NONBLOCK` / `SOCK_CLOEXEC`), or `None` for any.
     pub sock_type: Option<i32>,
+    /// Protocol (`IPPROTO_*`, or the family's own number), or `None`.
+    pub protocol: Option<i32>,
 }
 
 impl SocketRule {
@@ -35,6 +39,17 @@ const FAMILIES: &[(&str, i32)] = &[
     ("vsock", libc::AF_VSOCK),
 ];
 
+/// Protocol names of the IP families.
+const PROTOCOLS: &[(&str, i32)] = &[
+    ("tcp", libc::IPPROTO_TCP),
+    ("udp", libc::IPPROTO_UDP),
+    ("sctp", libc::IPPROTO_SCTP),
+    ("mptcp", libc::IPPROTO_MPTCP),
+    ("udplite", libc::IPPROTO_UDPLITE),
+    ("icmp", libc::IPPROTO_ICMP),
+    ("icmpv6", libc::IPPROTO_ICMPV6),
+];
+
 const TYPES: &[(&str, i32)] = &[
     ("stream", libc::SOCK_STREAM),
     ("dgram", libc::SOCK_DGRAM),
@@ -44,7 +59,11 @@ const TYPES: &[(&str, i32)] = &[
 
 /// The list used when a policy has no `[sockets]` table.
 pub(crate) fn default_list() -> Vec<SocketRule> {
-    let rule = |family, sock_type| SocketRule { family, sock_type };
+    let rule = |family, sock_type| SocketRule {
+        family,
+        sock_type,
+        protocol: None,
+    };
     vec![
         rule(libc::AF_UNIX, None),
         rule(libc::AF_INET, Some(libc::SOCK_STREAM)),
@@ -54,10 +73,14 @@ pub(crate) fn default_list() -> Vec<SocketRule> {
     ]
 }
 
-/// Parses `FAMILY:TYPE`.
+/// Parses `FAMILY:TYPE[:PROTOCOL]`.
 pub(crate) fn parse(s: &str) -> Result<SocketRule, PolicyErrorKind> {
-    let Some((family, sock_type)) = s.split_once(':') else {
+    let Some((family, rest)) = s.split_once(':') else {
         return Err(PolicyErrorKind::BadSocketEntry(s.to_owned()));
+    };
+    let (sock_type, protocol) = match rest.split_once(':') {
+        Some((t, p)) => (t, Some(p)),
+        None => (rest, None),
     };
     let family = match FAMILIES.iter().find(|(n, _)| *n == family) {
         Some((_, v)) => *v,
@@ -74,7 +97,26 @@ pub(crate) fn parse(s: &str) -> Result<SocketRule, PolicyErrorKind> {
             None => return Err(PolicyErrorKind::UnknownSocketType(t.to_owned())),
         },
     };
-    Ok(SocketRule { family, sock_type })
+    let protocol = match protocol {
+        None => None,
+        Some(p) => match PROTOCOLS.iter().find(|(n, _)| *n == p) {
+            Some((_, v)) => Some(*v),
+            None if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(
+                p.parse::<u16>()
+                    .map(i32::from)
+                    .map_err(|_| PolicyErrorKind::UnknownProtocol(p.to_owned()))?,
+            ),
+            None => return Err(PolicyErrorKind::UnknownProtocol(p.to_owned())),
+        },
+    };
+    if protocol.is_some() && sock_type.is_none() {
+        return Err(PolicyErrorKind::BadSocketEntry(s.to_owned()));
+    }
+    Ok(SocketRule {
+        family,
+        sock_type,
+        protocol,
+    })
 }
 
 /// `FAMILY:TYPE` with names where there are names, so that it parses back.
@@ -86,10 +128,17 @@ impl fmt::Display for SocketRule {
         }
         f.write_str(":")?;
         match self.sock_type {
-            None => f.write_str("*"),
+            None => f.write_str("*")?,
             Some(t) => match TYPES.iter().find(|(_, v)| *v == t) {
-                Some((n, _)) => f.write_str(n),
-                None => write!(f, "{t}"),
+                Some((n, _)) => f.write_str(n)?,
+                None => write!(f, "{t}")?,
+            },
+        }
+        match self.protocol {
+            None => Ok(()),
+            Some(p) => match PROTOCOLS.iter().find(|(_, v)| *v == p) {
+                Some((n, _)) => write!(f, ":{n}"),
+                None => write!(f, ":{p}"),
             },
         }
     }
@@ -105,7 +154,8 @@ mod tests {
             parse("inet6:dgram"),
             Ok(SocketRule {
                 family: libc::AF_INET6,
-                sock_type: Some(libc::SOCK_DGRAM)
+                sock_type: Some(libc::SOCK_DGRAM),
+                protocol: None,
             })
         );
         assert_eq!(parse("vsock:*").unwrap().family, libc::AF_VSOCK);
@@ -116,6 +166,28 @@ mod tests {
             "packet:seqpacket"
         );
         assert_eq!(parse("38:*").unwrap().to_string(), "38:*");
+    }
+
+    /// L2: SCTP and MPTCP are other protocols of `inet:stream`, listed by name or number.
+    #[test]
+    fn s_l2_protocols_by_name_and_number() {
+        let sctp = parse("inet:stream:sctp").unwrap();
+        assert_eq!(sctp.protocol, Some(libc::IPPROTO_SCTP));
+        assert_eq!(sctp.to_string(), "inet:stream:sctp");
+        assert_eq!(parse("inet6:stream:262").unwrap().to_string(), "inet6:stream:mptcp");
+        assert_eq!(parse("inet:raw:200").unwrap().to_string(), "inet:raw:200");
+        assert_eq!(
+            parse("inet:stream:quic"),
+            Err(PolicyErrorKind::UnknownProtocol("quic".into()))
+        );
+        assert_eq!(
+            parse("inet:*:tcp"),
+            Err(PolicyErrorKind::BadSocketEntry("inet:*:tcp".into()))
+        );
+        assert_eq!(
+            parse("inet:stream:70000"),
+            Err(PolicyErrorKind::UnknownProtocol("70000".into()))
+        );
     }
 
     #[test]

@@ -368,7 +368,11 @@ fn unresolved_unix_paths_fail_closed() {
 #[test]
 fn s_l2_sockets_default_and_explicit() {
     let p = policy("name = \"s\"\n");
-    let rule = |family, sock_type| SocketRule { family, sock_type };
+    let rule = |family, sock_type| SocketRule {
+        family,
+        sock_type,
+        protocol: None,
+    };
     assert_eq!(
         p.sockets(),
         [

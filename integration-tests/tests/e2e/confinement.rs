@@ -246,7 +246,8 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
 /// L2/J1: in the IP families `stream` means TCP and `dgram` means UDP. MPTCP, UDP-Lite, ICMP
 /// datagram sockets and any protocol number with high bits set are other ways onto the network
 /// (SCTP, where the kernel has it, sets up associations from `sendmsg` without `connect`), so
-/// they are refused in the kernel unless the policy allows the whole family (`inet:*`).
+/// they are refused in the kernel unless the policy names them (`inet:stream:mptcp`) or allows
+/// the whole family (`inet:*`).
 #[test]
 fn s_l2_inet_stream_means_tcp_and_dgram_means_udp() {
     if !need_root("s_l2_inet_stream_means_tcp_and_dgram_means_udp") {
@@ -280,6 +281,27 @@ fn s_l2_inet_stream_means_tcp_and_dgram_means_udp() {
     let out = confined(whole.as_str(), &[probe(), "socket", MPTCP, UDPLITE]);
     assert_socket(&out, MPTCP, "ok");
     assert_socket(&out, UDPLITE, "ok");
+    // A protocol listed by name is allowed, and only that one: MPTCP without TCP, and
+    // neither UDP-Lite nor a high-bits spelling of MPTCP.
+    let named =
+        policy_file("name = \"t\"\n[sockets]\nallow = [\"inet:stream:mptcp\", \"inet:dgram\"]\n");
+    let out = confined(
+        named.as_str(),
+        &[
+            probe(),
+            "socket",
+            MPTCP,
+            TCP,
+            "2:1:0x100000106",
+            UDPLITE,
+            "2:2:17",
+        ],
+    );
+    assert_socket(&out, MPTCP, "ok");
+    assert_socket(&out, TCP, "EPERM");
+    assert_socket(&out, "2:1:0x100000106", "EPERM");
+    assert_socket(&out, UDPLITE, "EPERM");
+    assert_socket(&out, "2:2:17", "ok");
 }
 
 // ---- D4: inherited, irrevocable -------------------------------------------------------------
