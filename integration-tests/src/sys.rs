@@ -601,3 +601,115 @@ pub fn sendmsg_cmsg(
     let n = check(unsafe { libc::syscall(libc::SYS_sendmsg, fd, &msg, libc::MSG_NOSIGNAL) })?;
     Ok(n as usize)
 }
+
+/// Process and ids as a unix socket reports them (`struct ucred`): `(pid, uid, gid)`.
+pub type Ucred = (i32, u32, u32);
+
+/// `getsockopt(SOL_SOCKET, SO_PEERCRED)`: who the peer of a unix socket was when it
+/// connected (or, on the connecting side, when the listener called `listen`).
+pub fn peer_cred(fd: &impl AsRawFd) -> Result<Ucred, Errno> {
+    // SAFETY: ucred is plain old data; all-zero is a valid value.
+    let mut cred: libc::ucred = unsafe { zeroed() };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writes of the sizes we pass.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    } as libc::c_long)?;
+    Ok((cred.pid, cred.uid, cred.gid))
+}
+
+/// `setsockopt(SOL_SOCKET, SO_PASSCRED, 1)`: the socket receives its senders' credentials.
+pub fn set_passcred(fd: &impl AsRawFd) -> Result<(), Errno> {
+    let on: libc::c_int = 1;
+    // SAFETY: on is a live c_int of the size we pass.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } as libc::c_long)?;
+    Ok(())
+}
+
+/// `recvmsg(fd, MSG_DONTWAIT)` after waiting up to `timeout_ms` for something to read: the
+/// bytes received and the `SCM_CREDENTIALS` that came with them, if any. `Ok(None)` on
+/// timeout.
+pub fn recv_with_creds(
+    fd: &impl AsRawFd,
+    buf: &mut [u8],
+    timeout_ms: i32,
+) -> Result<Option<(usize, Option<Ucred>)>, Errno> {
+    if !poll_readable(fd, timeout_ms)? {
+        return Ok(None);
+    }
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a credentials message and a few descriptors besides.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    // SAFETY: msg points to live iov, buf and control of the sizes it states.
+    let n = check(
+        unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) } as libc::c_long,
+    )?;
+    let mut creds = None;
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of well-formed cmsgs;
+    // CMSG_FIRSTHDR/CMSG_NXTHDR stay within them, and a credentials message holds one ucred.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                let u = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::ucred>());
+                creds = Some((u.pid, u.uid, u.gid));
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                // Descriptors nobody asked for: close them rather than leak them.
+                let data = libc::CMSG_DATA(c);
+                let len = (*c).cmsg_len - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.add(i * size_of::<RawFd>()).cast());
+                    drop(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some((n as usize, creds)))
+}
+
+/// `SO_PEERGROUPS` (`asm-generic/socket.h`: x86_64 and aarch64), not exported by the libc crate.
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// `getsockopt(SOL_SOCKET, SO_PEERGROUPS)`: the supplementary groups recorded with
+/// `SO_PEERCRED`, sorted.
+pub fn peer_groups(fd: &impl AsRawFd) -> Result<Vec<u32>, Errno> {
+    let mut groups = [0u32; 256];
+    let mut len = size_of_val(&groups) as libc::socklen_t;
+    // SAFETY: groups and len are valid for writes of the sizes we pass.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    } as libc::c_long)?;
+    let mut v = groups[..len as usize / size_of::<u32>()].to_vec();
+    v.sort_unstable();
+    Ok(v)
+}

@@ -35,6 +35,7 @@ mod attacks;
 mod cli;
 mod confinement;
 mod connect;
+mod credentials;
 mod datagram;
 mod deputy;
 mod garbage;
