@@ -59,9 +59,14 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             };
             if let Target::UnixPath(path) = target {
                 return Step::Blocking(Box::new(move |call: &Call| {
-                    let r = unix::act_on_path(call, Op::Bind, &path, PathUse::Create, Become::Full, |a| {
-                        perform(sock.as_fd(), a)
-                    });
+                    let r = unix::act_on_path(
+                        call,
+                        Op::Bind,
+                        &path,
+                        PathUse::Create,
+                        Become::Full,
+                        |a| perform(sock.as_fd(), a),
+                    );
                     out.endpoint = r.endpoint;
                     out.decided(r.decision, r.failure, r.reply)
                 }));
@@ -90,8 +95,10 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             let reply = match decision.verdict {
                 Verdict::Deny { errno } => Reply::Errno(errno),
                 Verdict::Allow => match Caller::read(call.notif.pid) {
-                    Ok(who) => as_caller(&who.identity, Become::Full, || perform(sock.as_fd(), &addr))
-                        .unwrap_or_else(|e| Reply::Errno(errno_of(&e))),
+                    Ok(who) => {
+                        as_caller(&who.identity, Become::Full, || perform(sock.as_fd(), &addr))
+                            .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
+                    }
                     Err(e) => Reply::Errno(errno_of(&e)),
                 },
             };
@@ -241,8 +248,10 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
             // A unix listener records who listens (SO_PEERCRED of accepted connections):
             // the caller, not the broker.
             match Caller::read(call.notif.pid) {
-                Ok(who) => as_caller(&who.identity, Become::Full, || listen(sock.as_fd(), backlog))
-                    .unwrap_or_else(|e| Reply::Errno(errno_of(&e))),
+                Ok(who) => as_caller(&who.identity, Become::Full, || {
+                    listen(sock.as_fd(), backlog)
+                })
+                .unwrap_or_else(|e| Reply::Errno(errno_of(&e))),
                 Err(e) => Reply::Errno(errno_of(&e)),
             }
         } else {
@@ -269,7 +278,11 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
         Verdict::Allow if jail.is_some() => {
-            let family_template = if v6 { [0u8; 28].to_vec() } else { [0u8; 16].to_vec() };
+            let family_template = if v6 {
+                [0u8; 28].to_vec()
+            } else {
+                [0u8; 16].to_vec()
+            };
             match perform(sock.as_fd(), &encode_inet(local, &family_template)) {
                 Reply::Value(_) => listen(sock.as_fd(), backlog),
                 err => err,
@@ -299,7 +312,11 @@ fn bound_name(sock: BorrowedFd<'_>, kind: SocketKind) -> String {
 /// socket of a sandbox with a jail address, it binds the socket to the jail address (port
 /// 0), so that the connection or datagram leaves from it. `Err` carries the errno of a bind
 /// that failed; the call then fails with it.
-pub(crate) fn bind_jail_source(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> Result<(), i32> {
+pub(crate) fn bind_jail_source(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+) -> Result<(), i32> {
     if !call.sandbox.policy.confinement().has_jail() || !unbound_inet(sock, kind) {
         return Ok(());
     }
@@ -309,7 +326,11 @@ pub(crate) fn bind_jail_source(call: &Call, sock: BorrowedFd<'_>, kind: SocketKi
         // does not leave at all.
         return Err(libc::EPERM);
     };
-    let template = if v6 { [0u8; 28].to_vec() } else { [0u8; 16].to_vec() };
+    let template = if v6 {
+        [0u8; 28].to_vec()
+    } else {
+        [0u8; 16].to_vec()
+    };
     sys::bind_raw(sock, &encode_inet(SocketAddr::new(jail, 0), &template)).map_err(|e| errno_of(&e))
 }
 

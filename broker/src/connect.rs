@@ -9,9 +9,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
+use crate::bind::bind_jail_source;
 use crate::decode::{self, MAX_SOCKADDR_LEN};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
-use crate::bind::bind_jail_source;
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
 
@@ -50,10 +50,14 @@ pub(crate) fn decide(call: &Call) -> Step {
     if let Target::UnixPath(path) = target {
         // Resolution may wait on a slow filesystem: always off the receiver thread.
         return Step::Blocking(Box::new(move |call: &Call| {
-            let result =
-                unix::act_on_path(call, Op::Connect, &path, PathUse::Existing, Become::Full, |a| {
-                    perform(sock.as_fd(), a)
-                });
+            let result = unix::act_on_path(
+                call,
+                Op::Connect,
+                &path,
+                PathUse::Existing,
+                Become::Full,
+                |a| perform(sock.as_fd(), a),
+            );
             out.endpoint = result.endpoint;
             out.decided(result.decision, result.failure, result.reply)
         }));

@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
-use crate::caller::Caller;
+use crate::caller::{as_caller, Caller};
 use crate::decode::{self, MAX_SOCKADDR_LEN};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
@@ -239,11 +239,7 @@ fn read_message(call: &Call, hdr: &MsgHdr) -> Result<Message, i32> {
     let mut raw_control = vec![0u8; control_len];
     sys::read_memory(pid, hdr.control, &mut raw_control).map_err(|e| errno_of(&e))?;
     let control = msg::cmsgs(&raw_control)?;
-    Ok(Message {
-        name,
-        iov,
-        control,
-    })
+    Ok(Message { name, iov, control })
 }
 
 /// Runs `work` inline when it cannot wait long, or on the blocking pool: a blocking stream
@@ -322,12 +318,19 @@ fn send_one(
     };
     if let Target::UnixPath(path) = &target {
         let mut result = None;
-        let r = unix::act_on_path(call, op, path, PathUse::Existing, Become::Filesystem, |addr| {
-            let sent = deliver(call, sock, kind, addr, &message, flags);
-            let reply = sent.reply;
-            result = Some(sent);
-            reply
-        });
+        let r = unix::act_on_path(
+            call,
+            op,
+            path,
+            PathUse::Existing,
+            Become::Filesystem,
+            |addr| {
+                let sent = deliver(call, sock, kind, addr, &message, flags);
+                let reply = sent.reply;
+                result = Some(sent);
+                reply
+            },
+        );
         let failure = result.map_or(r.failure, |s| s.failure);
         return Sent {
             decision: r.decision,
@@ -360,8 +363,33 @@ fn send_one(
     r
 }
 
-/// Checks and translates the control messages, copies the data and sends it to `name`.
+/// [`deliver_here`] for the IP and unix families; for any other family (netlink, say) on a
+/// thread that has taken the caller's whole identity, capabilities included: such messages
+/// can ask the kernel for changes that it grants by the sender's capabilities, and the sender
+/// must be the sandbox, not the root broker.
 fn deliver(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    name: &[u8],
+    message: &Message,
+    flags: i32,
+) -> Sent {
+    if matches!(kind.family, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX) {
+        return deliver_here(call, sock, kind, name, message, flags);
+    }
+    let who = match Caller::read(call.notif.pid) {
+        Ok(c) => c,
+        Err(e) => return Sent::failed(errno_of(&e), "no-identity"),
+    };
+    as_caller(&who.identity, Become::Full, || {
+        deliver_here(call, sock, kind, name, message, flags)
+    })
+    .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
+}
+
+/// Checks and translates the control messages, copies the data and sends it to `name`.
+fn deliver_here(
     call: &Call,
     sock: BorrowedFd<'_>,
     kind: SocketKind,

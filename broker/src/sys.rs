@@ -503,7 +503,11 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
     let mut have_groups = [0u32; 256];
     // SAFETY: the kernel writes at most `have_groups.len()` gids into the buffer.
     let n = cvt_long(unsafe {
-        libc::syscall(libc::SYS_getgroups, have_groups.len(), have_groups.as_mut_ptr())
+        libc::syscall(
+            libc::SYS_getgroups,
+            have_groups.len(),
+            have_groups.as_mut_ptr(),
+        )
     })? as usize;
     let mut have: Vec<u32> = have_groups[..n].to_vec();
     let mut want = who.groups.clone();
@@ -545,11 +549,9 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
     }
     // Leaving uid 0 has emptied the sets already; otherwise narrow them to the caller's.
     let (_, permitted) = capget()?;
-    capset(
-        who.cap_effective & permitted,
-        who.cap_permitted & permitted,
-    )?;
-    if getres(libc::SYS_getresuid)? != res(who.uids) || getres(libc::SYS_getresgid)? != res(who.gids)
+    capset(who.cap_effective & permitted, who.cap_permitted & permitted)?;
+    if getres(libc::SYS_getresuid)? != res(who.uids)
+        || getres(libc::SYS_getresgid)? != res(who.gids)
     {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }

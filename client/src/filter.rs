@@ -140,10 +140,18 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
             ],
         )?;
     }
-    // New network or user namespaces: by flag bit in clone and unshare; clone3 carries its
-    // flags in memory, out of the filter's sight, so it answers ENOSYS and the C libraries fall
-    // back to clone, where the flags are visible. setns into another namespace is refused.
-    for bit in [libc::CLONE_NEWNET as u64, libc::CLONE_NEWUSER as u64] {
+    // New network or user namespaces: by flag bit in clone and unshare, unless the policy
+    // grants the kind (`namespaces = [...]`); clone3 carries its flags in memory, out of the
+    // filter's sight, so it answers ENOSYS and the C libraries fall back to clone, where the
+    // flags are visible. setns (joining a namespace) is in `hardening::add_rules`.
+    let granted = policy.confinement().namespaces();
+    for (bit, allowed) in [
+        (libc::CLONE_NEWNET as u64, granted.net),
+        (libc::CLONE_NEWUSER as u64, granted.user),
+    ] {
+        if allowed {
+            continue;
+        }
         for name in ["clone", "unshare"] {
             ctx.add_rule_conditional(
                 deny(libc::EPERM),
@@ -153,7 +161,7 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
         }
     }
     ctx.add_rule(deny(libc::ENOSYS), ScmpSyscall::from_name("clone3")?)?;
-    ctx.add_rule(deny(libc::EPERM), ScmpSyscall::from_name("setns")?)?;
+    crate::hardening::add_rules(&mut ctx, policy)?;
     for name in ["socket", "socketpair"] {
         socket_rules(&mut ctx, ScmpSyscall::from_name(name)?, policy.sockets())?;
     }

@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::remote::{BrokerConnection, RemoteError};
 use crate::sys::{self, ExitStatus};
-use crate::{filter, policy};
+use crate::{filter, landlock, policy};
 
 /// Whether a broker may be started inside the launcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub enum LaunchError {
     /// The filter could not be built.
     #[error("cannot build the seccomp filter: {0}")]
     Filter(#[from] filter::FilterError),
+    /// The Landlock domain the policy asks for cannot be applied.
+    #[error(transparent)]
+    Landlock(#[from] landlock::LandlockError),
     /// The command was not found.
     #[error("command not found: {0}")]
     NotFound(String),
@@ -118,8 +121,17 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     });
     let program_text = path.display().to_string();
     let prog = filter::compile(&policy)?;
+    let confinement = policy.confinement();
+    let domain = landlock::prepare(confinement.landlock())?;
+    if let Some(warning) = &domain.warning {
+        tracing::warn!("{warning}");
+    }
     let argv: Vec<&OsStr> = options.command.iter().map(|a| a.as_os_str()).collect();
-    let plan = sys::ExecPlan::new(path.as_os_str(), &argv, prog.instructions)?;
+    let mut plan = sys::ExecPlan::new(path.as_os_str(), &argv, prog.instructions)?
+        .keep_capabilities(confinement.keep_capabilities());
+    if let Some(ruleset) = domain.ruleset {
+        plan = plan.landlock(ruleset);
+    }
 
     let child = sys::spawn(&plan)?;
     let pidfd = sys::pidfd_open(child.pid)?;
@@ -173,6 +185,10 @@ fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, Launc
         Some((sys::tag::LISTENER, fd)) => Ok(sys::pidfd_getfd(pidfd.as_fd(), fd)?),
         Some((sys::tag::CAPABILITIES, e)) => Err(LaunchError::Confine(format!(
             "dropping capabilities: {}",
+            std::io::Error::from_raw_os_error(e)
+        ))),
+        Some((sys::tag::LANDLOCK, e)) => Err(LaunchError::Confine(format!(
+            "landlock_restrict_self: {}",
             std::io::Error::from_raw_os_error(e)
         ))),
         Some((sys::tag::NO_NEW_PRIVS, e)) => Err(LaunchError::Confine(format!(

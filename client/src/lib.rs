@@ -17,6 +17,8 @@
 //! ```
 
 pub mod filter;
+pub mod hardening;
+pub mod landlock;
 pub mod launch;
 pub mod policy;
 pub mod remote;

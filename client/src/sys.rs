@@ -1,4 +1,5 @@
-//! Raw system calls of the launcher: fork, the confine step of the child, exec, pidfds.
+//! Raw system calls of the launcher: fork, the confine step of the child (capabilities,
+//! `no_new_privs`, Landlock, seccomp), exec, pidfds, Landlock rulesets.
 //!
 //! Between `fork` and `exec` the child runs only [`child_confine_and_exec`], which makes raw
 //! system calls on memory prepared before the fork: no allocation, no locks, no Rust runtime.
@@ -23,13 +24,22 @@ pub mod tag {
     pub const EXEC: i32 = 4;
     /// Dropping capabilities failed with the errno in the value.
     pub const CAPABILITIES: i32 = 5;
+    /// `landlock_restrict_self` failed with the errno in the value.
+    pub const LANDLOCK: i32 = 6;
 }
 
 /// Capabilities the sandbox loses (invariant 6): every one that acts on the network or on
 /// other processes past the broker. `CAP_NET_ADMIN` configures interfaces, routes and
 /// firewalls; `CAP_NET_RAW` forges packets; `CAP_NET_BIND_SERVICE` and `CAP_NET_BROADCAST`
 /// reach privileged ports and broadcast; `CAP_SYS_PTRACE` reaches into other processes;
-/// `CAP_SYS_ADMIN` does most of the rest.
+/// `CAP_SYS_ADMIN` does most of the rest. `CAP_PERFMON` passes the kernel's ptrace read check
+/// on any process (measured on Linux 6.18: with it, root in a Landlock domain still opens
+/// `/proc/PID/environ` and `/proc/PID/auxv` of an outside process, and `perf_event_open` can
+/// sample another process's registers and stack), and `CAP_BPF` is its companion for tracing
+/// programs that read any memory (rule D5). `CAP_SYS_MODULE` (loading kernel code) and
+/// `CAP_SYS_RAWIO` (raw I/O ports and `/dev/mem`) would each undo every other confinement.
+/// A policy may keep the first six (`keep_capabilities`, from
+/// `netjail_policy::NETWORK_CAPABILITIES`), never the others.
 pub const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
     (10, "CAP_NET_BIND_SERVICE"),
     (11, "CAP_NET_BROADCAST"),
@@ -37,6 +47,10 @@ pub const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
     (13, "CAP_NET_RAW"),
     (19, "CAP_SYS_PTRACE"),
     (21, "CAP_SYS_ADMIN"),
+    (16, "CAP_SYS_MODULE"),
+    (17, "CAP_SYS_RAWIO"),
+    (38, "CAP_PERFMON"),
+    (39, "CAP_BPF"),
 ];
 
 /// `struct __user_cap_header_struct`.
@@ -58,29 +72,56 @@ struct CapData {
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Drops [`DROPPED_CAPABILITIES`] from this thread's bounding, ambient, effective, permitted
-/// and inheritable sets with raw system calls (async-signal-safe: the child calls it between
-/// fork and exec). Without `CAP_SETPCAP` the bounding set cannot change, and then it does not
-/// matter: `no_new_privs` keeps exec from granting anything. Returns the errno of a failure.
+/// The bit mask (bit N = capability N) of [`DROPPED_CAPABILITIES`] except those in `keep`:
+/// what the child drops when the policy keeps `keep` (`keep_capabilities`). Computed before
+/// the fork, so that the child needs no allocation.
+pub fn dropped_capability_mask(keep: &[u32]) -> u64 {
+    DROPPED_CAPABILITIES
+        .iter()
+        .filter(|(cap, _)| !keep.contains(cap))
+        .fold(0, |mask, &(cap, _)| mask | (1u64 << cap))
+}
+
+/// Drops the capabilities of `dropped` (a mask from [`dropped_capability_mask`]) from this
+/// thread's bounding, ambient, effective, permitted and inheritable sets with raw system calls
+/// (async-signal-safe: the child calls it between fork and exec). Without `CAP_SETPCAP` the
+/// bounding set cannot change, and then it does not matter: `no_new_privs` keeps exec from
+/// granting anything. The ambient set is cleared except for the capabilities the policy keeps
+/// (those stay raised if they were). Returns the errno of a failure.
 ///
 /// # Safety
 /// Raw system calls only; safe to call in a freshly forked child.
-unsafe fn drop_capabilities() -> Result<(), i32> {
+unsafe fn drop_capabilities(dropped: u64) -> Result<(), i32> {
     let errno = || {
         // SAFETY: __errno_location returns this thread's errno slot.
         unsafe { *libc::__errno_location() }
     };
+    let caps = || (0..64u32).filter(move |cap| dropped & (1u64 << cap) != 0);
     // SAFETY: prctl with integer arguments only; capget/capset with pointers to locals of the
     // layout the kernel expects for version 3.
     unsafe {
-        for &(cap, _) in DROPPED_CAPABILITIES {
+        for cap in caps() {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
                 && errno() != libc::EPERM
             {
                 return Err(errno());
             }
         }
-        // Ambient capabilities need no_new_privs to be harmless; clear them anyway.
+        // Ambient capabilities need no_new_privs to be harmless; clear them anyway, except
+        // the ones the policy keeps, which are raised again if they were raised.
+        let mut kept_ambient = 0u64;
+        for &(cap, _) in DROPPED_CAPABILITIES {
+            let is_set = libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            );
+            if dropped & (1u64 << cap) == 0 && is_set == 1 {
+                kept_ambient |= 1u64 << cap;
+            }
+        }
         libc::prctl(
             libc::PR_CAP_AMBIENT,
             libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -105,7 +146,7 @@ unsafe fn drop_capabilities() -> Result<(), i32> {
         {
             return Err(errno());
         }
-        for &(cap, _) in DROPPED_CAPABILITIES {
+        for cap in caps() {
             let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
             data[word].effective &= !bit;
             data[word].permitted &= !bit;
@@ -119,6 +160,118 @@ unsafe fn drop_capabilities() -> Result<(), i32> {
         {
             return Err(errno());
         }
+        for cap in (0..64u32).filter(|cap| kept_ambient & (1u64 << cap) != 0) {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `LANDLOCK_CREATE_RULESET_VERSION`: ask `landlock_create_ruleset` for the ABI version.
+const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
+/// `LANDLOCK_RULE_PATH_BENEATH`.
+const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+
+/// `struct landlock_ruleset_attr` (ABI 6 layout; older kernels take a prefix of it).
+#[repr(C)]
+struct LandlockRulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+/// `struct landlock_path_beneath_attr` (packed in the uapi header).
+#[repr(C, packed)]
+struct LandlockPathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// The Landlock ABI version of the running kernel: `landlock_create_ruleset(NULL, 0,
+/// LANDLOCK_CREATE_RULESET_VERSION)`. `ENOSYS`: not built in; `EOPNOTSUPP`: disabled at boot.
+///
+/// # References
+/// landlock_create_ruleset(2)
+pub fn landlock_abi() -> io::Result<u32> {
+    // SAFETY: a NULL attribute with size 0 and the VERSION flag only returns a number.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<LandlockRulesetAttr>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if v < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v as u32)
+}
+
+/// `landlock_create_ruleset` with the given handled filesystem accesses and scopes. A kernel
+/// before ABI 6 has no `scoped` field: pass `scoped = 0` there, and only the prefix it knows
+/// is handed over.
+///
+/// # References
+/// landlock_create_ruleset(2)
+pub fn landlock_ruleset(handled_access_fs: u64, scoped: u64) -> io::Result<OwnedFd> {
+    let attr = LandlockRulesetAttr {
+        handled_access_fs,
+        handled_access_net: 0,
+        scoped,
+    };
+    let size = if scoped == 0 {
+        std::mem::size_of::<u64>() // handled_access_fs only: known since ABI 1
+    } else {
+        std::mem::size_of::<LandlockRulesetAttr>()
+    };
+    // SAFETY: `attr` is a live local of the uapi layout, `size` at most its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const LandlockRulesetAttr,
+            size,
+            0u32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Adds a rule to `ruleset` allowing `access` beneath the directory `dir`.
+///
+/// # References
+/// landlock_add_rule(2)
+pub fn landlock_allow_beneath(
+    ruleset: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    access: u64,
+) -> io::Result<()> {
+    let attr = LandlockPathBeneathAttr {
+        allowed_access: access,
+        parent_fd: dir.as_raw_fd(),
+    };
+    // SAFETY: `attr` is a live local of the uapi layout; the fds are open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const LandlockPathBeneathAttr,
+            0u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -131,10 +284,14 @@ pub struct ExecPlan {
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
     filter: Vec<libc::sock_filter>,
+    dropped_capabilities: u64,
+    landlock: Option<OwnedFd>,
 }
 
 impl ExecPlan {
-    /// Prepares an exec of `path` with `argv` and the current environment.
+    /// Prepares an exec of `path` with `argv` and the current environment. The child drops
+    /// every capability of [`DROPPED_CAPABILITIES`] and applies no Landlock domain unless
+    /// [`ExecPlan::keep_capabilities`] and [`ExecPlan::landlock`] say otherwise.
     pub fn new(
         path: &OsStr,
         argv: &[&OsStr],
@@ -167,7 +324,23 @@ impl ExecPlan {
             _envp: envp,
             envp_ptrs,
             filter,
+            dropped_capabilities: dropped_capability_mask(&[]),
+            landlock: None,
         })
+    }
+
+    /// The child keeps these capabilities (numbers from [`DROPPED_CAPABILITIES`]) and drops
+    /// the others of that list.
+    pub fn keep_capabilities(mut self, keep: &[u32]) -> ExecPlan {
+        self.dropped_capabilities = dropped_capability_mask(keep);
+        self
+    }
+
+    /// The child restricts itself with this Landlock ruleset (`landlock_restrict_self`) after
+    /// `no_new_privs` and before the seccomp filter.
+    pub fn landlock(mut self, ruleset: OwnedFd) -> ExecPlan {
+        self.landlock = Some(ruleset);
+        self
     }
 }
 
@@ -271,13 +444,21 @@ unsafe fn child_confine_and_exec(
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 
-        if let Err(e) = drop_capabilities() {
+        if let Err(e) = drop_capabilities(plan.dropped_capabilities) {
             send(tag::CAPABILITIES, e);
             libc::_exit(126);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             send(tag::NO_NEW_PRIVS, errno());
             libc::_exit(126);
+        }
+        // Landlock needs no_new_privs (or CAP_SYS_ADMIN), and goes before the filter so that
+        // the filter never has to allow it. The ruleset fd is CLOEXEC: exec closes it.
+        if let Some(ruleset) = &plan.landlock {
+            if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
+                send(tag::LANDLOCK, errno());
+                libc::_exit(126);
+            }
         }
         let flags =
             libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
@@ -461,4 +642,35 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered and is
     // closed only after deregistration, when the AsyncFd drops.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every capability a policy may keep is one the launcher drops otherwise.
+    #[test]
+    fn keepable_capabilities_are_dropped_ones() {
+        for &(name, cap) in netjail_policy::NETWORK_CAPABILITIES {
+            assert!(
+                DROPPED_CAPABILITIES.contains(&(cap, name)),
+                "{name} ({cap}) can be kept but is never dropped"
+            );
+        }
+    }
+
+    #[test]
+    fn kept_capabilities_leave_the_mask() {
+        let all = dropped_capability_mask(&[]);
+        for &(cap, _) in DROPPED_CAPABILITIES {
+            assert_ne!(all & (1 << cap), 0);
+        }
+        let mask = dropped_capability_mask(&[13, 10]);
+        assert_eq!(mask, all & !(1 << 13) & !(1 << 10));
+        assert_eq!(
+            dropped_capability_mask(&[5]),
+            all,
+            "not ours to keep or drop"
+        );
+    }
 }

@@ -103,7 +103,9 @@ pub enum PolicyErrorKind {
     )]
     UnknownFamily(String),
     /// An unknown protocol name in a socket entry.
-    #[error("unknown protocol `{0}`; expected tcp, udp, sctp, mptcp, udplite, icmp, icmpv6 or a number")]
+    #[error(
+        "unknown protocol `{0}`; expected tcp, udp, sctp, mptcp, udplite, icmp, icmpv6 or a number"
+    )]
     UnknownProtocol(String),
     /// An unknown socket type name.
     #[error("unknown socket type `{0}`; expected stream, dgram, seqpacket, raw or *")]

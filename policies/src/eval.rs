@@ -29,6 +29,16 @@ pub(crate) fn evaluate(policy: &Policy, request: &Request) -> Decision {
     }
     match &target {
         Target::Unspec => return decision(Verdict::Allow, "unspec".to_owned()),
+        // A netlink socket talks to the kernel, not to a network; the policy consented to it
+        // by listing the family in `[sockets]`, so its bind and its messages pass (the kernel
+        // checks the capabilities of the socket's opener, the sandbox, for anything that
+        // changes the system). Other families fall to the default (rule L4).
+        Target::OtherFamily(libc::AF_NETLINK)
+            if matches!(op, Op::Bind | Op::Send)
+                && policy.sockets.iter().any(|r| r.family == libc::AF_NETLINK) =>
+        {
+            return decision(Verdict::Allow, "sockets.netlink".to_owned())
+        }
         Target::OtherFamily(_) => return default_decision(policy),
         Target::UnixPath(path) => {
             let bytes = path.as_os_str().as_bytes();

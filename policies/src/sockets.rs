@@ -174,7 +174,10 @@ mod tests {
         let sctp = parse("inet:stream:sctp").unwrap();
         assert_eq!(sctp.protocol, Some(libc::IPPROTO_SCTP));
         assert_eq!(sctp.to_string(), "inet:stream:sctp");
-        assert_eq!(parse("inet6:stream:262").unwrap().to_string(), "inet6:stream:mptcp");
+        assert_eq!(
+            parse("inet6:stream:262").unwrap().to_string(),
+            "inet6:stream:mptcp"
+        );
         assert_eq!(parse("inet:raw:200").unwrap().to_string(), "inet:raw:200");
         assert_eq!(
             parse("inet:stream:quic"),

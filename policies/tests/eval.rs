@@ -821,3 +821,31 @@ jail_address = ["[fd00::2]"]
     );
     assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), s);
 }
+
+/// L4: a netlink socket the policy lists may bind and send (to the kernel); other families,
+/// and netlink when it is not listed, fall to the default; a connect is never covered.
+#[test]
+fn s_l4_listed_netlink_binds_and_sends() {
+    let listed = policy("name = \"n\"\n[sockets]\nallow = [\"netlink:raw\", \"vsock:*\"]\n");
+    let unlisted = policy("name = \"n\"\n");
+    let req = |op, family| Request {
+        op,
+        target: Target::OtherFamily(family),
+    };
+    let nl = libc::AF_NETLINK;
+    decides(
+        &listed,
+        &req(Op::Bind, nl),
+        Verdict::Allow,
+        "sockets.netlink",
+    );
+    decides(
+        &listed,
+        &req(Op::Send, nl),
+        Verdict::Allow,
+        "sockets.netlink",
+    );
+    decides(&listed, &req(Op::Connect, nl), EPERM, "default");
+    decides(&listed, &req(Op::Send, libc::AF_VSOCK), EPERM, "default");
+    decides(&unlisted, &req(Op::Bind, nl), EPERM, "default");
+}

@@ -22,6 +22,8 @@
 //! | `socket FAMILY:TYPE[:PROTO]...` | raw `socket()` calls, 64-bit arguments, in numbers |
 //! | `touch PATH` | creates a file: proof that the command ran |
 //! | `chroot-unix DIR PATH [--chdir SUB]` | `chroot`, then one `AF_UNIX` connect |
+//! | `landlock-abi`, `proc-read PID ADDR LEN`, `signal PID SIG`, `signal-child SIG` | Landlock's reach (D5) |
+//! | `tty-ioctls`, `if-ioctls`, `setown` | ioctl and fcntl rules (J6, N1, J7) |
 //! | `msgname-flip ALLOWED DENIED N` | `sendmsg` while another thread flips `msg_name` (L3, M1) |
 //! | `dup2-flip TCP DENIED N` | `sendmsg` to DENIED on a fd `dup2` swaps between TCP and UDP |
 //! | `sendmmsg PORT...` | one `sendmmsg`, one UDP entry per port |
@@ -40,6 +42,7 @@ mod badargs;
 mod confine;
 mod datagram;
 mod flip;
+mod hardening;
 mod int80;
 mod net;
 mod storm;
@@ -75,6 +78,13 @@ pub fn main(args: &[String]) -> i32 {
         ["socket", specs @ ..] => confine::socket(specs),
         ["touch", path] => Ok(confine::touch(path)),
         ["chroot-unix", dir, path, flags @ ..] => confine::chroot_unix(dir, path, flags),
+        ["landlock-abi"] => Ok(hardening::landlock_abi()),
+        ["proc-read", pid, addr, len] => hardening::proc_read(pid, addr, len),
+        ["signal", pid, sig] => hardening::signal(pid, sig),
+        ["signal-child", sig] => hardening::signal_child(sig),
+        ["tty-ioctls"] => hardening::tty_ioctls(),
+        ["if-ioctls"] => hardening::if_ioctls(),
+        ["setown"] => hardening::setown(),
         ["msgname-flip", a, d, n] => datagram::msgname_flip(a, d, n),
         ["dup2-flip", t, d, n] => datagram::dup2_flip(t, d, n),
         ["sendmmsg", ports @ ..] if !ports.is_empty() => datagram::sendmmsg(ports),

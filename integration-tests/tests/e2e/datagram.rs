@@ -449,3 +449,76 @@ fn s_j2_outgoing_traffic_leaves_from_the_jail_address() {
         "a datagram with a chosen source left the jail"
     );
 }
+
+// ---- netlink ----------------------------------------------------------------------------------
+
+/// L4 / N1: a policy that lists netlink sockets lets `ip` read the interfaces (its bind and
+/// its messages to the kernel go through the broker), and still cannot change them: the
+/// kernel checks the capabilities of the socket's opener, the sandbox, which has lost
+/// `CAP_NET_ADMIN`, not those of the root broker that sends the message. Run in a network
+/// namespace made for the test, where the same change works unconfined.
+#[test]
+fn s_l4_n1_listed_netlink_reads_but_cannot_configure() {
+    if netjail_integration_tests::which("ip").is_none() {
+        netjail_integration_tests::skip(
+            "s_l4_n1_listed_netlink_reads_but_cannot_configure",
+            "no ip",
+        );
+        return;
+    }
+    let netjail = netjail_integration_tests::netjail_bin();
+    let netjail = netjail.to_str().expect("utf-8 path");
+    let listed = policy_file("name = \"nl\"\n[sockets]\nallow = [\"netlink:raw\", \"unix:*\"]\n");
+    let unlisted = policy_file("name = \"nl\"\n");
+    let in_netns = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["-n", "--"]).args(args);
+        netjail_integration_tests::run(&mut cmd, netjail_integration_tests::DEFAULT_TIMEOUT)
+    };
+    let change = ["ip", "link", "set", "lo", "mtu", "1400"];
+    let show = ["ip", "-o", "link", "show", "lo"];
+
+    let out = in_netns(&change);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "unconfined change in a new namespace: {}",
+        out.describe()
+    );
+
+    let mut read = vec![netjail, "run", "--policy", listed.as_str(), "--"];
+    read.extend(show);
+    let out = in_netns(&read);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("lo"), "{}", out.describe());
+
+    let mut write = vec![
+        netjail,
+        "run",
+        "--policy",
+        listed.as_str(),
+        "--",
+        "sh",
+        "-c",
+    ];
+    let script = "ip link set lo mtu 1400; r=$?; ip -o link show lo; exit $r";
+    write.push(script);
+    let out = in_netns(&write);
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "a confined ip changed an interface: {}",
+        out.describe()
+    );
+    assert!(!out.stdout.contains("mtu 1400"), "{}", out.describe());
+
+    let mut unlisted_read = vec![netjail, "run", "--policy", unlisted.as_str(), "--"];
+    unlisted_read.extend(show);
+    let out = in_netns(&unlisted_read);
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "netlink is not in the default list: {}",
+        out.describe()
+    );
+}

@@ -40,6 +40,7 @@ mod datagram;
 mod deputy;
 mod garbage;
 mod global;
+mod hardening;
 mod harness;
 mod signals;
 
