@@ -42,8 +42,13 @@ test: lint
 unit: deps
 	$(CARGO) test --workspace --lib
 
+# Two benches, each interleaving its variants in one run (the machine may be noisy):
+# `nj-bench`, connect() latency native vs through the broker; `nj-bench cost`, the cost rule
+# (send and receive on connected sockets never reach the broker), native vs confined.
+# Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`).
 bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench
+	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
 
 clean:
 	$(CARGO) clean

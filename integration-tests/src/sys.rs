@@ -473,7 +473,8 @@ pub fn sendto(
 /// may be rewriting concurrently: that is the point of some probes).
 pub fn sendmsg_at(fd: RawFd, msg: usize, flags: libc::c_int) -> Result<usize, Errno> {
     // SAFETY: the kernel (or the broker) reads the msghdr; a bad pointer is EFAULT.
-    let n = check(unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags | libc::MSG_NOSIGNAL) })?;
+    let n =
+        check(unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags | libc::MSG_NOSIGNAL) })?;
     Ok(n as usize)
 }
 
@@ -558,8 +559,10 @@ pub fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: F_GETFL/F_SETFL take integers only.
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) } as libc::c_long)?;
     // SAFETY: as above.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags as libc::c_int | libc::O_NONBLOCK) }
-        as libc::c_long)?;
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETFL, flags as libc::c_int | libc::O_NONBLOCK) }
+            as libc::c_long,
+    )?;
     Ok(())
 }
 

@@ -14,8 +14,14 @@
 //!   (every call must fail with `EPERM`, and that listener must see nothing);
 //! - `floor`: `nj-bench --child floor ...`: a forked child whose `getppid` goes to a
 //!   hand-written filter's listener that the parent answers in a tight loop.
+//!
+//! `nj-bench cost` is the other bench: the cost rule (invariant 5), bulk TCP and small UDP on
+//! connected sockets and plain system calls, native vs confined; see [`cost`].
 
+mod bpf;
 mod child;
+mod cost;
+mod cost_child;
 mod stats;
 mod sys;
 
@@ -32,6 +38,7 @@ use stats::{us, Summary};
 
 const USAGE: &str = "\
 usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
+       nj-bench cost [--help | OPTIONS]   (the cost rule: send/recv on connected sockets)
 
 Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
 native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
@@ -47,6 +54,8 @@ native, through the netjail broker (allowed and denied), and the bare seccomp-no
 pub fn main(args: &[String]) -> i32 {
     let result = if args.first().map(String::as_str) == Some("--child") {
         child_main(&args[1..])
+    } else if args.first().map(String::as_str) == Some("cost") {
+        cost::main(&args[1..])
     } else {
         parse_options(args).and_then(|o| match o {
             Some(options) => run(&options),
@@ -66,7 +75,8 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// `--child connect PORT COUNT [WARMUP]` and `--child floor COUNT [WARMUP]`.
+/// `--child connect PORT COUNT [WARMUP]`, `--child floor COUNT [WARMUP]` and
+/// `--child cost MODE key=value...` (see [`cost_child`]).
 fn child_main(args: &[String]) -> Result<bool, String> {
     let num = |i: usize, what: &str| -> Result<usize, String> {
         args.get(i)
@@ -81,6 +91,7 @@ fn child_main(args: &[String]) -> Result<bool, String> {
             let warmup = if args.len() > 3 { num(3, "WARMUP")? } else { 0 };
             child::connect(port, count, warmup)?;
         }
+        Some("cost") => cost_child::main(&args[1..])?,
         Some("floor") => {
             let count = num(1, "COUNT")?;
             let warmup = if args.len() > 2 { num(2, "WARMUP")? } else { 0 };
@@ -90,7 +101,7 @@ fn child_main(args: &[String]) -> Result<bool, String> {
         }
         _ => {
             return Err(
-                "--child: expected `connect PORT COUNT [WARMUP]` or `floor COUNT [WARMUP [sync]]`"
+                "--child: expected `connect PORT COUNT [WARMUP]`, `floor COUNT [WARMUP [sync]]` or `cost MODE ...`"
                     .into(),
             )
         }
@@ -263,10 +274,20 @@ struct PolicyFile(PathBuf);
 
 impl PolicyFile {
     fn write(allowed_port: u16) -> Result<PolicyFile, String> {
-        let path = std::env::temp_dir().join(format!("nj-bench-{}.toml", std::process::id()));
         let text = format!(
             "name = \"bench\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{allowed_port}\"]\n"
         );
+        PolicyFile::with_text("", &text)
+    }
+
+    /// `text` in `nj-bench[-TAG]-PID.toml` in the temporary directory.
+    fn with_text(tag: &str, text: &str) -> Result<PolicyFile, String> {
+        let tag = if tag.is_empty() {
+            String::new()
+        } else {
+            format!("-{tag}")
+        };
+        let path = std::env::temp_dir().join(format!("nj-bench{tag}-{}.toml", std::process::id()));
         std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
         Ok(PolicyFile(path))
     }

@@ -325,3 +325,209 @@ pub fn notif_set_sync_wake_up(listener: &OwnedFd) -> Result<(), Errno> {
     };
     check(ret as libc::c_long).map(drop)
 }
+
+// ---- the cost-rule bench (`nj-bench cost`) ----
+
+/// `sched_setaffinity(0, {cpu})`: the calling thread runs on `cpu` only.
+pub fn pin_to_cpu(cpu: usize) -> Result<(), Errno> {
+    // SAFETY: cpu_set_t is plain old data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { zeroed() };
+    if cpu >= 8 * size_of::<libc::cpu_set_t>() {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: `cpu` was checked to be within the set's bits just above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
+    let ret = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// The CPU the calling thread runs on now (-1 if unknown).
+pub fn current_cpu() -> i32 {
+    // SAFETY: sched_getcpu takes no arguments.
+    unsafe { libc::sched_getcpu() }
+}
+
+/// A fresh IPv4 UDP socket.
+pub fn udp4_socket() -> Result<OwnedFd, Errno> {
+    // SAFETY: socket(2) takes no pointers.
+    let fd = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
+            as libc::c_long,
+    )?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `send(2)`: glibc makes it `sendto(fd, buf, len, flags, NULL, 0)`, the call the filter keeps
+/// in the kernel (no destination). Returns the bytes sent.
+#[inline(always)]
+pub fn send(fd: &impl AsRawFd, buf: &[u8], flags: libc::c_int) -> Result<usize, Errno> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes; `fd` is open.
+    let ret = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+    check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `recv(2)` (`recvfrom(fd, buf, len, flags, NULL, NULL)`): returns the bytes received.
+#[inline(always)]
+pub fn recv(fd: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> Result<usize, Errno> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `fd` is open.
+    let ret = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `sendmsg(2)` of one buffer with no destination (`msg_name` NULL), as on a connected socket.
+/// The filter cannot see `msg_name`, so this call always goes to the broker.
+pub fn sendmsg_connected(fd: &impl AsRawFd, buf: &[u8]) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain old data; all zeroes is "no name, no control".
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: `msg` points to one iovec describing `buf`, which outlives the call.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, 0) };
+    check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// One `write(2)`: returns the bytes written.
+#[inline(always)]
+pub fn write(fd: &impl AsRawFd, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes; `fd` is open.
+    let ret = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// One `read(2)`: returns the bytes read.
+#[inline(always)]
+pub fn read(fd: &impl AsRawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `fd` is open.
+    let ret = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// `shutdown(fd, SHUT_WR)`: the peer reads end of file.
+pub fn shutdown_write(fd: &impl AsRawFd) -> Result<(), Errno> {
+    // SAFETY: shutdown(2) takes no pointers.
+    check(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) } as libc::c_long).map(drop)
+}
+
+/// `SO_RCVBUF` (the kernel doubles it, capped by `net.core.rmem_max`).
+pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: `bytes` is a valid int of the length passed; `fd` is open.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// The audit architecture of this build, as the filter compares it.
+pub const AUDIT_ARCH: u32 = AUDIT_ARCH_NATIVE;
+
+/// `PTRACE_SECCOMP_GET_FILTER` (`linux/ptrace.h`).
+const PTRACE_SECCOMP_GET_FILTER: libc::c_long = 0x420c;
+
+/// The raw ptrace system call (glibc's wrapper is variadic and special-cases the peeks).
+fn ptrace(
+    request: libc::c_long,
+    pid: libc::pid_t,
+    addr: usize,
+    data: usize,
+) -> Result<libc::c_long, Errno> {
+    // SAFETY: the requests used here take integers, or (`SECCOMP_GET_FILTER`) a buffer whose
+    // size the caller checked first.
+    check(unsafe { libc::syscall(libc::SYS_ptrace, request, pid, addr, data) })
+}
+
+/// The first (`index` 0 = most recent) seccomp filter of process `pid`, read with
+/// `PTRACE_SEIZE` + `PTRACE_INTERRUPT` + `PTRACE_SECCOMP_GET_FILTER`, then detached.
+/// Needs `CAP_SYS_ADMIN` (and the right to trace `pid`).
+pub fn seccomp_filter_of(pid: libc::pid_t, index: usize) -> Result<Vec<libc::sock_filter>, Errno> {
+    ptrace(libc::PTRACE_SEIZE as libc::c_long, pid, 0, 0)?;
+    let result = (|| {
+        ptrace(libc::PTRACE_INTERRUPT as libc::c_long, pid, 0, 0)?;
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a valid, writable int.
+            let ret = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+            match check(ret as libc::c_long) {
+                Ok(_) => break,
+                Err(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let count = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, index, 0)? as usize;
+        let mut prog = vec![insn(0, 0, 0, 0); count];
+        let got = ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            pid,
+            index,
+            prog.as_mut_ptr() as usize,
+        )?;
+        prog.truncate(got as usize);
+        Ok(prog)
+    })();
+    let _ = ptrace(libc::PTRACE_DETACH as libc::c_long, pid, 0, 0);
+    result
+}
+
+/// The filters a native worker may install on itself, to tell apart what seccomp costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnFilter {
+    /// One instruction, `RET ALLOW`: seccomp is on, but every system call number is a
+    /// constant `ALLOW` that the kernel caches, so the filter never runs.
+    AllowAll,
+    /// The least a filter that keeps `send()` in the kernel must do: check the architecture,
+    /// and for `sendto` look at the destination (`EPERM` when there is one, never the case in
+    /// the bench); 9 instructions on the `sendto` path, every other number cached.
+    SendtoOnly,
+}
+
+/// Installs `which` on the calling thread, after `no_new_privs`.
+pub fn install_own_filter(which: OwnFilter) -> Result<(), Errno> {
+    const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+    const ARG4_LO: u32 = 16 + 8 * 4;
+    const ARG4_HI: u32 = ARG4_LO + 4;
+    let allow = insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
+    let filter: Vec<libc::sock_filter> = match which {
+        OwnFilter::AllowAll => vec![allow],
+        OwnFilter::SendtoOnly => vec![
+            /* 0 */ insn(LD_W_ABS, 0, 0, 4), // arch
+            /* 1 */ insn(JEQ_K, 1, 0, AUDIT_ARCH_NATIVE),
+            /* 2 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+            /* 3 */ insn(LD_W_ABS, 0, 0, 0), // nr
+            /* 4 */ insn(JEQ_K, 0, 5, libc::SYS_sendto as u32), // else -> 10
+            /* 5 */ insn(LD_W_ABS, 0, 0, ARG4_LO),
+            /* 6 */ insn(JEQ_K, 0, 2, 0), // else -> 9
+            /* 7 */ insn(LD_W_ABS, 0, 0, ARG4_HI),
+            /* 8 */ insn(JEQ_K, 1, 0, 0), // -> 10
+            /* 9 */ insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+            /* 10 */ allow,
+        ],
+    };
+    no_new_privs()?;
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `filter`, which outlives the call; the kernel copies it.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    })
+    .map(drop)
+}

@@ -3,10 +3,13 @@
 //! Measures, within one run and interleaved in rounds, a loopback TCP `connect()` natively,
 //! through the netjail broker (allowed and denied), and the bare seccomp user-notification
 //! round trip that any broker pays; prints a table, the ratios, and one JSON line.
+//! `nj-bench cost` measures the cost rule instead: bulk TCP, connected UDP and plain system
+//! calls, native vs confined, with no broker round trip on the measured path.
 //!
 //! ```text
 //! cargo build --release --workspace
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- [--iterations N] [--netjail PATH]
+//! cargo run --release -p netjail-integration-tests --bin nj-bench -- cost [--pairs N]
 //! ```
 
 #[path = "../bench/mod.rs"]
