@@ -558,11 +558,10 @@ impl SockAddr {
 pub fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: F_GETFL/F_SETFL take integers only.
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) } as libc::c_long)?;
+    let flags = flags as libc::c_int | libc::O_NONBLOCK;
     // SAFETY: as above.
-    check(
-        unsafe { libc::fcntl(fd, libc::F_SETFL, flags as libc::c_int | libc::O_NONBLOCK) }
-            as libc::c_long,
-    )?;
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    check(ret as libc::c_long)?;
     Ok(())
 }
 
