@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::caller::{as_caller, Caller};
-use crate::decode::{self, MAX_SOCKADDR_LEN};
+use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
@@ -24,27 +24,18 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
     let len = call.notif.args[2] as i32;
     let mut out = Outcome::new("bind");
 
-    let sock = match sys::pidfd_getfd(call.pidfd.as_fd(), fd) {
+    let (sock, kind) = match call.socket(fd) {
         Ok(s) => s,
-        Err(e) => return Step::Done(out.failed(errno_of(&e), "bad-fd")),
+        Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
-    let kind = match sys::socket_kind(sock.as_fd()) {
-        Ok(k) => k,
-        Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
+    let mut addr = match call.copy_sockaddr(addr_ptr, len) {
+        Ok(a) => a,
+        Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
-    if len < 0 || len as usize > MAX_SOCKADDR_LEN {
-        return Step::Done(out.failed(libc::EINVAL, "bad-length"));
-    }
-    let mut storage = [0u8; MAX_SOCKADDR_LEN];
-    let addr = &mut storage[..len as usize];
-    if let Err(e) = sys::read_memory(call.notif.pid, addr_ptr, addr) {
-        return Step::Done(out.failed(errno_of(&e), "bad-address"));
-    }
     if !call.still_valid() {
         return Step::Done(out.gone());
     }
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
-    let mut addr = addr.to_vec();
     match kind.family {
         libc::AF_UNIX => {
             if addr.len() <= 2 {
@@ -229,13 +220,9 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     let fd = call.notif.args[0] as i32;
     let backlog = call.notif.args[1] as i32;
     let mut out = Outcome::new("listen");
-    let sock = match sys::pidfd_getfd(call.pidfd.as_fd(), fd) {
+    let (sock, kind) = match call.socket(fd) {
         Ok(s) => s,
-        Err(e) => return Step::Done(out.failed(errno_of(&e), "bad-fd")),
-    };
-    let kind = match sys::socket_kind(sock.as_fd()) {
-        Ok(k) => k,
-        Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
+        Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
     if !call.still_valid() {
         return Step::Done(out.gone());

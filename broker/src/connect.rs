@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
-use crate::decode::{self, MAX_SOCKADDR_LEN};
+use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
@@ -22,18 +22,14 @@ pub(crate) fn decide(call: &Call) -> Step {
     let len = call.notif.args[2] as i32;
     let mut out = Outcome::new("connect");
 
-    let sock = match sys::pidfd_getfd(call.pidfd.as_fd(), fd) {
+    let sock = match call.take_fd(fd) {
         Ok(s) => s,
-        Err(e) => return Step::Done(out.failed(errno_of(&e), "bad-fd")),
+        Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
-    if len < 0 || len as usize > MAX_SOCKADDR_LEN {
-        return Step::Done(out.failed(libc::EINVAL, "bad-length"));
-    }
-    let mut storage = [0u8; MAX_SOCKADDR_LEN];
-    let addr = &mut storage[..len as usize];
-    if let Err(e) = sys::read_memory(call.notif.pid, addr_ptr, addr) {
-        return Step::Done(out.failed(errno_of(&e), "bad-address"));
-    }
+    let addr = match call.copy_sockaddr(addr_ptr, len) {
+        Ok(a) => a,
+        Err((errno, why)) => return Step::Done(out.failed(errno, why)),
+    };
     // Invariant 4: the memory we read belonged to the caller, which is still waiting.
     if !call.still_valid() {
         return Step::Done(out.gone());
@@ -42,7 +38,7 @@ pub(crate) fn decide(call: &Call) -> Step {
         Ok(k) => k,
         Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
     };
-    let target = match decode::target(addr, decode::proto_of(kind.sock_type, kind.protocol)) {
+    let target = match decode::target(&addr, decode::proto_of(kind.sock_type, kind.protocol)) {
         Ok(t) => t,
         Err(e) => return Step::Done(out.failed(e.errno(), "bad-address")),
     };
@@ -76,13 +72,12 @@ pub(crate) fn decide(call: &Call) -> Step {
                 return Step::Done(out.decided(Some(decision), "jail-source", Reply::Errno(errno)));
             }
             if may_wait_long(sock.as_fd(), kind, &canonical) {
-                let addr = addr.to_vec();
                 Step::Blocking(Box::new(move |_: &Call| {
                     let reply = perform(sock.as_fd(), &addr);
                     out.decided(Some(decision), "", reply)
                 }))
             } else {
-                let reply = perform(sock.as_fd(), addr);
+                let reply = perform(sock.as_fd(), &addr);
                 Step::Done(out.decided(Some(decision), "", reply))
             }
         }

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use netjail_policy::{Decision, Verdict};
 
-use crate::decode::{self, Syscall};
+use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::sandbox::Sandbox;
-use crate::sys::{self, RawNotification};
+use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, send};
 
 /// Stack of a receiver thread: decisions and audit formatting need little.
@@ -46,6 +46,32 @@ impl Call {
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
     pub fn still_valid(&self) -> bool {
         sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id)
+    }
+
+    /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one).
+    pub fn take_fd(&self, fd: i32) -> Result<OwnedFd, (i32, &'static str)> {
+        sys::pidfd_getfd(self.pidfd.as_fd(), fd).map_err(|e| (errno_of(&e), "bad-fd"))
+    }
+
+    /// The broker's copy of the caller's socket and what it is, with the errnos of the
+    /// kernel's `sockfd_lookup`: `EBADF`, then `ENOTSOCK`.
+    pub fn socket(&self, fd: i32) -> Result<(OwnedFd, SocketKind), (i32, &'static str)> {
+        let sock = self.take_fd(fd)?;
+        let kind = sys::socket_kind(sock.as_fd()).map_err(|e| (errno_of(&e), "not-a-socket"))?;
+        Ok((sock, kind))
+    }
+
+    /// Copies the `len`-byte address at `ptr` out of the caller, with the errnos of the
+    /// kernel's `move_addr_to_kernel`: `EINVAL` for a negative or too long length, `EFAULT`
+    /// for memory that cannot be read.
+    pub fn copy_sockaddr(&self, ptr: u64, len: i32) -> Result<Vec<u8>, (i32, &'static str)> {
+        if len < 0 || len as usize > MAX_SOCKADDR_LEN {
+            return Err((libc::EINVAL, "bad-length"));
+        }
+        let mut addr = vec![0u8; len as usize];
+        sys::read_memory(self.notif.pid, ptr, &mut addr)
+            .map_err(|e| (errno_of(&e), "bad-address"))?;
+        Ok(addr)
     }
 }
 

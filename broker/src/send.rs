@@ -30,7 +30,7 @@ use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
 use crate::caller::{as_caller, Caller};
-use crate::decode::{self, MAX_SOCKADDR_LEN};
+use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
 use crate::sys::{self, Become, SocketKind};
@@ -76,7 +76,7 @@ const HARMLESS_CMSGS: &[(i32, i32)] = &[
 pub(crate) fn decide_sendto(call: &Call) -> Step {
     let [fd, buf, len, flags, dest, destlen] = call.notif.args;
     let out = Outcome::new("sendto");
-    let (sock, kind) = match socket(call, fd as i32) {
+    let (sock, kind) = match call.socket(fd as i32) {
         Ok(s) => s,
         Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
@@ -103,7 +103,7 @@ pub(crate) fn decide_sendto(call: &Call) -> Step {
 pub(crate) fn decide_sendmsg(call: &Call) -> Step {
     let [fd, msg_ptr, flags, ..] = call.notif.args;
     let out = Outcome::new("sendmsg");
-    let (sock, kind) = match socket(call, fd as i32) {
+    let (sock, kind) = match call.socket(fd as i32) {
         Ok(s) => s,
         Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
@@ -128,7 +128,7 @@ pub(crate) fn decide_sendmsg(call: &Call) -> Step {
 pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
     let [fd, vec_ptr, vlen, flags, ..] = call.notif.args;
     let out = Outcome::new("sendmmsg");
-    let (sock, kind) = match socket(call, fd as i32) {
+    let (sock, kind) = match call.socket(fd as i32) {
         Ok(s) => s,
         Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
@@ -202,26 +202,13 @@ struct Message {
     control: Vec<Cmsg>,
 }
 
-/// The broker's copy of the caller's socket, and what it is; `ENOTSOCK` as the kernel's
-/// `sockfd_lookup` would say.
-fn socket(call: &Call, fd: i32) -> Result<(OwnedFd, SocketKind), (i32, &'static str)> {
-    let sock = sys::pidfd_getfd(call.pidfd.as_fd(), fd).map_err(|e| (errno_of(&e), "bad-fd"))?;
-    let kind = sys::socket_kind(sock.as_fd()).map_err(|e| (errno_of(&e), "not-a-socket"))?;
-    Ok((sock, kind))
-}
-
 /// Copies a destination: no pointer or no length is no destination; a negative or too long
 /// length is `EINVAL` (`move_addr_to_kernel`).
 fn copy_name(call: &Call, ptr: u64, len: i32) -> Result<Vec<u8>, i32> {
     if ptr == 0 || len == 0 {
         return Ok(Vec::new());
     }
-    if len < 0 || len as usize > MAX_SOCKADDR_LEN {
-        return Err(libc::EINVAL);
-    }
-    let mut name = vec![0u8; len as usize];
-    sys::read_memory(call.notif.pid, ptr, &mut name).map_err(|e| errno_of(&e))?;
-    Ok(name)
+    call.copy_sockaddr(ptr, len).map_err(|(errno, _)| errno)
 }
 
 /// Copies what a `msghdr` points at, with the kernel's limits and errnos (data stays in the
