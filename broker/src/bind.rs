@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
-use crate::caller::{as_caller, Caller};
+use crate::caller::as_thread;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::sys::{self, Become, SocketKind};
@@ -62,7 +62,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
                     out.decided(r.decision, r.failure, r.reply)
                 }));
             }
-            decide_and_perform(call, out, sock.as_fd(), target, &addr)
+            decide_and_perform(call, out, target, || perform(sock.as_fd(), &addr))
         }
         libc::AF_INET | libc::AF_INET6 => {
             let Some(target) = inet_bind_target(&addr, kind, proto) else {
@@ -72,38 +72,28 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
                 return Step::Done(out.decided(None, "bad-address", reply));
             };
             let target = jail_translate(call, target, &mut addr);
-            decide_and_perform(call, out, sock.as_fd(), target, &addr)
+            decide_and_perform(call, out, target, || perform(sock.as_fd(), &addr))
         }
         _ => {
             // Another family (netlink, say, when the policy lists it): decided by the default,
             // and performed as the caller, with its capabilities, not the broker's.
             let target = Target::OtherFamily(kind.family);
-            out.endpoint = target.to_string();
-            let decision = call.sandbox.policy.evaluate(&Request {
-                op: Op::Bind,
-                target,
-            });
-            let reply = match decision.verdict {
-                Verdict::Deny { errno } => Reply::Errno(errno),
-                Verdict::Allow => match Caller::read(call.notif.pid) {
-                    Ok(who) => {
-                        as_caller(&who.identity, Become::Full, || perform(sock.as_fd(), &addr))
-                            .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
-                    }
-                    Err(e) => Reply::Errno(errno_of(&e)),
-                },
-            };
-            Step::Done(out.decided(Some(decision), "", reply))
+            decide_and_perform(call, out, target, || {
+                as_thread(call.notif.pid, Become::Full, || {
+                    perform(sock.as_fd(), &addr)
+                })
+                .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
+            })
         }
     }
 }
 
+/// Decides a bind to `target` and, when allowed, runs `perform`.
 fn decide_and_perform(
     call: &Call,
     mut out: Outcome,
-    sock: BorrowedFd<'_>,
     target: Target,
-    addr: &[u8],
+    perform: impl FnOnce() -> Reply,
 ) -> Step {
     out.endpoint = target.to_string();
     let decision = call.sandbox.policy.evaluate(&Request {
@@ -112,7 +102,7 @@ fn decide_and_perform(
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
-        Verdict::Allow => perform(sock, addr),
+        Verdict::Allow => perform(),
     };
     Step::Done(out.decided(Some(decision), "", reply))
 }
@@ -234,13 +224,10 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         let reply = if kind.family == libc::AF_UNIX {
             // A unix listener records who listens (SO_PEERCRED of accepted connections):
             // the caller, not the broker.
-            match Caller::read(call.notif.pid) {
-                Ok(who) => as_caller(&who.identity, Become::Full, || {
-                    listen(sock.as_fd(), backlog)
-                })
-                .unwrap_or_else(|e| Reply::Errno(errno_of(&e))),
-                Err(e) => Reply::Errno(errno_of(&e)),
-            }
+            as_thread(call.notif.pid, Become::Full, || {
+                listen(sock.as_fd(), backlog)
+            })
+            .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
         } else {
             listen(sock.as_fd(), backlog)
         };

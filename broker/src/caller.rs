@@ -109,6 +109,16 @@ pub(crate) fn as_caller<T: Send>(
     })
 }
 
+/// [`as_caller`] for the caller `tid`, whose identity is read first.
+pub(crate) fn as_thread<T: Send>(
+    tid: u32,
+    how: Become,
+    work: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
+    let who = Caller::read(tid)?;
+    as_caller(&who.identity, how, work)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

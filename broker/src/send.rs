@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
-use crate::caller::{as_caller, Caller};
+use crate::caller::{as_thread, Caller};
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
@@ -365,11 +365,7 @@ fn deliver(
     if matches!(kind.family, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX) {
         return deliver_here(call, sock, kind, name, message, flags);
     }
-    let who = match Caller::read(call.notif.pid) {
-        Ok(c) => c,
-        Err(e) => return Sent::failed(errno_of(&e), "no-identity"),
-    };
-    as_caller(&who.identity, Become::Full, || {
+    as_thread(call.notif.pid, Become::Full, || {
         deliver_here(call, sock, kind, name, message, flags)
     })
     .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
