@@ -13,6 +13,8 @@ pub struct DecisionEvent<'a> {
     pub sandbox: SandboxId,
     /// The sandbox's human name.
     pub name: &'a str,
+    /// The OCI container id, or empty for a sandbox that is not a container.
+    pub container: &'a str,
     /// Thread id of the caller.
     pub pid: u32,
     /// Executable of the caller (best effort).
@@ -38,6 +40,7 @@ pub fn decision(e: &DecisionEvent<'_>) {
         target: TARGET,
         sandbox = %e.sandbox,
         name = e.name,
+        container = e.container,
         pid = e.pid,
         program = e.program,
         op = e.op,
@@ -63,7 +66,51 @@ pub fn registered(sandbox: SandboxId, name: &str, pid: i32, policy: &str, peer_u
     );
 }
 
+/// Emits the event of a container process joining the broker through the OCI agent socket.
+/// `peer_uid` is the runtime's.
+pub fn container_registered(
+    sandbox: SandboxId,
+    container: &str,
+    status: &str,
+    pid: i32,
+    policy: &str,
+    peer_uid: i64,
+) {
+    tracing::info!(
+        target: TARGET,
+        sandbox = %sandbox,
+        name = container,
+        container,
+        status,
+        pid,
+        policy,
+        peer_uid,
+        "sandbox registered"
+    );
+}
+
+/// Emits the event of a runtime connection refused on the OCI agent socket: `reason` is a
+/// short token (`no-fd`, `bad-json`, `unknown-policy`...), `detail` a sentence. The container
+/// (when known) gets `ENOSYS` from its notified calls: its listener was closed.
+pub fn container_refused(
+    container: &str,
+    reason: &str,
+    detail: &str,
+    peer_pid: i64,
+    peer_uid: i64,
+) {
+    tracing::warn!(
+        target: TARGET,
+        container,
+        reason,
+        detail,
+        peer_pid,
+        peer_uid,
+        "container refused"
+    );
+}
+
 /// Emits the event of a sandbox leaving (every confined task has exited).
-pub fn retired(sandbox: SandboxId, name: &str, decisions: u64) {
-    tracing::info!(target: TARGET, sandbox = %sandbox, name, decisions, "sandbox retired");
+pub fn retired(sandbox: SandboxId, name: &str, container: &str, decisions: u64) {
+    tracing::info!(target: TARGET, sandbox = %sandbox, name, container, decisions, "sandbox retired");
 }

@@ -153,7 +153,12 @@ pub(crate) fn start(
         .stack_size(RECEIVER_STACK)
         .spawn(move || {
             receive(&sandbox, &runtime);
-            audit::retired(sandbox.id, &sandbox.name, sandbox.decisions());
+            audit::retired(
+                sandbox.id,
+                &sandbox.name,
+                sandbox.container.as_deref().unwrap_or(""),
+                sandbox.decisions(),
+            );
             on_exit();
         })?;
     Ok(())
@@ -262,6 +267,7 @@ fn finish(call: &Call, outcome: Outcome) {
     audit::decision(&audit::DecisionEvent {
         sandbox: call.sandbox.id,
         name: &call.sandbox.name,
+        container: call.sandbox.container.as_deref().unwrap_or(""),
         pid: call.notif.pid,
         program: &program,
         op: outcome.op,

@@ -26,6 +26,7 @@ mod decode;
 mod handler;
 pub mod logging;
 mod msg;
+pub mod oci;
 mod sandbox;
 mod send;
 mod server;
@@ -86,6 +87,29 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
+        self.add(name, None, pid, policy, listener)
+    }
+
+    /// As [`Broker::register`], for a process of the OCI container `container`: the sandbox
+    /// is named after the container, and its audit events carry the container's id.
+    pub fn register_container(
+        self: &Arc<Self>,
+        container: &str,
+        pid: i32,
+        policy: Policy,
+        listener: OwnedFd,
+    ) -> Result<SandboxId, RegisterError> {
+        self.add(container, Some(container), pid, policy, listener)
+    }
+
+    fn add(
+        self: &Arc<Self>,
+        name: &str,
+        container: Option<&str>,
+        pid: i32,
+        policy: Policy,
+        listener: OwnedFd,
+    ) -> Result<SandboxId, RegisterError> {
         let what = sys::fd_kind(listener.as_fd());
         if what != sys::SECCOMP_LISTENER_KIND {
             return Err(RegisterError::NotAListener(what));
@@ -97,6 +121,7 @@ impl Broker {
         let sandbox = Arc::new(Sandbox::new(
             id,
             name.to_string(),
+            container.map(str::to_string),
             pid,
             Arc::new(policy),
             listener,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use netjail_broker::logging::{self, LogFormat};
+use netjail_broker::oci::{self, OciConfig};
 use netjail_broker::Broker;
 
 /// The netjail broker: decides the network calls of confined processes.
@@ -14,6 +15,18 @@ struct Args {
     /// Registration socket (SOCK_SEQPACKET, mode 0660).
     #[arg(long, default_value = "/run/netjail/broker.sock")]
     socket: PathBuf,
+    /// Also be the OCI seccomp agent on this socket (SOCK_STREAM, mode 0660): runc and crun
+    /// send it a container's listener when the bundle's `linux.seccomp.listenerPath` names it.
+    #[arg(long)]
+    oci_socket: Option<PathBuf>,
+    /// Directory of policy files `NAME.toml`, for containers that name a policy that is not a
+    /// built-in.
+    #[arg(long, default_value = "/etc/netjail/policies")]
+    policies: PathBuf,
+    /// Policy of a container whose bundle names none (by default such a container is refused
+    /// and its network calls fail).
+    #[arg(long, requires = "oci_socket")]
+    oci_default_policy: Option<String>,
     /// Log and audit format: human or json.
     #[arg(long, default_value = "human")]
     log_format: LogFormat,
@@ -30,19 +43,43 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // The OCI socket first: once the registration socket answers, both do.
+    let oci_listener = match &args.oci_socket {
+        Some(path) => {
+            let l = oci::bind_oci_socket(path)
+                .with_context(|| format!("cannot listen on {}", path.display()))?;
+            tracing::info!(socket = %path.display(), policies = %args.policies.display(), "OCI seccomp agent listening");
+            Some(l)
+        }
+        None => None,
+    };
     let listener = netjail_broker::bind_socket(&args.socket)
         .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
     tracing::info!(socket = %args.socket.display(), "netjaild listening");
     let broker = Broker::new();
+    let oci_config = std::sync::Arc::new(OciConfig {
+        policies_dir: args.policies.clone(),
+        default_policy: args.oci_default_policy.clone(),
+    });
+    let oci_serve = async {
+        match oci_listener {
+            Some(l) => oci::serve_oci(broker.clone(), l, oci_config).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let result = tokio::select! {
         r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
+        r = oci_serve => r.context("accept on the OCI socket failed"),
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
     };
     // Leaving closes every listener: pending and later calls of the sandboxes fail (fail closed).
     let _ = std::fs::remove_file(&args.socket);
+    if let Some(path) = &args.oci_socket {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!(sandboxes = broker.sandbox_count(), "netjaild stopping");
     result
 }

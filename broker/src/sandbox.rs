@@ -20,6 +20,8 @@ pub struct Sandbox {
     pub id: SandboxId,
     /// Human name given at registration.
     pub name: String,
+    /// The OCI container id, for a sandbox registered by a container runtime.
+    pub container: Option<String>,
     /// Pid of the confined process as the registering client saw it.
     pub pid: i32,
     /// The policy every call is decided by.
@@ -33,6 +35,7 @@ impl Sandbox {
     pub(crate) fn new(
         id: SandboxId,
         name: String,
+        container: Option<String>,
         pid: i32,
         policy: Arc<Policy>,
         listener: OwnedFd,
@@ -40,6 +43,7 @@ impl Sandbox {
         Sandbox {
             id,
             name,
+            container,
             pid,
             policy,
             listener,
