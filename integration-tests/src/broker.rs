@@ -39,11 +39,30 @@ impl Broker {
     /// Starts the broker and waits (at most 10 s) until its registration socket accepts a
     /// `SOCK_SEQPACKET` connection. Panics with its stderr if it does not come up.
     pub fn start() -> Broker {
+        Broker::start_with(&[], |_| Vec::new())
+    }
+
+    /// As [`Broker::start`], with `netjaild` run through `prefix` (`setpriv ...` to run it as
+    /// another user; the temporary directory is then made theirs by the caller through `dir`)
+    /// and with extra arguments made from the temporary directory by `extra`.
+    pub fn start_with(
+        prefix: &[&str],
+        extra: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+    ) -> Broker {
         let dir = TempDir::new();
         let socket = dir.path().join("broker.sock");
         let control = dir.path().join("control.sock");
-        let mut cmd = Command::new(netjaild_bin());
+        let extra = extra(dir.path());
+        let mut cmd = match prefix.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(netjaild_bin());
+                c
+            }
+            None => Command::new(netjaild_bin()),
+        };
         cmd.arg("--socket").arg(&socket);
+        cmd.args(extra);
         if has_control_option() {
             cmd.arg("--control").arg(&control);
         }

@@ -346,6 +346,16 @@ pub fn seqpacket_connect(path: &std::path::Path) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
+/// `pipe2(O_CLOEXEC)`: the read end and the write end.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array it is given, which has room for them.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// `kill(pid, sig)`.
 pub fn kill(pid: i32, sig: libc::c_int) -> Result<(), Errno> {
     // SAFETY: kill takes no pointers.
