@@ -82,68 +82,192 @@ pub struct Program {
     pub instructions: Vec<libc::sock_filter>,
 }
 
-fn deny(errno: i32) -> ScmpAction {
-    ScmpAction::Errno(errno)
+/// What a [`Rule`] does when it matches. Calls that no rule matches are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `SECCOMP_RET_USER_NOTIF`: the broker decides.
+    Notify,
+    /// `SECCOMP_RET_ERRNO`: the call fails with this errno (positive, e.g. `libc::EPERM`).
+    Errno(i32),
 }
 
-fn arg(index: u32, op: ScmpCompareOp, datum: u64) -> ScmpArgCompare {
-    ScmpArgCompare::new(index, op, datum)
+/// How an argument is compared, as libseccomp's `SCMP_CMP_*` (all unsigned 64-bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `arg == value`.
+    Eq,
+    /// `arg != value`.
+    Ne,
+    /// `arg < value`.
+    Lt,
+    /// `arg <= value`.
+    Le,
+    /// `arg > value`.
+    Gt,
+    /// `arg >= value`.
+    Ge,
+    /// `arg & mask == value`.
+    MaskedEq(u64),
 }
 
-/// Builds the filter context for `policy` (native architecture only).
-pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
-    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)?;
-    ctx.set_act_badarch(ScmpAction::KillProcess)?;
-    for name in NOTIFIED_SYSCALLS {
-        ctx.add_rule(ScmpAction::Notify, ScmpSyscall::from_name(name)?)?;
+/// One comparison of a system call argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ArgCmp {
+    /// The argument, from 0.
+    pub index: u32,
+    /// The comparison.
+    pub op: CmpOp,
+    /// The value compared with (after the mask for [`CmpOp::MaskedEq`]).
+    pub value: u64,
+}
+
+impl ArgCmp {
+    /// `arg[index] == value`.
+    pub fn eq(index: u32, value: u64) -> ArgCmp {
+        ArgCmp {
+            index,
+            op: CmpOp::Eq,
+            value,
+        }
     }
-    for name in DENIED_SYSCALLS {
-        ctx.add_rule(deny(libc::EPERM), ScmpSyscall::from_name(name)?)?;
+
+    /// `arg[index] & mask == value`.
+    pub fn masked_eq(index: u32, mask: u64, value: u64) -> ArgCmp {
+        ArgCmp {
+            index,
+            op: CmpOp::MaskedEq(mask),
+            value,
+        }
+    }
+
+    /// `arg[index] op value`.
+    pub fn new(index: u32, op: CmpOp, value: u64) -> ArgCmp {
+        ArgCmp { index, op, value }
+    }
+
+    /// Whether the comparison holds for the argument value `arg`.
+    pub fn matches(&self, arg: u64) -> bool {
+        match self.op {
+            CmpOp::Eq => arg == self.value,
+            CmpOp::Ne => arg != self.value,
+            CmpOp::Lt => arg < self.value,
+            CmpOp::Le => arg <= self.value,
+            CmpOp::Gt => arg > self.value,
+            CmpOp::Ge => arg >= self.value,
+            CmpOp::MaskedEq(mask) => arg & mask == self.value,
+        }
+    }
+
+    fn to_libseccomp(self) -> ScmpArgCompare {
+        let op = match self.op {
+            CmpOp::Eq => ScmpCompareOp::Equal,
+            CmpOp::Ne => ScmpCompareOp::NotEqual,
+            CmpOp::Lt => ScmpCompareOp::Less,
+            CmpOp::Le => ScmpCompareOp::LessOrEqual,
+            CmpOp::Gt => ScmpCompareOp::Greater,
+            CmpOp::Ge => ScmpCompareOp::GreaterEqual,
+            CmpOp::MaskedEq(mask) => ScmpCompareOp::MaskedEqual(mask),
+        };
+        ScmpArgCompare::new(self.index, op, self.value)
+    }
+}
+
+/// One rule of the filter: when `syscall` is made and every comparison of `args` holds
+/// (always, with none), take `action`. A rule compares each argument at most once
+/// (libseccomp refuses more).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// The system call, by its name in libseccomp's tables.
+    pub syscall: &'static str,
+    /// What happens.
+    pub action: Action,
+    /// The conditions, all of which must hold.
+    pub args: Vec<ArgCmp>,
+}
+
+impl Rule {
+    /// An unconditional rule.
+    pub fn always(syscall: &'static str, action: Action) -> Rule {
+        Rule {
+            syscall,
+            action,
+            args: Vec::new(),
+        }
+    }
+
+    /// A conditional rule.
+    pub fn when(syscall: &'static str, action: Action, args: &[ArgCmp]) -> Rule {
+        Rule {
+            syscall,
+            action,
+            args: args.to_vec(),
+        }
+    }
+
+    /// Whether the rule matches a call with these six arguments.
+    pub fn matches(&self, args: &[u64; 6]) -> bool {
+        self.args
+            .iter()
+            .all(|cmp| cmp.matches(args[cmp.index as usize]))
+    }
+}
+
+fn deny(errno: i32) -> Action {
+    Action::Errno(errno)
+}
+
+/// The whole rule set of `policy`'s filter, in the order it is given to libseccomp: the one
+/// source of truth for [`context`] (and so for `netjail run`) and for the `linux.seccomp`
+/// object of `netjail oci seccomp`. Fails when a system call name is unknown to libseccomp
+/// on this architecture (a runtime would skip such a rule silently).
+pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
+    let mut rules = Vec::new();
+    for &name in NOTIFIED_SYSCALLS {
+        rules.push(Rule::always(name, Action::Notify));
+    }
+    for &name in DENIED_SYSCALLS {
+        rules.push(Rule::always(name, deny(libc::EPERM)));
     }
     // A second listener would let the sandbox answer CONTINUE to its own calls. The op and the
     // flags are 32-bit in the kernel: compare only the low half so high garbage cannot hide.
-    ctx.add_rule_conditional(
+    rules.push(Rule::when(
+        "seccomp",
         deny(libc::EPERM),
-        ScmpSyscall::from_name("seccomp")?,
         &[
-            arg(
-                0,
-                ScmpCompareOp::MaskedEqual(0xffff_ffff),
-                u64::from(libc::SECCOMP_SET_MODE_FILTER),
-            ),
-            arg(
+            ArgCmp::masked_eq(0, 0xffff_ffff, u64::from(libc::SECCOMP_SET_MODE_FILTER)),
+            ArgCmp::masked_eq(
                 1,
-                ScmpCompareOp::MaskedEqual(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER),
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
                 libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
             ),
         ],
-    )?;
+    ));
     // sendto(fd, buf, len, flags, dest, destlen): a NULL destination sends on a connected
     // socket, which the kernel may do alone; a destination is the broker's to decide (rule
     // L3), and so is TCP Fast Open (`MSG_FASTOPEN` with a destination), decided as a connect.
     // With a NULL destination MSG_FASTOPEN reaches nobody: the kernel answers EINVAL or
     // EISCONN. The pointer is 64 bits wide: any bit set is a destination.
-    ctx.add_rule_conditional(
-        ScmpAction::Notify,
-        ScmpSyscall::from_name("sendto")?,
-        &[arg(4, ScmpCompareOp::NotEqual, 0)],
-    )?;
+    rules.push(Rule::when(
+        "sendto",
+        Action::Notify,
+        &[ArgCmp::new(4, CmpOp::Ne, 0)],
+    ));
     // Level and name are ints: compare the low 32 bits only, so that high garbage (which the
     // kernel drops) cannot slip a refused option past an exact 64-bit comparison.
     for &(level, name, _) in REFUSED_SOCKOPTS {
-        ctx.add_rule_conditional(
+        rules.push(Rule::when(
+            "setsockopt",
             deny(libc::EPERM),
-            ScmpSyscall::from_name("setsockopt")?,
             &[
-                arg(1, ScmpCompareOp::MaskedEqual(0xffff_ffff), level as u64),
-                arg(2, ScmpCompareOp::MaskedEqual(0xffff_ffff), name as u64),
+                ArgCmp::masked_eq(1, 0xffff_ffff, level as u64),
+                ArgCmp::masked_eq(2, 0xffff_ffff, name as u64),
             ],
-        )?;
+        ));
     }
     // New network or user namespaces: by flag bit in clone and unshare, unless the policy
     // grants the kind (`namespaces = [...]`); clone3 carries its flags in memory, out of the
     // filter's sight, so it answers ENOSYS and the C libraries fall back to clone, where the
-    // flags are visible. setns (joining a namespace) is in `hardening::add_rules`.
+    // flags are visible. setns (joining a namespace) is in `hardening::rules`.
     let granted = policy.confinement().namespaces();
     for (bit, allowed) in [
         (libc::CLONE_NEWNET as u64, granted.net),
@@ -153,38 +277,71 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
             continue;
         }
         for name in ["clone", "unshare"] {
-            ctx.add_rule_conditional(
+            rules.push(Rule::when(
+                name,
                 deny(libc::EPERM),
-                ScmpSyscall::from_name(name)?,
-                &[arg(0, ScmpCompareOp::MaskedEqual(bit), bit)],
-            )?;
+                &[ArgCmp::masked_eq(0, bit, bit)],
+            ));
         }
     }
-    ctx.add_rule(deny(libc::ENOSYS), ScmpSyscall::from_name("clone3")?)?;
-    crate::hardening::add_rules(&mut ctx, policy)?;
+    rules.push(Rule::always("clone3", deny(libc::ENOSYS)));
+    rules.extend(crate::hardening::rules(policy));
     for name in ["socket", "socketpair"] {
-        socket_rules(&mut ctx, ScmpSyscall::from_name(name)?, policy.sockets())?;
+        socket_rules(&mut rules, name, policy.sockets());
     }
+    let mut checked = std::collections::HashSet::new();
+    for rule in &rules {
+        if checked.insert(rule.syscall) {
+            ScmpSyscall::from_name(rule.syscall)?;
+        }
+    }
+    Ok(rules)
+}
+
+/// Adds `rules` to `ctx`, in order.
+pub fn apply(ctx: &mut ScmpFilterContext, rules: &[Rule]) -> Result<(), FilterError> {
+    for rule in rules {
+        let action = match rule.action {
+            Action::Notify => ScmpAction::Notify,
+            Action::Errno(errno) => ScmpAction::Errno(errno),
+        };
+        let call = ScmpSyscall::from_name(rule.syscall)?;
+        if rule.args.is_empty() {
+            ctx.add_rule(action, call)?;
+        } else {
+            let args: Vec<ScmpArgCompare> = rule.args.iter().map(|a| a.to_libseccomp()).collect();
+            ctx.add_rule_conditional(action, call, &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the filter context for `policy` (native architecture only): default action
+/// `Allow`, other architectures (and x32) `KillProcess`, then [`rules`].
+pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
+    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)?;
+    ctx.set_act_badarch(ScmpAction::KillProcess)?;
+    apply(&mut ctx, &rules(policy)?)?;
     Ok(ctx)
 }
 
 /// Refuses every (family, type) that the allow-list does not name: each refused family by
 /// value, any value above [`MAX_FAMILY`] (high bits included), and in an allowed family each
 /// type it does not list.
-fn socket_rules(
-    ctx: &mut ScmpFilterContext,
-    call: ScmpSyscall,
-    allowed: &[SocketRule],
-) -> Result<(), FilterError> {
+fn socket_rules(out: &mut Vec<Rule>, call: &'static str, allowed: &[SocketRule]) {
     let refuse = deny(libc::EAFNOSUPPORT);
-    ctx.add_rule_conditional(refuse, call, &[arg(0, ScmpCompareOp::Greater, MAX_FAMILY)])?;
+    out.push(Rule::when(
+        call,
+        refuse,
+        &[ArgCmp::new(0, CmpOp::Gt, MAX_FAMILY)],
+    ));
     for family in 0..=MAX_FAMILY {
         let rules: Vec<&SocketRule> = allowed
             .iter()
             .filter(|r| r.family as u64 == family)
             .collect();
         if rules.is_empty() {
-            ctx.add_rule_conditional(refuse, call, &[arg(0, ScmpCompareOp::Equal, family)])?;
+            out.push(Rule::when(call, refuse, &[ArgCmp::eq(0, family)]));
             continue;
         }
         if rules.iter().any(|r| r.sock_type.is_none()) {
@@ -197,20 +354,19 @@ fn socket_rules(
                 .filter(|r| r.sock_type == Some(ty as i32))
                 .collect();
             if !of_type.is_empty() {
-                protocol_rules(ctx, call, family, ty, &of_type)?;
+                protocol_rules(out, call, family, ty, &of_type);
                 continue;
             }
-            ctx.add_rule_conditional(
-                deny(libc::EPERM),
+            out.push(Rule::when(
                 call,
+                deny(libc::EPERM),
                 &[
-                    arg(0, ScmpCompareOp::Equal, family),
-                    arg(1, ScmpCompareOp::MaskedEqual(SOCK_TYPE_MASK), ty),
+                    ArgCmp::eq(0, family),
+                    ArgCmp::masked_eq(1, SOCK_TYPE_MASK, ty),
                 ],
-            )?;
+            ));
         }
     }
-    Ok(())
 }
 
 /// In the IP families, `stream` means TCP and `dgram` means UDP: any other protocol of those
@@ -221,14 +377,14 @@ fn socket_rules(
 /// type's default) passes with the default; every value not allowed, high bits included, is
 /// EPERM.
 fn protocol_rules(
-    ctx: &mut ScmpFilterContext,
-    call: ScmpSyscall,
+    out: &mut Vec<Rule>,
+    call: &'static str,
     family: u64,
     ty: u64,
     rules: &[&SocketRule],
-) -> Result<(), FilterError> {
-    if call != ScmpSyscall::from_name("socket")? {
-        return Ok(()); // socketpair: unix only, where the protocol is always 0
+) {
+    if call != "socket" {
+        return; // socketpair: unix only, where the protocol is always 0
     }
     let inet = family == libc::AF_INET as u64 || family == libc::AF_INET6 as u64;
     let default = match ty as i32 {
@@ -243,7 +399,7 @@ fn protocol_rules(
                 allowed.insert(0);
                 allowed.insert(d);
             }
-            (None, None) => return Ok(()), // any protocol
+            (None, None) => return, // any protocol
             (Some(p), d) => {
                 allowed.insert(p as u64);
                 if d == Some(p as u64) {
@@ -253,28 +409,31 @@ fn protocol_rules(
         }
     }
     let Some(&max) = allowed.iter().next_back() else {
-        return Ok(());
+        return;
     };
     let same = [
-        arg(0, ScmpCompareOp::Equal, family),
-        arg(1, ScmpCompareOp::MaskedEqual(SOCK_TYPE_MASK), ty),
+        ArgCmp::eq(0, family),
+        ArgCmp::masked_eq(1, SOCK_TYPE_MASK, ty),
     ];
-    let refused = std::iter::once(arg(2, ScmpCompareOp::Greater, max)).chain(
+    let refused = std::iter::once(ArgCmp::new(2, CmpOp::Gt, max)).chain(
         (0..max)
             .filter(|p| !allowed.contains(p))
-            .map(|protocol| arg(2, ScmpCompareOp::Equal, protocol)),
+            .map(|protocol| ArgCmp::eq(2, protocol)),
     );
     for cmp in refused {
         let mut conds = same.to_vec();
         conds.push(cmp);
-        ctx.add_rule_conditional(deny(libc::EPERM), call, &conds)?;
+        out.push(Rule::when(call, deny(libc::EPERM), &conds));
     }
-    Ok(())
 }
 
 /// Compiles `policy` to a BPF program.
 pub fn compile(policy: &Policy) -> Result<Program, FilterError> {
-    let ctx = context(policy)?;
+    export(&context(policy)?)
+}
+
+/// Exports the BPF program of a filter context.
+pub fn export(ctx: &ScmpFilterContext) -> Result<Program, FilterError> {
     // libseccomp 2.5 exports to an fd only.
     let mut file = memfd()?;
     ctx.export_bpf(&file)?;
@@ -303,7 +462,7 @@ fn memfd() -> std::io::Result<std::fs::File> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn policy(src: &str) -> Policy {
@@ -317,6 +476,119 @@ mod tests {
             let prog = compile(&p).unwrap();
             assert!(prog.instructions.len() > 20, "{name}: too short");
         }
+    }
+
+    /// Policies that between them reach every branch of [`rules`].
+    pub(crate) const RICH_POLICIES: &[(&str, &str)] = &[
+        (
+            "rich",
+            "name = \"rich\"\n[sockets]\nallow = [\"unix:*\", \"inet:stream\", \
+             \"inet:dgram:udplite\", \"inet6:stream:mptcp\", \"inet6:dgram\", \"netlink:raw\", \
+             \"packet:*\", \"vsock:seqpacket\", \"inet:raw:icmp\", \"inet6:raw:icmpv6\"]\n",
+        ),
+        (
+            "opts",
+            "name = \"t\"\nioctl = \"safe-list\"\nfcntl_setown = false\n\
+             namespaces = [\"net\", \"user\"]\n",
+        ),
+        (
+            "net",
+            "name = \"t\"\nnamespaces = [\"net\"]\nfcntl_setown = false\n",
+        ),
+        (
+            "user",
+            "name = \"t\"\nnamespaces = [\"user\"]\nkeep_capabilities = [\"CAP_NET_RAW\"]\n",
+        ),
+        ("nosock", "name = \"t\"\n[sockets]\nallow = []\n"),
+    ];
+
+    fn fnv1a64(prog: &Program) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for i in &prog.instructions {
+            let bytes = i.code.to_ne_bytes().into_iter().chain([i.jt, i.jf]);
+            for b in bytes.chain(i.k.to_ne_bytes()) {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        hash
+    }
+
+    /// The programs compiled before the rules became data (issue 4), with libseccomp 2.5.4 on
+    /// x86_64: length and FNV-1a of the instructions. A change here is a change of the filter:
+    /// update the table only on purpose.
+    #[test]
+    fn issue_4_rules_as_data_compile_to_the_same_programs() {
+        let version = libseccomp::ScmpVersion::current().unwrap();
+        let native = libseccomp::ScmpArch::native();
+        if (version.major, version.minor, version.micro) != (2, 5, 4)
+            || native != libseccomp::ScmpArch::X8664
+        {
+            let why = format!(
+                "golden programs are for libseccomp 2.5.4 on x86_64, have {version:?} {native:?}"
+            );
+            assert!(
+                std::env::var("NETJAIL_STRICT").as_deref() != Ok("1"),
+                "{why}"
+            );
+            eprintln!("SKIP issue_4_rules_as_data_compile_to_the_same_programs: {why}");
+            return;
+        }
+        let golden: &[(&str, usize, u64)] = &[
+            ("allow-all", 458, 0xefa5_6734_2b36_417b),
+            ("deny-all", 458, 0xefa5_6734_2b36_417b),
+            ("loopback-only", 458, 0xefa5_6734_2b36_417b),
+            ("rich", 1002, 0xd199_89e2_f677_4524),
+            ("opts", 972, 0x2ad6_8e91_9b42_580a),
+            ("net", 562, 0x9d69_05e3_182d_3974),
+            ("user", 552, 0x30ab_9436_23cd_8271),
+            ("nosock", 225, 0xd441_3b86_6325_99f0),
+        ];
+        for &(name, len, hash) in golden {
+            let src = netjail_policy::builtin(name)
+                .unwrap_or_else(|| RICH_POLICIES.iter().find(|(n, _)| *n == name).unwrap().1);
+            let prog = compile(&policy(src)).unwrap();
+            assert_eq!(
+                (prog.instructions.len(), fnv1a64(&prog)),
+                (len, hash),
+                "{name}: the program changed"
+            );
+        }
+    }
+
+    #[test]
+    fn rules_name_known_calls_and_never_notify_write() {
+        for src in netjail_policy::builtin_names()
+            .iter()
+            .map(|n| netjail_policy::builtin(n).unwrap())
+            .chain(RICH_POLICIES.iter().map(|(_, s)| *s))
+        {
+            let rules = rules(&policy(src)).unwrap();
+            assert!(rules.len() > 60);
+            for rule in &rules {
+                assert!(ScmpSyscall::from_name(rule.syscall).is_ok(), "{rule:?}");
+                assert!(!(rule.syscall == "write" && rule.action == Action::Notify));
+                let mut seen = [false; 6];
+                for cmp in &rule.args {
+                    assert!(
+                        !std::mem::replace(&mut seen[cmp.index as usize], true),
+                        "{rule:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arg_cmp_matches_like_libseccomp() {
+        let c = |op, value| ArgCmp::new(0, op, value);
+        assert!(c(CmpOp::Eq, 5).matches(5) && !c(CmpOp::Eq, 5).matches(6));
+        assert!(c(CmpOp::Ne, 0).matches(1 << 40) && !c(CmpOp::Ne, 0).matches(0));
+        assert!(c(CmpOp::Lt, 5).matches(4) && !c(CmpOp::Lt, 5).matches(5));
+        assert!(c(CmpOp::Le, 5).matches(5) && !c(CmpOp::Le, 5).matches(6));
+        assert!(c(CmpOp::Gt, 63).matches(u64::MAX) && !c(CmpOp::Gt, 63).matches(63));
+        assert!(c(CmpOp::Ge, 5).matches(5) && !c(CmpOp::Ge, 5).matches(4));
+        let m = ArgCmp::masked_eq(0, 0xf, 1);
+        assert!(m.matches(0x801) && !m.matches(0x802));
     }
 
     #[test]

@@ -20,10 +20,9 @@
 //! outside the list with aligned blocks, each one masked comparison (`(arg & mask) == value`),
 //! all with the same action, so that their order does not matter.
 
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use netjail_policy::{IoctlMode, Policy};
 
-use crate::filter::FilterError;
+use crate::filter::{Action, ArgCmp, Rule};
 
 /// The low 32 bits of an argument.
 const LOW32: u64 = 0xffff_ffff;
@@ -160,47 +159,46 @@ pub const SETOWN_FCNTLS: &[(u32, &str)] = &[(8, "F_SETOWN"), (15, "F_SETOWN_EX")
 /// The `ioctl` spellings of `F_SETOWN` on sockets, refused with it (rule J7).
 pub const SETOWN_IOCTLS: &[(u32, &str)] = &[(0x8901, "FIOSETOWN"), (0x8902, "SIOCSPGRP")];
 
-fn refuse() -> ScmpAction {
-    ScmpAction::Errno(libc::EPERM)
+fn refuse() -> Action {
+    Action::Errno(libc::EPERM)
 }
 
-fn low32_is(index: u32, value: u32) -> ScmpArgCompare {
-    ScmpArgCompare::new(index, ScmpCompareOp::MaskedEqual(LOW32), u64::from(value))
+fn low32_is(index: u32, value: u32) -> ArgCmp {
+    ArgCmp::masked_eq(index, LOW32, u64::from(value))
 }
 
-/// Adds the rules of this module for `policy` to a filter whose default action is `Allow`.
-pub fn add_rules(ctx: &mut ScmpFilterContext, policy: &Policy) -> Result<(), FilterError> {
+/// The rules of this module for `policy`, for a filter whose default action is `Allow`.
+pub fn rules(policy: &Policy) -> Vec<Rule> {
+    let mut out = Vec::new();
     let confinement = policy.confinement();
-    let ioctl = ScmpSyscall::from_name("ioctl")?;
     match confinement.ioctl() {
         // The complement of the safe list holds the interface and setown requests too.
         IoctlMode::SafeList => {
             let safe: Vec<u32> = SAFE_IOCTLS.iter().map(|&(r, _)| r).collect();
-            refuse_all_but(ctx, ioctl, 1, &safe)?;
+            refuse_all_but(&mut out, "ioctl", 1, &safe);
         }
         IoctlMode::Any => {
             for &(request, _) in INTERFACE_IOCTLS {
-                ctx.add_rule_conditional(refuse(), ioctl, &[low32_is(1, request)])?;
+                out.push(Rule::when("ioctl", refuse(), &[low32_is(1, request)]));
             }
             for &(mask, value, _) in INTERFACE_IOCTL_RANGES {
-                let cmp =
-                    ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(mask.into()), value.into());
-                ctx.add_rule_conditional(refuse(), ioctl, &[cmp])?;
+                let cmp = ArgCmp::masked_eq(1, mask.into(), value.into());
+                out.push(Rule::when("ioctl", refuse(), &[cmp]));
             }
             if !confinement.fcntl_setown() {
                 for &(request, _) in SETOWN_IOCTLS {
-                    ctx.add_rule_conditional(refuse(), ioctl, &[low32_is(1, request)])?;
+                    out.push(Rule::when("ioctl", refuse(), &[low32_is(1, request)]));
                 }
             }
         }
     }
     if !confinement.fcntl_setown() {
-        let fcntl = ScmpSyscall::from_name("fcntl")?;
         for &(cmd, _) in SETOWN_FCNTLS {
-            ctx.add_rule_conditional(refuse(), fcntl, &[low32_is(1, cmd)])?;
+            out.push(Rule::when("fcntl", refuse(), &[low32_is(1, cmd)]));
         }
     }
-    setns_rules(ctx, policy)
+    setns_rules(&mut out, policy);
+    out
 }
 
 /// `setns(fd, nstype)` joins an existing namespace. Refused outright unless the policy grants
@@ -211,8 +209,7 @@ pub fn add_rules(ctx: &mut ScmpFilterContext, policy: &Policy) -> Result<(), Fil
 /// `CAP_SYS_ADMIN` over the target namespace, which the sandbox has only in namespaces of its
 /// own making: the capabilities of the namespace it started in are dropped, and Landlock keeps
 /// it from opening other processes' `/proc/PID/ns/*`.
-fn setns_rules(ctx: &mut ScmpFilterContext, policy: &Policy) -> Result<(), FilterError> {
-    let setns = ScmpSyscall::from_name("setns")?;
+fn setns_rules(out: &mut Vec<Rule>, policy: &Policy) {
     let granted = policy.confinement().namespaces();
     let mut kinds = Vec::new();
     if granted.net {
@@ -222,26 +219,19 @@ fn setns_rules(ctx: &mut ScmpFilterContext, policy: &Policy) -> Result<(), Filte
         kinds.push(libc::CLONE_NEWUSER as u32);
     }
     if kinds.is_empty() {
-        ctx.add_rule(refuse(), setns)?;
-        Ok(())
+        out.push(Rule::always("setns", refuse()));
     } else {
-        refuse_all_but(ctx, setns, 1, &kinds)
+        refuse_all_but(out, "setns", 1, &kinds);
     }
 }
 
 /// Refuses `call` with `EPERM` whenever the low 32 bits of argument `index` are not one of
 /// `allowed`.
-fn refuse_all_but(
-    ctx: &mut ScmpFilterContext,
-    call: ScmpSyscall,
-    index: u32,
-    allowed: &[u32],
-) -> Result<(), FilterError> {
+fn refuse_all_but(out: &mut Vec<Rule>, call: &'static str, index: u32, allowed: &[u32]) {
     for (mask, value) in complement_blocks(allowed) {
-        let cmp = ScmpArgCompare::new(index, ScmpCompareOp::MaskedEqual(mask.into()), value.into());
-        ctx.add_rule_conditional(refuse(), call, &[cmp])?;
+        let cmp = ArgCmp::masked_eq(index, mask.into(), value.into());
+        out.push(Rule::when(call, refuse(), &[cmp]));
     }
-    Ok(())
 }
 
 /// Aligned blocks `(mask, value)` that together cover exactly the 32-bit values not in

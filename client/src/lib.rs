@@ -1,6 +1,7 @@
 //! netjail's client side: the confine step, the launcher behind `netjail run`, and the
 //! registration of a sandbox with a broker (or with a broker embedded in the launcher when
-//! none runs).
+//! none runs), and the `linux.seccomp` object that gives containers the same filter under an
+//! OCI runtime ([`oci`]).
 //!
 //! ```no_run
 //! use netjail_client::launch::{run, Embedded, RunOptions};
@@ -20,6 +21,7 @@ pub mod filter;
 pub mod hardening;
 pub mod landlock;
 pub mod launch;
+pub mod oci;
 pub mod policy;
 pub mod remote;
 pub mod sys;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_client::launch::{self, Embedded, RunOptions};
-use netjail_client::policy;
+use netjail_client::{oci, policy};
 
 /// netjail: give a program's network access to a broker that decides every call.
 #[derive(Debug, Parser)]
@@ -48,6 +48,35 @@ enum Command {
     Policy {
         #[command(subcommand)]
         action: PolicyCommand,
+    },
+    /// Containers: netjail's filter for an OCI runtime (runc, crun).
+    Oci {
+        #[command(subcommand)]
+        action: OciCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OciCommand {
+    /// Print the `linux.seccomp` object of a bundle's config.json for a policy.
+    Seccomp {
+        /// Built-in policy name or policy file.
+        #[arg(long)]
+        policy: String,
+        /// The broker's socket for runtimes (`netjaild --oci-socket`).
+        #[arg(long, default_value = oci::DEFAULT_LISTENER)]
+        listener: String,
+    },
+    /// Patch a bundle's config.json in place: seccomp, noNewPrivileges, capabilities.
+    Patch {
+        /// The bundle's config.json.
+        config: PathBuf,
+        /// Built-in policy name or policy file.
+        #[arg(long)]
+        policy: String,
+        /// The broker's socket for runtimes (`netjaild --oci-socket`).
+        #[arg(long, default_value = oci::DEFAULT_LISTENER)]
+        listener: String,
     },
 }
 
@@ -98,6 +127,44 @@ fn main() -> ExitCode {
             }
         }
         Command::Policy { action } => policy_command(action),
+        Command::Oci { action } => oci_command(action),
+    }
+}
+
+fn oci_command(action: OciCommand) -> ExitCode {
+    let result = match action {
+        OciCommand::Seccomp { policy, listener } => {
+            oci::seccomp(&policy, &listener).map(|object| println!("{object}"))
+        }
+        OciCommand::Patch {
+            config,
+            policy,
+            listener,
+        } => oci::patch_file(&config, &policy, &listener).map(|patched| {
+            let how = if patched.merged {
+                "merged with the container's own seccomp profile"
+            } else {
+                "netjail's seccomp profile"
+            };
+            println!(
+                "{}: patched for policy `{policy}` ({how}; agent at {listener})",
+                config.display()
+            );
+            if !patched.removed_capabilities.is_empty() {
+                println!(
+                    "{}: removed from process.capabilities: {}",
+                    config.display(),
+                    patched.removed_capabilities.join(", ")
+                );
+            }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netjail: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

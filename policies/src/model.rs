@@ -194,7 +194,9 @@ mod tests {
         assert_ne!(a.fingerprint(), c.fingerprint());
         let f = a.fingerprint();
         assert_eq!(f.len(), 16);
-        assert!(f.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(f
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(f, format!("{:016x}", fnv1a64(a.to_toml().as_bytes())));
     }
 }
