@@ -180,8 +180,14 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
         if state.readable {
             match sys::notif_recv(listener) {
                 Ok(notif) => dispatch(sandbox, runtime, notif),
-                // The caller was killed between poll and receive.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                // The caller was killed between poll and receive; with the hang-up also
+                // reported, nobody is left to call again (a container's tasks all exited):
+                // retire instead of polling a listener that stays readable-looking.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if state.hangup {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::error!(sandbox = %sandbox.id, error = %e, "receive failed");

@@ -95,7 +95,9 @@ pub async fn serve_oci(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return Ok(());
         };
+        // tokio's sockets are non-blocking; this one is read with a timeout instead.
         let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
         let (broker, config) = (broker.clone(), config.clone());
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
