@@ -92,9 +92,13 @@ pub(crate) fn msgname_flip(allowed: &str, denied: &str, n: &str) -> Result<Value
     Ok(json!({"iterations": n, "sent": ok, "errors": errors}))
 }
 
+/// Shortest time the `dup2-flip` probe keeps sending.
+const FLIP_MIN_TIME: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// `dup2-flip TCP_PORT DENIED_UDP N`: `sendmsg` with DENIED as destination on a fd that a
 /// second thread keeps switching (`dup2`) between a TCP socket connected to TCP_PORT (which
-/// ignores the destination) and an unconnected UDP socket (which sends to it).
+/// ignores the destination) and an unconnected UDP socket (which sends to it). At least N
+/// calls, for at least [`FLIP_MIN_TIME`].
 pub(crate) fn dup2_flip(tcp_port: &str, denied: &str, n: &str) -> Result<Value, String> {
     let (tcp_port, denied, n) = (port_arg(tcp_port)?, port_arg(denied)?, count_arg(n)?);
     let tcp = sys::socket(libc::AF_INET, libc::SOCK_STREAM)
@@ -129,11 +133,16 @@ pub(crate) fn dup2_flip(tcp_port: &str, denied: &str, n: &str) -> Result<Value, 
         })
     };
     let (mut ok, mut errors) = (0u64, Map::new());
-    for _ in 0..n {
+    // At least N calls and at least a while: on a loaded machine N unconfined calls can all
+    // fit in one time slice during which the flipper does not run.
+    let started = std::time::Instant::now();
+    let mut made = 0u64;
+    while made < n || started.elapsed() < FLIP_MIN_TIME {
         match sys::sendmsg_at(target, &raw const msg as usize, 0) {
             Ok(_) => ok += 1,
             Err(e) => tally(&mut errors, e),
         }
+        made += 1;
     }
     stop.store(true, Ordering::Relaxed);
     let _ = flipper.join();

@@ -42,6 +42,7 @@ mod garbage;
 mod global;
 mod hardening;
 mod harness;
+mod oci;
 mod signals;
 
 /// The probe binary of this crate.
