@@ -186,6 +186,28 @@ impl Bundle {
         run(&mut c, Duration::from_secs(60))
     }
 
+    /// `crun run` in the foreground, bounded by 60 s. On this machine's hybrid cgroups crun
+    /// needs `/sys/fs/cgroup/unified` out of its way: it runs in a private mount namespace
+    /// where that is unmounted (the host's mounts are untouched).
+    fn run_crun(&self) -> Outcome {
+        let line = format!(
+            "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --root {} run --bundle {} {}",
+            self.dir.path().join("crun").display(),
+            self.bundle().display(),
+            self.id
+        );
+        let mut c = self.cmd(&[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &line,
+        ]);
+        run(&mut c, Duration::from_secs(60))
+    }
+
     /// `runc run --detach`: returns once the container's process runs.
     fn start_detached(&self) {
         let mut c = self.runc(&["run", "--detach", "--bundle"]);
@@ -208,6 +230,15 @@ impl Bundle {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
+        if self.dir.path().join("crun").exists() {
+            let mut c = self.cmd(&["crun", "--root"]);
+            c.arg(self.dir.path().join("crun"))
+                .args(["delete", "--force", &self.id]);
+            let _ = c
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         let mut c = self.runc(&["delete", "--force", &self.id]);
         let _ = c
             .stdout(std::process::Stdio::null())
@@ -398,6 +429,68 @@ fn s_m3_runc_run_allowed_and_denied() {
         used <= IDLE_TICKS,
         "broker used {used} ticks in 2 s after the container exited"
     );
+}
+
+/// M3 with crun, which sends its document pretty-printed with a trailing newline: the same
+/// decisions as under runc.
+#[test]
+fn s_m3_crun_run_allowed_and_denied() {
+    let test = "s_m3_crun_run_allowed_and_denied";
+    if !need_root(test) || !have_runc(test) {
+        return;
+    }
+    if which("crun").is_none() {
+        skip(test, "crun not found (apt-get install crun)");
+        return;
+    }
+    let allowed = Canary::http4();
+    let denied = Canary::tcp4();
+    let script = reach_script(
+        &format!("127.0.0.1:{}", allowed.port()),
+        &format!("127.0.0.1:{}", denied.port()),
+    );
+    let plain = Bundle::new(&["sh", "-c", &script], false, None);
+    let out = plain.run_crun();
+    assert!(
+        out.stdout.contains("allowed-rc=0") && out.stdout.contains("denied-rc=0"),
+        "unconfined under crun: {}",
+        out.describe()
+    );
+    assert_eq!(denied.wait_count(1, Duration::from_secs(5)), 1);
+    drop(plain);
+
+    let dir = TempDir::new();
+    let policy = policies(
+        dir.path(),
+        "web",
+        &allow_policy("web", &format!("127.0.0.1:{}", allowed.port())),
+    );
+    let broker = oci_broker(&[], dir.path());
+    let bundle = Bundle::new(&["sh", "-c", &script], false, None);
+    bundle.patch(&policy, &oci_socket(&broker));
+    let out = bundle.run_crun();
+    assert!(
+        out.stdout.contains("allowed-rc=0"),
+        "crun wget: {}",
+        with_log(&out, &broker)
+    );
+    assert!(
+        out.stdout.contains("denied-rc=1"),
+        "crun nc: {}",
+        with_log(&out, &broker)
+    );
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "{}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(
+        denied.settled_count(),
+        1,
+        "the denied listener was reached under crun"
+    );
+    let registered = events_of(&broker, &bundle.id, "sandbox registered");
+    assert_eq!(registered.len(), 1, "{}", broker.log());
 }
 
 /// The idle measure can fail: a thread of this process that spins for two seconds is seen.
