@@ -179,6 +179,32 @@ impl Bundle {
         c
     }
 
+    /// Lets the container run this crate's probe: the host's `/usr` (read-only, with the
+    /// `lib`/`lib64` links of a merged-/usr system) and the probe at `/probe`, plus `dir`
+    /// (read-write) at `/sock`.
+    fn with_probe(&self, sock_dir: &Path) {
+        let rootfs = self.bundle().join("rootfs");
+        for (link, target) in [("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+            std::os::unix::fs::symlink(target, rootfs.join(link)).expect("lib link");
+        }
+        let mut config = self.config();
+        let mounts = config["mounts"].as_array_mut().expect("mounts");
+        for (src, dst, ro) in [
+            (Path::new("/usr"), "/usr", true),
+            (Path::new(crate::probe()), "/probe", true),
+            (sock_dir, "/sock", false),
+        ] {
+            let mut options = vec!["rbind", "nosuid", "nodev"];
+            if ro {
+                options.push("ro");
+            }
+            mounts.push(
+                json!({"destination": dst, "type": "bind", "source": src, "options": options}),
+            );
+        }
+        self.write_config(&config);
+    }
+
     /// `runc run` in the foreground, bounded by 60 s.
     fn run(&self) -> Outcome {
         let mut c = self.runc(&["run", "--bundle"]);
@@ -1033,4 +1059,132 @@ fn m3_oci_patch_errors_are_clear_and_change_nothing() {
         .as_str()
         .unwrap()
         .starts_with("policy=deny-all fingerprint="));
+}
+
+/// The JSON lines a container printed, in order.
+fn json_lines(out: &Outcome) -> Vec<Value> {
+    out.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// M1 and D2 under runc: attacks run inside a container confined through the OCI agent get
+/// what they get under `netjail run`. The sockaddr flip (3000 connects while a second thread
+/// rewrites the port) never reaches the denied port; io_uring is refused; a unix path is
+/// resolved in the container's root, so a path that names an allowed socket on the host but
+/// nothing in the container reaches nothing, while the container's own view of a socket
+/// works. Unconfined, the same container reaches the denied port and sets up io_uring.
+#[test]
+fn s_m1_d2_attacks_inside_a_runc_container() {
+    let test = "s_m1_d2_attacks_inside_a_runc_container";
+    if !need_root(test) || !have_runc(test) {
+        return;
+    }
+    let (allowed, denied) = (Canary::tcp4(), Canary::tcp4());
+    let sock_dir = TempDir::new();
+    let inside = Canary::unix_at(&sock_dir.path().join("in.sock"));
+    let host_only = Canary::unix_path("host.sock");
+    let script = format!(
+        "/probe flip {a} {d} 3000; /probe io-uring; /probe unix /sock/in.sock; /probe unix {h}",
+        a = allowed.port(),
+        d = denied.port(),
+        h = host_only.path().display()
+    );
+
+    let plain = Bundle::new(&["sh", "-c", &script], false, None);
+    plain.with_probe(sock_dir.path());
+    let out = plain.run();
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4, "unconfined: {}", out.describe());
+    assert!(
+        lines[0]["reached_denied"].as_u64() > Some(0),
+        "unconfined flip never reached the denied port: {}",
+        out.describe()
+    );
+    assert_eq!(
+        lines[1]["setup_ok"],
+        true,
+        "unconfined io_uring: {}",
+        out.describe()
+    );
+    assert_eq!(
+        lines[2]["ok"],
+        true,
+        "unconfined unix in the container: {}",
+        out.describe()
+    );
+    assert_eq!(
+        lines[3]["ok"],
+        false,
+        "the host path exists in the container: {}",
+        out.describe()
+    );
+    drop(plain);
+    let denied_before = denied.wait_count(1, Duration::from_secs(5));
+    assert!(denied_before > 0);
+    let host_before = host_only.settled_count();
+
+    let dir = TempDir::new();
+    let policy = policies(
+        dir.path(),
+        "attacks",
+        &format!(
+            "name = \"attacks\"\ndefault = \"deny\"\n[sockets]\nallow = [\"inet:stream\", \"unix:*\"]\n\
+             [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\nunix = [\"/sock/*\", \"{}\"]\n",
+            allowed.port(),
+            host_only.path().display()
+        ),
+    );
+    let broker = oci_broker(&[], dir.path());
+    let bundle = Bundle::new(&["sh", "-c", &script], false, None);
+    bundle.with_probe(sock_dir.path());
+    bundle.patch(&policy, &oci_socket(&broker));
+    let out = bundle.run();
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4, "confined: {}", with_log(&out, &broker));
+    assert_eq!(
+        lines[0]["reached_denied"],
+        0,
+        "TOCTOU in a container: {}",
+        with_log(&out, &broker)
+    );
+    assert!(
+        lines[0]["reached_allowed"].as_u64() > Some(0),
+        "{}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(
+        lines[1]["setup_ok"],
+        false,
+        "io_uring in a container: {}",
+        out.describe()
+    );
+    assert_eq!(lines[1]["err"], "EPERM", "{}", out.describe());
+    assert_eq!(
+        lines[2]["ok"],
+        true,
+        "the container's own socket: {}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(
+        lines[3]["ok"],
+        false,
+        "a host-only path was reached: {}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(
+        denied.settled_count(),
+        denied_before,
+        "denied port reached from the container"
+    );
+    assert_eq!(
+        host_only.settled_count(),
+        host_before,
+        "host-only socket reached"
+    );
+    assert!(
+        inside.settled_count() >= 2,
+        "the container's socket was not reached"
+    );
 }
