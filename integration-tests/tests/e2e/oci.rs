@@ -360,6 +360,70 @@ fn cpu_over(pid: i32, span: Duration) -> u64 {
 /// Most ticks an idle broker may use in two seconds (a spinning thread uses about 200).
 const IDLE_TICKS: u64 = 10;
 
+/// The two loopback listeners of the reachability tests, the script that tries both from a
+/// container, and a policies directory whose `web.toml` allows only the first.
+struct Web {
+    allowed: Canary,
+    denied: Canary,
+    script: String,
+    dir: TempDir,
+    policy: PathBuf,
+}
+
+impl Web {
+    fn new() -> Web {
+        let allowed = Canary::http4();
+        let denied = Canary::tcp4();
+        let script = reach_script(
+            &format!("127.0.0.1:{}", allowed.port()),
+            &format!("127.0.0.1:{}", denied.port()),
+        );
+        let dir = TempDir::new();
+        let policy = policies(
+            dir.path(),
+            "web",
+            &allow_policy("web", &format!("127.0.0.1:{}", allowed.port())),
+        );
+        Web {
+            allowed,
+            denied,
+            script,
+            dir,
+            policy,
+        }
+    }
+
+    /// Unconfined: both listeners answered the container.
+    #[track_caller]
+    fn assert_both_reached(&self, out: &Outcome) {
+        assert!(
+            out.stdout.contains("allowed-rc=0") && out.stdout.contains("denied-rc=0"),
+            "unconfined: {}",
+            out.describe()
+        );
+        assert_eq!(self.denied.wait_count(1, Duration::from_secs(5)), 1);
+    }
+
+    /// Confined: wget got the allowed listener's answer, nc got EPERM, and the denied
+    /// listener has still seen only `denied_before` connections.
+    #[track_caller]
+    fn assert_decided(&self, out: &Outcome, broker: &Broker, denied_before: u64) {
+        let why = with_log(out, broker);
+        assert!(out.stdout.contains("allowed-rc=0"), "wget: {why}");
+        assert!(out.stdout.contains("denied-rc=1"), "nc: {why}");
+        assert!(
+            out.stderr.contains("Operation not permitted"),
+            "no EPERM: {why}"
+        );
+        assert!(self.allowed.wait_count(1, Duration::from_secs(5)) >= 1);
+        assert_eq!(
+            self.denied.settled_count(),
+            denied_before,
+            "the denied listener was reached from the container"
+        );
+    }
+}
+
 /// M3: `runc run` of a busybox container: `wget` reaches the allowed loopback listener, `nc`
 /// gets EPERM from the denied one, and the audit names the container. Unconfined (the same
 /// bundle without netjail's seccomp) both connects succeed. When the container exits its
@@ -370,59 +434,16 @@ fn s_m3_runc_run_allowed_and_denied() {
     if !need_root(test) || !have_runc(test) {
         return;
     }
-    let allowed = Canary::http4();
-    let denied = Canary::tcp4();
-    let script = reach_script(
-        &format!("127.0.0.1:{}", allowed.port()),
-        &format!("127.0.0.1:{}", denied.port()),
-    );
-
-    // Unconfined: both connections arrive.
-    let plain = Bundle::new(&["sh", "-c", &script], false, None);
-    let out = plain.run();
-    assert!(
-        out.stdout.contains("allowed-rc=0"),
-        "unconfined wget: {}",
-        out.describe()
-    );
-    assert!(
-        out.stdout.contains("denied-rc=0"),
-        "unconfined nc: {}",
-        out.describe()
-    );
-    assert_eq!(denied.wait_count(1, Duration::from_secs(5)), 1);
+    let web = Web::new();
+    let (allowed, denied) = (&web.allowed, &web.denied);
+    let plain = Bundle::new(&["sh", "-c", &web.script], false, None);
+    web.assert_both_reached(&plain.run());
     drop(plain);
 
-    let dir = TempDir::new();
-    let policy = policies(
-        dir.path(),
-        "web",
-        &allow_policy("web", &format!("127.0.0.1:{}", allowed.port())),
-    );
-    let broker = oci_broker(&[], dir.path());
-    let bundle = Bundle::new(&["sh", "-c", &script], false, None);
-    bundle.patch(&policy, &oci_socket(&broker));
-    let out = bundle.run();
-    assert!(
-        out.stdout.contains("allowed-rc=0"),
-        "confined wget: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stdout.contains("denied-rc=1"),
-        "confined nc: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stderr.contains("Operation not permitted"),
-        "nc must see EPERM: {}",
-        with_log(&out, &broker)
-    );
-    assert_eq!(
-        denied.settled_count(),
-        1,
-        "the denied listener was reached from the container"
-    );
+    let broker = oci_broker(&[], web.dir.path());
+    let bundle = Bundle::new(&["sh", "-c", &web.script], false, None);
+    bundle.patch(&web.policy, &oci_socket(&broker));
+    web.assert_decided(&bundle.run(), &broker, 1);
 
     let registered = events_of(&broker, &bundle.id, "sandbox registered");
     assert_eq!(registered.len(), 1, "one registration: {}", broker.log());
@@ -469,52 +490,15 @@ fn s_m3_crun_run_allowed_and_denied() {
         skip(test, "crun not found (apt-get install crun)");
         return;
     }
-    let allowed = Canary::http4();
-    let denied = Canary::tcp4();
-    let script = reach_script(
-        &format!("127.0.0.1:{}", allowed.port()),
-        &format!("127.0.0.1:{}", denied.port()),
-    );
-    let plain = Bundle::new(&["sh", "-c", &script], false, None);
-    let out = plain.run_crun();
-    assert!(
-        out.stdout.contains("allowed-rc=0") && out.stdout.contains("denied-rc=0"),
-        "unconfined under crun: {}",
-        out.describe()
-    );
-    assert_eq!(denied.wait_count(1, Duration::from_secs(5)), 1);
+    let web = Web::new();
+    let plain = Bundle::new(&["sh", "-c", &web.script], false, None);
+    web.assert_both_reached(&plain.run_crun());
     drop(plain);
 
-    let dir = TempDir::new();
-    let policy = policies(
-        dir.path(),
-        "web",
-        &allow_policy("web", &format!("127.0.0.1:{}", allowed.port())),
-    );
-    let broker = oci_broker(&[], dir.path());
-    let bundle = Bundle::new(&["sh", "-c", &script], false, None);
-    bundle.patch(&policy, &oci_socket(&broker));
-    let out = bundle.run_crun();
-    assert!(
-        out.stdout.contains("allowed-rc=0"),
-        "crun wget: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stdout.contains("denied-rc=1"),
-        "crun nc: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stderr.contains("Operation not permitted"),
-        "{}",
-        with_log(&out, &broker)
-    );
-    assert_eq!(
-        denied.settled_count(),
-        1,
-        "the denied listener was reached under crun"
-    );
+    let broker = oci_broker(&[], web.dir.path());
+    let bundle = Bundle::new(&["sh", "-c", &web.script], false, None);
+    bundle.patch(&web.policy, &oci_socket(&broker));
+    web.assert_decided(&bundle.run_crun(), &broker, 1);
     let registered = events_of(&broker, &bundle.id, "sandbox registered");
     assert_eq!(registered.len(), 1, "{}", broker.log());
 }
@@ -548,49 +532,17 @@ fn s_m3_runc_exec_into_running_container() {
     if !need_root(test) || !have_runc(test) {
         return;
     }
-    let allowed = Canary::http4();
-    let denied = Canary::tcp4();
-    let dir = TempDir::new();
-    let policy = policies(
-        dir.path(),
-        "web",
-        &allow_policy("web", &format!("127.0.0.1:{}", allowed.port())),
-    );
-    let broker = oci_broker(&[], dir.path());
+    let web = Web::new();
+    let broker = oci_broker(&[], web.dir.path());
     // The init process lets go of runc's pipes at once, so that `runc run -d` returns.
     let bundle = Bundle::new(
         &["sh", "-c", "exec sleep 120 </dev/null >/dev/null 2>&1"],
         false,
         None,
     );
-    bundle.patch(&policy, &oci_socket(&broker));
+    bundle.patch(&web.policy, &oci_socket(&broker));
     bundle.start_detached();
-    let script = reach_script(
-        &format!("127.0.0.1:{}", allowed.port()),
-        &format!("127.0.0.1:{}", denied.port()),
-    );
-    let out = bundle.exec(&["sh", "-c", &script]);
-    assert!(
-        out.stdout.contains("allowed-rc=0"),
-        "exec wget: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stdout.contains("denied-rc=1"),
-        "exec nc: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stderr.contains("Operation not permitted"),
-        "{}",
-        with_log(&out, &broker)
-    );
-    assert_eq!(allowed.wait_count(1, Duration::from_secs(5)), 1);
-    assert_eq!(
-        denied.settled_count(),
-        0,
-        "the denied listener was reached by runc exec"
-    );
+    web.assert_decided(&bundle.exec(&["sh", "-c", &web.script]), &broker, 0);
     let registered = events_of(&broker, &bundle.id, "sandbox registered");
     let statuses: Vec<&str> = registered
         .iter()
@@ -772,20 +724,13 @@ fn s_m3_rootless_runc_with_a_broker_of_the_same_user() {
     if !need_root(test) || !have_runc(test) || !crate::have_setpriv(test) {
         return;
     }
-    let allowed = Canary::http4();
-    let denied = Canary::tcp4();
-    let dir = TempDir::new();
-    let policy = policies(
-        dir.path(),
-        "web",
-        &allow_policy("web", &format!("127.0.0.1:{}", allowed.port())),
-    );
-    chown_tree(dir.path(), ROOTLESS_ID);
+    let web = Web::new();
+    chown_tree(web.dir.path(), ROOTLESS_ID);
     let id = ROOTLESS_ID.to_string();
     let (reuid, regid) = (format!("--reuid={id}"), format!("--regid={id}"));
     let broker = oci_broker(
         &["setpriv", &reuid, &regid, "--clear-groups", "--"],
-        dir.path(),
+        web.dir.path(),
     );
     let broker_uid = std::fs::read_to_string(format!("/proc/{}/status", broker.pid())).unwrap();
     assert!(
@@ -794,35 +739,16 @@ fn s_m3_rootless_runc_with_a_broker_of_the_same_user() {
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&id)),
         "the broker does not run as {id}"
     );
-    let script = reach_script(
-        &format!("127.0.0.1:{}", allowed.port()),
-        &format!("127.0.0.1:{}", denied.port()),
-    );
-    let bundle = Bundle::new(&["sh", "-c", &format!("id -u; {script}")], true, None);
-    bundle.patch(&policy, &oci_socket(&broker));
+    let script = format!("id -u; {}", web.script);
+    let bundle = Bundle::new(&["sh", "-c", &script], true, None);
+    bundle.patch(&web.policy, &oci_socket(&broker));
     let out = bundle.run();
     assert!(
         out.stdout.starts_with("0\n"),
         "root inside: {}",
         with_log(&out, &broker)
     );
-    assert!(
-        out.stdout.contains("allowed-rc=0"),
-        "rootless wget: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stdout.contains("denied-rc=1"),
-        "rootless nc: {}",
-        with_log(&out, &broker)
-    );
-    assert!(
-        out.stderr.contains("Operation not permitted"),
-        "{}",
-        with_log(&out, &broker)
-    );
-    assert_eq!(allowed.wait_count(1, Duration::from_secs(5)), 1);
-    assert_eq!(denied.settled_count(), 0, "denied listener reached");
+    web.assert_decided(&out, &broker, 0);
 }
 
 /// M4: a bundle naming a policy the broker does not have is refused with an audit event, and
