@@ -16,6 +16,9 @@
 //! listener fd, the broker answers [`BrokerMessage::Registered`] or
 //! [`BrokerMessage::Error`].
 //!
+//! Operators speak the same framing on the control socket, with the messages of
+//! [`control`].
+//!
 //! # Example
 //!
 //! ```
@@ -41,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod control;
 mod error;
 mod message;
 mod transport;

@@ -99,4 +99,12 @@ pub enum ErrorCode {
     NotHello,
     /// The broker failed for a reason of its own.
     Internal,
+    /// The peer of the control socket is neither root nor a member of the operator group.
+    NotOperator,
+    /// A grant or deny named a call that is not held (never was, or already ended: another
+    /// operator answered first, it timed out, its caller exited).
+    NotPending,
+    /// A request is understood but cannot be done (a container scope for a sandbox that is
+    /// not a container, an overlay file that cannot be written).
+    Refused,
 }

@@ -60,6 +60,9 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         Just(ErrorCode::TooManyFds),
         Just(ErrorCode::NotHello),
         Just(ErrorCode::Internal),
+        Just(ErrorCode::NotOperator),
+        Just(ErrorCode::NotPending),
+        Just(ErrorCode::Refused),
     ]
 }
 
