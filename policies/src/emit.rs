@@ -13,6 +13,7 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     out.push_str(match p.default {
         Action::Deny => "default = \"deny\"\n",
         Action::Allow => "default = \"allow\"\n",
+        Action::Ask => "default = \"ask\"\n",
     });
     confinement(&mut out, p);
     out.push_str("\n[sockets]\nallow = ");
@@ -25,6 +26,10 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     }
     for rule in &p.allow {
         out.push_str("\n[[allow]]\n");
+        entries(&mut out, rule);
+    }
+    for rule in &p.ask {
+        out.push_str("\n[[ask]]\n");
         entries(&mut out, rule);
     }
     out

@@ -42,8 +42,12 @@
 //! ```
 //!
 //! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
-//! Keys of the full format that the broker does not enforce yet (`bind`, `send`, `[[ask]]`,
-//! `default = "ask"`, `ask_timeout`, `[limits]`, `extends`) are load errors, never ignored.
+//! Keys of the full format that the broker does not enforce yet (`ask_timeout`, `[limits]`,
+//! `extends`) are load errors, never ignored.
+//!
+//! `[[ask]]` tables and `default = "ask"` give [`Verdict::Ask`]: the broker holds the call
+//! for an operator. Tables are checked `[[deny]]` first, then `[[allow]]`, then `[[ask]]`,
+//! then the default.
 
 #![forbid(unsafe_code)]
 

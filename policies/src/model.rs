@@ -14,6 +14,8 @@ pub enum Action {
     Allow,
     /// Refuse it with `EPERM` (rule N4: the default).
     Deny,
+    /// Hold it for an operator (`default = "ask"`).
+    Ask,
 }
 
 /// The outcome for one request.
@@ -26,16 +28,22 @@ pub enum Verdict {
         /// The errno the call fails with.
         errno: i32,
     },
+    /// Hold the call for an operator, who allows or denies it; with no answer in time, or
+    /// no operator connected, the policy's `ask_fallback` decides.
+    Ask,
 }
 
 /// A verdict and the rule that gave it, for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Allow or deny.
+    /// Allow, deny, or ask an operator.
     pub verdict: Verdict,
-    /// Which rule decided: `deny[0].connect[1]`, `allow[2].unix[0]` (table index, entry
-    /// index, both from 0 in file order), `default`, `unspec` (an `AF_UNSPEC` connect), or
-    /// `invalid-target` (a unix path that is relative or still has `..`: refused).
+    /// Which rule decided: `deny[0].connect[1]`, `allow[2].unix[0]`, `ask[1].send[0]` (table
+    /// index, entry index, both from 0 in file order), `default`, `unspec` (an `AF_UNSPEC`
+    /// connect), `invalid-target` (a unix path that is relative or still has `..`: refused),
+    /// `jail-address` (rule J2), `privileged-port` (rule J8: no entry names the privileged
+    /// port, and the default never grants one), or `sockets.netlink` (a listed netlink
+    /// socket's bind or message, rule L4).
     pub rule: String,
 }
 
@@ -83,7 +91,7 @@ impl Errno {
     }
 }
 
-/// One `[[allow]]` or `[[deny]]` table.
+/// One `[[allow]]`, `[[deny]]` or `[[ask]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rule {
     pub(crate) connect: Vec<Endpoint>,
@@ -107,6 +115,7 @@ pub struct Policy {
     pub(crate) sockets: Vec<SocketRule>,
     pub(crate) deny: Vec<Rule>,
     pub(crate) allow: Vec<Rule>,
+    pub(crate) ask: Vec<Rule>,
     pub(crate) confine: Confinement,
 }
 

@@ -19,6 +19,7 @@ const TOP_KEYS: &[&str] = &[
     "sockets",
     "allow",
     "deny",
+    "ask",
     "jail_address",
     "keep_capabilities",
     "ioctl",
@@ -28,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "source_cmsgs",
     "landlock",
 ];
+/// Keys of `[[allow]]` and `[[ask]]` tables.
 const ALLOW_KEYS: &[&str] = &["connect", "send", "bind", "unix"];
 const DENY_KEYS: &[&str] = &["connect", "send", "bind", "unix", "errno"];
 const SOCKETS_KEYS: &[&str] = &["allow"];
@@ -36,7 +38,6 @@ const SOCKETS_KEYS: &[&str] = &["allow"];
 /// the error.
 fn not_enforced_top(key: &str) -> Option<&'static str> {
     Some(match key {
-        "ask" => "`[[ask]]`",
         "ask_timeout" => "`ask_timeout`",
         "limits" => "`[limits]`",
         "extends" => "`extends`",
@@ -61,6 +62,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let mut sockets = None;
     let mut allow = Vec::new();
     let mut deny = Vec::new();
+    let mut ask = Vec::new();
     let mut confine = Confinement::default();
     let mut jail_span = None;
     let mut source_cmsgs_span = None;
@@ -78,16 +80,14 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
                 default = match s.as_str() {
                     "deny" => Action::Deny,
                     "allow" => Action::Allow,
-                    "ask" => {
-                        let what = "`default = \"ask\"`".to_owned();
-                        return Err(src.error(span, PolicyErrorKind::NotEnforcedYet { what }));
-                    }
+                    "ask" => Action::Ask,
                     _ => return Err(src.error(span, PolicyErrorKind::UnknownDefault(s))),
                 };
             }
             "sockets" => sockets = Some(parse_sockets(&src, value)?),
             "allow" => allow = parse_rules(&src, "allow", value)?,
             "deny" => deny = parse_rules(&src, "deny", value)?,
+            "ask" => ask = parse_rules(&src, "ask", value)?,
             "jail_address" => {
                 jail_span = Some(value.span());
                 parse_jail(&src, value, &mut confine)?;
@@ -149,6 +149,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         sockets: sockets.unwrap_or_else(sockets::default_list),
         deny,
         allow,
+        ask,
         confine,
     })
 }
@@ -304,6 +305,7 @@ fn parse_rules(
 ) -> Result<Vec<Rule>, PolicyError> {
     let expected = match table_name {
         "deny" => "an array of tables ([[deny]])",
+        "ask" => "an array of tables ([[ask]])",
         _ => "an array of tables ([[allow]])",
     };
     let span = value.span();

@@ -114,18 +114,6 @@ fn unknown_keys_with_and_without_hint() {
 fn keys_not_enforced_yet_are_refused_by_name() {
     let ne = |what: &str| K::NotEnforcedYet { what: what.into() };
     at(
-        "name = \"x\"\n[[ask]]\nconnect = [\"tcp://*:443\"]\n",
-        2,
-        3,
-        ne("`[[ask]]`"),
-    );
-    at(
-        "name = \"x\"\ndefault = \"ask\"\n",
-        2,
-        11,
-        ne("`default = \"ask\"`"),
-    );
-    at(
         "name = \"x\"\nask_timeout = \"30s\"\n",
         2,
         1,
@@ -307,6 +295,47 @@ fn bad_default_and_errno() {
         4,
         1,
         K::ErrnoOutsideDeny,
+    );
+}
+
+#[test]
+fn ask_tables_take_the_allow_keys() {
+    at(
+        "name = \"x\"\n[[ask]]\nconnect = [\"tcp://*:1\"]\nerrno = \"EPERM\"\n",
+        4,
+        1,
+        K::ErrnoOutsideDeny,
+    );
+    at("name = \"x\"\n[[ask]]\n", 2, 1, K::EmptyRule("ask"));
+    at(
+        "name = \"x\"\n[[ask]]\nconect = [\"tcp://*:1\"]\n",
+        3,
+        1,
+        K::UnknownKey {
+            key: "conect".into(),
+            suggestion: Some("connect"),
+        },
+    );
+    at(
+        "name = \"x\"\n[ask]\nconnect = []\n",
+        2,
+        1,
+        K::WrongType {
+            key: "ask".into(),
+            expected: "an array of tables ([[ask]])",
+            found: "a table",
+        },
+    );
+    at(
+        "name = \"x\"\n[[ask]]\nunix = [\"rel\"]\n",
+        3,
+        9,
+        K::RelativeUnixPath("rel".into()),
+    );
+    let e = err("name = \"x\"\ndefault = \"prompt\"\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:11: unknown default action `prompt`; expected \"deny\", \"ask\" or \"allow\""
     );
 }
 
