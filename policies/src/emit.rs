@@ -3,7 +3,8 @@
 use std::fmt::{Display, Write};
 
 use crate::confine::{capability_name, IoctlMode, LandlockMode};
-use crate::model::{Action, Policy, Rule};
+use crate::duration::format_duration;
+use crate::model::{Action, Policy, Rule, Verdict};
 
 pub(crate) fn to_toml(p: &Policy) -> String {
     let mut out = String::new();
@@ -14,6 +15,11 @@ pub(crate) fn to_toml(p: &Policy) -> String {
         Action::Deny => "default = \"deny\"\n",
         Action::Allow => "default = \"allow\"\n",
         Action::Ask => "default = \"ask\"\n",
+    });
+    let _ = writeln!(out, "ask_timeout = \"{}\"", format_duration(p.ask_timeout));
+    out.push_str(match p.ask_fallback {
+        Verdict::Allow => "ask_fallback = \"allow\"\n",
+        Verdict::Deny { .. } | Verdict::Ask => "ask_fallback = \"deny\"\n",
     });
     confinement(&mut out, p);
     out.push_str("\n[sockets]\nallow = ");

@@ -1,5 +1,7 @@
 //! The loaded policy and the decisions it gives.
 
+use std::time::Duration;
+
 use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
@@ -105,6 +107,9 @@ pub(crate) struct Rule {
     pub(crate) errno: Errno,
 }
 
+/// `ask_timeout` when the policy does not set it.
+pub(crate) const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A loaded, validated policy.
 ///
 /// Build one with [`Policy::from_toml`]; ask it with [`Policy::evaluate`].
@@ -116,6 +121,10 @@ pub struct Policy {
     pub(crate) deny: Vec<Rule>,
     pub(crate) allow: Vec<Rule>,
     pub(crate) ask: Vec<Rule>,
+    /// How long a held call waits for an operator.
+    pub(crate) ask_timeout: Duration,
+    /// `Allow` or `Deny { errno: EPERM }`.
+    pub(crate) ask_fallback: Verdict,
     pub(crate) confine: Confinement,
 }
 
@@ -134,6 +143,20 @@ impl Policy {
     /// What happens when no rule matches (`deny` unless the policy says otherwise).
     pub fn default_action(&self) -> Action {
         self.default
+    }
+
+    /// How long the broker holds a call that the policy asks about ([`Verdict::Ask`]) for an
+    /// operator's answer: `ask_timeout`, 30 seconds unless the policy says otherwise, at most
+    /// 24 hours. After it [`Policy::ask_fallback`] decides.
+    pub fn ask_timeout(&self) -> Duration {
+        self.ask_timeout
+    }
+
+    /// What a held call gets when no operator answers within [`Policy::ask_timeout`], or when
+    /// no operator is connected: `Deny { errno: EPERM }` (`ask_fallback = "deny"`, the
+    /// default) or `Allow` (`ask_fallback = "allow"`). Never [`Verdict::Ask`].
+    pub fn ask_fallback(&self) -> Verdict {
+        self.ask_fallback
     }
 
     /// The `socket()` allow-list (rule L2): the `[sockets] allow` entries, or the default

@@ -5,10 +5,11 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::confine::{self, Confinement, IoctlMode, LandlockMode};
+use crate::duration::parse_duration;
 use crate::endpoint;
 use crate::error::{suggest, PolicyError, PolicyErrorKind};
 use crate::glob;
-use crate::model::{Action, Errno, Policy, Rule};
+use crate::model::{Action, Errno, Policy, Rule, Verdict, DEFAULT_ASK_TIMEOUT};
 use crate::sockets;
 use crate::value::{Entries, Key, Source, Value};
 
@@ -20,6 +21,8 @@ const TOP_KEYS: &[&str] = &[
     "allow",
     "deny",
     "ask",
+    "ask_timeout",
+    "ask_fallback",
     "jail_address",
     "keep_capabilities",
     "ioctl",
@@ -38,7 +41,6 @@ const SOCKETS_KEYS: &[&str] = &["allow"];
 /// the error.
 fn not_enforced_top(key: &str) -> Option<&'static str> {
     Some(match key {
-        "ask_timeout" => "`ask_timeout`",
         "limits" => "`[limits]`",
         "extends" => "`extends`",
         _ => return None,
@@ -63,6 +65,8 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let mut allow = Vec::new();
     let mut deny = Vec::new();
     let mut ask = Vec::new();
+    let mut ask_timeout = DEFAULT_ASK_TIMEOUT;
+    let mut ask_fallback = Verdict::Deny { errno: libc::EPERM };
     let mut confine = Confinement::default();
     let mut jail_span = None;
     let mut source_cmsgs_span = None;
@@ -88,6 +92,25 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
             "allow" => allow = parse_rules(&src, "allow", value)?,
             "deny" => deny = parse_rules(&src, "deny", value)?,
             "ask" => ask = parse_rules(&src, "ask", value)?,
+            "ask_timeout" => {
+                if !matches!(value.get_ref(), Value::String(_)) {
+                    let expected = "a duration string such as \"30s\"";
+                    return Err(wrong_type(&src, "ask_timeout", expected, &value));
+                }
+                let (s, span) = string(&src, "ask_timeout", value)?;
+                ask_timeout = parse_duration(&s).map_err(|message| {
+                    let key = "ask_timeout";
+                    src.error(span, PolicyErrorKind::BadDuration { key, message })
+                })?;
+            }
+            "ask_fallback" => {
+                let (s, span) = string(&src, "ask_fallback", value)?;
+                ask_fallback = match s.as_str() {
+                    "deny" => Verdict::Deny { errno: libc::EPERM },
+                    "allow" => Verdict::Allow,
+                    _ => return Err(src.error(span, PolicyErrorKind::UnknownAskFallback(s))),
+                };
+            }
             "jail_address" => {
                 jail_span = Some(value.span());
                 parse_jail(&src, value, &mut confine)?;
@@ -150,6 +173,8 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         deny,
         allow,
         ask,
+        ask_timeout,
+        ask_fallback,
         confine,
     })
 }

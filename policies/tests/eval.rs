@@ -461,6 +461,8 @@ fn to_toml_is_canonical_and_reparses() {
     let shown = p.to_toml();
     let expected = r#"name = "web-client"
 default = "deny"
+ask_timeout = "30s"
+ask_fallback = "deny"
 keep_capabilities = []
 ioctl = "any"
 namespaces = []
@@ -974,4 +976,35 @@ fn s_j8_default_ask_never_asks_for_a_privileged_port() {
     );
     assert!(p.to_toml().contains("\ndefault = \"ask\"\n"));
     assert_eq!(Policy::from_toml(&p.to_toml(), "shown").unwrap(), p);
+}
+
+/// Issue 5: how long a held call waits, and what it gets when nobody answers.
+#[test]
+fn ask_timeout_and_fallback() {
+    use std::time::Duration;
+    let d = policy("name = \"d\"\n");
+    assert_eq!(d.ask_timeout(), Duration::from_secs(30));
+    assert_eq!(d.ask_fallback(), EPERM);
+    let s = policy(
+        "name = \"s\"\ndefault = \"ask\"\nask_timeout = \"90s\"\nask_fallback = \"allow\"\n",
+    );
+    assert_eq!(s.ask_timeout(), Duration::from_secs(90));
+    assert_eq!(s.ask_fallback(), Verdict::Allow);
+    let shown = s.to_toml();
+    assert!(
+        shown.starts_with(
+            "name = \"s\"\ndefault = \"ask\"\nask_timeout = \"1m30s\"\nask_fallback = \"allow\"\n"
+        ),
+        "{shown}"
+    );
+    assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), s);
+    let ms = policy("name = \"m\"\nask_timeout = \"1s250ms\"\nask_fallback = \"deny\"\n");
+    assert_eq!(ms.ask_timeout(), Duration::from_millis(1250));
+    assert_eq!(ms.ask_fallback(), EPERM);
+    // Both are part of what the fingerprint covers.
+    assert_ne!(d.fingerprint(), ms.fingerprint());
+    assert_ne!(
+        policy("name = \"d\"\nask_fallback = \"allow\"\n").fingerprint(),
+        d.fingerprint()
+    );
 }

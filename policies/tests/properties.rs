@@ -1,8 +1,11 @@
 //! Property tests: normalisation, canonical output, deny-beats-allow, parser robustness.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
-use netjail_policy::{Action, Op, Policy, Proto, Request, Target, Verdict};
+use netjail_policy::{
+    format_duration, parse_duration, Action, Op, Policy, Proto, Request, Target, Verdict,
+};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -198,6 +201,9 @@ fn policy_src() -> impl Strategy<Value = String> {
         prop::collection::vec(rule_body(false), 0..3),
         select(vec![
             "",
+            "ask_timeout = \"1m30s\"\n",
+            "ask_timeout = \"500ms\"\nask_fallback = \"allow\"\n",
+            "ask_fallback = \"deny\"\n",
             "jail_address = \"127.0.0.2\"\n",
             "jail_address = [\"10.1.2.3\", \"[fd00::1]\"]\n",
             "keep_capabilities = [\"CAP_NET_BIND_SERVICE\"]\n",
@@ -348,6 +354,41 @@ proptest! {
         let decide = |s: String| p.evaluate(&Request { op: Op::Connect, target: Target::UnixPath(s.into()) }).verdict;
         prop_assert_eq!(decide(format!("/{}", comps[0])), Verdict::Allow);
         prop_assert_ne!(decide(format!("/{}", comps.join("/"))), Verdict::Allow);
+    }
+
+    /// Every duration from 1 ms to 24 h prints in a form that reads back as itself, and
+    /// reading then printing any accepted text gives its canonical form.
+    #[test]
+    fn durations_round_trip(ms in 1..=86_400_000u64, h in 0..25u64, m in 0..200u64, s in 0..200u64, sub in 0..2000u64) {
+        let d = Duration::from_millis(ms);
+        let text = format_duration(d);
+        prop_assert_eq!(parse_duration(&text), Ok(d));
+        let mut written = String::new();
+        for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (sub, "ms")] {
+            if n > 0 {
+                written += &format!("{n}{unit}");
+            }
+        }
+        prop_assume!(!written.is_empty());
+        let total = ((h * 60 + m) * 60 + s) * 1000 + sub;
+        match parse_duration(&written) {
+            Ok(d) => {
+                prop_assert_eq!(d, Duration::from_millis(total));
+                prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+            }
+            Err(e) => {
+                prop_assert!(total > 86_400_000, "{} -> {}", written, e);
+                prop_assert!(e.ends_with("is longer than 24h"), "{}", e);
+            }
+        }
+    }
+
+    /// Duration-shaped noise is accepted or refused with a message, never a panic.
+    #[test]
+    fn duration_noise_never_panics(text in "[0-9hmsd. -]{0,12}") {
+        if let Err(e) = parse_duration(&text) {
+            prop_assert!(!e.is_empty() && !e.ends_with('.'));
+        }
     }
 
     /// The parser never panics, and any error points inside (or just past) the text.
