@@ -102,6 +102,8 @@ fn decide_and_perform(
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
+        // issue 5: held for operators (wired in the broker)
+        Verdict::Ask => Reply::Errno(libc::EPERM),
         Verdict::Allow => perform(),
     };
     Step::Done(out.decided(Some(decision), "", reply))
@@ -251,6 +253,8 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
+        // issue 5: held for operators (wired in the broker)
+        Verdict::Ask => Reply::Errno(libc::EPERM),
         Verdict::Allow if jail.is_some() => {
             let family_template = if v6 {
                 [0u8; 28].to_vec()

@@ -67,6 +67,8 @@ pub(crate) fn decide(call: &Call) -> Step {
     });
     match decision.verdict {
         Verdict::Deny { errno } => Step::Done(out.decided(Some(decision), "", Reply::Errno(errno))),
+        // issue 5: held for operators (wired in the broker)
+        Verdict::Ask => Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM))),
         Verdict::Allow => {
             if let Err(errno) = bind_jail_source(call, sock.as_fd(), kind) {
                 return Step::Done(out.decided(Some(decision), "jail-source", Reply::Errno(errno)));

@@ -265,6 +265,8 @@ fn finish(call: &Call, outcome: Outcome) {
     let verdict = match decision.map(|d| d.verdict) {
         Some(Verdict::Allow) => "allow",
         Some(Verdict::Deny { .. }) => "deny",
+        // issue 5: held for operators (wired in the broker)
+        Some(Verdict::Ask) => "deny",
         // No policy decision was needed (a send on a connected socket, an autobind): the
         // call went through as the caller made it.
         None if errno == 0 => "pass",

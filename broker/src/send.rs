@@ -328,7 +328,13 @@ fn send_one(
     }
     let endpoint = target.canonical().to_string();
     let decision = call.sandbox.policy.evaluate(&Request { op, target });
-    if let Verdict::Deny { errno } = decision.verdict {
+    let refused = match decision.verdict {
+        Verdict::Deny { errno } => Some(errno),
+        // issue 5: held for operators (wired in the broker)
+        Verdict::Ask => Some(libc::EPERM),
+        Verdict::Allow => None,
+    };
+    if let Some(errno) = refused {
         return Sent {
             decision: Some(decision),
             failure: "",

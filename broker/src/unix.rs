@@ -102,6 +102,8 @@ pub(crate) fn act_on_path(
         let decision = policy.evaluate(&Request { op, target });
         let reply = match decision.verdict {
             Verdict::Deny { errno } => Reply::Errno(errno),
+            // issue 5: held for operators (wired in the broker)
+            Verdict::Ask => Reply::Errno(libc::EPERM),
             Verdict::Allow => match (usage, sys::is_socket(node.as_fd())) {
                 (PathUse::Create, _) | (PathUse::Existing, Ok(true)) => act(&addr),
                 // What the kernel says for a path that is not a socket.

@@ -3,7 +3,8 @@
 use std::fmt::{Display, Write};
 
 use crate::confine::{capability_name, IoctlMode, LandlockMode};
-use crate::model::{Action, Policy, Rule};
+use crate::duration::format_duration;
+use crate::model::{Action, Policy, Rule, Verdict};
 
 pub(crate) fn to_toml(p: &Policy) -> String {
     let mut out = String::new();
@@ -13,6 +14,12 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     out.push_str(match p.default {
         Action::Deny => "default = \"deny\"\n",
         Action::Allow => "default = \"allow\"\n",
+        Action::Ask => "default = \"ask\"\n",
+    });
+    let _ = writeln!(out, "ask_timeout = \"{}\"", format_duration(p.ask_timeout));
+    out.push_str(match p.ask_fallback {
+        Verdict::Allow => "ask_fallback = \"allow\"\n",
+        Verdict::Deny { .. } | Verdict::Ask => "ask_fallback = \"deny\"\n",
     });
     confinement(&mut out, p);
     out.push_str("\n[sockets]\nallow = ");
@@ -25,6 +32,10 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     }
     for rule in &p.allow {
         out.push_str("\n[[allow]]\n");
+        entries(&mut out, rule);
+    }
+    for rule in &p.ask {
+        out.push_str("\n[[ask]]\n");
         entries(&mut out, rule);
     }
     out

@@ -59,14 +59,25 @@ pub enum PolicyErrorKind {
     #[error("`name` must not be empty")]
     EmptyName,
     /// `default` is not one of the supported actions.
-    #[error("unknown default action `{0}`; expected \"deny\" or \"allow\"")]
+    #[error("unknown default action `{0}`; expected \"deny\", \"ask\" or \"allow\"")]
     UnknownDefault(String),
+    /// A duration (`ask_timeout`) that [`crate::parse_duration`] refuses.
+    #[error("invalid `{key}`: {message}")]
+    BadDuration {
+        /// The key whose value is wrong.
+        key: &'static str,
+        /// What is wrong, as [`crate::parse_duration`] says it.
+        message: String,
+    },
+    /// `ask_fallback` is neither `deny` nor `allow`.
+    #[error("unknown ask_fallback `{0}`; expected \"deny\" or \"allow\"")]
+    UnknownAskFallback(String),
     /// `errno` is not one of the supported names.
     #[error(
         "unknown errno `{0}`; expected one of EPERM, ECONNREFUSED, EACCES, ENETUNREACH, EHOSTUNREACH"
     )]
     UnknownErrno(String),
-    /// `errno` inside an `[[allow]]` table.
+    /// `errno` inside an `[[allow]]` or `[[ask]]` table.
     #[error("`errno` is only valid in a [[deny]] table")]
     ErrnoOutsideDeny,
     /// A rule table without any `connect`, `send`, `bind` or `unix` entry.

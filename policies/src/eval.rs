@@ -64,8 +64,14 @@ pub(crate) fn evaluate(policy: &Policy, request: &Request) -> Decision {
             return decision(Verdict::Allow, format!("allow[{t}].{entry}"));
         }
     }
+    for (t, rule) in policy.ask.iter().enumerate() {
+        if let Some(entry) = first_match(rule, op, &target, privileged) {
+            return decision(Verdict::Ask, format!("ask[{t}].{entry}"));
+        }
+    }
     if privileged {
-        // Rule J8: the default never grants a privileged port, even `default = "allow"`.
+        // Rule J8: the default never grants a privileged port, even `default = "allow"`, nor
+        // asks for one: an operator answering a default ask would grant what no entry names.
         return decision(EPERM, "privileged-port".to_owned());
     }
     default_decision(policy)
@@ -146,6 +152,7 @@ fn default_decision(policy: &Policy) -> Decision {
     let verdict = match policy.default {
         Action::Allow => Verdict::Allow,
         Action::Deny => EPERM,
+        Action::Ask => Verdict::Ask,
     };
     decision(verdict, "default".to_owned())
 }

@@ -42,13 +42,20 @@
 //! ```
 //!
 //! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
-//! Keys of the full format that the broker does not enforce yet (`bind`, `send`, `[[ask]]`,
-//! `default = "ask"`, `ask_timeout`, `[limits]`, `extends`) are load errors, never ignored.
+//! Keys of the full format that the broker does not enforce yet (`[limits]`, `extends`) are
+//! load errors, never ignored.
+//!
+//! `[[ask]]` tables and `default = "ask"` give [`Verdict::Ask`]: the broker holds the call
+//! for an operator, for [`Policy::ask_timeout`] at most, then applies
+//! [`Policy::ask_fallback`]. Tables are checked `[[deny]]` first, then `[[allow]]`, then
+//! `[[ask]]`, then the default. [`parse_duration`] and [`format_duration`] read and write
+//! durations as policies (and the command line) spell them.
 
 #![forbid(unsafe_code)]
 
 mod builtin;
 mod confine;
+mod duration;
 mod emit;
 mod endpoint;
 mod error;
@@ -62,6 +69,7 @@ mod value;
 
 pub use builtin::{builtin, builtin_names};
 pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
+pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{PolicyError, PolicyErrorKind};
 pub use model::{Action, Decision, Policy, Verdict};
 pub use sockets::SocketRule;

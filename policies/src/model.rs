@@ -1,5 +1,7 @@
 //! The loaded policy and the decisions it gives.
 
+use std::time::Duration;
+
 use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
@@ -14,6 +16,8 @@ pub enum Action {
     Allow,
     /// Refuse it with `EPERM` (rule N4: the default).
     Deny,
+    /// Hold it for an operator (`default = "ask"`).
+    Ask,
 }
 
 /// The outcome for one request.
@@ -26,16 +30,22 @@ pub enum Verdict {
         /// The errno the call fails with.
         errno: i32,
     },
+    /// Hold the call for an operator, who allows or denies it; with no answer in time, or
+    /// no operator connected, the policy's `ask_fallback` decides.
+    Ask,
 }
 
 /// A verdict and the rule that gave it, for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Allow or deny.
+    /// Allow, deny, or ask an operator.
     pub verdict: Verdict,
-    /// Which rule decided: `deny[0].connect[1]`, `allow[2].unix[0]` (table index, entry
-    /// index, both from 0 in file order), `default`, `unspec` (an `AF_UNSPEC` connect), or
-    /// `invalid-target` (a unix path that is relative or still has `..`: refused).
+    /// Which rule decided: `deny[0].connect[1]`, `allow[2].unix[0]`, `ask[1].send[0]` (table
+    /// index, entry index, both from 0 in file order), `default`, `unspec` (an `AF_UNSPEC`
+    /// connect), `invalid-target` (a unix path that is relative or still has `..`: refused),
+    /// `jail-address` (rule J2), `privileged-port` (rule J8: no entry names the privileged
+    /// port, and the default never grants one), or `sockets.netlink` (a listed netlink
+    /// socket's bind or message, rule L4).
     pub rule: String,
 }
 
@@ -83,7 +93,7 @@ impl Errno {
     }
 }
 
-/// One `[[allow]]` or `[[deny]]` table.
+/// One `[[allow]]`, `[[deny]]` or `[[ask]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rule {
     pub(crate) connect: Vec<Endpoint>,
@@ -97,6 +107,9 @@ pub(crate) struct Rule {
     pub(crate) errno: Errno,
 }
 
+/// `ask_timeout` when the policy does not set it.
+pub(crate) const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A loaded, validated policy.
 ///
 /// Build one with [`Policy::from_toml`]; ask it with [`Policy::evaluate`].
@@ -107,6 +120,11 @@ pub struct Policy {
     pub(crate) sockets: Vec<SocketRule>,
     pub(crate) deny: Vec<Rule>,
     pub(crate) allow: Vec<Rule>,
+    pub(crate) ask: Vec<Rule>,
+    /// How long a held call waits for an operator.
+    pub(crate) ask_timeout: Duration,
+    /// `Allow` or `Deny { errno: EPERM }`.
+    pub(crate) ask_fallback: Verdict,
     pub(crate) confine: Confinement,
 }
 
@@ -125,6 +143,20 @@ impl Policy {
     /// What happens when no rule matches (`deny` unless the policy says otherwise).
     pub fn default_action(&self) -> Action {
         self.default
+    }
+
+    /// How long the broker holds a call that the policy asks about ([`Verdict::Ask`]) for an
+    /// operator's answer: `ask_timeout`, 30 seconds unless the policy says otherwise, at most
+    /// 24 hours. After it [`Policy::ask_fallback`] decides.
+    pub fn ask_timeout(&self) -> Duration {
+        self.ask_timeout
+    }
+
+    /// What a held call gets when no operator answers within [`Policy::ask_timeout`], or when
+    /// no operator is connected: `Deny { errno: EPERM }` (`ask_fallback = "deny"`, the
+    /// default) or `Allow` (`ask_fallback = "allow"`). Never [`Verdict::Ask`].
+    pub fn ask_fallback(&self) -> Verdict {
+        self.ask_fallback
     }
 
     /// The `socket()` allow-list (rule L2): the `[sockets] allow` entries, or the default

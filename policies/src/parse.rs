@@ -5,10 +5,11 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::confine::{self, Confinement, IoctlMode, LandlockMode};
+use crate::duration::parse_duration;
 use crate::endpoint;
 use crate::error::{suggest, PolicyError, PolicyErrorKind};
 use crate::glob;
-use crate::model::{Action, Errno, Policy, Rule};
+use crate::model::{Action, Errno, Policy, Rule, Verdict, DEFAULT_ASK_TIMEOUT};
 use crate::sockets;
 use crate::value::{Entries, Key, Source, Value};
 
@@ -19,6 +20,9 @@ const TOP_KEYS: &[&str] = &[
     "sockets",
     "allow",
     "deny",
+    "ask",
+    "ask_timeout",
+    "ask_fallback",
     "jail_address",
     "keep_capabilities",
     "ioctl",
@@ -28,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "source_cmsgs",
     "landlock",
 ];
+/// Keys of `[[allow]]` and `[[ask]]` tables.
 const ALLOW_KEYS: &[&str] = &["connect", "send", "bind", "unix"];
 const DENY_KEYS: &[&str] = &["connect", "send", "bind", "unix", "errno"];
 const SOCKETS_KEYS: &[&str] = &["allow"];
@@ -36,8 +41,6 @@ const SOCKETS_KEYS: &[&str] = &["allow"];
 /// the error.
 fn not_enforced_top(key: &str) -> Option<&'static str> {
     Some(match key {
-        "ask" => "`[[ask]]`",
-        "ask_timeout" => "`ask_timeout`",
         "limits" => "`[limits]`",
         "extends" => "`extends`",
         _ => return None,
@@ -61,6 +64,9 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let mut sockets = None;
     let mut allow = Vec::new();
     let mut deny = Vec::new();
+    let mut ask = Vec::new();
+    let mut ask_timeout = DEFAULT_ASK_TIMEOUT;
+    let mut ask_fallback = Verdict::Deny { errno: libc::EPERM };
     let mut confine = Confinement::default();
     let mut jail_span = None;
     let mut source_cmsgs_span = None;
@@ -78,16 +84,33 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
                 default = match s.as_str() {
                     "deny" => Action::Deny,
                     "allow" => Action::Allow,
-                    "ask" => {
-                        let what = "`default = \"ask\"`".to_owned();
-                        return Err(src.error(span, PolicyErrorKind::NotEnforcedYet { what }));
-                    }
+                    "ask" => Action::Ask,
                     _ => return Err(src.error(span, PolicyErrorKind::UnknownDefault(s))),
                 };
             }
             "sockets" => sockets = Some(parse_sockets(&src, value)?),
             "allow" => allow = parse_rules(&src, "allow", value)?,
             "deny" => deny = parse_rules(&src, "deny", value)?,
+            "ask" => ask = parse_rules(&src, "ask", value)?,
+            "ask_timeout" => {
+                if !matches!(value.get_ref(), Value::String(_)) {
+                    let expected = "a duration string such as \"30s\"";
+                    return Err(wrong_type(&src, "ask_timeout", expected, &value));
+                }
+                let (s, span) = string(&src, "ask_timeout", value)?;
+                ask_timeout = parse_duration(&s).map_err(|message| {
+                    let key = "ask_timeout";
+                    src.error(span, PolicyErrorKind::BadDuration { key, message })
+                })?;
+            }
+            "ask_fallback" => {
+                let (s, span) = string(&src, "ask_fallback", value)?;
+                ask_fallback = match s.as_str() {
+                    "deny" => Verdict::Deny { errno: libc::EPERM },
+                    "allow" => Verdict::Allow,
+                    _ => return Err(src.error(span, PolicyErrorKind::UnknownAskFallback(s))),
+                };
+            }
             "jail_address" => {
                 jail_span = Some(value.span());
                 parse_jail(&src, value, &mut confine)?;
@@ -149,6 +172,9 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         sockets: sockets.unwrap_or_else(sockets::default_list),
         deny,
         allow,
+        ask,
+        ask_timeout,
+        ask_fallback,
         confine,
     })
 }
@@ -304,6 +330,7 @@ fn parse_rules(
 ) -> Result<Vec<Rule>, PolicyError> {
     let expected = match table_name {
         "deny" => "an array of tables ([[deny]])",
+        "ask" => "an array of tables ([[ask]])",
         _ => "an array of tables ([[allow]])",
     };
     let span = value.span();

@@ -114,24 +114,6 @@ fn unknown_keys_with_and_without_hint() {
 fn keys_not_enforced_yet_are_refused_by_name() {
     let ne = |what: &str| K::NotEnforcedYet { what: what.into() };
     at(
-        "name = \"x\"\n[[ask]]\nconnect = [\"tcp://*:443\"]\n",
-        2,
-        3,
-        ne("`[[ask]]`"),
-    );
-    at(
-        "name = \"x\"\ndefault = \"ask\"\n",
-        2,
-        11,
-        ne("`default = \"ask\"`"),
-    );
-    at(
-        "name = \"x\"\nask_timeout = \"30s\"\n",
-        2,
-        1,
-        ne("`ask_timeout`"),
-    );
-    at(
         "name = \"x\"\n[limits]\nmax_connections = -1\n",
         2,
         2,
@@ -307,6 +289,117 @@ fn bad_default_and_errno() {
         4,
         1,
         K::ErrnoOutsideDeny,
+    );
+}
+
+#[test]
+fn ask_tables_take_the_allow_keys() {
+    at(
+        "name = \"x\"\n[[ask]]\nconnect = [\"tcp://*:1\"]\nerrno = \"EPERM\"\n",
+        4,
+        1,
+        K::ErrnoOutsideDeny,
+    );
+    at("name = \"x\"\n[[ask]]\n", 2, 1, K::EmptyRule("ask"));
+    at(
+        "name = \"x\"\n[[ask]]\nconect = [\"tcp://*:1\"]\n",
+        3,
+        1,
+        K::UnknownKey {
+            key: "conect".into(),
+            suggestion: Some("connect"),
+        },
+    );
+    at(
+        "name = \"x\"\n[ask]\nconnect = []\n",
+        2,
+        1,
+        K::WrongType {
+            key: "ask".into(),
+            expected: "an array of tables ([[ask]])",
+            found: "a table",
+        },
+    );
+    at(
+        "name = \"x\"\n[[ask]]\nunix = [\"rel\"]\n",
+        3,
+        9,
+        K::RelativeUnixPath("rel".into()),
+    );
+    let e = err("name = \"x\"\ndefault = \"prompt\"\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:11: unknown default action `prompt`; expected \"deny\", \"ask\" or \"allow\""
+    );
+}
+
+#[test]
+fn ask_timeout_errors_point_at_the_value() {
+    let bad = |value: &str, message: &str| {
+        let src = format!("name = \"x\"\n\nask_timeout = {value}\n");
+        let e = err(&src);
+        assert_eq!((e.line, e.col), (3, 15), "{e}");
+        assert_eq!(
+            e.kind,
+            K::BadDuration {
+                key: "ask_timeout",
+                message: message.into()
+            },
+            "{e}"
+        );
+    };
+    bad("\"30\"", "`30` has no unit; write 30s, 30ms, 30m or 30h");
+    bad(
+        "\"\"",
+        "empty duration; write one such as 30s, 500ms, 2m or 1h",
+    );
+    bad("\"0s\"", "`0s` is zero; a duration is positive");
+    bad("\"-1s\"", "`-1s` is negative; a duration is positive");
+    bad("\"25h\"", "`25h` is longer than 24h");
+    bad("\"3d\"", "unknown unit `d` in `3d`; use h, m, s or ms");
+    bad(
+        "'1.5s'",
+        "`1.5s` has a fraction; write whole units, as in 1s500ms",
+    );
+    let e = err("name = \"x\"\nask_timeout = \"30\"\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:15: invalid `ask_timeout`: `30` has no unit; write 30s, 30ms, 30m or 30h"
+    );
+    at(
+        "name = \"x\"\nask_timeout = 30\n",
+        2,
+        15,
+        K::WrongType {
+            key: "ask_timeout".into(),
+            expected: "a duration string such as \"30s\"",
+            found: "an integer",
+        },
+    );
+    at(
+        "name = \"x\"\nask_fallback = \"ask\"\n",
+        2,
+        16,
+        K::UnknownAskFallback("ask".into()),
+    );
+    at(
+        "name = \"x\"\nask_fallback = false\n",
+        2,
+        16,
+        K::WrongType {
+            key: "ask_fallback".into(),
+            expected: "a string",
+            found: "a boolean",
+        },
+    );
+    at(
+        "name = \"x\"\nask_timout = \"1s\"\n",
+        2,
+        1,
+        K::UnknownKey {
+            key: "ask_timout".into(),
+            suggestion: Some("ask_timeout"),
+        },
     );
 }
 

@@ -461,6 +461,8 @@ fn to_toml_is_canonical_and_reparses() {
     let shown = p.to_toml();
     let expected = r#"name = "web-client"
 default = "deny"
+ask_timeout = "30s"
+ask_fallback = "deny"
 keep_capabilities = []
 ioctl = "any"
 namespaces = []
@@ -848,4 +850,161 @@ fn s_l4_listed_netlink_binds_and_sends() {
     decides(&listed, &req(Op::Connect, nl), EPERM, "default");
     decides(&listed, &req(Op::Send, libc::AF_VSOCK), EPERM, "default");
     decides(&unlisted, &req(Op::Bind, nl), EPERM, "default");
+}
+
+const ASKING: &str = r#"
+name = "asking"
+default = "deny"
+
+[[ask]]
+connect = ["tcp://*:443", "tcp://10.0.0.0/8:*"]
+unix = ["/run/**"]
+
+[[allow]]
+connect = ["tcp://10.0.0.1:443"]
+
+[[ask]]
+send = ["udp://*:53"]
+bind = ["tcp://*:8000-9000", "tcp://*:80"]
+
+[[deny]]
+connect = ["tcp://10.9.9.9:*"]
+unix = ["/run/secret.sock"]
+"#;
+
+/// Issue 5: `[[deny]]`, then `[[allow]]`, then `[[ask]]`, then the default, wherever the
+/// tables stand in the file; ask labels count the `[[ask]]` tables alone.
+#[test]
+fn deny_then_allow_then_ask_then_default() {
+    let p = policy(ASKING);
+    let ask = Verdict::Ask;
+    decides(&p, &tcp("10.9.9.9:443"), EPERM, "deny[0].connect[0]");
+    decides(
+        &p,
+        &tcp("10.0.0.1:443"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(&p, &tcp("10.0.0.2:443"), ask, "ask[0].connect[0]");
+    decides(&p, &tcp("[2001:db8::1]:443"), ask, "ask[0].connect[0]");
+    decides(&p, &tcp("10.0.0.2:22"), ask, "ask[0].connect[1]");
+    decides(&p, &tcp("192.0.2.1:22"), EPERM, "default");
+    decides(&p, &path("/run/user/1/bus"), ask, "ask[0].unix[0]");
+    decides(&p, &path("/run/secret.sock"), EPERM, "deny[0].unix[0]");
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "192.0.2.1:53"),
+        ask,
+        "ask[1].send[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Connect, Proto::Udp, "192.0.2.1:53"),
+        ask,
+        "ask[1].send[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:8080"),
+        ask,
+        "ask[1].bind[0]",
+    );
+    // J8: an ask entry naming a privileged port may ask for it, a broad one may not.
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:80"),
+        ask,
+        "ask[1].bind[1]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:443"),
+        EPERM,
+        "privileged-port",
+    );
+    let shown = p.to_toml();
+    assert!(
+        shown.ends_with(
+            "\n[[ask]]\nconnect = [\"tcp://*:443\", \"tcp://10.0.0.0/8:*\"]\nunix = [\"/run/**\"]\n\
+             \n[[ask]]\nsend = [\"udp://*:53\"]\nbind = [\"tcp://*:8000-9000\", \"tcp://*:80\"]\n"
+        ),
+        "{shown}"
+    );
+    assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), p);
+}
+
+/// Issue 5: `default = "ask"` holds what no rule decides, except a privileged bind (J8),
+/// which the default never grants and so never asks for.
+#[test]
+fn s_j8_default_ask_never_asks_for_a_privileged_port() {
+    let p = policy("name = \"a\"\ndefault = \"ask\"\n[[allow]]\nbind = [\"tcp://*:*\"]\n");
+    assert_eq!(p.default_action(), Action::Ask);
+    decides(&p, &tcp("192.0.2.1:443"), Verdict::Ask, "default");
+    decides(&p, &path("/run/x"), Verdict::Ask, "default");
+    decides(
+        &p,
+        &req(Target::OtherFamily(libc::AF_VSOCK)),
+        Verdict::Ask,
+        "default",
+    );
+    decides(&p, &req(Target::Unspec), Verdict::Allow, "unspec");
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:8080"),
+        Verdict::Allow,
+        "allow[0].bind[0]",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:80"),
+        EPERM,
+        "privileged-port",
+    );
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Udp, "[::]:53"),
+        EPERM,
+        "privileged-port",
+    );
+    let kept =
+        policy("name = \"k\"\ndefault = \"ask\"\nkeep_capabilities = [\"CAP_NET_BIND_SERVICE\"]\n");
+    decides(
+        &kept,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:80"),
+        Verdict::Ask,
+        "default",
+    );
+    assert!(p.to_toml().contains("\ndefault = \"ask\"\n"));
+    assert_eq!(Policy::from_toml(&p.to_toml(), "shown").unwrap(), p);
+}
+
+/// Issue 5: how long a held call waits, and what it gets when nobody answers.
+#[test]
+fn ask_timeout_and_fallback() {
+    use std::time::Duration;
+    let d = policy("name = \"d\"\n");
+    assert_eq!(d.ask_timeout(), Duration::from_secs(30));
+    assert_eq!(d.ask_fallback(), EPERM);
+    let s = policy(
+        "name = \"s\"\ndefault = \"ask\"\nask_timeout = \"90s\"\nask_fallback = \"allow\"\n",
+    );
+    assert_eq!(s.ask_timeout(), Duration::from_secs(90));
+    assert_eq!(s.ask_fallback(), Verdict::Allow);
+    let shown = s.to_toml();
+    assert!(
+        shown.starts_with(
+            "name = \"s\"\ndefault = \"ask\"\nask_timeout = \"1m30s\"\nask_fallback = \"allow\"\n"
+        ),
+        "{shown}"
+    );
+    assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), s);
+    let ms = policy("name = \"m\"\nask_timeout = \"1s250ms\"\nask_fallback = \"deny\"\n");
+    assert_eq!(ms.ask_timeout(), Duration::from_millis(1250));
+    assert_eq!(ms.ask_fallback(), EPERM);
+    // Both are part of what the fingerprint covers.
+    assert_ne!(d.fingerprint(), ms.fingerprint());
+    assert_ne!(
+        policy("name = \"d\"\nask_fallback = \"allow\"\n").fingerprint(),
+        d.fingerprint()
+    );
 }

@@ -1,8 +1,11 @@
 //! Property tests: normalisation, canonical output, deny-beats-allow, parser robustness.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
-use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
+use netjail_policy::{
+    format_duration, parse_duration, Action, Op, Policy, Proto, Request, Target, Verdict,
+};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -187,11 +190,20 @@ fn rule_body(deny: bool) -> impl Strategy<Value = String> {
 
 fn policy_src() -> impl Strategy<Value = String> {
     (
-        select(vec!["", "default = \"deny\"\n", "default = \"allow\"\n"]),
-        prop::collection::vec(rule_body(true), 0..3),
-        prop::collection::vec(rule_body(false), 0..4),
         select(vec![
             "",
+            "default = \"deny\"\n",
+            "default = \"allow\"\n",
+            "default = \"ask\"\n",
+        ]),
+        prop::collection::vec(rule_body(true), 0..3),
+        prop::collection::vec(rule_body(false), 0..4),
+        prop::collection::vec(rule_body(false), 0..3),
+        select(vec![
+            "",
+            "ask_timeout = \"1m30s\"\n",
+            "ask_timeout = \"500ms\"\nask_fallback = \"allow\"\n",
+            "ask_fallback = \"deny\"\n",
             "jail_address = \"127.0.0.2\"\n",
             "jail_address = [\"10.1.2.3\", \"[fd00::1]\"]\n",
             "keep_capabilities = [\"CAP_NET_BIND_SERVICE\"]\n",
@@ -199,13 +211,19 @@ fn policy_src() -> impl Strategy<Value = String> {
             "fcntl_setown = false\nsource_cmsgs = true\nlandlock = \"required\"\n",
         ]),
     )
-        .prop_map(|(default, deny, allow, confine)| {
+        .prop_map(|(default, deny, allow, ask, confine)| {
             let mut s = format!("name = \"prop\"\n{default}{confine}");
-            for d in deny {
-                s += &format!("\n[[deny]]\n{d}");
-            }
-            for a in allow {
-                s += &format!("\n[[allow]]\n{a}");
+            // Tables of the three kinds, interleaved: their order in the file does not matter.
+            for i in 0..deny.len().max(allow.len()).max(ask.len()) {
+                if let Some(a) = ask.get(i) {
+                    s += &format!("\n[[ask]]\n{a}");
+                }
+                if let Some(a) = allow.get(i) {
+                    s += &format!("\n[[allow]]\n{a}");
+                }
+                if let Some(d) = deny.get(i) {
+                    s += &format!("\n[[deny]]\n{d}");
+                }
             }
             s
         })
@@ -264,15 +282,33 @@ proptest! {
         prop_assert_eq!(p.evaluate(&Request { op: r.op, target: c }), p.evaluate(&r));
     }
 
-    /// A rule in a [[deny]] table always beats the same rule in [[allow]].
+    /// A rule in a [[deny]] table always beats the same rule in [[allow]] and [[ask]].
     #[test]
-    fn deny_beats_allow(body in rule_body(false), default in select(vec!["deny", "allow"]), r in request()) {
-        let src = format!("name = \"d\"\ndefault = \"{default}\"\n[[allow]]\n{body}\n[[deny]]\n{body}");
+    fn deny_beats_allow(body in rule_body(false), default in select(vec!["deny", "allow", "ask"]), r in request()) {
+        let src = format!("name = \"d\"\ndefault = \"{default}\"\n[[ask]]\n{body}\n[[allow]]\n{body}\n[[deny]]\n{body}");
         let p = Policy::from_toml(&src, "d").unwrap();
         let d = p.evaluate(&r);
-        prop_assert!(!d.rule.starts_with("allow"), "{} -> {:?}", r.target, d);
+        prop_assert!(!d.rule.starts_with("allow") && !d.rule.starts_with("ask"), "{} -> {:?}", r.target, d);
         if d.rule.starts_with("deny") {
             prop_assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
+        }
+    }
+
+    /// A rule in an [[allow]] table always beats the same rule in [[ask]]; and an [[ask]]
+    /// entry decides exactly what the same [[allow]] entry would allow.
+    #[test]
+    fn allow_beats_ask(body in rule_body(false), default in select(vec!["deny", "allow", "ask"]), r in request()) {
+        let both = format!("name = \"b\"\ndefault = \"{default}\"\n[[ask]]\n{body}\n[[allow]]\n{body}");
+        let d = Policy::from_toml(&both, "b").unwrap().evaluate(&r);
+        prop_assert!(!d.rule.starts_with("ask"), "{} -> {:?}", r.target, d);
+        let allow = Policy::from_toml(&format!("name = \"a\"\ndefault = \"{default}\"\n[[allow]]\n{body}"), "a").unwrap().evaluate(&r);
+        let ask = Policy::from_toml(&format!("name = \"q\"\ndefault = \"{default}\"\n[[ask]]\n{body}"), "q").unwrap().evaluate(&r);
+        prop_assert_eq!(allow.rule.starts_with("allow["), ask.rule.starts_with("ask["));
+        if ask.rule.starts_with("ask[") {
+            prop_assert_eq!(ask.verdict, Verdict::Ask);
+            prop_assert_eq!(&ask.rule[3..], &allow.rule[5..]);
+        } else {
+            prop_assert_eq!(ask, allow);
         }
     }
 
@@ -286,6 +322,15 @@ proptest! {
                 d.rule.starts_with("deny[")
                     || ["default", "invalid-target", "jail-address", "privileged-port"].contains(&d.rule.as_str()),
                 "{:?}", d),
+            Verdict::Ask => prop_assert!(d.rule.starts_with("ask[") || d.rule == "default", "{:?}", d),
+        }
+        if d.rule == "default" {
+            let expected = match p.default_action() {
+                Action::Allow => Verdict::Allow,
+                Action::Deny => Verdict::Deny { errno: libc::EPERM },
+                Action::Ask => Verdict::Ask,
+            };
+            prop_assert_eq!(d.verdict, expected);
         }
     }
 
@@ -309,6 +354,41 @@ proptest! {
         let decide = |s: String| p.evaluate(&Request { op: Op::Connect, target: Target::UnixPath(s.into()) }).verdict;
         prop_assert_eq!(decide(format!("/{}", comps[0])), Verdict::Allow);
         prop_assert_ne!(decide(format!("/{}", comps.join("/"))), Verdict::Allow);
+    }
+
+    /// Every duration from 1 ms to 24 h prints in a form that reads back as itself, and
+    /// reading then printing any accepted text gives its canonical form.
+    #[test]
+    fn durations_round_trip(ms in 1..=86_400_000u64, h in 0..25u64, m in 0..200u64, s in 0..200u64, sub in 0..2000u64) {
+        let d = Duration::from_millis(ms);
+        let text = format_duration(d);
+        prop_assert_eq!(parse_duration(&text), Ok(d));
+        let mut written = String::new();
+        for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (sub, "ms")] {
+            if n > 0 {
+                written += &format!("{n}{unit}");
+            }
+        }
+        prop_assume!(!written.is_empty());
+        let total = ((h * 60 + m) * 60 + s) * 1000 + sub;
+        match parse_duration(&written) {
+            Ok(d) => {
+                prop_assert_eq!(d, Duration::from_millis(total));
+                prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+            }
+            Err(e) => {
+                prop_assert!(total > 86_400_000, "{} -> {}", written, e);
+                prop_assert!(e.ends_with("is longer than 24h"), "{}", e);
+            }
+        }
+    }
+
+    /// Duration-shaped noise is accepted or refused with a message, never a panic.
+    #[test]
+    fn duration_noise_never_panics(text in "[0-9hmsd. -]{0,12}") {
+        if let Err(e) = parse_duration(&text) {
+            prop_assert!(!e.is_empty() && !e.ends_with('.'));
+        }
     }
 
     /// The parser never panics, and any error points inside (or just past) the text.
