@@ -159,6 +159,13 @@ impl Policy {
         self.ask_fallback
     }
 
+    /// Whether some request can get [`Verdict::Ask`]: the policy has `[[ask]]` tables or
+    /// `default = "ask"`. A broker serves such a sandbox so that a held call never stops its
+    /// other calls.
+    pub fn may_ask(&self) -> bool {
+        self.default == Action::Ask || !self.ask.is_empty()
+    }
+
     /// The `socket()` allow-list (rule L2): the `[sockets] allow` entries, or the default
     /// list (`unix:*`, `inet:stream`, `inet:dgram`, `inet6:stream`, `inet6:dgram`) when the
     /// policy has no `[sockets]` table.
