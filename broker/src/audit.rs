@@ -28,6 +28,11 @@ pub struct DecisionEvent<'a> {
     pub decision: &'a str,
     /// The rule that decided (`allow[0].connect[1]`, `default`), or why nothing did.
     pub rule: &'a str,
+    /// The host name the destination matched, or empty.
+    pub host: &'a str,
+    /// What operators did with a call the policy asked about (`granted by uid 0`,
+    /// `timed-out: ...`), or empty.
+    pub operator: &'a str,
     /// The errno the caller got (0 for success).
     pub errno: i32,
     /// Time from receiving the notification to sending the reply.
@@ -47,6 +52,8 @@ pub fn decision(e: &DecisionEvent<'_>) {
         endpoint = e.endpoint,
         decision = e.decision,
         rule = e.rule,
+        host = e.host,
+        operator = e.operator,
         errno = e.errno,
         latency_us = e.latency_us,
         "decision"

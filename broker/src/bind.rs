@@ -96,13 +96,13 @@ fn decide_and_perform(
     perform: impl FnOnce() -> Reply,
 ) -> Step {
     out.endpoint = target.to_string();
-    let decision = call.sandbox.policy.evaluate(&Request {
+    let decision = call.evaluate(&Request {
         op: Op::Bind,
         target,
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
-        // issue 5: held for operators (wired in the broker)
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
         Verdict::Allow => perform(),
     };
@@ -247,13 +247,13 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     let local = SocketAddr::new(jail.unwrap_or(wildcard), 0);
     let target = Target::Inet { proto, addr: local };
     out.endpoint = target.to_string();
-    let decision = call.sandbox.policy.evaluate(&Request {
+    let decision = call.evaluate(&Request {
         op: Op::Bind,
         target,
     });
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
-        // issue 5: held for operators (wired in the broker)
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
         Verdict::Allow if jail.is_some() => {
             let family_template = if v6 {

@@ -8,17 +8,25 @@
 //! path lookup, a blocking connect to a remote host) goes to the runtime's blocking pool,
 //! bounded per sandbox. A sandbox can therefore slow down only its own receiver (invariant 7).
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use netjail_policy::{Decision, Verdict};
+use netjail_policy::{Decision, Request, Verdict};
+use netjail_protocol::control::{DecisionInfo, Event};
 
 use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
+use crate::operators::{self, CallerRef};
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, send};
+
+thread_local! {
+    /// Set on receiver threads, which must never wait for an operator.
+    static RECEIVER: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Stack of a receiver thread: decisions and audit formatting need little.
 const RECEIVER_STACK: usize = 256 * 1024;
@@ -40,9 +48,45 @@ pub(crate) struct Call {
     pub pidfd: OwnedFd,
     /// When the notification was received.
     pub received: Instant,
+    /// What the operators' side did with the call (held and answered, ruled...), for the
+    /// audit; empty when the policy decided alone.
+    pub note: Mutex<String>,
 }
 
 impl Call {
+    /// Decides `request` by the sandbox's policy; a call the policy asks about is decided by
+    /// operators (held until one answers), so that the decision returned is never `Ask`.
+    pub fn evaluate(&self, request: &Request) -> Decision {
+        let policy = &self.sandbox.policy;
+        let decision = policy.evaluate(request);
+        if decision.verdict != Verdict::Ask {
+            return decision;
+        }
+        let still_valid = || self.still_valid();
+        let caller = CallerRef {
+            pid: self.notif.pid as i32,
+            still_valid: &still_valid,
+        };
+        let (decision, note) = if RECEIVER.with(Cell::get) {
+            // Never reached: a sandbox whose policy may ask is served off its receiver.
+            // Should it be, waiting here would stop every call of the sandbox: fail closed.
+            tracing::error!(sandbox = %self.sandbox.id, "ask on a receiver thread; denied");
+            let mut d = decision;
+            d.verdict = Verdict::Deny { errno: libc::EPERM };
+            (d, "refused: asked on the receiver thread".to_string())
+        } else {
+            self.sandbox
+                .operators
+                .decide(&self.sandbox, caller, request, decision)
+        };
+        let mut n = self.note.lock().unwrap_or_else(|p| p.into_inner());
+        if !n.is_empty() {
+            n.push_str("; ");
+        }
+        n.push_str(&note);
+        decision
+    }
+
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
     pub fn still_valid(&self) -> bool {
         sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id)
@@ -152,6 +196,7 @@ pub(crate) fn start(
         .name(format!("netjail-{}", sandbox.id))
         .stack_size(RECEIVER_STACK)
         .spawn(move || {
+            RECEIVER.with(|r| r.set(true));
             receive(&sandbox, &runtime);
             audit::retired(
                 sandbox.id,
@@ -215,31 +260,47 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
         notif,
         pidfd,
         received,
+        note: Mutex::new(String::new()),
     };
-    let step = match decode::syscall(notif.arch, notif.nr) {
-        Some(Syscall::Connect) => connect::decide(&call),
-        Some(Syscall::Bind) => bind::decide_bind(&call),
-        Some(Syscall::Listen) => bind::decide_listen(&call),
-        Some(Syscall::SendTo) => send::decide_sendto(&call),
-        Some(Syscall::SendMsg) => send::decide_sendmsg(&call),
-        Some(Syscall::SendMmsg) => send::decide_sendmmsg(&call),
-        None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
-    };
-    match step {
-        Step::Done(outcome) => finish(&call, outcome),
-        Step::Blocking(work) => {
-            // Bound the work of one sandbox in the pool; past the bound this receiver waits,
-            // and the sandbox's further calls wait in the kernel, unanswered but not lost.
-            let Ok(permit) = runtime.block_on(sandbox.in_flight.clone().acquire_owned()) else {
-                return;
-            };
-            runtime.spawn_blocking(move || {
-                let outcome = work(&call);
-                finish(&call, outcome);
-                drop(permit);
-            });
-        }
+    if sandbox.slow_path {
+        // The policy may hold a call for an operator or look a name up: decide every call
+        // of this sandbox on the blocking pool, so that its receiver keeps receiving.
+        let work: Work = Box::new(|call: &Call| match decide(call) {
+            Step::Done(outcome) => outcome,
+            Step::Blocking(work) => work(call),
+        });
+        return run_blocking(sandbox, runtime, call, work);
     }
+    match decide(&call) {
+        Step::Done(outcome) => finish(&call, outcome),
+        Step::Blocking(work) => run_blocking(sandbox, runtime, call, work),
+    }
+}
+
+fn decide(call: &Call) -> Step {
+    let notif = call.notif;
+    match decode::syscall(notif.arch, notif.nr) {
+        Some(Syscall::Connect) => connect::decide(call),
+        Some(Syscall::Bind) => bind::decide_bind(call),
+        Some(Syscall::Listen) => bind::decide_listen(call),
+        Some(Syscall::SendTo) => send::decide_sendto(call),
+        Some(Syscall::SendMsg) => send::decide_sendmsg(call),
+        Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
+        None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
+    }
+}
+
+fn run_blocking(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, call: Call, work: Work) {
+    // Bound the work of one sandbox in the pool; past the bound this receiver waits, and the
+    // sandbox's further calls wait in the kernel, unanswered but not lost.
+    let Ok(permit) = runtime.block_on(sandbox.in_flight.clone().acquire_owned()) else {
+        return;
+    };
+    runtime.spawn_blocking(move || {
+        let outcome = work(&call);
+        finish(&call, outcome);
+        drop(permit);
+    });
 }
 
 /// Sends the reply and writes the audit event: the only place that does either.
@@ -257,7 +318,10 @@ fn finish(call: &Call, outcome: Outcome) {
     }
     let latency_us = call.received.elapsed().as_micros() as u64;
     call.sandbox.count_decision();
-    if !tracing::enabled!(target: audit::TARGET, tracing::Level::INFO) {
+    let ops = &call.sandbox.operators;
+    ops.count(errno == 0);
+    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
+    if !audited && !ops.wants_decisions() {
         return;
     }
     let program = program_of(call);
@@ -265,13 +329,40 @@ fn finish(call: &Call, outcome: Outcome) {
     let verdict = match decision.map(|d| d.verdict) {
         Some(Verdict::Allow) => "allow",
         Some(Verdict::Deny { .. }) => "deny",
-        // issue 5: held for operators (wired in the broker)
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Some(Verdict::Ask) => "deny",
         // No policy decision was needed (a send on a connected socket, an autobind): the
         // call went through as the caller made it.
         None if errno == 0 => "pass",
         None => "error",
     };
+    let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let host = ""; // HOSTNAME: decision.host once names land
+    let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
+    if ops.wants_decisions() {
+        ops.publish(Event::Decision(DecisionInfo {
+            time_ms: operators::now_ms(),
+            sandbox: call.sandbox.id,
+            name: call.sandbox.name.clone(),
+            container: call.sandbox.container.clone().unwrap_or_default(),
+            pid: call.notif.pid as i32,
+            program: program.clone(),
+            op: outcome.op.to_string(),
+            endpoint: outcome.endpoint.clone(),
+            host: host.to_string(),
+            decision: verdict.to_string(),
+            rule: if note.is_empty() {
+                rule.to_string()
+            } else {
+                format!("{rule} ({note})")
+            },
+            errno,
+            latency_us,
+        }));
+    }
+    if !audited {
+        return;
+    }
     audit::decision(&audit::DecisionEvent {
         sandbox: call.sandbox.id,
         name: &call.sandbox.name,
@@ -281,7 +372,9 @@ fn finish(call: &Call, outcome: Outcome) {
         op: outcome.op,
         endpoint: &outcome.endpoint,
         decision: verdict,
-        rule: decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure),
+        rule,
+        host,
+        operator: &note,
         errno,
         latency_us,
     });

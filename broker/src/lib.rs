@@ -22,11 +22,14 @@ mod audit;
 mod bind;
 mod caller;
 mod connect;
+pub mod control;
 mod decode;
 mod handler;
 pub mod logging;
 mod msg;
 pub mod oci;
+pub mod operators;
+pub mod overlay;
 mod sandbox;
 mod send;
 mod server;
@@ -40,7 +43,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use netjail_policy::Policy;
+use netjail_protocol::control::{Event, SandboxInfo};
 use netjail_protocol::SandboxId;
+
+use operators::Operators;
 
 pub use audit::TARGET as AUDIT_TARGET;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
@@ -51,6 +57,7 @@ pub use server::{bind_socket, serve};
 pub struct Broker {
     next_id: AtomicU64,
     sandboxes: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
+    operators: Arc<Operators>,
 }
 
 /// Errors of [`Broker::register`].
@@ -69,12 +76,51 @@ pub enum RegisterError {
 }
 
 impl Broker {
-    /// A broker with no sandboxes.
+    /// A broker with no sandboxes, whose operators' `--always` rules live in memory only.
+    /// With nobody watching (no control socket is served), calls a policy asks about get the
+    /// policy's fallback at once.
     pub fn new() -> Arc<Broker> {
+        Broker::with_operators(Operators::new(None))
+    }
+
+    /// A broker with no sandboxes and this operators' side (e.g. with an overlay directory).
+    pub fn with_operators(operators: Arc<Operators>) -> Arc<Broker> {
         Arc::new(Broker {
             next_id: AtomicU64::new(1),
             sandboxes: Mutex::new(HashMap::new()),
+            operators,
         })
+    }
+
+    /// The operators' side: held calls, operators' rules, events, counters.
+    pub fn operators(&self) -> &Arc<Operators> {
+        &self.operators
+    }
+
+    /// The sandboxes registered now, by id, as operators see them.
+    pub fn sandbox_infos(&self) -> Vec<SandboxInfo> {
+        let mut list: Vec<Arc<Sandbox>> = self
+            .sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        list.sort_by_key(|s| s.id.0);
+        list.iter().map(|s| self.info(s)).collect()
+    }
+
+    fn info(&self, s: &Sandbox) -> SandboxInfo {
+        SandboxInfo {
+            sandbox: s.id,
+            name: s.name.clone(),
+            container: s.container.clone().unwrap_or_default(),
+            pid: s.pid,
+            policy: s.policy.name().to_string(),
+            decisions: s.decisions(),
+            pending: self.operators.pending_of(s.id),
+            age_ms: s.registered.elapsed().as_millis() as u64,
+        }
     }
 
     /// Takes a sandbox's seccomp listener and starts deciding its calls on a receiver thread of
@@ -125,6 +171,7 @@ impl Broker {
             pid,
             Arc::new(policy),
             listener,
+            self.operators.clone(),
         ));
         self.sandboxes
             .lock()
@@ -133,6 +180,9 @@ impl Broker {
         let broker = Arc::downgrade(self);
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| RegisterError::NoRuntime)?;
+        self.operators
+            .publish(Event::Registered(self.info(&sandbox)));
+        let name = sandbox.name.clone();
         handler::start(sandbox, runtime, move || {
             if let Some(broker) = broker.upgrade() {
                 broker
@@ -140,6 +190,9 @@ impl Broker {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
+                broker
+                    .operators
+                    .publish(Event::Retired { sandbox: id, name });
             }
         })?;
         Ok(id)

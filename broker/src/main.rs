@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use netjail_broker::control::{self, ControlConfig};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_broker::oci::{self, OciConfig};
+use netjail_broker::operators::Operators;
+use netjail_broker::overlay::Overlay;
 use netjail_broker::Broker;
 
 /// The netjail broker: decides the network calls of confined processes.
@@ -15,6 +18,17 @@ struct Args {
     /// Registration socket (SOCK_SEQPACKET, mode 0660).
     #[arg(long, default_value = "/run/netjail/broker.sock")]
     socket: PathBuf,
+    /// Control socket for operators (SOCK_SEQPACKET, mode 0666; the broker serves only root
+    /// and members of the operator group, and refuses everyone else with a message).
+    #[arg(long, default_value = "/run/netjail/control.sock")]
+    control: PathBuf,
+    /// The operator group: its members may use the control socket (a name or a gid).
+    #[arg(long, default_value = "netjail")]
+    operator_group: String,
+    /// Directory of the overlay: rules operators make with `--always`, one policy file per
+    /// scope, read at start (a file with a mistake stops the broker, with file:line:column).
+    #[arg(long, default_value = "/var/lib/netjail/overlay")]
+    overlay: PathBuf,
     /// Also be the OCI seccomp agent on this socket (SOCK_STREAM, mode 0660): runc and crun
     /// send it a container's listener when the bundle's `linux.seccomp.listenerPath` names it.
     #[arg(long)]
@@ -43,6 +57,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // What operators decided before comes first: a broker that cannot read it does not start.
+    let overlay = Overlay::open(&args.overlay)
+        .with_context(|| format!("cannot read the overlay in {}", args.overlay.display()))?;
+    tracing::info!(overlay = %args.overlay.display(), rules = overlay.rule_count(), "overlay read");
     // The OCI socket first: once the registration socket answers, both do.
     let oci_listener = match &args.oci_socket {
         Some(path) => {
@@ -53,10 +71,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let control_listener = control::bind_control_socket(&args.control)
+        .with_context(|| format!("cannot listen on {}", args.control.display()))?;
+    let control_config = std::sync::Arc::new(ControlConfig::with_group(&args.operator_group));
+    tracing::info!(socket = %args.control.display(), group = %args.operator_group, "control socket listening");
     let listener = netjail_broker::bind_socket(&args.socket)
         .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
     tracing::info!(socket = %args.socket.display(), "netjaild listening");
-    let broker = Broker::new();
+    let broker = Broker::with_operators(Operators::new(Some(overlay)));
     let oci_config = std::sync::Arc::new(OciConfig {
         policies_dir: args.policies.clone(),
         default_policy: args.oci_default_policy.clone(),
@@ -72,11 +94,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
         r = oci_serve => r.context("accept on the OCI socket failed"),
+        r = control::serve_control(broker.clone(), control_listener, control_config) => r.context("accept on the control socket failed"),
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
     };
     // Leaving closes every listener: pending and later calls of the sandboxes fail (fail closed).
     let _ = std::fs::remove_file(&args.socket);
+    let _ = std::fs::remove_file(&args.control);
     if let Some(path) = &args.oci_socket {
         let _ = std::fs::remove_file(path);
     }

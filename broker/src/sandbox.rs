@@ -3,10 +3,13 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use netjail_policy::Policy;
 use netjail_protocol::SandboxId;
 use tokio::sync::Semaphore;
+
+use crate::operators::Operators;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
@@ -28,6 +31,13 @@ pub struct Sandbox {
     pub policy: Arc<Policy>,
     pub(crate) listener: OwnedFd,
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Where calls the policy asks about are held, and operators' rules.
+    pub(crate) operators: Arc<Operators>,
+    /// Every call of the sandbox is decided off its receiver thread: the policy may hold a
+    /// call for an operator or look a host name up, and neither may stop the receiver.
+    pub(crate) slow_path: bool,
+    /// When it registered.
+    pub(crate) registered: Instant,
     decisions: AtomicU64,
 }
 
@@ -39,7 +49,9 @@ impl Sandbox {
         pid: i32,
         policy: Arc<Policy>,
         listener: OwnedFd,
+        operators: Arc<Operators>,
     ) -> Self {
+        let slow_path = policy.may_ask();
         Sandbox {
             id,
             name,
@@ -48,6 +60,9 @@ impl Sandbox {
             policy,
             listener,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            operators,
+            slow_path,
+            registered: Instant::now(),
             decisions: AtomicU64::new(0),
         }
     }

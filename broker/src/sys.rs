@@ -584,3 +584,35 @@ pub fn pidfd_signal_thread(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     })?;
     Ok(())
 }
+
+/// The supplementary groups of the peer of a connected unix socket, as they were when it
+/// connected (`SO_PEERGROUPS`, Linux 4.13).
+pub fn peer_groups(sock: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` is a live buffer of `len` bytes that the kernel fills; `len` is a
+        // valid pointer to its size, updated by the kernel.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        // ERANGE: the buffer was too small and `len` now says how large it must be.
+        if err.raw_os_error() == Some(libc::ERANGE) && n > groups.len() && n <= 65_536 {
+            groups.resize(n, 0);
+            continue;
+        }
+        return Err(err);
+    }
+}

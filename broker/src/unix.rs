@@ -87,7 +87,6 @@ pub(crate) fn act_on_path(
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
     }
-    let policy = &call.sandbox.policy;
     let work = || {
         let resolved = match usage {
             PathUse::Existing => resolve_existing(root_fd.as_fd(), &root_path, &wanted),
@@ -99,10 +98,10 @@ pub(crate) fn act_on_path(
         };
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
-        let decision = policy.evaluate(&Request { op, target });
+        let decision = call.evaluate(&Request { op, target });
         let reply = match decision.verdict {
             Verdict::Deny { errno } => Reply::Errno(errno),
-            // issue 5: held for operators (wired in the broker)
+            // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
             Verdict::Ask => Reply::Errno(libc::EPERM),
             Verdict::Allow => match (usage, sys::is_socket(node.as_fd())) {
                 (PathUse::Create, _) | (PathUse::Existing, Ok(true)) => act(&addr),

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,27 +11,15 @@ use crate::{netjaild_bin, spawn, sys, Running, TempDir};
 /// The audit events' `target`.
 pub const AUDIT_TARGET: &str = "netjail::audit";
 
-/// A running `netjaild --socket <tmp>/broker.sock [--control <tmp>/control.sock]
-/// --log-format json`, killed by pid on drop.
+/// A running `netjaild --socket <tmp>/broker.sock --control <tmp>/control.sock
+/// --overlay <tmp>/overlay --log-format json`, killed by pid on drop.
 ///
 /// Its stderr (the JSON log, audit events included) is collected as it runs.
 pub struct Broker {
     child: Running,
     dir: TempDir,
     socket: PathBuf,
-}
-
-/// Whether this `netjaild` takes `--control` (the operator socket came later than the rest):
-/// when it does, the fixture's operator socket goes into its temporary directory too.
-fn has_control_option() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        let out = crate::run(
-            Command::new(netjaild_bin()).arg("--help"),
-            Duration::from_secs(10),
-        );
-        out.stdout.contains("--control")
-    })
+    control: PathBuf,
 }
 
 impl Broker {
@@ -44,7 +31,8 @@ impl Broker {
 
     /// As [`Broker::start`], with `netjaild` run through `prefix` (`setpriv ...` to run it as
     /// another user; the temporary directory is then made theirs by the caller through `dir`)
-    /// and with extra arguments made from the temporary directory by `extra`.
+    /// and with extra arguments made from the temporary directory by `extra` (which may name
+    /// another `--overlay`, e.g. the one of a broker that ran before).
     pub fn start_with(
         prefix: &[&str],
         extra: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
@@ -62,9 +50,11 @@ impl Broker {
             None => Command::new(netjaild_bin()),
         };
         cmd.arg("--socket").arg(&socket);
-        cmd.args(extra);
-        if has_control_option() {
-            cmd.arg("--control").arg(&control);
+        let own_overlay = !extra.iter().any(|a| a == "--overlay");
+        cmd.args(&extra);
+        cmd.arg("--control").arg(&control);
+        if own_overlay {
+            cmd.arg("--overlay").arg(dir.path().join("overlay"));
         }
         cmd.args(["--log-format", "json"]);
         let mut child = spawn(&mut cmd);
@@ -88,7 +78,22 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Broker { child, dir, socket }
+        Broker {
+            child,
+            dir,
+            socket,
+            control,
+        }
+    }
+
+    /// The control socket (operators).
+    pub fn control(&self) -> &Path {
+        &self.control
+    }
+
+    /// Stops the broker (SIGTERM to its pid) and waits for it to exit, at most 10 s.
+    pub fn stop(&mut self) {
+        self.child.terminate(Duration::from_secs(10));
     }
 
     /// The registration socket.

@@ -395,6 +395,25 @@ impl Running {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
+    /// Sends SIGTERM to the child (by pid) and waits for it to exit, at most `timeout`; past
+    /// it, kills its process group.
+    pub fn terminate(&mut self, timeout: Duration) {
+        if !self.is_alive() {
+            return;
+        }
+        let _ = sys::kill(self.pid(), libc::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        while self.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.is_alive() {
+            self.kill_group();
+            if let Ok(st) = self.child.wait() {
+                self.status = Some(st);
+            }
+        }
+    }
+
     fn kill_group(&mut self) {
         let pid = self.pid();
         // The child leads its own process group (spawn sets it), so -pid names exactly what

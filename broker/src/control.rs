@@ -1,0 +1,331 @@
+//! The control socket: operators list sandboxes and held calls, answer held calls, and watch
+//! decisions live (protocol in `netjail_protocol::control`).
+//!
+//! Anyone may connect (the socket is mode 0666) so that a refusal can say why: the broker
+//! reads the peer's credentials from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`, taken when
+//! the peer connected, so they cannot be changed afterwards) and serves only root and members
+//! of the operator group. Everyone else gets [`ErrorCode::NotOperator`] with a sentence
+//! saying who may operate, the attempt is audited, and the connection is closed.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netjail_protocol::control::{Event, OperatorReply, OperatorRequest, StatusReport};
+use netjail_protocol::{recv, send, ErrorCode, ErrorReply, RecvError, PROTOCOL_VERSION};
+use tokio::sync::broadcast::error::RecvError as EventError;
+use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
+
+use crate::operators::AnswerError;
+use crate::{sys, Broker};
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who may operate.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// The operator group's name, for messages.
+    pub group_name: String,
+    /// Its gid; `None` when no such group exists (then only root may operate).
+    pub group: Option<u32>,
+}
+
+impl ControlConfig {
+    /// The operator group `group`: a name looked up in `/etc/group`, or a number.
+    pub fn with_group(group: &str) -> ControlConfig {
+        let gid = group.parse::<u32>().ok().or_else(|| gid_of(group));
+        if gid.is_none() {
+            tracing::info!(group, "no such group: only root may use the control socket");
+        }
+        ControlConfig {
+            group_name: group.to_string(),
+            group: gid,
+        }
+    }
+}
+
+/// The gid of group `name` in `/etc/group`.
+fn gid_of(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// Binds the control socket at `path`, mode 0666 (the broker checks each peer itself),
+/// creating its directory and replacing a stale socket; refuses when a broker answers there.
+pub fn bind_control_socket(path: &Path) -> io::Result<UnixSeqpacketListener> {
+    let listener = crate::server::bind_socket(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// Serves operators forever.
+pub async fn serve_control(
+    broker: Arc<Broker>,
+    mut listener: UnixSeqpacketListener,
+    config: Arc<ControlConfig>,
+) -> io::Result<()> {
+    loop {
+        let sock = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                tracing::error!(error = %e, "out of fds; pausing accept on the control socket");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let broker = broker.clone();
+        let config = config.clone();
+        tokio::spawn(async move { operator(broker, config, sock).await });
+    }
+}
+
+/// The peer as the kernel names it.
+struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: i32,
+    groups: Vec<u32>,
+}
+
+impl Peer {
+    fn of(sock: &UnixSeqpacket) -> Option<Peer> {
+        let cred = sock.peer_cred().ok()?;
+        let groups = sys::peer_groups(sock.as_fd()).unwrap_or_default();
+        Some(Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid().unwrap_or(-1),
+            groups,
+        })
+    }
+
+    /// How the audit and answers name an operator, or `None` for a peer that is not one.
+    fn operator(&self, config: &ControlConfig) -> Option<String> {
+        if self.uid == 0 {
+            return Some("uid 0".to_string());
+        }
+        let gid = config.group?;
+        (self.gid == gid || self.groups.contains(&gid))
+            .then(|| format!("uid {} (group {})", self.uid, config.group_name))
+    }
+}
+
+async fn reply(sock: &UnixSeqpacket, msg: &OperatorReply) -> bool {
+    send(sock, msg, &[]).await.is_ok()
+}
+
+async fn error(sock: &UnixSeqpacket, code: ErrorCode, message: String) -> bool {
+    reply(sock, &OperatorReply::Error(ErrorReply { code, message })).await
+}
+
+async fn operator(broker: Arc<Broker>, config: Arc<ControlConfig>, sock: UnixSeqpacket) {
+    let Some(peer) = Peer::of(&sock) else {
+        return;
+    };
+    let first = tokio::time::timeout(HELLO_TIMEOUT, recv::<OperatorRequest>(&sock)).await;
+    let client = match first {
+        Err(_) => {
+            let _ = error(&sock, ErrorCode::NotHello, "no hello within 5 s".into()).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            if let Some(code) = e.error_code() {
+                let _ = error(&sock, code, format!("cannot read the hello: {e}")).await;
+            }
+            return;
+        }
+        Ok(Ok(r)) if !r.fds.is_empty() => {
+            let _ = error(
+                &sock,
+                ErrorCode::TooManyFds,
+                "the control socket takes no fds".into(),
+            )
+            .await;
+            return;
+        }
+        Ok(Ok(r)) => match r.msg {
+            OperatorRequest::Hello { version, client } => {
+                if version != PROTOCOL_VERSION {
+                    let msg = format!("protocol version {version} is not supported (this broker speaks {PROTOCOL_VERSION})");
+                    let _ = error(&sock, ErrorCode::UnsupportedVersion, msg).await;
+                    return;
+                }
+                client
+            }
+            _ => {
+                let _ = error(&sock, ErrorCode::NotHello, "say hello first".into()).await;
+                return;
+            }
+        },
+    };
+    let Some(who) = peer.operator(&config) else {
+        tracing::warn!(
+            target: crate::audit::TARGET,
+            peer_uid = peer.uid,
+            peer_gid = peer.gid,
+            peer_pid = peer.pid,
+            client = %client,
+            "operator refused"
+        );
+        let who_may = match config.group {
+            Some(_) => format!("root and members of group `{}`", config.group_name),
+            None => format!(
+                "root (the operator group `{}` does not exist)",
+                config.group_name
+            ),
+        };
+        let msg = format!(
+            "uid {} is not an operator: only {who_may} may use the control socket",
+            peer.uid
+        );
+        let _ = error(&sock, ErrorCode::NotOperator, msg).await;
+        return;
+    };
+    tracing::info!(target: crate::audit::TARGET, operator = %who, peer_pid = peer.pid, client = %client, "operator connected");
+    let welcome = OperatorReply::Welcome {
+        version: PROTOCOL_VERSION,
+        broker: format!("netjaild {}", env!("CARGO_PKG_VERSION")),
+        operator: who.clone(),
+    };
+    if !reply(&sock, &welcome).await {
+        return;
+    }
+    loop {
+        let request = match recv::<OperatorRequest>(&sock).await {
+            Ok(r) if r.fds.is_empty() => r.msg,
+            Ok(_) => {
+                let _ = error(
+                    &sock,
+                    ErrorCode::TooManyFds,
+                    "the control socket takes no fds".into(),
+                )
+                .await;
+                return;
+            }
+            Err(RecvError::Closed) => return,
+            Err(e) => {
+                if let Some(code) = e.error_code() {
+                    let _ = error(&sock, code, format!("cannot read the request: {e}")).await;
+                }
+                return;
+            }
+        };
+        let ok = match request {
+            OperatorRequest::Hello { .. } => {
+                error(&sock, ErrorCode::Malformed, "hello was already said".into()).await
+            }
+            OperatorRequest::Status => status(&broker, &sock).await,
+            OperatorRequest::Pending => {
+                let mut ok = true;
+                for p in broker.operators().pending() {
+                    ok = ok && reply(&sock, &OperatorReply::Pending(p)).await;
+                }
+                ok && reply(&sock, &OperatorReply::End).await
+            }
+            OperatorRequest::Grant {
+                id,
+                duration,
+                scope,
+            } => answer(&broker, &sock, id, true, duration, scope, &who).await,
+            OperatorRequest::Deny { id, always, scope } => {
+                let duration = if always {
+                    netjail_protocol::control::GrantDuration::Always
+                } else {
+                    netjail_protocol::control::GrantDuration::Once
+                };
+                answer(&broker, &sock, id, false, duration, scope, &who).await
+            }
+            OperatorRequest::Watch { decisions } => {
+                watch(&broker, &sock, decisions, &who).await;
+                return;
+            }
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+async fn status(broker: &Broker, sock: &UnixSeqpacket) -> bool {
+    let ops = broker.operators();
+    let sandboxes = broker.sandbox_infos();
+    let report = StatusReport {
+        broker: format!("netjaild {}", env!("CARGO_PKG_VERSION")),
+        uptime_ms: ops.uptime().as_millis() as u64,
+        operators: ops.watching(),
+        sandboxes: sandboxes.len() as u32,
+        pending: ops.pending().len() as u32,
+        grants: ops.rule_count(),
+        counters: ops.counters(),
+    };
+    if !reply(sock, &OperatorReply::Status(report)).await {
+        return false;
+    }
+    for s in sandboxes {
+        if !reply(sock, &OperatorReply::Sandbox(s)).await {
+            return false;
+        }
+    }
+    reply(sock, &OperatorReply::End).await
+}
+
+async fn answer(
+    broker: &Broker,
+    sock: &UnixSeqpacket,
+    id: netjail_protocol::control::RequestId,
+    allow: bool,
+    duration: netjail_protocol::control::GrantDuration,
+    scope: netjail_protocol::control::GrantScope,
+    who: &str,
+) -> bool {
+    match broker.operators().answer(id, allow, duration, scope, who) {
+        Ok(resolution) => reply(sock, &OperatorReply::Resolved(resolution)).await,
+        Err(AnswerError::NotPending(msg)) => error(sock, ErrorCode::NotPending, msg).await,
+        Err(AnswerError::Refused(msg)) => error(sock, ErrorCode::Refused, msg).await,
+    }
+}
+
+/// Streams events until the operator closes the connection. While it lasts the operator is
+/// present: held calls wait for an answer.
+async fn watch(broker: &Broker, sock: &UnixSeqpacket, decisions: bool, who: &str) {
+    let ops = broker.operators();
+    let (mut rx, _presence) = ops.watch(decisions);
+    tracing::info!(target: crate::audit::TARGET, operator = %who, decisions, "operator watching");
+    // Subscribed first, listed second: a call held in between is sent twice at worst,
+    // never missed.
+    for p in ops.pending() {
+        if !reply(sock, &OperatorReply::Event(Event::Pending(p))).await {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(EventError::Lagged(missed)) => Event::Lagged { missed },
+                    Err(EventError::Closed) => return,
+                };
+                if !reply(sock, &OperatorReply::Event(event)).await {
+                    return;
+                }
+            }
+            // A watch only streams: anything the operator sends, or its close, ends it.
+            _ = recv::<OperatorRequest>(sock) => {
+                tracing::info!(target: crate::audit::TARGET, operator = %who, "operator stopped watching");
+                return;
+            }
+        }
+    }
+}

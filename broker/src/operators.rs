@@ -1,0 +1,760 @@
+//! Calls held for operators (policy action `ask`), and the rules operators make.
+//!
+//! A call whose policy says `ask` is decided here, on the blocking-pool thread that handles
+//! it (never on a sandbox's receiver thread, see `handler::dispatch`):
+//!
+//! 1. a rule an operator made earlier (`--for`, `--always`) for this destination decides it
+//!    at once;
+//! 2. with no operator watching, or too many calls held already, the policy's fallback
+//!    applies at once (invariant 1: fail closed, rule M4);
+//! 3. otherwise the call is published to the watching operators and the thread waits for the
+//!    first answer, the policy's `ask_timeout`, or the caller's exit, whichever comes first.
+//!
+//! Every held call ends exactly once: whoever removes it from the table (an operator's
+//! answer, the timeout, the caller's exit) decides it, under one lock; an answer that comes
+//! later is told the call is no longer held, and by whom it was decided.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use netjail_policy::{Decision, Op, Request, Verdict};
+use netjail_protocol::control::{
+    Counters, Event, GrantDuration, GrantScope, Outcome, PendingInfo, ProcessInfo, RequestId,
+    Resolution,
+};
+use netjail_protocol::SandboxId;
+use tokio::sync::broadcast;
+
+use crate::overlay::{Overlay, OverlayError, ScopeKey};
+use crate::sandbox::Sandbox;
+
+/// Calls held at once in the whole broker. Each holds a thread of the blocking pool, so the
+/// bound keeps held calls from taking the threads other sandboxes need (invariant 7).
+pub const MAX_HELD: usize = 128;
+
+/// Calls of one sandbox held at once; past it the fallback applies at once.
+pub const MAX_HELD_PER_SANDBOX: usize = 16;
+
+/// How often a held call checks that its caller still waits.
+const CALLER_CHECK: Duration = Duration::from_millis(200);
+
+/// Events kept for a slow watcher before it is told it lagged.
+const EVENT_BACKLOG: usize = 4096;
+
+/// Resolutions remembered for the error of a late answer.
+const RECENT: usize = 256;
+
+/// Processes reported in the chain of a held call.
+const MAX_CHAIN: usize = 16;
+
+/// Bytes of a program name in a report.
+const MAX_PROGRAM: usize = 256;
+
+/// Bytes of an endpoint or name in a report (keeps one item within one datagram).
+const MAX_TEXT: usize = 4096;
+
+/// What an operator answered.
+#[derive(Debug, Clone)]
+struct Answer {
+    allow: bool,
+    by: String,
+    rule: String,
+    outcome: Outcome,
+}
+
+/// One held call.
+struct Held {
+    info: PendingInfo,
+    created: Instant,
+    deadline: Instant,
+    sandbox: SandboxId,
+    policy: String,
+    container: Option<String>,
+    op: Op,
+    key: String,
+    request: Request,
+    answer: mpsc::SyncSender<Answer>,
+}
+
+/// A rule an operator made that lives in memory: `--for` grants, and `--always` ones of a
+/// scope that cannot outlive the broker.
+#[derive(Debug, Clone)]
+struct TimedRule {
+    scope: Scope,
+    op: Op,
+    key: String,
+    allow: bool,
+    until: Option<Instant>,
+    text: String,
+}
+
+/// Whom a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    Sandbox(SandboxId),
+    Policy(String),
+    Container(String),
+}
+
+impl Scope {
+    fn covers(&self, sandbox: &Sandbox) -> bool {
+        match self {
+            Scope::Sandbox(id) => *id == sandbox.id,
+            Scope::Policy(name) => name == sandbox.policy.name(),
+            Scope::Container(id) => sandbox.container.as_deref() == Some(id.as_str()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Scope::Sandbox(id) => format!("sandbox {id}"),
+            Scope::Policy(name) => format!("policy {name}"),
+            Scope::Container(id) => format!("container {id}"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    held: BTreeMap<RequestId, Held>,
+    /// The last resolutions, for the error a late answer gets.
+    recent: VecDeque<Resolution>,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    asked: AtomicU64,
+    granted: AtomicU64,
+    refused: AtomicU64,
+    timed_out: AtomicU64,
+    unattended: AtomicU64,
+}
+
+/// The operators' side of the broker.
+pub struct Operators {
+    started: Instant,
+    next_id: AtomicU64,
+    table: Mutex<Table>,
+    rules: Mutex<Vec<TimedRule>>,
+    overlay: Option<Overlay>,
+    events: broadcast::Sender<Event>,
+    watchers: AtomicU32,
+    decision_watchers: AtomicU32,
+    counters: AtomicCounters,
+}
+
+impl std::fmt::Debug for Operators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operators")
+            .field("watchers", &self.watchers.load(Ordering::Relaxed))
+            .field("held", &self.lock().held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an operator's answer was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The call is not held (see the message for why).
+    #[error("{0}")]
+    NotPending(String),
+    /// The answer asks for something impossible.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A registration of a watching operator: counts as present until dropped.
+#[derive(Debug)]
+pub struct Presence {
+    operators: Arc<Operators>,
+    decisions: bool,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        self.operators.watchers.fetch_sub(1, Ordering::SeqCst);
+        if self.decisions {
+            self.operators
+                .decision_watchers
+                .fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Operators {
+    /// No operators yet; `--always` rules go to `overlay` (none: they are kept in memory).
+    pub fn new(overlay: Option<Overlay>) -> Arc<Operators> {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Arc::new(Operators {
+            started: Instant::now(),
+            next_id: AtomicU64::new(1),
+            table: Mutex::new(Table::default()),
+            rules: Mutex::new(Vec::new()),
+            overlay,
+            events,
+            watchers: AtomicU32::new(0),
+            decision_watchers: AtomicU32::new(0),
+            counters: AtomicCounters::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Time since the broker started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Operators watching now.
+    pub fn watching(&self) -> u32 {
+        self.watchers.load(Ordering::SeqCst)
+    }
+
+    /// Whether anyone wants every decision (so that building the event is worth it).
+    pub fn wants_decisions(&self) -> bool {
+        self.decision_watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Subscribes a watcher: the receiver of events, and its presence.
+    pub fn watch(self: &Arc<Self>, decisions: bool) -> (broadcast::Receiver<Event>, Presence) {
+        let rx = self.events.subscribe();
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        if decisions {
+            self.decision_watchers.fetch_add(1, Ordering::SeqCst);
+        }
+        let presence = Presence {
+            operators: self.clone(),
+            decisions,
+        };
+        (rx, presence)
+    }
+
+    /// Sends an event to the watchers (nobody listening is fine).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// Counts a finished call by what the caller got.
+    pub fn count(&self, allowed: bool) {
+        let c = if allowed {
+            &self.counters.allowed
+        } else {
+            &self.counters.denied
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> Counters {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Counters {
+            allowed: get(&c.allowed),
+            denied: get(&c.denied),
+            asked: get(&c.asked),
+            granted: get(&c.granted),
+            refused: get(&c.refused),
+            timed_out: get(&c.timed_out),
+            unattended: get(&c.unattended),
+        }
+    }
+
+    /// Calls held now, oldest first, as operators see them.
+    pub fn pending(&self) -> Vec<PendingInfo> {
+        let table = self.lock();
+        table.held.values().map(report).collect()
+    }
+
+    /// Calls of `sandbox` held now.
+    pub fn pending_of(&self, sandbox: SandboxId) -> u32 {
+        let table = self.lock();
+        table.held.values().filter(|h| h.sandbox == sandbox).count() as u32
+    }
+
+    /// Rules made by operators in force now.
+    pub fn rule_count(&self) -> u32 {
+        let now = Instant::now();
+        let timed = self
+            .rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|r| r.until.is_none_or(|u| u > now))
+            .count();
+        let always = self.overlay.as_ref().map_or(0, Overlay::rule_count);
+        (timed + always) as u32
+    }
+
+    /// Decides a call the policy asks about (its `decision` says `Ask`). Blocks the calling
+    /// thread while the call is held: call it from the blocking pool only.
+    ///
+    /// Returns the decision and, for the audit, what the operators' side did.
+    pub(crate) fn decide(
+        self: &Arc<Self>,
+        sandbox: &Sandbox,
+        caller: CallerRef<'_>,
+        request: &Request,
+        decision: Decision,
+    ) -> (Decision, String) {
+        let key = request.target.canonical().to_string();
+        let rule = decision.rule.clone();
+        if let Some((allow, text)) = self.ruled(sandbox, request, &key) {
+            return (
+                with_verdict(decision, allow, &rule),
+                format!("ruled: {text}"),
+            );
+        }
+        self.counters.asked.fetch_add(1, Ordering::Relaxed);
+        let policy = &sandbox.policy;
+        let fallback_allows = policy.ask_fallback() == Verdict::Allow;
+        let fallback = |outcome: Outcome, why: &str| {
+            let counter = match outcome {
+                Outcome::TimedOut => &self.counters.timed_out,
+                _ => &self.counters.unattended,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let verdict = if fallback_allows { "allow" } else { "deny" };
+            (
+                with_verdict(decision.clone(), fallback_allows, &rule),
+                format!("{}: {why}, fallback {verdict}", outcome.as_str()),
+            )
+        };
+        if self.watching() == 0 {
+            return fallback(Outcome::Unattended, "no operator watching");
+        }
+        let now = Instant::now();
+        let timeout = policy.ask_timeout();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let info = PendingInfo {
+            id,
+            sandbox: sandbox.id,
+            name: clip(&sandbox.name, MAX_TEXT),
+            container: clip(sandbox.container.as_deref().unwrap_or(""), MAX_TEXT),
+            policy: clip(policy.name(), MAX_TEXT),
+            pid: caller.pid,
+            chain: chain(caller.pid, sandbox.pid),
+            op: op_name(request.op).to_string(),
+            endpoint: clip(&key, MAX_TEXT),
+            host: String::new(), // HOSTNAME
+            rule: rule.clone(),
+            age_ms: 0,
+            remaining_ms: timeout.as_millis() as u64,
+            fallback: if fallback_allows { "allow" } else { "deny" }.to_string(),
+        };
+        {
+            let mut table = self.lock();
+            let of_sandbox = table
+                .held
+                .values()
+                .filter(|h| h.sandbox == sandbox.id)
+                .count();
+            if table.held.len() >= MAX_HELD || of_sandbox >= MAX_HELD_PER_SANDBOX {
+                drop(table);
+                return fallback(Outcome::Unattended, "too many calls held");
+            }
+            table.held.insert(
+                id,
+                Held {
+                    info: info.clone(),
+                    created: now,
+                    deadline: now + timeout,
+                    sandbox: sandbox.id,
+                    policy: policy.name().to_string(),
+                    container: sandbox.container.clone(),
+                    op: request.op,
+                    key: key.clone(),
+                    request: request.clone(),
+                    answer: tx,
+                },
+            );
+        }
+        tracing::info!(target: crate::audit::TARGET, request = %id, sandbox = %sandbox.id, pid = caller.pid, endpoint = %key, rule = %rule, "call held for operators");
+        self.publish(Event::Pending(info));
+
+        // Wait for an answer, the deadline, or the caller's exit.
+        let deadline = now + timeout;
+        let answer = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(CALLER_CHECK)) {
+                Ok(a) => break Some(a),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let expired = Instant::now() >= deadline;
+            let gone = !(caller.still_valid)();
+            if !(expired || gone) {
+                continue;
+            }
+            // Take the call out of the table, unless an operator took it first: then the
+            // answer is in the channel already (it is sent under the same lock).
+            let taken = self.lock().held.remove(&id);
+            if taken.is_none() {
+                break rx.try_recv().ok();
+            }
+            let (outcome, by) = if gone {
+                (Outcome::Gone, "the caller exited")
+            } else {
+                (Outcome::TimedOut, "timeout")
+            };
+            self.resolved(Resolution {
+                id,
+                outcome,
+                allowed: !gone && fallback_allows,
+                by: by.to_string(),
+                rule: String::new(),
+            });
+            if gone {
+                return (
+                    with_verdict(decision, false, &rule),
+                    "gone: the caller exited while held".to_string(),
+                );
+            }
+            return fallback(Outcome::TimedOut, "no answer in time");
+        };
+        match answer {
+            Some(a) => {
+                let note = if a.rule.is_empty() {
+                    format!("{} by {}", a.outcome.as_str(), a.by)
+                } else {
+                    format!("{} by {}; {}", a.outcome.as_str(), a.by, a.rule)
+                };
+                (with_verdict(decision, a.allow, &rule), note)
+            }
+            // Cannot happen (the sender lives in the table until it answers): fail closed.
+            None => (
+                with_verdict(decision, false, &rule),
+                "lost: no answer".to_string(),
+            ),
+        }
+    }
+
+    /// A rule operators made earlier that covers this request: allow or deny, and its text.
+    fn ruled(&self, sandbox: &Sandbox, request: &Request, key: &str) -> Option<(bool, String)> {
+        let now = Instant::now();
+        {
+            let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            rules.retain(|r| r.until.is_none_or(|u| u > now));
+            // Denials first: an operator's "never" beats an earlier "for a while".
+            let mut hits: Vec<&TimedRule> = rules
+                .iter()
+                .filter(|r| r.op == request.op && r.key == key && r.scope.covers(sandbox))
+                .collect();
+            hits.sort_by_key(|r| r.allow);
+            if let Some(r) = hits.first() {
+                return Some((r.allow, r.text.clone()));
+            }
+        }
+        let overlay = self.overlay.as_ref()?;
+        let mut keys = vec![ScopeKey::Policy(sandbox.policy.name().to_string())];
+        if let Some(c) = &sandbox.container {
+            keys.push(ScopeKey::Container(c.clone()));
+        }
+        overlay.decide(&keys, request)
+    }
+
+    /// An operator's answer to held call `id`.
+    pub fn answer(
+        &self,
+        id: RequestId,
+        allow: bool,
+        duration: GrantDuration,
+        scope: GrantScope,
+        by: &str,
+    ) -> Result<Resolution, AnswerError> {
+        let mut table = self.lock();
+        let Some(held) = table.held.get(&id) else {
+            return Err(AnswerError::NotPending(self.why_not_pending(&table, id)));
+        };
+        let scope = match (scope, duration) {
+            (GrantScope::Sandbox, GrantDuration::Always) => {
+                // A sandbox instance does not outlive the broker; "always" is kept for its
+                // policy, which does.
+                Scope::Policy(held.policy.clone())
+            }
+            (GrantScope::Sandbox, _) => Scope::Sandbox(held.sandbox),
+            (GrantScope::Policy, _) => Scope::Policy(held.policy.clone()),
+            (GrantScope::Container, _) => match &held.container {
+                Some(c) => Scope::Container(c.clone()),
+                None => {
+                    return Err(AnswerError::Refused(format!(
+                        "request {id} does not come from a container (sandbox {})",
+                        held.sandbox
+                    )))
+                }
+            },
+        };
+        let verb = if allow { "allow" } else { "deny" };
+        let what = format!("{verb} {} {}", op_name(held.op), held.key);
+        let rule = match duration {
+            GrantDuration::Once => String::new(),
+            GrantDuration::For { millis } => {
+                let until = Instant::now() + Duration::from_millis(millis);
+                let text = format!(
+                    "{what} for {} until {}",
+                    scope.describe(),
+                    clock_in(Duration::from_millis(millis))
+                );
+                self.rules
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(TimedRule {
+                        scope,
+                        op: held.op,
+                        key: held.key.clone(),
+                        allow,
+                        until: Some(until),
+                        text: text.clone(),
+                    });
+                text
+            }
+            GrantDuration::Always => {
+                let text = format!("{what} for {} always", scope.describe());
+                let note = format!("by {by} for request {id} (sandbox {})", held.sandbox);
+                match (&self.overlay, &scope) {
+                    (Some(overlay), Scope::Policy(name)) => overlay
+                        .add(ScopeKey::Policy(name.clone()), &held.request, allow, &note)
+                        .map_err(refused)?,
+                    (Some(overlay), Scope::Container(c)) => overlay
+                        .add(ScopeKey::Container(c.clone()), &held.request, allow, &note)
+                        .map_err(refused)?,
+                    _ => self
+                        .rules
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(TimedRule {
+                            scope,
+                            op: held.op,
+                            key: held.key.clone(),
+                            allow,
+                            until: None,
+                            text: text.clone(),
+                        }),
+                }
+                text
+            }
+        };
+        let outcome = if allow {
+            Outcome::Granted
+        } else {
+            Outcome::Denied
+        };
+        let Some(held) = table.held.remove(&id) else {
+            unreachable_fail_closed();
+            return Err(AnswerError::NotPending(format!("request {id} vanished")));
+        };
+        let answer = Answer {
+            allow,
+            by: by.to_string(),
+            rule: rule.clone(),
+            outcome,
+        };
+        // Sent under the lock: the waiting thread either sees it, or finds the call gone from
+        // the table and then reads it.
+        let _ = held.answer.try_send(answer);
+        let resolution = Resolution {
+            id,
+            outcome,
+            allowed: allow,
+            by: by.to_string(),
+            rule,
+        };
+        let counter = if allow {
+            &self.counters.granted
+        } else {
+            &self.counters.refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        remember(&mut table, resolution.clone());
+        drop(table);
+        tracing::info!(target: crate::audit::TARGET, request = %id, sandbox = %held.sandbox, outcome = outcome.as_str(), by, rule = %resolution.rule, endpoint = %held.key, "held call answered");
+        self.publish(Event::Resolved(resolution.clone()));
+        Ok(resolution)
+    }
+
+    fn resolved(&self, resolution: Resolution) {
+        tracing::info!(target: crate::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
+        remember(&mut self.lock(), resolution.clone());
+        self.publish(Event::Resolved(resolution));
+    }
+
+    fn why_not_pending(&self, table: &Table, id: RequestId) -> String {
+        if let Some(r) = table.recent.iter().rev().find(|r| r.id == id) {
+            let verb = match r.outcome {
+                Outcome::Granted => format!("it was granted by {}", r.by),
+                Outcome::Denied => format!("it was denied by {}", r.by),
+                Outcome::TimedOut => "it timed out".to_string(),
+                Outcome::Gone => "its caller exited".to_string(),
+                Outcome::Unattended | Outcome::Ruled => "it was decided without asking".to_string(),
+            };
+            format!("request {id} is no longer held: {verb}")
+        } else if id.0 >= self.next_id.load(Ordering::Relaxed) || id.0 == 0 {
+            format!("there is no request {id} (see `netjail pending`)")
+        } else {
+            format!("request {id} is no longer held")
+        }
+    }
+}
+
+fn refused(e: OverlayError) -> AnswerError {
+    AnswerError::Refused(format!(
+        "the rule was not saved, and the call is still held: {e}"
+    ))
+}
+
+/// Keeps the table consistent if the impossible happens (an entry checked under the lock
+/// vanished under the same lock).
+fn unreachable_fail_closed() {
+    tracing::error!("a held call vanished under its lock");
+}
+
+fn remember(table: &mut Table, resolution: Resolution) {
+    if table.recent.len() >= RECENT {
+        table.recent.pop_front();
+    }
+    table.recent.push_back(resolution);
+}
+
+/// What the decision of a held call needs from its caller.
+pub(crate) struct CallerRef<'a> {
+    /// The calling thread.
+    pub pid: i32,
+    /// `NOTIF_ID_VALID`: the caller still waits in this call.
+    pub still_valid: &'a dyn Fn() -> bool,
+}
+
+fn with_verdict(mut decision: Decision, allow: bool, rule: &str) -> Decision {
+    decision.verdict = if allow {
+        Verdict::Allow
+    } else {
+        Verdict::Deny { errno: libc::EPERM }
+    };
+    decision.rule = rule.to_string();
+    decision
+}
+
+fn report(held: &Held) -> PendingInfo {
+    let mut info = held.info.clone();
+    let now = Instant::now();
+    info.age_ms = now.duration_since(held.created).as_millis() as u64;
+    info.remaining_ms = held.deadline.saturating_duration_since(now).as_millis() as u64;
+    info
+}
+
+/// The word for an operation in reports.
+pub(crate) fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Connect => "connect",
+        Op::Send => "send",
+        Op::Bind => "bind",
+        _ => "other",
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The caller and its parents, up to the confined process `root` (included) or pid 1.
+fn chain(pid: i32, root: i32) -> Vec<ProcessInfo> {
+    let mut out = Vec::new();
+    // The thread's process first.
+    let mut current = tgid_of(pid).unwrap_or(pid);
+    while out.len() < MAX_CHAIN && current > 0 {
+        out.push(ProcessInfo {
+            pid: current,
+            program: clip(&program(current), MAX_PROGRAM),
+        });
+        if current == root || current == 1 {
+            break;
+        }
+        match parent_of(current) {
+            Some(p) if p > 0 => current = p,
+            _ => break,
+        }
+    }
+    out
+}
+
+fn status_field(pid: i32, key: &str) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn tgid_of(pid: i32) -> Option<i32> {
+    status_field(pid, "Tgid:")
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    status_field(pid, "PPid:")
+}
+
+/// Executable of `pid`, else its command name in brackets, else `?`.
+fn program(pid: i32) -> String {
+    if let Ok(p) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        return p.display().to_string();
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(c) => format!("[{}]", c.trim_end()),
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// Wall-clock time `after` from now, as `HH:MM:SS` UTC, for rule texts.
+fn clock_in(after: Duration) -> String {
+    let t = SystemTime::now() + after;
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        day / 3600,
+        (day % 3600) / 60,
+        day % 60
+    )
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_char_boundaries() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("ééé", 3), "é…");
+    }
+
+    #[test]
+    fn chain_of_this_process_reaches_its_parent() {
+        let me = std::process::id() as i32;
+        let c = chain(me, -1);
+        assert_eq!(c[0].pid, me);
+        assert!(c.len() >= 2, "{c:?}");
+        assert!(c.len() <= MAX_CHAIN);
+        let c = chain(me, me);
+        assert_eq!(c.len(), 1, "stops at the confined process");
+    }
+}

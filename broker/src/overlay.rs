@@ -1,0 +1,460 @@
+//! The overlay: rules operators made with `--always`, kept in policy files that survive a
+//! broker restart.
+//!
+//! One file per scope in the state directory: `policy-NAME.toml` for the sandboxes of a
+//! policy, `container-ID.toml` for the processes of a container (bytes other than
+//! `[A-Za-z0-9._-]` written `%XX`). Each file is a policy in the ordinary format with
+//! `default = "ask"`, so that what no rule covers is left to the policy's own `ask`; a grant
+//! adds an `[[allow]]` table and a denial a `[[deny]]` table, each naming one exact
+//! destination, with a comment saying who made it and when. Operators may edit the files;
+//! the broker reads them when it starts and refuses to start on a file with a mistake (its
+//! file, line and column), rather than forget what operators decided.
+//!
+//! The overlay is consulted only for calls the policy asks about: an operator can answer the
+//! questions a policy leaves open, never widen what it allows or denies outright.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use netjail_policy::{Op, Policy, PolicyError, Proto, Request, Target, Verdict};
+
+/// Whom one overlay file covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ScopeKey {
+    /// Every sandbox of the policy with this name.
+    Policy(String),
+    /// Every process of the container with this id.
+    Container(String),
+}
+
+impl ScopeKey {
+    fn file_name(&self) -> String {
+        match self {
+            ScopeKey::Policy(n) => format!("policy-{}.toml", encode(n)),
+            ScopeKey::Container(c) => format!("container-{}.toml", encode(c)),
+        }
+    }
+
+    fn from_file_name(name: &str) -> Option<ScopeKey> {
+        let stem = name.strip_suffix(".toml")?;
+        if let Some(n) = stem.strip_prefix("policy-") {
+            return Some(ScopeKey::Policy(decode(n)?));
+        }
+        stem.strip_prefix("container-")
+            .and_then(decode)
+            .map(ScopeKey::Container)
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ScopeKey::Policy(n) => format!("policy `{n}`"),
+            ScopeKey::Container(c) => format!("container `{c}`"),
+        }
+    }
+}
+
+/// Errors of the overlay.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A file has a mistake (with its file, line and column).
+    #[error("{0}")]
+    Parse(#[from] PolicyError),
+    /// The destination cannot be written as an exact rule.
+    #[error("no exact rule can name {0}")]
+    Unwritable(String),
+}
+
+struct File {
+    text: String,
+    policy: Policy,
+    rules: usize,
+}
+
+/// The overlay files of one state directory.
+pub struct Overlay {
+    dir: PathBuf,
+    files: Mutex<HashMap<ScopeKey, File>>,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("dir", &self.dir).finish()
+    }
+}
+
+impl Overlay {
+    /// Opens the overlay in `dir` (created, mode 0700, when missing) and reads every file.
+    pub fn open(dir: &Path) -> Result<Overlay, OverlayError> {
+        let io_err = |source| OverlayError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(io_err)?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        }
+        let mut files = HashMap::new();
+        for entry in fs::read_dir(dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(ScopeKey::from_file_name) else {
+                continue;
+            };
+            let path = entry.path();
+            let text = fs::read_to_string(&path).map_err(|source| OverlayError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let policy = Policy::from_toml(&text, &path.display().to_string())?;
+            let rules = text.matches("\n[[").count() + usize::from(text.starts_with("[["));
+            tracing::info!(file = %path.display(), rules, "overlay read");
+            files.insert(
+                key,
+                File {
+                    text,
+                    policy,
+                    rules,
+                },
+            );
+        }
+        Ok(Overlay {
+            dir: dir.to_path_buf(),
+            files: Mutex::new(files),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Rules in all files.
+    pub fn rule_count(&self) -> usize {
+        self.lock().values().map(|f| f.rules).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ScopeKey, File>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the files of `keys` say of `request`: allow or deny and the rule's words, or
+    /// nothing. A denial in any file beats a grant in another.
+    pub fn decide(&self, keys: &[ScopeKey], request: &Request) -> Option<(bool, String)> {
+        let files = self.lock();
+        let mut granted = None;
+        for key in keys {
+            let Some(file) = files.get(key) else { continue };
+            let d = file.policy.evaluate(request);
+            let text = format!("{} of {} ({})", d.rule, key.describe(), key.file_name());
+            match d.verdict {
+                Verdict::Deny { .. } => return Some((false, text)),
+                Verdict::Allow => granted = granted.or(Some((true, text))),
+                _ => {}
+            }
+        }
+        granted
+    }
+
+    /// Adds a rule for `request` to the file of `key` and writes the file (whole, through a
+    /// temporary file and a rename, so that a crash leaves the old file or the new one).
+    pub fn add(
+        &self,
+        key: ScopeKey,
+        request: &Request,
+        allow: bool,
+        note: &str,
+    ) -> Result<(), OverlayError> {
+        let (field, value) = entry_for(request)?;
+        let mut files = self.lock();
+        let old = files.get(&key).map(|f| f.text.clone()).unwrap_or_else(|| {
+            format!(
+                "# netjail overlay for {}: rules operators made with `--always`.\n\
+                 # The broker reads it when it starts. `default = \"ask\"` leaves everything\n\
+                 # else to the policy; each table below names one exact destination.\n\
+                 name = \"overlay\"\ndefault = \"ask\"\n",
+                key.describe()
+            )
+        });
+        let table = if allow { "allow" } else { "deny" };
+        let text = format!(
+            "{old}\n# {table} {note}, {}\n[[{table}]]\n{field} = [{}]\n",
+            timestamp(),
+            toml_string(&value)
+        );
+        let path = self.dir.join(key.file_name());
+        let policy = Policy::from_toml(&text, &path.display().to_string())?;
+        write_atomically(&path, text.as_bytes()).map_err(|source| OverlayError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let rules = files.get(&key).map_or(0, |f| f.rules) + 1;
+        files.insert(
+            key,
+            File {
+                text,
+                policy,
+                rules,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// The policy key and entry naming exactly the destination of `request`.
+fn entry_for(request: &Request) -> Result<(&'static str, String), OverlayError> {
+    let target = request.target.canonical();
+    match &target {
+        Target::Inet { proto, addr } => {
+            let scheme = match proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+                _ => "any",
+            };
+            let field = match request.op {
+                Op::Connect => "connect",
+                Op::Send => "send",
+                Op::Bind => "bind",
+                _ => return Err(OverlayError::Unwritable(target.to_string())),
+            };
+            Ok((field, format!("{scheme}://{}", host_port(addr))))
+        }
+        Target::UnixPath(p) => {
+            let bytes = p.as_os_str().as_bytes();
+            match std::str::from_utf8(bytes) {
+                Ok(s) if !s.contains(['*', '?', '[']) && !s.chars().any(char::is_control) => {
+                    Ok(("unix", s.to_string()))
+                }
+                _ => Err(OverlayError::Unwritable(target.to_string())),
+            }
+        }
+        Target::UnixAbstract(name) => match std::str::from_utf8(name) {
+            Ok(s) if !s.contains(['*', '?']) && !s.chars().any(char::is_control) => {
+                Ok(("unix", format!("@{s}")))
+            }
+            _ => Err(OverlayError::Unwritable(target.to_string())),
+        },
+        _ => Err(OverlayError::Unwritable(target.to_string())),
+    }
+}
+
+fn host_port(addr: &SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+        IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map_or("overlay".into(), |n| n.to_string_lossy())
+    ));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `2026-11-22T10:00:00Z`.
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(addr: &str) -> Request {
+        Request {
+            op: Op::Connect,
+            target: Target::Inet {
+                proto: Proto::Tcp,
+                addr: addr.parse().unwrap(),
+            },
+        }
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nj-overlay-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in ["web", "a b/c%", "é", "..", ""] {
+            let k = ScopeKey::Policy(s.to_string());
+            assert_eq!(ScopeKey::from_file_name(&k.file_name()), Some(k.clone()));
+            assert!(!k.file_name().contains('/'));
+        }
+        assert_eq!(ScopeKey::from_file_name("other.toml"), None);
+        assert_eq!(ScopeKey::from_file_name("policy-%G1.toml"), None);
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_414), (2025, 11, 22));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn rules_survive_reopening_and_deny_beats_allow() {
+        let dir = tempdir("reopen");
+        let key = ScopeKey::Policy("web".into());
+        let overlay = Overlay::open(&dir).unwrap();
+        assert_eq!(
+            overlay.decide(std::slice::from_ref(&key), &connect("127.0.0.1:80")),
+            None
+        );
+        overlay
+            .add(key.clone(), &connect("127.0.0.1:80"), true, "by uid 0")
+            .unwrap();
+        overlay
+            .add(key.clone(), &connect("[::1]:81"), false, "by uid 0")
+            .unwrap();
+        let reopened = Overlay::open(&dir).unwrap();
+        assert_eq!(reopened.rule_count(), 2);
+        let keys = [key.clone()];
+        assert!(matches!(
+            reopened.decide(&keys, &connect("127.0.0.1:80")),
+            Some((true, _))
+        ));
+        assert!(matches!(
+            reopened.decide(&keys, &connect("[::1]:81")),
+            Some((false, _))
+        ));
+        assert_eq!(reopened.decide(&keys, &connect("127.0.0.1:81")), None);
+        // Another scope sees nothing.
+        let other = [ScopeKey::Policy("mail".into())];
+        assert_eq!(reopened.decide(&other, &connect("127.0.0.1:80")), None);
+        // A denial beats a grant of another scope.
+        let c = ScopeKey::Container("c1".into());
+        reopened
+            .add(c.clone(), &connect("127.0.0.1:80"), false, "by uid 0")
+            .unwrap();
+        let both = [key, c];
+        assert!(matches!(
+            reopened.decide(&both, &connect("127.0.0.1:80")),
+            Some((false, _))
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_broken_file_is_an_error_with_its_position() {
+        let dir = tempdir("broken");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("policy-web.toml"),
+            "name = \"overlay\"\ndefault = \"ask\"\n[[allow]]\nconect = []\n",
+        )
+        .unwrap();
+        let err = Overlay::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("policy-web.toml:4:1"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn glob_characters_are_not_written_as_rules() {
+        let req = Request {
+            op: Op::Connect,
+            target: Target::UnixPath("/tmp/a*b".into()),
+        };
+        assert!(matches!(entry_for(&req), Err(OverlayError::Unwritable(_))));
+        let req = Request {
+            op: Op::Connect,
+            target: Target::UnixPath("/run/x.sock".into()),
+        };
+        assert_eq!(
+            entry_for(&req).unwrap(),
+            ("unix", "/run/x.sock".to_string())
+        );
+    }
+}
