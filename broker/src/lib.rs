@@ -26,6 +26,7 @@ mod decode;
 mod handler;
 pub mod logging;
 mod msg;
+pub mod names;
 pub mod oci;
 mod sandbox;
 mod send;
