@@ -280,9 +280,24 @@ struct Inner {
 /// The host-name oracle: resolves names (hosts file, then DNS), caches answers by TTL, and
 /// answers whether an address belongs to a name a [`Pattern`] covers. Cheap to clone: clones
 /// share the cache.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Resolver {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Resolver {
+    /// Where it looks and how much it holds, not the cache itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers = match &self.inner.servers {
+            Servers::Fixed(list) => format!("{list:?}"),
+            Servers::ResolvConf(file) => file.path().display().to_string(),
+        };
+        f.debug_struct("Resolver")
+            .field("hosts", &self.inner.hosts.path())
+            .field("servers", &servers)
+            .field("cache_len", &self.cache_len())
+            .finish()
+    }
 }
 
 impl Resolver {
@@ -576,6 +591,11 @@ impl Inner {
             match flights.get(&key) {
                 Some(flight) => (Arc::clone(flight), false),
                 None => {
+                    // A flight that landed between our look at the cache and now has cached
+                    // its answer before leaving the table.
+                    if let Some(values) = self.cache_get(&key) {
+                        return Ok(values);
+                    }
                     let flight = Arc::new(Flight::default());
                     flights.insert(key.clone(), Arc::clone(&flight));
                     (flight, true)
