@@ -361,7 +361,7 @@ impl Resolver {
     /// lookups find them cached. Returns at once: the work runs on the current tokio runtime's
     /// blocking pool, or on a thread of its own outside a runtime. Patterns of subdomains are
     /// skipped (which address to look up is not known yet), and so is everything when
-    /// [`MAX_PREFETCHES`] prefetches are already running.
+    /// four prefetches are already running.
     pub fn prefetch(&self, patterns: &[Pattern]) {
         let mut names: Vec<String> = patterns
             .iter()

@@ -135,7 +135,9 @@ fn ask(
             if now >= deadline {
                 return Err(last);
             }
-            let try_deadline = deadline.min(now + TRY_TIMEOUT);
+            let try_deadline = now
+                .checked_add(TRY_TIMEOUT)
+                .map_or(deadline, |t| deadline.min(t));
             let answer = match exchange_udp(server, &bytes, id, qname, rtype, try_deadline) {
                 Ok(msg) if msg.metadata.truncation => {
                     tracing::debug!(%server, "truncated answer; asking over tcp");
