@@ -27,6 +27,7 @@ mod decode;
 mod handler;
 pub mod logging;
 mod msg;
+pub mod names;
 pub mod oci;
 pub mod operators;
 pub mod overlay;

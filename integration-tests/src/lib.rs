@@ -43,6 +43,7 @@ use serde_json::Value;
 
 mod broker;
 mod canary;
+pub mod dns;
 pub mod probe;
 pub mod sys;
 
