@@ -144,9 +144,20 @@ pub enum PolicyErrorKind {
         /// Last port as written.
         last: u16,
     },
-    /// A host name (resolving names is a later feature).
-    #[error("host names are not supported yet (`{0}`); use an address, a CIDR, `loopback` or `*`")]
-    HostName(String),
+    /// A host name that is not a valid DNS name, or a `*` elsewhere than as the whole first
+    /// label.
+    #[error("invalid host name `{name}`: {reason}")]
+    BadHostName {
+        /// The host as written.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A host name in a `bind` entry: a bind is to a local address.
+    #[error(
+        "`bind` takes addresses, not host names (`{0}`); use an address, a CIDR, `loopback` or `*`"
+    )]
+    HostNameInBind(String),
     /// An IPv6 address or prefix without brackets.
     #[error("IPv6 addresses must be in brackets, as in \"tcp://[::1]:80\" or \"any://[fd00::/8]:*\" (in `{0}`)")]
     UnbracketedIpv6(String),

@@ -45,6 +45,12 @@
 //! Keys of the full format that the broker does not enforce yet (`[limits]`, `extends`) are
 //! load errors, never ignored.
 //!
+//! Endpoints of `connect` and `send` entries may name hosts (`tcp://api.example.com:443`, or
+//! `tcp://*.example.com:443` for any name under the domain). The crate cannot resolve names:
+//! [`Policy::evaluate_with`] asks a [`Names`] (the broker's resolver) whether the destination
+//! is an address of a name an entry covers, failing closed (an unknown answer matches in
+//! `[[deny]]` tables only); [`Policy::evaluate`] knows no names ([`NoNames`]).
+//!
 //! `[[ask]]` tables and `default = "ask"` give [`Verdict::Ask`]: the broker holds the call
 //! for an operator, for [`Policy::ask_timeout`] at most, then applies
 //! [`Policy::ask_fallback`]. Tables are checked `[[deny]]` first, then `[[allow]]`, then
@@ -62,6 +68,7 @@ mod error;
 mod eval;
 mod glob;
 mod model;
+mod names;
 mod parse;
 mod sockets;
 mod target;
@@ -72,5 +79,6 @@ pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{PolicyError, PolicyErrorKind};
 pub use model::{Action, Decision, Policy, Verdict};
+pub use names::{HostPattern, NameMatch, Names, NoNames};
 pub use sockets::SocketRule;
 pub use target::{Op, Proto, Request, Target};
