@@ -187,6 +187,9 @@ pub enum PolicyErrorKind {
     /// `**` inside a path component, as in `/a/b**`.
     #[error("`**` must be a whole path component in `{0}`")]
     BadDoubleStar(String),
+    /// A backslash in a `unix` entry that does not escape `*`, `?` or a backslash.
+    #[error("in unix pattern `{0}` a `\\` must be followed by `*`, `?` or `\\` (in a TOML basic string write it `\\\\`)")]
+    BadEscape(String),
     /// A `.` or `..` component in a path glob.
     #[error("unix path `{0}` must not contain `.` or `..` components")]
     DotComponent(String),

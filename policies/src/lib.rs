@@ -56,6 +56,11 @@
 //! [`Policy::ask_fallback`]. Tables are checked `[[deny]]` first, then `[[allow]]`, then
 //! `[[ask]]`, then the default. [`parse_duration`] and [`format_duration`] read and write
 //! durations as policies (and the command line) spell them.
+//!
+//! [`Target::endpoint_string`], [`escape_unix_path`] and [`escape_unix_abstract`] write
+//! entries that cover one target and nothing else, for policies written on an operator's
+//! behalf (grants kept as a policy with `default = "ask"`: a decision by an `allow[` or
+//! `deny[` rule is the operators'; any other is no opinion).
 
 #![forbid(unsafe_code)]
 
@@ -78,6 +83,7 @@ pub use builtin::{builtin, builtin_names};
 pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{PolicyError, PolicyErrorKind};
+pub use glob::{escape_unix_abstract, escape_unix_path};
 pub use model::{Action, Decision, Policy, Verdict};
 pub use names::{HostPattern, NameMatch, Names, NoNames};
 pub use sockets::SocketRule;

@@ -566,6 +566,17 @@ fn unix_entry_errors_point_at_the_entry() {
         9,
         K::DotComponent("/a/../b".into()),
     );
+    at(
+        "name = \"x\"\n[[allow]]\nunix = [\"/ok\", '/a\\b']\n",
+        3,
+        16,
+        K::BadEscape("/a\\b".into()),
+    );
+    let e = err("name = \"x\"\n[[allow]]\nunix = ['@x\\']\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:9: in unix pattern `@x\\` a `\\` must be followed by `*`, `?` or `\\` (in a TOML basic string write it `\\\\`)"
+    );
 }
 
 #[test]

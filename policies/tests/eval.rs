@@ -1305,3 +1305,99 @@ fn host_patterns_in_evaluation_order() {
         .to_toml()
         .contains("connect = [\"tcp://api.example.com:443\", \"tcp://*.cdn.example.com:443\""));
 }
+
+/// Issue 5: operator grants as an overlay policy (`default = "ask"`, exact entries written
+/// with `Target::endpoint_string` and `escape_unix_path`). What the operators decided is
+/// decided by an `allow[` or `deny[` rule; anything else is no opinion: `Ask` by `default`,
+/// and the overlay's own rules that need no operator (J8's `privileged-port`, `unspec`).
+#[test]
+fn operator_overlay_decides_only_what_operators_granted() {
+    let inet_t = |proto, addr: &str| Target::Inet {
+        proto,
+        addr: addr.parse().unwrap(),
+    };
+    let granted = inet_t(Proto::Tcp, "127.0.0.1:8080");
+    let granted_dns = inet_t(Proto::Udp, "[::1]:53");
+    let granted_mapped = inet_t(Proto::Tcp, "[::ffff:192.0.2.1]:443");
+    let granted_other = inet_t(Proto::Other, "192.0.2.2:132");
+    let refused = inet_t(Proto::Tcp, "192.0.2.7:443");
+    let bound = inet_t(Proto::Tcp, "0.0.0.0:8080");
+    let odd_path = "/tmp/odd*name?[1]\\x";
+    let entry = |t: &Target| format!("{:?}", t.canonical().endpoint_string().unwrap());
+    let overlay = format!(
+        "name = \"operator-grants\"\ndefault = \"ask\"\n\
+         [[deny]]\nconnect = [{}]\n\
+         [[allow]]\nconnect = [{}, {}, {}]\nsend = [{}]\nbind = [{:?}]\nunix = [{:?}, {:?}]\n",
+        entry(&refused),
+        entry(&granted),
+        entry(&granted_mapped),
+        entry(&granted_other),
+        entry(&granted_dns),
+        bound.endpoint_string().unwrap(),
+        netjail_policy::escape_unix_path(odd_path.as_ref()).unwrap(),
+        netjail_policy::escape_unix_abstract(b"a*b").unwrap(),
+    );
+    let p = policy(&overlay);
+    let at = |op, target: &Target| {
+        p.evaluate(&Request {
+            op,
+            target: target.clone(),
+        })
+    };
+    let no_opinion = |d: &Decision| !d.rule.starts_with("allow[") && !d.rule.starts_with("deny[");
+
+    assert_eq!(at(Op::Connect, &granted).rule, "allow[0].connect[0]");
+    assert_eq!(at(Op::Connect, &granted_mapped).rule, "allow[0].connect[1]");
+    assert_eq!(
+        at(Op::Connect, &inet_t(Proto::Tcp, "192.0.2.1:443")).rule,
+        "allow[0].connect[1]"
+    );
+    assert_eq!(at(Op::Connect, &granted_other).rule, "allow[0].connect[2]");
+    assert_eq!(at(Op::Send, &granted_dns).rule, "allow[0].send[0]");
+    assert_eq!(at(Op::Connect, &granted_dns).rule, "allow[0].send[0]");
+    assert_eq!(at(Op::Bind, &bound).rule, "allow[0].bind[0]");
+    let d = at(Op::Connect, &refused);
+    assert_eq!((d.verdict, d.rule.as_str()), (EPERM, "deny[0].connect[0]"));
+    let path_t = Target::UnixPath(odd_path.into());
+    assert_eq!(at(Op::Connect, &path_t).verdict, Verdict::Allow);
+    assert_eq!(
+        at(Op::Connect, &Target::UnixAbstract(b"a*b".to_vec())).verdict,
+        Verdict::Allow
+    );
+
+    // Anything else: no opinion.
+    for (o, t) in [
+        (Op::Connect, inet_t(Proto::Tcp, "127.0.0.1:8081")),
+        (Op::Connect, inet_t(Proto::Udp, "127.0.0.1:8080")),
+        (Op::Send, inet_t(Proto::Udp, "[::1]:54")),
+        (Op::Bind, inet_t(Proto::Tcp, "127.0.0.1:8080")),
+        (Op::Connect, Target::UnixPath("/tmp/oddXnameY[1]\\x".into())),
+        (Op::Connect, Target::UnixAbstract(b"axb".to_vec())),
+        (Op::Connect, Target::OtherFamily(libc::AF_VSOCK)),
+    ] {
+        let d = at(o, &t);
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Ask, "default"),
+            "{t}"
+        );
+        assert!(no_opinion(&d));
+    }
+    // The rules that need no operator are no opinion either, though not Ask: a privileged
+    // bind the operators did not grant is refused by J8 here, and the broker must leave it to
+    // the sandbox's own policy.
+    let d = at(Op::Bind, &inet_t(Proto::Tcp, "0.0.0.0:80"));
+    assert_eq!((d.verdict, d.rule.as_str()), (EPERM, "privileged-port"));
+    assert!(no_opinion(&d));
+    assert!(no_opinion(&at(Op::Connect, &Target::Unspec)));
+    // A privileged bind the operators granted is granted.
+    let p80 = policy(&format!(
+        "name = \"g\"\ndefault = \"ask\"\n[[allow]]\nbind = [{:?}]\n",
+        inet_t(Proto::Tcp, "0.0.0.0:80").endpoint_string().unwrap()
+    ));
+    let d = p80.evaluate(&op(Op::Bind, Proto::Tcp, "0.0.0.0:80"));
+    assert_eq!(
+        (d.verdict, d.rule.as_str()),
+        (Verdict::Allow, "allow[0].bind[0]")
+    );
+}

@@ -463,6 +463,66 @@ proptest! {
         prop_assert_ne!(decide(&format!("{path}/x")), Verdict::Allow);
     }
 
+    /// An entry written with `Target::endpoint_string` covers its target, and of the other
+    /// targets of the same operation exactly those at the same address and port, of the same
+    /// transport (any transport for `any://`, the endpoint of `Proto::Other`).
+    #[test]
+    fn endpoint_string_covers_exactly_its_target(
+        op in select(vec![Op::Connect, Op::Send, Op::Bind]),
+        (proto1, a1, p1) in (proto(), prop_oneof![v4().prop_map(IpAddr::from), v6().prop_map(IpAddr::from)], port()),
+        same_addr in any::<bool>(),
+        (proto2, a2, p2) in (proto(), prop_oneof![v4().prop_map(IpAddr::from), v6().prop_map(IpAddr::from)], port()),
+    ) {
+        let t1 = Target::Inet { proto: proto1, addr: SocketAddr::new(a1, p1) };
+        let t2 = if same_addr {
+            Target::Inet { proto: proto2, addr: SocketAddr::new(a1, p1) }
+        } else {
+            Target::Inet { proto: proto2, addr: SocketAddr::new(a2, p2) }
+        };
+        // The form the evaluator matches: canonical for a destination, as given for a bind.
+        let form = |t: &Target| if op == Op::Bind { t.clone() } else { t.canonical() };
+        let key = match op { Op::Connect => "connect", Op::Send => "send", _ => "bind" };
+        let entry = form(&t1).endpoint_string().unwrap();
+        let src = format!("name = \"g\"\ndefault = \"ask\"\n[[allow]]\n{key} = [{entry:?}]\n");
+        let p = Policy::from_toml(&src, "g").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        let d = p.evaluate(&Request { op, target: t1.clone() });
+        prop_assert_eq!(d.verdict, Verdict::Allow, "{} -> {:?}", entry, d);
+        let ip_port = |t: &Target| match form(t) {
+            Target::Inet { addr, .. } => match addr.ip() {
+                IpAddr::V6(v6) => (v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4), addr.port()),
+                ip => (ip, addr.port()),
+            },
+            _ => unreachable!("inet"),
+        };
+        let expected = ip_port(&t1) == ip_port(&t2) && (proto1 == proto2 || proto1 == Proto::Other);
+        let d2 = p.evaluate(&Request { op, target: t2.clone() });
+        prop_assert_eq!(d2.verdict == Verdict::Allow, expected, "{} for {} -> {:?}", entry, t2, d2);
+    }
+
+    /// A unix entry written with `escape_unix_path` matches its path and no other, whatever
+    /// glob characters the path holds.
+    #[test]
+    fn escaped_unix_path_matches_only_itself(
+        comps in prop::collection::vec("[ab*?\\\\\\[\\]]{1,4}", 0..4),
+        other in prop::collection::vec("[ab*?\\\\\\[\\]]{1,4}", 0..4),
+    ) {
+        let path = format!("/{}", comps.join("/"));
+        let written = netjail_policy::escape_unix_path(path.as_ref()).unwrap();
+        let src = format!("name = \"u\"\n[[allow]]\nunix = [{written:?}]\n");
+        let p = Policy::from_toml(&src, "u").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        let again = Policy::from_toml(&p.to_toml(), "shown");
+        prop_assert_eq!(again.as_ref(), Ok(&p));
+        let decide = |s: &str| p.evaluate(&Request { op: Op::Connect, target: Target::UnixPath(s.into()) }).verdict;
+        prop_assert_eq!(decide(&path), Verdict::Allow);
+        let other = format!("/{}", other.join("/"));
+        prop_assert_eq!(decide(&other) == Verdict::Allow, other == path, "{} vs {}", written, other);
+        let name = netjail_policy::escape_unix_abstract(path.as_bytes()).unwrap();
+        let q = Policy::from_toml(&format!("name = \"a\"\n[[allow]]\nunix = [{name:?}]\n"), "a").unwrap();
+        let abs = |b: &[u8]| q.evaluate(&Request { op: Op::Connect, target: Target::UnixAbstract(b.to_vec()) }).verdict;
+        prop_assert_eq!(abs(path.as_bytes()), Verdict::Allow);
+        prop_assert_eq!(abs(other.as_bytes()) == Verdict::Allow, other == path);
+    }
+
     /// `*` never crosses a `/`.
     #[test]
     fn star_stays_within_a_component(comps in prop::collection::vec("[a-z]{1,4}", 2..5)) {
