@@ -1,4 +1,5 @@
-//! `PROTO://HOST:PORT` endpoints of `connect` rules: parsing, matching, canonical display.
+//! `PROTO://HOST:PORT` endpoints of `connect`, `send` and `bind` entries: parsing, matching,
+//! canonical display.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -6,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::error::PolicyErrorKind;
+use crate::names::{self, HostPattern, NameMatch, Names};
 use crate::target::Proto;
 
 /// Which transports an endpoint covers.
@@ -17,7 +19,7 @@ pub(crate) enum ProtoMatch {
 }
 
 /// Which destination addresses an endpoint covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HostMatch {
     /// `*`
     Any,
@@ -26,10 +28,12 @@ pub(crate) enum HostMatch {
     /// An address (a full-length prefix) or a CIDR. Never inside `::ffff:0:0/96`: those are
     /// turned into IPv4 at load.
     Net(IpNet),
+    /// The addresses of a host name, as a [`Names`] tells them (`connect` and `send` only).
+    Name(HostPattern),
 }
 
-/// One `connect` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One `connect`, `send` or `bind` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub(crate) proto: ProtoMatch,
     pub(crate) host: HostMatch,
@@ -40,17 +44,64 @@ pub(crate) struct Endpoint {
 /// Ports below this need `CAP_NET_BIND_SERVICE` to bind (rule J8).
 pub(crate) const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
 
+/// How an entry covers a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cover {
+    /// It does not.
+    No,
+    /// By its address, CIDR, `loopback` or `*`.
+    Addr,
+    /// By its host name: the name the [`Names`] gave, or (failing closed in a `[[deny]]`
+    /// table, when the lookup could not tell) the pattern as written.
+    Name(String),
+}
+
 impl Endpoint {
-    /// Does this endpoint cover a connect of `proto` to `addr`? `addr` must be canonical
-    /// (see [`crate::Target::canonical`]).
-    pub(crate) fn matches(&self, proto: Proto, addr: SocketAddr) -> bool {
+    fn proto_and_port(&self, proto: Proto, port: u16) -> bool {
         let proto_ok = match self.proto {
             ProtoMatch::Any => true,
             ProtoMatch::Tcp => proto == Proto::Tcp,
             ProtoMatch::Udp => proto == Proto::Udp,
         };
-        let port = addr.port();
-        proto_ok && self.ports.0 <= port && port <= self.ports.1 && self.host.contains(addr.ip())
+        proto_ok && self.ports.0 <= port && port <= self.ports.1
+    }
+
+    /// Does this endpoint cover a connect or send of `proto` to `addr`? `addr` must be
+    /// canonical (see [`crate::Target::canonical`]). A host name is asked of `names` once the
+    /// protocol and the port match; with `fail_closed` (a `[[deny]]` table) an unknown answer
+    /// covers the destination.
+    pub(crate) fn covers(
+        &self,
+        proto: Proto,
+        addr: SocketAddr,
+        names: &dyn Names,
+        fail_closed: bool,
+    ) -> Cover {
+        if !self.proto_and_port(proto, addr.port()) {
+            return Cover::No;
+        }
+        match &self.host {
+            HostMatch::Name(pattern) => match names.lookup(pattern, addr.ip()) {
+                NameMatch::Yes(name) => Cover::Name(name),
+                NameMatch::Unknown if fail_closed => Cover::Name(pattern.to_string()),
+                NameMatch::Unknown | NameMatch::No => Cover::No,
+            },
+            host if host.contains(addr.ip()) => Cover::Addr,
+            _ => Cover::No,
+        }
+    }
+
+    /// Does this endpoint cover `proto` and `addr` by address alone (a host name never does)?
+    pub(crate) fn matches(&self, proto: Proto, addr: SocketAddr) -> bool {
+        self.proto_and_port(proto, addr.port()) && self.host.contains(addr.ip())
+    }
+
+    /// The host name this endpoint names, if any.
+    pub(crate) fn host_pattern(&self) -> Option<&HostPattern> {
+        match &self.host {
+            HostMatch::Name(pattern) => Some(pattern),
+            _ => None,
+        }
     }
 
     /// Does this `bind` entry cover a bind of `proto` to `addr` (as given, not canonical)?
@@ -67,6 +118,8 @@ impl Endpoint {
 }
 
 impl HostMatch {
+    /// Whether `ip` is covered by address; a host name needs a [`Names`] and covers nothing
+    /// here.
     fn contains(&self, ip: IpAddr) -> bool {
         match self {
             HostMatch::Any => true,
@@ -75,22 +128,23 @@ impl HostMatch {
                 IpAddr::V6(v6) => v6 == Ipv6Addr::LOCALHOST,
             },
             HostMatch::Net(net) => net.contains(&ip),
+            HostMatch::Name(_) => false,
         }
     }
 }
 
-/// Parses one destination endpoint (`connect`, `send`).
+/// Parses one destination endpoint (`connect`, `send`): the host may be a name.
 pub(crate) fn parse(s: &str) -> Result<Endpoint, PolicyErrorKind> {
     parse_with(s, false)
 }
 
 /// Parses one `bind` endpoint: there the unspecified address (`0.0.0.0`, `[::]`) is the
-/// wildcard bind it says, not loopback.
+/// wildcard bind it says, not loopback, and a host name is refused.
 pub(crate) fn parse_bind(s: &str) -> Result<Endpoint, PolicyErrorKind> {
     parse_with(s, true)
 }
 
-fn parse_with(s: &str, unspecified_ok: bool) -> Result<Endpoint, PolicyErrorKind> {
+fn parse_with(s: &str, bind: bool) -> Result<Endpoint, PolicyErrorKind> {
     let Some((proto, rest)) = s.split_once("://") else {
         return Err(PolicyErrorKind::BadEndpoint(s.to_owned()));
     };
@@ -109,14 +163,14 @@ fn parse_with(s: &str, unspecified_ok: bool) -> Result<Endpoint, PolicyErrorKind
             None if after.is_empty() => return Err(PolicyErrorKind::MissingPort(s.to_owned())),
             None => return Err(PolicyErrorKind::BadEndpoint(s.to_owned())),
         };
-        (parse_bracketed(host, unspecified_ok)?, port)
+        (parse_bracketed(host, bind)?, port)
     } else {
         match rest.matches(':').count() {
             0 if rest.is_empty() => return Err(PolicyErrorKind::BadEndpoint(s.to_owned())),
             0 => return Err(PolicyErrorKind::MissingPort(s.to_owned())),
             1 => {
                 let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
-                (parse_bare(host, unspecified_ok)?, port)
+                (parse_bare(host, bind)?, port)
             }
             _ => return Err(PolicyErrorKind::UnbracketedIpv6(s.to_owned())),
         }
@@ -156,24 +210,24 @@ fn parse_bracketed(host: &str, unspecified_ok: bool) -> Result<HostMatch, Policy
     net_host(IpNet::V6(net), host, unspecified_ok)
 }
 
-/// Outside brackets: `*`, `loopback`, an IPv4 address or CIDR; anything name-like is a host name.
-fn parse_bare(host: &str, unspecified_ok: bool) -> Result<HostMatch, PolicyErrorKind> {
+/// Outside brackets: `*`, `loopback`, an IPv4 address or CIDR; anything with a letter or a
+/// `*` is a host name, which `bind` entries refuse.
+fn parse_bare(host: &str, bind: bool) -> Result<HostMatch, PolicyErrorKind> {
     match host {
         "*" => return Ok(HostMatch::Any),
         "loopback" => return Ok(HostMatch::Loopback),
         _ => {}
     }
+    let unspecified_ok = bind;
     let (addr, prefix) = split_prefix(host);
     let Ok(ip) = addr.parse::<Ipv4Addr>() else {
-        let name_like = host.chars().any(|c| c.is_ascii_alphabetic() || c == '*')
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '_'));
-        return Err(if name_like {
-            PolicyErrorKind::HostName(host.to_owned())
-        } else {
-            PolicyErrorKind::BadAddress(host.to_owned())
-        });
+        if !host.chars().any(|c| c.is_alphabetic() || c == '*') {
+            return Err(PolicyErrorKind::BadAddress(host.to_owned()));
+        }
+        if bind {
+            return Err(PolicyErrorKind::HostNameInBind(host.to_owned()));
+        }
+        return names::parse(host).map(HostMatch::Name);
     };
     let len = match prefix {
         None => 32,
@@ -254,13 +308,14 @@ impl fmt::Display for Endpoint {
             ProtoMatch::Any => "any",
         };
         write!(f, "{proto}://")?;
-        match self.host {
+        match &self.host {
             HostMatch::Any => f.write_str("*")?,
             HostMatch::Loopback => f.write_str("loopback")?,
             HostMatch::Net(IpNet::V4(n)) if n.prefix_len() == 32 => write!(f, "{}", n.addr())?,
             HostMatch::Net(IpNet::V4(n)) => write!(f, "{n}")?,
             HostMatch::Net(IpNet::V6(n)) if n.prefix_len() == 128 => write!(f, "[{}]", n.addr())?,
             HostMatch::Net(IpNet::V6(n)) => write!(f, "[{n}]")?,
+            HostMatch::Name(pattern) => write!(f, "{pattern}")?,
         }
         match self.ports {
             (0, u16::MAX) => f.write_str(":*"),
@@ -430,20 +485,27 @@ mod tests {
             assert!(matches!(err(bad), PolicyErrorKind::BadPrefix(_)), "{bad}");
         }
         for name in [
-            "tcp://*.example.com:443",
-            "tcp://localhost:80",
+            "tcp://*.*.example.com:443",
             "tcp://Loopback:1",
             "tcp://a-b_c:1",
+            "tcp://a b:1",
+            "tcp://example.com/24:1",
+            "tcp://*.:1",
         ] {
-            assert!(matches!(err(name), PolicyErrorKind::HostName(_)), "{name}");
+            assert!(
+                matches!(err(name), PolicyErrorKind::BadHostName { .. }),
+                "{name}"
+            );
         }
         for bad in [
             "tcp://256.1.1.1:1",
             "tcp://1.2.3:1",
+            "tcp://127.1:1",
             "tcp://[127.0.0.1]:1",
             "tcp://[loopback]:1",
             "tcp://[*]:1",
-            "tcp://a b:1",
+            "tcp://[example.com]:1",
+            "tcp://1.2.3.4 :1",
         ] {
             assert!(matches!(err(bad), PolicyErrorKind::BadAddress(_)), "{bad}");
         }
@@ -464,6 +526,86 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn host_names_in_destinations_not_in_binds() {
+        for (input, shown) in [
+            ("tcp://api.example.com:443", "tcp://api.example.com:443"),
+            ("tcp://API.Example.com.:443", "tcp://api.example.com:443"),
+            ("udp://*.example.com:53", "udp://*.example.com:53"),
+            ("any://*.Example.COM.:1-2", "any://*.example.com:1-2"),
+            ("tcp://localhost:*", "tcp://localhost:*"),
+        ] {
+            assert_eq!(ep(input).to_string(), shown, "{input}");
+            assert_eq!(ep(shown), ep(input));
+        }
+        assert_eq!(
+            ep("tcp://*.example.com:443").host_pattern(),
+            Some(&HostPattern::Subdomains("example.com".into()))
+        );
+        assert_eq!(ep("tcp://*:443").host_pattern(), None);
+        // By address alone a name covers nothing.
+        assert!(!hit("tcp://localhost:*", Proto::Tcp, "127.0.0.1:80"));
+        for name in [
+            "tcp://example.com:80",
+            "tcp://*.example.com:80",
+            "tcp://a_b:1",
+        ] {
+            let host = &name[6..name.rfind(':').unwrap()];
+            assert_eq!(
+                parse_bind(name),
+                Err(PolicyErrorKind::HostNameInBind(host.into())),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            parse_bind("tcp://1.2.3:1"),
+            Err(PolicyErrorKind::BadAddress("1.2.3".into()))
+        );
+        assert!(parse_bind("tcp://loopback:80").is_ok());
+        assert!(parse_bind("tcp://*:80").is_ok());
+    }
+
+    #[test]
+    fn names_are_asked_only_once_proto_and_port_match() {
+        struct Count(std::cell::Cell<u32>, NameMatch);
+        impl Names for Count {
+            fn lookup(&self, _: &HostPattern, _: IpAddr) -> NameMatch {
+                self.0.set(self.0.get() + 1);
+                self.1.clone()
+            }
+        }
+        let e = ep("tcp://*.example.com:443");
+        let a: SocketAddr = "192.0.2.1:443".parse().unwrap();
+        let yes = Count(Default::default(), NameMatch::Yes("a.example.com".into()));
+        assert_eq!(
+            e.covers(Proto::Udp, a, &yes, false),
+            Cover::No,
+            "wrong proto"
+        );
+        let other_port = SocketAddr::new(a.ip(), 80);
+        assert_eq!(e.covers(Proto::Tcp, other_port, &yes, false), Cover::No);
+        assert_eq!(yes.0.get(), 0);
+        assert_eq!(
+            e.covers(Proto::Tcp, a, &yes, false),
+            Cover::Name("a.example.com".into())
+        );
+        assert_eq!(yes.0.get(), 1);
+        let unknown = Count(Default::default(), NameMatch::Unknown);
+        assert_eq!(e.covers(Proto::Tcp, a, &unknown, false), Cover::No);
+        assert_eq!(
+            e.covers(Proto::Tcp, a, &unknown, true),
+            Cover::Name("*.example.com".into())
+        );
+        let no = Count(Default::default(), NameMatch::No);
+        assert_eq!(e.covers(Proto::Tcp, a, &no, true), Cover::No);
+        // Address entries never ask.
+        assert_eq!(
+            ep("tcp://*:443").covers(Proto::Tcp, a, &no, true),
+            Cover::Addr
+        );
+        assert_eq!(no.0.get(), 1);
     }
 
     #[test]

@@ -144,9 +144,20 @@ pub enum PolicyErrorKind {
         /// Last port as written.
         last: u16,
     },
-    /// A host name (resolving names is a later feature).
-    #[error("host names are not supported yet (`{0}`); use an address, a CIDR, `loopback` or `*`")]
-    HostName(String),
+    /// A host name that is not a valid DNS name, or a `*` elsewhere than as the whole first
+    /// label.
+    #[error("invalid host name `{name}`: {reason}")]
+    BadHostName {
+        /// The host as written.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A host name in a `bind` entry: a bind is to a local address.
+    #[error(
+        "`bind` takes addresses, not host names (`{0}`); use an address, a CIDR, `loopback` or `*`"
+    )]
+    HostNameInBind(String),
     /// An IPv6 address or prefix without brackets.
     #[error("IPv6 addresses must be in brackets, as in \"tcp://[::1]:80\" or \"any://[fd00::/8]:*\" (in `{0}`)")]
     UnbracketedIpv6(String),
@@ -176,6 +187,9 @@ pub enum PolicyErrorKind {
     /// `**` inside a path component, as in `/a/b**`.
     #[error("`**` must be a whole path component in `{0}`")]
     BadDoubleStar(String),
+    /// A backslash in a `unix` entry that does not escape `*`, `?` or a backslash.
+    #[error("in unix pattern `{0}` a `\\` must be followed by `*`, `?` or `\\` (in a TOML basic string write it `\\\\`)")]
+    BadEscape(String),
     /// A `.` or `..` component in a path glob.
     #[error("unix path `{0}` must not contain `.` or `..` components")]
     DotComponent(String),

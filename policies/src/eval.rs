@@ -4,8 +4,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use std::net::SocketAddr;
 
-use crate::endpoint::FIRST_UNPRIVILEGED_PORT;
+use crate::endpoint::{Cover, Endpoint, FIRST_UNPRIVILEGED_PORT};
 use crate::model::{Action, Decision, Policy, Rule, Verdict};
+use crate::names::Names;
 use crate::target::{canonical_bind_addr, Op, Proto, Request, Target};
 
 const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
@@ -13,7 +14,7 @@ const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
 /// `CAP_NET_BIND_SERVICE`.
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
-pub(crate) fn evaluate(policy: &Policy, request: &Request) -> Decision {
+pub(crate) fn evaluate(policy: &Policy, request: &Request, names: &dyn Names) -> Decision {
     let op = request.op;
     let target = match (&request.target, op) {
         (Target::Inet { proto, addr }, Op::Bind) => Target::Inet {
@@ -50,23 +51,32 @@ pub(crate) fn evaluate(policy: &Policy, request: &Request) -> Decision {
         }
         Target::Inet { .. } | Target::UnixAbstract(_) => {}
     }
+    // Fail closed: a host name the broker could not resolve matches in a deny table only.
+    let deny = Lookup {
+        names,
+        fail_closed: true,
+    };
     for (t, rule) in policy.deny.iter().enumerate() {
-        if let Some(entry) = first_match(rule, op, &target, false) {
+        if let Some(hit) = first_match(rule, op, &target, false, &deny) {
             let verdict = Verdict::Deny {
                 errno: rule.errno.value(),
             };
-            return decision(verdict, format!("deny[{t}].{entry}"));
+            return hit.decision(verdict, "deny", t);
         }
     }
+    let grant = Lookup {
+        names,
+        fail_closed: false,
+    };
     let privileged = privileged_bind(policy, op, &target);
     for (t, rule) in policy.allow.iter().enumerate() {
-        if let Some(entry) = first_match(rule, op, &target, privileged) {
-            return decision(Verdict::Allow, format!("allow[{t}].{entry}"));
+        if let Some(hit) = first_match(rule, op, &target, privileged, &grant) {
+            return hit.decision(Verdict::Allow, "allow", t);
         }
     }
     for (t, rule) in policy.ask.iter().enumerate() {
-        if let Some(entry) = first_match(rule, op, &target, privileged) {
-            return decision(Verdict::Ask, format!("ask[{t}].{entry}"));
+        if let Some(hit) = first_match(rule, op, &target, privileged, &grant) {
+            return hit.decision(Verdict::Ask, "ask", t);
         }
     }
     if privileged {
@@ -105,24 +115,79 @@ fn privileged_bind(policy: &Policy, op: Op, target: &Target) -> bool {
             .contains(&CAP_NET_BIND_SERVICE)
 }
 
-/// The label (`connect[i]`, `send[i]`, `bind[i]`, `unix[i]`) of the first entry of `rule`
-/// that covers the canonical target of `op`. For datagram sockets a `connect` entry and a
-/// `send` entry grant the same thing (a connected UDP socket sends to its peer with no
-/// further check), so either covers a UDP connect or a send. `privileged`: the bind is to a
-/// privileged port, which only entries naming privileged ports cover.
-fn first_match(rule: &Rule, op: Op, target: &Target, privileged: bool) -> Option<String> {
+/// How host names are looked up for one kind of table.
+struct Lookup<'a> {
+    names: &'a dyn Names,
+    /// A `[[deny]]` table: an unknown answer matches.
+    fail_closed: bool,
+}
+
+/// The entry of a table that covers a request.
+struct Hit {
+    /// `connect[i]`, `send[i]`, `bind[i]` or `unix[i]`.
+    entry: String,
+    /// The host name it covered the destination by, if it names one.
+    host: Option<String>,
+}
+
+impl Hit {
+    fn unnamed(entry: String) -> Hit {
+        Hit { entry, host: None }
+    }
+
+    /// The decision of the `index`th table of kind `table` (`deny`, `allow`, `ask`).
+    fn decision(self, verdict: Verdict, table: &str, index: usize) -> Decision {
+        Decision {
+            verdict,
+            rule: format!("{table}[{index}].{}", self.entry),
+            host: self.host,
+        }
+    }
+}
+
+/// The first entry of `rule` that covers the canonical target of `op`. For datagram sockets
+/// a `connect` entry and a `send` entry grant the same thing (a connected UDP socket sends to
+/// its peer with no further check), so either covers a UDP connect or a send. `privileged`:
+/// the bind is to a privileged port, which only entries naming privileged ports cover.
+fn first_match(
+    rule: &Rule,
+    op: Op,
+    target: &Target,
+    privileged: bool,
+    lookup: &Lookup<'_>,
+) -> Option<Hit> {
     match target {
         Target::Inet { proto, addr } => {
-            let hit = |key: &str, list: &[crate::endpoint::Endpoint]| {
-                list.iter()
-                    .position(|e| {
-                        if op == Op::Bind && privileged {
-                            e.matches_bind(*proto, *addr)
-                        } else {
-                            e.matches(*proto, *addr)
+            let hit = |key: &str, list: &[Endpoint]| {
+                list.iter().enumerate().find_map(|(i, e)| {
+                    let cover = match op {
+                        // Bind entries hold addresses only.
+                        Op::Bind => {
+                            let by_addr = if privileged {
+                                e.matches_bind(*proto, *addr)
+                            } else {
+                                e.matches(*proto, *addr)
+                            };
+                            if by_addr {
+                                Cover::Addr
+                            } else {
+                                Cover::No
+                            }
                         }
-                    })
-                    .map(|i| format!("{key}[{i}]"))
+                        Op::Connect | Op::Send => {
+                            e.covers(*proto, *addr, lookup.names, lookup.fail_closed)
+                        }
+                    };
+                    let entry = format!("{key}[{i}]");
+                    match cover {
+                        Cover::No => None,
+                        Cover::Addr => Some(Hit::unnamed(entry)),
+                        Cover::Name(name) => Some(Hit {
+                            entry,
+                            host: Some(name),
+                        }),
+                    }
+                })
             };
             match op {
                 Op::Connect if *proto != Proto::Udp => hit("connect", &rule.connect),
@@ -137,13 +202,13 @@ fn first_match(rule: &Rule, op: Op, target: &Target, privileged: bool) -> Option
             rule.unix
                 .iter()
                 .position(|u| u.matches_path(bytes))
-                .map(|i| format!("unix[{i}]"))
+                .map(|i| Hit::unnamed(format!("unix[{i}]")))
         }
         Target::UnixAbstract(name) => rule
             .unix
             .iter()
             .position(|u| u.matches_abstract(name))
-            .map(|i| format!("unix[{i}]")),
+            .map(|i| Hit::unnamed(format!("unix[{i}]"))),
         Target::Unspec | Target::OtherFamily(_) => None,
     }
 }
@@ -158,5 +223,9 @@ fn default_decision(policy: &Policy) -> Decision {
 }
 
 fn decision(verdict: Verdict, rule: String) -> Decision {
-    Decision { verdict, rule }
+    Decision {
+        verdict,
+        rule,
+        host: None,
+    }
 }

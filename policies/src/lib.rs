@@ -45,11 +45,22 @@
 //! Keys of the full format that the broker does not enforce yet (`[limits]`, `extends`) are
 //! load errors, never ignored.
 //!
+//! Endpoints of `connect` and `send` entries may name hosts (`tcp://api.example.com:443`, or
+//! `tcp://*.example.com:443` for any name under the domain). The crate cannot resolve names:
+//! [`Policy::evaluate_with`] asks a [`Names`] (the broker's resolver) whether the destination
+//! is an address of a name an entry covers, failing closed (an unknown answer matches in
+//! `[[deny]]` tables only); [`Policy::evaluate`] knows no names ([`NoNames`]).
+//!
 //! `[[ask]]` tables and `default = "ask"` give [`Verdict::Ask`]: the broker holds the call
 //! for an operator, for [`Policy::ask_timeout`] at most, then applies
 //! [`Policy::ask_fallback`]. Tables are checked `[[deny]]` first, then `[[allow]]`, then
 //! `[[ask]]`, then the default. [`parse_duration`] and [`format_duration`] read and write
 //! durations as policies (and the command line) spell them.
+//!
+//! [`Target::endpoint_string`], [`escape_unix_path`] and [`escape_unix_abstract`] write
+//! entries that cover one target and nothing else, for policies written on an operator's
+//! behalf (grants kept as a policy with `default = "ask"`: a decision by an `allow[` or
+//! `deny[` rule is the operators'; any other is no opinion).
 
 #![forbid(unsafe_code)]
 
@@ -62,6 +73,7 @@ mod error;
 mod eval;
 mod glob;
 mod model;
+mod names;
 mod parse;
 mod sockets;
 mod target;
@@ -71,6 +83,8 @@ pub use builtin::{builtin, builtin_names};
 pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{PolicyError, PolicyErrorKind};
+pub use glob::{escape_unix_abstract, escape_unix_path};
 pub use model::{Action, Decision, Policy, Verdict};
+pub use names::{HostPattern, NameMatch, Names, NoNames};
 pub use sockets::SocketRule;
 pub use target::{Op, Proto, Request, Target};

@@ -6,6 +6,7 @@ use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
 use crate::glob::UnixPattern;
+use crate::names::{HostPattern, Names, NoNames};
 use crate::sockets::SocketRule;
 use crate::target::Request;
 
@@ -47,6 +48,11 @@ pub struct Decision {
     /// port, and the default never grants one), or `sockets.netlink` (a listed netlink
     /// socket's bind or message, rule L4).
     pub rule: String,
+    /// The host name the deciding entry covered the destination by: the name the
+    /// [`Names`] answered ([`crate::NameMatch::Yes`]), or, for a `[[deny]]` entry whose name
+    /// could not be resolved ([`crate::NameMatch::Unknown`]), the entry's pattern as written
+    /// (`*.example.com`). `None` when the entry names no host, or no entry decided.
+    pub host: Option<String>,
 }
 
 /// The errnos a `[[deny]]` table may name.
@@ -180,9 +186,50 @@ impl Policy {
         &self.confine
     }
 
-    /// Decides one request. Pure and cheap; see [`Decision::rule`] for what it reports.
+    /// Decides one request, knowing no host names ([`NoNames`]): entries with a host name
+    /// match nothing, in `[[deny]]` tables too, which is not failing closed. A broker that
+    /// enforces a policy with host names ([`Policy::has_host_names`]) decides with
+    /// [`Policy::evaluate_with`]. Pure and cheap; see [`Decision::rule`] for what it reports.
     pub fn evaluate(&self, request: &Request) -> Decision {
-        crate::eval::evaluate(self, request)
+        crate::eval::evaluate(self, request, &NoNames)
+    }
+
+    /// Decides one request, asking `names` about the entries with a host name (`connect` and
+    /// `send` entries only). Tables are checked in the order of [`Policy::evaluate`];
+    /// `names` is asked only for an entry whose protocol and ports cover the request, with
+    /// the canonical destination address. Failing closed, an entry of a `[[deny]]` table
+    /// matches when the answer is [`crate::NameMatch::Yes`] or [`crate::NameMatch::Unknown`];
+    /// one of an `[[allow]]` or `[[ask]]` table only on [`crate::NameMatch::Yes`].
+    /// [`Decision::host`] tells which name decided.
+    pub fn evaluate_with(&self, request: &Request, names: &dyn Names) -> Decision {
+        crate::eval::evaluate(self, request, names)
+    }
+
+    /// Every host name the policy's entries name, each once, in the order the evaluator meets
+    /// them (the `[[deny]]` tables, then `[[allow]]`, then `[[ask]]`, each in file order;
+    /// `connect` before `send` within a table): what a broker resolves ahead of time.
+    pub fn host_patterns(&self) -> Vec<HostPattern> {
+        let mut out: Vec<HostPattern> = Vec::new();
+        for rule in self.deny.iter().chain(&self.allow).chain(&self.ask) {
+            for e in rule.connect.iter().chain(&rule.send) {
+                if let Some(p) = e.host_pattern() {
+                    if !out.contains(p) {
+                        out.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any entry names a host (see [`Policy::host_patterns`]).
+    pub fn has_host_names(&self) -> bool {
+        self.deny
+            .iter()
+            .chain(&self.allow)
+            .chain(&self.ask)
+            .flat_map(|r| r.connect.iter().chain(&r.send))
+            .any(|e| e.host_pattern().is_some())
     }
 
     /// The policy in canonical TOML (what `netjail policy show` prints): every key explicit,

@@ -1,7 +1,7 @@
 //! What the broker asks about: a [`Request`] naming an operation and its destination.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -77,6 +77,44 @@ impl Target {
             Target::UnixPath(p) => Target::UnixPath(canonical_path(p)),
             other => other.clone(),
         }
+    }
+
+    /// An inet target as a policy endpoint that covers it and nothing else, for an entry
+    /// written on an operator's behalf: `tcp://127.0.0.1:8080`, `udp://[::1]:53`. `None` for
+    /// the other kinds of target (unix paths: see [`crate::escape_unix_path`]).
+    ///
+    /// The [`Display`](fmt::Display) form is not always endpoint syntax: it writes another
+    /// transport `other://` and keeps an IPv6 scope (`%3`). Here another transport is
+    /// `any://`, the only endpoint that covers it (and so TCP and UDP to the same address and
+    /// port as well); the scope is left out, as entries cannot name one and matching ignores
+    /// it; an IPv4-mapped address is written as the IPv4 address it is.
+    ///
+    /// Call it on the form the evaluator matches: [`Target::canonical`] for a connect or a
+    /// send, the target as given for a bind. A bind's unspecified address stays `0.0.0.0` or
+    /// `[::]`, which only `bind` entries take (in a `connect` entry it would mean loopback).
+    ///
+    /// ```
+    /// use netjail_policy::{Proto, Target};
+    ///
+    /// let t = Target::Inet { proto: Proto::Udp, addr: "[::ffff:10.0.0.1]:53".parse().unwrap() };
+    /// assert_eq!(t.canonical().endpoint_string().as_deref(), Some("udp://10.0.0.1:53"));
+    /// let t = Target::Inet { proto: Proto::Other, addr: "[fe80::1%2]:80".parse().unwrap() };
+    /// assert_eq!(t.endpoint_string().as_deref(), Some("any://[fe80::1]:80"));
+    /// ```
+    pub fn endpoint_string(&self) -> Option<String> {
+        let Target::Inet { proto, addr } = self else {
+            return None;
+        };
+        let proto = match proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Other => "any",
+        };
+        let port = addr.port();
+        Some(match canonical_bind_addr(*addr).ip() {
+            IpAddr::V4(v4) => format!("{proto}://{v4}:{port}"),
+            IpAddr::V6(v6) => format!("{proto}://[{v6}]:{port}"),
+        })
     }
 }
 
@@ -245,6 +283,30 @@ mod tests {
             Target::UnixPath("rel/x".into()).canonical(),
             Target::UnixPath("rel/x".into())
         );
+    }
+
+    #[test]
+    fn endpoint_strings() {
+        let other = |addr: &str| Target::Inet {
+            proto: Proto::Other,
+            addr: addr.parse().unwrap(),
+        };
+        for (t, want) in [
+            (inet("127.0.0.1:8080"), "tcp://127.0.0.1:8080"),
+            (inet("[::1]:53"), "tcp://[::1]:53"),
+            (inet("[::ffff:10.1.2.3]:80"), "tcp://10.1.2.3:80"),
+            (inet("[fe80::1%3]:80"), "tcp://[fe80::1]:80"),
+            (inet("0.0.0.0:0"), "tcp://0.0.0.0:0"),
+            (other("10.0.0.1:132"), "any://10.0.0.1:132"),
+        ] {
+            assert_eq!(t.endpoint_string().as_deref(), Some(want), "{t}");
+        }
+        // Display is endpoint syntax for TCP and UDP without a scope, but not otherwise.
+        assert_eq!(inet("127.0.0.1:8080").to_string(), "tcp://127.0.0.1:8080");
+        assert_eq!(other("10.0.0.1:1").to_string(), "other://10.0.0.1:1");
+        assert_eq!(inet("[fe80::1%3]:80").to_string(), "tcp://[fe80::1%3]:80");
+        assert_eq!(Target::UnixPath("/x".into()).endpoint_string(), None);
+        assert_eq!(Target::Unspec.endpoint_string(), None);
     }
 
     #[test]

@@ -476,10 +476,19 @@ fn endpoint_errors_point_at_the_entry() {
     );
     endpoint_err("tcp://*:http", K::BadPort("http".into()));
     endpoint_err(
-        "tcp://*.example.com:443",
-        K::HostName("*.example.com".into()),
+        "tcp://*.*.example.com:443",
+        K::BadHostName {
+            name: "*.*.example.com".into(),
+            reason: "`*` must be the whole first label, as in `*.example.com`",
+        },
     );
-    endpoint_err("tcp://localhost:80", K::HostName("localhost".into()));
+    endpoint_err(
+        "tcp://a_b.example.com:80",
+        K::BadHostName {
+            name: "a_b.example.com".into(),
+            reason: "a label takes only letters, digits and `-`",
+        },
+    );
     endpoint_err("tcp://::1:80", K::UnbracketedIpv6("tcp://::1:80".into()));
     endpoint_err("tcp://999.1.1.1:80", K::BadAddress("999.1.1.1".into()));
     endpoint_err("tcp://0.0.0.0:80", K::UnspecifiedAddress("0.0.0.0".into()));
@@ -495,13 +504,46 @@ fn messages_are_helpful() {
         e.to_string(),
         "t.toml:3:12: `10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?"
     );
-    let e = err("name = \"x\"\n[[allow]]\nconnect = [\"tcp://*.example.com:443\"]\n");
-    assert!(
-        e.to_string().contains("host names are not supported yet"),
-        "{e}"
+    let e = err("name = \"x\"\n[[allow]]\nconnect = [\"tcp://ex ample.com:443\"]\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:12: invalid host name `ex ample.com`: a label takes only letters, digits and `-`"
+    );
+    let e = err("name = \"x\"\n[[ask]]\nbind = [\"tcp://*:1\", \"tcp://example.com:80\"]\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:22: `bind` takes addresses, not host names (`example.com`); use an address, a CIDR, `loopback` or `*`"
     );
     let e = err("name = \"x\"\n[[allow]]\nconnect = [\"tcp://fd00::1:443\"]\n");
     assert!(e.to_string().contains("must be in brackets"), "{e}");
+}
+
+#[test]
+fn host_names_are_accepted_in_destinations_of_every_table() {
+    for table in ["allow", "deny", "ask"] {
+        for key in ["connect", "send"] {
+            let src = format!(
+                "name = \"x\"\n[[{table}]]\n{key} = [\"tcp://api.example.com:443\", \"udp://*.example.com.:53\"]\n"
+            );
+            let p = Policy::from_toml(&src, "t").unwrap_or_else(|e| panic!("{e}"));
+            assert!(p.has_host_names());
+        }
+        at(
+            &format!("name = \"x\"\n[[{table}]]\n  bind = [\"tcp://*.example.com:80\"]\n"),
+            3,
+            11,
+            K::HostNameInBind("*.example.com".into()),
+        );
+    }
+    at(
+        "name = \"x\"\n[[deny]]\nconnect = [\n  \"tcp://*.:443\",\n]\n",
+        4,
+        3,
+        K::BadHostName {
+            name: "*.".into(),
+            reason: "`*.` needs a domain after it, as in `*.example.com`",
+        },
+    );
 }
 
 #[test]
@@ -523,6 +565,17 @@ fn unix_entry_errors_point_at_the_entry() {
         3,
         9,
         K::DotComponent("/a/../b".into()),
+    );
+    at(
+        "name = \"x\"\n[[allow]]\nunix = [\"/ok\", '/a\\b']\n",
+        3,
+        16,
+        K::BadEscape("/a\\b".into()),
+    );
+    let e = err("name = \"x\"\n[[allow]]\nunix = ['@x\\']\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:9: in unix pattern `@x\\` a `\\` must be followed by `*`, `?` or `\\` (in a TOML basic string write it `\\\\`)"
     );
 }
 

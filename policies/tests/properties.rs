@@ -1,10 +1,11 @@
 //! Property tests: normalisation, canonical output, deny-beats-allow, parser robustness.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use netjail_policy::{
-    format_duration, parse_duration, Action, Op, Policy, Proto, Request, Target, Verdict,
+    format_duration, parse_duration, Action, HostPattern, NameMatch, Names, Op, Policy, Proto,
+    Request, Target, Verdict,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -84,8 +85,32 @@ fn ports() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Host names, as written (any case, maybe a trailing dot).
+fn host_name() -> impl Strategy<Value = String> {
+    (
+        select(vec!["", "*.", "API.", "a."]),
+        select(vec![
+            "example.com",
+            "b.example.com",
+            "Example.ORG",
+            "x-1.test",
+            "localhost",
+        ]),
+        select(vec!["", "."]),
+    )
+        .prop_map(|(head, domain, dot)| format!("{head}{domain}{dot}"))
+}
+
+/// A `bind` entry: addresses only.
 fn endpoint() -> impl Strategy<Value = String> {
     (select(vec!["tcp", "udp", "any"]), host(), ports())
+        .prop_map(|(p, h, ports)| format!("{p}://{h}:{ports}"))
+}
+
+/// A `connect` or `send` entry: an address or a host name.
+fn dest_endpoint() -> impl Strategy<Value = String> {
+    let host = prop_oneof![4 => host(), 1 => host_name()];
+    (select(vec!["tcp", "udp", "any"]), host, ports())
         .prop_map(|(p, h, ports)| format!("{p}://{h}:{ports}"))
 }
 
@@ -143,7 +168,7 @@ fn quoted(items: &[String]) -> String {
 /// One rule table's body (never empty).
 fn rule_body(deny: bool) -> impl Strategy<Value = String> {
     (
-        prop::collection::vec(endpoint(), 0..4),
+        prop::collection::vec(dest_endpoint(), 0..4),
         prop::collection::vec(unix_pattern(), 0..3),
         select(vec![
             "",
@@ -153,8 +178,8 @@ fn rule_body(deny: bool) -> impl Strategy<Value = String> {
             "ENETUNREACH",
             "EHOSTUNREACH",
         ]),
-        endpoint(),
-        prop::collection::vec(endpoint(), 0..3),
+        dest_endpoint(),
+        prop::collection::vec(dest_endpoint(), 0..3),
         prop::collection::vec(
             prop_oneof![
                 3 => endpoint(),
@@ -233,6 +258,37 @@ fn policy() -> impl Strategy<Value = Policy> {
     policy_src().prop_map(|s| Policy::from_toml(&s, "prop").unwrap_or_else(|e| panic!("{e}\n{s}")))
 }
 
+/// Answers every lookup alike: `Yes` with a name the pattern covers, `No`, or `Unknown`.
+struct Always(NameMatch);
+
+impl Names for Always {
+    fn lookup(&self, pattern: &HostPattern, _: IpAddr) -> NameMatch {
+        match (&self.0, pattern) {
+            (NameMatch::Yes(_), HostPattern::Exact(name)) => NameMatch::Yes(name.clone()),
+            (NameMatch::Yes(_), HostPattern::Subdomains(domain)) => {
+                NameMatch::Yes(format!("x.{domain}"))
+            }
+            (answer, _) => answer.clone(),
+        }
+    }
+}
+
+/// Answers by a hash of the question, so that the same question gets the same answer.
+struct Mixed(u64);
+
+impl Names for Mixed {
+    fn lookup(&self, pattern: &HostPattern, ip: IpAddr) -> NameMatch {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.0, pattern, ip).hash(&mut h);
+        match h.finish() % 3 {
+            0 => NameMatch::No,
+            1 => NameMatch::Unknown,
+            _ => Always(NameMatch::Yes(String::new())).lookup(pattern, ip),
+        }
+    }
+}
+
 fn connect(proto: Proto, addr: SocketAddr) -> Request {
     Request {
         op: Op::Connect,
@@ -245,10 +301,13 @@ fn connect(proto: Proto, addr: SocketAddr) -> Request {
 proptest! {
     /// N2: an IPv4 address and its IPv4-mapped IPv6 form are the same destination.
     #[test]
-    fn s_n2_mapped_v6_evaluates_as_v4(p in policy(), a in v4(), port in port(), proto in proto()) {
-        let plain = p.evaluate(&connect(proto, SocketAddr::new(a.into(), port)));
-        let mapped = p.evaluate(&connect(proto, SocketAddr::new(a.to_ipv6_mapped().into(), port)));
-        prop_assert_eq!(plain, mapped);
+    fn s_n2_mapped_v6_evaluates_as_v4(p in policy(), a in v4(), port in port(), proto in proto(), seed in any::<u64>()) {
+        let plain = connect(proto, SocketAddr::new(a.into(), port));
+        let mapped = connect(proto, SocketAddr::new(a.to_ipv6_mapped().into(), port));
+        prop_assert_eq!(p.evaluate(&plain), p.evaluate(&mapped));
+        // Names are asked about the IPv4 address too.
+        let names = Mixed(seed);
+        prop_assert_eq!(p.evaluate_with(&plain, &names), p.evaluate_with(&mapped, &names));
     }
 
     /// The kernel sends a connect to 0.0.0.0 / :: to loopback; so does the evaluator.
@@ -267,9 +326,66 @@ proptest! {
         let again = Policy::from_toml(&shown, "shown").map_err(|e| TestCaseError::fail(format!("{e}\n{shown}")))?;
         prop_assert_eq!(&again, &p);
         prop_assert_eq!(again.to_toml(), shown);
-        for r in &requests {
+        for (i, r) in requests.iter().enumerate() {
             prop_assert_eq!(again.evaluate(r), p.evaluate(r));
+            let names = Mixed(i as u64);
+            prop_assert_eq!(again.evaluate_with(r, &names), p.evaluate_with(r, &names));
         }
+        prop_assert_eq!(again.host_patterns(), p.host_patterns());
+        prop_assert_eq!(again.fingerprint(), p.fingerprint());
+    }
+
+    /// Fail closed: when no name can be resolved, an entry with a host name only ever denies;
+    /// everything else is decided as if the names matched nothing.
+    #[test]
+    fn unknown_names_only_deny(p in policy(), r in request()) {
+        let none = p.evaluate_with(&r, &Always(NameMatch::No));
+        prop_assert_eq!(&none, &p.evaluate(&r));
+        prop_assert_eq!(&none.host, &None);
+        let unknown = p.evaluate_with(&r, &Always(NameMatch::Unknown));
+        if unknown.host.is_some() {
+            prop_assert!(unknown.rule.starts_with("deny["), "{:?}", unknown);
+            let denied = matches!(unknown.verdict, Verdict::Deny { .. });
+            prop_assert!(denied, "{:?}", unknown);
+        } else {
+            prop_assert_eq!(unknown, none);
+        }
+    }
+
+    /// Names only add matches: what a deny table denies without them it still denies, and a
+    /// decision by name is by a table entry.
+    #[test]
+    fn names_only_add_matches(p in policy(), r in request(), seed in any::<u64>()) {
+        let none = p.evaluate(&r);
+        for names in [&Always(NameMatch::Yes(String::new())) as &dyn Names, &Mixed(seed), &Always(NameMatch::Unknown)] {
+            let d = p.evaluate_with(&r, names);
+            if none.rule.starts_with("deny[") {
+                prop_assert!(d.rule.starts_with("deny["), "{:?} then {:?}", none, d);
+            }
+            if d.host.is_some() {
+                prop_assert!(["deny[", "allow[", "ask["].iter().any(|t| d.rule.starts_with(t)), "{:?}", d);
+                prop_assert!(d.rule.contains(".connect[") || d.rule.contains(".send["), "{:?}", d);
+            }
+        }
+    }
+
+    /// `*.domain` covers exactly the valid names that end in `.domain` with something before.
+    #[test]
+    fn subdomain_patterns_cover_names_strictly_under(
+        labels in prop::collection::vec("[a-z0-9]{1,5}", 0..4),
+        domain in prop::collection::vec("[a-z]{1,5}", 1..3),
+    ) {
+        let domain = domain.join(".");
+        let name = labels.iter().map(|l| format!("{l}.")).collect::<String>() + &domain;
+        let sub = HostPattern::Subdomains(domain.clone());
+        prop_assert_eq!(sub.covers(&name), !labels.is_empty());
+        prop_assert_eq!(sub.covers(&name.to_uppercase()), !labels.is_empty());
+        prop_assert_eq!(sub.covers(&format!("{name}.")), !labels.is_empty());
+        let glued = format!("x{domain}");
+        prop_assert!(!sub.covers(&glued), "{}", glued);
+        prop_assert!(HostPattern::Exact(name.clone()).covers(&name));
+        let p = Policy::from_toml(&format!("name = \"n\"\n[[allow]]\nconnect = [\"tcp://*.{domain}:1\"]\n"), "n").unwrap();
+        prop_assert_eq!(p.host_patterns(), vec![sub]);
     }
 
     /// Matching is on the canonical form, and canonicalising twice changes nothing.
@@ -345,6 +461,66 @@ proptest! {
         let other = format!("/{}", other.join("/"));
         prop_assert_eq!(decide(&other) == Verdict::Allow, other == path);
         prop_assert_ne!(decide(&format!("{path}/x")), Verdict::Allow);
+    }
+
+    /// An entry written with `Target::endpoint_string` covers its target, and of the other
+    /// targets of the same operation exactly those at the same address and port, of the same
+    /// transport (any transport for `any://`, the endpoint of `Proto::Other`).
+    #[test]
+    fn endpoint_string_covers_exactly_its_target(
+        op in select(vec![Op::Connect, Op::Send, Op::Bind]),
+        (proto1, a1, p1) in (proto(), prop_oneof![v4().prop_map(IpAddr::from), v6().prop_map(IpAddr::from)], port()),
+        same_addr in any::<bool>(),
+        (proto2, a2, p2) in (proto(), prop_oneof![v4().prop_map(IpAddr::from), v6().prop_map(IpAddr::from)], port()),
+    ) {
+        let t1 = Target::Inet { proto: proto1, addr: SocketAddr::new(a1, p1) };
+        let t2 = if same_addr {
+            Target::Inet { proto: proto2, addr: SocketAddr::new(a1, p1) }
+        } else {
+            Target::Inet { proto: proto2, addr: SocketAddr::new(a2, p2) }
+        };
+        // The form the evaluator matches: canonical for a destination, as given for a bind.
+        let form = |t: &Target| if op == Op::Bind { t.clone() } else { t.canonical() };
+        let key = match op { Op::Connect => "connect", Op::Send => "send", _ => "bind" };
+        let entry = form(&t1).endpoint_string().unwrap();
+        let src = format!("name = \"g\"\ndefault = \"ask\"\n[[allow]]\n{key} = [{entry:?}]\n");
+        let p = Policy::from_toml(&src, "g").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        let d = p.evaluate(&Request { op, target: t1.clone() });
+        prop_assert_eq!(d.verdict, Verdict::Allow, "{} -> {:?}", entry, d);
+        let ip_port = |t: &Target| match form(t) {
+            Target::Inet { addr, .. } => match addr.ip() {
+                IpAddr::V6(v6) => (v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4), addr.port()),
+                ip => (ip, addr.port()),
+            },
+            _ => unreachable!("inet"),
+        };
+        let expected = ip_port(&t1) == ip_port(&t2) && (proto1 == proto2 || proto1 == Proto::Other);
+        let d2 = p.evaluate(&Request { op, target: t2.clone() });
+        prop_assert_eq!(d2.verdict == Verdict::Allow, expected, "{} for {} -> {:?}", entry, t2, d2);
+    }
+
+    /// A unix entry written with `escape_unix_path` matches its path and no other, whatever
+    /// glob characters the path holds.
+    #[test]
+    fn escaped_unix_path_matches_only_itself(
+        comps in prop::collection::vec("[ab*?\\\\\\[\\]]{1,4}", 0..4),
+        other in prop::collection::vec("[ab*?\\\\\\[\\]]{1,4}", 0..4),
+    ) {
+        let path = format!("/{}", comps.join("/"));
+        let written = netjail_policy::escape_unix_path(path.as_ref()).unwrap();
+        let src = format!("name = \"u\"\n[[allow]]\nunix = [{written:?}]\n");
+        let p = Policy::from_toml(&src, "u").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        let again = Policy::from_toml(&p.to_toml(), "shown");
+        prop_assert_eq!(again.as_ref(), Ok(&p));
+        let decide = |s: &str| p.evaluate(&Request { op: Op::Connect, target: Target::UnixPath(s.into()) }).verdict;
+        prop_assert_eq!(decide(&path), Verdict::Allow);
+        let other = format!("/{}", other.join("/"));
+        prop_assert_eq!(decide(&other) == Verdict::Allow, other == path, "{} vs {}", written, other);
+        let name = netjail_policy::escape_unix_abstract(path.as_bytes()).unwrap();
+        let q = Policy::from_toml(&format!("name = \"a\"\n[[allow]]\nunix = [{name:?}]\n"), "a").unwrap();
+        let abs = |b: &[u8]| q.evaluate(&Request { op: Op::Connect, target: Target::UnixAbstract(b.to_vec()) }).verdict;
+        prop_assert_eq!(abs(path.as_bytes()), Verdict::Allow);
+        prop_assert_eq!(abs(other.as_bytes()) == Verdict::Allow, other == path);
     }
 
     /// `*` never crosses a `/`.
