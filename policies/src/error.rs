@@ -39,7 +39,7 @@ pub enum PolicyErrorKind {
     /// so that a rule is never silently ignored.
     #[error("{what} is not enforced yet; remove it (netjail refuses rules it would ignore)")]
     NotEnforcedYet {
-        /// The key or setting, e.g. "`bind`" or "`default = \"ask\"`".
+        /// The key or setting, e.g. "`[limits]`" or "`extends`".
         what: String,
     },
     /// A required key is absent.
