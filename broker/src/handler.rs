@@ -58,7 +58,7 @@ impl Call {
     /// operators (held until one answers), so that the decision returned is never `Ask`.
     pub fn evaluate(&self, request: &Request) -> Decision {
         let policy = &self.sandbox.policy;
-        let decision = policy.evaluate(request);
+        let decision = policy.evaluate_with(request, &self.sandbox.names);
         if decision.verdict != Verdict::Ask {
             return decision;
         }
@@ -337,7 +337,7 @@ fn finish(call: &Call, outcome: Outcome) {
         None => "error",
     };
     let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let host = ""; // HOSTNAME: decision.host once names land
+    let host = decision.and_then(|d| d.host.as_deref()).unwrap_or("");
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if ops.wants_decisions() {
         ops.publish(Event::Decision(DecisionInfo {

@@ -59,6 +59,7 @@ pub struct Broker {
     next_id: AtomicU64,
     sandboxes: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
     operators: Arc<Operators>,
+    names: names::Resolver,
 }
 
 /// Errors of [`Broker::register`].
@@ -80,16 +81,30 @@ impl Broker {
     /// A broker with no sandboxes, whose operators' `--always` rules live in memory only.
     /// With nobody watching (no control socket is served), calls a policy asks about get the
     /// policy's fallback at once.
+    /// Host names are resolved with the system's hosts file and resolv.conf.
     pub fn new() -> Arc<Broker> {
-        Broker::with_operators(Operators::new(None))
+        let names = names::Resolver::new(names::ResolverConfig::default()).unwrap_or_else(|e| {
+            // Only an unreadable file gets here: resolve with no sources, so that every
+            // name is unknown (deny entries with names match, allow entries do not).
+            tracing::warn!(error = %e, "cannot read the resolver's files; host names stay unknown");
+            names::Resolver::new(names::ResolverConfig {
+                hosts: "/dev/null".into(),
+                resolv_conf: "/dev/null".into(),
+                ..names::ResolverConfig::default()
+            })
+            .expect("/dev/null can be read")
+        });
+        Broker::with_parts(Operators::new(None), names)
     }
 
-    /// A broker with no sandboxes and this operators' side (e.g. with an overlay directory).
-    pub fn with_operators(operators: Arc<Operators>) -> Arc<Broker> {
+    /// A broker with no sandboxes, this operators' side (e.g. with an overlay directory) and
+    /// this resolver of host names.
+    pub fn with_parts(operators: Arc<Operators>, names: names::Resolver) -> Arc<Broker> {
         Arc::new(Broker {
             next_id: AtomicU64::new(1),
             sandboxes: Mutex::new(HashMap::new()),
             operators,
+            names,
         })
     }
 
@@ -173,7 +188,17 @@ impl Broker {
             Arc::new(policy),
             listener,
             self.operators.clone(),
+            self.names.clone(),
         ));
+        let patterns: Vec<names::Pattern> = sandbox
+            .policy
+            .host_patterns()
+            .iter()
+            .map(names::Pattern::from)
+            .collect();
+        if !patterns.is_empty() {
+            self.names.prefetch(&patterns);
+        }
         self.sandboxes
             .lock()
             .unwrap_or_else(|p| p.into_inner())

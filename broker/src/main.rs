@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use netjail_broker::control::{self, ControlConfig};
 use netjail_broker::logging::{self, LogFormat};
+use netjail_broker::names::{Resolver, ResolverConfig};
 use netjail_broker::oci::{self, OciConfig};
 use netjail_broker::operators::Operators;
 use netjail_broker::overlay::Overlay;
@@ -29,6 +30,15 @@ struct Args {
     /// scope, read at start (a file with a mistake stops the broker, with file:line:column).
     #[arg(long, default_value = "/var/lib/netjail/overlay")]
     overlay: PathBuf,
+    /// Hosts file for host names in policies (read before DNS; re-read when it changes).
+    #[arg(long, default_value = "/etc/hosts")]
+    hosts: PathBuf,
+    /// resolv.conf naming the DNS servers for host names in policies.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// A DNS server (ADDRESS:PORT) to ask instead of resolv.conf's; may be repeated.
+    #[arg(long = "nameserver", value_name = "ADDRESS:PORT")]
+    nameservers: Vec<std::net::SocketAddr>,
     /// Also be the OCI seccomp agent on this socket (SOCK_STREAM, mode 0660): runc and crun
     /// send it a container's listener when the bundle's `linux.seccomp.listenerPath` names it.
     #[arg(long)]
@@ -78,7 +88,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = netjail_broker::bind_socket(&args.socket)
         .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
     tracing::info!(socket = %args.socket.display(), "netjaild listening");
-    let broker = Broker::with_operators(Operators::new(Some(overlay)));
+    let names = Resolver::new(ResolverConfig {
+        hosts: args.hosts.clone(),
+        resolv_conf: args.resolv_conf.clone(),
+        nameservers: args.nameservers.clone(),
+        ..ResolverConfig::default()
+    })
+    .context("cannot read the resolver's files")?;
+    let broker = Broker::with_parts(Operators::new(Some(overlay)), names);
     let oci_config = std::sync::Arc::new(OciConfig {
         policies_dir: args.policies.clone(),
         default_policy: args.oci_default_policy.clone(),

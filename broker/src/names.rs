@@ -660,6 +660,30 @@ impl Inner {
     }
 }
 
+/// The oracle the policy's evaluator asks ([`netjail_policy::Policy::evaluate_with`]).
+impl netjail_policy::Names for Resolver {
+    fn lookup(
+        &self,
+        pattern: &netjail_policy::HostPattern,
+        ip: IpAddr,
+    ) -> netjail_policy::NameMatch {
+        match Resolver::lookup(self, &Pattern::from(pattern), ip) {
+            Match::Yes(name) => netjail_policy::NameMatch::Yes(name),
+            Match::No => netjail_policy::NameMatch::No,
+            Match::Unknown => netjail_policy::NameMatch::Unknown,
+        }
+    }
+}
+
+impl From<&netjail_policy::HostPattern> for Pattern {
+    fn from(p: &netjail_policy::HostPattern) -> Pattern {
+        match p {
+            netjail_policy::HostPattern::Exact(n) => Pattern::Exact(n.clone()),
+            netjail_policy::HostPattern::Subdomains(d) => Pattern::Subdomains(d.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

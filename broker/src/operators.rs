@@ -343,7 +343,7 @@ impl Operators {
             chain: chain(caller.pid, sandbox.pid),
             op: op_name(request.op).to_string(),
             endpoint: clip(&key, MAX_TEXT),
-            host: String::new(), // HOSTNAME
+            host: clip(decision.host.as_deref().unwrap_or(""), MAX_TEXT),
             rule: rule.clone(),
             age_ms: 0,
             remaining_ms: timeout.as_millis() as u64,

@@ -16,13 +16,13 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use netjail_policy::{Op, Policy, PolicyError, Proto, Request, Target, Verdict};
+use netjail_policy::{
+    escape_unix_abstract, escape_unix_path, Op, Policy, PolicyError, Request, Target, Verdict,
+};
 
 /// Whom one overlay file covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -161,9 +161,13 @@ impl Overlay {
             let Some(file) = files.get(key) else { continue };
             let d = file.policy.evaluate(request);
             let text = format!("{} of {} ({})", d.rule, key.describe(), key.file_name());
+            // Only the tables are operators' rules: the evaluator's own answers (`unspec`,
+            // `privileged-port`, the default) are not an opinion of theirs.
             match d.verdict {
-                Verdict::Deny { .. } => return Some((false, text)),
-                Verdict::Allow => granted = granted.or(Some((true, text))),
+                Verdict::Deny { .. } if d.rule.starts_with("deny[") => return Some((false, text)),
+                Verdict::Allow if d.rule.starts_with("allow[") => {
+                    granted = granted.or(Some((true, text)))
+                }
                 _ => {}
             }
         }
@@ -218,44 +222,22 @@ impl Overlay {
 /// The policy key and entry naming exactly the destination of `request`.
 fn entry_for(request: &Request) -> Result<(&'static str, String), OverlayError> {
     let target = request.target.canonical();
+    let unwritable = || OverlayError::Unwritable(target.to_string());
     match &target {
-        Target::Inet { proto, addr } => {
-            let scheme = match proto {
-                Proto::Tcp => "tcp",
-                Proto::Udp => "udp",
-                _ => "any",
-            };
+        Target::Inet { .. } => {
             let field = match request.op {
                 Op::Connect => "connect",
                 Op::Send => "send",
                 Op::Bind => "bind",
-                _ => return Err(OverlayError::Unwritable(target.to_string())),
+                _ => return Err(unwritable()),
             };
-            Ok((field, format!("{scheme}://{}", host_port(addr))))
+            Ok((field, target.endpoint_string().ok_or_else(unwritable)?))
         }
-        Target::UnixPath(p) => {
-            let bytes = p.as_os_str().as_bytes();
-            match std::str::from_utf8(bytes) {
-                Ok(s) if !s.contains(['*', '?', '[']) && !s.chars().any(char::is_control) => {
-                    Ok(("unix", s.to_string()))
-                }
-                _ => Err(OverlayError::Unwritable(target.to_string())),
-            }
+        Target::UnixPath(p) => Ok(("unix", escape_unix_path(p).ok_or_else(unwritable)?)),
+        Target::UnixAbstract(name) => {
+            Ok(("unix", escape_unix_abstract(name).ok_or_else(unwritable)?))
         }
-        Target::UnixAbstract(name) => match std::str::from_utf8(name) {
-            Ok(s) if !s.contains(['*', '?']) && !s.chars().any(char::is_control) => {
-                Ok(("unix", format!("@{s}")))
-            }
-            _ => Err(OverlayError::Unwritable(target.to_string())),
-        },
-        _ => Err(OverlayError::Unwritable(target.to_string())),
-    }
-}
-
-fn host_port(addr: &SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
-        IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+        _ => Err(unwritable()),
     }
 }
 
@@ -349,6 +331,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netjail_policy::Proto;
 
     fn connect(addr: &str) -> Request {
         Request {
@@ -442,19 +425,60 @@ mod tests {
     }
 
     #[test]
-    fn glob_characters_are_not_written_as_rules() {
-        let req = Request {
+    fn unix_paths_with_glob_characters_match_only_themselves() {
+        let dir = tempdir("globs");
+        let key = ScopeKey::Policy("p".into());
+        let overlay = Overlay::open(&dir).unwrap();
+        let unix = |p: &str| Request {
             op: Op::Connect,
-            target: Target::UnixPath("/tmp/a*b".into()),
+            target: Target::UnixPath(p.into()),
         };
-        assert!(matches!(entry_for(&req), Err(OverlayError::Unwritable(_))));
-        let req = Request {
+        overlay
+            .add(key.clone(), &unix("/tmp/a*b"), true, "t")
+            .unwrap();
+        overlay
+            .add(key.clone(), &unix("/run/x.sock"), true, "t")
+            .unwrap();
+        let keys = [key];
+        assert!(matches!(
+            overlay.decide(&keys, &unix("/tmp/a*b")),
+            Some((true, _))
+        ));
+        assert_eq!(overlay.decide(&keys, &unix("/tmp/aXb")), None);
+        assert!(matches!(
+            overlay.decide(&keys, &unix("/run/x.sock")),
+            Some((true, _))
+        ));
+        let reopened = Overlay::open(&dir).unwrap();
+        assert!(matches!(
+            reopened.decide(&keys, &unix("/tmp/a*b")),
+            Some((true, _))
+        ));
+        assert_eq!(reopened.decide(&keys, &unix("/tmp/a-b")), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn evaluator_answers_are_not_operators_rules() {
+        let dir = tempdir("unspec");
+        let key = ScopeKey::Policy("p".into());
+        let overlay = Overlay::open(&dir).unwrap();
+        overlay
+            .add(key.clone(), &connect("127.0.0.1:80"), true, "t")
+            .unwrap();
+        let unspec = Request {
             op: Op::Connect,
-            target: Target::UnixPath("/run/x.sock".into()),
+            target: Target::Unspec,
         };
-        assert_eq!(
-            entry_for(&req).unwrap(),
-            ("unix", "/run/x.sock".to_string())
-        );
+        let privileged = Request {
+            op: Op::Bind,
+            target: Target::Inet {
+                proto: Proto::Tcp,
+                addr: "127.0.0.1:81".parse().unwrap(),
+            },
+        };
+        assert_eq!(overlay.decide(std::slice::from_ref(&key), &unspec), None);
+        assert_eq!(overlay.decide(&[key], &privileged), None);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,6 +9,7 @@ use netjail_policy::Policy;
 use netjail_protocol::SandboxId;
 use tokio::sync::Semaphore;
 
+use crate::names::Resolver;
 use crate::operators::Operators;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
@@ -33,6 +34,8 @@ pub struct Sandbox {
     pub(crate) in_flight: Arc<Semaphore>,
     /// Where calls the policy asks about are held, and operators' rules.
     pub(crate) operators: Arc<Operators>,
+    /// Answers what the policy's host names are (shared cache).
+    pub(crate) names: Resolver,
     /// Every call of the sandbox is decided off its receiver thread: the policy may hold a
     /// call for an operator or look a host name up, and neither may stop the receiver.
     pub(crate) slow_path: bool,
@@ -42,6 +45,7 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    #[allow(clippy::too_many_arguments)] // one per field the registration fills in
     pub(crate) fn new(
         id: SandboxId,
         name: String,
@@ -50,8 +54,9 @@ impl Sandbox {
         policy: Arc<Policy>,
         listener: OwnedFd,
         operators: Arc<Operators>,
+        names: Resolver,
     ) -> Self {
-        let slow_path = policy.may_ask();
+        let slow_path = policy.may_ask() || policy.has_host_names();
         Sandbox {
             id,
             name,
@@ -61,6 +66,7 @@ impl Sandbox {
             listener,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             operators,
+            names,
             slow_path,
             registered: Instant::now(),
             decisions: AtomicU64::new(0),
