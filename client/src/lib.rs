@@ -1,7 +1,8 @@
 //! netjail's client side: the confine step, the launcher behind `netjail run`, and the
 //! registration of a sandbox with a broker (or with a broker embedded in the launcher when
 //! none runs), and the `linux.seccomp` object that gives containers the same filter under an
-//! OCI runtime ([`oci`]).
+//! OCI runtime ([`oci`]); and the operators' side of the broker's control socket
+//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`).
 //!
 //! ```no_run
 //! use netjail_client::launch::{run, Embedded, RunOptions};
@@ -22,6 +23,7 @@ pub mod hardening;
 pub mod landlock;
 pub mod launch;
 pub mod oci;
+pub mod operator;
 pub mod policy;
 pub mod remote;
 pub mod sys;

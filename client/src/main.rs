@@ -1,13 +1,19 @@
-//! `netjail`: run a program confined, and check policies.
+//! `netjail`: run a program confined, check policies, and answer the broker as an operator.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_client::launch::{self, Embedded, RunOptions};
+use netjail_client::operator;
+use netjail_client::operator::commands::{
+    self, Answer, PendingOptions, ResolveOptions, StatusOptions, WatchOptions,
+};
 use netjail_client::{oci, policy};
+use netjail_protocol::control::{GrantDuration, GrantScope, RequestId};
 
 /// netjail: give a program's network access to a broker that decides every call.
 #[derive(Debug, Parser)]
@@ -54,6 +60,115 @@ enum Command {
         #[command(subcommand)]
         action: OciCommand,
     },
+    /// List the calls held for an operator (oldest first).
+    Pending {
+        #[command(flatten)]
+        control: ControlArg,
+        /// One JSON object per line (each with `id`).
+        #[arg(long)]
+        json: bool,
+        /// With nothing held, wait for the first held call and print it (while it waits,
+        /// this command counts as an operator watching).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits (500ms, 2s, 5m, 1h, 1m30s); default: for ever.
+        #[arg(long, requires = "wait", value_name = "DURATION", value_parser = duration_arg)]
+        timeout: Option<Duration>,
+    },
+    /// Let a held call through: once (the default), for a while, or always.
+    Grant {
+        #[command(flatten)]
+        control: ControlArg,
+        /// The held call (the ID column of `netjail pending`).
+        id: u64,
+        /// This call only.
+        #[arg(long, group = "how")]
+        once: bool,
+        /// This call, and later calls to the same destination for DURATION (2s, 5m, 1h).
+        #[arg(long = "for", group = "how", value_name = "DURATION", value_parser = grant_duration_arg)]
+        for_: Option<Duration>,
+        /// This call, and later calls to the same destination from now on (the broker writes
+        /// the rule to its overlay policy file).
+        #[arg(long, group = "how")]
+        always: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Refuse a held call (EPERM); with --always, later calls to the same destination too.
+    Deny {
+        #[command(flatten)]
+        control: ControlArg,
+        /// The held call (the ID column of `netjail pending`).
+        id: u64,
+        /// Also refuse later calls to the same destination without asking (the broker
+        /// writes the rule to its overlay policy file).
+        #[arg(long)]
+        always: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Print the broker's events as they happen: every decision, held calls and their ends.
+    Watch {
+        #[command(flatten)]
+        control: ControlArg,
+        /// One JSON object per line, its kind in "event" (pending, resolved, decision,
+        /// registered, retired, lagged).
+        #[arg(long)]
+        json: bool,
+        /// Held calls and their ends only, not every decision.
+        #[arg(long)]
+        pending_only: bool,
+    },
+    /// The broker's state and its sandboxes.
+    Status {
+        #[command(flatten)]
+        control: ControlArg,
+        /// One JSON object per line, its kind in "kind" (broker, then one sandbox each).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the broker's control socket is.
+#[derive(Debug, Args)]
+struct ControlArg {
+    /// The broker's control socket.
+    #[arg(long, env = "NETJAIL_CONTROL", default_value = operator::DEFAULT_CONTROL)]
+    control: PathBuf,
+}
+
+/// Whom a rule made by an operator covers (default: this sandbox only).
+#[derive(Debug, Args)]
+struct ScopeArgs {
+    /// The rule covers every sandbox confined by the same policy.
+    #[arg(long, conflicts_with = "container")]
+    policy: bool,
+    /// The rule covers every process of the same OCI container.
+    #[arg(long)]
+    container: bool,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> GrantScope {
+        if self.policy {
+            GrantScope::Policy
+        } else if self.container {
+            GrantScope::Container
+        } else {
+            GrantScope::Sandbox
+        }
+    }
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    operator::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn grant_duration_arg(text: &str) -> Result<Duration, String> {
+    match duration_arg(text)? {
+        d if d.is_zero() => Err("a grant --for must last longer than 0".into()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +243,125 @@ fn main() -> ExitCode {
         }
         Command::Policy { action } => policy_command(action),
         Command::Oci { action } => oci_command(action),
+        command => operator_command(command),
+    }
+}
+
+/// `pending`, `grant`, `deny`, `watch`, `status`, `top`.
+fn operator_command(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("netjail: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let result: Result<(), String> = match command {
+        Command::Pending {
+            control,
+            json,
+            wait,
+            timeout,
+        } => {
+            let opts = PendingOptions {
+                control: control.control,
+                json,
+                wait,
+                timeout,
+            };
+            runtime
+                .block_on(commands::pending(&opts, &mut out, &mut std::io::stderr()))
+                .map_err(|e| e.to_string())
+        }
+        Command::Grant {
+            control,
+            id,
+            once: _,
+            for_,
+            always,
+            scope,
+        } => {
+            let duration = match (for_, always) {
+                (Some(d), _) => GrantDuration::For {
+                    millis: d.as_millis().try_into().unwrap_or(u64::MAX),
+                },
+                (None, true) => GrantDuration::Always,
+                (None, false) => GrantDuration::Once,
+            };
+            if duration == GrantDuration::Once && scope.scope() != GrantScope::Sandbox {
+                Err("--policy and --container name whom a rule covers: use them with --for or --always".into())
+            } else {
+                let opts = ResolveOptions {
+                    control: control.control,
+                    id: RequestId(id),
+                    answer: Answer::Grant(duration),
+                    scope: scope.scope(),
+                };
+                runtime
+                    .block_on(commands::resolve(&opts, &mut out))
+                    .map_err(|e| e.to_string())
+            }
+        }
+        Command::Deny {
+            control,
+            id,
+            always,
+            scope,
+        } => {
+            if !always && scope.scope() != GrantScope::Sandbox {
+                Err(
+                    "--policy and --container name whom a rule covers: use them with --always"
+                        .into(),
+                )
+            } else {
+                let opts = ResolveOptions {
+                    control: control.control,
+                    id: RequestId(id),
+                    answer: Answer::Deny { always },
+                    scope: scope.scope(),
+                };
+                runtime
+                    .block_on(commands::resolve(&opts, &mut out))
+                    .map_err(|e| e.to_string())
+            }
+        }
+        Command::Watch {
+            control,
+            json,
+            pending_only,
+        } => {
+            let opts = WatchOptions {
+                control: control.control,
+                json,
+                pending_only,
+            };
+            runtime
+                .block_on(commands::watch(&opts, &mut out))
+                .map_err(|e| e.to_string())
+        }
+        Command::Status { control, json } => {
+            let opts = StatusOptions {
+                control: control.control,
+                json,
+            };
+            runtime
+                .block_on(commands::status(&opts, &mut out))
+                .map_err(|e| e.to_string())
+        }
+        Command::Run { .. } | Command::Policy { .. } | Command::Oci { .. } => {
+            Err("not an operator command (a bug in netjail)".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netjail: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`Canary`]: loopback listeners that count who reached them;
 //! - [`Broker`]: a `netjaild` child with its JSON audit log captured;
 //! - [`skip`]: says `SKIP name: reason` out loud, and fails instead when `NETJAIL_STRICT=1`.
+//! - [`tmux::Tmux`]: a terminal program in a private tmux server, typed into and read back.
 //!
 //! All traffic goes to loopback only, and every listener binds port 0.
 //!
@@ -46,6 +47,7 @@ mod canary;
 pub mod dns;
 pub mod probe;
 pub mod sys;
+pub mod tmux;
 
 pub use broker::Broker;
 pub use canary::Canary;
