@@ -340,7 +340,7 @@ impl Operators {
             container: clip(sandbox.container.as_deref().unwrap_or(""), MAX_TEXT),
             policy: clip(policy.name(), MAX_TEXT),
             pid: caller.pid,
-            chain: chain(caller.pid, sandbox.pid),
+            chain: chain(caller.pid),
             op: op_name(request.op).to_string(),
             endpoint: clip(&key, MAX_TEXT),
             host: clip(decision.host.as_deref().unwrap_or(""), MAX_TEXT),
@@ -669,8 +669,9 @@ fn clip(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The caller and its parents, up to the confined process `root` (included) or pid 1.
-fn chain(pid: i32, root: i32) -> Vec<ProcessInfo> {
+/// The caller and its parents up to pid 1, at most [`MAX_CHAIN`] of them: past the confined
+/// process, who started it (the launcher, a container runtime's shim).
+fn chain(pid: i32) -> Vec<ProcessInfo> {
     let mut out = Vec::new();
     // The thread's process first.
     let mut current = tgid_of(pid).unwrap_or(pid);
@@ -679,7 +680,7 @@ fn chain(pid: i32, root: i32) -> Vec<ProcessInfo> {
             pid: current,
             program: clip(&program(current), MAX_PROGRAM),
         });
-        if current == root || current == 1 {
+        if current == 1 {
             break;
         }
         match parent_of(current) {
@@ -750,11 +751,11 @@ mod tests {
     #[test]
     fn chain_of_this_process_reaches_its_parent() {
         let me = std::process::id() as i32;
-        let c = chain(me, -1);
+        let c = chain(me);
         assert_eq!(c[0].pid, me);
-        assert!(c.len() >= 2, "{c:?}");
+        assert!(c[0].program.contains("broker"), "{c:?}");
+        assert_eq!(c[1].pid, parent_of(me).unwrap());
         assert!(c.len() <= MAX_CHAIN);
-        let c = chain(me, me);
-        assert_eq!(c.len(), 1, "stops at the confined process");
+        assert!(c.last().unwrap().pid == 1 || c.len() == MAX_CHAIN, "{c:?}");
     }
 }

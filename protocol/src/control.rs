@@ -242,8 +242,8 @@ pub struct PendingInfo {
     pub policy: String,
     /// The calling thread.
     pub pid: i32,
-    /// The calling process first, then its parent, and so on up to the process that was
-    /// confined (or pid 1).
+    /// The calling process first, then its parent, and so on up to pid 1 (at most 16): past
+    /// the confined process, who started it (`netjail run`, a container runtime's shim).
     pub chain: Vec<ProcessInfo>,
     /// `connect`, `send` or `bind`.
     pub op: String,

@@ -43,6 +43,7 @@ mod global;
 mod hardening;
 mod harness;
 mod oci;
+mod operators;
 mod signals;
 
 /// The probe binary of this crate.
