@@ -2,7 +2,7 @@
 //! registration of a sandbox with a broker (or with a broker embedded in the launcher when
 //! none runs), and the `linux.seccomp` object that gives containers the same filter under an
 //! OCI runtime ([`oci`]); and the operators' side of the broker's control socket
-//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`).
+//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`, `top`).
 //!
 //! ```no_run
 //! use netjail_client::launch::{run, Embedded, RunOptions};

@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_client::launch::{self, Embedded, RunOptions};
-use netjail_client::operator;
 use netjail_client::operator::commands::{
     self, Answer, PendingOptions, ResolveOptions, StatusOptions, WatchOptions,
 };
+use netjail_client::operator::{self, top};
 use netjail_client::{oci, policy};
 use netjail_protocol::control::{GrantDuration, GrantScope, RequestId};
 
@@ -126,6 +126,12 @@ enum Command {
         /// One JSON object per line, its kind in "kind" (broker, then one sandbox each).
         #[arg(long)]
         json: bool,
+    },
+    /// A full-screen view of sandboxes, held calls and decisions; answer held calls with
+    /// y (grant once), a (grant always), n (deny once).
+    Top {
+        #[command(flatten)]
+        control: ControlArg,
     },
 }
 
@@ -351,6 +357,14 @@ fn operator_command(command: Command) -> ExitCode {
             runtime
                 .block_on(commands::status(&opts, &mut out))
                 .map_err(|e| e.to_string())
+        }
+        Command::Top { control } => {
+            drop(out);
+            drop(runtime);
+            top::run(&top::TopOptions {
+                control: control.control,
+            })
+            .map_err(|e| e.to_string())
         }
         Command::Run { .. } | Command::Policy { .. } | Command::Oci { .. } => {
             Err("not an operator command (a bug in netjail)".into())

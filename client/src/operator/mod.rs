@@ -1,5 +1,5 @@
 //! Operators: the client of the broker's control socket (`/run/netjail/control.sock`), the
-//! commands behind `netjail pending | grant | deny | watch | status`.
+//! commands behind `netjail pending | grant | deny | watch | status`, and `netjail top`.
 //!
 //! [`Control`] is one conversation with the broker: [`Control::connect`] says hello,
 //! then requests go one at a time ([`Control::status`], [`Control::pending`],
@@ -37,6 +37,7 @@ use tokio_seqpacket::UnixSeqpacket;
 pub mod commands;
 mod duration;
 pub mod format;
+pub mod top;
 
 #[cfg(test)]
 mod fake;
