@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 # Debian packages the build and the tests need.
-DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2 busybox-static runc crun
+DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2 busybox-static runc crun tmux
 
 .PHONY: all build release demo test lint unit deps bench clean
 

@@ -42,6 +42,7 @@ mod garbage;
 mod global;
 mod hardening;
 mod harness;
+mod hostnames;
 mod oci;
 mod operators;
 mod signals;
