@@ -167,7 +167,7 @@ impl ScopeArgs {
 }
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
-    operator::parse_duration(text).map_err(|e| e.to_string())
+    netjail_policy::parse_duration(text)
 }
 
 fn grant_duration_arg(text: &str) -> Result<Duration, String> {

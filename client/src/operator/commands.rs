@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use netjail_protocol::control::{Event, GrantDuration, GrantScope, PendingInfo, RequestId};
 
-use super::duration::display;
+use netjail_policy::format_duration as display;
 use super::format;
 use super::{client_name, Control, OperatorError};
 

@@ -42,7 +42,7 @@ pub mod top;
 #[cfg(test)]
 mod fake;
 
-pub use duration::{parse_duration, DurationError};
+
 
 /// Where the broker's control socket is unless `--control` or `NETJAIL_CONTROL` say otherwise.
 pub const DEFAULT_CONTROL: &str = "/run/netjail/control.sock";
