@@ -452,3 +452,114 @@ fn s_m2_two_operators_at_once_resolve_exactly_once() {
     });
     assert_eq!(decided.len(), 5, "{}", broker.log());
 }
+
+/// The terminal UI, used as a person would through a pseudo-terminal (tmux): it shows the
+/// held call with its endpoint, `y` grants it, the confined curl gets its answer, and the
+/// decision appears in the feed. Then `n` on a second held call denies it, and `q` quits with
+/// status 0.
+#[test]
+fn s_m2_top_grants_a_held_call_through_a_terminal() {
+    use netjail_integration_tests::tmux::Tmux;
+    if !Tmux::available() {
+        return netjail_integration_tests::skip("tmux", "no tmux");
+    }
+    let Some(curl) = which("curl") else {
+        return netjail_integration_tests::skip("curl", "no curl");
+    };
+    let web = Canary::http4();
+    let policy = ask_policy(web.port(), 1, "60s");
+    let broker = Broker::start();
+    let ops = Ops::of(&broker);
+    let netjail = netjail_bin().to_string_lossy().into_owned();
+    let control = broker.control().to_string_lossy().into_owned();
+    let top = Tmux::start(&[&netjail, "top", "--control", &control], &[], 160, 45);
+    // The UI counts as a watching operator once it runs.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ops.operators() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "top never connected:\n{}",
+            top.capture()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let url = format!("http://127.0.0.1:{}/", web.port());
+    let curl = curl.to_string_lossy().into_owned();
+    let held = spawn(&mut confined_with_broker_cmd(
+        &broker,
+        policy.as_str(),
+        &[&curl, "-sS", "--max-time", "60", &url],
+    ));
+    let endpoint = format!("tcp://127.0.0.1:{}", web.port());
+    let screen = top
+        .wait_for(&endpoint, Duration::from_secs(15))
+        .unwrap_or_else(|s| panic!("the held call never showed:\n{s}"));
+    assert!(screen.contains("curl"), "{screen}");
+    assert_eq!(web.count(), 0);
+    top.send_keys("y");
+    let out = held.wait(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stdout, "ok\n");
+    assert_eq!(web.count(), 1);
+    top.wait_for("granted", Duration::from_secs(10))
+        .unwrap_or_else(|s| panic!("no confirmation on screen:\n{s}"));
+    assert_eq!(
+        audit_with(&broker, 1, "operator", "granted by uid 0").len(),
+        1
+    );
+
+    // A second call, denied with `n`.
+    let held = held_connect(&broker, &policy, web.port());
+    let id = id_of(&ops.next_pending());
+    top.wait_for(&format!("{id} "), Duration::from_secs(10))
+        .unwrap_or_else(|s| panic!("the second call never showed:\n{s}"));
+    top.send_keys("n");
+    assert_eperm(&held.wait(Duration::from_secs(30)));
+    assert_eq!(web.count(), 1);
+
+    top.send_keys("q");
+    assert_eq!(
+        top.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        top.capture()
+    );
+}
+
+/// A held call to a destination that an `ask` rule names by host name shows the name in the
+/// pending list and the audit.
+#[test]
+fn s_m2_pending_shows_the_matched_host_name() {
+    let target = Canary::tcp4();
+    let dir = netjail_integration_tests::TempDir::new();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 printer.netjail.test\n").unwrap();
+    let broker = Broker::start_with(&[], move |_| {
+        vec![
+            "--hosts".into(),
+            hosts.into_os_string(),
+            "--nameserver".into(),
+            "127.0.0.1:1".into(),
+        ]
+    });
+    let policy = policy_file(&format!(
+        "name = \"named-ask\"\n[[ask]]\nconnect = [\"tcp://printer.netjail.test:{}\"]\n",
+        target.port()
+    ));
+    let ops = Ops::of(&broker);
+    let _watch = ops.watcher();
+    let held = held_connect(&broker, &policy, target.port());
+    let pending = ops.next_pending();
+    assert_eq!(pending["host"], "printer.netjail.test", "{pending}");
+    let table = ops.run(&["pending"]);
+    assert!(
+        table.stdout.contains("printer.netjail.test"),
+        "{}",
+        table.describe()
+    );
+    ops.run(&["grant", &id_of(&pending)]).assert_success();
+    assert_ok(&held.wait(Duration::from_secs(20)));
+    let events = audit_with(&broker, 1, "host", "printer.netjail.test");
+    assert_eq!(events[0]["decision"], "allow", "{events:?}");
+}
