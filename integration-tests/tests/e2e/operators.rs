@@ -563,3 +563,76 @@ fn s_m2_pending_shows_the_matched_host_name() {
     let events = audit_with(&broker, 1, "host", "printer.netjail.test");
     assert_eq!(events[0]["decision"], "allow", "{events:?}");
 }
+
+/// `ask` covers datagram sends and unix paths too: a `sendto` and a unix connect are held,
+/// and each goes through once granted (the unix connect still as the caller).
+#[test]
+fn s_m2_sends_and_unix_paths_can_be_held() {
+    let Some(python) = netjail_integration_tests::python3() else {
+        return netjail_integration_tests::skip("python3", "no python3");
+    };
+    let python = python.to_string_lossy().into_owned();
+    let udp = Canary::udp4();
+    let sock = Canary::unix_path("asked.sock");
+    let path = sock.path().to_string_lossy().into_owned();
+    let policy = policy_file(&format!(
+        "name = \"ask-more\"\n[[ask]]\nsend = [\"udp://127.0.0.1:{}\"]\nunix = [\"{path}\"]\n",
+        udp.port()
+    ));
+    let broker = Broker::start();
+    let ops = Ops::of(&broker);
+    let _watch = ops.watcher();
+    let script = format!(
+        "import socket, json\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         n = u.sendto(b'held', ('127.0.0.1', {port}))\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.connect({path:?})\n\
+         print(json.dumps({{'sent': n, 'unix': 'ok'}}))\n",
+        port = udp.port()
+    );
+    let held = spawn(&mut confined_with_broker_cmd(
+        &broker,
+        policy.as_str(),
+        &[&python, "-c", &script],
+    ));
+    let first = ops.next_pending();
+    assert_eq!(first["op"], "send", "{first}");
+    assert_eq!(first["endpoint"], format!("udp://127.0.0.1:{}", udp.port()));
+    assert_eq!(udp.count(), 0, "nothing sent while held");
+    ops.run(&["grant", &id_of(&first)]).assert_success();
+    let second = ops.next_pending();
+    assert_eq!(second["op"], "connect", "{second}");
+    assert_eq!(second["endpoint"], format!("unix:{path}"));
+    ops.run(&["grant", &id_of(&second)]).assert_success();
+    let out = held.wait(Duration::from_secs(20));
+    assert_eq!(out.json()["unix"], "ok", "{}", out.describe());
+    assert_eq!(out.json()["sent"], 4);
+    assert_eq!(udp.count(), 1);
+    assert_eq!(sock.count(), 1);
+}
+
+/// The launcher's embedded broker has no control socket, so nobody can be watching: an `ask`
+/// gets its fallback at once, and with `ask_fallback = "allow"` that is an allow.
+#[test]
+fn s_m4_embedded_broker_asks_fall_back_at_once() {
+    let target = Canary::tcp4();
+    let deny = ask_policy(target.port(), 1, "30s");
+    let out = netjail_integration_tests::confined(
+        deny.as_str(),
+        &[probe(), "connect", "tcp", "127.0.0.1", &target.port_str()],
+    );
+    assert_eperm(&out);
+    // The launcher's audit says why: nobody was there to ask.
+    assert!(out.stderr.contains("unattended"), "{}", out.describe());
+    assert_eq!(target.count(), 0);
+    let allow = policy_file(&format!(
+        "name = \"lenient\"\nask_fallback = \"allow\"\n[[ask]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+        target.port()
+    ));
+    assert_ok(&netjail_integration_tests::confined(
+        allow.as_str(),
+        &[probe(), "connect", "tcp", "127.0.0.1", &target.port_str()],
+    ));
+    assert_eq!(target.count(), 1);
+}
