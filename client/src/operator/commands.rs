@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use netjail_protocol::control::{Event, GrantDuration, GrantScope, PendingInfo, RequestId};
 
-use netjail_policy::format_duration as display;
 use super::format;
 use super::{client_name, Control, OperatorError};
+use netjail_policy::format_duration as display;
 
 /// Why an operator command failed; the message is one line.
 #[derive(Debug, thiserror::Error)]

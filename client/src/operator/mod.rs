@@ -42,8 +42,6 @@ pub mod top;
 #[cfg(test)]
 mod fake;
 
-
-
 /// Where the broker's control socket is unless `--control` or `NETJAIL_CONTROL` say otherwise.
 pub const DEFAULT_CONTROL: &str = "/run/netjail/control.sock";
 

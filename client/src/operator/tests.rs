@@ -1,7 +1,6 @@
 //! The control client and the commands against a fake broker.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use netjail_protocol::control::{
@@ -447,31 +446,4 @@ async fn status_prints_the_report_and_the_sandboxes() {
         .map(|l| serde_json::from_str::<Value>(l).expect("json")["kind"].clone())
         .collect();
     assert_eq!(kinds, ["broker", "sandbox"]);
-}
-
-/// For trying `netjail top`, `watch` and the rest by hand without a broker: serves a fake
-/// broker at `$NETJAIL_FAKE_CONTROL` for two minutes, with two held calls and a decision.
-///
-/// `NETJAIL_FAKE_CONTROL=/tmp/c.sock cargo test -p netjail-client -- --ignored --nocapture
-/// fake_control_socket`, then `netjail top --control /tmp/c.sock`.
-#[tokio::test]
-#[ignore = "serves a fake broker for trying the operator commands by hand"]
-async fn fake_control_socket() {
-    let Some(path) = std::env::var_os("NETJAIL_FAKE_CONTROL").map(PathBuf::from) else {
-        eprintln!("set NETJAIL_FAKE_CONTROL to the socket path to serve");
-        return;
-    };
-    let _ = std::fs::remove_file(&path);
-    let dir = std::env::temp_dir().join(format!("netjail-fake-{}", std::process::id()));
-    let _broker = FakeBroker::start_at(
-        path.clone(),
-        dir,
-        FakeState {
-            events: vec![Event::Decision(sample_decision())],
-            ..held(&[7, 8])
-        },
-    );
-    eprintln!("fake broker at {}", path.display());
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    let _ = std::fs::remove_file(&path);
 }
