@@ -25,6 +25,11 @@ use crate::{sys, Broker};
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections that have not said hello yet, at most: anyone may connect, so a local user
+/// opening connections and saying nothing holds at most this many fds, each for at most
+/// [`HELLO_TIMEOUT`]. Past it new connections are closed at once.
+const MAX_UNGREETED: usize = 64;
+
 /// Who may operate.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -74,6 +79,7 @@ pub async fn serve_control(
     mut listener: UnixSeqpacketListener,
     config: Arc<ControlConfig>,
 ) -> io::Result<()> {
+    let ungreeted = Arc::new(tokio::sync::Semaphore::new(MAX_UNGREETED));
     loop {
         let sock = match listener.accept().await {
             Ok(s) => s,
@@ -84,9 +90,13 @@ pub async fn serve_control(
             }
             Err(e) => return Err(e),
         };
+        let Ok(slot) = ungreeted.clone().try_acquire_owned() else {
+            tracing::warn!("too many connections waiting to say hello; one closed");
+            continue;
+        };
         let broker = broker.clone();
         let config = config.clone();
-        tokio::spawn(async move { operator(broker, config, sock).await });
+        tokio::spawn(async move { operator(broker, config, sock, slot).await });
     }
 }
 
@@ -129,11 +139,17 @@ async fn error(sock: &UnixSeqpacket, code: ErrorCode, message: String) -> bool {
     reply(sock, &OperatorReply::Error(ErrorReply { code, message })).await
 }
 
-async fn operator(broker: Arc<Broker>, config: Arc<ControlConfig>, sock: UnixSeqpacket) {
+async fn operator(
+    broker: Arc<Broker>,
+    config: Arc<ControlConfig>,
+    sock: UnixSeqpacket,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let Some(peer) = Peer::of(&sock) else {
         return;
     };
     let first = tokio::time::timeout(HELLO_TIMEOUT, recv::<OperatorRequest>(&sock)).await;
+    drop(slot);
     let client = match first {
         Err(_) => {
             let _ = error(&sock, ErrorCode::NotHello, "no hello within 5 s".into()).await;

@@ -636,3 +636,88 @@ fn s_m4_embedded_broker_asks_fall_back_at_once() {
     ));
     assert_eq!(target.count(), 1);
 }
+
+/// Invariant 8 on the control socket: garbage, a request before hello, a wrong version and an
+/// oversized datagram each get their connection closed (after an error reply); connections
+/// that never say hello are bounded; the broker keeps every fd accounted for and serves the
+/// next operator.
+#[test]
+fn control_socket_refuses_bad_input_and_serves_on() {
+    use netjail_integration_tests::sys;
+    use netjail_protocol::codec;
+    use netjail_protocol::control::{OperatorRequest, RequestId};
+    use std::os::fd::OwnedFd;
+
+    let broker = Broker::start();
+    let ops = Ops::of(&broker);
+    ops.run(&["status"]).assert_success();
+    let fds = |pid: i32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    let baseline = fds(broker.pid());
+
+    let grant_first = codec::encode(&OperatorRequest::Grant {
+        id: RequestId(1),
+        duration: netjail_protocol::control::GrantDuration::Once,
+        scope: netjail_protocol::control::GrantScope::Sandbox,
+    })
+    .unwrap();
+    let mut wrong_version = codec::encode(&OperatorRequest::Hello {
+        version: 1,
+        client: "test".into(),
+    })
+    .unwrap();
+    wrong_version[2..4].copy_from_slice(&0xFFFFu16.to_be_bytes());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "random bytes",
+            (0..200u32).map(|i| (i * 37 % 251) as u8).collect(),
+        ),
+        ("a grant before hello", grant_first),
+        ("a wrong version", wrong_version),
+        ("70000 bytes", vec![b'N'; 70_000]),
+        ("an empty datagram", Vec::new()),
+    ];
+    let mut buf = vec![0u8; 1 << 17];
+    for (what, bytes) in &cases {
+        let conn: OwnedFd = sys::seqpacket_connect(broker.control()).expect("connect");
+        match sys::send_with_fds(&conn, bytes, &[]) {
+            Ok(_) | Err(libc::EPIPE | libc::ECONNRESET | libc::EMSGSIZE) => {}
+            Err(e) => panic!("{what}: send: {}", sys::errno_name(e)),
+        }
+        let mut closed = false;
+        for _ in 0..4 {
+            match sys::recv_timeout(&conn, &mut buf, 7000) {
+                Ok(Some(0)) | Err(libc::ECONNRESET) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) => panic!("{what}: recv: {}", sys::errno_name(e)),
+            }
+        }
+        assert!(closed, "{what}: the broker kept the connection open");
+    }
+
+    // 80 connections that say nothing: at most 64 are kept waiting, the rest closed at once.
+    let silent: Vec<OwnedFd> = (0..80)
+        .map(|_| sys::seqpacket_connect(broker.control()).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let closed_at_once = silent
+        .iter()
+        .filter(|c| matches!(sys::recv_timeout(*c, &mut buf, 10), Ok(Some(0))))
+        .count();
+    assert!(
+        closed_at_once >= 16,
+        "only {closed_at_once} of 80 closed at once"
+    );
+    drop(silent);
+
+    // The broker still serves, and holds no more fds than before.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds(broker.pid()) > baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fds(broker.pid()), baseline, "fds left behind");
+    ops.run(&["status"]).assert_success();
+}
