@@ -491,6 +491,15 @@ impl Operators {
                 }
             },
         };
+        if let GrantDuration::For { millis } = duration {
+            let max = netjail_policy::MAX_DURATION.as_millis() as u64;
+            if millis == 0 || millis > max {
+                return Err(AnswerError::Refused(format!(
+                    "a grant lasts from 1 ms to {}, not {millis} ms",
+                    netjail_policy::format_duration(netjail_policy::MAX_DURATION)
+                )));
+            }
+        }
         let verb = if allow { "allow" } else { "deny" };
         let what = format!("{verb} {} {}", op_name(held.op), held.key);
         let rule = match duration {

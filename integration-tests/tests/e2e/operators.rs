@@ -210,6 +210,13 @@ fn s_m2_deny_gives_eperm() {
     for round in 0..2 {
         let held = held_connect(&broker, &policy, target.port());
         let pending = ops.next_pending();
+        if round == 0 {
+            // A grant for longer than anything a command line can ask is refused, not
+            // an overflow in the broker; the call stays held.
+            let reply = raw_grant_forever(&broker, pending["id"].as_u64().unwrap());
+            assert!(reply.contains("a grant lasts from 1 ms to 24h"), "{reply}");
+            assert_eq!(ops.pending_ids(), vec![pending["id"].as_u64().unwrap()]);
+        }
         ops.run(&["deny", &id_of(&pending)]).assert_success();
         let out = held.wait(Duration::from_secs(20));
         assert_eperm(&out);
@@ -219,6 +226,38 @@ fn s_m2_deny_gives_eperm() {
         audit_with(&broker, 2, "operator", "denied by uid 0").len(),
         2
     );
+}
+
+/// Says hello on a raw connection and asks to grant `id` for `u64::MAX` milliseconds;
+/// returns the broker's answer, debug-printed.
+fn raw_grant_forever(broker: &Broker, id: u64) -> String {
+    use netjail_integration_tests::sys;
+    use netjail_protocol::codec;
+    use netjail_protocol::control::{
+        GrantDuration, GrantScope, OperatorReply, OperatorRequest, RequestId,
+    };
+    let conn = sys::seqpacket_connect(broker.control()).expect("connect");
+    let mut buf = vec![0u8; 1 << 16];
+    let mut ask = |req: &OperatorRequest| {
+        sys::send_with_fds(&conn, &codec::encode(req).unwrap(), &[]).expect("send");
+        let n = sys::recv_timeout(&conn, &mut buf, 5000)
+            .expect("recv")
+            .expect("an answer");
+        codec::decode::<OperatorReply>(&buf[..n]).expect("decode")
+    };
+    let hello = OperatorRequest::Hello {
+        version: netjail_protocol::PROTOCOL_VERSION,
+        client: "test".into(),
+    };
+    assert!(matches!(ask(&hello), OperatorReply::Welcome { .. }));
+    format!(
+        "{:?}",
+        ask(&OperatorRequest::Grant {
+            id: RequestId(id),
+            duration: GrantDuration::For { millis: u64::MAX },
+            scope: GrantScope::Sandbox,
+        })
+    )
 }
 
 /// M4: with nobody answering, the call falls back to deny when `ask_timeout` passes; with
