@@ -303,7 +303,7 @@ impl Operators {
         request: &Request,
         decision: Decision,
     ) -> (Decision, String) {
-        let key = request.target.canonical().to_string();
+        let key = key_of(request);
         let rule = decision.rule.clone();
         if let Some((allow, text)) = self.ruled(sandbox, request, &key) {
             return (
@@ -637,6 +637,15 @@ pub(crate) struct CallerRef<'a> {
     pub pid: i32,
     /// `NOTIF_ID_VALID`: the caller still waits in this call.
     pub still_valid: &'a dyn Fn() -> bool,
+}
+
+/// The destination of `request` as rules made by operators name it: canonical, except that a
+/// bind keeps its wildcard address.
+fn key_of(request: &Request) -> String {
+    match (request.op, request.target.endpoint_string()) {
+        (Op::Bind, Some(bind)) => bind,
+        _ => request.target.canonical().to_string(),
+    }
 }
 
 fn with_verdict(mut decision: Decision, allow: bool, rule: &str) -> Decision {

@@ -221,7 +221,12 @@ impl Overlay {
 
 /// The policy key and entry naming exactly the destination of `request`.
 fn entry_for(request: &Request) -> Result<(&'static str, String), OverlayError> {
-    let target = request.target.canonical();
+    // A bind keeps its wildcard (`0.0.0.0` is not loopback there); `endpoint_string` makes
+    // the rest canonical.
+    let target = match request.op {
+        Op::Bind => request.target.clone(),
+        _ => request.target.canonical(),
+    };
     let unwritable = || OverlayError::Unwritable(target.to_string());
     match &target {
         Target::Inet { .. } => {
@@ -479,6 +484,38 @@ mod tests {
         };
         assert_eq!(overlay.decide(std::slice::from_ref(&key), &unspec), None);
         assert_eq!(overlay.decide(&[key], &privileged), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_wildcard_bind_is_kept_as_the_wildcard() {
+        let bind = |a: &str| Request {
+            op: Op::Bind,
+            target: Target::Inet {
+                proto: Proto::Tcp,
+                addr: a.parse().unwrap(),
+            },
+        };
+        assert_eq!(
+            entry_for(&bind("0.0.0.0:8080")).unwrap(),
+            ("bind", "tcp://0.0.0.0:8080".to_string())
+        );
+        assert_eq!(
+            entry_for(&connect("0.0.0.0:8080")).unwrap(),
+            ("connect", "tcp://127.0.0.1:8080".to_string())
+        );
+        let dir = tempdir("wildcard");
+        let key = ScopeKey::Policy("p".into());
+        let overlay = Overlay::open(&dir).unwrap();
+        overlay
+            .add(key.clone(), &bind("0.0.0.0:8080"), true, "t")
+            .unwrap();
+        let keys = [key];
+        assert!(matches!(
+            overlay.decide(&keys, &bind("0.0.0.0:8080")),
+            Some((true, _))
+        ));
+        assert_eq!(overlay.decide(&keys, &bind("127.0.0.1:8080")), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
