@@ -6,7 +6,7 @@
 //! than refused at once. Two loopback listeners: ALLOWED, which the policy allows, and ASKED,
 //! which it asks an operator about (`ask_timeout = "10m"`: nobody answers during the run).
 //!
-//! Each round measures two variants, in rotating order, with the same fresh child each time,
+//! Each round measures the variants, in rotating order, with the same fresh child each time,
 //! `netjail run --broker SOCK --no-embedded --policy P -- nj-bench --child connect ALLOWED ...`:
 //!
 //! - `idle`: nothing is held anywhere;
@@ -15,7 +15,11 @@
 //!   in one `connect()` to ASKED. The bench waits until `netjail status` counts N calls held,
 //!   measures, reads `status` again (still N), then ends the holder (`SIGTERM` to its
 //!   `netjail run`, which forwards it; the held calls end "gone") and waits until nothing is
-//!   held.
+//!   held;
+//! - `unwatched` (with `--unwatched`): nothing held and the operator stopped for the
+//!   measurement, to show what an operator watching every decision costs each call.
+//!
+//! With `--pending-only` the operator subscribes to held calls only, not every decision.
 //!
 //! Every measured connect must succeed, the ASKED listener must see nothing, and the broker's
 //! audit log must show each held call held and then ended "gone".
@@ -36,7 +40,7 @@ use super::{
 
 const USAGE: &str = "\
 usage: nj-bench held [--iterations N] [--rounds R] [--warmup W] [--held H]
-                     [--netjail PATH] [--netjaild PATH]
+                     [--pending-only] [--unwatched] [--netjail PATH] [--netjaild PATH]
 
 Held calls do not slow other sandboxes: the latency of a loopback TCP connect() allowed by the
 broker (its own netjaild, one operator watching), measured interleaved in R rounds with
@@ -47,6 +51,10 @@ nothing held (idle) and while another sandbox has H calls held for an operator (
   --warmup W       untimed calls at the start of each measured child (default 20)
   --held H         calls the holding sandbox keeps held (default 16, the broker's limit
                    per sandbox)
+  --pending-only   the operator runs `netjail watch --json --pending-only` (held calls and
+                   their ends) instead of `netjail watch --json` (every decision too)
+  --unwatched      add a 3rd variant: idle with the operator stopped (nobody watching), to
+                   show what a watching operator costs every call
   --netjail PATH   the netjail binary (default: `netjail` next to this executable)
   --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
 ";
@@ -108,6 +116,8 @@ struct Options {
     rounds: usize,
     warmup: usize,
     held: usize,
+    pending_only: bool,
+    unwatched: bool,
     netjail: PathBuf,
     netjaild: PathBuf,
 }
@@ -118,6 +128,8 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut rounds = 5;
     let mut warmup = 20;
     let mut held = 16;
+    let mut pending_only = false;
+    let mut unwatched = false;
     let mut netjail = None;
     let mut netjaild = None;
     let mut it = args.iter();
@@ -140,6 +152,8 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
             "--rounds" => rounds = number(value()?)?,
             "--warmup" => warmup = number(value()?)?,
             "--held" => held = number(value()?)?,
+            "--pending-only" => pending_only = true,
+            "--unwatched" => unwatched = true,
             "--netjail" => netjail = Some(PathBuf::from(value()?)),
             "--netjaild" => netjaild = Some(PathBuf::from(value()?)),
             "--help" | "-h" => return Ok(None),
@@ -175,25 +189,32 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         rounds,
         warmup,
         held,
+        pending_only,
+        unwatched,
         netjail: binary(netjail, "netjail")?,
         netjaild: binary(netjaild, "netjaild")?,
     }))
 }
 
-/// The two variants.
+/// The variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
+    /// Nothing held; the operator watching.
     Idle,
+    /// Another sandbox has calls held; the operator watching.
     Held,
+    /// Nothing held and nobody watching (`--unwatched`).
+    Unwatched,
 }
 
 impl Variant {
-    const ALL: [Variant; 2] = [Variant::Idle, Variant::Held];
+    const ALL: [Variant; 3] = [Variant::Idle, Variant::Held, Variant::Unwatched];
 
     fn key(self) -> &'static str {
         match self {
             Variant::Idle => "idle",
             Variant::Held => "held",
+            Variant::Unwatched => "unwatched",
         }
     }
 
@@ -201,6 +222,7 @@ impl Variant {
         match self {
             Variant::Idle => 0,
             Variant::Held => 1,
+            Variant::Unwatched => 2,
         }
     }
 }
@@ -390,6 +412,28 @@ impl Bench<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts the operator, `netjail watch --json [--pending-only]` (output to /dev/null), and
+    /// waits until the broker counts it.
+    fn start_watcher(&self) -> Result<Process, String> {
+        let mut watch = Command::new(&self.o.netjail);
+        watch.args(["watch", "--json"]);
+        if self.o.pending_only {
+            watch.arg("--pending-only");
+        }
+        watch
+            .arg("--control")
+            .arg(&self.control)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut watcher = Process::spawn("netjail watch", &mut watch)?;
+        self.wait_status("an operator watching", |s| {
+            s.operators >= 1 || watcher.check_alive().is_err()
+        })?;
+        watcher.check_alive()?;
+        Ok(watcher)
     }
 
     /// One measured child making `count` timed connects to ALLOWED; all must succeed.
@@ -596,15 +640,12 @@ fn run(o: &Options) -> Result<bool, String> {
     };
 
     // One operator watching, so that asks are held rather than refused at once.
-    let mut watch = Command::new(&o.netjail);
-    watch
-        .args(["watch", "--json", "--control"])
-        .arg(&bench.control)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut watcher = Process::spawn("netjail watch", &mut watch)?;
-    bench.wait_status("an operator watching", |s| s.operators >= 1)?;
+    let mut watcher = bench.start_watcher()?;
+    let watch_cmd = if o.pending_only {
+        "netjail watch --json --pending-only"
+    } else {
+        "netjail watch --json"
+    };
 
     let per_round: Vec<usize> = (0..o.rounds)
         .map(|r| o.iterations / o.rounds + usize::from(r < o.iterations % o.rounds))
@@ -616,7 +657,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
     println!("netjail  {}", o.netjail.display());
     println!(
-        "broker   {} (its own: --socket/--control/--overlay in {}, log --log-format json to a file), one `netjail watch --json` operator",
+        "broker   {} (its own: --socket/--control/--overlay in {}, log --log-format json to a file), one `{watch_cmd}` operator",
         o.netjaild.display(),
         bench.dir.0.display()
     );
@@ -628,17 +669,24 @@ fn run(o: &Options) -> Result<bool, String> {
         "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
         o.held
     );
+    if o.unwatched {
+        println!("         unwatched: nothing held and the operator stopped (started again after)");
+    }
     println!(
         "ports    allowed 127.0.0.1:{}, asked 127.0.0.1:{}",
         bench.allowed.port, bench.asked.port
     );
 
     let started = Instant::now();
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|&v| v != Variant::Unwatched || o.unwatched)
+        .collect();
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<HeldCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
-        let mut order = Variant::ALL.to_vec();
-        order.rotate_left(round % Variant::ALL.len());
+        let mut order = variants.clone();
+        order.rotate_left(round % variants.len());
         for variant in order {
             watcher.check_alive()?;
             broker.check_alive()?;
@@ -657,6 +705,13 @@ fn run(o: &Options) -> Result<bool, String> {
                 Variant::Held => {
                     let (lat, check) = bench.measure_held(count, round)?;
                     checks.push(check);
+                    lat
+                }
+                Variant::Unwatched => {
+                    watcher.stop();
+                    bench.wait_status("nobody watching", |s| s.operators == 0)?;
+                    let lat = bench.measure(variant, count)?;
+                    watcher = bench.start_watcher()?;
                     lat
                 }
             };
@@ -681,13 +736,15 @@ fn run(o: &Options) -> Result<bool, String> {
 
     println!();
     println!(
-        "{:<20} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}  round medians µs",
+        "{:<22} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}  round medians µs",
         "variant", "count", "median µs", "p99 µs", "min µs", "max µs", "mean µs"
     );
-    for (v, label) in [
-        (Variant::Idle, "idle".to_owned()),
-        (Variant::Held, format!("held ({} held)", o.held)),
-    ] {
+    for &v in &variants {
+        let label = match v {
+            Variant::Held => format!("held ({} held)", o.held),
+            Variant::Unwatched => "idle, nobody watching".to_owned(),
+            Variant::Idle => "idle".to_owned(),
+        };
         let x = &summaries[v.index()];
         let rounds: Vec<String> = x
             .round_medians_ns
@@ -695,7 +752,7 @@ fn run(o: &Options) -> Result<bool, String> {
             .map(|&m| format!("{:.1}", us(m)))
             .collect();
         println!(
-            "{:<20} {:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
+            "{:<22} {:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
             label,
             x.count,
             us(x.median_ns),
@@ -736,6 +793,18 @@ fn run(o: &Options) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let unwatched = &summaries[Variant::Unwatched.index()];
+    let watched_over_unwatched = o.unwatched.then(|| {
+        (
+            ratio(idle.median_ns, unwatched.median_ns),
+            ratio(idle.p99_ns, unwatched.p99_ns),
+        )
+    });
+    if let Some((m, p)) = watched_over_unwatched {
+        println!(
+            "idle / idle, nobody watching     median {m:.2}x   p99 {p:.2}x   (what the operator's `{watch_cmd}` costs)"
+        );
+    }
     println!(
         "held calls                       per round, before / after the measurement: {}",
         checks
@@ -757,7 +826,7 @@ fn run(o: &Options) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for v in Variant::ALL {
+    for &v in &variants {
         let medians = &summaries[v.index()].round_medians_ns;
         let (lo, hi) = (
             medians.iter().copied().min().unwrap_or(0),
@@ -774,7 +843,8 @@ fn run(o: &Options) -> Result<bool, String> {
     }
 
     // Every measured connection reached the allowed listener; nothing reached the asked one.
-    let expected = 2 * (o.iterations as u64 + o.rounds as u64 * o.warmup as u64);
+    let expected =
+        variants.len() as u64 * (o.iterations as u64 + o.rounds as u64 * o.warmup as u64);
     let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
     let leaked = bench.asked.accepted();
     println!(
@@ -820,6 +890,10 @@ fn run(o: &Options) -> Result<bool, String> {
             "round_medians_us": x.round_medians_ns.iter().map(|&m| us(m)).collect::<Vec<_>>(),
         })
     };
+    let mut by_variant = serde_json::Map::new();
+    for &v in &variants {
+        by_variant.insert(v.key().to_owned(), variant_json(&summaries[v.index()]));
+    }
     let json = serde_json::json!({
         "bench": "nj-bench held",
         "kernel": machine.kernel,
@@ -832,13 +906,16 @@ fn run(o: &Options) -> Result<bool, String> {
         "rounds": o.rounds,
         "warmup": o.warmup,
         "held": o.held,
+        "watch": watch_cmd,
         "netjail": o.netjail.display().to_string(),
         "netjaild": o.netjaild.display().to_string(),
-        "variants": { "idle": variant_json(idle), "held": variant_json(held) },
+        "variants": by_variant,
         "ratios": {
             "held_over_idle_median": r_med,
             "held_over_idle_p99": r_p99,
             "held_over_idle_round_medians": per_round_ratio,
+            "idle_over_unwatched_median": watched_over_unwatched.map(|r| r.0),
+            "idle_over_unwatched_p99": watched_over_unwatched.map(|r| r.1),
         },
         "held_calls": checks.iter().map(|c| serde_json::json!({
             "before": c.before,
