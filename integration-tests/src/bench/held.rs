@@ -492,9 +492,10 @@ impl Bench<'_> {
         let started = Instant::now();
         let n64 = n as u64;
         let outcome = (|| {
-            let waited = self.wait_status(&format!("{n} calls held"), |s| {
-                s.pending >= n64 || holder.check_alive().is_err()
-            })?;
+            let waited = self.wait_status(
+                &format!("{n} calls held (the broker holds at most 16 per sandbox)"),
+                |s| s.pending >= n64 || holder.check_alive().is_err(),
+            )?;
             holder.check_alive()?;
             if waited.pending != n64 || waited.of(HOLDER_NAME) != n64 {
                 return Err(format!(
