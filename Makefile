@@ -49,6 +49,7 @@ unit: deps
 bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
+	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- held
 
 clean:
 	$(CARGO) clean

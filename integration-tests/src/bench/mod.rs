@@ -17,11 +17,14 @@
 //!
 //! `nj-bench cost` is the other bench: the cost rule (invariant 5), bulk TCP and small UDP on
 //! connected sockets and plain system calls, native vs confined; see [`cost`].
+//! `nj-bench held`: allowed connects in one sandbox while another has calls held for an
+//! operator (issue 5); see [`held`].
 
 mod bpf;
 mod child;
 mod cost;
 mod cost_child;
+mod held;
 mod stats;
 mod sys;
 
@@ -39,6 +42,7 @@ use stats::{us, Summary};
 const USAGE: &str = "\
 usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
        nj-bench cost [--help | OPTIONS]   (the cost rule: send/recv on connected sockets)
+       nj-bench held [--help | OPTIONS]   (calls held for an operator vs another sandbox)
 
 Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
 native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
@@ -56,6 +60,8 @@ pub fn main(args: &[String]) -> i32 {
         child_main(&args[1..])
     } else if args.first().map(String::as_str) == Some("cost") {
         cost::main(&args[1..])
+    } else if args.first().map(String::as_str) == Some("held") {
+        held::main(&args[1..])
     } else {
         parse_options(args).and_then(|o| match o {
             Some(options) => run(&options),
@@ -75,7 +81,8 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// `--child connect PORT COUNT [WARMUP]`, `--child floor COUNT [WARMUP]` and
+/// `--child connect PORT COUNT [WARMUP]`, `--child floor COUNT [WARMUP]`,
+/// `--child hold PORT N [LIMIT]` (see [`held::hold_child`]) and
 /// `--child cost MODE key=value...` (see [`cost_child`]).
 fn child_main(args: &[String]) -> Result<bool, String> {
     let num = |i: usize, what: &str| -> Result<usize, String> {
@@ -92,6 +99,11 @@ fn child_main(args: &[String]) -> Result<bool, String> {
             child::connect(port, count, warmup)?;
         }
         Some("cost") => cost_child::main(&args[1..])?,
+        Some("hold") => {
+            let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
+            let limit = if args.len() > 3 { num(3, "LIMIT")? } else { 600 };
+            held::hold_child(port, num(2, "N")?, u32::try_from(limit).unwrap_or(u32::MAX))?;
+        }
         Some("floor") => {
             let count = num(1, "COUNT")?;
             let warmup = if args.len() > 2 { num(2, "WARMUP")? } else { 0 };
@@ -101,7 +113,7 @@ fn child_main(args: &[String]) -> Result<bool, String> {
         }
         _ => {
             return Err(
-                "--child: expected `connect PORT COUNT [WARMUP]`, `floor COUNT [WARMUP [sync]]` or `cost MODE ...`"
+                "--child: expected `connect PORT COUNT [WARMUP]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]` or `cost MODE ...`"
                     .into(),
             )
         }

@@ -1,0 +1,971 @@
+//! `nj-bench held`: calls held for an operator in one sandbox do not slow down another
+//! sandbox's allowed connects (issue 5).
+//!
+//! The bench starts its own `netjaild` (sockets, overlay and log in a fresh directory under
+//! `/tmp`) and one operator, `netjail watch --json`, so that `[[ask]]` calls are held rather
+//! than refused at once. Two loopback listeners: ALLOWED, which the policy allows, and ASKED,
+//! which it asks an operator about (`ask_timeout = "10m"`: nobody answers during the run).
+//!
+//! Each round measures the variants, in rotating order, with the same fresh child each time,
+//! `netjail run --broker SOCK --no-embedded --policy P -- nj-bench --child connect ALLOWED ...`:
+//!
+//! - `idle`: nothing is held anywhere;
+//! - `held`: while a second sandbox, `nj-bench --child hold ASKED N` under the same policy,
+//!   has N calls (default 16, the broker's limit per sandbox) held: its N threads each block
+//!   in one `connect()` to ASKED. The bench waits until `netjail status` counts N calls held,
+//!   measures, reads `status` again (still N), then ends the holder (`SIGTERM` to its
+//!   `netjail run`, which forwards it; the held calls end "gone") and waits until nothing is
+//!   held;
+//! - `unwatched` (with `--unwatched`): nothing held and the operator stopped for the
+//!   measurement, to show what an operator watching every decision costs each call.
+//!
+//! With `--pending-only` the operator subscribes to held calls only, not every decision.
+//!
+//! Every measured connect must succeed, the ASKED listener must see nothing, and the broker's
+//! audit log must show each held call held and then ended "gone".
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::stats::{self, us, Summary};
+use super::{
+    join, kill_bounded, loadavg, parse_report, reader, run_bounded, sys, timeout_for, Canary,
+    Machine,
+};
+
+const USAGE: &str = "\
+usage: nj-bench held [--iterations N] [--rounds R] [--warmup W] [--held H]
+                     [--pending-only] [--unwatched] [--netjail PATH] [--netjaild PATH]
+
+Held calls do not slow other sandboxes: the latency of a loopback TCP connect() allowed by the
+broker (its own netjaild, one operator watching), measured interleaved in R rounds with
+nothing held (idle) and while another sandbox has H calls held for an operator (held).
+
+  --iterations N   timed calls per variant, spread over the rounds (default 2000)
+  --rounds R       rounds; each round runs both variants once, in rotating order (default 5)
+  --warmup W       untimed calls at the start of each measured child (default 20)
+  --held H         calls the holding sandbox keeps held (default 16, the broker's limit
+                   per sandbox)
+  --pending-only   the operator runs `netjail watch --json --pending-only` (held calls and
+                   their ends) instead of `netjail watch --json` (every decision too)
+  --unwatched      add a 3rd variant: idle with the operator stopped (nobody watching), to
+                   show what a watching operator costs every call
+  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
+  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
+";
+
+/// How long the bench waits for the broker's state to change (calls held, released...).
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The sandbox names given to `netjail run --name`, as `netjail status` shows them.
+const HOLDER_NAME: &str = "nj-bench-holder";
+const MEASURED_NAME: &str = "nj-bench-measured";
+
+/// Entry point of `nj-bench held`.
+pub fn main(args: &[String]) -> Result<bool, String> {
+    match parse_options(args)? {
+        Some(options) => run(&options),
+        None => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+    }
+}
+
+/// `--child hold PORT N [LIMIT_SECS]`: N threads each make one blocking `connect()` to
+/// `127.0.0.1:PORT` (confined by an `ask` rule, each is held by the broker). When they have
+/// all returned, prints `{"mode":"hold","ok":..,"errors":{..}}`. `alarm(LIMIT_SECS)` (default
+/// 600) bounds the process, which is normally ended by a signal long before.
+pub fn hold_child(port: u16, n: usize, limit_secs: u32) -> Result<(), String> {
+    sys::alarm(limit_secs);
+    let sin = sys::loopback4(port);
+    let threads = (0..n)
+        .map(|i| {
+            std::thread::Builder::new()
+                .name(format!("hold-{i}"))
+                .spawn(move || -> Result<(), sys::Errno> {
+                    let fd = sys::tcp4_socket()?;
+                    sys::connect4(&fd, &sin)
+                })
+                .map_err(|e| format!("thread {i}: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let (mut ok, mut errors) = (0usize, BTreeMap::<String, usize>::new());
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => *errors.entry(e.to_string()).or_default() += 1,
+            Err(_) => *errors.entry("panic".into()).or_default() += 1,
+        }
+    }
+    let line = serde_json::json!({ "mode": "hold", "ok": ok, "errors": errors });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+/// What the command line asked for.
+struct Options {
+    iterations: usize,
+    rounds: usize,
+    warmup: usize,
+    held: usize,
+    pending_only: bool,
+    unwatched: bool,
+    netjail: PathBuf,
+    netjaild: PathBuf,
+}
+
+/// `None` for `--help`.
+fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
+    let mut iterations = 2000;
+    let mut rounds = 5;
+    let mut warmup = 20;
+    let mut held = 16;
+    let mut pending_only = false;
+    let mut unwatched = false;
+    let mut netjail = None;
+    let mut netjaild = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let number = |v: String| -> Result<usize, String> {
+            v.parse().map_err(|e| format!("{name} {v}: {e}"))
+        };
+        match name {
+            "--iterations" | "-n" => iterations = number(value()?)?,
+            "--rounds" => rounds = number(value()?)?,
+            "--warmup" => warmup = number(value()?)?,
+            "--held" => held = number(value()?)?,
+            "--pending-only" => pending_only = true,
+            "--unwatched" => unwatched = true,
+            "--netjail" => netjail = Some(PathBuf::from(value()?)),
+            "--netjaild" => netjaild = Some(PathBuf::from(value()?)),
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if rounds == 0 || iterations < rounds {
+        return Err(format!(
+            "need at least one round and one call per round (iterations {iterations}, rounds {rounds})"
+        ));
+    }
+    if held == 0 {
+        return Err("--held must be at least 1".into());
+    }
+    let binary = |given: Option<PathBuf>, name: &str| -> Result<PathBuf, String> {
+        let path = match given {
+            Some(p) => p,
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find this executable: {e}"))?
+                .with_file_name(name),
+        };
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "no {name} binary at {} (run `cargo build --release --workspace` first, or pass --{name} PATH)",
+                path.display()
+            ))
+        }
+    };
+    Ok(Some(Options {
+        iterations,
+        rounds,
+        warmup,
+        held,
+        pending_only,
+        unwatched,
+        netjail: binary(netjail, "netjail")?,
+        netjaild: binary(netjaild, "netjaild")?,
+    }))
+}
+
+/// The variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Nothing held; the operator watching.
+    Idle,
+    /// Another sandbox has calls held; the operator watching.
+    Held,
+    /// Nothing held and nobody watching (`--unwatched`).
+    Unwatched,
+}
+
+impl Variant {
+    const ALL: [Variant; 3] = [Variant::Idle, Variant::Held, Variant::Unwatched];
+
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Idle => "idle",
+            Variant::Held => "held",
+            Variant::Unwatched => "unwatched",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Variant::Idle => 0,
+            Variant::Held => 1,
+            Variant::Unwatched => 2,
+        }
+    }
+}
+
+/// A fresh directory under `/tmp` (mode 0700), removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir, String> {
+        use std::os::unix::fs::DirBuilderExt;
+
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        for attempt in 0..100u32 {
+            let path = PathBuf::from(format!(
+                "/tmp/nj-bench-held-{}-{:08x}",
+                std::process::id(),
+                nanos.wrapping_add(attempt.wrapping_mul(0x9e37_79b9))
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(TempDir(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("mkdir {}: {e}", path.display())),
+            }
+        }
+        Err("cannot make a fresh directory under /tmp".into())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A process this bench started, killed by pid (SIGTERM, then SIGKILL) on drop.
+struct Process {
+    what: &'static str,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(what: &'static str, cmd: &mut Command) -> Result<Process, String> {
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {what} ({:?}): {e}", cmd.get_program()))?;
+        Ok(Process {
+            what,
+            child: Some(child),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `Err` with how it ended when it is no longer running.
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => Ok(()),
+            Some(Ok(Some(status))) => Err(format!(
+                "{} (pid {}) ended: {status}",
+                self.what,
+                self.pid()
+            )),
+            Some(Err(e)) => Err(format!("wait for {} (pid {}): {e}", self.what, self.pid())),
+            None => Err(format!("{} was stopped", self.what)),
+        }
+    }
+
+    /// Ends it by pid (SIGTERM, SIGKILL after 2 s) and reaps it.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_bounded(&mut child, true);
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The broker's state as `netjail status --json` reports it.
+struct Status {
+    operators: u64,
+    pending: u64,
+    /// Calls held per sandbox name.
+    by_name: BTreeMap<String, u64>,
+}
+
+impl Status {
+    fn of(&self, name: &str) -> u64 {
+        self.by_name.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// Everything the rounds need.
+struct Bench<'a> {
+    o: &'a Options,
+    exe: PathBuf,
+    dir: TempDir,
+    socket: PathBuf,
+    control: PathBuf,
+    policy: PathBuf,
+    allowed: Canary,
+    asked: Canary,
+}
+
+impl Bench<'_> {
+    /// `netjail run --broker SOCK --no-embedded --policy P --name NAME -- nj-bench --child ...`.
+    fn confined(&self, name: &str, child_args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.o.netjail);
+        cmd.arg("run")
+            .arg("--broker")
+            .arg(&self.socket)
+            .arg("--no-embedded")
+            .arg("--policy")
+            .arg(&self.policy)
+            .arg("--name")
+            .arg(name)
+            .arg("--")
+            .arg(&self.exe)
+            .arg("--child")
+            .args(child_args)
+            .env("NETJAIL_LOG", "off");
+        cmd
+    }
+
+    /// `netjail status --json`, parsed.
+    fn status(&self) -> Result<Status, String> {
+        let mut cmd = Command::new(&self.o.netjail);
+        cmd.args(["status", "--json", "--control"])
+            .arg(&self.control);
+        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(20), false)
+            .map_err(|e| format!("netjail status: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "netjail status ended with {status}: {}",
+                stderr.trim()
+            ));
+        }
+        let lines: Vec<Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        let broker = lines
+            .iter()
+            .find(|v| v["kind"] == "broker")
+            .ok_or_else(|| format!("netjail status: no broker line in {stdout:?}"))?;
+        let field = |name: &str| {
+            broker[name]
+                .as_u64()
+                .ok_or_else(|| format!("netjail status: no `{name}` in {broker}"))
+        };
+        let mut by_name = BTreeMap::new();
+        for s in lines.iter().filter(|v| v["kind"] == "sandbox") {
+            let name = s["name"].as_str().unwrap_or("?").to_owned();
+            *by_name.entry(name).or_default() += s["pending"].as_u64().unwrap_or(0);
+        }
+        Ok(Status {
+            operators: field("operators")?,
+            pending: field("pending")?,
+            by_name,
+        })
+    }
+
+    /// Polls `status` (every 20 ms, at most [`SETTLE_LIMIT`]) until `done` holds; returns it.
+    fn wait_status(
+        &self,
+        what: &str,
+        mut done: impl FnMut(&Status) -> bool,
+    ) -> Result<Status, String> {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let s = self.status()?;
+            if done(&s) {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{what}: not within {SETTLE_LIMIT:?} (operators {}, pending {}, by sandbox {:?})",
+                    s.operators, s.pending, s.by_name
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the operator, `netjail watch --json [--pending-only]` (output to /dev/null), and
+    /// waits until the broker counts it.
+    fn start_watcher(&self) -> Result<Process, String> {
+        let mut watch = Command::new(&self.o.netjail);
+        watch.args(["watch", "--json"]);
+        if self.o.pending_only {
+            watch.arg("--pending-only");
+        }
+        watch
+            .arg("--control")
+            .arg(&self.control)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut watcher = Process::spawn("netjail watch", &mut watch)?;
+        self.wait_status("an operator watching", |s| {
+            s.operators >= 1 || watcher.check_alive().is_err()
+        })?;
+        watcher.check_alive()?;
+        Ok(watcher)
+    }
+
+    /// One measured child making `count` timed connects to ALLOWED; all must succeed.
+    fn measure(&self, variant: Variant, count: usize) -> Result<Vec<u64>, String> {
+        let args = vec![
+            "connect".to_owned(),
+            self.allowed.port.to_string(),
+            count.to_string(),
+            self.o.warmup.to_string(),
+        ];
+        let mut cmd = self.confined(MEASURED_NAME, &args);
+        let (status, stdout, stderr) =
+            run_bounded(&mut cmd, timeout_for(count + self.o.warmup), true)
+                .map_err(|e| format!("{}: {e}", variant.key()))?;
+        let context = |msg: String| -> String {
+            let stderr = stderr.trim();
+            if stderr.is_empty() {
+                format!("{}: {msg}", variant.key())
+            } else {
+                format!("{}: {msg}\n--- its stderr ---\n{stderr}", variant.key())
+            }
+        };
+        if !status.success() {
+            return Err(context(format!("child ended with {status}")));
+        }
+        let report = parse_report(&stdout).map_err(context)?;
+        if report.lat_ns.len() != count || report.ok != count {
+            return Err(context(format!(
+                "expected {count} successful calls, got {} samples, {} succeeded, errors (errno, count) {:?}",
+                report.lat_ns.len(),
+                report.ok,
+                report.errors
+            )));
+        }
+        Ok(report.lat_ns)
+    }
+
+    /// The `held` variant of one round: start the holder, wait for its calls to be held,
+    /// measure, check they still are, end the holder and wait until nothing is held.
+    fn measure_held(&self, count: usize, round: usize) -> Result<(Vec<u64>, HeldCheck), String> {
+        let n = self.o.held;
+        let limit = timeout_for(count + self.o.warmup) + SETTLE_LIMIT * 3;
+        let args = vec![
+            "hold".to_owned(),
+            self.asked.port.to_string(),
+            n.to_string(),
+            limit.as_secs().to_string(),
+        ];
+        let mut cmd = self.confined(HOLDER_NAME, &args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut holder = Process::spawn("the holder", &mut cmd)?;
+        let out = reader(holder.child.as_mut().and_then(|c| c.stdout.take()));
+        let err = reader(holder.child.as_mut().and_then(|c| c.stderr.take()));
+        let started = Instant::now();
+        let n64 = n as u64;
+        let outcome = (|| {
+            let waited = self.wait_status(
+                &format!("{n} calls held (the broker holds at most 16 per sandbox)"),
+                |s| s.pending >= n64 || holder.check_alive().is_err(),
+            )?;
+            holder.check_alive()?;
+            if waited.pending != n64 || waited.of(HOLDER_NAME) != n64 {
+                return Err(format!(
+                    "expected {n} calls held, all the holder's; status says {} held, by sandbox {:?} (the broker holds at most 16 per sandbox)",
+                    waited.pending, waited.by_name
+                ));
+            }
+            let settle_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let lat = self.measure(Variant::Held, count)?;
+            let after = self.status()?;
+            holder.check_alive()?;
+            Ok((lat, waited.of(HOLDER_NAME), after, settle_ms))
+        })();
+        holder.stop();
+        let holder_out = join(out);
+        let holder_err = join(err);
+        let (lat, before, after, settle_ms) = outcome.map_err(|e| {
+            format!(
+                "round {}, held: {e}\n--- the holder's stdout ---\n{}\n--- its stderr ---\n{}",
+                round + 1,
+                holder_out.trim(),
+                holder_err.trim()
+            )
+        })?;
+        let released = Instant::now();
+        self.wait_status("the held calls released", |s| s.pending == 0)?;
+        let release_ms = released.elapsed().as_secs_f64() * 1000.0;
+        Ok((
+            lat,
+            HeldCheck {
+                before,
+                after: after.pending,
+                after_holder: after.of(HOLDER_NAME),
+                settle_ms,
+                release_ms,
+            },
+        ))
+    }
+}
+
+/// What `status` said around one `held` measurement.
+struct HeldCheck {
+    /// Calls held (all the holder's) just before.
+    before: u64,
+    /// Calls held in all just after.
+    after: u64,
+    /// Of which the holder's.
+    after_holder: u64,
+    /// From starting the holder to `status` showing its calls held.
+    settle_ms: f64,
+    /// From the holder's end to `status` showing nothing held.
+    release_ms: f64,
+}
+
+/// The broker's audit events (fields nested under `fields` lifted up).
+fn audit_events(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|mut v| {
+            let obj = v.as_object_mut()?;
+            if let Some(Value::Object(fields)) = obj.remove("fields") {
+                for (k, val) in fields {
+                    obj.entry(k).or_insert(val);
+                }
+            }
+            (obj.get("target").and_then(Value::as_str) == Some("netjail::audit")).then_some(v)
+        })
+        .collect()
+}
+
+/// Starts `netjaild` in `dir` and waits until both its sockets answer.
+fn start_broker(o: &Options, dir: &Path) -> Result<(Process, PathBuf, PathBuf), String> {
+    let socket = dir.join("broker.sock");
+    let control = dir.join("control.sock");
+    let log = std::fs::File::create(dir.join("netjaild.log"))
+        .map_err(|e| format!("create the broker's log: {e}"))?;
+    let mut cmd = Command::new(&o.netjaild);
+    cmd.arg("--socket")
+        .arg(&socket)
+        .arg("--control")
+        .arg(&control)
+        .arg("--overlay")
+        .arg(dir.join("overlay"))
+        .args(["--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut broker = Process::spawn("netjaild", &mut cmd)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        broker.check_alive().map_err(|e| {
+            let log = std::fs::read_to_string(dir.join("netjaild.log")).unwrap_or_default();
+            format!("{e}\n--- its log ---\n{}", log.trim())
+        })?;
+        // `netjaild` binds the control socket, then the registration socket, then serves
+        // both: once `status` answers, both accept.
+        if socket.exists() && control.exists() {
+            let mut status = Command::new(&o.netjail);
+            status.args(["status", "--json", "--control"]).arg(&control);
+            if let Ok((s, _, _)) = run_bounded(&mut status, Duration::from_secs(10), false) {
+                if s.success() {
+                    return Ok((broker, socket, control));
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "netjaild did not answer on {} within 10 s",
+                control.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let dir = TempDir::new()?;
+    let allowed = Canary::start()?;
+    let asked = Canary::start()?;
+    let policy = dir.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name = \"bench-held\"\ndefault = \"deny\"\nask_timeout = \"10m\"\n\n\
+             [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n\n\
+             [[ask]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+            allowed.port, asked.port
+        ),
+    )
+    .map_err(|e| format!("write {}: {e}", policy.display()))?;
+    let (mut broker, socket, control) = start_broker(o, &dir.0)?;
+    let bench = Bench {
+        o,
+        exe,
+        dir,
+        socket,
+        control,
+        policy,
+        allowed,
+        asked,
+    };
+
+    // One operator watching, so that asks are held rather than refused at once.
+    let mut watcher = bench.start_watcher()?;
+    let watch_cmd = if o.pending_only {
+        "netjail watch --json --pending-only"
+    } else {
+        "netjail watch --json"
+    };
+
+    let per_round: Vec<usize> = (0..o.rounds)
+        .map(|r| o.iterations / o.rounds + usize::from(r < o.iterations % o.rounds))
+        .collect();
+    println!("nj-bench held: allowed connect() latency in one sandbox while another has calls held for an operator");
+    println!("kernel   {}", machine.kernel);
+    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
+    println!("date     {}", machine.date);
+    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    println!("netjail  {}", o.netjail.display());
+    println!(
+        "broker   {} (its own: --socket/--control/--overlay in {}, log --log-format json to a file), one `{watch_cmd}` operator",
+        o.netjaild.display(),
+        bench.dir.0.display()
+    );
+    println!(
+        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
+        o.iterations, o.rounds, per_round, o.warmup
+    );
+    println!(
+        "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
+        o.held
+    );
+    if o.unwatched {
+        println!("         unwatched: nothing held and the operator stopped (started again after)");
+    }
+    println!(
+        "ports    allowed 127.0.0.1:{}, asked 127.0.0.1:{}",
+        bench.allowed.port, bench.asked.port
+    );
+
+    let started = Instant::now();
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|&v| v != Variant::Unwatched || o.unwatched)
+        .collect();
+    let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut checks: Vec<HeldCheck> = Vec::new();
+    for (round, &count) in per_round.iter().enumerate() {
+        let mut order = variants.clone();
+        order.rotate_left(round % variants.len());
+        for variant in order {
+            watcher.check_alive()?;
+            broker.check_alive()?;
+            let lat = match variant {
+                Variant::Idle => {
+                    let s = bench.status()?;
+                    if s.pending != 0 {
+                        return Err(format!(
+                            "round {}, idle: {} calls held before measuring",
+                            round + 1,
+                            s.pending
+                        ));
+                    }
+                    bench.measure(variant, count)?
+                }
+                Variant::Held => {
+                    let (lat, check) = bench.measure_held(count, round)?;
+                    checks.push(check);
+                    lat
+                }
+                Variant::Unwatched => {
+                    watcher.stop();
+                    bench.wait_status("nobody watching", |s| s.operators == 0)?;
+                    let lat = bench.measure(variant, count)?;
+                    watcher = bench.start_watcher()?;
+                    lat
+                }
+            };
+            samples[variant.index()].push(lat);
+        }
+        eprintln!(
+            "round {}/{} done ({:.1} s)",
+            round + 1,
+            o.rounds,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    watcher.stop();
+    let final_status = bench.status()?;
+    broker.stop();
+
+    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+    let (idle, held) = (
+        &summaries[Variant::Idle.index()],
+        &summaries[Variant::Held.index()],
+    );
+
+    println!();
+    println!(
+        "{:<22} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}  round medians µs",
+        "variant", "count", "median µs", "p99 µs", "min µs", "max µs", "mean µs"
+    );
+    for &v in &variants {
+        let label = match v {
+            Variant::Held => format!("held ({} held)", o.held),
+            Variant::Unwatched => "idle, nobody watching".to_owned(),
+            Variant::Idle => "idle".to_owned(),
+        };
+        let x = &summaries[v.index()];
+        let rounds: Vec<String> = x
+            .round_medians_ns
+            .iter()
+            .map(|&m| format!("{:.1}", us(m)))
+            .collect();
+        println!(
+            "{:<22} {:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
+            label,
+            x.count,
+            us(x.median_ns),
+            us(x.p99_ns),
+            us(x.min_ns),
+            us(x.max_ns),
+            x.mean_ns / 1000.0,
+            rounds.join(" ")
+        );
+    }
+    let ratio = |a: u64, b: u64| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
+    let r_med = ratio(held.median_ns, idle.median_ns);
+    let r_p99 = ratio(held.p99_ns, idle.p99_ns);
+    let per_round_ratio: Vec<f64> = idle
+        .round_medians_ns
+        .iter()
+        .zip(&held.round_medians_ns)
+        .map(|(&i, &h)| ratio(h, i))
+        .collect();
+    let (lo, hi) = per_round_ratio
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+            (lo.min(r), hi.max(r))
+        });
+    println!();
+    println!("held / idle                      median {r_med:.2}x   p99 {r_p99:.2}x");
+    println!(
+        "held / idle, per round medians   {} (range {lo:.2}..{hi:.2})",
+        per_round_ratio
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let unwatched = &summaries[Variant::Unwatched.index()];
+    let watched_over_unwatched = o.unwatched.then(|| {
+        (
+            ratio(idle.median_ns, unwatched.median_ns),
+            ratio(idle.p99_ns, unwatched.p99_ns),
+        )
+    });
+    if let Some((m, p)) = watched_over_unwatched {
+        println!(
+            "idle / idle, nobody watching     median {m:.2}x   p99 {p:.2}x   (what the operator's `{watch_cmd}` costs)"
+        );
+    }
+    println!(
+        "held calls                       per round, before / after the measurement: {}",
+        checks
+            .iter()
+            .map(|c| format!("{}/{}", c.before, c.after))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "                                 held within {} ms of the holder's start; released within {} ms of its end",
+        checks
+            .iter()
+            .map(|c| format!("{:.0}", c.settle_ms))
+            .collect::<Vec<_>>()
+            .join(", "),
+        checks
+            .iter()
+            .map(|c| format!("{:.0}", c.release_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for &v in &variants {
+        let medians = &summaries[v.index()].round_medians_ns;
+        let (lo, hi) = (
+            medians.iter().copied().min().unwrap_or(0),
+            medians.iter().copied().max().unwrap_or(0),
+        );
+        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
+            println!(
+                "note     {}: round medians spread {:.1}..{:.1} µs (a noisy run); compare figures within one run",
+                v.key(),
+                us(lo),
+                us(hi)
+            );
+        }
+    }
+
+    // Every measured connection reached the allowed listener; nothing reached the asked one.
+    let expected =
+        variants.len() as u64 * (o.iterations as u64 + o.rounds as u64 * o.warmup as u64);
+    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
+    let leaked = bench.asked.accepted();
+    println!(
+        "listeners                        allowed port accepted {seen} of {expected}; asked port accepted {leaked} (must be 0)"
+    );
+
+    // The broker's audit log: every held call was held, then ended with its caller gone.
+    let log = std::fs::read_to_string(bench.dir.0.join("netjaild.log")).unwrap_or_default();
+    let events = audit_events(&log);
+    let allowed_endpoint = format!("tcp://127.0.0.1:{}", bench.allowed.port);
+    let allowed_decisions = events
+        .iter()
+        .filter(|e| e["decision"] == "allow" && e["endpoint"] == allowed_endpoint.as_str())
+        .count() as u64;
+    let held_events = events
+        .iter()
+        .filter(|e| e["message"] == "call held for operators")
+        .count() as u64;
+    let mut ended: BTreeMap<String, u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["message"] == "held call ended") {
+        *ended
+            .entry(e["outcome"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    let expected_held = (o.rounds * o.held) as u64;
+    println!(
+        "broker log                       {allowed_decisions} allowed connects to the allowed port; {held_events} calls held (expected {expected_held}), ended: {ended:?}"
+    );
+    let end_load = loadavg();
+    println!(
+        "load     {end_load} (at end, {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let variant_json = |x: &Summary| {
+        serde_json::json!({
+            "count": x.count,
+            "median_us": us(x.median_ns),
+            "p99_us": us(x.p99_ns),
+            "min_us": us(x.min_ns),
+            "max_us": us(x.max_ns),
+            "mean_us": x.mean_ns / 1000.0,
+            "round_medians_us": x.round_medians_ns.iter().map(|&m| us(m)).collect::<Vec<_>>(),
+        })
+    };
+    let mut by_variant = serde_json::Map::new();
+    for &v in &variants {
+        by_variant.insert(v.key().to_owned(), variant_json(&summaries[v.index()]));
+    }
+    let json = serde_json::json!({
+        "bench": "nj-bench held",
+        "kernel": machine.kernel,
+        "cpus": machine.cpus,
+        "cpu_model": machine.cpu_model,
+        "date": machine.date,
+        "loadavg_start": machine.loadavg,
+        "loadavg_end": end_load,
+        "iterations": o.iterations,
+        "rounds": o.rounds,
+        "warmup": o.warmup,
+        "held": o.held,
+        "watch": watch_cmd,
+        "netjail": o.netjail.display().to_string(),
+        "netjaild": o.netjaild.display().to_string(),
+        "variants": by_variant,
+        "ratios": {
+            "held_over_idle_median": r_med,
+            "held_over_idle_p99": r_p99,
+            "held_over_idle_round_medians": per_round_ratio,
+            "idle_over_unwatched_median": watched_over_unwatched.map(|r| r.0),
+            "idle_over_unwatched_p99": watched_over_unwatched.map(|r| r.1),
+        },
+        "held_calls": checks.iter().map(|c| serde_json::json!({
+            "before": c.before,
+            "after": c.after,
+            "after_holder": c.after_holder,
+            "settle_ms": c.settle_ms,
+            "release_ms": c.release_ms,
+        })).collect::<Vec<_>>(),
+        "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "asked_accepted": leaked },
+        "audit": { "allowed_decisions": allowed_decisions, "held": held_events, "ended": ended },
+    });
+    println!("{json}");
+
+    let mut ok = true;
+    let mut fail = |msg: String| {
+        eprintln!("nj-bench held: error: {msg}");
+        ok = false;
+    };
+    if leaked != 0 {
+        fail(format!("{leaked} connection(s) reached the asked port"));
+    }
+    if let Some((i, c)) = checks
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.after != o.held as u64 || c.after_holder != o.held as u64)
+    {
+        fail(format!(
+            "round {}: {} calls held after the measurement ({} of the holder), expected {}",
+            i + 1,
+            c.after,
+            c.after_holder,
+            o.held
+        ));
+    }
+    if final_status.pending != 0 {
+        fail(format!(
+            "{} calls still held at the end",
+            final_status.pending
+        ));
+    }
+    if held_events != expected_held || ended.get("gone").copied() != Some(expected_held) {
+        fail(format!(
+            "the broker's log shows {held_events} calls held and ends {ended:?}; expected {expected_held}, all gone"
+        ));
+    }
+    if seen != expected {
+        eprintln!(
+            "nj-bench held: warning: the allowed listener accepted {seen}, expected {expected}"
+        );
+    }
+    Ok(ok)
+}
