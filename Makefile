@@ -42,9 +42,10 @@ test: lint
 unit: deps
 	$(CARGO) test --workspace --lib
 
-# Two benches, each interleaving its variants in one run (the machine may be noisy):
+# Three benches, each interleaving its variants in one run (the machine may be noisy):
 # `nj-bench`, connect() latency native vs through the broker; `nj-bench cost`, the cost rule
-# (send and receive on connected sockets never reach the broker), native vs confined.
+# (send and receive on connected sockets never reach the broker), native vs confined;
+# `nj-bench held`, one sandbox's connects idle vs while another has calls held for operators.
 # Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`).
 bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench

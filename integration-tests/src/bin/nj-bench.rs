@@ -5,11 +5,14 @@
 //! round trip that any broker pays; prints a table, the ratios, and one JSON line.
 //! `nj-bench cost` measures the cost rule instead: bulk TCP, connected UDP and plain system
 //! calls, native vs confined, with no broker round trip on the measured path.
+//! `nj-bench held` measures one sandbox's allowed connects through a `netjaild` idle and while
+//! another sandbox has calls held for an operator.
 //!
 //! ```text
 //! cargo build --release --workspace
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- [--iterations N] [--netjail PATH]
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- cost [--pairs N]
+//! cargo run --release -p netjail-integration-tests --bin nj-bench -- held [--help]
 //! ```
 
 #[path = "../bench/mod.rs"]
