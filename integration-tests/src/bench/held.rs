@@ -736,10 +736,7 @@ fn run(o: &Options) -> Result<bool, String> {
     );
 
     println!();
-    println!(
-        "{:<22} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}  round medians µs",
-        "variant", "count", "median µs", "p99 µs", "min µs", "max µs", "mean µs"
-    );
+    println!("{}", Summary::table_header(22));
     for &v in &variants {
         let label = match v {
             Variant::Held => format!("held ({} held)", o.held),
@@ -747,22 +744,7 @@ fn run(o: &Options) -> Result<bool, String> {
             Variant::Idle => "idle".to_owned(),
         };
         let x = &summaries[v.index()];
-        let rounds: Vec<String> = x
-            .round_medians_ns
-            .iter()
-            .map(|&m| format!("{:.1}", us(m)))
-            .collect();
-        println!(
-            "{:<22} {:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
-            label,
-            x.count,
-            us(x.median_ns),
-            us(x.p99_ns),
-            us(x.min_ns),
-            us(x.max_ns),
-            x.mean_ns / 1000.0,
-            rounds.join(" ")
-        );
+        println!("{}", x.table_row(&label, 22));
     }
     let ratio = |a: u64, b: u64| {
         if b == 0 {
@@ -880,20 +862,9 @@ fn run(o: &Options) -> Result<bool, String> {
         started.elapsed().as_secs_f64()
     );
 
-    let variant_json = |x: &Summary| {
-        serde_json::json!({
-            "count": x.count,
-            "median_us": us(x.median_ns),
-            "p99_us": us(x.p99_ns),
-            "min_us": us(x.min_ns),
-            "max_us": us(x.max_ns),
-            "mean_us": x.mean_ns / 1000.0,
-            "round_medians_us": x.round_medians_ns.iter().map(|&m| us(m)).collect::<Vec<_>>(),
-        })
-    };
     let mut by_variant = serde_json::Map::new();
     for &v in &variants {
-        by_variant.insert(v.key().to_owned(), variant_json(&summaries[v.index()]));
+        by_variant.insert(v.key().to_owned(), summaries[v.index()].to_json());
     }
     let json = serde_json::json!({
         "bench": "nj-bench held",

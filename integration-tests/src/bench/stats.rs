@@ -19,6 +19,49 @@ pub struct Summary {
     pub round_medians_ns: Vec<u64>,
 }
 
+impl Summary {
+    /// The header of a table of summaries, its label column `width` wide.
+    pub fn table_header(width: usize) -> String {
+        format!(
+            "{:<width$} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}  round medians µs",
+            "variant", "count", "median µs", "p99 µs", "min µs", "max µs", "mean µs"
+        )
+    }
+
+    /// One row of that table: the figures in µs and the median of each round.
+    pub fn table_row(&self, label: &str, width: usize) -> String {
+        let rounds: Vec<String> = self
+            .round_medians_ns
+            .iter()
+            .map(|&m| format!("{:.1}", us(m)))
+            .collect();
+        format!(
+            "{:<width$} {:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
+            label,
+            self.count,
+            us(self.median_ns),
+            us(self.p99_ns),
+            us(self.min_ns),
+            us(self.max_ns),
+            self.mean_ns / 1000.0,
+            rounds.join(" ")
+        )
+    }
+
+    /// The figures in µs as a JSON object, for the report's JSON line.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "median_us": us(self.median_ns),
+            "p99_us": us(self.p99_ns),
+            "min_us": us(self.min_ns),
+            "max_us": us(self.max_ns),
+            "mean_us": self.mean_ns / 1000.0,
+            "round_medians_us": self.round_medians_ns.iter().map(|&m| us(m)).collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// The `p`-quantile (0 < p <= 1) of sorted samples by nearest rank.
 fn quantile(sorted: &[u64], p: f64) -> u64 {
     let rank = (p * sorted.len() as f64).ceil() as usize;
