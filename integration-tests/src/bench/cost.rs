@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::args;
 use super::{
     bpf, cost_child, join, kill_bounded, loadavg, reader, run_bounded, sys, Machine, PolicyFile,
 };
@@ -229,31 +230,18 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         third: "allow-all",
     };
     let mut netjail = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let number = |v: String| -> Result<usize, String> {
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match name {
-            "--pairs" => o.pairs = number(value()?)?,
-            "--tcp-mib" => o.tcp_bytes = (number(value()?)? as u64) << 20,
-            "--chunk" => o.chunk = number(value()?)?,
-            "--rtt" => o.rtt = number(value()?)?,
-            "--stream" => o.stream = number(value()?)?,
-            "--batches" => o.batches = number(value()?)?,
-            "--batch" => o.batch = number(value()?)?,
+    let mut opts = args::Args::new(args);
+    while let Some(name) = opts.next_name() {
+        match name.as_str() {
+            "--pairs" => o.pairs = opts.number()?,
+            "--tcp-mib" => o.tcp_bytes = (opts.number()? as u64) << 20,
+            "--chunk" => o.chunk = opts.number()?,
+            "--rtt" => o.rtt = opts.number()?,
+            "--stream" => o.stream = opts.number()?,
+            "--batches" => o.batches = opts.number()?,
+            "--batch" => o.batch = opts.number()?,
             "--pin" => {
-                let v = value()?;
+                let v = opts.value()?;
                 let (c, p) = v
                     .split_once(',')
                     .ok_or_else(|| format!("--pin {v}: expected CLIENT,PEER"))?;
@@ -264,9 +252,9 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--no-pin" => o.pin = None,
             "--control" => o.control = true,
-            "--respawn" => o.respawn = number(value()?)?,
+            "--respawn" => o.respawn = opts.number()?,
             "--third" => {
-                o.third = match value()?.as_str() {
+                o.third = match opts.value()?.as_str() {
                     "allow-all" => "allow-all",
                     "sendto-only" => "sendto-only",
                     other => {
@@ -277,7 +265,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
                 }
             }
             "--only" => {
-                let v = value()?;
+                let v = opts.value()?;
                 o.tests = v
                     .split(',')
                     .map(|t| {
@@ -288,7 +276,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "--netjail" => netjail = Some(PathBuf::from(value()?)),
+            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::args;
 use super::stats::{self, us, Summary};
 use super::{
     join, kill_bounded, loadavg, parse_report, reader, run_bounded, sys, timeout_for, Canary,
@@ -132,30 +133,17 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut unwatched = false;
     let mut netjail = None;
     let mut netjaild = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let number = |v: String| -> Result<usize, String> {
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match name {
-            "--iterations" | "-n" => iterations = number(value()?)?,
-            "--rounds" => rounds = number(value()?)?,
-            "--warmup" => warmup = number(value()?)?,
-            "--held" => held = number(value()?)?,
+    let mut opts = args::Args::new(args);
+    while let Some(name) = opts.next_name() {
+        match name.as_str() {
+            "--iterations" | "-n" => iterations = opts.number()?,
+            "--rounds" => rounds = opts.number()?,
+            "--warmup" => warmup = opts.number()?,
+            "--held" => held = opts.number()?,
             "--pending-only" => pending_only = true,
             "--unwatched" => unwatched = true,
-            "--netjail" => netjail = Some(PathBuf::from(value()?)),
-            "--netjaild" => netjaild = Some(PathBuf::from(value()?)),
+            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
+            "--netjaild" => netjaild = Some(PathBuf::from(opts.value()?)),
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }

@@ -20,6 +20,7 @@
 //! `nj-bench held`: allowed connects in one sandbox while another has calls held for an
 //! operator (issue 5); see [`held`].
 
+mod args;
 mod bpf;
 mod child;
 mod cost;
@@ -137,26 +138,13 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut warmup = 20;
     let mut netjail = None;
     let mut sync_floor = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let number = |v: String| -> Result<usize, String> {
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match name {
-            "--iterations" | "-n" => iterations = number(value()?)?,
-            "--rounds" => rounds = number(value()?)?,
-            "--warmup" => warmup = number(value()?)?,
-            "--netjail" => netjail = Some(PathBuf::from(value()?)),
+    let mut opts = args::Args::new(args);
+    while let Some(name) = opts.next_name() {
+        match name.as_str() {
+            "--iterations" | "-n" => iterations = opts.number()?,
+            "--rounds" => rounds = opts.number()?,
+            "--warmup" => warmup = opts.number()?,
+            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
             "--sync-floor" => sync_floor = true,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
