@@ -74,9 +74,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         match key.get_ref().as_str() {
             "name" => {
                 let (s, span) = string(&src, "name", value)?;
-                if s.is_empty() {
-                    return Err(src.error(span, PolicyErrorKind::EmptyName));
-                }
+                check_name(&s).map_err(|k| src.error(span, k))?;
                 name = Some(s);
             }
             "default" => {
@@ -98,18 +96,11 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
                     return Err(wrong_type(&src, "ask_timeout", expected, &value));
                 }
                 let (s, span) = string(&src, "ask_timeout", value)?;
-                ask_timeout = parse_duration(&s).map_err(|message| {
-                    let key = "ask_timeout";
-                    src.error(span, PolicyErrorKind::BadDuration { key, message })
-                })?;
+                ask_timeout = parse_ask_timeout(&s).map_err(|k| src.error(span, k))?;
             }
             "ask_fallback" => {
                 let (s, span) = string(&src, "ask_fallback", value)?;
-                ask_fallback = match s.as_str() {
-                    "deny" => Verdict::Deny { errno: libc::EPERM },
-                    "allow" => Verdict::Allow,
-                    _ => return Err(src.error(span, PolicyErrorKind::UnknownAskFallback(s))),
-                };
+                ask_fallback = parse_ask_fallback(&s).map_err(|k| src.error(span, k))?;
             }
             "jail_address" => {
                 jail_span = Some(value.span());
@@ -117,12 +108,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
             }
             "keep_capabilities" => {
                 for (s, span) in strings(&src, "keep_capabilities", value)? {
-                    let Some(cap) = confine::capability(&s) else {
-                        return Err(src.error(span, PolicyErrorKind::UnknownCapability(s)));
-                    };
-                    if !confine.keep_capabilities.contains(&cap) {
-                        confine.keep_capabilities.push(cap);
-                    }
+                    keep_capability(&s, &mut confine).map_err(|k| src.error(span, k))?;
                 }
             }
             "ioctl" => {
@@ -144,11 +130,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
             }
             "namespaces" => {
                 for (s, span) in strings(&src, "namespaces", value)? {
-                    match s.as_str() {
-                        "net" => confine.namespaces.net = true,
-                        "user" => confine.namespaces.user = true,
-                        _ => return Err(src.error(span, PolicyErrorKind::UnknownNamespace(s))),
-                    }
+                    grant_namespace(&s, &mut confine).map_err(|k| src.error(span, k))?;
                 }
             }
             "scm_rights" => confine.scm_rights = boolean(&src, "scm_rights", value)?,
@@ -163,8 +145,8 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let Some(name) = name else {
         return Err(src.error(0..0, PolicyErrorKind::MissingKey("name")));
     };
-    if let (true, Some(span), Some(_)) = (confine.source_cmsgs, source_cmsgs_span, jail_span) {
-        return Err(src.error(span, PolicyErrorKind::SourceCmsgsWithJail));
+    if let Some(span) = source_cmsgs_span {
+        check_source_cmsgs(&confine, jail_span.is_some()).map_err(|k| src.error(span, k))?;
     }
     Ok(Policy {
         name,
@@ -192,23 +174,131 @@ fn parse_jail(
         strings(src, "jail_address", value)?
     };
     for (s, span) in items {
-        let text = s.trim_start_matches('[').trim_end_matches(']');
-        let Ok(ip) = text.parse::<std::net::IpAddr>() else {
-            return Err(src.error(span, PolicyErrorKind::BadJailAddress(s)));
-        };
-        if ip.is_unspecified() || ip.is_multicast() {
-            return Err(src.error(span, PolicyErrorKind::BadJailAddress(s)));
-        }
-        let taken = match ip {
-            std::net::IpAddr::V4(v4) => confine.jail_v4.replace(v4).is_some(),
-            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => confine.jail_v4.replace(v4).is_some(),
-                None => confine.jail_v6.replace(v6).is_some(),
-            },
-        };
-        if taken {
-            return Err(src.error(span, PolicyErrorKind::TwoJailAddresses(s)));
-        }
+        add_jail_address(&s, confine).map_err(|k| src.error(span, k))?;
+    }
+    Ok(())
+}
+
+// ---- one key or entry, from its text -------------------------------------------------------
+//
+// What the parser checks of one value, apart from its TOML type and position: the same
+// functions validate a policy built in code (`crate::builder`), so both accept exactly the
+// same values and refuse the rest with the same error kinds.
+
+/// `name`: any string but the empty one.
+pub(crate) fn check_name(name: &str) -> Result<(), PolicyErrorKind> {
+    if name.is_empty() {
+        return Err(PolicyErrorKind::EmptyName);
+    }
+    Ok(())
+}
+
+/// `ask_timeout`: a duration as [`parse_duration`] reads it.
+pub(crate) fn parse_ask_timeout(text: &str) -> Result<std::time::Duration, PolicyErrorKind> {
+    parse_duration(text).map_err(|message| PolicyErrorKind::BadDuration {
+        key: "ask_timeout",
+        message,
+    })
+}
+
+/// `ask_fallback`: `deny` or `allow`.
+pub(crate) fn parse_ask_fallback(text: &str) -> Result<Verdict, PolicyErrorKind> {
+    match text {
+        "deny" => Ok(Verdict::Deny { errno: libc::EPERM }),
+        "allow" => Ok(Verdict::Allow),
+        _ => Err(PolicyErrorKind::UnknownAskFallback(text.to_owned())),
+    }
+}
+
+/// One `jail_address` entry: a unicast address, at most one per family (an IPv4-mapped IPv6
+/// address is IPv4).
+pub(crate) fn add_jail_address(
+    text: &str,
+    confine: &mut Confinement,
+) -> Result<(), PolicyErrorKind> {
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    let Ok(ip) = bare.parse::<std::net::IpAddr>() else {
+        return Err(PolicyErrorKind::BadJailAddress(text.to_owned()));
+    };
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(PolicyErrorKind::BadJailAddress(text.to_owned()));
+    }
+    let taken = match ip {
+        std::net::IpAddr::V4(v4) => confine.jail_v4.replace(v4).is_some(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => confine.jail_v4.replace(v4).is_some(),
+            None => confine.jail_v6.replace(v6).is_some(),
+        },
+    };
+    if taken {
+        return Err(PolicyErrorKind::TwoJailAddresses(text.to_owned()));
+    }
+    Ok(())
+}
+
+/// One `keep_capabilities` entry; a capability named twice is kept once.
+pub(crate) fn keep_capability(
+    text: &str,
+    confine: &mut Confinement,
+) -> Result<(), PolicyErrorKind> {
+    let Some(cap) = confine::capability(text) else {
+        return Err(PolicyErrorKind::UnknownCapability(text.to_owned()));
+    };
+    if !confine.keep_capabilities.contains(&cap) {
+        confine.keep_capabilities.push(cap);
+    }
+    Ok(())
+}
+
+/// One `namespaces` entry: `net` or `user`.
+pub(crate) fn grant_namespace(
+    text: &str,
+    confine: &mut Confinement,
+) -> Result<(), PolicyErrorKind> {
+    match text {
+        "net" => confine.namespaces.net = true,
+        "user" => confine.namespaces.user = true,
+        _ => return Err(PolicyErrorKind::UnknownNamespace(text.to_owned())),
+    }
+    Ok(())
+}
+
+/// `source_cmsgs = true` is refused when the policy has a `jail_address` key (even an empty
+/// list of them).
+pub(crate) fn check_source_cmsgs(
+    confine: &Confinement,
+    jail_given: bool,
+) -> Result<(), PolicyErrorKind> {
+    if confine.source_cmsgs && jail_given {
+        return Err(PolicyErrorKind::SourceCmsgsWithJail);
+    }
+    Ok(())
+}
+
+/// The `errno` of a `[[deny]]` table.
+pub(crate) fn parse_errno(text: &str) -> Result<Errno, PolicyErrorKind> {
+    Errno::from_name(text).ok_or_else(|| PolicyErrorKind::UnknownErrno(text.to_owned()))
+}
+
+/// A rule table with no entries yet, and `errno = "EPERM"`.
+pub(crate) fn empty_rule() -> Rule {
+    Rule {
+        connect: Vec::new(),
+        send: Vec::new(),
+        bind: Vec::new(),
+        unix: Vec::new(),
+        errno: Errno::Eperm,
+    }
+}
+
+/// A rule table needs at least one entry.
+pub(crate) fn check_rule(rule: &Rule, table_name: &'static str) -> Result<(), PolicyErrorKind> {
+    if rule.connect.is_empty()
+        && rule.send.is_empty()
+        && rule.bind.is_empty()
+        && rule.unix.is_empty()
+    {
+        return Err(PolicyErrorKind::EmptyRule(table_name));
     }
     Ok(())
 }
@@ -362,13 +452,7 @@ fn parse_rule(
     span: Range<usize>,
 ) -> Result<Rule, PolicyError> {
     let is_deny = table_name == "deny";
-    let mut rule = Rule {
-        connect: Vec::new(),
-        send: Vec::new(),
-        bind: Vec::new(),
-        unix: Vec::new(),
-        errno: Errno::Eperm,
-    };
+    let mut rule = empty_rule();
     for (key, value) in entries {
         match key.get_ref().as_str() {
             "connect" => {
@@ -397,8 +481,7 @@ fn parse_rule(
             }
             "errno" if is_deny => {
                 let (s, span) = string(src, "errno", value)?;
-                rule.errno = Errno::from_name(&s)
-                    .ok_or_else(|| src.error(span, PolicyErrorKind::UnknownErrno(s)))?;
+                rule.errno = parse_errno(&s).map_err(|k| src.error(span, k))?;
             }
             "errno" => return Err(src.error(key.span(), PolicyErrorKind::ErrnoOutsideDeny)),
             other => {
@@ -407,12 +490,6 @@ fn parse_rule(
             }
         }
     }
-    if rule.connect.is_empty()
-        && rule.send.is_empty()
-        && rule.bind.is_empty()
-        && rule.unix.is_empty()
-    {
-        return Err(src.error(span, PolicyErrorKind::EmptyRule(table_name)));
-    }
+    check_rule(&rule, table_name).map_err(|k| src.error(span, k))?;
     Ok(rule)
 }
