@@ -1,20 +1,73 @@
-//! Load-time errors, each with the line and column of the offending key or value.
+//! Load-time errors: for a TOML policy with the line and column of the offending key or value,
+//! for a policy built in code ([`crate::PolicyBuilder`]) with the key and value it was given.
 
-/// A policy that could not be loaded: where, and what is wrong.
+use std::fmt;
+
+/// A policy that could not be loaded or built: where, and what is wrong.
 ///
-/// `line` and `col` are 1-based; `col` counts characters, not bytes. They point at the
-/// offending key or value (for a bad entry inside an array, at that entry).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}:{line}:{col}: {kind}")]
+/// For a TOML policy, `line` and `col` are 1-based; `col` counts characters, not bytes. They
+/// point at the offending key or value (for a bad entry inside an array, at that entry), and
+/// `at` is `None`. It displays as `ORIGIN:LINE:COL: MESSAGE`.
+///
+/// For a policy built in code, `line` and `col` are 0 and `at` names the key and value in
+/// the builder's terms. It displays as ``ORIGIN: KEY `VALUE`: MESSAGE``, as in
+/// ``builder:web: allow[1].connect[0] `tcp://127.0.0.1:99999`: port 99999 is out of range
+/// (0-65535)``.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
-    /// Display name of the source: a file path or `builtin:NAME`.
+    /// Display name of the source: a file path, `builtin:NAME`, or `builder:NAME` for a
+    /// policy built in code.
     pub origin: String,
-    /// 1-based line.
+    /// 1-based line; 0 for a policy built in code.
     pub line: usize,
-    /// 1-based column, in characters.
+    /// 1-based column, in characters; 0 for a policy built in code.
     pub col: usize,
+    /// Where in a policy built in code; `None` for a TOML policy. (Boxed: errors stay
+    /// small.)
+    pub at: Option<Box<BuilderKey>>,
     /// What is wrong.
     pub kind: PolicyErrorKind,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            None => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.origin, self.line, self.col, self.kind
+            ),
+            Some(at) => write!(f, "{}: {at}: {}", self.origin, self.kind),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// The key and value of a policy built in code that an error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderKey {
+    /// The key as the TOML format names it, with 0-based indices counting the entries given
+    /// for it (across calls, in call order): `name`, `ask_timeout`, `ask_fallback`,
+    /// `jail_address[1]`, `keep_capabilities[0]`, `namespaces[0]`, `source_cmsgs`,
+    /// `sockets.allow[2]`, `deny[0].errno`, `allow[1].connect[0]`, or `ask[2]` for a table
+    /// with no entries. Table indices count the tables of their kind, as in
+    /// [`crate::Decision::rule`].
+    pub key: String,
+    /// The value given there, as given; `None` when the mistake is not in one value (an
+    /// empty name, an empty table, `source_cmsgs` together with `jail_address`).
+    pub value: Option<String>,
+}
+
+impl fmt::Display for BuilderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)?;
+        match &self.value {
+            // One line, whatever the value holds.
+            Some(value) => write!(f, " `{}`", value.escape_debug()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One variant per mistake a policy author can make.

@@ -64,6 +64,7 @@
 
 #![forbid(unsafe_code)]
 
+mod builder;
 mod builtin;
 mod confine;
 mod duration;
@@ -79,10 +80,11 @@ mod sockets;
 mod target;
 mod value;
 
+pub use builder::{AllowTable, DenyTable, PolicyBuilder, TableBuilder};
 pub use builtin::{builtin, builtin_names};
 pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
-pub use error::{PolicyError, PolicyErrorKind};
+pub use error::{BuilderKey, PolicyError, PolicyErrorKind};
 pub use glob::{escape_unix_abstract, escape_unix_path};
 pub use model::{Action, Decision, Policy, Verdict};
 pub use names::{HostPattern, NameMatch, Names, NoNames};

@@ -104,6 +104,7 @@ impl Source<'_> {
             origin: self.origin.to_owned(),
             line,
             col,
+            at: None,
             kind,
         }
     }
