@@ -99,12 +99,14 @@ impl Policy {
 ///
 /// # Errors
 ///
-/// [`PolicyBuilder::build`] reports the first mistake, checking in the order
-/// [`Policy::to_toml`] prints: `name`, `ask_timeout`, `ask_fallback`, `jail_address`,
-/// `keep_capabilities`, `namespaces`, `source_cmsgs` (refused with any `jail_address` call),
-/// `sockets.allow`, then the `[[deny]]`, `[[allow]]` and `[[ask]]` tables in the order they
-/// were added, each `errno` first, then its `connect`, `send`, `bind` and `unix` entries.
-/// Like the parser, it stops at the first: fixing it may change what follows.
+/// [`PolicyBuilder::build`] reports the first mistake, as the parser does, checking in the
+/// order in which [`Policy::to_toml`] prints the keys: `name`, `ask_timeout`,
+/// `ask_fallback`, `jail_address`, `keep_capabilities`, `namespaces`, `sockets.allow`, then
+/// the `[[deny]]`, `[[allow]]` and `[[ask]]` tables in the order they were added (in each
+/// its `errno`, then its `connect`, `send`, `bind` and `unix` entries, then that it has
+/// one), and last `source_cmsgs(true)` together with a `jail_address` call. That is the
+/// order in which the parser meets the same policy written in that order, so the first
+/// mistake is the same one. Fixing it may reveal the next.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct PolicyBuilder {
@@ -256,7 +258,7 @@ impl PolicyBuilder {
             origin: if self.name.is_empty() {
                 "builder".to_owned()
             } else {
-                format!("builder:{}", self.name)
+                format!("builder:{}", self.name.escape_debug())
             },
         };
         parse::check_name(&self.name).map_err(here.at("name", None))?;
@@ -293,8 +295,6 @@ impl PolicyBuilder {
             parse::grant_namespace(text, &mut confine)
                 .map_err(here.at(format!("namespaces[{i}]"), Some(text)))?;
         }
-        parse::check_source_cmsgs(&confine, self.jail_address.is_some())
-            .map_err(here.at("source_cmsgs", None))?;
         let sockets = match &self.sockets {
             None => sockets::default_list(),
             Some(entries) => entries
@@ -305,13 +305,19 @@ impl PolicyBuilder {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let deny = rules(&self.deny, "deny", &here)?;
+        let allow = rules(&self.allow, "allow", &here)?;
+        let ask = rules(&self.ask, "ask", &here)?;
+        // Last, as in the parser.
+        parse::check_source_cmsgs(&confine, self.jail_address.is_some())
+            .map_err(here.at("source_cmsgs", None))?;
         Ok(Policy {
             name: self.name.clone(),
             default: self.default,
             sockets,
-            deny: rules(&self.deny, "deny", &here)?,
-            allow: rules(&self.allow, "allow", &here)?,
-            ask: rules(&self.ask, "ask", &here)?,
+            deny,
+            allow,
+            ask,
             ask_timeout,
             ask_fallback,
             confine,

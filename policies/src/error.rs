@@ -16,7 +16,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
     /// Display name of the source: a file path, `builtin:NAME`, or `builder:NAME` for a
-    /// policy built in code.
+    /// policy built in code (the name escaped as Rust's `escape_debug` does, `builder` for
+    /// an empty name).
     pub origin: String,
     /// 1-based line; 0 for a policy built in code.
     pub line: usize,
