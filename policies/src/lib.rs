@@ -42,6 +42,7 @@
 //! ```
 //!
 //! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
+//! [`Policy::builder`] builds the same policies in code ([`PolicyBuilder`]).
 //! Keys of the full format that the broker does not enforce yet (`[limits]`, `extends`) are
 //! load errors, never ignored.
 //!

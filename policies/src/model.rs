@@ -118,7 +118,8 @@ pub(crate) const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A loaded, validated policy.
 ///
-/// Build one with [`Policy::from_toml`]; ask it with [`Policy::evaluate`].
+/// Build one with [`Policy::from_toml`] or [`Policy::builder`]; ask it with
+/// [`Policy::evaluate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub(crate) name: String,
