@@ -26,4 +26,5 @@ pub mod oci;
 pub mod operator;
 pub mod policy;
 pub mod remote;
+pub mod sandbox;
 pub mod sys;
