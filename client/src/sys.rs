@@ -1,7 +1,7 @@
 //! Raw system calls of the launcher: fork, the confine step of the child (capabilities,
 //! `no_new_privs`, Landlock, seccomp), exec, pidfds, Landlock rulesets.
 //!
-//! Between `fork` and `exec` the child runs only [`child_confine_and_exec`], which makes raw
+//! Between `fork` and `exec` the child runs only `child_confine_and_exec`, which makes raw
 //! system calls on memory prepared before the fork: no allocation, no locks, no Rust runtime.
 //!
 //! This is the only module of the crate with `unsafe` code.
@@ -654,7 +654,7 @@ pub const TAG_PID: i32 = 16;
 /// listener's fd *number* on the report pipe, wait for the acknowledgement, close the
 /// listener, and let std exec. Everything it touches is prepared here, before the spawn.
 ///
-/// The same steps as [`child_confine_and_exec`] (which `netjail run` uses after a raw fork),
+/// The same steps as `child_confine_and_exec` (which `netjail run` uses after a raw fork),
 /// minus what std does itself (signal mask, `SIGPIPE`, exec, stdio).
 pub struct PreExecConfine {
     filter: Vec<libc::sock_filter>,
