@@ -2,7 +2,9 @@
 //! registration of a sandbox with a broker (or with a broker embedded in the launcher when
 //! none runs), and the `linux.seccomp` object that gives containers the same filter under an
 //! OCI runtime ([`oci`]); and the operators' side of the broker's control socket
-//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`, `top`).
+//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`, `top`). Programs
+//! with threads and a runtime of their own spawn confined children with [`sandbox`]
+//! (`Sandbox::builder()`); the launcher below is for a process that has one thread.
 //!
 //! ```no_run
 //! use netjail_client::launch::{run, Embedded, RunOptions};
@@ -26,4 +28,5 @@ pub mod oci;
 pub mod operator;
 pub mod policy;
 pub mod remote;
+pub mod sandbox;
 pub mod sys;

@@ -1,7 +1,7 @@
 //! Raw system calls of the launcher: fork, the confine step of the child (capabilities,
 //! `no_new_privs`, Landlock, seccomp), exec, pidfds, Landlock rulesets.
 //!
-//! Between `fork` and `exec` the child runs only [`child_confine_and_exec`], which makes raw
+//! Between `fork` and `exec` the child runs only `child_confine_and_exec`, which makes raw
 //! system calls on memory prepared before the fork: no allocation, no locks, no Rust runtime.
 //!
 //! This is the only module of the crate with `unsafe` code.
@@ -642,6 +642,156 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered and is
     // closed only after deregistration, when the AsyncFd drops.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+/// Report tag of the pre-exec confine step ([`PreExecConfine`]): the value is the child's pid,
+/// sent just before [`tag::LISTENER`]. (The other tags are those of [`tag`].)
+pub const TAG_PID: i32 = 16;
+
+/// The confine step of a child spawned by `std::process::Command` ([`crate::sandbox`]), run
+/// by std between fork and exec as a `pre_exec` hook: drop capabilities, `no_new_privs`,
+/// Landlock, the seccomp filter with a new listener, then report the child's pid and the
+/// listener's fd *number* on the report pipe, wait for the acknowledgement, close the
+/// listener, and let std exec. Everything it touches is prepared here, before the spawn.
+///
+/// The same steps as `child_confine_and_exec` (which `netjail run` uses after a raw fork),
+/// minus what std does itself (signal mask, `SIGPIPE`, exec, stdio).
+pub struct PreExecConfine {
+    filter: Vec<libc::sock_filter>,
+    dropped_capabilities: u64,
+    landlock: Option<OwnedFd>,
+    /// Write end of the report pipe (close-on-exec).
+    report: OwnedFd,
+    /// Read end of the acknowledgement pipe (close-on-exec).
+    ack: OwnedFd,
+}
+
+/// The parent's ends of the pipes of a [`PreExecConfine`].
+pub struct PreExecPipes {
+    /// Reads the child's reports ([`read_report`]): [`TAG_PID`] then [`tag::LISTENER`], or the
+    /// tag of the step that failed.
+    pub report: OwnedFd,
+    /// Takes the acknowledgement ([`send_ack`]) the child waits for before it closes its
+    /// listener and execs; end of file instead makes the child fail.
+    pub ack: OwnedFd,
+}
+
+impl PreExecConfine {
+    /// Prepares the step: the BPF program, the capability mask (from
+    /// [`dropped_capability_mask`]), the Landlock ruleset if any, and two close-on-exec pipes.
+    pub fn new(
+        filter: Vec<libc::sock_filter>,
+        dropped_capabilities: u64,
+        landlock: Option<OwnedFd>,
+    ) -> io::Result<(PreExecConfine, PreExecPipes)> {
+        if filter.is_empty() || filter.len() > usize::from(u16::MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the seccomp filter is empty or too long",
+            ));
+        }
+        let (report_r, report_w) = pipe()?;
+        let (ack_r, ack_w) = pipe()?;
+        Ok((
+            PreExecConfine {
+                filter,
+                dropped_capabilities,
+                landlock,
+                report: report_w,
+                ack: ack_r,
+            },
+            PreExecPipes {
+                report: report_r,
+                ack: ack_w,
+            },
+        ))
+    }
+
+    /// Installs the step as `cmd`'s `pre_exec` hook. The plan (and with it the child's ends of
+    /// the pipes) lives in `cmd` until `cmd` drops: drop `cmd` right after spawning it, so
+    /// that the parent's reader sees end of file when the child dies.
+    pub fn install(self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the hook runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: `run` makes raw system calls on memory prepared
+        // here, allocates nothing and takes no lock (io::Error::from_raw_os_error does not
+        // allocate).
+        unsafe {
+            cmd.pre_exec(move || self.run().map_err(io::Error::from_raw_os_error));
+        }
+    }
+
+    /// The child's side; the errno of the failed step (reported on the pipe first).
+    fn run(&self) -> Result<(), i32> {
+        let report = self.report.as_raw_fd();
+        let send = |t: i32, v: i32| {
+            let msg: [i32; 2] = [t, v];
+            // SAFETY: writes 8 bytes from a live local array; a pipe write this small is atomic.
+            unsafe { libc::write(report, msg.as_ptr().cast(), 8) };
+        };
+        let errno = || {
+            // SAFETY: __errno_location returns this thread's errno slot.
+            unsafe { *libc::__errno_location() }
+        };
+        // SAFETY: raw system calls with pointers to locals or to `self`, which was built before
+        // the fork and stays mapped in the child; nothing here allocates or takes a lock.
+        unsafe {
+            if let Err(e) = drop_capabilities(self.dropped_capabilities) {
+                send(tag::CAPABILITIES, e);
+                return Err(e);
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                let e = errno();
+                send(tag::NO_NEW_PRIVS, e);
+                return Err(e);
+            }
+            // Landlock needs no_new_privs, and goes before the filter so that the filter never
+            // has to allow it. The ruleset fd is close-on-exec.
+            if let Some(ruleset) = &self.landlock {
+                if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
+                    let e = errno();
+                    send(tag::LANDLOCK, e);
+                    return Err(e);
+                }
+            }
+            let prog = libc::sock_fprog {
+                len: self.filter.len() as u16,
+                filter: self.filter.as_ptr() as *mut libc::sock_filter,
+            };
+            let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+                | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+            let listener = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &prog as *const libc::sock_fprog,
+            );
+            if listener < 0 {
+                let e = errno();
+                send(tag::SECCOMP, e);
+                return Err(e);
+            }
+            let listener = listener as RawFd;
+            // Our own sendmsg is trapped from here on: the parent takes the listener with
+            // pidfd_getfd, we only tell it the number (and our pid, which it cannot know yet:
+            // std's spawn returns only after the exec).
+            send(TAG_PID, libc::getpid());
+            send(tag::LISTENER, listener);
+            let mut byte = 0u8;
+            let n = loop {
+                let n = libc::read(self.ack.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                if n < 0 && errno() == libc::EINTR {
+                    continue;
+                }
+                break n;
+            };
+            libc::close(listener);
+            if n != 1 || byte != b'G' {
+                return Err(libc::ECANCELED);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ mod global;
 mod hardening;
 mod harness;
 mod hostnames;
+mod library;
 mod oci;
 mod operators;
 mod signals;
