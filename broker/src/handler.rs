@@ -57,8 +57,23 @@ impl Call {
     /// Decides `request` by the sandbox's policy; a call the policy asks about is decided by
     /// operators (held until one answers), so that the decision returned is never `Ask`.
     pub fn evaluate(&self, request: &Request) -> Decision {
-        let policy = &self.sandbox.policy;
-        let decision = policy.evaluate_with(request, &self.sandbox.names);
+        let sandbox = &self.sandbox;
+        let decision = if sandbox.hook.is_none() && sandbox.rules_empty() {
+            sandbox.policy.evaluate_with(request, &sandbox.names)
+        } else {
+            let mut layer = |canonical: &Request| {
+                // The lock is not held while the hook runs: the hook may wait for the very
+                // program that is changing the rules.
+                if let Some(d) = sandbox.rules_decide(canonical) {
+                    return Some(d);
+                }
+                let hook = sandbox.hook.as_ref()?;
+                crate::embed::ask_hook(hook.as_ref(), sandbox, self.notif.pid as i32, canonical)
+            };
+            sandbox
+                .policy
+                .evaluate_layered(request, &sandbox.names, &mut layer)
+        };
         if decision.verdict != Verdict::Ask {
             return decision;
         }
@@ -214,7 +229,7 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
     loop {
         // NOTIF_RECV blocks whatever O_NONBLOCK says: wait in poll, which also reports the
         // end of the sandbox.
-        let state = match sys::poll_wait(listener) {
+        let state = match sys::poll_wait(listener, sandbox.stop.as_fd()) {
             Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -222,6 +237,12 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
                 return;
             }
         };
+        if state.stopped {
+            // The broker stops: leaving drops the last reference to the listener, and the
+            // kernel then fails the sandbox's pending and later calls (fail closed).
+            tracing::debug!(sandbox = %sandbox.id, "broker stopping; receiver leaves");
+            return;
+        }
         if state.readable {
             match sys::notif_recv(listener) {
                 Ok(notif) => dispatch(sandbox, runtime, notif),

@@ -2,7 +2,9 @@
 //! network call they make against their policy, and performs the allowed ones itself, on its
 //! own copy of the arguments (ARCHITECTURE.md, "Data flow of one call").
 //!
-//! The same library serves the daemon `netjaild` and the broker embedded in `netjail run`.
+//! The same library serves the daemon `netjaild`, the broker embedded in `netjail run`, and
+//! programs that run a broker themselves ([`Broker::builder`]: a decision hook of their own and
+//! rules changed per sandbox at run time; see [`embed`] and the project's `docs/embedding.md`).
 //!
 //! ```no_run
 //! # async fn example(listener_fd: std::os::fd::OwnedFd) -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +26,7 @@ mod caller;
 mod connect;
 pub mod control;
 mod decode;
+pub mod embed;
 mod handler;
 pub mod logging;
 mod msg;
@@ -50,16 +53,48 @@ use netjail_protocol::SandboxId;
 use operators::Operators;
 
 pub use audit::TARGET as AUDIT_TARGET;
+pub use embed::{
+    BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
+    SandboxGone, SandboxHandle,
+};
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
 pub use server::{bind_socket, serve};
 
 /// The broker: a set of sandboxes, each with a receiver thread.
-#[derive(Debug)]
 pub struct Broker {
     next_id: AtomicU64,
     sandboxes: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
     operators: Arc<Operators>,
     names: names::Resolver,
+    hook: Option<Arc<dyn DecisionHook>>,
+    /// The runtime of an embedded broker; `None`: the caller's, at each registration.
+    runtime: Option<tokio::runtime::Handle>,
+    stop: Mutex<embed::Stop>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("sandboxes", &self.sandbox_count())
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The resolver of the system's hosts file and resolv.conf; one that knows no names when
+/// they cannot be read.
+pub(crate) fn default_resolver() -> names::Resolver {
+    names::Resolver::new(names::ResolverConfig::default()).unwrap_or_else(|e| {
+        // Only an unreadable file gets here: resolve with no sources, so that every
+        // name is unknown (deny entries with names match, allow entries do not).
+        tracing::warn!(error = %e, "cannot read the resolver's files; host names stay unknown");
+        names::Resolver::new(names::ResolverConfig {
+            hosts: "/dev/null".into(),
+            resolv_conf: "/dev/null".into(),
+            ..names::ResolverConfig::default()
+        })
+        .expect("/dev/null can be read")
+    })
 }
 
 /// Errors of [`Broker::register`].
@@ -72,9 +107,13 @@ pub enum RegisterError {
     /// The receiver thread could not start.
     #[error("cannot start the receiver of the sandbox: {0}")]
     Io(#[from] io::Error),
-    /// Called outside a tokio runtime.
+    /// Called outside a tokio runtime, on a broker that has none of its own (one made with
+    /// [`Broker::builder`] has).
     #[error("register must be called inside a tokio runtime")]
     NoRuntime,
+    /// The broker has stopped.
+    #[error("the broker has stopped")]
+    Stopped,
 }
 
 impl Broker {
@@ -83,29 +122,53 @@ impl Broker {
     /// policy's fallback at once.
     /// Host names are resolved with the system's hosts file and resolv.conf.
     pub fn new() -> Arc<Broker> {
-        let names = names::Resolver::new(names::ResolverConfig::default()).unwrap_or_else(|e| {
-            // Only an unreadable file gets here: resolve with no sources, so that every
-            // name is unknown (deny entries with names match, allow entries do not).
-            tracing::warn!(error = %e, "cannot read the resolver's files; host names stay unknown");
-            names::Resolver::new(names::ResolverConfig {
-                hosts: "/dev/null".into(),
-                resolv_conf: "/dev/null".into(),
-                ..names::ResolverConfig::default()
-            })
-            .expect("/dev/null can be read")
-        });
-        Broker::with_parts(Operators::new(None), names)
+        Broker::with_parts(Operators::new(None), default_resolver())
     }
 
     /// A broker with no sandboxes, this operators' side (e.g. with an overlay directory) and
     /// this resolver of host names.
     pub fn with_parts(operators: Arc<Operators>, names: names::Resolver) -> Arc<Broker> {
+        Broker::assemble(operators, names, None, None)
+    }
+
+    /// A broker for a program that runs it itself: its own runtime (or the program's), a
+    /// decision hook, its own registration socket. See [`embed`].
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn assemble(
+        operators: Arc<Operators>,
+        names: names::Resolver,
+        hook: Option<Arc<dyn DecisionHook>>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Arc<Broker> {
         Arc::new(Broker {
             next_id: AtomicU64::new(1),
             sandboxes: Mutex::new(HashMap::new()),
             operators,
             names,
+            hook,
+            runtime,
+            stop: Mutex::new(embed::Stop::default()),
         })
+    }
+
+    /// Stops the broker: no sandbox may register any more, and each registered sandbox's
+    /// receiver leaves, which closes its seccomp listener once its calls in progress are
+    /// answered. The kernel then fails the sandboxes' trapped calls with `ENOSYS` (fail
+    /// closed). Dropping an [`Embedded`] does this.
+    pub fn shutdown(&self) {
+        self.stop.lock().unwrap_or_else(|p| p.into_inner()).stop();
+    }
+
+    /// The run-time rules of sandbox `id`, while it is registered.
+    pub fn sandbox(&self, id: SandboxId) -> Option<SandboxHandle> {
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(SandboxHandle::new)
     }
 
     /// The operators' side: held calls, operators' rules, events, counters.
@@ -140,8 +203,9 @@ impl Broker {
     }
 
     /// Takes a sandbox's seccomp listener and starts deciding its calls on a receiver thread of
-    /// its own. Must run inside a tokio runtime (its blocking pool runs the calls that may
-    /// wait); the sandbox leaves when every task of its filter has exited.
+    /// its own. A broker made by [`Broker::builder`] may be called from any thread; any other
+    /// must be called inside a tokio runtime (its blocking pool runs the calls that may
+    /// wait). The sandbox leaves when every task of its filter has exited.
     pub fn register(
         self: &Arc<Self>,
         name: &str,
@@ -179,6 +243,16 @@ impl Broker {
         if let Err(e) = sys::notif_sync_wakeup(listener.as_fd()) {
             tracing::debug!(error = %e, "no synchronous wake-up on this kernel");
         }
+        let runtime = match &self.runtime {
+            Some(h) => h.clone(),
+            None => tokio::runtime::Handle::try_current().map_err(|_| RegisterError::NoRuntime)?,
+        };
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fd()?
+            .ok_or(RegisterError::Stopped)?;
         let id = SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let sandbox = Arc::new(Sandbox::new(
             id,
@@ -189,6 +263,8 @@ impl Broker {
             listener,
             self.operators.clone(),
             self.names.clone(),
+            self.hook.clone(),
+            stop,
         ));
         let patterns: Vec<names::Pattern> = sandbox
             .policy
@@ -204,8 +280,6 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, sandbox.clone());
         let broker = Arc::downgrade(self);
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| RegisterError::NoRuntime)?;
         self.operators
             .publish(Event::Registered(self.info(&sandbox)));
         let name = sandbox.name.clone();

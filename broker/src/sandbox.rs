@@ -2,13 +2,14 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use netjail_policy::Policy;
+use netjail_policy::{Decision, Policy, SandboxRules};
 use netjail_protocol::SandboxId;
 use tokio::sync::Semaphore;
 
+use crate::embed::DecisionHook;
 use crate::names::Resolver;
 use crate::operators::Operators;
 
@@ -36,8 +37,16 @@ pub struct Sandbox {
     pub(crate) operators: Arc<Operators>,
     /// Answers what the policy's host names are (shared cache).
     pub(crate) names: Resolver,
+    /// Rules the embedding program gave this sandbox at run time, checked after the policy's
+    /// `[[deny]]` tables and before its `[[allow]]` tables.
+    pub(crate) rules: RwLock<SandboxRules>,
+    /// The embedding program's decision hook, asked after the run-time rules.
+    pub(crate) hook: Option<Arc<dyn DecisionHook>>,
+    /// Readable once the broker stops: the receiver then leaves, and the listener closes.
+    pub(crate) stop: Arc<OwnedFd>,
     /// Every call of the sandbox is decided off its receiver thread: the policy may hold a
-    /// call for an operator or look a host name up, and neither may stop the receiver.
+    /// call for an operator or look a host name up, the hook may wait for its program, and
+    /// none of them may stop the receiver.
     pub(crate) slow_path: bool,
     /// When it registered.
     pub(crate) registered: Instant,
@@ -55,8 +64,10 @@ impl Sandbox {
         listener: OwnedFd,
         operators: Arc<Operators>,
         names: Resolver,
+        hook: Option<Arc<dyn DecisionHook>>,
+        stop: Arc<OwnedFd>,
     ) -> Self {
-        let slow_path = policy.may_ask() || policy.has_host_names();
+        let slow_path = policy.may_ask() || policy.has_host_names() || hook.is_some();
         Sandbox {
             id,
             name,
@@ -67,10 +78,29 @@ impl Sandbox {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             operators,
             names,
+            rules: RwLock::new(SandboxRules::new()),
+            hook,
+            stop,
             slow_path,
             registered: Instant::now(),
             decisions: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the sandbox has no run-time rules.
+    pub(crate) fn rules_empty(&self) -> bool {
+        self.rules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// What the run-time rules say of a canonical request.
+    pub(crate) fn rules_decide(&self, request: &netjail_policy::Request) -> Option<Decision> {
+        self.rules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .decide(request)
     }
 
     pub(crate) fn count_decision(&self) {

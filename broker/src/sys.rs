@@ -136,21 +136,57 @@ pub struct PollState {
     pub readable: bool,
     /// The other side is gone (for a listener: no task uses the filter any more).
     pub hangup: bool,
+    /// The stop fd given to [`poll_wait`] became readable.
+    pub stopped: bool,
 }
 
-/// Waits in `poll` until `fd` is readable or hung up.
-pub fn poll_wait(fd: BorrowedFd<'_>) -> io::Result<PollState> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1, no timeout.
-    cvt(unsafe { libc::poll(&mut pfd, 1, -1) })?;
+/// Waits in `poll` until `fd` is readable or hung up, or `stop` (an eventfd made by
+/// [`stop_fd`]) was signalled.
+pub fn poll_wait(fd: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> io::Result<PollState> {
+    let mut pfds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfds, count 2, no timeout.
+    cvt(unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) })?;
     Ok(PollState {
-        readable: pfd.revents & libc::POLLIN != 0,
-        hangup: pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+        readable: pfds[0].revents & libc::POLLIN != 0,
+        hangup: pfds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+        stopped: pfds[1].revents != 0,
     })
+}
+
+/// A new eventfd for [`poll_wait`]'s `stop`: readable once [`signal_stop`] wrote to it, and
+/// for good (nobody reads it), so that every thread polling it wakes.
+pub fn stop_fd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes a [`stop_fd`] readable.
+pub fn signal_stop(stop: BorrowedFd<'_>) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of a live local.
+    let n = unsafe { libc::write(stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    if n == 8 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // EAGAIN: the counter is already huge; it is readable anyway.
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        return Ok(());
+    }
+    Err(e)
 }
 
 /// `pidfd_open(tid, PIDFD_THREAD)`: a pidfd for exactly the thread that made the call.

@@ -42,7 +42,7 @@ impl Canary {
         Self::tcp("127.0.0.1:0", false)
     }
 
-    /// A TCP canary on [::1], port chosen by the kernel.
+    /// A TCP canary on `[::1]`, port chosen by the kernel.
     pub fn tcp6() -> Canary {
         Self::tcp("[::1]:0", false)
     }
@@ -52,7 +52,7 @@ impl Canary {
         Self::tcp("127.0.0.1:0", true)
     }
 
-    /// A TCP canary on [::1] that answers every request with `HTTP/1.0 200 OK`.
+    /// A TCP canary on `[::1]` that answers every request with `HTTP/1.0 200 OK`.
     pub fn http6() -> Canary {
         Self::tcp("[::1]:0", true)
     }
@@ -106,7 +106,7 @@ impl Canary {
         Self::udp("127.0.0.1:0")
     }
 
-    /// A UDP canary on [::1] counting datagrams.
+    /// A UDP canary on `[::1]` counting datagrams.
     pub fn udp6() -> Canary {
         Self::udp("[::1]:0")
     }

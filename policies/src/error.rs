@@ -212,6 +212,11 @@ pub enum PolicyErrorKind {
         "`bind` takes addresses, not host names (`{0}`); use an address, a CIDR, `loopback` or `*`"
     )]
     HostNameInBind(String),
+    /// A host name in a rule added to a sandbox at run time ([`crate::SandboxRules`]).
+    #[error(
+        "run-time rules take addresses, not host names (`{0}`); resolve the name first, or name it in the policy"
+    )]
+    NameInRuntimeRule(String),
     /// An IPv6 address or prefix without brackets.
     #[error("IPv6 addresses must be in brackets, as in \"tcp://[::1]:80\" or \"any://[fd00::/8]:*\" (in `{0}`)")]
     UnbracketedIpv6(String),

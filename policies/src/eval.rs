@@ -14,15 +14,35 @@ const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
 /// `CAP_NET_BIND_SERVICE`.
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
-pub(crate) fn evaluate(policy: &Policy, request: &Request, names: &dyn Names) -> Decision {
-    let op = request.op;
-    let target = match (&request.target, op) {
+/// The request in the form the tables are matched against: [`Target::canonical`], except
+/// that a bind keeps its wildcard address (a wildcard bind is not a bind to loopback).
+pub(crate) fn canonical_request(request: &Request) -> Request {
+    let target = match (&request.target, request.op) {
         (Target::Inet { proto, addr }, Op::Bind) => Target::Inet {
             proto: *proto,
             addr: canonical_bind_addr(*addr),
         },
         (t, _) => t.canonical(),
     };
+    Request {
+        op: request.op,
+        target,
+    }
+}
+
+/// A layer consulted between the `[[deny]]` tables and the `[[allow]]` tables with the
+/// canonical request; `Some` decides.
+pub(crate) type Layer<'a> = &'a mut dyn FnMut(&Request) -> Option<Decision>;
+
+pub(crate) fn evaluate(
+    policy: &Policy,
+    request: &Request,
+    names: &dyn Names,
+    layer: Option<Layer<'_>>,
+) -> Decision {
+    let op = request.op;
+    let canonical = canonical_request(request);
+    let target = canonical.target.clone();
     if let (Target::Inet { addr, .. }, Op::Bind) = (&target, op) {
         if let Some(d) = jail_check(policy, *addr) {
             return d;
@@ -62,6 +82,11 @@ pub(crate) fn evaluate(policy: &Policy, request: &Request, names: &dyn Names) ->
                 errno: rule.errno.value(),
             };
             return hit.decision(verdict, "deny", t);
+        }
+    }
+    if let Some(layer) = layer {
+        if let Some(d) = layer(&canonical) {
+            return d;
         }
     }
     let grant = Lookup {
@@ -116,10 +141,10 @@ fn privileged_bind(policy: &Policy, op: Op, target: &Target) -> bool {
 }
 
 /// How host names are looked up for one kind of table.
-struct Lookup<'a> {
-    names: &'a dyn Names,
+pub(crate) struct Lookup<'a> {
+    pub(crate) names: &'a dyn Names,
     /// A `[[deny]]` table: an unknown answer matches.
-    fail_closed: bool,
+    pub(crate) fail_closed: bool,
 }
 
 /// The entry of a table that covers a request.
@@ -211,6 +236,18 @@ fn first_match(
             .map(|i| Hit::unnamed(format!("unix[{i}]"))),
         Target::Unspec | Target::OtherFamily(_) => None,
     }
+}
+
+/// The entry of `rule` that covers the canonical `target` of `op`, as `connect[i]` (and the
+/// host name it covered the destination by), for tables kept outside a policy.
+pub(crate) fn rule_match(
+    rule: &Rule,
+    op: Op,
+    target: &Target,
+    privileged: bool,
+    lookup: &Lookup<'_>,
+) -> Option<(String, Option<String>)> {
+    first_match(rule, op, target, privileged, lookup).map(|hit| (hit.entry, hit.host))
 }
 
 fn default_decision(policy: &Policy) -> Decision {

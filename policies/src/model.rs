@@ -192,7 +192,7 @@ impl Policy {
     /// enforces a policy with host names ([`Policy::has_host_names`]) decides with
     /// [`Policy::evaluate_with`]. Pure and cheap; see [`Decision::rule`] for what it reports.
     pub fn evaluate(&self, request: &Request) -> Decision {
-        crate::eval::evaluate(self, request, &NoNames)
+        crate::eval::evaluate(self, request, &NoNames, None)
     }
 
     /// Decides one request, asking `names` about the entries with a host name (`connect` and
@@ -203,7 +203,49 @@ impl Policy {
     /// one of an `[[allow]]` or `[[ask]]` table only on [`crate::NameMatch::Yes`].
     /// [`Decision::host`] tells which name decided.
     pub fn evaluate_with(&self, request: &Request, names: &dyn Names) -> Decision {
-        crate::eval::evaluate(self, request, names)
+        crate::eval::evaluate(self, request, names, None)
+    }
+
+    /// As [`Policy::evaluate_with`], with a layer of decisions between the policy's
+    /// `[[deny]]` tables and its `[[allow]]` tables: what an embedding program decides per
+    /// sandbox at run time ([`crate::SandboxRules`], a decision hook).
+    ///
+    /// `layer` is called with the canonical request (see [`crate::Target::canonical`]; a
+    /// bind keeps its wildcard address) once nothing before it decided: not for what the
+    /// policy settles before its tables (a jail-address bind, an `AF_UNSPEC` connect, a
+    /// relative unix path, another address family, a listed netlink socket), nor when a
+    /// `[[deny]]` entry covers the request. A `Some` decision is final; `None` lets the
+    /// policy go on with `[[allow]]`, `[[ask]]` and the default. So a layer may allow what
+    /// the policy would refuse or ask about, but never what it denies.
+    ///
+    /// ```
+    /// use netjail_policy::{Decision, NoNames, Op, Policy, Proto, Request, Target, Verdict};
+    ///
+    /// let policy = Policy::from_toml(
+    ///     "name = \"p\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n",
+    ///     "p.toml",
+    /// )?;
+    /// let connect = |addr: &str| Request {
+    ///     op: Op::Connect,
+    ///     target: Target::Inet { proto: Proto::Tcp, addr: addr.parse().unwrap() },
+    /// };
+    /// let mut allow_all = |_: &Request| {
+    ///     Some(Decision { verdict: Verdict::Allow, rule: "hook".into(), host: None })
+    /// };
+    /// let d = policy.evaluate_layered(&connect("127.0.0.1:80"), &NoNames, &mut allow_all);
+    /// assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Allow, "hook"));
+    /// // The policy's deny table comes first.
+    /// let d = policy.evaluate_layered(&connect("127.0.0.1:22"), &NoNames, &mut allow_all);
+    /// assert_eq!(d.rule, "deny[0].connect[0]");
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn evaluate_layered(
+        &self,
+        request: &Request,
+        names: &dyn Names,
+        layer: &mut dyn FnMut(&Request) -> Option<Decision>,
+    ) -> Decision {
+        crate::eval::evaluate(self, request, names, Some(layer))
     }
 
     /// Every host name the policy's entries name, each once, in the order the evaluator meets

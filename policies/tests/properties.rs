@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use netjail_policy::{
-    format_duration, parse_duration, Action, HostPattern, NameMatch, Names, Op, Policy, Proto,
-    Request, Target, Verdict,
+    format_duration, parse_duration, Action, Decision, HostPattern, NameMatch, Names, Op, Policy,
+    Proto, Request, SandboxRules, Target, Verdict,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -299,6 +299,53 @@ fn connect(proto: Proto, addr: SocketAddr) -> Request {
 // ---- properties ----------------------------------------------------------------------------
 
 proptest! {
+    /// A layer with no opinion changes nothing; a layer that decides everything decides
+    /// exactly what no `[[deny]]` entry (and nothing settled before the tables) covers; and
+    /// the layer sees the canonical request.
+    #[test]
+    fn layers_sit_between_deny_and_allow(p in policy(), r in request(), seed in any::<u64>()) {
+        let names = Mixed(seed);
+        let plain = p.evaluate_with(&r, &names);
+        let mut seen = Vec::new();
+        let mut silent = |c: &Request| { seen.push(c.clone()); None };
+        prop_assert_eq!(p.evaluate_layered(&r, &names, &mut silent), plain.clone());
+        let mut everything = |_: &Request| Some(Decision { verdict: Verdict::Allow, rule: "layer".into(), host: None });
+        let layered = p.evaluate_layered(&r, &names, &mut everything);
+        if layered.rule == "layer" {
+            // Only asked when nothing came before: a deny table never lost to the layer.
+            prop_assert!(!plain.rule.starts_with("deny["), "{:?} overrode {:?}", layered, plain);
+            prop_assert_eq!(seen.len(), 1);
+            if r.op != Op::Bind {
+                prop_assert_eq!(&seen[0].target, &r.target.canonical());
+            }
+        } else {
+            prop_assert_eq!(&layered, &plain);
+            prop_assert!(seen.is_empty() || plain.rule.starts_with("deny["));
+        }
+        if plain.rule.starts_with("deny[") {
+            prop_assert_eq!(layered, plain);
+        }
+    }
+
+    /// Run-time rules decide only what one of their entries covers, deny entries first, and
+    /// an IPv4-mapped destination as its IPv4 address (rule N2).
+    #[test]
+    fn s_n2_sandbox_rules_match_mapped_as_v4(allow in dest_endpoint(), deny in dest_endpoint(), a in v4(), port in port(), proto in proto()) {
+        let mut rules = SandboxRules::new();
+        if rules.allow(&allow).is_err() || rules.deny(&deny).is_err() {
+            // Host names are refused in run-time rules; nothing else to check.
+            return Ok(());
+        }
+        let plain = connect(proto, SocketAddr::new(a.into(), port));
+        let mapped = connect(proto, SocketAddr::new(a.to_ipv6_mapped().into(), port));
+        let d = rules.decide(&plain);
+        prop_assert_eq!(&d, &rules.decide(&mapped));
+        if let Some(d) = d {
+            let denied = d.rule.starts_with("sandbox.deny.");
+            prop_assert_eq!(denied, d.verdict == Verdict::Deny { errno: libc::EPERM });
+        }
+    }
+
     /// N2: an IPv4 address and its IPv4-mapped IPv6 form are the same destination.
     #[test]
     fn s_n2_mapped_v6_evaluates_as_v4(p in policy(), a in v4(), port in port(), proto in proto(), seed in any::<u64>()) {
