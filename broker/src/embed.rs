@@ -475,8 +475,7 @@ impl Embedded {
     /// The runtime the broker's tasks run on.
     pub fn runtime(&self) -> tokio::runtime::Handle {
         self.broker
-            .runtime
-            .clone()
+            .own_runtime()
             .expect("an embedded broker always has a runtime")
     }
 

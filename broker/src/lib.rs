@@ -162,6 +162,12 @@ impl Broker {
         self.stop.lock().unwrap_or_else(|p| p.into_inner()).stop();
     }
 
+    /// The runtime the broker was built with ([`Broker::builder`]); `None` for a broker made
+    /// with [`Broker::new`] or [`Broker::with_parts`], which registers on the caller's.
+    pub fn own_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.clone()
+    }
+
     /// The run-time rules of sandbox `id`, while it is registered.
     pub fn sandbox(&self, id: SandboxId) -> Option<SandboxHandle> {
         self.sandboxes

@@ -74,10 +74,12 @@ pub enum BrokerRef {
     /// A broker embedded in this process, registered with directly
     /// ([`netjail_broker::Broker::register`]).
     ///
-    /// That call needs a tokio runtime: [`SandboxBuilder::spawn`] takes the runtime of the
-    /// calling thread (`tokio::runtime::Handle::try_current`) and enters it on the thread that
-    /// registers; called outside any runtime, it fails with
-    /// [`netjail_broker::RegisterError::NoRuntime`] before anything is spawned.
+    /// A broker made with [`netjail_broker::Broker::builder`] has a runtime of its own and
+    /// may be used from any thread. One made with [`netjail_broker::Broker::new`] needs the
+    /// caller's: [`SandboxBuilder::spawn`] then takes the runtime of the calling thread
+    /// (`tokio::runtime::Handle::try_current`) and enters it on the thread that registers;
+    /// called outside any runtime, it fails with [`netjail_broker::RegisterError::NoRuntime`]
+    /// before anything is spawned.
     InProcess(Arc<netjail_broker::Broker>),
 }
 
@@ -275,10 +277,11 @@ impl SandboxBuilder {
         // exec, which waits for the registration. The helper first gets the broker ready (a
         // socket broker answers the handshake), so that no broker costs no child.
         let runtime = match &broker {
-            BrokerRef::InProcess(_) => Some(
-                tokio::runtime::Handle::try_current()
+            BrokerRef::InProcess(b) => Some(match b.own_runtime() {
+                Some(own) => own,
+                None => tokio::runtime::Handle::try_current()
                     .map_err(|_| netjail_broker::RegisterError::NoRuntime)?,
-            ),
+            }),
             BrokerRef::Socket(_) => None,
         };
         plan.install(&mut cmd);
