@@ -2,7 +2,9 @@
 //! registration of a sandbox with a broker (or with a broker embedded in the launcher when
 //! none runs), and the `linux.seccomp` object that gives containers the same filter under an
 //! OCI runtime ([`oci`]); and the operators' side of the broker's control socket
-//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`, `top`).
+//! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`, `top`). A process
+//! can also confine itself and hand its own listener to a running broker
+//! ([`confine_self()`], for a zygote before it loads untrusted code).
 //!
 //! ```no_run
 //! use netjail_client::launch::{run, Embedded, RunOptions};
@@ -18,6 +20,7 @@
 //! println!("{status:?}");
 //! ```
 
+pub mod confine_self;
 pub mod filter;
 pub mod hardening;
 pub mod landlock;
@@ -27,3 +30,5 @@ pub mod operator;
 pub mod policy;
 pub mod remote;
 pub mod sys;
+
+pub use confine_self::{confine_self, ConfineError, ConfineSelf};
