@@ -12,7 +12,8 @@
 //! one `{"step":"connect","who":"zygote","port":P,"result":"ok"|ERRNO}` per port (TCP to
 //! 127.0.0.1), then the child (this program again, `child PORT...`, started with
 //! `std::process::Command`) prints its own connect lines with `"who":"child"`, and
-//! `{"step":"done","child":CODE}` ends. `--no-confine` skips `confine_self` (the unconfined run
+//! `{"step":"done","child":CODE}` ends. Right after `confine`, `{"step":"listeners","count":N}`
+//! counts the seccomp listeners among the process's own fds (it must hold none). `--no-confine` skips `confine_self` (the unconfined run
 //! that shows the probe can reach everything).
 
 use std::io::Write;
@@ -40,6 +41,18 @@ fn connect_all(who: &str, ports: &[u16]) {
         };
         say(json!({"step": "connect", "who": who, "port": port, "result": result}));
     }
+}
+
+/// How many of this process's fds are seccomp listeners.
+fn own_listeners() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|target| target.to_string_lossy().contains("seccomp notify"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 fn ports(args: &[String]) -> Vec<u16> {
@@ -102,6 +115,7 @@ fn main() {
                 "step": "confine", "ok": false, "confined": e.is_confined(), "error": e.to_string()
             })),
         }
+        say(json!({"step": "listeners", "count": own_listeners()}));
     }
     connect_all("zygote", &ports);
     let exe = std::env::current_exe().unwrap_or_else(|e| usage(&format!("current_exe: {e}")));
