@@ -75,8 +75,12 @@
 //! why step 4 names the broker (without Yama the call says `EINVAL`, which is ignored), and
 //! the ptracer is reset once the broker has the listener. Under `ptrace_scope = 2` only a
 //! broker with `CAP_SYS_PTRACE` can take it, under 3 none. Connecting needs write access to
-//! the broker's socket (mode 0660 by default). Root is needed only to keep or drop
-//! capabilities a normal user does not have anyway.
+//! the broker's socket (mode 0660 by default).
+//!
+//! What needs root (or `CAP_SYS_PTRACE` in the broker): serving processes of *other* users
+//! from one broker. The process itself never needs a privilege: `no_new_privs`, Landlock
+//! and a seccomp filter installed after `no_new_privs` are open to every user, and dropping
+//! capabilities it does not have changes nothing.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -344,7 +348,9 @@ pub enum ConfineError {
 
 impl ConfineError {
     /// True when the process is confined despite the error (the filter is installed, and the
-    /// listener closed): only the broker's part failed. False when nothing was installed.
+    /// listener closed): only the broker's part failed. False when this call installed no
+    /// filter (a process confined by an earlier call stays confined: its filter refuses a
+    /// second listener, and the error says so).
     ///
     /// ```no_run
     /// # let policy = netjail_policy::Policy::from_toml("name = \"z\"\n", "x").unwrap();

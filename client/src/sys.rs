@@ -698,7 +698,13 @@ impl std::fmt::Display for StepError {
             }
             _ => "confining",
         };
-        write!(f, "{step}: {}", io::Error::from_raw_os_error(self.errno))
+        write!(f, "{step}: {}", io::Error::from_raw_os_error(self.errno))?;
+        if self.step == tag::SECCOMP && matches!(self.errno, libc::EPERM | libc::EBUSY) {
+            // netjail's own filter refuses a second listener (EPERM), the kernel refuses one
+            // under a filter that has one (EBUSY).
+            write!(f, " (a seccomp filter with a listener is already in place: was this process confined before?)")?;
+        }
+        Ok(())
     }
 }
 
