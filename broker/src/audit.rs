@@ -73,6 +73,28 @@ pub fn registered(sandbox: SandboxId, name: &str, pid: i32, policy: &str, peer_u
     );
 }
 
+/// Emits the event of a process that confined itself joining the broker
+/// (`RegisterSelf`): the same event as [`registered`], with `self_registered = true`; `pid`
+/// is the process at the other end of the registration socket.
+pub fn self_registered(
+    sandbox: SandboxId,
+    name: &str,
+    pid: i32,
+    policy: &str,
+    peer_uid: Option<u32>,
+) {
+    tracing::info!(
+        target: TARGET,
+        sandbox = %sandbox,
+        name,
+        pid,
+        policy,
+        peer_uid = peer_uid.map(i64::from).unwrap_or(-1),
+        self_registered = true,
+        "sandbox registered"
+    );
+}
+
 /// Emits the event of a container process joining the broker through the OCI agent socket.
 /// `peer_uid` is the runtime's.
 pub fn container_registered(

@@ -1,8 +1,14 @@
 //! The registration socket: clients say hello, then register sandboxes with their listener fd.
 //! A peer that sends anything else gets an error reply and is disconnected; everyone else is
 //! served on (invariant 8).
+//!
+//! A process that confines itself (`netjail_client::confine_self`) registers without an fd:
+//! `RegisterSelf`, then `ListenerFd` with the number of its new listener, which the broker
+//! takes from the process at the other end of the socket with `pidfd_getfd`
+//! ([`register_self`]).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +16,11 @@ use std::sync::Arc;
 use netjail_policy::Policy;
 use netjail_protocol::{
     recv, send, BrokerMessage, ClientMessage, ErrorCode, ErrorReply, RecvError, Register,
-    PROTOCOL_VERSION,
+    RegisterSelf, SandboxId, PROTOCOL_VERSION,
 };
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 
-use crate::{audit, Broker};
+use crate::{audit, sys, Broker};
 
 /// Binds the registration socket at `path` with mode 0660, creating its directory (0755) and
 /// replacing a stale socket file; refuses when another broker answers there.
@@ -79,6 +85,7 @@ fn code_of(e: &RecvError) -> ErrorCode {
 async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
     let peer = sock.peer_cred().ok();
     let peer_uid = peer.as_ref().map(|c| c.uid());
+    let peer_pid = peer.as_ref().and_then(|c| c.pid());
     tracing::info!(
         peer_pid = peer.as_ref().and_then(|c| c.pid()).unwrap_or(-1),
         peer_uid = peer_uid.map(i64::from).unwrap_or(-1),
@@ -128,6 +135,23 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
             ClientMessage::Hello { .. } => {
                 return reply_error(&sock, ErrorCode::Malformed, "hello sent twice".into()).await
             }
+            ClientMessage::RegisterSelf(body) => {
+                let id = register_self(&broker, &sock, body, received.fds, peer_pid, peer_uid);
+                match id.await {
+                    Ok(id) => {
+                        let registered = BrokerMessage::Registered { sandbox: id };
+                        if send(&sock, &registered, &[]).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err((code, message)) => return reply_error(&sock, code, message).await,
+                }
+            }
+            ClientMessage::ListenerFd { .. } => {
+                let message = "listener-fd without register-self: send register-self first".into();
+                return reply_error(&sock, ErrorCode::Malformed, message).await;
+            }
         };
         let mut fds = received.fds;
         if fds.len() != 1 {
@@ -176,5 +200,115 @@ fn register_one(
         &register.policy.origin,
         peer_uid,
     );
+    Ok(id)
+}
+
+/// How long the broker waits for [`ClientMessage::ListenerFd`] after answering
+/// [`ClientMessage::RegisterSelf`].
+pub const SELF_REGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A self-registration: parses the policy, takes a pidfd of the process at the other end of
+/// the socket (never a pid the client claims), answers `AwaitingListener` with the broker's
+/// pid, waits at most [`SELF_REGISTER_TIMEOUT`] for `ListenerFd`, takes that fd from the
+/// process with `pidfd_getfd` and registers it ([`Broker::register`] refuses anything that is
+/// not a seccomp listener). Neither message may carry fds.
+async fn register_self(
+    broker: &Arc<Broker>,
+    sock: &UnixSeqpacket,
+    body: RegisterSelf,
+    fds: Vec<std::os::fd::OwnedFd>,
+    peer_pid: Option<i32>,
+    peer_uid: Option<u32>,
+) -> Result<SandboxId, (ErrorCode, String)> {
+    if !fds.is_empty() {
+        return Err((
+            ErrorCode::TooManyFds,
+            format!(
+                "register-self carries no fd (got {}): the broker takes the listener from the \
+                 process itself",
+                fds.len()
+            ),
+        ));
+    }
+    let policy = Policy::from_toml(&body.policy.toml, &body.policy.origin)
+        .map_err(|e| (ErrorCode::BadPolicy, e.to_string()))?;
+    let pid = peer_pid.filter(|&p| p > 0).ok_or_else(|| {
+        (
+            ErrorCode::Refused,
+            "register-self: the process at the other end of the socket is not visible in the \
+             broker's pid namespace"
+                .to_string(),
+        )
+    })?;
+    let pidfd = sys::peer_pidfd(sock.as_fd()).map_err(|e| {
+        (
+            ErrorCode::Refused,
+            format!("register-self: cannot take a pidfd of the process at the other end of the socket: {e}"),
+        )
+    })?;
+    let awaiting = BrokerMessage::AwaitingListener {
+        broker_pid: std::process::id() as i32,
+    };
+    send(sock, &awaiting, &[]).await.map_err(|e| {
+        (
+            ErrorCode::Internal,
+            format!("cannot answer register-self: {e}"),
+        )
+    })?;
+    let received =
+        match tokio::time::timeout(SELF_REGISTER_TIMEOUT, recv::<ClientMessage>(sock)).await {
+            Err(_) => {
+                return Err((
+                    ErrorCode::TimedOut,
+                    format!(
+                        "no listener-fd within {} s of register-self",
+                        SELF_REGISTER_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+            Ok(Err(e)) => return Err((code_of(&e), e.to_string())),
+            Ok(Ok(r)) => r,
+        };
+    let fd = match received.msg {
+        ClientMessage::ListenerFd { fd } if received.fds.is_empty() => fd,
+        ClientMessage::ListenerFd { .. } => {
+            return Err((
+                ErrorCode::TooManyFds,
+                format!(
+                    "listener-fd carries no fd (got {}): it names the listener by number",
+                    received.fds.len()
+                ),
+            ))
+        }
+        _ => {
+            return Err((
+                ErrorCode::Malformed,
+                "register-self must be followed by listener-fd".into(),
+            ))
+        }
+    };
+    if fd < 0 {
+        return Err((
+            ErrorCode::CannotTakeListener,
+            format!("listener-fd {fd} is not an fd number"),
+        ));
+    }
+    let listener = sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => format!(
+                "the broker needs ptrace access to process {pid} to take its listener: the same \
+                 uid, or root; under Yama ptrace_scope=1 the process must also name the broker \
+                 with PR_SET_PTRACER ({e})"
+            ),
+            Some(libc::EBADF) => format!("process {pid} has no fd {fd}"),
+            Some(libc::ESRCH) => format!("process {pid} exited"),
+            _ => format!("pidfd_getfd of fd {fd} of process {pid}: {e}"),
+        };
+        (ErrorCode::CannotTakeListener, why)
+    })?;
+    let id = broker
+        .register(&body.name, pid, policy, listener)
+        .map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
+    audit::self_registered(id, &body.name, pid, &body.policy.origin, peer_uid);
     Ok(id)
 }

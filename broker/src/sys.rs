@@ -652,3 +652,47 @@ pub fn peer_groups(sock: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
         return Err(err);
     }
 }
+
+// ---- Self-registration (`ClientMessage::RegisterSelf`, issue 6) ----
+
+/// `SO_PEERPIDFD` (Linux 6.5): a pidfd of the process at the other end of a unix socket.
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// A pidfd of the process that connected the unix socket `sock`: `SO_PEERPIDFD`, which names
+/// the process itself so that a reused pid cannot redirect it; on a kernel without it
+/// (`ENOPROTOOPT`, before Linux 6.5) `pidfd_open` of the `SO_PEERCRED` pid, which names the
+/// same process unless it exited and its pid was reused in between.
+///
+/// # References
+/// unix(7) (`SO_PEERPIDFD`, `SO_PEERCRED`), pidfd_open(2)
+pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    match getsockopt_int(sock, libc::SOL_SOCKET, SO_PEERPIDFD) {
+        // SAFETY: the kernel returned a new fd that nothing else owns.
+        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+            let mut cred = MaybeUninit::<libc::ucred>::zeroed();
+            let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+            // SAFETY: `cred` is a live, zeroed `ucred` of `len` bytes that the kernel fills.
+            cvt(unsafe {
+                libc::getsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_PEERCRED,
+                    cred.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            })?;
+            // SAFETY: getsockopt succeeded and filled the structure (zeroed before).
+            let pid = unsafe { cred.assume_init() }.pid;
+            if pid <= 0 {
+                // The peer lives in a pid namespace this broker cannot see.
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            // SAFETY: plain syscall with integer arguments.
+            let fd = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
+            // SAFETY: the kernel returned a new fd that nothing else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -4,7 +4,9 @@
 //! OCI runtime ([`oci`]); and the operators' side of the broker's control socket
 //! ([`operator`]: `netjail pending`, `grant`, `deny`, `watch`, `status`, `top`). Programs
 //! with threads and a runtime of their own spawn confined children with [`sandbox`]
-//! (`Sandbox::builder()`); the launcher below is for a process that has one thread.
+//! (`Sandbox::builder()`); the launcher below is for a process that has one thread. A process
+//! can also confine itself and hand its own listener to a running broker
+//! ([`confine_self()`], for a zygote before it loads untrusted code).
 //!
 //! ```no_run
 //! use netjail_client::launch::{run, Embedded, RunOptions};
@@ -20,6 +22,7 @@
 //! println!("{status:?}");
 //! ```
 
+pub mod confine_self;
 pub mod filter;
 pub mod hardening;
 pub mod landlock;
@@ -30,3 +33,5 @@ pub mod policy;
 pub mod remote;
 pub mod sandbox;
 pub mod sys;
+
+pub use confine_self::{confine_self, ConfineError, ConfineSelf};

@@ -9,7 +9,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Report tags written by the child on the report pipe (8 bytes each: tag, value).
@@ -411,6 +411,58 @@ pub fn spawn(plan: &ExecPlan) -> io::Result<Spawned> {
     })
 }
 
+/// The confine steps, in their order: drop the capabilities of `dropped` (a mask from
+/// [`dropped_capability_mask`]), `prctl(PR_SET_NO_NEW_PRIVS)`, `landlock_restrict_self` with
+/// `landlock` when there is one, then `seccomp(SECCOMP_SET_MODE_FILTER,
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, prog)`. Returns
+/// the new listener's fd number, or the [`tag`] of the step that failed with its errno (the
+/// steps before it stay done). Each acts on the calling thread only. Shared by the forked child
+/// of the launcher ([`spawn`]) and by a process confining itself
+/// ([`confine_this_thread`]).
+///
+/// # Safety
+/// Raw system calls only, no allocation, no lock: safe to call in a freshly forked child.
+/// `prog` must point at a program that stays alive during the call.
+unsafe fn confine_current_thread(
+    dropped: u64,
+    landlock: Option<BorrowedFd<'_>>,
+    prog: *const libc::sock_fprog,
+) -> Result<RawFd, (i32, i32)> {
+    let errno = || {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() }
+    };
+    // SAFETY: the caller's contract: raw system calls with integer arguments, a live ruleset
+    // fd, and a live program.
+    unsafe {
+        if let Err(e) = drop_capabilities(dropped) {
+            return Err((tag::CAPABILITIES, e));
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err((tag::NO_NEW_PRIVS, errno()));
+        }
+        // Landlock needs no_new_privs (or CAP_SYS_ADMIN), and goes before the filter so that
+        // the filter never has to allow it. The ruleset fd is CLOEXEC: exec closes it.
+        if let Some(ruleset) = landlock {
+            if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
+                return Err((tag::LANDLOCK, errno()));
+            }
+        }
+        let flags =
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let listener = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            prog,
+        );
+        if listener < 0 {
+            return Err((tag::SECCOMP, errno()));
+        }
+        Ok(listener as RawFd)
+    }
+}
+
 /// The child's whole life before exec.
 ///
 /// # Safety
@@ -444,43 +496,23 @@ unsafe fn child_confine_and_exec(
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 
-        if let Err(e) = drop_capabilities(plan.dropped_capabilities) {
-            send(tag::CAPABILITIES, e);
-            libc::_exit(126);
-        }
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            send(tag::NO_NEW_PRIVS, errno());
-            libc::_exit(126);
-        }
-        // Landlock needs no_new_privs (or CAP_SYS_ADMIN), and goes before the filter so that
-        // the filter never has to allow it. The ruleset fd is CLOEXEC: exec closes it.
-        if let Some(ruleset) = &plan.landlock {
-            if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
-                send(tag::LANDLOCK, errno());
+        let landlock = plan.landlock.as_ref().map(|r| r.as_fd());
+        let listener = match confine_current_thread(plan.dropped_capabilities, landlock, prog) {
+            Ok(listener) => listener,
+            Err((t, e)) => {
+                send(t, e);
                 libc::_exit(126);
             }
-        }
-        let flags =
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
-        let listener = libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags,
-            prog as *const libc::sock_fprog,
-        );
-        if listener < 0 {
-            send(tag::SECCOMP, errno());
-            libc::_exit(126);
-        }
+        };
         // From here on our own sendmsg would be trapped: the parent takes the listener with
         // pidfd_getfd, we only tell it the number.
-        send(tag::LISTENER, listener as i32);
+        send(tag::LISTENER, listener);
         let mut byte = 0u8;
         let n = libc::read(ack, (&mut byte as *mut u8).cast(), 1);
         if n != 1 || byte != b'G' {
             libc::_exit(126);
         }
-        libc::close(listener as i32);
+        libc::close(listener);
         libc::close(ack);
         libc::execve(
             plan.path.as_ptr(),
@@ -733,64 +765,101 @@ impl PreExecConfine {
             // SAFETY: __errno_location returns this thread's errno slot.
             unsafe { *libc::__errno_location() }
         };
-        // SAFETY: raw system calls with pointers to locals or to `self`, which was built before
-        // the fork and stays mapped in the child; nothing here allocates or takes a lock.
-        unsafe {
-            if let Err(e) = drop_capabilities(self.dropped_capabilities) {
-                send(tag::CAPABILITIES, e);
-                return Err(e);
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                let e = errno();
-                send(tag::NO_NEW_PRIVS, e);
-                return Err(e);
-            }
-            // Landlock needs no_new_privs, and goes before the filter so that the filter never
-            // has to allow it. The ruleset fd is close-on-exec.
-            if let Some(ruleset) = &self.landlock {
-                if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
-                    let e = errno();
-                    send(tag::LANDLOCK, e);
+        let prog = libc::sock_fprog {
+            len: self.filter.len() as u16,
+            filter: self.filter.as_ptr() as *mut libc::sock_filter,
+        };
+        let landlock = self.landlock.as_ref().map(|r| r.as_fd());
+        // SAFETY: the same steps as the launcher's forked child, in a child std just forked:
+        // raw system calls on memory prepared before the fork, no allocation, no lock; `prog`
+        // and the filter live for the whole call.
+        let listener =
+            match unsafe { confine_current_thread(self.dropped_capabilities, landlock, &prog) } {
+                Ok(fd) => fd,
+                Err((step, e)) => {
+                    send(step, e);
                     return Err(e);
                 }
-            }
-            let prog = libc::sock_fprog {
-                len: self.filter.len() as u16,
-                filter: self.filter.as_ptr() as *mut libc::sock_filter,
             };
-            let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-                | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
-            let listener = libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                flags,
-                &prog as *const libc::sock_fprog,
-            );
-            if listener < 0 {
-                let e = errno();
-                send(tag::SECCOMP, e);
-                return Err(e);
+        // Our own sendmsg is trapped from here on: the parent takes the listener with
+        // pidfd_getfd, we only tell it the number (and our pid, which it cannot know yet:
+        // std's spawn returns only after the exec).
+        // SAFETY: getpid has no preconditions.
+        send(TAG_PID, unsafe { libc::getpid() });
+        send(tag::LISTENER, listener);
+        let mut byte = 0u8;
+        let n = loop {
+            // SAFETY: reads one byte into a live local.
+            let n = unsafe { libc::read(self.ack.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+            if n < 0 && errno() == libc::EINTR {
+                continue;
             }
-            let listener = listener as RawFd;
-            // Our own sendmsg is trapped from here on: the parent takes the listener with
-            // pidfd_getfd, we only tell it the number (and our pid, which it cannot know yet:
-            // std's spawn returns only after the exec).
-            send(TAG_PID, libc::getpid());
-            send(tag::LISTENER, listener);
-            let mut byte = 0u8;
-            let n = loop {
-                let n = libc::read(self.ack.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
-                if n < 0 && errno() == libc::EINTR {
-                    continue;
-                }
-                break n;
-            };
-            libc::close(listener);
-            if n != 1 || byte != b'G' {
-                return Err(libc::ECANCELED);
-            }
+            break n;
+        };
+        // SAFETY: closes the listener fd this step made; nothing else owns it.
+        unsafe { libc::close(listener) };
+        if n != 1 || byte != b'G' {
+            return Err(libc::ECANCELED);
         }
         Ok(())
+    }
+}
+
+// ---- Self-confinement (`crate::confine_self`, issue 6) ----
+
+/// A confine step that failed in [`confine_this_thread`]: which one ([`tag`]) and its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepError {
+    /// The step, as a [`tag`] value.
+    pub step: i32,
+    /// The errno it failed with.
+    pub errno: i32,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self.step {
+            tag::CAPABILITIES => "dropping capabilities",
+            tag::NO_NEW_PRIVS => "prctl(PR_SET_NO_NEW_PRIVS)",
+            tag::LANDLOCK => "landlock_restrict_self",
+            tag::SECCOMP => {
+                "seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV) (needs Linux 5.19 or later)"
+            }
+            _ => "confining",
+        };
+        write!(f, "{step}: {}", io::Error::from_raw_os_error(self.errno))?;
+        if self.step == tag::SECCOMP && matches!(self.errno, libc::EPERM | libc::EBUSY) {
+            // netjail's own filter refuses a second listener (EPERM), the kernel refuses one
+            // under a filter that has one (EBUSY).
+            write!(f, " (a seccomp filter with a listener is already in place: was this process confined before?)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Confines the calling thread with the launcher's own confine steps (the capabilities of
+/// `dropped` go, then `no_new_privs`, the Landlock `ruleset` if any, and the seccomp
+/// `filter`) and returns the new seccomp listener. Only the calling thread is confined: call
+/// it while the process has one thread (`crate::confine_self` checks). The steps cannot be
+/// undone; those done before a failing one stay done.
+///
+/// # References
+/// prctl(2), capset(2), landlock_restrict_self(2), seccomp(2) (`SECCOMP_FILTER_FLAG_NEW_LISTENER`)
+pub fn confine_this_thread(
+    filter: &[libc::sock_filter],
+    dropped: u64,
+    ruleset: Option<BorrowedFd<'_>>,
+) -> Result<OwnedFd, StepError> {
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: raw system calls on this thread; `prog` and the filter it points at live on
+    // this stack frame and the caller's for the whole call.
+    match unsafe { confine_current_thread(dropped, ruleset, &prog) } {
+        // SAFETY: seccomp returned a new fd that nothing else owns.
+        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err((step, errno)) => Err(StepError { step, errno }),
     }
 }
 

@@ -16,6 +16,13 @@
 //! listener fd, the broker answers [`BrokerMessage::Registered`] or
 //! [`BrokerMessage::Error`].
 //!
+//! A process that confines itself (a zygote) registers without an fd:
+//! [`ClientMessage::RegisterSelf`], answered with [`BrokerMessage::AwaitingListener`]; it then
+//! installs its filter and names its new listener with [`ClientMessage::ListenerFd`] (written
+//! with plain `write(2)`, since its `sendmsg` is trapped by then); the broker takes the
+//! listener with `pidfd_getfd` and answers [`BrokerMessage::Registered`] or
+//! [`BrokerMessage::Error`].
+//!
 //! Operators speak the same framing on the control socket, with the messages of
 //! [`control`].
 //!
@@ -51,7 +58,8 @@ mod transport;
 
 pub use error::{DecodeError, EncodeError, RecvError, SendError};
 pub use message::{
-    BrokerMessage, ClientMessage, ErrorCode, ErrorReply, PolicySource, Register, SandboxId,
+    BrokerMessage, ClientMessage, ErrorCode, ErrorReply, PolicySource, Register, RegisterSelf,
+    SandboxId,
 };
 pub use transport::{recv, send, Received};
 

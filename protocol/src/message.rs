@@ -31,6 +31,29 @@ pub enum ClientMessage {
     /// The sandbox's seccomp listener fd travels with this message in `SCM_RIGHTS`
     /// (exactly one fd).
     Register(Register),
+    /// Asks the broker to confine the sender itself (`confine_self`, a zygote before it loads
+    /// untrusted code): no fd travels with it. The broker takes the sender from the socket
+    /// (`SO_PEERPIDFD`), never from a claimed pid, and answers
+    /// [`BrokerMessage::AwaitingListener`]; the sender then installs its filter and names the
+    /// new listener with [`ClientMessage::ListenerFd`].
+    RegisterSelf(RegisterSelf),
+    /// The number of the sender's own seccomp listener fd, which the broker takes with
+    /// `pidfd_getfd`; only after [`ClientMessage::RegisterSelf`] was answered with
+    /// [`BrokerMessage::AwaitingListener`]. No fd travels with it: the sender's `sendmsg` is
+    /// already trapped by its filter, so it writes this message with plain `write(2)`.
+    ListenerFd {
+        /// The fd number in the sender's fd table.
+        fd: i32,
+    },
+}
+
+/// The body of [`ClientMessage::RegisterSelf`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterSelf {
+    /// Human name of the sandbox (`zygote`, the program name).
+    pub name: String,
+    /// The policy the broker enforces for this sandbox.
+    pub policy: PolicySource,
 }
 
 /// The body of [`ClientMessage::Register`].
@@ -70,6 +93,13 @@ pub enum BrokerMessage {
     },
     /// A request failed; after most errors the broker closes the connection.
     Error(ErrorReply),
+    /// The answer to [`ClientMessage::RegisterSelf`]: the policy parsed, and the broker waits
+    /// (10 s at most) for [`ClientMessage::ListenerFd`].
+    AwaitingListener {
+        /// The broker's pid, for `prctl(PR_SET_PTRACER)`: under Yama `ptrace_scope = 1` that
+        /// is what lets the broker's `pidfd_getfd` reach the client.
+        broker_pid: i32,
+    },
 }
 
 /// The body of [`BrokerMessage::Error`].
@@ -107,4 +137,9 @@ pub enum ErrorCode {
     /// A request is understood but cannot be done (a container scope for a sandbox that is
     /// not a container, an overlay file that cannot be written).
     Refused,
+    /// The broker could not take the listener a [`ClientMessage::ListenerFd`] named from its
+    /// sender (no such fd, no ptrace access to the sender, the sender is gone).
+    CannotTakeListener,
+    /// The client did not send what the broker waited for in time.
+    TimedOut,
 }

@@ -3,7 +3,7 @@
 use netjail_protocol::codec::{self, DECODE_LIMIT, HEADER_LEN, MAGIC};
 use netjail_protocol::{
     BrokerMessage, ClientMessage, DecodeError, EncodeError, ErrorCode, ErrorReply, PolicySource,
-    Register, SandboxId, MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
+    Register, RegisterSelf, SandboxId, MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
 };
 use proptest::prelude::*;
 
@@ -48,6 +48,13 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 policy: PolicySource { origin, toml },
             })
         }),
+        (".*", ".*", ".*").prop_map(|(name, origin, toml)| {
+            ClientMessage::RegisterSelf(RegisterSelf {
+                name,
+                policy: PolicySource { origin, toml },
+            })
+        }),
+        any::<i32>().prop_map(|fd| ClientMessage::ListenerFd { fd }),
     ]
 }
 
@@ -63,6 +70,8 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         Just(ErrorCode::NotOperator),
         Just(ErrorCode::NotPending),
         Just(ErrorCode::Refused),
+        Just(ErrorCode::CannotTakeListener),
+        Just(ErrorCode::TimedOut),
     ]
 }
 
@@ -75,6 +84,7 @@ fn broker_message() -> impl Strategy<Value = BrokerMessage> {
         }),
         (error_code(), ".*")
             .prop_map(|(code, message)| BrokerMessage::Error(ErrorReply { code, message })),
+        any::<i32>().prop_map(|broker_pid| BrokerMessage::AwaitingListener { broker_pid }),
     ]
 }
 
@@ -129,6 +139,33 @@ fn wire_format_of_hello_is_stable() {
         sandbox: SandboxId(7),
     };
     assert_eq!(codec::encode(&msg).unwrap(), b"NJ\x00\x01\x01\x07");
+}
+
+/// The self-registration messages came after the others (issue 6), so the variants that
+/// existed before keep their tags: old clients and brokers still understand each other.
+#[test]
+fn self_registration_messages_are_appended() {
+    let msg = ClientMessage::ListenerFd { fd: 5 };
+    // Variant 3 (after Hello, Register, RegisterSelf), fd 5 as a zigzag varint.
+    assert_eq!(codec::encode(&msg).unwrap(), b"NJ\x00\x01\x03\x0a");
+    let msg = ClientMessage::RegisterSelf(RegisterSelf {
+        name: "z".into(),
+        policy: PolicySource {
+            origin: "o".into(),
+            toml: "t".into(),
+        },
+    });
+    assert_eq!(
+        codec::encode(&msg).unwrap(),
+        b"NJ\x00\x01\x02\x01z\x01o\x01t"
+    );
+    let msg = BrokerMessage::AwaitingListener { broker_pid: 1 };
+    assert_eq!(codec::encode(&msg).unwrap(), b"NJ\x00\x01\x03\x02");
+    let msg = BrokerMessage::Error(ErrorReply {
+        code: ErrorCode::TimedOut,
+        message: String::new(),
+    });
+    assert_eq!(codec::encode(&msg).unwrap(), b"NJ\x00\x01\x02\x0b\x00");
 }
 
 #[test]

@@ -33,6 +33,7 @@ macro_rules! both {
 
 mod attacks;
 mod cli;
+mod confine_self;
 mod confinement;
 mod connect;
 mod credentials;
