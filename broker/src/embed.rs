@@ -509,8 +509,8 @@ impl Drop for Embedded {
     }
 }
 
-/// The stop switch of a broker: an eventfd every receiver polls, made at the first
-/// registration.
+/// The stop switch of a broker: an eventfd every receiver polls, made with the broker (or,
+/// should that fail, at the next registration).
 #[derive(Debug, Default)]
 pub(crate) struct Stop {
     fd: Option<Arc<OwnedFd>>,
@@ -518,6 +518,14 @@ pub(crate) struct Stop {
 }
 
 impl Stop {
+    /// A switch with its fd made now, if it can be.
+    pub(crate) fn new() -> Stop {
+        Stop {
+            fd: sys::stop_fd().ok().map(Arc::new),
+            stopped: false,
+        }
+    }
+
     /// The fd receivers poll; `None` once stopped.
     pub(crate) fn fd(&mut self) -> io::Result<Option<Arc<OwnedFd>>> {
         if self.stopped {

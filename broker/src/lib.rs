@@ -150,7 +150,7 @@ impl Broker {
             names,
             hook,
             runtime,
-            stop: Mutex::new(embed::Stop::default()),
+            stop: Mutex::new(embed::Stop::new()),
         })
     }
 
