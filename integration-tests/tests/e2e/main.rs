@@ -39,6 +39,7 @@ mod connect;
 mod credentials;
 mod datagram;
 mod deputy;
+mod embedding;
 mod garbage;
 mod global;
 mod hardening;
