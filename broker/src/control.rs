@@ -3,8 +3,8 @@
 //!
 //! Anyone may connect (the socket is mode 0666) so that a refusal can say why: the broker
 //! reads the peer's credentials from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`, taken when
-//! the peer connected, so they cannot be changed afterwards) and serves only root and members
-//! of the operator group. Everyone else gets [`ErrorCode::NotOperator`] with a sentence
+//! the peer connected, so they cannot be changed afterwards) and serves only root, the
+//! broker's own user (an unprivileged broker's owner), and members of the operator group. Everyone else gets [`ErrorCode::NotOperator`] with a sentence
 //! saying who may operate, the attempt is audited, and the connection is closed.
 
 use std::io;
@@ -120,10 +120,12 @@ impl Peer {
         })
     }
 
-    /// How the audit and answers name an operator, or `None` for a peer that is not one.
+    /// How the audit and answers name an operator, or `None` for a peer that is not one:
+    /// root, the broker's own user (who may do anything to the broker anyway: an
+    /// unprivileged broker's owner operates it), and the members of the operator group.
     fn operator(&self, config: &ControlConfig) -> Option<String> {
-        if self.uid == 0 {
-            return Some("uid 0".to_string());
+        if self.uid == 0 || self.uid == rustix::process::geteuid().as_raw() {
+            return Some(format!("uid {}", self.uid));
         }
         let gid = config.group?;
         (self.gid == gid || self.groups.contains(&gid))
@@ -194,10 +196,16 @@ async fn operator(
             client = %client,
             "operator refused"
         );
+        let owner = rustix::process::geteuid().as_raw();
+        let root = if owner == 0 {
+            "root".to_string()
+        } else {
+            format!("root, uid {owner} (the broker's)")
+        };
         let who_may = match config.group {
-            Some(_) => format!("root and members of group `{}`", config.group_name),
+            Some(_) => format!("{root} and members of group `{}`", config.group_name),
             None => format!(
-                "root (the operator group `{}` does not exist)",
+                "{root} (the operator group `{}` does not exist)",
                 config.group_name
             ),
         };

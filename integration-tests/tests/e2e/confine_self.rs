@@ -31,7 +31,7 @@ fn zygote() -> &'static str {
 }
 
 /// `setpriv` to `uid` with no groups, no capabilities, nothing inheritable.
-fn as_user(uid: u32) -> Vec<String> {
+pub(crate) fn as_user(uid: u32) -> Vec<String> {
     vec![
         "setpriv".into(),
         format!("--reuid={uid}"),
@@ -99,7 +99,7 @@ fn chown_tree(path: &Path, uid: u32) {
 }
 
 /// A `netjaild` running as `uid` (its temporary directory made theirs).
-fn broker_as(uid: u32) -> Broker {
+pub(crate) fn broker_as(uid: u32) -> Broker {
     let prefix = as_user(uid);
     let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
     Broker::start_with(&prefix, move |dir| {
@@ -109,7 +109,7 @@ fn broker_as(uid: u32) -> Broker {
 }
 
 /// The uid process `pid` runs as.
-fn uid_of(pid: i32) -> Option<u32> {
+pub(crate) fn uid_of(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

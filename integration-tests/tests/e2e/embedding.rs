@@ -504,3 +504,38 @@ fn s_d6_browser_example_as_an_unprivileged_user() {
         who.describe()
     );
 }
+
+/// An unprivileged broker's own user operates it on its control socket (nobody else but root
+/// and the operator group does): the owner of a broker embedded in a program can answer what
+/// its policies ask.
+#[test]
+fn an_unprivileged_brokers_owner_operates_it() {
+    let test = "an_unprivileged_brokers_owner_operates_it";
+    if !need_root(test) || !have_setpriv(test) {
+        return;
+    }
+    let broker = crate::confine_self::broker_as(4715);
+    assert_eq!(crate::confine_self::uid_of(broker.pid()), Some(4715));
+    let status = |uid: u32| {
+        let prefix = crate::confine_self::as_user(uid);
+        run(
+            Command::new(&prefix[0])
+                .args(&prefix[1..])
+                .arg(netjail_integration_tests::netjail_bin())
+                .args(["status", "--json", "--control"])
+                .arg(broker.control()),
+            WAIT,
+        )
+    };
+    let owner = status(4715);
+    assert_eq!(owner.code(), Some(0), "{}", owner.describe());
+    let other = status(4716);
+    assert_eq!(other.code(), Some(1), "{}", other.describe());
+    assert!(
+        other
+            .stderr
+            .contains("uid 4716 is not an operator: only root, uid 4715 (the broker's)"),
+        "{}",
+        other.describe()
+    );
+}
