@@ -31,6 +31,7 @@ demo: build
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 # The tests confine real programs with the real kernel: they need root for some attacks
 # (pidfd_getfd of another user's process, ptrace) and say SKIP otherwise; NETJAIL_STRICT=1
