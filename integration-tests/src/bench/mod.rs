@@ -82,7 +82,7 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// `--child connect PORT COUNT [WARMUP]`, `--child floor COUNT [WARMUP]`,
+/// `--child connect PORT COUNT [WARMUP [gate]]`, `--child floor COUNT [WARMUP]`,
 /// `--child hold PORT N [LIMIT]` (see [`held::hold_child`]) and
 /// `--child cost MODE key=value...` (see [`cost_child`]).
 fn child_main(args: &[String]) -> Result<bool, String> {
@@ -97,7 +97,8 @@ fn child_main(args: &[String]) -> Result<bool, String> {
             let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
             let count = num(2, "COUNT")?;
             let warmup = if args.len() > 3 { num(3, "WARMUP")? } else { 0 };
-            child::connect(port, count, warmup)?;
+            let gate = args.get(4).map(String::as_str) == Some("gate");
+            child::connect(port, count, warmup, gate)?;
         }
         Some("cost") => cost_child::main(&args[1..])?,
         Some("hold") => {
@@ -114,7 +115,7 @@ fn child_main(args: &[String]) -> Result<bool, String> {
         }
         _ => {
             return Err(
-                "--child: expected `connect PORT COUNT [WARMUP]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]` or `cost MODE ...`"
+                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]` or `cost MODE ...`"
                     .into(),
             )
         }
@@ -418,12 +419,22 @@ fn run_bounded(
     limit: Duration,
     graceful: bool,
 ) -> Result<(ExitStatus, String, String), String> {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    wait_bounded(child, limit, graceful)
+}
+
+/// Collects the piped stdout and stderr of a started `child` and waits at most `limit`, as
+/// [`run_bounded`] does.
+fn wait_bounded(
+    mut child: Child,
+    limit: Duration,
+    graceful: bool,
+) -> Result<(ExitStatus, String, String), String> {
     let stdout = reader(child.stdout.take());
     let stderr = reader(child.stderr.take());
     let deadline = Instant::now() + limit;
@@ -446,6 +457,36 @@ fn run_bounded(
         }
     };
     Ok((status, join(stdout), join(stderr)))
+}
+
+/// The timed calls of a measured child (`--child connect ...`) whose `count` calls must all
+/// have succeeded; an error names `label` and carries the child's stderr.
+fn all_succeeded(
+    label: &str,
+    (status, stdout, stderr): (ExitStatus, String, String),
+    count: usize,
+) -> Result<Vec<u64>, String> {
+    let context = |msg: String| -> String {
+        let stderr = stderr.trim();
+        if stderr.is_empty() {
+            format!("{label}: {msg}")
+        } else {
+            format!("{label}: {msg}\n--- its stderr ---\n{stderr}")
+        }
+    };
+    if !status.success() {
+        return Err(context(format!("child ended with {status}")));
+    }
+    let report = parse_report(&stdout).map_err(context)?;
+    if report.lat_ns.len() != count || report.ok != count {
+        return Err(context(format!(
+            "expected {count} successful calls, got {} samples, {} succeeded, errors (errno, count) {:?}",
+            report.lat_ns.len(),
+            report.ok,
+            report.errors
+        )));
+    }
+    Ok(report.lat_ns)
 }
 
 /// Kills `child` by pid and reaps it.
