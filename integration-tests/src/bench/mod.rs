@@ -19,12 +19,15 @@
 //! connected sockets and plain system calls, native vs confined; see [`cost`].
 //! `nj-bench held`: allowed connects in one sandbox while another has calls held for an
 //! operator (issue 5); see [`held`].
+//! `nj-bench embedded`: a broker embedded in the bench process, its run-time rules and its
+//! decision hook (issue 6); see [`embedded`].
 
 mod args;
 mod bpf;
 mod child;
 mod cost;
 mod cost_child;
+mod embedded;
 mod held;
 mod stats;
 mod sys;
@@ -44,6 +47,7 @@ const USAGE: &str = "\
 usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
        nj-bench cost [--help | OPTIONS]   (the cost rule: send/recv on connected sockets)
        nj-bench held [--help | OPTIONS]   (calls held for an operator vs another sandbox)
+       nj-bench embedded [--help | OPTIONS]   (an embedded broker: run-time rules, a hook)
 
 Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
 native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
@@ -63,6 +67,8 @@ pub fn main(args: &[String]) -> i32 {
         cost::main(&args[1..])
     } else if args.first().map(String::as_str) == Some("held") {
         held::main(&args[1..])
+    } else if args.first().map(String::as_str) == Some("embedded") {
+        embedded::main(&args[1..])
     } else {
         parse_options(args).and_then(|o| match o {
             Some(options) => run(&options),
