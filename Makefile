@@ -43,15 +43,17 @@ test: lint
 unit: deps
 	$(CARGO) test --workspace --lib
 
-# Three benches, each interleaving its variants in one run (the machine may be noisy):
+# Four benches, each interleaving its variants in one run (the machine may be noisy):
 # `nj-bench`, connect() latency native vs through the broker; `nj-bench cost`, the cost rule
 # (send and receive on connected sockets never reach the broker), native vs confined;
-# `nj-bench held`, one sandbox's connects idle vs while another has calls held for operators.
+# `nj-bench held`, one sandbox's connects idle vs while another has calls held for operators;
+# `nj-bench embedded`, connects through an embedded broker: policy, run-time rule, a hook.
 # Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`).
 bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- held
+	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- embedded
 
 clean:
 	$(CARGO) clean

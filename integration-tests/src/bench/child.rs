@@ -54,10 +54,16 @@ impl Samples {
     }
 }
 
-/// `--child connect PORT COUNT WARMUP`: `WARMUP` untimed then `COUNT` timed blocking
+/// `--child connect PORT COUNT WARMUP [gate]`: `WARMUP` untimed then `COUNT` timed blocking
 /// `connect()` calls of fresh sockets to `127.0.0.1:PORT`. Only `connect()` is timed; the
-/// socket is created before and closed after.
-pub fn connect(port: u16, count: usize, warmup: usize) -> Result<(), String> {
+/// socket is created before and closed after. With `gate`, it first reads its stdin to the
+/// end, so that the parent can get ready (give the sandbox run-time rules) after the exec and
+/// before the first call.
+pub fn connect(port: u16, count: usize, warmup: usize, gate: bool) -> Result<(), String> {
+    if gate {
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut Vec::new())
+            .map_err(|e| format!("stdin: {e}"))?;
+    }
     let sin = sys::loopback4(port);
     let mut samples = Samples::new("connect", count);
     for i in 0..warmup + count {

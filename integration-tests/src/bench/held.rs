@@ -35,7 +35,7 @@ use serde_json::Value;
 use super::args;
 use super::stats::{self, us, Summary};
 use super::{
-    join, kill_bounded, loadavg, parse_report, reader, run_bounded, sys, timeout_for, Canary,
+    all_succeeded, join, kill_bounded, loadavg, reader, run_bounded, sys, timeout_for, Canary,
     Machine,
 };
 
@@ -433,30 +433,9 @@ impl Bench<'_> {
             self.o.warmup.to_string(),
         ];
         let mut cmd = self.confined(MEASURED_NAME, &args);
-        let (status, stdout, stderr) =
-            run_bounded(&mut cmd, timeout_for(count + self.o.warmup), true)
-                .map_err(|e| format!("{}: {e}", variant.key()))?;
-        let context = |msg: String| -> String {
-            let stderr = stderr.trim();
-            if stderr.is_empty() {
-                format!("{}: {msg}", variant.key())
-            } else {
-                format!("{}: {msg}\n--- its stderr ---\n{stderr}", variant.key())
-            }
-        };
-        if !status.success() {
-            return Err(context(format!("child ended with {status}")));
-        }
-        let report = parse_report(&stdout).map_err(context)?;
-        if report.lat_ns.len() != count || report.ok != count {
-            return Err(context(format!(
-                "expected {count} successful calls, got {} samples, {} succeeded, errors (errno, count) {:?}",
-                report.lat_ns.len(),
-                report.ok,
-                report.errors
-            )));
-        }
-        Ok(report.lat_ns)
+        let outcome = run_bounded(&mut cmd, timeout_for(count + self.o.warmup), true)
+            .map_err(|e| format!("{}: {e}", variant.key()))?;
+        all_succeeded(variant.key(), outcome, count)
     }
 
     /// The `held` variant of one round: start the holder, wait for its calls to be held,

@@ -19,12 +19,15 @@
 //! connected sockets and plain system calls, native vs confined; see [`cost`].
 //! `nj-bench held`: allowed connects in one sandbox while another has calls held for an
 //! operator (issue 5); see [`held`].
+//! `nj-bench embedded`: a broker embedded in the bench process, its run-time rules and its
+//! decision hook (issue 6); see [`embedded`].
 
 mod args;
 mod bpf;
 mod child;
 mod cost;
 mod cost_child;
+mod embedded;
 mod held;
 mod stats;
 mod sys;
@@ -44,6 +47,7 @@ const USAGE: &str = "\
 usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
        nj-bench cost [--help | OPTIONS]   (the cost rule: send/recv on connected sockets)
        nj-bench held [--help | OPTIONS]   (calls held for an operator vs another sandbox)
+       nj-bench embedded [--help | OPTIONS]   (an embedded broker: run-time rules, a hook)
 
 Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
 native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
@@ -63,6 +67,8 @@ pub fn main(args: &[String]) -> i32 {
         cost::main(&args[1..])
     } else if args.first().map(String::as_str) == Some("held") {
         held::main(&args[1..])
+    } else if args.first().map(String::as_str) == Some("embedded") {
+        embedded::main(&args[1..])
     } else {
         parse_options(args).and_then(|o| match o {
             Some(options) => run(&options),
@@ -82,7 +88,7 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// `--child connect PORT COUNT [WARMUP]`, `--child floor COUNT [WARMUP]`,
+/// `--child connect PORT COUNT [WARMUP [gate]]`, `--child floor COUNT [WARMUP]`,
 /// `--child hold PORT N [LIMIT]` (see [`held::hold_child`]) and
 /// `--child cost MODE key=value...` (see [`cost_child`]).
 fn child_main(args: &[String]) -> Result<bool, String> {
@@ -97,7 +103,8 @@ fn child_main(args: &[String]) -> Result<bool, String> {
             let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
             let count = num(2, "COUNT")?;
             let warmup = if args.len() > 3 { num(3, "WARMUP")? } else { 0 };
-            child::connect(port, count, warmup)?;
+            let gate = args.get(4).map(String::as_str) == Some("gate");
+            child::connect(port, count, warmup, gate)?;
         }
         Some("cost") => cost_child::main(&args[1..])?,
         Some("hold") => {
@@ -114,7 +121,7 @@ fn child_main(args: &[String]) -> Result<bool, String> {
         }
         _ => {
             return Err(
-                "--child: expected `connect PORT COUNT [WARMUP]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]` or `cost MODE ...`"
+                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]` or `cost MODE ...`"
                     .into(),
             )
         }
@@ -418,12 +425,22 @@ fn run_bounded(
     limit: Duration,
     graceful: bool,
 ) -> Result<(ExitStatus, String, String), String> {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    wait_bounded(child, limit, graceful)
+}
+
+/// Collects the piped stdout and stderr of a started `child` and waits at most `limit`, as
+/// [`run_bounded`] does.
+fn wait_bounded(
+    mut child: Child,
+    limit: Duration,
+    graceful: bool,
+) -> Result<(ExitStatus, String, String), String> {
     let stdout = reader(child.stdout.take());
     let stderr = reader(child.stderr.take());
     let deadline = Instant::now() + limit;
@@ -446,6 +463,36 @@ fn run_bounded(
         }
     };
     Ok((status, join(stdout), join(stderr)))
+}
+
+/// The timed calls of a measured child (`--child connect ...`) whose `count` calls must all
+/// have succeeded; an error names `label` and carries the child's stderr.
+fn all_succeeded(
+    label: &str,
+    (status, stdout, stderr): (ExitStatus, String, String),
+    count: usize,
+) -> Result<Vec<u64>, String> {
+    let context = |msg: String| -> String {
+        let stderr = stderr.trim();
+        if stderr.is_empty() {
+            format!("{label}: {msg}")
+        } else {
+            format!("{label}: {msg}\n--- its stderr ---\n{stderr}")
+        }
+    };
+    if !status.success() {
+        return Err(context(format!("child ended with {status}")));
+    }
+    let report = parse_report(&stdout).map_err(context)?;
+    if report.lat_ns.len() != count || report.ok != count {
+        return Err(context(format!(
+            "expected {count} successful calls, got {} samples, {} succeeded, errors (errno, count) {:?}",
+            report.lat_ns.len(),
+            report.ok,
+            report.errors
+        )));
+    }
+    Ok(report.lat_ns)
 }
 
 /// Kills `child` by pid and reaps it.

@@ -7,12 +7,16 @@
 //! calls, native vs confined, with no broker round trip on the measured path.
 //! `nj-bench held` measures one sandbox's allowed connects through a `netjaild` idle and while
 //! another sandbox has calls held for an operator.
+//! `nj-bench embedded` measures connects through a broker embedded in the bench process
+//! (`Broker::builder()`): allowed by the policy (the fast path), by a run-time rule, and with a
+//! decision hook (every call on the blocking pool).
 //!
 //! ```text
 //! cargo build --release --workspace
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- [--iterations N] [--netjail PATH]
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- cost [--pairs N]
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- held [--help]
+//! cargo run --release -p netjail-integration-tests --bin nj-bench -- embedded [--help]
 //! ```
 
 #[path = "../bench/mod.rs"]
