@@ -135,6 +135,41 @@ pub fn python3() -> Option<PathBuf> {
     .clone()
 }
 
+/// The number of open fds of process `pid` (0 when it cannot be read).
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The fd count of `pid` once it has held still for 300 ms (waiting at most 5 s): a baseline
+/// that work still in flight in a freshly started broker does not inflate.
+pub fn settled_fd_count(pid: i32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = fd_count(pid);
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(300) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = fd_count(pid);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
+}
+
+/// Waits until `pid` holds at most `baseline` fds, for `timeout` at most; returns the count
+/// then (more than `baseline`: something was kept).
+pub fn fds_back_to(pid: i32, baseline: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = fd_count(pid);
+        if now <= baseline || Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A port on 127.0.0.1 that nothing listens on (bound once to get it from the kernel, then
 /// released).
 pub fn closed_port() -> u16 {

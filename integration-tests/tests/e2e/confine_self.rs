@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use netjail_integration_tests::sys::{self, errno_name};
 use netjail_integration_tests::{
-    allow_connect_policy, confined_with_broker, run, spawn, Broker, Canary, Outcome, Running,
-    TempPath,
+    allow_connect_policy, confined_with_broker, fds_back_to, run, settled_fd_count, spawn, Broker,
+    Canary, Outcome, Running, TempPath,
 };
 use netjail_protocol::{
     codec, BrokerMessage, ClientMessage, ErrorCode, PolicySource, RegisterSelf, PROTOCOL_VERSION,
@@ -443,8 +443,7 @@ impl Conn {
 #[test]
 fn s_m4_confine_self_bad_input_is_refused_and_the_broker_serves_on() {
     let mut broker = Broker::start();
-    let fds = |pid: i32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    let baseline = fds(broker.pid());
+    let baseline = settled_fd_count(broker.pid());
     let policy = "name = \"t\"\ndefault = \"deny\"\n";
     let started = Instant::now();
     // The slowest case first: a register-self that never names its listener.
@@ -554,11 +553,11 @@ fn s_m4_confine_self_bad_input_is_refused_and_the_broker_serves_on() {
     );
 
     // Nothing kept: the fd count returns to where it was.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fds(broker.pid()) > baseline && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(fds(broker.pid()), baseline, "fds left behind");
+    assert_eq!(
+        fds_back_to(broker.pid(), baseline, Duration::from_secs(10)),
+        baseline,
+        "fds left behind"
+    );
 
     // And a normal registration through the same broker still works.
     let canary = Canary::tcp4();

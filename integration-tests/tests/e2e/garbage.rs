@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use netjail_integration_tests::sys::{self, errno_name};
 use netjail_integration_tests::{
-    allow_connect_policy, confined_with_broker, confined_with_broker_cmd, python3, skip, spawn,
-    Broker, Canary,
+    allow_connect_policy, confined_with_broker, confined_with_broker_cmd, fd_count, python3,
+    settled_fd_count, skip, spawn, Broker, Canary,
 };
 
 use crate::{assert_ok, probe};
@@ -50,10 +50,6 @@ fn junk(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// How many fds process `pid` has open.
-fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
-}
-
 /// Sends one bad datagram on a fresh connection and checks that the broker closes it: `recv`
 /// returns end of file (possibly after an error reply) within 5 s.
 fn expect_closed(broker: &Broker, what: &str, msg: &[u8], fds: &[i32]) -> Result<(), String> {
@@ -126,7 +122,7 @@ fn broker_survives_garbage_while_serving_a_sandbox() {
         ("5 fds with garbage", with_fds, &fds),
         ("empty datagram", Vec::new(), &[]),
     ];
-    let fds_before = fd_count(broker.pid());
+    let fds_before = settled_fd_count(broker.pid());
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|(what, msg, fds)| expect_closed(&broker, what, msg, fds).err())

@@ -11,10 +11,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netjail_integration_tests::{
-    netjail_bin, run, skip, spawn, sys, which, Broker, Canary, Outcome, Running, TempDir,
+    fds_back_to, netjail_bin, run, settled_fd_count, skip, spawn, sys, which, Broker, Canary,
+    Outcome, Running, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -830,9 +831,7 @@ fn s_m3_oci_socket_refuses_bad_input_and_serves_on() {
     }
     let dir = TempDir::new();
     let broker = oci_broker(&[], dir.path());
-    let fds_before = std::fs::read_dir(format!("/proc/{}/fd", broker.pid()))
-        .unwrap()
-        .count();
+    let fds_before = settled_fd_count(broker.pid());
     let (r, w) = sys::pipe().expect("pipe");
     let (r2, w2) = sys::pipe().expect("pipe");
     let huge = {
@@ -884,21 +883,12 @@ fn s_m3_oci_socket_refuses_bad_input_and_serves_on() {
         );
     }
     drop((r, w, r2, w2));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = std::fs::read_dir(format!("/proc/{}/fd", broker.pid()))
-            .unwrap()
-            .count();
-        if now <= fds_before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broker keeps {} more fds",
-            now - fds_before
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let now = fds_back_to(broker.pid(), fds_before, Duration::from_secs(10));
+    assert!(
+        now <= fds_before,
+        "the broker keeps {} more fds",
+        now - fds_before
+    );
     assert!(broker
         .audit_events()
         .iter()

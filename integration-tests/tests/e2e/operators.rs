@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netjail_integration_tests::{
-    confined_with_broker_cmd, netjail_bin, policy_file, run, spawn, which, Broker, Canary, Outcome,
-    Running, TempPath,
+    confined_with_broker_cmd, fds_back_to, netjail_bin, policy_file, run, settled_fd_count, spawn,
+    which, Broker, Canary, Outcome, Running, TempPath,
 };
 use serde_json::Value;
 
@@ -690,8 +690,7 @@ fn control_socket_refuses_bad_input_and_serves_on() {
     let broker = Broker::start();
     let ops = Ops::of(&broker);
     ops.run(&["status"]).assert_success();
-    let fds = |pid: i32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    let baseline = fds(broker.pid());
+    let baseline = settled_fd_count(broker.pid());
 
     let grant_first = codec::encode(&OperatorRequest::Grant {
         id: RequestId(1),
@@ -753,10 +752,10 @@ fn control_socket_refuses_bad_input_and_serves_on() {
     drop(silent);
 
     // The broker still serves, and holds no more fds than before.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fds(broker.pid()) > baseline && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(fds(broker.pid()), baseline, "fds left behind");
+    assert_eq!(
+        fds_back_to(broker.pid(), baseline, Duration::from_secs(10)),
+        baseline,
+        "fds left behind"
+    );
     ops.run(&["status"]).assert_success();
 }
