@@ -943,3 +943,40 @@ fn s_n2_loopback_only_mapped_v4_allowed() {
     let out = confined(LOOPBACK_ONLY, &[probe(), "bind", "tcp", "0.0.0.0", "0"]);
     assert_eq!(out.json()["bind"]["err"], "EPERM", "{}", out.describe());
 }
+
+// ---- the command line ---------------------------------------------------------------------
+
+/// `netjail policy list` names every profile, and `netjail policy show NAME` prints each one
+/// in full, in a form `netjail policy check` accepts and that parses to the built-in itself.
+#[test]
+fn profiles_are_listed_and_shown() {
+    let netjail = |args: &[&str]| {
+        netjail_integration_tests::run(
+            std::process::Command::new(netjail_bin()).args(args),
+            netjail_integration_tests::DEFAULT_TIMEOUT,
+        )
+    };
+    let out = netjail(&["policy", "list"]);
+    out.assert_success();
+    let listed: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        listed,
+        netjail_policy::builtin_names(),
+        "{}",
+        out.describe()
+    );
+    for name in [DISABLENETWORK, JAIL, TCP_PORTS, LOOPBACK_ONLY] {
+        let out = netjail(&["policy", "show", name]);
+        out.assert_success();
+        assert!(
+            out.stdout.starts_with(&format!("name = \"{name}\"\n")),
+            "{}",
+            out.describe()
+        );
+        let shown = policy_file(&out.stdout);
+        netjail(&["policy", "check", shown.as_str()]).assert_success();
+        let builtin = netjail_policy::Policy::from_toml(profile_text(name), name).expect("parse");
+        let again = netjail_policy::Policy::from_toml(&out.stdout, "shown").expect("parse");
+        assert_eq!(again, builtin, "{name}");
+    }
+}
