@@ -325,6 +325,38 @@ fn builtins_built_in_code_are_equal() {
         .build()
         .unwrap();
     assert_eq!(loopback, from("loopback-only"));
+    let disablenetwork = Policy::builder("disablenetwork")
+        .sockets(["unix:*"])
+        .allow(|t| t.unix("/**"))
+        .build()
+        .unwrap();
+    assert_eq!(disablenetwork, from("disablenetwork"));
+    let jail = Policy::builder("jail")
+        .jail_address(["127.0.0.2"])
+        .scm_rights(false)
+        .fcntl_setown(false)
+        .ioctl(IoctlMode::SafeList)
+        .sockets([
+            "inet:stream",
+            "inet:dgram",
+            "inet6:stream",
+            "inet6:dgram",
+            "unix:*",
+        ])
+        .allow(|t| t.bind("any://*:*"))
+        .build()
+        .unwrap();
+    assert_eq!(jail, from("jail"));
+    let tcp_ports = Policy::builder("tcp-ports")
+        .sockets(["inet:stream", "inet6:stream", "unix:*"])
+        .allow(|t| {
+            t.connect("tcp://*:80")
+                .connect("tcp://*:443")
+                .bind("tcp://*:8080")
+        })
+        .build()
+        .unwrap();
+    assert_eq!(tcp_ports, from("tcp-ports"));
 }
 
 /// The first TOML example of `docs/policy.md`.

@@ -400,7 +400,17 @@ fn s_l2_sockets_default_and_explicit() {
 
 #[test]
 fn builtins_parse_and_behave() {
-    assert_eq!(builtin_names(), ["allow-all", "deny-all", "loopback-only"]);
+    assert_eq!(
+        builtin_names(),
+        [
+            "allow-all",
+            "deny-all",
+            "disablenetwork",
+            "jail",
+            "loopback-only",
+            "tcp-ports"
+        ]
+    );
     for name in builtin_names() {
         let src = builtin(name).expect("listed built-in exists");
         let p =
@@ -453,7 +463,140 @@ fn builtins_parse_and_behave() {
     let all = get("allow-all");
     assert_eq!(all.default_action(), Action::Allow);
     decides(&all, &tcp("1.1.1.1:80"), Verdict::Allow, "default");
-    assert!(builtin("jail").is_none());
+    assert!(builtin("nope").is_none());
+}
+
+fn bind(proto: Proto, addr: &str) -> Request {
+    Request {
+        op: Op::Bind,
+        target: Target::Inet {
+            proto,
+            addr: addr.parse().unwrap(),
+        },
+    }
+}
+
+fn send(proto: Proto, addr: &str) -> Request {
+    Request {
+        op: Op::Send,
+        ..inet(proto, addr)
+    }
+}
+
+/// The seed profiles decide as `docs/profiles.md` says (the end-to-end proofs are
+/// `integration-tests/tests/e2e/profiles.rs`).
+#[test]
+fn seed_profiles_decide_as_documented() {
+    use netjail_policy::IoctlMode;
+    let get = |n: &str| Policy::from_toml(builtin(n).unwrap(), n).unwrap();
+    let unix_only = |p: &Policy| {
+        p.sockets()
+            .iter()
+            .all(|r| r.family == libc::AF_UNIX && r.sock_type.is_none())
+    };
+
+    // D1-D3: nothing but filesystem unix sockets.
+    let dn = get("disablenetwork");
+    assert!(unix_only(&dn), "{:?}", dn.sockets());
+    decides(&dn, &tcp("127.0.0.1:80"), EPERM, "default");
+    decides(&dn, &send(Proto::Udp, "127.0.0.1:53"), EPERM, "default");
+    decides(&dn, &bind(Proto::Tcp, "127.0.0.1:0"), EPERM, "default");
+    decides(
+        &dn,
+        &path("/tmp/.X11-unix/X0"),
+        Verdict::Allow,
+        "allow[0].unix[0]",
+    );
+    decides(&dn, &abs(b"/tmp/.X11-unix/X0"), EPERM, "default");
+    assert!(dn.confinement().scm_rights() && dn.confinement().fcntl_setown());
+
+    // J1-J8: one jail address, nothing reached unless allowed.
+    let jail = get("jail");
+    let c = jail.confinement();
+    assert_eq!(
+        c.jail_address_for(false),
+        Some("127.0.0.2".parse().unwrap())
+    );
+    assert_eq!(c.jail_address_for(true), None);
+    assert!(!c.scm_rights() && !c.fcntl_setown());
+    assert_eq!(c.ioctl(), IoctlMode::SafeList);
+    assert!(c.keep_capabilities().is_empty());
+    decides(
+        &jail,
+        &bind(Proto::Tcp, "127.0.0.2:0"),
+        Verdict::Allow,
+        "allow[0].bind[0]",
+    );
+    decides(
+        &jail,
+        &bind(Proto::Udp, "127.0.0.2:8080"),
+        Verdict::Allow,
+        "allow[0].bind[0]",
+    );
+    decides(
+        &jail,
+        &bind(Proto::Tcp, "127.0.0.1:0"),
+        EPERM,
+        "jail-address",
+    );
+    decides(&jail, &bind(Proto::Tcp, "[::1]:0"), EPERM, "jail-address");
+    decides(
+        &jail,
+        &bind(Proto::Tcp, "127.0.0.2:80"),
+        EPERM,
+        "privileged-port",
+    );
+    decides(&jail, &tcp("127.0.0.2:80"), EPERM, "default");
+    decides(&jail, &send(Proto::Udp, "127.0.0.1:53"), EPERM, "default");
+    decides(
+        &jail,
+        &path("/run/dbus/system_bus_socket"),
+        EPERM,
+        "default",
+    );
+
+    // L1-L4: TCP by port alone; no UDP socket, no datagram destination.
+    let tp = get("tcp-ports");
+    let listed: Vec<_> = tp
+        .sockets()
+        .iter()
+        .map(|r| (r.family, r.sock_type))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (libc::AF_INET, Some(libc::SOCK_STREAM)),
+            (libc::AF_INET6, Some(libc::SOCK_STREAM)),
+            (libc::AF_UNIX, None)
+        ]
+    );
+    for (dest, rule) in [
+        ("127.0.0.1:80", "allow[0].connect[0]"),
+        ("93.184.215.14:443", "allow[0].connect[1]"),
+        ("[2001:db8::1]:443", "allow[0].connect[1]"),
+    ] {
+        decides(&tp, &tcp(dest), Verdict::Allow, rule);
+    }
+    decides(&tp, &tcp("127.0.0.1:8080"), EPERM, "default");
+    decides(&tp, &inet(Proto::Udp, "127.0.0.1:443"), EPERM, "default");
+    decides(&tp, &send(Proto::Udp, "127.0.0.1:443"), EPERM, "default");
+    for addr in ["0.0.0.0:8080", "127.0.0.1:8080", "[::]:8080"] {
+        decides(
+            &tp,
+            &bind(Proto::Tcp, addr),
+            Verdict::Allow,
+            "allow[0].bind[0]",
+        );
+    }
+    decides(&tp, &bind(Proto::Tcp, "127.0.0.1:0"), EPERM, "default");
+    decides(&tp, &bind(Proto::Udp, "127.0.0.1:8080"), EPERM, "default");
+    decides(&tp, &path("/run/x"), EPERM, "default");
+    decides(
+        &tp,
+        &req(Target::OtherFamily(libc::AF_VSOCK)),
+        EPERM,
+        "default",
+    );
 }
 
 #[test]

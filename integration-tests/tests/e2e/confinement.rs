@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// An unconfined `nj-probe idle` that holds [`SECRET`]: the process, its pid and the secret's
 /// address.
-fn idle_target() -> (Running, String, String) {
+pub(crate) fn idle_target() -> (Running, String, String) {
     let mut cmd = Command::new(probe());
     cmd.args(["idle", "30"]);
     let target = spawn(&mut cmd);
@@ -39,7 +39,7 @@ fn idle_target() -> (Running, String, String) {
     (target, pid, addr)
 }
 
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     String::from_utf8_lossy(SECRET).into_owned()
 }
 
@@ -424,13 +424,13 @@ fn suid_allowed(path: &Path) -> bool {
 
 /// A directory (mode 0755, removed on drop) on a filesystem that honours setuid bits: under
 /// `/tmp`, else under the target directory.
-struct SuidDir {
-    path: PathBuf,
+pub(crate) struct SuidDir {
+    pub(crate) path: PathBuf,
     _tmp: Option<TempDir>,
 }
 
 impl SuidDir {
-    fn new() -> Option<SuidDir> {
+    pub(crate) fn new() -> Option<SuidDir> {
         use std::os::unix::fs::PermissionsExt;
         let tmp = TempDir::new();
         let dir = if suid_allowed(tmp.path()) {

@@ -9,7 +9,7 @@ use crate::probe;
 /// Interfaces, addresses, routes, policy rules, and the network settings a broker might be
 /// tempted to touch, as text. Lifetimes and expiry counters, which tick by themselves, are
 /// left out. `prefix` runs each command through a wrapper (`unshare -n ...`).
-fn snapshot(prefix: &[&str]) -> String {
+pub(crate) fn snapshot(prefix: &[&str]) -> String {
     let script =
         "ip -o link show; ip -o addr show; ip route show table all; ip -6 route show table all; \
                   ip rule show; ip -6 rule show; \

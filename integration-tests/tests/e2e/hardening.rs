@@ -242,7 +242,7 @@ both!(
 // ---- N1: interface configuration ioctls --------------------------------------------------
 
 /// The setters `if-ioctls` tries.
-const IF_SETTERS: [&str; 5] = [
+pub(crate) const IF_SETTERS: [&str; 5] = [
     "SIOCSIFFLAGS",
     "SIOCSIFFLAGS_high_bits",
     "SIOCSIFMTU",
@@ -252,7 +252,7 @@ const IF_SETTERS: [&str; 5] = [
 
 /// `unshare -n -- ARGS...`: ARGS in a network namespace made for them, so that the host's
 /// interfaces are never touched.
-fn in_new_netns(args: &[&str]) -> Outcome {
+pub(crate) fn in_new_netns(args: &[&str]) -> Outcome {
     let unshare = which("unshare").expect("unshare found");
     let mut cmd = Command::new(unshare);
     cmd.arg("-n").arg("--").args(args);
@@ -321,7 +321,7 @@ fn s_n1_interface_ioctls_refused_even_with_cap_net_admin() {
 // ---- J6: the ioctl safe-list --------------------------------------------------------------
 
 /// What `tty-ioctls` tries that the safe list allows.
-const SAFE: [&str; 6] = [
+pub(crate) const SAFE: [&str; 6] = [
     "FIONREAD",
     "FIONREAD_high_bits",
     "FIONBIO",
@@ -331,10 +331,10 @@ const SAFE: [&str; 6] = [
 ];
 /// What it tries that the safe list refuses: terminal input injection (the classic), also
 /// with bit 32 set, setting the window size, and an interface query.
-const UNSAFE: [&str; 4] = ["TIOCSTI", "TIOCSTI_high_bits", "TIOCSWINSZ", "SIOCGIFINDEX"];
+pub(crate) const UNSAFE: [&str; 4] = ["TIOCSTI", "TIOCSTI_high_bits", "TIOCSWINSZ", "SIOCGIFINDEX"];
 
 #[track_caller]
-fn assert_table(out: &Outcome, cases: &[&str], want: &str, what: &str) {
+pub(crate) fn assert_table(out: &Outcome, cases: &[&str], want: &str, what: &str) {
     let results = &out.json()["results"];
     assert!(
         out.json()["setup"].is_null(),
@@ -386,7 +386,7 @@ fn s_j6_ioctl_safe_list() {
 // ---- J7: F_SETOWN ----------------------------------------------------------------------------
 
 /// What `setown` tries that chooses a signal's receiver or number.
-const SETOWN: [&str; 6] = [
+pub(crate) const SETOWN: [&str; 6] = [
     "F_SETOWN",
     "F_SETOWN_high_bits",
     "F_SETOWN_EX",

@@ -48,6 +48,7 @@ mod hostnames;
 mod library;
 mod oci;
 mod operators;
+mod profiles;
 mod signals;
 
 /// The probe binary of this crate.
