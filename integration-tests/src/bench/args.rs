@@ -1,5 +1,6 @@
 //! The command-line options of the benches: `--name value`, `--name=value` and bare flags,
-//! walked one at a time so that each bench keeps its own `match` of names.
+//! walked one at a time so that each bench keeps its own `match` of names; the counts the
+//! round-based benches share (`--iterations`, `--rounds`, `--warmup`) are [`Counts`].
 
 /// Walks a bench's arguments.
 pub struct Args<'a> {
@@ -44,6 +45,66 @@ impl<'a> Args<'a> {
     }
 }
 
+/// The counts of a bench measured interleaved in rounds (`nj-bench`, `held`, `embedded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Timed calls per variant, spread over the rounds (`--iterations`, `-n`).
+    pub iterations: usize,
+    /// Rounds (`--rounds`).
+    pub rounds: usize,
+    /// Untimed calls at the start of each child (`--warmup`).
+    pub warmup: usize,
+}
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts {
+            iterations: 2000,
+            rounds: 5,
+            warmup: 20,
+        }
+    }
+}
+
+impl Counts {
+    /// Takes the current option if it is one of the counts (reading its value from `opts`);
+    /// `false`, with nothing read, for any other name.
+    pub fn take(&mut self, name: &str, opts: &mut Args) -> Result<bool, String> {
+        let field = match name {
+            "--iterations" | "-n" => &mut self.iterations,
+            "--rounds" => &mut self.rounds,
+            "--warmup" => &mut self.warmup,
+            _ => return Ok(false),
+        };
+        *field = opts.number()?;
+        Ok(true)
+    }
+
+    /// At least one round, and at least one timed call in every round.
+    pub fn check(&self) -> Result<(), String> {
+        let Counts {
+            iterations, rounds, ..
+        } = *self;
+        if rounds == 0 || iterations < rounds {
+            return Err(format!(
+                "need at least one round and one call per round (iterations {iterations}, rounds {rounds})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The timed calls of round `r` (of `0..rounds`): the iterations split as evenly as
+    /// possible, the first rounds taking one more each when they do not divide.
+    pub fn per_round(&self, r: usize) -> usize {
+        self.iterations / self.rounds + usize::from(r < self.iterations % self.rounds)
+    }
+
+    /// [`Counts::per_round`] for every round.
+    pub fn plan(&self) -> Vec<usize> {
+        (0..self.rounds).map(|r| self.per_round(r)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +128,110 @@ mod tests {
         let mut a = Args::new(&bad);
         a.next_name();
         assert!(a.number().unwrap_err().starts_with("--rounds x: "));
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn counts_defaults() {
+        let c = Counts::default();
+        assert_eq!((c.iterations, c.rounds, c.warmup), (2000, 5, 20));
+        assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn counts_take_their_own_options_only() {
+        let args = strings(&[
+            "-n",
+            "9",
+            "--rounds=2",
+            "--held",
+            "4",
+            "--warmup",
+            "3",
+            "--iterations=11",
+        ]);
+        let mut a = Args::new(&args);
+        let mut c = Counts::default();
+        let mut others = Vec::new();
+        while let Some(name) = a.next_name() {
+            if !c.take(&name, &mut a).unwrap() {
+                others.push((name, a.number().unwrap()));
+            }
+        }
+        assert_eq!(
+            c,
+            Counts {
+                iterations: 11,
+                rounds: 2,
+                warmup: 3
+            }
+        );
+        assert_eq!(others, vec![("--held".to_string(), 4)]);
+
+        let bad = strings(&["--rounds", "x"]);
+        let mut a = Args::new(&bad);
+        a.next_name();
+        assert!(c
+            .take("--rounds", &mut a)
+            .unwrap_err()
+            .starts_with("--rounds x: "));
+        let missing = strings(&["--warmup"]);
+        let mut a = Args::new(&missing);
+        a.next_name();
+        assert_eq!(
+            c.take("--warmup", &mut a),
+            Err("--warmup needs a value".to_string())
+        );
+    }
+
+    #[test]
+    fn counts_check() {
+        let c = |iterations, rounds| Counts {
+            iterations,
+            rounds,
+            warmup: 0,
+        };
+        assert_eq!(
+            c(10, 0).check(),
+            Err("need at least one round and one call per round (iterations 10, rounds 0)".into())
+        );
+        assert_eq!(
+            c(3, 4).check(),
+            Err("need at least one round and one call per round (iterations 3, rounds 4)".into())
+        );
+        assert_eq!(c(4, 4).check(), Ok(()));
+        assert_eq!(c(1, 1).check(), Ok(()));
+    }
+
+    #[test]
+    fn per_round_sums_to_iterations() {
+        for iterations in 1..60 {
+            for rounds in 1..=iterations {
+                let c = Counts {
+                    iterations,
+                    rounds,
+                    warmup: 0,
+                };
+                let plan = c.plan();
+                assert_eq!(plan.len(), rounds);
+                assert_eq!(plan.iter().sum::<usize>(), iterations);
+                let (lo, hi) = (plan.iter().min().unwrap(), plan.iter().max().unwrap());
+                assert!(*lo >= 1 && hi - lo <= 1, "{plan:?}");
+                assert!(plan.windows(2).all(|w| w[0] >= w[1]), "{plan:?}");
+                assert_eq!(
+                    plan,
+                    (0..rounds).map(|r| c.per_round(r)).collect::<Vec<_>>()
+                );
+            }
+        }
+        let c = Counts {
+            iterations: 2000,
+            rounds: 3,
+            warmup: 20,
+        };
+        assert_eq!(c.plan(), vec![667, 667, 666]);
     }
 }

@@ -66,36 +66,24 @@ pub fn main(args: &[String]) -> Result<bool, String> {
 
 /// What the command line asked for.
 struct Options {
-    iterations: usize,
-    rounds: usize,
-    warmup: usize,
+    counts: args::Counts,
 }
 
 /// `None` for `--help`.
 fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut iterations = 2000;
-    let mut rounds = 5;
-    let mut warmup = 20;
+    let mut counts = args::Counts::default();
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
+        if counts.take(&name, &mut opts)? {
+            continue;
+        }
         match name.as_str() {
-            "--iterations" | "-n" => iterations = opts.number()?,
-            "--rounds" => rounds = opts.number()?,
-            "--warmup" => warmup = opts.number()?,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
-    if rounds == 0 || iterations < rounds {
-        return Err(format!(
-            "need at least one round and one call per round (iterations {iterations}, rounds {rounds})"
-        ));
-    }
-    Ok(Some(Options {
-        iterations,
-        rounds,
-        warmup,
-    }))
+    counts.check()?;
+    Ok(Some(Options { counts }))
 }
 
 /// The variants, in table order.
@@ -258,7 +246,7 @@ impl Bench<'_> {
             "connect".to_owned(),
             self.listener.port.to_string(),
             count.to_string(),
-            self.o.warmup.to_string(),
+            self.o.counts.warmup.to_string(),
             "gate".to_owned(),
         ])
         .stdin(Stdio::piped())
@@ -269,7 +257,7 @@ impl Bench<'_> {
             .map_err(|e| format!("{}: {e}", variant.label()))?;
         // The child starts its calls at the end of its stdin.
         drop(child.stdin.take());
-        let outcome = wait_bounded(child, timeout_for(count + self.o.warmup), false)
+        let outcome = wait_bounded(child, timeout_for(count + self.o.counts.warmup), false)
             .map_err(|e| format!("{}: {e}", variant.label()))?;
         all_succeeded(variant.label(), outcome, count)
     }
@@ -339,9 +327,7 @@ fn run(o: &Options) -> Result<bool, String> {
         hooked,
     };
 
-    let per_round: Vec<usize> = (0..o.rounds)
-        .map(|r| o.iterations / o.rounds + usize::from(r < o.iterations % o.rounds))
-        .collect();
+    let per_round = o.counts.plan();
     println!("nj-bench embedded: loopback TCP connect() latency through a broker embedded in this process");
     println!("kernel   {}", machine.kernel);
     println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
@@ -350,7 +336,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!("brokers  two Broker::builder() brokers in this process (own runtime each, no sockets, no log subscriber): one plain, one with a hook");
     println!(
         "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
-        o.iterations, o.rounds, per_round, o.warmup
+        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
     );
     let rules: Vec<String> = runtime_rules(bench.listener.port)
         .into_iter()
@@ -370,7 +356,7 @@ fn run(o: &Options) -> Result<bool, String> {
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,
-            o.rounds,
+            o.counts.rounds,
             started.elapsed().as_secs_f64()
         );
     }
@@ -437,7 +423,7 @@ fn run(o: &Options) -> Result<bool, String> {
     }
 
     // Every connect reached the listener; the hook was asked once per hooked connect.
-    let per_variant = o.iterations as u64 + o.rounds as u64 * o.warmup as u64;
+    let per_variant = o.counts.iterations as u64 + o.counts.rounds as u64 * o.counts.warmup as u64;
     let expected = Variant::ALL.len() as u64 * per_variant;
     let seen = bench.listener.wait_for(expected, Duration::from_secs(2));
     let asked = hook_calls.load(Ordering::Relaxed);
@@ -463,9 +449,9 @@ fn run(o: &Options) -> Result<bool, String> {
         "date": machine.date,
         "loadavg_start": machine.loadavg,
         "loadavg_end": end_load,
-        "iterations": o.iterations,
-        "rounds": o.rounds,
-        "warmup": o.warmup,
+        "iterations": o.counts.iterations,
+        "rounds": o.counts.rounds,
+        "warmup": o.counts.warmup,
         "variants": by_variant,
         "ratios": ratios_json,
         "round_ratios": {

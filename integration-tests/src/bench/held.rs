@@ -113,9 +113,7 @@ pub fn hold_child(port: u16, n: usize, limit_secs: u32) -> Result<(), String> {
 
 /// What the command line asked for.
 struct Options {
-    iterations: usize,
-    rounds: usize,
-    warmup: usize,
+    counts: args::Counts,
     held: usize,
     pending_only: bool,
     unwatched: bool,
@@ -125,9 +123,7 @@ struct Options {
 
 /// `None` for `--help`.
 fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut iterations = 2000;
-    let mut rounds = 5;
-    let mut warmup = 20;
+    let mut counts = args::Counts::default();
     let mut held = 16;
     let mut pending_only = false;
     let mut unwatched = false;
@@ -135,10 +131,10 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut netjaild = None;
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
+        if counts.take(&name, &mut opts)? {
+            continue;
+        }
         match name.as_str() {
-            "--iterations" | "-n" => iterations = opts.number()?,
-            "--rounds" => rounds = opts.number()?,
-            "--warmup" => warmup = opts.number()?,
             "--held" => held = opts.number()?,
             "--pending-only" => pending_only = true,
             "--unwatched" => unwatched = true,
@@ -148,11 +144,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
-    if rounds == 0 || iterations < rounds {
-        return Err(format!(
-            "need at least one round and one call per round (iterations {iterations}, rounds {rounds})"
-        ));
-    }
+    counts.check()?;
     if held == 0 {
         return Err("--held must be at least 1".into());
     }
@@ -173,9 +165,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         }
     };
     Ok(Some(Options {
-        iterations,
-        rounds,
-        warmup,
+        counts,
         held,
         pending_only,
         unwatched,
@@ -430,10 +420,10 @@ impl Bench<'_> {
             "connect".to_owned(),
             self.allowed.port.to_string(),
             count.to_string(),
-            self.o.warmup.to_string(),
+            self.o.counts.warmup.to_string(),
         ];
         let mut cmd = self.confined(MEASURED_NAME, &args);
-        let outcome = run_bounded(&mut cmd, timeout_for(count + self.o.warmup), true)
+        let outcome = run_bounded(&mut cmd, timeout_for(count + self.o.counts.warmup), true)
             .map_err(|e| format!("{}: {e}", variant.key()))?;
         all_succeeded(variant.key(), outcome, count)
     }
@@ -442,7 +432,7 @@ impl Bench<'_> {
     /// measure, check they still are, end the holder and wait until nothing is held.
     fn measure_held(&self, count: usize, round: usize) -> Result<(Vec<u64>, HeldCheck), String> {
         let n = self.o.held;
-        let limit = timeout_for(count + self.o.warmup) + SETTLE_LIMIT * 3;
+        let limit = timeout_for(count + self.o.counts.warmup) + SETTLE_LIMIT * 3;
         let args = vec![
             "hold".to_owned(),
             self.asked.port.to_string(),
@@ -615,9 +605,7 @@ fn run(o: &Options) -> Result<bool, String> {
         "netjail watch --json"
     };
 
-    let per_round: Vec<usize> = (0..o.rounds)
-        .map(|r| o.iterations / o.rounds + usize::from(r < o.iterations % o.rounds))
-        .collect();
+    let per_round = o.counts.plan();
     println!("nj-bench held: allowed connect() latency in one sandbox while another has calls held for an operator");
     println!("kernel   {}", machine.kernel);
     println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
@@ -631,7 +619,7 @@ fn run(o: &Options) -> Result<bool, String> {
     );
     println!(
         "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
-        o.iterations, o.rounds, per_round, o.warmup
+        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
     );
     println!(
         "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
@@ -688,7 +676,7 @@ fn run(o: &Options) -> Result<bool, String> {
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,
-            o.rounds,
+            o.counts.rounds,
             started.elapsed().as_secs_f64()
         );
     }
@@ -793,8 +781,8 @@ fn run(o: &Options) -> Result<bool, String> {
     }
 
     // Every measured connection reached the allowed listener; nothing reached the asked one.
-    let expected =
-        variants.len() as u64 * (o.iterations as u64 + o.rounds as u64 * o.warmup as u64);
+    let expected = variants.len() as u64
+        * (o.counts.iterations as u64 + o.counts.rounds as u64 * o.counts.warmup as u64);
     let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
     let leaked = bench.asked.accepted();
     println!(
@@ -819,7 +807,7 @@ fn run(o: &Options) -> Result<bool, String> {
             .entry(e["outcome"].as_str().unwrap_or("?").to_owned())
             .or_default() += 1;
     }
-    let expected_held = (o.rounds * o.held) as u64;
+    let expected_held = (o.counts.rounds * o.held) as u64;
     println!(
         "broker log                       {allowed_decisions} allowed connects to the allowed port; {held_events} calls held (expected {expected_held}), ended: {ended:?}"
     );
@@ -841,9 +829,9 @@ fn run(o: &Options) -> Result<bool, String> {
         "date": machine.date,
         "loadavg_start": machine.loadavg,
         "loadavg_end": end_load,
-        "iterations": o.iterations,
-        "rounds": o.rounds,
-        "warmup": o.warmup,
+        "iterations": o.counts.iterations,
+        "rounds": o.counts.rounds,
+        "warmup": o.counts.warmup,
         "held": o.held,
         "watch": watch_cmd,
         "netjail": o.netjail.display().to_string(),

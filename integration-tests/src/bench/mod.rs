@@ -131,37 +131,29 @@ fn child_main(args: &[String]) -> Result<bool, String> {
 
 /// What the command line asked for.
 struct Options {
-    iterations: usize,
-    rounds: usize,
-    warmup: usize,
+    counts: args::Counts,
     netjail: PathBuf,
     sync_floor: bool,
 }
 
 /// `None` for `--help`.
 fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut iterations = 2000;
-    let mut rounds = 5;
-    let mut warmup = 20;
+    let mut counts = args::Counts::default();
     let mut netjail = None;
     let mut sync_floor = false;
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
+        if counts.take(&name, &mut opts)? {
+            continue;
+        }
         match name.as_str() {
-            "--iterations" | "-n" => iterations = opts.number()?,
-            "--rounds" => rounds = opts.number()?,
-            "--warmup" => warmup = opts.number()?,
             "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
             "--sync-floor" => sync_floor = true,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
-    if rounds == 0 || iterations < rounds {
-        return Err(format!(
-            "need at least one round and one call per round (iterations {iterations}, rounds {rounds})"
-        ));
-    }
+    counts.check()?;
     let netjail = match netjail {
         Some(p) => p,
         None => std::env::current_exe()
@@ -175,9 +167,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         ));
     }
     Ok(Some(Options {
-        iterations,
-        rounds,
-        warmup,
+        counts,
         netjail,
         sync_floor,
     }))
@@ -330,7 +320,7 @@ struct Bench<'a> {
 impl Bench<'_> {
     fn command(&self, variant: Variant, count: usize) -> Command {
         let count = count.to_string();
-        let warmup = self.options.warmup.to_string();
+        let warmup = self.options.counts.warmup.to_string();
         let connect = |port: u16| -> Vec<String> {
             vec![
                 "--child".into(),
@@ -376,9 +366,12 @@ impl Bench<'_> {
     fn measure(&self, variant: Variant, count: usize) -> Result<Vec<u64>, String> {
         let mut cmd = self.command(variant, count);
         let graceful = matches!(variant, Variant::Brokered | Variant::Denied);
-        let (status, stdout, stderr) =
-            run_bounded(&mut cmd, timeout_for(count + self.options.warmup), graceful)
-                .map_err(|e| format!("{}: {e}", variant.label()))?;
+        let (status, stdout, stderr) = run_bounded(
+            &mut cmd,
+            timeout_for(count + self.options.counts.warmup),
+            graceful,
+        )
+        .map_err(|e| format!("{}: {e}", variant.label()))?;
         let context = |msg: String| -> String {
             let stderr = stderr.trim();
             if stderr.is_empty() {
@@ -643,12 +636,7 @@ fn run(options: &Options) -> Result<bool, String> {
     } else {
         format!("embedded in `netjail run` (nothing at {DEFAULT_BROKER})")
     };
-    let per_round: Vec<usize> = (0..options.rounds)
-        .map(|r| {
-            options.iterations / options.rounds
-                + usize::from(r < options.iterations % options.rounds)
-        })
-        .collect();
+    let per_round = options.counts.plan();
     println!("nj-bench: loopback TCP connect() latency, native vs netjail broker");
     println!("kernel   {}", machine.kernel);
     println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
@@ -658,7 +646,7 @@ fn run(options: &Options) -> Result<bool, String> {
     println!("broker   {broker_mode}");
     println!(
         "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
-        options.iterations, options.rounds, per_round, options.warmup
+        options.counts.iterations, options.counts.rounds, per_round, options.counts.warmup
     );
     println!(
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
@@ -681,7 +669,7 @@ fn run(options: &Options) -> Result<bool, String> {
         eprintln!(
             "round {}/{} done ({:.1} s)",
             round + 1,
-            options.rounds,
+            options.counts.rounds,
             started.elapsed().as_secs_f64()
         );
     }
@@ -761,8 +749,8 @@ fn run(options: &Options) -> Result<bool, String> {
     }
 
     // Every allowed connection must have reached the allowed listener, none the denied one.
-    let reps = options.rounds as u64;
-    let expected = 2 * (options.iterations as u64 + reps * options.warmup as u64);
+    let reps = options.counts.rounds as u64;
+    let expected = 2 * (options.counts.iterations as u64 + reps * options.counts.warmup as u64);
     let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
     let leaked = bench.denied.accepted();
     println!(
@@ -786,9 +774,9 @@ fn run(options: &Options) -> Result<bool, String> {
         "date": machine.date,
         "loadavg_start": machine.loadavg,
         "loadavg_end": end_load,
-        "iterations": options.iterations,
-        "rounds": options.rounds,
-        "warmup": options.warmup,
+        "iterations": options.counts.iterations,
+        "rounds": options.counts.rounds,
+        "warmup": options.counts.warmup,
         "netjail": options.netjail.display().to_string(),
         "variants": by_variant,
         "ratios": {
