@@ -60,6 +60,50 @@ pub fn decision(e: &DecisionEvent<'_>) {
     );
 }
 
+/// A decision event for calls refused by `max_calls_per_second`, written at most once a
+/// second per sandbox: `refused` counts the calls refused since the previous one.
+#[derive(Debug, Clone)]
+pub struct RateLimitedEvent<'a> {
+    /// The sandbox the calls came from.
+    pub sandbox: SandboxId,
+    /// The sandbox's human name.
+    pub name: &'a str,
+    /// The OCI container id, or empty.
+    pub container: &'a str,
+    /// Thread id of the caller of the call that brought the line.
+    pub pid: u32,
+    /// Its operation.
+    pub op: &'a str,
+    /// `limits.max_calls_per_second`.
+    pub rule: &'a str,
+    /// `EAGAIN`.
+    pub errno: i32,
+    /// Calls refused since the previous line, this one included.
+    pub refused: u64,
+}
+
+/// Emits a [`RateLimitedEvent`]: a `decision` event with `decision = "deny"` and `refused`.
+pub fn rate_limited(e: &RateLimitedEvent<'_>) {
+    tracing::info!(
+        target: TARGET,
+        sandbox = %e.sandbox,
+        name = e.name,
+        container = e.container,
+        pid = e.pid,
+        program = "",
+        op = e.op,
+        endpoint = "",
+        decision = "deny",
+        rule = e.rule,
+        host = "",
+        operator = "",
+        errno = e.errno,
+        latency_us = 0u64,
+        refused = e.refused,
+        "decision"
+    );
+}
+
 /// Emits the event of a sandbox joining the broker.
 pub fn registered(sandbox: SandboxId, name: &str, pid: i32, policy: &str, peer_uid: Option<u32>) {
     tracing::info!(

@@ -8,12 +8,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::caller::as_thread;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::limits;
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
 
@@ -41,7 +43,12 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             if addr.len() <= 2 {
                 // Autobind: the kernel picks an abstract name; nothing to decide.
                 out.endpoint = "unix:(autobind)".to_owned();
+                let slot = match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => return Step::Done(refused(out, refusal)),
+                };
                 let reply = perform(sock.as_fd(), &addr);
+                limits::settle(slot, sock.as_fd(), kind, reply, true);
                 return Step::Done(out.decided(None, "autobind", reply));
             }
             let target = match decode::target(&addr, proto) {
@@ -50,19 +57,37 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             };
             if let Target::UnixPath(path) = target {
                 return Step::Blocking(Box::new(move |call: &Call| {
+                    let limited = AtomicBool::new(false);
                     let r = unix::act_on_path(
                         call,
                         Op::Bind,
                         &path,
                         PathUse::Create,
                         Become::Full,
-                        |a| perform(sock.as_fd(), a),
+                        |a| match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
+                            Ok(slot) => {
+                                let reply = perform(sock.as_fd(), a);
+                                limits::settle(slot, sock.as_fd(), kind, reply, true);
+                                reply
+                            }
+                            Err(_) => {
+                                limited.store(true, Ordering::Relaxed);
+                                Reply::Errno(limits::COUNT_ERRNO)
+                            }
+                        },
                     );
                     out.endpoint = r.endpoint;
-                    out.decided(r.decision, r.failure, r.reply)
+                    let decision = if limited.load(Ordering::Relaxed) {
+                        Some(limits::refusal(limits::RULE_BINDS, limits::COUNT_ERRNO))
+                    } else {
+                        r.decision
+                    };
+                    out.decided(decision, r.failure, r.reply)
                 }));
             }
-            decide_and_perform(call, out, target, || perform(sock.as_fd(), &addr))
+            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+                perform(sock.as_fd(), &addr)
+            })
         }
         libc::AF_INET | libc::AF_INET6 => {
             let Some(target) = inet_bind_target(&addr, kind, proto) else {
@@ -72,13 +97,15 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
                 return Step::Done(out.decided(None, "bad-address", reply));
             };
             let target = jail_translate(call, target, &mut addr);
-            decide_and_perform(call, out, target, || perform(sock.as_fd(), &addr))
+            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+                perform(sock.as_fd(), &addr)
+            })
         }
         _ => {
             // Another family (netlink, say, when the policy lists it): decided by the default,
             // and performed as the caller, with its capabilities, not the broker's.
             let target = Target::OtherFamily(kind.family);
-            decide_and_perform(call, out, target, || {
+            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
                 as_thread(call.notif.pid, Become::Full, || {
                     perform(sock.as_fd(), &addr)
                 })
@@ -88,11 +115,24 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
     }
 }
 
-/// Decides a bind to `target` and, when allowed, runs `perform`.
+/// The sandbox's `max_binds` count, if the policy sets one.
+fn binds(call: &Call) -> Option<std::sync::Arc<limits::Live>> {
+    call.sandbox.limits.binds.clone()
+}
+
+/// A bind refused by `max_binds`.
+fn refused(out: Outcome, refusal: netjail_policy::Decision) -> Outcome {
+    out.decided(Some(refusal), "", Reply::Errno(limits::COUNT_ERRNO))
+}
+
+/// Decides a bind of `sock` to `target` and, when allowed and under `max_binds`, runs
+/// `perform`.
 fn decide_and_perform(
     call: &Call,
     mut out: Outcome,
     target: Target,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
     perform: impl FnOnce() -> Reply,
 ) -> Step {
     out.endpoint = target.to_string();
@@ -104,7 +144,14 @@ fn decide_and_perform(
         Verdict::Deny { errno } => Reply::Errno(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
-        Verdict::Allow => perform(),
+        Verdict::Allow => match limits::reserve(&binds(call), call.notif.pid, sock) {
+            Ok(slot) => {
+                let reply = perform();
+                limits::settle(slot, sock, kind, reply, limits::listed_when_bound(kind));
+                reply
+            }
+            Err(refusal) => return Step::Done(refused(out, refusal)),
+        },
     };
     Step::Done(out.decided(Some(decision), "", reply))
 }
@@ -233,6 +280,7 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         } else {
             listen(sock.as_fd(), backlog)
         };
+        limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
         return Step::Done(out.decided(None, "bound", reply));
     }
     // The implicit bind: the wildcard address and an ephemeral port, or the jail address.
@@ -251,6 +299,13 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         op: Op::Bind,
         target,
     });
+    let slot = match decision.verdict {
+        Verdict::Allow => match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
+            Ok(slot) => slot,
+            Err(refusal) => return Step::Done(refused(out, refusal)),
+        },
+        _ => None,
+    };
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
@@ -268,6 +323,7 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         }
         Verdict::Allow => listen(sock.as_fd(), backlog),
     };
+    limits::settle(slot, sock.as_fd(), kind, reply, true);
     Step::Done(out.decided(Some(decision), "", reply))
 }
 

@@ -6,12 +6,14 @@
 //! the address (`EINVAL`), then the policy (`EPERM`) and the call itself.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::limits;
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
 
@@ -46,16 +48,38 @@ pub(crate) fn decide(call: &Call) -> Step {
     if let Target::UnixPath(path) = target {
         // Resolution may wait on a slow filesystem: always off the receiver thread.
         return Step::Blocking(Box::new(move |call: &Call| {
+            let limited = AtomicBool::new(false);
             let result = unix::act_on_path(
                 call,
                 Op::Connect,
                 &path,
                 PathUse::Existing,
                 Become::Full,
-                |a| perform(sock.as_fd(), a),
+                |a| {
+                    let connections = &call.sandbox.limits.connections;
+                    match limits::reserve(connections, call.notif.pid, sock.as_fd()) {
+                        Ok(slot) => {
+                            let reply = perform(sock.as_fd(), a);
+                            limits::settle(slot, sock.as_fd(), kind, reply, true);
+                            reply
+                        }
+                        Err(_) => {
+                            limited.store(true, Ordering::Relaxed);
+                            Reply::Errno(limits::COUNT_ERRNO)
+                        }
+                    }
+                },
             );
             out.endpoint = result.endpoint;
-            out.decided(result.decision, result.failure, result.reply)
+            let decision = if limited.load(Ordering::Relaxed) {
+                Some(limits::refusal(
+                    limits::RULE_CONNECTIONS,
+                    limits::COUNT_ERRNO,
+                ))
+            } else {
+                result.decision
+            };
+            out.decided(decision, result.failure, result.reply)
         }));
     }
 
@@ -70,17 +94,28 @@ pub(crate) fn decide(call: &Call) -> Step {
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM))),
         Verdict::Allow => {
+            let limits = &call.sandbox.limits;
+            let slot = match limits::reserve(&limits.connections, call.notif.pid, sock.as_fd()) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    let reply = Reply::Errno(limits::COUNT_ERRNO);
+                    return Step::Done(out.decided(Some(refusal), "", reply));
+                }
+            };
             if let Err(errno) = bind_jail_source(call, sock.as_fd(), kind) {
                 return Step::Done(out.decided(Some(decision), "jail-source", Reply::Errno(errno)));
             }
-            if may_wait_long(sock.as_fd(), kind, &canonical) {
-                Step::Blocking(Box::new(move |_: &Call| {
-                    let reply = perform(sock.as_fd(), &addr);
-                    out.decided(Some(decision), "", reply)
-                }))
-            } else {
+            let long = may_wait_long(sock.as_fd(), kind, &canonical);
+            let finish = move |call: &Call, out: Outcome| {
                 let reply = perform(sock.as_fd(), &addr);
-                Step::Done(out.decided(Some(decision), "", reply))
+                limits::settle(slot, sock.as_fd(), kind, reply, true);
+                limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
+                out.decided(Some(decision), "", reply)
+            };
+            if long {
+                Step::Blocking(Box::new(move |call: &Call| finish(call, out)))
+            } else {
+                Step::Done(finish(call, out))
             }
         }
     }

@@ -21,7 +21,7 @@ use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::operators::{self, CallerRef};
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
-use crate::{audit, bind, connect, send};
+use crate::{audit, bind, connect, limits, send};
 
 thread_local! {
     /// Set on receiver threads, which must never wait for an operator.
@@ -268,6 +268,15 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
 
 fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: RawNotification) {
     let received = Instant::now();
+    if let Some(bucket) = &sandbox.limits.rate {
+        let taken = bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(received);
+        if let Err(due) = taken {
+            return refuse_rate(sandbox, notif, due);
+        }
+    }
     // Invariant 4: the pid becomes a pidfd at once.
     let pidfd = match sys::pidfd_open_thread(notif.pid) {
         Ok(fd) => fd,
@@ -296,6 +305,61 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
         Step::Done(outcome) => finish(&call, outcome),
         Step::Blocking(work) => run_blocking(sandbox, runtime, call, work),
     }
+}
+
+/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed. The
+/// audit line (and the operators' event) is written at most once a second per sandbox, with
+/// the number of calls refused since the previous one (`due`).
+fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, due: Option<u64>) {
+    let errno = limits::RATE_ERRNO;
+    if let Err(e) = sys::notif_send(sandbox.listener.as_fd(), notif.id, 0, errno) {
+        tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
+    }
+    sandbox.count_decision();
+    let ops = &sandbox.operators;
+    ops.count(false);
+    let Some(refused) = due else {
+        return;
+    };
+    let op = match decode::syscall(notif.arch, notif.nr) {
+        Some(Syscall::Connect) => "connect",
+        Some(Syscall::Bind) => "bind",
+        Some(Syscall::Listen) => "listen",
+        Some(Syscall::SendTo) => "sendto",
+        Some(Syscall::SendMsg) => "sendmsg",
+        Some(Syscall::SendMmsg) => "sendmmsg",
+        None => "unknown",
+    };
+    let container = sandbox.container.as_deref().unwrap_or("");
+    let rule = limits::RULE_RATE;
+    let note = format!("{refused} calls refused since the last report");
+    if ops.wants_decisions() {
+        ops.publish(Event::Decision(DecisionInfo {
+            time_ms: operators::now_ms(),
+            sandbox: sandbox.id,
+            name: sandbox.name.clone(),
+            container: container.to_string(),
+            pid: notif.pid as i32,
+            program: String::new(),
+            op: op.to_string(),
+            endpoint: String::new(),
+            host: String::new(),
+            decision: "deny".to_string(),
+            rule: format!("{rule} ({note})"),
+            errno,
+            latency_us: 0,
+        }));
+    }
+    audit::rate_limited(&audit::RateLimitedEvent {
+        sandbox: sandbox.id,
+        name: &sandbox.name,
+        container,
+        pid: notif.pid,
+        op,
+        rule,
+        errno,
+        refused,
+    });
 }
 
 fn decide(call: &Call) -> Step {

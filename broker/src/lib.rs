@@ -28,6 +28,7 @@ pub mod control;
 mod decode;
 pub mod embed;
 mod handler;
+mod limits;
 pub mod logging;
 mod msg;
 pub mod names;

@@ -35,7 +35,8 @@ use crate::sandbox::Sandbox;
 /// bound keeps held calls from taking the threads other sandboxes need (invariant 7).
 pub const MAX_HELD: usize = 128;
 
-/// Calls of one sandbox held at once; past it the fallback applies at once.
+/// Calls of one sandbox held at once; past it the fallback applies at once. A policy's
+/// `[limits] max_pending` may only lower it: a larger value (or `-1`) leaves this cap.
 pub const MAX_HELD_PER_SANDBOX: usize = 16;
 
 /// How often a held call checks that its caller still waits.
@@ -356,6 +357,14 @@ impl Operators {
                 .values()
                 .filter(|h| h.sandbox == sandbox.id)
                 .count();
+            let policy_max = sandbox.limits.max_pending;
+            if policy_max.is_some_and(|max| of_sandbox >= max) {
+                // The policy's `max_pending` (below the broker's own cap): its rule decides.
+                drop(table);
+                let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
+                d.rule = crate::limits::RULE_PENDING.to_string();
+                return (d, format!("{note} ({of_sandbox} held, the policy's limit)"));
+            }
             if table.held.len() >= MAX_HELD || of_sandbox >= MAX_HELD_PER_SANDBOX {
                 drop(table);
                 return fallback(Outcome::Unattended, "too many calls held");

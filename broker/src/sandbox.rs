@@ -10,6 +10,7 @@ use netjail_protocol::SandboxId;
 use tokio::sync::Semaphore;
 
 use crate::embed::DecisionHook;
+use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::Operators;
 
@@ -48,6 +49,8 @@ pub struct Sandbox {
     /// call for an operator or look a host name up, the hook may wait for its program, and
     /// none of them may stop the receiver.
     pub(crate) slow_path: bool,
+    /// The policy's `[limits]`, with what they count.
+    pub(crate) limits: SandboxLimits,
     /// When it registered.
     pub(crate) registered: Instant,
     decisions: AtomicU64,
@@ -67,6 +70,7 @@ impl Sandbox {
         hook: Option<Arc<dyn DecisionHook>>,
         stop: Arc<OwnedFd>,
     ) -> Self {
+        let limits = SandboxLimits::new(policy.limits());
         let slow_path = policy.may_ask() || policy.has_host_names() || hook.is_some();
         Sandbox {
             id,
@@ -82,6 +86,7 @@ impl Sandbox {
             hook,
             stop,
             slow_path,
+            limits,
             registered: Instant::now(),
             decisions: AtomicU64::new(0),
         }

@@ -7,6 +7,7 @@ use crate::confine::{Confinement, IoctlMode, LandlockMode};
 use crate::endpoint;
 use crate::error::{BuilderKey, PolicyError, PolicyErrorKind};
 use crate::glob;
+use crate::limits::Limits;
 use crate::model::{Action, Policy, Rule, Verdict, DEFAULT_ASK_TIMEOUT};
 use crate::parse;
 use crate::sockets;
@@ -31,6 +32,7 @@ impl Policy {
             deny: Vec::new(),
             allow: Vec::new(),
             ask: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -128,9 +130,27 @@ pub struct PolicyBuilder {
     deny: Vec<TableBuilder<DenyTable>>,
     allow: Vec<TableBuilder<AllowTable>>,
     ask: Vec<TableBuilder<AllowTable>>,
+    limits: Limits,
 }
 
 impl PolicyBuilder {
+    /// `[limits]` (rule N3): every key [`crate::Limit::Unlimited`] unless set.
+    ///
+    /// ```
+    /// use netjail_policy::{Limit, Limits, Policy};
+    ///
+    /// let mut limits = Limits::default();
+    /// limits.max_connections = Limit::AtMost(8);
+    /// let p = Policy::builder("capped").limits(limits).build()?;
+    /// assert_eq!(p.limits().max_connections, Limit::AtMost(8));
+    /// assert!(p.to_toml().contains("max_connections = 8\n"));
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// `default`: what happens to a request no table covers. [`Action::Deny`] unless set.
     pub fn default(mut self, action: Action) -> Self {
         self.default = action;
@@ -321,6 +341,7 @@ impl PolicyBuilder {
             ask_timeout,
             ask_fallback,
             confine,
+            limits: self.limits,
         })
     }
 }

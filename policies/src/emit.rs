@@ -24,6 +24,10 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     confinement(&mut out, p);
     out.push_str("\n[sockets]\nallow = ");
     list(&mut out, &p.sockets);
+    out.push_str("\n[limits]\n");
+    for (key, limit) in p.limits.entries() {
+        let _ = writeln!(out, "{key} = {limit}");
+    }
     for rule in &p.deny {
         out.push_str("\n[[deny]]\n");
         // Infallible: writing to a String.

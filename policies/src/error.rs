@@ -93,7 +93,7 @@ pub enum PolicyErrorKind {
     /// so that a rule is never silently ignored.
     #[error("{what} is not enforced yet; remove it (netjail refuses rules it would ignore)")]
     NotEnforcedYet {
-        /// The key or setting, e.g. "`[limits]`" or "`extends`".
+        /// The key or setting, e.g. "`extends`".
         what: String,
     },
     /// A required key is absent.
@@ -108,6 +108,14 @@ pub enum PolicyErrorKind {
         expected: &'static str,
         /// The TOML type found, e.g. "an integer".
         found: &'static str,
+    },
+    /// A `[limits]` value that is not an integer of at least `-1` (rule N3).
+    #[error("`limits.{key}` must be an integer: 0 for none, -1 for unlimited, or a positive count (found {found})")]
+    BadLimit {
+        /// The key of `[limits]`.
+        key: String,
+        /// The value found, or its TOML type when it is not an integer.
+        found: String,
     },
     /// `name = ""`.
     #[error("`name` must not be empty")]

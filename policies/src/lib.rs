@@ -43,8 +43,9 @@
 //!
 //! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
 //! [`Policy::builder`] builds the same policies in code ([`PolicyBuilder`]).
-//! Keys of the full format that the broker does not enforce yet (`[limits]`, `extends`) are
-//! load errors, never ignored.
+//! Keys of the full format that the broker does not enforce yet (`extends`) are load errors,
+//! never ignored. [`Policy::limits`] is the `[limits]` table (rule N3: `0` none, `-1`
+//! unlimited, the default).
 //!
 //! Endpoints of `connect` and `send` entries may name hosts (`tcp://api.example.com:443`, or
 //! `tcp://*.example.com:443` for any name under the domain). The crate cannot resolve names:
@@ -74,6 +75,7 @@ mod endpoint;
 mod error;
 mod eval;
 mod glob;
+mod limits;
 mod model;
 mod names;
 mod parse;
@@ -88,6 +90,7 @@ pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{BuilderKey, PolicyError, PolicyErrorKind};
 pub use glob::{escape_unix_abstract, escape_unix_path};
+pub use limits::{Limit, Limits};
 pub use model::{Action, Decision, Policy, Verdict};
 pub use names::{HostPattern, NameMatch, Names, NoNames};
 pub use rules::{RuleError, SandboxRules};

@@ -6,6 +6,7 @@ use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
 use crate::glob::UnixPattern;
+use crate::limits::Limits;
 use crate::names::{HostPattern, Names, NoNames};
 use crate::sockets::SocketRule;
 use crate::target::Request;
@@ -133,6 +134,8 @@ pub struct Policy {
     /// `Allow` or `Deny { errno: EPERM }`.
     pub(crate) ask_fallback: Verdict,
     pub(crate) confine: Confinement,
+    /// `[limits]` (rule N3).
+    pub(crate) limits: Limits,
 }
 
 impl Policy {
@@ -185,6 +188,12 @@ impl Policy {
     /// messages.
     pub fn confinement(&self) -> &Confinement {
         &self.confine
+    }
+
+    /// The `[limits]` table (rule N3): every key [`crate::Limit::Unlimited`] unless the
+    /// policy says otherwise. The broker enforces them per sandbox.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Decides one request, knowing no host names ([`NoNames`]): entries with a host name

@@ -9,6 +9,7 @@ use crate::duration::parse_duration;
 use crate::endpoint;
 use crate::error::{suggest, PolicyError, PolicyErrorKind};
 use crate::glob;
+use crate::limits::Limits;
 use crate::model::{Action, Errno, Policy, Rule, Verdict, DEFAULT_ASK_TIMEOUT};
 use crate::sockets;
 use crate::value::{Entries, Key, Source, Value};
@@ -31,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "fcntl_setown",
     "source_cmsgs",
     "landlock",
+    "limits",
 ];
 /// Keys of `[[allow]]` and `[[ask]]` tables.
 const ALLOW_KEYS: &[&str] = &["connect", "send", "bind", "unix"];
@@ -41,7 +43,6 @@ const SOCKETS_KEYS: &[&str] = &["allow"];
 /// the error.
 fn not_enforced_top(key: &str) -> Option<&'static str> {
     Some(match key {
-        "limits" => "`[limits]`",
         "extends" => "`extends`",
         _ => return None,
     })
@@ -70,6 +71,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
     let mut confine = Confinement::default();
     let mut jail_span = None;
     let mut source_cmsgs_span = None;
+    let mut limits = Limits::default();
     for (key, value) in entries {
         match key.get_ref().as_str() {
             "name" => {
@@ -139,6 +141,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
                 source_cmsgs_span = Some(value.span());
                 confine.source_cmsgs = boolean(&src, "source_cmsgs", value)?;
             }
+            "limits" => limits = crate::limits::parse(&src, value)?,
             other => return Err(unknown(&src, &key, not_enforced_top(other), TOP_KEYS)),
         }
     }
@@ -158,6 +161,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         ask_timeout,
         ask_fallback,
         confine,
+        limits,
     })
 }
 

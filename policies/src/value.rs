@@ -19,7 +19,7 @@ pub(crate) type Entries = Vec<(Key, Spanned<Value>)>;
 #[derive(Debug)]
 pub(crate) enum Value {
     String(String),
-    Integer,
+    Integer(i64),
     Float,
     Boolean(bool),
     Array(Vec<Spanned<Value>>),
@@ -31,7 +31,7 @@ impl Value {
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Value::String(_) => "a string",
-            Value::Integer => "an integer",
+            Value::Integer(_) => "an integer",
             Value::Float => "a float",
             Value::Boolean(_) => "a boolean",
             Value::Array(_) => "an array",
@@ -57,11 +57,13 @@ impl<'de> Deserialize<'de> for Value {
             fn visit_string<E>(self, v: String) -> Result<Value, E> {
                 Ok(Value::String(v))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
-                Ok(Value::Integer)
+            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::Integer(v))
             }
-            fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
-                Ok(Value::Integer)
+            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                // TOML integers are 64-bit signed; saturate what a deserializer hands over
+                // beyond that.
+                Ok(Value::Integer(i64::try_from(v).unwrap_or(i64::MAX)))
             }
             fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
                 Ok(Value::Float)

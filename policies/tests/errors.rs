@@ -114,16 +114,39 @@ fn unknown_keys_with_and_without_hint() {
 fn keys_not_enforced_yet_are_refused_by_name() {
     let ne = |what: &str| K::NotEnforcedYet { what: what.into() };
     at(
-        "name = \"x\"\n[limits]\nmax_connections = -1\n",
-        2,
-        2,
-        ne("`[limits]`"),
-    );
-    at(
         "extends = \"deny-all\"\nname = \"x\"\n",
         1,
         1,
         ne("`extends`"),
+    );
+}
+
+#[test]
+fn s_n3_limit_errors() {
+    let bad = |key: &str, found: &str| K::BadLimit {
+        key: key.into(),
+        found: found.into(),
+    };
+    at(
+        "name = \"x\"\n[limits]\nmax_connections = -2\n",
+        3,
+        19,
+        bad("max_connections", "-2"),
+    );
+    at(
+        "name = \"x\"\n[limits]\nmax_binds = 1\nmax_calls_per_second = 0.5\n",
+        4,
+        24,
+        bad("max_calls_per_second", "a float"),
+    );
+    at(
+        "name = \"x\"\n[limits]\nmax_pendign = 1\n",
+        3,
+        1,
+        K::UnknownKey {
+            key: "max_pendign".into(),
+            suggestion: Some("max_pending"),
+        },
     );
 }
 

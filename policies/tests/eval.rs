@@ -618,6 +618,12 @@ landlock = "best-effort"
 [sockets]
 allow = ["unix:*", "inet:stream", "inet:dgram", "inet6:stream", "inet6:dgram"]
 
+[limits]
+max_connections = -1
+max_binds = -1
+max_pending = -1
+max_calls_per_second = -1
+
 [[deny]]
 errno = "EPERM"
 connect = ["tcp://169.254.169.254:*"]

@@ -235,9 +235,10 @@ fn policy_src() -> impl Strategy<Value = String> {
             "ioctl = \"safe-list\"\nnamespaces = [\"user\"]\nscm_rights = false\n",
             "fcntl_setown = false\nsource_cmsgs = true\nlandlock = \"required\"\n",
         ]),
+        limits(),
     )
-        .prop_map(|(default, deny, allow, ask, confine)| {
-            let mut s = format!("name = \"prop\"\n{default}{confine}");
+        .prop_map(|(default, deny, allow, ask, confine, limits)| {
+            let mut s = format!("name = \"prop\"\n{default}{confine}{limits}");
             // Tables of the three kinds, interleaved: their order in the file does not matter.
             for i in 0..deny.len().max(allow.len()).max(ask.len()) {
                 if let Some(a) = ask.get(i) {
@@ -252,6 +253,29 @@ fn policy_src() -> impl Strategy<Value = String> {
             }
             s
         })
+}
+
+/// A `[limits]` table (rule N3) with some of its keys, each `-1`, `0` or a count; or none.
+fn limits() -> impl Strategy<Value = String> {
+    let value = prop_oneof![Just(-1i64), Just(0), 1..10i64, Just(i64::MAX)];
+    let keys = [
+        "max_connections",
+        "max_binds",
+        "max_pending",
+        "max_calls_per_second",
+    ];
+    prop_oneof![
+        Just(String::new()),
+        prop::collection::vec(prop::option::of(value), 4).prop_map(move |values| {
+            let mut s = "\n[limits]\n".to_owned();
+            for (key, v) in keys.iter().zip(values) {
+                if let Some(v) = v {
+                    s += &format!("{key} = {v}\n");
+                }
+            }
+            s
+        }),
+    ]
 }
 
 fn policy() -> impl Strategy<Value = Policy> {

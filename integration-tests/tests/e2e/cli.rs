@@ -95,12 +95,12 @@ fn policy_check_reports_file_line_column() {
     assert_refused(&cidr, at, &["10.0.0.0/33", "prefix"]);
 
     let limits_text = "name = \"limited\"\ndefault = \"deny\"\n\n[limits]\n\
-                       max_connections = 2\n";
+                       max_connections = -3\n";
     let limits = policy_file(limits_text);
     assert_refused(
         &limits,
-        position(limits_text, "limits]"),
-        &["`[limits]`", "not enforced yet"],
+        position(limits_text, "-3"),
+        &["max_connections", "0 for none, -1 for unlimited"],
     );
 
     let good = policy_file(

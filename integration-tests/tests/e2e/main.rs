@@ -46,6 +46,7 @@ mod hardening;
 mod harness;
 mod hostnames;
 mod library;
+mod limits;
 mod oci;
 mod operators;
 mod profiles;
