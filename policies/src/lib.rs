@@ -72,6 +72,7 @@
 
 mod builder;
 mod builtin;
+mod check;
 mod compose;
 mod confine;
 mod duration;
@@ -90,6 +91,7 @@ mod value;
 
 pub use builder::{AllowTable, DenyTable, PolicyBuilder, TableBuilder};
 pub use builtin::{builtin, builtin_names};
+pub use check::{EntryAt, Finding, FindingKind};
 pub use compose::{no_files, ParentLoader, MAX_EXTENDS_DEPTH, SET_ORIGIN};
 pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
 pub use duration::{format_duration, parse_duration, MAX_DURATION};

@@ -245,3 +245,58 @@ fn source_cmsgs_is_checked_against_the_composed_jail() {
     assert_eq!(e.kind, K::SourceCmsgsWithJail);
     assert_eq!((e.origin.as_str(), e.line, e.col), ("b.toml", 2, 16));
 }
+
+#[test]
+fn check_finds_contradictions_and_shadows_across_files() {
+    use netjail_policy::FindingKind;
+    let base =
+        "name = \"b\"\n[[deny]]\nconnect = [\"any://127.0.0.0/8:*\"]\nunix = [\"/run/**\"]\n";
+    let child = r#"name = "c"
+extends = "b.toml"
+[[allow]]
+connect = ["tcp://127.0.0.1:8080", "tcp://10.0.0.1:1"]
+unix = ["/run/user/*/bus"]
+[[ask]]
+connect = ["tcp://10.0.0.1:1", "tcp://10.0.0.0/8:*"]
+send = ["udp://127.0.0.53:53"]
+"#;
+    let map = [("b.toml", base), ("c.toml", child)];
+    let (_, found) = Policy::check_toml(child, "c.toml", &[""; 0], &mut files(&map)).unwrap();
+    let short: Vec<_> = found
+        .iter()
+        .map(|f| (f.kind, f.entry.rule.as_str(), f.by.rule.as_str()))
+        .collect();
+    assert_eq!(
+        short,
+        [
+            (
+                FindingKind::Unreachable,
+                "allow[0].connect[0]",
+                "deny[0].connect[0]"
+            ),
+            (
+                FindingKind::Unreachable,
+                "allow[0].unix[0]",
+                "deny[0].unix[0]"
+            ),
+            (
+                FindingKind::Contradiction,
+                "ask[0].connect[0]",
+                "allow[0].connect[1]"
+            ),
+            (
+                FindingKind::Unreachable,
+                "ask[0].send[0]",
+                "deny[0].connect[0]"
+            ),
+        ]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "c.toml:4:12: allow[0].connect[0] `tcp://127.0.0.1:8080` is unreachable: deny[0].connect[0] `any://127.0.0.0/8:*` (b.toml:3:12) covers everything it matches and [[deny]] tables are checked before [[allow]] tables; remove it, or narrow the entry that covers it"
+    );
+    assert_eq!(
+        found[2].to_string(),
+        "c.toml:7:12: ask[0].connect[0] `tcp://10.0.0.1:1` is also in a [[allow]] table, allow[0].connect[1] `tcp://10.0.0.1:1` (c.toml:4:36), which is checked first, so this entry does nothing; remove one of the two"
+    );
+}
