@@ -112,15 +112,20 @@ fn chain_layer(
 }
 
 /// Two origins name the same file: equal once `.` components and doubled slashes are
-/// dropped (a loader that answers canonical paths makes this exact; the depth bound catches
-/// what it misses).
+/// dropped and `dir/..` pairs removed (a loader that answers canonical paths makes this
+/// exact; the depth bound catches what it misses).
 fn same_origin(a: &str, b: &str) -> bool {
     fn norm(s: &str) -> String {
         let absolute = s.starts_with('/');
-        let parts: Vec<&str> = s
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
+        let mut parts: Vec<&str> = Vec::new();
+        for c in s.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            match parts.last() {
+                Some(last) if c == ".." && *last != ".." => {
+                    parts.pop();
+                }
+                _ => parts.push(c),
+            }
+        }
         let joined = parts.join("/");
         if absolute {
             format!("/{joined}")
@@ -204,6 +209,9 @@ mod tests {
     fn origins_compare_without_dot_components() {
         assert!(same_origin("a.toml", "./a.toml"));
         assert!(same_origin("d//x/./a.toml", "d/x/a.toml"));
+        assert!(same_origin("d/sub/../a.toml", "d/a.toml"));
+        assert!(same_origin("../a.toml", "x/../../a.toml"));
+        assert!(!same_origin("../a.toml", "a.toml"));
         assert!(!same_origin("/a.toml", "a.toml"));
         assert!(!same_origin("a.toml", "b.toml"));
     }
