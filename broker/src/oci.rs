@@ -426,8 +426,27 @@ fn load_policy(dir: &Path, name: &str) -> Result<Policy, Refusal> {
             format!("no built-in policy `{name}` and {}: {e}", path.display()),
         )
     })?;
-    Policy::from_toml(&source, &path.display().to_string())
+    let mut parents = |parent: &str, _from: &str| parent_in(dir, parent);
+    Policy::from_toml_with(&source, &path.display().to_string(), &[""; 0], &mut parents)
         .map_err(|e| refusal("bad-policy", e.to_string()))
+}
+
+/// An `extends` parent of a policy in `dir`: a file of `dir` itself, named as the client
+/// would find it next to the policy (`base.toml`, `./base.toml`); no path leaves `dir`.
+fn parent_in(dir: &Path, name: &str) -> Result<(String, String), String> {
+    let file = name.strip_prefix("./").unwrap_or(name);
+    let plain = !file.is_empty() && !file.starts_with('.') && !file.contains('/');
+    if !plain {
+        return Err(format!(
+            "the broker reads parents from {} only, named by file name (`base.toml`)",
+            dir.display()
+        ));
+    }
+    let path = dir.join(file);
+    let origin = path.display().to_string();
+    std::fs::read_to_string(&path)
+        .map(|text| (origin.clone(), text))
+        .map_err(|e| format!("reading `{origin}`: {e}"))
 }
 
 #[cfg(test)]
@@ -511,6 +530,30 @@ mod tests {
             "unknown-policy"
         );
         assert!(load_policy(dir, "deny-all").is_ok());
+    }
+
+    #[test]
+    fn m3_parents_come_from_the_directory_or_the_built_ins() {
+        let dir = std::env::temp_dir().join(format!("netjail-oci-extends-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write(
+            "base.toml",
+            "name = \"base\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n",
+        );
+        write("web.toml", "name = \"web\"\nextends = \"./base.toml\"\n");
+        write("lo.toml", "name = \"lo\"\nextends = \"loopback-only\"\n");
+        write("out.toml", "name = \"out\"\nextends = \"../base.toml\"\n");
+        write("abs.toml", "name = \"abs\"\nextends = \"/etc/passwd\"\n");
+        let web = load_policy(&dir, "web").unwrap();
+        assert!(web.to_toml().contains("tcp://127.0.0.1:22"));
+        assert!(load_policy(&dir, "lo").is_ok());
+        for escaping in ["out", "abs"] {
+            let r = load_policy(&dir, escaping).unwrap_err();
+            assert_eq!(r.reason, "bad-policy");
+            assert!(r.detail.contains("reads parents from"), "{}", r.detail);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum Embedded {
 pub struct RunOptions {
     /// Built-in policy name or policy file.
     pub policy: String,
+    /// `KEY=VALUE` parameters laid over the policy (`--set`), in order.
+    pub sets: Vec<String>,
     /// Broker socket.
     pub broker: PathBuf,
     /// Embedded broker mode.
@@ -106,7 +108,7 @@ fn is_executable(p: &Path) -> bool {
 /// Runs the command confined and returns how it ended. Must be called before any other
 /// thread exists in the process (it forks).
 pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
-    let (source, policy) = policy::load(&options.policy)?;
+    let (source, policy) = policy::load_with(&options.policy, &options.sets)?;
     let program = options
         .command
         .first()

@@ -13,6 +13,7 @@
 //!
 //! let status = run(RunOptions {
 //!     policy: "loopback-only".into(),
+//!     sets: Vec::new(),
 //!     broker: "/run/netjail/broker.sock".into(),
 //!     embedded: Embedded::WhenNoBroker,
 //!     name: None,

@@ -33,6 +33,10 @@ enum Command {
         /// Built-in policy name or policy file.
         #[arg(long)]
         policy: String,
+        /// Set a top-level policy key after `extends` is resolved: KEY=VALUE (repeatable);
+        /// VALUE is a TOML value if it reads as one (false, ["a", "b"]), else a string.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         /// Broker socket; with none listening there an embedded broker is started.
         #[arg(
             long,
@@ -207,11 +211,17 @@ enum PolicyCommand {
     Check {
         /// The policy file (or a built-in name).
         file: String,
+        /// Set a top-level key: KEY=VALUE (repeatable), as `netjail run --set`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
-    /// Print a policy in its canonical form.
+    /// Print a policy resolved (parents and --set applied) in its canonical form.
     Show {
         /// Built-in name or file.
         name: String,
+        /// Set a top-level key: KEY=VALUE (repeatable), as `netjail run --set`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// List the built-in policies.
     List,
@@ -222,6 +232,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run {
             policy,
+            sets,
             broker,
             no_embedded,
             name,
@@ -230,6 +241,7 @@ fn main() -> ExitCode {
             logging::init(cli.log_format, "warn,netjail::audit=info");
             let options = RunOptions {
                 policy,
+                sets,
                 broker,
                 embedded: if no_embedded {
                     Embedded::Never
@@ -418,17 +430,28 @@ fn oci_command(action: OciCommand) -> ExitCode {
 
 fn policy_command(action: PolicyCommand) -> ExitCode {
     match action {
-        PolicyCommand::Check { file } => match policy::load(&file) {
-            Ok((source, p)) => {
+        PolicyCommand::Check { file, sets } => match policy::check(&file, &sets) {
+            Ok((source, p, found)) if found.is_empty() => {
                 println!("{}: ok (policy `{}`)", source.origin, p.name());
                 ExitCode::SUCCESS
+            }
+            Ok((_, _, found)) => {
+                for finding in &found {
+                    eprintln!("{finding}");
+                }
+                eprintln!(
+                    "{file}: {} entr{} that can never decide a request",
+                    found.len(),
+                    if found.len() == 1 { "y" } else { "ies" }
+                );
+                ExitCode::FAILURE
             }
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE
             }
         },
-        PolicyCommand::Show { name } => match policy::load(&name) {
+        PolicyCommand::Show { name, sets } => match policy::load_with(&name, &sets) {
             Ok((_, p)) => {
                 print!("{}", p.to_toml());
                 ExitCode::SUCCESS

@@ -176,7 +176,8 @@ impl Sandbox {
 #[derive(Debug)]
 enum PolicyChoice {
     Built(Box<Policy>),
-    Spec(String),
+    /// A built-in name or a file, and `--set` parameters.
+    Spec(String, Vec<String>),
 }
 
 /// Settings of a confined child; see the [module documentation](self).
@@ -200,7 +201,19 @@ impl SandboxBuilder {
     /// The policy by built-in name (`loopback-only`, `deny-all`...) or TOML file path, as
     /// `netjail run --policy` takes it; loaded by [`SandboxBuilder::spawn`].
     pub fn policy_spec(mut self, spec: impl Into<String>) -> SandboxBuilder {
-        self.policy = Some(PolicyChoice::Spec(spec.into()));
+        self.policy = Some(PolicyChoice::Spec(spec.into(), Vec::new()));
+        self
+    }
+
+    /// As [`SandboxBuilder::policy_spec`], with `KEY=VALUE` parameters laid over the policy
+    /// in order, as `netjail run --set` takes them (see [`policy::load_with`]).
+    pub fn policy_spec_with<S: Into<String>>(
+        mut self,
+        spec: impl Into<String>,
+        sets: impl IntoIterator<Item = S>,
+    ) -> SandboxBuilder {
+        let sets = sets.into_iter().map(Into::into).collect();
+        self.policy = Some(PolicyChoice::Spec(spec.into(), sets));
         self
     }
 
@@ -254,7 +267,7 @@ impl SandboxBuilder {
                 },
                 *p,
             ),
-            PolicyChoice::Spec(spec) => policy::load(&spec)?,
+            PolicyChoice::Spec(spec, sets) => policy::load_with(&spec, &sets)?,
         };
         let program = cmd.get_program().to_string_lossy().into_owned();
         let name = self.name.unwrap_or_else(|| default_name(cmd.get_program()));

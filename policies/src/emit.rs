@@ -120,7 +120,7 @@ fn list<T: Display>(out: &mut String, items: &[T]) {
 }
 
 /// A TOML basic string.
-fn quote(out: &mut String, s: &str) {
+pub(crate) fn quote(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -89,13 +89,35 @@ pub enum PolicyErrorKind {
         /// A known key within edit distance 2, if any.
         suggestion: Option<&'static str>,
     },
-    /// A key or value of the full format that the broker does not enforce yet. It is refused
-    /// so that a rule is never silently ignored.
-    #[error("{what} is not enforced yet; remove it (netjail refuses rules it would ignore)")]
-    NotEnforcedYet {
-        /// The key or setting, e.g. "`extends`".
-        what: String,
+    /// An `extends` parent that is no built-in policy and that the loader could not read.
+    #[error("cannot extend `{name}`: it is no built-in policy ({list}), and {reason}{hint}", list = crate::builtin::builtin_names().join(", "), hint = did_you_mean(*.suggestion))]
+    UnknownParent {
+        /// The parent as written.
+        name: String,
+        /// Why the loader could not read it.
+        reason: String,
+        /// A built-in name within edit distance 2, if any.
+        suggestion: Option<&'static str>,
     },
+    /// A policy that extends itself, through its parents or directly.
+    #[error("`extends` makes a cycle: {0}; remove one of these `extends`")]
+    ExtendsCycle(String),
+    /// An `extends` chain longer than [`crate::MAX_EXTENDS_DEPTH`].
+    #[error("`extends` chain longer than {max} policies: {chain}")]
+    ExtendsTooDeep {
+        /// The most policies in one chain.
+        max: usize,
+        /// The chain, each policy's origin, first child first.
+        chain: String,
+    },
+    /// A `--set` argument that is not `KEY=VALUE`.
+    #[error("`--set` takes KEY=VALUE (e.g. `jail_address=127.0.0.2`), found `{0}`")]
+    BadSet(String),
+    /// A `--set` of a rule table or of `extends`.
+    #[error(
+        "`--set` sets top-level settings, not `{0}`; write tables and `extends` in a policy file"
+    )]
+    NotSettable(String),
     /// A required key is absent.
     #[error("missing required key `{0}`")]
     MissingKey(&'static str),

@@ -43,9 +43,14 @@
 //!
 //! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
 //! [`Policy::builder`] builds the same policies in code ([`PolicyBuilder`]).
-//! Keys of the full format that the broker does not enforce yet (`extends`) are load errors,
-//! never ignored. [`Policy::limits`] is the `[limits]` table (rule N3: `0` none, `-1`
-//! unlimited, the default).
+//! [`Policy::limits`] is the `[limits]` table (rule N3: `0` none, `-1` unlimited, the
+//! default). Unknown keys are load errors with the nearest known key, never ignored.
+//!
+//! A policy may extend another (`extends = "NAME"`, a built-in or a file) and take
+//! parameters (`--set KEY=VALUE`): [`Policy::from_toml_with`] resolves both, reading parent
+//! files through a [`ParentLoader`] callback so that the crate stays free of I/O;
+//! [`Policy::from_toml`] resolves built-in parents only. A child's `[limits]` keys override
+//! its parent's one by one.
 //!
 //! Endpoints of `connect` and `send` entries may name hosts (`tcp://api.example.com:443`, or
 //! `tcp://*.example.com:443` for any name under the domain). The crate cannot resolve names:
@@ -68,6 +73,8 @@
 
 mod builder;
 mod builtin;
+mod check;
+mod compose;
 mod confine;
 mod duration;
 mod emit;
@@ -86,6 +93,8 @@ mod value;
 
 pub use builder::{AllowTable, DenyTable, PolicyBuilder, TableBuilder};
 pub use builtin::{builtin, builtin_names};
+pub use check::{EntryAt, Finding, FindingKind};
+pub use compose::{no_files, ParentLoader, MAX_EXTENDS_DEPTH, SET_ORIGIN};
 pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{BuilderKey, PolicyError, PolicyErrorKind};

@@ -113,6 +113,13 @@ impl Limits {
         })
     }
 
+    /// The limit of a key of `[limits]` by its name.
+    pub(crate) fn get(&self, key: &str) -> Option<Limit> {
+        self.entries()
+            .into_iter()
+            .find_map(|(k, limit)| (k == key).then_some(limit))
+    }
+
     /// The keys and their limits, in canonical order.
     pub(crate) fn entries(&self) -> [(&'static str, Limit); 4] {
         [
@@ -124,8 +131,20 @@ impl Limits {
     }
 }
 
-/// Parses the `[limits]` table.
-pub(crate) fn parse(src: &Source<'_>, value: Spanned<Value>) -> Result<Limits, PolicyError> {
+/// `limits.KEY` for each key of [`LIMITS_KEYS`], as a layer records the keys it sets.
+const QUALIFIED_KEYS: &[&str] = &[
+    "limits.max_connections",
+    "limits.max_binds",
+    "limits.max_pending",
+    "limits.max_calls_per_second",
+];
+
+/// Parses the `[limits]` table: the limits, and the keys it gave (as `limits.KEY`), so that
+/// a policy extending another overrides its parent's limits key by key.
+pub(crate) fn parse(
+    src: &Source<'_>,
+    value: Spanned<Value>,
+) -> Result<(Limits, Vec<&'static str>), PolicyError> {
     let span = value.span();
     let entries = match value.into_inner() {
         Value::Table(entries) => entries,
@@ -139,8 +158,12 @@ pub(crate) fn parse(src: &Source<'_>, value: Spanned<Value>) -> Result<Limits, P
         }
     };
     let mut limits = Limits::default();
+    let mut given = Vec::new();
     for (key, value) in entries {
         let name = key.get_ref().as_str();
+        if let Some(i) = LIMITS_KEYS.iter().position(|k| *k == name) {
+            given.push(QUALIFIED_KEYS[i]);
+        }
         let Some(slot) = limits.slot(name) else {
             let kind = PolicyErrorKind::UnknownKey {
                 key: name.to_owned(),
@@ -162,7 +185,7 @@ pub(crate) fn parse(src: &Source<'_>, value: Spanned<Value>) -> Result<Limits, P
             other => return Err(bad(other.type_name().to_owned())),
         };
     }
-    Ok(limits)
+    Ok((limits, given))
 }
 
 #[cfg(test)]

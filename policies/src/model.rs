@@ -141,8 +141,76 @@ pub struct Policy {
 impl Policy {
     /// Parses and validates a policy. `origin` names the source in errors (a file path or
     /// `builtin:NAME`). Keys the broker does not enforce yet are errors, never ignored.
+    ///
+    /// A policy that `extends` a built-in policy is resolved with it; one that extends a file
+    /// is refused (this reads no files: see [`Policy::from_toml_with`]).
     pub fn from_toml(source: &str, origin: &str) -> Result<Policy, PolicyError> {
-        crate::parse::parse(source, origin)
+        Self::from_toml_with(source, origin, &[""; 0], &mut crate::compose::no_files)
+    }
+
+    /// Parses, resolves and validates a policy that may extend others and take parameters.
+    ///
+    /// `extends = "NAME"` names a built-in policy, or else a file that `loader` reads (see
+    /// [`ParentLoader`](crate::ParentLoader)); parents are resolved first, at most
+    /// [`MAX_EXTENDS_DEPTH`](crate::MAX_EXTENDS_DEPTH) policies in a chain, and a cycle is an
+    /// error at the `extends` key that closes it. The child's top-level keys replace its
+    /// parent's, its rule tables follow its parent's, and the name is the child's. Then each
+    /// of `sets` (`KEY=VALUE`, as `--set` takes them) replaces one top-level key, in order.
+    /// An error inside a parent names the parent's origin, line and column; one in a `--set`
+    /// has origin `--set`, the parameter's place as its line and its column within it.
+    ///
+    /// ```
+    /// use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
+    ///
+    /// let base = "name = \"base\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n";
+    /// let mut loader = |name: &str, _from: &str| match name {
+    ///     "base.toml" => Ok(("base.toml".to_owned(), base.to_owned())),
+    ///     _ => Err(format!("no file `{name}`")),
+    /// };
+    /// let child = "name = \"web\"\nextends = \"base.toml\"\n[[allow]]\nconnect = [\"tcp://127.0.0.1:*\"]\n";
+    /// let p = Policy::from_toml_with(child, "web.toml", &["default=allow"], &mut loader)?;
+    /// assert_eq!(p.name(), "web");
+    /// let connect = |port| Request {
+    ///     op: Op::Connect,
+    ///     target: Target::Inet { proto: Proto::Tcp, addr: ([127, 0, 0, 1], port).into() },
+    /// };
+    /// // The parent's deny beats the child's allow.
+    /// assert_eq!(p.evaluate(&connect(22)).rule, "deny[0].connect[0]");
+    /// assert_eq!(p.evaluate(&connect(80)).verdict, Verdict::Allow);
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn from_toml_with<S: AsRef<str>>(
+        source: &str,
+        origin: &str,
+        sets: &[S],
+        loader: &mut crate::ParentLoader<'_>,
+    ) -> Result<Policy, PolicyError> {
+        crate::compose::resolve(source, origin, sets, loader).map(|(policy, _)| policy)
+    }
+
+    /// As [`Policy::from_toml_with`], and also what `netjail policy check` reports beyond
+    /// errors: entries that can never decide because an entry checked before them covers
+    /// them ([`crate::Finding`]), with the file, line and column of both. A policy with
+    /// findings still loads; they are mistakes of intent, not of form.
+    ///
+    /// ```
+    /// use netjail_policy::{no_files, FindingKind, Policy};
+    ///
+    /// let text = "name = \"p\"\n[[deny]]\nconnect = [\"tcp://127.0.0.0/8:*\"]\n\
+    ///             [[allow]]\nconnect = [\"tcp://127.0.0.1:8080\"]\n";
+    /// let (_, found) = Policy::check_toml(text, "p.toml", &[""; 0], &mut no_files)?;
+    /// assert_eq!(found[0].kind, FindingKind::Unreachable);
+    /// assert_eq!((found[0].entry.line, found[0].entry.col), (5, 12));
+    /// assert_eq!(found[0].by.rule, "deny[0].connect[0]");
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn check_toml<S: AsRef<str>>(
+        source: &str,
+        origin: &str,
+        sets: &[S],
+        loader: &mut crate::ParentLoader<'_>,
+    ) -> Result<(Policy, Vec<crate::Finding>), PolicyError> {
+        crate::check::check(source, origin, sets, loader)
     }
 
     /// The policy's `name`.

@@ -12,7 +12,7 @@ use crate::glob;
 use crate::limits::Limits;
 use crate::model::{Action, Errno, Policy, Rule, Verdict, DEFAULT_ASK_TIMEOUT};
 use crate::sockets;
-use crate::value::{Entries, Key, Source, Value};
+use crate::value::{line_col, Entries, Key, Source, Value};
 
 /// Top-level keys of this slice of the format.
 const TOP_KEYS: &[&str] = &[
@@ -33,85 +33,253 @@ const TOP_KEYS: &[&str] = &[
     "source_cmsgs",
     "landlock",
     "limits",
+    "extends",
 ];
 /// Keys of `[[allow]]` and `[[ask]]` tables.
 const ALLOW_KEYS: &[&str] = &["connect", "send", "bind", "unix"];
 const DENY_KEYS: &[&str] = &["connect", "send", "bind", "unix", "errno"];
 const SOCKETS_KEYS: &[&str] = &["allow"];
 
-/// Keys of the full format (ARCHITECTURE.md) the broker does not enforce yet, as named in
-/// the error.
-fn not_enforced_top(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "extends" => "`extends`",
-        _ => return None,
-    })
+/// Where an entry or key was written: a file (or `builtin:NAME`, or `--set`) and a 1-based
+/// line and character column, as in [`PolicyError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub(crate) origin: String,
+    pub(crate) line: usize,
+    pub(crate) col: usize,
 }
 
-fn not_enforced_rule(_key: &str) -> Option<&'static str> {
-    None
+impl Pos {
+    fn at(src: &Source<'_>, span: &Range<usize>) -> Pos {
+        let (line, col) = line_col(src.text, span.start);
+        Pos {
+            origin: src.origin.to_owned(),
+            line,
+            col,
+        }
+    }
+
+    pub(crate) fn error(&self, kind: PolicyErrorKind) -> PolicyError {
+        PolicyError {
+            origin: self.origin.clone(),
+            line: self.line,
+            col: self.col,
+            at: None,
+            kind,
+        }
+    }
 }
 
-pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-    let src = Source { text, origin };
+/// Where each entry of one rule table was written, in the order of the table's lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TablePos {
+    pub(crate) connect: Vec<Pos>,
+    pub(crate) send: Vec<Pos>,
+    pub(crate) bind: Vec<Pos>,
+    pub(crate) unix: Vec<Pos>,
+}
+
+/// The `extends` key of one file.
+#[derive(Debug, Clone)]
+pub(crate) struct Extends {
+    /// The parent, as written.
+    pub(crate) name: String,
+    /// The `extends` key.
+    pub(crate) key: Pos,
+    /// Its value.
+    pub(crate) value: Pos,
+}
+
+/// One policy file (or `--set` parameter) as written, before composition: `policy` holds
+/// what it says, with the defaults for what it does not, and `set` which top-level keys it
+/// gave (so that a child overrides only those of its parent).
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) policy: Policy,
+    /// The top-level keys given, by name (`sockets` for the `[sockets]` table; never the
+    /// rule tables, which are concatenated).
+    pub(crate) set: Vec<&'static str>,
+    pub(crate) name_given: bool,
+    pub(crate) extends: Option<Extends>,
+    /// The `source_cmsgs` key, when given: checked against the composed jail address.
+    pub(crate) source_cmsgs_at: Option<Pos>,
+    /// Whether a `jail_address` key was given (even an empty list).
+    pub(crate) jail_given: bool,
+    pub(crate) deny_pos: Vec<TablePos>,
+    pub(crate) allow_pos: Vec<TablePos>,
+    pub(crate) ask_pos: Vec<TablePos>,
+}
+
+impl Layer {
+    /// `self` over `parent`: the keys `self` gives replace the parent's; rule tables are the
+    /// parent's followed by `self`'s; the name is `self`'s.
+    pub(crate) fn over(self, parent: Layer) -> Layer {
+        let mut out = parent;
+        let child = self.policy;
+        let c = &mut out.policy;
+        for key in &self.set {
+            match *key {
+                "name" => c.name.clone_from(&child.name),
+                "default" => c.default = child.default,
+                "sockets" => c.sockets.clone_from(&child.sockets),
+                "ask_timeout" => c.ask_timeout = child.ask_timeout,
+                "ask_fallback" => c.ask_fallback = child.ask_fallback,
+                "jail_address" => {
+                    c.confine.jail_v4 = child.confine.jail_v4;
+                    c.confine.jail_v6 = child.confine.jail_v6;
+                }
+                "keep_capabilities" => c
+                    .confine
+                    .keep_capabilities
+                    .clone_from(&child.confine.keep_capabilities),
+                "ioctl" => c.confine.ioctl = child.confine.ioctl,
+                "namespaces" => c.confine.namespaces = child.confine.namespaces,
+                "scm_rights" => c.confine.scm_rights = child.confine.scm_rights,
+                "fcntl_setown" => c.confine.fcntl_setown = child.confine.fcntl_setown,
+                "source_cmsgs" => c.confine.source_cmsgs = child.confine.source_cmsgs,
+                "landlock" => c.confine.landlock = child.confine.landlock,
+                key => {
+                    if let Some(name) = key.strip_prefix("limits.") {
+                        if let (Some(to), Some(from)) =
+                            (c.limits.slot(name), child.limits.get(name))
+                        {
+                            *to = from;
+                        }
+                    }
+                }
+            }
+            if !out.set.contains(key) {
+                out.set.push(key);
+            }
+        }
+        c.deny.extend(child.deny);
+        c.allow.extend(child.allow);
+        c.ask.extend(child.ask);
+        out.deny_pos.extend(self.deny_pos);
+        out.allow_pos.extend(self.allow_pos);
+        out.ask_pos.extend(self.ask_pos);
+        // Whether the child named itself (a parent's name never stands for it).
+        out.name_given = self.name_given;
+        out.jail_given |= self.jail_given;
+        if self.source_cmsgs_at.is_some() {
+            out.source_cmsgs_at = self.source_cmsgs_at;
+        }
+        out.extends = None;
+        out
+    }
+
+    /// The checks that need the whole policy, once every layer is in.
+    pub(crate) fn finish(self) -> Result<(Policy, [Vec<TablePos>; 3]), PolicyError> {
+        if let Some(at) = &self.source_cmsgs_at {
+            check_source_cmsgs(&self.policy.confine, self.jail_given).map_err(|k| at.error(k))?;
+        }
+        Ok((self.policy, [self.deny_pos, self.allow_pos, self.ask_pos]))
+    }
+}
+
+/// Reads one file: every key checked, `extends` kept for the caller to resolve. `name` is
+/// not required here (a parent may leave it out; see `crate::compose`).
+pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
     let doc = src.read()?;
     let doc_span = doc.span();
     let Value::Table(entries) = doc.into_inner() else {
         let kind = PolicyErrorKind::Syntax("a policy must be a table".to_owned());
         return Err(src.error(doc_span, kind));
     };
-    let mut name = None;
-    let mut default = Action::Deny; // rule N4
-    let mut sockets = None;
-    let mut allow = Vec::new();
-    let mut deny = Vec::new();
-    let mut ask = Vec::new();
-    let mut ask_timeout = DEFAULT_ASK_TIMEOUT;
-    let mut ask_fallback = Verdict::Deny { errno: libc::EPERM };
-    let mut confine = Confinement::default();
-    let mut jail_span = None;
-    let mut source_cmsgs_span = None;
-    let mut limits = Limits::default();
+    let src = *src;
+    let mut layer = Layer {
+        policy: Policy {
+            name: String::new(),
+            default: Action::Deny, // rule N4
+            sockets: sockets::default_list(),
+            deny: Vec::new(),
+            allow: Vec::new(),
+            ask: Vec::new(),
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
+            ask_fallback: Verdict::Deny { errno: libc::EPERM },
+            confine: Confinement::default(),
+            limits: Limits::default(),
+        },
+        set: Vec::new(),
+        name_given: false,
+        extends: None,
+        source_cmsgs_at: None,
+        jail_given: false,
+        deny_pos: Vec::new(),
+        allow_pos: Vec::new(),
+        ask_pos: Vec::new(),
+    };
+    let p = &mut layer.policy;
+    let confine = &mut p.confine;
     for (key, value) in entries {
-        match key.get_ref().as_str() {
+        let given = match key.get_ref().as_str() {
             "name" => {
                 let (s, span) = string(&src, "name", value)?;
                 check_name(&s).map_err(|k| src.error(span, k))?;
-                name = Some(s);
+                p.name = s;
+                layer.name_given = true;
+                "name"
+            }
+            "extends" => {
+                let key_pos = Pos::at(&src, &key.span());
+                let (s, span) = string(&src, "extends", value)?;
+                layer.extends = Some(Extends {
+                    name: s,
+                    key: key_pos,
+                    value: Pos::at(&src, &span),
+                });
+                continue;
             }
             "default" => {
                 let (s, span) = string(&src, "default", value)?;
-                default = match s.as_str() {
+                p.default = match s.as_str() {
                     "deny" => Action::Deny,
                     "allow" => Action::Allow,
                     "ask" => Action::Ask,
                     _ => return Err(src.error(span, PolicyErrorKind::UnknownDefault(s))),
                 };
+                "default"
             }
-            "sockets" => sockets = Some(parse_sockets(&src, value)?),
-            "allow" => allow = parse_rules(&src, "allow", value)?,
-            "deny" => deny = parse_rules(&src, "deny", value)?,
-            "ask" => ask = parse_rules(&src, "ask", value)?,
+            "sockets" => {
+                p.sockets = parse_sockets(&src, value)?;
+                "sockets"
+            }
+            "allow" => {
+                (p.allow, layer.allow_pos) = parse_rules(&src, "allow", value)?;
+                continue;
+            }
+            "deny" => {
+                (p.deny, layer.deny_pos) = parse_rules(&src, "deny", value)?;
+                continue;
+            }
+            "ask" => {
+                (p.ask, layer.ask_pos) = parse_rules(&src, "ask", value)?;
+                continue;
+            }
             "ask_timeout" => {
                 if !matches!(value.get_ref(), Value::String(_)) {
                     let expected = "a duration string such as \"30s\"";
                     return Err(wrong_type(&src, "ask_timeout", expected, &value));
                 }
                 let (s, span) = string(&src, "ask_timeout", value)?;
-                ask_timeout = parse_ask_timeout(&s).map_err(|k| src.error(span, k))?;
+                p.ask_timeout = parse_ask_timeout(&s).map_err(|k| src.error(span, k))?;
+                "ask_timeout"
             }
             "ask_fallback" => {
                 let (s, span) = string(&src, "ask_fallback", value)?;
-                ask_fallback = parse_ask_fallback(&s).map_err(|k| src.error(span, k))?;
+                p.ask_fallback = parse_ask_fallback(&s).map_err(|k| src.error(span, k))?;
+                "ask_fallback"
             }
             "jail_address" => {
-                jail_span = Some(value.span());
-                parse_jail(&src, value, &mut confine)?;
+                layer.jail_given = true;
+                parse_jail(&src, value, confine)?;
+                "jail_address"
             }
             "keep_capabilities" => {
                 for (s, span) in strings(&src, "keep_capabilities", value)? {
-                    keep_capability(&s, &mut confine).map_err(|k| src.error(span, k))?;
+                    keep_capability(&s, confine).map_err(|k| src.error(span, k))?;
                 }
+                "keep_capabilities"
             }
             "ioctl" => {
                 let (s, span) = string(&src, "ioctl", value)?;
@@ -120,6 +288,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
                     "safe-list" => IoctlMode::SafeList,
                     _ => return Err(src.error(span, PolicyErrorKind::UnknownIoctlMode(s))),
                 };
+                "ioctl"
             }
             "landlock" => {
                 let (s, span) = string(&src, "landlock", value)?;
@@ -129,40 +298,39 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
                     "off" => LandlockMode::Off,
                     _ => return Err(src.error(span, PolicyErrorKind::UnknownLandlockMode(s))),
                 };
+                "landlock"
             }
             "namespaces" => {
                 for (s, span) in strings(&src, "namespaces", value)? {
-                    grant_namespace(&s, &mut confine).map_err(|k| src.error(span, k))?;
+                    grant_namespace(&s, confine).map_err(|k| src.error(span, k))?;
                 }
+                "namespaces"
             }
-            "scm_rights" => confine.scm_rights = boolean(&src, "scm_rights", value)?,
-            "fcntl_setown" => confine.fcntl_setown = boolean(&src, "fcntl_setown", value)?,
+            "scm_rights" => {
+                confine.scm_rights = boolean(&src, "scm_rights", value)?;
+                "scm_rights"
+            }
+            "fcntl_setown" => {
+                confine.fcntl_setown = boolean(&src, "fcntl_setown", value)?;
+                "fcntl_setown"
+            }
             "source_cmsgs" => {
-                source_cmsgs_span = Some(value.span());
+                layer.source_cmsgs_at = Some(Pos::at(&src, &value.span()));
                 confine.source_cmsgs = boolean(&src, "source_cmsgs", value)?;
+                "source_cmsgs"
             }
-            "limits" => limits = crate::limits::parse(&src, value)?,
-            other => return Err(unknown(&src, &key, not_enforced_top(other), TOP_KEYS)),
-        }
+            "limits" => {
+                let (limits, given) = crate::limits::parse(&src, value)?;
+                p.limits = limits;
+                // Each key of the table overrides its parent's on its own.
+                layer.set.extend(given);
+                "limits"
+            }
+            _ => return Err(unknown(&src, &key, TOP_KEYS)),
+        };
+        layer.set.push(given);
     }
-    let Some(name) = name else {
-        return Err(src.error(0..0, PolicyErrorKind::MissingKey("name")));
-    };
-    if let Some(span) = source_cmsgs_span {
-        check_source_cmsgs(&confine, jail_span.is_some()).map_err(|k| src.error(span, k))?;
-    }
-    Ok(Policy {
-        name,
-        default,
-        sockets: sockets.unwrap_or_else(sockets::default_list),
-        deny,
-        allow,
-        ask,
-        ask_timeout,
-        ask_fallback,
-        confine,
-        limits,
-    })
+    Ok(layer)
 }
 
 /// `jail_address = "127.0.0.2"` or `["127.0.0.2", "::1"]`: at most one address per family,
@@ -314,21 +482,11 @@ fn boolean(src: &Source<'_>, key: &str, value: Spanned<Value>) -> Result<bool, P
     }
 }
 
-/// The error for a key that is not taken here: not enforced yet, or unknown.
-fn unknown(
-    src: &Source<'_>,
-    key: &Key,
-    not_enforced: Option<&'static str>,
-    known: &[&'static str],
-) -> PolicyError {
-    let kind = match not_enforced {
-        Some(what) => PolicyErrorKind::NotEnforcedYet {
-            what: what.to_owned(),
-        },
-        None => PolicyErrorKind::UnknownKey {
-            key: key.get_ref().clone(),
-            suggestion: suggest(key.get_ref(), known),
-        },
+/// The error for a key that is not taken here, with the nearest known key as a hint.
+fn unknown(src: &Source<'_>, key: &Key, known: &[&'static str]) -> PolicyError {
+    let kind = PolicyErrorKind::UnknownKey {
+        key: key.get_ref().clone(),
+        suggestion: suggest(key.get_ref(), known),
     };
     src.error(key.span(), kind)
 }
@@ -411,7 +569,7 @@ fn parse_sockets(
                 }
                 list = Some(rules);
             }
-            _ => return Err(unknown(src, &key, None, SOCKETS_KEYS)),
+            _ => return Err(unknown(src, &key, SOCKETS_KEYS)),
         }
     }
     list.ok_or_else(|| src.error(span, PolicyErrorKind::MissingKey("sockets.allow")))
@@ -421,7 +579,7 @@ fn parse_rules(
     src: &Source<'_>,
     table_name: &'static str,
     value: Spanned<Value>,
-) -> Result<Vec<Rule>, PolicyError> {
+) -> Result<(Vec<Rule>, Vec<TablePos>), PolicyError> {
     let expected = match table_name {
         "deny" => "an array of tables ([[deny]])",
         "ask" => "an array of tables ([[ask]])",
@@ -446,7 +604,8 @@ fn parse_rules(
             let (entries, span) = table(src, &format!("{table_name}[{i}]"), "a table", item)?;
             parse_rule(src, table_name, entries, span)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().unzip())
 }
 
 fn parse_rule(
@@ -454,33 +613,38 @@ fn parse_rule(
     table_name: &'static str,
     entries: Entries,
     span: Range<usize>,
-) -> Result<Rule, PolicyError> {
+) -> Result<(Rule, TablePos), PolicyError> {
     let is_deny = table_name == "deny";
     let mut rule = empty_rule();
+    let mut pos = TablePos::default();
     for (key, value) in entries {
         match key.get_ref().as_str() {
             "connect" => {
                 for (s, span) in strings(src, "connect", value)? {
                     rule.connect
-                        .push(endpoint::parse(&s).map_err(|k| src.error(span, k))?);
+                        .push(endpoint::parse(&s).map_err(|k| src.error(span.clone(), k))?);
+                    pos.connect.push(Pos::at(src, &span));
                 }
             }
             "send" => {
                 for (s, span) in strings(src, "send", value)? {
                     rule.send
-                        .push(endpoint::parse(&s).map_err(|k| src.error(span, k))?);
+                        .push(endpoint::parse(&s).map_err(|k| src.error(span.clone(), k))?);
+                    pos.send.push(Pos::at(src, &span));
                 }
             }
             "bind" => {
                 for (s, span) in strings(src, "bind", value)? {
                     rule.bind
-                        .push(endpoint::parse_bind(&s).map_err(|k| src.error(span, k))?);
+                        .push(endpoint::parse_bind(&s).map_err(|k| src.error(span.clone(), k))?);
+                    pos.bind.push(Pos::at(src, &span));
                 }
             }
             "unix" => {
                 for (s, span) in strings(src, "unix", value)? {
                     rule.unix
-                        .push(glob::parse(&s).map_err(|k| src.error(span, k))?);
+                        .push(glob::parse(&s).map_err(|k| src.error(span.clone(), k))?);
+                    pos.unix.push(Pos::at(src, &span));
                 }
             }
             "errno" if is_deny => {
@@ -488,12 +652,12 @@ fn parse_rule(
                 rule.errno = parse_errno(&s).map_err(|k| src.error(span, k))?;
             }
             "errno" => return Err(src.error(key.span(), PolicyErrorKind::ErrnoOutsideDeny)),
-            other => {
+            _ => {
                 let known = if is_deny { DENY_KEYS } else { ALLOW_KEYS };
-                return Err(unknown(src, &key, not_enforced_rule(other), known));
+                return Err(unknown(src, &key, known));
             }
         }
     }
     check_rule(&rule, table_name).map_err(|k| src.error(span, k))?;
-    Ok(rule)
+    Ok((rule, pos))
 }

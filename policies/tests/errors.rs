@@ -111,14 +111,15 @@ fn unknown_keys_with_and_without_hint() {
 }
 
 #[test]
-fn keys_not_enforced_yet_are_refused_by_name() {
-    let ne = |what: &str| K::NotEnforcedYet { what: what.into() };
-    at(
-        "extends = \"deny-all\"\nname = \"x\"\n",
-        1,
-        1,
-        ne("`extends`"),
+fn extends_without_a_loader_takes_built_ins_only() {
+    let e = err("name = \"x\"\nextends = \"./base.toml\"\n");
+    assert_eq!((e.line, e.col), (2, 11));
+    assert!(
+        matches!(e.kind, K::UnknownParent { ref name, .. } if name == "./base.toml"),
+        "{e}"
     );
+    let p = Policy::from_toml("extends = \"deny-all\"\nname = \"x\"\n", "t.toml").unwrap();
+    assert_eq!(p.name(), "x");
 }
 
 #[test]

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use netjail_integration_tests::{
-    confined, confined_cmd, netjail_bin, policy_file, run, spawn, sys, Outcome, Running, TempDir,
-    TempPath, DEFAULT_TIMEOUT,
+    confined, confined_cmd, netjail_bin, policy_file, run, spawn, sys, Canary, Outcome, Running,
+    TempDir, TempPath, DEFAULT_TIMEOUT,
 };
 
 use crate::{need_python, probe};
@@ -260,4 +260,207 @@ fn signals_are_forwarded_from_the_start() {
         assert_eq!(out.code(), Some(9), "run {i}: {}", out.describe());
         assert_eq!(out.stdout.trim(), "got", "run {i}: {}", out.describe());
     }
+}
+
+// ---- composition: extends, --set, policy check findings (issue 7) --------------------------
+
+/// `netjail ARGS...` in `dir`, so that the files it names (and its messages) are relative.
+fn netjail_in(dir: &TempDir, args: &[&str]) -> Outcome {
+    run(
+        Command::new(netjail_bin())
+            .current_dir(dir.path())
+            .args(args),
+        DEFAULT_TIMEOUT,
+    )
+}
+
+/// Issue 7: `netjail policy check` on ten broken policies gives ten precise messages, kept
+/// here word for word, and exits 1.
+#[test]
+fn i7_policy_check_ten_broken_policies() {
+    let dir = TempDir::new();
+    let files: &[(&str, &str)] = &[
+        ("typo.toml", "name = \"typo\"\ndefualt = \"deny\"\n"),
+        (
+            "cidr.toml",
+            "name = \"cidr\"\n[[allow]]\nconnect = [\"tcp://10.0.0.0/33:443\"]\n",
+        ),
+        (
+            "port.toml",
+            "name = \"port\"\n[[allow]]\nbind = [\"tcp://127.0.0.1:70000\"]\n",
+        ),
+        (
+            "shadow.toml",
+            "name = \"shadow\"\n[[deny]]\nconnect = [\"tcp://127.0.0.0/8:*\"]\n\n\
+             [[allow]]\nconnect = [\"tcp://127.0.0.1:8080\"]\n",
+        ),
+        ("a.toml", "name = \"a\"\nextends = \"b.toml\"\n"),
+        ("b.toml", "name = \"b\"\nextends = \"a.toml\"\n"),
+        ("parent.toml", "name = \"p\"\nextends = \"loopback-onyl\"\n"),
+        ("good.toml", "name = \"good\"\n"),
+        (
+            "both.toml",
+            "name = \"both\"\n[[deny]]\nunix = [\"/run/x.sock\"]\n[[allow]]\n\
+             unix = [\"/run/y.sock\", \"/run/x.sock\"]\n",
+        ),
+        (
+            "errno.toml",
+            "name = \"errno\"\n[[deny]]\nerrno = \"EPREM\"\nconnect = [\"tcp://*:25\"]\n",
+        ),
+        (
+            "duration.toml",
+            "name = \"duration\"\nask_timeout = \"30\"\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write policy");
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["typo.toml"],
+            "typo.toml:2:1: unknown key `defualt`; did you mean `default`?",
+        ),
+        (
+            &["cidr.toml"],
+            "cidr.toml:3:12: invalid prefix length in `10.0.0.0/33`; IPv4 takes /0 to /32, IPv6 /0 to /128",
+        ),
+        (
+            &["port.toml"],
+            "port.toml:3:9: port 70000 is out of range (0-65535)",
+        ),
+        (
+            &["shadow.toml"],
+            "shadow.toml:6:12: allow[0].connect[0] `tcp://127.0.0.1:8080` is unreachable: deny[0].connect[0] `tcp://127.0.0.0/8:*` (shadow.toml:3:12) covers everything it matches and [[deny]] tables are checked before [[allow]] tables; remove it, or narrow the entry that covers it\n\
+             shadow.toml: 1 entry that can never decide a request",
+        ),
+        (
+            &["a.toml"],
+            "b.toml:2:1: `extends` makes a cycle: a.toml -> b.toml -> a.toml; remove one of these `extends`",
+        ),
+        (
+            &["parent.toml"],
+            "parent.toml:2:11: cannot extend `loopback-onyl`: it is no built-in policy (allow-all, deny-all, disablenetwork, jail, loopback-only, tcp-ports), and reading `loopback-onyl`: No such file or directory (os error 2); did you mean `loopback-only`?",
+        ),
+        (
+            &["good.toml", "--set", "default=ask", "--set", "jail_adress=127.0.0.2"],
+            "--set:2:1: unknown key `jail_adress`; did you mean `jail_address`?",
+        ),
+        (
+            &["both.toml"],
+            "both.toml:5:24: allow[0].unix[1] `/run/x.sock` is also in a [[deny]] table, deny[0].unix[0] `/run/x.sock` (both.toml:3:9), which is checked first, so this entry does nothing; remove one of the two\n\
+             both.toml: 1 entry that can never decide a request",
+        ),
+        (
+            &["errno.toml"],
+            "errno.toml:3:9: unknown errno `EPREM`; expected one of EPERM, ECONNREFUSED, EACCES, ENETUNREACH, EHOSTUNREACH",
+        ),
+        (
+            &["duration.toml"],
+            "duration.toml:2:15: invalid `ask_timeout`: `30` has no unit; write 30s, 30ms, 30m or 30h",
+        ),
+    ];
+    assert_eq!(cases.len(), 10);
+    for (args, want) in cases {
+        let mut all = vec!["policy", "check"];
+        all.extend_from_slice(args);
+        let out = netjail_in(&dir, &all);
+        assert_eq!(out.code(), Some(1), "{args:?}: {}", out.describe());
+        assert_eq!(out.stderr.trim_end(), *want, "{args:?}: {}", out.describe());
+        assert_eq!(out.stdout, "", "{args:?}: {}", out.describe());
+    }
+    // The same file with its key set right is fine.
+    let out = netjail_in(
+        &dir,
+        &[
+            "policy",
+            "check",
+            "good.toml",
+            "--set",
+            "jail_address=127.0.0.2",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+}
+
+/// Issue 7: `netjail run --policy CHILD` where CHILD extends a file: the parent's deny (with
+/// its errno) and the child's allow both apply to a real confined program, and `policy show`
+/// prints the resolved policy, which checks clean on its own.
+#[test]
+fn i7_run_a_policy_that_extends_a_file() {
+    let denied = Canary::tcp4();
+    let allowed = Canary::tcp4();
+    let dir = TempDir::new();
+    std::fs::create_dir(dir.path().join("base")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("base/parent.toml"),
+        format!(
+            "name = \"parent\"\ndefault = \"deny\"\n\n[[deny]]\nerrno = \"ECONNREFUSED\"\n\
+             connect = [\"tcp://127.0.0.1:{}\"]\n",
+            denied.port()
+        ),
+    )
+    .expect("write parent");
+    let child = dir.path().join("child.toml");
+    std::fs::write(
+        &child,
+        "name = \"child\"\nextends = \"base/parent.toml\"\n\n[[allow]]\n\
+         connect = [\"tcp://127.0.0.1:*\"]\n",
+    )
+    .expect("write child");
+    let child = child.to_str().expect("utf-8");
+
+    let out = confined(
+        child,
+        &[probe(), "connect", "tcp", "127.0.0.1", &allowed.port_str()],
+    );
+    crate::assert_ok(&out);
+    assert_eq!(allowed.wait_count(1, WAIT), 1, "{}", out.describe());
+
+    let out = confined(
+        child,
+        &[probe(), "connect", "tcp", "127.0.0.1", &denied.port_str()],
+    );
+    crate::assert_err(&out, "ECONNREFUSED");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(denied.count(), 0, "{}", out.describe());
+
+    // `--set` on run: the parent's default is replaced, the deny stays.
+    let mut cmd = Command::new(netjail_bin());
+    cmd.env_remove("NETJAIL_BROKER").args([
+        "run",
+        "--policy",
+        child,
+        "--set",
+        "default=allow",
+        "--",
+        probe(),
+        "connect",
+        "tcp",
+        "127.0.0.1",
+        &denied.port_str(),
+    ]);
+    let out = run(&mut cmd, DEFAULT_TIMEOUT);
+    crate::assert_err(&out, "ECONNREFUSED");
+
+    let shown = netjail_in(
+        &dir,
+        &["policy", "show", "child.toml", "--set", "ask_timeout=90s"],
+    );
+    assert_eq!(shown.code(), Some(0), "{}", shown.describe());
+    assert!(
+        shown.stdout.starts_with("name = \"child\"\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("ask_timeout = \"1m30s\"\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains("extends"), "{}", shown.stdout);
+    let deny_at = shown.stdout.find("[[deny]]").expect("the parent's deny");
+    assert!(deny_at < shown.stdout.find("[[allow]]").expect("the child's allow"));
+    let again = policy_file(&shown.stdout);
+    let out = policy_check(again.as_str());
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
 }

@@ -37,14 +37,23 @@ fn profile_text(name: &str) -> &'static str {
     netjail_policy::builtin(name).unwrap_or_else(|| panic!("no built-in {name}"))
 }
 
-/// The `jail` profile with jail address `address` and the rule tables `extra` of a user's
-/// own, as a policy file (what `extends = "jail"` and `--set jail_address=...` will say).
+/// A user's own jail: a policy file that extends the `jail` profile, sets its jail address to
+/// `address` and adds the rule tables `extra`.
 fn jail_with(address: &str, extra: &str) -> TempPath {
-    let own = format!("jail_address = \"{JAIL_ADDRESS}\"");
-    let text = profile_text(JAIL);
-    assert!(text.contains(&own), "the jail profile's address moved");
-    let text = text.replace(&own, &format!("jail_address = \"{address}\""));
-    policy_file(&format!("{text}\n{extra}\n"))
+    policy_file(&format!(
+        "name = \"my-jail\"\nextends = \"jail\"\njail_address = \"{address}\"\n{extra}\n"
+    ))
+}
+
+/// `netjail run --policy POLICY --set SET... -- ARGS...`.
+fn confined_set(policy: &str, sets: &[&str], args: &[&str]) -> Outcome {
+    let mut cmd = std::process::Command::new(netjail_bin());
+    cmd.args(["run", "--policy", policy]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    cmd.arg("--").args(args);
+    netjail_integration_tests::run(&mut cmd, Duration::from_secs(30))
 }
 
 /// The built-in profile `name` with the rule tables `extra` appended, as a policy file.
@@ -502,14 +511,23 @@ fn s_j2_jail_wildcard_bind_lands_on_the_jail_address() {
     let out = confined(JAIL, &[probe(), "bind", "tcp", "127.0.0.1", "0"]);
     assert_eq!(out.json()["bind"]["err"], "EPERM", "{}", out.describe());
 
-    let other = jail_with("127.0.0.3", "");
-    let out = confined(
-        other.as_str(),
+    // The jail address is the profile's parameter: `--set` on the command line...
+    let other = ["jail_address=127.0.0.3"];
+    let out = confined_set(
+        JAIL,
+        &other,
         &[probe(), "bind", "tcp", "0.0.0.0", "0", "--listen"],
     );
     assert_eq!(out.json()["local"]["ip"], "127.0.0.3", "{}", out.describe());
-    let out = confined(other.as_str(), &[probe(), "bind", "tcp", JAIL_ADDRESS, "0"]);
+    let out = confined_set(JAIL, &other, &[probe(), "bind", "tcp", JAIL_ADDRESS, "0"]);
     assert_eq!(out.json()["bind"]["err"], "EPERM", "{}", out.describe());
+    // ... or `extends = "jail"` in a file of the user's own.
+    let own = jail_with("127.0.0.4", "");
+    let out = confined(
+        own.as_str(),
+        &[probe(), "bind", "tcp", "0.0.0.0", "0", "--listen"],
+    );
+    assert_eq!(out.json()["local"]["ip"], "127.0.0.4", "{}", out.describe());
 }
 
 /// J2: connections and datagrams from the `jail` (with a connect rule of the user's own)
