@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use netjail_policy::{
-    Action, IoctlMode, Op, Policy, PolicyError, PolicyErrorKind as K, Proto, Request, Target,
-    Verdict,
+    Action, IoctlMode, Limit, Op, Policy, PolicyError, PolicyErrorKind as K, Proto, Request,
+    Target, Verdict,
 };
 
 /// A loader over an in-memory set of files, resolving names against the directory of the
@@ -299,4 +299,27 @@ send = ["udp://127.0.0.53:53"]
         found[2].to_string(),
         "c.toml:7:12: ask[0].connect[0] `tcp://10.0.0.1:1` is also in a [[allow]] table, allow[0].connect[1] `tcp://10.0.0.1:1` (c.toml:4:36), which is checked first, so this entry does nothing; remove one of the two"
     );
+}
+
+/// Rule N3 through composition: each key of `[limits]` a child writes (or `--set` gives)
+/// replaces its parent's, and the keys it leaves out keep the parent's value.
+#[test]
+fn s_n3_limits_override_key_by_key() {
+    let base = "name = \"base\"\n[limits]\nmax_connections = 2\nmax_binds = 3\n";
+    let child = "name = \"c\"\nextends = \"base.toml\"\n[limits]\nmax_binds = -1\n";
+    let map = [("base.toml", base), ("c.toml", child)];
+    let p = load(&map, "c.toml", &[]).unwrap();
+    assert_eq!(p.limits().max_connections, Limit::AtMost(2));
+    assert_eq!(p.limits().max_binds, Limit::Unlimited);
+    assert_eq!(p.limits().max_pending, Limit::Unlimited);
+    let p = load(&map, "c.toml", &["limits.max_pending=0"]).unwrap();
+    assert_eq!(p.limits().max_pending, Limit::AtMost(0));
+    assert_eq!(p.limits().max_connections, Limit::AtMost(2));
+    let e = load(&map, "c.toml", &["limits.max_conections=1"]).unwrap_err();
+    assert!(
+        e.to_string().contains("did you mean `max_connections`"),
+        "{e}"
+    );
+    let e = load(&map, "c.toml", &["limits.max_binds=-2"]).unwrap_err();
+    assert!(e.to_string().starts_with("--set:1:"), "{e}");
 }
