@@ -29,6 +29,7 @@ impl Policy {
             source_cmsgs: false,
             landlock: LandlockMode::default(),
             sockets: None,
+            sockets_refuse: None,
             deny: Vec::new(),
             allow: Vec::new(),
             ask: Vec::new(),
@@ -103,7 +104,8 @@ impl Policy {
 ///
 /// [`PolicyBuilder::build`] reports the first mistake, as the parser does, checking in the
 /// order in which [`Policy::to_toml`] prints the keys: `name`, `ask_timeout`,
-/// `ask_fallback`, `jail_address`, `keep_capabilities`, `namespaces`, `sockets.allow`, then
+/// `ask_fallback`, `jail_address`, `keep_capabilities`, `namespaces`, `sockets.allow`,
+/// `sockets.refuse`, then
 /// the `[[deny]]`, `[[allow]]` and `[[ask]]` tables in the order they were added (in each
 /// its `errno`, then its `connect`, `send`, `bind` and `unix` entries, then that it has
 /// one), and last `source_cmsgs(true)` together with a `jail_address` call. That is the
@@ -127,6 +129,8 @@ pub struct PolicyBuilder {
     landlock: LandlockMode,
     /// `None`: the default list.
     sockets: Option<Vec<String>>,
+    /// `None`: `EAFNOSUPPORT`.
+    sockets_refuse: Option<String>,
     deny: Vec<TableBuilder<DenyTable>>,
     allow: Vec<TableBuilder<AllowTable>>,
     ask: Vec<TableBuilder<AllowTable>>,
@@ -243,6 +247,24 @@ impl PolicyBuilder {
         self
     }
 
+    /// `[sockets] refuse`: the errno `socket()` of a family the `sockets` list does not name
+    /// fails with, `"EAFNOSUPPORT"` (the default: what a kernel without the family says) or
+    /// `"EPERM"` (rule D1, as the `disablenetwork` profile has it). A second call replaces
+    /// the first. See [`Policy::sockets_refuse`].
+    ///
+    /// ```
+    /// use netjail_policy::Policy;
+    ///
+    /// let p = Policy::builder("quiet").sockets(["unix:*"]).sockets_refuse("EPERM").build()?;
+    /// assert_eq!(p.sockets_refuse(), libc::EPERM);
+    /// assert!(p.to_toml().contains("[sockets]\nallow = [\"unix:*\"]\nrefuse = \"EPERM\"\n"));
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn sockets_refuse(mut self, errno: impl Into<String>) -> Self {
+        self.sockets_refuse = Some(errno.into());
+        self
+    }
+
     /// Adds a `[[deny]]` table, filled in by `table`: `.deny(|t| t.connect("tcp://*:25"))`.
     pub fn deny(
         mut self,
@@ -325,6 +347,12 @@ impl PolicyBuilder {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let sockets_refuse = match &self.sockets_refuse {
+            None => sockets::DEFAULT_REFUSE,
+            Some(text) => {
+                sockets::parse_refuse(text).map_err(here.at("sockets.refuse", Some(text)))?
+            }
+        };
         let deny = rules(&self.deny, "deny", &here)?;
         let allow = rules(&self.allow, "allow", &here)?;
         let ask = rules(&self.ask, "ask", &here)?;
@@ -335,6 +363,7 @@ impl PolicyBuilder {
             name: self.name.clone(),
             default: self.default,
             sockets,
+            sockets_refuse,
             deny,
             allow,
             ask,

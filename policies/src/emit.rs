@@ -24,6 +24,11 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     confinement(&mut out, p);
     out.push_str("\n[sockets]\nallow = ");
     list(&mut out, &p.sockets);
+    let _ = writeln!(
+        out,
+        "refuse = \"{}\"",
+        crate::sockets::refuse_name(p.sockets_refuse)
+    );
     out.push_str("\n[limits]\n");
     for (key, limit) in p.limits.entries() {
         let _ = writeln!(out, "{key} = {limit}");

@@ -51,7 +51,7 @@ pub struct BuilderKey {
     /// The key as the TOML format names it, with 0-based indices counting the entries given
     /// for it (across calls, in call order): `name`, `ask_timeout`, `ask_fallback`,
     /// `jail_address[1]`, `keep_capabilities[0]`, `namespaces[0]`, `source_cmsgs`,
-    /// `sockets.allow[2]`, `deny[0].errno`, `allow[1].connect[0]`, or `ask[2]` for a table
+    /// `sockets.allow[2]`, `sockets.refuse`, `deny[0].errno`, `allow[1].connect[0]`, or `ask[2]` for a table
     /// with no entries. Table indices count the tables of their kind, as in
     /// [`crate::Decision::rule`].
     pub key: String,
@@ -192,6 +192,14 @@ pub enum PolicyErrorKind {
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
     #[error("socket entry `{0}` is not FAMILY:TYPE or FAMILY:TYPE:PROTOCOL (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\")")]
     BadSocketEntry(String),
+    /// `[sockets] refuse` is neither `EAFNOSUPPORT` nor `EPERM`.
+    #[error("unknown `sockets.refuse` errno `{found}`; expected \"EAFNOSUPPORT\" or \"EPERM\"{hint}", hint = did_you_mean(*.suggestion))]
+    UnknownSocketsRefuse {
+        /// The value as written.
+        found: String,
+        /// The value it probably means (`EPERM` for `eperm`), if any.
+        suggestion: Option<&'static str>,
+    },
     /// An unknown socket family name.
     #[error(
         "unknown socket family `{0}`; expected unix, inet, inet6, netlink, packet, vsock or a number"

@@ -126,6 +126,8 @@ pub struct Policy {
     pub(crate) name: String,
     pub(crate) default: Action,
     pub(crate) sockets: Vec<SocketRule>,
+    /// `[sockets] refuse`: the errno of `socket()` of a family `sockets` does not name.
+    pub(crate) sockets_refuse: i32,
     pub(crate) deny: Vec<Rule>,
     pub(crate) allow: Vec<Rule>,
     pub(crate) ask: Vec<Rule>,
@@ -246,9 +248,33 @@ impl Policy {
 
     /// The `socket()` allow-list (rule L2): the `[sockets] allow` entries, or the default
     /// list (`unix:*`, `inet:stream`, `inet:dgram`, `inet6:stream`, `inet6:dgram`) when the
-    /// policy has no `[sockets]` table.
+    /// policy has no `[sockets] allow` key.
     pub fn sockets(&self) -> &[SocketRule] {
         &self.sockets
+    }
+
+    /// The errno (positive) that `socket()` and `socketpair()` of a family
+    /// [`Policy::sockets`] does not name fail with, in the kernel: `[sockets] refuse`,
+    /// `libc::EAFNOSUPPORT` (what a kernel without the family says, so that programs fall
+    /// back quietly) unless the policy says `"EPERM"` (rule D1: the `disablenetwork`
+    /// profile). A type or protocol the list does not name, of a family it does, is always
+    /// `EPERM`.
+    ///
+    /// ```
+    /// use netjail_policy::{builtin, Policy};
+    ///
+    /// let p = Policy::from_toml("name = \"p\"\n[sockets]\nrefuse = \"EPERM\"\n", "p.toml")?;
+    /// assert_eq!(p.sockets_refuse(), libc::EPERM);
+    /// // The default list, as without the table.
+    /// assert_eq!(p.sockets().len(), 5);
+    /// let dn = Policy::from_toml(builtin("disablenetwork").unwrap(), "disablenetwork")?;
+    /// assert_eq!(dn.sockets_refuse(), libc::EPERM);
+    /// let jail = Policy::from_toml(builtin("jail").unwrap(), "jail")?;
+    /// assert_eq!(jail.sockets_refuse(), libc::EAFNOSUPPORT);
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn sockets_refuse(&self) -> i32 {
+        self.sockets_refuse
     }
 
     /// The settings the launcher compiles into the sandbox and the broker applies besides the

@@ -38,7 +38,9 @@ const TOP_KEYS: &[&str] = &[
 /// Keys of `[[allow]]` and `[[ask]]` tables.
 const ALLOW_KEYS: &[&str] = &["connect", "send", "bind", "unix"];
 const DENY_KEYS: &[&str] = &["connect", "send", "bind", "unix", "errno"];
-const SOCKETS_KEYS: &[&str] = &["allow"];
+/// Keys of `[sockets]`: `allow`, the `socket()` allow-list, and `refuse`, the errno of a
+/// family it does not name.
+const SOCKETS_KEYS: &[&str] = &["allow", "refuse"];
 
 /// Where an entry or key was written: a file (or `builtin:NAME`, or `--set`) and a 1-based
 /// line and character column, as in [`PolicyError`].
@@ -96,8 +98,9 @@ pub(crate) struct Extends {
 #[derive(Debug, Clone)]
 pub(crate) struct Layer {
     pub(crate) policy: Policy,
-    /// The top-level keys given, by name (`sockets` for the `[sockets]` table; never the
-    /// rule tables, which are concatenated).
+    /// The top-level keys given, by name (`sockets.allow`, `sockets.refuse` and
+    /// `limits.KEY` for the keys of those tables, which override one by one; never the rule
+    /// tables, which are concatenated).
     pub(crate) set: Vec<&'static str>,
     pub(crate) name_given: bool,
     pub(crate) extends: Option<Extends>,
@@ -121,7 +124,8 @@ impl Layer {
             match *key {
                 "name" => c.name.clone_from(&child.name),
                 "default" => c.default = child.default,
-                "sockets" => c.sockets.clone_from(&child.sockets),
+                "sockets.allow" => c.sockets.clone_from(&child.sockets),
+                "sockets.refuse" => c.sockets_refuse = child.sockets_refuse,
                 "ask_timeout" => c.ask_timeout = child.ask_timeout,
                 "ask_fallback" => c.ask_fallback = child.ask_fallback,
                 "jail_address" => {
@@ -192,6 +196,7 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
             name: String::new(),
             default: Action::Deny, // rule N4
             sockets: sockets::default_list(),
+            sockets_refuse: sockets::DEFAULT_REFUSE,
             deny: Vec::new(),
             allow: Vec::new(),
             ask: Vec::new(),
@@ -241,8 +246,18 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                 "default"
             }
             "sockets" => {
-                p.sockets = parse_sockets(&src, value)?;
-                "sockets"
+                let (allow, refuse) = parse_sockets(&src, value)?;
+                // Each key of the table overrides its parent's on its own: a child that
+                // lists more families keeps its parent's errno for the rest.
+                if let Some(allow) = allow {
+                    p.sockets = allow;
+                    layer.set.push("sockets.allow");
+                }
+                if let Some(refuse) = refuse {
+                    p.sockets_refuse = refuse;
+                    layer.set.push("sockets.refuse");
+                }
+                continue;
             }
             "allow" => {
                 (p.allow, layer.allow_pos) = parse_rules(&src, "allow", value)?;
@@ -554,12 +569,16 @@ fn table(
     }
 }
 
+/// The `[sockets]` table: its `allow` list and its `refuse` errno, each `None` when not
+/// given. A table with neither key is an error (it says nothing, and the list is what one
+/// forgets).
 fn parse_sockets(
     src: &Source<'_>,
     value: Spanned<Value>,
-) -> Result<Vec<sockets::SocketRule>, PolicyError> {
+) -> Result<(Option<Vec<sockets::SocketRule>>, Option<i32>), PolicyError> {
     let (entries, span) = table(src, "sockets", "a table ([sockets])", value)?;
     let mut list = None;
+    let mut refuse = None;
     for (key, value) in entries {
         match key.get_ref().as_str() {
             "allow" => {
@@ -569,10 +588,17 @@ fn parse_sockets(
                 }
                 list = Some(rules);
             }
+            "refuse" => {
+                let (s, span) = string(src, "sockets.refuse", value)?;
+                refuse = Some(sockets::parse_refuse(&s).map_err(|k| src.error(span, k))?);
+            }
             _ => return Err(unknown(src, &key, SOCKETS_KEYS)),
         }
     }
-    list.ok_or_else(|| src.error(span, PolicyErrorKind::MissingKey("sockets.allow")))
+    if list.is_none() && refuse.is_none() {
+        return Err(src.error(span, PolicyErrorKind::MissingKey("sockets.allow")));
+    }
+    Ok((list, refuse))
 }
 
 fn parse_rules(

@@ -57,7 +57,36 @@ const TYPES: &[(&str, i32)] = &[
     ("raw", libc::SOCK_RAW),
 ];
 
-/// The list used when a policy has no `[sockets]` table.
+/// The errnos `[sockets] refuse` may name, by name: what `socket()` and `socketpair()` of a
+/// family the list does not name fail with.
+const REFUSALS: &[(&str, i32)] = &[("EAFNOSUPPORT", libc::EAFNOSUPPORT), ("EPERM", libc::EPERM)];
+
+/// `[sockets] refuse` when the policy does not set it: what a kernel without the family says.
+pub(crate) const DEFAULT_REFUSE: i32 = libc::EAFNOSUPPORT;
+
+/// Reads `[sockets] refuse`: `EAFNOSUPPORT` or `EPERM`, as written (upper case).
+pub(crate) fn parse_refuse(text: &str) -> Result<i32, PolicyErrorKind> {
+    match REFUSALS.iter().find(|(n, _)| *n == text) {
+        Some((_, errno)) => Ok(*errno),
+        None => {
+            let names: Vec<&'static str> = REFUSALS.iter().map(|(n, _)| *n).collect();
+            Err(PolicyErrorKind::UnknownSocketsRefuse {
+                found: text.to_owned(),
+                suggestion: crate::error::suggest(&text.to_ascii_uppercase(), &names),
+            })
+        }
+    }
+}
+
+/// The name `[sockets] refuse` writes `errno` with (one of [`parse_refuse`]'s).
+pub(crate) fn refuse_name(errno: i32) -> &'static str {
+    REFUSALS
+        .iter()
+        .find(|(_, e)| *e == errno)
+        .map_or("EAFNOSUPPORT", |(n, _)| n)
+}
+
+/// The list used when a policy has no `[sockets] allow` key.
 pub(crate) fn default_list() -> Vec<SocketRule> {
     let rule = |family, sock_type| SocketRule {
         family,
@@ -218,6 +247,28 @@ mod tests {
         assert_eq!(
             parse("inet:"),
             Err(PolicyErrorKind::UnknownSocketType(String::new()))
+        );
+    }
+
+    #[test]
+    fn refuse_names_and_values() {
+        assert_eq!(parse_refuse("EPERM"), Ok(libc::EPERM));
+        assert_eq!(parse_refuse("EAFNOSUPPORT"), Ok(libc::EAFNOSUPPORT));
+        assert_eq!(refuse_name(libc::EPERM), "EPERM");
+        assert_eq!(refuse_name(DEFAULT_REFUSE), "EAFNOSUPPORT");
+        assert_eq!(
+            parse_refuse("eperm"),
+            Err(PolicyErrorKind::UnknownSocketsRefuse {
+                found: "eperm".into(),
+                suggestion: Some("EPERM"),
+            })
+        );
+        assert_eq!(
+            parse_refuse("ECONNREFUSED"),
+            Err(PolicyErrorKind::UnknownSocketsRefuse {
+                found: "ECONNREFUSED".into(),
+                suggestion: None,
+            })
         );
     }
 

@@ -174,6 +174,45 @@ fn socket_entry_errors() {
 }
 
 #[test]
+fn sockets_refuse_errors_and_values() {
+    at(
+        b().sockets(["unix:*"]).sockets_refuse("ENOENT"),
+        "sockets.refuse",
+        Some("ENOENT"),
+        K::UnknownSocketsRefuse {
+            found: "ENOENT".to_owned(),
+            suggestion: None,
+        },
+    );
+    at(
+        b().sockets_refuse("eperm"),
+        "sockets.refuse",
+        Some("eperm"),
+        K::UnknownSocketsRefuse {
+            found: "eperm".to_owned(),
+            suggestion: Some("EPERM"),
+        },
+    );
+    // Checked after the list, as the parser meets `allow` before `refuse`.
+    at(
+        b().sockets_refuse("x").sockets(["inet"]),
+        "sockets.allow[0]",
+        Some("inet"),
+        K::BadSocketEntry("inet".to_owned()),
+    );
+    assert_eq!(b().build().unwrap().sockets_refuse(), libc::EAFNOSUPPORT);
+    // The last call wins.
+    let p = b().sockets_refuse("EPERM").sockets_refuse("EAFNOSUPPORT");
+    assert_eq!(p.build().unwrap().sockets_refuse(), libc::EAFNOSUPPORT);
+    let p = b().sockets_refuse("EPERM").build().unwrap();
+    assert_eq!(p.sockets_refuse(), libc::EPERM);
+    assert_eq!(
+        p,
+        Policy::from_toml("name = \"t\"\n[sockets]\nrefuse = \"EPERM\"\n", "t").unwrap()
+    );
+}
+
+#[test]
 fn unknown_errno() {
     at(
         b().deny(|t| t.connect("tcp://*:25"))
@@ -327,6 +366,7 @@ fn builtins_built_in_code_are_equal() {
     assert_eq!(loopback, from("loopback-only"));
     let disablenetwork = Policy::builder("disablenetwork")
         .sockets(["unix:*"])
+        .sockets_refuse("EPERM")
         .allow(|t| t.unix("/**"))
         .build()
         .unwrap();
@@ -492,6 +532,7 @@ struct Input {
     source_cmsgs: Option<bool>,
     landlock: Option<LandlockMode>,
     sockets: Option<Vec<String>>,
+    sockets_refuse: Option<String>,
     deny: Vec<Table>,
     allow: Vec<Table>,
     ask: Vec<Table>,
@@ -544,6 +585,9 @@ impl Input {
         }
         if let Some(s) = &self.sockets {
             b = b.sockets(s);
+        }
+        if let Some(r) = &self.sockets_refuse {
+            b = b.sockets_refuse(r);
         }
         for t in &self.deny {
             b = b.deny(|mut tb| {
@@ -620,8 +664,14 @@ impl Input {
             };
             s += &format!("landlock = \"{m}\"\n");
         }
+        if self.sockets.is_some() || self.sockets_refuse.is_some() {
+            s += "\n[sockets]\n";
+        }
         if let Some(l) = &self.sockets {
-            s += &format!("\n[sockets]\nallow = {}\n", list(l));
+            s += &format!("allow = {}\n", list(l));
+        }
+        if let Some(r) = &self.sockets_refuse {
+            s += &format!("refuse = {}\n", q(r));
         }
         for (name, tables) in [
             ("deny", &self.deny),
@@ -903,7 +953,14 @@ fn input(bad: u32) -> impl Strategy<Value = Input> {
             LandlockMode::Required,
             LandlockMode::Off,
         ])),
-        prop::option::of(sockets),
+        (
+            prop::option::of(sockets),
+            prop::option::of(pick(
+                &["EAFNOSUPPORT", "EPERM"],
+                &["ENOENT", "eperm", ""],
+                bad,
+            )),
+        ),
         prop::collection::vec(table(true, bad), 0..3),
         prop::collection::vec(table(false, bad), 0..3),
         prop::collection::vec(table(false, bad), 0..3),
@@ -911,7 +968,7 @@ fn input(bad: u32) -> impl Strategy<Value = Input> {
     (top, more).prop_map(
         move |(
             (name, default, ask_timeout, ask_fallback, jail, caps, ioctl, namespaces),
-            (scm, fcntl, mut source_cmsgs, landlock, sockets, deny, allow, ask),
+            (scm, fcntl, mut source_cmsgs, landlock, (sockets, sockets_refuse), deny, allow, ask),
         )| {
             if bad == 0 && jail.is_some() && source_cmsgs == Some(true) {
                 source_cmsgs = Some(false);
@@ -930,6 +987,7 @@ fn input(bad: u32) -> impl Strategy<Value = Input> {
                 source_cmsgs,
                 landlock,
                 sockets,
+                sockets_refuse,
                 deny,
                 allow,
                 ask,

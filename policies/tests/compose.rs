@@ -323,3 +323,73 @@ fn s_n3_limits_override_key_by_key() {
     let e = load(&map, "c.toml", &["limits.max_binds=-2"]).unwrap_err();
     assert!(e.to_string().starts_with("--set:1:"), "{e}");
 }
+
+/// D1 through composition: `[sockets] refuse` and `[sockets] allow` override their parent's
+/// each on its own, in a child file and with `--set sockets.refuse=...`.
+#[test]
+fn s_d1_sockets_refuse_overrides_on_its_own() {
+    let listed = |p: &Policy| {
+        p.sockets()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    // A child that lists more families keeps disablenetwork's EPERM for the rest.
+    let wider = "name = \"w\"\nextends = \"disablenetwork\"\n[sockets]\nallow = [\"unix:*\", \"inet:stream\"]\n";
+    // A child that sets only the errno keeps the parent's list.
+    let quiet =
+        "name = \"q\"\nextends = \"disablenetwork\"\n[sockets]\nrefuse = \"EAFNOSUPPORT\"\n";
+    let base = "name = \"b\"\n[sockets]\nallow = [\"inet:stream\"]\n";
+    let map = [("w.toml", wider), ("q.toml", quiet), ("b.toml", base)];
+    let p = load(&map, "w.toml", &[]).unwrap();
+    assert_eq!(p.sockets_refuse(), libc::EPERM);
+    assert_eq!(listed(&p), ["unix:*", "inet:stream"]);
+    let p = load(&map, "q.toml", &[]).unwrap();
+    assert_eq!(p.sockets_refuse(), libc::EAFNOSUPPORT);
+    assert_eq!(listed(&p), ["unix:*"]);
+
+    // --set, bare or quoted; the list stays.
+    for set in ["sockets.refuse=EPERM", "sockets.refuse=\"EPERM\""] {
+        let p = load(&map, "b.toml", &[set]).unwrap();
+        assert_eq!(p.sockets_refuse(), libc::EPERM, "{set}");
+        assert_eq!(listed(&p), ["inet:stream"], "{set}");
+        assert!(
+            p.to_toml()
+                .contains("[sockets]\nallow = [\"inet:stream\"]\nrefuse = \"EPERM\"\n"),
+            "{}",
+            p.to_toml()
+        );
+    }
+    // --set of the list keeps the errno, and of the errno over the profile by name.
+    let p = load(&map, "w.toml", &["sockets.allow=[\"unix:*\"]"]).unwrap();
+    assert_eq!((p.sockets_refuse(), listed(&p).len()), (libc::EPERM, 1));
+    let dn = netjail_policy::builtin("disablenetwork").unwrap();
+    let p = Policy::from_toml_with(
+        dn,
+        "disablenetwork",
+        &["sockets.refuse=EAFNOSUPPORT"],
+        &mut netjail_policy::no_files,
+    )
+    .unwrap();
+    assert_eq!(p.sockets_refuse(), libc::EAFNOSUPPORT);
+    // The last of two sets wins.
+    let p = load(
+        &map,
+        "b.toml",
+        &["sockets.refuse=EPERM", "sockets.refuse=EAFNOSUPPORT"],
+    )
+    .unwrap();
+    assert_eq!(p.sockets_refuse(), libc::EAFNOSUPPORT);
+
+    // Errors at the value's column in the parameter, with the nearest value or key.
+    let e = load(&map, "b.toml", &["default=deny", "sockets.refuse=eperm"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--set:2:16: unknown `sockets.refuse` errno `eperm`; expected \"EAFNOSUPPORT\" or \"EPERM\"; did you mean `EPERM`?"
+    );
+    let e = load(&map, "b.toml", &["sockets.refuze=EPERM"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--set:1:9: unknown key `refuze`; did you mean `refuse`?"
+    );
+}

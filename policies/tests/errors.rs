@@ -472,6 +472,59 @@ fn s_l2_socket_entry_errors() {
     );
 }
 
+/// D1: `[sockets] refuse` takes `EAFNOSUPPORT` or `EPERM`; a mistake is reported at the value
+/// (or key) with the nearest right one.
+#[test]
+fn s_d1_sockets_refuse_errors() {
+    at(
+        "name = \"x\"\n[sockets]\nallow = [\"unix:*\"]\nrefuse = \"ECONNREFUSED\"\n",
+        4,
+        10,
+        K::UnknownSocketsRefuse {
+            found: "ECONNREFUSED".into(),
+            suggestion: None,
+        },
+    );
+    let e = err("name = \"x\"\n[sockets]\nrefuse = \"EPRM\"\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:10: unknown `sockets.refuse` errno `EPRM`; expected \"EAFNOSUPPORT\" or \"EPERM\"; did you mean `EPERM`?"
+    );
+    at(
+        "name = \"x\"\n[sockets]\nrefuse = \"eafnosupport\"\n",
+        3,
+        10,
+        K::UnknownSocketsRefuse {
+            found: "eafnosupport".into(),
+            suggestion: Some("EAFNOSUPPORT"),
+        },
+    );
+    at(
+        "name = \"x\"\n[sockets]\nrefuse = 1\n",
+        3,
+        10,
+        K::WrongType {
+            key: "sockets.refuse".into(),
+            expected: "a string",
+            found: "an integer",
+        },
+    );
+    let e = err("name = \"x\"\n[sockets]\nrefuze = \"EPERM\"\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:1: unknown key `refuze`; did you mean `refuse`?"
+    );
+    // `refuse` alone is a table: the default list, refused families with EPERM.
+    let p = Policy::from_toml("name = \"x\"\n[sockets]\nrefuse = \"EPERM\"\n", "t.toml").unwrap();
+    assert_eq!(p.sockets_refuse(), libc::EPERM);
+    assert_eq!(
+        p.sockets(),
+        Policy::from_toml("name = \"x\"\n", "t.toml")
+            .unwrap()
+            .sockets()
+    );
+}
+
 /// One endpoint error: `entry` is the second entry of line 3, which starts at column 25.
 #[track_caller]
 fn endpoint_err(entry: &str, kind: K) {

@@ -498,6 +498,11 @@ fn seed_profiles_decide_as_documented() {
     // D1-D3: nothing but filesystem unix sockets.
     let dn = get("disablenetwork");
     assert!(unix_only(&dn), "{:?}", dn.sockets());
+    assert_eq!(
+        dn.sockets_refuse(),
+        libc::EPERM,
+        "D1: socket() fails with EPERM"
+    );
     decides(&dn, &tcp("127.0.0.1:80"), EPERM, "default");
     decides(&dn, &send(Proto::Udp, "127.0.0.1:53"), EPERM, "default");
     decides(&dn, &bind(Proto::Tcp, "127.0.0.1:0"), EPERM, "default");
@@ -617,6 +622,7 @@ landlock = "best-effort"
 
 [sockets]
 allow = ["unix:*", "inet:stream", "inet:dgram", "inet6:stream", "inet6:dgram"]
+refuse = "EAFNOSUPPORT"
 
 [limits]
 max_connections = -1

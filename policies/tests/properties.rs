@@ -236,9 +236,10 @@ fn policy_src() -> impl Strategy<Value = String> {
             "fcntl_setown = false\nsource_cmsgs = true\nlandlock = \"required\"\n",
         ]),
         limits(),
+        sockets(),
     )
-        .prop_map(|(default, deny, allow, ask, confine, limits)| {
-            let mut s = format!("name = \"prop\"\n{default}{confine}{limits}");
+        .prop_map(|(default, deny, allow, ask, confine, limits, sockets)| {
+            let mut s = format!("name = \"prop\"\n{default}{confine}{limits}{sockets}");
             // Tables of the three kinds, interleaved: their order in the file does not matter.
             for i in 0..deny.len().max(allow.len()).max(ask.len()) {
                 if let Some(a) = ask.get(i) {
@@ -253,6 +254,34 @@ fn policy_src() -> impl Strategy<Value = String> {
             }
             s
         })
+}
+
+/// A `[sockets]` table with an `allow` list (maybe empty), a `refuse` errno, or both; or none.
+fn sockets() -> impl Strategy<Value = String> {
+    let entry = select(vec![
+        "unix:*",
+        "inet:stream",
+        "inet6:dgram",
+        "inet:stream:sctp",
+        "netlink:raw",
+        "packet:*",
+        "40:seqpacket",
+    ]);
+    let allow = prop::option::of(prop::collection::vec(entry.prop_map(str::to_owned), 0..4));
+    let refuse = prop::option::of(select(vec!["EAFNOSUPPORT", "EPERM"]));
+    (allow, refuse).prop_map(|(allow, refuse)| {
+        if allow.is_none() && refuse.is_none() {
+            return String::new();
+        }
+        let mut s = "\n[sockets]\n".to_owned();
+        if let Some(list) = allow {
+            s += &format!("allow = {}\n", quoted(&list));
+        }
+        if let Some(errno) = refuse {
+            s += &format!("refuse = \"{errno}\"\n");
+        }
+        s
+    })
 }
 
 /// A `[limits]` table (rule N3) with some of its keys, each `-1`, `0` or a count; or none.
