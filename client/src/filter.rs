@@ -287,7 +287,7 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
     rules.push(Rule::always("clone3", deny(libc::ENOSYS)));
     rules.extend(crate::hardening::rules(policy));
     for name in ["socket", "socketpair"] {
-        socket_rules(&mut rules, name, policy.sockets());
+        socket_rules(&mut rules, name, policy.sockets(), policy.sockets_refuse());
     }
     let mut checked = std::collections::HashSet::new();
     for rule in &rules {
@@ -326,10 +326,16 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
 }
 
 /// Refuses every (family, type) that the allow-list does not name: each refused family by
-/// value, any value above [`MAX_FAMILY`] (high bits included), and in an allowed family each
-/// type it does not list.
-fn socket_rules(out: &mut Vec<Rule>, call: &'static str, allowed: &[SocketRule]) {
-    let refuse = deny(libc::EAFNOSUPPORT);
+/// value and any value above [`MAX_FAMILY`] (high bits included) with `family_errno` (the
+/// policy's `[sockets] refuse`: `EAFNOSUPPORT` unless it says `EPERM`), and in an allowed
+/// family each type it does not list with `EPERM`.
+fn socket_rules(
+    out: &mut Vec<Rule>,
+    call: &'static str,
+    allowed: &[SocketRule],
+    family_errno: i32,
+) {
+    let refuse = deny(family_errno);
     out.push(Rule::when(
         call,
         refuse,
@@ -575,6 +581,86 @@ pub(crate) mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The errno of the first `call` rule that matches these arguments, as the kernel takes
+    /// them (rules in order), `None` when the call is allowed.
+    fn socket_errno(rules: &[Rule], call: &str, args: [u64; 3]) -> Option<i32> {
+        let args = [args[0], args[1], args[2], 0, 0, 0];
+        rules
+            .iter()
+            .find(|r| r.syscall == call && r.matches(&args))
+            .map(|r| match r.action {
+                Action::Errno(e) => e,
+                Action::Notify => panic!("{call} notified: {r:?}"),
+            })
+    }
+
+    /// D1, L2: `[sockets] refuse` is the errno of an unlisted family and of every family
+    /// above 63, for `socket` and `socketpair` alike; an unlisted type or protocol of a
+    /// listed family stays `EPERM`; the default is `EAFNOSUPPORT`.
+    #[test]
+    fn s_d1_sockets_refuse_is_the_errno_of_unlisted_families() {
+        let (inet, unix, netlink) = (
+            libc::AF_INET as u64,
+            libc::AF_UNIX as u64,
+            libc::AF_NETLINK as u64,
+        );
+        let (stream, dgram, raw) = (
+            libc::SOCK_STREAM as u64,
+            libc::SOCK_DGRAM as u64,
+            libc::SOCK_RAW as u64,
+        );
+        let sctp = libc::IPPROTO_SCTP as u64;
+        let base = "name = \"t\"\n[sockets]\nallow = [\"unix:*\", \"inet:stream\"]\n";
+        for (extra, want) in [
+            ("", libc::EAFNOSUPPORT),
+            ("refuse = \"EAFNOSUPPORT\"\n", libc::EAFNOSUPPORT),
+            ("refuse = \"EPERM\"\n", libc::EPERM),
+        ] {
+            let p = policy(&format!("{base}{extra}"));
+            assert_eq!(p.sockets_refuse(), want);
+            let rules = rules(&p).unwrap();
+            for call in ["socket", "socketpair"] {
+                for family in [libc::AF_INET6 as u64, netlink, 17, 40, 63, 64, 1 << 32] {
+                    let got = socket_errno(&rules, call, [family, stream, 0]);
+                    assert_eq!(got, Some(want), "{call}({family}) {extra:?}");
+                }
+                assert_eq!(socket_errno(&rules, call, [unix, stream, 0]), None);
+            }
+            // A listed family: its unlisted types and protocols are EPERM whatever `refuse`.
+            assert_eq!(socket_errno(&rules, "socket", [inet, stream, 0]), None);
+            for args in [[inet, dgram, 0], [inet, raw, 1], [inet, stream, sctp]] {
+                let got = socket_errno(&rules, "socket", args);
+                assert_eq!(got, Some(libc::EPERM), "socket{args:?} {extra:?}");
+            }
+        }
+        let dn = policy(netjail_policy::builtin("disablenetwork").unwrap());
+        let dn_rules = rules(&dn).unwrap();
+        for family in [
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_PACKET,
+            libc::AF_NETLINK,
+        ] {
+            let got = socket_errno(&dn_rules, "socket", [family as u64, raw, 0]);
+            assert_eq!(got, Some(libc::EPERM), "disablenetwork socket({family})");
+        }
+        for other in [
+            "jail",
+            "tcp-ports",
+            "loopback-only",
+            "deny-all",
+            "allow-all",
+        ] {
+            let p = policy(netjail_policy::builtin(other).unwrap());
+            let got = socket_errno(
+                &rules(&p).unwrap(),
+                "socket",
+                [libc::AF_PACKET as u64, raw, 0],
+            );
+            assert_eq!(got, Some(libc::EAFNOSUPPORT), "{other}");
         }
     }
 

@@ -376,6 +376,53 @@ fn issue_4_object_fields() {
     assert!(entries.iter().any(|e| names(e) == ["socket", "socketpair"]));
 }
 
+/// D1: the object prints the policy's `[sockets] refuse` as the `errnoRet` of the socket
+/// rules of unlisted families (`EPERM` for `disablenetwork`, `EAFNOSUPPORT` for the others),
+/// and an unlisted type of a listed family as `EPERM` either way.
+#[test]
+fn s_d1_object_carries_the_sockets_refuse_errno() {
+    let entries_of = |name: &str| {
+        let p = policy(netjail_policy::builtin(name).unwrap());
+        let object = seccomp_object(&p, name, LISTENER).unwrap();
+        object.get("syscalls").unwrap().as_array().unwrap().to_vec()
+    };
+    // The errnoRet of the socket entry whose only argument is `family == value`.
+    let family_errno = |entries: &[Json], family: i32| -> Option<u64> {
+        entries.iter().find_map(|e| {
+            let names = e.get("names")?.as_array()?;
+            if !names.iter().any(|n| n.as_str() == Some("socket")) {
+                return None;
+            }
+            let args = e.get("args")?.as_array()?;
+            let [arg] = args else { return None };
+            let equal = arg.get("op")?.as_str() == Some("SCMP_CMP_EQ")
+                && arg.get("index")?.as_u64() == Some(0)
+                && arg.get("value")?.as_u64() == Some(family as u64);
+            equal.then(|| e.get("errnoRet")?.as_u64())?
+        })
+    };
+    let dn = entries_of("disablenetwork");
+    for family in [
+        libc::AF_INET,
+        libc::AF_INET6,
+        libc::AF_PACKET,
+        libc::AF_NETLINK,
+    ] {
+        assert_eq!(
+            family_errno(&dn, family),
+            Some(libc::EPERM as u64),
+            "{family}"
+        );
+    }
+    assert_eq!(family_errno(&dn, libc::AF_UNIX), None);
+    let jail = entries_of("jail");
+    assert_eq!(
+        family_errno(&jail, libc::AF_PACKET),
+        Some(libc::EAFNOSUPPORT as u64)
+    );
+    assert_eq!(family_errno(&jail, libc::AF_INET), None);
+}
+
 #[test]
 fn issue_4_policy_label() {
     assert_eq!(policy_label("loopback-only").unwrap(), "loopback-only");
