@@ -3,7 +3,8 @@
 //!
 //! The crate is pure: no I/O, no system calls. The broker decodes an intercepted call into a
 //! [`Request`], asks [`Policy::evaluate`], and acts on the [`Verdict`]; the client compiles
-//! [`Policy::sockets`] into its seccomp filter.
+//! [`Policy::sockets`] (and [`Policy::sockets_refuse`], the errno of a family it does not
+//! name) into its seccomp filter.
 //!
 //! ```
 //! use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
@@ -49,8 +50,8 @@
 //! A policy may extend another (`extends = "NAME"`, a built-in or a file) and take
 //! parameters (`--set KEY=VALUE`): [`Policy::from_toml_with`] resolves both, reading parent
 //! files through a [`ParentLoader`] callback so that the crate stays free of I/O;
-//! [`Policy::from_toml`] resolves built-in parents only. A child's `[limits]` keys override
-//! its parent's one by one.
+//! [`Policy::from_toml`] resolves built-in parents only. A child's `[limits]` and `[sockets]`
+//! keys override its parent's one by one.
 //!
 //! Endpoints of `connect` and `send` entries may name hosts (`tcp://api.example.com:443`, or
 //! `tcp://*.example.com:443` for any name under the domain). The crate cannot resolve names:

@@ -191,30 +191,55 @@ fn assert_results(out: &Outcome, cases: &[&str], want: &str, what: &str) {
 
 // ---- disablenetwork: D1-D7 ----------------------------------------------------------------
 
-/// D1: under `disablenetwork` no socket but a unix one can be made (refused in the kernel:
-/// `EAFNOSUPPORT`, netjail's answer for a family the policy does not list), and on IP sockets
-/// made before confinement and passed in, `connect`, `sendto`, `sendmsg` with a destination,
-/// a UDP `connect`, `bind` and `listen` all fail with `EPERM`; the canaries hear nothing.
-/// Unconfined every call works.
+/// D1: under `disablenetwork` no socket but a unix one can be made: `socket()` of every
+/// other family (IPv4, IPv6, netlink, and as root packet) fails in the kernel with `EPERM`, as
+/// the design says (the profile's `[sockets] refuse = "EPERM"`), and so does a family number
+/// the kernel does not know (where the kernel itself says `EAFNOSUPPORT`: the answer is
+/// netjail's). On IP sockets made before confinement and passed in, `connect`, `sendto`,
+/// `sendmsg` with a destination, a UDP `connect`, `bind` and `listen` all fail with `EPERM`;
+/// the canaries hear nothing. Unconfined every call works.
 #[test]
 fn s_d1_disablenetwork_tcp_connect_refused() {
     let Some(py) = need_python("s_d1_disablenetwork_tcp_connect_refused") else {
         return;
     };
-    let specs = ["2:1", "2:2", "10:1", "10:2", "16:3:0", "1:1", "1:2", "1:5"];
+    let root = self_status("Uid").get(1).map(String::as_str) == Some("0");
+    let mut refused = vec!["2:1", "2:2", "10:1", "10:2", "16:3:0", "16:2:0"];
+    if root {
+        refused.extend(["17:3", "17:2"]);
+    }
+    let listed = ["1:1", "1:2", "1:5"];
+    // Families the kernel does not have: 63 (below AF_MAX's ceiling) and 64 (above the
+    // filter's 63, refused by one comparison).
+    let unknown = ["63:1", "64:2"];
     let mut args = vec![probe(), "socket"];
-    args.extend(specs);
+    args.extend(&refused);
+    args.extend(listed);
+    args.extend(unknown);
     let native = unconfined(&args);
-    for spec in specs {
+    for spec in refused.iter().chain(&listed) {
         assert_socket(&native, spec, "ok");
     }
-    let out = confined(DISABLENETWORK, &args);
-    for spec in &specs[..5] {
-        assert_socket(&out, spec, "EAFNOSUPPORT");
+    for spec in unknown {
+        assert_socket(&native, spec, "EAFNOSUPPORT");
     }
-    for spec in &specs[5..] {
+    let out = confined(DISABLENETWORK, &args);
+    for spec in refused.iter().chain(&unknown) {
+        assert_socket(&out, spec, "EPERM");
+    }
+    for spec in listed {
         assert_socket(&out, spec, "ok");
     }
+    // The errno is the profile's key: set back to the kernel's, the same calls say
+    // EAFNOSUPPORT; and another profile says EPERM once told to.
+    let out = confined_set(DISABLENETWORK, &["sockets.refuse=EAFNOSUPPORT"], &args);
+    assert_socket(&out, "2:1", "EAFNOSUPPORT");
+    assert_socket(&out, "64:2", "EAFNOSUPPORT");
+    assert_socket(&out, "1:1", "ok");
+    let out = confined_set(TCP_PORTS, &["sockets.refuse=EPERM"], &args);
+    assert_socket(&out, "16:3:0", "EPERM");
+    assert_socket(&out, "2:2", "EPERM");
+    assert_socket(&out, "2:1", "ok");
 
     let refused = [
         "connect",
@@ -316,7 +341,7 @@ sys.exit(subprocess.run([sys.executable, '-c', sys.argv[1]], timeout=20).returnc
 
 /// D4: `disablenetwork` is inherited through fork and exec (sh -> python3 -> python3): the
 /// grandchild runs under the filter with no_new_privs, cannot clear no_new_privs (`EINVAL`),
-/// and cannot make an IP socket, which it can unconfined.
+/// and cannot make an IP socket (`EPERM`, D1), which it can unconfined.
 #[test]
 fn s_d4_disablenetwork_inherited_and_irrevocable() {
     let Some(py) = need_python("s_d4_disablenetwork_inherited_and_irrevocable") else {
@@ -337,7 +362,7 @@ fn s_d4_disablenetwork_inherited_and_irrevocable() {
     let out = confined(DISABLENETWORK, &args);
     out.assert_success();
     let v = out.json();
-    assert_eq!(v["socket"], "EAFNOSUPPORT", "{}", out.describe());
+    assert_eq!(v["socket"], "EPERM", "{}", out.describe());
     assert_eq!(v["Seccomp"], "2", "{}", out.describe());
     assert_eq!(v["NoNewPrivs_before"], "1", "{}", out.describe());
     assert_eq!(v["clear_nnp"], "EINVAL", "{}", out.describe());
@@ -420,7 +445,7 @@ fn s_d6_disablenetwork_unprivileged_and_setuid_gains_nothing() {
         DISABLENETWORK,
         &[probe(), "socket", "2:1", "1:1"],
     )));
-    assert_socket(&out, "2:1", "EAFNOSUPPORT");
+    assert_socket(&out, "2:1", "EPERM");
     assert_socket(&out, "1:1", "ok");
 }
 
