@@ -35,7 +35,7 @@ use netjail_policy::Policy;
 
 use super::args;
 use super::stats::{self, us, Summary};
-use super::{all_succeeded, loadavg, timeout_for, wait_bounded, Canary, Machine};
+use super::{all_succeeded, timeout_for, wait_bounded, Canary, Machine};
 
 const USAGE: &str = "\
 usage: nj-bench embedded [--iterations N] [--rounds R] [--warmup W]
@@ -348,9 +348,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let started = Instant::now();
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     for (round, &count) in per_round.iter().enumerate() {
-        let mut order = Variant::ALL;
-        order.rotate_left(round % Variant::ALL.len());
-        for variant in order {
+        for variant in super::rotation(&Variant::ALL, round) {
             samples[variant.index()].push(bench.measure(variant, count)?);
         }
         eprintln!(
@@ -431,11 +429,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!(
         "listener accepted {seen} of {expected}; hook asked {asked} times (expected {expected_asked})"
     );
-    let end_load = loadavg();
-    println!(
-        "load     {end_load} (at end, {:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
+    let end_load = super::print_end_load(started);
 
     let mut by_variant = serde_json::Map::new();
     for v in Variant::ALL {

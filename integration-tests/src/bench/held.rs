@@ -35,8 +35,7 @@ use serde_json::Value;
 use super::args;
 use super::stats::{self, us, Summary};
 use super::{
-    all_succeeded, join, kill_bounded, loadavg, reader, run_bounded, sys, timeout_for, Canary,
-    Machine,
+    all_succeeded, join, kill_bounded, reader, run_bounded, sys, timeout_for, Canary, Machine,
 };
 
 const USAGE: &str = "\
@@ -641,9 +640,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<HeldCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
-        let mut order = variants.clone();
-        order.rotate_left(round % variants.len());
-        for variant in order {
+        for variant in super::rotation(&variants, round) {
             watcher.check_alive()?;
             broker.check_alive()?;
             let lat = match variant {
@@ -811,11 +808,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!(
         "broker log                       {allowed_decisions} allowed connects to the allowed port; {held_events} calls held (expected {expected_held}), ended: {ended:?}"
     );
-    let end_load = loadavg();
-    println!(
-        "load     {end_load} (at end, {:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
+    let end_load = super::print_end_load(started);
 
     let mut by_variant = serde_json::Map::new();
     for &v in &variants {

@@ -590,6 +590,24 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// Prints the load at the end of a run and how long the run took, and returns the load.
+fn print_end_load(started: Instant) -> String {
+    let end_load = loadavg();
+    println!(
+        "load     {end_load} (at end, {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    end_load
+}
+
+/// The order of the variants in round `round`: rotated by one each round, so that no
+/// variant always runs first (after a pause) or last.
+fn rotation<V: Copy>(variants: &[V], round: usize) -> Vec<V> {
+    let mut order = variants.to_vec();
+    order.rotate_left(round % variants.len());
+    order
+}
+
 /// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc_now() -> String {
     let secs = SystemTime::now()
@@ -660,9 +678,7 @@ fn run(options: &Options) -> Result<bool, String> {
         .collect();
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     for (round, &count) in per_round.iter().enumerate() {
-        let mut order = variants.clone();
-        order.rotate_left(round % variants.len());
-        for variant in order {
+        for variant in rotation(&variants, round) {
             let lat = bench.measure(variant, count)?;
             samples[variant.index()].push(lat);
         }
@@ -756,11 +772,7 @@ fn run(options: &Options) -> Result<bool, String> {
     println!(
         "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0)"
     );
-    let end_load = loadavg();
-    println!(
-        "load     {end_load} (at end, {:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
+    let end_load = print_end_load(started);
 
     let mut by_variant = serde_json::Map::new();
     for &v in &variants {
