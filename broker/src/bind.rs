@@ -43,13 +43,15 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             if addr.len() <= 2 {
                 // Autobind: the kernel picks an abstract name; nothing to decide.
                 out.endpoint = "unix:(autobind)".to_owned();
-                let slot = match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
-                    Ok(slot) => slot,
-                    Err(refusal) => return Step::Done(refused(out, refusal)),
-                };
-                let reply = perform(sock.as_fd(), &addr);
-                limits::settle(slot, sock.as_fd(), kind, reply, true);
-                return Step::Done(out.decided(None, "autobind", reply));
+                let pid = call.notif.pid;
+                let fd = sock.as_fd();
+                return Step::Done(
+                    match limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, &addr))
+                    {
+                        Ok(reply) => out.decided(None, "autobind", reply),
+                        Err(refusal) => refused(out, refusal),
+                    },
+                );
             }
             let target = match decode::target(&addr, proto) {
                 Ok(t) => t,
@@ -64,16 +66,14 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
                         &path,
                         PathUse::Create,
                         Become::Full,
-                        |a| match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
-                            Ok(slot) => {
-                                let reply = perform(sock.as_fd(), a);
-                                limits::settle(slot, sock.as_fd(), kind, reply, true);
-                                reply
-                            }
-                            Err(_) => {
-                                limited.store(true, Ordering::Relaxed);
-                                Reply::Errno(limits::COUNT_ERRNO)
-                            }
+                        |a| {
+                            let fd = sock.as_fd();
+                            let pid = call.notif.pid;
+                            limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, a))
+                                .unwrap_or_else(|_| {
+                                    limited.store(true, Ordering::Relaxed);
+                                    Reply::Errno(limits::COUNT_ERRNO)
+                                })
                         },
                     );
                     out.endpoint = r.endpoint;
@@ -144,14 +144,13 @@ fn decide_and_perform(
         Verdict::Deny { errno } => Reply::Errno(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
-        Verdict::Allow => match limits::reserve(&binds(call), call.notif.pid, sock) {
-            Ok(slot) => {
-                let reply = perform();
-                limits::settle(slot, sock, kind, reply, limits::listed_when_bound(kind));
-                reply
+        Verdict::Allow => {
+            let listed = limits::listed_when_bound(kind);
+            match limits::counted(&binds(call), call.notif.pid, sock, kind, listed, perform) {
+                Ok(reply) => reply,
+                Err(refusal) => return Step::Done(refused(out, refusal)),
             }
-            Err(refusal) => return Step::Done(refused(out, refusal)),
-        },
+        }
     };
     Step::Done(out.decided(Some(decision), "", reply))
 }

@@ -57,17 +57,14 @@ pub(crate) fn decide(call: &Call) -> Step {
                 Become::Full,
                 |a| {
                     let connections = &call.sandbox.limits.connections;
-                    match limits::reserve(connections, call.notif.pid, sock.as_fd()) {
-                        Ok(slot) => {
-                            let reply = perform(sock.as_fd(), a);
-                            limits::settle(slot, sock.as_fd(), kind, reply, true);
-                            reply
-                        }
-                        Err(_) => {
-                            limited.store(true, Ordering::Relaxed);
-                            Reply::Errno(limits::COUNT_ERRNO)
-                        }
-                    }
+                    let fd = sock.as_fd();
+                    limits::counted(connections, call.notif.pid, fd, kind, true, || {
+                        perform(fd, a)
+                    })
+                    .unwrap_or_else(|_| {
+                        limited.store(true, Ordering::Relaxed);
+                        Reply::Errno(limits::COUNT_ERRNO)
+                    })
                 },
             );
             out.endpoint = result.endpoint;

@@ -116,6 +116,22 @@ pub(crate) fn settle(
     }
 }
 
+/// Performs a call that makes `sock` count under `live`: reserves a place (or refuses, and
+/// nothing is performed), performs the call, and keeps the socket if it succeeded.
+pub(crate) fn counted(
+    live: &Option<Arc<Live>>,
+    tid: u32,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    listed: bool,
+    perform: impl FnOnce() -> Reply,
+) -> Result<Reply, Decision> {
+    let slot = reserve(live, tid, sock)?;
+    let reply = perform();
+    settle(slot, sock, kind, reply, listed);
+    Ok(reply)
+}
+
 /// Whether the kernel lists a socket of `kind` in `/proc/net` once it is bound: all but TCP
 /// (listed once it listens or connects).
 pub(crate) fn listed_when_bound(kind: SocketKind) -> bool {
