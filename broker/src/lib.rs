@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod activation;
 mod audit;
 mod bind;
 mod caller;

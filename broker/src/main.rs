@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use netjail_broker::activation::{self, Inherited};
 use netjail_broker::control::{self, ControlConfig};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_broker::names::{Resolver, ResolverConfig};
@@ -57,36 +58,64 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Sockets a service manager handed over are taken first, before anything else (the
+    // runtime, the log) opens an fd that could take a number the manager announced.
+    let inherited = Inherited::from_env();
     let args = Args::parse();
     logging::init(args.log_format, "info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(run(args))
+    runtime.block_on(run(args, inherited.context("socket activation")?))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
     // What operators decided before comes first: a broker that cannot read it does not start.
     let overlay = Overlay::open(&args.overlay)
         .with_context(|| format!("cannot read the overlay in {}", args.overlay.display()))?;
     tracing::info!(overlay = %args.overlay.display(), rules = overlay.rule_count(), "overlay read");
+    // Sockets a service manager made for us (socket activation) are used as they are: never
+    // re-bound, never removed.
+    let mut owned_paths: Vec<PathBuf> = Vec::new();
     // The OCI socket first: once the registration socket answers, both do.
     let oci_listener = match &args.oci_socket {
         Some(path) => {
-            let l = oci::bind_oci_socket(path)
-                .with_context(|| format!("cannot listen on {}", path.display()))?;
+            let l = match inherited.stream(path)? {
+                Some(l) => l,
+                None => {
+                    owned_paths.push(path.clone());
+                    oci::bind_oci_socket(path)
+                        .with_context(|| format!("cannot listen on {}", path.display()))?
+                }
+            };
             tracing::info!(socket = %path.display(), policies = %args.policies.display(), "OCI seccomp agent listening");
             Some(l)
         }
         None => None,
     };
-    let control_listener = control::bind_control_socket(&args.control)
-        .with_context(|| format!("cannot listen on {}", args.control.display()))?;
+    let control_listener = match inherited.seqpacket(&args.control)? {
+        Some(l) => l,
+        None => {
+            owned_paths.push(args.control.clone());
+            control::bind_control_socket(&args.control)
+                .with_context(|| format!("cannot listen on {}", args.control.display()))?
+        }
+    };
     let control_config = std::sync::Arc::new(ControlConfig::with_group(&args.operator_group));
     tracing::info!(socket = %args.control.display(), group = %args.operator_group, "control socket listening");
-    let listener = netjail_broker::bind_socket(&args.socket)
-        .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
+    let listener = match inherited.seqpacket(&args.socket)? {
+        Some(l) => {
+            tracing::info!(socket = %args.socket.display(), "registration socket from the service manager");
+            l
+        }
+        None => {
+            owned_paths.push(args.socket.clone());
+            netjail_broker::bind_socket(&args.socket)
+                .with_context(|| format!("cannot listen on {}", args.socket.display()))?
+        }
+    };
+    inherited.all_claimed()?;
     tracing::info!(socket = %args.socket.display(), "netjaild listening");
     let names = Resolver::new(ResolverConfig {
         hosts: args.hosts.clone(),
@@ -107,6 +136,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    if let Err(e) = activation::notify("READY=1") {
+        tracing::warn!(error = %e, "cannot tell the service manager that netjaild is ready");
+    }
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let result = tokio::select! {
         r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
@@ -115,10 +147,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
     };
-    // Leaving closes every listener: pending and later calls of the sandboxes fail (fail closed).
-    let _ = std::fs::remove_file(&args.socket);
-    let _ = std::fs::remove_file(&args.control);
-    if let Some(path) = &args.oci_socket {
+    let _ = activation::notify("STOPPING=1");
+    // Leaving closes every listener: pending and later calls of the sandboxes fail (fail
+    // closed). The socket files the broker made go; a service manager's stay its own.
+    for path in &owned_paths {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!(sandboxes = broker.sandbox_count(), "netjaild stopping");

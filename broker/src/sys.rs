@@ -696,3 +696,73 @@ pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         Err(e) => Err(e),
     }
 }
+
+/// Takes fd `fd`, inherited from the service manager (`LISTEN_FDS`, fds from 3 on), marks it
+/// close-on-exec so that it does not leak into anything the broker runs, and non-blocking, as
+/// the runtime needs (a service manager hands sockets over blocking).
+///
+/// # Errors
+/// `EBADF` when no such fd is open.
+pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD on an integer fd: no memory is touched; EBADF if it is not open.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above; sets the close-on-exec flag of the same fd.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    // SAFETY: as above, for the file status flags.
+    let status = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, status | libc::O_NONBLOCK) })?;
+    // SAFETY: the fd is open (checked above) and was handed to this process by its parent to
+    // own (the socket-activation protocol): nothing else in the process refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What a listening socket handed over by a service manager is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InheritedSocket {
+    /// `SOCK_STREAM`, `SOCK_SEQPACKET`, ...
+    pub sock_type: i32,
+    /// Whether it listens (`SO_ACCEPTCONN`).
+    pub listening: bool,
+    /// The filesystem path it is bound to; `None` for any other address.
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// Describes a socket inherited from a service manager.
+pub fn inherited_socket(fd: BorrowedFd<'_>) -> io::Result<InheritedSocket> {
+    let int = |opt: libc::c_int| -> io::Result<i32> {
+        let mut v: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are live locals of the sizes given.
+        cvt(unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(v)
+    };
+    let sock_type = int(libc::SO_TYPE)?;
+    let listening = int(libc::SO_ACCEPTCONN)? != 0;
+    let name = sockname(fd)?;
+    let family = name
+        .get(..2)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        .unwrap_or(0);
+    let path = if family == libc::AF_UNIX as u16 && name.len() > 2 && name[2] != 0 {
+        let raw = &name[2..];
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        use std::os::unix::ffi::OsStrExt;
+        Some(std::ffi::OsStr::from_bytes(&raw[..end]).into())
+    } else {
+        None
+    };
+    Ok(InheritedSocket {
+        sock_type,
+        listening,
+        path,
+    })
+}

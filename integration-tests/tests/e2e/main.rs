@@ -31,6 +31,7 @@ macro_rules! both {
     };
 }
 
+mod activation;
 mod attacks;
 mod cli;
 mod confine_self;
