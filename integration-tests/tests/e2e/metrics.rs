@@ -1,0 +1,193 @@
+//! Metrics (issue 8): `netjail metrics` prints the broker's counters, gauges and latency
+//! histogram in the Prometheus text format, read on the control socket of a real `netjaild`
+//! after real confined connects (loopback only).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netjail_integration_tests::{
+    confined_with_broker_cmd, netjail_bin, policy_file, run, spawn, Broker, Canary,
+};
+
+use crate::{assert_eperm, assert_ok, probe};
+
+/// The samples of a Prometheus text exposition, by `name{labels}`; panics on a line that is
+/// neither a comment (`# HELP`, `# TYPE`) nor `name{labels} value`.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    let mut typed = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split(' ');
+            let name = words.next().expect("a name");
+            let kind = words.next().expect("a type");
+            assert!(
+                ["counter", "gauge", "histogram"].contains(&kind),
+                "bad type: {line}"
+            );
+            typed.push(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP netjail_") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not `name value`: {line:?}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            name.starts_with("netjail_")
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line:?}"
+        );
+        assert!(
+            typed.iter().any(|t| name.starts_with(t.as_str())),
+            "{name} has no # TYPE before it"
+        );
+        if name_end < series.len() {
+            let labels = series[name_end..]
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels: {line:?}"));
+            for pair in labels.split(',') {
+                let (key, quoted) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad label: {line:?}"));
+                assert!(
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "bad label name: {line:?}"
+                );
+                assert!(
+                    quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
+                    "unquoted label value: {line:?}"
+                );
+            }
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line:?}"));
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "a series twice: {line:?}"
+        );
+    }
+    samples
+}
+
+fn metrics(broker: &Broker) -> BTreeMap<String, f64> {
+    let out = run(
+        Command::new(netjail_bin())
+            .arg("metrics")
+            .arg("--control")
+            .arg(broker.control()),
+        Duration::from_secs(20),
+    );
+    out.assert_success();
+    parse(&out.stdout)
+}
+
+/// Reads the metrics until `ready` holds (the broker counts a decision just after it
+/// replies, so the caller may exit a moment before its call is counted), at most 10 s.
+fn metrics_when(
+    broker: &Broker,
+    ready: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(broker);
+        if ready(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "metrics never got there: {m:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn decisions(op: &str, verdict: &str) -> String {
+    format!("netjail_decisions_total{{op=\"{op}\",verdict=\"{verdict}\"}}")
+}
+
+const COUNT: &str = "netjail_decision_latency_microseconds_count";
+
+/// Three allowed and two denied confined connects are counted exactly, the histogram holds
+/// five round trips, and a sandbox that is still running is counted in the gauge.
+#[test]
+fn metrics_count_decisions_by_op_and_verdict() {
+    let allowed = Canary::tcp4();
+    let denied = Canary::tcp4();
+    let policy = policy_file(&format!(
+        "name = \"counted\"\ndefault = \"deny\"\n\
+         [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+        allowed.port()
+    ));
+    let broker = Broker::start();
+
+    let fresh = metrics(&broker);
+    assert_eq!(fresh[COUNT], 0.0);
+    assert_eq!(fresh["netjail_sandboxes"], 0.0);
+    assert_eq!(fresh["netjail_pending_calls"], 0.0);
+
+    let connect = |port: String| {
+        run(
+            &mut confined_with_broker_cmd(
+                &broker,
+                policy.as_str(),
+                &[probe(), "connect", "tcp", "127.0.0.1", &port],
+            ),
+            Duration::from_secs(20),
+        )
+    };
+    for _ in 0..3 {
+        assert_ok(&connect(allowed.port_str()));
+    }
+    for _ in 0..2 {
+        assert_eperm(&connect(denied.port_str()));
+    }
+    assert_eq!(denied.count(), 0);
+
+    // One sandbox that stays (idle, no network calls), while the others have left.
+    let mut idle = spawn(&mut confined_with_broker_cmd(
+        &broker,
+        policy.as_str(),
+        &[probe(), "idle", "60"],
+    ));
+    idle.read_line(Duration::from_secs(20))
+        .expect("the idle probe started");
+
+    let m = metrics_when(&broker, |m| {
+        m[COUNT] >= 5.0 && m["netjail_sandboxes"] == 1.0
+    });
+    assert_eq!(m[&decisions("connect", "allow")], 3.0, "{m:?}");
+    assert_eq!(m[&decisions("connect", "deny")], 2.0, "{m:?}");
+    let total: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("netjail_decisions_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, 5.0, "nothing else was decided: {m:?}");
+    assert_eq!(m[COUNT], 5.0);
+    assert_eq!(
+        m["netjail_decision_latency_microseconds_bucket{le=\"+Inf\"}"],
+        5.0
+    );
+    // Cumulative buckets: never fewer under a larger bound.
+    let mut last = 0.0;
+    for le in [10, 25, 50, 100, 250, 500, 1000, 2500, 10_000, 100_000] {
+        let b = m[&format!("netjail_decision_latency_microseconds_bucket{{le=\"{le}\"}}")];
+        assert!(b >= last, "bucket {le}: {b} < {last}");
+        last = b;
+    }
+    assert!(m["netjail_decision_latency_microseconds_sum"] > 0.0);
+    assert_eq!(m["netjail_sandboxes"], 1.0);
+    assert_eq!(m["netjail_pending_calls"], 0.0);
+    assert_eq!(m["netjail_held_calls_total"], 0.0);
+    assert_eq!(m["netjail_operators_watching"], 0.0);
+
+    idle.terminate(Duration::from_secs(10));
+    let m = metrics_when(&broker, |m| m["netjail_sandboxes"] == 0.0);
+    assert_eq!(m[COUNT], 5.0, "the idle sandbox decided nothing");
+}
