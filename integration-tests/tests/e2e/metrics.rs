@@ -191,3 +191,97 @@ fn metrics_count_decisions_by_op_and_verdict() {
     let m = metrics_when(&broker, |m| m["netjail_sandboxes"] == 0.0);
     assert_eq!(m[COUNT], 5.0, "the idle sandbox decided nothing");
 }
+
+fn netjail(broker: &Broker, args: &[&str]) -> Command {
+    let mut cmd = Command::new(netjail_bin());
+    cmd.args(args).arg("--control").arg(broker.control());
+    cmd
+}
+
+/// Calls an `ask` rule holds: one with nobody watching gets the fallback at once
+/// (`unattended`); one held while an operator watches shows in the pending gauge until the
+/// operator refuses it (`refused`). Both are denied connects.
+#[test]
+fn metrics_count_held_calls_and_their_outcomes() {
+    let target = Canary::tcp4();
+    let policy = policy_file(&format!(
+        "name = \"asking\"\ndefault = \"deny\"\nask_timeout = \"30s\"\n\
+         [[ask]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+        target.port()
+    ));
+    let broker = Broker::start();
+    let connect = || {
+        confined_with_broker_cmd(
+            &broker,
+            policy.as_str(),
+            &[probe(), "connect", "tcp", "127.0.0.1", &target.port_str()],
+        )
+    };
+    assert_eperm(&run(&mut connect(), Duration::from_secs(20)));
+    let m = metrics_when(&broker, |m| m[COUNT] >= 1.0);
+    assert_eq!(m["netjail_held_calls_total"], 1.0, "{m:?}");
+    assert_eq!(
+        m["netjail_held_call_outcomes_total{outcome=\"unattended\"}"],
+        1.0
+    );
+    assert_eq!(m[&decisions("connect", "deny")], 1.0);
+
+    let mut watch = spawn(&mut netjail(&broker, &["watch", "--pending-only"]));
+    metrics_when(&broker, |m| m["netjail_operators_watching"] == 1.0);
+    let held = spawn(&mut connect());
+    let m = metrics_when(&broker, |m| m["netjail_pending_calls"] == 1.0);
+    assert_eq!(m["netjail_held_calls_total"], 2.0, "{m:?}");
+    let out = run(
+        &mut netjail(&broker, &["pending", "--json"]),
+        Duration::from_secs(20),
+    );
+    out.assert_success();
+    let pending: serde_json::Value =
+        serde_json::from_str(out.stdout.lines().next().expect("one held call")).expect("json");
+    let id = pending["id"].as_u64().expect("id").to_string();
+    run(
+        &mut netjail(&broker, &["deny", &id]),
+        Duration::from_secs(20),
+    )
+    .assert_success();
+    assert_eperm(&held.wait(Duration::from_secs(20)));
+
+    let m = metrics_when(&broker, |m| m[COUNT] >= 2.0);
+    assert_eq!(m["netjail_pending_calls"], 0.0, "{m:?}");
+    assert_eq!(
+        m["netjail_held_call_outcomes_total{outcome=\"refused\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["netjail_held_call_outcomes_total{outcome=\"granted\"}"],
+        0.0
+    );
+    assert_eq!(m[&decisions("connect", "deny")], 2.0);
+    assert_eq!(m[COUNT], 2.0);
+    assert_eq!(target.count(), 0);
+    watch.terminate(Duration::from_secs(10));
+}
+
+/// Metrics are for operators only, like the rest of the control socket.
+#[test]
+fn metrics_are_refused_to_a_non_operator() {
+    if !crate::need_root("metrics_are_refused_to_a_non_operator")
+        || !crate::have_setpriv("metrics_are_refused_to_a_non_operator")
+    {
+        return;
+    }
+    let broker = Broker::start();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(netjail_bin())
+        .args(["metrics", "--control"])
+        .arg(broker.control());
+    let refused = run(&mut cmd, Duration::from_secs(20));
+    assert_eq!(refused.code(), Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("uid 65534 is not an operator"),
+        "{}",
+        refused.describe()
+    );
+    assert!(refused.stdout.is_empty(), "{}", refused.describe());
+}
