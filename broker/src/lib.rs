@@ -31,6 +31,7 @@ mod handler;
 mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_http;
 mod msg;
 pub mod names;
 pub mod oci;

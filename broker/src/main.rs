@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use netjail_broker::control::{self, ControlConfig};
 use netjail_broker::logging::{self, LogFormat};
+use netjail_broker::metrics_http;
 use netjail_broker::names::{Resolver, ResolverConfig};
 use netjail_broker::oci::{self, OciConfig};
 use netjail_broker::operators::Operators;
@@ -51,6 +52,11 @@ struct Args {
     /// and its network calls fail).
     #[arg(long, requires = "oci_socket")]
     oci_default_policy: Option<String>,
+    /// Also serve the metrics (`GET /metrics`, Prometheus text) over HTTP on this loopback
+    /// address (`127.0.0.1:9464`; port 0 picks one, logged). Anyone on the machine may read
+    /// them there: counts only, no names or destinations. Other addresses are refused.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log and audit format: human or json.
     #[arg(long, default_value = "human")]
     log_format: LogFormat,
@@ -85,6 +91,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.control.display()))?;
     let control_config = std::sync::Arc::new(ControlConfig::with_group(&args.operator_group));
     tracing::info!(socket = %args.control.display(), group = %args.operator_group, "control socket listening");
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => {
+            let l = metrics_http::bind_metrics_http(addr)
+                .await
+                .with_context(|| format!("cannot serve the metrics on {addr}"))?;
+            let address = l.local_addr()?;
+            tracing::info!(%address, "metrics served over HTTP");
+            Some(l)
+        }
+        None => None,
+    };
     let listener = netjail_broker::bind_socket(&args.socket)
         .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
     tracing::info!(socket = %args.socket.display(), "netjaild listening");
@@ -106,11 +123,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let metrics_serve = async {
+        match metrics_listener {
+            Some(l) => metrics_http::serve_metrics_http(broker.clone(), l).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let result = tokio::select! {
         r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
         r = oci_serve => r.context("accept on the OCI socket failed"),
+        r = metrics_serve => r.context("accept on the metrics port failed"),
         r = control::serve_control(broker.clone(), control_listener, control_config) => r.context("accept on the control socket failed"),
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),

@@ -285,3 +285,99 @@ fn metrics_are_refused_to_a_non_operator() {
     );
     assert!(refused.stdout.is_empty(), "{}", refused.describe());
 }
+
+/// The address `netjaild --metrics-listen` logged (`metrics served over HTTP`).
+fn metrics_address(broker: &Broker) -> std::net::SocketAddr {
+    broker
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| {
+            (v["message"] == "metrics served over HTTP")
+                .then(|| v["address"].as_str()?.parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", broker.log()))
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole response.
+fn http_get(addr: std::net::SocketAddr, request_line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(conn, "{request_line}\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("a response");
+    response
+}
+
+/// `--metrics-listen 127.0.0.1:0`: `GET /metrics` answers the same text as `netjail
+/// metrics`, with the Prometheus content type; other paths and methods are refused.
+#[test]
+fn metrics_are_served_over_loopback_http() {
+    let allowed = Canary::tcp4();
+    let policy = policy_file(&format!(
+        "name = \"counted\"\ndefault = \"deny\"\n\
+         [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+        allowed.port()
+    ));
+    let broker = Broker::start_with(&[], |_| {
+        vec!["--metrics-listen".into(), "127.0.0.1:0".into()]
+    });
+    let addr = metrics_address(&broker);
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    assert_ok(&run(
+        &mut confined_with_broker_cmd(
+            &broker,
+            policy.as_str(),
+            &[probe(), "connect", "tcp", "127.0.0.1", &allowed.port_str()],
+        ),
+        Duration::from_secs(20),
+    ));
+    metrics_when(&broker, |m| m[COUNT] >= 1.0);
+
+    let response = http_get(addr, "GET /metrics HTTP/1.1");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}", body.len())),
+        "{head}"
+    );
+    let m = parse(body);
+    assert_eq!(m[&decisions("connect", "allow")], 1.0, "{body}");
+    assert_eq!(m[COUNT], 1.0);
+
+    let not_found = http_get(addr, "GET / HTTP/1.1");
+    assert!(not_found.starts_with("HTTP/1.1 404 "), "{not_found}");
+    let not_allowed = http_get(addr, "POST /metrics HTTP/1.1");
+    assert!(not_allowed.starts_with("HTTP/1.1 405 "), "{not_allowed}");
+}
+
+/// The metrics port has no access control: a broker asked to serve it on an address that is
+/// not loopback refuses to start, and says why.
+#[test]
+fn a_metrics_port_off_loopback_stops_the_broker() {
+    let dir = netjail_integration_tests::TempDir::new();
+    let out = run(
+        Command::new(netjail_integration_tests::netjaild_bin())
+            .arg("--socket")
+            .arg(dir.path().join("broker.sock"))
+            .arg("--control")
+            .arg(dir.path().join("control.sock"))
+            .arg("--overlay")
+            .arg(dir.path().join("overlay"))
+            .args(["--metrics-listen", "0.0.0.0:0"]),
+        Duration::from_secs(20),
+    );
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr.contains("0.0.0.0:0 is not a loopback address"),
+        "{}",
+        out.describe()
+    );
+}
