@@ -274,6 +274,7 @@ async fn operator(
                 watch(&broker, &sock, decisions, &who).await;
                 return;
             }
+            OperatorRequest::Metrics => metrics(&broker, &sock).await,
         };
         if !ok {
             return;
@@ -298,6 +299,21 @@ async fn status(broker: &Broker, sock: &UnixSeqpacket) -> bool {
     }
     for s in sandboxes {
         if !reply(sock, &OperatorReply::Sandbox(s)).await {
+            return false;
+        }
+    }
+    reply(sock, &OperatorReply::End).await
+}
+
+/// Bytes of one piece of the metrics text: one piece with its framing fits a datagram
+/// (`MAX_MESSAGE_SIZE`, 64 KiB), whatever the text grows to.
+const METRICS_PIECE: usize = 32 * 1024;
+
+/// The metrics in the Prometheus text format: the pieces, then `End`.
+async fn metrics(broker: &Broker, sock: &UnixSeqpacket) -> bool {
+    let text = crate::metrics::render(&broker.metrics_snapshot());
+    for piece in crate::metrics::split(&text, METRICS_PIECE) {
+        if !reply(sock, &OperatorReply::Metrics(piece.to_string())).await {
             return false;
         }
     }

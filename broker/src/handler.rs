@@ -274,7 +274,7 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
             .unwrap_or_else(|p| p.into_inner())
             .take(received);
         if let Err(due) = taken {
-            return refuse_rate(sandbox, notif, due);
+            return refuse_rate(sandbox, notif, received, due);
         }
     }
     // Invariant 4: the pid becomes a pidfd at once.
@@ -310,7 +310,7 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
 /// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed. The
 /// audit line (and the operators' event) is written at most once a second per sandbox, with
 /// the number of calls refused since the previous one (`due`).
-fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, due: Option<u64>) {
+fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due: Option<u64>) {
     let errno = limits::RATE_ERRNO;
     if let Err(e) = sys::notif_send(sandbox.listener.as_fd(), notif.id, 0, errno) {
         tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
@@ -318,9 +318,6 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, due: Option<u64>) {
     sandbox.count_decision();
     let ops = &sandbox.operators;
     ops.count(false);
-    let Some(refused) = due else {
-        return;
-    };
     let op = match decode::syscall(notif.arch, notif.nr) {
         Some(Syscall::Connect) => "connect",
         Some(Syscall::Bind) => "bind",
@@ -329,6 +326,11 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, due: Option<u64>) {
         Some(Syscall::SendMsg) => "sendmsg",
         Some(Syscall::SendMmsg) => "sendmmsg",
         None => "unknown",
+    };
+    let latency_us = received.elapsed().as_micros() as u64;
+    ops.metrics().observe(op, "deny", latency_us);
+    let Some(refused) = due else {
+        return;
     };
     let container = sandbox.container.as_deref().unwrap_or("");
     let rule = limits::RULE_RATE;
@@ -405,11 +407,6 @@ fn finish(call: &Call, outcome: Outcome) {
     call.sandbox.count_decision();
     let ops = &call.sandbox.operators;
     ops.count(errno == 0);
-    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
-    if !audited && !ops.wants_decisions() {
-        return;
-    }
-    let program = program_of(call);
     let decision = outcome.decision.as_ref();
     let verdict = match decision.map(|d| d.verdict) {
         Some(Verdict::Allow) => "allow",
@@ -421,6 +418,12 @@ fn finish(call: &Call, outcome: Outcome) {
         None if errno == 0 => "pass",
         None => "error",
     };
+    ops.metrics().observe(outcome.op, verdict, latency_us);
+    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
+    if !audited && !ops.wants_decisions() {
+        return;
+    }
+    let program = program_of(call);
     let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let host = decision.and_then(|d| d.host.as_deref()).unwrap_or("");
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);

@@ -31,6 +31,8 @@ pub mod embed;
 mod handler;
 mod limits;
 pub mod logging;
+pub mod metrics;
+pub mod metrics_http;
 mod msg;
 pub mod names;
 pub mod oci;
@@ -304,6 +306,21 @@ impl Broker {
             }
         })?;
         Ok(id)
+    }
+
+    /// The metrics now, for `netjail metrics` ([`metrics::render`]).
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let ops = &self.operators;
+        metrics::Snapshot {
+            decisions: ops.metrics().decisions(),
+            latency: ops.metrics().latency(),
+            sandboxes: self.sandbox_count() as u64,
+            pending: ops.pending_count() as u64,
+            operators: u64::from(ops.watching()),
+            rules: u64::from(ops.rule_count()),
+            uptime_seconds: ops.uptime().as_secs_f64(),
+            counters: ops.counters(),
+        }
     }
 
     /// Number of sandboxes registered now.

@@ -7,6 +7,7 @@ use clap::Parser;
 use netjail_broker::activation::{self, Inherited};
 use netjail_broker::control::{self, ControlConfig};
 use netjail_broker::logging::{self, LogFormat};
+use netjail_broker::metrics_http;
 use netjail_broker::names::{Resolver, ResolverConfig};
 use netjail_broker::oci::{self, OciConfig};
 use netjail_broker::operators::Operators;
@@ -52,6 +53,11 @@ struct Args {
     /// and its network calls fail).
     #[arg(long, requires = "oci_socket")]
     oci_default_policy: Option<String>,
+    /// Also serve the metrics (`GET /metrics`, Prometheus text) over HTTP on this loopback
+    /// address (`127.0.0.1:9464`; port 0 picks one, logged). Anyone on the machine may read
+    /// them there: counts only, no names or destinations. Other addresses are refused.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log and audit format: human or json.
     #[arg(long, default_value = "human")]
     log_format: LogFormat,
@@ -104,6 +110,17 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
     };
     let control_config = std::sync::Arc::new(ControlConfig::with_group(&args.operator_group));
     tracing::info!(socket = %args.control.display(), group = %args.operator_group, "control socket listening");
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => {
+            let l = metrics_http::bind_metrics_http(addr)
+                .await
+                .with_context(|| format!("cannot serve the metrics on {addr}"))?;
+            let address = l.local_addr()?;
+            tracing::info!(%address, "metrics served over HTTP");
+            Some(l)
+        }
+        None => None,
+    };
     let listener = match inherited.seqpacket(&args.socket)? {
         Some(l) => {
             tracing::info!(socket = %args.socket.display(), "registration socket from the service manager");
@@ -135,6 +152,12 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
+    let metrics_serve = async {
+        match metrics_listener {
+            Some(l) => metrics_http::serve_metrics_http(broker.clone(), l).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     if let Err(e) = activation::notify("READY=1") {
         tracing::warn!(error = %e, "cannot tell the service manager that netjaild is ready");
@@ -143,6 +166,7 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
         r = oci_serve => r.context("accept on the OCI socket failed"),
+        r = metrics_serve => r.context("accept on the metrics port failed"),
         r = control::serve_control(broker.clone(), control_listener, control_config) => r.context("accept on the control socket failed"),
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),

@@ -28,6 +28,7 @@ use netjail_protocol::control::{
 use netjail_protocol::SandboxId;
 use tokio::sync::broadcast;
 
+use crate::metrics::Metrics;
 use crate::overlay::{Overlay, OverlayError, ScopeKey};
 use crate::sandbox::Sandbox;
 
@@ -147,6 +148,7 @@ pub struct Operators {
     watchers: AtomicU32,
     decision_watchers: AtomicU32,
     counters: AtomicCounters,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Operators {
@@ -201,6 +203,7 @@ impl Operators {
             watchers: AtomicU32::new(0),
             decision_watchers: AtomicU32::new(0),
             counters: AtomicCounters::default(),
+            metrics: Metrics::default(),
         })
     }
 
@@ -252,6 +255,11 @@ impl Operators {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Decisions by op and verdict and their latency, for `netjail metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The counters now.
     pub fn counters(&self) -> Counters {
         let c = &self.counters;
@@ -271,6 +279,11 @@ impl Operators {
     pub fn pending(&self) -> Vec<PendingInfo> {
         let table = self.lock();
         table.held.values().map(report).collect()
+    }
+
+    /// Number of calls held now.
+    pub fn pending_count(&self) -> usize {
+        self.lock().held.len()
     }
 
     /// Calls of `sandbox` held now.

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_client::launch::{self, Embedded, RunOptions};
 use netjail_client::operator::commands::{
-    self, Answer, PendingOptions, ResolveOptions, StatusOptions, WatchOptions,
+    self, Answer, MetricsOptions, PendingOptions, ResolveOptions, StatusOptions, WatchOptions,
 };
 use netjail_client::operator::{self, top};
 use netjail_client::{oci, policy};
@@ -130,6 +130,12 @@ enum Command {
         /// One JSON object per line, its kind in "kind" (broker, then one sandbox each).
         #[arg(long)]
         json: bool,
+    },
+    /// The broker's metrics in the Prometheus text format: decisions by op and verdict,
+    /// their latency, sandboxes, held calls.
+    Metrics {
+        #[command(flatten)]
+        control: ControlArg,
     },
     /// A full-screen view of sandboxes, held calls and decisions; answer held calls with
     /// y (grant once), a (grant always), n (deny once).
@@ -265,7 +271,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `pending`, `grant`, `deny`, `watch`, `status`, `top`.
+/// `pending`, `grant`, `deny`, `watch`, `status`, `metrics`, `top`.
 fn operator_command(command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -368,6 +374,14 @@ fn operator_command(command: Command) -> ExitCode {
             };
             runtime
                 .block_on(commands::status(&opts, &mut out))
+                .map_err(|e| e.to_string())
+        }
+        Command::Metrics { control } => {
+            let opts = MetricsOptions {
+                control: control.control,
+            };
+            runtime
+                .block_on(commands::metrics(&opts, &mut out))
                 .map_err(|e| e.to_string())
         }
         Command::Top { control } => {

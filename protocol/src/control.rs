@@ -91,6 +91,11 @@ pub enum OperatorRequest {
         /// Also stream every decision (not only held calls and their resolutions).
         decisions: bool,
     },
+    /// Asks for the broker's metrics in the Prometheus text exposition format (0.0.4): one
+    /// or more [`OperatorReply::Metrics`], whose texts put together in order are the
+    /// exposition, then [`OperatorReply::End`]. Appended after the first variants so that
+    /// their encodings stay as they were.
+    Metrics,
 }
 
 /// How long a grant lasts.
@@ -157,6 +162,9 @@ pub enum OperatorReply {
     /// A request failed (see [`ErrorCode`]); after a refused hello the broker closes the
     /// connection, after other errors the conversation goes on.
     Error(ErrorReply),
+    /// A piece of the answer to [`OperatorRequest::Metrics`]: Prometheus text, cut at line
+    /// ends so that each piece fits one datagram.
+    Metrics(String),
 }
 
 /// The broker as a whole.

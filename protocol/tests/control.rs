@@ -45,6 +45,7 @@ fn request() -> impl Strategy<Value = OperatorRequest> {
             }
         }),
         any::<bool>().prop_map(|decisions| OperatorRequest::Watch { decisions }),
+        Just(OperatorRequest::Metrics),
     ]
 }
 
@@ -151,6 +152,7 @@ fn reply() -> impl Strategy<Value = OperatorReply> {
             }
         ))),
         any::<u64>().prop_map(|missed| OperatorReply::Event(Event::Lagged { missed })),
+        ".*".prop_map(OperatorReply::Metrics),
     ]
 }
 
@@ -199,4 +201,31 @@ fn a_bounded_pending_item_fits_one_datagram() {
         "{} bytes",
         datagram.len()
     );
+}
+
+/// `Metrics` came after the other control messages (issue 8): the variants that existed
+/// before keep their tags, so old clients and brokers still understand each other.
+#[test]
+fn metrics_messages_are_appended() {
+    let encode = |r: &OperatorRequest| codec::encode(r).unwrap();
+    assert_eq!(encode(&OperatorRequest::Status), b"NJ\x00\x01\x01");
+    assert_eq!(
+        encode(&OperatorRequest::Watch { decisions: true }),
+        b"NJ\x00\x01\x05\x01"
+    );
+    assert_eq!(encode(&OperatorRequest::Metrics), b"NJ\x00\x01\x06");
+    let encode = |r: &OperatorReply| codec::encode(r).unwrap();
+    assert_eq!(encode(&OperatorReply::End), b"NJ\x00\x01\x04");
+    assert_eq!(
+        encode(&OperatorReply::Metrics("a".into())),
+        b"NJ\x00\x01\x08\x01a"
+    );
+}
+
+/// The broker cuts the metrics text into pieces of at most 32 KiB: one fits a datagram.
+#[test]
+fn a_metrics_piece_fits_one_datagram() {
+    let piece = "x".repeat(32 * 1024);
+    let datagram = codec::encode(&OperatorReply::Metrics(piece)).unwrap();
+    assert!(datagram.len() < MAX_MESSAGE_SIZE, "{}", datagram.len());
 }

@@ -1,5 +1,6 @@
-//! The operator commands of `netjail`: `pending`, `grant`, `deny`, `watch`, `status`. Each
-//! one writes its output to the writers it is given, so that tests read what a person would.
+//! The operator commands of `netjail`: `pending`, `grant`, `deny`, `watch`, `status`,
+//! `metrics`. Each one writes its output to the writers it is given, so that tests read what
+//! a person would.
 //!
 //! A closed output (`netjail watch | head -1`) ends a command quietly with success.
 
@@ -256,5 +257,29 @@ async fn status_inner(opts: &StatusOptions, out: &mut impl Write) -> Result<(), 
         out.write_all(format::status_text(&report, &sandboxes).as_bytes())?;
         out.flush()?;
     }
+    Ok(())
+}
+
+/// `netjail metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsOptions {
+    /// The control socket.
+    pub control: PathBuf,
+}
+
+/// Prints the broker's metrics in the Prometheus text format, as the broker wrote them.
+///
+/// # Errors
+///
+/// The broker's errors.
+pub async fn metrics(opts: &MetricsOptions, out: &mut impl Write) -> Result<(), CommandError> {
+    quiet_when_closed(metrics_inner(opts, out).await)
+}
+
+async fn metrics_inner(opts: &MetricsOptions, out: &mut impl Write) -> Result<(), CommandError> {
+    let mut control = Control::connect(&opts.control, &client_name("metrics")).await?;
+    let text = control.metrics().await?;
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }

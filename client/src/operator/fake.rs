@@ -32,6 +32,8 @@ pub struct FakeState {
     pub welcome_version: Option<u16>,
     /// Every request received, in order (hellos included).
     pub requests: Vec<OperatorRequest>,
+    /// The pieces of a metrics answer.
+    pub metrics: Vec<String>,
 }
 
 /// A fake broker listening on a socket in its own temporary directory.
@@ -176,6 +178,14 @@ fn plan(st: &mut FakeState, request: &OperatorRequest, said_hello: &mut bool) ->
                 .collect(),
             close: st.close_watch,
         },
+        OperatorRequest::Metrics => Plan::Reply(
+            st.metrics
+                .iter()
+                .cloned()
+                .map(OperatorReply::Metrics)
+                .chain([OperatorReply::End])
+                .collect(),
+        ),
         OperatorRequest::Hello { .. } => Plan::Reply(vec![OperatorReply::Error(ErrorReply {
             code: ErrorCode::Malformed,
             message: "a second hello".into(),

@@ -54,6 +54,9 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most items a list answer may have; a broker that sends more is broken.
 const MAX_LIST: usize = 1 << 20;
 
+/// Bytes of metrics text taken from the broker, at most: past it the answer is unexpected.
+pub const MAX_METRICS: usize = 16 << 20;
+
 /// Why a conversation with the broker failed. Each message is one line for a person.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -219,6 +222,7 @@ fn reply_name(reply: &OperatorReply) -> String {
         OperatorReply::Resolved(_) => "Resolved".into(),
         OperatorReply::Event(_) => "Event".into(),
         OperatorReply::Error(e) => format!("Error ({:?}: {})", e.code, e.message),
+        OperatorReply::Metrics(_) => "Metrics".into(),
     }
 }
 
@@ -332,6 +336,33 @@ impl Control {
                 request,
                 after: REPLY_TIMEOUT,
             }),
+        }
+    }
+
+    /// The broker's metrics, in the Prometheus text format (the pieces the broker sends, put
+    /// together), at most [`MAX_METRICS`] bytes.
+    ///
+    /// # Errors
+    ///
+    /// See [`OperatorError`].
+    pub async fn metrics(&mut self) -> Result<String, OperatorError> {
+        const REQUEST: &str = "metrics";
+        self.request(&OperatorRequest::Metrics).await?;
+        let mut text = String::new();
+        loop {
+            match self.reply(REQUEST).await? {
+                OperatorReply::Metrics(piece) if text.len() + piece.len() <= MAX_METRICS => {
+                    text.push_str(&piece)
+                }
+                OperatorReply::End => return Ok(text),
+                OperatorReply::Error(e) => return Err(OperatorError::from_reply(e)),
+                other => {
+                    return Err(OperatorError::Unexpected {
+                        request: REQUEST,
+                        got: reply_name(&other),
+                    })
+                }
+            }
         }
     }
 

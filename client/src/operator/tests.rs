@@ -447,3 +447,27 @@ async fn status_prints_the_report_and_the_sandboxes() {
         .collect();
     assert_eq!(kinds, ["broker", "sandbox"]);
 }
+
+#[tokio::test]
+async fn metrics_prints_the_pieces_put_together() {
+    let broker = FakeBroker::start(FakeState {
+        metrics: vec![
+            "# TYPE netjail_sandboxes gauge\n".into(),
+            "netjail_sandboxes 2\n".into(),
+        ],
+        ..FakeState::default()
+    });
+    let opts = commands::MetricsOptions {
+        control: broker.path().to_path_buf(),
+    };
+    let mut out = Vec::new();
+    commands::metrics(&opts, &mut out).await.expect("metrics");
+    assert_eq!(
+        text(&out),
+        "# TYPE netjail_sandboxes gauge\nnetjail_sandboxes 2\n"
+    );
+    assert_eq!(
+        broker.state().requests.last(),
+        Some(&OperatorRequest::Metrics)
+    );
+}

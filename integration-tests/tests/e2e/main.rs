@@ -48,6 +48,7 @@ mod harness;
 mod hostnames;
 mod library;
 mod limits;
+mod metrics;
 mod oci;
 mod operators;
 mod profiles;
