@@ -274,6 +274,7 @@ async fn operator(
                 watch(&broker, &sock, decisions, &who).await;
                 return;
             }
+            OperatorRequest::Reload => reload(&broker, &sock, &who).await,
         };
         if !ok {
             return;
@@ -298,6 +299,24 @@ async fn status(broker: &Broker, sock: &UnixSeqpacket) -> bool {
     }
     for s in sandboxes {
         if !reply(sock, &OperatorReply::Sandbox(s)).await {
+            return false;
+        }
+    }
+    reply(sock, &OperatorReply::End).await
+}
+
+/// Reads the policy files again (on the blocking pool: it reads files) and answers with one
+/// item per file or sandbox concerned.
+async fn reload(broker: &Arc<Broker>, sock: &UnixSeqpacket, who: &str) -> bool {
+    let b = broker.clone();
+    let items = match tokio::task::spawn_blocking(move || b.reload()).await {
+        Ok(items) => items,
+        Err(e) => return error(sock, ErrorCode::Internal, format!("the reload failed: {e}")).await,
+    };
+    let failed = items.iter().filter(|i| i.outcome.failed()).count();
+    tracing::info!(target: crate::audit::TARGET, operator = %who, items = items.len(), failed, "policies reloaded");
+    for item in items {
+        if !reply(sock, &OperatorReply::Reloaded(item)).await {
             return false;
         }
     }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_client::launch::{self, Embedded, RunOptions};
 use netjail_client::operator::commands::{
-    self, Answer, PendingOptions, ResolveOptions, StatusOptions, WatchOptions,
+    self, Answer, PendingOptions, ReloadOptions, ResolveOptions, StatusOptions, WatchOptions,
 };
 use netjail_client::operator::{self, top};
 use netjail_client::{oci, policy};
@@ -128,6 +128,16 @@ enum Command {
         #[command(flatten)]
         control: ControlArg,
         /// One JSON object per line, its kind in "kind" (broker, then one sandbox each).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Makes the broker read its policy files again (the overlay, the policies of running
+    /// containers); running sandboxes get the new rules for their next call. A file with a
+    /// mistake is reported and its old rules stay.
+    Reload {
+        #[command(flatten)]
+        control: ControlArg,
+        /// One JSON object per line: subject, outcome, detail.
         #[arg(long)]
         json: bool,
     },
@@ -368,6 +378,15 @@ fn operator_command(command: Command) -> ExitCode {
             };
             runtime
                 .block_on(commands::status(&opts, &mut out))
+                .map_err(|e| e.to_string())
+        }
+        Command::Reload { control, json } => {
+            let opts = ReloadOptions {
+                control: control.control,
+                json,
+            };
+            runtime
+                .block_on(commands::reload(&opts, &mut out))
                 .map_err(|e| e.to_string())
         }
         Command::Top { control } => {
