@@ -51,6 +51,7 @@ mod limits;
 mod oci;
 mod operators;
 mod profiles;
+mod reload;
 mod signals;
 
 /// The probe binary of this crate.
