@@ -252,8 +252,9 @@ impl Overlay {
         let old = files.get(&key).map(|f| f.text.clone()).unwrap_or_else(|| {
             format!(
                 "# netjail overlay for {}: rules operators made with `--always`.\n\
-                 # The broker reads it when it starts. `default = \"ask\"` leaves everything\n\
-                 # else to the policy; each table below names one exact destination.\n\
+                 # The broker reads it when it starts and on `netjail reload`. `default = \"ask\"`\n\
+                 # leaves everything else to the policy; each table below names one exact\n\
+                 # destination.\n\
                  name = \"overlay\"\ndefault = \"ask\"\n",
                 key.describe()
             )
