@@ -203,7 +203,7 @@ fn jail_translate(call: &Call, target: Target, addr: &mut Vec<u8>) -> Target {
 /// The jail address a socket of this family binds to: its own family's, or for IPv6 the
 /// IPv4-mapped form of an IPv4 jail address.
 fn jail_for(call: &Call, v6: bool) -> Option<IpAddr> {
-    let confine = call.sandbox.policy.confinement();
+    let confine = call.policy.confinement();
     match confine.jail_address_for(v6) {
         Some(ip) => Some(ip),
         None if v6 => match confine.jail_address_for(false) {
@@ -350,7 +350,7 @@ pub(crate) fn bind_jail_source(
     sock: BorrowedFd<'_>,
     kind: SocketKind,
 ) -> Result<(), i32> {
-    if !call.sandbox.policy.confinement().has_jail() || !unbound_inet(sock, kind) {
+    if !call.policy.confinement().has_jail() || !unbound_inet(sock, kind) {
         return Ok(());
     }
     let v6 = kind.family == libc::AF_INET6;

@@ -275,6 +275,7 @@ async fn operator(
                 return;
             }
             OperatorRequest::Metrics => metrics(&broker, &sock).await,
+            OperatorRequest::Reload => reload(&broker, &sock, &who).await,
         };
         if !ok {
             return;
@@ -314,6 +315,24 @@ async fn metrics(broker: &Broker, sock: &UnixSeqpacket) -> bool {
     let text = crate::metrics::render(&broker.metrics_snapshot());
     for piece in crate::metrics::split(&text, METRICS_PIECE) {
         if !reply(sock, &OperatorReply::Metrics(piece.to_string())).await {
+            return false;
+        }
+    }
+    reply(sock, &OperatorReply::End).await
+}
+
+/// Reads the policy files again (on the blocking pool: it reads files) and answers with one
+/// item per file or sandbox concerned.
+async fn reload(broker: &Arc<Broker>, sock: &UnixSeqpacket, who: &str) -> bool {
+    let b = broker.clone();
+    let items = match tokio::task::spawn_blocking(move || b.reload()).await {
+        Ok(items) => items,
+        Err(e) => return error(sock, ErrorCode::Internal, format!("the reload failed: {e}")).await,
+    };
+    let failed = items.iter().filter(|i| i.outcome.failed()).count();
+    tracing::info!(target: crate::audit::TARGET, operator = %who, items = items.len(), failed, "policies reloaded");
+    for item in items {
+        if !reply(sock, &OperatorReply::Reloaded(item)).await {
             return false;
         }
     }

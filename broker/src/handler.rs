@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use netjail_policy::{Decision, Request, Verdict};
+use netjail_policy::{Decision, Policy, Request, Verdict};
 use netjail_protocol::control::{DecisionInfo, Event};
 
 use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
@@ -43,6 +43,9 @@ pub(crate) enum Reply {
 /// One notification being handled.
 pub(crate) struct Call {
     pub sandbox: Arc<Sandbox>,
+    /// The sandbox's policy when the call arrived: a reload in the middle of the call does
+    /// not change what decides it.
+    pub policy: Arc<Policy>,
     pub notif: RawNotification,
     /// A pidfd of the calling thread, opened as soon as the notification arrived.
     pub pidfd: OwnedFd,
@@ -59,7 +62,7 @@ impl Call {
     pub fn evaluate(&self, request: &Request) -> Decision {
         let sandbox = &self.sandbox;
         let decision = if sandbox.hook.is_none() && sandbox.rules_empty() {
-            sandbox.policy.evaluate_with(request, &sandbox.names)
+            self.policy.evaluate_with(request, &sandbox.names)
         } else {
             let mut layer = |canonical: &Request| {
                 // The lock is not held while the hook runs: the hook may wait for the very
@@ -70,8 +73,7 @@ impl Call {
                 let hook = sandbox.hook.as_ref()?;
                 crate::embed::ask_hook(hook.as_ref(), sandbox, self.notif.pid as i32, canonical)
             };
-            sandbox
-                .policy
+            self.policy
                 .evaluate_layered(request, &sandbox.names, &mut layer)
         };
         if decision.verdict != Verdict::Ask {
@@ -285,14 +287,16 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
             return;
         }
     };
+    let active = sandbox.active();
     let call = Call {
         sandbox: sandbox.clone(),
+        policy: active.policy,
         notif,
         pidfd,
         received,
         note: Mutex::new(String::new()),
     };
-    if sandbox.slow_path {
+    if active.slow_path {
         // The policy may hold a call for an operator or look a name up: decide every call
         // of this sandbox on the blocking pool, so that its receiver keeps receiving.
         let work: Work = Box::new(|call: &Call| match decide(call) {

@@ -38,6 +38,7 @@ pub mod names;
 pub mod oci;
 pub mod operators;
 pub mod overlay;
+pub mod reload;
 mod sandbox;
 mod send;
 mod server;
@@ -61,6 +62,7 @@ pub use embed::{
     BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
     SandboxGone, SandboxHandle,
 };
+use sandbox::PolicySource;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
 pub use server::{bind_socket, serve};
 
@@ -205,7 +207,7 @@ impl Broker {
             name: s.name.clone(),
             container: s.container.clone().unwrap_or_default(),
             pid: s.pid,
-            policy: s.policy.name().to_string(),
+            policy: s.policy().name().to_string(),
             decisions: s.decisions(),
             pending: self.operators.pending_of(s.id),
             age_ms: s.registered.elapsed().as_millis() as u64,
@@ -223,7 +225,7 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        self.add(name, None, pid, policy, listener)
+        self.add(name, None, pid, policy, PolicySource::Client, listener)
     }
 
     /// As [`Broker::register`], for a process of the OCI container `container`: the sandbox
@@ -235,7 +237,30 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        self.add(container, Some(container), pid, policy, listener)
+        self.add(
+            container,
+            Some(container),
+            pid,
+            policy,
+            PolicySource::Client,
+            listener,
+        )
+    }
+
+    /// As [`Broker::register_container`], for a policy the OCI agent read by name from its
+    /// policies directory `dir`: a reload reads it again.
+    pub(crate) fn register_container_from(
+        self: &Arc<Self>,
+        container: &str,
+        pid: i32,
+        (dir, name, policy): (&std::path::Path, &str, Policy),
+        listener: OwnedFd,
+    ) -> Result<SandboxId, RegisterError> {
+        let source = PolicySource::Directory {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+        };
+        self.add(container, Some(container), pid, policy, source, listener)
     }
 
     fn add(
@@ -244,6 +269,7 @@ impl Broker {
         container: Option<&str>,
         pid: i32,
         policy: Policy,
+        source: PolicySource,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
         let what = sys::fd_kind(listener.as_fd());
@@ -270,21 +296,14 @@ impl Broker {
             container.map(str::to_string),
             pid,
             Arc::new(policy),
+            source,
             listener,
             self.operators.clone(),
             self.names.clone(),
             self.hook.clone(),
             stop,
         ));
-        let patterns: Vec<names::Pattern> = sandbox
-            .policy
-            .host_patterns()
-            .iter()
-            .map(names::Pattern::from)
-            .collect();
-        if !patterns.is_empty() {
-            self.names.prefetch(&patterns);
-        }
+        self.prefetch(&sandbox.policy());
         self.sandboxes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -320,6 +339,18 @@ impl Broker {
             rules: u64::from(ops.rule_count()),
             uptime_seconds: ops.uptime().as_secs_f64(),
             counters: ops.counters(),
+        }
+    }
+
+    /// Starts looking up the host names of `policy`, so that its first calls find them.
+    fn prefetch(&self, policy: &Policy) {
+        let patterns: Vec<names::Pattern> = policy
+            .host_patterns()
+            .iter()
+            .map(names::Pattern::from)
+            .collect();
+        if !patterns.is_empty() {
+            self.names.prefetch(&patterns);
         }
     }
 

@@ -29,7 +29,8 @@ struct Args {
     #[arg(long, default_value = "netjail")]
     operator_group: String,
     /// Directory of the overlay: rules operators make with `--always`, one policy file per
-    /// scope, read at start (a file with a mistake stops the broker, with file:line:column).
+    /// scope, read at start (a file with a mistake stops the broker, with file:line:column)
+    /// and again by `netjail reload` or SIGHUP (a file with a mistake keeps its old rules).
     #[arg(long, default_value = "/var/lib/netjail/overlay")]
     overlay: PathBuf,
     /// Hosts file for host names in policies (read before DNS; re-read when it changes).
@@ -46,7 +47,7 @@ struct Args {
     #[arg(long)]
     oci_socket: Option<PathBuf>,
     /// Directory of policy files `NAME.toml`, for containers that name a policy that is not a
-    /// built-in.
+    /// built-in (read again for running containers by `netjail reload` or SIGHUP).
     #[arg(long, default_value = "/etc/netjail/policies")]
     policies: PathBuf,
     /// Policy of a container whose bundle names none (by default such a container is refused
@@ -163,6 +164,26 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot tell the service manager that netjaild is ready");
     }
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP reads the policy files again, as `netjail reload` does; the report goes to the log.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let reloads = async {
+        while hup.recv().await.is_some() {
+            let b = broker.clone();
+            let items = tokio::task::spawn_blocking(move || b.reload())
+                .await
+                .unwrap_or_default();
+            for item in &items {
+                if item.outcome.failed() {
+                    tracing::warn!(subject = %item.subject, outcome = item.outcome.as_str(), detail = %item.detail, "SIGHUP reload");
+                } else {
+                    tracing::info!(subject = %item.subject, outcome = item.outcome.as_str(), detail = %item.detail, "SIGHUP reload");
+                }
+            }
+            let failed = items.iter().filter(|i| i.outcome.failed()).count();
+            tracing::info!(items = items.len(), failed, "policies reloaded on SIGHUP");
+        }
+        std::future::pending::<()>().await
+    };
     let result = tokio::select! {
         r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
         r = oci_serve => r.context("accept on the OCI socket failed"),
@@ -170,6 +191,7 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         r = control::serve_control(broker.clone(), control_listener, control_config) => r.context("accept on the control socket failed"),
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
+        _ = reloads => Ok(()),
     };
     let _ = activation::notify("STOPPING=1");
     // Leaving closes every listener: pending and later calls of the sandboxes fail (fail

@@ -149,7 +149,8 @@ fn connection(broker: &Arc<Broker>, config: &OciConfig, stream: UnixStream) {
         Err(Refusal { reason, detail }) => return refuse(peer, &container, reason, &detail),
     };
     let listener = fds.remove(0);
-    match broker.register_container(&container, state.pid, policy, listener) {
+    let named = (config.policies_dir.as_path(), name.as_str(), policy);
+    match broker.register_container_from(&container, state.pid, named, listener) {
         Ok(id) => audit::container_registered(
             id,
             &container,
@@ -396,6 +397,11 @@ impl Metadata {
         }
         Ok(meta)
     }
+}
+
+/// The policy `name` of `dir`, read again for a reload: its error in words.
+pub(crate) fn reload_policy(dir: &Path, name: &str) -> Result<Policy, String> {
+    load_policy(dir, name).map_err(|r| r.detail)
 }
 
 /// A policy by name: a built-in, else `DIR/NAME.toml`. Names are plain words so that they

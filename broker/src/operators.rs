@@ -105,7 +105,7 @@ impl Scope {
     fn covers(&self, sandbox: &Sandbox) -> bool {
         match self {
             Scope::Sandbox(id) => *id == sandbox.id,
-            Scope::Policy(name) => name == sandbox.policy.name(),
+            Scope::Policy(name) => name == sandbox.policy().name(),
             Scope::Container(id) => sandbox.container.as_deref() == Some(id.as_str()),
         }
     }
@@ -205,6 +205,12 @@ impl Operators {
             counters: AtomicCounters::default(),
             metrics: Metrics::default(),
         })
+    }
+
+    /// Reads the overlay's files again ([`Overlay::reload`]); nothing for a broker without an
+    /// overlay directory.
+    pub fn reload_overlay(&self) -> Vec<netjail_protocol::control::ReloadItem> {
+        self.overlay.as_ref().map_or_else(Vec::new, Overlay::reload)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -326,7 +332,7 @@ impl Operators {
             );
         }
         self.counters.asked.fetch_add(1, Ordering::Relaxed);
-        let policy = &sandbox.policy;
+        let policy = sandbox.policy();
         let fallback_allows = policy.ask_fallback() == Verdict::Allow;
         let fallback = |outcome: Outcome, why: &str| {
             let counter = match outcome {
@@ -475,7 +481,7 @@ impl Operators {
             }
         }
         let overlay = self.overlay.as_ref()?;
-        let mut keys = vec![ScopeKey::Policy(sandbox.policy.name().to_string())];
+        let mut keys = vec![ScopeKey::Policy(sandbox.policy().name().to_string())];
         if let Some(c) = &sandbox.container {
             keys.push(ScopeKey::Container(c.clone()));
         }

@@ -8,7 +8,9 @@
 //! adds an `[[allow]]` table and a denial a `[[deny]]` table, each naming one exact
 //! destination, with a comment saying who made it and when. Operators may edit the files;
 //! the broker reads them when it starts and refuses to start on a file with a mistake (its
-//! file, line and column), rather than forget what operators decided.
+//! file, line and column), rather than forget what operators decided. A reload
+//! ([`Overlay::reload`]) reads them again: a file with a mistake is reported and keeps its old
+//! rules, the others are put in force.
 //!
 //! The overlay is consulted only for calls the policy asks about: an operator can answer the
 //! questions a policy leaves open, never widen what it allows or denies outright.
@@ -23,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use netjail_policy::{
     escape_unix_abstract, escape_unix_path, Op, Policy, PolicyError, Request, Target, Verdict,
 };
+use netjail_protocol::control::{ReloadItem, ReloadOutcome};
 
 /// Whom one overlay file covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,27 +118,88 @@ impl Overlay {
             let Some(key) = name.to_str().and_then(ScopeKey::from_file_name) else {
                 continue;
             };
-            let path = entry.path();
-            let text = fs::read_to_string(&path).map_err(|source| OverlayError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let policy = Policy::from_toml(&text, &path.display().to_string())?;
-            let rules = text.matches("\n[[").count() + usize::from(text.starts_with("[["));
-            tracing::info!(file = %path.display(), rules, "overlay read");
-            files.insert(
-                key,
-                File {
-                    text,
-                    policy,
-                    rules,
-                },
-            );
+            let file = read_file(&entry.path())?;
+            tracing::info!(file = %entry.path().display(), rules = file.rules, "overlay read");
+            files.insert(key, file);
         }
         Ok(Overlay {
             dir: dir.to_path_buf(),
             files: Mutex::new(files),
         })
+    }
+
+    /// Reads every file again and puts each one that parses in force; a file with a mistake
+    /// keeps its old rules (or none, for a new file) and is reported with its error; a file
+    /// that is gone takes its rules with it. One item per file that was or is there.
+    pub fn reload(&self) -> Vec<ReloadItem> {
+        // Held throughout, so that a rule an operator adds meanwhile is not lost.
+        let mut files = self.lock();
+        let item = |path: &Path, outcome, detail: String| ReloadItem {
+            subject: format!("overlay {}", path.display()),
+            outcome,
+            detail,
+        };
+        let mut seen = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) => {
+                return vec![item(
+                    &self.dir,
+                    ReloadOutcome::Rejected,
+                    format!("{e}: every overlay file keeps its rules"),
+                )]
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(ScopeKey::from_file_name) else {
+                continue;
+            };
+            let path = entry.path();
+            seen.push(key.clone());
+            match read_file(&path) {
+                Ok(file) if files.get(&key).is_some_and(|old| old.text == file.text) => {
+                    out.push(item(&path, ReloadOutcome::Unchanged, String::new()));
+                }
+                Ok(file) => {
+                    let detail = format!("{} rules", file.rules);
+                    tracing::info!(file = %path.display(), rules = file.rules, "overlay reloaded");
+                    files.insert(key, file);
+                    out.push(item(&path, ReloadOutcome::Reloaded, detail));
+                }
+                Err(e) => {
+                    let keeps = if files.contains_key(&key) {
+                        "its old rules stay"
+                    } else {
+                        "none of its rules are in force"
+                    };
+                    tracing::warn!(file = %path.display(), error = %e, "overlay file rejected");
+                    out.push(item(
+                        &path,
+                        ReloadOutcome::Rejected,
+                        format!("{e}; {keeps}"),
+                    ));
+                }
+            }
+        }
+        let gone: Vec<ScopeKey> = files
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let path = self.dir.join(key.file_name());
+            tracing::info!(file = %path.display(), "overlay file removed");
+            files.remove(&key);
+            out.push(item(
+                &path,
+                ReloadOutcome::Removed,
+                "its rules are no longer in force".into(),
+            ));
+        }
+        out.sort_by(|a, b| a.subject.cmp(&b.subject));
+        out
     }
 
     /// The directory.
@@ -188,8 +252,9 @@ impl Overlay {
         let old = files.get(&key).map(|f| f.text.clone()).unwrap_or_else(|| {
             format!(
                 "# netjail overlay for {}: rules operators made with `--always`.\n\
-                 # The broker reads it when it starts. `default = \"ask\"` leaves everything\n\
-                 # else to the policy; each table below names one exact destination.\n\
+                 # The broker reads it when it starts and on `netjail reload`. `default = \"ask\"`\n\
+                 # leaves everything else to the policy; each table below names one exact\n\
+                 # destination.\n\
                  name = \"overlay\"\ndefault = \"ask\"\n",
                 key.describe()
             )
@@ -217,6 +282,21 @@ impl Overlay {
         );
         Ok(())
     }
+}
+
+/// Reads and parses one overlay file.
+fn read_file(path: &Path) -> Result<File, OverlayError> {
+    let text = fs::read_to_string(path).map_err(|source| OverlayError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let policy = Policy::from_toml(&text, &path.display().to_string())?;
+    let rules = text.matches("\n[[").count() + usize::from(text.starts_with("[["));
+    Ok(File {
+        text,
+        policy,
+        rules,
+    })
 }
 
 /// The policy key and entry naming exactly the destination of `request`.
@@ -426,6 +506,70 @@ mod tests {
         .unwrap();
         let err = Overlay::open(&dir).unwrap_err().to_string();
         assert!(err.contains("policy-web.toml:4:1"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reload_takes_good_files_and_keeps_the_old_rules_of_broken_ones() {
+        let dir = tempdir("reload");
+        let (web, mail) = (
+            ScopeKey::Policy("web".into()),
+            ScopeKey::Policy("mail".into()),
+        );
+        let overlay = Overlay::open(&dir).unwrap();
+        overlay
+            .add(web.clone(), &connect("127.0.0.1:80"), true, "t")
+            .unwrap();
+        overlay
+            .add(mail.clone(), &connect("127.0.0.1:25"), true, "t")
+            .unwrap();
+        let head = "name = \"overlay\"\ndefault = \"ask\"\n";
+        fs::write(
+            dir.join("policy-web.toml"),
+            format!("{head}[[allow]]\nconnect = [\"tcp://127.0.0.1:81\"]\n"),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("policy-mail.toml"),
+            format!("{head}[[allow]]\nconect = []\n"),
+        )
+        .unwrap();
+        let items = overlay.reload();
+        let outcome = |file: &str| {
+            items
+                .iter()
+                .find(|i| i.subject.ends_with(file))
+                .map(|i| (i.outcome, i.detail.clone()))
+                .unwrap()
+        };
+        assert_eq!(outcome("policy-web.toml").0, ReloadOutcome::Reloaded);
+        let (o, detail) = outcome("policy-mail.toml");
+        assert_eq!(o, ReloadOutcome::Rejected);
+        assert!(detail.contains("policy-mail.toml:4:1"), "{detail}");
+        let web = [web];
+        assert!(matches!(
+            overlay.decide(&web, &connect("127.0.0.1:81")),
+            Some((true, _))
+        ));
+        assert_eq!(overlay.decide(&web, &connect("127.0.0.1:80")), None);
+        // The broken file's old rule still decides.
+        let mail = [mail];
+        assert!(matches!(
+            overlay.decide(&mail, &connect("127.0.0.1:25")),
+            Some((true, _))
+        ));
+        // A file removed takes its rules; an unchanged one says so.
+        fs::remove_file(dir.join("policy-mail.toml")).unwrap();
+        let items = overlay.reload();
+        assert!(
+            items.iter().any(|i| i.outcome == ReloadOutcome::Removed),
+            "{items:?}"
+        );
+        assert!(
+            items.iter().any(|i| i.outcome == ReloadOutcome::Unchanged),
+            "{items:?}"
+        );
+        assert_eq!(overlay.decide(&mail, &connect("127.0.0.1:25")), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 

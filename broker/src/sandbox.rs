@@ -1,6 +1,7 @@
 //! A registered sandbox: its policy, its listener and its bounds.
 
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -30,8 +31,11 @@ pub struct Sandbox {
     pub container: Option<String>,
     /// Pid of the confined process as the registering client saw it.
     pub pid: i32,
-    /// The policy every call is decided by.
-    pub policy: Arc<Policy>,
+    /// The policy every call is decided by, and whether it needs the slow path; replaced by
+    /// a reload ([`Sandbox::replace_policy`]). Each call takes one snapshot when it arrives.
+    active: RwLock<Active>,
+    /// Where the policy came from, which says whether a reload can read it again.
+    pub(crate) source: PolicySource,
     pub(crate) listener: OwnedFd,
     pub(crate) in_flight: Arc<Semaphore>,
     /// Where calls the policy asks about are held, and operators' rules.
@@ -45,15 +49,78 @@ pub struct Sandbox {
     pub(crate) hook: Option<Arc<dyn DecisionHook>>,
     /// Readable once the broker stops: the receiver then leaves, and the listener closes.
     pub(crate) stop: Arc<OwnedFd>,
-    /// Every call of the sandbox is decided off its receiver thread: the policy may hold a
-    /// call for an operator or look a host name up, the hook may wait for its program, and
-    /// none of them may stop the receiver.
-    pub(crate) slow_path: bool,
     /// The policy's `[limits]`, with what they count.
     pub(crate) limits: SandboxLimits,
     /// When it registered.
     pub(crate) registered: Instant,
     decisions: AtomicU64,
+}
+
+/// Where a sandbox's policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicySource {
+    /// The text the registering client sent: the broker never reads the client's files, so a
+    /// reload cannot read it again.
+    Client,
+    /// The policy `name` of the OCI agent's policies directory `dir` (or a built-in).
+    Directory {
+        /// The policies directory.
+        dir: PathBuf,
+        /// The policy's name there.
+        name: String,
+    },
+}
+
+/// The policy a sandbox's calls are decided by now.
+#[derive(Debug, Clone)]
+pub(crate) struct Active {
+    pub policy: Arc<Policy>,
+    /// Every call of the sandbox is decided off its receiver thread: the policy may hold a
+    /// call for an operator or look a host name up, the hook may wait for its program, and
+    /// none of them may stop the receiver.
+    pub slow_path: bool,
+}
+
+impl Active {
+    fn new(policy: Arc<Policy>, hook: bool) -> Active {
+        let slow_path = policy.may_ask() || policy.has_host_names() || hook;
+        Active { policy, slow_path }
+    }
+}
+
+/// Whether `new` may replace `old` in a running sandbox: the seccomp filter was compiled from
+/// `old`'s `[sockets]` and confinement keys and cannot change, the counters of `[limits]` were
+/// set up at registration, and operators' rules and the overlay name the policy by its name.
+pub(crate) fn compatible(old: &Policy, new: &Policy) -> Result<(), String> {
+    if old.name() != new.name() {
+        return Err(format!(
+            "the policy's name changed from `{}` to `{}` (operators' rules name it)",
+            old.name(),
+            new.name()
+        ));
+    }
+    if old.sockets() != new.sockets() || old.sockets_refuse() != new.sockets_refuse() {
+        return Err(
+            "[sockets] changed: the running seccomp filter was compiled from the old one; \
+             restart the sandbox"
+                .into(),
+        );
+    }
+    if old.confinement() != new.confinement() {
+        return Err(
+            "confinement keys changed: the running seccomp filter (and Landlock rules) were \
+             made from the old ones; restart the sandbox"
+                .into(),
+        );
+    }
+    if old.limits() != new.limits() {
+        return Err(
+            "[limits] changed: they are counted from the sandbox's registration; restart the \
+             sandbox"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 impl Sandbox {
@@ -64,6 +131,7 @@ impl Sandbox {
         container: Option<String>,
         pid: i32,
         policy: Arc<Policy>,
+        source: PolicySource,
         listener: OwnedFd,
         operators: Arc<Operators>,
         names: Resolver,
@@ -71,13 +139,14 @@ impl Sandbox {
         stop: Arc<OwnedFd>,
     ) -> Self {
         let limits = SandboxLimits::new(policy.limits());
-        let slow_path = policy.may_ask() || policy.has_host_names() || hook.is_some();
+        let active = Active::new(policy, hook.is_some());
         Sandbox {
             id,
             name,
             container,
             pid,
-            policy,
+            active: RwLock::new(active),
+            source,
             listener,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             operators,
@@ -85,11 +154,38 @@ impl Sandbox {
             rules: RwLock::new(SandboxRules::new()),
             hook,
             stop,
-            slow_path,
             limits,
             registered: Instant::now(),
             decisions: AtomicU64::new(0),
         }
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.active().policy
+    }
+
+    /// The policy in force now and whether it needs the slow path: one snapshot, taken once
+    /// per call (a lock read and a reference count, no allocation).
+    pub(crate) fn active(&self) -> Active {
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts `policy` in force for the sandbox's next calls, if what the running filter and
+    /// the sandbox's counters were made from is the same in it; otherwise says why not, and
+    /// the old policy stays. Calls already being decided finish under the old one.
+    pub(crate) fn replace_policy(&self, policy: Policy) -> Result<bool, String> {
+        let old = self.policy();
+        compatible(&old, &policy)?;
+        if old.to_toml() == policy.to_toml() {
+            return Ok(false);
+        }
+        let active = Active::new(Arc::new(policy), self.hook.is_some());
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = active;
+        Ok(true)
     }
 
     /// Whether the sandbox has no run-time rules.
@@ -115,5 +211,50 @@ impl Sandbox {
     /// Number of calls decided so far.
     pub fn decisions(&self) -> u64 {
         self.decisions.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(extra: &str) -> Policy {
+        let text = format!(
+            "name = \"web\"\ndefault = \"ask\"\n{extra}[sockets]\nallow = [\"inet:stream\"]\n"
+        );
+        Policy::from_toml(&text, "t").unwrap()
+    }
+
+    #[test]
+    fn rules_may_change_but_not_what_the_filter_was_made_from() {
+        let old = policy("");
+        let rule = "[[allow]]\nconnect = [\"tcp://127.0.0.1:80\"]\n";
+        assert_eq!(compatible(&old, &policy(rule)), Ok(()));
+        let sockets = Policy::from_toml(
+            "name = \"web\"\ndefault = \"ask\"\n[sockets]\nallow = [\"inet:dgram\"]\n",
+            "t",
+        )
+        .unwrap();
+        let why = compatible(&old, &sockets).unwrap_err();
+        assert!(why.starts_with("[sockets] changed"), "{why}");
+        let why = compatible(&old, &policy("ioctl = \"safe-list\"\n")).unwrap_err();
+        assert!(why.starts_with("confinement keys changed"), "{why}");
+        let why = compatible(&old, &policy("[limits]\nmax_connections = 3\n")).unwrap_err();
+        assert!(why.starts_with("[limits] changed"), "{why}");
+        let renamed = Policy::from_toml(
+            "name = \"mail\"\ndefault = \"ask\"\n[sockets]\nallow = [\"inet:stream\"]\n",
+            "t",
+        )
+        .unwrap();
+        let why = compatible(&old, &renamed).unwrap_err();
+        assert!(why.contains("name changed"), "{why}");
+    }
+
+    #[test]
+    fn the_slow_path_follows_the_policy() {
+        let fast = Policy::from_toml("name = \"x\"\ndefault = \"deny\"\n", "t").unwrap();
+        assert!(!Active::new(Arc::new(fast.clone()), false).slow_path);
+        assert!(Active::new(Arc::new(fast), true).slow_path);
+        assert!(Active::new(Arc::new(policy("")), false).slow_path);
     }
 }

@@ -495,7 +495,7 @@ fn control(
     given: &[Cmsg],
     held: &mut Vec<OwnedFd>,
 ) -> Result<Vec<u8>, (i32, &'static str)> {
-    let confine = call.sandbox.policy.confinement();
+    let confine = call.policy.confinement();
     let unix = kind.family == libc::AF_UNIX;
     let mut out = Vec::with_capacity(given.len() + 1);
     let mut caller: Option<Caller> = None;

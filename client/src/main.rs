@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use netjail_broker::logging::{self, LogFormat};
 use netjail_client::launch::{self, Embedded, RunOptions};
 use netjail_client::operator::commands::{
-    self, Answer, MetricsOptions, PendingOptions, ResolveOptions, StatusOptions, WatchOptions,
+    self, Answer, MetricsOptions, PendingOptions, ReloadOptions, ResolveOptions, StatusOptions,
+    WatchOptions,
 };
 use netjail_client::operator::{self, top};
 use netjail_client::{oci, policy};
@@ -136,6 +137,16 @@ enum Command {
     Metrics {
         #[command(flatten)]
         control: ControlArg,
+    },
+    /// Makes the broker read its policy files again (the overlay, the policies of running
+    /// containers); running sandboxes get the new rules for their next call. A file with a
+    /// mistake is reported and its old rules stay.
+    Reload {
+        #[command(flatten)]
+        control: ControlArg,
+        /// One JSON object per line: subject, outcome, detail.
+        #[arg(long)]
+        json: bool,
     },
     /// A full-screen view of sandboxes, held calls and decisions; answer held calls with
     /// y (grant once), a (grant always), n (deny once).
@@ -382,6 +393,15 @@ fn operator_command(command: Command) -> ExitCode {
             };
             runtime
                 .block_on(commands::metrics(&opts, &mut out))
+                .map_err(|e| e.to_string())
+        }
+        Command::Reload { control, json } => {
+            let opts = ReloadOptions {
+                control: control.control,
+                json,
+            };
+            runtime
+                .block_on(commands::reload(&opts, &mut out))
                 .map_err(|e| e.to_string())
         }
         Command::Top { control } => {

@@ -96,6 +96,11 @@ pub enum OperatorRequest {
     /// exposition, then [`OperatorReply::End`]. Appended after the first variants so that
     /// their encodings stay as they were.
     Metrics,
+    /// Reads the policy files again (the overlay, the OCI agent's policies of running
+    /// containers) and puts what parses in force for the sandboxes' next calls. Answered by
+    /// one [`OperatorReply::Reloaded`] per file or sandbox concerned, then
+    /// [`OperatorReply::End`].
+    Reload,
 }
 
 /// How long a grant lasts.
@@ -165,6 +170,8 @@ pub enum OperatorReply {
     /// A piece of the answer to [`OperatorRequest::Metrics`]: Prometheus text, cut at line
     /// ends so that each piece fits one datagram.
     Metrics(String),
+    /// One item of the answer to [`OperatorRequest::Reload`].
+    Reloaded(ReloadItem),
 }
 
 /// The broker as a whole.
@@ -370,4 +377,53 @@ pub enum Event {
         /// How many.
         missed: u64,
     },
+}
+
+/// What a reload did with one file or sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadItem {
+    /// What it is about: `overlay /var/lib/netjail/overlay/policy-web.toml`, `policy web
+    /// (/etc/netjail/policies/web.toml)`, `sandbox sb-3 (web1)`.
+    pub subject: String,
+    /// What happened.
+    pub outcome: ReloadOutcome,
+    /// Why, in words (the parse error with its file:line:column, the refusal), or empty.
+    pub detail: String,
+}
+
+/// What happened to one item of a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReloadOutcome {
+    /// Read again and in force for the next calls.
+    Reloaded,
+    /// Read again; nothing changed.
+    Unchanged,
+    /// The file is gone: its rules are no longer in force.
+    Removed,
+    /// The file has a mistake (or cannot be read): the old rules stay.
+    Rejected,
+    /// The file parses, but a running sandbox cannot take it (its seccomp filter or counters
+    /// were made from the old one): that sandbox keeps the old policy.
+    Refused,
+    /// The sandbox's policy came from its client, not from a file the broker reads.
+    NotReloadable,
+}
+
+impl ReloadOutcome {
+    /// The word used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Reloaded => "reloaded",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Removed => "removed",
+            ReloadOutcome::Rejected => "rejected",
+            ReloadOutcome::Refused => "refused",
+            ReloadOutcome::NotReloadable => "not-reloadable",
+        }
+    }
+
+    /// Whether the item is a failure the operator should act on.
+    pub fn failed(self) -> bool {
+        matches!(self, ReloadOutcome::Rejected | ReloadOutcome::Refused)
+    }
 }

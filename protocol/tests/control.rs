@@ -3,7 +3,8 @@
 use netjail_protocol::codec;
 use netjail_protocol::control::{
     Counters, DecisionInfo, Event, GrantDuration, GrantScope, OperatorReply, OperatorRequest,
-    Outcome, PendingInfo, ProcessInfo, RequestId, Resolution, SandboxInfo, StatusReport,
+    Outcome, PendingInfo, ProcessInfo, ReloadItem, ReloadOutcome, RequestId, Resolution,
+    SandboxInfo, StatusReport,
 };
 use netjail_protocol::{SandboxId, MAX_MESSAGE_SIZE};
 use proptest::prelude::*;
@@ -46,6 +47,7 @@ fn request() -> impl Strategy<Value = OperatorRequest> {
         }),
         any::<bool>().prop_map(|decisions| OperatorRequest::Watch { decisions }),
         Just(OperatorRequest::Metrics),
+        Just(OperatorRequest::Reload),
     ]
 }
 
@@ -153,6 +155,11 @@ fn reply() -> impl Strategy<Value = OperatorReply> {
         ))),
         any::<u64>().prop_map(|missed| OperatorReply::Event(Event::Lagged { missed })),
         ".*".prop_map(OperatorReply::Metrics),
+        (".*", ".*").prop_map(|(subject, detail)| OperatorReply::Reloaded(ReloadItem {
+            subject,
+            outcome: ReloadOutcome::Rejected,
+            detail,
+        })),
     ]
 }
 

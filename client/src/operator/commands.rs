@@ -30,6 +30,10 @@ pub enum CommandError {
     /// A value could not be written as JSON.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `netjail reload`: some file was rejected or some sandbox refused the new policy (the
+    /// report says which; what parsed was put in force).
+    #[error("{0} of the reload failed (see above); the old rules stay for those")]
+    ReloadFailed(String),
     /// The output was closed by its reader; the public functions turn it into success.
     #[error("the output was closed")]
     OutputClosed,
@@ -281,5 +285,68 @@ async fn metrics_inner(opts: &MetricsOptions, out: &mut impl Write) -> Result<()
     let text = control.metrics().await?;
     out.write_all(text.as_bytes())?;
     out.flush()?;
+    Ok(())
+}
+
+/// `netjail reload`.
+#[derive(Debug, Clone)]
+pub struct ReloadOptions {
+    /// The control socket.
+    pub control: PathBuf,
+    /// One JSON object per line (`subject`, `outcome`, `detail`) instead of text.
+    pub json: bool,
+}
+
+/// Asks the broker to read its policy files again and prints what it did, one line per file
+/// or sandbox: `reloaded`, `unchanged`, `removed`, `rejected` (a file with a mistake: its old
+/// rules stay), `refused` (a sandbox that cannot take the new policy: it keeps the old one),
+/// `not-reloadable`.
+///
+/// # Errors
+///
+/// [`CommandError::ReloadFailed`] when anything was rejected or refused (after printing the
+/// whole report); the broker's errors.
+pub async fn reload(opts: &ReloadOptions, out: &mut impl Write) -> Result<(), CommandError> {
+    quiet_when_closed(reload_inner(opts, out).await)
+}
+
+async fn reload_inner(opts: &ReloadOptions, out: &mut impl Write) -> Result<(), CommandError> {
+    let mut control = Control::connect(&opts.control, &client_name("reload")).await?;
+    let items = control.reload().await?;
+    if items.is_empty() && !opts.json {
+        line(
+            out,
+            "nothing to reload (no overlay files, no sandbox reads a policy file)",
+        )?;
+    }
+    for item in &items {
+        let text = if opts.json {
+            serde_json::json!({
+                "subject": item.subject,
+                "outcome": item.outcome.as_str(),
+                "detail": item.detail,
+            })
+            .to_string()
+        } else if item.detail.is_empty() {
+            format!("{}: {}", item.outcome.as_str(), item.subject)
+        } else {
+            format!(
+                "{}: {}: {}",
+                item.outcome.as_str(),
+                item.subject,
+                item.detail
+            )
+        };
+        line(out, &text)?;
+    }
+    let failed = items.iter().filter(|i| i.outcome.failed()).count();
+    if failed > 0 {
+        let what = if failed == 1 {
+            "1 item".to_string()
+        } else {
+            format!("{failed} items")
+        };
+        return Err(CommandError::ReloadFailed(what));
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use netjail_protocol::control::{
     Counters, DecisionInfo, Event, OperatorReply, OperatorRequest, Outcome, PendingInfo,
-    ProcessInfo, RequestId, Resolution, SandboxInfo, StatusReport,
+    ProcessInfo, ReloadItem, ReloadOutcome, RequestId, Resolution, SandboxInfo, StatusReport,
 };
 use netjail_protocol::{recv, send, ErrorCode, ErrorReply, SandboxId, PROTOCOL_VERSION};
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
@@ -190,6 +190,19 @@ fn plan(st: &mut FakeState, request: &OperatorRequest, said_hello: &mut bool) ->
             code: ErrorCode::Malformed,
             message: "a second hello".into(),
         })]),
+        OperatorRequest::Reload => Plan::Reply(vec![
+            OperatorReply::Reloaded(ReloadItem {
+                subject: "overlay /o/policy-web.toml".into(),
+                outcome: ReloadOutcome::Reloaded,
+                detail: "2 rules".into(),
+            }),
+            OperatorReply::Reloaded(ReloadItem {
+                subject: "overlay /o/policy-mail.toml".into(),
+                outcome: ReloadOutcome::Rejected,
+                detail: "/o/policy-mail.toml:4:1: unknown key `conect`; its old rules stay".into(),
+            }),
+            OperatorReply::End,
+        ]),
     }
 }
 

@@ -26,8 +26,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use netjail_protocol::control::{
-    Event, GrantDuration, GrantScope, OperatorReply, OperatorRequest, PendingInfo, RequestId,
-    Resolution, SandboxInfo, StatusReport,
+    Event, GrantDuration, GrantScope, OperatorReply, OperatorRequest, PendingInfo, ReloadItem,
+    RequestId, Resolution, SandboxInfo, StatusReport,
 };
 use netjail_protocol::{
     recv, send, DecodeError, ErrorCode, ErrorReply, RecvError, SendError, PROTOCOL_VERSION,
@@ -223,6 +223,7 @@ fn reply_name(reply: &OperatorReply) -> String {
         OperatorReply::Event(_) => "Event".into(),
         OperatorReply::Error(e) => format!("Error ({:?}: {})", e.code, e.message),
         OperatorReply::Metrics(_) => "Metrics".into(),
+        OperatorReply::Reloaded(_) => "Reloaded".into(),
     }
 }
 
@@ -413,6 +414,31 @@ impl Control {
             match self.reply(REQUEST).await? {
                 OperatorReply::Pending(info) if held.len() < MAX_LIST => held.push(info),
                 OperatorReply::End => return Ok(held),
+                OperatorReply::Error(e) => return Err(OperatorError::from_reply(e)),
+                other => {
+                    return Err(OperatorError::Unexpected {
+                        request: REQUEST,
+                        got: reply_name(&other),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Asks the broker to read its policy files again; what it did, one item per file or
+    /// sandbox concerned.
+    ///
+    /// # Errors
+    ///
+    /// See [`OperatorError`].
+    pub async fn reload(&mut self) -> Result<Vec<ReloadItem>, OperatorError> {
+        const REQUEST: &str = "reload";
+        self.request(&OperatorRequest::Reload).await?;
+        let mut items = Vec::new();
+        loop {
+            match self.reply(REQUEST).await? {
+                OperatorReply::Reloaded(item) if items.len() < MAX_LIST => items.push(item),
+                OperatorReply::End => return Ok(items),
                 OperatorReply::Error(e) => return Err(OperatorError::from_reply(e)),
                 other => {
                     return Err(OperatorError::Unexpected {

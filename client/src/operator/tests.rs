@@ -471,3 +471,41 @@ async fn metrics_prints_the_pieces_put_together() {
         Some(&OperatorRequest::Metrics)
     );
 }
+
+#[tokio::test]
+async fn reload_prints_every_item_and_fails_when_a_file_was_rejected() {
+    let broker = FakeBroker::start(held(&[]));
+    let opts = |json| commands::ReloadOptions {
+        control: broker.path().to_path_buf(),
+        json,
+    };
+    let mut out = Vec::new();
+    let err = commands::reload(&opts(false), &mut out)
+        .await
+        .expect_err("a rejected file fails the command");
+    assert!(
+        err.to_string().contains("1 item of the reload failed"),
+        "{err}"
+    );
+    let report = text(&out);
+    assert!(
+        report.contains("reloaded: overlay /o/policy-web.toml: 2 rules\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("rejected: overlay /o/policy-mail.toml: /o/policy-mail.toml:4:1"),
+        "{report}"
+    );
+    let mut out = Vec::new();
+    let _ = commands::reload(&opts(true), &mut out).await;
+    let items: Vec<Value> = text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["outcome"], "rejected");
+    assert_eq!(
+        broker.state().requests.last(),
+        Some(&OperatorRequest::Reload)
+    );
+}

@@ -52,6 +52,7 @@ mod metrics;
 mod oci;
 mod operators;
 mod profiles;
+mod reload;
 mod signals;
 
 /// The probe binary of this crate.

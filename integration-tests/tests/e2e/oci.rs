@@ -1104,3 +1104,159 @@ fn s_m1_d2_attacks_inside_a_runc_container() {
         "the container's socket was not reached"
     );
 }
+
+/// A container that connects on demand: each port written to the FIFO `<dir>/in` is one
+/// `nc 127.0.0.1 PORT` in the container's own process tree, whose exit status is appended to
+/// `<dir>/out` as `PORT rc=N`.
+const ON_DEMAND_SCRIPT: &str = "exec </dev/null >/dev/null 2>&1; \
+     while read p < /sock/in; do nc 127.0.0.1 $p </dev/null; echo \"$p rc=$?\" >> /sock/out; done";
+
+/// Asks the on-demand container in `dir` for one connect to `port`; its exit status.
+fn nc_on_demand(dir: &Path, port: u16) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    let before = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let asked = before.matches(&format!("{port} rc=")).count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Non-blocking: ENXIO until the container has the FIFO open for reading.
+    let mut fifo = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(dir.join("in"))
+        {
+            Ok(f) => break f,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the container never read its FIFO: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    writeln!(fifo, "{port}").expect("write the FIFO");
+    drop(fifo);
+    loop {
+        let out = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+        let answers: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{port} rc=")))
+            .collect();
+        if answers.len() > asked {
+            return answers[asked].to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer from the container: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 8: a policy of `--policies DIR` edited while its container runs and reloaded with
+/// `netjail reload`: the container's next connect is decided by the new rules. A version
+/// whose `[sockets]` differ is refused for the container (its filter was compiled from the
+/// old one) and a broken one is rejected with file:line:column; the container keeps the last
+/// good policy.
+#[test]
+fn runc_container_policy_reloaded_for_its_next_connect() {
+    let test = "runc_container_policy_reloaded_for_its_next_connect";
+    if !need_root(test) || !have_runc(test) {
+        return;
+    }
+    let (a, b) = (Canary::tcp4(), Canary::tcp4());
+    let policies_dir = TempDir::new();
+    let sockets = "[sockets]\nallow = [\"inet:stream\", \"inet:dgram\", \"unix:*\"]\n";
+    let version = |sockets: &str, ports: &[u16]| {
+        let list: Vec<String> = ports
+            .iter()
+            .map(|p| format!("\"tcp://127.0.0.1:{p}\""))
+            .collect();
+        format!(
+            "name = \"web\"\ndefault = \"deny\"\n{sockets}[[allow]]\nconnect = [{}]\n",
+            list.join(", ")
+        )
+    };
+    let policy = policies(policies_dir.path(), "web", &version(sockets, &[a.port()]));
+    let broker = oci_broker(&[], policies_dir.path());
+    let io = TempDir::new();
+    let out = run(
+        Command::new("mkfifo").arg(io.path().join("in")),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "mkfifo: {}", out.describe());
+    let bundle = Bundle::new(&["sh", "-c", ON_DEMAND_SCRIPT], false, None);
+    bundle.with_probe(io.path());
+    bundle.patch(&policy, &oci_socket(&broker));
+    bundle.start_detached();
+    assert_eq!(nc_on_demand(io.path(), a.port()), "0");
+    assert_eq!(nc_on_demand(io.path(), b.port()), "1");
+
+    let reload = || {
+        run(
+            Command::new(netjail_bin())
+                .arg("reload")
+                .arg("--control")
+                .arg(broker.control()),
+            Duration::from_secs(20),
+        )
+    };
+    std::fs::write(&policy, version(sockets, &[a.port(), b.port()])).expect("edit the policy");
+    let out = reload();
+    assert!(out.status.success(), "{}", with_log(&out, &broker));
+    assert!(
+        out.stdout.contains("reloaded: sandbox sb-") && out.stdout.contains("policy web ("),
+        "{}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(nc_on_demand(io.path(), b.port()), "0");
+
+    // [sockets] differ: refused for the running container, which keeps the last policy.
+    let narrower = "[sockets]\nallow = [\"inet:stream\"]\n";
+    std::fs::write(&policy, version(narrower, &[a.port()])).expect("edit the policy");
+    let out = reload();
+    assert!(!out.status.success(), "{}", with_log(&out, &broker));
+    assert!(
+        out.stdout.contains("refused: sandbox sb-") && out.stdout.contains("[sockets] changed"),
+        "{}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(nc_on_demand(io.path(), b.port()), "0");
+
+    // A mistake: rejected with its position; the container keeps the last policy.
+    std::fs::write(
+        &policy,
+        "name = \"web\"\ndefault = \"deny\"\n[[allow]]\nconect = []\n",
+    )
+    .expect("edit the policy");
+    let out = reload();
+    assert!(!out.status.success(), "{}", with_log(&out, &broker));
+    assert!(
+        out.stdout.contains("rejected: policy web (")
+            && out.stdout.contains(&format!("{}:4:1", policy.display())),
+        "{}",
+        with_log(&out, &broker)
+    );
+    assert_eq!(nc_on_demand(io.path(), b.port()), "0");
+    assert!(a.wait_count(1, Duration::from_secs(5)) >= 1);
+    // The container's own sandbox decided each of them, first denied, then allowed.
+    let endpoint = format!("tcp://127.0.0.1:{}", b.port());
+    let verdicts: Vec<String> = events_of(&broker, &bundle.id, "decision")
+        .iter()
+        .filter(|d| d["endpoint"] == endpoint.as_str())
+        .map(|d| d["decision"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["deny", "allow", "allow", "allow"],
+        "{}",
+        broker.log()
+    );
+    let registered = events_of(&broker, &bundle.id, "sandbox registered");
+    assert_eq!(
+        registered.len(),
+        1,
+        "one sandbox throughout: {}",
+        broker.log()
+    );
+}
