@@ -160,12 +160,13 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         }
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    if let Err(e) = activation::notify("READY=1") {
-        tracing::warn!(error = %e, "cannot tell the service manager that netjaild is ready");
-    }
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     // SIGHUP reads the policy files again, as `netjail reload` does; the report goes to the log.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // Ready once every signal has its handler: a reload asked right after must not kill it.
+    if let Err(e) = activation::notify("READY=1") {
+        tracing::warn!(error = %e, "cannot tell the service manager that netjaild is ready");
+    }
     let reloads = async {
         while hup.recv().await.is_some() {
             let b = broker.clone();
