@@ -9,7 +9,35 @@
 
 use libfuzzer_sys::fuzz_target;
 use netjail_broker::fuzzing::*;
-use netjail_policy::{Proto, Target};
+use netjail_policy::{builtin, builtin_names, Op, Policy, Proto, Request, Target};
+use std::sync::OnceLock;
+
+/// A policy with globs of every kind, to match decoded addresses against.
+const GLOBS: &str = r#"
+name = "globs"
+default = "deny"
+[[deny]]
+connect = ["tcp://10.0.0.0/8:1-1024", "udp://[fe80::/10]:*"]
+unix = ["/run/**/secret*", "@deny-*"]
+[[allow]]
+connect = ["any://loopback:*", "tcp://[::ffff:192.0.2.0/120]:443"]
+bind = ["udp://0.0.0.0:5353"]
+send = ["udp://127.0.0.53:53"]
+unix = ["/tmp/*.sock", "/run/user/*/bus", "@abstract-*", "@"]
+"#;
+
+/// The built-in policies and [`GLOBS`], parsed once.
+fn policies() -> &'static [Policy] {
+    static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
+    POLICIES.get_or_init(|| {
+        let mut list: Vec<Policy> = builtin_names()
+            .iter()
+            .map(|n| Policy::from_toml(builtin(n).unwrap(), n).unwrap())
+            .collect();
+        list.push(Policy::from_toml(GLOBS, "globs.toml").expect("the glob policy parses"));
+        list
+    })
+}
 
 /// `process_vm_readv` of `len` bytes at `ptr` in a caller whose memory is `mem`.
 fn read(mem: &[u8], ptr: u64, len: usize) -> Result<&[u8], i32> {
@@ -25,8 +53,21 @@ fn libc_efault() -> i32 {
     14 // EFAULT
 }
 
+/// Decodes an address as the broker does, and decides it as each policy would.
 fn sockaddr(addr: &[u8], proto: Proto) {
-    match target(addr, proto) {
+    let decoded = target(addr, proto);
+    if let Ok(t) = &decoded {
+        for op in [Op::Connect, Op::Send, Op::Bind] {
+            let request = Request {
+                op,
+                target: t.clone(),
+            };
+            for p in policies() {
+                let _ = p.evaluate(&request);
+            }
+        }
+    }
+    match decoded {
         Ok(Target::UnixPath(p)) => {
             use std::os::unix::ffi::OsStrExt;
             let bytes = p.as_os_str().as_bytes();
