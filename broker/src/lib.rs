@@ -51,7 +51,8 @@ pub mod fuzzing {
     pub use crate::decode::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_X86_64, MAX_SOCKADDR_LEN};
     pub use crate::msg::{cmsgs, encode_cmsgs, encode_ucred, iovecs, rights, ucred};
     pub use crate::msg::{Cmsg, IoVec, MsgHdr, Ucred};
-    pub use crate::msg::{IOVEC_LEN, MMSGHDR_LEN, MMSG_LEN_OFFSET, MSGHDR_LEN, UIO_MAXIOV};
+    pub use crate::msg::{CMSGHDR_LEN, IOVEC_LEN, MAX_CONTROL, SCM_MAX_FD, UIO_MAXIOV};
+    pub use crate::msg::{MMSGHDR_LEN, MMSG_LEN_OFFSET, MSGHDR_LEN};
 }
 
 use std::collections::HashMap;
