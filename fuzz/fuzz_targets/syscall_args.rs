@@ -44,14 +44,14 @@ fn read(mem: &[u8], ptr: u64, len: usize) -> Result<&[u8], i32> {
     if len == 0 {
         return Ok(&[]);
     }
-    let start = usize::try_from(ptr).map_err(|_| libc_efault())?;
-    let end = start.checked_add(len).ok_or_else(libc_efault)?;
-    mem.get(start..end).ok_or_else(libc_efault)
+    let start = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let end = start.checked_add(len).ok_or(EFAULT)?;
+    mem.get(start..end).ok_or(EFAULT)
 }
 
-fn libc_efault() -> i32 {
-    14 // EFAULT
-}
+/// The errnos the checks expect (this crate does not depend on libc).
+const EFAULT: i32 = 14;
+const EINVAL: i32 = 22;
 
 /// Decodes an address as the broker does, and decides it as each policy would.
 fn sockaddr(addr: &[u8], proto: Proto) {
@@ -75,7 +75,7 @@ fn sockaddr(addr: &[u8], proto: Proto) {
         }
         Ok(Target::UnixAbstract(name)) => assert!(name.len() + 3 <= addr.len()),
         Ok(_) => {}
-        Err(e) => assert_eq!(e.errno(), 22),
+        Err(e) => assert_eq!(e.errno(), EINVAL),
     }
 }
 
