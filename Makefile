@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Debian packages the build and the tests need.
 DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2 busybox-static runc crun tmux
 
-.PHONY: all build release demo test lint unit deps bench clean
+.PHONY: all build release demo test lint unit deps bench fuzz-smoke clean
 
 all: build
 
@@ -54,6 +54,24 @@ bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- held
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- embedded
+
+# Fuzzing (docs/fuzzing.md), never part of `make test`: it needs the nightly toolchain and
+# cargo-fuzz (installed here when missing). Each target runs FUZZ_SECONDS (default 20) from
+# its committed seeds in fuzz/corpus/TARGET, with debug assertions (overflow checks) on;
+# what it learns goes to fuzz/target/corpus/TARGET, which is not committed. A crash fails
+# the run and leaves its input in fuzz/artifacts/TARGET/; fuzz/TARGET.dict, when there is
+# one, gives libFuzzer the target's keywords. The first build takes minutes.
+FUZZ_TARGETS := protocol_decode policy_parse syscall_args
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; \
+	  dict=""; [ -f fuzz/$$t.dict ] && dict="-dict=fuzz/$$t.dict"; \
+	  echo "fuzz-smoke: $$t for $(FUZZ_SECONDS)s"; \
+	  $(CARGO) +nightly fuzz run --debug-assertions $$t fuzz/target/corpus/$$t fuzz/corpus/$$t \
+	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 $$dict || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

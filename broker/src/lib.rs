@@ -45,6 +45,20 @@ mod server;
 mod sys;
 mod unix;
 
+/// Not part of the API: the pure decoders of syscall arguments, for the fuzz targets in
+/// `fuzz/` (docs/fuzzing.md), which call them on arbitrary bytes without a live process.
+/// The broker itself reaches them through its private modules; nothing here may change
+/// what they do.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::decode::{proto_of, sockaddr_un, syscall, target, AddressError, Syscall};
+    pub use crate::decode::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_X86_64, MAX_SOCKADDR_LEN};
+    pub use crate::msg::{cmsgs, encode_cmsgs, encode_ucred, iovecs, rights, ucred};
+    pub use crate::msg::{Cmsg, IoVec, MsgHdr, Ucred};
+    pub use crate::msg::{CMSGHDR_LEN, IOVEC_LEN, MAX_CONTROL, SCM_MAX_FD, UIO_MAXIOV};
+    pub use crate::msg::{MMSGHDR_LEN, MMSG_LEN_OFFSET, MSGHDR_LEN};
+}
+
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

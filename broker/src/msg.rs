@@ -25,11 +25,17 @@ pub const SCM_MAX_FD: usize = 253;
 /// A `struct msghdr` as the caller wrote it (pointers are the caller's addresses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MsgHdr {
+    /// `msg_name`: the destination's address in the caller.
     pub name: u64,
+    /// `msg_namelen`.
     pub namelen: u32,
+    /// `msg_iov`: the address of the iovec array in the caller.
     pub iov: u64,
+    /// `msg_iovlen`.
     pub iovlen: u64,
+    /// `msg_control`: the address of the control buffer in the caller.
     pub control: u64,
+    /// `msg_controllen`.
     pub controllen: u64,
 }
 
@@ -94,7 +100,9 @@ impl MsgHdr {
 /// One `struct iovec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoVec {
+    /// `iov_base`: the address in the caller.
     pub base: u64,
+    /// `iov_len`.
     pub len: u64,
 }
 
@@ -122,8 +130,11 @@ pub fn iovecs(b: &[u8], count: usize) -> Result<(Vec<IoVec>, u64), i32> {
 /// One control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmsg {
+    /// `cmsg_level`.
     pub level: i32,
+    /// `cmsg_type`.
     pub kind: i32,
+    /// The payload, without the header or padding.
     pub data: Vec<u8>,
 }
 
@@ -187,8 +198,11 @@ pub fn rights(data: &[u8]) -> Result<Vec<i32>, i32> {
 /// `struct ucred`: pid, uid, gid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ucred {
+    /// The process id.
     pub pid: i32,
+    /// The user id.
     pub uid: u32,
+    /// The group id.
     pub gid: u32,
 }
 
