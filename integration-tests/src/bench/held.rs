@@ -205,10 +205,11 @@ impl Variant {
 }
 
 /// A fresh directory under `/tmp` (mode 0700), removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, String> {
+    /// `/tmp/nj-bench-TAG-PID-XXXXXXXX`.
+    pub(super) fn new(tag: &str) -> Result<TempDir, String> {
         use std::os::unix::fs::DirBuilderExt;
 
         let nanos = SystemTime::now()
@@ -216,7 +217,7 @@ impl TempDir {
             .map_or(0, |d| d.subsec_nanos());
         for attempt in 0..100u32 {
             let path = PathBuf::from(format!(
-                "/tmp/nj-bench-held-{}-{:08x}",
+                "/tmp/nj-bench-{tag}-{}-{:08x}",
                 std::process::id(),
                 nanos.wrapping_add(attempt.wrapping_mul(0x9e37_79b9))
             ));
@@ -237,7 +238,7 @@ impl Drop for TempDir {
 }
 
 /// A process this bench started, killed by pid (SIGTERM, then SIGKILL) on drop.
-struct Process {
+pub(super) struct Process {
     what: &'static str,
     child: Option<Child>,
 }
@@ -253,12 +254,12 @@ impl Process {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
     /// `Err` with how it ended when it is no longer running.
-    fn check_alive(&mut self) -> Result<(), String> {
+    pub(super) fn check_alive(&mut self) -> Result<(), String> {
         match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => Ok(()),
             Some(Ok(Some(status))) => Err(format!(
@@ -272,7 +273,7 @@ impl Process {
     }
 
     /// Ends it by pid (SIGTERM, SIGKILL after 2 s) and reaps it.
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill_bounded(&mut child, true);
         }
@@ -523,12 +524,16 @@ fn audit_events(log: &str) -> Vec<Value> {
 }
 
 /// Starts `netjaild` in `dir` and waits until both its sockets answer.
-fn start_broker(o: &Options, dir: &Path) -> Result<(Process, PathBuf, PathBuf), String> {
+pub(super) fn start_broker(
+    netjail: &Path,
+    netjaild: &Path,
+    dir: &Path,
+) -> Result<(Process, PathBuf, PathBuf), String> {
     let socket = dir.join("broker.sock");
     let control = dir.join("control.sock");
     let log = std::fs::File::create(dir.join("netjaild.log"))
         .map_err(|e| format!("create the broker's log: {e}"))?;
-    let mut cmd = Command::new(&o.netjaild);
+    let mut cmd = Command::new(netjaild);
     cmd.arg("--socket")
         .arg(&socket)
         .arg("--control")
@@ -549,7 +554,7 @@ fn start_broker(o: &Options, dir: &Path) -> Result<(Process, PathBuf, PathBuf), 
         // `netjaild` binds the control socket, then the registration socket, then serves
         // both: once `status` answers, both accept.
         if socket.exists() && control.exists() {
-            let mut status = Command::new(&o.netjail);
+            let mut status = Command::new(netjail);
             status.args(["status", "--json", "--control"]).arg(&control);
             if let Ok((s, _, _)) = run_bounded(&mut status, Duration::from_secs(10), false) {
                 if s.success() {
@@ -570,7 +575,7 @@ fn start_broker(o: &Options, dir: &Path) -> Result<(Process, PathBuf, PathBuf), 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("held")?;
     let allowed = Canary::start()?;
     let asked = Canary::start()?;
     let policy = dir.0.join("policy.toml");
@@ -584,7 +589,7 @@ fn run(o: &Options) -> Result<bool, String> {
         ),
     )
     .map_err(|e| format!("write {}: {e}", policy.display()))?;
-    let (mut broker, socket, control) = start_broker(o, &dir.0)?;
+    let (mut broker, socket, control) = start_broker(&o.netjail, &o.netjaild, &dir.0)?;
     let bench = Bench {
         o,
         exe,

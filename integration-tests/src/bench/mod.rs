@@ -21,6 +21,8 @@
 //! operator (issue 5); see [`held`].
 //! `nj-bench embedded`: a broker embedded in the bench process, its run-time rules and its
 //! decision hook (issue 6); see [`embedded`].
+//! `nj-bench scale`: 10,000 sandboxes on one broker, its memory per sandbox and its decision
+//! rate with 1, 16 and 256 busy sandboxes (issue 8); see [`scale`].
 
 mod args;
 mod bpf;
@@ -29,6 +31,7 @@ mod cost;
 mod cost_child;
 mod embedded;
 mod held;
+mod scale;
 mod stats;
 mod sys;
 
@@ -48,6 +51,7 @@ usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
        nj-bench cost [--help | OPTIONS]   (the cost rule: send/recv on connected sockets)
        nj-bench held [--help | OPTIONS]   (calls held for an operator vs another sandbox)
        nj-bench embedded [--help | OPTIONS]   (an embedded broker: run-time rules, a hook)
+       nj-bench scale [--help | OPTIONS]   (10,000 sandboxes: memory per sandbox, decision rate)
 
 Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
 native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
@@ -69,6 +73,8 @@ pub fn main(args: &[String]) -> i32 {
         held::main(&args[1..])
     } else if args.first().map(String::as_str) == Some("embedded") {
         embedded::main(&args[1..])
+    } else if args.first().map(String::as_str) == Some("scale") {
+        scale::main(&args[1..])
     } else {
         parse_options(args).and_then(|o| match o {
             Some(options) => run(&options),

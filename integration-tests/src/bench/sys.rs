@@ -531,3 +531,43 @@ pub fn install_own_filter(which: OwnFilter) -> Result<(), Errno> {
     })
     .map(drop)
 }
+
+/// Sets this process's `RLIMIT_NOFILE` (soft and hard) to `limit`; children inherit it.
+/// Raising the hard limit needs `CAP_SYS_RESOURCE`: without it (`EPERM`) the soft limit is
+/// raised to the hard one instead. Returns the limits before and after.
+pub fn set_nofile(limit: u64) -> Result<NofileChange, Errno> {
+    // SAFETY: an all-zero rlimit is a valid value to be overwritten.
+    let mut old: libc::rlimit = unsafe { zeroed() };
+    // SAFETY: `old` is a valid, writable rlimit.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) } as libc::c_long)?;
+    let new = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit.max(old.rlim_max),
+    };
+    let set = |new: &libc::rlimit| {
+        // SAFETY: `new` is a valid rlimit, read only.
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, new) } as libc::c_long)
+    };
+    let now = match set(&new) {
+        Err(libc::EPERM) if limit > old.rlim_max => {
+            let capped = libc::rlimit {
+                rlim_cur: old.rlim_max,
+                rlim_max: old.rlim_max,
+            };
+            set(&capped)?;
+            capped
+        }
+        Err(e) => return Err(e),
+        Ok(_) => new,
+    };
+    Ok(NofileChange {
+        before: (old.rlim_cur, old.rlim_max),
+        after: (now.rlim_cur, now.rlim_max),
+    })
+}
+
+/// What [`set_nofile`] changed: `RLIMIT_NOFILE` as (soft, hard) before and after.
+pub struct NofileChange {
+    pub before: (u64, u64),
+    pub after: (u64, u64),
+}

@@ -1,0 +1,695 @@
+//! `nj-bench scale`: many registered sandboxes on one broker (issue 8).
+//!
+//! The bench starts its own `netjaild` (sockets, overlay and log in a fresh directory under
+//! `/tmp`), raising its own `RLIMIT_NOFILE` first so that the broker inherits it, then:
+//!
+//! 1. registers N idle sandboxes (default 10,000): the bench spawns each itself with the
+//!    client library (`Sandbox::builder()`, the broker's registration socket), a confined
+//!    `sleep` whose listener the broker holds and serves with one receiver thread. It reads
+//!    the broker's `VmRSS`, threads and open fds from `/proc` before and after: memory per
+//!    sandbox is the difference over N;
+//! 2. checks that the broker still answers: two more sandboxes, `nj-bench --child connect` to
+//!    an allowed and to a denied loopback port (one success, one `EPERM`);
+//! 3. measures the decision rate with the N sandboxes still registered: with 1, 16 and 256
+//!    busy sandboxes (`--busy`), each `nj-bench --child connect PORT COUNT 0 gate` (allowed
+//!    loopback connects, COUNT = `--calls` / busy), all started and registered first, then
+//!    released at once (their stdin closed); the rate is the calls over the time from the
+//!    release to the last child's exit. The broker's `netjail_decisions_total` (from
+//!    `netjail metrics`) must have grown by at least the calls. The same number of unconfined
+//!    children run the same loop for the native rate, side by side;
+//! 4. kills every sandbox by pid, reaps it, and reads the broker's threads and fds again once
+//!    it has retired them.
+
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netjail_client::sandbox::{BrokerRef, Sandbox, SandboxedChild};
+
+use super::held::{start_broker, TempDir};
+use super::stats::{self, us, Summary};
+use super::{join, parse_report, reader, run_bounded, sys, wait_bounded, Canary, Machine};
+
+const USAGE: &str = "\
+usage: nj-bench scale [--sandboxes N] [--busy LIST] [--calls C] [--nofile F]
+                      [--idle PROGRAM] [--netjail PATH] [--netjaild PATH]
+
+Many sandboxes on one broker (its own netjaild): registers N idle sandboxes and reports the
+broker's memory, threads and fds per sandbox; then, with them still registered, the decision
+rate (allowed loopback connects per second) with 1, 16 and 256 busy sandboxes, next to the
+same number of unconfined processes.
+
+  --sandboxes N    idle sandboxes to register (default 10000)
+  --busy LIST      comma-separated numbers of busy sandboxes (default 1,16,256)
+  --calls C        connects per busy level, shared among its sandboxes (default 25600)
+  --nofile F       RLIMIT_NOFILE set for this bench and so for its netjaild (default 65536)
+  --idle PROGRAM   the idle program, run as `PROGRAM 900` (default /bin/sleep)
+  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
+  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
+";
+
+/// What the command line asked for.
+struct Options {
+    sandboxes: usize,
+    busy: Vec<usize>,
+    calls: usize,
+    nofile: u64,
+    idle: PathBuf,
+    netjail: PathBuf,
+    netjaild: PathBuf,
+}
+
+/// Entry point of `nj-bench scale`.
+pub fn main(args: &[String]) -> Result<bool, String> {
+    match parse_options(args)? {
+        Some(options) => run(&options),
+        None => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+    }
+}
+
+/// `None` for `--help`.
+fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
+    let mut o = Options {
+        sandboxes: 10_000,
+        busy: vec![1, 16, 256],
+        calls: 25_600,
+        nofile: 65_536,
+        idle: PathBuf::from("/bin/sleep"),
+        netjail: PathBuf::new(),
+        netjaild: PathBuf::new(),
+    };
+    let (mut netjail, mut netjaild) = (None, None);
+    let mut opts = super::args::Args::new(args);
+    while let Some(name) = opts.next_name() {
+        match name.as_str() {
+            "--sandboxes" => o.sandboxes = opts.number()?,
+            "--busy" => {
+                o.busy = opts
+                    .value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--busy: {e}"))?;
+            }
+            "--calls" => o.calls = opts.number()?,
+            "--nofile" => o.nofile = opts.number()? as u64,
+            "--idle" => o.idle = PathBuf::from(opts.value()?),
+            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
+            "--netjaild" => netjaild = Some(PathBuf::from(opts.value()?)),
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if o.busy.is_empty() || o.busy.contains(&0) {
+        return Err("--busy: each level must be at least 1".into());
+    }
+    if let Some(&max) = o.busy.iter().max() {
+        if o.calls < max {
+            return Err(format!(
+                "--calls must be at least the largest --busy ({max})"
+            ));
+        }
+    }
+    let binary = |given: Option<PathBuf>, name: &str| -> Result<PathBuf, String> {
+        let path = match given {
+            Some(p) => p,
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find this executable: {e}"))?
+                .with_file_name(name),
+        };
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "no {name} binary at {} (run `cargo build --release --workspace` first, or pass --{name} PATH)",
+                path.display()
+            ))
+        }
+    };
+    o.netjail = binary(netjail, "netjail")?;
+    o.netjaild = binary(netjaild, "netjaild")?;
+    if !o.idle.is_file() {
+        return Err(format!("no idle program at {}", o.idle.display()));
+    }
+    Ok(Some(o))
+}
+
+/// The broker process as `/proc/PID` shows it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Footprint {
+    rss_kib: u64,
+    hwm_kib: u64,
+    vsz_kib: u64,
+    threads: u64,
+    fds: u64,
+}
+
+impl Footprint {
+    fn read(pid: u32) -> Footprint {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
+        Footprint {
+            rss_kib: field("VmRSS:"),
+            hwm_kib: field("VmHWM:"),
+            vsz_kib: field("VmSize:"),
+            threads: field("Threads:"),
+            fds,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "RSS {:.1} MiB (peak {:.1} MiB), virtual {:.1} MiB, {} threads, {} fds",
+            self.rss_kib as f64 / 1024.0,
+            self.hwm_kib as f64 / 1024.0,
+            self.vsz_kib as f64 / 1024.0,
+            self.threads,
+            self.fds
+        )
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "rss_kib": self.rss_kib,
+            "peak_rss_kib": self.hwm_kib,
+            "virtual_kib": self.vsz_kib,
+            "threads": self.threads,
+            "fds": self.fds,
+        })
+    }
+}
+
+/// The "Max open files" line of `/proc/PID/limits`, as (soft, hard).
+fn nofile_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(3)
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_default()
+}
+
+/// One busy level's result.
+struct Level {
+    busy: usize,
+    calls: usize,
+    confined_secs: f64,
+    native_secs: f64,
+    confined_lat: Summary,
+    native_lat: Summary,
+    decisions: u64,
+}
+
+impl Level {
+    fn confined_rate(&self) -> f64 {
+        self.calls as f64 / self.confined_secs
+    }
+
+    fn native_rate(&self) -> f64 {
+        self.calls as f64 / self.native_secs
+    }
+}
+
+/// Everything the steps need.
+struct Bench<'a> {
+    o: &'a Options,
+    exe: PathBuf,
+    socket: PathBuf,
+    control: PathBuf,
+    policy: String,
+    allowed: Canary,
+    denied: Canary,
+}
+
+impl Bench<'_> {
+    /// `nj-bench --child connect PORT COUNT 0 [gate]` with its stdio as given.
+    fn connect_command(&self, port: u16, count: usize, gate: bool) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args([
+            "--child",
+            "connect",
+            &port.to_string(),
+            &count.to_string(),
+            "0",
+        ]);
+        if gate {
+            cmd.arg("gate");
+        }
+        cmd.stdin(if gate { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Spawns `cmd` in a new sandbox registered with the bench's broker.
+    fn sandboxed(&self, name: String, cmd: Command) -> Result<SandboxedChild, String> {
+        Sandbox::builder()
+            .policy_spec(self.policy.clone())
+            .broker(BrokerRef::Socket(self.socket.clone()))
+            .name(name)
+            .command(cmd)
+            .spawn()
+            .map_err(|e| e.to_string())
+    }
+
+    /// The sum of the broker's `netjail_decisions_total` counters.
+    fn decisions(&self) -> Result<u64, String> {
+        let mut cmd = Command::new(&self.o.netjail);
+        cmd.arg("metrics").arg("--control").arg(&self.control);
+        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(30), false)?;
+        if !status.success() {
+            return Err(format!("netjail metrics: {status}: {}", stderr.trim()));
+        }
+        Ok(stdout
+            .lines()
+            .filter(|l| l.starts_with("netjail_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+
+    /// One connect from a fresh sandbox to `port`: `Ok(errno)`, 0 for success.
+    fn one_connect(&self, name: &str, port: u16) -> Result<i32, String> {
+        let child = self.sandboxed(name.into(), self.connect_command(port, 1, false))?;
+        let out = wait_bounded(child.into_child(), Duration::from_secs(30), false)?;
+        if !out.0.success() {
+            return Err(format!("{name}: {}: {}", out.0, out.2.trim()));
+        }
+        let report = parse_report(&out.1)?;
+        Ok(match report.errors.first() {
+            Some(&(errno, _)) => errno,
+            None if report.ok == 1 => 0,
+            None => -1,
+        })
+    }
+
+    /// `busy` children (sandboxed or not) making `calls` connects in all, released at once;
+    /// returns the seconds from the release to the last exit and every call's latency.
+    fn run_level(
+        &self,
+        busy: usize,
+        calls: usize,
+        confined: bool,
+    ) -> Result<(f64, Vec<u64>), String> {
+        let per = calls / busy;
+        let mut children: Vec<Child> = Vec::with_capacity(busy);
+        let mut gates: Vec<ChildStdin> = Vec::with_capacity(busy);
+        let mut outs = Vec::with_capacity(busy);
+        let what = if confined { "confined" } else { "native" };
+        let spawn = |i: usize| -> Result<Child, String> {
+            let cmd = self.connect_command(self.allowed.port, per, true);
+            if confined {
+                Ok(self
+                    .sandboxed(format!("busy-{busy}-{i}"), cmd)?
+                    .into_child())
+            } else {
+                let mut cmd = cmd;
+                cmd.spawn().map_err(|e| format!("spawn: {e}"))
+            }
+        };
+        let result = (|| -> Result<(f64, Vec<u64>), String> {
+            for i in 0..busy {
+                let mut child = spawn(i).map_err(|e| format!("{what} busy child {i}: {e}"))?;
+                gates.extend(child.stdin.take());
+                outs.push((reader(child.stdout.take()), reader(child.stderr.take())));
+                children.push(child);
+            }
+            let started = Instant::now();
+            drop(std::mem::take(&mut gates));
+            let deadline = started + Duration::from_secs(120) + Duration::from_millis(calls as u64);
+            let mut statuses = vec![None; busy];
+            let mut left = busy;
+            while left > 0 {
+                for (i, c) in children.iter_mut().enumerate() {
+                    if statuses[i].is_none() {
+                        if let Some(s) = c.try_wait().map_err(|e| format!("wait: {e}"))? {
+                            statuses[i] = Some(s);
+                            left -= 1;
+                        }
+                    }
+                }
+                if left > 0 {
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "{what}, {busy} busy: {left} children still running at the deadline"
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let mut lat = Vec::with_capacity(per * busy);
+            for (i, (status, (out, err))) in statuses.into_iter().zip(outs.drain(..)).enumerate() {
+                let (out, err) = (join(out), join(err));
+                let status = status.unwrap_or_default();
+                if !status.success() {
+                    return Err(format!("{what} busy child {i}: {status}: {}", err.trim()));
+                }
+                let report =
+                    parse_report(&out).map_err(|e| format!("{what} busy child {i}: {e}"))?;
+                if report.ok != per {
+                    return Err(format!(
+                        "{what} busy child {i}: {} of {per} connects succeeded, errors (errno, count) {:?}",
+                        report.ok, report.errors
+                    ));
+                }
+                lat.extend(report.lat_ns);
+            }
+            Ok((secs, lat))
+        })();
+        // Every child ends, by pid, and is reaped, whatever happened.
+        drop(gates);
+        for c in &mut children {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        result
+    }
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let nofile = sys::set_nofile(o.nofile)
+        .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): errno {e}", o.nofile))?;
+    let ((soft, hard), (now_soft, now_hard)) = (nofile.before, nofile.after);
+    let dir = TempDir::new("scale")?;
+    let allowed = Canary::start()?;
+    let denied = Canary::start()?;
+    let policy = dir.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name = \"bench-scale\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+            allowed.port
+        ),
+    )
+    .map_err(|e| format!("write {}: {e}", policy.display()))?;
+    let (mut broker, socket, control) = start_broker(&o.netjail, &o.netjaild, &dir.0)?;
+    let bench = Bench {
+        o,
+        exe,
+        socket,
+        control,
+        policy: policy.display().to_string(),
+        allowed,
+        denied,
+    };
+    let pid = broker.pid();
+
+    println!(
+        "nj-bench scale: {} sandboxes on one broker; decision rate with {:?} busy sandboxes",
+        o.sandboxes, o.busy
+    );
+    println!("kernel   {}", machine.kernel);
+    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
+    println!("date     {}", machine.date);
+    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    println!(
+        "broker   {} pid {pid} (its own: --socket/--control/--overlay in {}, log --log-format json to a file)",
+        o.netjaild.display(),
+        dir.0.display()
+    );
+    println!(
+        "limits   RLIMIT_NOFILE {soft}/{hard} raised to {now_soft}/{now_hard} (asked {}) for this bench and its broker (broker: {}); pid_max {}, threads-max {}",
+        o.nofile,
+        nofile_of(pid),
+        std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/sys/kernel/threads-max").unwrap_or_default().trim()
+    );
+    println!(
+        "idle     `{} 900` in each sandbox, spawned by this bench with Sandbox::builder()",
+        o.idle.display()
+    );
+
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = Footprint::read(pid);
+    println!("before   {}", before.line());
+
+    // 1. Register the idle sandboxes.
+    let mut idle: Vec<SandboxedChild> = Vec::with_capacity(o.sandboxes);
+    let mut register_error = None;
+    let t0 = Instant::now();
+    for i in 0..o.sandboxes {
+        let mut cmd = Command::new(&o.idle);
+        cmd.arg("900")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match bench.sandboxed(format!("idle-{i}"), cmd) {
+            Ok(c) => idle.push(c),
+            Err(e) => {
+                register_error = Some(format!("sandbox {} of {}: {e}", i + 1, o.sandboxes));
+                break;
+            }
+        }
+        if (i + 1) % 1000 == 0 {
+            eprintln!(
+                "registered {} ({:.1} s): {}",
+                i + 1,
+                t0.elapsed().as_secs_f64(),
+                Footprint::read(pid).line()
+            );
+        }
+        if broker.check_alive().is_err() {
+            register_error = Some(format!("the broker died after {} sandboxes", i + 1));
+            break;
+        }
+    }
+    let register_secs = t0.elapsed().as_secs_f64();
+    let n = idle.len();
+    // Let the receiver threads settle before reading.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = Footprint::read(pid);
+    let per = |a: u64, b: u64| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            (a as f64 - b as f64) / n as f64
+        }
+    };
+    let rss_per_kib = per(after.rss_kib, before.rss_kib);
+    let threads_per = per(after.threads, before.threads);
+    let fds_per = per(after.fds, before.fds);
+    println!(
+        "register {n} of {} sandboxes in {register_secs:.1} s ({:.0} per second){}",
+        o.sandboxes,
+        n as f64 / register_secs,
+        register_error
+            .as_ref()
+            .map(|e| format!("; FAILED: {e}"))
+            .unwrap_or_default()
+    );
+    println!("after    {}", after.line());
+    println!(
+        "per sandbox  {rss_per_kib:.1} KiB RSS, {:.1} KiB virtual, {threads_per:.2} threads, {fds_per:.2} fds",
+        per(after.vsz_kib, before.vsz_kib)
+    );
+
+    // 2. Does the broker still answer?
+    let allowed_errno = bench.one_connect("probe-allowed", bench.allowed.port)?;
+    let denied_errno = bench.one_connect("probe-denied", bench.denied.port)?;
+    let answers = allowed_errno == 0 && denied_errno == libc::EPERM && bench.denied.accepted() == 0;
+    println!(
+        "answers  with {n} registered: allowed connect {}, denied connect {} ({})",
+        if allowed_errno == 0 {
+            "succeeded".to_owned()
+        } else {
+            format!("failed, errno {allowed_errno}")
+        },
+        if denied_errno == libc::EPERM {
+            "EPERM".to_owned()
+        } else {
+            format!("errno {denied_errno}")
+        },
+        if answers {
+            "as the policy says"
+        } else {
+            "NOT as the policy says"
+        }
+    );
+
+    // 3. The decision rate.
+    let mut levels: Vec<Level> = Vec::new();
+    let mut level_error = None;
+    for &busy in &o.busy {
+        let calls = o.calls / busy * busy;
+        let step = || -> Result<Level, String> {
+            let d0 = bench.decisions()?;
+            let (confined_secs, confined_lat) = bench.run_level(busy, calls, true)?;
+            let d1 = bench.decisions()?;
+            let (native_secs, native_lat) = bench.run_level(busy, calls, false)?;
+            Ok(Level {
+                busy,
+                calls,
+                confined_secs,
+                native_secs,
+                confined_lat: stats::summarize(&[confined_lat]),
+                native_lat: stats::summarize(&[native_lat]),
+                decisions: d1.saturating_sub(d0),
+            })
+        };
+        match step() {
+            Ok(l) => {
+                eprintln!(
+                    "busy {busy}: {:.0} decisions/s confined, {:.0} connects/s native ({:.1} s)",
+                    l.confined_rate(),
+                    l.native_rate(),
+                    started.elapsed().as_secs_f64()
+                );
+                levels.push(l);
+            }
+            Err(e) => {
+                level_error = Some(format!("{busy} busy: {e}"));
+                break;
+            }
+        }
+        broker.check_alive()?;
+    }
+    let during = Footprint::read(pid);
+
+    // 4. Every idle sandbox killed by pid and reaped; the broker retires them.
+    let t1 = Instant::now();
+    let mut reaped = 0usize;
+    for mut c in idle {
+        let _ = c.kill();
+        if c.wait().is_ok() {
+            reaped += 1;
+        }
+    }
+    let kill_secs = t1.elapsed().as_secs_f64();
+    let settle = Instant::now();
+    let mut released = Footprint::read(pid);
+    while released.threads > before.threads + 16 && settle.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        released = Footprint::read(pid);
+    }
+    let release_secs = settle.elapsed().as_secs_f64();
+    broker.check_alive()?;
+    broker.stop();
+
+    println!();
+    println!(
+        "{:>5} {:>7} {:>13} {:>13} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "busy",
+        "calls",
+        "decisions/s",
+        "native /s",
+        "native/x",
+        "conf p50µs",
+        "conf p99µs",
+        "nat p50µs",
+        "nat p99µs"
+    );
+    for l in &levels {
+        println!(
+            "{:>5} {:>7} {:>13.0} {:>13.0} {:>8.2} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            l.busy,
+            l.calls,
+            l.confined_rate(),
+            l.native_rate(),
+            l.native_rate() / l.confined_rate(),
+            us(l.confined_lat.median_ns),
+            us(l.confined_lat.p99_ns),
+            us(l.native_lat.median_ns),
+            us(l.native_lat.p99_ns)
+        );
+    }
+    println!(
+        "decisions counted by the broker (netjail_decisions_total) per level: {}",
+        levels
+            .iter()
+            .map(|l| format!("{}: {} of {} calls", l.busy, l.decisions, l.calls))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("during   {} (after the busy levels)", during.line());
+    println!(
+        "release  {reaped} of {n} idle sandboxes killed and reaped in {kill_secs:.1} s; {:.1} s later the broker: {}",
+        release_secs,
+        released.line()
+    );
+    let end_load = super::print_end_load(started);
+
+    let json = serde_json::json!({
+        "bench": "nj-bench scale",
+        "kernel": machine.kernel,
+        "cpus": machine.cpus,
+        "cpu_model": machine.cpu_model,
+        "date": machine.date,
+        "loadavg_start": machine.loadavg,
+        "loadavg_end": end_load,
+        "nofile": now_soft,
+        "sandboxes_asked": o.sandboxes,
+        "sandboxes_registered": n,
+        "register_error": register_error,
+        "register_secs": register_secs,
+        "broker_before": before.to_json(),
+        "broker_after": after.to_json(),
+        "broker_during_busy": during.to_json(),
+        "broker_released": released.to_json(),
+        "per_sandbox": { "rss_kib": rss_per_kib, "threads": threads_per, "fds": fds_per },
+        "answers": { "allowed_errno": allowed_errno, "denied_errno": denied_errno, "ok": answers },
+        "levels": levels.iter().map(|l| serde_json::json!({
+            "busy": l.busy,
+            "calls": l.calls,
+            "decisions_per_sec": l.confined_rate(),
+            "native_per_sec": l.native_rate(),
+            "confined_secs": l.confined_secs,
+            "native_secs": l.native_secs,
+            "broker_decisions": l.decisions,
+            "confined": l.confined_lat.to_json(),
+            "native": l.native_lat.to_json(),
+        })).collect::<Vec<_>>(),
+        "level_error": level_error,
+        "reaped": reaped,
+        "kill_secs": kill_secs,
+    });
+    println!("{json}");
+
+    let mut ok = true;
+    let mut fail = |msg: String| {
+        eprintln!("nj-bench scale: error: {msg}");
+        ok = false;
+    };
+    if let Some(e) = register_error {
+        fail(format!("registering: {e}"));
+    }
+    if !answers {
+        fail(format!(
+            "with {n} sandboxes the broker answered allowed: errno {allowed_errno}, denied: errno {denied_errno}"
+        ));
+    }
+    if let Some(e) = level_error {
+        fail(e);
+    }
+    if let Some(l) = levels.iter().find(|l| l.decisions < l.calls as u64) {
+        fail(format!(
+            "{} busy: the broker counted {} decisions for {} calls",
+            l.busy, l.decisions, l.calls
+        ));
+    }
+    if reaped != n {
+        fail(format!("{} idle sandboxes were not reaped", n - reaped));
+    }
+    Ok(ok)
+}
