@@ -5,7 +5,7 @@ CARGO ?= cargo
 # Debian packages the build and the tests need.
 DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2 busybox-static runc crun tmux
 
-.PHONY: all build release demo test lint unit deps bench fuzz-smoke clean
+.PHONY: all build release demo test lint unit deps bench bench-scale fuzz-smoke clean
 
 all: build
 
@@ -54,6 +54,14 @@ bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- held
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- embedded
+
+# Scale (issue 8): its own netjaild with 10,000 registered sandboxes (confined `sleep`s): the
+# broker's memory, threads and fds per sandbox, then the decision rate with 1, 16 and 256 busy
+# sandboxes next to as many unconfined processes. About a minute or two on 2 CPUs; needs
+# RLIMIT_NOFILE above 10,000 (it raises its soft limit to the hard one) and pid_max above
+# 20,000. Smaller: BENCH_SCALE_ARGS="--sandboxes 1000" (see `nj-bench scale --help`).
+bench-scale: release
+	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- scale $(BENCH_SCALE_ARGS)
 
 # Fuzzing (docs/fuzzing.md), never part of `make test`: it needs the nightly toolchain and
 # cargo-fuzz (installed here when missing). Each target runs FUZZ_SECONDS (default 20) from

@@ -228,11 +228,20 @@ impl Variant {
 struct Canary {
     port: u16,
     accepted: Arc<AtomicU64>,
-    _thread: JoinHandle<()>,
+    _threads: Vec<JoinHandle<()>>,
 }
 
 impl Canary {
     fn start() -> Result<Canary, String> {
+        Canary::start_with(1, None)
+    }
+
+    /// A canary whose listener `acceptors` threads accept on (one thread cannot keep up with
+    /// many unconfined clients: its accept queue overflows, and a dropped handshake costs its
+    /// client a 1 s SYN retransmission). With `nice`, each accepting thread first sets its own
+    /// nice value (best effort; a negative value needs `CAP_SYS_NICE`), so that hundreds of
+    /// busy clients do not starve it of CPU.
+    fn start_with(acceptors: usize, nice: Option<i32>) -> Result<Canary, String> {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
         let port = listener
@@ -241,20 +250,30 @@ impl Canary {
             .port();
         sys::listen(&listener, 4096).map_err(|e| format!("listen: errno {e}"))?;
         let accepted = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&accepted);
-        let thread = std::thread::Builder::new()
-            .name(format!("accept-{port}"))
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
-                }
-            })
-            .map_err(|e| format!("accept thread: {e}"))?;
+        let mut threads = Vec::with_capacity(acceptors);
+        for i in 0..acceptors.max(1) {
+            let listener = listener
+                .try_clone()
+                .map_err(|e| format!("listener copy: {e}"))?;
+            let counter = Arc::clone(&accepted);
+            let thread = std::thread::Builder::new()
+                .name(format!("accept-{port}-{i}"))
+                .spawn(move || {
+                    if let Some(n) = nice {
+                        let _ = sys::set_thread_nice(n);
+                    }
+                    for stream in listener.incoming().flatten() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                    }
+                })
+                .map_err(|e| format!("accept thread: {e}"))?;
+            threads.push(thread);
+        }
         Ok(Canary {
             port,
             accepted,
-            _thread: thread,
+            _threads: threads,
         })
     }
 

@@ -48,6 +48,28 @@ same number of unconfined processes.
   --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
 ";
 
+/// Threads accepting on the busy sandboxes' listener.
+const ACCEPTORS: usize = 4;
+
+/// Their nice value: above the busy children, so that the accept queue keeps draining.
+const ACCEPTOR_NICE: i32 = -10;
+
+/// The system's `TcpExtListenOverflows` (`/proc/net/netstat`): handshakes dropped because a
+/// listener's accept queue was full; each costs its client a 1 s SYN retransmission.
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// What the command line asked for.
 struct Options {
     sandboxes: usize,
@@ -215,6 +237,8 @@ struct Level {
     confined_lat: Summary,
     native_lat: Summary,
     decisions: u64,
+    /// `ListenOverflows` during the confined and the native run.
+    overflows: (u64, u64),
 }
 
 impl Level {
@@ -392,7 +416,7 @@ fn run(o: &Options) -> Result<bool, String> {
         .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): errno {e}", o.nofile))?;
     let ((soft, hard), (now_soft, now_hard)) = (nofile.before, nofile.after);
     let dir = TempDir::new("scale")?;
-    let allowed = Canary::start()?;
+    let allowed = Canary::start_with(ACCEPTORS, Some(ACCEPTOR_NICE))?;
     let denied = Canary::start()?;
     let policy = dir.0.join("policy.toml");
     std::fs::write(
@@ -535,9 +559,12 @@ fn run(o: &Options) -> Result<bool, String> {
         let calls = o.calls / busy * busy;
         let step = || -> Result<Level, String> {
             let d0 = bench.decisions()?;
+            let o0 = listen_overflows();
             let (confined_secs, confined_lat) = bench.run_level(busy, calls, true)?;
+            let o1 = listen_overflows();
             let d1 = bench.decisions()?;
             let (native_secs, native_lat) = bench.run_level(busy, calls, false)?;
+            let o2 = listen_overflows();
             Ok(Level {
                 busy,
                 calls,
@@ -546,6 +573,7 @@ fn run(o: &Options) -> Result<bool, String> {
                 confined_lat: stats::summarize(&[confined_lat]),
                 native_lat: stats::summarize(&[native_lat]),
                 decisions: d1.saturating_sub(d0),
+                overflows: (o1.saturating_sub(o0), o2.saturating_sub(o1)),
             })
         };
         match step() {
@@ -622,6 +650,14 @@ fn run(o: &Options) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!(
+        "listen overflows (system-wide TcpExtListenOverflows; {ACCEPTORS} accept threads at nice {ACCEPTOR_NICE}) per level, confined/native: {}",
+        levels
+            .iter()
+            .map(|l| format!("{}: {}/{}", l.busy, l.overflows.0, l.overflows.1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("during   {} (after the busy levels)", during.line());
     println!(
         "release  {reaped} of {n} idle sandboxes killed and reaped in {kill_secs:.1} s; {:.1} s later the broker: {}",
@@ -657,6 +693,8 @@ fn run(o: &Options) -> Result<bool, String> {
             "confined_secs": l.confined_secs,
             "native_secs": l.native_secs,
             "broker_decisions": l.decisions,
+            "listen_overflows_confined": l.overflows.0,
+            "listen_overflows_native": l.overflows.1,
             "confined": l.confined_lat.to_json(),
             "native": l.native_lat.to_json(),
         })).collect::<Vec<_>>(),

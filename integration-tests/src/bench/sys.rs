@@ -571,3 +571,10 @@ pub struct NofileChange {
     pub before: (u64, u64),
     pub after: (u64, u64),
 }
+
+/// Sets the calling thread's nice value (Linux keeps one per thread: `setpriority(2)` with
+/// `PRIO_PROCESS` and 0 means the calling thread).
+pub fn set_thread_nice(nice: i32) -> Result<(), Errno> {
+    // SAFETY: setpriority(2) takes no pointers.
+    check(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } as libc::c_long).map(drop)
+}
