@@ -530,8 +530,20 @@ fn run(o: &Options) -> Result<bool, String> {
     );
 
     // 2. Does the broker still answer?
-    let allowed_errno = bench.one_connect("probe-allowed", bench.allowed.port)?;
-    let denied_errno = bench.one_connect("probe-denied", bench.denied.port)?;
+    // A probe that cannot even start (the broker refusing the registration) counts as -1.
+    let mut probe_errors: Vec<String> = Vec::new();
+    let mut probe = |name: &str, port: u16| match bench.one_connect(name, port) {
+        Ok(errno) => errno,
+        Err(e) => {
+            probe_errors.push(format!("{name}: {e}"));
+            -1
+        }
+    };
+    let allowed_errno = probe("probe-allowed", bench.allowed.port);
+    let denied_errno = probe("probe-denied", bench.denied.port);
+    for e in &probe_errors {
+        println!("answers  {e}");
+    }
     let answers = allowed_errno == 0 && denied_errno == libc::EPERM && bench.denied.accepted() == 0;
     println!(
         "answers  with {n} registered: allowed connect {}, denied connect {} ({})",
@@ -684,7 +696,7 @@ fn run(o: &Options) -> Result<bool, String> {
         "broker_during_busy": during.to_json(),
         "broker_released": released.to_json(),
         "per_sandbox": { "rss_kib": rss_per_kib, "threads": threads_per, "fds": fds_per },
-        "answers": { "allowed_errno": allowed_errno, "denied_errno": denied_errno, "ok": answers },
+        "answers": { "allowed_errno": allowed_errno, "denied_errno": denied_errno, "ok": answers, "errors": probe_errors },
         "levels": levels.iter().map(|l| serde_json::json!({
             "busy": l.busy,
             "calls": l.calls,
