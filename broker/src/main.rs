@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     let inherited = Inherited::from_env();
     let args = Args::parse();
     logging::init(args.log_format, "info");
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,4 +203,25 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
     }
     tracing::info!(sandboxes = broker.sandbox_count(), "netjaild stopping");
     result
+}
+
+/// Raises the soft limit of open fds to the hard limit: the broker holds one fd per sandbox
+/// (its listener) and a pidfd per call in progress, so the usual soft limit of 1,024 would
+/// refuse sandboxes past about a thousand (`nj-bench scale`).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let before = limit.current;
+    limit.current = limit.maximum;
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => tracing::info!(
+            from = before.map_or(-1, |v| v as i64),
+            to = limit.maximum.map_or(-1, |v| v as i64),
+            "open-file limit raised"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }

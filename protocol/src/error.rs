@@ -93,9 +93,11 @@ pub enum RecvError {
         /// How many fds arrived.
         got: usize,
     },
-    /// The ancillary data did not fit the receive buffer (far too many fds); the kernel
-    /// dropped the rest.
-    #[error("ancillary data truncated")]
+    /// The kernel dropped ancillary data (`MSG_CTRUNC`): more fds than the receive buffer
+    /// holds, or a receiver with no fd numbers left (`RLIMIT_NOFILE`) to put them in.
+    #[error(
+        "ancillary data truncated: more fds than expected, or the receiver is out of fds (RLIMIT_NOFILE)"
+    )]
     AncillaryTruncated,
     /// A control message other than `SCM_RIGHTS` arrived (e.g. `SCM_CREDENTIALS`).
     #[error("unexpected control message")]

@@ -251,3 +251,20 @@ fn packaging_units_agree_with_netjaild() {
         assert_eq!(value(&text, "Service"), ["netjaild.service"], "{unit}");
     }
 }
+
+/// netjaild raises its soft open-file limit to the hard one: it holds an fd per sandbox, and
+/// a soft limit of 1,024 used to refuse sandboxes past about a thousand (`nj-bench scale`).
+#[test]
+fn netjaild_raises_its_open_file_limit() {
+    let broker = netjail_integration_tests::Broker::start_with(
+        &["prlimit", "--nofile=256:4096", "--"],
+        |_| Vec::new(),
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3..5], ["4096", "4096"], "{line}");
+}
