@@ -121,6 +121,24 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A python3 program (`python3 -c PY_CONNECT_ON_DEMAND`) that connects to 127.0.0.1:PORT for
+/// each PORT line read on stdin and answers one JSON line per attempt: `{"ok": true}`, or
+/// `{"ok": false, "err": "EPERM"}` with the errno's name. Tests drive one confined process
+/// call by call with it.
+pub const PY_CONNECT_ON_DEMAND: &str = r#"
+import errno, json, socket, sys
+for line in sys.stdin:
+    port = int(line)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.connect(('127.0.0.1', port))
+        out = {'ok': True}
+    except OSError as e:
+        out = {'ok': False, 'err': errno.errorcode.get(e.errno, str(e.errno))}
+    s.close()
+    print(json.dumps(out), flush=True)
+"#;
+
 /// The real python3 interpreter (`sys.executable`, not a pyenv shim), if there is one.
 pub fn python3() -> Option<PathBuf> {
     static PY: OnceLock<Option<PathBuf>> = OnceLock::new();

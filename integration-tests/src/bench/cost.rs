@@ -290,18 +290,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     if o.rtt == 0 || o.stream == 0 || o.batches == 0 || o.batch == 0 {
         return Err("--rtt, --stream, --batches and --batch must be at least 1".into());
     }
-    o.netjail = match netjail {
-        Some(p) => p,
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot find this executable: {e}"))?
-            .with_file_name("netjail"),
-    };
-    if !o.netjail.is_file() {
-        return Err(format!(
-            "no netjail binary at {} (run `cargo build --release --workspace` first, or pass --netjail PATH)",
-            o.netjail.display()
-        ));
-    }
+    o.netjail = super::sibling_binary(netjail, "netjail")?;
     Ok(Some(o))
 }
 

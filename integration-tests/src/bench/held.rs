@@ -147,29 +147,13 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     if held == 0 {
         return Err("--held must be at least 1".into());
     }
-    let binary = |given: Option<PathBuf>, name: &str| -> Result<PathBuf, String> {
-        let path = match given {
-            Some(p) => p,
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find this executable: {e}"))?
-                .with_file_name(name),
-        };
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "no {name} binary at {} (run `cargo build --release --workspace` first, or pass --{name} PATH)",
-                path.display()
-            ))
-        }
-    };
     Ok(Some(Options {
         counts,
         held,
         pending_only,
         unwatched,
-        netjail: binary(netjail, "netjail")?,
-        netjaild: binary(netjaild, "netjaild")?,
+        netjail: super::sibling_binary(netjail, "netjail")?,
+        netjaild: super::sibling_binary(netjaild, "netjaild")?,
     }))
 }
 

@@ -160,18 +160,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         }
     }
     counts.check()?;
-    let netjail = match netjail {
-        Some(p) => p,
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot find this executable: {e}"))?
-            .with_file_name("netjail"),
-    };
-    if !netjail.is_file() {
-        return Err(format!(
-            "no netjail binary at {} (run `cargo build --release --workspace` first, or pass --netjail PATH)",
-            netjail.display()
-        ));
-    }
+    let netjail = sibling_binary(netjail, "netjail")?;
     Ok(Some(Options {
         counts,
         netjail,
@@ -605,6 +594,24 @@ impl Machine {
             date: utc_now(),
             loadavg: loadavg(),
         }
+    }
+}
+/// The binary `name` (`netjail`, `netjaild`): `given` with `--NAME PATH`, else the one beside
+/// this executable (the same `target/` profile); an error saying how to get it otherwise.
+pub(crate) fn sibling_binary(given: Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find this executable: {e}"))?
+            .with_file_name(name),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no {name} binary at {} (run `cargo build --release --workspace` first, or pass --{name} PATH)",
+            path.display()
+        ))
     }
 }
 

@@ -135,24 +135,8 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
             ));
         }
     }
-    let binary = |given: Option<PathBuf>, name: &str| -> Result<PathBuf, String> {
-        let path = match given {
-            Some(p) => p,
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find this executable: {e}"))?
-                .with_file_name(name),
-        };
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "no {name} binary at {} (run `cargo build --release --workspace` first, or pass --{name} PATH)",
-                path.display()
-            ))
-        }
-    };
-    o.netjail = binary(netjail, "netjail")?;
-    o.netjaild = binary(netjaild, "netjaild")?;
+    o.netjail = super::sibling_binary(netjail, "netjail")?;
+    o.netjaild = super::sibling_binary(netjaild, "netjaild")?;
     if !o.idle.is_file() {
         return Err(format!("no idle program at {}", o.idle.display()));
     }

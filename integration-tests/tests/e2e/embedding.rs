@@ -14,29 +14,15 @@ use std::time::Duration;
 
 use netjail_broker::{Broker, Embedded, HookCall, HookVerdict};
 use netjail_client::sandbox::{Sandbox, SandboxedChild};
-use netjail_integration_tests::{run, skip, target_profile_dir, Canary, TempDir};
+use netjail_integration_tests::{
+    run, skip, target_profile_dir, Canary, TempDir, PY_CONNECT_ON_DEMAND,
+};
 use netjail_policy::{Policy, Target};
 use serde_json::Value;
 
 use crate::{have_setpriv, need_python, need_root, probe};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A python3 child that connects to 127.0.0.1:PORT for each PORT line on stdin and answers
-/// one JSON line per attempt.
-const PY_ON_DEMAND: &str = r#"
-import errno, json, socket, sys
-for line in sys.stdin:
-    port = int(line)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.connect(('127.0.0.1', port))
-        out = {'ok': True}
-    except OSError as e:
-        out = {'ok': False, 'err': errno.errorcode.get(e.errno, str(e.errno))}
-    s.close()
-    print(json.dumps(out), flush=True)
-"#;
 
 /// A confined python3 child driven one connect at a time.
 struct OnDemand {
@@ -48,7 +34,7 @@ struct OnDemand {
 impl OnDemand {
     fn spawn(broker: &Embedded, name: &str, policy: Policy, py: &str) -> OnDemand {
         let mut cmd = Command::new(py);
-        cmd.args(["-c", PY_ON_DEMAND])
+        cmd.args(["-c", PY_CONNECT_ON_DEMAND])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut child = Sandbox::builder()
@@ -101,7 +87,7 @@ impl OnDemand {
 fn reach_unconfined(py: &str, canaries: &[&Canary]) {
     for c in canaries {
         let out = Command::new(py)
-            .args(["-c", PY_ON_DEMAND])
+            .args(["-c", PY_CONNECT_ON_DEMAND])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -12,25 +12,9 @@ use std::time::Duration;
 
 use netjail_integration_tests::{
     confined_with_broker_cmd, netjail_bin, policy_file, python3, run, skip, sys, Broker, Canary,
-    Outcome, TempPath,
+    Outcome, TempPath, PY_CONNECT_ON_DEMAND,
 };
 use serde_json::Value;
-
-/// Connects to 127.0.0.1:PORT for each PORT read on stdin; prints `{"ok": true}` or the
-/// errno's name.
-const PY_ON_DEMAND: &str = r#"
-import errno, json, socket, sys
-for line in sys.stdin:
-    port = int(line)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.connect(('127.0.0.1', port))
-        out = {'ok': True}
-    except OSError as e:
-        out = {'ok': False, 'err': errno.errorcode.get(e.errno, str(e.errno))}
-    s.close()
-    print(json.dumps(out), flush=True)
-"#;
 
 /// The policy of the tests: every connect is asked about, and with nobody watching the
 /// fallback (deny) answers at once; the overlay's rules answer before anyone is asked.
@@ -53,7 +37,7 @@ struct OnDemand {
 impl OnDemand {
     fn spawn(broker: &Broker, policy: &TempPath, py: &str) -> OnDemand {
         let mut child =
-            confined_with_broker_cmd(broker, policy.as_str(), &[py, "-c", PY_ON_DEMAND])
+            confined_with_broker_cmd(broker, policy.as_str(), &[py, "-c", PY_CONNECT_ON_DEMAND])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
