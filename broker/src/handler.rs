@@ -18,6 +18,7 @@ use netjail_policy::{Decision, Policy, Request, Verdict};
 use netjail_protocol::control::{DecisionInfo, Event};
 
 use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
+use crate::journal::Kept;
 use crate::operators::{self, CallerRef};
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
@@ -54,7 +55,16 @@ pub(crate) struct Call {
     /// What the operators' side did with the call (held and answered, ruled...), for the
     /// audit; empty when the policy decided alone.
     pub note: Mutex<String>,
+    /// An earlier broker had received this call and may have performed it before it stopped
+    /// (`journal.rs`): performing it again must accept finding it done.
+    pub replayed: bool,
+    /// Its record in the sandbox's journal while it is on the blocking pool; cleared when the
+    /// call is dropped, after its reply.
+    pub kept: Option<Kept>,
 }
+
+/// A call an earlier broker had received and not answered, with its record in the journal.
+pub(crate) use crate::journal::Waiting as Replay;
 
 impl Call {
     /// Decides `request` by the sandbox's policy; a call the policy asks about is decided by
@@ -202,11 +212,13 @@ pub(crate) fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// Starts the receiver thread of `sandbox`; `on_exit` runs when every task of the sandbox has
-/// exited (`POLLHUP` on the listener).
+/// Starts the receiver thread of `sandbox`, which first hands the calls of `replays` to the
+/// blocking pool; `on_exit` runs when every task of the sandbox has exited (`POLLHUP` on the
+/// listener) or the broker stops.
 pub(crate) fn start(
     sandbox: Arc<Sandbox>,
     runtime: tokio::runtime::Handle,
+    replays: Vec<Replay>,
     on_exit: impl FnOnce() + Send + 'static,
 ) -> io::Result<()> {
     std::thread::Builder::new()
@@ -214,7 +226,16 @@ pub(crate) fn start(
         .stack_size(RECEIVER_STACK)
         .spawn(move || {
             RECEIVER.with(|r| r.set(true));
-            receive(&sandbox, &runtime);
+            for (notif, kept) in replays {
+                replay(&sandbox, &runtime, notif, kept);
+            }
+            let ended = receive(&sandbox, &runtime);
+            if ended {
+                // Every task of the sandbox has exited: nothing of it can wait any more.
+                if let Some(journal) = &sandbox.journal {
+                    journal.remove();
+                }
+            }
             audit::retired(
                 sandbox.id,
                 &sandbox.name,
@@ -226,7 +247,9 @@ pub(crate) fn start(
     Ok(())
 }
 
-fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
+/// Receives and dispatches until the sandbox ends (true) or the broker stops or the listener
+/// fails (false; a stopping broker leaves the journal for its successor).
+fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) -> bool {
     let listener = sandbox.listener.as_fd();
     loop {
         // NOTIF_RECV blocks whatever O_NONBLOCK says: wait in poll, which also reports the
@@ -236,36 +259,74 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::error!(sandbox = %sandbox.id, error = %e, "poll of listener failed");
-                return;
+                return false;
             }
         };
         if state.stopped {
             // The broker stops: leaving drops the last reference to the listener, and the
             // kernel then fails the sandbox's pending and later calls (fail closed).
             tracing::debug!(sandbox = %sandbox.id, "broker stopping; receiver leaves");
-            return;
+            return false;
         }
         if state.readable {
-            match sys::notif_recv(listener) {
+            let received = match &sandbox.journal {
+                Some(journal) => journal.receive(listener),
+                None => sys::notif_recv(listener),
+            };
+            match received {
                 Ok(notif) => dispatch(sandbox, runtime, notif),
                 // The caller was killed between poll and receive; with the hang-up also
                 // reported, nobody is left to call again (a container's tasks all exited):
                 // retire instead of polling a listener that stays readable-looking.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     if state.hangup {
-                        return;
+                        return true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::error!(sandbox = %sandbox.id, error = %e, "receive failed");
-                    return;
+                    return false;
                 }
             }
         } else if state.hangup {
-            return;
+            return true;
         }
     }
+}
+
+/// Decides again, on the blocking pool, a call an earlier broker had received: it is still
+/// waiting (the journal checked `NOTIF_ID_VALID`), and it is not counted against the rate
+/// limit a second time.
+fn replay(
+    sandbox: &Arc<Sandbox>,
+    runtime: &tokio::runtime::Handle,
+    notif: RawNotification,
+    kept: Kept,
+) {
+    let pidfd = match sys::pidfd_open_thread(notif.pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
+            return;
+        }
+    };
+    let active = sandbox.active();
+    let call = Call {
+        sandbox: sandbox.clone(),
+        policy: active.policy,
+        notif,
+        pidfd,
+        received: Instant::now(),
+        note: Mutex::new(String::new()),
+        replayed: true,
+        kept: Some(kept),
+    };
+    let work: Work = Box::new(|call: &Call| match decide(call) {
+        Step::Done(outcome) => outcome,
+        Step::Blocking(work) => work(call),
+    });
+    run_blocking(sandbox, runtime, call, work);
 }
 
 fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: RawNotification) {
@@ -295,6 +356,8 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
         pidfd,
         received,
         note: Mutex::new(String::new()),
+        replayed: false,
+        kept: None,
     };
     if active.slow_path {
         // The policy may hold a call for an operator or look a name up: decide every call
@@ -381,23 +444,105 @@ fn decide(call: &Call) -> Step {
     }
 }
 
-fn run_blocking(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, call: Call, work: Work) {
+fn run_blocking(
+    sandbox: &Arc<Sandbox>,
+    runtime: &tokio::runtime::Handle,
+    mut call: Call,
+    work: Work,
+) {
     // Bound the work of one sandbox in the pool; past the bound this receiver waits, and the
     // sandbox's further calls wait in the kernel, unanswered but not lost.
     let Ok(permit) = runtime.block_on(sandbox.in_flight.clone().acquire_owned()) else {
         return;
     };
+    // On record in a slot of its own before the receiver's slot takes the next call.
+    if call.kept.is_none() {
+        if let Some(journal) = &sandbox.journal {
+            call.kept = journal.keep(&call.notif);
+            if call.kept.is_some() {
+                journal.clear_receiver();
+            }
+        }
+    }
     runtime.spawn_blocking(move || {
         let outcome = work(&call);
         finish(&call, outcome);
+        // The record goes before the permit: the next call to take one finds a free slot.
+        drop(call);
         drop(permit);
     });
+}
+
+/// What an allowed call that an earlier broker may already have performed (`Call::replayed`)
+/// answers when performing it again finds it done: a socket connected to the very address the
+/// call names, or already bound, is the call's own success; a connect still in progress is
+/// what the first attempt said (`EINPROGRESS`). A datagram sent again is sent twice: sends are
+/// delivered at least once across a broker restart.
+fn replayed_reply(call: &Call, op: &str, reply: Reply) -> Reply {
+    match (op, reply) {
+        ("connect", Reply::Errno(libc::EISCONN)) if connected_as_asked(call) => Reply::Value(0),
+        ("connect", Reply::Errno(libc::EALREADY)) => Reply::Errno(libc::EINPROGRESS),
+        ("bind", Reply::Errno(libc::EINVAL)) if bound(call) => Reply::Value(0),
+        _ => reply,
+    }
+}
+
+/// Whether the socket of a `connect` call is connected to the inet address the call names.
+fn connected_as_asked(call: &Call) -> bool {
+    let (Ok(sock), Ok(asked)) = (
+        call.take_fd(call.notif.args[0] as i32),
+        call.copy_sockaddr(call.notif.args[1], call.notif.args[2] as i32),
+    ) else {
+        return false;
+    };
+    match (sys::peername(sock.as_fd()), inet_of(&asked)) {
+        (Ok(peer), Some(asked)) => inet_of(&peer) == Some(asked),
+        _ => false,
+    }
+}
+
+/// Whether the socket of a `bind` call is bound (an inet port other than 0).
+fn bound(call: &Call) -> bool {
+    let Ok(sock) = call.take_fd(call.notif.args[0] as i32) else {
+        return false;
+    };
+    sys::sockname(sock.as_fd())
+        .ok()
+        .and_then(|name| inet_of(&name))
+        .is_some_and(|a| a.port() != 0)
+}
+
+/// An inet socket address from its bytes, IPv4-mapped IPv6 addresses as IPv4.
+fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
+    let family = u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?);
+    let port = u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?);
+    let ip = match i32::from(family) {
+        libc::AF_INET => {
+            let o: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+            std::net::IpAddr::from(o)
+        }
+        libc::AF_INET6 => {
+            let o: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+            std::net::Ipv6Addr::from(o).to_canonical()
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// Sends the reply and writes the audit event: the only place that does either.
 fn finish(call: &Call, outcome: Outcome) {
     let Some(reply) = outcome.reply else {
         return;
+    };
+    let allowed = matches!(
+        outcome.decision.as_ref().map(|d| d.verdict),
+        Some(Verdict::Allow)
+    );
+    let reply = if call.replayed && allowed {
+        replayed_reply(call, outcome.op, reply)
+    } else {
+        reply
     };
     let (val, errno) = match reply {
         Reply::Value(v) => (v, 0),

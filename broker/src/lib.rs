@@ -29,6 +29,7 @@ pub mod control;
 mod decode;
 pub mod embed;
 mod handler;
+mod journal;
 mod limits;
 pub mod logging;
 pub mod metrics;
@@ -90,6 +91,8 @@ pub struct Broker {
     /// The runtime of an embedded broker; `None`: the caller's, at each registration.
     runtime: Option<tokio::runtime::Handle>,
     stop: Mutex<embed::Stop>,
+    /// Where the journals of the sandboxes are kept ([`Broker::keep_journals`]).
+    state: std::sync::OnceLock<journal::StateDir>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -115,6 +118,13 @@ pub(crate) fn default_resolver() -> names::Resolver {
         })
         .expect("/dev/null can be read")
     })
+}
+
+/// Who registered a sandbox that may be registered again, and under which earlier id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Persist {
+    uid: u32,
+    previous: Option<SandboxId>,
 }
 
 /// Errors of [`Broker::register`].
@@ -171,7 +181,24 @@ impl Broker {
             hook,
             runtime,
             stop: Mutex::new(embed::Stop::new()),
+            state: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps a journal of each sandbox that registers on the registration socket in `dir`
+    /// (made with mode 0700 if missing), so that a broker started after this one stopped or
+    /// crashed decides the calls this one had received and not answered, once the sandbox's
+    /// client registers it again ([`netjail_protocol::RegisterAgain`]; `journal.rs`). Journals
+    /// an earlier broker left there for processes that still run are kept, and new sandboxes
+    /// get ids above theirs; the others are removed. Returns how many were kept and removed.
+    /// Once per broker; a second call is refused.
+    pub fn keep_journals(&self, dir: &std::path::Path) -> std::io::Result<(usize, usize)> {
+        let (state, found) = journal::StateDir::open(dir)?;
+        self.next_id.fetch_max(found.highest + 1, Ordering::Relaxed);
+        self.state
+            .set(state)
+            .map_err(|_| std::io::Error::other("the broker keeps its journals already"))?;
+        Ok((found.kept, found.removed))
     }
 
     /// Stops the broker: no sandbox may register any more, and each registered sandbox's
@@ -239,7 +266,42 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        self.add(name, None, pid, policy, PolicySource::Client, listener)
+        self.add(
+            name,
+            None,
+            pid,
+            policy,
+            PolicySource::Client,
+            listener,
+            None,
+        )
+        .map(|(id, _)| id)
+    }
+
+    /// As [`Broker::register`], for a sandbox that `uid` registered on the registration
+    /// socket and may register again with a broker started after this one: its calls are
+    /// recorded in a journal when the broker keeps them ([`Broker::keep_journals`]). With
+    /// `previous`, the id an earlier broker gave it, that broker's journal is taken over when
+    /// it was made for the same pid and user: the sandbox keeps its id, and the calls recorded
+    /// there that still wait are decided again. Returns the id and how many calls wait.
+    pub(crate) fn register_persistent(
+        self: &Arc<Self>,
+        name: &str,
+        pid: i32,
+        policy: Policy,
+        listener: OwnedFd,
+        (uid, previous): (u32, Option<SandboxId>),
+    ) -> Result<(SandboxId, usize), RegisterError> {
+        let persist = Some(Persist { uid, previous });
+        self.add(
+            name,
+            None,
+            pid,
+            policy,
+            PolicySource::Client,
+            listener,
+            persist,
+        )
     }
 
     /// As [`Broker::register`], for a process of the OCI container `container`: the sandbox
@@ -258,7 +320,9 @@ impl Broker {
             policy,
             PolicySource::Client,
             listener,
+            None,
         )
+        .map(|(id, _)| id)
     }
 
     /// As [`Broker::register_container`], for a policy the OCI agent read by name from its
@@ -274,9 +338,20 @@ impl Broker {
             dir: dir.to_path_buf(),
             name: name.to_string(),
         };
-        self.add(container, Some(container), pid, policy, source, listener)
+        self.add(
+            container,
+            Some(container),
+            pid,
+            policy,
+            source,
+            listener,
+            None,
+        )
+        .map(|(id, _)| id)
     }
 
+    #[allow(clippy::too_many_arguments)] // the registration's parts
+    /// Registers; returns the id and how many calls of an earlier broker are decided again.
     fn add(
         self: &Arc<Self>,
         name: &str,
@@ -285,7 +360,8 @@ impl Broker {
         policy: Policy,
         source: PolicySource,
         listener: OwnedFd,
-    ) -> Result<SandboxId, RegisterError> {
+        persist: Option<Persist>,
+    ) -> Result<(SandboxId, usize), RegisterError> {
         let what = sys::fd_kind(listener.as_fd());
         if what != sys::SECCOMP_LISTENER_KIND {
             return Err(RegisterError::NotAListener(what));
@@ -303,30 +379,36 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .fd()?
             .ok_or(RegisterError::Stopped)?;
-        let id = SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let sandbox = Arc::new(Sandbox::new(
-            id,
-            name.to_string(),
-            container.map(str::to_string),
-            pid,
-            Arc::new(policy),
-            source,
-            listener,
-            self.operators.clone(),
-            self.names.clone(),
-            self.hook.clone(),
-            stop,
-        ));
-        self.prefetch(&sandbox.policy());
-        self.sandboxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, sandbox.clone());
+        let policy = Arc::new(policy);
+        self.prefetch(&policy);
+        // The id, the journal and the insertion under one lock: two registrations naming the
+        // same earlier id cannot both take its journal over.
+        let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, journal, replays) = self.journal_for(&sandboxes, pid, listener.as_fd(), persist);
+        let sandbox = Arc::new(
+            Sandbox::new(
+                id,
+                name.to_string(),
+                container.map(str::to_string),
+                pid,
+                policy,
+                source,
+                listener,
+                self.operators.clone(),
+                self.names.clone(),
+                self.hook.clone(),
+                stop,
+            )
+            .with_journal(journal),
+        );
+        sandboxes.insert(id, sandbox.clone());
+        drop(sandboxes);
+        let waiting = replays.len();
         let broker = Arc::downgrade(self);
         self.operators
             .publish(Event::Registered(self.info(&sandbox)));
         let name = sandbox.name.clone();
-        handler::start(sandbox, runtime, move || {
+        handler::start(sandbox, runtime, replays, move || {
             if let Some(broker) = broker.upgrade() {
                 broker
                     .sandboxes
@@ -338,7 +420,62 @@ impl Broker {
                     .publish(Event::Retired { sandbox: id, name });
             }
         })?;
-        Ok(id)
+        Ok((id, waiting))
+    }
+
+    /// The id and journal of a sandbox registering now, and the calls of its earlier broker
+    /// that wait (see [`Broker::register_persistent`]). Without a state directory or
+    /// `persist`, a fresh id and no journal; a journal that cannot be made or taken over is
+    /// logged and the sandbox goes on without (its calls are then decided as usual, but a
+    /// restart of this broker loses those it has in hand).
+    fn journal_for(
+        &self,
+        sandboxes: &HashMap<SandboxId, Arc<Sandbox>>,
+        pid: i32,
+        listener: std::os::fd::BorrowedFd<'_>,
+        persist: Option<Persist>,
+    ) -> (
+        SandboxId,
+        Option<Arc<journal::Journal>>,
+        Vec<handler::Replay>,
+    ) {
+        let fresh = || SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (Some(state), Some(persist)) = (self.state.get(), persist) else {
+            return (fresh(), None, Vec::new());
+        };
+        if let Some(previous) = persist.previous {
+            let adopted = if sandboxes.contains_key(&previous) {
+                Err(format!("{previous} is registered in this broker"))
+            } else {
+                state.adopt(previous, pid, persist.uid, listener)
+            };
+            match adopted {
+                Ok((journal, calls)) => {
+                    self.next_id.fetch_max(previous.0 + 1, Ordering::Relaxed);
+                    let calls_text: Vec<String> = calls
+                        .iter()
+                        .map(|(n, _)| {
+                            let op = decode::syscall(n.arch, n.nr)
+                                .map_or("unknown".to_string(), |s| format!("{s:?}").to_lowercase());
+                            format!("{op}#{}", n.id)
+                        })
+                        .collect();
+                    tracing::info!(sandbox = %previous, waiting = calls.len(), calls = %calls_text.join(" "), "registered again; the earlier broker's journal taken over");
+                    return (previous, Some(journal), calls);
+                }
+                Err(why) => {
+                    tracing::warn!(sandbox = %previous, pid, reason = %why, "registered again without the earlier broker's journal: calls it had received and not answered stay waiting");
+                }
+            }
+        }
+        let id = fresh();
+        match state.create(id, pid, persist.uid) {
+            Ok(journal) => (id, Some(journal), Vec::new()),
+            Err(e) => {
+                tracing::warn!(sandbox = %id, error = %e, "cannot make the sandbox's journal; a restart of the broker would lose the calls it has in hand");
+                (id, None, Vec::new())
+            }
+        }
     }
 
     /// The metrics now, for `netjail metrics` ([`metrics::render`]).

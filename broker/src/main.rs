@@ -59,6 +59,12 @@ struct Args {
     /// them there: counts only, no names or destinations. Other addresses are refused.
     #[arg(long, value_name = "ADDRESS:PORT")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Directory of the sandboxes' journals (mode 0700; default: `state` beside the
+    /// registration socket, `/run/netjail/state`). A broker started after this one stopped or
+    /// crashed, with the same directory, decides the calls this one had received and not
+    /// answered, once each sandbox's client (`netjail run`) registers it again.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Log and audit format: human or json.
     #[arg(long, default_value = "human")]
     log_format: LogFormat,
@@ -144,6 +150,20 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
     })
     .context("cannot read the resolver's files")?;
     let broker = Broker::with_parts(Operators::new(Some(overlay)), names);
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        args.socket
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .join("state")
+    });
+    match broker.keep_journals(&state_dir) {
+        Ok((kept, removed)) => {
+            tracing::info!(dir = %state_dir.display(), kept, removed, "journals of the sandboxes kept here")
+        }
+        Err(e) => {
+            tracing::warn!(dir = %state_dir.display(), error = %e, "cannot keep journals: a restart of the broker will lose the calls it has in hand")
+        }
+    }
     let oci_config = std::sync::Arc::new(OciConfig {
         policies_dir: args.policies.clone(),
         default_policy: args.oci_default_policy.clone(),

@@ -11,6 +11,7 @@ use netjail_protocol::SandboxId;
 use tokio::sync::Semaphore;
 
 use crate::embed::DecisionHook;
+use crate::journal::Journal;
 use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::Operators;
@@ -53,6 +54,9 @@ pub struct Sandbox {
     pub(crate) limits: SandboxLimits,
     /// When it registered.
     pub(crate) registered: Instant,
+    /// Where its receiver records the calls it takes, for a broker started after this one
+    /// (`journal.rs`); `None` for a sandbox nobody can register again.
+    pub(crate) journal: Option<Arc<Journal>>,
     decisions: AtomicU64,
 }
 
@@ -156,8 +160,15 @@ impl Sandbox {
             stop,
             limits,
             registered: Instant::now(),
+            journal: None,
             decisions: AtomicU64::new(0),
         }
+    }
+
+    /// The same sandbox, recording its calls in `journal`.
+    pub(crate) fn with_journal(mut self, journal: Option<Arc<Journal>>) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// The policy in force now.

@@ -130,8 +130,9 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
             Err(RecvError::Closed) => return,
             Err(e) => return reply_error(&sock, code_of(&e), e.to_string()).await,
         };
-        let register = match received.msg {
-            ClientMessage::Register(r) => r,
+        let (register, previous) = match received.msg {
+            ClientMessage::Register(r) => (r, None),
+            ClientMessage::RegisterAgain(again) => (again.register, Some(again.previous)),
             ClientMessage::Hello { .. } => {
                 return reply_error(&sock, ErrorCode::Malformed, "hello sent twice".into()).await
             }
@@ -168,7 +169,7 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
             .await;
         }
         let listener = fds.remove(0);
-        match register_one(&broker, &register, listener, peer_uid) {
+        match register_one(&broker, &register, listener, peer_uid, previous) {
             Ok(id) => {
                 if send(&sock, &BrokerMessage::Registered { sandbox: id }, &[])
                     .await
@@ -182,16 +183,28 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
     }
 }
 
+/// Registers a sandbox a client handed over, with a journal of its calls so that a broker
+/// started after this one can decide those it had in hand; `previous` is the id an earlier
+/// broker gave it ([`ClientMessage::RegisterAgain`]).
 fn register_one(
     broker: &Arc<Broker>,
     register: &Register,
     listener: std::os::fd::OwnedFd,
     peer_uid: Option<u32>,
+    previous: Option<SandboxId>,
 ) -> Result<netjail_protocol::SandboxId, (ErrorCode, String)> {
     let policy = Policy::from_toml(&register.policy.toml, &register.policy.origin)
         .map_err(|e| (ErrorCode::BadPolicy, e.to_string()))?;
-    let id = broker
-        .register(&register.name, register.pid, policy, listener)
+    // Without the peer's credentials (never on a unix socket), nobody may take a journal over.
+    let uid = peer_uid.unwrap_or(u32::MAX);
+    let (id, waiting) = broker
+        .register_persistent(
+            &register.name,
+            register.pid,
+            policy,
+            listener,
+            (uid, previous),
+        )
         .map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
     audit::registered(
         id,
@@ -200,6 +213,9 @@ fn register_one(
         &register.policy.origin,
         peer_uid,
     );
+    if let Some(previous) = previous {
+        tracing::info!(sandbox = %id, previous = %previous, waiting, "sandbox registered again after a broker restart");
+    }
     Ok(id)
 }
 

@@ -5,9 +5,12 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use netjail_broker::Broker;
 use tokio::signal::unix::{signal, SignalKind};
+
+use netjail_protocol::{Register, SandboxId};
 
 use crate::remote::{BrokerConnection, RemoteError};
 use crate::sys::{self, ExitStatus};
@@ -35,9 +38,17 @@ pub struct RunOptions {
     pub embedded: Embedded,
     /// Sandbox name (defaults to the program's file name).
     pub name: Option<String>,
+    /// How long to keep trying to register the sandbox again when its broker goes away (a
+    /// restart): meanwhile the command's network calls wait, undecided; past it the launcher
+    /// closes its copy of the listener and they fail with `ENOSYS`. Zero: at once.
+    pub reconnect_for: Duration,
     /// The command and its arguments.
     pub command: Vec<OsString>,
 }
+
+/// How long `netjail run` tries to register a sandbox again by default
+/// ([`RunOptions::reconnect_for`]).
+pub const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 /// Errors of the launcher, each with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +163,12 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     let result = runtime.block_on(async {
         // Handlers first: once acknowledged, the command may signal us at once.
         let signals = forward_signals()?;
-        let broker = attach(&options, &name, child.pid, source, policy, &listener).await;
+        let register = Register {
+            name: name.clone(),
+            pid: child.pid,
+            policy: source,
+        };
+        let broker = attach(&options, register.clone(), policy, &listener).await;
         let connection = match broker {
             Ok(c) => c,
             Err(e) => {
@@ -171,13 +187,16 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
             }
             Some((t, v)) => return Err(LaunchError::Confine(format!("unexpected report {t}/{v}"))),
         }
-        supervise(&pidfd, connection, signals).await
+        let again = Again {
+            path: options.broker.clone(),
+            register,
+            reconnect_for: options.reconnect_for,
+        };
+        supervise(&pidfd, connection, signals, listener, again).await
     });
     if result.is_err() {
         let _ = sys::wait_pidfd(pidfd.as_fd(), false);
     }
-    // The listener copy lives until here: the broker's task ends when the child's tree does.
-    drop(listener);
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result
 }
@@ -210,29 +229,44 @@ fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, Launc
 
 /// Where the sandbox was registered.
 enum Attached {
-    Remote(BrokerConnection),
+    /// With the broker at the socket, under this id.
+    Remote(BrokerConnection, SandboxId),
     /// Holds the embedded broker for as long as the child runs.
-    Embedded {
-        _broker: std::sync::Arc<Broker>,
-    },
+    Embedded { _broker: std::sync::Arc<Broker> },
+    /// Nowhere any more: the broker went away and none came back in time. The listener is
+    /// closed, so the command's network calls fail.
+    Detached,
 }
+
+/// What registering the sandbox again takes.
+struct Again {
+    path: PathBuf,
+    register: Register,
+    reconnect_for: Duration,
+}
+
+/// The longest wait between two attempts to register again.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
 async fn attach(
     options: &RunOptions,
-    name: &str,
-    pid: i32,
-    source: netjail_protocol::PolicySource,
+    register: Register,
     policy: netjail_policy::Policy,
     listener: &OwnedFd,
 ) -> Result<Attached, LaunchError> {
     match BrokerConnection::connect(&options.broker).await {
         Ok(conn) => {
             let id = conn
-                .register(name, pid, source, listener.as_fd())
+                .register(
+                    &register.name,
+                    register.pid,
+                    register.policy,
+                    listener.as_fd(),
+                )
                 .await
                 .map_err(LaunchError::Broker)?;
             tracing::debug!(sandbox = %id, broker = %options.broker.display(), "registered");
-            Ok(Attached::Remote(conn))
+            Ok(Attached::Remote(conn, id))
         }
         Err(e @ RemoteError::NoBroker { .. }) => {
             if options.embedded == Embedded::Never {
@@ -248,7 +282,8 @@ async fn attach(
                 }
             }
             let broker = Broker::new();
-            let id = broker.register(name, pid, policy, listener.try_clone()?)?;
+            let id =
+                broker.register(&register.name, register.pid, policy, listener.try_clone()?)?;
             tracing::debug!(sandbox = %id, "registered with the embedded broker");
             Ok(Attached::Embedded { _broker: broker })
         }
@@ -284,37 +319,110 @@ fn forward_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32
     Ok(rx)
 }
 
-/// Waits for the child, forwarding signals to it.
+/// Waits for the child, forwarding signals to it. When the broker at the socket goes away,
+/// keeps the listener and registers the sandbox again with the next broker there (attempts
+/// with a growing delay, for at most `again.reconnect_for`): the command's calls wait
+/// meanwhile, and the new broker decides them, those the old one had in hand included. Past
+/// the time, closes the listener, so that they fail (`ENOSYS`) instead of waiting forever.
 async fn supervise(
     pidfd: &OwnedFd,
-    attached: Attached,
+    mut attached: Attached,
     mut signals: tokio::sync::mpsc::UnboundedReceiver<i32>,
+    listener: OwnedFd,
+    again: Again,
 ) -> Result<ExitStatus, LaunchError> {
     let exited = sys::async_fd(pidfd.try_clone()?)?;
-    let broker_gone = async {
-        match &attached {
-            Attached::Remote(conn) => conn.closed().await,
-            Attached::Embedded { .. } => std::future::pending().await,
-        }
-    };
-    tokio::pin!(broker_gone);
-    let mut warned = false;
+    let mut listener = Some(listener);
     loop {
-        tokio::select! {
-            guard = exited.readable() => {
-                let mut guard = guard?;
-                if let Some(status) = sys::wait_pidfd(pidfd.as_fd(), true)? {
-                    return Ok(status);
+        // Attached: until the child exits or the broker goes away.
+        {
+            let broker_gone = async {
+                match &attached {
+                    Attached::Remote(conn, _) => conn.closed().await,
+                    Attached::Embedded { .. } | Attached::Detached => std::future::pending().await,
                 }
-                guard.clear_ready();
-            }
-            Some(sig) = signals.recv() => {
-                let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
-            }
-            _ = &mut broker_gone, if !warned => {
-                warned = true;
-                tracing::warn!("the broker went away: network calls of the sandbox wait, undecided, until it returns");
+            };
+            tokio::pin!(broker_gone);
+            loop {
+                tokio::select! {
+                    guard = exited.readable() => {
+                        let mut guard = guard?;
+                        if let Some(status) = sys::wait_pidfd(pidfd.as_fd(), true)? {
+                            return Ok(status);
+                        }
+                        guard.clear_ready();
+                    }
+                    Some(sig) = signals.recv() => {
+                        let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
+                    }
+                    _ = &mut broker_gone => break,
+                }
             }
         }
+        let Attached::Remote(_, id) = attached else {
+            unreachable!("only a remote broker goes away");
+        };
+        let Some(copy) = listener.as_ref() else {
+            unreachable!("the listener is closed only when detached");
+        };
+        tracing::warn!(
+            sandbox = %id,
+            "the broker went away: network calls of the sandbox wait, undecided, until a broker at {} registers it again (trying for {:?})",
+            again.path.display(),
+            again.reconnect_for
+        );
+        let deadline = Instant::now() + again.reconnect_for;
+        let mut delay = Duration::from_millis(20);
+        attached = loop {
+            if Instant::now() >= deadline {
+                listener = None;
+                tracing::warn!(sandbox = %id, "no broker registered the sandbox again within {:?}: its listener is closed, and its network calls fail (ENOSYS)", again.reconnect_for);
+                break Attached::Detached;
+            }
+            match register_again(&again, id, copy).await {
+                Ok(attached) => break attached,
+                Err(e) => tracing::debug!(sandbox = %id, error = %e, "not registered again yet"),
+            }
+            let pause =
+                tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    guard = exited.readable() => {
+                        let mut guard = guard?;
+                        if let Some(status) = sys::wait_pidfd(pidfd.as_fd(), true)? {
+                            return Ok(status);
+                        }
+                        guard.clear_ready();
+                    }
+                    Some(sig) = signals.recv() => {
+                        let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
+                    }
+                    _ = &mut pause => break,
+                }
+            }
+            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+        };
+    }
+}
+
+/// One attempt to register the sandbox `id` again with the broker at `again.path`; a broker
+/// that takes more than 5 s to answer counts as none.
+async fn register_again(
+    again: &Again,
+    id: SandboxId,
+    listener: &OwnedFd,
+) -> Result<Attached, RemoteError> {
+    let attempt = async {
+        let conn = BrokerConnection::connect(&again.path).await?;
+        let new_id = conn
+            .register_again(again.register.clone(), id, listener.as_fd())
+            .await?;
+        tracing::warn!(sandbox = %new_id, previous = %id, broker = %again.path.display(), "registered again with a new broker");
+        Ok(Attached::Remote(conn, new_id))
+    };
+    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(RemoteError::Unexpected),
     }
 }

@@ -17,6 +17,7 @@
 //!     broker: "/run/netjail/broker.sock".into(),
 //!     embedded: Embedded::WhenNoBroker,
 //!     name: None,
+//!     reconnect_for: netjail_client::launch::DEFAULT_RECONNECT_FOR,
 //!     command: vec!["curl".into(), "http://127.0.0.1:8080/".into()],
 //! })
 //! .expect("launch");

@@ -51,6 +51,10 @@ enum Command {
         /// Name of the sandbox in audit events (default: the program's name).
         #[arg(long)]
         name: Option<String>,
+        /// When the broker goes away (a restart), keep trying this long to register the
+        /// sandbox again: its network calls wait meanwhile, then fail (ENOSYS). 0: fail at once.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+        reconnect_for: Duration,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -253,6 +257,7 @@ fn main() -> ExitCode {
             broker,
             no_embedded,
             name,
+            reconnect_for,
             command,
         } => {
             logging::init(cli.log_format, "warn,netjail::audit=info");
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
                     Embedded::WhenNoBroker
                 },
                 name,
+                reconnect_for,
                 command,
             };
             match launch::run(options) {

@@ -4,8 +4,8 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use netjail_protocol::{
-    recv, send, BrokerMessage, ClientMessage, PolicySource, RecvError, Register, SandboxId,
-    SendError, PROTOCOL_VERSION,
+    recv, send, BrokerMessage, ClientMessage, PolicySource, RecvError, Register, RegisterAgain,
+    SandboxId, SendError, PROTOCOL_VERSION,
 };
 use tokio_seqpacket::UnixSeqpacket;
 
@@ -75,6 +75,25 @@ impl BrokerConnection {
             pid,
             policy,
         });
+        send(&self.sock, &msg, &[listener]).await?;
+        match recv::<BrokerMessage>(&self.sock).await?.msg {
+            BrokerMessage::Registered { sandbox } => Ok(sandbox),
+            BrokerMessage::Error(e) => Err(RemoteError::Refused(e.code, e.message)),
+            _ => Err(RemoteError::Unexpected),
+        }
+    }
+
+    /// Registers again, with a broker started after the one that gave the sandbox the id
+    /// `previous` stopped or crashed: the same listener (the client's own copy) travels again.
+    /// The broker keeps the id and decides the calls the earlier one had received and not
+    /// answered, if it finds that broker's journal (see [`ClientMessage::RegisterAgain`]).
+    pub async fn register_again(
+        &self,
+        register: Register,
+        previous: SandboxId,
+        listener: BorrowedFd<'_>,
+    ) -> Result<SandboxId, RemoteError> {
+        let msg = ClientMessage::RegisterAgain(RegisterAgain { register, previous });
         send(&self.sock, &msg, &[listener]).await?;
         match recv::<BrokerMessage>(&self.sock).await?.msg {
             BrokerMessage::Registered { sandbox } => Ok(sandbox),

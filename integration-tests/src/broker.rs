@@ -20,6 +20,9 @@ pub struct Broker {
     dir: TempDir,
     socket: PathBuf,
     control: PathBuf,
+    /// The whole command line, to start the same broker again ([`Broker::start_again`]),
+    /// and what the brokers started before at the same paths wrote on stderr.
+    again: Box<(Vec<std::ffi::OsString>, String)>,
 }
 
 impl Broker {
@@ -41,49 +44,42 @@ impl Broker {
         let socket = dir.path().join("broker.sock");
         let control = dir.path().join("control.sock");
         let extra = extra(dir.path());
-        let mut cmd = match prefix.split_first() {
-            Some((prog, rest)) => {
-                let mut c = Command::new(prog);
-                c.args(rest).arg(netjaild_bin());
-                c
-            }
-            None => Command::new(netjaild_bin()),
-        };
-        cmd.arg("--socket").arg(&socket);
+        let mut argv: Vec<std::ffi::OsString> = prefix.iter().map(|a| a.into()).collect();
+        argv.push(netjaild_bin().into());
+        argv.extend(["--socket".into(), socket.clone().into_os_string()]);
         let own_overlay = !extra.iter().any(|a| a == "--overlay");
-        cmd.args(&extra);
-        cmd.arg("--control").arg(&control);
+        argv.extend(extra);
+        argv.extend(["--control".into(), control.clone().into_os_string()]);
         if own_overlay {
-            cmd.arg("--overlay").arg(dir.path().join("overlay"));
+            argv.extend([
+                "--overlay".into(),
+                dir.path().join("overlay").into_os_string(),
+            ]);
         }
-        cmd.args(["--log-format", "json"]);
-        let mut child = spawn(&mut cmd);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if !child.is_alive() {
-                panic!(
-                    "netjaild exited during start-up\n--- stderr ---\n{}",
-                    child.stderr_so_far()
-                );
-            }
-            if sys::seqpacket_connect(&socket).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "netjaild did not accept on {} within 10 s\n--- stderr ---\n{}",
-                    socket.display(),
-                    child.stderr_so_far()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        argv.extend(["--log-format".into(), "json".into()]);
+        let child = launch(&argv, &socket);
         Broker {
             child,
             dir,
             socket,
             control,
+            again: Box::new((argv, String::new())),
         }
+    }
+
+    /// Kills the broker with SIGKILL (by pid) and waits for it: nothing of it runs on, and
+    /// its socket files stay behind, as after a crash.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Starts the same broker again, same command line and paths (its state directory
+    /// included), after [`Broker::kill`] or [`Broker::stop`]; waits until it accepts.
+    pub fn start_again(&mut self) {
+        self.child.kill();
+        let log = self.child.stderr_so_far();
+        self.again.1.push_str(&log);
+        self.child = launch(&self.again.0, &self.socket);
     }
 
     /// The control socket (operators).
@@ -118,7 +114,7 @@ impl Broker {
 
     /// Everything the broker wrote on stderr so far.
     pub fn log(&self) -> String {
-        self.child.stderr_so_far()
+        format!("{}{}", self.again.1, self.child.stderr_so_far())
     }
 
     /// The audit (decision) events logged so far, as JSON objects with the event's fields at
@@ -154,5 +150,33 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Spawns `argv` and waits (at most 10 s) until `socket` accepts a `SOCK_SEQPACKET`
+/// connection; panics with the broker's stderr if it exits or does not come up.
+fn launch(argv: &[std::ffi::OsString], socket: &Path) -> Running {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    let mut child = spawn(&mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if !child.is_alive() {
+            panic!(
+                "netjaild exited during start-up\n--- stderr ---\n{}",
+                child.stderr_so_far()
+            );
+        }
+        if sys::seqpacket_connect(socket).is_ok() {
+            return child;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "netjaild did not accept on {} within 10 s\n--- stderr ---\n{}",
+                socket.display(),
+                child.stderr_so_far()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -470,6 +470,17 @@ impl Running {
         }
     }
 
+    /// Sends SIGKILL to the child (by pid, not its group) and waits for it.
+    pub fn kill(&mut self) {
+        if !self.is_alive() {
+            return;
+        }
+        let _ = sys::kill(self.pid(), libc::SIGKILL);
+        if let Ok(st) = self.child.wait() {
+            self.status = Some(st);
+        }
+    }
+
     fn kill_group(&mut self) {
         let pid = self.pid();
         // The child leads its own process group (spawn sets it), so -pid names exactly what

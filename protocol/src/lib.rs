@@ -58,8 +58,8 @@ mod transport;
 
 pub use error::{DecodeError, EncodeError, RecvError, SendError};
 pub use message::{
-    BrokerMessage, ClientMessage, ErrorCode, ErrorReply, PolicySource, Register, RegisterSelf,
-    SandboxId,
+    BrokerMessage, ClientMessage, ErrorCode, ErrorReply, PolicySource, Register, RegisterAgain,
+    RegisterSelf, SandboxId,
 };
 pub use transport::{recv, send, Received};
 

@@ -45,6 +45,22 @@ pub enum ClientMessage {
         /// The fd number in the sender's fd table.
         fd: i32,
     },
+    /// Hands the broker a sandbox that an earlier broker instance served until it stopped or
+    /// crashed: the client kept its own copy of the listener and sends it again (exactly one
+    /// fd, as with [`ClientMessage::Register`]). The broker answers
+    /// [`BrokerMessage::Registered`]; if it finds the earlier instance's journal of
+    /// `previous`, made for the same pid and by the same user, it keeps that id and decides
+    /// again the calls the earlier instance had received and not answered.
+    RegisterAgain(RegisterAgain),
+}
+
+/// The body of [`ClientMessage::RegisterAgain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterAgain {
+    /// The sandbox, as it was first registered.
+    pub register: Register,
+    /// The id the earlier broker instance gave it.
+    pub previous: SandboxId,
 }
 
 /// The body of [`ClientMessage::RegisterSelf`].

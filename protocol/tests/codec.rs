@@ -3,7 +3,7 @@
 use netjail_protocol::codec::{self, DECODE_LIMIT, HEADER_LEN, MAGIC};
 use netjail_protocol::{
     BrokerMessage, ClientMessage, DecodeError, EncodeError, ErrorCode, ErrorReply, PolicySource,
-    Register, RegisterSelf, SandboxId, MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
+    Register, RegisterAgain, RegisterSelf, SandboxId, MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
 };
 use proptest::prelude::*;
 
@@ -55,6 +55,18 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             })
         }),
         any::<i32>().prop_map(|fd| ClientMessage::ListenerFd { fd }),
+        (".*", any::<i32>(), ".*", ".*", any::<u64>()).prop_map(
+            |(name, pid, origin, toml, previous)| {
+                ClientMessage::RegisterAgain(RegisterAgain {
+                    register: Register {
+                        name,
+                        pid,
+                        policy: PolicySource { origin, toml },
+                    },
+                    previous: SandboxId(previous),
+                })
+            }
+        ),
     ]
 }
 
@@ -166,6 +178,28 @@ fn self_registration_messages_are_appended() {
         message: String::new(),
     });
     assert_eq!(codec::encode(&msg).unwrap(), b"NJ\x00\x01\x02\x0b\x00");
+}
+
+/// Registering again after a broker restart came after everything else (issue 8): variant 4,
+/// the earlier tags unchanged.
+#[test]
+fn register_again_is_appended() {
+    let msg = ClientMessage::RegisterAgain(RegisterAgain {
+        register: Register {
+            name: "n".into(),
+            pid: 3,
+            policy: PolicySource {
+                origin: "o".into(),
+                toml: "t".into(),
+            },
+        },
+        previous: SandboxId(9),
+    });
+    // pid 3 as a zigzag varint is 6.
+    assert_eq!(
+        codec::encode(&msg).unwrap(),
+        b"NJ\x00\x01\x04\x01n\x06\x01o\x01t\x09"
+    );
 }
 
 #[test]

@@ -53,6 +53,7 @@ mod oci;
 mod operators;
 mod profiles;
 mod reload;
+mod restart;
 mod signals;
 
 /// The probe binary of this crate.
