@@ -245,8 +245,8 @@ fn restart_a_call_held_when_the_broker_dies_is_decided_by_the_next() {
 /// its listener: the call made after the broker died was never performed, and fails with
 /// `ENOSYS` (fail closed). Before the kill, the same connect succeeded.
 #[test]
-fn restart_no_successor_new_calls_fail_closed() {
-    let test = "restart_no_successor_new_calls_fail_closed";
+fn s_m4_restart_no_successor_new_calls_fail_closed() {
+    let test = "s_m4_restart_no_successor_new_calls_fail_closed";
     let Some(py) = python3() else {
         return skip(test, "python3 not found");
     };
