@@ -245,9 +245,6 @@ struct Again {
     reconnect_for: Duration,
 }
 
-/// The longest wait between two attempts to register again.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
-
 async fn attach(
     options: &RunOptions,
     register: Register,
@@ -320,10 +317,11 @@ fn forward_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32
 }
 
 /// Waits for the child, forwarding signals to it. When the broker at the socket goes away,
-/// keeps the listener and registers the sandbox again with the next broker there (attempts
-/// with a growing delay, for at most `again.reconnect_for`): the command's calls wait
-/// meanwhile, and the new broker decides them, those the old one had in hand included. Past
-/// the time, closes the listener, so that they fail (`ENOSYS`) instead of waiting forever.
+/// keeps the listener and registers the sandbox again with the next broker there
+/// ([`crate::remote::register_again_until`], for at most `again.reconnect_for`): the
+/// command's calls wait meanwhile, and the new broker decides them, those the old one had in
+/// hand included. Past the time, closes the listener, so that they fail (`ENOSYS`) instead of
+/// waiting forever.
 async fn supervise(
     pidfd: &OwnedFd,
     mut attached: Attached,
@@ -334,15 +332,35 @@ async fn supervise(
     let exited = sys::async_fd(pidfd.try_clone()?)?;
     let mut listener = Some(listener);
     loop {
-        // Attached: until the child exits or the broker goes away.
-        {
-            let broker_gone = async {
-                match &attached {
-                    Attached::Remote(conn, _) => conn.closed().await,
-                    Attached::Embedded { .. } | Attached::Detached => std::future::pending().await,
+        // What the launcher waits for besides the child and signals: the broker going away,
+        // or, once it has, a broker registering the sandbox again.
+        let next = {
+            let event = async {
+                match (&attached, listener.as_ref()) {
+                    (Attached::Remote(conn, id), Some(copy)) => {
+                        conn.closed().await;
+                        tracing::warn!(
+                            sandbox = %id,
+                            "the broker went away: network calls of the sandbox wait, undecided, until a broker at {} registers it again (trying for {:?})",
+                            again.path.display(),
+                            again.reconnect_for
+                        );
+                        let deadline = Instant::now() + again.reconnect_for;
+                        crate::remote::register_again_until(
+                            &again.path,
+                            &again.register,
+                            *id,
+                            copy.as_fd(),
+                            deadline,
+                        )
+                        .await
+                        .map(|(conn, id)| Attached::Remote(conn, id))
+                        .ok_or(*id)
+                    }
+                    _ => std::future::pending().await,
                 }
             };
-            tokio::pin!(broker_gone);
+            tokio::pin!(event);
             loop {
                 tokio::select! {
                     guard = exited.readable() => {
@@ -355,74 +373,17 @@ async fn supervise(
                     Some(sig) = signals.recv() => {
                         let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
                     }
-                    _ = &mut broker_gone => break,
+                    next = &mut event => break next,
                 }
             }
-        }
-        let Attached::Remote(_, id) = attached else {
-            unreachable!("only a remote broker goes away");
         };
-        let Some(copy) = listener.as_ref() else {
-            unreachable!("the listener is closed only when detached");
-        };
-        tracing::warn!(
-            sandbox = %id,
-            "the broker went away: network calls of the sandbox wait, undecided, until a broker at {} registers it again (trying for {:?})",
-            again.path.display(),
-            again.reconnect_for
-        );
-        let deadline = Instant::now() + again.reconnect_for;
-        let mut delay = Duration::from_millis(20);
-        attached = loop {
-            if Instant::now() >= deadline {
+        attached = match next {
+            Ok(attached) => attached,
+            Err(id) => {
                 listener = None;
                 tracing::warn!(sandbox = %id, "no broker registered the sandbox again within {:?}: its listener is closed, and its network calls fail (ENOSYS)", again.reconnect_for);
-                break Attached::Detached;
+                Attached::Detached
             }
-            match register_again(&again, id, copy).await {
-                Ok(attached) => break attached,
-                Err(e) => tracing::debug!(sandbox = %id, error = %e, "not registered again yet"),
-            }
-            let pause =
-                tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
-            tokio::pin!(pause);
-            loop {
-                tokio::select! {
-                    guard = exited.readable() => {
-                        let mut guard = guard?;
-                        if let Some(status) = sys::wait_pidfd(pidfd.as_fd(), true)? {
-                            return Ok(status);
-                        }
-                        guard.clear_ready();
-                    }
-                    Some(sig) = signals.recv() => {
-                        let _ = sys::pidfd_signal(pidfd.as_fd(), sig);
-                    }
-                    _ = &mut pause => break,
-                }
-            }
-            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
         };
-    }
-}
-
-/// One attempt to register the sandbox `id` again with the broker at `again.path`; a broker
-/// that takes more than 5 s to answer counts as none.
-async fn register_again(
-    again: &Again,
-    id: SandboxId,
-    listener: &OwnedFd,
-) -> Result<Attached, RemoteError> {
-    let attempt = async {
-        let conn = BrokerConnection::connect(&again.path).await?;
-        let new_id = conn
-            .register_again(again.register.clone(), id, listener.as_fd())
-            .await?;
-        tracing::warn!(sandbox = %new_id, previous = %id, broker = %again.path.display(), "registered again with a new broker");
-        Ok(Attached::Remote(conn, new_id))
-    };
-    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(RemoteError::Unexpected),
     }
 }

@@ -2,6 +2,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use netjail_protocol::{
     recv, send, BrokerMessage, ClientMessage, PolicySource, RecvError, Register, RegisterAgain,
@@ -110,5 +111,52 @@ impl BrokerConnection {
                 _ => continue,
             }
         }
+    }
+}
+
+/// The first wait between two attempts of [`register_again_until`]; each next one is twice as
+/// long, at most [`REGISTER_AGAIN_MAX_DELAY`].
+pub const REGISTER_AGAIN_FIRST_DELAY: Duration = Duration::from_millis(20);
+
+/// The longest wait between two attempts of [`register_again_until`].
+pub const REGISTER_AGAIN_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// Registers the sandbox `previous` again with whatever broker answers at `path`, attempt
+/// after attempt (see [`REGISTER_AGAIN_FIRST_DELAY`]) until one succeeds or `deadline`
+/// passes (`None`). Each attempt connects afresh and may take 5 s at most. Meanwhile the
+/// sandbox's calls wait in the kernel, undecided; the broker that takes it decides them, the
+/// calls the earlier one had received included ([`BrokerConnection::register_again`]).
+pub async fn register_again_until(
+    path: &Path,
+    register: &Register,
+    previous: SandboxId,
+    listener: BorrowedFd<'_>,
+    deadline: Instant,
+) -> Option<(BrokerConnection, SandboxId)> {
+    let mut delay = REGISTER_AGAIN_FIRST_DELAY;
+    loop {
+        let attempt = async {
+            let conn = BrokerConnection::connect(path).await?;
+            let id = conn
+                .register_again(register.clone(), previous, listener)
+                .await?;
+            Ok::<_, RemoteError>((conn, id))
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok((conn, id))) => {
+                tracing::warn!(sandbox = %id, previous = %previous, broker = %path.display(), "registered again with a new broker");
+                return Some((conn, id));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(sandbox = %previous, error = %e, "not registered again yet")
+            }
+            Err(_) => tracing::debug!(sandbox = %previous, "the broker did not answer within 5 s"),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        tokio::time::sleep(delay.min(left)).await;
+        delay = (delay * 2).min(REGISTER_AGAIN_MAX_DELAY);
     }
 }
