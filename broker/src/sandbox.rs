@@ -14,6 +14,7 @@ use crate::embed::DecisionHook;
 use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::Operators;
+use crate::pidfds::PidfdCache;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
@@ -54,6 +55,8 @@ pub struct Sandbox {
     /// When it registered.
     pub(crate) registered: Instant,
     decisions: AtomicU64,
+    /// Its callers' pidfds, by thread id.
+    pub(crate) pidfds: PidfdCache,
 }
 
 /// Where a sandbox's policy came from.
@@ -157,6 +160,7 @@ impl Sandbox {
             limits,
             registered: Instant::now(),
             decisions: AtomicU64::new(0),
+            pidfds: PidfdCache::default(),
         }
     }
 
