@@ -60,7 +60,8 @@ native, through the netjail broker (allowed and denied), and the bare seccomp-no
   --rounds R       rounds; each round runs every variant once, in rotating order (default 5)
   --warmup W       untimed calls at the start of each child process (default 20)
   --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --sync-floor     add a 5th variant: the floor with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP set
+  --sync-floor     add a 5th variant: the floor with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP set,
+                   as the broker sets it (the like-for-like floor for issue 8's bound)
 ";
 
 /// Entry point of `nj-bench`; returns the process exit code.
