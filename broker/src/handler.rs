@@ -20,6 +20,7 @@ use netjail_protocol::control::{DecisionInfo, Event};
 use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::journal::Kept;
 use crate::operators::{self, CallerRef};
+use crate::pidfds::CallerPidfd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, limits, send};
@@ -48,8 +49,9 @@ pub(crate) struct Call {
     /// not change what decides it.
     pub policy: Arc<Policy>,
     pub notif: RawNotification,
-    /// A pidfd of the calling thread, opened as soon as the notification arrived.
-    pub pidfd: OwnedFd,
+    /// A pidfd of the calling thread: the one the sandbox keeps for its tid, or one opened as
+    /// soon as the notification arrived (see `pidfds.rs` for why both are as good).
+    pub pidfd: CallerPidfd,
     /// When the notification was received.
     pub received: Instant,
     /// What the operators' side did with the call (held and answered, ruled...), for the
@@ -121,7 +123,19 @@ impl Call {
 
     /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one).
     pub fn take_fd(&self, fd: i32) -> Result<OwnedFd, (i32, &'static str)> {
-        sys::pidfd_getfd(self.pidfd.as_fd(), fd).map_err(|e| (errno_of(&e), "bad-fd"))
+        match sys::pidfd_getfd(self.pidfd.as_fd(), fd) {
+            // A kept pidfd whose thread exited: its tid is the caller's again.
+            Err(e)
+                if e.raw_os_error() == Some(libc::ESRCH)
+                    && self
+                        .pidfd
+                        .refresh(&self.sandbox.pidfds, || self.still_valid()) =>
+            {
+                sys::pidfd_getfd(self.pidfd.as_fd(), fd)
+            }
+            taken => taken,
+        }
+        .map_err(|e| (errno_of(&e), "bad-fd"))
     }
 
     /// The broker's copy of the caller's socket and what it is, with the errnos of the
@@ -304,7 +318,7 @@ fn replay(
     notif: RawNotification,
     kept: Kept,
 ) {
-    let pidfd = match sys::pidfd_open_thread(notif.pid) {
+    let pidfd = match CallerPidfd::for_call(&sandbox.pidfds, notif.pid) {
         Ok(fd) => fd,
         Err(e) => {
             tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
@@ -340,8 +354,8 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
             return refuse_rate(sandbox, notif, received, due);
         }
     }
-    // Invariant 4: the pid becomes a pidfd at once.
-    let pidfd = match sys::pidfd_open_thread(notif.pid) {
+    // Invariant 4: the pid becomes a pidfd at once (or is the tid's kept one: `pidfds.rs`).
+    let pidfd = match CallerPidfd::for_call(&sandbox.pidfds, notif.pid) {
         Ok(fd) => fd,
         Err(e) => {
             tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
@@ -619,7 +633,8 @@ fn finish(call: &Call, outcome: Outcome) {
 
 /// The caller's executable, read after the reply so that the caller does not wait for it. The
 /// pid names the caller only while the caller lives: the pidfd is asked after the read, and a
-/// caller that died meanwhile is reported as `?`.
+/// caller that died meanwhile is reported as `?` (so is one whose kept pidfd named an exited
+/// thread and was not replaced during the call: never another program).
 fn program_of(call: &Call) -> String {
     let exe = std::fs::read_link(format!("/proc/{}/exe", call.notif.pid));
     match (exe, sys::pidfd_alive(call.pidfd.as_fd())) {

@@ -39,6 +39,7 @@ pub mod names;
 pub mod oci;
 pub mod operators;
 pub mod overlay;
+mod pidfds;
 pub mod reload;
 mod sandbox;
 mod send;

@@ -15,6 +15,7 @@ use crate::journal::Journal;
 use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::Operators;
+use crate::pidfds::PidfdCache;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
@@ -58,6 +59,8 @@ pub struct Sandbox {
     /// (`journal.rs`); `None` for a sandbox nobody can register again.
     pub(crate) journal: Option<Arc<Journal>>,
     decisions: AtomicU64,
+    /// Its callers' pidfds, by thread id.
+    pub(crate) pidfds: PidfdCache,
 }
 
 /// Where a sandbox's policy came from.
@@ -162,6 +165,7 @@ impl Sandbox {
             registered: Instant::now(),
             journal: None,
             decisions: AtomicU64::new(0),
+            pidfds: PidfdCache::default(),
         }
     }
 
