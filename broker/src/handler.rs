@@ -19,7 +19,7 @@ use netjail_protocol::control::{DecisionInfo, Event};
 
 use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::operators::{self, CallerRef};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, MAX_IN_FLIGHT};
 use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, limits, send};
 
@@ -387,10 +387,13 @@ fn run_blocking(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, call: 
     let Ok(permit) = runtime.block_on(sandbox.in_flight.clone().acquire_owned()) else {
         return;
     };
+    let in_use = MAX_IN_FLIGHT.saturating_sub(sandbox.in_flight.available_permits());
+    sandbox.operators.metrics().in_flight_started(in_use as u64);
     runtime.spawn_blocking(move || {
         let outcome = work(&call);
         finish(&call, outcome);
         drop(permit);
+        call.sandbox.operators.metrics().in_flight_ended();
     });
 }
 
