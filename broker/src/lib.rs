@@ -38,6 +38,7 @@ pub mod names;
 pub mod oci;
 pub mod operators;
 pub mod overlay;
+mod reaper;
 pub mod reload;
 mod sandbox;
 mod send;
@@ -163,6 +164,9 @@ impl Broker {
         hook: Option<Arc<dyn DecisionHook>>,
         runtime: Option<tokio::runtime::Handle>,
     ) -> Arc<Broker> {
+        // The process's reaper (one thread, one epoll fd) starts with its first broker, not
+        // with its first sandbox: a broker's fds and threads do not grow when one registers.
+        reaper::start();
         Arc::new(Broker {
             next_id: AtomicU64::new(1),
             sandboxes: Mutex::new(HashMap::new()),
@@ -326,7 +330,10 @@ impl Broker {
         self.operators
             .publish(Event::Registered(self.info(&sandbox)));
         let name = sandbox.name.clone();
+        let key = sandbox.reaper_key;
+        reaper::watch(&sandbox);
         handler::start(sandbox, runtime, move || {
+            reaper::forget(key);
             if let Some(broker) = broker.upgrade() {
                 broker
                     .sandboxes

@@ -14,6 +14,7 @@ use crate::embed::DecisionHook;
 use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::Operators;
+use crate::reaper::Performing;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
@@ -53,6 +54,10 @@ pub struct Sandbox {
     pub(crate) limits: SandboxLimits,
     /// When it registered.
     pub(crate) registered: Instant,
+    /// The connects the broker is performing for it, stopped when its last task exits.
+    pub(crate) performing: Performing,
+    /// Its key with the reaper, which watches its listener for the end of the sandbox.
+    pub(crate) reaper_key: u64,
     decisions: AtomicU64,
 }
 
@@ -156,6 +161,8 @@ impl Sandbox {
             stop,
             limits,
             registered: Instant::now(),
+            performing: Performing::default(),
+            reaper_key: crate::reaper::new_key(),
             decisions: AtomicU64::new(0),
         }
     }
