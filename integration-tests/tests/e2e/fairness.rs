@@ -366,7 +366,7 @@ fn s_inv7_a_flood_of_denied_connects_does_not_stop_another_sandbox() {
         "the broker kept fds after the flood"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while broker.status().1.len() > 0 && Instant::now() < deadline {
+    while !broker.status().1.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(broker.status().1.len(), 0, "sandboxes left registered");
