@@ -43,17 +43,22 @@ test: lint
 unit: deps
 	$(CARGO) test --workspace --lib
 
-# Four benches, each interleaving its variants in one run (the machine may be noisy):
+# Five benches, each interleaving its variants in one run (the machine may be noisy):
 # `nj-bench`, connect() latency native vs through the broker; `nj-bench cost`, the cost rule
 # (send and receive on connected sockets never reach the broker), native vs confined;
 # `nj-bench held`, one sandbox's connects idle vs while another has calls held for operators;
-# `nj-bench embedded`, connects through an embedded broker: policy, run-time rule, a hook.
-# Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`).
+# `nj-bench embedded`, connects through an embedded broker: policy, run-time rule, a hook;
+# `nj-bench flood` (issue 8), one sandbox's connects unloaded vs while another sandbox's 2,000
+# threads loop on connects the policy denies: the p99 ratio against its bound of 2x, PASS or
+# FAIL (reported; `--check` makes a FAIL exit 1), and the flood's denials per second.
+# Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`); for the
+# last: BENCH_FLOOD_ARGS="--iterations 10000 --rounds 10" (see `nj-bench flood --help`).
 bench: release
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- held
 	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- embedded
+	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- flood $(BENCH_FLOOD_ARGS)
 
 # Scale (issue 8): its own netjaild with 10,000 registered sandboxes (confined `sleep`s): the
 # broker's memory, threads and fds per sandbox, then the decision rate with 1, 16 and 256 busy

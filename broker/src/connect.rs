@@ -104,7 +104,10 @@ pub(crate) fn decide(call: &Call) -> Step {
             }
             let long = may_wait_long(sock.as_fd(), kind, &canonical);
             let finish = move |call: &Call, out: Outcome| {
+                // Listed while it runs: stopped if the whole sandbox exits meanwhile.
+                let listed = call.sandbox.performing.list(sock.as_fd());
                 let reply = perform(sock.as_fd(), &addr);
+                drop(listed);
                 limits::settle(slot, sock.as_fd(), kind, reply, true);
                 limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
                 out.decided(Some(decision), "", reply)

@@ -21,7 +21,7 @@ use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::journal::Kept;
 use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, MAX_IN_FLIGHT};
 use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, limits, send};
 
@@ -478,9 +478,12 @@ fn run_blocking(
             }
         }
     }
+    let in_use = MAX_IN_FLIGHT.saturating_sub(sandbox.in_flight.available_permits());
+    sandbox.operators.metrics().in_flight_started(in_use as u64);
     runtime.spawn_blocking(move || {
         let outcome = work(&call);
         finish(&call, outcome);
+        call.sandbox.operators.metrics().in_flight_ended();
         // The record goes before the permit: the next call to take one finds a free slot.
         drop(call);
         drop(permit);

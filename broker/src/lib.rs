@@ -40,6 +40,7 @@ pub mod oci;
 pub mod operators;
 pub mod overlay;
 mod pidfds;
+mod reaper;
 pub mod reload;
 mod sandbox;
 mod send;
@@ -174,6 +175,9 @@ impl Broker {
         hook: Option<Arc<dyn DecisionHook>>,
         runtime: Option<tokio::runtime::Handle>,
     ) -> Arc<Broker> {
+        // The process's reaper (one thread, one epoll fd) starts with its first broker, not
+        // with its first sandbox: a broker's fds and threads do not grow when one registers.
+        reaper::start();
         Arc::new(Broker {
             next_id: AtomicU64::new(1),
             sandboxes: Mutex::new(HashMap::new()),
@@ -409,7 +413,10 @@ impl Broker {
         self.operators
             .publish(Event::Registered(self.info(&sandbox)));
         let name = sandbox.name.clone();
+        let key = sandbox.reaper_key;
+        reaper::watch(&sandbox);
         handler::start(sandbox, runtime, replays, move || {
+            reaper::forget(key);
             if let Some(broker) = broker.upgrade() {
                 broker
                     .sandboxes
@@ -487,6 +494,9 @@ impl Broker {
             latency: ops.metrics().latency(),
             sandboxes: self.sandbox_count() as u64,
             pending: ops.pending_count() as u64,
+            in_flight: ops.metrics().in_flight().0,
+            in_flight_peak: ops.metrics().in_flight().1,
+            in_flight_limit: MAX_IN_FLIGHT as u64,
             operators: u64::from(ops.watching()),
             rules: u64::from(ops.rule_count()),
             uptime_seconds: ops.uptime().as_secs_f64(),

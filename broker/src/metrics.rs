@@ -49,6 +49,10 @@ pub struct Metrics {
     /// Per bucket, not cumulative (the last one is above every bound).
     buckets: [AtomicU64; BUCKETS],
     sum_us: AtomicU64,
+    /// Calls of every sandbox on the blocking pool now.
+    in_flight: AtomicU64,
+    /// The most calls one sandbox had on the blocking pool at once, since the start.
+    in_flight_peak: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -57,6 +61,8 @@ impl Default for Metrics {
             decisions: [const { [const { AtomicU64::new(0) }; VERDICTS.len()] }; OPS.len()],
             buckets: [const { AtomicU64::new(0) }; BUCKETS],
             sum_us: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            in_flight_peak: AtomicU64::new(0),
         }
     }
 }
@@ -79,6 +85,27 @@ impl Metrics {
         let b = LATENCY_BOUNDS_US.partition_point(|&bound| bound < latency_us);
         self.buckets[b].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(latency_us, Ordering::Relaxed);
+    }
+
+    /// A call went to the blocking pool; its sandbox has `of_sandbox` calls there now, this
+    /// one included.
+    pub fn in_flight_started(&self, of_sandbox: u64) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight_peak.fetch_max(of_sandbox, Ordering::Relaxed);
+    }
+
+    /// A call left the blocking pool.
+    pub fn in_flight_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Calls of every sandbox on the blocking pool now, and the most one sandbox had there at
+    /// once since the start.
+    pub fn in_flight(&self) -> (u64, u64) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.in_flight_peak.load(Ordering::Relaxed),
+        )
     }
 
     /// The decision counters now: `(op, verdict, count)` for every op and verdict.
@@ -133,6 +160,13 @@ pub struct Snapshot {
     pub sandboxes: u64,
     /// Calls held for operators now.
     pub pending: u64,
+    /// Calls of every sandbox on the blocking pool now (held calls included).
+    pub in_flight: u64,
+    /// The most calls one sandbox had on the blocking pool at once since the start.
+    pub in_flight_peak: u64,
+    /// How many calls one sandbox may have on the blocking pool at once
+    /// ([`crate::MAX_IN_FLIGHT`]).
+    pub in_flight_limit: u64,
     /// Operators watching now.
     pub operators: u64,
     /// Rules made by operators in force now.
@@ -242,6 +276,26 @@ pub fn render(s: &Snapshot) -> String {
         s.pending,
     );
     w.single(
+        "netjail_calls_in_flight",
+        "gauge",
+        "Calls of every sandbox being decided or performed on the broker's blocking pool now \
+         (held calls included; calls decided on a sandbox's receiver thread are not counted).",
+        s.in_flight,
+    );
+    w.single(
+        "netjail_sandbox_calls_in_flight_peak",
+        "gauge",
+        "The most calls one sandbox had on the blocking pool at once since the broker started.",
+        s.in_flight_peak,
+    );
+    w.single(
+        "netjail_sandbox_calls_in_flight_limit",
+        "gauge",
+        "How many calls one sandbox may have on the blocking pool at once; its further calls \
+         wait in the kernel.",
+        s.in_flight_limit,
+    );
+    w.single(
         "netjail_operators_watching",
         "gauge",
         "Operators watching now (held calls wait for their answer).",
@@ -347,7 +401,7 @@ mod tests {
             }
         }
         assert!(text.ends_with('\n'));
-        assert_eq!(typed.len(), 9, "{text}");
+        assert_eq!(typed.len(), 12, "{text}");
     }
 
     #[test]
@@ -495,6 +549,9 @@ mod tests {
             },
             sandboxes: u64::MAX,
             pending: u64::MAX,
+            in_flight: u64::MAX,
+            in_flight_peak: u64::MAX,
+            in_flight_limit: u64::MAX,
             operators: u64::MAX,
             rules: u64::MAX,
             uptime_seconds: 1e12,
@@ -504,6 +561,37 @@ mod tests {
             },
         });
         assert!(text.len() < 16 * 1024, "{}", text.len());
+    }
+
+    #[test]
+    fn in_flight_counts_now_and_keeps_the_peak_of_one_sandbox() {
+        let m = Metrics::default();
+        m.in_flight_started(1);
+        m.in_flight_started(3);
+        m.in_flight_started(2);
+        m.in_flight_ended();
+        assert_eq!(m.in_flight(), (2, 3));
+        m.in_flight_ended();
+        m.in_flight_ended();
+        let (now, peak) = m.in_flight();
+        let text = render(&Snapshot {
+            in_flight: now,
+            in_flight_peak: peak,
+            in_flight_limit: 64,
+            ..Snapshot::default()
+        });
+        assert_eq!(
+            sample_value(&text, "netjail_calls_in_flight").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            sample_value(&text, "netjail_sandbox_calls_in_flight_peak").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            sample_value(&text, "netjail_sandbox_calls_in_flight_limit").as_deref(),
+            Some("64")
+        );
     }
 
     #[test]

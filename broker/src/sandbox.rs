@@ -16,6 +16,7 @@ use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::Operators;
 use crate::pidfds::PidfdCache;
+use crate::reaper::Performing;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
@@ -58,6 +59,10 @@ pub struct Sandbox {
     /// Where its receiver records the calls it takes, for a broker started after this one
     /// (`journal.rs`); `None` for a sandbox nobody can register again.
     pub(crate) journal: Option<Arc<Journal>>,
+    /// The connects the broker is performing for it, stopped when its last task exits.
+    pub(crate) performing: Performing,
+    /// Its key with the reaper, which watches its listener for the end of the sandbox.
+    pub(crate) reaper_key: u64,
     decisions: AtomicU64,
     /// Its callers' pidfds, by thread id.
     pub(crate) pidfds: PidfdCache,
@@ -164,6 +169,8 @@ impl Sandbox {
             limits,
             registered: Instant::now(),
             journal: None,
+            performing: Performing::default(),
+            reaper_key: crate::reaper::new_key(),
             decisions: AtomicU64::new(0),
             pidfds: PidfdCache::default(),
         }

@@ -909,3 +909,50 @@ pub fn inherited_socket(fd: BorrowedFd<'_>) -> io::Result<InheritedSocket> {
         path,
     })
 }
+
+/// A new epoll instance (`EPOLL_CLOEXEC`).
+pub fn epoll_new() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with an integer argument.
+    let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to `epoll` for its hang-up only, once (`EPOLLONESHOT`): no readiness event is
+/// asked for, and `EPOLLHUP` is always reported. `key` comes back with the event. The entry
+/// goes away by itself when the last reference to `fd`'s file is closed.
+pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLONESHOT as u32,
+        u64: key,
+    };
+    // SAFETY: both fds are open for the call; `event` is a live local.
+    cvt(unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    })?;
+    Ok(())
+}
+
+/// Waits (no timeout) for events of `epoll`; returns their keys.
+pub fn epoll_wait_keys(epoll: BorrowedFd<'_>) -> io::Result<Vec<u64>> {
+    const MAX: usize = 64;
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+    // SAFETY: `events` has room for MAX events; the fd is open for the call.
+    let n =
+        cvt(unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), MAX as i32, -1) })?;
+    Ok(events[..n as usize].iter().map(|e| e.u64).collect())
+}
+
+/// `shutdown(fd, SHUT_RDWR)`: a connect waiting on this socket (TCP in `SYN_SENT`) stops
+/// and returns. `fd` is a number: the caller makes sure that it is still the socket it means
+/// (the reaper holds the lock its owner takes before closing it).
+pub fn shutdown_both(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) })?;
+    Ok(())
+}

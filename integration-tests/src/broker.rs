@@ -1,12 +1,13 @@
 //! The `netjaild` fixture: a broker child process with its audit log captured.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{netjaild_bin, spawn, sys, Running, TempDir};
+use crate::{netjail_bin, netjaild_bin, run, spawn, sys, Running, TempDir};
 
 /// The audit events' `target`.
 pub const AUDIT_TARGET: &str = "netjail::audit";
@@ -117,6 +118,47 @@ impl Broker {
         format!("{}{}", self.again.1, self.child.stderr_so_far())
     }
 
+    /// `netjail metrics --control CONTROL`, parsed with [`parse_metrics`]; panics unless it
+    /// succeeds.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let out = run(
+            Command::new(netjail_bin())
+                .arg("metrics")
+                .arg("--control")
+                .arg(self.control()),
+            Duration::from_secs(20),
+        );
+        out.assert_success();
+        parse_metrics(&out.stdout)
+    }
+
+    /// `netjail status --json --control CONTROL`: the broker's line (`"kind": "broker"`) and
+    /// one line per sandbox; panics unless it succeeds.
+    pub fn status(&self) -> (Value, Vec<Value>) {
+        let out = run(
+            Command::new(netjail_bin())
+                .args(["status", "--json", "--control"])
+                .arg(self.control()),
+            Duration::from_secs(20),
+        );
+        out.assert_success();
+        let lines: Vec<Value> = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let broker = lines
+            .iter()
+            .find(|v| v["kind"] == "broker")
+            .cloned()
+            .unwrap_or_else(|| panic!("no broker line: {}", out.describe()));
+        let sandboxes = lines
+            .into_iter()
+            .filter(|v| v["kind"] == "sandbox")
+            .collect();
+        (broker, sandboxes)
+    }
+
     /// The audit (decision) events logged so far, as JSON objects with the event's fields at
     /// top level (fields nested under `"fields"` by the JSON formatter are lifted up).
     pub fn audit_events(&self) -> Vec<Value> {
@@ -179,4 +221,70 @@ fn launch(argv: &[std::ffi::OsString], socket: &Path) -> Running {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The samples of a Prometheus text exposition, by `name{labels}`; panics on a line that is
+/// neither a comment (`# HELP`, `# TYPE`) nor `name{labels} value`.
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    let mut typed = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split(' ');
+            let name = words.next().expect("a name");
+            let kind = words.next().expect("a type");
+            assert!(
+                ["counter", "gauge", "histogram"].contains(&kind),
+                "bad type: {line}"
+            );
+            typed.push(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP netjail_") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not `name value`: {line:?}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            name.starts_with("netjail_")
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line:?}"
+        );
+        assert!(
+            typed.iter().any(|t| name.starts_with(t.as_str())),
+            "{name} has no # TYPE before it"
+        );
+        if name_end < series.len() {
+            let labels = series[name_end..]
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels: {line:?}"));
+            for pair in labels.split(',') {
+                let (key, quoted) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad label: {line:?}"));
+                assert!(
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "bad label name: {line:?}"
+                );
+                assert!(
+                    quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
+                    "unquoted label value: {line:?}"
+                );
+            }
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line:?}"));
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "a series twice: {line:?}"
+        );
+    }
+    samples
 }

@@ -45,11 +45,12 @@ use serde_json::Value;
 mod broker;
 mod canary;
 pub mod dns;
+pub mod garbage;
 pub mod probe;
 pub mod sys;
 pub mod tmux;
 
-pub use broker::Broker;
+pub use broker::{parse_metrics, Broker};
 pub use canary::Canary;
 
 /// The time bound of one confined or unconfined command unless a test says otherwise.
@@ -156,6 +157,38 @@ pub fn python3() -> Option<PathBuf> {
 /// The number of open fds of process `pid` (0 when it cannot be read).
 pub fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The number of threads of process `pid` (entries of `/proc/PID/task`; 0 when it cannot be
+/// read).
+pub fn thread_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count)
+}
+
+/// A size field of `/proc/PID/status` in KiB (`"VmRSS"`, `"VmHWM"`...); 0 when it cannot be
+/// read.
+pub fn status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `pid` has at most `baseline` threads, for `timeout` at most; returns the count
+/// then.
+pub fn threads_back_to(pid: i32, baseline: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = thread_count(pid);
+        if now <= baseline || Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The fd count of `pid` once it has held still for 300 ms (waiting at most 5 s): a baseline

@@ -725,3 +725,40 @@ pub fn peer_groups(fd: &impl AsRawFd) -> Result<Vec<u32>, Errno> {
     v.sort_unstable();
     Ok(v)
 }
+
+/// `sendmsg` of `buf` with `control` as the ancillary data, byte for byte (copied to an
+/// 8-aligned buffer), `MSG_NOSIGNAL | flags`: lets a test send control messages the kernel
+/// may refuse (a `cmsg_len` longer than the buffer) or the receiver may not expect.
+pub fn send_with_control(
+    fd: &impl AsRawFd,
+    buf: &[u8],
+    control: &[u8],
+    flags: libc::c_int,
+) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    let mut aligned = vec![0u64; control.len().div_ceil(8).max(1)];
+    // SAFETY: `aligned` has room for at least `control.len()` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            control.as_ptr(),
+            aligned.as_mut_ptr().cast::<u8>(),
+            control.len(),
+        );
+    }
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !control.is_empty() {
+        msg.msg_control = aligned.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: msg and everything it points to (iov, buf, aligned) outlive the call.
+    let n = check(
+        unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | flags) } as libc::c_long,
+    )?;
+    Ok(n as usize)
+}

@@ -228,7 +228,7 @@ pub(super) struct Process {
 }
 
 impl Process {
-    fn spawn(what: &'static str, cmd: &mut Command) -> Result<Process, String> {
+    pub(super) fn spawn(what: &'static str, cmd: &mut Command) -> Result<Process, String> {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {what} ({:?}): {e}", cmd.get_program()))?;

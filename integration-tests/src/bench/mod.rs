@@ -21,6 +21,8 @@
 //! operator (issue 5); see [`held`].
 //! `nj-bench embedded`: a broker embedded in the bench process, its run-time rules and its
 //! decision hook (issue 6); see [`embedded`].
+//! `nj-bench flood`: allowed connects in one sandbox while another floods denied connects
+//! from thousands of threads (issue 8); see [`flood`].
 //! `nj-bench scale`: 10,000 sandboxes on one broker, its memory per sandbox and its decision
 //! rate with 1, 16 and 256 busy sandboxes (issue 8); see [`scale`].
 
@@ -30,6 +32,7 @@ mod child;
 mod cost;
 mod cost_child;
 mod embedded;
+mod flood;
 mod held;
 mod scale;
 mod stats;
@@ -52,6 +55,7 @@ usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
        nj-bench held [--help | OPTIONS]   (calls held for an operator vs another sandbox)
        nj-bench embedded [--help | OPTIONS]   (an embedded broker: run-time rules, a hook)
        nj-bench scale [--help | OPTIONS]   (10,000 sandboxes: memory per sandbox, decision rate)
+       nj-bench flood [--help | OPTIONS]   (another sandbox flooding denied connects)
 
 Measures, interleaved in R rounds within one run, the latency of a loopback TCP connect():
 native, through the netjail broker (allowed and denied), and the bare seccomp-notify round trip.
@@ -74,6 +78,8 @@ pub fn main(args: &[String]) -> i32 {
         held::main(&args[1..])
     } else if args.first().map(String::as_str) == Some("embedded") {
         embedded::main(&args[1..])
+    } else if args.first().map(String::as_str) == Some("flood") {
+        flood::main(&args[1..])
     } else if args.first().map(String::as_str) == Some("scale") {
         scale::main(&args[1..])
     } else {
@@ -96,7 +102,8 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 /// `--child connect PORT COUNT [WARMUP [gate]]`, `--child floor COUNT [WARMUP]`,
-/// `--child hold PORT N [LIMIT]` (see [`held::hold_child`]) and
+/// `--child hold PORT N [LIMIT]` (see [`held::hold_child`]), `--child flood PORT T [LIMIT]`
+/// (see [`flood::flood_child`]) and
 /// `--child cost MODE key=value...` (see [`cost_child`]).
 fn child_main(args: &[String]) -> Result<bool, String> {
     let num = |i: usize, what: &str| -> Result<usize, String> {
@@ -119,6 +126,11 @@ fn child_main(args: &[String]) -> Result<bool, String> {
             let limit = if args.len() > 3 { num(3, "LIMIT")? } else { 600 };
             held::hold_child(port, num(2, "N")?, u32::try_from(limit).unwrap_or(u32::MAX))?;
         }
+        Some("flood") => {
+            let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
+            let limit = if args.len() > 3 { num(3, "LIMIT")? } else { 600 };
+            flood::flood_child(port, num(2, "T")?, u32::try_from(limit).unwrap_or(u32::MAX))?;
+        }
         Some("floor") => {
             let count = num(1, "COUNT")?;
             let warmup = if args.len() > 2 { num(2, "WARMUP")? } else { 0 };
@@ -128,7 +140,7 @@ fn child_main(args: &[String]) -> Result<bool, String> {
         }
         _ => {
             return Err(
-                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]` or `cost MODE ...`"
+                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]`, `flood PORT T [LIMIT]` or `cost MODE ...`"
                     .into(),
             )
         }

@@ -7,6 +7,8 @@
 //! calls, native vs confined, with no broker round trip on the measured path.
 //! `nj-bench held` measures one sandbox's allowed connects through a `netjaild` idle and while
 //! another sandbox has calls held for an operator.
+//! `nj-bench flood` measures one sandbox's allowed connects unloaded and while another sandbox
+//! floods denied connects from thousands of threads.
 //! `nj-bench embedded` measures connects through a broker embedded in the bench process
 //! (`Broker::builder()`): allowed by the policy (the fast path), by a run-time rule, and with a
 //! decision hook (every call on the blocking pool).
@@ -17,6 +19,7 @@
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- cost [--pairs N]
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- held [--help]
 //! cargo run --release -p netjail-integration-tests --bin nj-bench -- embedded [--help]
+//! cargo run --release -p netjail-integration-tests --bin nj-bench -- flood [--help]
 //! ```
 
 #[path = "../bench/mod.rs"]

@@ -41,6 +41,7 @@ mod credentials;
 mod datagram;
 mod deputy;
 mod embedding;
+mod fairness;
 mod garbage;
 mod global;
 mod hardening;

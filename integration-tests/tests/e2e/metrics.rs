@@ -7,88 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netjail_integration_tests::{
-    confined_with_broker_cmd, netjail_bin, policy_file, run, spawn, Broker, Canary,
+    confined_with_broker_cmd, netjail_bin, parse_metrics, policy_file, run, spawn, Broker, Canary,
 };
 
 use crate::{assert_eperm, assert_ok, probe};
-
-/// The samples of a Prometheus text exposition, by `name{labels}`; panics on a line that is
-/// neither a comment (`# HELP`, `# TYPE`) nor `name{labels} value`.
-fn parse(text: &str) -> BTreeMap<String, f64> {
-    let mut samples = BTreeMap::new();
-    let mut typed = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut words = rest.split(' ');
-            let name = words.next().expect("a name");
-            let kind = words.next().expect("a type");
-            assert!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "bad type: {line}"
-            );
-            typed.push(name.to_string());
-            continue;
-        }
-        if line.starts_with("# HELP netjail_") {
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not `name value`: {line:?}"));
-        let name_end = series.find('{').unwrap_or(series.len());
-        let name = &series[..name_end];
-        assert!(
-            name.starts_with("netjail_")
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name: {line:?}"
-        );
-        assert!(
-            typed.iter().any(|t| name.starts_with(t.as_str())),
-            "{name} has no # TYPE before it"
-        );
-        if name_end < series.len() {
-            let labels = series[name_end..]
-                .strip_prefix('{')
-                .and_then(|l| l.strip_suffix('}'))
-                .unwrap_or_else(|| panic!("bad labels: {line:?}"));
-            for pair in labels.split(',') {
-                let (key, quoted) = pair
-                    .split_once('=')
-                    .unwrap_or_else(|| panic!("bad label: {line:?}"));
-                assert!(
-                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                    "bad label name: {line:?}"
-                );
-                assert!(
-                    quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
-                    "unquoted label value: {line:?}"
-                );
-            }
-        }
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value: {line:?}"));
-        assert!(
-            samples.insert(series.to_string(), value).is_none(),
-            "a series twice: {line:?}"
-        );
-    }
-    samples
-}
-
-fn metrics(broker: &Broker) -> BTreeMap<String, f64> {
-    let out = run(
-        Command::new(netjail_bin())
-            .arg("metrics")
-            .arg("--control")
-            .arg(broker.control()),
-        Duration::from_secs(20),
-    );
-    out.assert_success();
-    parse(&out.stdout)
-}
 
 /// Reads the metrics until `ready` holds (the broker counts a decision just after it
 /// replies, so the caller may exit a moment before its call is counted), at most 10 s.
@@ -98,7 +20,7 @@ fn metrics_when(
 ) -> BTreeMap<String, f64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = metrics(broker);
+        let m = broker.metrics();
         if ready(&m) {
             return m;
         }
@@ -126,7 +48,7 @@ fn metrics_count_decisions_by_op_and_verdict() {
     ));
     let broker = Broker::start();
 
-    let fresh = metrics(&broker);
+    let fresh = broker.metrics();
     assert_eq!(fresh[COUNT], 0.0);
     assert_eq!(fresh["netjail_sandboxes"], 0.0);
     assert_eq!(fresh["netjail_pending_calls"], 0.0);
@@ -348,7 +270,7 @@ fn metrics_are_served_over_loopback_http() {
         head.contains(&format!("\r\nContent-Length: {}", body.len())),
         "{head}"
     );
-    let m = parse(body);
+    let m = parse_metrics(body);
     assert_eq!(m[&decisions("connect", "allow")], 1.0, "{body}");
     assert_eq!(m[COUNT], 1.0);
 

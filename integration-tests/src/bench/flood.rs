@@ -1,0 +1,557 @@
+//! `nj-bench flood`: a sandbox flooding denied connects from thousands of threads does not
+//! raise another sandbox's allowed-connect p99 beyond 2x its unloaded value (issue 8,
+//! invariant 7).
+//!
+//! The bench starts its own `netjaild` (sockets, overlay and log in a fresh directory under
+//! `/tmp`, nobody watching). Two loopback listeners: ALLOWED, which the policy allows, and
+//! DENIED, which it does not. Each round measures, in rotating order, a fresh
+//! `netjail run --broker SOCK --no-embedded -- nj-bench --child connect ALLOWED ...` (the
+//! blocking connect of the first bench):
+//!
+//! - `unloaded`: nothing else runs on the broker;
+//! - `flooded`: while a second sandbox, `nj-bench --child flood DENIED T` under the same policy,
+//!   has T threads (default 2000) each calling `connect()` to DENIED in a loop (a fresh socket
+//!   each time; every call `EPERM`). The bench starts it, waits until the broker's
+//!   `netjail_decisions_total{op="connect",verdict="deny"}` climbs (read with
+//!   `netjail metrics`), measures, reads the counter again (the flood's denial rate during the
+//!   measurement), then ends the flooder (`SIGTERM`) and waits until it is unregistered.
+//!
+//! It prints both variants' figures, the p99 ratio flooded/unloaded and PASS or FAIL against
+//! the 2x bound, then one JSON line. Errors of correctness (a measured connect that failed,
+//! a connection that reached DENIED, a flood that was not refused) always make it exit 1; a
+//! FAIL of the bound does only with `--check`, since the machine may be noisy.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::args;
+use super::held::{start_broker, Process, TempDir};
+use super::stats::{self, us, Summary};
+use super::{all_succeeded, run_bounded, sys, timeout_for, Canary, Machine};
+
+const USAGE: &str = "\
+usage: nj-bench flood [--iterations N] [--rounds R] [--warmup W] [--threads T] [--bound B]
+                      [--check] [--netjail PATH] [--netjaild PATH]
+
+Fairness under a flood: the latency of a loopback TCP connect() allowed by the broker (its own
+netjaild), measured interleaved in R rounds unloaded and while another sandbox's T threads
+each loop on connect() to a port the policy denies (EPERM).
+
+  --iterations N   timed calls per variant, spread over the rounds (default 2000)
+  --rounds R       rounds; each round runs both variants once, in rotating order (default 5)
+  --warmup W       untimed calls at the start of each measured child (default 20)
+  --threads T      threads of the flooding sandbox (default 2000)
+  --bound B        the bound on p99 flooded / p99 unloaded (default 2.0)
+  --check          exit 1 when the bound fails (by default only errors of correctness do)
+  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
+  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
+";
+
+/// How long the bench waits for the broker's state to change.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The counter the flood climbs.
+const DENIED_CONNECTS: &str = "netjail_decisions_total{op=\"connect\",verdict=\"deny\"}";
+
+/// Entry point of `nj-bench flood`.
+pub fn main(args: &[String]) -> Result<bool, String> {
+    match parse_options(args)? {
+        Some(options) => run(&options),
+        None => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+    }
+}
+
+/// `--child flood PORT T [LIMIT_SECS]`: T threads (64 KiB stacks) each loop on a blocking
+/// `connect()` of a fresh TCP socket to `127.0.0.1:PORT` until the process is ended by a
+/// signal; `alarm(LIMIT_SECS)` (default 600) bounds it. Prints `{"mode":"flood","threads":T}`
+/// once every thread runs.
+pub fn flood_child(port: u16, threads: usize, limit_secs: u32) -> Result<(), String> {
+    sys::alarm(limit_secs);
+    let sin = sys::loopback4(port);
+    for i in 0..threads {
+        std::thread::Builder::new()
+            .name(format!("flood-{i}"))
+            .stack_size(64 * 1024)
+            .spawn(move || loop {
+                match sys::tcp4_socket() {
+                    Ok(fd) => {
+                        let _ = sys::connect4(&fd, &sin);
+                    }
+                    // Out of fds or memory for a moment: try again.
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            })
+            .map_err(|e| format!("thread {i}: {e}"))?;
+    }
+    let line = serde_json::json!({ "mode": "flood", "threads": threads });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("stdout: {e}"))?;
+    drop(out);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+struct Options {
+    counts: args::Counts,
+    threads: usize,
+    bound: f64,
+    check: bool,
+    netjail: PathBuf,
+    netjaild: PathBuf,
+}
+
+fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
+    let mut counts = args::Counts::default();
+    let mut threads = 2000;
+    let mut bound: f64 = 2.0;
+    let mut check = false;
+    let mut netjail = None;
+    let mut netjaild = None;
+    let mut opts = args::Args::new(args);
+    while let Some(name) = opts.next_name() {
+        if counts.take(&name, &mut opts)? {
+            continue;
+        }
+        match name.as_str() {
+            "--threads" => threads = opts.number()?,
+            "--bound" => {
+                let v = opts.value()?;
+                bound = v.parse().map_err(|e| format!("--bound {v}: {e}"))?;
+            }
+            "--check" => check = true,
+            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
+            "--netjaild" => netjaild = Some(PathBuf::from(opts.value()?)),
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    counts.check()?;
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    if bound.is_nan() || bound <= 0.0 {
+        return Err("--bound must be positive".into());
+    }
+    Ok(Some(Options {
+        counts,
+        threads,
+        bound,
+        check,
+        netjail: super::sibling_binary(netjail, "netjail")?,
+        netjaild: super::sibling_binary(netjaild, "netjaild")?,
+    }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Unloaded,
+    Flooded,
+}
+
+impl Variant {
+    const ALL: [Variant; 2] = [Variant::Unloaded, Variant::Flooded];
+
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Unloaded => "unloaded",
+            Variant::Flooded => "flooded",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the broker said around one flooded measurement.
+struct FloodCheck {
+    /// Denials per second during the measurement.
+    rate: f64,
+    /// Denials during the measurement.
+    denials: u64,
+    /// From starting the flooder to its denials climbing.
+    settle_ms: f64,
+}
+
+struct Bench<'a> {
+    o: &'a Options,
+    exe: PathBuf,
+    socket: PathBuf,
+    control: PathBuf,
+    policy: PathBuf,
+    allowed: Canary,
+    denied: Canary,
+}
+
+impl Bench<'_> {
+    fn confined(&self, name: &str, child_args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.o.netjail);
+        cmd.arg("run")
+            .arg("--broker")
+            .arg(&self.socket)
+            .arg("--no-embedded")
+            .arg("--policy")
+            .arg(&self.policy)
+            .arg("--name")
+            .arg(name)
+            .arg("--")
+            .arg(&self.exe)
+            .arg("--child")
+            .args(child_args)
+            .env("NETJAIL_LOG", "off");
+        cmd
+    }
+
+    /// A sample of `netjail metrics`, by its series name.
+    fn metric(&self, series: &str) -> Result<f64, String> {
+        let mut cmd = Command::new(&self.o.netjail);
+        cmd.args(["metrics", "--control"]).arg(&self.control);
+        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(20), false)
+            .map_err(|e| format!("netjail metrics: {e}"))?;
+        if !status.success() {
+            return Err(format!("netjail metrics: {status}: {}", stderr.trim()));
+        }
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .ok_or_else(|| format!("netjail metrics: no {series}"))
+    }
+
+    /// Sandboxes registered now (`netjail status --json`).
+    fn sandboxes(&self) -> Result<usize, String> {
+        let mut cmd = Command::new(&self.o.netjail);
+        cmd.args(["status", "--json", "--control"])
+            .arg(&self.control);
+        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(20), false)
+            .map_err(|e| format!("netjail status: {e}"))?;
+        if !status.success() {
+            return Err(format!("netjail status: {status}: {}", stderr.trim()));
+        }
+        Ok(stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "sandbox")
+            .count())
+    }
+
+    fn wait_no_sandbox(&self) -> Result<(), String> {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let n = self.sandboxes()?;
+            if n == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{n} sandboxes still registered"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn measure(&self, variant: Variant, count: usize) -> Result<Vec<u64>, String> {
+        let args = vec![
+            "connect".to_owned(),
+            self.allowed.port.to_string(),
+            count.to_string(),
+            self.o.counts.warmup.to_string(),
+        ];
+        let mut cmd = self.confined("nj-bench-measured", &args);
+        let outcome = run_bounded(&mut cmd, timeout_for(count + self.o.counts.warmup), true)
+            .map_err(|e| format!("{}: {e}", variant.key()))?;
+        all_succeeded(variant.key(), outcome, count)
+    }
+
+    /// The flooded variant of one round.
+    fn measure_flooded(&self, count: usize) -> Result<(Vec<u64>, FloodCheck), String> {
+        let limit = timeout_for(count + self.o.counts.warmup) + SETTLE_LIMIT * 3;
+        let args = vec![
+            "flood".to_owned(),
+            self.denied.port.to_string(),
+            self.o.threads.to_string(),
+            limit.as_secs().to_string(),
+        ];
+        let mut cmd = self.confined("nj-bench-flooder", &args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let started = Instant::now();
+        let mut flooder = Process::spawn("the flooder", &mut cmd)?;
+        let outcome = (|| {
+            // Flooding: every thread runs (its line), and the denials climb by at least 1,000
+            // within 200 ms.
+            let deadline = Instant::now() + SETTLE_LIMIT;
+            let mut last = self.metric(DENIED_CONNECTS)?;
+            let first = last;
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                flooder.check_alive()?;
+                let now = self.metric(DENIED_CONNECTS)?;
+                if now - last >= 1000.0 {
+                    break;
+                }
+                last = now;
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "the flood's denials do not climb ({first} then {now} after {:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            let settle_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let d0 = self.metric(DENIED_CONNECTS)?;
+            let t0 = Instant::now();
+            let lat = self.measure(Variant::Flooded, count)?;
+            let secs = t0.elapsed().as_secs_f64();
+            let d1 = self.metric(DENIED_CONNECTS)?;
+            flooder.check_alive()?;
+            let denials = (d1 - d0).max(0.0);
+            Ok((
+                lat,
+                FloodCheck {
+                    rate: denials / secs,
+                    denials: denials as u64,
+                    settle_ms,
+                },
+            ))
+        })();
+        flooder.stop();
+        let r = outcome?;
+        self.wait_no_sandbox()?;
+        Ok(r)
+    }
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let dir = TempDir::new("flood")?;
+    let allowed = Canary::start()?;
+    let denied = Canary::start()?;
+    let policy = dir.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name = \"bench-flood\"\ndefault = \"deny\"\n\n\
+             [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+            allowed.port
+        ),
+    )
+    .map_err(|e| format!("write {}: {e}", policy.display()))?;
+    let (mut broker, socket, control) = start_broker(&o.netjail, &o.netjaild, &dir.0)?;
+    let bench = Bench {
+        o,
+        exe,
+        socket,
+        control,
+        policy,
+        allowed,
+        denied,
+    };
+
+    let per_round = o.counts.plan();
+    println!("nj-bench flood: allowed connect() latency in one sandbox while another floods denied connects");
+    println!("kernel   {}", machine.kernel);
+    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
+    println!("date     {}", machine.date);
+    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    println!("netjail  {}", o.netjail.display());
+    println!(
+        "broker   {} (its own, in {}, nobody watching)",
+        o.netjaild.display(),
+        dir.0.display()
+    );
+    println!(
+        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
+        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
+    );
+    println!(
+        "         flooded: a second sandbox's {} threads loop on connect() to the denied port (EPERM)",
+        o.threads
+    );
+    println!(
+        "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
+        bench.allowed.port, bench.denied.port
+    );
+
+    let started = Instant::now();
+    let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut checks: Vec<FloodCheck> = Vec::new();
+    for (round, &count) in per_round.iter().enumerate() {
+        for variant in super::rotation(&Variant::ALL, round) {
+            broker.check_alive()?;
+            let lat = match variant {
+                Variant::Unloaded => {
+                    let n = bench.sandboxes()?;
+                    if n != 0 {
+                        return Err(format!(
+                            "round {}: {n} sandboxes before unloaded",
+                            round + 1
+                        ));
+                    }
+                    bench.measure(variant, count)?
+                }
+                Variant::Flooded => {
+                    let (lat, check) = bench
+                        .measure_flooded(count)
+                        .map_err(|e| format!("round {}, flooded: {e}", round + 1))?;
+                    checks.push(check);
+                    lat
+                }
+            };
+            samples[variant.index()].push(lat);
+        }
+        eprintln!(
+            "round {}/{} done ({:.1} s)",
+            round + 1,
+            o.counts.rounds,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let allowed_decisions = bench
+        .metric("netjail_decisions_total{op=\"connect\",verdict=\"allow\"}")
+        .unwrap_or(f64::NAN);
+    let peak = bench
+        .metric("netjail_sandbox_calls_in_flight_peak")
+        .unwrap_or(f64::NAN);
+    broker.stop();
+
+    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+    let (unloaded, flooded) = (
+        &summaries[Variant::Unloaded.index()],
+        &summaries[Variant::Flooded.index()],
+    );
+    println!();
+    println!("{}", Summary::table_header(24));
+    println!("{}", unloaded.table_row("unloaded", 24));
+    println!(
+        "{}",
+        flooded.table_row(&format!("flooded ({} threads)", o.threads), 24)
+    );
+    let ratio = |a: u64, b: u64| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
+    let r_med = ratio(flooded.median_ns, unloaded.median_ns);
+    let r_p99 = ratio(flooded.p99_ns, unloaded.p99_ns);
+    let pass = r_p99 <= o.bound;
+    let rates: Vec<f64> = checks.iter().map(|c| c.rate).collect();
+    let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    println!();
+    println!("flooded / unloaded               median {r_med:.2}x   p99 {r_p99:.2}x");
+    println!(
+        "bound                            p99 flooded <= {:.1} x p99 unloaded: {} ({:.1} µs vs {:.1} µs allowed)",
+        o.bound,
+        if pass { "PASS" } else { "FAIL" },
+        us(flooded.p99_ns),
+        o.bound * us(unloaded.p99_ns)
+    );
+    println!(
+        "flood                            denials per second during each measurement: {} (mean {mean_rate:.0}); {} denials in all",
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        checks.iter().map(|c| c.denials).sum::<u64>()
+    );
+    println!(
+        "                                 flooding within {} ms of the flooder's start",
+        checks
+            .iter()
+            .map(|c| format!("{:.0}", c.settle_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("in flight                        peak of one sandbox on the blocking pool: {peak}");
+    for (v, s) in [("unloaded", unloaded), ("flooded", flooded)] {
+        let (lo, hi) = (
+            s.round_medians_ns.iter().copied().min().unwrap_or(0),
+            s.round_medians_ns.iter().copied().max().unwrap_or(0),
+        );
+        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
+            println!(
+                "note     {v}: round medians spread {:.1}..{:.1} µs (a noisy run); compare figures within one run",
+                us(lo),
+                us(hi)
+            );
+        }
+    }
+    let expected =
+        2 * (o.counts.iterations as u64 + o.counts.rounds as u64 * o.counts.warmup as u64);
+    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
+    let leaked = bench.denied.accepted();
+    println!(
+        "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0); broker counted {allowed_decisions} allowed connects"
+    );
+    let end_load = super::print_end_load(started);
+
+    let json = serde_json::json!({
+        "bench": "nj-bench flood",
+        "kernel": machine.kernel,
+        "cpus": machine.cpus,
+        "cpu_model": machine.cpu_model,
+        "date": machine.date,
+        "loadavg_start": machine.loadavg,
+        "loadavg_end": end_load,
+        "iterations": o.counts.iterations,
+        "rounds": o.counts.rounds,
+        "warmup": o.counts.warmup,
+        "threads": o.threads,
+        "netjail": o.netjail.display().to_string(),
+        "netjaild": o.netjaild.display().to_string(),
+        "variants": {
+            "unloaded": unloaded.to_json(),
+            "flooded": flooded.to_json(),
+        },
+        "ratios": {
+            "flooded_over_unloaded_median": r_med,
+            "flooded_over_unloaded_p99": r_p99,
+        },
+        "bound": { "p99_ratio": o.bound, "pass": pass },
+        "flood": {
+            "denials_per_second": rates,
+            "denials": checks.iter().map(|c| c.denials).sum::<u64>(),
+            "settle_ms": checks.iter().map(|c| c.settle_ms).collect::<Vec<_>>(),
+        },
+        "in_flight_peak": peak,
+        "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "denied_accepted": leaked },
+    });
+    println!("{json}");
+
+    let mut ok = true;
+    if leaked != 0 {
+        eprintln!("nj-bench flood: error: {leaked} connection(s) reached the denied port");
+        ok = false;
+    }
+    if checks.iter().any(|c| c.denials == 0) {
+        eprintln!("nj-bench flood: error: a flooded measurement saw no denial");
+        ok = false;
+    }
+    if !pass {
+        eprintln!(
+            "nj-bench flood: {}: p99 flooded / unloaded {r_p99:.2}x > {:.1}x",
+            if o.check { "error" } else { "warning" },
+            o.bound
+        );
+        if o.check {
+            ok = false;
+        }
+    }
+    if seen != expected {
+        eprintln!(
+            "nj-bench flood: warning: the allowed listener accepted {seen}, expected {expected}"
+        );
+    }
+    Ok(ok)
+}
