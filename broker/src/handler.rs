@@ -265,10 +265,20 @@ pub(crate) fn start(
 /// fails (false; a stopping broker leaves the journal for its successor).
 fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) -> bool {
     let listener = sandbox.listener.as_fd();
+    let mut pace = Pace::new();
     loop {
         // NOTIF_RECV blocks whatever O_NONBLOCK says: wait in poll, which also reports the
-        // end of the sandbox.
-        let state = match sys::poll_wait(listener, sandbox.stop.as_fd()) {
+        // end of the sandbox; unless a call is known to be waiting already (`Pace`).
+        let polled = if pace.skip_poll() {
+            Ok(sys::PollState {
+                readable: true,
+                hangup: false,
+                stopped: false,
+            })
+        } else {
+            sys::poll_wait(listener, sandbox.stop.as_fd())
+        };
+        let state = match polled {
             Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -288,16 +298,21 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) -> bool {
                 None => sys::notif_recv(listener),
             };
             match received {
-                Ok(notif) => dispatch(sandbox, runtime, notif),
+                Ok(notif) => {
+                    let check = pace.check_now();
+                    let more = dispatch(sandbox, runtime, notif, check);
+                    pace.after(check, more, sandbox);
+                }
                 // The caller was killed between poll and receive; with the hang-up also
                 // reported, nobody is left to call again (a container's tasks all exited):
                 // retire instead of polling a listener that stays readable-looking.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    pace.unknown();
                     if state.hangup {
                         return true;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => pace.unknown(),
                 Err(e) => {
                     tracing::error!(sandbox = %sandbox.id, error = %e, "receive failed");
                     return false;
@@ -306,6 +321,111 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) -> bool {
         } else if state.hangup {
             return true;
         }
+    }
+}
+
+/// How a receiver keeps up with a deep queue: one sandbox with thousands of threads calling
+/// at once (invariant 7).
+///
+/// The kernel's `poll` of a listener walks its pending notifications until it has seen one not
+/// yet received and one received and not answered; with none of the latter (the receiver
+/// answered the last one inline), it walks the whole queue, under the lock the sandbox's
+/// callers need to queue more. So every eighth call, and every call while a queue is seen,
+/// the receiver asks `poll` with no timeout *before* answering the call in hand, which stops
+/// at the second entry; when another call waits, the next `NOTIF_RECV` cannot block (the
+/// kernel counts one per notification queued), and the blocking `poll` is skipped, but for one
+/// in [`Pace::FULL_POLL_EVERY`], which also sees the broker stopping.
+///
+/// A receiver that keeps finding a queue ([`Pace::YIELD_AFTER`] calls in a row) lowers its
+/// own thread's priority to nice [`Pace::YIELD_NICE`] until the queue is gone: the CPUs go
+/// to the other sandboxes' receivers first, and the flooding sandbox's calls wait in the
+/// kernel, its threads blocked. Only a broker that may raise it again (root, `CAP_SYS_NICE`)
+/// does so.
+struct Pace {
+    calls: u64,
+    /// A call was seen waiting after the last one was received.
+    more: bool,
+    /// Calls in a row that found another waiting.
+    queued_run: u32,
+    /// Blocking polls skipped since the last one.
+    skipped: u32,
+    yielded: bool,
+    may_yield: bool,
+}
+
+impl Pace {
+    /// Without a queue seen, one call in this many checks for one.
+    const CHECK_EVERY: u64 = 8;
+    /// Calls in a row that found a queue before the receiver yields.
+    const YIELD_AFTER: u32 = 32;
+    /// The nice value of a receiver that yields.
+    const YIELD_NICE: i32 = 19;
+    /// With a queue, one blocking `poll` in this many (it sees the broker stopping).
+    const FULL_POLL_EVERY: u32 = 64;
+
+    fn new() -> Pace {
+        Pace {
+            calls: 0,
+            more: false,
+            queued_run: 0,
+            skipped: 0,
+            yielded: false,
+            may_yield: sys::geteuid() == 0,
+        }
+    }
+
+    fn skip_poll(&mut self) -> bool {
+        if self.more && self.skipped < Pace::FULL_POLL_EVERY {
+            self.skipped += 1;
+            true
+        } else {
+            self.skipped = 0;
+            false
+        }
+    }
+
+    /// Whether the call just received should look for another waiting.
+    fn check_now(&mut self) -> bool {
+        self.calls += 1;
+        self.more || self.calls.is_multiple_of(Pace::CHECK_EVERY)
+    }
+
+    /// After a call: whether it looked (`checked`) and found another waiting (`more`).
+    fn after(&mut self, checked: bool, more: bool, sandbox: &Sandbox) {
+        if !checked {
+            self.more = false;
+            return;
+        }
+        self.more = more;
+        if more {
+            self.queued_run = self.queued_run.saturating_add(1);
+            if !self.yielded && self.may_yield && self.queued_run >= Pace::YIELD_AFTER {
+                match sys::set_thread_nice(Pace::YIELD_NICE) {
+                    Ok(()) => {
+                        self.yielded = true;
+                        tracing::debug!(sandbox = %sandbox.id, "calls queue up: the receiver yields the CPU to other sandboxes");
+                    }
+                    Err(e) => {
+                        self.may_yield = false;
+                        tracing::debug!(sandbox = %sandbox.id, error = %e, "cannot lower the receiver's priority");
+                    }
+                }
+            }
+        } else {
+            self.queued_run = 0;
+            if self.yielded {
+                self.yielded = false;
+                if let Err(e) = sys::set_thread_nice(0) {
+                    self.may_yield = false;
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot restore the receiver's priority");
+                }
+            }
+        }
+    }
+
+    /// A receive that gave no call: nothing is known about the queue.
+    fn unknown(&mut self) {
+        self.more = false;
     }
 }
 
@@ -343,7 +463,14 @@ fn replay(
     run_blocking(sandbox, runtime, call, work);
 }
 
-fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: RawNotification) {
+/// Decides a call just received. With `check`, a call answered here looks first (before its
+/// reply, see [`Pace`]) whether another one waits, and says so.
+fn dispatch(
+    sandbox: &Arc<Sandbox>,
+    runtime: &tokio::runtime::Handle,
+    notif: RawNotification,
+    check: bool,
+) -> bool {
     let received = Instant::now();
     if let Some(bucket) = &sandbox.limits.rate {
         let taken = bucket
@@ -351,7 +478,9 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
             .unwrap_or_else(|p| p.into_inner())
             .take(received);
         if let Err(due) = taken {
-            return refuse_rate(sandbox, notif, received, due);
+            let more = check && sys::poll_ready(sandbox.listener.as_fd());
+            refuse_rate(sandbox, notif, received, due);
+            return more;
         }
     }
     // Invariant 4: the pid becomes a pidfd at once (or is the tid's kept one: `pidfds.rs`).
@@ -359,7 +488,7 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
         Ok(fd) => fd,
         Err(e) => {
             tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
-            return;
+            return false;
         }
     };
     let active = sandbox.active();
@@ -380,11 +509,20 @@ fn dispatch(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle, notif: Raw
             Step::Done(outcome) => outcome,
             Step::Blocking(work) => work(call),
         });
-        return run_blocking(sandbox, runtime, call, work);
+        run_blocking(sandbox, runtime, call, work);
+        return false;
     }
     match decide(&call) {
-        Step::Done(outcome) => finish(&call, outcome),
-        Step::Blocking(work) => run_blocking(sandbox, runtime, call, work),
+        Step::Done(outcome) => {
+            // Asked while this call is unanswered: the kernel's walk stops at once.
+            let more = check && sys::poll_ready(sandbox.listener.as_fd());
+            finish(&call, outcome);
+            more
+        }
+        Step::Blocking(work) => {
+            run_blocking(sandbox, runtime, call, work);
+            false
+        }
     }
 }
 

@@ -298,6 +298,31 @@ pub fn poll_wait(fd: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> io::Result<PollSta
     })
 }
 
+/// Whether `fd` is readable now (`poll` with no timeout). On a seccomp listener this walks
+/// the pending notifications only until it has seen one not yet received and one received
+/// and not answered; asked while the caller's own notification is unanswered, it stops at
+/// the second entry, however deep the queue.
+pub fn poll_ready(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1, timeout 0.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n == 1 && pfd.revents & libc::POLLIN != 0
+}
+
+/// Sets the nice value of the calling thread (not its process): `setpriority(PRIO_PROCESS,
+/// gettid(), nice)`. Lowering it again needs `CAP_SYS_NICE`.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: no arguments.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) })?;
+    Ok(())
+}
+
 /// A new eventfd for [`poll_wait`]'s `stop`: readable once [`signal_stop`] wrote to it, and
 /// for good (nobody reads it), so that every thread polling it wakes.
 pub fn stop_fd() -> io::Result<OwnedFd> {

@@ -345,6 +345,9 @@ async fn supervise(
                             again.path.display(),
                             again.reconnect_for
                         );
+                        if again.reconnect_for.is_zero() {
+                            return Err(*id);
+                        }
                         let deadline = Instant::now() + again.reconnect_for;
                         crate::remote::register_again_until(
                             &again.path,

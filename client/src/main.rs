@@ -53,7 +53,7 @@ enum Command {
         name: Option<String>,
         /// When the broker goes away (a restart), keep trying this long to register the
         /// sandbox again: its network calls wait meanwhile, then fail (ENOSYS). 0: fail at once.
-        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = reconnect_arg)]
         reconnect_for: Duration,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -193,6 +193,14 @@ impl ScopeArgs {
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
     netjail_policy::parse_duration(text)
+}
+
+/// A duration, or `0`/`0s`: do not wait at all.
+fn reconnect_arg(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" | "0s" | "0ms" => Ok(Duration::ZERO),
+        t => duration_arg(t),
+    }
 }
 
 fn grant_duration_arg(text: &str) -> Result<Duration, String> {
