@@ -41,6 +41,7 @@ mod credentials;
 mod datagram;
 mod deputy;
 mod embedding;
+mod fdstore;
 mod garbage;
 mod global;
 mod hardening;
