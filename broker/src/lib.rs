@@ -519,14 +519,6 @@ impl Broker {
         let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
         let comeback = persist.as_ref().map(|p| (p.uid, p.comeback.clone()));
         let (id, journal, replays) = self.journal_for(&sandboxes, pid, listener.as_fd(), persist);
-        let stored = match comeback {
-            Some((uid, Comeback::ToStore(policy))) => {
-                let meta = fdstore::Meta::new(id, (name, container), pid, uid, policy);
-                self.store_listener(&meta, listener.as_fd())
-            }
-            Some((_, Comeback::FromStore)) => true,
-            _ => false,
-        };
         let sandbox = Arc::new(
             Sandbox::new(
                 id,
@@ -545,6 +537,16 @@ impl Broker {
         );
         sandboxes.insert(id, sandbox.clone());
         drop(sandboxes);
+        // Stored before the receiver takes a call: once it has one, a crash must not lose
+        // the listener it waits on. (A file and a message: not under the lock.)
+        let stored = match comeback {
+            Some((uid, Comeback::ToStore(policy))) => {
+                let meta = fdstore::Meta::new(id, (name, container), pid, uid, policy);
+                self.store_listener(&meta, sandbox.listener.as_fd())
+            }
+            Some((_, Comeback::FromStore)) => true,
+            _ => false,
+        };
         let waiting = replays.len();
         let broker = Arc::downgrade(self);
         self.operators
