@@ -7,9 +7,13 @@
 //! OCI agent's. The broker then neither creates, re-binds nor removes that socket file: the
 //! socket outlives the broker, so clients connecting while it restarts wait in the backlog
 //! instead of finding nothing.
+//!
+//! The service manager also hands back, among the same fds, the seccomp listeners this broker
+//! (or an earlier one) put in its file descriptor store (`fdstore.rs`): those are told apart by
+//! their name in `LISTEN_FDNAMES`, `sb-N`, and are taken by the broker, not by a role.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
@@ -18,14 +22,17 @@ use crate::sys;
 /// The first fd a service manager hands over.
 const FIRST_FD: i32 = 3;
 
-/// At most this many fds are taken (a broker has three sockets; anything far past it is a
-/// mistake in the environment, not sockets).
-const MAX_FDS: i32 = 16;
+/// At most this many fds are taken: a broker has three sockets, and one stored listener per
+/// sandbox (the unit's `FileDescriptorStoreMax=`); anything past it is a mistake in the
+/// environment.
+const MAX_FDS: i32 = 65_536;
 
-/// Sockets handed over by a service manager, not yet claimed by a role.
+/// Sockets handed over by a service manager, not yet claimed by a role, and the listeners
+/// it kept in its file descriptor store.
 #[derive(Debug, Default)]
 pub struct Inherited {
     sockets: Vec<(PathBuf, i32, OwnedFd)>,
+    stored: Vec<(String, OwnedFd)>,
 }
 
 /// Errors reading what a service manager handed over.
@@ -33,8 +40,16 @@ pub struct Inherited {
 #[non_exhaustive]
 pub enum ActivationError {
     /// `LISTEN_FDS` is not a count, or too large.
-    #[error("LISTEN_FDS={0} is not a count of fds from 0 to 16")]
+    #[error("LISTEN_FDS={0} is not a count of fds from 0 to 65536")]
     BadCount(String),
+    /// `LISTEN_FDNAMES` does not name each fd.
+    #[error("LISTEN_FDNAMES has {names} names for LISTEN_FDS={fds}")]
+    BadNames {
+        /// How many names.
+        names: usize,
+        /// How many fds.
+        fds: i32,
+    },
     /// An fd announced is not open or not a socket.
     #[error("fd {fd} from the service manager: {source}")]
     Fd {
@@ -49,6 +64,11 @@ pub enum ActivationError {
         /// The fd.
         fd: i32,
     },
+    /// Listeners from the file descriptor store that the broker did not take.
+    #[error(
+        "the service manager handed over {0} stored listeners (sb-N) that the broker did not take"
+    )]
+    UnclaimedStored(usize),
     /// A socket is bound to a path no role names.
     #[error(
         "the service manager handed over a socket bound to {0}, which is none of --socket, --control, --oci-socket"
@@ -78,10 +98,13 @@ fn type_name(t: i32) -> &'static str {
 impl Inherited {
     /// Takes the sockets the service manager handed to this process: none unless
     /// `LISTEN_PID` is this process's pid. The variables are removed from the environment, so
-    /// that nothing the broker starts takes the sockets for its own.
+    /// that nothing the broker starts takes the sockets for its own. An fd whose name in
+    /// `LISTEN_FDNAMES` is `sb-N` is set aside as a stored listener ([`Inherited::take_stored`]);
+    /// what it is, is checked by the broker when it takes it.
     pub fn from_env() -> Result<Inherited, ActivationError> {
         let pid = std::env::var("LISTEN_PID").ok();
         let count = std::env::var("LISTEN_FDS").ok();
+        let names = std::env::var("LISTEN_FDNAMES").ok();
         for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
             std::env::remove_var(var);
         }
@@ -94,23 +117,35 @@ impl Inherited {
             .ok()
             .filter(|n| (0..=MAX_FDS).contains(n))
             .ok_or_else(|| ActivationError::BadCount(count.clone()))?;
-        let mut sockets = Vec::new();
-        for fd in FIRST_FD..FIRST_FD + n {
-            let owned =
-                sys::take_inherited_fd(fd).map_err(|source| ActivationError::Fd { fd, source })?;
+        let names = fd_names(names.as_deref(), n)?;
+        let mut inherited = Inherited::default();
+        for (fd, name) in (FIRST_FD..FIRST_FD + n).zip(names) {
+            let stored = name.as_deref().is_some_and(|n| stored_id(n).is_some());
+            let owned = sys::take_inherited_fd(fd, !stored)
+                .map_err(|source| ActivationError::Fd { fd, source })?;
+            if let (true, Some(name)) = (stored, name) {
+                inherited.stored.push((name, owned));
+                continue;
+            }
             let what = sys::inherited_socket(owned.as_fd())
                 .map_err(|source| ActivationError::Fd { fd, source })?;
             let (Some(path), true) = (what.path, what.listening) else {
                 return Err(ActivationError::NotAListener { fd });
             };
-            sockets.push((path, what.sock_type, owned));
+            inherited.sockets.push((path, what.sock_type, owned));
         }
-        Ok(Inherited { sockets })
+        Ok(inherited)
     }
 
     /// Whether nothing was handed over (or everything was claimed).
     pub fn is_empty(&self) -> bool {
-        self.sockets.is_empty()
+        self.sockets.is_empty() && self.stored.is_empty()
+    }
+
+    /// Takes the fds named `sb-N` (the file descriptor store's), with their names, in the
+    /// order they were handed over.
+    pub fn take_stored(&mut self) -> Vec<(String, OwnedFd)> {
+        std::mem::take(&mut self.stored)
     }
 
     /// Claims the socket bound to `path`, which must be of type `sock_type`.
@@ -161,11 +196,43 @@ impl Inherited {
     /// Fails if a socket was handed over that no role claimed: a unit and a command line that
     /// disagree are a mistake to report, not to serve around.
     pub fn all_claimed(&self) -> Result<(), ActivationError> {
-        match self.sockets.first() {
-            Some((path, _, _)) => Err(ActivationError::Unclaimed(path.clone())),
-            None => Ok(()),
+        if let Some((path, _, _)) = self.sockets.first() {
+            return Err(ActivationError::Unclaimed(path.clone()));
         }
+        if !self.stored.is_empty() {
+            return Err(ActivationError::UnclaimedStored(self.stored.len()));
+        }
+        Ok(())
     }
+}
+
+/// The name of each of the `n` fds handed over, from `LISTEN_FDNAMES` (colon-separated, one
+/// name per fd, sd_listen_fds(3)); `None` for each when the variable is not set.
+fn fd_names(names: Option<&str>, n: i32) -> Result<Vec<Option<String>>, ActivationError> {
+    let Some(names) = names else {
+        return Ok(vec![None; n as usize]);
+    };
+    let list: Vec<Option<String>> = if names.is_empty() && n == 0 {
+        Vec::new()
+    } else {
+        names.split(':').map(|s| Some(s.to_string())).collect()
+    };
+    if list.len() != n as usize {
+        return Err(ActivationError::BadNames {
+            names: list.len(),
+            fds: n,
+        });
+    }
+    Ok(list)
+}
+
+/// The sandbox id N of a stored listener's name `sb-N` (decimal digits only).
+pub fn stored_id(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("sb-")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Two spellings of one socket path: equal, or equal once both are made canonical (the
@@ -181,18 +248,45 @@ fn same_path(a: &Path, b: &Path) -> bool {
 /// Tells the service manager something (`READY=1`, `STOPPING=1`), when it asked to be told
 /// (`NOTIFY_SOCKET`); does nothing otherwise. An address starting with `@` is abstract.
 pub fn notify(state: &str) -> io::Result<()> {
-    let Some(addr) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
+    notify_with_fds(state, &[]).map(drop)
+}
+
+/// Whether a service manager asked to be told (`NOTIFY_SOCKET` is set).
+pub fn notify_socket_set() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some_and(|a| !a.is_empty())
+}
+
+/// As [`notify`], with `fds` passed along (`SCM_RIGHTS`), as `FDSTORE=1` needs: the service
+/// manager keeps its own copies (sd_pid_notify_with_fds(3)). Returns false, having sent
+/// nothing, when nobody asked to be told.
+pub fn notify_with_fds(state: &str, fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
+    let Some(addr) = std::env::var_os("NOTIFY_SOCKET").filter(|a| !a.is_empty()) else {
+        return Ok(false);
     };
+    send_notification(&addr, state, fds).map(|()| true)
+}
+
+/// Sends `state` with `fds` to the service manager's socket `addr`.
+fn send_notification(
+    addr: &std::ffi::OsStr,
+    state: &str,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use rustix::net::{self as rnet, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let sock = UnixDatagram::unbound()?;
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(addr.as_os_str());
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-        sock.send_to_addr(state.as_bytes(), &addr)?;
-    } else {
-        sock.send_to(state.as_bytes(), Path::new(&addr))?;
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(addr);
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => rnet::SocketAddrUnix::new_abstract_name(name)?,
+        None => rnet::SocketAddrUnix::new(Path::new(addr))?,
+    };
+    let mut space =
+        vec![std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("the fds do not fit one message"));
     }
+    let iov = [io::IoSlice::new(state.as_bytes())];
+    rnet::sendmsg_addr(sock.as_fd(), &addr, &iov, &mut control, SendFlags::empty())?;
     Ok(())
 }
 
@@ -209,6 +303,65 @@ mod tests {
         assert!(inherited.is_empty());
         assert!(std::env::var_os("LISTEN_FDS").is_none());
         assert!(inherited.all_claimed().is_ok());
+    }
+
+    #[test]
+    fn stored_listeners_are_named_sb_n() {
+        assert_eq!(stored_id("sb-7"), Some(7));
+        assert_eq!(stored_id("sb-18446744073709551615"), Some(u64::MAX));
+        for name in [
+            "sb-",
+            "sb-+7",
+            "sb-7x",
+            "sb--7",
+            "xb-7",
+            "netjaild.socket",
+            "sb-1.meta",
+        ] {
+            assert_eq!(stored_id(name), None, "{name}");
+        }
+        assert_eq!(
+            fd_names(Some("netjaild.socket:sb-3:sb-4"), 3).unwrap(),
+            [Some("netjaild.socket"), Some("sb-3"), Some("sb-4")].map(|s| s.map(String::from))
+        );
+        assert_eq!(fd_names(None, 2).unwrap(), [None, None]);
+        assert_eq!(fd_names(Some(""), 0).unwrap(), Vec::<Option<String>>::new());
+        let err = fd_names(Some("a:b"), 3).unwrap_err().to_string();
+        assert_eq!(err, "LISTEN_FDNAMES has 2 names for LISTEN_FDS=3");
+    }
+
+    #[test]
+    fn notify_with_fds_passes_the_fds_along() {
+        let dir = std::env::temp_dir().join(format!("nj-notify-fds-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // The address is given, not read from NOTIFY_SOCKET, which another test sets.
+        send_notification(path.as_os_str(), "FDSTORE=1\nFDNAME=sb-1", &[file.as_fd()]).unwrap();
+        let mut buf = [0u8; 64];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let got = rustix::net::recvmsg(
+            listener.as_fd(),
+            &mut iov,
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let fds: Vec<OwnedFd> = control
+            .drain()
+            .flat_map(|m| match m {
+                rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(&buf[..got.bytes], b"FDSTORE=1\nFDNAME=sb-1");
+        assert_eq!(fds.len(), 1);
+        assert_eq!(sys::fd_kind(fds[0].as_fd()), "/dev/null");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -228,12 +228,12 @@ pub(crate) fn errno_of(e: &io::Error) -> i32 {
 
 /// Starts the receiver thread of `sandbox`, which first hands the calls of `replays` to the
 /// blocking pool; `on_exit` runs when every task of the sandbox has exited (`POLLHUP` on the
-/// listener) or the broker stops.
+/// listener; with `true`) or the broker stops (`false`).
 pub(crate) fn start(
     sandbox: Arc<Sandbox>,
     runtime: tokio::runtime::Handle,
     replays: Vec<Replay>,
-    on_exit: impl FnOnce() + Send + 'static,
+    on_exit: impl FnOnce(bool) + Send + 'static,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name(format!("netjail-{}", sandbox.id))
@@ -256,7 +256,7 @@ pub(crate) fn start(
                 sandbox.container.as_deref().unwrap_or(""),
                 sandbox.decisions(),
             );
-            on_exit();
+            on_exit(ended);
         })?;
     Ok(())
 }

@@ -111,6 +111,11 @@ impl StateDir {
         self.dir.join(format!("sb-{}.journal", id.0))
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A new, empty journal for sandbox `id`.
     pub fn create(&self, id: SandboxId, pid: i32, uid: u32) -> io::Result<Arc<Journal>> {
         let path = self.path(id);

@@ -28,6 +28,7 @@ mod connect;
 pub mod control;
 mod decode;
 pub mod embed;
+mod fdstore;
 mod handler;
 mod journal;
 mod limits;
@@ -79,6 +80,7 @@ pub use embed::{
     BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
     SandboxGone, SandboxHandle,
 };
+pub use fdstore::TakenBack;
 use sandbox::PolicySource;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
 pub use server::{bind_socket, serve};
@@ -95,6 +97,9 @@ pub struct Broker {
     stop: Mutex<embed::Stop>,
     /// Where the journals of the sandboxes are kept ([`Broker::keep_journals`]).
     state: std::sync::OnceLock<journal::StateDir>,
+    /// Listeners only the broker holds go to the service manager's store
+    /// ([`Broker::store_listeners`]).
+    fd_store: std::sync::OnceLock<fdstore::FdStore>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -122,11 +127,25 @@ pub(crate) fn default_resolver() -> names::Resolver {
     })
 }
 
-/// Who registered a sandbox that may be registered again, and under which earlier id.
-#[derive(Debug, Clone, Copy)]
+/// Who registered a sandbox that may be registered again, under which earlier id, and how its
+/// listener comes back to a broker started after this one.
+#[derive(Debug, Clone)]
 pub(crate) struct Persist {
     uid: u32,
     previous: Option<SandboxId>,
+    comeback: Comeback,
+}
+
+/// How a sandbox's listener reaches the next broker.
+#[derive(Debug, Clone)]
+pub(crate) enum Comeback {
+    /// Its client kept a copy and registers it again (`RegisterAgain`).
+    Client,
+    /// The broker has the only copy: it goes to the service manager's file descriptor store
+    /// now, with this record of the policy (`fdstore.rs`).
+    ToStore(fdstore::StoredPolicy),
+    /// It came back from the store at this start: it is there already, under the same id.
+    FromStore,
 }
 
 /// Errors of [`Broker::register`].
@@ -187,6 +206,7 @@ impl Broker {
             runtime,
             stop: Mutex::new(embed::Stop::new()),
             state: std::sync::OnceLock::new(),
+            fd_store: std::sync::OnceLock::new(),
         })
     }
 
@@ -206,12 +226,79 @@ impl Broker {
         Ok((found.kept, found.removed))
     }
 
+    /// Hands the listener of each sandbox registered from now on by a container runtime (the
+    /// OCI agent) or by a process that confines itself to the service manager's file
+    /// descriptor store (`FDSTORE=1` to `NOTIFY_SOCKET`), with a meta file beside its journal,
+    /// so that a broker started after this one serves it again
+    /// ([`Broker::take_back_stored`]). Needs the journals ([`Broker::keep_journals`]) and
+    /// `NOTIFY_SOCKET`; refused otherwise. Once per broker.
+    pub fn store_listeners(&self) -> std::io::Result<()> {
+        let Some(state) = self.state.get() else {
+            return Err(std::io::Error::other(
+                "the fd store needs the journals (a state directory)",
+            ));
+        };
+        if !activation::notify_socket_set() {
+            return Err(std::io::Error::other(
+                "the fd store needs a service manager (NOTIFY_SOCKET is not set)",
+            ));
+        }
+        self.fd_store
+            .set(fdstore::FdStore::new(state.dir()))
+            .map_err(|_| std::io::Error::other("the broker stores its listeners already"))
+    }
+
+    /// Whether listeners go to the service manager's store ([`Broker::store_listeners`]).
+    pub fn stores_listeners(&self) -> bool {
+        self.fd_store.get().is_some()
+    }
+
     /// Stops the broker: no sandbox may register any more, and each registered sandbox's
     /// receiver leaves, which closes its seccomp listener once its calls in progress are
     /// answered. The kernel then fails the sandboxes' trapped calls with `ENOSYS` (fail
     /// closed). Dropping an [`Embedded`] does this.
     pub fn shutdown(&self) {
         self.stop.lock().unwrap_or_else(|p| p.into_inner()).stop();
+    }
+
+    /// Stops the broker as a service stops (`netjaild` on SIGTERM): [`Broker::shutdown`], then
+    /// waits, at most `limit`, until every receiver has left and every call in progress has
+    /// been answered. Calls held for an operator are not waited for: they stay on record in
+    /// the journals, for the next broker. Returns how many calls were still in progress at
+    /// the end (0 when everything in progress was answered). Journals stay (only a sandbox's
+    /// end removes its journal), and so do listeners in the service manager's store.
+    pub async fn stop_and_drain(&self, limit: std::time::Duration) -> usize {
+        let all: Vec<Arc<Sandbox>> = self
+            .sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        self.shutdown();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let busy = self.busy(&all);
+            if busy == 0 || tokio::time::Instant::now() >= deadline {
+                return busy;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What of `sandboxes` is still at work: a receiver that has not left counts one, and so
+    /// does each call on the blocking pool that is not held for an operator.
+    fn busy(&self, sandboxes: &[Arc<Sandbox>]) -> usize {
+        let registered = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        sandboxes
+            .iter()
+            .map(|s| {
+                let receiving = usize::from(registered.contains_key(&s.id));
+                let on_pool = MAX_IN_FLIGHT.saturating_sub(s.in_flight.available_permits());
+                let held = self.operators.pending_of(s.id) as usize;
+                receiving + on_pool.saturating_sub(held)
+            })
+            .sum()
     }
 
     /// The runtime the broker was built with ([`Broker::builder`]); `None` for a broker made
@@ -297,7 +384,11 @@ impl Broker {
         listener: OwnedFd,
         (uid, previous): (u32, Option<SandboxId>),
     ) -> Result<(SandboxId, usize), RegisterError> {
-        let persist = Some(Persist { uid, previous });
+        let persist = Some(Persist {
+            uid,
+            previous,
+            comeback: Comeback::Client,
+        });
         self.add(
             name,
             None,
@@ -332,17 +423,21 @@ impl Broker {
 
     /// As [`Broker::register_container`], for a policy the OCI agent read by name from its
     /// policies directory `dir`: a reload reads it again.
+    /// The runtime (peer `uid`) handed the broker its only copy of the listener: it goes to
+    /// the service manager's store when the broker stores listeners.
     pub(crate) fn register_container_from(
         self: &Arc<Self>,
         container: &str,
-        pid: i32,
+        (pid, uid): (i32, u32),
         (dir, name, policy): (&std::path::Path, &str, Policy),
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        let source = PolicySource::Directory {
+        let stored = fdstore::StoredPolicy::Directory {
             dir: dir.to_path_buf(),
             name: name.to_string(),
         };
+        let source = stored.source();
+        let persist = self.to_store(uid, stored);
         self.add(
             container,
             Some(container),
@@ -350,9 +445,47 @@ impl Broker {
             policy,
             source,
             listener,
-            None,
+            persist,
         )
         .map(|(id, _)| id)
+    }
+
+    /// As [`Broker::register`], for a process (of user `uid`) that confined itself and whose
+    /// listener the broker took: the broker has the only copy, which goes to the service
+    /// manager's store, with the policy's text and origin, when the broker stores listeners.
+    pub(crate) fn register_self_confined(
+        self: &Arc<Self>,
+        name: &str,
+        (pid, uid): (i32, u32),
+        (policy, toml, origin): (Policy, &str, &str),
+        listener: OwnedFd,
+    ) -> Result<SandboxId, RegisterError> {
+        let stored = fdstore::StoredPolicy::Client {
+            toml: toml.to_string(),
+            origin: origin.to_string(),
+        };
+        let persist = self.to_store(uid, stored);
+        self.add(
+            name,
+            None,
+            pid,
+            policy,
+            PolicySource::Client,
+            listener,
+            persist,
+        )
+        .map(|(id, _)| id)
+    }
+
+    /// The persistence of a sandbox whose only listener the broker holds: to the store, when
+    /// the broker stores listeners; none otherwise (a journal would serve nobody).
+    fn to_store(&self, uid: u32, policy: fdstore::StoredPolicy) -> Option<Persist> {
+        self.fd_store.get()?;
+        Some(Persist {
+            uid,
+            previous: None,
+            comeback: Comeback::ToStore(policy),
+        })
     }
 
     #[allow(clippy::too_many_arguments)] // the registration's parts
@@ -389,6 +522,7 @@ impl Broker {
         // The id, the journal and the insertion under one lock: two registrations naming the
         // same earlier id cannot both take its journal over.
         let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let comeback = persist.as_ref().map(|p| (p.uid, p.comeback.clone()));
         let (id, journal, replays) = self.journal_for(&sandboxes, pid, listener.as_fd(), persist);
         let sandbox = Arc::new(
             Sandbox::new(
@@ -408,6 +542,16 @@ impl Broker {
         );
         sandboxes.insert(id, sandbox.clone());
         drop(sandboxes);
+        // Stored before the receiver takes a call: once it has one, a crash must not lose
+        // the listener it waits on. (A file and a message: not under the lock.)
+        let stored = match comeback {
+            Some((uid, Comeback::ToStore(policy))) => {
+                let meta = fdstore::Meta::new(id, (name, container), pid, uid, policy);
+                self.store_listener(&meta, sandbox.listener.as_fd())
+            }
+            Some((_, Comeback::FromStore)) => true,
+            _ => false,
+        };
         let waiting = replays.len();
         let broker = Arc::downgrade(self);
         self.operators
@@ -415,9 +559,14 @@ impl Broker {
         let name = sandbox.name.clone();
         let key = sandbox.reaper_key;
         reaper::watch(&sandbox);
-        handler::start(sandbox, runtime, replays, move || {
+        handler::start(sandbox, runtime, replays, move |ended| {
             reaper::forget(key);
             if let Some(broker) = broker.upgrade() {
+                if let (true, Some(state)) = (stored && ended, broker.state.get()) {
+                    // Every task of the sandbox has exited: the service manager's copy of
+                    // the listener goes too.
+                    fdstore::FdStore::new(state.dir()).remove(id);
+                }
                 broker
                     .sandboxes
                     .lock()
@@ -451,6 +600,12 @@ impl Broker {
         let (Some(state), Some(persist)) = (self.state.get(), persist) else {
             return (fresh(), None, Vec::new());
         };
+        // A listener from the service manager's store keeps its id (its name there) even
+        // when its journal cannot be taken over.
+        let keep_id = matches!(persist.comeback, Comeback::FromStore)
+            .then_some(persist.previous)
+            .flatten()
+            .filter(|id| !sandboxes.contains_key(id));
         if let Some(previous) = persist.previous {
             let adopted = if sandboxes.contains_key(&previous) {
                 Err(format!("{previous} is registered in this broker"))
@@ -476,7 +631,13 @@ impl Broker {
                 }
             }
         }
-        let id = fresh();
+        let id = match keep_id {
+            Some(id) => {
+                self.next_id.fetch_max(id.0 + 1, Ordering::Relaxed);
+                id
+            }
+            None => fresh(),
+        };
         match state.create(id, pid, persist.uid) {
             Ok(journal) => (id, Some(journal), Vec::new()),
             Err(e) => {

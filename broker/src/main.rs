@@ -65,10 +65,29 @@ struct Args {
     /// answered, once each sandbox's client (`netjail run`) registers it again.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Keep the listeners of containers (`--oci-socket`) and of processes that confine
+    /// themselves in the service manager's file descriptor store (`FDSTORE=1`), so that their
+    /// sandboxes outlive a restart of netjaild as those of `netjail run` do. `auto`: when a
+    /// service manager asked to be told (`NOTIFY_SOCKET`) and the journals are kept; `on`:
+    /// the same, and netjaild does not start without them; `off`: never (their calls then fail
+    /// with ENOSYS when netjaild stops). The unit needs `FileDescriptorStoreMax=`.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    fd_store: FdStoreMode,
     /// Log and audit format: human or json.
     #[arg(long, default_value = "human")]
     log_format: LogFormat,
 }
+
+/// When listeners go to the service manager's file descriptor store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FdStoreMode {
+    Auto,
+    On,
+    Off,
+}
+
+/// How long netjaild waits on SIGTERM for the calls in progress to be answered.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     // Sockets a service manager handed over are taken first, before anything else (the
@@ -81,7 +100,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(run(args, inherited.context("socket activation")?))
+    let result = runtime.block_on(run(args, inherited.context("socket activation")?));
+    // Calls held for an operator may still wait on the blocking pool: they are on record in
+    // the journals for the next broker, and are not waited for.
+    runtime.shutdown_background();
+    result
 }
 
 async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
@@ -140,8 +163,8 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", args.socket.display()))?
         }
     };
+    let stored = inherited.take_stored();
     inherited.all_claimed()?;
-    tracing::info!(socket = %args.socket.display(), "netjaild listening");
     let names = Resolver::new(ResolverConfig {
         hosts: args.hosts.clone(),
         resolv_conf: args.resolv_conf.clone(),
@@ -164,6 +187,34 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
             tracing::warn!(dir = %state_dir.display(), error = %e, "cannot keep journals: a restart of the broker will lose the calls it has in hand")
         }
     }
+    if args.fd_store != FdStoreMode::Off && activation::notify_socket_set() {
+        match broker.store_listeners() {
+            Ok(()) => {
+                tracing::info!(dir = %state_dir.display(), "listeners of containers and self-confined processes kept in the service manager's fd store")
+            }
+            Err(e) if args.fd_store == FdStoreMode::On => {
+                return Err(anyhow::anyhow!("--fd-store on: {e}"));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listeners are not kept in the service manager's fd store")
+            }
+        }
+    } else if args.fd_store == FdStoreMode::On {
+        anyhow::bail!(
+            "--fd-store on needs a service manager that accepts fds (NOTIFY_SOCKET is not set)"
+        );
+    }
+    if !stored.is_empty() {
+        let taken = broker.take_back_stored(stored);
+        tracing::info!(
+            served = taken.served,
+            denying = taken.denying,
+            refused = taken.refused,
+            forgotten = taken.forgotten,
+            "listeners handed back from the service manager's fd store"
+        );
+    }
+    tracing::info!(socket = %args.socket.display(), "netjaild listening");
     let oci_config = std::sync::Arc::new(OciConfig {
         policies_dir: args.policies.clone(),
         default_policy: args.oci_default_policy.clone(),
@@ -216,12 +267,30 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         _ = reloads => Ok(()),
     };
     let _ = activation::notify("STOPPING=1");
-    // Leaving closes every listener: pending and later calls of the sandboxes fail (fail
-    // closed). The socket files the broker made go; a service manager's stay its own.
+    // Accepting stopped when the select above dropped the servers. Receiving stops now; the
+    // calls in progress are answered (at most DRAIN_LIMIT), while calls held for an operator
+    // stay in the journals for the next broker. Leaving then closes every listener: the
+    // sandboxes whose listener is kept by their launcher or by the service manager's store
+    // wait for the next broker; the others' pending and later calls fail (fail closed). The
+    // socket files the broker made go; a service manager's stay its own.
+    let sandboxes = broker.sandbox_count();
+    let unanswered = broker.stop_and_drain(DRAIN_LIMIT).await;
     for path in &owned_paths {
         let _ = std::fs::remove_file(path);
     }
-    tracing::info!(sandboxes = broker.sandbox_count(), "netjaild stopping");
+    if unanswered > 0 {
+        tracing::warn!(
+            sandboxes,
+            unanswered,
+            limit_s = DRAIN_LIMIT.as_secs(),
+            "netjaild stopping with calls still in progress; they stay in the journals"
+        );
+    } else {
+        tracing::info!(
+            sandboxes,
+            "netjaild stopping; the calls in progress were answered"
+        );
+    }
     result
 }
 

@@ -150,7 +150,8 @@ fn connection(broker: &Arc<Broker>, config: &OciConfig, stream: UnixStream) {
     };
     let listener = fds.remove(0);
     let named = (config.policies_dir.as_path(), name.as_str(), policy);
-    match broker.register_container_from(&container, state.pid, named, listener) {
+    let uid = u32::try_from(peer.uid).unwrap_or(u32::MAX);
+    match broker.register_container_from(&container, (state.pid, uid), named, listener) {
         Ok(id) => audit::container_registered(
             id,
             &container,

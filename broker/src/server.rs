@@ -322,8 +322,15 @@ async fn register_self(
         };
         (ErrorCode::CannotTakeListener, why)
     })?;
+    // Without the peer's credentials (never on a unix socket), nobody may take a journal over.
+    let uid = peer_uid.unwrap_or(u32::MAX);
+    let text = (
+        policy,
+        body.policy.toml.as_str(),
+        body.policy.origin.as_str(),
+    );
     let id = broker
-        .register(&body.name, pid, policy, listener)
+        .register_self_confined(&body.name, (pid, uid), text, listener)
         .map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
     audit::self_registered(id, &body.name, pid, &body.policy.origin, peer_uid);
     Ok(id)

@@ -866,20 +866,24 @@ pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 /// Takes fd `fd`, inherited from the service manager (`LISTEN_FDS`, fds from 3 on), marks it
-/// close-on-exec so that it does not leak into anything the broker runs, and non-blocking, as
-/// the runtime needs (a service manager hands sockets over blocking).
+/// close-on-exec so that it does not leak into anything the broker runs, and, with
+/// `nonblocking`, non-blocking, as the runtime needs of a socket (a service manager hands
+/// sockets over blocking). A seccomp listener from the fd store is taken as it is: its file
+/// status flags are shared with the service manager's copy, and the receiver polls anyway.
 ///
 /// # Errors
 /// `EBADF` when no such fd is open.
-pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+pub fn take_inherited_fd(fd: RawFd, nonblocking: bool) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD on an integer fd: no memory is touched; EBADF if it is not open.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     // SAFETY: as above; sets the close-on-exec flag of the same fd.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
-    // SAFETY: as above, for the file status flags.
-    let status = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, status | libc::O_NONBLOCK) })?;
+    if nonblocking {
+        // SAFETY: as above, for the file status flags.
+        let status = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, status | libc::O_NONBLOCK) })?;
+    }
     // SAFETY: the fd is open (checked above) and was handed to this process by its parent to
     // own (the socket-activation protocol): nothing else in the process refers to it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

@@ -199,7 +199,9 @@ impl Broker {
 /// connection; panics with the broker's stderr if it exits or does not come up.
 fn launch(argv: &[std::ffi::OsString], socket: &Path) -> Running {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
+    // A service manager of the machine running the tests is not this broker's: it must not
+    // be told anything, nor handed listeners to keep (fdstore.rs).
+    cmd.args(&argv[1..]).env_remove("NOTIFY_SOCKET");
     let mut child = spawn(&mut cmd);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -3,7 +3,7 @@
 //! can reach.
 //!
 //! ```text
-//! nj-zygote BROKER_SOCKET POLICY_FILE [--no-confine] [--timeout-ms N] PORT...
+//! nj-zygote BROKER_SOCKET POLICY_FILE [--no-confine] [--timeout-ms N] [--gate PREFIX] PORT...
 //! nj-zygote child PORT...
 //! ```
 //!
@@ -14,7 +14,9 @@
 //! `std::process::Command`) prints its own connect lines with `"who":"child"`, and
 //! `{"step":"done","child":CODE}` ends. Right after `confine`, `{"step":"listeners","count":N}`
 //! counts the seccomp listeners among the process's own fds (it must hold none). `--no-confine` skips `confine_self` (the unconfined run
-//! that shows the probe can reach everything).
+//! that shows the probe can reach everything). With `--gate PREFIX`, the zygote waits before
+//! its i-th connect (from 0) until the file `PREFIX-i` exists, so that a test can do something
+//! (kill the broker) between two calls.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -29,8 +31,14 @@ fn say(v: serde_json::Value) {
     let _ = out.flush();
 }
 
-fn connect_all(who: &str, ports: &[u16]) {
-    for &port in ports {
+fn connect_all(who: &str, ports: &[u16], gate: Option<&str>) {
+    for (i, &port) in ports.iter().enumerate() {
+        if let Some(prefix) = gate {
+            let file = format!("{prefix}-{i}");
+            while !std::path::Path::new(&file).exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let result = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
             Ok(_) => "ok".to_string(),
@@ -65,14 +73,14 @@ fn ports(args: &[String]) -> Vec<u16> {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("nj-zygote: {why}\nusage: nj-zygote BROKER_SOCKET POLICY_FILE [--no-confine] [--timeout-ms N] PORT...\n       nj-zygote child PORT...");
+    eprintln!("nj-zygote: {why}\nusage: nj-zygote BROKER_SOCKET POLICY_FILE [--no-confine] [--timeout-ms N] [--gate PREFIX] PORT...\n       nj-zygote child PORT...");
     std::process::exit(2)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("child") {
-        connect_all("child", &ports(&args[1..]));
+        connect_all("child", &ports(&args[1..]), None);
         return;
     }
     let [broker, policy_file, rest @ ..] = &args[..] else {
@@ -80,6 +88,7 @@ fn main() {
     };
     let mut confine = true;
     let mut timeout = None;
+    let mut gate = None;
     let mut port_args = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
@@ -90,6 +99,13 @@ fn main() {
                 timeout = Some(Duration::from_millis(
                     ms.unwrap_or_else(|| usage("--timeout-ms needs a number")),
                 ));
+            }
+            "--gate" => {
+                gate = Some(
+                    it.next()
+                        .cloned()
+                        .unwrap_or_else(|| usage("--gate needs a path")),
+                )
             }
             _ => port_args.push(a.clone()),
         }
@@ -117,7 +133,7 @@ fn main() {
         }
         say(json!({"step": "listeners", "count": own_listeners()}));
     }
-    connect_all("zygote", &ports);
+    connect_all("zygote", &ports, gate.as_deref());
     let exe = std::env::current_exe().unwrap_or_else(|e| usage(&format!("current_exe: {e}")));
     let code = match std::process::Command::new(exe)
         .arg("child")

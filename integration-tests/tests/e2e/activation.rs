@@ -203,7 +203,8 @@ fn a_socket_handed_over_for_no_role_is_refused() {
 /// tested above) and takes both socket units; each socket unit listens with SOCK_SEQPACKET on
 /// the path netjaild's `ExecStart` names for its role (the path is how netjaild tells the
 /// sockets apart) with the mode the broker gives the socket itself; every flag of `ExecStart`
-/// is one `netjaild --help` lists.
+/// is one `netjaild --help` lists; the service keeps a file descriptor store for netjaild's
+/// stored listeners, and gives it time to answer its calls in progress when it stops.
 #[test]
 fn packaging_units_agree_with_netjaild() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
@@ -237,6 +238,28 @@ fn packaging_units_agree_with_netjaild() {
     for w in words.iter().filter(|w| w.starts_with("--")) {
         assert!(help.stdout.contains(*w), "netjaild --help has no {w}");
     }
+    // The file descriptor store (fdstore.rs): systemd takes stored fds only with a maximum
+    // above 0, netjaild stores them unless told not to, and the stop timeout leaves room for
+    // the 5 s in which netjaild answers the calls in progress on SIGTERM.
+    let max: Vec<u32> = value(&service, "FileDescriptorStoreMax")
+        .iter()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert!(max.len() == 1 && max[0] >= 1024, "{max:?}");
+    assert!(help.stdout.contains("--fd-store"), "{}", help.stdout);
+    assert!(
+        !exec[0].contains("--fd-store off"),
+        "the unit stores fds but netjaild is told not to"
+    );
+    assert!(
+        value(&service, "FileDescriptorStorePreserve").is_empty(),
+        "FileDescriptorStorePreserve= needs systemd 254; the unit names it in a comment only"
+    );
+    let stop: Vec<u32> = value(&service, "TimeoutStopSec")
+        .iter()
+        .map(|v| v.parse().expect("seconds"))
+        .collect();
+    assert!(stop.len() == 1 && stop[0] > 5, "{stop:?}");
     for (unit, role, mode) in [
         ("netjaild.socket", "--socket", "0660"),
         ("netjaild-control.socket", "--control", "0666"),

@@ -42,6 +42,7 @@ mod datagram;
 mod deputy;
 mod embedding;
 mod fairness;
+mod fdstore;
 mod garbage;
 mod global;
 mod hardening;

@@ -1,0 +1,495 @@
+//! Sandboxes whose listener only the broker holds (here a self-confined `nj-zygote`) outlive
+//! a restart of `netjaild` when the service manager keeps their listeners in its file
+//! descriptor store (issue 8; `broker/src/fdstore.rs`). No systemd is booted: a python3
+//! stand-in plays it.
+//!
+//! The stand-in binds a `SOCK_DGRAM` socket and names it in `NOTIFY_SOCKET`, forks and execs
+//! netjaild, and reports on stdout, one JSON line each, what it sees: the notifications (with
+//! how many fds came along), and netjaild's exit. It keeps the fds of `FDSTORE=1` under their
+//! `FDNAME`, closes them on `FDSTOREREMOVE=1`, and when the test makes the file `GATE-K`
+//! after the K-th netjaild exited, it starts the next one with the stored fds at 3, 4, ...
+//! and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES` set, as systemd does. (systemd also drops
+//! a stored fd that reports `POLLHUP`; the stand-in does not, which the broker must cope with.)
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netjail_integration_tests::{
+    allow_connect_policy, netjail_bin, netjaild_bin, policy_file, run, spawn, sys, Canary, Outcome,
+    Running, TempDir,
+};
+use serde_json::Value;
+
+use crate::{need_python, probe};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// `python3 -c MANAGER NETJAILD NOTIFY_PATH|- GATE [--prestore NAME=PATH]... -- ARGS...`.
+/// NOTIFY_PATH `-`: no `NOTIFY_SOCKET` (nothing is stored). `--prestore` puts the file PATH
+/// in the store under NAME before the first start.
+const MANAGER: &str = r#"
+import fcntl, json, os, select, socket, sys
+argv = sys.argv[1:]
+split = argv.index('--')
+netjaild, notify_path, gate, opts, args = argv[0], argv[1], argv[2], argv[3:split], argv[split + 1:]
+store = []
+def say(**kw):
+    print(json.dumps(kw), flush=True)
+for i in range(0, len(opts), 2):
+    name, path = opts[i + 1].split('=', 1)
+    store.append((name, os.open(path, os.O_RDONLY)))
+ns = None
+if notify_path != '-':
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(notify_path)
+def start():
+    fds = [fd for _, fd in store]
+    names = [n for n, _ in store]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 1000) for fd in fds]
+            for i, fd in enumerate(high):
+                os.dup2(fd, 3 + i)
+            os.closerange(3 + len(high), 65536)
+            if ns is not None:
+                os.environ['NOTIFY_SOCKET'] = notify_path
+            if fds:
+                os.environ['LISTEN_FDS'] = str(len(fds))
+                os.environ['LISTEN_PID'] = str(os.getpid())
+                os.environ['LISTEN_FDNAMES'] = ':'.join(names)
+            os.execv(netjaild, [netjaild] + args)
+        finally:
+            os._exit(127)
+    say(event='started', pid=pid, fds=len(fds), names=names)
+    return pid
+pid, k = start(), 0
+while True:
+    ready = select.select([ns], [], [], 0.02)[0] if ns is not None else select.select([], [], [], 0.02)[0]
+    if ready:
+        msg, fds, _, _ = socket.recv_fds(ns, 4096, 16)
+        text = msg.decode()
+        fields = dict(l.split('=', 1) for l in text.split('\n') if '=' in l)
+        name = fields.get('FDNAME', 'stored')
+        keep = []
+        if fields.get('FDSTORE') == '1':
+            keep = fds
+            store.extend((name, fd) for fd in fds)
+        elif fields.get('FDSTOREREMOVE') == '1':
+            for n, fd in store:
+                if n == name:
+                    os.close(fd)
+            store[:] = [(n, fd) for n, fd in store if n != name]
+        for fd in fds:
+            if fd not in keep:
+                os.close(fd)
+        say(event='notify', state=text, fds=len(fds), stored=[n for n, _ in store])
+    if pid is not None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            say(event='exited', pid=pid, code=os.waitstatus_to_exitcode(status))
+            pid = None
+    elif os.path.exists('%s-%d' % (gate, k + 1)):
+        k += 1
+        pid = start()
+"#;
+
+/// The stand-in service manager and the netjaild it runs.
+struct Manager {
+    dir: TempDir,
+    process: Running,
+    /// Every event seen so far.
+    events: Vec<Value>,
+    /// The pid of the netjaild running now.
+    pid: i32,
+    starts: u32,
+}
+
+impl Manager {
+    /// Starts the stand-in with netjaild at `{dir}/broker.sock`; `notify`: whether it sets
+    /// `NOTIFY_SOCKET`; `prestore`: fds stored before the first start (`NAME=PATH`).
+    fn start(py: &str, notify: bool, prestore: &[&str], extra: &[&str]) -> Manager {
+        let dir = TempDir::new();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let mut cmd = Command::new(py);
+        cmd.args(["-c", MANAGER])
+            .arg(netjaild_bin())
+            .arg(if notify { at("notify") } else { "-".into() })
+            .arg(at("gate"));
+        for p in prestore {
+            cmd.args(["--prestore", p]);
+        }
+        cmd.arg("--");
+        for (flag, name) in [
+            ("--socket", "broker.sock"),
+            ("--control", "control.sock"),
+            ("--overlay", "overlay"),
+            ("--state-dir", "state"),
+        ] {
+            cmd.arg(flag).arg(at(name));
+        }
+        cmd.args(extra).args(["--log-format", "json"]);
+        let process = spawn(&mut cmd);
+        let mut m = Manager {
+            dir,
+            process,
+            events: Vec::new(),
+            pid: 0,
+            starts: 0,
+        };
+        m.pid = m.started();
+        m
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The next event `pred` accepts (earlier ones are kept in `events`).
+    fn wait_event(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(line) = self.process.read_line(left) else {
+                panic!(
+                    "the stand-in saw no {what} within {WAIT:?}; events: {:?}\n--- stderr ---\n{}",
+                    self.events,
+                    self.log()
+                );
+            };
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            self.events.push(v.clone());
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for the next netjaild to start and serve (its registration socket accepts);
+    /// returns its pid.
+    fn started(&mut self) -> i32 {
+        let ev = self.wait_event("start", |v| v["event"] == "started");
+        let pid = ev["pid"].as_i64().expect("a pid") as i32;
+        let socket = self.path("broker.sock");
+        let deadline = Instant::now() + WAIT;
+        while sys::seqpacket_connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline && std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "netjaild did not come up\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pid
+    }
+
+    /// Waits for the notification whose lines include every one of `lines`.
+    fn notified(&mut self, lines: &[&str]) -> Value {
+        let what = lines.join(" ");
+        self.wait_event(&what, |v| {
+            v["event"] == "notify"
+                && lines
+                    .iter()
+                    .all(|l| v["state"].as_str().unwrap_or("").lines().any(|x| x == *l))
+        })
+    }
+
+    /// Kills netjaild with SIGKILL (by pid) and waits for the stand-in to see it exit.
+    fn kill(&mut self) {
+        sys::kill(self.pid, libc::SIGKILL).expect("kill netjaild");
+        self.exited();
+    }
+
+    /// Waits for netjaild's exit; returns its code (negative: the signal).
+    fn exited(&mut self) -> i64 {
+        let pid = self.pid;
+        let ev = self.wait_event("exit", |v| v["event"] == "exited" && v["pid"] == pid);
+        ev["code"].as_i64().expect("a code")
+    }
+
+    /// Starts the next netjaild, as a service manager restarting the service would.
+    fn start_again(&mut self) {
+        self.starts += 1;
+        let gate = self.path(&format!("gate-{}", self.starts));
+        std::fs::write(gate, b"").expect("gate file");
+        self.pid = self.started();
+    }
+
+    fn log(&self) -> String {
+        self.process.stderr_so_far()
+    }
+}
+
+/// Opens the zygote's gate before its `i`-th connect.
+fn open_gate(dir: &Path, i: usize) {
+    std::fs::write(dir.join(format!("zgate-{i}")), b"").expect("gate file");
+}
+
+/// A self-confined `nj-zygote` registered with the manager's netjaild, gated before each
+/// connect: `(process, sandbox id)`.
+fn zygote(m: &Manager, policy: &str, ports: &[String]) -> (Running, String) {
+    let z = spawn(
+        Command::new(env!("CARGO_BIN_EXE_nj-zygote"))
+            .arg(m.path("broker.sock"))
+            .arg(policy)
+            .arg("--gate")
+            .arg(m.path("zgate"))
+            .args(ports),
+    );
+    let mut sandbox = None;
+    while sandbox.is_none() {
+        let line = z
+            .read_line(WAIT)
+            .unwrap_or_else(|| panic!("the zygote did not confine itself\n{}", m.log()));
+        let v: Value = serde_json::from_str(&line).expect("a JSON line");
+        if v["step"] == "confine" {
+            assert_eq!(v["ok"], true, "{v}\n{}", m.log());
+            sandbox = v["sandbox"].as_str().map(str::to_owned);
+        }
+    }
+    let listeners = z.read_line(WAIT).expect("the listeners line");
+    assert!(listeners.contains("\"count\":0"), "{listeners}");
+    (z, sandbox.expect("an id"))
+}
+
+/// The zygote's next connect line: `(port, result)`.
+fn next_connect(z: &Running, timeout: Duration) -> Option<(u64, String)> {
+    let line = z.read_line(timeout)?;
+    let v: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(v["step"], "connect", "{v}");
+    Some((
+        v["port"].as_u64().expect("a port"),
+        v["result"].as_str().expect("a result").to_owned(),
+    ))
+}
+
+/// Waits until `path` is gone, at most 10 s.
+fn gone(path: &Path) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !path.exists()
+}
+
+/// netjaild keeps a self-confined zygote's listener in the service manager's store
+/// (`FDSTORE=1`, `FDNAME=sb-N`, a 0600 meta file beside the journal). Killed with SIGKILL, it
+/// leaves the zygote's next call waiting (nothing reaches the listener while no broker runs);
+/// the next netjaild, handed the stored fd, decides it: the allowed connect succeeds exactly
+/// once, the denied one gets EPERM, and so do the zygote's child's. When the zygote's tasks
+/// have all exited, netjaild removes the fd from the store (`FDSTOREREMOVE=1`), the meta
+/// file and the journal.
+#[test]
+fn a_self_confined_sandbox_outlives_a_killed_broker_through_the_fd_store() {
+    let Some(py) = need_python("a_self_confined_sandbox_outlives_a_killed_broker") else {
+        return;
+    };
+    let (allowed, denied) = (Canary::tcp4(), Canary::tcp4());
+    let policy = allow_connect_policy(&[format!("tcp://127.0.0.1:{}", allowed.port())]);
+    let mut m = Manager::start(&py, true, &[], &[]);
+    m.notified(&["READY=1"]);
+    let ports = [allowed.port_str(), denied.port_str()];
+    let (z, sandbox) = zygote(&m, policy.as_str(), &ports);
+    let stored = m.notified(&["FDSTORE=1", &format!("FDNAME={sandbox}")]);
+    assert_eq!(stored["fds"], 1, "{stored}");
+    let state = m.path("state");
+    let meta = state.join(format!("{sandbox}.meta"));
+    let mode = std::fs::metadata(&meta)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", meta.display(), m.log()))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let record: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(record["pid"], z.pid(), "{record}");
+    assert_eq!(record["policy"]["from"], "client", "{record}");
+    assert!(state.join(format!("{sandbox}.journal")).exists());
+
+    m.kill();
+    open_gate(m.dir.path(), 0);
+    assert_eq!(
+        next_connect(&z, Duration::from_millis(500)),
+        None,
+        "the zygote's connect was answered while no broker ran"
+    );
+    assert_eq!(
+        allowed.settled_count(),
+        0,
+        "a connect passed with no broker"
+    );
+
+    m.start_again();
+    let taken = m.events.last().cloned().expect("the start event");
+    assert_eq!(taken["names"], serde_json::json!([sandbox]), "{taken}");
+    assert_eq!(
+        next_connect(&z, WAIT),
+        Some((u64::from(allowed.port()), "ok".into())),
+        "{}",
+        m.log()
+    );
+    assert_eq!(
+        allowed.settled_count(),
+        1,
+        "the allowed connect, exactly once"
+    );
+    open_gate(m.dir.path(), 1);
+    assert_eq!(
+        next_connect(&z, WAIT),
+        Some((u64::from(denied.port()), "EPERM".into()))
+    );
+    let out = z.wait(WAIT);
+    let child: Vec<&str> = out.stdout.lines().filter(|l| l.contains("child")).collect();
+    assert!(
+        child.iter().any(|l| l.contains("\"ok\"")) && child.iter().any(|l| l.contains("EPERM")),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(allowed.settled_count(), 2, "the child's allowed connect");
+    assert_eq!(denied.count(), 0);
+    assert!(
+        m.log()
+            .contains("sandbox taken back from the service manager's fd store"),
+        "{}",
+        m.log()
+    );
+
+    let removed = m.notified(&["FDSTOREREMOVE=1", &format!("FDNAME={sandbox}")]);
+    assert_eq!(removed["stored"], serde_json::json!([]), "{removed}");
+    assert!(gone(&meta), "{} stays", meta.display());
+    assert!(gone(&state.join(format!("{sandbox}.journal"))));
+}
+
+/// The same without a service manager that keeps fds (no `NOTIFY_SOCKET`): the broker had
+/// the only copy of the listener, so once it is killed the zygote's call fails with ENOSYS
+/// (fail closed). This is what the store prevents, and shows the test above can fail.
+#[test]
+fn without_the_fd_store_a_killed_broker_fails_the_zygotes_calls() {
+    let Some(py) = need_python("without_the_fd_store_a_killed_broker_fails") else {
+        return;
+    };
+    let allowed = Canary::tcp4();
+    let policy = allow_connect_policy(&[format!("tcp://127.0.0.1:{}", allowed.port())]);
+    let mut m = Manager::start(&py, false, &[], &[]);
+    let (z, sandbox) = zygote(&m, policy.as_str(), &[allowed.port_str()]);
+    m.kill();
+    assert!(!m.path("state").join(format!("{sandbox}.meta")).exists());
+    open_gate(m.dir.path(), 0);
+    assert_eq!(
+        next_connect(&z, WAIT),
+        Some((u64::from(allowed.port()), "ENOSYS".into()))
+    );
+    assert_eq!(allowed.settled_count(), 0);
+}
+
+/// An fd handed back under a stored listener's name (`sb-5`) that is not a seccomp listener
+/// (`/dev/null`) is refused with a message, closed, and removed from the store; netjaild
+/// serves on.
+#[test]
+fn a_stored_fd_that_is_not_a_listener_is_refused_and_netjaild_serves_on() {
+    let Some(py) = need_python("a_stored_fd_that_is_not_a_listener_is_refused") else {
+        return;
+    };
+    let mut m = Manager::start(&py, true, &["sb-5=/dev/null"], &[]);
+    // Refused before netjaild serves, so before it says READY=1.
+    let removed = m.notified(&["FDSTOREREMOVE=1", "FDNAME=sb-5"]);
+    assert_eq!(removed["stored"], serde_json::json!([]), "{removed}");
+    m.notified(&["READY=1"]);
+    let log = m.log();
+    assert!(
+        log.contains("not a seccomp listener: refused and closed") && log.contains("/dev/null"),
+        "{log}"
+    );
+    // Closed: none of netjaild's fds from 3 on is /dev/null.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", m.pid)).expect("netjaild's fds");
+    for entry in fds.flatten() {
+        let n: i32 = entry.file_name().to_string_lossy().parse().unwrap_or(0);
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        assert!(
+            n < 3 || target != Path::new("/dev/null"),
+            "fd {n} is still /dev/null"
+        );
+    }
+    let allowed = Canary::tcp4();
+    let policy = allow_connect_policy(&[format!("tcp://127.0.0.1:{}", allowed.port())]);
+    let out = run(
+        Command::new(netjail_bin())
+            .args(["run", "--no-embedded", "--broker"])
+            .arg(m.path("broker.sock"))
+            .args(["--policy", policy.as_str(), "--"])
+            .args([probe(), "connect", "tcp", "127.0.0.1", &allowed.port_str()]),
+        WAIT,
+    );
+    assert_eq!(out.json()["ok"], true, "{}\n{}", out.describe(), m.log());
+}
+
+/// Whether a thread of process `pid` is blocked in `connect(2)` now.
+fn in_connect(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+            == Some(libc::SYS_connect.to_string())
+    })
+}
+
+/// SIGTERM while netjaild performs a call (a unix connect that waits for room in a full
+/// backlog, on the blocking pool): netjaild says STOPPING=1, waits for the call, answers it,
+/// and exits 0. The launcher gives up at once when its broker goes (`--reconnect-for 10ms`), so
+/// a broker that left without answering would fail the call with ENOSYS.
+#[test]
+fn sigterm_answers_the_call_in_progress_and_exits_0() {
+    let Some(py) = need_python("sigterm_answers_the_call_in_progress") else {
+        return;
+    };
+    let mut m = Manager::start(&py, true, &[], &[]);
+    m.notified(&["READY=1"]);
+    let path = m.path("full.sock");
+    let listener = UnixListener::bind(&path).expect("bind");
+    sys::listen(&listener, 0).expect("listen 0");
+    // Backlog 0 takes one connection; the next connect waits for an accept.
+    let _first = UnixStream::connect(&path).expect("the first connection");
+    let policy = policy_file(&format!(
+        "name = \"u\"\n[[allow]]\nunix = [\"{}\"]\n",
+        path.display()
+    ));
+    let confined = spawn(
+        Command::new(netjail_bin())
+            .args([
+                "run",
+                "--no-embedded",
+                "--reconnect-for",
+                "10ms",
+                "--broker",
+            ])
+            .arg(m.path("broker.sock"))
+            .args(["--policy", policy.as_str(), "--"])
+            .args([probe(), "unix", path.to_str().expect("utf-8")]),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !in_connect(m.pid) {
+        assert!(
+            Instant::now() < deadline,
+            "netjaild never blocked in connect\n{}\n--- netjail run ---\n{}",
+            m.log(),
+            confined.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sys::kill(m.pid, libc::SIGTERM).expect("SIGTERM");
+    m.notified(&["STOPPING=1"]);
+    // Room in the backlog: the broker's connect completes.
+    let (_accepted, _) = listener.accept().expect("accept");
+    let out: Outcome = confined.wait(WAIT);
+    assert_eq!(out.json()["ok"], true, "{}\n{}", out.describe(), m.log());
+    assert_eq!(m.exited(), 0, "{}", m.log());
+    assert!(
+        m.log().contains("the calls in progress were answered"),
+        "{}",
+        m.log()
+    );
+}
