@@ -301,7 +301,7 @@ fn receive(sandbox: &Arc<Sandbox>, runtime: &tokio::runtime::Handle) -> bool {
                 Ok(notif) => {
                     let check = pace.check_now();
                     let more = dispatch(sandbox, runtime, notif, check);
-                    pace.after(check, more, sandbox);
+                    pace.after(check, more, sandbox.id);
                 }
                 // The caller was killed between poll and receive; with the hang-up also
                 // reported, nobody is left to call again (a container's tasks all exited):
@@ -391,7 +391,7 @@ impl Pace {
     }
 
     /// After a call: whether it looked (`checked`) and found another waiting (`more`).
-    fn after(&mut self, checked: bool, more: bool, sandbox: &Sandbox) {
+    fn after(&mut self, checked: bool, more: bool, sandbox: netjail_protocol::SandboxId) {
         if !checked {
             self.more = false;
             return;
@@ -403,11 +403,11 @@ impl Pace {
                 match sys::set_thread_nice(Pace::YIELD_NICE) {
                     Ok(()) => {
                         self.yielded = true;
-                        tracing::debug!(sandbox = %sandbox.id, "calls queue up: the receiver yields the CPU to other sandboxes");
+                        tracing::debug!(sandbox = %sandbox, "calls queue up: the receiver yields the CPU to other sandboxes");
                     }
                     Err(e) => {
                         self.may_yield = false;
-                        tracing::debug!(sandbox = %sandbox.id, error = %e, "cannot lower the receiver's priority");
+                        tracing::debug!(sandbox = %sandbox, error = %e, "cannot lower the receiver's priority");
                     }
                 }
             }
@@ -417,7 +417,7 @@ impl Pace {
                 self.yielded = false;
                 if let Err(e) = sys::set_thread_nice(0) {
                     self.may_yield = false;
-                    tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot restore the receiver's priority");
+                    tracing::warn!(sandbox = %sandbox, error = %e, "cannot restore the receiver's priority");
                 }
             }
         }
@@ -781,5 +781,64 @@ fn program_of(call: &Call) -> String {
     match (exe, sys::pidfd_alive(call.pidfd.as_fd())) {
         (Ok(p), true) => p.display().to_string(),
         _ => "?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+    use netjail_protocol::SandboxId;
+
+    fn pace() -> Pace {
+        Pace {
+            may_yield: false,
+            ..Pace::new()
+        }
+    }
+
+    #[test]
+    fn without_a_queue_one_call_in_eight_looks_and_every_poll_blocks() {
+        let mut p = pace();
+        let looked: Vec<bool> = (0..16)
+            .map(|_| {
+                assert!(!p.skip_poll());
+                let check = p.check_now();
+                p.after(check, false, SandboxId(1));
+                check
+            })
+            .collect();
+        assert_eq!(looked.iter().filter(|&&c| c).count(), 2);
+    }
+
+    #[test]
+    fn with_a_queue_every_call_looks_and_one_poll_in_64_still_blocks() {
+        let mut p = pace();
+        let check = (0..8).map(|_| p.check_now()).last().unwrap();
+        assert!(check, "the eighth call looks");
+        p.after(true, true, SandboxId(1));
+        let mut blocking = 0;
+        for _ in 0..130 {
+            if !p.skip_poll() {
+                blocking += 1;
+            }
+            assert!(p.check_now(), "a call looks while a queue is seen");
+            p.after(true, true, SandboxId(1));
+        }
+        assert_eq!(blocking, 2, "one blocking poll in 65 iterations");
+        // The queue is gone: the next poll blocks, and only every eighth call looks again.
+        p.after(true, false, SandboxId(1));
+        assert!(!p.skip_poll());
+        // A receive that gave nothing forgets the queue too.
+        p.after(true, true, SandboxId(1));
+        p.unknown();
+        assert!(!p.skip_poll());
+    }
+
+    #[test]
+    fn a_call_that_did_not_look_knows_nothing_of_the_queue() {
+        let mut p = pace();
+        p.after(true, true, SandboxId(1));
+        p.after(false, false, SandboxId(1));
+        assert!(!p.skip_poll());
     }
 }
