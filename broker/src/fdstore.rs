@@ -390,12 +390,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "netjail-fdstore-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::fresh_dir("fdstore", tag);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }

@@ -386,13 +386,7 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "netjail-journal-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::testing::fresh_dir("journal", tag)
     }
 
     fn notif(id: u64) -> RawNotification {

@@ -47,6 +47,8 @@ mod sandbox;
 mod send;
 mod server;
 mod sys;
+#[cfg(test)]
+mod testing;
 mod unix;
 
 /// Not part of the API: the pure decoders of syscall arguments, for the fuzz targets in
