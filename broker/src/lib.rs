@@ -452,10 +452,12 @@ impl Broker {
         .map(|(id, _)| id)
     }
 
-    /// As [`Broker::register`], for a process (of user `uid`) that confined itself and whose
-    /// listener the broker took: the broker has the only copy, which goes to the service
-    /// manager's store, with the policy's text and origin, when the broker stores listeners.
-    pub(crate) fn register_self_confined(
+    /// As [`Broker::register`], for a sandbox of user `uid` whose only listener the broker
+    /// holds: a process that confined itself (the broker took its listener), or a client that
+    /// registered with a plain `Register` and keeps no copy (a library's `Sandbox`). It goes to
+    /// the service manager's store, with the policy's text and origin, when the broker stores
+    /// listeners.
+    pub(crate) fn register_handed_over(
         self: &Arc<Self>,
         name: &str,
         (pid, uid): (i32, u32),

@@ -130,9 +130,12 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
             Err(RecvError::Closed) => return,
             Err(e) => return reply_error(&sock, code_of(&e), e.to_string()).await,
         };
-        let (register, previous) = match received.msg {
-            ClientMessage::Register(r) => (r, None),
-            ClientMessage::RegisterAgain(again) => (again.register, Some(again.previous)),
+        let (register, kept) = match received.msg {
+            ClientMessage::Register(r) => (r, Kept::Not),
+            ClientMessage::RegisterKeeping(r) => (r, Kept::Copy(None)),
+            ClientMessage::RegisterAgain(again) => {
+                (again.register, Kept::Copy(Some(again.previous)))
+            }
             ClientMessage::Hello { .. } => {
                 return reply_error(&sock, ErrorCode::Malformed, "hello sent twice".into()).await
             }
@@ -169,7 +172,7 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
             .await;
         }
         let listener = fds.remove(0);
-        match register_one(&broker, &register, listener, peer_uid, previous) {
+        match register_one(&broker, &register, listener, peer_uid, kept) {
             Ok(id) => {
                 if send(&sock, &BrokerMessage::Registered { sandbox: id }, &[])
                     .await
@@ -183,29 +186,48 @@ async fn client(broker: Arc<Broker>, sock: UnixSeqpacket) {
     }
 }
 
-/// Registers a sandbox a client handed over, with a journal of its calls so that a broker
-/// started after this one can decide those it had in hand; `previous` is the id an earlier
-/// broker gave it ([`ClientMessage::RegisterAgain`]).
+/// Whether the client that registered a sandbox keeps a copy of its listener.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    /// `Register`: the broker holds the only copy once the client closes its own.
+    Not,
+    /// `RegisterKeeping`, or `RegisterAgain` with the id an earlier broker gave it.
+    Copy(Option<SandboxId>),
+}
+
+/// Registers a sandbox a client handed over. One whose client keeps a copy gets a journal of
+/// its calls, so that a broker started after this one decides those this one had in hand
+/// when the client registers it again; one whose client keeps none goes to the service
+/// manager's file descriptor store, when the broker stores listeners.
 fn register_one(
     broker: &Arc<Broker>,
     register: &Register,
     listener: std::os::fd::OwnedFd,
     peer_uid: Option<u32>,
-    previous: Option<SandboxId>,
+    kept: Kept,
 ) -> Result<netjail_protocol::SandboxId, (ErrorCode, String)> {
     let policy = Policy::from_toml(&register.policy.toml, &register.policy.origin)
         .map_err(|e| (ErrorCode::BadPolicy, e.to_string()))?;
     // Without the peer's credentials (never on a unix socket), nobody may take a journal over.
     let uid = peer_uid.unwrap_or(u32::MAX);
-    let (id, waiting) = broker
-        .register_persistent(
+    let (id, waiting) = match kept {
+        Kept::Copy(previous) => broker.register_persistent(
             &register.name,
             register.pid,
             policy,
             listener,
             (uid, previous),
-        )
-        .map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
+        ),
+        Kept::Not => broker
+            .register_handed_over(
+                &register.name,
+                (register.pid, uid),
+                (policy, &register.policy.toml, &register.policy.origin),
+                listener,
+            )
+            .map(|id| (id, 0)),
+    }
+    .map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
     audit::registered(
         id,
         &register.name,
@@ -213,7 +235,7 @@ fn register_one(
         &register.policy.origin,
         peer_uid,
     );
-    if let Some(previous) = previous {
+    if let Kept::Copy(Some(previous)) = kept {
         tracing::info!(sandbox = %id, previous = %previous, waiting, "sandbox registered again after a broker restart");
     }
     Ok(id)
@@ -330,7 +352,7 @@ async fn register_self(
         body.policy.origin.as_str(),
     );
     let id = broker
-        .register_self_confined(&body.name, (pid, uid), text, listener)
+        .register_handed_over(&body.name, (pid, uid), text, listener)
         .map_err(|e| (ErrorCode::Malformed, e.to_string()))?;
     audit::self_registered(id, &body.name, pid, &body.policy.origin, peer_uid);
     Ok(id)

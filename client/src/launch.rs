@@ -253,15 +253,32 @@ async fn attach(
 ) -> Result<Attached, LaunchError> {
     match BrokerConnection::connect(&options.broker).await {
         Ok(conn) => {
-            let id = conn
-                .register(
-                    &register.name,
-                    register.pid,
-                    register.policy,
-                    listener.as_fd(),
-                )
-                .await
-                .map_err(LaunchError::Broker)?;
+            // The launcher keeps its copy of the listener and registers again after a restart.
+            let keeping = conn
+                .register_keeping(register.clone(), listener.as_fd())
+                .await;
+            let (conn, id) = match keeping {
+                Ok(id) => (conn, id),
+                Err(e) if e.is_unknown_message() => {
+                    // A broker older than `RegisterKeeping`: a plain registration, which its
+                    // restart does not survive.
+                    tracing::warn!(broker = %options.broker.display(), "the broker does not know RegisterKeeping (an older netjaild): registered without a journal");
+                    let conn = BrokerConnection::connect(&options.broker)
+                        .await
+                        .map_err(LaunchError::Broker)?;
+                    let id = conn
+                        .register(
+                            &register.name,
+                            register.pid,
+                            register.policy,
+                            listener.as_fd(),
+                        )
+                        .await
+                        .map_err(LaunchError::Broker)?;
+                    (conn, id)
+                }
+                Err(e) => return Err(LaunchError::Broker(e)),
+            };
             tracing::debug!(sandbox = %id, broker = %options.broker.display(), "registered");
             Ok(Attached::Remote(conn, id))
         }

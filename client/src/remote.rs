@@ -36,6 +36,17 @@ pub enum RemoteError {
     Unexpected,
 }
 
+impl RemoteError {
+    /// Whether the broker refused the message itself as malformed: what a broker older than
+    /// the message answers (it cannot decode it).
+    pub fn is_unknown_message(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Refused(netjail_protocol::ErrorCode::Malformed, _)
+        )
+    }
+}
+
 /// A connection to a broker after the version handshake.
 #[derive(Debug)]
 pub struct BrokerConnection {
@@ -76,6 +87,25 @@ impl BrokerConnection {
             pid,
             policy,
         });
+        send(&self.sock, &msg, &[listener]).await?;
+        match recv::<BrokerMessage>(&self.sock).await?.msg {
+            BrokerMessage::Registered { sandbox } => Ok(sandbox),
+            BrokerMessage::Error(e) => Err(RemoteError::Refused(e.code, e.message)),
+            _ => Err(RemoteError::Unexpected),
+        }
+    }
+
+    /// As [`BrokerConnection::register`], for a client that keeps its own copy of the
+    /// listener and registers the sandbox again ([`BrokerConnection::register_again`]) when
+    /// the broker goes away: the broker keeps a journal of the sandbox's calls for the next
+    /// one (`ClientMessage::RegisterKeeping`). A broker older than this message refuses it as
+    /// malformed; [`RemoteError::is_unknown_message`] tells that case.
+    pub async fn register_keeping(
+        &self,
+        register: Register,
+        listener: BorrowedFd<'_>,
+    ) -> Result<SandboxId, RemoteError> {
+        let msg = ClientMessage::RegisterKeeping(register);
         send(&self.sock, &msg, &[listener]).await?;
         match recv::<BrokerMessage>(&self.sock).await?.msg {
             BrokerMessage::Registered { sandbox } => Ok(sandbox),

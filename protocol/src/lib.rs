@@ -23,6 +23,11 @@
 //! listener with `pidfd_getfd` and answers [`BrokerMessage::Registered`] or
 //! [`BrokerMessage::Error`].
 //!
+//! A client that keeps its own copy of the listener (`netjail run`) registers with
+//! [`ClientMessage::RegisterKeeping`] instead, and when the broker goes away, sends the same
+//! listener to the next broker with [`ClientMessage::RegisterAgain`], naming the id the first
+//! one gave: that broker decides the calls the first had received and not answered.
+//!
 //! Operators speak the same framing on the control socket, with the messages of
 //! [`control`].
 //!

@@ -52,6 +52,13 @@ pub enum ClientMessage {
     /// `previous`, made for the same pid and by the same user, it keeps that id and decides
     /// again the calls the earlier instance had received and not answered.
     RegisterAgain(RegisterAgain),
+    /// As [`ClientMessage::Register`] (exactly one fd), from a client that keeps its own copy
+    /// of the listener and registers the sandbox again ([`ClientMessage::RegisterAgain`]) with
+    /// a broker started after this one (`netjail run`). The broker keeps a journal of the
+    /// sandbox's calls for that broker, and leaves the listener out of the service manager's
+    /// file descriptor store. After a plain `Register` the broker holds the only copy (once the
+    /// client closes its own), which it stores when it stores listeners.
+    RegisterKeeping(Register),
 }
 
 /// The body of [`ClientMessage::RegisterAgain`].

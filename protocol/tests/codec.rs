@@ -67,6 +67,13 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 })
             }
         ),
+        (".*", any::<i32>(), ".*", ".*").prop_map(|(name, pid, origin, toml)| {
+            ClientMessage::RegisterKeeping(Register {
+                name,
+                pid,
+                policy: PolicySource { origin, toml },
+            })
+        }),
     ]
 }
 
@@ -199,6 +206,23 @@ fn register_again_is_appended() {
     assert_eq!(
         codec::encode(&msg).unwrap(),
         b"NJ\x00\x01\x04\x01n\x06\x01o\x01t\x09"
+    );
+}
+
+/// Registering with a kept copy came last (issue 8): variant 5, the earlier tags unchanged.
+#[test]
+fn register_keeping_is_appended() {
+    let msg = ClientMessage::RegisterKeeping(Register {
+        name: "n".into(),
+        pid: 3,
+        policy: PolicySource {
+            origin: "o".into(),
+            toml: "t".into(),
+        },
+    });
+    assert_eq!(
+        codec::encode(&msg).unwrap(),
+        b"NJ\x00\x01\x05\x01n\x06\x01o\x01t"
     );
 }
 

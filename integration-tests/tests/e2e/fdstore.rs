@@ -383,6 +383,81 @@ fn without_the_fd_store_a_killed_broker_fails_the_zygotes_calls() {
     assert_eq!(allowed.settled_count(), 0);
 }
 
+/// A child spawned by a program with the library (`Sandbox::builder`, `BrokerRef::Socket`):
+/// the program keeps no copy of the listener, so netjaild stores it (a plain `Register`,
+/// unlike `netjail run`'s `RegisterKeeping`). After a SIGKILL of netjaild the child's connect
+/// waits, the next netjaild takes the listener back and decides it (allowed once, denied
+/// EPERM). Without the store (NOTIFY_SOCKET unset) the same call fails with ENOSYS.
+#[test]
+fn a_library_child_outlives_a_killed_broker_through_the_fd_store() {
+    use std::io::{BufRead, Write};
+    let Some(py) = need_python("a_library_child_outlives_a_killed_broker") else {
+        return;
+    };
+    for store in [true, false] {
+        let (allowed, denied) = (Canary::tcp4(), Canary::tcp4());
+        let policy = allow_connect_policy(&[format!("tcp://127.0.0.1:{}", allowed.port())]);
+        let mut m = Manager::start(&py, store, &[], &[]);
+        let mut cmd = Command::new(&py);
+        cmd.args(["-c", netjail_integration_tests::PY_CONNECT_ON_DEMAND])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = netjail_client::sandbox::Sandbox::builder()
+            .policy_spec(policy.as_str())
+            .broker(netjail_client::sandbox::BrokerRef::Socket(
+                m.path("broker.sock"),
+            ))
+            .command(cmd)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn: {e}\n{}", m.log()));
+        let sandbox = child.sandbox().to_string();
+        let mut stdin = child.child_mut().stdin.take().expect("stdin");
+        let mut stdout = std::io::BufReader::new(child.child_mut().stdout.take().expect("stdout"));
+        let mut ask = |port: u16| writeln!(stdin, "{port}").expect("ask");
+        let mut answer = || -> Value {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("answer");
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+        };
+        ask(allowed.port());
+        assert_eq!(answer()["ok"], true, "{}", m.log());
+        ask(denied.port());
+        assert_eq!(answer()["err"], "EPERM");
+        if store {
+            let stored = m.notified(&["FDSTORE=1", &format!("FDNAME={sandbox}")]);
+            assert_eq!(stored["fds"], 1, "{stored}");
+        }
+        m.kill();
+        ask(allowed.port());
+        if store {
+            // The call waits while no broker runs; the next one decides it.
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(
+                allowed.settled_count(),
+                1,
+                "nothing passes while no broker runs"
+            );
+            m.start_again();
+            let v = answer();
+            assert_eq!(v["ok"], true, "{v}\n{}", m.log());
+            assert_eq!(
+                allowed.settled_count(),
+                2,
+                "decided once, by the next broker"
+            );
+            ask(denied.port());
+            assert_eq!(answer()["err"], "EPERM");
+        } else {
+            let v = answer();
+            assert_eq!(v["err"], "ENOSYS", "{v}");
+            assert_eq!(allowed.settled_count(), 1);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(denied.settled_count(), 0);
+    }
+}
+
 /// An fd handed back under a stored listener's name (`sb-5`) that is not a seccomp listener
 /// (`/dev/null`) is refused with a message, closed, and removed from the store; netjaild
 /// serves on.
@@ -396,11 +471,16 @@ fn a_stored_fd_that_is_not_a_listener_is_refused_and_netjaild_serves_on() {
     let removed = m.notified(&["FDSTOREREMOVE=1", "FDNAME=sb-5"]);
     assert_eq!(removed["stored"], serde_json::json!([]), "{removed}");
     m.notified(&["READY=1"]);
+    // The log comes on another pipe than the events: wait for it to be read.
+    let said = |log: &str| {
+        log.contains("not a seccomp listener: refused and closed") && log.contains("/dev/null")
+    };
+    let deadline = Instant::now() + WAIT;
+    while !said(&m.log()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let log = m.log();
-    assert!(
-        log.contains("not a seccomp listener: refused and closed") && log.contains("/dev/null"),
-        "{log}"
-    );
+    assert!(said(&log), "{log}");
     // Closed: none of netjaild's fds from 3 on is /dev/null.
     let fds = std::fs::read_dir(format!("/proc/{}/fd", m.pid)).expect("netjaild's fds");
     for entry in fds.flatten() {
