@@ -313,10 +313,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!("nj-bench embedded: loopback TCP connect() latency through a broker embedded in this process");
     machine.print_header();
     println!("brokers  two Broker::builder() brokers in this process (own runtime each, no sockets, no log subscriber): one plain, one with a hook");
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
-        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
-    );
+    super::print_plan(&o.counts, &per_round, "");
     let rules: Vec<String> = runtime_rules(bench.listener.port)
         .into_iter()
         .map(|(allow, e)| format!("{} {e}", if allow { "allow" } else { "deny" }))

@@ -299,10 +299,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
-        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
-    );
+    super::print_plan(&o.counts, &per_round, ";");
     println!(
         "         flooded: a second sandbox's {} threads loop on connect() to the denied port (EPERM)",
         o.threads

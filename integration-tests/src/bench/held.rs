@@ -415,10 +415,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
-        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
-    );
+    super::print_plan(&o.counts, &per_round, ";");
     println!(
         "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
         o.held

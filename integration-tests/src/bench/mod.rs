@@ -639,6 +639,15 @@ fn this_exe() -> Result<PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))
 }
 
+/// The report's `plan` line: the timed calls per variant spread over the rounds
+/// (`per_round`) and the warm-up calls; `end` closes it (`;` where more lines follow).
+fn print_plan(counts: &args::Counts, per_round: &[usize], end: &str) {
+    println!(
+        "plan     {} timed calls per variant in {} rounds ({per_round:?}), rotating order, {} untimed warm-up calls per child{end}",
+        counts.iterations, counts.rounds, counts.warmup
+    );
+}
+
 /// The line on stderr at the end of each round.
 fn print_round_done(round: usize, rounds: usize, started: Instant) {
     eprintln!(
@@ -746,10 +755,7 @@ fn run(options: &Options) -> Result<bool, String> {
     machine.print_header();
     println!("netjail  {}", options.netjail.display());
     println!("broker   {broker_mode}");
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
-        options.counts.iterations, options.counts.rounds, per_round, options.counts.warmup
-    );
+    print_plan(&options.counts, &per_round, "");
     println!(
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
         bench.allowed.port, bench.denied.port
