@@ -277,11 +277,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let dir = TempDir::new("flood")?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
-    let policy = format!(
-        "name = \"bench-flood\"\ndefault = \"deny\"\n\n\
-         [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
-        allowed.port
-    );
+    let policy = super::allow_one_port("bench-flood", allowed.port);
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
     let mut bench = Bench {
         o,

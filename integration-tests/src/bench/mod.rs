@@ -286,15 +286,20 @@ impl Canary {
     }
 }
 
+/// The text of a policy named `name` that allows TCP connects to `127.0.0.1:PORT` and denies
+/// everything else.
+fn allow_one_port(name: &str, port: u16) -> String {
+    format!(
+        "name = \"{name}\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{port}\"]\n"
+    )
+}
+
 /// The policy in a temporary file, removed on drop.
 struct PolicyFile(PathBuf);
 
 impl PolicyFile {
     fn write(allowed_port: u16) -> Result<PolicyFile, String> {
-        let text = format!(
-            "name = \"bench\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{allowed_port}\"]\n"
-        );
-        PolicyFile::with_text("", &text)
+        PolicyFile::with_text("", &allow_one_port("bench", allowed_port))
     }
 
     /// `text` in `nj-bench[-TAG]-PID.toml` in the temporary directory.
@@ -899,6 +904,15 @@ fn run(options: &Options) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_allowing_one_port() {
+        assert_eq!(
+            allow_one_port("bench-flood", 4321),
+            "name = \"bench-flood\"\ndefault = \"deny\"\n\n\
+             [[allow]]\nconnect = [\"tcp://127.0.0.1:4321\"]\n"
+        );
+    }
 
     #[test]
     fn the_report_json_starts_with_the_machine() {

@@ -391,10 +391,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let dir = TempDir::new("scale")?;
     let allowed = Canary::start_with(ACCEPTORS, Some(ACCEPTOR_NICE))?;
     let denied = Canary::start()?;
-    let policy = format!(
-        "name = \"bench-scale\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
-        allowed.port
-    );
+    let policy = super::allow_one_port("bench-scale", allowed.port);
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
     let mut bench = Bench {
         own,
