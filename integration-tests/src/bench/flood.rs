@@ -178,10 +178,7 @@ struct Bench<'a> {
 impl Bench<'_> {
     /// Sandboxes registered now (`netjail status --json`).
     fn sandboxes(&self) -> Result<usize, String> {
-        let (status, stdout, stderr) = self
-            .own
-            .control(&["status", "--json"], Duration::from_secs(20))
-            .map_err(|e| format!("netjail status: {e}"))?;
+        let (status, stdout, stderr) = self.own.status_json()?;
         if !status.success() {
             return Err(format!("netjail status: {status}: {}", stderr.trim()));
         }

@@ -198,10 +198,7 @@ struct Bench<'a> {
 impl Bench<'_> {
     /// `netjail status --json`, parsed.
     fn status(&self) -> Result<Status, String> {
-        let (status, stdout, stderr) = self
-            .own
-            .control(&["status", "--json"], Duration::from_secs(20))
-            .map_err(|e| format!("netjail status: {e}"))?;
+        let (status, stdout, stderr) = self.own.status_json()?;
         if !status.success() {
             return Err(format!(
                 "netjail status ended with {status}: {}",

@@ -242,6 +242,13 @@ impl OwnBroker {
         run_bounded(&mut self.control_command(words), limit, false)
     }
 
+    /// `netjail status --json` (at most 20 s): how it ended, its stdout and its stderr; a
+    /// failure to run it is `netjail status: ...`.
+    pub(super) fn status_json(&self) -> Result<(ExitStatus, String, String), String> {
+        self.control(&["status", "--json"], Duration::from_secs(20))
+            .map_err(|e| format!("netjail status: {e}"))
+    }
+
     /// A sample of `netjail metrics`, by its series name.
     pub(super) fn metric(&self, series: &str) -> Result<f64, String> {
         let (status, stdout, stderr) = self
