@@ -1,6 +1,34 @@
 //! The command-line options of the benches: `--name value`, `--name=value` and bare flags,
 //! walked one at a time so that each bench keeps its own `match` of names; the counts the
-//! round-based benches share (`--iterations`, `--rounds`, `--warmup`) are [`Counts`].
+//! round-based benches share (`--iterations`, `--rounds`, `--warmup`) are [`Counts`], the
+//! binaries they run (`--netjail`, `--netjaild`) [`Binaries`].
+
+use std::path::PathBuf;
+
+/// A bench's entry point: `run` with the options parsed, or the usage printed for `--help`
+/// (`None`).
+pub fn run_or_usage<O>(
+    options: Option<O>,
+    usage: &str,
+    run: impl FnOnce(&O) -> Result<bool, String>,
+) -> Result<bool, String> {
+    match options {
+        Some(options) => run(&options),
+        None => {
+            print!("{usage}");
+            Ok(true)
+        }
+    }
+}
+
+/// The last arm of a bench's `match` of names: `Ok(None)` for `--help` and `-h`, else the
+/// error naming the unknown argument, followed by `usage`.
+pub fn help_or_unknown<T>(name: &str, usage: &str) -> Result<Option<T>, String> {
+    match name {
+        "--help" | "-h" => Ok(None),
+        other => Err(format!("unknown argument `{other}`\n{usage}")),
+    }
+}
 
 /// Walks a bench's arguments.
 pub struct Args<'a> {
@@ -103,6 +131,58 @@ impl Counts {
     pub fn plan(&self) -> Vec<usize> {
         (0..self.rounds).map(|r| self.per_round(r)).collect()
     }
+
+    /// The calls one variant makes in all, timed and warm-up: `iterations + rounds * warmup`.
+    pub fn calls_per_variant(&self) -> u64 {
+        self.iterations as u64 + self.rounds as u64 * self.warmup as u64
+    }
+}
+
+/// The binaries a bench runs: `--netjail PATH`, and `--netjaild PATH` for the benches that
+/// start their own broker; each by default the one next to this executable.
+#[derive(Debug, Default)]
+pub struct Binaries {
+    /// Whether `--netjaild` is an option of this bench.
+    daemon: bool,
+    netjail: Option<PathBuf>,
+    netjaild: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// `--netjail` only.
+    pub fn netjail_only() -> Binaries {
+        Binaries::default()
+    }
+
+    /// `--netjail` and `--netjaild`.
+    pub fn with_netjaild() -> Binaries {
+        Binaries {
+            daemon: true,
+            ..Binaries::default()
+        }
+    }
+
+    /// Takes the current option if it is one of these binaries' (reading its value from
+    /// `opts`); `false`, with nothing read, for any other name.
+    pub fn take(&mut self, name: &str, opts: &mut Args) -> Result<bool, String> {
+        let field = match name {
+            "--netjail" => &mut self.netjail,
+            "--netjaild" if self.daemon => &mut self.netjaild,
+            _ => return Ok(false),
+        };
+        *field = Some(PathBuf::from(opts.value()?));
+        Ok(true)
+    }
+
+    /// The netjail binary (see [`super::sibling_binary`]).
+    pub fn netjail(&self) -> Result<PathBuf, String> {
+        super::sibling_binary(self.netjail.clone(), "netjail")
+    }
+
+    /// The netjaild binary (see [`super::sibling_binary`]).
+    pub fn netjaild(&self) -> Result<PathBuf, String> {
+        super::sibling_binary(self.netjaild.clone(), "netjaild")
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +265,62 @@ mod tests {
             c.take("--warmup", &mut a),
             Err("--warmup needs a value".to_string())
         );
+    }
+
+    #[test]
+    fn help_or_unknown_arguments() {
+        assert_eq!(help_or_unknown::<()>("--help", "USAGE"), Ok(None));
+        assert_eq!(help_or_unknown::<()>("-h", "USAGE"), Ok(None));
+        assert_eq!(
+            help_or_unknown::<()>("--bogus", "usage: x\n"),
+            Err("unknown argument `--bogus`\nusage: x\n".to_string())
+        );
+    }
+
+    #[test]
+    fn binaries_take_only_their_own_options() {
+        let args = strings(&["--netjail=/a", "--netjaild", "/b", "--netjail", "/c"]);
+        let mut a = Args::new(&args);
+        let mut b = Binaries::with_netjaild();
+        while let Some(name) = a.next_name() {
+            assert!(b.take(&name, &mut a).unwrap(), "{name}");
+        }
+        assert_eq!(b.netjail, Some(PathBuf::from("/c")));
+        assert_eq!(b.netjaild, Some(PathBuf::from("/b")));
+
+        // Where the bench starts no broker, `--netjaild` is not an option.
+        let args = strings(&["--netjaild", "/b"]);
+        let mut a = Args::new(&args);
+        let mut b = Binaries::netjail_only();
+        a.next_name();
+        assert_eq!(b.take("--netjaild", &mut a), Ok(false));
+        assert_eq!(b.take("--rounds", &mut a), Ok(false));
+        assert_eq!(b.netjaild, None);
+        let missing = strings(&["--netjail"]);
+        let mut a = Args::new(&missing);
+        a.next_name();
+        assert_eq!(
+            b.take("--netjail", &mut a),
+            Err("--netjail needs a value".to_string())
+        );
+        let absent = strings(&["--netjail", "/nonexistent/nj-bench-test/netjail"]);
+        let mut a = Args::new(&absent);
+        a.next_name();
+        assert_eq!(b.take("--netjail", &mut a), Ok(true));
+        assert!(b
+            .netjail()
+            .unwrap_err()
+            .starts_with("no netjail binary at /nonexistent/nj-bench-test/netjail"));
+    }
+
+    #[test]
+    fn calls_per_variant_count_the_warmups() {
+        let c = Counts {
+            iterations: 300,
+            rounds: 2,
+            warmup: 20,
+        };
+        assert_eq!(c.calls_per_variant(), 340);
     }
 
     #[test]

@@ -229,9 +229,12 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         respawn: 5,
         third: "allow-all",
     };
-    let mut netjail = None;
+    let mut binaries = args::Binaries::netjail_only();
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
+        if binaries.take(&name, &mut opts)? {
+            continue;
+        }
         match name.as_str() {
             "--pairs" => o.pairs = opts.number()?,
             "--tcp-mib" => o.tcp_bytes = (opts.number()? as u64) << 20,
@@ -276,9 +279,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            _ => return args::help_or_unknown(&name, USAGE),
         }
     }
     if o.respawn == 0 {
@@ -290,19 +291,13 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     if o.rtt == 0 || o.stream == 0 || o.batches == 0 || o.batch == 0 {
         return Err("--rtt, --stream, --batches and --batch must be at least 1".into());
     }
-    o.netjail = super::sibling_binary(netjail, "netjail")?;
+    o.netjail = binaries.netjail()?;
     Ok(Some(o))
 }
 
 /// Entry point of `nj-bench cost`.
 pub fn main(args: &[String]) -> Result<bool, String> {
-    match parse_options(args)? {
-        Some(options) => run(&options),
-        None => {
-            print!("{USAGE}");
-            Ok(true)
-        }
-    }
+    args::run_or_usage(parse_options(args)?, USAGE, run)
 }
 
 /// Pins the calling thread, if asked; a failure is reported once, not fatal.
@@ -852,7 +847,7 @@ fn inspect_filter(pid: Option<i64>) -> FilterReport {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let exe = super::this_exe()?;
     let peers = Peers::start(o.pin.map(|(_, p)| p))?;
     let policy = PolicyFile::with_text(
         "cost",
@@ -877,10 +872,7 @@ fn run(o: &Options) -> Result<bool, String> {
     };
 
     println!("nj-bench cost: the cost rule, native vs confined (netjail run, embedded broker)");
-    println!("kernel   {}", machine.kernel);
-    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
-    println!("date     {}", machine.date);
-    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    machine.print_header();
     println!("netjail  {}", o.netjail.display());
     match o.pin {
         Some((c, p)) => {
@@ -1234,14 +1226,7 @@ fn run(o: &Options) -> Result<bool, String> {
             "NOT within 5% for every target metric (see the table), or the broker was asked more than expected"
         }
     );
-    let json = serde_json::json!({
-        "bench": "nj-bench cost",
-        "kernel": machine.kernel,
-        "cpus": machine.cpus,
-        "cpu_model": machine.cpu_model,
-        "date": machine.date,
-        "loadavg_start": machine.loadavg,
-        "loadavg_end": end_load,
+    let json = machine.report_json("nj-bench cost", &end_load, serde_json::json!({
         "steal_fraction": steal,
         "pairs": o.pairs,
         "control": o.control,
@@ -1256,7 +1241,7 @@ fn run(o: &Options) -> Result<bool, String> {
         "broker": { "measurements": expected, "decisions": seen.len(), "allowed_connects": connects, "ok": broker_ok },
         "udp_sink_received": sink,
         "within_target": all_ok,
-    });
+    }));
     println!("{json}");
     Ok(broker_ok)
 }

@@ -34,7 +34,7 @@ use netjail_client::sandbox::Sandbox;
 use netjail_policy::Policy;
 
 use super::args;
-use super::stats::{self, us, Summary};
+use super::stats::{self, ratio, us, Summary};
 use super::{all_succeeded, timeout_for, wait_bounded, Canary, Machine};
 
 const USAGE: &str = "\
@@ -55,13 +55,7 @@ const HOOK_ALLOW_NAME: &str = "nj-bench-hook-allow";
 
 /// Entry point of `nj-bench embedded`.
 pub fn main(args: &[String]) -> Result<bool, String> {
-    match parse_options(args)? {
-        Some(options) => run(&options),
-        None => {
-            print!("{USAGE}");
-            Ok(true)
-        }
-    }
+    args::run_or_usage(parse_options(args)?, USAGE, run)
 }
 
 /// What the command line asked for.
@@ -77,10 +71,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         if counts.take(&name, &mut opts)? {
             continue;
         }
-        match name.as_str() {
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
+        return args::help_or_unknown(&name, USAGE);
     }
     counts.check()?;
     Ok(Some(Options { counts }))
@@ -208,15 +199,6 @@ impl Ratios {
     }
 }
 
-/// `a / b`, NaN for `b == 0`.
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        f64::NAN
-    } else {
-        a as f64 / b as f64
-    }
-}
-
 /// The ratio of each round's median of `x` to that of `base`.
 fn round_ratios(x: &Summary, base: &Summary) -> Vec<f64> {
     x.round_medians_ns
@@ -301,7 +283,7 @@ impl Bench<'_> {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let exe = super::this_exe()?;
     let listener = Canary::start()?;
     let plain = Broker::builder()
         .build()
@@ -329,15 +311,9 @@ fn run(o: &Options) -> Result<bool, String> {
 
     let per_round = o.counts.plan();
     println!("nj-bench embedded: loopback TCP connect() latency through a broker embedded in this process");
-    println!("kernel   {}", machine.kernel);
-    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
-    println!("date     {}", machine.date);
-    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    machine.print_header();
     println!("brokers  two Broker::builder() brokers in this process (own runtime each, no sockets, no log subscriber): one plain, one with a hook");
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
-        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
-    );
+    super::print_plan(&o.counts, &per_round, "");
     let rules: Vec<String> = runtime_rules(bench.listener.port)
         .into_iter()
         .map(|(allow, e)| format!("{} {e}", if allow { "allow" } else { "deny" }))
@@ -351,12 +327,7 @@ fn run(o: &Options) -> Result<bool, String> {
         for variant in super::rotation(&Variant::ALL, round) {
             samples[variant.index()].push(bench.measure(variant, count)?);
         }
-        eprintln!(
-            "round {}/{} done ({:.1} s)",
-            round + 1,
-            o.counts.rounds,
-            started.elapsed().as_secs_f64()
-        );
+        super::print_round_done(round, o.counts.rounds, started);
     }
 
     let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
@@ -405,23 +376,13 @@ fn run(o: &Options) -> Result<bool, String> {
         show(&rules_rounds)
     );
     for v in Variant::ALL {
-        let medians = &s(v).round_medians_ns;
-        let (lo, hi) = (
-            medians.iter().copied().min().unwrap_or(0),
-            medians.iter().copied().max().unwrap_or(0),
-        );
-        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
-            println!(
-                "note     {}: round medians spread {:.1}..{:.1} µs (a noisy run); compare figures within one run",
-                v.label(),
-                us(lo),
-                us(hi)
-            );
+        if let Some(note) = s(v).spread_note(v.label(), "a noisy run") {
+            println!("{note}");
         }
     }
 
     // Every connect reached the listener; the hook was asked once per hooked connect.
-    let per_variant = o.counts.iterations as u64 + o.counts.rounds as u64 * o.counts.warmup as u64;
+    let per_variant = o.counts.calls_per_variant();
     let expected = Variant::ALL.len() as u64 * per_variant;
     let seen = bench.listener.wait_for(expected, Duration::from_secs(2));
     let asked = hook_calls.load(Ordering::Relaxed);
@@ -435,27 +396,24 @@ fn run(o: &Options) -> Result<bool, String> {
     for v in Variant::ALL {
         by_variant.insert(v.key().to_owned(), s(v).to_json());
     }
-    let json = serde_json::json!({
-        "bench": "nj-bench embedded",
-        "kernel": machine.kernel,
-        "cpus": machine.cpus,
-        "cpu_model": machine.cpu_model,
-        "date": machine.date,
-        "loadavg_start": machine.loadavg,
-        "loadavg_end": end_load,
-        "iterations": o.counts.iterations,
-        "rounds": o.counts.rounds,
-        "warmup": o.counts.warmup,
-        "variants": by_variant,
-        "ratios": ratios_json,
-        "round_ratios": {
-            "hook_continue_over_policy": hook_rounds,
-            "rules_over_policy": rules_rounds,
-        },
-        "runtime_rules": rules,
-        "listener": { "accepted": seen, "expected": expected },
-        "hook_calls": { "asked": asked, "expected": expected_asked },
-    });
+    let json = machine.report_json(
+        "nj-bench embedded",
+        &end_load,
+        serde_json::json!({
+            "iterations": o.counts.iterations,
+            "rounds": o.counts.rounds,
+            "warmup": o.counts.warmup,
+            "variants": by_variant,
+            "ratios": ratios_json,
+            "round_ratios": {
+                "hook_continue_over_policy": hook_rounds,
+                "rules_over_policy": rules_rounds,
+            },
+            "runtime_rules": rules,
+            "listener": { "accepted": seen, "expected": expected },
+            "hook_calls": { "asked": asked, "expected": expected_asked },
+        }),
+    );
     println!("{json}");
 
     if asked != expected_asked {

@@ -23,13 +23,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::args;
-use super::held::{start_broker, Process, TempDir};
-use super::stats::{self, us, Summary};
-use super::{all_succeeded, run_bounded, sys, timeout_for, Canary, Machine};
+use super::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
+use super::stats::{self, ratio, us, Summary};
+use super::{sys, timeout_for, Canary, Machine};
 
 const USAGE: &str = "\
 usage: nj-bench flood [--iterations N] [--rounds R] [--warmup W] [--threads T] [--bound B]
@@ -49,21 +49,12 @@ each loop on connect() to a port the policy denies (EPERM).
   --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
 ";
 
-/// How long the bench waits for the broker's state to change.
-const SETTLE_LIMIT: Duration = Duration::from_secs(30);
-
 /// The counter the flood climbs.
 const DENIED_CONNECTS: &str = "netjail_decisions_total{op=\"connect\",verdict=\"deny\"}";
 
 /// Entry point of `nj-bench flood`.
 pub fn main(args: &[String]) -> Result<bool, String> {
-    match parse_options(args)? {
-        Some(options) => run(&options),
-        None => {
-            print!("{USAGE}");
-            Ok(true)
-        }
-    }
+    args::run_or_usage(parse_options(args)?, USAGE, run)
 }
 
 /// `--child flood PORT T [LIMIT_SECS]`: T threads (64 KiB stacks) each loop on a blocking
@@ -113,11 +104,10 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut threads = 2000;
     let mut bound: f64 = 2.0;
     let mut check = false;
-    let mut netjail = None;
-    let mut netjaild = None;
+    let mut binaries = args::Binaries::with_netjaild();
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? {
+        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
             continue;
         }
         match name.as_str() {
@@ -127,10 +117,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
                 bound = v.parse().map_err(|e| format!("--bound {v}: {e}"))?;
             }
             "--check" => check = true,
-            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
-            "--netjaild" => netjaild = Some(PathBuf::from(opts.value()?)),
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            _ => return args::help_or_unknown(&name, USAGE),
         }
     }
     counts.check()?;
@@ -145,8 +132,8 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         threads,
         bound,
         check,
-        netjail: super::sibling_binary(netjail, "netjail")?,
-        netjaild: super::sibling_binary(netjaild, "netjaild")?,
+        netjail: binaries.netjail()?,
+        netjaild: binaries.netjaild()?,
     }))
 }
 
@@ -183,55 +170,15 @@ struct FloodCheck {
 
 struct Bench<'a> {
     o: &'a Options,
-    exe: PathBuf,
-    socket: PathBuf,
-    control: PathBuf,
-    policy: PathBuf,
+    own: OwnBroker,
     allowed: Canary,
     denied: Canary,
 }
 
 impl Bench<'_> {
-    fn confined(&self, name: &str, child_args: &[String]) -> Command {
-        let mut cmd = Command::new(&self.o.netjail);
-        cmd.arg("run")
-            .arg("--broker")
-            .arg(&self.socket)
-            .arg("--no-embedded")
-            .arg("--policy")
-            .arg(&self.policy)
-            .arg("--name")
-            .arg(name)
-            .arg("--")
-            .arg(&self.exe)
-            .arg("--child")
-            .args(child_args)
-            .env("NETJAIL_LOG", "off");
-        cmd
-    }
-
-    /// A sample of `netjail metrics`, by its series name.
-    fn metric(&self, series: &str) -> Result<f64, String> {
-        let mut cmd = Command::new(&self.o.netjail);
-        cmd.args(["metrics", "--control"]).arg(&self.control);
-        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(20), false)
-            .map_err(|e| format!("netjail metrics: {e}"))?;
-        if !status.success() {
-            return Err(format!("netjail metrics: {status}: {}", stderr.trim()));
-        }
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .ok_or_else(|| format!("netjail metrics: no {series}"))
-    }
-
     /// Sandboxes registered now (`netjail status --json`).
     fn sandboxes(&self) -> Result<usize, String> {
-        let mut cmd = Command::new(&self.o.netjail);
-        cmd.args(["status", "--json", "--control"])
-            .arg(&self.control);
-        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(20), false)
-            .map_err(|e| format!("netjail status: {e}"))?;
+        let (status, stdout, stderr) = self.own.status_json()?;
         if !status.success() {
             return Err(format!("netjail status: {status}: {}", stderr.trim()));
         }
@@ -243,30 +190,22 @@ impl Bench<'_> {
     }
 
     fn wait_no_sandbox(&self) -> Result<(), String> {
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        loop {
-            let n = self.sandboxes()?;
-            if n == 0 {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{n} sandboxes still registered"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(
+            SETTLE_LIMIT,
+            || self.sandboxes(),
+            |&n| n == 0,
+            |n| format!("{n} sandboxes still registered"),
+        )
+        .map(drop)
     }
 
     fn measure(&self, variant: Variant, count: usize) -> Result<Vec<u64>, String> {
-        let args = vec![
-            "connect".to_owned(),
-            self.allowed.port.to_string(),
-            count.to_string(),
-            self.o.counts.warmup.to_string(),
-        ];
-        let mut cmd = self.confined("nj-bench-measured", &args);
-        let outcome = run_bounded(&mut cmd, timeout_for(count + self.o.counts.warmup), true)
-            .map_err(|e| format!("{}: {e}", variant.key()))?;
-        all_succeeded(variant.key(), outcome, count)
+        self.own.measure_connect(
+            variant.key(),
+            self.allowed.port,
+            count,
+            self.o.counts.warmup,
+        )
     }
 
     /// The flooded variant of one round.
@@ -278,7 +217,7 @@ impl Bench<'_> {
             self.o.threads.to_string(),
             limit.as_secs().to_string(),
         ];
-        let mut cmd = self.confined("nj-bench-flooder", &args);
+        let mut cmd = self.own.confined("nj-bench-flooder", &args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -288,12 +227,12 @@ impl Bench<'_> {
             // Flooding: every thread runs (its line), and the denials climb by at least 1,000
             // within 200 ms.
             let deadline = Instant::now() + SETTLE_LIMIT;
-            let mut last = self.metric(DENIED_CONNECTS)?;
+            let mut last = self.own.metric(DENIED_CONNECTS)?;
             let first = last;
             loop {
                 std::thread::sleep(Duration::from_millis(200));
                 flooder.check_alive()?;
-                let now = self.metric(DENIED_CONNECTS)?;
+                let now = self.own.metric(DENIED_CONNECTS)?;
                 if now - last >= 1000.0 {
                     break;
                 }
@@ -306,11 +245,11 @@ impl Bench<'_> {
                 }
             }
             let settle_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let d0 = self.metric(DENIED_CONNECTS)?;
+            let d0 = self.own.metric(DENIED_CONNECTS)?;
             let t0 = Instant::now();
             let lat = self.measure(Variant::Flooded, count)?;
             let secs = t0.elapsed().as_secs_f64();
-            let d1 = self.metric(DENIED_CONNECTS)?;
+            let d1 = self.own.metric(DENIED_CONNECTS)?;
             flooder.check_alive()?;
             let denials = (d1 - d0).max(0.0);
             Ok((
@@ -331,47 +270,29 @@ impl Bench<'_> {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let exe = super::this_exe()?;
     let dir = TempDir::new("flood")?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
-    let policy = dir.0.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "name = \"bench-flood\"\ndefault = \"deny\"\n\n\
-             [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
-            allowed.port
-        ),
-    )
-    .map_err(|e| format!("write {}: {e}", policy.display()))?;
-    let (mut broker, socket, control) = start_broker(&o.netjail, &o.netjaild, &dir.0)?;
-    let bench = Bench {
+    let policy = super::allow_one_port("bench-flood", allowed.port);
+    let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
+    let mut bench = Bench {
         o,
-        exe,
-        socket,
-        control,
-        policy,
+        own,
         allowed,
         denied,
     };
 
     let per_round = o.counts.plan();
     println!("nj-bench flood: allowed connect() latency in one sandbox while another floods denied connects");
-    println!("kernel   {}", machine.kernel);
-    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
-    println!("date     {}", machine.date);
-    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    machine.print_header();
     println!("netjail  {}", o.netjail.display());
     println!(
         "broker   {} (its own, in {}, nobody watching)",
         o.netjaild.display(),
-        dir.0.display()
+        bench.own.dir.0.display()
     );
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
-        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
-    );
+    super::print_plan(&o.counts, &per_round, ";");
     println!(
         "         flooded: a second sandbox's {} threads loop on connect() to the denied port (EPERM)",
         o.threads
@@ -386,7 +307,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let mut checks: Vec<FloodCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
         for variant in super::rotation(&Variant::ALL, round) {
-            broker.check_alive()?;
+            bench.own.check_alive()?;
             let lat = match variant {
                 Variant::Unloaded => {
                     let n = bench.sandboxes()?;
@@ -408,20 +329,17 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        eprintln!(
-            "round {}/{} done ({:.1} s)",
-            round + 1,
-            o.counts.rounds,
-            started.elapsed().as_secs_f64()
-        );
+        super::print_round_done(round, o.counts.rounds, started);
     }
     let allowed_decisions = bench
+        .own
         .metric("netjail_decisions_total{op=\"connect\",verdict=\"allow\"}")
         .unwrap_or(f64::NAN);
     let peak = bench
+        .own
         .metric("netjail_sandbox_calls_in_flight_peak")
         .unwrap_or(f64::NAN);
-    broker.stop();
+    bench.own.stop();
 
     let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
     let (unloaded, flooded) = (
@@ -435,13 +353,6 @@ fn run(o: &Options) -> Result<bool, String> {
         "{}",
         flooded.table_row(&format!("flooded ({} threads)", o.threads), 24)
     );
-    let ratio = |a: u64, b: u64| {
-        if b == 0 {
-            f64::NAN
-        } else {
-            a as f64 / b as f64
-        }
-    };
     let r_med = ratio(flooded.median_ns, unloaded.median_ns);
     let r_p99 = ratio(flooded.p99_ns, unloaded.p99_ns);
     let pass = r_p99 <= o.bound;
@@ -475,20 +386,11 @@ fn run(o: &Options) -> Result<bool, String> {
     );
     println!("in flight                        peak of one sandbox on the blocking pool: {peak}");
     for (v, s) in [("unloaded", unloaded), ("flooded", flooded)] {
-        let (lo, hi) = (
-            s.round_medians_ns.iter().copied().min().unwrap_or(0),
-            s.round_medians_ns.iter().copied().max().unwrap_or(0),
-        );
-        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
-            println!(
-                "note     {v}: round medians spread {:.1}..{:.1} µs (a noisy run); compare figures within one run",
-                us(lo),
-                us(hi)
-            );
+        if let Some(note) = s.spread_note(v, "a noisy run") {
+            println!("{note}");
         }
     }
-    let expected =
-        2 * (o.counts.iterations as u64 + o.counts.rounds as u64 * o.counts.warmup as u64);
+    let expected = 2 * o.counts.calls_per_variant();
     let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
     let leaked = bench.denied.accepted();
     println!(
@@ -496,14 +398,7 @@ fn run(o: &Options) -> Result<bool, String> {
     );
     let end_load = super::print_end_load(started);
 
-    let json = serde_json::json!({
-        "bench": "nj-bench flood",
-        "kernel": machine.kernel,
-        "cpus": machine.cpus,
-        "cpu_model": machine.cpu_model,
-        "date": machine.date,
-        "loadavg_start": machine.loadavg,
-        "loadavg_end": end_load,
+    let json = machine.report_json("nj-bench flood", &end_load, serde_json::json!({
         "iterations": o.counts.iterations,
         "rounds": o.counts.rounds,
         "warmup": o.counts.warmup,
@@ -526,7 +421,7 @@ fn run(o: &Options) -> Result<bool, String> {
         },
         "in_flight_peak": peak,
         "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "denied_accepted": leaked },
-    });
+    }));
     println!("{json}");
 
     let mut ok = true;

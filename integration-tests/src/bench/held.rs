@@ -26,17 +26,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::args;
-use super::stats::{self, us, Summary};
-use super::{
-    all_succeeded, join, kill_bounded, reader, run_bounded, sys, timeout_for, Canary, Machine,
-};
+use super::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
+use super::stats::{self, ratio, Summary};
+use super::{join, reader, sys, timeout_for, Canary, Machine};
 
 const USAGE: &str = "\
 usage: nj-bench held [--iterations N] [--rounds R] [--warmup W] [--held H]
@@ -59,22 +58,12 @@ nothing held (idle) and while another sandbox has H calls held for an operator (
   --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
 ";
 
-/// How long the bench waits for the broker's state to change (calls held, released...).
-const SETTLE_LIMIT: Duration = Duration::from_secs(30);
-
-/// The sandbox names given to `netjail run --name`, as `netjail status` shows them.
+/// The holder's sandbox name given to `netjail run --name`, as `netjail status` shows it.
 const HOLDER_NAME: &str = "nj-bench-holder";
-const MEASURED_NAME: &str = "nj-bench-measured";
 
 /// Entry point of `nj-bench held`.
 pub fn main(args: &[String]) -> Result<bool, String> {
-    match parse_options(args)? {
-        Some(options) => run(&options),
-        None => {
-            print!("{USAGE}");
-            Ok(true)
-        }
-    }
+    args::run_or_usage(parse_options(args)?, USAGE, run)
 }
 
 /// `--child hold PORT N [LIMIT_SECS]`: N threads each make one blocking `connect()` to
@@ -126,21 +115,17 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut held = 16;
     let mut pending_only = false;
     let mut unwatched = false;
-    let mut netjail = None;
-    let mut netjaild = None;
+    let mut binaries = args::Binaries::with_netjaild();
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? {
+        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
             continue;
         }
         match name.as_str() {
             "--held" => held = opts.number()?,
             "--pending-only" => pending_only = true,
             "--unwatched" => unwatched = true,
-            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
-            "--netjaild" => netjaild = Some(PathBuf::from(opts.value()?)),
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            _ => return args::help_or_unknown(&name, USAGE),
         }
     }
     counts.check()?;
@@ -152,8 +137,8 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         held,
         pending_only,
         unwatched,
-        netjail: super::sibling_binary(netjail, "netjail")?,
-        netjaild: super::sibling_binary(netjaild, "netjaild")?,
+        netjail: binaries.netjail()?,
+        netjaild: binaries.netjaild()?,
     }))
 }
 
@@ -188,88 +173,6 @@ impl Variant {
     }
 }
 
-/// A fresh directory under `/tmp` (mode 0700), removed on drop.
-pub(super) struct TempDir(pub(super) PathBuf);
-
-impl TempDir {
-    /// `/tmp/nj-bench-TAG-PID-XXXXXXXX`.
-    pub(super) fn new(tag: &str) -> Result<TempDir, String> {
-        use std::os::unix::fs::DirBuilderExt;
-
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        for attempt in 0..100u32 {
-            let path = PathBuf::from(format!(
-                "/tmp/nj-bench-{tag}-{}-{:08x}",
-                std::process::id(),
-                nanos.wrapping_add(attempt.wrapping_mul(0x9e37_79b9))
-            ));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(TempDir(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("mkdir {}: {e}", path.display())),
-            }
-        }
-        Err("cannot make a fresh directory under /tmp".into())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A process this bench started, killed by pid (SIGTERM, then SIGKILL) on drop.
-pub(super) struct Process {
-    what: &'static str,
-    child: Option<Child>,
-}
-
-impl Process {
-    pub(super) fn spawn(what: &'static str, cmd: &mut Command) -> Result<Process, String> {
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {what} ({:?}): {e}", cmd.get_program()))?;
-        Ok(Process {
-            what,
-            child: Some(child),
-        })
-    }
-
-    pub(super) fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// `Err` with how it ended when it is no longer running.
-    pub(super) fn check_alive(&mut self) -> Result<(), String> {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => Ok(()),
-            Some(Ok(Some(status))) => Err(format!(
-                "{} (pid {}) ended: {status}",
-                self.what,
-                self.pid()
-            )),
-            Some(Err(e)) => Err(format!("wait for {} (pid {}): {e}", self.what, self.pid())),
-            None => Err(format!("{} was stopped", self.what)),
-        }
-    }
-
-    /// Ends it by pid (SIGTERM, SIGKILL after 2 s) and reaps it.
-    pub(super) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_bounded(&mut child, true);
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The broker's state as `netjail status --json` reports it.
 struct Status {
     operators: u64,
@@ -287,42 +190,15 @@ impl Status {
 /// Everything the rounds need.
 struct Bench<'a> {
     o: &'a Options,
-    exe: PathBuf,
-    dir: TempDir,
-    socket: PathBuf,
-    control: PathBuf,
-    policy: PathBuf,
+    own: OwnBroker,
     allowed: Canary,
     asked: Canary,
 }
 
 impl Bench<'_> {
-    /// `netjail run --broker SOCK --no-embedded --policy P --name NAME -- nj-bench --child ...`.
-    fn confined(&self, name: &str, child_args: &[String]) -> Command {
-        let mut cmd = Command::new(&self.o.netjail);
-        cmd.arg("run")
-            .arg("--broker")
-            .arg(&self.socket)
-            .arg("--no-embedded")
-            .arg("--policy")
-            .arg(&self.policy)
-            .arg("--name")
-            .arg(name)
-            .arg("--")
-            .arg(&self.exe)
-            .arg("--child")
-            .args(child_args)
-            .env("NETJAIL_LOG", "off");
-        cmd
-    }
-
     /// `netjail status --json`, parsed.
     fn status(&self) -> Result<Status, String> {
-        let mut cmd = Command::new(&self.o.netjail);
-        cmd.args(["status", "--json", "--control"])
-            .arg(&self.control);
-        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(20), false)
-            .map_err(|e| format!("netjail status: {e}"))?;
+        let (status, stdout, stderr) = self.own.status_json()?;
         if !status.success() {
             return Err(format!(
                 "netjail status ended with {status}: {}",
@@ -360,33 +236,29 @@ impl Bench<'_> {
         what: &str,
         mut done: impl FnMut(&Status) -> bool,
     ) -> Result<Status, String> {
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        loop {
-            let s = self.status()?;
-            if done(&s) {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
+        poll_until(
+            SETTLE_LIMIT,
+            || self.status(),
+            |s| done(s),
+            |s| {
+                format!(
                     "{what}: not within {SETTLE_LIMIT:?} (operators {}, pending {}, by sandbox {:?})",
                     s.operators, s.pending, s.by_name
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                )
+            },
+        )
     }
 
     /// Starts the operator, `netjail watch --json [--pending-only]` (output to /dev/null), and
     /// waits until the broker counts it.
     fn start_watcher(&self) -> Result<Process, String> {
-        let mut watch = Command::new(&self.o.netjail);
-        watch.args(["watch", "--json"]);
-        if self.o.pending_only {
-            watch.arg("--pending-only");
-        }
+        let words: &[&str] = if self.o.pending_only {
+            &["watch", "--json", "--pending-only"]
+        } else {
+            &["watch", "--json"]
+        };
+        let mut watch = self.own.control_command(words);
         watch
-            .arg("--control")
-            .arg(&self.control)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -400,16 +272,12 @@ impl Bench<'_> {
 
     /// One measured child making `count` timed connects to ALLOWED; all must succeed.
     fn measure(&self, variant: Variant, count: usize) -> Result<Vec<u64>, String> {
-        let args = vec![
-            "connect".to_owned(),
-            self.allowed.port.to_string(),
-            count.to_string(),
-            self.o.counts.warmup.to_string(),
-        ];
-        let mut cmd = self.confined(MEASURED_NAME, &args);
-        let outcome = run_bounded(&mut cmd, timeout_for(count + self.o.counts.warmup), true)
-            .map_err(|e| format!("{}: {e}", variant.key()))?;
-        all_succeeded(variant.key(), outcome, count)
+        self.own.measure_connect(
+            variant.key(),
+            self.allowed.port,
+            count,
+            self.o.counts.warmup,
+        )
     }
 
     /// The `held` variant of one round: start the holder, wait for its calls to be held,
@@ -423,7 +291,7 @@ impl Bench<'_> {
             n.to_string(),
             limit.as_secs().to_string(),
         ];
-        let mut cmd = self.confined(HOLDER_NAME, &args);
+        let mut cmd = self.own.confined(HOLDER_NAME, &args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -507,80 +375,22 @@ fn audit_events(log: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Starts `netjaild` in `dir` and waits until both its sockets answer.
-pub(super) fn start_broker(
-    netjail: &Path,
-    netjaild: &Path,
-    dir: &Path,
-) -> Result<(Process, PathBuf, PathBuf), String> {
-    let socket = dir.join("broker.sock");
-    let control = dir.join("control.sock");
-    let log = std::fs::File::create(dir.join("netjaild.log"))
-        .map_err(|e| format!("create the broker's log: {e}"))?;
-    let mut cmd = Command::new(netjaild);
-    cmd.arg("--socket")
-        .arg(&socket)
-        .arg("--control")
-        .arg(&control)
-        .arg("--overlay")
-        .arg(dir.join("overlay"))
-        .args(["--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let mut broker = Process::spawn("netjaild", &mut cmd)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        broker.check_alive().map_err(|e| {
-            let log = std::fs::read_to_string(dir.join("netjaild.log")).unwrap_or_default();
-            format!("{e}\n--- its log ---\n{}", log.trim())
-        })?;
-        // `netjaild` binds the control socket, then the registration socket, then serves
-        // both: once `status` answers, both accept.
-        if socket.exists() && control.exists() {
-            let mut status = Command::new(netjail);
-            status.args(["status", "--json", "--control"]).arg(&control);
-            if let Ok((s, _, _)) = run_bounded(&mut status, Duration::from_secs(10), false) {
-                if s.success() {
-                    return Ok((broker, socket, control));
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "netjaild did not answer on {} within 10 s",
-                control.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let exe = super::this_exe()?;
     let dir = TempDir::new("held")?;
     let allowed = Canary::start()?;
     let asked = Canary::start()?;
-    let policy = dir.0.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "name = \"bench-held\"\ndefault = \"deny\"\nask_timeout = \"10m\"\n\n\
-             [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n\n\
-             [[ask]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
-            allowed.port, asked.port
-        ),
-    )
-    .map_err(|e| format!("write {}: {e}", policy.display()))?;
-    let (mut broker, socket, control) = start_broker(&o.netjail, &o.netjaild, &dir.0)?;
-    let bench = Bench {
+    let policy = format!(
+        "name = \"bench-held\"\ndefault = \"deny\"\nask_timeout = \"10m\"\n\n\
+         [[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n\n\
+         [[ask]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
+        allowed.port, asked.port
+    );
+    let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
+    let mut bench = Bench {
         o,
-        exe,
-        dir,
-        socket,
-        control,
-        policy,
+        own,
         allowed,
         asked,
     };
@@ -595,20 +405,14 @@ fn run(o: &Options) -> Result<bool, String> {
 
     let per_round = o.counts.plan();
     println!("nj-bench held: allowed connect() latency in one sandbox while another has calls held for an operator");
-    println!("kernel   {}", machine.kernel);
-    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
-    println!("date     {}", machine.date);
-    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    machine.print_header();
     println!("netjail  {}", o.netjail.display());
     println!(
         "broker   {} (its own: --socket/--control/--overlay in {}, log --log-format json to a file), one `{watch_cmd}` operator",
         o.netjaild.display(),
-        bench.dir.0.display()
+        bench.own.dir.0.display()
     );
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child;",
-        o.counts.iterations, o.counts.rounds, per_round, o.counts.warmup
-    );
+    super::print_plan(&o.counts, &per_round, ";");
     println!(
         "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
         o.held
@@ -631,7 +435,7 @@ fn run(o: &Options) -> Result<bool, String> {
     for (round, &count) in per_round.iter().enumerate() {
         for variant in super::rotation(&variants, round) {
             watcher.check_alive()?;
-            broker.check_alive()?;
+            bench.own.check_alive()?;
             let lat = match variant {
                 Variant::Idle => {
                     let s = bench.status()?;
@@ -659,16 +463,11 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        eprintln!(
-            "round {}/{} done ({:.1} s)",
-            round + 1,
-            o.counts.rounds,
-            started.elapsed().as_secs_f64()
-        );
+        super::print_round_done(round, o.counts.rounds, started);
     }
     watcher.stop();
     let final_status = bench.status()?;
-    broker.stop();
+    bench.own.stop();
 
     let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
     let (idle, held) = (
@@ -687,13 +486,6 @@ fn run(o: &Options) -> Result<bool, String> {
         let x = &summaries[v.index()];
         println!("{}", x.table_row(&label, 22));
     }
-    let ratio = |a: u64, b: u64| {
-        if b == 0 {
-            f64::NAN
-        } else {
-            a as f64 / b as f64
-        }
-    };
     let r_med = ratio(held.median_ns, idle.median_ns);
     let r_p99 = ratio(held.p99_ns, idle.p99_ns);
     let per_round_ratio: Vec<f64> = idle
@@ -751,24 +543,13 @@ fn run(o: &Options) -> Result<bool, String> {
             .join(", ")
     );
     for &v in &variants {
-        let medians = &summaries[v.index()].round_medians_ns;
-        let (lo, hi) = (
-            medians.iter().copied().min().unwrap_or(0),
-            medians.iter().copied().max().unwrap_or(0),
-        );
-        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
-            println!(
-                "note     {}: round medians spread {:.1}..{:.1} µs (a noisy run); compare figures within one run",
-                v.key(),
-                us(lo),
-                us(hi)
-            );
+        if let Some(note) = summaries[v.index()].spread_note(v.key(), "a noisy run") {
+            println!("{note}");
         }
     }
 
     // Every measured connection reached the allowed listener; nothing reached the asked one.
-    let expected = variants.len() as u64
-        * (o.counts.iterations as u64 + o.counts.rounds as u64 * o.counts.warmup as u64);
+    let expected = variants.len() as u64 * o.counts.calls_per_variant();
     let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
     let leaked = bench.asked.accepted();
     println!(
@@ -776,7 +557,7 @@ fn run(o: &Options) -> Result<bool, String> {
     );
 
     // The broker's audit log: every held call was held, then ended with its caller gone.
-    let log = std::fs::read_to_string(bench.dir.0.join("netjaild.log")).unwrap_or_default();
+    let log = bench.own.log();
     let events = audit_events(&log);
     let allowed_endpoint = format!("tcp://127.0.0.1:{}", bench.allowed.port);
     let allowed_decisions = events
@@ -803,14 +584,7 @@ fn run(o: &Options) -> Result<bool, String> {
     for &v in &variants {
         by_variant.insert(v.key().to_owned(), summaries[v.index()].to_json());
     }
-    let json = serde_json::json!({
-        "bench": "nj-bench held",
-        "kernel": machine.kernel,
-        "cpus": machine.cpus,
-        "cpu_model": machine.cpu_model,
-        "date": machine.date,
-        "loadavg_start": machine.loadavg,
-        "loadavg_end": end_load,
+    let json = machine.report_json("nj-bench held", &end_load, serde_json::json!({
         "iterations": o.counts.iterations,
         "rounds": o.counts.rounds,
         "warmup": o.counts.warmup,
@@ -835,7 +609,7 @@ fn run(o: &Options) -> Result<bool, String> {
         })).collect::<Vec<_>>(),
         "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "asked_accepted": leaked },
         "audit": { "allowed_decisions": allowed_decisions, "held": held_events, "ended": ended },
-    });
+    }));
     println!("{json}");
 
     let mut ok = true;

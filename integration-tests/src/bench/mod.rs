@@ -34,6 +34,7 @@ mod cost_child;
 mod embedded;
 mod flood;
 mod held;
+mod own_broker;
 mod scale;
 mod stats;
 mod sys;
@@ -47,7 +48,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use stats::{us, Summary};
+use stats::{ratio, us, Summary};
 
 const USAGE: &str = "\
 usage: nj-bench [--iterations N] [--rounds R] [--warmup W] [--netjail PATH]
@@ -83,13 +84,7 @@ pub fn main(args: &[String]) -> i32 {
     } else if args.first().map(String::as_str) == Some("scale") {
         scale::main(&args[1..])
     } else {
-        parse_options(args).and_then(|o| match o {
-            Some(options) => run(&options),
-            None => {
-                print!("{USAGE}");
-                Ok(true)
-            }
-        })
+        parse_options(args).and_then(|o| args::run_or_usage(o, USAGE, run))
     };
     match result {
         Ok(true) => 0,
@@ -158,22 +153,20 @@ struct Options {
 /// `None` for `--help`.
 fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut counts = args::Counts::default();
-    let mut netjail = None;
+    let mut binaries = args::Binaries::netjail_only();
     let mut sync_floor = false;
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? {
+        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
             continue;
         }
         match name.as_str() {
-            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
             "--sync-floor" => sync_floor = true,
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            _ => return args::help_or_unknown(&name, USAGE),
         }
     }
     counts.check()?;
-    let netjail = sibling_binary(netjail, "netjail")?;
+    let netjail = binaries.netjail()?;
     Ok(Some(Options {
         counts,
         netjail,
@@ -293,15 +286,20 @@ impl Canary {
     }
 }
 
+/// The text of a policy named `name` that allows TCP connects to `127.0.0.1:PORT` and denies
+/// everything else.
+fn allow_one_port(name: &str, port: u16) -> String {
+    format!(
+        "name = \"{name}\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{port}\"]\n"
+    )
+}
+
 /// The policy in a temporary file, removed on drop.
 struct PolicyFile(PathBuf);
 
 impl PolicyFile {
     fn write(allowed_port: u16) -> Result<PolicyFile, String> {
-        let text = format!(
-            "name = \"bench\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{allowed_port}\"]\n"
-        );
-        PolicyFile::with_text("", &text)
+        PolicyFile::with_text("", &allow_one_port("bench", allowed_port))
     }
 
     /// `text` in `nj-bench[-TAG]-PID.toml` in the temporary directory.
@@ -608,6 +606,61 @@ impl Machine {
             loadavg: loadavg(),
         }
     }
+
+    /// The report's lines about the machine: `kernel`, `cpus`, `date` and `load` (at start).
+    fn print_header(&self) {
+        println!("kernel   {}", self.kernel);
+        println!("cpus     {} ({})", self.cpus, self.cpu_model);
+        println!("date     {}", self.date);
+        println!("load     {} (1, 5, 15 min, at start)", self.loadavg);
+    }
+
+    /// The report's JSON line: `bench`, the machine and the load at the end, then the fields
+    /// of `rest` (an object).
+    fn report_json(
+        &self,
+        bench: &str,
+        end_load: &str,
+        rest: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "bench": bench,
+            "kernel": self.kernel,
+            "cpus": self.cpus,
+            "cpu_model": self.cpu_model,
+            "date": self.date,
+            "loadavg_start": self.loadavg,
+            "loadavg_end": end_load,
+        });
+        if let (Some(all), serde_json::Value::Object(rest)) = (json.as_object_mut(), rest) {
+            all.extend(rest);
+        }
+        json
+    }
+}
+
+/// This bench's own executable, which the measured children run.
+fn this_exe() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))
+}
+
+/// The report's `plan` line: the timed calls per variant spread over the rounds
+/// (`per_round`) and the warm-up calls; `end` closes it (`;` where more lines follow).
+fn print_plan(counts: &args::Counts, per_round: &[usize], end: &str) {
+    println!(
+        "plan     {} timed calls per variant in {} rounds ({per_round:?}), rotating order, {} untimed warm-up calls per child{end}",
+        counts.iterations, counts.rounds, counts.warmup
+    );
+}
+
+/// The line on stderr at the end of each round.
+fn print_round_done(round: usize, rounds: usize, started: Instant) {
+    eprintln!(
+        "round {}/{} done ({:.1} s)",
+        round + 1,
+        rounds,
+        started.elapsed().as_secs_f64()
+    );
 }
 /// The binary `name` (`netjail`, `netjaild`): `given` with `--NAME PATH`, else the one beside
 /// this executable (the same `target/` profile); an error saying how to get it otherwise.
@@ -685,7 +738,7 @@ const DEFAULT_BROKER: &str = "/run/netjail/broker.sock";
 
 fn run(options: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let exe = this_exe()?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
     let policy = PolicyFile::write(allowed.port)?;
@@ -704,16 +757,10 @@ fn run(options: &Options) -> Result<bool, String> {
     };
     let per_round = options.counts.plan();
     println!("nj-bench: loopback TCP connect() latency, native vs netjail broker");
-    println!("kernel   {}", machine.kernel);
-    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
-    println!("date     {}", machine.date);
-    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    machine.print_header();
     println!("netjail  {}", options.netjail.display());
     println!("broker   {broker_mode}");
-    println!(
-        "plan     {} timed calls per variant in {} rounds ({:?}), rotating order, {} untimed warm-up calls per child",
-        options.counts.iterations, options.counts.rounds, per_round, options.counts.warmup
-    );
+    print_plan(&options.counts, &per_round, "");
     println!(
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
         bench.allowed.port, bench.denied.port
@@ -730,12 +777,7 @@ fn run(options: &Options) -> Result<bool, String> {
             let lat = bench.measure(variant, count)?;
             samples[variant.index()].push(lat);
         }
-        eprintln!(
-            "round {}/{} done ({:.1} s)",
-            round + 1,
-            options.counts.rounds,
-            started.elapsed().as_secs_f64()
-        );
+        print_round_done(round, options.counts.rounds, started);
     }
 
     let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
@@ -754,13 +796,6 @@ fn run(options: &Options) -> Result<bool, String> {
         println!("{}", x.table_row(v.label(), 20));
     }
 
-    let ratio = |a: u64, b: u64| {
-        if b == 0 {
-            f64::NAN
-        } else {
-            a as f64 / b as f64
-        }
-    };
     let over = |a: u64, b: u64, f: u64| {
         if f == 0 {
             f64::NAN
@@ -813,29 +848,18 @@ fn run(options: &Options) -> Result<bool, String> {
         );
     }
     for &v in &variants {
-        let medians = &s(v).round_medians_ns;
-        let (lo, hi) = (
-            medians.iter().copied().min().unwrap_or(0),
-            medians.iter().copied().max().unwrap_or(0),
-        );
-        if lo > 0 && hi as f64 > 1.5 * lo as f64 {
-            let why = if matches!(v, Variant::Floor | Variant::SyncFloor) {
-                "a noisy run, or the two processes sharing a CPU in some rounds and not in others"
-            } else {
-                "a noisy run"
-            };
-            println!(
-                "note     {}: round medians spread {:.1}..{:.1} µs ({why}); compare figures within one run",
-                v.label(),
-                us(lo),
-                us(hi)
-            );
+        let why = if matches!(v, Variant::Floor | Variant::SyncFloor) {
+            "a noisy run, or the two processes sharing a CPU in some rounds and not in others"
+        } else {
+            "a noisy run"
+        };
+        if let Some(note) = s(v).spread_note(v.label(), why) {
+            println!("{note}");
         }
     }
 
     // Every allowed connection must have reached the allowed listener, none the denied one.
-    let reps = options.counts.rounds as u64;
-    let expected = 2 * (options.counts.iterations as u64 + reps * options.counts.warmup as u64);
+    let expected = 2 * options.counts.calls_per_variant();
     let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
     let leaked = bench.denied.accepted();
     println!(
@@ -847,14 +871,7 @@ fn run(options: &Options) -> Result<bool, String> {
     for &v in &variants {
         by_variant.insert(v.key().to_owned(), s(v).to_json());
     }
-    let json = serde_json::json!({
-        "bench": "nj-bench",
-        "kernel": machine.kernel,
-        "cpus": machine.cpus,
-        "cpu_model": machine.cpu_model,
-        "date": machine.date,
-        "loadavg_start": machine.loadavg,
-        "loadavg_end": end_load,
+    let json = machine.report_json("nj-bench", &end_load, serde_json::json!({
         "iterations": options.counts.iterations,
         "rounds": options.counts.rounds,
         "warmup": options.counts.warmup,
@@ -871,7 +888,7 @@ fn run(options: &Options) -> Result<bool, String> {
             "overhead_us_median": overhead_us,
         },
         "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "denied_accepted": leaked },
-    });
+    }));
     println!("{json}");
 
     if leaked != 0 {
@@ -882,4 +899,47 @@ fn run(options: &Options) -> Result<bool, String> {
         eprintln!("nj-bench: warning: the allowed listener accepted {seen}, expected {expected}");
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_allowing_one_port() {
+        assert_eq!(
+            allow_one_port("bench-flood", 4321),
+            "name = \"bench-flood\"\ndefault = \"deny\"\n\n\
+             [[allow]]\nconnect = [\"tcp://127.0.0.1:4321\"]\n"
+        );
+    }
+
+    #[test]
+    fn the_report_json_starts_with_the_machine() {
+        let machine = Machine {
+            kernel: "Linux 6".into(),
+            cpus: 2,
+            cpu_model: "cpu".into(),
+            date: "2025-01-01T00:00:00Z".into(),
+            loadavg: "0.1 0.2 0.3".into(),
+        };
+        let json = machine.report_json(
+            "nj-bench x",
+            "1.0 2.0 3.0",
+            serde_json::json!({ "rounds": 5 }),
+        );
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "bench": "nj-bench x",
+                "kernel": "Linux 6",
+                "cpus": 2,
+                "cpu_model": "cpu",
+                "date": "2025-01-01T00:00:00Z",
+                "loadavg_start": "0.1 0.2 0.3",
+                "loadavg_end": "1.0 2.0 3.0",
+                "rounds": 5,
+            })
+        );
+    }
 }

@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use netjail_client::sandbox::{BrokerRef, Sandbox, SandboxedChild};
 
-use super::held::{start_broker, TempDir};
+use super::args;
+use super::own_broker::{OwnBroker, TempDir};
 use super::stats::{self, us, Summary};
-use super::{join, parse_report, reader, run_bounded, sys, wait_bounded, Canary, Machine};
+use super::{join, parse_report, reader, sys, wait_bounded, Canary, Machine};
 
 const USAGE: &str = "\
 usage: nj-bench scale [--sandboxes N] [--busy LIST] [--calls C] [--nofile F]
@@ -83,13 +84,7 @@ struct Options {
 
 /// Entry point of `nj-bench scale`.
 pub fn main(args: &[String]) -> Result<bool, String> {
-    match parse_options(args)? {
-        Some(options) => run(&options),
-        None => {
-            print!("{USAGE}");
-            Ok(true)
-        }
-    }
+    args::run_or_usage(parse_options(args)?, USAGE, run)
 }
 
 /// `None` for `--help`.
@@ -103,9 +98,12 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         netjail: PathBuf::new(),
         netjaild: PathBuf::new(),
     };
-    let (mut netjail, mut netjaild) = (None, None);
-    let mut opts = super::args::Args::new(args);
+    let mut binaries = args::Binaries::with_netjaild();
+    let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
+        if binaries.take(&name, &mut opts)? {
+            continue;
+        }
         match name.as_str() {
             "--sandboxes" => o.sandboxes = opts.number()?,
             "--busy" => {
@@ -119,10 +117,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
             "--calls" => o.calls = opts.number()?,
             "--nofile" => o.nofile = opts.number()? as u64,
             "--idle" => o.idle = PathBuf::from(opts.value()?),
-            "--netjail" => netjail = Some(PathBuf::from(opts.value()?)),
-            "--netjaild" => netjaild = Some(PathBuf::from(opts.value()?)),
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            _ => return args::help_or_unknown(&name, USAGE),
         }
     }
     if o.busy.is_empty() || o.busy.contains(&0) {
@@ -135,8 +130,8 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
             ));
         }
     }
-    o.netjail = super::sibling_binary(netjail, "netjail")?;
-    o.netjaild = super::sibling_binary(netjaild, "netjaild")?;
+    o.netjail = binaries.netjail()?;
+    o.netjaild = binaries.netjaild()?;
     if !o.idle.is_file() {
         return Err(format!("no idle program at {}", o.idle.display()));
     }
@@ -236,20 +231,16 @@ impl Level {
 }
 
 /// Everything the steps need.
-struct Bench<'a> {
-    o: &'a Options,
-    exe: PathBuf,
-    socket: PathBuf,
-    control: PathBuf,
-    policy: String,
+struct Bench {
+    own: OwnBroker,
     allowed: Canary,
     denied: Canary,
 }
 
-impl Bench<'_> {
+impl Bench {
     /// `nj-bench --child connect PORT COUNT 0 [gate]` with its stdio as given.
     fn connect_command(&self, port: u16, count: usize, gate: bool) -> Command {
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = Command::new(&self.own.exe);
         cmd.args([
             "--child",
             "connect",
@@ -269,8 +260,8 @@ impl Bench<'_> {
     /// Spawns `cmd` in a new sandbox registered with the bench's broker.
     fn sandboxed(&self, name: String, cmd: Command) -> Result<SandboxedChild, String> {
         Sandbox::builder()
-            .policy_spec(self.policy.clone())
-            .broker(BrokerRef::Socket(self.socket.clone()))
+            .policy_spec(self.own.policy.display().to_string())
+            .broker(BrokerRef::Socket(self.own.socket.clone()))
             .name(name)
             .command(cmd)
             .spawn()
@@ -279,9 +270,7 @@ impl Bench<'_> {
 
     /// The sum of the broker's `netjail_decisions_total` counters.
     fn decisions(&self) -> Result<u64, String> {
-        let mut cmd = Command::new(&self.o.netjail);
-        cmd.arg("metrics").arg("--control").arg(&self.control);
-        let (status, stdout, stderr) = run_bounded(&mut cmd, Duration::from_secs(30), false)?;
+        let (status, stdout, stderr) = self.own.control(&["metrics"], Duration::from_secs(30))?;
         if !status.success() {
             return Err(format!("netjail metrics: {status}: {}", stderr.trim()));
         }
@@ -395,46 +384,31 @@ impl Bench<'_> {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let exe = super::this_exe()?;
     let nofile = sys::set_nofile(o.nofile)
         .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): errno {e}", o.nofile))?;
     let ((soft, hard), (now_soft, now_hard)) = (nofile.before, nofile.after);
     let dir = TempDir::new("scale")?;
     let allowed = Canary::start_with(ACCEPTORS, Some(ACCEPTOR_NICE))?;
     let denied = Canary::start()?;
-    let policy = dir.0.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "name = \"bench-scale\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{}\"]\n",
-            allowed.port
-        ),
-    )
-    .map_err(|e| format!("write {}: {e}", policy.display()))?;
-    let (mut broker, socket, control) = start_broker(&o.netjail, &o.netjaild, &dir.0)?;
-    let bench = Bench {
-        o,
-        exe,
-        socket,
-        control,
-        policy: policy.display().to_string(),
+    let policy = super::allow_one_port("bench-scale", allowed.port);
+    let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
+    let mut bench = Bench {
+        own,
         allowed,
         denied,
     };
-    let pid = broker.pid();
+    let pid = bench.own.pid();
 
     println!(
         "nj-bench scale: {} sandboxes on one broker; decision rate with {:?} busy sandboxes",
         o.sandboxes, o.busy
     );
-    println!("kernel   {}", machine.kernel);
-    println!("cpus     {} ({})", machine.cpus, machine.cpu_model);
-    println!("date     {}", machine.date);
-    println!("load     {} (1, 5, 15 min, at start)", machine.loadavg);
+    machine.print_header();
     println!(
         "broker   {} pid {pid} (its own: --socket/--control/--overlay in {}, log --log-format json to a file)",
         o.netjaild.display(),
-        dir.0.display()
+        bench.own.dir.0.display()
     );
     println!(
         "limits   RLIMIT_NOFILE {soft}/{hard} raised to {now_soft}/{now_hard} (asked {}) for this bench and its broker (broker: {}); pid_max {}, threads-max {}",
@@ -478,7 +452,7 @@ fn run(o: &Options) -> Result<bool, String> {
                 Footprint::read(pid).line()
             );
         }
-        if broker.check_alive().is_err() {
+        if bench.own.check_alive().is_err() {
             register_error = Some(format!("the broker died after {} sandboxes", i + 1));
             break;
         }
@@ -587,7 +561,7 @@ fn run(o: &Options) -> Result<bool, String> {
                 break;
             }
         }
-        broker.check_alive()?;
+        bench.own.check_alive()?;
     }
     let during = Footprint::read(pid);
 
@@ -608,8 +582,8 @@ fn run(o: &Options) -> Result<bool, String> {
         released = Footprint::read(pid);
     }
     let release_secs = settle.elapsed().as_secs_f64();
-    broker.check_alive()?;
-    broker.stop();
+    bench.own.check_alive()?;
+    bench.own.stop();
 
     println!();
     println!(
@@ -662,14 +636,7 @@ fn run(o: &Options) -> Result<bool, String> {
     );
     let end_load = super::print_end_load(started);
 
-    let json = serde_json::json!({
-        "bench": "nj-bench scale",
-        "kernel": machine.kernel,
-        "cpus": machine.cpus,
-        "cpu_model": machine.cpu_model,
-        "date": machine.date,
-        "loadavg_start": machine.loadavg,
-        "loadavg_end": end_load,
+    let json = machine.report_json("nj-bench scale", &end_load, serde_json::json!({
         "nofile": now_soft,
         "sandboxes_asked": o.sandboxes,
         "sandboxes_registered": n,
@@ -697,7 +664,7 @@ fn run(o: &Options) -> Result<bool, String> {
         "level_error": level_error,
         "reaped": reaped,
         "kill_secs": kill_secs,
-    });
+    }));
     println!("{json}");
 
     let mut ok = true;

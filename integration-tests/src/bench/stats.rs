@@ -48,6 +48,22 @@ impl Summary {
         )
     }
 
+    /// The report's note when this variant's round medians spread by more than 1.5x (`why`
+    /// says what may cause it), `None` otherwise.
+    pub fn spread_note(&self, label: &str, why: &str) -> Option<String> {
+        let (lo, hi) = (
+            self.round_medians_ns.iter().copied().min().unwrap_or(0),
+            self.round_medians_ns.iter().copied().max().unwrap_or(0),
+        );
+        (lo > 0 && hi as f64 > 1.5 * lo as f64).then(|| {
+            format!(
+                "note     {label}: round medians spread {:.1}..{:.1} µs ({why}); compare figures within one run",
+                us(lo),
+                us(hi)
+            )
+        })
+    }
+
     /// The figures in µs as a JSON object, for the report's JSON line.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -110,7 +126,40 @@ pub fn summarize(rounds: &[Vec<u64>]) -> Summary {
     }
 }
 
+/// `a / b`, NaN for `b == 0`.
+pub fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        f64::NAN
+    } else {
+        a as f64 / b as f64
+    }
+}
+
 /// Nanoseconds as microseconds.
 pub fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_of_zero_is_nan() {
+        assert_eq!(ratio(3, 2), 1.5);
+        assert!(ratio(1, 0).is_nan());
+    }
+
+    #[test]
+    fn spread_note_only_beyond_one_and_a_half() {
+        let even = summarize(&[vec![10_000], vec![15_000]]);
+        assert_eq!(even.spread_note("x", "why"), None);
+        let noisy = summarize(&[vec![10_000], vec![15_001]]);
+        assert_eq!(
+            noisy.spread_note("brokered", "a noisy run").as_deref(),
+            Some("note     brokered: round medians spread 10.0..15.0 µs (a noisy run); compare figures within one run")
+        );
+        let zero = summarize(&[vec![0], vec![15_000]]);
+        assert_eq!(zero.spread_note("x", "why"), None);
+    }
 }
