@@ -1128,7 +1128,8 @@ fn nc_on_demand(dir: &Path, port: u16) -> String {
             Err(e) => {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "the container never read its FIFO: {e}"
+                    "the container never read its FIFO for port {port}: {e}; its answers so far: {:?}",
+                    std::fs::read_to_string(dir.join("out")).unwrap_or_default()
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
