@@ -458,6 +458,89 @@ fn a_library_child_outlives_a_killed_broker_through_the_fd_store() {
     }
 }
 
+/// A runc container (`listenerPath` names netjaild's OCI socket): runc hands the broker its
+/// only copy of the listener, which goes to the store with the policy's directory and name.
+/// After a SIGKILL of netjaild the container's next connect waits; the next netjaild takes
+/// the listener back, reads the policy again from the directory, and decides the call:
+/// allowed once, denied refused.
+#[test]
+fn a_runc_container_outlives_a_killed_broker_through_the_fd_store() {
+    let test = "a_runc_container_outlives_a_killed_broker_through_the_fd_store";
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    if !crate::need_root(test) || !crate::oci::have_runc(test) {
+        return;
+    }
+    let (allowed, denied) = (Canary::tcp4(), Canary::tcp4());
+    let policies_dir = TempDir::new();
+    let allowed_at = format!("127.0.0.1:{}", allowed.port());
+    let policy = crate::oci::policies(
+        policies_dir.path(),
+        "web",
+        &crate::oci::allow_policy("web", &allowed_at),
+    );
+    let sockets = TempDir::new();
+    let oci = sockets.path().join("oci.sock");
+    let extra = [
+        "--oci-socket",
+        oci.to_str().expect("utf-8"),
+        "--policies",
+        policies_dir.path().to_str().expect("utf-8"),
+    ];
+    let mut m = Manager::start(&py, true, &[], &extra);
+    m.notified(&["READY=1"]);
+    let io = TempDir::new();
+    let out = run(
+        Command::new("mkfifo").arg(io.path().join("in")),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "mkfifo: {}", out.describe());
+    let bundle = crate::oci::Bundle::new(&["sh", "-c", crate::oci::ON_DEMAND_SCRIPT], false, None);
+    bundle.with_probe(io.path());
+    bundle.patch(&policy, &oci);
+    bundle.start_detached();
+    assert_eq!(
+        crate::oci::nc_on_demand(io.path(), allowed.port()),
+        "0",
+        "{}",
+        m.log()
+    );
+    assert_eq!(crate::oci::nc_on_demand(io.path(), denied.port()), "1");
+    let stored = m.notified(&["FDSTORE=1"]);
+    assert_eq!(stored["fds"], 1, "{stored}");
+    m.kill();
+    let dir = io.path().to_path_buf();
+    let port = allowed.port();
+    let pending = std::thread::spawn(move || crate::oci::nc_on_demand(&dir, port));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        allowed.settled_count(),
+        1,
+        "nothing passes while no broker runs"
+    );
+    m.start_again();
+    assert_eq!(
+        pending.join().expect("the connect thread"),
+        "0",
+        "{}",
+        m.log()
+    );
+    assert_eq!(
+        allowed.settled_count(),
+        2,
+        "decided once, by the next broker"
+    );
+    assert_eq!(crate::oci::nc_on_demand(io.path(), denied.port()), "1");
+    assert_eq!(denied.settled_count(), 0);
+    assert!(
+        m.log()
+            .contains("sandbox taken back from the service manager's fd store"),
+        "{}",
+        m.log()
+    );
+}
+
 /// An fd handed back under a stored listener's name (`sb-5`) that is not a seccomp listener
 /// (`/dev/null`) is refused with a message, closed, and removed from the store; netjaild
 /// serves on.

@@ -33,7 +33,7 @@ const APPLETS: &[&str] = &["sh", "wget", "nc", "sleep", "echo", "cat", "id", "tr
 const ROOTLESS_ID: u32 = 4711;
 
 /// True when runc and a static busybox are here; otherwise says `SKIP test: ...`.
-fn have_runc(test: &str) -> bool {
+pub(crate) fn have_runc(test: &str) -> bool {
     if which("runc").is_none() {
         skip(test, "runc not found (apt-get install runc)");
         return false;
@@ -50,7 +50,7 @@ fn have_runc(test: &str) -> bool {
 
 /// A runc bundle in a temporary directory, with runc's state beside it; deletes its
 /// container (by its own id, in its own state directory) on drop.
-struct Bundle {
+pub(crate) struct Bundle {
     dir: TempDir,
     id: String,
     /// `setpriv ...` to run runc as the rootless user, or empty.
@@ -61,7 +61,7 @@ impl Bundle {
     /// `runc spec` (rootless when `rootless`), a busybox rootfs, `args` as the process,
     /// no terminal. The container shares the host's network namespace unless `netns` names
     /// one (a path under /var/run/netns).
-    fn new(args: &[&str], rootless: bool, netns: Option<&Path>) -> Bundle {
+    pub(crate) fn new(args: &[&str], rootless: bool, netns: Option<&Path>) -> Bundle {
         let dir = TempDir::new();
         let id = format!(
             "nj-{}-{}",
@@ -139,7 +139,7 @@ impl Bundle {
     }
 
     /// `netjail oci patch` of this bundle for `policy` (a file), pointing at `listener`.
-    fn patch(&self, policy: &Path, listener: &Path) {
+    pub(crate) fn patch(&self, policy: &Path, listener: &Path) {
         let out = run(
             Command::new(netjail_bin())
                 .args(["oci", "patch"])
@@ -183,7 +183,7 @@ impl Bundle {
     /// Lets the container run this crate's probe: the host's `/usr` (read-only, with the
     /// `lib`/`lib64` links of a merged-/usr system) and the probe at `/probe`, plus `dir`
     /// (read-write) at `/sock`.
-    fn with_probe(&self, sock_dir: &Path) {
+    pub(crate) fn with_probe(&self, sock_dir: &Path) {
         let rootfs = self.bundle().join("rootfs");
         for (link, target) in [("lib", "usr/lib"), ("lib64", "usr/lib64")] {
             std::os::unix::fs::symlink(target, rootfs.join(link)).expect("lib link");
@@ -236,7 +236,7 @@ impl Bundle {
     }
 
     /// `runc run --detach`: returns once the container's process runs.
-    fn start_detached(&self) {
+    pub(crate) fn start_detached(&self) {
         let mut c = self.runc(&["run", "--detach", "--bundle"]);
         c.arg(self.bundle()).arg(&self.id);
         let out = run(&mut c, Duration::from_secs(60));
@@ -286,14 +286,14 @@ fn chown_tree(path: &Path, id: u32) {
 }
 
 /// A policies directory holding `NAME.toml` with `text`.
-fn policies(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn policies(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write policy");
     path
 }
 
 /// A policy allowing TCP connects to `allowed` (`HOST:PORT`) only.
-fn allow_policy(name: &str, allowed: &str) -> String {
+pub(crate) fn allow_policy(name: &str, allowed: &str) -> String {
     format!(
         "name = \"{name}\"\ndefault = \"deny\"\n[sockets]\nallow = [\"inet:stream\", \"inet:dgram\", \"unix:*\"]\n\
          [[allow]]\nconnect = [\"tcp://{allowed}\"]\n"
@@ -1108,11 +1108,11 @@ fn s_m1_d2_attacks_inside_a_runc_container() {
 /// A container that connects on demand: each port written to the FIFO `<dir>/in` is one
 /// `nc 127.0.0.1 PORT` in the container's own process tree, whose exit status is appended to
 /// `<dir>/out` as `PORT rc=N`.
-const ON_DEMAND_SCRIPT: &str = "exec </dev/null >/dev/null 2>&1; \
+pub(crate) const ON_DEMAND_SCRIPT: &str = "exec </dev/null >/dev/null 2>&1; \
      while read p < /sock/in; do nc 127.0.0.1 $p </dev/null; echo \"$p rc=$?\" >> /sock/out; done";
 
 /// Asks the on-demand container in `dir` for one connect to `port`; its exit status.
-fn nc_on_demand(dir: &Path, port: u16) -> String {
+pub(crate) fn nc_on_demand(dir: &Path, port: u16) -> String {
     use std::os::unix::fs::OpenOptionsExt;
     let before = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
     let asked = before.matches(&format!("{port} rc=")).count();
