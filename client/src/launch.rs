@@ -262,7 +262,7 @@ async fn attach(
                 Err(e) if e.is_unknown_message() => {
                     // A broker older than `RegisterKeeping`: a plain registration, which its
                     // restart does not survive.
-                    tracing::warn!(broker = %options.broker.display(), "the broker does not know RegisterKeeping (an older netjaild): registered without a journal");
+                    tracing::warn!(broker = %options.broker.display(), error = %e, "the broker refused RegisterKeeping (an older netjaild?): registering without a journal, which its restart does not survive");
                     let conn = BrokerConnection::connect(&options.broker)
                         .await
                         .map_err(LaunchError::Broker)?;
