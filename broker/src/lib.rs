@@ -323,8 +323,8 @@ impl Broker {
         &self.operators
     }
 
-    /// The sandboxes registered now, by id, as operators see them.
-    pub fn sandbox_infos(&self) -> Vec<SandboxInfo> {
+    /// The sandboxes registered now, in the order of their ids.
+    pub(crate) fn sandboxes_by_id(&self) -> Vec<Arc<Sandbox>> {
         let mut list: Vec<Arc<Sandbox>> = self
             .sandboxes
             .lock()
@@ -333,7 +333,15 @@ impl Broker {
             .cloned()
             .collect();
         list.sort_by_key(|s| s.id.0);
-        list.iter().map(|s| self.info(s)).collect()
+        list
+    }
+
+    /// The sandboxes registered now, by id, as operators see them.
+    pub fn sandbox_infos(&self) -> Vec<SandboxInfo> {
+        self.sandboxes_by_id()
+            .iter()
+            .map(|s| self.info(s))
+            .collect()
     }
 
     fn info(&self, s: &Sandbox) -> SandboxInfo {

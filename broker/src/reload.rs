@@ -34,17 +34,7 @@ impl Broker {
     /// file or sandbox concerned, in words for operators.
     pub fn reload(&self) -> Vec<ReloadItem> {
         let mut out = self.operators.reload_overlay();
-        let sandboxes: Vec<Arc<Sandbox>> = {
-            let mut list: Vec<Arc<Sandbox>> = self
-                .sandboxes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned()
-                .collect();
-            list.sort_by_key(|s| s.id.0);
-            list
-        };
+        let sandboxes = self.sandboxes_by_id();
         let mut by_file: BTreeMap<(PathBuf, String), Vec<Arc<Sandbox>>> = BTreeMap::new();
         let mut from_client = Vec::new();
         for s in sandboxes {
