@@ -533,12 +533,18 @@ proptest! {
     fn rule_name_agrees_with_verdict(p in policy(), r in request()) {
         let d = p.evaluate(&r);
         match d.verdict {
-            Verdict::Allow => prop_assert!(d.rule.starts_with("allow[") || d.rule == "default" || d.rule == "unspec", "{:?}", d),
+            Verdict::Allow => prop_assert!(d.rule.starts_with("allow[") || d.rule == "default" || d.rule == "unspec" || d.rule == "sockets.netlink", "{:?}", d),
             Verdict::Deny { .. } => prop_assert!(
                 d.rule.starts_with("deny[")
                     || ["default", "invalid-target", "jail-address", "privileged-port"].contains(&d.rule.as_str()),
                 "{:?}", d),
             Verdict::Ask => prop_assert!(d.rule.starts_with("ask[") || d.rule == "default", "{:?}", d),
+        }
+        if d.rule == "sockets.netlink" {
+            // Only a netlink socket's bind or message, of a policy that lists the family (L4).
+            prop_assert_eq!(&r.target, &Target::OtherFamily(libc::AF_NETLINK));
+            prop_assert!(matches!(r.op, Op::Bind | Op::Send), "{:?}", r);
+            prop_assert!(p.sockets().iter().any(|s| s.family == libc::AF_NETLINK), "{:?}", p);
         }
         if d.rule == "default" {
             let expected = match p.default_action() {
