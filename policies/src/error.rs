@@ -176,6 +176,14 @@ pub enum PolicyErrorKind {
     /// `landlock` is not one of the modes.
     #[error("unknown landlock mode `{0}`; expected \"best-effort\", \"required\" or \"off\"")]
     UnknownLandlockMode(String),
+    /// An `allow_unsafe_sockopts` entry that names no option netjail refuses.
+    #[error("unknown socket option `{found}` in `allow_unsafe_sockopts`; expected one of {list}{hint}", list = crate::confine::UNSAFE_SOCKOPTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "), hint = did_you_mean(*.suggestion))]
+    UnknownUnsafeSockopt {
+        /// The name as written.
+        found: String,
+        /// The name it probably means, if any.
+        suggestion: Option<&'static str>,
+    },
     /// A `namespaces` entry other than net and user.
     #[error("unknown namespace `{0}`; expected \"net\" or \"user\"")]
     UnknownNamespace(String),

@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "fcntl_setown",
     "source_cmsgs",
     "landlock",
+    "allow_unsafe_sockopts",
     "limits",
     "extends",
 ];
@@ -142,6 +143,10 @@ impl Layer {
                 "fcntl_setown" => c.confine.fcntl_setown = child.confine.fcntl_setown,
                 "source_cmsgs" => c.confine.source_cmsgs = child.confine.source_cmsgs,
                 "landlock" => c.confine.landlock = child.confine.landlock,
+                "allow_unsafe_sockopts" => c
+                    .confine
+                    .allow_unsafe_sockopts
+                    .clone_from(&child.confine.allow_unsafe_sockopts),
                 key => {
                     if let Some(name) = key.strip_prefix("limits.") {
                         if let (Some(to), Some(from)) =
@@ -321,6 +326,12 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                 }
                 "namespaces"
             }
+            "allow_unsafe_sockopts" => {
+                for (s, span) in strings(&src, "allow_unsafe_sockopts", value)? {
+                    allow_unsafe_sockopt(&s, confine).map_err(|k| src.error(span, k))?;
+                }
+                "allow_unsafe_sockopts"
+            }
             "scm_rights" => {
                 confine.scm_rights = boolean(&src, "scm_rights", value)?;
                 "scm_rights"
@@ -433,6 +444,25 @@ pub(crate) fn keep_capability(
     };
     if !confine.keep_capabilities.contains(&cap) {
         confine.keep_capabilities.push(cap);
+    }
+    Ok(())
+}
+
+/// One `allow_unsafe_sockopts` entry: a name of [`confine::UNSAFE_SOCKOPTS`]; a name given
+/// twice is kept once.
+pub(crate) fn allow_unsafe_sockopt(
+    text: &str,
+    confine: &mut Confinement,
+) -> Result<(), PolicyErrorKind> {
+    let Some(name) = confine::unsafe_sockopt(text) else {
+        let known: Vec<&'static str> = confine::UNSAFE_SOCKOPTS.iter().map(|(n, _)| *n).collect();
+        return Err(PolicyErrorKind::UnknownUnsafeSockopt {
+            found: text.to_owned(),
+            suggestion: suggest(text, &known),
+        });
+    };
+    if !confine.allow_unsafe_sockopts.contains(&name) {
+        confine.allow_unsafe_sockopts.push(name);
     }
     Ok(())
 }

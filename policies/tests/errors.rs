@@ -206,6 +206,24 @@ fn confinement_key_errors() {
         },
     );
     at(
+        "name = \"x\"\nallow_unsafe_sockopts = [\"IP_MULTICAST_IF\", \"IP_MULTICAST_FI\"]\n",
+        2,
+        45,
+        K::UnknownUnsafeSockopt {
+            found: "IP_MULTICAST_FI".into(),
+            suggestion: Some("IP_MULTICAST_IF"),
+        },
+    );
+    at(
+        "name = \"x\"\nallow_unsafe_sockopt = []\n",
+        2,
+        1,
+        K::UnknownKey {
+            key: "allow_unsafe_sockopt".into(),
+            suggestion: Some("allow_unsafe_sockopts"),
+        },
+    );
+    at(
         "name = \"x\"\nkeep_capabilites = []\n",
         2,
         1,
