@@ -595,14 +595,14 @@ pub(crate) mod tests {
             return;
         }
         let golden: &[(&str, usize, u64)] = &[
-            ("allow-all", 522, 0x19a5_c434_a539_7481),
-            ("deny-all", 522, 0x19a5_c434_a539_7481),
-            ("loopback-only", 522, 0x19a5_c434_a539_7481),
-            ("rich", 1066, 0xea5c_e1ed_fcbf_b53f),
-            ("opts", 1036, 0x9eea_f436_86c5_3320),
-            ("net", 628, 0x5b60_576e_8bd4_1c3b),
-            ("user", 618, 0x4053_2dd5_6558_b61b),
-            ("nosock", 291, 0xa85a_ab34_fc14_7c60),
+            ("allow-all", 511, 0xaec7_2836_7eae_7728),
+            ("deny-all", 511, 0xaec7_2836_7eae_7728),
+            ("loopback-only", 511, 0xaec7_2836_7eae_7728),
+            ("rich", 1055, 0xf854_47ac_c94a_9758),
+            ("opts", 1025, 0xddf9_3004_7ee1_dc88),
+            ("net", 617, 0x91a8_f277_64cf_02a2),
+            ("user", 607, 0xf401_3d92_c224_9755),
+            ("nosock", 279, 0xf2ee_64b4_e4b8_84cc),
         ];
         for &(name, len, hash) in golden {
             let src = netjail_policy::builtin(name)
