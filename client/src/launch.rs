@@ -131,9 +131,6 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     if !options.allow_root && root::runs_as_root() {
         return Err(LaunchError::Root);
     }
-    // The launcher holds the listener (and is the embedded broker): no process of its user,
-    // the sandbox without Landlock included, may read or write its memory (F15).
-    sys::set_not_dumpable()?;
     let (source, policy) = policy::load_with(&options.policy, &options.sets)?;
     let program = options
         .command
@@ -165,6 +162,11 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     }
 
     let child = sys::spawn(&plan)?;
+    // The launcher holds the listener (and is the embedded broker): no process of its user,
+    // the sandbox without Landlock included, may read or write its memory (F15). After the
+    // fork, so that the child (which execs only once acknowledged) stays dumpable and the
+    // launcher can take its listener with pidfd_getfd.
+    sys::set_not_dumpable()?;
     let pidfd = sys::pidfd_open(child.pid)?;
     let listener = match take_listener(&child, &pidfd) {
         Ok(l) => l,

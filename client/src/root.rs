@@ -64,10 +64,10 @@ pub const TRUSTED_FILES: &[&str] = &[
     "/run/netjail",
 ];
 
-/// The character devices of a root sandbox's `/dev`, where the host has them.
-pub const DEV_NODES: &[&str] = &[
-    "null", "zero", "full", "random", "urandom", "tty", "ptmx", "net/tun",
-];
+/// The character devices of a root sandbox's `/dev`, where the host has them. `ptmx` is a
+/// link to `pts/ptmx`: the kernel finds the pseudo-terminals of a `/dev/ptmx` node next to
+/// it, which a bind mount of the node is not.
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty", "net/tun"];
 
 /// The file systems mounted in `/dev` that a root sandbox's `/dev` keeps, and whether device
 /// nodes in them stay usable (only the pseudo-terminals).
@@ -195,7 +195,19 @@ fn dev_entries() -> Result<Vec<DevEntry>, std::io::Error> {
             _ => {}
         }
     }
+    if out
+        .iter()
+        .any(|e| e.path.as_bytes() == b"/dev/pts" && matches!(e.kind, DevKind::Mount { .. }))
+    {
+        out.push(DevEntry {
+            path: c("/dev/ptmx"),
+            kind: DevKind::Symlink(c("pts/ptmx")),
+        });
+    }
     for entry in std::fs::read_dir(dev)? {
+        if entry.as_ref().is_ok_and(|e| e.file_name() == "ptmx") {
+            continue;
+        }
         let entry = entry?;
         if !entry.file_type()?.is_symlink() {
             continue;

@@ -832,6 +832,11 @@ impl PreExecConfine {
             len: self.filter.len() as u16,
             filter: self.filter.as_ptr() as *mut libc::sock_filter,
         };
+        // The spawning process is not dumpable ([`set_not_dumpable`]), and a child inherits
+        // that until it execs: the parent could not take the listener with pidfd_getfd
+        // without CAP_SYS_PTRACE. The child holds nothing of its own to hide.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
         let landlock = self.landlock.as_ref().map(|r| r.as_fd());
         // SAFETY: the same steps as the launcher's forked child, in a child std just forked:
         // raw system calls on memory prepared before the fork, no allocation, no lock; `prog`

@@ -21,7 +21,10 @@ pub const NETWORK_CAPABILITIES: &[(&str, u32)] = &[
 /// refuses each one (`EPERM`, `setsockopt` and `getsockopt` alike, level and name compared on
 /// 32 bits) unless the policy names it in `allow_unsafe_sockopts`. Each entry is the name a
 /// policy uses and the `(level, optname)` pairs it covers: the kernel's other spellings of the
-/// same effect (the RFC 2292 numbers, the routing-header destination options) go with it.
+/// same effect go with it (`IPV6_RTHDRDSTOPTS` with `IPV6_DSTOPTS`). The RFC 2292 numbers
+/// `IPV6_2292RTHDR`, `IPV6_2292HOPOPTS` and `IPV6_2292DSTOPTS` are receive flags for
+/// `setsockopt` (the sticky headers of that API are set through `IPV6_2292PKTOPTIONS`), and
+/// the broker refuses them as control messages unless `source_cmsgs` is set.
 ///
 /// - `IP_OPTIONS`: IPv4 options, among them loose and strict source routes (LSRR, SSRR),
 ///   which send the packet to a first hop no policy decided.
@@ -44,12 +47,9 @@ pub const UNSAFE_SOCKOPTS: &[(&str, &[(i32, i32)])] = &[
     ("IP_OPTIONS", &[(libc::SOL_IP, libc::IP_OPTIONS)]),
     ("IP_UNICAST_IF", &[(libc::SOL_IP, 50)]),
     ("IP_MULTICAST_IF", &[(libc::SOL_IP, libc::IP_MULTICAST_IF)]),
-    ("IPV6_RTHDR", &[(libc::SOL_IPV6, 57), (libc::SOL_IPV6, 5)]),
-    ("IPV6_HOPOPTS", &[(libc::SOL_IPV6, 54), (libc::SOL_IPV6, 3)]),
-    (
-        "IPV6_DSTOPTS",
-        &[(libc::SOL_IPV6, 59), (libc::SOL_IPV6, 4), (libc::SOL_IPV6, 55)],
-    ),
+    ("IPV6_RTHDR", &[(libc::SOL_IPV6, 57)]),
+    ("IPV6_HOPOPTS", &[(libc::SOL_IPV6, 54)]),
+    ("IPV6_DSTOPTS", &[(libc::SOL_IPV6, 59), (libc::SOL_IPV6, 55)]),
     ("IPV6_2292PKTOPTIONS", &[(libc::SOL_IPV6, 6)]),
     ("IPV6_NEXTHOP", &[(libc::SOL_IPV6, 9)]),
     ("IPV6_PKTINFO", &[(libc::SOL_IPV6, 50)]),
