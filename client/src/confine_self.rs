@@ -239,15 +239,15 @@ impl<'a> ConfineSelf<'a> {
     ///
     /// A [`ConfineError`]; check [`ConfineError::is_confined`].
     pub fn confine(self) -> Result<SandboxId, ConfineError> {
-        // 1. One thread only.
+        // 1. Not root unless allowed, and one thread only.
+        if !self.allow_root && crate::root::runs_as_root() {
+            return Err(ConfineError::Root);
+        }
         let threads = thread_count().map_err(ConfineError::Threads)?;
         if threads != 1 {
             return Err(ConfineError::TooManyThreads { threads });
         }
         // 2. Everything that can fail without changing the process.
-        if !self.allow_root && crate::root::runs_as_root() {
-            return Err(ConfineError::Root);
-        }
         let root_plan = if self.allow_root {
             Some(crate::root::plan()?)
         } else {
@@ -629,12 +629,31 @@ mod tests {
         Policy::from_toml("name = \"t\"\ndefault = \"deny\"\n", "test").unwrap()
     }
 
+    /// R4: a root process is refused without `allow_root`, before anything changes; as
+    /// another user the next check (threads, in a test binary) answers.
+    #[test]
+    fn r4_refuses_root_without_opt_in() {
+        let p = policy();
+        let err = confine_self(&p, Path::new("/nonexistent/broker.sock")).unwrap_err();
+        if crate::root::runs_as_root() {
+            assert!(matches!(err, ConfineError::Root), "{err}");
+            assert!(err.to_string().contains("--allow-root"), "{err}");
+        } else {
+            assert!(matches!(err, ConfineError::TooManyThreads { .. }), "{err}");
+        }
+        assert!(!err.is_confined());
+    }
+
     /// A test binary runs its tests on threads: confine_self refuses, and changes nothing.
     #[test]
     fn refuses_a_process_with_threads_and_stays_unconfined() {
         let p = policy();
         let keep = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(500)));
-        let err = confine_self(&p, Path::new("/nonexistent/broker.sock")).unwrap_err();
+        let err = ConfineSelf::new(&p)
+            .broker("/nonexistent/broker.sock")
+            .allow_root(true)
+            .confine()
+            .unwrap_err();
         keep.join().unwrap();
         assert!(
             matches!(err, ConfineError::TooManyThreads { threads } if threads >= 2),
