@@ -595,14 +595,14 @@ pub(crate) mod tests {
             return;
         }
         let golden: &[(&str, usize, u64)] = &[
-            ("allow-all", 511, 0xaec7_2836_7eae_7728),
-            ("deny-all", 511, 0xaec7_2836_7eae_7728),
-            ("loopback-only", 511, 0xaec7_2836_7eae_7728),
-            ("rich", 1055, 0xf854_47ac_c94a_9758),
-            ("opts", 1025, 0xddf9_3004_7ee1_dc88),
-            ("net", 617, 0x91a8_f277_64cf_02a2),
-            ("user", 607, 0xf401_3d92_c224_9755),
-            ("nosock", 279, 0xf2ee_64b4_e4b8_84cc),
+            ("allow-all", 508, 0x3f99_0e1a_0797_b101),
+            ("deny-all", 508, 0x3f99_0e1a_0797_b101),
+            ("loopback-only", 508, 0x3f99_0e1a_0797_b101),
+            ("rich", 1052, 0x9488_bd2f_8fa6_1995),
+            ("opts", 1022, 0xb677_778a_0b9b_915e),
+            ("net", 614, 0x4066_6cb2_49f8_2e9d),
+            ("user", 604, 0x4ea5_cd0e_ba00_aa22),
+            ("nosock", 276, 0xbcfd_8eb1_b2af_ad30),
         ];
         for &(name, len, hash) in golden {
             let src = netjail_policy::builtin(name)
