@@ -67,7 +67,9 @@ pub const TRUSTED_FILES: &[&str] = &[
 /// The character devices of a root sandbox's `/dev`, where the host has them. `ptmx` is a
 /// link to `pts/ptmx`: the kernel finds the pseudo-terminals of a `/dev/ptmx` node next to
 /// it, which a bind mount of the node is not.
-pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty", "net/tun"];
+pub const DEV_NODES: &[&str] = &[
+    "null", "zero", "full", "random", "urandom", "tty", "net/tun",
+];
 
 /// The file systems mounted in `/dev` that a root sandbox's `/dev` keeps, and whether device
 /// nodes in them stay usable (only the pseudo-terminals).
@@ -241,7 +243,10 @@ mod tests {
         let text = format!("{plan:?}");
         for path in ["/proc/sys", "/sys", "/etc/hosts"] {
             if Path::new(path).exists() {
-                assert!(text.contains(&format!("{path:?}")), "{path} missing: {text}");
+                assert!(
+                    text.contains(&format!("{path:?}")),
+                    "{path} missing: {text}"
+                );
             }
         }
         if Path::new("/dev/null").exists() {
@@ -258,7 +263,13 @@ mod tests {
 
     #[test]
     fn refusal_says_why_and_what_to_do() {
-        for words in ["uid 0", "/proc/sys", "another", "--allow-root", "security.md"] {
+        for words in [
+            "uid 0",
+            "/proc/sys",
+            "another",
+            "--allow-root",
+            "security.md",
+        ] {
             assert!(REFUSAL.contains(words), "{words}");
         }
     }

@@ -841,21 +841,20 @@ impl PreExecConfine {
         // SAFETY: the same steps as the launcher's forked child, in a child std just forked:
         // raw system calls on memory prepared before the fork, no allocation, no lock; `prog`
         // and the filter live for the whole call.
-        let listener =
-            match unsafe {
-                confine_current_thread(
-                    self.dropped_capabilities,
-                    self.root.as_ref(),
-                    landlock,
-                    &prog,
-                )
-            } {
-                Ok(fd) => fd,
-                Err((step, e)) => {
-                    send(step, e);
-                    return Err(e);
-                }
-            };
+        let listener = match unsafe {
+            confine_current_thread(
+                self.dropped_capabilities,
+                self.root.as_ref(),
+                landlock,
+                &prog,
+            )
+        } {
+            Ok(fd) => fd,
+            Err((step, e)) => {
+                send(step, e);
+                return Err(e);
+            }
+        };
         // Our own sendmsg is trapped from here on: the parent takes the listener with
         // pidfd_getfd, we only tell it the number (and our pid, which it cannot know yet:
         // std's spawn returns only after the exec).
@@ -1105,7 +1104,13 @@ impl RootPlan {
         let bind = |path: &CString, flags: libc::c_ulong| {
             // SAFETY: live C strings; a bind mount of a path onto itself.
             let r = unsafe {
-                libc::mount(path.as_ptr(), path.as_ptr(), null, libc::MS_BIND | flags, null.cast())
+                libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    null,
+                    libc::MS_BIND | flags,
+                    null.cast(),
+                )
             };
             if r != 0 {
                 Err(errno())
@@ -1163,7 +1168,14 @@ impl RootPlan {
                 let dev = c"/dev".as_ptr();
                 let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
                 let data = c"mode=0755,size=1m,nr_inodes=256".as_ptr();
-                if libc::mount(c"tmpfs".as_ptr(), dev, c"tmpfs".as_ptr(), flags, data.cast()) != 0 {
+                if libc::mount(
+                    c"tmpfs".as_ptr(),
+                    dev,
+                    c"tmpfs".as_ptr(),
+                    flags,
+                    data.cast(),
+                ) != 0
+                {
                     return Err(errno());
                 }
                 for (i, entry) in self.dev.iter().enumerate() {
@@ -1182,7 +1194,11 @@ impl RootPlan {
                             continue;
                         }
                         DevKind::Node => {
-                            let fd = libc::open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o600);
+                            let fd = libc::open(
+                                path,
+                                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                                0o600,
+                            );
                             if fd < 0 {
                                 return Err(errno());
                             }
@@ -1251,7 +1267,11 @@ mod tests {
             assert_ne!(all & (1 << cap), 0);
         }
         let mask = dropped_capability_mask(&[13, 10]);
-        for (cap, name) in [(27, "CAP_MKNOD"), (22, "CAP_SYS_BOOT"), (40, "CAP_CHECKPOINT_RESTORE")] {
+        for (cap, name) in [
+            (27, "CAP_MKNOD"),
+            (22, "CAP_SYS_BOOT"),
+            (40, "CAP_CHECKPOINT_RESTORE"),
+        ] {
             assert!(DROPPED_CAPABILITIES.contains(&(cap, name)), "{name}");
             assert_ne!(mask & (1 << cap), 0, "{name} kept");
         }

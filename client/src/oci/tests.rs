@@ -897,7 +897,11 @@ fn f4_f5_l1_f14_unsafe_options_refused_in_program_and_object() {
         for prog in &progs {
             let allowed = p.confinement().allow_unsafe_sockopts();
             for &(name, options) in netjail_policy::UNSAFE_SOCKOPTS {
-                let want = if allowed.contains(&name) { RET_ALLOW } else { eperm };
+                let want = if allowed.contains(&name) {
+                    RET_ALLOW
+                } else {
+                    eperm
+                };
                 for &(level, opt) in options {
                     for high in [0u64, 0xdead_beef_0000_0000] {
                         let x = [3, high | level as u64, high | opt as u64, 0, 4, 0];
@@ -905,7 +909,11 @@ fn f4_f5_l1_f14_unsafe_options_refused_in_program_and_object() {
                         assert_eq!(got, want, "{label}: setsockopt {name} {x:x?}");
                         let get = run_bpf(prog, arch, nr("getsockopt"), &x);
                         let sctp = level == libc::IPPROTO_SCTP;
-                        assert_eq!(get, if sctp { want } else { RET_ALLOW }, "{label}: get {name}");
+                        assert_eq!(
+                            get,
+                            if sctp { want } else { RET_ALLOW },
+                            "{label}: get {name}"
+                        );
                     }
                 }
             }
@@ -918,14 +926,22 @@ fn f4_f5_l1_f14_unsafe_options_refused_in_program_and_object() {
             // is refused here unless SO_ZEROCOPY is named; the sends the broker performs go
             // to it either way (it refuses MSG_ZEROCOPY itself).
             let zc = libc::MSG_ZEROCOPY as u64 | libc::MSG_DONTWAIT as u64;
-            let in_kernel = if allowed.contains(&"SO_ZEROCOPY") { RET_ALLOW } else { eperm };
+            let in_kernel = if allowed.contains(&"SO_ZEROCOPY") {
+                RET_ALLOW
+            } else {
+                eperm
+            };
             for high in [0u64, 0xffff_ffff_0000_0000] {
                 let x = [3u64, 0x1000, 1, high | zc, 0, 0];
                 assert_eq!(run_bpf(prog, arch, nr("sendto"), &x), in_kernel, "{label}");
                 let x = [3u64, 0x1000, 1, high | zc, 0x2000, 16];
                 assert_eq!(run_bpf(prog, arch, nr("sendto"), &x), RET_NOTIFY, "{label}");
                 let x = [3u64, 0x1000, high | zc, 0, 0, 0];
-                assert_eq!(run_bpf(prog, arch, nr("sendmsg"), &x), RET_NOTIFY, "{label}");
+                assert_eq!(
+                    run_bpf(prog, arch, nr("sendmsg"), &x),
+                    RET_NOTIFY,
+                    "{label}"
+                );
             }
             let x = [3u64, 0x1000, 1, libc::MSG_DONTWAIT as u64, 0, 0];
             assert_eq!(run_bpf(prog, arch, nr("sendto"), &x), RET_ALLOW, "{label}");
