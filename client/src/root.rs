@@ -6,7 +6,7 @@
 //! confinement; the `net.*` settings change the network of everyone in the namespace), the
 //! files the broker reads its decisions from (the hosts file, the resolver configuration,
 //! `/etc/netjail`), device nodes (a disk's blocks, input devices, a watchdog). So `netjail
-//! run`, [`crate::confine_self`] and [`crate::sandbox::Sandbox`] refuse to confine a program
+//! run`, [`crate::confine_self()`] and [`crate::sandbox::Sandbox`] refuse to confine a program
 //! that would run with uid 0 as its real, effective, saved or filesystem uid, unless their
 //! caller allows it explicitly (`--allow-root`, `ConfineSelf::allow_root`,
 //! `SandboxBuilder::allow_root`; never a key of a policy, which a client may send). With the
