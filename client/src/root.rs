@@ -13,7 +13,8 @@
 //! permission the sandbox still gets, before its capabilities go, a private mount namespace
 //! ([`plan`]):
 //!
-//! - `/proc/sys`, `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus` and `/sys` read-only;
+//! - `/proc/sys`, `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus` (and the other kernel
+//!   interfaces of [`KERNEL_PATHS`]) and `/sys` read-only;
 //! - the files the broker trusts read-only: [`TRUSTED_FILES`];
 //! - the directories above those files bound on themselves, so that they cannot be renamed
 //!   away and replaced (a path that is a symbolic link has its directory made read-only);
@@ -42,12 +43,18 @@ pub const REFUSAL: &str = "refusing to confine a program that would run as root 
     the library), which also makes /proc/sys, /sys and the broker's files read-only and \
     leaves no device nodes but the usual ones; see docs/security.md, \"Root sandboxes\"";
 
-/// Kernel interfaces made read-only in a root sandbox.
+/// Kernel interfaces made read-only in a root sandbox, where the kernel has them: the
+/// tunables, the magic SysRq trigger, interrupt affinities, bus devices, file system
+/// settings, ACPI, SCSI (a write adds or removes a device) and sound settings, and `/sys`.
 pub const KERNEL_PATHS: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
     "/proc/irq",
     "/proc/bus",
+    "/proc/fs",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/proc/asound",
     "/sys",
 ];
 
