@@ -376,6 +376,8 @@ impl PolicyBuilder {
         let allow = rules(&self.allow, "allow", &here)?;
         let ask = rules(&self.ask, "ask", &here)?;
         // Last, as in the parser.
+        parse::check_unsafe_sockopts(&confine, self.jail_address.is_some())
+            .map_err(here.at("allow_unsafe_sockopts", None))?;
         parse::check_source_cmsgs(&confine, self.jail_address.is_some())
             .map_err(here.at("source_cmsgs", None))?;
         Ok(Policy {

@@ -197,6 +197,10 @@ pub enum PolicyErrorKind {
     /// leave.
     #[error("`source_cmsgs = true` would let the sandbox choose a source other than its jail address; remove one of them")]
     SourceCmsgsWithJail,
+    /// `allow_unsafe_sockopts` names an option that chooses the source, together with a jail
+    /// address, which it would let the sandbox leave.
+    #[error("`allow_unsafe_sockopts` names {0}, which would let the sandbox choose a source other than its jail address; remove one of them")]
+    UnsafeSockoptWithJail(&'static str),
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
     #[error("socket entry `{0}` is not FAMILY:TYPE or FAMILY:TYPE:PROTOCOL (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\")")]
     BadSocketEntry(String),

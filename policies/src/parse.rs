@@ -107,6 +107,8 @@ pub(crate) struct Layer {
     pub(crate) extends: Option<Extends>,
     /// The `source_cmsgs` key, when given: checked against the composed jail address.
     pub(crate) source_cmsgs_at: Option<Pos>,
+    /// The `allow_unsafe_sockopts` key, when given: checked against the composed jail address.
+    pub(crate) unsafe_sockopts_at: Option<Pos>,
     /// Whether a `jail_address` key was given (even an empty list).
     pub(crate) jail_given: bool,
     pub(crate) deny_pos: Vec<TablePos>,
@@ -170,6 +172,9 @@ impl Layer {
         // Whether the child named itself (a parent's name never stands for it).
         out.name_given = self.name_given;
         out.jail_given |= self.jail_given;
+        if self.unsafe_sockopts_at.is_some() {
+            out.unsafe_sockopts_at = self.unsafe_sockopts_at;
+        }
         if self.source_cmsgs_at.is_some() {
             out.source_cmsgs_at = self.source_cmsgs_at;
         }
@@ -179,6 +184,10 @@ impl Layer {
 
     /// The checks that need the whole policy, once every layer is in.
     pub(crate) fn finish(self) -> Result<(Policy, [Vec<TablePos>; 3]), PolicyError> {
+        if let Some(at) = &self.unsafe_sockopts_at {
+            check_unsafe_sockopts(&self.policy.confine, self.jail_given)
+                .map_err(|k| at.error(k))?;
+        }
         if let Some(at) = &self.source_cmsgs_at {
             check_source_cmsgs(&self.policy.confine, self.jail_given).map_err(|k| at.error(k))?;
         }
@@ -214,6 +223,7 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
         name_given: false,
         extends: None,
         source_cmsgs_at: None,
+        unsafe_sockopts_at: None,
         jail_given: false,
         deny_pos: Vec::new(),
         allow_pos: Vec::new(),
@@ -327,6 +337,7 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                 "namespaces"
             }
             "allow_unsafe_sockopts" => {
+                layer.unsafe_sockopts_at = Some(Pos::at(&src, &value.span()));
                 for (s, span) in strings(&src, "allow_unsafe_sockopts", value)? {
                     allow_unsafe_sockopt(&s, confine).map_err(|k| src.error(span, k))?;
                 }
@@ -490,6 +501,26 @@ pub(crate) fn check_source_cmsgs(
         return Err(PolicyErrorKind::SourceCmsgsWithJail);
     }
     Ok(())
+}
+
+/// `allow_unsafe_sockopts` naming an option that chooses the source address
+/// ([`confine::SOURCE_SOCKOPTS`]) is refused when the policy has a `jail_address` key, as
+/// `source_cmsgs` is.
+pub(crate) fn check_unsafe_sockopts(
+    confine: &Confinement,
+    jail_given: bool,
+) -> Result<(), PolicyErrorKind> {
+    if !jail_given {
+        return Ok(());
+    }
+    match confine
+        .allow_unsafe_sockopts
+        .iter()
+        .find(|n| confine::SOURCE_SOCKOPTS.contains(n))
+    {
+        Some(name) => Err(PolicyErrorKind::UnsafeSockoptWithJail(name)),
+        None => Ok(()),
+    }
 }
 
 /// The `errno` of a `[[deny]]` table.

@@ -215,6 +215,12 @@ fn confinement_key_errors() {
         },
     );
     at(
+        "name = \"x\"\njail_address = \"127.0.0.2\"\nallow_unsafe_sockopts = [\"IPV6_PKTINFO\"]\n",
+        3,
+        25,
+        K::UnsafeSockoptWithJail("IPV6_PKTINFO"),
+    );
+    at(
         "name = \"x\"\nallow_unsafe_sockopt = []\n",
         2,
         1,
