@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(
             words(&cmd),
             format!(
-                "/x/netjail run --broker {d}/broker.sock --no-embedded --policy {d}/policy.toml \
+                "/x/netjail run --allow-root --broker {d}/broker.sock --no-embedded --policy {d}/policy.toml \
                  --name nj-bench-flooder -- /x/nj-bench --child flood 9"
             )
             .split(' ')
