@@ -56,6 +56,8 @@ mod operators;
 mod profiles;
 mod reload;
 mod restart;
+mod sec_options;
+mod sec_root;
 mod signals;
 
 /// The probe binary of this crate.
