@@ -23,6 +23,7 @@
 pub mod activation;
 mod audit;
 mod bind;
+mod bounds;
 mod caller;
 mod connect;
 pub mod control;
@@ -84,6 +85,7 @@ pub use embed::{
 };
 pub use fdstore::TakenBack;
 use sandbox::PolicySource;
+pub use bounds::POOL;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
 pub use server::{bind_socket, serve};
 
@@ -296,7 +298,7 @@ impl Broker {
             .iter()
             .map(|s| {
                 let receiving = usize::from(registered.contains_key(&s.id));
-                let on_pool = MAX_IN_FLIGHT.saturating_sub(s.in_flight.available_permits());
+                let on_pool = s.in_flight.in_use();
                 let held = self.operators.pending_of(s.id) as usize;
                 receiving + on_pool.saturating_sub(held)
             })
@@ -670,6 +672,8 @@ impl Broker {
             in_flight: ops.metrics().in_flight().0,
             in_flight_peak: ops.metrics().in_flight().1,
             in_flight_limit: MAX_IN_FLIGHT as u64,
+            refusals: ops.metrics().refusals(),
+            descriptors_in_flight: bounds::DESCRIPTORS_BUDGET.used() as u64,
             operators: u64::from(ops.watching()),
             rules: u64::from(ops.rule_count()),
             uptime_seconds: ops.uptime().as_secs_f64(),
