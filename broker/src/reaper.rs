@@ -17,14 +17,35 @@
 //! Only a sandbox with no task left is reaped: its callers cannot see the result of those
 //! connects any more, and a socket passed outside the sandbox is left unconnected rather than
 //! connected in the name of a process that is gone.
+//!
+//! Shutting a socket down does not end every wait: a unix connect waits for room in the
+//! *server's* backlog, a unix datagram send for room in the *receiver's* queue, and neither
+//! looks at its own socket. So every system call the broker performs that may block (a
+//! connect, a send) is also listed, while it runs, with the thread that makes it
+//! ([`blocking`]), and the reaper interrupts that thread with a signal (`EINTR`) once nobody
+//! waits for the result: when the sandbox has ended, at once, and when the caller alone is
+//! gone (killed while the rest of the sandbox runs on), within [`CHECK_EVERY`] (it asks
+//! `NOTIF_ID_VALID` of each listed call while any is listed). A blocked call whose caller
+//! still waits is never interrupted: it waits as long as the kernel would have made the
+//! caller wait.
+//!
+//! The signal ([`sys::interrupt_signal`]) has a handler that does nothing and no
+//! `SA_RESTART`. A thread unblocks it only while it is listed, so a signal sent just before the
+//! thread leaves the list is never delivered into some later system call; one delivered
+//! before the blocking call starts is sent again at the next check.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
+use crate::handler::Call;
 use crate::sandbox::Sandbox;
 use crate::sys;
+
+/// How often the reaper checks the callers of the blocking calls listed, while any is.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(200);
 
 /// The connects being performed for one sandbox.
 #[derive(Debug, Default)]
@@ -71,6 +92,121 @@ impl Performing {
         }
         state.fds.len()
     }
+
+    /// Whether every task of the sandbox has exited.
+    pub(crate) fn ended(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).ended
+    }
+}
+
+/// A blocking system call being performed for a call.
+struct Entry {
+    entry: u64,
+    tid: i32,
+    /// The sandbox's reaper key.
+    key: u64,
+    sandbox: Weak<Sandbox>,
+    /// The notification id of the call.
+    notif: u64,
+    /// Nobody waits for its result: interrupted at every check until it leaves.
+    cancelled: bool,
+}
+
+#[derive(Default)]
+struct Blocked {
+    next: u64,
+    entries: Vec<Entry>,
+}
+
+static BLOCKED: Mutex<Blocked> = Mutex::new(Blocked {
+    next: 0,
+    entries: Vec::new(),
+});
+
+/// Whether blocking calls can be interrupted (the signal's handler is the broker's).
+static INTERRUPTS: AtomicBool = AtomicBool::new(false);
+
+fn blocked() -> MutexGuard<'static, Blocked> {
+    BLOCKED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A blocking system call listed while the guard lives: make the call meanwhile, on the same
+/// thread, and nothing else that may block.
+pub(crate) struct Blocking {
+    entry: Option<u64>,
+}
+
+/// Lists the calling thread as performing a system call for `call` that may block, until the
+/// returned guard is dropped.
+pub(crate) fn blocking(call: &Call) -> Blocking {
+    if !INTERRUPTS.load(Ordering::Relaxed) {
+        return Blocking { entry: None };
+    }
+    let sandbox = &call.sandbox;
+    let cancelled = sandbox.performing.ended();
+    let mut list = blocked();
+    let entry = list.next;
+    list.next += 1;
+    let first = list.entries.is_empty();
+    list.entries.push(Entry {
+        entry,
+        tid: sys::gettid(),
+        key: sandbox.reaper_key,
+        sandbox: Arc::downgrade(sandbox),
+        notif: call.notif.id,
+        cancelled,
+    });
+    drop(list);
+    if first {
+        wake();
+    }
+    // A signal sent from now on interrupts the call, or, sent before it starts, is sent again.
+    sys::set_interrupt_blocked(false);
+    Blocking { entry: Some(entry) }
+}
+
+impl Drop for Blocking {
+    fn drop(&mut self) {
+        let Some(entry) = self.entry else { return };
+        // Blocked before the thread leaves the list: a signal sent until then waits for the
+        // thread's next listed call, where it only ends the handler's nothing.
+        sys::set_interrupt_blocked(true);
+        blocked().entries.retain(|e| e.entry != entry);
+    }
+}
+
+/// Interrupts the listed calls of the sandbox `key`, now and at every check until they leave.
+fn cancel_sandbox(key: u64) -> usize {
+    let mut list = blocked();
+    let mut n = 0;
+    for e in list.entries.iter_mut().filter(|e| e.key == key) {
+        e.cancelled = true;
+        let _ = sys::interrupt_thread(e.tid);
+        n += 1;
+    }
+    n
+}
+
+/// Marks the listed calls whose caller no longer waits (or whose sandbox ended) and
+/// interrupts every marked one. Returns whether any call is listed.
+fn check_blocked() -> bool {
+    let mut list = blocked();
+    for e in list.entries.iter_mut() {
+        if !e.cancelled {
+            e.cancelled = match e.sandbox.upgrade() {
+                Some(s) => {
+                    s.performing.ended() || !sys::notif_id_valid(s.listener.as_fd(), e.notif)
+                }
+                None => true,
+            };
+        }
+        if e.cancelled {
+            // The lock is held: the thread is still in the list, so still in its call or
+            // about to make it, with the signal unblocked.
+            let _ = sys::interrupt_thread(e.tid);
+        }
+    }
+    !list.entries.is_empty()
 }
 
 /// A socket listed in [`Performing`]; unlisted on drop, before the socket can be closed.
@@ -91,10 +227,22 @@ impl Drop for Listed<'_> {
     }
 }
 
-/// The process's reaper: an epoll instance watching listeners for their hang-up.
+/// The process's reaper: an epoll instance watching listeners for their hang-up, and an
+/// eventfd that wakes it when a first blocking call is listed (key [`WAKE`]).
 struct Reaper {
     epoll: OwnedFd,
+    wake: OwnedFd,
     watched: Mutex<HashMap<u64, Weak<Sandbox>>>,
+}
+
+/// The epoll key of the reaper's eventfd; sandboxes' keys start at 1.
+const WAKE: u64 = 0;
+
+/// Wakes the reaper, which then checks the listed blocking calls until none is left.
+fn wake() {
+    if let Some(Some(reaper)) = REAPER.get() {
+        let _ = sys::signal_stop(reaper.wake.as_fd());
+    }
 }
 
 static REAPER: OnceLock<Option<Arc<Reaper>>> = OnceLock::new();
@@ -115,15 +263,29 @@ pub(crate) fn start() {
 fn reaper() -> Option<&'static Arc<Reaper>> {
     REAPER
         .get_or_init(|| {
-            let epoll = match sys::epoll_new() {
+            let made = sys::epoll_new().and_then(|epoll| {
+                let wake = sys::stop_fd()?;
+                sys::epoll_watch_readable(epoll.as_fd(), wake.as_fd(), WAKE)?;
+                Ok((epoll, wake))
+            });
+            let (epoll, wake) = match made {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::error!(error = %e, "no reaper (epoll_create1 failed): a sandbox that exits with connects in flight keeps them until they time out");
+                    tracing::error!(error = %e, "no reaper (epoll or eventfd failed): a sandbox that exits with calls in flight keeps them until they end");
                     return None;
                 }
             };
+            match sys::install_interrupt_handler() {
+                Ok(true) => INTERRUPTS.store(true, Ordering::Relaxed),
+                Ok(false) => tracing::warn!(
+                    signal = sys::interrupt_signal(),
+                    "the process has its own handler for the broker's interrupt signal: blocked calls whose caller is gone are not interrupted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot install the interrupt handler: blocked calls whose caller is gone are not interrupted"),
+            }
             let reaper = Arc::new(Reaper {
                 epoll,
+                wake,
                 watched: Mutex::new(HashMap::new()),
             });
             let r = reaper.clone();
@@ -169,8 +331,14 @@ pub(crate) fn forget(key: u64) {
 }
 
 fn run(reaper: &Reaper) {
+    // When to check the listed blocking calls next; `None` while none is listed.
+    let mut next_check: Option<Instant> = None;
     loop {
-        let keys = match sys::epoll_wait_keys(reaper.epoll.as_fd()) {
+        let timeout = next_check.map_or(-1, |t| {
+            let left = t.saturating_duration_since(Instant::now());
+            left.as_millis() as i32 + 1
+        });
+        let keys = match sys::epoll_wait_keys(reaper.epoll.as_fd(), timeout) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -178,7 +346,13 @@ fn run(reaper: &Reaper) {
                 return;
             }
         };
+        let now = Instant::now();
         for key in keys {
+            if key == WAKE {
+                sys::drain_eventfd(reaper.wake.as_fd());
+                next_check.get_or_insert(now + CHECK_EVERY);
+                continue;
+            }
             let sandbox = reaper
                 .watched
                 .lock()
@@ -187,10 +361,17 @@ fn run(reaper: &Reaper) {
                 .and_then(|w| w.upgrade());
             if let Some(sandbox) = sandbox {
                 let n = sandbox.performing.end();
-                if n > 0 {
-                    tracing::debug!(sandbox = %sandbox.id, connects = n, "sandbox ended: its connects in flight are stopped");
+                let interrupted = cancel_sandbox(key);
+                if n + interrupted > 0 {
+                    tracing::debug!(sandbox = %sandbox.id, connects = n, interrupted, "sandbox ended: its calls in flight are stopped");
+                }
+                if interrupted > 0 {
+                    next_check.get_or_insert(now + CHECK_EVERY);
                 }
             }
+        }
+        if next_check.is_some_and(|t| now >= t) {
+            next_check = check_blocked().then(|| now + CHECK_EVERY);
         }
     }
 }

@@ -967,14 +967,119 @@ pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -
     Ok(())
 }
 
-/// Waits (no timeout) for events of `epoll`; returns their keys.
-pub fn epoll_wait_keys(epoll: BorrowedFd<'_>) -> io::Result<Vec<u64>> {
+/// Adds `fd` to `epoll` for readability (level-triggered); `key` comes back with the event.
+pub fn epoll_watch_readable(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: key,
+    };
+    // SAFETY: both fds are open for the call; `event` is a live local.
+    cvt(unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    })?;
+    Ok(())
+}
+
+/// Waits for events of `epoll`, at most `timeout_ms` (-1: no timeout); returns their keys.
+pub fn epoll_wait_keys(epoll: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Vec<u64>> {
     const MAX: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
     // SAFETY: `events` has room for MAX events; the fd is open for the call.
-    let n =
-        cvt(unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), MAX as i32, -1) })?;
+    let n = cvt(unsafe {
+        libc::epoll_wait(
+            epoll.as_raw_fd(),
+            events.as_mut_ptr(),
+            MAX as i32,
+            timeout_ms,
+        )
+    })?;
     Ok(events[..n as usize].iter().map(|e| e.u64).collect())
+}
+
+/// Empties an eventfd made by [`stop_fd`] (non-blocking: nothing to read is fine).
+pub fn drain_eventfd(fd: BorrowedFd<'_>) {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live local.
+    let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+}
+
+/// The calling thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { libc::gettid() }
+}
+
+/// The signal that interrupts a blocking system call the broker performs for a caller that no
+/// longer waits for it (`reaper.rs`): a real-time signal, which no part of the broker uses
+/// otherwise, and whose default action (ending the process) nothing else should rely on.
+pub fn interrupt_signal() -> i32 {
+    libc::SIGRTMIN() + 6
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {}
+
+/// Installs a handler for [`interrupt_signal`] that does nothing, without `SA_RESTART`, so
+/// that a blocking system call of the thread it is sent to returns `EINTR`. `Ok(false)` when
+/// the process already has another handler for it (a program embedding the broker): that
+/// handler stays, and nothing is interrupted.
+pub fn install_interrupt_handler() -> io::Result<bool> {
+    let sig = interrupt_signal();
+    let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: sigaction is plain data; all-zero is an empty mask and no flags.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: queries the current action into a live local.
+    cvt(unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) })?;
+    if old.sa_sigaction == handler {
+        return Ok(true);
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Ok(false);
+    }
+    // SAFETY: as above.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = handler;
+    new.sa_flags = 0;
+    // SAFETY: `new` is a complete action with an empty mask; the handler is async-signal-safe
+    // (it does nothing).
+    cvt(unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) })?;
+    Ok(true)
+}
+
+/// Blocks or unblocks [`interrupt_signal`] for the calling thread only.
+pub fn set_interrupt_blocked(blocked: bool) {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live local; the signal number is valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, interrupt_signal());
+    }
+    let how = if blocked {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: `set` is initialised; the old mask is not asked for.
+    unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+}
+
+/// Sends [`interrupt_signal`] to thread `tid` of this process.
+pub fn interrupt_thread(tid: i32) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            tid,
+            interrupt_signal(),
+        )
+    })?;
+    Ok(())
 }
 
 /// `shutdown(fd, SHUT_RDWR)`: a connect waiting on this socket (TCP in `SYN_SENT`) stops
