@@ -514,29 +514,6 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Writes `buf` at `addr` of process `pid` with `process_vm_writev` (the `msg_len` fields of
-/// a `sendmmsg`). A short write is `EFAULT`.
-pub fn write_memory(pid: u32, addr: u64, buf: &[u8]) -> io::Result<()> {
-    let local = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes our own readable buffer; the kernel only reads it. `remote` is
-    // dereferenced by the kernel in the target, where a bad address is EFAULT.
-    let n = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n as usize != buf.len() {
-        return Err(io::Error::from_raw_os_error(libc::EFAULT));
-    }
-    Ok(())
-}
-
 /// `sendmsg(fd, {name, one iovec over data, control}, flags)`; returns the bytes sent.
 pub fn sendmsg_raw(
     fd: BorrowedFd<'_>,
