@@ -30,9 +30,11 @@
 //! caller wait.
 //!
 //! The signal ([`sys::interrupt_signal`]) has a handler that does nothing and no
-//! `SA_RESTART`. A thread unblocks it only while it is listed, so a signal sent just before the
-//! thread leaves the list is never delivered into some later system call; one delivered
-//! before the blocking call starts is sent again at the next check.
+//! `SA_RESTART`. A thread leaving the list blocks it first and unblocks it once it has left: a
+//! signal sent just before the thread left is delivered as it unblocks it, in no system call,
+//! never into a later one. One delivered before the blocking call starts is sent again at the
+//! next check. Outside the list a thread's signal mask is as it was (a child a thread forks
+//! inherits it).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -134,13 +136,18 @@ fn blocked() -> MutexGuard<'static, Blocked> {
 /// thread, and nothing else that may block.
 pub(crate) struct Blocking {
     entry: Option<u64>,
+    /// Whether the thread had the signal blocked before.
+    was_blocked: bool,
 }
 
 /// Lists the calling thread as performing a system call for `call` that may block, until the
 /// returned guard is dropped.
 pub(crate) fn blocking(call: &Call) -> Blocking {
     if !INTERRUPTS.load(Ordering::Relaxed) {
-        return Blocking { entry: None };
+        return Blocking {
+            entry: None,
+            was_blocked: false,
+        };
     }
     let sandbox = &call.sandbox;
     let cancelled = sandbox.performing.ended();
@@ -161,17 +168,23 @@ pub(crate) fn blocking(call: &Call) -> Blocking {
         wake();
     }
     // A signal sent from now on interrupts the call, or, sent before it starts, is sent again.
-    sys::set_interrupt_blocked(false);
-    Blocking { entry: Some(entry) }
+    let was_blocked = sys::set_interrupt_blocked(false);
+    Blocking {
+        entry: Some(entry),
+        was_blocked,
+    }
 }
 
 impl Drop for Blocking {
     fn drop(&mut self) {
         let Some(entry) = self.entry else { return };
-        // Blocked before the thread leaves the list: a signal sent until then waits for the
-        // thread's next listed call, where it only ends the handler's nothing.
+        // Blocked before the thread leaves the list: one sent until then is delivered when
+        // it is unblocked, on the return of that call, and ends no later one.
         sys::set_interrupt_blocked(true);
         blocked().entries.retain(|e| e.entry != entry);
+        if !self.was_blocked {
+            sys::set_interrupt_blocked(false);
+        }
     }
 }
 
@@ -201,8 +214,8 @@ fn check_blocked() -> bool {
             };
         }
         if e.cancelled {
-            // The lock is held: the thread is still in the list, so still in its call or
-            // about to make it, with the signal unblocked.
+            // The lock is held: the thread is still in the list, so in its call or about to
+            // make it, or blocking the signal on its way out (then it takes it back).
             let _ = sys::interrupt_thread(e.tid);
         }
     }
@@ -379,7 +392,45 @@ fn run(reaper: &Reaper) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
+    use std::os::unix::net::UnixStream;
+
+    /// What `blocking` relies on: the signal ends a blocked system call of the thread it is
+    /// sent to (`EINTR`, no restart), and one sent while the thread blocks it is taken back
+    /// and never ends a later call.
+    #[test]
+    fn an_interrupt_ends_a_blocked_call_and_never_a_later_one() {
+        assert!(sys::install_interrupt_handler().unwrap());
+        let (a, _b) = UnixStream::pair().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(sys::gettid()).unwrap();
+            let was = sys::set_interrupt_blocked(false);
+            let first = (&a).read(&mut [0u8; 1]).map_err(|e| e.kind());
+            // Leaving: blocked, then a signal arrives, then it is unblocked again.
+            sys::set_interrupt_blocked(true);
+            tx.send(sys::gettid()).unwrap();
+            sent_rx.recv().unwrap();
+            sys::set_interrupt_blocked(was);
+            a.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let later = (&a).read(&mut [0u8; 1]).map_err(|e| e.kind());
+            (first, later)
+        });
+        let tid = rx.recv().unwrap();
+        // Sent again until the read returns: the first may come before the read starts.
+        let mut leaving = None;
+        while leaving.is_none() {
+            sys::interrupt_thread(tid).unwrap();
+            leaving = rx.recv_timeout(Duration::from_millis(20)).ok();
+        }
+        sys::interrupt_thread(tid).unwrap();
+        sent_tx.send(()).unwrap();
+        let (first, later) = t.join().unwrap();
+        assert_eq!(first, Err(std::io::ErrorKind::Interrupted));
+        assert_eq!(later, Err(std::io::ErrorKind::WouldBlock), "a stray signal ended the later read");
+    }
 
     #[test]
     fn end_shuts_down_what_is_listed_and_what_comes_after() {

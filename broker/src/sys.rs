@@ -1027,8 +1027,8 @@ pub fn install_interrupt_handler() -> io::Result<bool> {
     Ok(true)
 }
 
-/// Blocks or unblocks [`interrupt_signal`] for the calling thread only.
-pub fn set_interrupt_blocked(blocked: bool) {
+/// The set holding [`interrupt_signal`] alone.
+fn interrupt_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a live local; the signal number is valid.
@@ -1036,13 +1036,24 @@ pub fn set_interrupt_blocked(blocked: bool) {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, interrupt_signal());
     }
+    set
+}
+
+/// Blocks or unblocks [`interrupt_signal`] for the calling thread only; returns whether it
+/// was blocked before.
+pub fn set_interrupt_blocked(blocked: bool) -> bool {
+    let set = interrupt_set();
     let how = if blocked {
         libc::SIG_BLOCK
     } else {
         libc::SIG_UNBLOCK
     };
-    // SAFETY: `set` is initialised; the old mask is not asked for.
-    unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+    // SAFETY: sigset_t is plain data; the kernel fills `old`.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is initialised and `old` is a live local.
+    unsafe { libc::pthread_sigmask(how, &set, &mut old) };
+    // SAFETY: `old` was filled by pthread_sigmask.
+    unsafe { libc::sigismember(&old, interrupt_signal()) == 1 }
 }
 
 /// Sends [`interrupt_signal`] to thread `tid` of this process.
