@@ -793,12 +793,12 @@ def lens(at):
 
 /// The first image: connects to the unix socket PATH, fills it (the test does not read yet),
 /// and calls `sendmmsg` with the OLD! vector from its main thread (the thread-group leader);
-/// a second thread waits a second (the call is then blocked in the broker) and `execve`s the
-/// second image, which takes the leader's pid.
+/// a second thread waits for the file GO (the test makes it once the call is blocked in the
+/// broker) and `execve`s the second image, which takes the leader's pid.
 const OLD_IMAGE: &str = r#"
-import os, socket, sys, threading, time
+import json, os, socket, sys, threading, time
 exec(sys.argv[3])
-at, path = int(sys.argv[1], 16), sys.argv[2]
+at, path, go = int(sys.argv[1], 16), sys.argv[2], sys.argv[5]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(path)
 s.setblocking(False)
@@ -809,8 +809,10 @@ except BlockingIOError:
     pass
 s.setblocking(True)
 layout(at, b'OLD!', 0)
+print(json.dumps({'pid': os.getpid()}), flush=True)
 def replace():
-    time.sleep(1)
+    while not os.path.exists(go):
+        time.sleep(0.01)
     os.execv(sys.executable, [sys.executable, '-c', sys.argv[4], sys.argv[1], sys.argv[3]])
 threading.Thread(target=replace).start()
 libc.sendmmsg(s.fileno(), at, N, 0)
@@ -849,17 +851,46 @@ fn f12_sendmmsg_never_writes_into_a_new_program_image() {
     let path = dir.path().join("peer.sock");
     let listener = UnixListener::bind(&path).expect("bind");
     let path = path.to_str().unwrap().to_owned();
+    let go = dir.path().join("go");
     let broker = Broker::start();
     let p = policy(1, &[&path], "");
     let sandbox = spawn(&mut confined_with_broker_cmd(
         &broker,
         p.as_str(),
-        &[&py, "-c", OLD_IMAGE, VECTOR_AT, &path, LAYOUT, NEW_IMAGE],
+        &[
+            &py,
+            "-c",
+            OLD_IMAGE,
+            VECTOR_AT,
+            &path,
+            LAYOUT,
+            NEW_IMAGE,
+            go.to_str().unwrap(),
+        ],
     ));
-    listener
-        .set_nonblocking(false)
-        .expect("blocking listener");
     let (mut peer, _) = listener.accept().expect("the sandbox connects");
+    let leader = json_line(&sandbox, "old image", Duration::from_secs(30))["pid"]
+        .as_i64()
+        .expect("pid");
+    // The leader is in sendmmsg, and the broker has it: its first send blocked on the full
+    // socket. Now the sibling thread replaces the program.
+    let in_sendmmsg = || {
+        std::fs::read_to_string(format!("/proc/{leader}/syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok())
+            == Some(libc::SYS_sendmmsg)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !in_sendmmsg() {
+        assert!(Instant::now() < deadline, "the leader never called sendmmsg");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let blocked = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(30), |v| {
+        v >= 1.0
+    });
+    assert_eq!(blocked, 1.0, "the sendmmsg never reached the broker");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, b"go").expect("go file");
     let ready = json_line(&sandbox, "new image", Duration::from_secs(30));
     assert_eq!(ready["ready"], true, "{ready}");
     // The new image runs in the caller's pid: only now does the blocked send go on.
@@ -892,4 +923,9 @@ fn f12_sendmmsg_never_writes_into_a_new_program_image() {
         "the broker wrote msg_len into the new program image"
     );
     assert_eq!(count(b"NEW!"), 0, "the broker sent the new image's data");
+    // The broker did have the call when the program was replaced.
+    let handled = broker.wait_audit(1, Duration::from_secs(10), |e| {
+        e["message"] == "decision" && e["op"] == "sendmmsg"
+    });
+    assert!(!handled.is_empty(), "the broker never handled the sendmmsg");
 }
