@@ -173,9 +173,9 @@ pub(crate) fn descriptors_shape(nofile: usize) -> Shape {
 
 fn open_file_limit() -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    limit
-        .current
-        .map_or(DESCRIPTORS_MOST * 4, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    limit.current.map_or(DESCRIPTORS_MOST * 4, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    })
 }
 
 /// No refusal recorded.
@@ -376,7 +376,10 @@ mod tests {
         let waiter = std::thread::spawn(move || a2.take(1, Duration::from_secs(10)).is_ok());
         std::thread::sleep(Duration::from_millis(50));
         drop(back);
-        assert!(waiter.join().unwrap(), "the waiting call got the place given back");
+        assert!(
+            waiter.join().unwrap(),
+            "the waiting call got the place given back"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::bind::bind_jail_source;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::sys::{self, Become, SocketKind};
-use crate::{limits, reaper};
 use crate::unix::{self, PathUse};
+use crate::{limits, reaper};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {

@@ -608,7 +608,7 @@ fn caller_pidfd(
         Some(libc::EMFILE | libc::ENFILE) => (bounds::RULE_FDS, bounds::FDS_ERRNO),
         _ => ("no-pidfd", libc::EPERM),
     };
-    tracing::warn!(sandbox = %sandbox.id, pid = notif.pid, error = %e, rule, "cannot open the caller's pidfd; call refused");
+    tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, rule, "cannot open the caller's pidfd; call refused");
     refuse_unread(sandbox, notif, received, rule, errno);
     None
 }
@@ -630,11 +630,8 @@ fn refuse_unread(
     ops.count(false);
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
-    let verdict = if rule.starts_with(bounds::RULE_PREFIX) {
-        "deny"
-    } else {
-        "error"
-    };
+    // No decision was made: the call failed before the policy ran.
+    let verdict = "error";
     ops.metrics().observe(op, verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");

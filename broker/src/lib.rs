@@ -79,13 +79,13 @@ use netjail_protocol::SandboxId;
 use operators::Operators;
 
 pub use audit::TARGET as AUDIT_TARGET;
+pub use bounds::POOL;
 pub use embed::{
     BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
     SandboxGone, SandboxHandle,
 };
 pub use fdstore::TakenBack;
 use sandbox::PolicySource;
-pub use bounds::POOL;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
 pub use server::{bind_socket, serve};
 

@@ -625,7 +625,12 @@ mod tests {
             refusals: m.refusals(),
             ..Snapshot::default()
         });
-        let get = |b: &str| sample_value(&text, &format!("netjail_bound_refusals_total{{bound=\"{b}\"}}"));
+        let get = |b: &str| {
+            sample_value(
+                &text,
+                &format!("netjail_bound_refusals_total{{bound=\"{b}\"}}"),
+            )
+        };
         assert_eq!(get("in-flight").as_deref(), Some("2"));
         assert_eq!(get("held").as_deref(), Some("1"));
         assert_eq!(get("pool").as_deref(), Some("0"));

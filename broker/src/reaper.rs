@@ -414,7 +414,8 @@ mod tests {
             tx.send(sys::gettid()).unwrap();
             sent_rx.recv().unwrap();
             sys::set_interrupt_blocked(was);
-            a.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            a.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             let later = (&a).read(&mut [0u8; 1]).map_err(|e| e.kind());
             (first, later)
         });
@@ -429,7 +430,11 @@ mod tests {
         sent_tx.send(()).unwrap();
         let (first, later) = t.join().unwrap();
         assert_eq!(first, Err(std::io::ErrorKind::Interrupted));
-        assert_eq!(later, Err(std::io::ErrorKind::WouldBlock), "a stray signal ended the later read");
+        assert_eq!(
+            later,
+            Err(std::io::ErrorKind::WouldBlock),
+            "a stray signal ended the later read"
+        );
     }
 
     #[test]

@@ -33,10 +33,10 @@ use crate::bind::bind_jail_source;
 use crate::bounds::{self, Taken};
 use crate::caller::{as_thread, Caller};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
-use crate::{decode, limits, reaper};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
+use crate::{decode, limits, reaper};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -153,7 +153,8 @@ pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
     };
     // `run` checks NOTIF_ID_VALID first: the files opened above are the caller's.
     run(call, sock, kind, out, move |call, sock, kind| {
-        let gone = |endpoints: Vec<String>| (None, "gone", endpoints.join(" "), Reply::Errno(libc::ESRCH));
+        let gone =
+            |endpoints: Vec<String>| (None, "gone", endpoints.join(" "), Reply::Errno(libc::ESRCH));
         let back = WriteBack::read(files);
         let mut sent = 0usize;
         let mut last: Option<Sent> = None;
@@ -694,9 +695,9 @@ fn control(
                 if held.place.is_none() {
                     let n = passed_count(given);
                     let place = call.sandbox.descriptors.take(n, Duration::ZERO);
-                    held.place = Some(place.map_err(|_| {
-                        (bounds::DESCRIPTORS_ERRNO, bounds::RULE_DESCRIPTORS)
-                    })?);
+                    held.place = Some(
+                        place.map_err(|_| (bounds::DESCRIPTORS_ERRNO, bounds::RULE_DESCRIPTORS))?,
+                    );
                 }
                 let mut data = Vec::with_capacity(fds.len() * 4);
                 for fd in fds {
@@ -796,7 +797,10 @@ mod tests {
         assert!(covered(&w, 0x55d0_effc, 4));
         assert!(!covered(&w, 0x55d0_effe, 4), "runs past the mapping");
         assert!(!covered(&w, 0x55d0_c000, 4), "read-only");
-        assert!(covered(&w, 0x7f00_0ffe, 4), "two writable mappings side by side");
+        assert!(
+            covered(&w, 0x7f00_0ffe, 4),
+            "two writable mappings side by side"
+        );
         assert!(!covered(&w, 0x7ffd_0000, 4), "no access");
         assert!(!covered(&w, u64::MAX - 1, 4));
     }

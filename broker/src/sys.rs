@@ -1059,14 +1059,7 @@ pub fn set_interrupt_blocked(blocked: bool) -> bool {
 /// Sends [`interrupt_signal`] to thread `tid` of this process.
 pub fn interrupt_thread(tid: i32) -> io::Result<()> {
     // SAFETY: plain syscall with integer arguments.
-    cvt_long(unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid(),
-            tid,
-            interrupt_signal(),
-        )
-    })?;
+    cvt_long(unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, interrupt_signal()) })?;
     Ok(())
 }
 

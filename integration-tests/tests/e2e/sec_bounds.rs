@@ -17,13 +17,12 @@ use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use netjail_integration_tests::sys as nsys;
 use netjail_integration_tests::{
     confined_with_broker, confined_with_broker_cmd, fd_count, fds_back_to, netjail_bin,
-    policy_file, run, settled_fd_count, spawn, Broker, Canary,
-    Outcome, Running,
-    TempDir, TempPath, DEFAULT_TIMEOUT,
+    policy_file, run, settled_fd_count, spawn, Broker, Canary, Outcome, Running, TempDir, TempPath,
+    DEFAULT_TIMEOUT,
 };
-use netjail_integration_tests::sys as nsys;
 use serde_json::Value;
 
 use crate::{assert_err, assert_ok, need_python, probe};
@@ -64,7 +63,12 @@ fn json_line(running: &Running, what: &str, timeout: Duration) -> Value {
 
 /// Polls `netjail metrics` until `metric` satisfies `pred`, at most `timeout`; returns the
 /// last value.
-fn wait_metric(broker: &Broker, metric: &str, timeout: Duration, pred: impl Fn(f64) -> bool) -> f64 {
+fn wait_metric(
+    broker: &Broker,
+    metric: &str,
+    timeout: Duration,
+    pred: impl Fn(f64) -> bool,
+) -> f64 {
     let deadline = Instant::now() + timeout;
     loop {
         let v = broker.metrics().get(metric).copied().unwrap_or(-1.0);
@@ -121,16 +125,20 @@ fn f9_descriptors_are_counted_per_message_and_refused_past_253() {
     let Some(py) = need_python("f9_descriptors_are_counted_per_message") else {
         return;
     };
-    let unconfined = |spec: &str| run(Command::new(&py).args(["-c", RIGHTS, spec]), DEFAULT_TIMEOUT);
+    let unconfined = |spec: &str| {
+        run(
+            Command::new(&py).args(["-c", RIGHTS, spec]),
+            DEFAULT_TIMEOUT,
+        )
+    };
     assert_ok(&unconfined("253"));
     assert_err(&unconfined("200,200"), "EINVAL");
     assert_err(&unconfined("253x16"), "EINVAL");
 
     let broker = small_broker(&py);
     let p = policy(1, &[], "");
-    let confined = |spec: &str| {
-        confined_with_broker(&broker, p.as_str(), &[py.as_str(), "-c", RIGHTS, spec])
-    };
+    let confined =
+        |spec: &str| confined_with_broker(&broker, p.as_str(), &[py.as_str(), "-c", RIGHTS, spec]);
     let baseline = settled_fd_count(broker.pid());
     assert_ok(&confined("253"));
     assert_err(&confined("200,200"), "EINVAL");
@@ -139,7 +147,10 @@ fn f9_descriptors_are_counted_per_message_and_refused_past_253() {
     assert!(!e.is_empty(), "no audit of too-many-fds:\n{}", broker.log());
     assert_eq!(e[0]["errno"], libc::EINVAL);
     let after = fds_back_to(broker.pid(), baseline, Duration::from_secs(10));
-    assert!(after <= baseline, "the broker kept descriptors: {baseline} -> {after}");
+    assert!(
+        after <= baseline,
+        "the broker kept descriptors: {baseline} -> {after}"
+    );
 }
 
 /// `BLOCKED_RIGHTS BIG SMALL STOP`: fills a socketpair nobody reads, then BIG threads each
@@ -237,7 +248,9 @@ fn f9_blocked_sends_holding_descriptors_cannot_exhaust_the_broker() {
         "no send was refused: {returned:?}"
     );
     assert!(
-        returned.iter().all(|r| ["ETOOMANYREFS", "EAGAIN"].contains(r)),
+        returned
+            .iter()
+            .all(|r| ["ETOOMANYREFS", "EAGAIN"].contains(r)),
         "a send failed otherwise: {returned:?}"
     );
     let e = audit_rule(&broker, "limit:descriptors");
@@ -316,7 +329,14 @@ fn f9_a_broker_out_of_descriptors_answers_every_call() {
     let sandbox = spawn(&mut confined_with_broker_cmd(
         &broker,
         p.as_str(),
-        &[&py, "-c", WAIT_THEN_CONNECT, &ok.port_str(), go.to_str().unwrap(), "8"],
+        &[
+            &py,
+            "-c",
+            WAIT_THEN_CONNECT,
+            &ok.port_str(),
+            go.to_str().unwrap(),
+            "8",
+        ],
     ));
     json_line(&sandbox, "sandbox", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
@@ -452,9 +472,12 @@ fn r5_f10_eight_sandboxes_blocked_on_a_full_peer_leave_the_ninth_its_calls() {
     for (i, f) in flooders.iter().enumerate() {
         json_line(f, &format!("sandbox {i}"), Duration::from_secs(60));
     }
-    let in_flight = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(30), |v| {
-        v >= 300.0
-    });
+    let in_flight = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(30),
+        |v| v >= 300.0,
+    );
     assert!(in_flight >= 300.0, "the sends never blocked: {in_flight}");
     // Past the shared part, each sandbox's further sends wait 2 s for a place and give up.
     std::thread::sleep(Duration::from_secs(3));
@@ -479,10 +502,16 @@ fn r5_f10_eight_sandboxes_blocked_on_a_full_peer_leave_the_ninth_its_calls() {
     assert!(refusals(&broker, "pool") >= 1.0, "nothing was refused");
     assert!(!audit_rule(&broker, "limit:pool").is_empty());
     drop(flooders);
-    let after = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(15), |v| {
-        v == 0.0
-    });
-    assert_eq!(after, 0.0, "blocked sends of the killed sandboxes are still in flight");
+    let after = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(15),
+        |v| v == 0.0,
+    );
+    assert_eq!(
+        after, 0.0,
+        "blocked sends of the killed sandboxes are still in flight"
+    );
 }
 
 /// The broker's pool bound ([`netjail_broker::POOL`]).
@@ -513,19 +542,28 @@ fn f10_a_send_blocked_for_a_killed_caller_is_stopped_while_its_sandbox_runs_on()
         .expect("child pid") as i32;
     json_line(&sandbox, "child", Duration::from_secs(30));
     let limit = netjail_broker::MAX_IN_FLIGHT as f64;
-    let in_flight = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(30), |v| {
-        v >= limit
-    });
-    assert_eq!(in_flight, limit, "the sends never filled the sandbox's bound");
+    let in_flight = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(30),
+        |v| v >= limit,
+    );
+    assert_eq!(
+        in_flight, limit,
+        "the sends never filled the sandbox's bound"
+    );
     // The 16 past the bound: refused once the wait for a place is over.
     let refused = json_line(&sandbox, "child", Duration::from_secs(10));
     assert_eq!(refused["ended"], "EAGAIN", "{refused}");
     assert!(!audit_rule(&broker, "limit:in-flight").is_empty());
     nsys::kill(child, libc::SIGKILL).expect("kill the child");
     let killed = Instant::now();
-    let after = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(10), |v| {
-        v == 0.0
-    });
+    let after = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(10),
+        |v| v == 0.0,
+    );
     eprintln!(
         "f10 (figures): 64 blocked sends stopped {:?} after their caller was killed",
         killed.elapsed()
@@ -565,8 +603,11 @@ fn f10_unix_connects_blocked_on_a_full_backlog_end_with_their_sandbox() {
     let dir = TempDir::new();
     let path = dir.path().join("full.sock");
     let server = nsys::socket(libc::AF_UNIX, libc::SOCK_STREAM).expect("socket");
-    nsys::bind(&server, &nsys::SockAddr::unix_path(path.to_str().unwrap().as_bytes()))
-        .expect("bind");
+    nsys::bind(
+        &server,
+        &nsys::SockAddr::unix_path(path.to_str().unwrap().as_bytes()),
+    )
+    .expect("bind");
     nsys::listen(&server, 0).expect("listen");
     let path = path.to_str().unwrap().to_owned();
     let p = policy(1, &[&path], "");
@@ -577,17 +618,26 @@ fn f10_unix_connects_blocked_on_a_full_backlog_end_with_their_sandbox() {
         &[&py, "-c", UNIX_CONNECTS, &path, "20"],
     ));
     json_line(&sandbox, "sandbox", Duration::from_secs(30));
-    let blocked = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(20), |v| {
-        v >= 18.0
-    });
+    let blocked = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(20),
+        |v| v >= 18.0,
+    );
     assert!(blocked >= 18.0, "the connects never blocked: {blocked}");
     drop(sandbox);
-    let after = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(10), |v| {
-        v == 0.0
-    });
+    let after = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(10),
+        |v| v == 0.0,
+    );
     // A call leaves the pool only once the thread that took the caller's identity for it
     // has returned: none is left blocked.
-    assert_eq!(after, 0.0, "the ended sandbox's unix connects are still blocked");
+    assert_eq!(
+        after, 0.0,
+        "the ended sandbox's unix connects are still blocked"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -655,12 +705,21 @@ fn l8_eight_sandboxes_holding_sixteen_calls_leave_a_ninth_its_ask() {
     for (i, h) in holders.iter().enumerate() {
         json_line(h, &format!("holder {i}"), Duration::from_secs(60));
     }
-    let pending = wait_metric(&broker, "netjail_pending_calls", Duration::from_secs(30), |v| {
-        v >= 128.0
-    });
-    assert_eq!(pending, 128.0, "the eight sandboxes do not hold 16 calls each");
+    let pending = wait_metric(
+        &broker,
+        "netjail_pending_calls",
+        Duration::from_secs(30),
+        |v| v >= 128.0,
+    );
+    assert_eq!(
+        pending, 128.0,
+        "the eight sandboxes do not hold 16 calls each"
+    );
     let held = || -> Vec<Value> {
-        let out = run(&mut control(&["pending", "--json"]), Duration::from_secs(20));
+        let out = run(
+            &mut control(&["pending", "--json"]),
+            Duration::from_secs(20),
+        );
         out.assert_success();
         out.stdout
             .lines()
@@ -690,8 +749,11 @@ fn l8_eight_sandboxes_holding_sixteen_calls_leave_a_ninth_its_ask() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    run(&mut control(&["grant", &id.to_string(), "--once"]), Duration::from_secs(20))
-        .assert_success();
+    run(
+        &mut control(&["grant", &id.to_string(), "--once"]),
+        Duration::from_secs(20),
+    )
+    .assert_success();
     let result = json_line(&ninth, "ninth", Duration::from_secs(20));
     assert_eq!(result["results"][0], "ok", "{result}");
     assert_eq!(
@@ -882,12 +944,18 @@ fn f12_sendmmsg_never_writes_into_a_new_program_image() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !in_sendmmsg() {
-        assert!(Instant::now() < deadline, "the leader never called sendmmsg");
+        assert!(
+            Instant::now() < deadline,
+            "the leader never called sendmmsg"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let blocked = wait_metric(&broker, "netjail_calls_in_flight", Duration::from_secs(30), |v| {
-        v >= 1.0
-    });
+    let blocked = wait_metric(
+        &broker,
+        "netjail_calls_in_flight",
+        Duration::from_secs(30),
+        |v| v >= 1.0,
+    );
     assert_eq!(blocked, 1.0, "the sendmmsg never reached the broker");
     std::thread::sleep(Duration::from_millis(300));
     std::fs::write(&go, b"go").expect("go file");
