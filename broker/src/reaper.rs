@@ -25,7 +25,8 @@
 //! ([`blocking`]), and the reaper interrupts that thread with a signal (`EINTR`) once nobody
 //! waits for the result: when the sandbox has ended, at once, and when the caller alone is
 //! gone (killed while the rest of the sandbox runs on), within [`CHECK_EVERY`] (it asks
-//! `NOTIF_ID_VALID` of each listed call while any is listed). A blocked call whose caller
+//! `NOTIF_ID_VALID` of each listed call on a timer set while any is listed, which wakes no
+//! thread when a call is listed). A blocked call whose caller
 //! still waits is never interrupted: it waits as long as the kernel would have made the
 //! caller wait.
 //!
@@ -40,7 +41,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::handler::Call;
 use crate::sandbox::Sandbox;
@@ -118,11 +119,14 @@ struct Entry {
 struct Blocked {
     next: u64,
     entries: Vec<Entry>,
+    /// The reaper's timer is set: it checks the list at its next tick.
+    armed: bool,
 }
 
 static BLOCKED: Mutex<Blocked> = Mutex::new(Blocked {
     next: 0,
     entries: Vec::new(),
+    armed: false,
 });
 
 /// Whether blocking calls can be interrupted (the signal's handler is the broker's).
@@ -154,7 +158,8 @@ pub(crate) fn blocking(call: &Call) -> Blocking {
     let mut list = blocked();
     let entry = list.next;
     list.next += 1;
-    let first = list.entries.is_empty();
+    // The first call listed sets the reaper's timer; no thread is woken for it.
+    let arm = !std::mem::replace(&mut list.armed, true);
     list.entries.push(Entry {
         entry,
         tid: sys::gettid(),
@@ -164,8 +169,8 @@ pub(crate) fn blocking(call: &Call) -> Blocking {
         cancelled,
     });
     drop(list);
-    if first {
-        wake();
+    if arm {
+        arm_timer();
     }
     // A signal sent from now on interrupts the call, or, sent before it starts, is sent again.
     let was_blocked = sys::set_interrupt_blocked(false);
@@ -197,12 +202,17 @@ fn cancel_sandbox(key: u64) -> usize {
         let _ = sys::interrupt_thread(e.tid);
         n += 1;
     }
+    let arm = n > 0 && !std::mem::replace(&mut list.armed, true);
+    drop(list);
+    if arm {
+        arm_timer();
+    }
     n
 }
 
 /// Marks the listed calls whose caller no longer waits (or whose sandbox ended) and
-/// interrupts every marked one. Returns whether any call is listed.
-fn check_blocked() -> bool {
+/// interrupts every marked one; sets the timer again while any call is listed.
+fn check_blocked() {
     let mut list = blocked();
     for e in list.entries.iter_mut() {
         if !e.cancelled {
@@ -219,7 +229,12 @@ fn check_blocked() -> bool {
             let _ = sys::interrupt_thread(e.tid);
         }
     }
-    !list.entries.is_empty()
+    list.armed = !list.entries.is_empty();
+    let arm = list.armed;
+    drop(list);
+    if arm {
+        arm_timer();
+    }
 }
 
 /// A socket listed in [`Performing`]; unlisted on drop, before the socket can be closed.
@@ -240,21 +255,23 @@ impl Drop for Listed<'_> {
     }
 }
 
-/// The process's reaper: an epoll instance watching listeners for their hang-up, and an
-/// eventfd that wakes it when a first blocking call is listed (key [`WAKE`]).
+/// The process's reaper: an epoll instance watching listeners for their hang-up, and a timer
+/// that makes it check the listed blocking calls (key [`TICK`]).
 struct Reaper {
     epoll: OwnedFd,
-    wake: OwnedFd,
+    timer: OwnedFd,
     watched: Mutex<HashMap<u64, Weak<Sandbox>>>,
 }
 
-/// The epoll key of the reaper's eventfd; sandboxes' keys start at 1.
-const WAKE: u64 = 0;
+/// The epoll key of the reaper's timer; sandboxes' keys start at 1.
+const TICK: u64 = 0;
 
-/// Wakes the reaper, which then checks the listed blocking calls until none is left.
-fn wake() {
+/// Sets the reaper's timer to fire once, [`CHECK_EVERY`] from now.
+fn arm_timer() {
     if let Some(Some(reaper)) = REAPER.get() {
-        let _ = sys::signal_stop(reaper.wake.as_fd());
+        if let Err(e) = sys::timer_set(reaper.timer.as_fd(), CHECK_EVERY) {
+            tracing::warn!(error = %e, "cannot set the reaper's timer: blocked calls whose caller is gone are not checked");
+        }
     }
 }
 
@@ -277,14 +294,14 @@ fn reaper() -> Option<&'static Arc<Reaper>> {
     REAPER
         .get_or_init(|| {
             let made = sys::epoll_new().and_then(|epoll| {
-                let wake = sys::stop_fd()?;
-                sys::epoll_watch_readable(epoll.as_fd(), wake.as_fd(), WAKE)?;
-                Ok((epoll, wake))
+                let timer = sys::timer_new()?;
+                sys::epoll_watch_readable(epoll.as_fd(), timer.as_fd(), TICK)?;
+                Ok((epoll, timer))
             });
-            let (epoll, wake) = match made {
+            let (epoll, timer) = match made {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::error!(error = %e, "no reaper (epoll or eventfd failed): a sandbox that exits with calls in flight keeps them until they end");
+                    tracing::error!(error = %e, "no reaper (epoll or timerfd failed): a sandbox that exits with calls in flight keeps them until they end");
                     return None;
                 }
             };
@@ -298,7 +315,7 @@ fn reaper() -> Option<&'static Arc<Reaper>> {
             }
             let reaper = Arc::new(Reaper {
                 epoll,
-                wake,
+                timer,
                 watched: Mutex::new(HashMap::new()),
             });
             let r = reaper.clone();
@@ -344,14 +361,8 @@ pub(crate) fn forget(key: u64) {
 }
 
 fn run(reaper: &Reaper) {
-    // When to check the listed blocking calls next; `None` while none is listed.
-    let mut next_check: Option<Instant> = None;
     loop {
-        let timeout = next_check.map_or(-1, |t| {
-            let left = t.saturating_duration_since(Instant::now());
-            left.as_millis() as i32 + 1
-        });
-        let keys = match sys::epoll_wait_keys(reaper.epoll.as_fd(), timeout) {
+        let keys = match sys::epoll_wait_keys(reaper.epoll.as_fd(), -1) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -359,11 +370,10 @@ fn run(reaper: &Reaper) {
                 return;
             }
         };
-        let now = Instant::now();
         for key in keys {
-            if key == WAKE {
-                sys::drain_eventfd(reaper.wake.as_fd());
-                next_check.get_or_insert(now + CHECK_EVERY);
+            if key == TICK {
+                sys::timer_drain(reaper.timer.as_fd());
+                check_blocked();
                 continue;
             }
             let sandbox = reaper
@@ -378,13 +388,7 @@ fn run(reaper: &Reaper) {
                 if n + interrupted > 0 {
                     tracing::debug!(sandbox = %sandbox.id, connects = n, interrupted, "sandbox ended: its calls in flight are stopped");
                 }
-                if interrupted > 0 {
-                    next_check.get_or_insert(now + CHECK_EVERY);
-                }
             }
-        }
-        if next_check.is_some_and(|t| now >= t) {
-            next_check = check_blocked().then(|| now + CHECK_EVERY);
         }
     }
 }

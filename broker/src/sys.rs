@@ -978,11 +978,41 @@ pub fn epoll_wait_keys(epoll: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Vec
     Ok(events[..n as usize].iter().map(|e| e.u64).collect())
 }
 
-/// Empties an eventfd made by [`stop_fd`] (non-blocking: nothing to read is fine).
-pub fn drain_eventfd(fd: BorrowedFd<'_>) {
+/// A timer (`timerfd`, monotonic clock, non-blocking) for [`timer_set`].
+pub fn timer_new() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets `timer` to expire once, `after` from now (readable then).
+pub fn timer_set(timer: BorrowedFd<'_>, after: std::time::Duration) -> io::Result<()> {
+    let value = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_nsec: after.subsec_nanos().max(1) as libc::c_long,
+        },
+    };
+    // SAFETY: `value` is a live, complete itimerspec; the old value is not asked for.
+    cvt(unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &value, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Reads a [`timer_new`] timer's expirations, so that it is no longer readable.
+pub fn timer_drain(timer: BorrowedFd<'_>) {
     let mut count: u64 = 0;
-    // SAFETY: reads at most 8 bytes into a live local.
-    let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+    // SAFETY: reads at most 8 bytes into a live local; the fd is non-blocking.
+    let _ = unsafe { libc::read(timer.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
 }
 
 /// The calling thread's id.
