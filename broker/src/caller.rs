@@ -100,12 +100,15 @@ pub(crate) fn as_caller<T: Send>(
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
     std::thread::scope(|s| {
-        s.spawn(|| {
+        // A thread that cannot be made (EAGAIN: the broker's tasks or memory are exhausted)
+        // is an error for this call, never a panic that leaves it unanswered.
+        let spawned = std::thread::Builder::new().spawn_scoped(s, || {
             sys::become_caller(who, how)?;
             Ok(work())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EPERM)))
+        })?;
+        spawned
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EPERM)))
     })
 }
 

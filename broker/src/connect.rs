@@ -13,9 +13,9 @@ use netjail_policy::{Op, Request, Target, Verdict};
 use crate::bind::bind_jail_source;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
-use crate::limits;
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
+use crate::{limits, reaper};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {
@@ -59,7 +59,7 @@ pub(crate) fn decide(call: &Call) -> Step {
                     let connections = &call.sandbox.limits.connections;
                     let fd = sock.as_fd();
                     limits::counted(connections, call.notif.pid, fd, kind, true, || {
-                        perform(fd, a)
+                        perform(call, fd, a)
                     })
                     .unwrap_or_else(|_| {
                         limited.store(true, Ordering::Relaxed);
@@ -106,7 +106,7 @@ pub(crate) fn decide(call: &Call) -> Step {
             let finish = move |call: &Call, out: Outcome| {
                 // Listed while it runs: stopped if the whole sandbox exits meanwhile.
                 let listed = call.sandbox.performing.list(sock.as_fd());
-                let reply = perform(sock.as_fd(), &addr);
+                let reply = perform(call, sock.as_fd(), &addr);
                 drop(listed);
                 limits::settle(slot, sock.as_fd(), kind, reply, true);
                 limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
@@ -137,8 +137,10 @@ fn may_wait_long(sock: BorrowedFd<'_>, kind: SocketKind, target: &Target) -> boo
     !sys::is_nonblocking(sock).unwrap_or(false)
 }
 
-/// Connects the broker's copy of the socket with the broker's copy of the address.
-fn perform(sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
+/// Connects the broker's copy of the socket with the broker's copy of the address; a connect
+/// that blocks is interrupted once nobody waits for it (`reaper.rs`).
+fn perform(call: &Call, sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
+    let _listed = reaper::blocking(call);
     match sys::connect_raw(sock, addr) {
         Ok(()) => Reply::Value(0),
         Err(e) => Reply::Errno(errno_of(&e)),

@@ -6,7 +6,9 @@
 //! that thread, which decides (non-blocking system calls only) and performs what cannot wait
 //! long, so an allowed call costs one round trip and the call itself. Work that may wait (a
 //! path lookup, a blocking connect to a remote host) goes to the runtime's blocking pool,
-//! bounded per sandbox. A sandbox can therefore slow down only its own receiver (invariant 7).
+//! bounded per sandbox and for the whole broker (`bounds.rs`). A sandbox can therefore slow
+//! down only its own receiver (invariant 7), and every call it makes is answered: one that the
+//! broker cannot serve for want of a resource gets an errno, never silence.
 
 use std::cell::Cell;
 use std::io;
@@ -17,11 +19,12 @@ use std::time::Instant;
 use netjail_policy::{Decision, Policy, Request, Verdict};
 use netjail_protocol::control::{DecisionInfo, Event};
 
+use crate::bounds::{self, Refused};
 use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::journal::Kept;
 use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
-use crate::sandbox::{Sandbox, MAX_IN_FLIGHT};
+use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, limits, send};
 
@@ -135,7 +138,11 @@ impl Call {
             }
             taken => taken,
         }
-        .map_err(|e| (errno_of(&e), "bad-fd"))
+        .map_err(|e| match e.raw_os_error() {
+            // The broker has no descriptor to spare: not the caller's fault, and temporary.
+            Some(libc::EMFILE | libc::ENFILE) => (bounds::FDS_ERRNO, bounds::RULE_FDS),
+            _ => (errno_of(&e), "bad-fd"),
+        })
     }
 
     /// The broker's copy of the caller's socket and what it is, with the errnos of the
@@ -438,12 +445,9 @@ fn replay(
     notif: RawNotification,
     kept: Kept,
 ) {
-    let pidfd = match CallerPidfd::for_call(&sandbox.pidfds, notif.pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
-            return;
-        }
+    let received = Instant::now();
+    let Some(pidfd) = caller_pidfd(sandbox, notif, received) else {
+        return;
     };
     let active = sandbox.active();
     let call = Call {
@@ -451,7 +455,7 @@ fn replay(
         policy: active.policy,
         notif,
         pidfd,
-        received: Instant::now(),
+        received,
         note: Mutex::new(String::new()),
         replayed: true,
         kept: Some(kept),
@@ -484,12 +488,8 @@ fn dispatch(
         }
     }
     // Invariant 4: the pid becomes a pidfd at once (or is the tid's kept one: `pidfds.rs`).
-    let pidfd = match CallerPidfd::for_call(&sandbox.pidfds, notif.pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
-            return false;
-        }
+    let Some(pidfd) = caller_pidfd(sandbox, notif, received) else {
+        return false;
     };
     let active = sandbox.active();
     let call = Call {
@@ -537,15 +537,7 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     sandbox.count_decision();
     let ops = &sandbox.operators;
     ops.count(false);
-    let op = match decode::syscall(notif.arch, notif.nr) {
-        Some(Syscall::Connect) => "connect",
-        Some(Syscall::Bind) => "bind",
-        Some(Syscall::Listen) => "listen",
-        Some(Syscall::SendTo) => "sendto",
-        Some(Syscall::SendMsg) => "sendmsg",
-        Some(Syscall::SendMmsg) => "sendmmsg",
-        None => "unknown",
-    };
+    let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
     ops.metrics().observe(op, "deny", latency_us);
     let Some(refused) = due else {
@@ -583,6 +575,100 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     });
 }
 
+/// The name of a notified call's operation, before anything of it is read.
+fn op_of(notif: RawNotification) -> &'static str {
+    match decode::syscall(notif.arch, notif.nr) {
+        Some(Syscall::Connect) => "connect",
+        Some(Syscall::Bind) => "bind",
+        Some(Syscall::Listen) => "listen",
+        Some(Syscall::SendTo) => "sendto",
+        Some(Syscall::SendMsg) => "sendmsg",
+        Some(Syscall::SendMmsg) => "sendmmsg",
+        None => "unknown",
+    }
+}
+
+/// The caller's pidfd (invariant 4), or `None` when the call cannot go on: the caller is gone
+/// (`ESRCH`: nobody to answer), or it was answered here: `EAGAIN` when the broker is out of
+/// descriptors (`EMFILE`, `ENFILE`), `EPERM` when the pid names nobody the broker can see.
+fn caller_pidfd(
+    sandbox: &Sandbox,
+    notif: RawNotification,
+    received: Instant,
+) -> Option<CallerPidfd> {
+    let e = match CallerPidfd::for_call(&sandbox.pidfds, notif.pid) {
+        Ok(fd) => return Some(fd),
+        Err(e) => e,
+    };
+    let (rule, errno) = match e.raw_os_error() {
+        Some(libc::ESRCH) => {
+            tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, "caller gone");
+            return None;
+        }
+        Some(libc::EMFILE | libc::ENFILE) => (bounds::RULE_FDS, bounds::FDS_ERRNO),
+        _ => ("no-pidfd", libc::EPERM),
+    };
+    tracing::debug!(sandbox = %sandbox.id, pid = notif.pid, error = %e, rule, "cannot open the caller's pidfd; call refused");
+    refuse_unread(sandbox, notif, received, rule, errno);
+    None
+}
+
+/// Answers `errno` to a call refused by `rule` before anything of it was read (no caller
+/// pidfd), with its audit event and metrics.
+fn refuse_unread(
+    sandbox: &Sandbox,
+    notif: RawNotification,
+    received: Instant,
+    rule: &'static str,
+    errno: i32,
+) {
+    if let Err(e) = sys::notif_send(sandbox.listener.as_fd(), notif.id, 0, errno) {
+        tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
+    }
+    sandbox.count_decision();
+    let ops = &sandbox.operators;
+    ops.count(false);
+    let op = op_of(notif);
+    let latency_us = received.elapsed().as_micros() as u64;
+    // No decision was made: the call failed before the policy ran.
+    let verdict = "error";
+    ops.metrics().observe(op, verdict, latency_us);
+    ops.metrics().refused(rule);
+    let container = sandbox.container.as_deref().unwrap_or("");
+    if ops.wants_decisions() {
+        ops.publish(Event::Decision(DecisionInfo {
+            time_ms: operators::now_ms(),
+            sandbox: sandbox.id,
+            name: sandbox.name.clone(),
+            container: container.to_string(),
+            pid: notif.pid as i32,
+            program: String::new(),
+            op: op.to_string(),
+            endpoint: String::new(),
+            host: String::new(),
+            decision: verdict.to_string(),
+            rule: rule.to_string(),
+            errno,
+            latency_us,
+        }));
+    }
+    audit::decision(&audit::DecisionEvent {
+        sandbox: sandbox.id,
+        name: &sandbox.name,
+        container,
+        pid: notif.pid,
+        program: "",
+        op,
+        endpoint: "",
+        decision: verdict,
+        rule,
+        host: "",
+        operator: "",
+        errno,
+        latency_us,
+    });
+}
+
 fn decide(call: &Call) -> Step {
     let notif = call.notif;
     match decode::syscall(notif.arch, notif.nr) {
@@ -602,10 +688,25 @@ fn run_blocking(
     mut call: Call,
     work: Work,
 ) {
-    // Bound the work of one sandbox in the pool; past the bound this receiver waits, and the
-    // sandbox's further calls wait in the kernel, unanswered but not lost.
-    let Ok(permit) = runtime.block_on(sandbox.in_flight.clone().acquire_owned()) else {
-        return;
+    // A place on the pool within the sandbox's bound and its share of the broker's
+    // (`bounds.rs`); this receiver waits for one a little, and meanwhile the sandbox's further
+    // calls wait in the kernel. A call that gets none is answered `EAGAIN`.
+    let place = match sandbox.in_flight.take(1, bounds::POOL_WAIT) {
+        Ok(place) => place,
+        Err(refused) => {
+            let rule = match refused {
+                Refused::Sandbox => bounds::RULE_IN_FLIGHT,
+                Refused::Broker => bounds::RULE_POOL,
+            };
+            let errno = bounds::POOL_ERRNO;
+            let outcome = Outcome::new(op_of(call.notif)).decided(
+                Some(limits::refusal(rule, errno)),
+                "",
+                Reply::Errno(errno),
+            );
+            finish(&call, outcome);
+            return;
+        }
     };
     // On record in a slot of its own before the receiver's slot takes the next call.
     if call.kept.is_none() {
@@ -616,15 +717,15 @@ fn run_blocking(
             }
         }
     }
-    let in_use = MAX_IN_FLIGHT.saturating_sub(sandbox.in_flight.available_permits());
+    let in_use = sandbox.in_flight.in_use();
     sandbox.operators.metrics().in_flight_started(in_use as u64);
     runtime.spawn_blocking(move || {
         let outcome = work(&call);
         finish(&call, outcome);
         call.sandbox.operators.metrics().in_flight_ended();
-        // The record goes before the permit: the next call to take one finds a free slot.
+        // The record goes before the place: the next call to take one finds a free slot.
         drop(call);
-        drop(permit);
+        drop(place);
     });
 }
 
@@ -723,6 +824,10 @@ fn finish(call: &Call, outcome: Outcome) {
         None => "error",
     };
     ops.metrics().observe(outcome.op, verdict, latency_us);
+    let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
+    if rule.starts_with(bounds::RULE_PREFIX) {
+        ops.metrics().refused(rule);
+    }
     let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
     if !audited && !ops.wants_decisions() {
         return;
@@ -730,7 +835,6 @@ fn finish(call: &Call, outcome: Outcome) {
     let program = program_of(call);
     let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let host = decision.and_then(|d| d.host.as_deref()).unwrap_or("");
-    let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if ops.wants_decisions() {
         ops.publish(Event::Decision(DecisionInfo {
             time_ms: operators::now_ms(),

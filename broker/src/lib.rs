@@ -23,6 +23,7 @@
 pub mod activation;
 mod audit;
 mod bind;
+mod bounds;
 mod caller;
 mod connect;
 pub mod control;
@@ -78,6 +79,7 @@ use netjail_protocol::SandboxId;
 use operators::Operators;
 
 pub use audit::TARGET as AUDIT_TARGET;
+pub use bounds::POOL;
 pub use embed::{
     BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
     SandboxGone, SandboxHandle,
@@ -300,7 +302,7 @@ impl Broker {
             .iter()
             .map(|s| {
                 let receiving = usize::from(registered.contains_key(&s.id));
-                let on_pool = MAX_IN_FLIGHT.saturating_sub(s.in_flight.available_permits());
+                let on_pool = s.in_flight.in_use();
                 let held = self.operators.pending_of(s.id) as usize;
                 receiving + on_pool.saturating_sub(held)
             })
@@ -674,6 +676,8 @@ impl Broker {
             in_flight: ops.metrics().in_flight().0,
             in_flight_peak: ops.metrics().in_flight().1,
             in_flight_limit: MAX_IN_FLIGHT as u64,
+            refusals: ops.metrics().refusals(),
+            descriptors_in_flight: bounds::DESCRIPTORS_BUDGET.used() as u64,
             operators: u64::from(ops.watching()),
             rules: u64::from(ops.rule_count()),
             uptime_seconds: ops.uptime().as_secs_f64(),

@@ -1,8 +1,9 @@
 //! The policy's `[limits]` (rule N3), enforced per sandbox.
 //!
 //! - `max_connections`: sockets the broker connected for the sandbox (`connect`, inet or unix,
-//!   stream or datagram, the call succeeding or `EINPROGRESS`) that are still open. Past it a
-//!   connect fails with `ENOBUFS` before it is performed.
+//!   stream or datagram, and TCP Fast Open sends, which connect; the call succeeding or
+//!   `EINPROGRESS`) that are still open. Past it a connect fails with `ENOBUFS` before it is
+//!   performed.
 //! - `max_binds`: sockets the broker bound for the sandbox (`bind`, unix autobind included,
 //!   and the implicit bind of `listen`) that are still open. Past it, `ENOBUFS`.
 //! - `max_pending`: calls held for operators at once (see `operators.rs`); past it the

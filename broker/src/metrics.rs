@@ -41,6 +41,11 @@ pub const LATENCY_BOUNDS_US: [u64; 10] = [10, 25, 50, 100, 250, 500, 1000, 2500,
 
 const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 
+/// The broker's own bounds that refuse calls (the audit's rules `limit:in-flight`, ...):
+/// a sandbox's calls on the blocking pool, the pool of the whole broker, descriptors passed
+/// with `SCM_RIGHTS`, held calls, and the broker's own descriptors.
+pub const BOUNDS: [&str; 5] = ["in-flight", "pool", "descriptors", "held", "fds"];
+
 /// Counters the hot path adds to: decisions by op and verdict, and the histogram of the
 /// round trip from the notification to the reply.
 #[derive(Debug)]
@@ -53,6 +58,8 @@ pub struct Metrics {
     in_flight: AtomicU64,
     /// The most calls one sandbox had on the blocking pool at once, since the start.
     in_flight_peak: AtomicU64,
+    /// Calls refused by each of [`BOUNDS`].
+    refusals: [AtomicU64; BOUNDS.len()],
 }
 
 impl Default for Metrics {
@@ -63,6 +70,7 @@ impl Default for Metrics {
             sum_us: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             in_flight_peak: AtomicU64::new(0),
+            refusals: [const { AtomicU64::new(0) }; BOUNDS.len()],
         }
     }
 }
@@ -97,6 +105,24 @@ impl Metrics {
     /// A call left the blocking pool.
     pub fn in_flight_ended(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a call refused by the rule `limit:BOUND`, one of [`BOUNDS`]; any other rule
+    /// counts nothing.
+    pub fn refused(&self, rule: &str) {
+        let bound = rule.strip_prefix("limit:").unwrap_or("");
+        if let Some(i) = BOUNDS.iter().position(|b| *b == bound) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(bound, count)` for every one of [`BOUNDS`].
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        BOUNDS
+            .iter()
+            .zip(&self.refusals)
+            .map(|(b, n)| (*b, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Calls of every sandbox on the blocking pool now, and the most one sandbox had there at
@@ -167,6 +193,11 @@ pub struct Snapshot {
     /// How many calls one sandbox may have on the blocking pool at once
     /// ([`crate::MAX_IN_FLIGHT`]).
     pub in_flight_limit: u64,
+    /// `(bound, count)`: calls refused by each of the broker's bounds ([`BOUNDS`]).
+    pub refusals: Vec<(&'static str, u64)>,
+    /// Descriptors the broker holds now for sends that pass them (`SCM_RIGHTS`), every sandbox
+    /// of the process together.
+    pub descriptors_in_flight: u64,
     /// Operators watching now.
     pub operators: u64,
     /// Rules made by operators in force now.
@@ -291,9 +322,26 @@ pub fn render(s: &Snapshot) -> String {
     w.single(
         "netjail_sandbox_calls_in_flight_limit",
         "gauge",
-        "How many calls one sandbox may have on the blocking pool at once; its further calls \
-         wait in the kernel.",
+        "How many calls one sandbox may have on the blocking pool at once; past it a call waits \
+         a little for a place, then gets EAGAIN.",
         s.in_flight_limit,
+    );
+    let name = "netjail_bound_refusals_total";
+    w.family(
+        name,
+        "counter",
+        "Calls refused by the broker's own bounds (audit rule limit:BOUND): in-flight (the \
+         sandbox's calls on the blocking pool), pool (the broker's), descriptors (passed with \
+         SCM_RIGHTS), held (calls held for operators), fds (the broker's own descriptors).",
+    );
+    for (bound, n) in &s.refusals {
+        w.sample(name, &[("bound", bound)], n);
+    }
+    w.single(
+        "netjail_descriptors_in_flight",
+        "gauge",
+        "Descriptors the broker holds now for sends that pass them with SCM_RIGHTS.",
+        s.descriptors_in_flight,
     );
     w.single(
         "netjail_operators_watching",
@@ -401,7 +449,7 @@ mod tests {
             }
         }
         assert!(text.ends_with('\n'));
-        assert_eq!(typed.len(), 12, "{text}");
+        assert_eq!(typed.len(), 14, "{text}");
     }
 
     #[test]
@@ -552,6 +600,8 @@ mod tests {
             in_flight: u64::MAX,
             in_flight_peak: u64::MAX,
             in_flight_limit: u64::MAX,
+            refusals: BOUNDS.iter().map(|b| (*b, u64::MAX)).collect(),
+            descriptors_in_flight: u64::MAX,
             operators: u64::MAX,
             rules: u64::MAX,
             uptime_seconds: 1e12,
@@ -561,6 +611,31 @@ mod tests {
             },
         });
         assert!(text.len() < 16 * 1024, "{}", text.len());
+    }
+
+    #[test]
+    fn refusals_are_counted_by_bound() {
+        let m = Metrics::default();
+        m.refused("limit:in-flight");
+        m.refused("limit:in-flight");
+        m.refused("limit:held");
+        m.refused("limits.max_connections");
+        m.refused("limit:nonsense");
+        let text = render(&Snapshot {
+            refusals: m.refusals(),
+            ..Snapshot::default()
+        });
+        let get = |b: &str| {
+            sample_value(
+                &text,
+                &format!("netjail_bound_refusals_total{{bound=\"{b}\"}}"),
+            )
+        };
+        assert_eq!(get("in-flight").as_deref(), Some("2"));
+        assert_eq!(get("held").as_deref(), Some("1"));
+        assert_eq!(get("pool").as_deref(), Some("0"));
+        assert_eq!(get("fds").as_deref(), Some("0"));
+        assert_eq!(get("descriptors").as_deref(), Some("0"));
     }
 
     #[test]

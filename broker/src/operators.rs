@@ -33,12 +33,29 @@ use crate::overlay::{Overlay, OverlayError, ScopeKey};
 use crate::sandbox::Sandbox;
 
 /// Calls held at once in the whole broker. Each holds a thread of the blocking pool, so the
-/// bound keeps held calls from taking the threads other sandboxes need (invariant 7).
-pub const MAX_HELD: usize = 128;
+/// bound keeps held calls from taking the threads other sandboxes need (invariant 7); it is
+/// well below the pool's own bound ([`crate::POOL`]).
+pub const MAX_HELD: usize = 256;
 
 /// Calls of one sandbox held at once; past it the fallback applies at once. A policy's
 /// `[limits] max_pending` may only lower it: a larger value (or `-1`) leaves this cap.
 pub const MAX_HELD_PER_SANDBOX: usize = 16;
+
+/// The last places of [`MAX_HELD`], kept for sandboxes that hold fewer than
+/// [`HELD_FLOOR`] calls: twelve sandboxes holding their sixteen each cannot make everyone
+/// else's asks fall back.
+pub const HELD_RESERVE: usize = 64;
+
+/// Calls any sandbox may have held while the reserve lasts.
+pub const HELD_FLOOR: usize = 4;
+
+/// Whether a sandbox that has `of_sandbox` calls held may hold one more while the broker
+/// holds `held` (the shape of `bounds.rs`).
+fn may_hold(held: usize, of_sandbox: usize) -> bool {
+    of_sandbox < MAX_HELD_PER_SANDBOX
+        && held < MAX_HELD
+        && (held < MAX_HELD - HELD_RESERVE || of_sandbox < HELD_FLOOR)
+}
 
 /// How often a held call checks that its caller still waits.
 const CALLER_CHECK: Duration = Duration::from_millis(200);
@@ -384,9 +401,15 @@ impl Operators {
                 d.rule = crate::limits::RULE_PENDING.to_string();
                 return (d, format!("{note} ({of_sandbox} held, the policy's limit)"));
             }
-            if table.held.len() >= MAX_HELD || of_sandbox >= MAX_HELD_PER_SANDBOX {
+            let held = table.held.len();
+            if !may_hold(held, of_sandbox) {
                 drop(table);
-                return fallback(Outcome::Unattended, "too many calls held");
+                let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
+                d.rule = crate::bounds::RULE_HELD.to_string();
+                return (
+                    d,
+                    format!("{note} ({of_sandbox} of this sandbox, {held} in all)"),
+                );
             }
             table.held.insert(
                 id,
@@ -787,6 +810,42 @@ pub(crate) fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// L8: sandboxes at their own bound cannot take every place; one that holds little
+    /// still gets its floor.
+    #[test]
+    fn held_calls_keep_a_reserve_for_sandboxes_that_hold_little() {
+        let mut held = 0;
+        let mut full = 0;
+        // Sandboxes each asking for as many as they may, one after another.
+        loop {
+            let mut mine = 0;
+            while may_hold(held, mine) {
+                held += 1;
+                mine += 1;
+            }
+            if mine < MAX_HELD_PER_SANDBOX {
+                break;
+            }
+            full += 1;
+        }
+        assert_eq!(full, (MAX_HELD - HELD_RESERVE) / MAX_HELD_PER_SANDBOX);
+        // The next ones get their floor each, until the reserve is gone.
+        let mut floors = 1;
+        while may_hold(held, 0) {
+            for mine in 0..HELD_FLOOR {
+                assert!(may_hold(held, mine));
+                held += 1;
+            }
+            assert!(!may_hold(held, HELD_FLOOR));
+            floors += 1;
+        }
+        assert!(floors >= HELD_RESERVE / HELD_FLOOR, "{floors}");
+        assert_eq!(held, MAX_HELD);
+        assert!(!may_hold(MAX_HELD, 0));
+        // The finding's eight sandboxes of sixteen leave room for a ninth.
+        assert!(may_hold(8 * MAX_HELD_PER_SANDBOX, 0));
+    }
 
     #[test]
     fn clip_keeps_char_boundaries() {

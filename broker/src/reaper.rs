@@ -17,14 +17,38 @@
 //! Only a sandbox with no task left is reaped: its callers cannot see the result of those
 //! connects any more, and a socket passed outside the sandbox is left unconnected rather than
 //! connected in the name of a process that is gone.
+//!
+//! Shutting a socket down does not end every wait: a unix connect waits for room in the
+//! *server's* backlog, a unix datagram send for room in the *receiver's* queue, and neither
+//! looks at its own socket. So every system call the broker performs that may block (a
+//! connect, a send) is also listed, while it runs, with the thread that makes it
+//! ([`blocking`]), and the reaper interrupts that thread with a signal (`EINTR`) once nobody
+//! waits for the result: when the sandbox has ended, at once, and when the caller alone is
+//! gone (killed while the rest of the sandbox runs on), within [`CHECK_EVERY`] (it asks
+//! `NOTIF_ID_VALID` of each listed call on a timer set while any is listed, which wakes no
+//! thread when a call is listed). A blocked call whose caller
+//! still waits is never interrupted: it waits as long as the kernel would have made the
+//! caller wait.
+//!
+//! The signal ([`sys::interrupt_signal`]) has a handler that does nothing and no
+//! `SA_RESTART`. A thread leaving the list blocks it first and unblocks it once it has left: a
+//! signal sent just before the thread left is delivered as it unblocks it, in no system call,
+//! never into a later one. One delivered before the blocking call starts is sent again at the
+//! next check. Outside the list a thread's signal mask is as it was (a child a thread forks
+//! inherits it).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
+use crate::handler::Call;
 use crate::sandbox::Sandbox;
 use crate::sys;
+
+/// How often the reaper checks the callers of the blocking calls listed, while any is.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(200);
 
 /// The connects being performed for one sandbox.
 #[derive(Debug, Default)]
@@ -71,6 +95,146 @@ impl Performing {
         }
         state.fds.len()
     }
+
+    /// Whether every task of the sandbox has exited.
+    pub(crate) fn ended(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).ended
+    }
+}
+
+/// A blocking system call being performed for a call.
+struct Entry {
+    entry: u64,
+    tid: i32,
+    /// The sandbox's reaper key.
+    key: u64,
+    sandbox: Weak<Sandbox>,
+    /// The notification id of the call.
+    notif: u64,
+    /// Nobody waits for its result: interrupted at every check until it leaves.
+    cancelled: bool,
+}
+
+#[derive(Default)]
+struct Blocked {
+    next: u64,
+    entries: Vec<Entry>,
+    /// The reaper's timer is set: it checks the list at its next tick.
+    armed: bool,
+}
+
+static BLOCKED: Mutex<Blocked> = Mutex::new(Blocked {
+    next: 0,
+    entries: Vec::new(),
+    armed: false,
+});
+
+/// Whether blocking calls can be interrupted (the signal's handler is the broker's).
+static INTERRUPTS: AtomicBool = AtomicBool::new(false);
+
+fn blocked() -> MutexGuard<'static, Blocked> {
+    BLOCKED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A blocking system call listed while the guard lives: make the call meanwhile, on the same
+/// thread, and nothing else that may block.
+pub(crate) struct Blocking {
+    entry: Option<u64>,
+    /// Whether the thread had the signal blocked before.
+    was_blocked: bool,
+}
+
+/// Lists the calling thread as performing a system call for `call` that may block, until the
+/// returned guard is dropped.
+pub(crate) fn blocking(call: &Call) -> Blocking {
+    if !INTERRUPTS.load(Ordering::Relaxed) {
+        return Blocking {
+            entry: None,
+            was_blocked: false,
+        };
+    }
+    let sandbox = &call.sandbox;
+    let cancelled = sandbox.performing.ended();
+    let mut list = blocked();
+    let entry = list.next;
+    list.next += 1;
+    // The first call listed sets the reaper's timer; no thread is woken for it.
+    let arm = !std::mem::replace(&mut list.armed, true);
+    list.entries.push(Entry {
+        entry,
+        tid: sys::gettid(),
+        key: sandbox.reaper_key,
+        sandbox: Arc::downgrade(sandbox),
+        notif: call.notif.id,
+        cancelled,
+    });
+    drop(list);
+    if arm {
+        arm_timer();
+    }
+    // A signal sent from now on interrupts the call, or, sent before it starts, is sent again.
+    let was_blocked = sys::set_interrupt_blocked(false);
+    Blocking {
+        entry: Some(entry),
+        was_blocked,
+    }
+}
+
+impl Drop for Blocking {
+    fn drop(&mut self) {
+        let Some(entry) = self.entry else { return };
+        // Blocked before the thread leaves the list: one sent until then is delivered when
+        // it is unblocked, on the return of that call, and ends no later one.
+        sys::set_interrupt_blocked(true);
+        blocked().entries.retain(|e| e.entry != entry);
+        if !self.was_blocked {
+            sys::set_interrupt_blocked(false);
+        }
+    }
+}
+
+/// Interrupts the listed calls of the sandbox `key`, now and at every check until they leave.
+fn cancel_sandbox(key: u64) -> usize {
+    let mut list = blocked();
+    let mut n = 0;
+    for e in list.entries.iter_mut().filter(|e| e.key == key) {
+        e.cancelled = true;
+        let _ = sys::interrupt_thread(e.tid);
+        n += 1;
+    }
+    let arm = n > 0 && !std::mem::replace(&mut list.armed, true);
+    drop(list);
+    if arm {
+        arm_timer();
+    }
+    n
+}
+
+/// Marks the listed calls whose caller no longer waits (or whose sandbox ended) and
+/// interrupts every marked one; sets the timer again while any call is listed.
+fn check_blocked() {
+    let mut list = blocked();
+    for e in list.entries.iter_mut() {
+        if !e.cancelled {
+            e.cancelled = match e.sandbox.upgrade() {
+                Some(s) => {
+                    s.performing.ended() || !sys::notif_id_valid(s.listener.as_fd(), e.notif)
+                }
+                None => true,
+            };
+        }
+        if e.cancelled {
+            // The lock is held: the thread is still in the list, so in its call or about to
+            // make it, or blocking the signal on its way out (then it takes it back).
+            let _ = sys::interrupt_thread(e.tid);
+        }
+    }
+    list.armed = !list.entries.is_empty();
+    let arm = list.armed;
+    drop(list);
+    if arm {
+        arm_timer();
+    }
 }
 
 /// A socket listed in [`Performing`]; unlisted on drop, before the socket can be closed.
@@ -91,10 +255,24 @@ impl Drop for Listed<'_> {
     }
 }
 
-/// The process's reaper: an epoll instance watching listeners for their hang-up.
+/// The process's reaper: an epoll instance watching listeners for their hang-up, and a timer
+/// that makes it check the listed blocking calls (key [`TICK`]).
 struct Reaper {
     epoll: OwnedFd,
+    timer: OwnedFd,
     watched: Mutex<HashMap<u64, Weak<Sandbox>>>,
+}
+
+/// The epoll key of the reaper's timer; sandboxes' keys start at 1.
+const TICK: u64 = 0;
+
+/// Sets the reaper's timer to fire once, [`CHECK_EVERY`] from now.
+fn arm_timer() {
+    if let Some(Some(reaper)) = REAPER.get() {
+        if let Err(e) = sys::timer_set(reaper.timer.as_fd(), CHECK_EVERY) {
+            tracing::warn!(error = %e, "cannot set the reaper's timer: blocked calls whose caller is gone are not checked");
+        }
+    }
 }
 
 static REAPER: OnceLock<Option<Arc<Reaper>>> = OnceLock::new();
@@ -115,15 +293,29 @@ pub(crate) fn start() {
 fn reaper() -> Option<&'static Arc<Reaper>> {
     REAPER
         .get_or_init(|| {
-            let epoll = match sys::epoll_new() {
+            let made = sys::epoll_new().and_then(|epoll| {
+                let timer = sys::timer_new()?;
+                sys::epoll_watch_readable(epoll.as_fd(), timer.as_fd(), TICK)?;
+                Ok((epoll, timer))
+            });
+            let (epoll, timer) = match made {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::error!(error = %e, "no reaper (epoll_create1 failed): a sandbox that exits with connects in flight keeps them until they time out");
+                    tracing::error!(error = %e, "no reaper (epoll or timerfd failed): a sandbox that exits with calls in flight keeps them until they end");
                     return None;
                 }
             };
+            match sys::install_interrupt_handler() {
+                Ok(true) => INTERRUPTS.store(true, Ordering::Relaxed),
+                Ok(false) => tracing::warn!(
+                    signal = sys::interrupt_signal(),
+                    "the process has its own handler for the broker's interrupt signal: blocked calls whose caller is gone are not interrupted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot install the interrupt handler: blocked calls whose caller is gone are not interrupted"),
+            }
             let reaper = Arc::new(Reaper {
                 epoll,
+                timer,
                 watched: Mutex::new(HashMap::new()),
             });
             let r = reaper.clone();
@@ -170,7 +362,7 @@ pub(crate) fn forget(key: u64) {
 
 fn run(reaper: &Reaper) {
     loop {
-        let keys = match sys::epoll_wait_keys(reaper.epoll.as_fd()) {
+        let keys = match sys::epoll_wait_keys(reaper.epoll.as_fd(), -1) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -179,6 +371,11 @@ fn run(reaper: &Reaper) {
             }
         };
         for key in keys {
+            if key == TICK {
+                sys::timer_drain(reaper.timer.as_fd());
+                check_blocked();
+                continue;
+            }
             let sandbox = reaper
                 .watched
                 .lock()
@@ -187,8 +384,9 @@ fn run(reaper: &Reaper) {
                 .and_then(|w| w.upgrade());
             if let Some(sandbox) = sandbox {
                 let n = sandbox.performing.end();
-                if n > 0 {
-                    tracing::debug!(sandbox = %sandbox.id, connects = n, "sandbox ended: its connects in flight are stopped");
+                let interrupted = cancel_sandbox(key);
+                if n + interrupted > 0 {
+                    tracing::debug!(sandbox = %sandbox.id, connects = n, interrupted, "sandbox ended: its calls in flight are stopped");
                 }
             }
         }
@@ -198,7 +396,50 @@ fn run(reaper: &Reaper) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
+    use std::os::unix::net::UnixStream;
+
+    /// What `blocking` relies on: the signal ends a blocked system call of the thread it is
+    /// sent to (`EINTR`, no restart), and one sent while the thread blocks it is taken back
+    /// and never ends a later call.
+    #[test]
+    fn an_interrupt_ends_a_blocked_call_and_never_a_later_one() {
+        assert!(sys::install_interrupt_handler().unwrap());
+        let (a, _b) = UnixStream::pair().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(sys::gettid()).unwrap();
+            let was = sys::set_interrupt_blocked(false);
+            let first = (&a).read(&mut [0u8; 1]).map_err(|e| e.kind());
+            // Leaving: blocked, then a signal arrives, then it is unblocked again.
+            sys::set_interrupt_blocked(true);
+            tx.send(sys::gettid()).unwrap();
+            sent_rx.recv().unwrap();
+            sys::set_interrupt_blocked(was);
+            a.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let later = (&a).read(&mut [0u8; 1]).map_err(|e| e.kind());
+            (first, later)
+        });
+        let tid = rx.recv().unwrap();
+        // Sent again until the read returns: the first may come before the read starts.
+        let mut leaving = None;
+        while leaving.is_none() {
+            sys::interrupt_thread(tid).unwrap();
+            leaving = rx.recv_timeout(Duration::from_millis(20)).ok();
+        }
+        sys::interrupt_thread(tid).unwrap();
+        sent_tx.send(()).unwrap();
+        let (first, later) = t.join().unwrap();
+        assert_eq!(first, Err(std::io::ErrorKind::Interrupted));
+        assert_eq!(
+            later,
+            Err(std::io::ErrorKind::WouldBlock),
+            "a stray signal ended the later read"
+        );
+    }
 
     #[test]
     fn end_shuts_down_what_is_listed_and_what_comes_after() {

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use netjail_policy::{Decision, Policy, SandboxRules};
 use netjail_protocol::SandboxId;
-use tokio::sync::Semaphore;
 
+use crate::bounds::{self, Account};
 use crate::embed::DecisionHook;
 use crate::journal::Journal;
 use crate::limits::SandboxLimits;
@@ -19,8 +19,9 @@ use crate::pidfds::PidfdCache;
 use crate::reaper::Performing;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
-/// sandbox's receiver waits, and its further calls wait in the kernel, unanswered but not lost,
-/// so that one sandbox cannot take every thread of the broker (invariant 7).
+/// sandbox's receiver waits a little for a place (its further calls wait in the kernel), then
+/// answers `EAGAIN`, so that one sandbox cannot take every thread of the broker (invariant 7;
+/// the whole broker's bound is [`crate::POOL`]).
 pub const MAX_IN_FLIGHT: usize = 64;
 
 /// A confined process tree known to the broker.
@@ -40,7 +41,10 @@ pub struct Sandbox {
     /// Where the policy came from, which says whether a reload can read it again.
     pub(crate) source: PolicySource,
     pub(crate) listener: OwnedFd,
-    pub(crate) in_flight: Arc<Semaphore>,
+    /// Its calls on the blocking pool (`bounds.rs`).
+    pub(crate) in_flight: Arc<Account>,
+    /// The descriptors its sends hold for `SCM_RIGHTS` (`bounds.rs`).
+    pub(crate) descriptors: Arc<Account>,
     /// Where calls the policy asks about are held, and operators' rules.
     pub(crate) operators: Arc<Operators>,
     /// Answers what the policy's host names are (shared cache).
@@ -160,7 +164,8 @@ impl Sandbox {
             active: RwLock::new(active),
             source,
             listener,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            in_flight: Account::new(&bounds::POOL_BUDGET),
+            descriptors: Account::new(&bounds::DESCRIPTORS_BUDGET),
             operators,
             names,
             rules: RwLock::new(SandboxRules::new()),

@@ -25,16 +25,18 @@
 //! and is then sent without a decision (rule D3).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
+use crate::bounds::{self, Taken};
 use crate::caller::{as_thread, Caller};
-use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
+use crate::{decode, limits, reaper};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -125,6 +127,13 @@ pub(crate) fn decide_sendmsg(call: &Call) -> Step {
 /// decided on its own, stopping at the first that fails. As in the kernel, the count of
 /// messages sent is returned when it is not zero, and each sent entry's `msg_len` is written
 /// back into the caller's vector.
+///
+/// Invariant 4 holds for every entry, not only the first: what is read of an entry is checked
+/// with `NOTIF_ID_VALID` before the entry is sent, and again before its `msg_len` is written
+/// back, through the caller's memory file opened before the first check ([`WriteBack`]). A
+/// caller that is gone meanwhile (a sibling thread's `execve` kills it and gives its pid to a
+/// new program image) stops the call: nothing more is sent in its name, and nothing is
+/// written into the new image.
 pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
     let [fd, vec_ptr, vlen, flags, ..] = call.notif.args;
     let out = Outcome::new("sendmmsg");
@@ -138,27 +147,40 @@ pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
     if let Err(e) = sys::read_memory(call.notif.pid, vec_ptr, &mut vector) {
         return Step::Done(out.failed(errno_of(&e), "bad-address"));
     }
+    let files = match WriteBack::open(call.notif.pid) {
+        Ok(f) => f,
+        Err(e) => return Step::Done(out.failed(errno_of(&e), "no-memory-file")),
+    };
+    // `run` checks NOTIF_ID_VALID first: the files opened above are the caller's.
     run(call, sock, kind, out, move |call, sock, kind| {
+        let gone =
+            |endpoints: Vec<String>| (None, "gone", endpoints.join(" "), Reply::Errno(libc::ESRCH));
+        let back = WriteBack::read(files);
         let mut sent = 0usize;
         let mut last: Option<Sent> = None;
         let mut endpoints = Vec::new();
         for i in 0..count {
             let entry = &vector[i * msg::MMSGHDR_LEN..(i + 1) * msg::MMSGHDR_LEN];
-            let r = match read_message(call, &MsgHdr::parse(entry)) {
+            let mut r = match read_message(call, &MsgHdr::parse(entry)) {
+                Ok(_) if !call.still_valid() => return gone(endpoints),
                 Ok(m) => send_one(call, sock, kind, m, flags as i32),
                 Err(errno) => Sent::failed(errno, "bad-message"),
             };
             if !r.endpoint.is_empty() && endpoints.len() < 8 {
                 endpoints.push(r.endpoint.clone());
             }
-            let ok = match r.reply {
-                Reply::Value(n) => {
-                    let at = vec_ptr + (i * msg::MMSGHDR_LEN + msg::MMSG_LEN_OFFSET) as u64;
-                    sys::write_memory(call.notif.pid, at, &(n as u32).to_ne_bytes()).is_ok()
+            if let Reply::Value(n) = r.reply {
+                if !call.still_valid() {
+                    return gone(endpoints);
                 }
-                Reply::Errno(_) => false,
-            };
-            let failed = !ok;
+                let at = vec_ptr + (i * msg::MMSGHDR_LEN + msg::MMSG_LEN_OFFSET) as u64;
+                // As the kernel: a `msg_len` that cannot be written ends the call, and that
+                // message is not counted (EFAULT when it was the first).
+                if let Err(errno) = back.write(at, &(n as u32).to_ne_bytes()) {
+                    r.reply = Reply::Errno(errno);
+                }
+            }
+            let failed = matches!(r.reply, Reply::Errno(_));
             last = Some(r);
             if failed {
                 break;
@@ -173,6 +195,87 @@ pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
         };
         (last.decision, last.failure, endpoints.join(" "), reply)
     })
+}
+
+/// Where `sendmmsg` writes the `msg_len` of each message sent: the caller's `/proc/TID/mem`
+/// (the address space the file was opened on, whatever the pid names later), only where the
+/// caller's `/proc/TID/maps` says the caller may write itself (the file writes through
+/// read-only pages; the kernel's own write-back would fail with `EFAULT` there). Both are
+/// opened before `NOTIF_ID_VALID` is asked, so that they are known to be the caller's.
+struct WriteBack {
+    mem: std::fs::File,
+    /// `[start, end)` of the caller's writable mappings, in order.
+    writable: Vec<(u64, u64)>,
+}
+
+impl WriteBack {
+    /// The caller's memory and maps files: check `NOTIF_ID_VALID` after this.
+    fn open(tid: u32) -> std::io::Result<(std::fs::File, std::fs::File)> {
+        let mem = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{tid}/mem"))?;
+        let maps = std::fs::File::open(format!("/proc/{tid}/maps"))?;
+        Ok((mem, maps))
+    }
+
+    /// Reads the writable mappings (none when the address space is gone: every write then
+    /// fails).
+    fn read((mem, mut maps): (std::fs::File, std::fs::File)) -> WriteBack {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut maps, &mut text);
+        WriteBack {
+            mem,
+            writable: writable_ranges(&text),
+        }
+    }
+
+    /// Writes `bytes` at `at`, or `EFAULT`.
+    fn write(&self, at: u64, bytes: &[u8]) -> Result<(), i32> {
+        if !covered(&self.writable, at, bytes.len()) {
+            return Err(libc::EFAULT);
+        }
+        match std::os::unix::fs::FileExt::write_at(&self.mem, bytes, at) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            _ => Err(libc::EFAULT),
+        }
+    }
+}
+
+/// Whether `len` bytes at `at` lie in `ranges` (in order, not overlapping).
+fn covered(ranges: &[(u64, u64)], at: u64, len: usize) -> bool {
+    let Some(end) = at.checked_add(len as u64) else {
+        return false;
+    };
+    let mut from = at;
+    while from < end {
+        let i = ranges.partition_point(|&(_, e)| e <= from);
+        match ranges.get(i) {
+            Some(&(s, e)) if s <= from => from = e,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The writable mappings of a `/proc/TID/maps` text (`start-end perms ...`, hexadecimal).
+fn writable_ranges(maps: &str) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (start, end) = words.next()?.split_once('-')?;
+            let perms = words.next()?;
+            if perms.as_bytes().get(1) != Some(&b'w') {
+                return None;
+            }
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some((start, end))
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// What one message came to.
@@ -306,6 +409,7 @@ fn send_one(
         };
         let mut r = deliver(call, sock, kind, &message.name, &message, flags);
         r.endpoint = endpoint;
+        r.decision = bound_decision(r.failure, r.reply, None);
         if r.failure.is_empty() {
             r.failure = "no-destination";
         }
@@ -332,7 +436,7 @@ fn send_one(
         );
         let failure = result.map_or(r.failure, |s| s.failure);
         return Sent {
-            decision: r.decision,
+            decision: bound_decision(failure, r.reply, r.decision),
             failure,
             endpoint: r.endpoint,
             reply: r.reply,
@@ -354,6 +458,22 @@ fn send_one(
             reply: Reply::Errno(errno),
         };
     }
+    // A Fast Open send connects: it counts under `max_connections` as a connect does.
+    let connections = &call.sandbox.limits.connections;
+    let slot = match op {
+        Op::Connect => match limits::reserve(connections, call.notif.pid, sock) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                return Sent {
+                    decision: Some(refusal),
+                    failure: "",
+                    endpoint,
+                    reply: Reply::Errno(limits::COUNT_ERRNO),
+                }
+            }
+        },
+        _ => None,
+    };
     if let Err(errno) = bind_jail_source(call, sock, kind) {
         return Sent {
             decision: Some(decision),
@@ -363,9 +483,28 @@ fn send_one(
         };
     }
     let mut r = deliver(call, sock, kind, &message.name, &message, flags);
-    r.decision = Some(decision);
+    if op == Op::Connect {
+        limits::settle(slot, sock, kind, r.reply, true);
+        limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
+    }
+    r.decision = bound_decision(r.failure, r.reply, Some(decision));
     r.endpoint = endpoint;
     r
+}
+
+/// A message refused by one of the broker's bounds (`bounds.rs`) is decided by that bound,
+/// whatever the policy said of its destination.
+fn bound_decision(
+    failure: &'static str,
+    reply: Reply,
+    decision: Option<Decision>,
+) -> Option<Decision> {
+    match reply {
+        Reply::Errno(errno) if failure.starts_with(bounds::RULE_PREFIX) => {
+            Some(limits::refusal(failure, errno))
+        }
+        _ => decision,
+    }
 }
 
 /// [`deliver_here`] for the IP and unix families; for any other family (netlink, say) on a
@@ -398,7 +537,7 @@ fn deliver_here(
     message: &Message,
     flags: i32,
 ) -> Sent {
-    let mut held = Vec::new();
+    let mut held = Passed::default();
     let control = match control(call, kind, &message.control, &mut held) {
         Ok(c) => c,
         Err((errno, why)) => return Sent::failed(errno, why),
@@ -420,8 +559,19 @@ fn deliver_here(
         if !first && chunk.is_empty() {
             break;
         }
+        // Invariant 4: the data just read belonged to the caller, which still waits.
+        if !call.still_valid() {
+            if sent_total == 0 {
+                return Sent::failed(libc::ESRCH, "gone");
+            }
+            break;
+        }
         let cmsgs: &[u8] = if first { &control } else { &[] };
-        match sys::sendmsg_raw(sock, name, &chunk, cmsgs, flags & !libc::MSG_NOSIGNAL) {
+        // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).
+        let listed = reaper::blocking(call);
+        let sent = sys::sendmsg_raw(sock, name, &chunk, cmsgs, flags & !libc::MSG_NOSIGNAL);
+        drop(listed);
+        match sent {
             Ok(n) => {
                 sent_total += n;
                 if n < chunk.len() || !stream {
@@ -439,7 +589,7 @@ fn deliver_here(
             Err(_) => break,
         }
         first = false;
-        if gather.done() || !call.still_valid() {
+        if gather.done() {
             break;
         }
     }
@@ -497,21 +647,52 @@ impl<'a> Gather<'a> {
     }
 }
 
+/// The broker's copies of the descriptors one message passes, and their place under the
+/// bounds of `bounds.rs`; both go when the message has been sent.
+#[derive(Default)]
+struct Passed {
+    fds: Vec<OwnedFd>,
+    place: Option<Taken>,
+}
+
+/// How many descriptors the kernel takes from `given` before it refuses the message: the
+/// `SCM_RIGHTS` messages in order, up to the one that would bring the message past
+/// [`msg::SCM_MAX_FD`] in all (`EINVAL` there).
+fn passed_count(given: &[Cmsg]) -> usize {
+    let mut total = 0;
+    for c in given {
+        if (c.level, c.kind) != (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
+            continue;
+        }
+        let n = c.data.len() / 4;
+        if total + n > msg::SCM_MAX_FD {
+            break;
+        }
+        total += n;
+    }
+    total
+}
+
 /// The control messages the broker sends: checked against the policy, `SCM_RIGHTS`
 /// translated to the broker's copies of the caller's descriptors (kept alive in `held`),
 /// `SCM_CREDENTIALS` checked against the caller, and on a unix socket the caller's own
 /// credentials attached when it gave none.
+///
+/// Descriptors are counted per message, as the kernel counts them (`SCM_MAX_FD` in all,
+/// `EINVAL` past it), and their place under the sandbox's and the broker's bounds is taken
+/// before the first is copied (`ETOOMANYREFS` without one).
 fn control(
     call: &Call,
     kind: SocketKind,
     given: &[Cmsg],
-    held: &mut Vec<OwnedFd>,
+    held: &mut Passed,
 ) -> Result<Vec<u8>, (i32, &'static str)> {
     let confine = call.policy.confinement();
     let unix = kind.family == libc::AF_UNIX;
     let mut out = Vec::with_capacity(given.len() + 1);
     let mut caller: Option<Caller> = None;
     let mut creds_given = false;
+    let mut passed = 0;
     for c in given {
         match (c.level, c.kind) {
             (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
@@ -519,12 +700,29 @@ fn control(
                     return Err((libc::EPERM, "scm-rights"));
                 }
                 let fds = msg::rights(&c.data).map_err(|e| (e, "bad-control"))?;
+                if passed + fds.len() > msg::SCM_MAX_FD {
+                    return Err((libc::EINVAL, "too-many-fds"));
+                }
+                passed += fds.len();
+                if held.place.is_none() {
+                    let n = passed_count(given);
+                    let place = call.sandbox.descriptors.take(n, Duration::ZERO);
+                    held.place = Some(
+                        place.map_err(|_| (bounds::DESCRIPTORS_ERRNO, bounds::RULE_DESCRIPTORS))?,
+                    );
+                }
                 let mut data = Vec::with_capacity(fds.len() * 4);
                 for fd in fds {
-                    let copy = sys::pidfd_getfd(call.pidfd.as_fd(), fd)
-                        .map_err(|_| (libc::EBADF, "bad-control"))?;
+                    let copy = sys::pidfd_getfd(call.pidfd.as_fd(), fd).map_err(|e| {
+                        match e.raw_os_error() {
+                            Some(libc::EMFILE | libc::ENFILE) => {
+                                (bounds::FDS_ERRNO, bounds::RULE_FDS)
+                            }
+                            _ => (libc::EBADF, "bad-control"),
+                        }
+                    })?;
                     data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
-                    held.push(copy);
+                    held.fds.push(copy);
                 }
                 out.push(Cmsg {
                     level: c.level,
@@ -621,5 +819,57 @@ mod tests {
         }
         let unix = kind(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
         assert_eq!(destination_op(unix, 0), None);
+    }
+
+    #[test]
+    fn writable_mappings_and_what_they_cover() {
+        let maps = "55d0c000-55d0d000 r--p 00000000 fe:01 1 /usr/bin/x\n\
+                    55d0d000-55d0f000 rw-p 00001000 fe:01 1 /usr/bin/x\n\
+                    7f000000-7f001000 rw-p 00000000 00:00 0\n\
+                    7f001000-7f002000 rw-s 00000000 00:01 7 /dev/shm/y\n\
+                    7ffd0000-7ffd1000 ---p 00000000 00:00 0 \n";
+        let w = writable_ranges(maps);
+        assert_eq!(
+            w,
+            vec![
+                (0x55d0_d000, 0x55d0_f000),
+                (0x7f00_0000, 0x7f00_1000),
+                (0x7f00_1000, 0x7f00_2000)
+            ]
+        );
+        assert!(covered(&w, 0x55d0_d000, 4));
+        assert!(covered(&w, 0x55d0_effc, 4));
+        assert!(!covered(&w, 0x55d0_effe, 4), "runs past the mapping");
+        assert!(!covered(&w, 0x55d0_c000, 4), "read-only");
+        assert!(
+            covered(&w, 0x7f00_0ffe, 4),
+            "two writable mappings side by side"
+        );
+        assert!(!covered(&w, 0x7ffd_0000, 4), "no access");
+        assert!(!covered(&w, u64::MAX - 1, 4));
+    }
+
+    /// The write-back goes where the caller may write and nowhere else: a read-only page
+    /// gets `EFAULT`, as the kernel's own `put_user` would give, although the memory file
+    /// itself could write there.
+    #[test]
+    fn write_back_into_this_process() {
+        let tid = std::fs::read_link("/proc/thread-self")
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap();
+        let target = std::hint::black_box(Box::new([0u32; 4]));
+        let at = target.as_ptr() as u64 + 4;
+        let back = WriteBack::read(WriteBack::open(tid).unwrap());
+        back.write(at, &7u32.to_ne_bytes()).unwrap();
+        assert_eq!(std::hint::black_box(&target)[1], 7);
+        static READ_ONLY: [u32; 1] = [5];
+        let ro = READ_ONLY.as_ptr() as u64;
+        assert_eq!(back.write(ro, &9u32.to_ne_bytes()), Err(libc::EFAULT));
+        assert_eq!(std::hint::black_box(&READ_ONLY)[0], 5);
     }
 }

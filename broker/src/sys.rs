@@ -526,29 +526,6 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Writes `buf` at `addr` of process `pid` with `process_vm_writev` (the `msg_len` fields of
-/// a `sendmmsg`). A short write is `EFAULT`.
-pub fn write_memory(pid: u32, addr: u64, buf: &[u8]) -> io::Result<()> {
-    let local = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes our own readable buffer; the kernel only reads it. `remote` is
-    // dereferenced by the kernel in the target, where a bad address is EFAULT.
-    let n = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n as usize != buf.len() {
-        return Err(io::Error::from_raw_os_error(libc::EFAULT));
-    }
-    Ok(())
-}
-
 /// `sendmsg(fd, {name, one iovec over data, control}, flags)`; returns the bytes sent.
 pub fn sendmsg_raw(
     fd: BorrowedFd<'_>,
@@ -979,14 +956,153 @@ pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -
     Ok(())
 }
 
-/// Waits (no timeout) for events of `epoll`; returns their keys.
-pub fn epoll_wait_keys(epoll: BorrowedFd<'_>) -> io::Result<Vec<u64>> {
+/// Adds `fd` to `epoll` for readability (level-triggered); `key` comes back with the event.
+pub fn epoll_watch_readable(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: key,
+    };
+    // SAFETY: both fds are open for the call; `event` is a live local.
+    cvt(unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    })?;
+    Ok(())
+}
+
+/// Waits for events of `epoll`, at most `timeout_ms` (-1: no timeout); returns their keys.
+pub fn epoll_wait_keys(epoll: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Vec<u64>> {
     const MAX: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
     // SAFETY: `events` has room for MAX events; the fd is open for the call.
-    let n =
-        cvt(unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), MAX as i32, -1) })?;
+    let n = cvt(unsafe {
+        libc::epoll_wait(
+            epoll.as_raw_fd(),
+            events.as_mut_ptr(),
+            MAX as i32,
+            timeout_ms,
+        )
+    })?;
     Ok(events[..n as usize].iter().map(|e| e.u64).collect())
+}
+
+/// A timer (`timerfd`, monotonic clock, non-blocking) for [`timer_set`].
+pub fn timer_new() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets `timer` to expire once, `after` from now (readable then).
+pub fn timer_set(timer: BorrowedFd<'_>, after: std::time::Duration) -> io::Result<()> {
+    let value = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_nsec: after.subsec_nanos().max(1) as libc::c_long,
+        },
+    };
+    // SAFETY: `value` is a live, complete itimerspec; the old value is not asked for.
+    cvt(unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &value, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Reads a [`timer_new`] timer's expirations, so that it is no longer readable.
+pub fn timer_drain(timer: BorrowedFd<'_>) {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live local; the fd is non-blocking.
+    let _ = unsafe { libc::read(timer.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+}
+
+/// The calling thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { libc::gettid() }
+}
+
+/// The signal that interrupts a blocking system call the broker performs for a caller that no
+/// longer waits for it (`reaper.rs`): a real-time signal, which no part of the broker uses
+/// otherwise, and whose default action (ending the process) nothing else should rely on.
+pub fn interrupt_signal() -> i32 {
+    libc::SIGRTMIN() + 6
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {}
+
+/// Installs a handler for [`interrupt_signal`] that does nothing, without `SA_RESTART`, so
+/// that a blocking system call of the thread it is sent to returns `EINTR`. `Ok(false)` when
+/// the process already has another handler for it (a program embedding the broker): that
+/// handler stays, and nothing is interrupted.
+pub fn install_interrupt_handler() -> io::Result<bool> {
+    let sig = interrupt_signal();
+    let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: sigaction is plain data; all-zero is an empty mask and no flags.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: queries the current action into a live local.
+    cvt(unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) })?;
+    if old.sa_sigaction == handler {
+        return Ok(true);
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Ok(false);
+    }
+    // SAFETY: as above.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = handler;
+    new.sa_flags = 0;
+    // SAFETY: `new` is a complete action with an empty mask; the handler is async-signal-safe
+    // (it does nothing).
+    cvt(unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) })?;
+    Ok(true)
+}
+
+/// The set holding [`interrupt_signal`] alone.
+fn interrupt_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live local; the signal number is valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, interrupt_signal());
+    }
+    set
+}
+
+/// Blocks or unblocks [`interrupt_signal`] for the calling thread only; returns whether it
+/// was blocked before.
+pub fn set_interrupt_blocked(blocked: bool) -> bool {
+    let set = interrupt_set();
+    let how = if blocked {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: sigset_t is plain data; the kernel fills `old`.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is initialised and `old` is a live local.
+    unsafe { libc::pthread_sigmask(how, &set, &mut old) };
+    // SAFETY: `old` was filled by pthread_sigmask.
+    unsafe { libc::sigismember(&old, interrupt_signal()) == 1 }
+}
+
+/// Sends [`interrupt_signal`] to thread `tid` of this process.
+pub fn interrupt_thread(tid: i32) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    cvt_long(unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, interrupt_signal()) })?;
+    Ok(())
 }
 
 /// `shutdown(fd, SHUT_RDWR)`: a connect waiting on this socket (TCP in `SYN_SENT`) stops

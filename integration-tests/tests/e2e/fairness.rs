@@ -926,9 +926,9 @@ fn exit_with_calls_in_flight(slow: bool, threads: usize) {
 
 /// Invariant 7: a sandbox whose policy may ask (every call on the blocking pool) is killed
 /// while 200 threads are each blocked in a connect the broker performs (a full accept queue
-/// on loopback): 64 are in flight, the rest wait in the kernel. Afterwards the broker has
-/// exactly its fds and threads of before, no sandbox, nothing in flight, and serves a new
-/// sandbox.
+/// on loopback): 64 are in flight, the rest are refused (`EAGAIN`, past the sandbox's bound
+/// on the pool). Afterwards the broker has exactly its fds and threads of before, no sandbox,
+/// nothing in flight, and serves a new sandbox.
 #[test]
 fn s_inv7_a_sandbox_killed_with_calls_in_flight_on_the_pool_leaves_nothing() {
     exit_with_calls_in_flight(true, 200);

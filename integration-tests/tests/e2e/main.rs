@@ -56,6 +56,7 @@ mod operators;
 mod profiles;
 mod reload;
 mod restart;
+mod sec_bounds;
 mod sec_options;
 mod sec_root;
 mod signals;
