@@ -373,7 +373,7 @@ impl Broker {
             None,
             pid,
             policy,
-            PolicySource::Client,
+            PolicySource::Owner,
             listener,
             None,
         )
@@ -424,7 +424,7 @@ impl Broker {
             Some(container),
             pid,
             policy,
-            PolicySource::Client,
+            PolicySource::Owner,
             listener,
             None,
         )

@@ -356,10 +356,19 @@ fn send_one(
     r
 }
 
-/// [`deliver_here`] for the IP and unix families; for any other family (netlink, say) on a
-/// thread that has taken the caller's whole identity, capabilities included: such messages
-/// can ask the kernel for changes that it grants by the sender's capabilities, and the sender
-/// must be the sandbox, not the root broker.
+/// [`deliver_here`], on the thread whose identity the kernel checks for this send:
+///
+/// - an IP send without control messages that choose the source or the route: here (the
+///   kernel checks nothing of the sender's credentials for it);
+/// - an IP send with such control messages (`source_cmsgs`): on a thread with the caller's
+///   whole identity, so that the options the kernel grants only with `CAP_NET_RAW` need the
+///   caller's, never the broker's;
+/// - a unix send with `SCM_RIGHTS`: on a thread with the caller's real user id, which the
+///   kernel charges the descriptors in flight to (the broker keeps the capabilities that
+///   attach the caller's credentials);
+/// - any other unix send: here (the credentials are attached explicitly);
+/// - any other family (netlink, say): on a thread with the caller's whole identity, since
+///   such messages can ask for changes the kernel grants by the sender's capabilities.
 fn deliver(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -368,10 +377,22 @@ fn deliver(
     message: &Message,
     flags: i32,
 ) -> Sent {
-    if matches!(kind.family, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX) {
+    let has = |keys: &[(i32, i32)]| {
+        message
+            .control
+            .iter()
+            .any(|c| keys.contains(&(c.level, c.kind)))
+    };
+    let how = match kind.family {
+        libc::AF_INET | libc::AF_INET6 if !has(SOURCE_CMSGS) => None,
+        libc::AF_UNIX if !has(&[(libc::SOL_SOCKET, libc::SCM_RIGHTS)]) => None,
+        libc::AF_UNIX => Some(Become::Filesystem),
+        _ => Some(Become::Full),
+    };
+    let Some(how) = how else {
         return deliver_here(call, sock, kind, name, message, flags);
-    }
-    as_thread(call.notif.pid, Become::Full, || {
+    };
+    as_thread(call.notif.pid, how, || {
         deliver_here(call, sock, kind, name, message, flags)
     })
     .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
@@ -500,6 +521,7 @@ fn control(
     let mut out = Vec::with_capacity(given.len() + 1);
     let mut caller: Option<Caller> = None;
     let mut creds_given = false;
+    let mut rights_given = Vec::new();
     for c in given {
         match (c.level, c.kind) {
             (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
@@ -514,29 +536,27 @@ fn control(
                     data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
                     held.push(copy);
                 }
-                out.push(Cmsg {
+                let rights = Cmsg {
                     level: c.level,
                     kind: c.kind,
                     data,
-                });
+                };
+                rights_given.push(rights.clone());
+                out.push(rights);
             }
             (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
                 let claimed = msg::ucred(&c.data).map_err(|e| (e, "bad-control"))?;
                 let who = caller_of(call, &mut caller)?;
-                if !who.may_claim(claimed.pid, claimed.uid, claimed.gid) {
-                    return Err((libc::EPERM, "credentials"));
-                }
-                // The pid the caller named in its namespace, as the broker's namespace knows it.
-                let pid = if claimed.pid == who.own_tgid {
-                    who.tgid
-                } else {
-                    claimed.pid
-                };
+                // Checked and translated as the kernel would for the caller, in its own user
+                // and pid namespaces; the broker sends what they name in its own.
+                let named = who
+                    .claim(call.notif.pid, claimed)
+                    .map_err(|errno| (errno, "credentials"))?;
                 creds_given = true;
                 out.push(Cmsg {
                     level: c.level,
                     kind: c.kind,
-                    data: msg::encode_ucred(msg::Ucred { pid, ..claimed }),
+                    data: msg::encode_ucred(named),
                 });
             }
             key if SOURCE_CMSGS.contains(&key) => {
@@ -549,7 +569,21 @@ fn control(
             _ => return Err((libc::EPERM, "cmsg")),
         }
     }
-    if unix && !creds_given && sys::may_forge_credentials() {
+    if !rights_given.is_empty() {
+        // Descriptors in flight are limited as the caller's: its user's count against its
+        // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
+        // itself, on a thread with the caller's real user id, is charged to that user).
+        let who = caller_of(call, &mut caller)?;
+        let nofile = sys::nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
+        sys::rights_within_limit(&who.identity, nofile, &msg::encode_cmsgs(&rights_given))
+            .map_err(|e| (errno_of(&e), "in-flight"))?;
+    }
+    if unix && !creds_given {
+        if !sys::may_forge_credentials() {
+            // The kernel would attach the broker's own process id (and, for another user,
+            // its ids) for a receiver that asks: the caller would speak as the broker.
+            return Err((libc::EPERM, "credentials-unforgeable"));
+        }
         let who = caller_of(call, &mut caller)?;
         out.push(Cmsg {
             level: libc::SOL_SOCKET,

@@ -10,6 +10,9 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+mod task;
+pub use task::{nofile_limit, rights_within_limit};
+
 /// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 
@@ -621,6 +624,9 @@ pub struct Identity {
     pub cap_effective: u64,
     /// Permitted capabilities.
     pub cap_permitted: u64,
+    /// The file mode creation mask (`Umask:` in `/proc/TID/status`, Linux 4.7), which a socket
+    /// file a bind creates is made with.
+    pub umask: Option<u32>,
 }
 
 #[repr(C)]
@@ -690,9 +696,11 @@ pub enum Become {
     /// Every id, and at most the caller's capabilities: for calls whose result records who
     /// made them (a unix connect or listen sets `SO_PEERCRED`, a bind creates a file).
     Full,
-    /// The filesystem ids and groups only, for the permission check of a path (the kernel
-    /// drops the file capabilities with them); the broker keeps its other capabilities, which
-    /// it needs to send the caller's credentials in its name.
+    /// The filesystem ids, the real user id and the groups only: the permission check of a
+    /// path is the caller's (the kernel drops the file capabilities with the filesystem ids),
+    /// and what the kernel charges to the real user (descriptors in flight) is charged to the
+    /// caller's; the broker keeps its other capabilities, which it needs to send the caller's
+    /// credentials in its name.
     Filesystem,
 }
 
@@ -723,7 +731,22 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
             libc::syscall(libc::SYS_setgroups, who.groups.len(), who.groups.as_ptr())
         })?;
     }
+    if let Some(mask) = who.umask {
+        // The umask lives in the filesystem context that the broker's threads share: this
+        // thread takes a copy of its own first.
+        // SAFETY: integer arguments only.
+        cvt_long(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_FS) })?;
+        // SAFETY: integer argument only; umask cannot fail.
+        unsafe { libc::syscall(libc::SYS_umask, mask & 0o777) };
+    }
     if how == Become::Filesystem {
+        let [ruid, ..] = who.uids;
+        if getres(libc::SYS_getresuid)?[0] != ruid {
+            // The real id alone: the effective and saved ids stay, and so do the broker's
+            // capabilities (setresuid resets the filesystem id, which is set below).
+            // SAFETY: integer arguments only; -1 leaves an id as it is.
+            cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, ruid, u32::MAX, u32::MAX) })?;
+        }
         let [.., fsuid] = who.uids;
         let [.., fsgid] = who.gids;
         // setfsgid/setfsuid return the previous value and never fail loudly: read back.
