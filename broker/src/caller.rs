@@ -111,7 +111,27 @@ impl Caller {
         };
         self.check_claim(claimed.pid, uid, gid)
     }
+}
 
+/// The soft and hard `RLIMIT_NOFILE` of process `pid` (`Max open files` in
+/// `/proc/PID/limits`, which anyone may read; `unlimited` is `u64::MAX`).
+pub(crate) fn nofile_limit(pid: i32) -> io::Result<(u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    parse_nofile(&text).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+}
+
+fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
+    let rest = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    let mut it = rest.split_whitespace().map(|v| match v {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    });
+    Some((it.next()??, it.next()??))
+}
+
+impl Caller {
     /// [`Caller::claim`] once the ids are the broker's namespace's.
     fn check_claim(&self, pid: i32, uid: u32, gid: u32) -> Result<Ucred, i32> {
         // `(uid_t)-1` is no id at all (`make_kuid` gives an invalid one).
@@ -257,6 +277,15 @@ mod tests {
         // Another pid namespace: its pids mean nothing here.
         c.same_pid_ns = false;
         assert_eq!(c.check_claim(1, 1000, 20), Err(libc::EPERM));
+    }
+
+    #[test]
+    fn open_files_limit() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+            Max processes             63432                63432                processes \n\
+            Max open files            32                   unlimited            files     \n";
+        assert_eq!(parse_nofile(text), Some((32, u64::MAX)));
+        assert_eq!(parse_nofile("Max open files  x 1 files\n"), None);
     }
 
     #[test]

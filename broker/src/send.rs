@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
-use crate::caller::{as_thread, Caller};
+use crate::caller::{as_thread, nofile_limit, Caller};
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
@@ -574,7 +574,7 @@ fn control(
         // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
         // itself, on a thread with the caller's real user id, is charged to that user).
         let who = caller_of(call, &mut caller)?;
-        let nofile = sys::nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
+        let nofile = nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
         sys::rights_within_limit(&who.identity, nofile, &msg::encode_cmsgs(&rights_given))
             .map_err(|e| (errno_of(&e), "in-flight"))?;
     }

@@ -11,7 +11,7 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 mod task;
-pub use task::{nofile_limit, rights_within_limit};
+pub use task::rights_within_limit;
 
 /// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;

@@ -13,20 +13,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::{cvt, cvt_long, CapData, CapHeader, Identity, CAPABILITY_VERSION_3};
 
-/// `RLIMIT_NOFILE` of process `pid`: `(soft, hard)`.
-///
-/// # References
-/// prlimit(2)
-pub fn nofile_limit(pid: i32) -> io::Result<(u64, u64)> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a NULL new limit only reads; `old` is a live local the kernel fills.
-    cvt(unsafe { libc::prlimit64(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) })?;
-    Ok((old.rlim_cur, old.rlim_max))
-}
-
 /// What the task does, all prepared by the thread that starts it.
 #[repr(C)]
 struct Task {
@@ -194,5 +180,48 @@ pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -
     match task.result {
         n if n >= 0 => Ok(()),
         errno => Err(io::Error::from_raw_os_error((-errno) as i32)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As root: nobody with a limit of 8 may put descriptors in flight until its user has more
+    /// than 8 there; root itself (CAP_SYS_RESOURCE) always may.
+    #[test]
+    fn in_flight_check_is_the_callers() {
+        if super::super::geteuid() != 0 {
+            eprintln!("SKIP in_flight_check_is_the_callers: needs root");
+            return;
+        }
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        let fd = file.as_raw_fd();
+        let mut control = Vec::new();
+        let space = 16 + 4 * 4;
+        control.resize(space, 0u8);
+        control[..8].copy_from_slice(&(space as u64).to_ne_bytes());
+        control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+        for i in 0..4 {
+            control[16 + 4 * i..20 + 4 * i].copy_from_slice(&fd.to_ne_bytes());
+        }
+        let nobody = Identity {
+            uids: [65534; 4],
+            gids: [65534; 4],
+            groups: Vec::new(),
+            cap_effective: 0,
+            cap_permitted: 0,
+            umask: None,
+        };
+        rights_within_limit(&nobody, (8, 8), &control).expect("nothing of nobody's in flight");
+        // From a thread that charges the caller's real user, as the broker's sends do.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                super::super::become_caller(&nobody, super::super::Become::Filesystem)
+                    .expect("become");
+                rights_within_limit(&nobody, (8, 8), &control).expect("from a charging thread");
+            });
+        });
     }
 }
