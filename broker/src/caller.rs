@@ -58,7 +58,9 @@ impl IdMap {
     fn outside(&self, inside: u32) -> Option<u32> {
         self.0.iter().find_map(|&(first, lower, count)| {
             let offset = inside.checked_sub(first)?;
-            (offset < count).then(|| lower.checked_add(offset)).flatten()
+            (offset < count)
+                .then(|| lower.checked_add(offset))
+                .flatten()
         })
     }
 }
@@ -265,7 +267,11 @@ mod tests {
         c.own_caps = 0;
         let ok = |pid, uid, gid| Ok(Ucred { pid, uid, gid });
         assert_eq!(c.check_claim(7, 1001, 22), ok(4242, 1001, 22));
-        assert_eq!(c.check_claim(4242, 1001, 22), Err(libc::EPERM), "the broker's view of the pid");
+        assert_eq!(
+            c.check_claim(4242, 1001, 22),
+            Err(libc::EPERM),
+            "the broker's view of the pid"
+        );
         assert_eq!(c.check_claim(7, 0, 22), Err(libc::EPERM));
         assert_eq!(c.check_claim(7, 1000, 0), Err(libc::EPERM));
         assert_eq!(c.check_claim(7, u32::MAX, 22), Err(libc::EINVAL));
@@ -281,7 +287,8 @@ mod tests {
 
     #[test]
     fn open_files_limit() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+        let text =
+            "Limit                     Soft Limit           Hard Limit           Units     \n\
             Max processes             63432                63432                processes \n\
             Max open files            32                   unlimited            files     \n";
         assert_eq!(parse_nofile(text), Some((32, u64::MAX)));

@@ -368,16 +368,8 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        self.add(
-            name,
-            None,
-            pid,
-            policy,
-            PolicySource::Owner,
-            listener,
-            None,
-        )
-        .map(|(id, _)| id)
+        self.add(name, None, pid, policy, PolicySource::Owner, listener, None)
+            .map(|(id, _)| id)
     }
 
     /// As [`Broker::register`], for a sandbox that `uid` registered on the registration

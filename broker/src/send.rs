@@ -7,16 +7,18 @@
 //! what is sent). What the broker sends it sends as the caller would:
 //!
 //! - `SCM_RIGHTS` carries the caller's descriptors (taken with `pidfd_getfd`), and only when
-//!   the policy allows passing descriptors (rule J5);
+//!   the policy allows passing descriptors (rule J5); they are limited by the caller's
+//!   in-flight limit and charged to its user, as its own send would be;
 //! - `SCM_CREDENTIALS` must name the caller's own process and ids, as the kernel would check
-//!   them for the caller (the broker's own privilege does not count); on a unix socket the
-//!   broker attaches the caller's credentials itself, so a receiver with `SO_PASSCRED` sees the
-//!   caller and not the broker;
+//!   them for the caller in its own user and pid namespaces (the broker's own privilege does
+//!   not count), and is sent translated to the broker's; on a unix socket the broker attaches
+//!   the caller's credentials itself, so a receiver with `SO_PASSCRED` sees the caller and
+//!   not the broker, and a broker that cannot (no `CAP_SYS_ADMIN`) refuses the send;
 //! - control messages that choose the source address or the route (`IP_PKTINFO`,
 //!   `IPV6_PKTINFO`, `IP_RETOPTS`, `IPV6_RTHDR`, the IPv6 option headers) are refused unless
-//!   the policy sets `source_cmsgs`, and any control message not known to be harmless is
-//!   refused (`SO_MARK` as a control message, say, needs a capability the broker has and the
-//!   sandbox has not);
+//!   the policy sets `source_cmsgs`, and are then sent with the caller's capabilities; any
+//!   control message not known to be harmless is refused (`SO_MARK` as a control message,
+//!   say, needs a capability the broker has and the sandbox has not);
 //! - on a stream socket the destination is ignored by the kernel, except with `MSG_FASTOPEN`,
 //!   which connects: that is decided as the connect it is.
 //!

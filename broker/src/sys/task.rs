@@ -17,6 +17,8 @@ use super::{cvt, cvt_long, CapData, CapHeader, Identity, CAPABILITY_VERSION_3};
 #[repr(C)]
 struct Task {
     nofile: libc::rlimit64,
+    /// Whether the groups must change (`setgroups` needs `CAP_SETGID` even to keep them).
+    set_groups: bool,
     groups: *const u32,
     ngroups: usize,
     uids: [u32; 3],
@@ -31,7 +33,11 @@ struct Task {
 
 /// The errno of the last failed call, negated.
 fn failed() -> i64 {
-    -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM))
+    -i64::from(
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EPERM),
+    )
 }
 
 /// The task's steps: its limit, its ids, its capabilities, then the send.
@@ -49,7 +55,7 @@ fn steps(t: &Task) -> i64 {
         {
             return failed();
         }
-        if libc::syscall(libc::SYS_setgroups, t.ngroups, t.groups) != 0 {
+        if t.set_groups && libc::syscall(libc::SYS_setgroups, t.ngroups, t.groups) != 0 {
             return failed();
         }
         let [r, e, s] = t.gids;
@@ -102,6 +108,19 @@ extern "C" fn task_main(arg: *mut libc::c_void) -> libc::c_int {
     0
 }
 
+/// Whether this thread's supplementary groups are `groups` (in any order).
+fn same_groups(groups: &[u32]) -> io::Result<bool> {
+    let mut have = [0u32; 256];
+    // SAFETY: the kernel writes at most `have.len()` gids into the buffer.
+    let n = cvt_long(unsafe { libc::syscall(libc::SYS_getgroups, have.len(), have.as_mut_ptr()) })?
+        as usize;
+    let mut have = have[..n].to_vec();
+    let mut want = groups.to_vec();
+    have.sort_unstable();
+    want.sort_unstable();
+    Ok(have == want)
+}
+
 /// Whether the caller `who`, whose `RLIMIT_NOFILE` is `nofile`, may put the descriptors of
 /// the `SCM_RIGHTS` control messages `control` in flight: the kernel's own check
 /// (`ETOOMANYREFS` when the user already has more in flight than the sending process's limit
@@ -147,6 +166,7 @@ pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -
             rlim_cur: nofile.0.min(own.rlim_max),
             rlim_max: own.rlim_max,
         },
+        set_groups: !same_groups(&who.groups)?,
         groups: who.groups.as_ptr(),
         ngroups: who.groups.len(),
         uids: [who.uids[0], who.uids[1], who.uids[2]],

@@ -100,7 +100,10 @@ impl Receiver {
 
 #[track_caller]
 fn field<'a>(out: &'a Outcome, key: &str) -> &'a Value {
-    let v = out.json.as_ref().unwrap_or_else(|| panic!("no JSON: {}", out.describe()));
+    let v = out
+        .json
+        .as_ref()
+        .unwrap_or_else(|| panic!("no JSON: {}", out.describe()));
     &v[key]
 }
 
@@ -141,9 +144,7 @@ fn abstract_connect(via: Via) {
         return;
     };
     let name = format!("nj-f6-{}-{}", std::process::id(), rand_suffix());
-    let policy = policy_file(&format!(
-        "name = \"f6\"\n[[allow]]\nunix = [\"@{name}\"]\n"
-    ));
+    let policy = policy_file(&format!("name = \"f6\"\n[[allow]]\nunix = [\"@{name}\"]\n"));
     let client = as_nobody(&[py.as_str(), "-c", PY_ABSTRACT_CLIENT, name.as_str()]);
     for confined in [false, true] {
         let server = Receiver::start(&py, PY_ABSTRACT_SERVER, &[&name]);
@@ -201,7 +202,12 @@ fn netlink_connect(via: Via) {
     let out = unconfined(&root);
     assert_eq!(field(&out, "ok"), true, "root may: {}", out.describe());
     let out = unconfined(&nobody);
-    assert_eq!(field(&out, "err"), "EPERM", "nobody may not: {}", out.describe());
+    assert_eq!(
+        field(&out, "err"),
+        "EPERM",
+        "nobody may not: {}",
+        out.describe()
+    );
     let policy = policy_file(
         "name = \"l2\"\ndefault = \"allow\"\n[sockets]\nallow = [\"netlink:raw\", \"unix:*\", \"inet:stream\", \"inet:dgram\"]\n",
     );
@@ -253,7 +259,12 @@ fn privileged_bind(via: Via, owner: bool) {
     let out = unconfined(&root);
     assert_eq!(field(&out, "ok"), true, "root binds it: {}", out.describe());
     let out = unconfined(&nobody);
-    assert_eq!(field(&out, "err"), "EACCES", "nobody may not: {}", out.describe());
+    assert_eq!(
+        field(&out, "err"),
+        "EACCES",
+        "nobody may not: {}",
+        out.describe()
+    );
 
     // A policy that says the sandbox keeps CAP_NET_BIND_SERVICE: nobody holds no such
     // capability, and the policy's word gives it none.
@@ -271,9 +282,19 @@ fn privileged_bind(via: Via, owner: bool) {
     ));
     let out = via.run(named.as_str(), &nobody);
     if owner {
-        assert_eq!(field(&out, "ok"), true, "the owner's grant by name: {}", out.describe());
+        assert_eq!(
+            field(&out, "ok"),
+            true,
+            "the owner's grant by name: {}",
+            out.describe()
+        );
     } else {
-        assert_eq!(field(&out, "err"), "EACCES", "a client's policy: {}", out.describe());
+        assert_eq!(
+            field(&out, "err"),
+            "EACCES",
+            "a client's policy: {}",
+            out.describe()
+        );
     }
 }
 
@@ -329,14 +350,22 @@ fn source_cmsgs(via: Via) {
     assert_eq!(field(&out, "ok"), true, "root may: {}", out.describe());
     assert!(arrived(), "root's datagram arrives");
     let out = unconfined(&nobody);
-    assert_eq!(field(&out, "err"), "EPERM", "nobody may not: {}", out.describe());
+    assert_eq!(
+        field(&out, "err"),
+        "EPERM",
+        "nobody may not: {}",
+        out.describe()
+    );
 
     let policy = policy_file(&format!(
         "name = \"f13-cmsgs\"\nsource_cmsgs = true\n[[allow]]\nsend = [\"udp://[::1]:{port}\"]\n"
     ));
     let out = via.run(policy.as_str(), &nobody);
     assert_eq!(field(&out, "err"), "EPERM", "{}", out.describe());
-    assert!(!arrived(), "the datagram went out with the broker's CAP_NET_RAW");
+    assert!(
+        !arrived(),
+        "the datagram went out with the broker's CAP_NET_RAW"
+    );
 }
 
 both!(
@@ -373,7 +402,10 @@ fn namespace_threshold(via: Via) {
         let nobody = as_nobody(&[py.as_str(), "-c", PY_BIND, "0.0.0.0", port]);
         let mut plain = Command::new(nobody[0]);
         plain.args(&nobody[1..]);
-        let out = run(&mut in_netns_with_threshold(&plain), Duration::from_secs(20));
+        let out = run(
+            &mut in_netns_with_threshold(&plain),
+            Duration::from_secs(20),
+        );
         let confined = run(
             &mut in_netns_with_threshold(&via.cmd(policy.as_str(), &nobody)),
             Duration::from_secs(30),
@@ -522,7 +554,11 @@ fn f8_scm_credentials_translated_from_the_callers_user_namespace() {
     };
     // Root of a user namespace is nobody outside it: a python3 under /root may be out of reach.
     let system = Path::new("/usr/bin/python3");
-    let py = if system.exists() { utf8(system).to_owned() } else { py };
+    let py = if system.exists() {
+        utf8(system).to_owned()
+    } else {
+        py
+    };
     let probe = unconfined(&[
         "setpriv",
         "--reuid=65534",
@@ -566,7 +602,12 @@ fn f8_scm_credentials_translated_from_the_callers_user_namespace() {
         };
         let out = run(&mut cmd, Duration::from_secs(30));
         let seen = receiver.seen();
-        assert_eq!(field(&out, "ok"), true, "confined={confined}: {}", out.describe());
+        assert_eq!(
+            field(&out, "ok"),
+            true,
+            "confined={confined}: {}",
+            out.describe()
+        );
         assert_eq!(field(&out, "uid"), 0, "root inside: {}", out.describe());
         assert_eq!(
             (seen["uid"].as_u64(), seen["gid"].as_u64()),
@@ -668,7 +709,13 @@ fn hard_link(via: Via) {
         let _ = std::fs::remove_file(&server_path);
         let link = allowed.path().join(format!("X{}", u8::from(confined)));
         let server = Receiver::start(&py, PY_PATH_SERVER, &[utf8(&server_path), "3"]);
-        let args = [py.as_str(), "-c", PY_LINK_CONNECT, utf8(&server_path), utf8(&link)];
+        let args = [
+            py.as_str(),
+            "-c",
+            PY_LINK_CONNECT,
+            utf8(&server_path),
+            utf8(&link),
+        ];
         let out = if confined {
             via.run(policy.as_str(), &args)
         } else {
