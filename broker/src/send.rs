@@ -571,7 +571,7 @@ fn control(
             _ => return Err((libc::EPERM, "cmsg")),
         }
     }
-    if !rights_given.is_empty() {
+    if unix && !rights_given.is_empty() {
         // Descriptors in flight are limited as the caller's: its user's count against its
         // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
         // itself, on a thread with the caller's real user id, is charged to that user).

@@ -99,12 +99,14 @@ pub(crate) fn act_on_path(
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
         let decision = call.evaluate(&Request { op, target });
+        let mut failure = "";
         let reply = match decision.verdict {
             Verdict::Deny { errno } => Reply::Errno(errno),
             // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
             Verdict::Ask => Reply::Errno(libc::EPERM),
             Verdict::Allow => match (usage, sys::is_socket(node.as_fd())) {
                 (PathUse::Existing, Ok(true)) if linked_elsewhere(node.as_fd()) => {
+                    failure = "linked-socket";
                     Reply::Errno(libc::EPERM)
                 }
                 (PathUse::Create, _) | (PathUse::Existing, Ok(true)) => act(&addr),
@@ -115,7 +117,7 @@ pub(crate) fn act_on_path(
         };
         PathOutcome {
             decision: Some(decision),
-            failure: "",
+            failure,
             reply,
             endpoint,
         }

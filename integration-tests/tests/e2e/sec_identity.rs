@@ -525,22 +525,72 @@ except OSError as e:
 print(json.dumps(r))
 "#;
 
-/// `cmd` run by nobody in a user namespace of its own where it is root (uid and gid 0 inside
-/// are 65534 outside).
-fn in_user_namespace_as_nobody(args: &[&str]) -> Command {
+/// `args` run in a user namespace of its own where it is root: by nobody (uid and gid 0 inside
+/// are 65534 outside), or by root (0 inside is 0 outside, but the namespace's capabilities
+/// count only inside it).
+fn in_user_namespace(by_nobody: bool, args: &[&str]) -> Command {
     let mut outer = Command::new("setpriv");
-    outer.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        "unshare",
-        "-U",
-        "-r",
-        "--",
-    ]);
+    if by_nobody {
+        outer.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    }
+    outer.args(["--", "unshare", "-U", "-r", "--"]);
     outer.args(args);
     outer
+}
+
+/// What the user-namespace tests need: a python3 that root of a user namespace made by nobody
+/// can run (root of such a namespace is nobody outside it, so one under `/root` may be out of
+/// reach), and a `netjaild` whose registration socket nobody may reach; or `None` after
+/// `SKIP test: ...`.
+struct UserNamespace {
+    py: String,
+    via: Via,
+    by_nobody: bool,
+}
+
+impl UserNamespace {
+    fn new(test: &str, by_nobody: bool) -> Option<UserNamespace> {
+        let py = prerequisites(test)?;
+        let system = Path::new("/usr/bin/python3");
+        let py = if system.exists() {
+            utf8(system).to_owned()
+        } else {
+            py
+        };
+        let probe = run(
+            &mut in_user_namespace(by_nobody, &["true"]),
+            Duration::from_secs(10),
+        );
+        if !probe.status.success() {
+            netjail_integration_tests::skip(test, "cannot make a user namespace here");
+            return None;
+        }
+        let broker = netjail_integration_tests::Broker::start();
+        // The launcher runs as nobody (root of its user namespace): it must reach the socket.
+        chmod(broker.socket().parent().expect("dir"), 0o755);
+        chmod(broker.socket(), 0o666);
+        Some(UserNamespace {
+            py,
+            via: Via::Broker(broker),
+            by_nobody,
+        })
+    }
+
+    /// `args` in a user namespace of nobody's, confined by `policy` or not.
+    fn run(&self, policy: Option<&str>, args: &[&str]) -> Outcome {
+        let mut cmd = match policy {
+            Some(policy) => {
+                chmod(Path::new(policy), 0o644);
+                let inner = self.via.cmd(policy, args);
+                let mut all: Vec<&std::ffi::OsStr> = vec![inner.get_program()];
+                all.extend(inner.get_args());
+                let all: Vec<&str> = all.iter().map(|s| s.to_str().expect("utf-8")).collect();
+                in_user_namespace(self.by_nobody, &all)
+            }
+            None => in_user_namespace(self.by_nobody, args),
+        };
+        run(&mut cmd, Duration::from_secs(30))
+    }
 }
 
 /// F8: a caller in a user namespace where it is root claims uid 0 in `SCM_CREDENTIALS`: its
@@ -549,58 +599,20 @@ fn in_user_namespace_as_nobody(args: &[&str]) -> Command {
 #[test]
 fn f8_scm_credentials_translated_from_the_callers_user_namespace() {
     let test = "f8_scm_credentials_translated_from_the_callers_user_namespace";
-    let Some(py) = prerequisites(test) else {
+    let Some(ns) = UserNamespace::new(test, true) else {
         return;
     };
-    // Root of a user namespace is nobody outside it: a python3 under /root may be out of reach.
-    let system = Path::new("/usr/bin/python3");
-    let py = if system.exists() {
-        utf8(system).to_owned()
-    } else {
-        py
-    };
-    let probe = unconfined(&[
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        "unshare",
-        "-U",
-        "-r",
-        "--",
-        "true",
-    ]);
-    if !probe.status.success() {
-        netjail_integration_tests::skip(test, "nobody cannot make a user namespace here");
-        return;
-    }
-    let broker = netjail_integration_tests::Broker::start();
-    // The launcher runs as nobody (root of its user namespace): it must reach the socket.
-    chmod(broker.socket().parent().expect("dir"), 0o755);
-    chmod(broker.socket(), 0o666);
-    let via = Via::Broker(broker);
     let dir = open_dir();
     let target = dir.path().join("receiver.sock");
     let policy = policy_file(&format!(
         "name = \"f8\"\n[[allow]]\nunix = [\"{}\"]\n",
         utf8(&target)
     ));
-    chmod(Path::new(policy.as_str()), 0o644);
-    let sender = [py.as_str(), "-c", PY_CRED_SENDER, utf8(&target), "uid0"];
+    let sender = [ns.py.as_str(), "-c", PY_CRED_SENDER, utf8(&target), "uid0"];
     for confined in [false, true] {
         let _ = std::fs::remove_file(&target);
-        let receiver = Receiver::start(&py, PY_CRED_RECEIVER, &[utf8(&target), "15"]);
-        let mut cmd = if confined {
-            let inner = via.cmd(policy.as_str(), &sender);
-            let mut all: Vec<&std::ffi::OsStr> = vec![inner.get_program()];
-            all.extend(inner.get_args());
-            let all: Vec<&str> = all.iter().map(|s| s.to_str().expect("utf-8")).collect();
-            in_user_namespace_as_nobody(&all)
-        } else {
-            in_user_namespace_as_nobody(&sender)
-        };
-        let out = run(&mut cmd, Duration::from_secs(30));
+        let receiver = Receiver::start(&ns.py, PY_CRED_RECEIVER, &[utf8(&target), "15"]);
+        let out = ns.run(confined.then_some(policy.as_str()), &sender);
         let seen = receiver.seen();
         assert_eq!(
             field(&out, "ok"),
@@ -616,6 +628,71 @@ fn f8_scm_credentials_translated_from_the_callers_user_namespace() {
             out.describe()
         );
     }
+}
+
+/// Connects to the unix path `argv[1]`.
+const PY_PATH_CONNECT: &str = r#"
+import errno, json, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+    r = {"ok": True, "uid": os.getuid()}
+except OSError as e:
+    r = {"ok": False, "uid": os.getuid(), "err": errno.errorcode.get(e.errno, str(e.errno))}
+print(json.dumps(r))
+"#;
+
+/// Accepts one connection on the unix path `argv[1]`, a socket file it gives to nobody with
+/// mode 0600, and says whether one came.
+const PY_NOBODYS_SERVER: &str = r#"
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+os.chown(sys.argv[1], 65534, 65534)
+os.chmod(sys.argv[1], 0o600)
+s.listen(4)
+s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
+try:
+    s.accept()
+    print(json.dumps({"connected": True}))
+except OSError:
+    print(json.dumps({"connected": False}))
+"#;
+
+/// F8: root of a user namespace that root made (uid 0 inside is uid 0 outside) holds
+/// `CAP_DAC_OVERRIDE` there only, and only over files whose owner that namespace maps: nobody's
+/// 0600 socket is out of its reach (`EACCES`), while root of the host reaches it. The broker's
+/// thread took the caller's `CapEff` as if it counted in the host's namespace and connected.
+#[test]
+fn f8_caller_in_a_user_namespace_lends_no_capability() {
+    let test = "f8_caller_in_a_user_namespace_lends_no_capability";
+    let Some(ns) = UserNamespace::new(test, false) else {
+        return;
+    };
+    let dir = TempDir::new();
+    chmod(dir.path(), 0o755);
+    let target = dir.path().join("nobodys.sock");
+    let policy = policy_file(&format!(
+        "name = \"f8-caps\"\n[[allow]]\nunix = [\"{}\"]\n",
+        utf8(&target)
+    ));
+    let args = [ns.py.as_str(), "-c", PY_PATH_CONNECT, utf8(&target)];
+    let server = Receiver::start(&ns.py, PY_NOBODYS_SERVER, &[utf8(&target), "20"]);
+    for confined in [false, true] {
+        let out = ns.run(confined.then_some(policy.as_str()), &args);
+        assert_eq!(field(&out, "uid"), 0, "root inside: {}", out.describe());
+        assert_eq!(
+            field(&out, "err"),
+            "EACCES",
+            "confined={confined}: {}",
+            out.describe()
+        );
+    }
+    // The socket was live all along: the host's root reaches the server.
+    let out = unconfined(&args);
+    assert_eq!(field(&out, "ok"), true, "root reaches it: {}", out.describe());
+    assert_eq!(server.seen()["connected"], true);
 }
 
 /// L14: a root broker without `CAP_SYS_ADMIN` cannot attach the caller's credentials (its
