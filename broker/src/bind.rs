@@ -247,18 +247,19 @@ const J8_FIRST_UNPRIVILEGED: u16 = 1024;
 /// Performs an allowed inet bind to `port` as the task the kernel must check. For a port
 /// below `net.ipv4.ip_unprivileged_port_start` of the socket's network namespace, the kernel
 /// wants `CAP_NET_BIND_SERVICE` of the task that binds (in the user namespace owning that
-/// network namespace), so:
+/// network namespace), and checks nothing else of the task's credentials, so:
 ///
 /// - port 0 (an ephemeral port) needs nothing: bound here;
 /// - a privileged port that an administrator's policy names (rule J8: an entry whose whole
 ///   range lies below 1024, in a policy from the broker's directory or its owner, not kept
 ///   `CAP_NET_BIND_SERVICE`) is bound here, with the broker's capability: the grant by name
 ///   of invariant 3;
-/// - any other port is bound on a thread with the caller's ids and capabilities (none for a
-///   caller of another user namespace), so that the kernel applies the namespace's own
-///   threshold to the caller's own capability: `EACCES` as the caller's own bind would get.
-///   A client's policy keeping `CAP_NET_BIND_SERVICE` gives the sandbox nothing it does not
-///   hold.
+/// - any other port is first bound here without `CAP_NET_BIND_SERVICE`, which succeeds exactly
+///   when the namespace's own threshold (L9) lets anyone bind it; when the kernel says
+///   `EACCES`, the bind is made again on a thread with the caller's ids and capabilities (none
+///   for a caller of another user namespace), so that the caller's own capability decides:
+///   `EACCES` as the caller's own bind would get. A client's policy keeping
+///   `CAP_NET_BIND_SERVICE` gives the sandbox nothing it does not hold (F13).
 fn bind_inet(call: &Call, sock: BorrowedFd<'_>, addr: &[u8], port: u16) -> Reply {
     let named_grant = port < J8_FIRST_UNPRIVILEGED
         && call.sandbox.source.is_administrators()
@@ -269,6 +270,11 @@ fn bind_inet(call: &Call, sock: BorrowedFd<'_>, addr: &[u8], port: u16) -> Reply
             .contains(&CAP_NET_BIND_SERVICE);
     if port == 0 || named_grant {
         return perform(sock, addr);
+    }
+    match sys::without_capability(CAP_NET_BIND_SERVICE, || perform(sock, addr)) {
+        Ok(Reply::Errno(libc::EACCES)) => {}
+        Ok(reply) => return reply,
+        Err(e) => return Reply::Errno(errno_of(&e)),
     }
     as_thread(call.notif.pid, Become::Full, || perform(sock, addr))
         .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))

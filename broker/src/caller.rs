@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
 
 use crate::msg::Ucred;
 use crate::sys::{self, Become, Identity};
@@ -65,11 +65,18 @@ impl IdMap {
     }
 }
 
-/// The device and inode of a namespace link (`/proc/TID/ns/user`), which say which namespace
-/// it is.
-fn namespace(path: &str) -> io::Result<(u64, u64)> {
-    let m = fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
+/// Which namespace a namespace link (`/proc/TID/ns/user`) names: its target, `user:[INODE]`
+/// (reading the link is cheaper than a `stat` of it).
+fn namespace(path: &str) -> io::Result<std::path::PathBuf> {
+    fs::read_link(path)
+}
+
+/// The broker's own user namespace, which does not change.
+fn own_user_namespace() -> io::Result<&'static std::path::Path> {
+    static OWN: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    OWN.get_or_init(|| namespace("/proc/self/ns/user").ok())
+        .as_deref()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
 impl Caller {
@@ -77,12 +84,7 @@ impl Caller {
     pub fn read(tid: u32) -> io::Result<Caller> {
         let status = fs::read_to_string(format!("/proc/{tid}/status"))?;
         let mut caller = parse(&status).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-        let same = |ns: &str| -> io::Result<bool> {
-            Ok(namespace(&format!("/proc/{tid}/ns/{ns}"))?
-                == namespace(&format!("/proc/self/ns/{ns}"))?)
-        };
-        caller.same_user_ns = same("user")?;
-        caller.same_pid_ns = same("pid")?;
+        caller.same_user_ns = namespace(&format!("/proc/{tid}/ns/user"))? == own_user_namespace()?;
         if !caller.same_user_ns {
             caller.identity.cap_effective = 0;
             caller.identity.cap_permitted = 0;
@@ -170,6 +172,7 @@ fn ids(rest: &str) -> Option<[u32; 4]> {
 fn parse(status: &str) -> Option<Caller> {
     let (mut uids, mut gids, mut groups) = (None, None, Vec::new());
     let (mut eff, mut prm, mut tgid, mut own, mut umask) = (None, None, None, None, None);
+    let mut nested = false;
     for line in status.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
@@ -187,7 +190,13 @@ fn parse(status: &str) -> Option<Caller> {
             "CapEff" => eff = u64::from_str_radix(rest.trim(), 16).ok(),
             "CapPrm" => prm = u64::from_str_radix(rest.trim(), 16).ok(),
             "Tgid" => tgid = rest.trim().parse().ok(),
-            "NStgid" => own = rest.split_whitespace().last()?.parse().ok(),
+            "NStgid" => {
+                // One id per pid namespace from the broker's (this procfs's) down to the
+                // caller's own: a single one means they are the same.
+                let ids: Vec<&str> = rest.split_whitespace().collect();
+                nested = ids.len() > 1;
+                own = ids.last()?.parse().ok();
+            }
             "Umask" => umask = u32::from_str_radix(rest.trim(), 8).ok(),
             _ => {}
         }
@@ -207,7 +216,7 @@ fn parse(status: &str) -> Option<Caller> {
         own_tgid: own.unwrap_or(tgid),
         own_caps: cap_effective,
         same_user_ns: true,
-        same_pid_ns: true,
+        same_pid_ns: !nested,
     })
 }
 
@@ -252,6 +261,7 @@ mod tests {
         let c = parse(STATUS).unwrap();
         assert_eq!(c.tgid, 4242);
         assert_eq!(c.own_tgid, 7);
+        assert!(!c.same_pid_ns, "NStgid names two pid namespaces");
         assert_eq!(c.identity.uids, [1000, 1001, 1002, 1003]);
         assert_eq!(c.identity.gids, [20, 21, 22, 23]);
         assert_eq!(c.identity.groups, vec![4, 24, 27]);
@@ -264,6 +274,7 @@ mod tests {
     fn claims_follow_the_kernels_rule() {
         let mut c = parse(STATUS).unwrap();
         assert_eq!(c.identity.umask, Some(0o077));
+        c.same_pid_ns = true;
         c.own_caps = 0;
         let ok = |pid, uid, gid| Ok(Ucred { pid, uid, gid });
         assert_eq!(c.check_claim(7, 1001, 22), ok(4242, 1001, 22));

@@ -785,6 +785,22 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `work` on this thread with the capability `cap` (a number) out of its effective set,
+/// then puts the set back as it was: a call the kernel must check without the broker's
+/// privilege (a bind whose port may be privileged in the socket's namespace) fails as it would
+/// for a task without it.
+pub fn without_capability<T>(cap: u32, work: impl FnOnce() -> T) -> io::Result<T> {
+    let (effective, permitted) = capget()?;
+    let bit = 1u64 << cap;
+    if effective & bit == 0 {
+        return Ok(work());
+    }
+    capset(effective & !bit, permitted)?;
+    let out = work();
+    capset(effective, permitted)?;
+    Ok(out)
+}
+
 /// Whether this process runs with `CAP_SYS_ADMIN` and `CAP_SETUID` effective (then it may
 /// send credentials other than its own).
 pub fn may_forge_credentials() -> bool {

@@ -241,11 +241,13 @@ except OSError as e:
 print(json.dumps(r))
 "#;
 
-/// A privileged port below 1024 that is free on loopback.
-fn free_privileged_port() -> u16 {
-    (900..1000)
+/// A privileged port in `range` that is free on loopback (each test its own range: tests run
+/// at once, and other modules take theirs from 900 to 999).
+fn free_privileged_port(range: std::ops::Range<u16>) -> u16 {
+    range
+        .clone()
         .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port between 900 and 999")
+        .unwrap_or_else(|| panic!("a free port in {range:?}"))
 }
 
 fn privileged_bind(via: Via, owner: bool) {
@@ -253,7 +255,12 @@ fn privileged_bind(via: Via, owner: bool) {
     let Some(py) = prerequisites(test) else {
         return;
     };
-    let port = free_privileged_port().to_string();
+    let port = if owner {
+        free_privileged_port(700..800)
+    } else {
+        free_privileged_port(800..900)
+    }
+    .to_string();
     let root = [py.as_str(), "-c", PY_BIND, "127.0.0.1", port.as_str()];
     let nobody = as_nobody(&root);
     let out = unconfined(&root);
@@ -273,6 +280,14 @@ fn privileged_bind(via: Via, owner: bool) {
     );
     let out = via.run(keeps.as_str(), &nobody);
     assert_eq!(field(&out, "err"), "EACCES", "{}", out.describe());
+    // Root does hold it, keeps it under that policy, and binds with its own.
+    let out = via.run(keeps.as_str(), &root);
+    assert_eq!(
+        field(&out, "ok"),
+        true,
+        "root's own capability: {}",
+        out.describe()
+    );
 
     // A policy that names the port (rule J8): the broker's capability is lent only by a
     // policy of its administrator (here the owner of the embedded broker), never by one a
@@ -691,7 +706,12 @@ fn f8_caller_in_a_user_namespace_lends_no_capability() {
     }
     // The socket was live all along: the host's root reaches the server.
     let out = unconfined(&args);
-    assert_eq!(field(&out, "ok"), true, "root reaches it: {}", out.describe());
+    assert_eq!(
+        field(&out, "ok"),
+        true,
+        "root reaches it: {}",
+        out.describe()
+    );
     assert_eq!(server.seen()["connected"], true);
 }
 
