@@ -690,6 +690,11 @@ fn getres(nr: libc::c_long) -> io::Result<[u32; 3]> {
     Ok(ids)
 }
 
+/// The capabilities that act on files (`CAP_FS_MASK` of the kernel): chown, DAC override and
+/// read search, fowner, fsetid, linux immutable, mknod, MAC override.
+const CAP_FS_MASK: u64 =
+    (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 9) | (1 << 27) | (1 << 32);
+
 /// How much of a caller's identity a thread takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Become {
@@ -760,6 +765,14 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
         let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
         if (now_uid, now_gid) != (fsuid, fsgid) {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        // The kernel takes the file capabilities out of the effective set only when the
+        // filesystem id leaves 0: for a caller whose fsuid is 0 (a root sandbox, root of a
+        // user namespace that maps 0 to 0) take out those the caller does not hold itself.
+        let (effective, permitted) = capget()?;
+        let keep = effective & !(CAP_FS_MASK & !who.cap_effective);
+        if keep != effective {
+            capset(keep, permitted)?;
         }
         return Ok(());
     }

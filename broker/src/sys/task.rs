@@ -42,8 +42,8 @@ fn failed() -> i64 {
 
 /// The task's steps: its limit, its ids, its capabilities, then the send.
 fn steps(t: &Task) -> i64 {
-    // SAFETY (every call below): raw system calls on integers and on buffers the starting
-    // thread prepared and keeps alive until this task has exited.
+    // SAFETY: every call in this block is a raw system call on integers and on buffers the
+    // starting thread prepared and keeps alive until this task has exited.
     unsafe {
         if libc::syscall(
             libc::SYS_prlimit64,

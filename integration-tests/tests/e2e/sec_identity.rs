@@ -713,6 +713,38 @@ fn f8_caller_in_a_user_namespace_lends_no_capability() {
         out.describe()
     );
     assert_eq!(server.seen()["connected"], true);
+
+    // The same for a datagram sent to nobody's 0600 socket: the broker sends it on a thread
+    // with the caller's filesystem ids, where uid 0 kept the broker's file capabilities.
+    let receiver_path = dir.path().join("nobodys-dgram.sock");
+    let dgram = policy_file(&format!(
+        "name = \"f8-caps\"\n[[allow]]\nunix = [\"{}\"]\n",
+        utf8(&receiver_path)
+    ));
+    let receiver = Receiver::start(&ns.py, PY_CRED_RECEIVER, &[utf8(&receiver_path), "10"]);
+    std::os::unix::fs::chown(&receiver_path, Some(65534), Some(65534)).expect("chown");
+    chmod(&receiver_path, 0o600);
+    let sender = [
+        ns.py.as_str(),
+        "-c",
+        PY_CRED_SENDER,
+        utf8(&receiver_path),
+        "none",
+    ];
+    for confined in [false, true] {
+        let out = ns.run(confined.then_some(dgram.as_str()), &sender);
+        assert_eq!(
+            field(&out, "err"),
+            "EACCES",
+            "confined={confined}: {}",
+            out.describe()
+        );
+    }
+    assert_eq!(
+        receiver.seen()["got"],
+        false,
+        "a datagram reached nobody's socket"
+    );
 }
 
 /// L14: a root broker without `CAP_SYS_ADMIN` cannot attach the caller's credentials (its
