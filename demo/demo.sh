@@ -51,8 +51,14 @@ TOML
 echo "== policy ($dir/demo.toml)"
 cat "$dir/demo.toml"
 echo
-echo "== netjail run --policy demo.toml -- python3 client.py   (embedded broker, audit on stderr)"
-"$netjail" run --policy "$dir/demo.toml" -- python3 - "$allowed" "$denied" <<'PY'
+# netjail refuses to confine a program that runs as root unless told so (docs/security.md,
+# "Root sandboxes"): run as root (as CI does), the demo says it.
+allow_root=
+if [ "$(id -u)" = 0 ]; then
+    allow_root=--allow-root
+fi
+echo "== netjail run $allow_root --policy demo.toml -- python3 client.py   (embedded broker, audit on stderr)"
+"$netjail" run $allow_root --policy "$dir/demo.toml" -- python3 - "$allowed" "$denied" <<'PY'
 import socket, sys
 for port in map(int, sys.argv[1:]):
     s = socket.socket()

@@ -196,6 +196,10 @@ impl Broker {
         hook: Option<Arc<dyn DecisionHook>>,
         runtime: Option<tokio::runtime::Handle>,
     ) -> Arc<Broker> {
+        // Every broker holds listeners and copies of sandboxes' sockets: its process is out of
+        // reach of processes of its user (a sandbox without Landlock among them) unless they
+        // have CAP_SYS_PTRACE (F15). prctl(PR_SET_DUMPABLE, 0) cannot fail.
+        let _ = sys::set_not_dumpable();
         // The process's reaper (one thread, one epoll fd) starts with its first broker, not
         // with its first sandbox: a broker's fds and threads do not grow when one registers.
         reaper::start();

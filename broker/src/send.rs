@@ -263,8 +263,14 @@ fn run(
 /// Whether a destination given to this socket is decided: datagram and other message
 /// sockets reach it; stream sockets ignore it (unix stream ones refuse it) except for TCP
 /// Fast Open, decided as a connect.
+///
+/// SCTP sets up an association to a destination it is given on a send, on one-to-one
+/// (`SOCK_STREAM`) and one-to-many (`SOCK_SEQPACKET`) sockets alike: that is a connect, and
+/// decided as one.
 fn destination_op(kind: SocketKind, flags: i32) -> Option<Op> {
+    let inet = kind.family == libc::AF_INET || kind.family == libc::AF_INET6;
     match (kind.family, kind.sock_type) {
+        _ if inet && kind.protocol == libc::IPPROTO_SCTP => Some(Op::Connect),
         (_, libc::SOCK_STREAM) if flags & libc::MSG_FASTOPEN != 0 => Some(Op::Connect),
         (_, libc::SOCK_STREAM) => None,
         // A unix seqpacket socket ignores the destination (it is connection-oriented).
@@ -281,6 +287,12 @@ fn send_one(
     message: Message,
     flags: i32,
 ) -> Sent {
+    // With MSG_ZEROCOPY the kernel transmits from the sender's pages after the call returns:
+    // here the broker's copy, which it frees and reuses at once (its heap, other sandboxes'
+    // data, would go on the wire). No policy allows it through the broker.
+    if flags & libc::MSG_ZEROCOPY != 0 {
+        return Sent::failed(libc::EPERM, "zerocopy");
+    }
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
     let op = if message.name.is_empty() {
         None
@@ -609,4 +621,41 @@ fn caller_of<'a>(
         *cache = Some(c);
     }
     cache.as_ref().ok_or((libc::ESRCH, "no-identity"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(family: i32, sock_type: i32, protocol: i32) -> SocketKind {
+        SocketKind {
+            family,
+            sock_type,
+            protocol,
+        }
+    }
+
+    /// F14: a destination on an SCTP send sets up an association, so it is decided as a
+    /// connect, on one-to-one and one-to-many sockets of both IP families; TCP and UDP keep
+    /// their rules.
+    #[test]
+    fn f14_sctp_destination_is_a_connect() {
+        let sctp = libc::IPPROTO_SCTP;
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            for ty in [libc::SOCK_STREAM, libc::SOCK_SEQPACKET] {
+                assert_eq!(
+                    destination_op(kind(family, ty, sctp), 0),
+                    Some(Op::Connect),
+                    "{family}/{ty}"
+                );
+            }
+            let tcp = kind(family, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+            assert_eq!(destination_op(tcp, 0), None);
+            assert_eq!(destination_op(tcp, libc::MSG_FASTOPEN), Some(Op::Connect));
+            let udp = kind(family, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+            assert_eq!(destination_op(udp, 0), Some(Op::Send));
+        }
+        let unix = kind(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
+        assert_eq!(destination_op(unix, 0), None);
+    }
 }

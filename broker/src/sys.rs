@@ -192,6 +192,18 @@ impl Drop for SharedMap {
     }
 }
 
+/// `prctl(PR_SET_DUMPABLE, 0)`: the broker holds its sandboxes' listeners and copies of their
+/// sockets, so no process of its user (a sandbox without Landlock among them) may read or
+/// write its memory, take its fds or trace it without `CAP_SYS_PTRACE` (F15); and it dumps no
+/// core.
+///
+/// # References
+/// prctl(2) (`PR_SET_DUMPABLE`)
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(|_| ())
+}
+
 /// The broker's effective uid.
 pub fn geteuid() -> u32 {
     // SAFETY: no arguments.

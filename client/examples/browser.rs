@@ -147,7 +147,10 @@ fn parent() -> Result<()> {
             .args(&targets)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
+        // The children run as whoever runs the example; run by root they are root sandboxes,
+        // which must be allowed by name (docs/security.md, "Root sandboxes").
         let mut handle = Sandbox::builder()
+            .allow_root(true)
             .policy(policy)
             .broker(broker.broker().clone())
             .name(name)

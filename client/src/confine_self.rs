@@ -144,6 +144,7 @@ pub struct ConfineSelf<'a> {
     broker: PathBuf,
     name: Option<String>,
     timeout: Duration,
+    allow_root: bool,
 }
 
 impl<'a> ConfineSelf<'a> {
@@ -162,7 +163,21 @@ impl<'a> ConfineSelf<'a> {
             broker: PathBuf::from(DEFAULT_BROKER),
             name: None,
             timeout: DEFAULT_TIMEOUT,
+            allow_root: false,
         }
+    }
+
+    /// Confine the process even though it runs as root (one of its uids is 0): see
+    /// [`crate::root`] for what a root sandbox gets and what it keeps. Without it a root
+    /// process is refused ([`ConfineError::Root`]) and left unconfined.
+    ///
+    /// ```
+    /// # let policy = netjail_policy::Policy::from_toml("name = \"z\"\n", "x").unwrap();
+    /// let options = netjail_client::ConfineSelf::new(&policy).allow_root(true);
+    /// ```
+    pub fn allow_root(mut self, allowed: bool) -> ConfineSelf<'a> {
+        self.allow_root = allowed;
+        self
     }
 
     /// The broker's registration socket.
@@ -224,12 +239,20 @@ impl<'a> ConfineSelf<'a> {
     ///
     /// A [`ConfineError`]; check [`ConfineError::is_confined`].
     pub fn confine(self) -> Result<SandboxId, ConfineError> {
-        // 1. One thread only.
+        // 1. Not root unless allowed, and one thread only.
+        if !self.allow_root && crate::root::runs_as_root() {
+            return Err(ConfineError::Root);
+        }
         let threads = thread_count().map_err(ConfineError::Threads)?;
         if threads != 1 {
             return Err(ConfineError::TooManyThreads { threads });
         }
         // 2. Everything that can fail without changing the process.
+        let root_plan = if self.allow_root {
+            Some(crate::root::plan()?)
+        } else {
+            None
+        };
         let program = filter::compile(self.policy)?;
         let confinement = self.policy.confinement();
         let domain = landlock::prepare(confinement.landlock())?;
@@ -250,7 +273,12 @@ impl<'a> ConfineSelf<'a> {
 
         // 4. The confine steps; from here on the process is confined.
         let ruleset = domain.ruleset.as_ref().map(AsFd::as_fd);
-        let listener = match sys::confine_this_thread(&program.instructions, dropped, ruleset) {
+        let listener = match sys::confine_this_thread(
+            &program.instructions,
+            dropped,
+            root_plan.as_ref(),
+            ruleset,
+        ) {
             Ok(l) => l,
             Err(e) => {
                 if ptracer {
@@ -328,6 +356,14 @@ pub enum ConfineError {
     /// confined.
     #[error("{0}; not confined")]
     Landlock(#[from] landlock::LandlockError),
+    /// The process runs as root and [`ConfineSelf::allow_root`] was not given; nothing was
+    /// changed: NOT confined.
+    #[error("{}; not confined", crate::root::REFUSAL)]
+    Root,
+    /// The mount namespace of a root sandbox could not be prepared; nothing was changed: NOT
+    /// confined.
+    #[error("{0}; not confined")]
+    RootPlan(#[from] crate::root::RootError),
     /// The kernel refused a confine step; the filter is not installed: NOT confined (the
     /// steps before the failing one stay done).
     #[error("cannot confine this process: {0}; not confined")]
@@ -593,12 +629,31 @@ mod tests {
         Policy::from_toml("name = \"t\"\ndefault = \"deny\"\n", "test").unwrap()
     }
 
+    /// R4: a root process is refused without `allow_root`, before anything changes; as
+    /// another user the next check (threads, in a test binary) answers.
+    #[test]
+    fn r4_refuses_root_without_opt_in() {
+        let p = policy();
+        let err = confine_self(&p, Path::new("/nonexistent/broker.sock")).unwrap_err();
+        if crate::root::runs_as_root() {
+            assert!(matches!(err, ConfineError::Root), "{err}");
+            assert!(err.to_string().contains("--allow-root"), "{err}");
+        } else {
+            assert!(matches!(err, ConfineError::TooManyThreads { .. }), "{err}");
+        }
+        assert!(!err.is_confined());
+    }
+
     /// A test binary runs its tests on threads: confine_self refuses, and changes nothing.
     #[test]
     fn refuses_a_process_with_threads_and_stays_unconfined() {
         let p = policy();
         let keep = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(500)));
-        let err = confine_self(&p, Path::new("/nonexistent/broker.sock")).unwrap_err();
+        let err = ConfineSelf::new(&p)
+            .broker("/nonexistent/broker.sock")
+            .allow_root(true)
+            .confine()
+            .unwrap_err();
         keep.join().unwrap();
         assert!(
             matches!(err, ConfineError::TooManyThreads { threads } if threads >= 2),

@@ -10,7 +10,7 @@
 use std::io::{Read, Seek};
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use netjail_policy::{Policy, SocketRule};
+use netjail_policy::{Policy, SocketRule, UNSAFE_SOCKOPTS, ZEROCOPY};
 
 /// Calls the sandbox may never make: each would let it act outside its confinement
 /// (io_uring performs socket operations without system calls; the others reach into other
@@ -252,6 +252,19 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
         Action::Notify,
         &[ArgCmp::new(4, CmpOp::Ne, 0)],
     ));
+    // MSG_ZEROCOPY on a send that stays in the kernel (no destination), unless the policy
+    // names SO_ZEROCOPY. The sends the broker performs (sendto with a destination, sendmsg,
+    // sendmmsg) it refuses itself, whatever the policy: this rule never overlaps the one above.
+    if !policy.confinement().allows_unsafe_sockopt(ZEROCOPY) {
+        rules.push(Rule::when(
+            "sendto",
+            deny(libc::EPERM),
+            &[
+                ArgCmp::masked_eq(3, MSG_ZEROCOPY, MSG_ZEROCOPY),
+                ArgCmp::eq(4, 0),
+            ],
+        ));
+    }
     // Level and name are ints: compare the low 32 bits only, so that high garbage (which the
     // kernel drops) cannot slip a refused option past an exact 64-bit comparison.
     for &(level, name, _) in REFUSED_SOCKOPTS {
@@ -264,6 +277,7 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
             ],
         ));
     }
+    unsafe_sockopt_rules(&mut rules, policy);
     // New network or user namespaces: by flag bit in clone and unshare, unless the policy
     // grants the kind (`namespaces = [...]`); clone3 carries its flags in memory, out of the
     // filter's sight, so it answers ENOSYS and the C libraries fall back to clone, where the
@@ -296,6 +310,41 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
         }
     }
     Ok(rules)
+}
+
+/// `MSG_ZEROCOPY`: the send flag that makes the kernel transmit from the sender's pages
+/// after the call has returned.
+const MSG_ZEROCOPY: u64 = libc::MSG_ZEROCOPY as u64;
+
+/// Refuses the socket options of [`UNSAFE_SOCKOPTS`] that the policy does not name in
+/// `allow_unsafe_sockopts`: `setsockopt` of every one, level and name compared on their 32
+/// bits (as `REFUSED_SOCKOPTS`), and `getsockopt` of the SCTP ones, where
+/// `SCTP_SOCKOPT_CONNECTX3` connects through `getsockopt`. The filter refuses them before the
+/// kernel looks at the socket, whatever its family: on a kernel without SCTP too.
+fn unsafe_sockopt_rules(out: &mut Vec<Rule>, policy: &Policy) {
+    let confinement = policy.confinement();
+    for &(name, options) in UNSAFE_SOCKOPTS {
+        if confinement.allows_unsafe_sockopt(name) {
+            continue;
+        }
+        for &(level, optname) in options {
+            let calls: &[&'static str] = if level == libc::IPPROTO_SCTP {
+                &["setsockopt", "getsockopt"]
+            } else {
+                &["setsockopt"]
+            };
+            for &call in calls {
+                out.push(Rule::when(
+                    call,
+                    deny(libc::EPERM),
+                    &[
+                        ArgCmp::masked_eq(1, 0xffff_ffff, level as u64),
+                        ArgCmp::masked_eq(2, 0xffff_ffff, optname as u64),
+                    ],
+                ));
+            }
+        }
+    }
 }
 
 /// Adds `rules` to `ctx`, in order.
@@ -506,6 +555,11 @@ pub(crate) mod tests {
             "name = \"t\"\nnamespaces = [\"user\"]\nkeep_capabilities = [\"CAP_NET_RAW\"]\n",
         ),
         ("nosock", "name = \"t\"\n[sockets]\nallow = []\n"),
+        (
+            "unsafe",
+            "name = \"t\"\nallow_unsafe_sockopts = [\"SO_ZEROCOPY\", \"IP_MULTICAST_IF\", \
+             \"SCTP_SOCKOPT_BINDX\"]\n[sockets]\nallow = [\"inet:*\", \"inet6:*\"]\n",
+        ),
     ];
 
     fn fnv1a64(prog: &Program) -> u64 {
@@ -519,9 +573,10 @@ pub(crate) mod tests {
         hash
     }
 
-    /// The programs compiled before the rules became data (issue 4), with libseccomp 2.5.4 on
-    /// x86_64: length and FNV-1a of the instructions. A change here is a change of the filter:
-    /// update the table only on purpose.
+    /// The programs of these policies, with libseccomp 2.5.4 on x86_64: length and FNV-1a of
+    /// the instructions (first taken when the rules became data, issue 4; changed on purpose
+    /// by the refusals of unsafe socket options and `MSG_ZEROCOPY`, issue 16). A change here
+    /// is a change of the filter: update the table only on purpose.
     #[test]
     fn issue_4_rules_as_data_compile_to_the_same_programs() {
         let version = libseccomp::ScmpVersion::current().unwrap();
@@ -540,14 +595,14 @@ pub(crate) mod tests {
             return;
         }
         let golden: &[(&str, usize, u64)] = &[
-            ("allow-all", 458, 0xefa5_6734_2b36_417b),
-            ("deny-all", 458, 0xefa5_6734_2b36_417b),
-            ("loopback-only", 458, 0xefa5_6734_2b36_417b),
-            ("rich", 1002, 0xd199_89e2_f677_4524),
-            ("opts", 972, 0x2ad6_8e91_9b42_580a),
-            ("net", 562, 0x9d69_05e3_182d_3974),
-            ("user", 552, 0x30ab_9436_23cd_8271),
-            ("nosock", 225, 0xd441_3b86_6325_99f0),
+            ("allow-all", 508, 0x3f99_0e1a_0797_b101),
+            ("deny-all", 508, 0x3f99_0e1a_0797_b101),
+            ("loopback-only", 508, 0x3f99_0e1a_0797_b101),
+            ("rich", 1052, 0x9488_bd2f_8fa6_1995),
+            ("opts", 1022, 0xb677_778a_0b9b_915e),
+            ("net", 614, 0x4066_6cb2_49f8_2e9d),
+            ("user", 604, 0x4ea5_cd0e_ba00_aa22),
+            ("nosock", 276, 0xbcfd_8eb1_b2af_ad30),
         ];
         for &(name, len, hash) in golden {
             let src = netjail_policy::builtin(name)

@@ -14,7 +14,7 @@ use netjail_protocol::{Register, SandboxId};
 
 use crate::remote::{BrokerConnection, RemoteError};
 use crate::sys::{self, ExitStatus};
-use crate::{filter, landlock, policy};
+use crate::{filter, landlock, policy, root};
 
 /// Whether a broker may be started inside the launcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub struct RunOptions {
     /// restart): meanwhile the command's network calls wait, undecided; past it the launcher
     /// closes its copy of the listener and they fail with `ENOSYS`. Zero: at once.
     pub reconnect_for: Duration,
+    /// Confine the command even though it runs as root (`--allow-root`): see [`crate::root`].
+    /// Without it a command that would run with uid 0 is refused ([`LaunchError::Root`]).
+    pub allow_root: bool,
     /// The command and its arguments.
     pub command: Vec<OsString>,
 }
@@ -81,6 +84,12 @@ pub enum LaunchError {
     /// The command could not be executed.
     #[error("cannot execute {0}: {1}")]
     Exec(String, std::io::Error),
+    /// The command would run as root and `--allow-root` was not given.
+    #[error("{}", crate::root::REFUSAL)]
+    Root,
+    /// The mount namespace of a root sandbox could not be prepared.
+    #[error(transparent)]
+    RootPlan(#[from] crate::root::RootError),
     /// Anything else from the system.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -119,6 +128,9 @@ fn is_executable(p: &Path) -> bool {
 /// Runs the command confined and returns how it ended. Must be called before any other
 /// thread exists in the process (it forks).
 pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
+    if !options.allow_root && root::runs_as_root() {
+        return Err(LaunchError::Root);
+    }
     let (source, policy) = policy::load_with(&options.policy, &options.sets)?;
     let program = options
         .command
@@ -145,8 +157,16 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     if let Some(ruleset) = domain.ruleset {
         plan = plan.landlock(ruleset);
     }
+    if options.allow_root {
+        plan = plan.allow_root(root::plan()?);
+    }
 
     let child = sys::spawn(&plan)?;
+    // The launcher holds the listener (and is the embedded broker): no process of its user,
+    // the sandbox without Landlock included, may read or write its memory (F15). After the
+    // fork, so that the child (which execs only once acknowledged) stays dumpable and the
+    // launcher can take its listener with pidfd_getfd.
+    sys::set_not_dumpable()?;
     let pidfd = sys::pidfd_open(child.pid)?;
     let listener = match take_listener(&child, &pidfd) {
         Ok(l) => l,
@@ -206,6 +226,11 @@ fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, Launc
         Some((sys::tag::LISTENER, fd)) => Ok(sys::pidfd_getfd(pidfd.as_fd(), fd)?),
         Some((sys::tag::CAPABILITIES, e)) => Err(LaunchError::Confine(format!(
             "dropping capabilities: {}",
+            std::io::Error::from_raw_os_error(e)
+        ))),
+        Some((sys::tag::ROOT, _)) => Err(LaunchError::Root),
+        Some((sys::tag::MOUNTS, e)) => Err(LaunchError::Confine(format!(
+            "setting up the mount namespace of a root sandbox: {}",
             std::io::Error::from_raw_os_error(e)
         ))),
         Some((sys::tag::LANDLOCK, e)) => Err(LaunchError::Confine(format!(

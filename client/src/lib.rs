@@ -18,6 +18,7 @@
 //!     embedded: Embedded::WhenNoBroker,
 //!     name: None,
 //!     reconnect_for: netjail_client::launch::DEFAULT_RECONNECT_FOR,
+//!     allow_root: false,
 //!     command: vec!["curl".into(), "http://127.0.0.1:8080/".into()],
 //! })
 //! .expect("launch");
@@ -33,6 +34,7 @@ pub mod oci;
 pub mod operator;
 pub mod policy;
 pub mod remote;
+pub mod root;
 pub mod sandbox;
 pub mod sys;
 

@@ -55,6 +55,11 @@ enum Command {
         /// sandbox again: its network calls wait meanwhile, then fail (ENOSYS). 0: fail at once.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = reconnect_arg)]
         reconnect_for: Duration,
+        /// Confine CMD even though it runs as root (uid 0), in a private mount namespace with
+        /// read-only /proc/sys, /sys and broker files and no device nodes but the usual ones
+        /// (docs/security.md, "Root sandboxes"). Without it a root CMD is refused.
+        #[arg(long)]
+        allow_root: bool,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
             no_embedded,
             name,
             reconnect_for,
+            allow_root,
             command,
         } => {
             logging::init(cli.log_format, "warn,netjail::audit=info");
@@ -280,6 +286,7 @@ fn main() -> ExitCode {
                 },
                 name,
                 reconnect_for,
+                allow_root,
                 command,
             };
             match launch::run(options) {

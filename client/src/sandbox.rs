@@ -141,6 +141,12 @@ pub enum SpawnError {
     /// The in-process broker refused the listener.
     #[error("in-process broker: {0}")]
     Register(#[from] netjail_broker::RegisterError),
+    /// The child would run as root and [`SandboxBuilder::allow_root`] was not given.
+    #[error("{}", crate::root::REFUSAL)]
+    Root,
+    /// The mount namespace of a root sandbox could not be prepared.
+    #[error(transparent)]
+    RootPlan(#[from] crate::root::RootError),
     /// The child could not confine itself (or died before it had).
     #[error("cannot confine the child: {0}")]
     Confine(String),
@@ -188,6 +194,7 @@ pub struct SandboxBuilder {
     name: Option<String>,
     command: Option<Command>,
     broker_timeout: Option<Duration>,
+    allow_root: bool,
 }
 
 impl SandboxBuilder {
@@ -238,6 +245,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// Confine the child even though it runs as root (one of its uids is 0 once the command's
+    /// own `uid`/`gid` settings are applied): see [`crate::root`] for what a root sandbox gets
+    /// and what it keeps. Without it a child that would run as root is refused
+    /// ([`SpawnError::Root`]).
+    pub fn allow_root(mut self, allowed: bool) -> SandboxBuilder {
+        self.allow_root = allowed;
+        self
+    }
+
     /// How long to wait for a broker socket to answer the handshake and the registration
     /// (default [`DEFAULT_BROKER_TIMEOUT`]). The child waits, unconfined by nothing but its own
     /// filter and not yet exec'd, for as long.
@@ -280,10 +296,20 @@ impl SandboxBuilder {
         if let Some(warning) = &domain.warning {
             tracing::warn!("{warning}");
         }
+        let root_plan = if self.allow_root {
+            Some(crate::root::plan()?)
+        } else {
+            None
+        };
+        // This process holds the listener until the broker has it (or is the broker): no
+        // process of its user, a sandbox without Landlock included, may read or write its
+        // memory (F15).
+        sys::set_not_dumpable()?;
         let (plan, pipes) = sys::PreExecConfine::new(
             prog.instructions,
             sys::dropped_capability_mask(confinement.keep_capabilities()),
             domain.ruleset,
+            root_plan,
         )?;
 
         // The registering side runs on a helper thread: Command::spawn returns only after the
@@ -510,6 +536,7 @@ impl Registrar {
 fn read_reports(report: std::os::fd::BorrowedFd<'_>) -> Result<(i32, i32), Attach> {
     let pid = match sys::read_report(report)? {
         Some((sys::TAG_PID, pid)) => pid,
+        Some((sys::tag::ROOT, _)) => return Err(SpawnError::Root.into()),
         Some((t, v)) => return Err(SpawnError::Confine(describe_report(t, v)).into()),
         None => return Err(Attach::NoReport),
     };
@@ -529,6 +556,7 @@ fn describe_report(tag: i32, value: i32) -> String {
         sys::tag::CAPABILITIES => format!("dropping capabilities: {e}"),
         sys::tag::NO_NEW_PRIVS => format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"),
         sys::tag::LANDLOCK => format!("landlock_restrict_self: {e}"),
+        sys::tag::MOUNTS => format!("setting up the mount namespace of a root sandbox: {e}"),
         sys::tag::SECCOMP => {
             format!("seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV): {e} (needs Linux 5.19 or later)")
         }

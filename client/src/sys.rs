@@ -26,6 +26,12 @@ pub mod tag {
     pub const CAPABILITIES: i32 = 5;
     /// `landlock_restrict_self` failed with the errno in the value.
     pub const LANDLOCK: i32 = 6;
+    /// The program would run as root (one of its uids is 0) and root was not allowed; the
+    /// value is 0.
+    pub const ROOT: i32 = 7;
+    /// Setting up the private mount namespace of a root sandbox failed with the errno in the
+    /// value.
+    pub const MOUNTS: i32 = 8;
 }
 
 /// Capabilities the sandbox loses (invariant 6): every one that acts on the network or on
@@ -40,6 +46,19 @@ pub mod tag {
 /// `CAP_SYS_RAWIO` (raw I/O ports and `/dev/mem`) would each undo every other confinement.
 /// A policy may keep the first six (`keep_capabilities`, from
 /// `netjail_policy::NETWORK_CAPABILITIES`), never the others.
+///
+/// The rest matter to a sandbox that runs as root (invariant 10), which keeps what ordinary
+/// programs need (`CAP_CHOWN`, `CAP_DAC_OVERRIDE`, `CAP_FOWNER`, `CAP_FSETID`, `CAP_KILL`,
+/// `CAP_SETUID`, `CAP_SETGID`, `CAP_SETPCAP`, `CAP_SYS_CHROOT`, `CAP_SYS_NICE`,
+/// `CAP_SYS_RESOURCE`, `CAP_IPC_LOCK`, `CAP_LEASE`, `CAP_AUDIT_WRITE`) and loses: device
+/// nodes (`CAP_MKNOD`), reboot and kexec (`CAP_SYS_BOOT`), other processes' state and pids
+/// (`CAP_CHECKPOINT_RESTORE`), files by handle past every mount (`CAP_DAC_READ_SEARCH`:
+/// `open_by_handle_at`), the clock, the kernel log and its accounting (`CAP_SYS_TIME`,
+/// `CAP_SYSLOG`, `CAP_SYS_PACCT`), the LSMs and the audit rules (`CAP_MAC_OVERRIDE`,
+/// `CAP_MAC_ADMIN`, `CAP_AUDIT_CONTROL`, `CAP_AUDIT_READ`), immutable files
+/// (`CAP_LINUX_IMMUTABLE`), file capabilities (`CAP_SETFCAP`), other users' System V IPC
+/// (`CAP_IPC_OWNER`), terminals' configuration (`CAP_SYS_TTY_CONFIG`), wake-up alarms and
+/// suspend (`CAP_WAKE_ALARM`, `CAP_BLOCK_SUSPEND`).
 pub const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
     (10, "CAP_NET_BIND_SERVICE"),
     (11, "CAP_NET_BROADCAST"),
@@ -51,6 +70,23 @@ pub const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
     (17, "CAP_SYS_RAWIO"),
     (38, "CAP_PERFMON"),
     (39, "CAP_BPF"),
+    (2, "CAP_DAC_READ_SEARCH"),
+    (9, "CAP_LINUX_IMMUTABLE"),
+    (15, "CAP_IPC_OWNER"),
+    (20, "CAP_SYS_PACCT"),
+    (22, "CAP_SYS_BOOT"),
+    (25, "CAP_SYS_TIME"),
+    (26, "CAP_SYS_TTY_CONFIG"),
+    (27, "CAP_MKNOD"),
+    (30, "CAP_AUDIT_CONTROL"),
+    (31, "CAP_SETFCAP"),
+    (32, "CAP_MAC_OVERRIDE"),
+    (33, "CAP_MAC_ADMIN"),
+    (34, "CAP_SYSLOG"),
+    (35, "CAP_WAKE_ALARM"),
+    (36, "CAP_BLOCK_SUSPEND"),
+    (37, "CAP_AUDIT_READ"),
+    (40, "CAP_CHECKPOINT_RESTORE"),
 ];
 
 /// `struct __user_cap_header_struct`.
@@ -286,6 +322,7 @@ pub struct ExecPlan {
     filter: Vec<libc::sock_filter>,
     dropped_capabilities: u64,
     landlock: Option<OwnedFd>,
+    root: Option<RootPlan>,
 }
 
 impl ExecPlan {
@@ -326,7 +363,15 @@ impl ExecPlan {
             filter,
             dropped_capabilities: dropped_capability_mask(&[]),
             landlock: None,
+            root: None,
         })
+    }
+
+    /// The child may run as root, in the private mount namespace `plan` sets up; without it
+    /// a child that would run as root refuses to ([`tag::ROOT`]).
+    pub fn allow_root(mut self, plan: RootPlan) -> ExecPlan {
+        self.root = Some(plan);
+        self
     }
 
     /// The child keeps these capabilities (numbers from [`DROPPED_CAPABILITIES`]) and drops
@@ -411,7 +456,9 @@ pub fn spawn(plan: &ExecPlan) -> io::Result<Spawned> {
     })
 }
 
-/// The confine steps, in their order: drop the capabilities of `dropped` (a mask from
+/// The confine steps, in their order: when the thread runs as root (any of its uids is 0),
+/// refuse unless `root` gives the plan of a root sandbox and apply it; drop the capabilities
+/// of `dropped` (a mask from
 /// [`dropped_capability_mask`]), `prctl(PR_SET_NO_NEW_PRIVS)`, `landlock_restrict_self` with
 /// `landlock` when there is one, then `seccomp(SECCOMP_SET_MODE_FILTER,
 /// SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, prog)`. Returns
@@ -425,6 +472,7 @@ pub fn spawn(plan: &ExecPlan) -> io::Result<Spawned> {
 /// `prog` must point at a program that stays alive during the call.
 unsafe fn confine_current_thread(
     dropped: u64,
+    root: Option<&RootPlan>,
     landlock: Option<BorrowedFd<'_>>,
     prog: *const libc::sock_fprog,
 ) -> Result<RawFd, (i32, i32)> {
@@ -433,8 +481,17 @@ unsafe fn confine_current_thread(
         unsafe { *libc::__errno_location() }
     };
     // SAFETY: the caller's contract: raw system calls with integer arguments, a live ruleset
-    // fd, and a live program.
+    // fd, a live plan, and a live program.
     unsafe {
+        // Root first, while this thread still has the capabilities the mounts need.
+        if runs_as_root() {
+            let Some(plan) = root else {
+                return Err((tag::ROOT, 0));
+            };
+            if let Err(e) = plan.apply() {
+                return Err((tag::MOUNTS, e));
+            }
+        }
         if let Err(e) = drop_capabilities(dropped) {
             return Err((tag::CAPABILITIES, e));
         }
@@ -497,7 +554,9 @@ unsafe fn child_confine_and_exec(
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 
         let landlock = plan.landlock.as_ref().map(|r| r.as_fd());
-        let listener = match confine_current_thread(plan.dropped_capabilities, landlock, prog) {
+        let root = plan.root.as_ref();
+        let listener = match confine_current_thread(plan.dropped_capabilities, root, landlock, prog)
+        {
             Ok(listener) => listener,
             Err((t, e)) => {
                 send(t, e);
@@ -692,6 +751,7 @@ pub struct PreExecConfine {
     filter: Vec<libc::sock_filter>,
     dropped_capabilities: u64,
     landlock: Option<OwnedFd>,
+    root: Option<RootPlan>,
     /// Write end of the report pipe (close-on-exec).
     report: OwnedFd,
     /// Read end of the acknowledgement pipe (close-on-exec).
@@ -710,11 +770,13 @@ pub struct PreExecPipes {
 
 impl PreExecConfine {
     /// Prepares the step: the BPF program, the capability mask (from
-    /// [`dropped_capability_mask`]), the Landlock ruleset if any, and two close-on-exec pipes.
+    /// [`dropped_capability_mask`]), the Landlock ruleset if any, the plan of a root sandbox
+    /// if root is allowed, and two close-on-exec pipes.
     pub fn new(
         filter: Vec<libc::sock_filter>,
         dropped_capabilities: u64,
         landlock: Option<OwnedFd>,
+        root: Option<RootPlan>,
     ) -> io::Result<(PreExecConfine, PreExecPipes)> {
         if filter.is_empty() || filter.len() > usize::from(u16::MAX) {
             return Err(io::Error::new(
@@ -729,6 +791,7 @@ impl PreExecConfine {
                 filter,
                 dropped_capabilities,
                 landlock,
+                root,
                 report: report_w,
                 ack: ack_r,
             },
@@ -769,18 +832,29 @@ impl PreExecConfine {
             len: self.filter.len() as u16,
             filter: self.filter.as_ptr() as *mut libc::sock_filter,
         };
+        // The spawning process is not dumpable ([`set_not_dumpable`]), and a child inherits
+        // that until it execs: the parent could not take the listener with pidfd_getfd
+        // without CAP_SYS_PTRACE. The child holds nothing of its own to hide.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
         let landlock = self.landlock.as_ref().map(|r| r.as_fd());
         // SAFETY: the same steps as the launcher's forked child, in a child std just forked:
         // raw system calls on memory prepared before the fork, no allocation, no lock; `prog`
         // and the filter live for the whole call.
-        let listener =
-            match unsafe { confine_current_thread(self.dropped_capabilities, landlock, &prog) } {
-                Ok(fd) => fd,
-                Err((step, e)) => {
-                    send(step, e);
-                    return Err(e);
-                }
-            };
+        let listener = match unsafe {
+            confine_current_thread(
+                self.dropped_capabilities,
+                self.root.as_ref(),
+                landlock,
+                &prog,
+            )
+        } {
+            Ok(fd) => fd,
+            Err((step, e)) => {
+                send(step, e);
+                return Err(e);
+            }
+        };
         // Our own sendmsg is trapped from here on: the parent takes the listener with
         // pidfd_getfd, we only tell it the number (and our pid, which it cannot know yet:
         // std's spawn returns only after the exec).
@@ -822,6 +896,8 @@ impl std::fmt::Display for StepError {
             tag::CAPABILITIES => "dropping capabilities",
             tag::NO_NEW_PRIVS => "prctl(PR_SET_NO_NEW_PRIVS)",
             tag::LANDLOCK => "landlock_restrict_self",
+            tag::ROOT => return f.write_str(crate::root::REFUSAL),
+            tag::MOUNTS => "setting up the mount namespace of a root sandbox",
             tag::SECCOMP => {
                 "seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV) (needs Linux 5.19 or later)"
             }
@@ -837,8 +913,9 @@ impl std::fmt::Display for StepError {
     }
 }
 
-/// Confines the calling thread with the launcher's own confine steps (the capabilities of
-/// `dropped` go, then `no_new_privs`, the Landlock `ruleset` if any, and the seccomp
+/// Confines the calling thread with the launcher's own confine steps (root refused unless
+/// `root` gives the plan of a root sandbox, the capabilities of `dropped` go, then
+/// `no_new_privs`, the Landlock `ruleset` if any, and the seccomp
 /// `filter`) and returns the new seccomp listener. Only the calling thread is confined: call
 /// it while the process has one thread (`crate::confine_self` checks). The steps cannot be
 /// undone; those done before a failing one stay done.
@@ -848,6 +925,7 @@ impl std::fmt::Display for StepError {
 pub fn confine_this_thread(
     filter: &[libc::sock_filter],
     dropped: u64,
+    root: Option<&RootPlan>,
     ruleset: Option<BorrowedFd<'_>>,
 ) -> Result<OwnedFd, StepError> {
     let prog = libc::sock_fprog {
@@ -856,10 +934,314 @@ pub fn confine_this_thread(
     };
     // SAFETY: raw system calls on this thread; `prog` and the filter it points at live on
     // this stack frame and the caller's for the whole call.
-    match unsafe { confine_current_thread(dropped, ruleset, &prog) } {
+    match unsafe { confine_current_thread(dropped, root, ruleset, &prog) } {
         // SAFETY: seccomp returned a new fd that nothing else owns.
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
         Err((step, errno)) => Err(StepError { step, errno }),
+    }
+}
+
+// ---- Root sandboxes (invariant 10) ----
+
+/// Whether the calling thread has uid 0 as its real, effective, saved or filesystem uid.
+/// Raw system calls only: safe in a freshly forked child.
+pub fn runs_as_root() -> bool {
+    let (mut r, mut e, mut saved) = (0, 0, 0);
+    // SAFETY: getresuid writes three uids to live locals; setfsuid with an invalid uid changes
+    // nothing and returns the current filesystem uid.
+    let (ids, fs) = unsafe {
+        let ids = libc::getresuid(&mut r, &mut e, &mut saved);
+        let fs = libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32;
+        (ids, fs)
+    };
+    // Fail closed: ids that cannot be read count as root.
+    ids != 0 || r == 0 || e == 0 || saved == 0 || fs == 0
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`: no core dump of this process, and `/proc/PID/mem`, `environ`,
+/// `fd` and ptrace of it need `CAP_SYS_PTRACE`, even for processes of the same user (a
+/// sandbox without Landlock among them). Exec of another program makes a process dumpable
+/// again, so children that exec are not affected.
+///
+/// # References
+/// prctl(2) (`PR_SET_DUMPABLE`), proc(5) (`/proc/pid/mem`)
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(|_| ())
+}
+
+/// `OPEN_TREE_CLONE` (`linux/mount.h`).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `AT_RECURSIVE`.
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+/// `MOVE_MOUNT_F_EMPTY_PATH`.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+/// `MOUNT_ATTR_RDONLY`.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_NOSUID`.
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// `MOUNT_ATTR_NODEV`.
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// `MOUNT_ATTR_NOEXEC`.
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The most entries of the original `/dev` a root sandbox's `/dev` takes: the fds of their
+/// clones live on the stack between fork and exec.
+pub const MAX_DEV_ENTRIES: usize = 32;
+
+/// `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// One entry of the original `/dev` that a root sandbox's `/dev` takes.
+#[derive(Debug)]
+pub struct DevEntry {
+    /// Its path (`/dev/null`, `/dev/pts`, `/dev/net/tun`).
+    pub path: CString,
+    /// What it is.
+    pub kind: DevKind,
+}
+
+/// What a [`DevEntry`] is, and how the new `/dev` gets it.
+#[derive(Debug)]
+pub enum DevKind {
+    /// A character device or a socket: a bind mount of the original node.
+    Node,
+    /// A file system mounted there (`pts`, `shm`, `mqueue`): a recursive bind mount;
+    /// `devices` says whether device nodes in it may be opened (`devpts` only).
+    Mount {
+        /// Device nodes stay usable (no `nodev`).
+        devices: bool,
+    },
+    /// A directory to create (`net`).
+    Dir,
+    /// A symbolic link to make again, with this target.
+    Symlink(CString),
+}
+
+/// What a sandbox that runs as root does before it drops its capabilities: a private mount
+/// namespace (propagation slave) where the kernel's tunables, the files the broker trusts and
+/// the device nodes are out of its reach. Built before the fork ([`crate::root`] finds the
+/// paths); applied with raw system calls only.
+#[derive(Debug)]
+pub struct RootPlan {
+    /// Made mount points of their own (bind mounts on themselves), so that they cannot be
+    /// renamed away from under the read-only files they hold; shallowest first.
+    pinned: Vec<CString>,
+    /// Bind-mounted read-only, recursively.
+    read_only: Vec<CString>,
+    /// The new `/dev`, in order (a directory before what it holds).
+    dev: Vec<DevEntry>,
+    /// The working directory, looked up again once the mounts are in place.
+    cwd: CString,
+}
+
+impl RootPlan {
+    /// A plan from its parts (see the fields); `dev` has at most [`MAX_DEV_ENTRIES`] entries.
+    pub fn new(
+        pinned: Vec<CString>,
+        read_only: Vec<CString>,
+        dev: Vec<DevEntry>,
+        cwd: CString,
+    ) -> io::Result<RootPlan> {
+        if dev.len() > MAX_DEV_ENTRIES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many /dev entries for a root sandbox",
+            ));
+        }
+        Ok(RootPlan {
+            pinned,
+            read_only,
+            dev,
+            cwd,
+        })
+    }
+
+    /// Applies the plan to the calling thread: `unshare(CLONE_NEWNS)`, every mount made a
+    /// slave (nothing propagates back to the host), the pinned directories, the read-only
+    /// binds, `nodev` on every mount, a fresh `/dev` (a small tmpfs, `nosuid`, `noexec`) with
+    /// only the plan's entries, and the working directory again. Returns the errno of the
+    /// first step that fails.
+    ///
+    /// # Safety
+    /// Raw system calls on memory of the plan only, no allocation, no lock: safe in a freshly
+    /// forked child.
+    unsafe fn apply(&self) -> Result<(), i32> {
+        let errno = || {
+            // SAFETY: __errno_location returns this thread's errno slot.
+            unsafe { *libc::__errno_location() }
+        };
+        let null = std::ptr::null::<libc::c_char>();
+        let setattr = |path: *const libc::c_char, flags: libc::c_uint, set: u64, clr: u64| {
+            let attr = MountAttr {
+                attr_set: set,
+                attr_clr: clr,
+                propagation: 0,
+                userns_fd: 0,
+            };
+            // SAFETY: a live path and a live attribute struct of the size given.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    path,
+                    flags,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                )
+            };
+            if r != 0 {
+                Err(errno())
+            } else {
+                Ok(())
+            }
+        };
+        let bind = |path: &CString, flags: libc::c_ulong| {
+            // SAFETY: live C strings; a bind mount of a path onto itself.
+            let r = unsafe {
+                libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    null,
+                    libc::MS_BIND | flags,
+                    null.cast(),
+                )
+            };
+            if r != 0 {
+                Err(errno())
+            } else {
+                Ok(())
+            }
+        };
+        let mut clones = [-1 as RawFd; MAX_DEV_ENTRIES];
+        let close_all = |clones: &[RawFd; MAX_DEV_ENTRIES]| {
+            for &fd in clones.iter().filter(|&&fd| fd >= 0) {
+                // SAFETY: closes an fd this function opened.
+                unsafe { libc::close(fd) };
+            }
+        };
+        // SAFETY: raw system calls on live C strings of the plan and on locals.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(errno());
+            }
+            let root = c"/".as_ptr();
+            if libc::mount(null, root, null, libc::MS_REC | libc::MS_SLAVE, null.cast()) != 0 {
+                return Err(errno());
+            }
+            // Detached copies of what the new /dev takes, before anything changes: their
+            // flags are the host's (device nodes usable).
+            for (i, entry) in self.dev.iter().enumerate() {
+                let recursive = match entry.kind {
+                    DevKind::Node => 0,
+                    DevKind::Mount { .. } => AT_RECURSIVE,
+                    DevKind::Dir | DevKind::Symlink(_) => continue,
+                };
+                let fd = libc::syscall(
+                    libc::SYS_open_tree,
+                    libc::AT_FDCWD,
+                    entry.path.as_ptr(),
+                    OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive,
+                );
+                if fd < 0 {
+                    let e = errno();
+                    close_all(&clones);
+                    return Err(e);
+                }
+                clones[i] = fd as RawFd;
+            }
+            let steps = (|| {
+                for path in &self.pinned {
+                    bind(path, libc::MS_REC)?;
+                }
+                for path in &self.read_only {
+                    bind(path, libc::MS_REC)?;
+                    setattr(path.as_ptr(), AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)?;
+                }
+                // No device node anywhere, except those the new /dev brings back.
+                setattr(root, AT_RECURSIVE, MOUNT_ATTR_NODEV, 0)?;
+                let dev = c"/dev".as_ptr();
+                let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+                let data = c"mode=0755,size=1m,nr_inodes=256".as_ptr();
+                if libc::mount(
+                    c"tmpfs".as_ptr(),
+                    dev,
+                    c"tmpfs".as_ptr(),
+                    flags,
+                    data.cast(),
+                ) != 0
+                {
+                    return Err(errno());
+                }
+                for (i, entry) in self.dev.iter().enumerate() {
+                    let path = entry.path.as_ptr();
+                    match &entry.kind {
+                        DevKind::Dir => {
+                            if libc::mkdir(path, 0o755) != 0 {
+                                return Err(errno());
+                            }
+                            continue;
+                        }
+                        DevKind::Symlink(target) => {
+                            if libc::symlink(target.as_ptr(), path) != 0 {
+                                return Err(errno());
+                            }
+                            continue;
+                        }
+                        DevKind::Node => {
+                            let fd = libc::open(
+                                path,
+                                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                                0o600,
+                            );
+                            if fd < 0 {
+                                return Err(errno());
+                            }
+                            libc::close(fd);
+                        }
+                        DevKind::Mount { .. } => {
+                            if libc::mkdir(path, 0o755) != 0 {
+                                return Err(errno());
+                            }
+                        }
+                    }
+                    let moved = libc::syscall(
+                        libc::SYS_move_mount,
+                        clones[i],
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        path,
+                        MOVE_MOUNT_F_EMPTY_PATH,
+                    );
+                    if moved != 0 {
+                        return Err(errno());
+                    }
+                    if let DevKind::Mount { devices: false } = entry.kind {
+                        setattr(path, AT_RECURSIVE, MOUNT_ATTR_NODEV, 0)?;
+                    }
+                }
+                // Nothing new in /dev either: no file, no link, no directory.
+                setattr(
+                    dev,
+                    0,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                    0,
+                )?;
+                // A working directory inside a pinned directory still refers to the mount
+                // underneath, where relative paths would miss the read-only binds.
+                if libc::chdir(self.cwd.as_ptr()) != 0 && libc::chdir(root) != 0 {
+                    return Err(errno());
+                }
+                Ok(())
+            })();
+            close_all(&clones);
+            steps
+        }
     }
 }
 
@@ -885,6 +1267,18 @@ mod tests {
             assert_ne!(all & (1 << cap), 0);
         }
         let mask = dropped_capability_mask(&[13, 10]);
+        for (cap, name) in [
+            (27, "CAP_MKNOD"),
+            (22, "CAP_SYS_BOOT"),
+            (40, "CAP_CHECKPOINT_RESTORE"),
+        ] {
+            assert!(DROPPED_CAPABILITIES.contains(&(cap, name)), "{name}");
+            assert_ne!(mask & (1 << cap), 0, "{name} kept");
+        }
+        // What ordinary programs need stays: CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID.
+        for cap in [0, 1, 3, 5, 6, 7] {
+            assert_eq!(all & (1 << cap), 0, "capability {cap} dropped");
+        }
         assert_eq!(mask, all & !(1 << 13) & !(1 << 10));
         assert_eq!(
             dropped_capability_mask(&[5]),

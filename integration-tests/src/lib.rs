@@ -603,7 +603,7 @@ pub fn confined_cmd(policy: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(netjail_bin());
     // A broker named in the environment would take the place of the embedded one.
     cmd.env_remove("NETJAIL_BROKER")
-        .args(["run", "--policy", policy, "--"])
+        .args(["run", "--allow-root", "--policy", policy, "--"])
         .args(args);
     cmd
 }
@@ -618,7 +618,7 @@ pub fn confined(policy: &str, args: &[&str]) -> Outcome {
 /// [`Broker`].
 pub fn confined_with_broker_cmd(broker: &Broker, policy: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(netjail_bin());
-    cmd.arg("run")
+    cmd.args(["run", "--allow-root"])
         .arg("--broker")
         .arg(broker.socket())
         .args(["--no-embedded", "--policy", policy, "--"])

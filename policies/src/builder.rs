@@ -24,6 +24,7 @@ impl Policy {
             keep_capabilities: Vec::new(),
             ioctl: IoctlMode::default(),
             namespaces: Vec::new(),
+            allow_unsafe_sockopts: Vec::new(),
             scm_rights: true,
             fcntl_setown: true,
             source_cmsgs: false,
@@ -104,7 +105,8 @@ impl Policy {
 ///
 /// [`PolicyBuilder::build`] reports the first mistake, as the parser does, checking in the
 /// order in which [`Policy::to_toml`] prints the keys: `name`, `ask_timeout`,
-/// `ask_fallback`, `jail_address`, `keep_capabilities`, `namespaces`, `sockets.allow`,
+/// `ask_fallback`, `jail_address`, `keep_capabilities`, `namespaces`,
+/// `allow_unsafe_sockopts`, `sockets.allow`,
 /// `sockets.refuse`, then
 /// the `[[deny]]`, `[[allow]]` and `[[ask]]` tables in the order they were added (in each
 /// its `errno`, then its `connect`, `send`, `bind` and `unix` entries, then that it has
@@ -123,6 +125,7 @@ pub struct PolicyBuilder {
     keep_capabilities: Vec<String>,
     ioctl: IoctlMode,
     namespaces: Vec<String>,
+    allow_unsafe_sockopts: Vec<String>,
     scm_rights: bool,
     fcntl_setown: bool,
     source_cmsgs: bool,
@@ -207,6 +210,18 @@ impl PolicyBuilder {
     /// `namespaces` entries: `"net"`, `"user"`, the new namespaces the sandbox may create.
     pub fn namespaces<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.namespaces.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// `allow_unsafe_sockopts` entries: names from [`crate::UNSAFE_SOCKOPTS`]
+    /// (`"IP_MULTICAST_IF"`), the socket options the filter otherwise refuses; a name given
+    /// twice is kept once.
+    pub fn allow_unsafe_sockopts<S: Into<String>>(
+        mut self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.allow_unsafe_sockopts
+            .extend(names.into_iter().map(Into::into));
         self
     }
 
@@ -337,6 +352,10 @@ impl PolicyBuilder {
             parse::grant_namespace(text, &mut confine)
                 .map_err(here.at(format!("namespaces[{i}]"), Some(text)))?;
         }
+        for (i, text) in self.allow_unsafe_sockopts.iter().enumerate() {
+            parse::allow_unsafe_sockopt(text, &mut confine)
+                .map_err(here.at(format!("allow_unsafe_sockopts[{i}]"), Some(text)))?;
+        }
         let sockets = match &self.sockets {
             None => sockets::default_list(),
             Some(entries) => entries
@@ -357,6 +376,8 @@ impl PolicyBuilder {
         let allow = rules(&self.allow, "allow", &here)?;
         let ask = rules(&self.ask, "ask", &here)?;
         // Last, as in the parser.
+        parse::check_unsafe_sockopts(&confine, self.jail_address.is_some())
+            .map_err(here.at("allow_unsafe_sockopts", None))?;
         parse::check_source_cmsgs(&confine, self.jail_address.is_some())
             .map_err(here.at("source_cmsgs", None))?;
         Ok(Policy {

@@ -15,6 +15,72 @@ pub const NETWORK_CAPABILITIES: &[(&str, u32)] = &[
     ("CAP_SYS_ADMIN", 21),
 ];
 
+/// Socket options (and, for `SO_ZEROCOPY`, the send flag `MSG_ZEROCOPY`) that route a
+/// packet, pick an interface, change a socket's family, hand the kernel memory to transmit
+/// later, or set up SCTP associations and addresses without a `connect` or `bind`. The filter
+/// refuses each one (`EPERM`, `setsockopt` and `getsockopt` alike, level and name compared on
+/// 32 bits) unless the policy names it in `allow_unsafe_sockopts`. Each entry is the name a
+/// policy uses and the `(level, optname)` pairs it covers: the kernel's other spellings of the
+/// same effect go with it (`IPV6_RTHDRDSTOPTS` with `IPV6_DSTOPTS`). The RFC 2292 numbers
+/// `IPV6_2292RTHDR`, `IPV6_2292HOPOPTS` and `IPV6_2292DSTOPTS` are receive flags for
+/// `setsockopt` (the sticky headers of that API are set through `IPV6_2292PKTOPTIONS`), and
+/// the broker refuses them as control messages unless `source_cmsgs` is set.
+///
+/// - `IP_OPTIONS`: IPv4 options, among them loose and strict source routes (LSRR, SSRR),
+///   which send the packet to a first hop no policy decided.
+/// - `IPV6_RTHDR`, `IPV6_HOPOPTS`, `IPV6_DSTOPTS` (with `IPV6_RTHDRDSTOPTS`),
+///   `IPV6_2292PKTOPTIONS`, `IPV6_NEXTHOP`: sticky IPv6 extension headers (a segment routing
+///   header routes like a source route; a home-address destination option changes the
+///   source), and the RFC 2292 option block that sets all of them and a next hop at once.
+/// - `IP_UNICAST_IF`, `IPV6_UNICAST_IF`, `IP_MULTICAST_IF`, `IPV6_MULTICAST_IF`,
+///   `IPV6_PKTINFO` (sticky: an interface index and a source address for every send): the
+///   egress interface, as `SO_BINDTOIFINDEX` (always refused) chooses it.
+/// - `IPV6_ADDRFORM`: turns an IPv6 socket into an IPv4 one, past an inet6-only `[sockets]`
+///   list.
+/// - `SO_ZEROCOPY`: transmission from the sender's pages after the call returned; also
+///   allows `MSG_ZEROCOPY` in the flags of `sendto`, `sendmsg` and `sendmmsg` that stay in
+///   the kernel. The broker never sends with `MSG_ZEROCOPY`: its copy of the data would be on
+///   the wire after it reused the memory.
+/// - `SCTP_SOCKOPT_BINDX` (`_ADD`, `_REM`), `SCTP_SOCKOPT_CONNECTX` (`_OLD`, `3`): SCTP
+///   binds and connects to lists of addresses, which the broker does not see.
+pub const UNSAFE_SOCKOPTS: &[(&str, &[(i32, i32)])] = &[
+    ("IP_OPTIONS", &[(libc::SOL_IP, libc::IP_OPTIONS)]),
+    ("IP_UNICAST_IF", &[(libc::SOL_IP, 50)]),
+    ("IP_MULTICAST_IF", &[(libc::SOL_IP, libc::IP_MULTICAST_IF)]),
+    ("IPV6_RTHDR", &[(libc::SOL_IPV6, 57)]),
+    ("IPV6_HOPOPTS", &[(libc::SOL_IPV6, 54)]),
+    (
+        "IPV6_DSTOPTS",
+        &[(libc::SOL_IPV6, 59), (libc::SOL_IPV6, 55)],
+    ),
+    ("IPV6_2292PKTOPTIONS", &[(libc::SOL_IPV6, 6)]),
+    ("IPV6_NEXTHOP", &[(libc::SOL_IPV6, 9)]),
+    ("IPV6_PKTINFO", &[(libc::SOL_IPV6, 50)]),
+    ("IPV6_UNICAST_IF", &[(libc::SOL_IPV6, 76)]),
+    (
+        "IPV6_MULTICAST_IF",
+        &[(libc::SOL_IPV6, libc::IPV6_MULTICAST_IF)],
+    ),
+    ("IPV6_ADDRFORM", &[(libc::SOL_IPV6, 1)]),
+    ("SO_ZEROCOPY", &[(libc::SOL_SOCKET, 60)]),
+    ("SCTP_SOCKOPT_BINDX", &[(SOL_SCTP, 100), (SOL_SCTP, 101)]),
+    (
+        "SCTP_SOCKOPT_CONNECTX",
+        &[(SOL_SCTP, 107), (SOL_SCTP, 110), (SOL_SCTP, 111)],
+    ),
+];
+
+/// The names of [`UNSAFE_SOCKOPTS`] that choose the source address of what is sent (a sticky
+/// source, or a home-address option), refused together with a jail address as
+/// `source_cmsgs` is.
+pub const SOURCE_SOCKOPTS: &[&str] = &["IPV6_PKTINFO", "IPV6_2292PKTOPTIONS", "IPV6_DSTOPTS"];
+
+/// `SOL_SCTP` (= `IPPROTO_SCTP`).
+const SOL_SCTP: i32 = 132;
+
+/// The name of [`UNSAFE_SOCKOPTS`] that allows `MSG_ZEROCOPY` in send flags too.
+pub const ZEROCOPY: &str = "SO_ZEROCOPY";
+
 /// Which `ioctl` requests the sandbox may make (rule J6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoctlMode {
@@ -62,6 +128,8 @@ pub struct Confinement {
     pub(crate) fcntl_setown: bool,
     pub(crate) source_cmsgs: bool,
     pub(crate) landlock: LandlockMode,
+    /// Names from [`UNSAFE_SOCKOPTS`], in file order, without duplicates.
+    pub(crate) allow_unsafe_sockopts: Vec<&'static str>,
 }
 
 impl Default for Confinement {
@@ -76,6 +144,7 @@ impl Default for Confinement {
             fcntl_setown: true,
             source_cmsgs: false,
             landlock: LandlockMode::BestEffort,
+            allow_unsafe_sockopts: Vec::new(),
         }
     }
 }
@@ -132,6 +201,24 @@ impl Confinement {
     pub fn landlock(&self) -> LandlockMode {
         self.landlock
     }
+
+    /// The names of [`UNSAFE_SOCKOPTS`] the policy allows (`allow_unsafe_sockopts`).
+    pub fn allow_unsafe_sockopts(&self) -> &[&'static str] {
+        &self.allow_unsafe_sockopts
+    }
+
+    /// Whether the policy allows the option group `name` of [`UNSAFE_SOCKOPTS`].
+    pub fn allows_unsafe_sockopt(&self, name: &str) -> bool {
+        self.allow_unsafe_sockopts.contains(&name)
+    }
+}
+
+/// The entry of [`UNSAFE_SOCKOPTS`] named `name`.
+pub(crate) fn unsafe_sockopt(name: &str) -> Option<&'static str> {
+    UNSAFE_SOCKOPTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, _)| *n)
 }
 
 /// The number of a capability name from [`NETWORK_CAPABILITIES`].

@@ -87,6 +87,11 @@ fn confinement(out: &mut String, p: &Policy) {
     let _ = writeln!(out, "scm_rights = {}", c.scm_rights);
     let _ = writeln!(out, "fcntl_setown = {}", c.fcntl_setown);
     let _ = writeln!(out, "source_cmsgs = {}", c.source_cmsgs);
+    // Printed only when it names something: most policies never do.
+    if !c.allow_unsafe_sockopts.is_empty() {
+        out.push_str("allow_unsafe_sockopts = ");
+        list(out, &c.allow_unsafe_sockopts);
+    }
     out.push_str(match c.landlock {
         LandlockMode::BestEffort => "landlock = \"best-effort\"\n",
         LandlockMode::Required => "landlock = \"required\"\n",

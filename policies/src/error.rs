@@ -176,6 +176,14 @@ pub enum PolicyErrorKind {
     /// `landlock` is not one of the modes.
     #[error("unknown landlock mode `{0}`; expected \"best-effort\", \"required\" or \"off\"")]
     UnknownLandlockMode(String),
+    /// An `allow_unsafe_sockopts` entry that names no option netjail refuses.
+    #[error("unknown socket option `{found}` in `allow_unsafe_sockopts`; expected one of {list}{hint}", list = crate::confine::UNSAFE_SOCKOPTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "), hint = did_you_mean(*.suggestion))]
+    UnknownUnsafeSockopt {
+        /// The name as written.
+        found: String,
+        /// The name it probably means, if any.
+        suggestion: Option<&'static str>,
+    },
     /// A `namespaces` entry other than net and user.
     #[error("unknown namespace `{0}`; expected \"net\" or \"user\"")]
     UnknownNamespace(String),
@@ -189,6 +197,10 @@ pub enum PolicyErrorKind {
     /// leave.
     #[error("`source_cmsgs = true` would let the sandbox choose a source other than its jail address; remove one of them")]
     SourceCmsgsWithJail,
+    /// `allow_unsafe_sockopts` names an option that chooses the source, together with a jail
+    /// address, which it would let the sandbox leave.
+    #[error("`allow_unsafe_sockopts` names {0}, which would let the sandbox choose a source other than its jail address; remove one of them")]
+    UnsafeSockoptWithJail(&'static str),
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
     #[error("socket entry `{0}` is not FAMILY:TYPE or FAMILY:TYPE:PROTOCOL (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\")")]
     BadSocketEntry(String),

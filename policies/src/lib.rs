@@ -96,7 +96,10 @@ pub use builder::{AllowTable, DenyTable, PolicyBuilder, TableBuilder};
 pub use builtin::{builtin, builtin_names};
 pub use check::{EntryAt, Finding, FindingKind};
 pub use compose::{no_files, ParentLoader, MAX_EXTENDS_DEPTH, SET_ORIGIN};
-pub use confine::{Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES};
+pub use confine::{
+    Confinement, IoctlMode, LandlockMode, NamespaceGrant, NETWORK_CAPABILITIES, UNSAFE_SOCKOPTS,
+    ZEROCOPY,
+};
 pub use duration::{format_duration, parse_duration, MAX_DURATION};
 pub use error::{BuilderKey, PolicyError, PolicyErrorKind};
 pub use glob::{escape_unix_abstract, escape_unix_path};

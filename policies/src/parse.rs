@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "fcntl_setown",
     "source_cmsgs",
     "landlock",
+    "allow_unsafe_sockopts",
     "limits",
     "extends",
 ];
@@ -106,6 +107,8 @@ pub(crate) struct Layer {
     pub(crate) extends: Option<Extends>,
     /// The `source_cmsgs` key, when given: checked against the composed jail address.
     pub(crate) source_cmsgs_at: Option<Pos>,
+    /// The `allow_unsafe_sockopts` key, when given: checked against the composed jail address.
+    pub(crate) unsafe_sockopts_at: Option<Pos>,
     /// Whether a `jail_address` key was given (even an empty list).
     pub(crate) jail_given: bool,
     pub(crate) deny_pos: Vec<TablePos>,
@@ -142,6 +145,10 @@ impl Layer {
                 "fcntl_setown" => c.confine.fcntl_setown = child.confine.fcntl_setown,
                 "source_cmsgs" => c.confine.source_cmsgs = child.confine.source_cmsgs,
                 "landlock" => c.confine.landlock = child.confine.landlock,
+                "allow_unsafe_sockopts" => c
+                    .confine
+                    .allow_unsafe_sockopts
+                    .clone_from(&child.confine.allow_unsafe_sockopts),
                 key => {
                     if let Some(name) = key.strip_prefix("limits.") {
                         if let (Some(to), Some(from)) =
@@ -165,6 +172,9 @@ impl Layer {
         // Whether the child named itself (a parent's name never stands for it).
         out.name_given = self.name_given;
         out.jail_given |= self.jail_given;
+        if self.unsafe_sockopts_at.is_some() {
+            out.unsafe_sockopts_at = self.unsafe_sockopts_at;
+        }
         if self.source_cmsgs_at.is_some() {
             out.source_cmsgs_at = self.source_cmsgs_at;
         }
@@ -174,6 +184,10 @@ impl Layer {
 
     /// The checks that need the whole policy, once every layer is in.
     pub(crate) fn finish(self) -> Result<(Policy, [Vec<TablePos>; 3]), PolicyError> {
+        if let Some(at) = &self.unsafe_sockopts_at {
+            check_unsafe_sockopts(&self.policy.confine, self.jail_given)
+                .map_err(|k| at.error(k))?;
+        }
         if let Some(at) = &self.source_cmsgs_at {
             check_source_cmsgs(&self.policy.confine, self.jail_given).map_err(|k| at.error(k))?;
         }
@@ -209,6 +223,7 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
         name_given: false,
         extends: None,
         source_cmsgs_at: None,
+        unsafe_sockopts_at: None,
         jail_given: false,
         deny_pos: Vec::new(),
         allow_pos: Vec::new(),
@@ -320,6 +335,13 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                     grant_namespace(&s, confine).map_err(|k| src.error(span, k))?;
                 }
                 "namespaces"
+            }
+            "allow_unsafe_sockopts" => {
+                layer.unsafe_sockopts_at = Some(Pos::at(&src, &value.span()));
+                for (s, span) in strings(&src, "allow_unsafe_sockopts", value)? {
+                    allow_unsafe_sockopt(&s, confine).map_err(|k| src.error(span, k))?;
+                }
+                "allow_unsafe_sockopts"
             }
             "scm_rights" => {
                 confine.scm_rights = boolean(&src, "scm_rights", value)?;
@@ -437,6 +459,25 @@ pub(crate) fn keep_capability(
     Ok(())
 }
 
+/// One `allow_unsafe_sockopts` entry: a name of [`confine::UNSAFE_SOCKOPTS`]; a name given
+/// twice is kept once.
+pub(crate) fn allow_unsafe_sockopt(
+    text: &str,
+    confine: &mut Confinement,
+) -> Result<(), PolicyErrorKind> {
+    let Some(name) = confine::unsafe_sockopt(text) else {
+        let known: Vec<&'static str> = confine::UNSAFE_SOCKOPTS.iter().map(|(n, _)| *n).collect();
+        return Err(PolicyErrorKind::UnknownUnsafeSockopt {
+            found: text.to_owned(),
+            suggestion: suggest(text, &known),
+        });
+    };
+    if !confine.allow_unsafe_sockopts.contains(&name) {
+        confine.allow_unsafe_sockopts.push(name);
+    }
+    Ok(())
+}
+
 /// One `namespaces` entry: `net` or `user`.
 pub(crate) fn grant_namespace(
     text: &str,
@@ -460,6 +501,26 @@ pub(crate) fn check_source_cmsgs(
         return Err(PolicyErrorKind::SourceCmsgsWithJail);
     }
     Ok(())
+}
+
+/// `allow_unsafe_sockopts` naming an option that chooses the source address
+/// ([`confine::SOURCE_SOCKOPTS`]) is refused when the policy has a `jail_address` key, as
+/// `source_cmsgs` is.
+pub(crate) fn check_unsafe_sockopts(
+    confine: &Confinement,
+    jail_given: bool,
+) -> Result<(), PolicyErrorKind> {
+    if !jail_given {
+        return Ok(());
+    }
+    match confine
+        .allow_unsafe_sockopts
+        .iter()
+        .find(|n| confine::SOURCE_SOCKOPTS.contains(n))
+    {
+        Some(name) => Err(PolicyErrorKind::UnsafeSockoptWithJail(name)),
+        None => Ok(()),
+    }
 }
 
 /// The `errno` of a `[[deny]]` table.

@@ -127,6 +127,19 @@ fn unknown_capability() {
 }
 
 #[test]
+fn unknown_unsafe_sockopt() {
+    at(
+        b().allow_unsafe_sockopts(["SO_ZEROCOPY", "SO_BINDTODEVICE"]),
+        "allow_unsafe_sockopts[1]",
+        Some("SO_BINDTODEVICE"),
+        K::UnknownUnsafeSockopt {
+            found: "SO_BINDTODEVICE".to_owned(),
+            suggestion: None,
+        },
+    );
+}
+
+#[test]
 fn unknown_namespace() {
     at(
         b().namespaces(["user", "pid"]),
@@ -446,6 +459,8 @@ fn confinement_built_in_code_is_equal() {
         .namespaces(["user"])
         .scm_rights(false)
         .fcntl_setown(false)
+        .allow_unsafe_sockopts(["IPV6_MULTICAST_IF", "IP_MULTICAST_IF"])
+        .allow_unsafe_sockopts(["IPV6_MULTICAST_IF"])
         .landlock(LandlockMode::Required)
         .build()
         .unwrap();
@@ -458,6 +473,7 @@ fn confinement_built_in_code_is_equal() {
         namespaces = ["net", "user"]
         scm_rights = false
         fcntl_setown = false
+        allow_unsafe_sockopts = ["IPV6_MULTICAST_IF", "IP_MULTICAST_IF"]
         landlock = "required"
         "#,
         "c",
@@ -465,6 +481,12 @@ fn confinement_built_in_code_is_equal() {
     .unwrap();
     assert_eq!(built, parsed);
     assert_eq!(built.confinement().keep_capabilities(), &[10, 13]);
+    assert_eq!(
+        built.confinement().allow_unsafe_sockopts(),
+        &["IPV6_MULTICAST_IF", "IP_MULTICAST_IF"]
+    );
+    let again = Policy::from_toml(&built.to_toml(), "shown").unwrap();
+    assert_eq!(again, built);
     let other = Policy::builder("c")
         .source_cmsgs(true)
         .landlock(LandlockMode::Off)

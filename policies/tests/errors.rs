@@ -206,6 +206,30 @@ fn confinement_key_errors() {
         },
     );
     at(
+        "name = \"x\"\nallow_unsafe_sockopts = [\"IP_MULTICAST_IF\", \"IP_MULTICAST_FI\"]\n",
+        2,
+        45,
+        K::UnknownUnsafeSockopt {
+            found: "IP_MULTICAST_FI".into(),
+            suggestion: Some("IP_MULTICAST_IF"),
+        },
+    );
+    at(
+        "name = \"x\"\njail_address = \"127.0.0.2\"\nallow_unsafe_sockopts = [\"IPV6_PKTINFO\"]\n",
+        3,
+        25,
+        K::UnsafeSockoptWithJail("IPV6_PKTINFO"),
+    );
+    at(
+        "name = \"x\"\nallow_unsafe_sockopt = []\n",
+        2,
+        1,
+        K::UnknownKey {
+            key: "allow_unsafe_sockopt".into(),
+            suggestion: Some("allow_unsafe_sockopts"),
+        },
+    );
+    at(
         "name = \"x\"\nkeep_capabilites = []\n",
         2,
         1,

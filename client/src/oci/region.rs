@@ -170,12 +170,15 @@ pub(super) fn is_universe(region: &[Cube]) -> bool {
     region_minus(vec![UNIVERSE], region).is_empty()
 }
 
-/// Joins cubes that differ in one bit of one block, until none do: fewer, wider rules.
+/// Joins cubes that differ in one bit of one block, until none do: fewer, wider rules. The
+/// cubes are tried in a fixed order, so that the same region always gives the same rules.
 pub(super) fn coalesce(region: Vec<Cube>) -> Vec<Cube> {
     let mut set: HashSet<Cube> = region.into_iter().collect();
     loop {
         let mut joined = None;
-        'search: for c in &set {
+        let mut order: Vec<Cube> = set.iter().copied().collect();
+        order.sort_by_key(|c| c.map(|b| (b.mask, b.value)));
+        'search: for c in &order {
             for i in 0..6 {
                 let mut bits = c[i].mask;
                 while bits != 0 {

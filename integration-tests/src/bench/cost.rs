@@ -716,7 +716,7 @@ impl Bench<'_> {
             return cmd;
         }
         let mut cmd = Command::new(&self.o.netjail);
-        cmd.args(["--log-format", "json", "run", "--policy"])
+        cmd.args(["--log-format", "json", "run", "--allow-root", "--policy"])
             .arg(&self.policy.0)
             .arg("--broker")
             .arg(&self.no_broker)

@@ -257,6 +257,7 @@ impl Bench<'_> {
             &self.plain
         };
         let child = Sandbox::builder()
+            .allow_root(true)
             .policy(policy?)
             .broker(broker.broker().clone())
             .name(variant.sandbox_name())

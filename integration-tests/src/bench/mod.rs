@@ -357,7 +357,7 @@ impl Bench<'_> {
         };
         let confined = |port: u16| {
             let mut cmd = Command::new(&self.options.netjail);
-            cmd.arg("run")
+            cmd.args(["run", "--allow-root"])
                 .arg("--policy")
                 .arg(&self.policy.0)
                 .arg("--")

@@ -266,7 +266,7 @@ impl OwnBroker {
     /// `netjail run --broker SOCK --no-embedded --policy P --name NAME -- nj-bench --child ...`.
     pub(super) fn confined(&self, name: &str, child_args: &[String]) -> Command {
         let mut cmd = Command::new(&self.netjail);
-        cmd.arg("run")
+        cmd.args(["run", "--allow-root"])
             .arg("--broker")
             .arg(&self.socket)
             .arg("--no-embedded")
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(
             words(&cmd),
             format!(
-                "/x/netjail run --broker {d}/broker.sock --no-embedded --policy {d}/policy.toml \
+                "/x/netjail run --allow-root --broker {d}/broker.sock --no-embedded --policy {d}/policy.toml \
                  --name nj-bench-flooder -- /x/nj-bench --child flood 9"
             )
             .split(' ')

@@ -260,6 +260,7 @@ impl Bench {
     /// Spawns `cmd` in a new sandbox registered with the bench's broker.
     fn sandboxed(&self, name: String, cmd: Command) -> Result<SandboxedChild, String> {
         Sandbox::builder()
+            .allow_root(true)
             .policy_spec(self.own.policy.display().to_string())
             .broker(BrokerRef::Socket(self.own.socket.clone()))
             .name(name)

@@ -119,7 +119,9 @@ fn main() {
         let mut options = netjail_client::ConfineSelf::new(&policy)
             .broker(broker)
             .name("zygote")
-            .source(source);
+            .source(source)
+            // The tests run as root in CI: the zygote is a root sandbox there.
+            .allow_root(true);
         if let Some(t) = timeout {
             options = options.timeout(t);
         }

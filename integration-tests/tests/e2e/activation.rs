@@ -133,7 +133,7 @@ fn netjaild_serves_sockets_handed_over_and_leaves_them_in_place() {
     let confined = |port: &str| {
         run(
             Command::new(netjail_bin())
-                .args(["run", "--no-embedded", "--broker"])
+                .args(["run", "--allow-root", "--no-embedded", "--broker"])
                 .arg(&broker_sock)
                 .args(["--policy", policy.as_str(), "--"])
                 .args([probe(), "connect", "tcp", "127.0.0.1", port]),

@@ -428,6 +428,7 @@ fn i7_run_a_policy_that_extends_a_file() {
     let mut cmd = Command::new(netjail_bin());
     cmd.env_remove("NETJAIL_BROKER").args([
         "run",
+        "--allow-root",
         "--policy",
         child,
         "--set",

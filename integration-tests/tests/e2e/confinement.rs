@@ -529,7 +529,7 @@ fn s_d6_no_new_privs_setuid_gains_nothing() {
 fn run_no_embedded(sock: &Path, marker: &Path) -> Outcome {
     let mut cmd = Command::new(netjail_bin());
     cmd.env_remove("NETJAIL_BROKER")
-        .arg("run")
+        .args(["run", "--allow-root"])
         .arg("--broker")
         .arg(sock)
         .args([
@@ -903,6 +903,7 @@ fn s_n1_no_interface_creation_even_as_root() {
         "-n",
         netjail.as_ref(),
         "run",
+        "--allow-root",
         "--policy",
         policy.as_str(),
         "--",

@@ -486,7 +486,14 @@ fn s_l4_n1_listed_netlink_reads_but_cannot_configure() {
         out.describe()
     );
 
-    let mut read = vec![netjail, "run", "--policy", listed.as_str(), "--"];
+    let mut read = vec![
+        netjail,
+        "run",
+        "--allow-root",
+        "--policy",
+        listed.as_str(),
+        "--",
+    ];
     read.extend(show);
     let out = in_netns(&read);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
@@ -495,6 +502,7 @@ fn s_l4_n1_listed_netlink_reads_but_cannot_configure() {
     let mut write = vec![
         netjail,
         "run",
+        "--allow-root",
         "--policy",
         listed.as_str(),
         "--",
@@ -512,7 +520,14 @@ fn s_l4_n1_listed_netlink_reads_but_cannot_configure() {
     );
     assert!(!out.stdout.contains("mtu 1400"), "{}", out.describe());
 
-    let mut unlisted_read = vec![netjail, "run", "--policy", unlisted.as_str(), "--"];
+    let mut unlisted_read = vec![
+        netjail,
+        "run",
+        "--allow-root",
+        "--policy",
+        unlisted.as_str(),
+        "--",
+    ];
     unlisted_read.extend(show);
     let out = in_netns(&unlisted_read);
     assert_ne!(

@@ -38,6 +38,7 @@ impl OnDemand {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut child = Sandbox::builder()
+            .allow_root(true)
             .policy(policy)
             .broker(broker.broker().clone())
             .name(name)
@@ -364,7 +365,7 @@ fn the_embedded_broker_serves_its_own_socket() {
     let confined = |port: &str| {
         run(
             Command::new(netjail_integration_tests::netjail_bin())
-                .args(["run", "--no-embedded", "--broker"])
+                .args(["run", "--allow-root", "--no-embedded", "--broker"])
                 .arg(&socket)
                 .args(["--policy", policy.as_str(), "--"])
                 .args([probe(), "connect", "tcp", "127.0.0.1", port]),

@@ -403,6 +403,7 @@ fn a_library_child_outlives_a_killed_broker_through_the_fd_store() {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped());
         let mut child = netjail_client::sandbox::Sandbox::builder()
+            .allow_root(true)
             .policy_spec(policy.as_str())
             .broker(netjail_client::sandbox::BrokerRef::Socket(
                 m.path("broker.sock"),
@@ -578,7 +579,7 @@ fn a_stored_fd_that_is_not_a_listener_is_refused_and_netjaild_serves_on() {
     let policy = allow_connect_policy(&[format!("tcp://127.0.0.1:{}", allowed.port())]);
     let out = run(
         Command::new(netjail_bin())
-            .args(["run", "--no-embedded", "--broker"])
+            .args(["run", "--allow-root", "--no-embedded", "--broker"])
             .arg(m.path("broker.sock"))
             .args(["--policy", policy.as_str(), "--"])
             .args([probe(), "connect", "tcp", "127.0.0.1", &allowed.port_str()]),
@@ -624,6 +625,7 @@ fn sigterm_answers_the_call_in_progress_and_exits_0() {
         Command::new(netjail_bin())
             .args([
                 "run",
+                "--allow-root",
                 "--no-embedded",
                 "--reconnect-for",
                 "10ms",

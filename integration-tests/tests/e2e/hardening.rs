@@ -293,6 +293,7 @@ fn s_n1_interface_ioctls_refused_even_with_cap_net_admin() {
         let out = in_new_netns(&[
             netjail,
             "run",
+            "--allow-root",
             "--policy",
             policy,
             "--",

@@ -90,6 +90,7 @@ fn run_confined_ports(
             .arg(ports[1].to_string())
             .stdout(Stdio::piped());
         let child = Sandbox::builder()
+            .allow_root(true)
             .policy(policy)
             .broker(broker)
             .name(name)
@@ -204,6 +205,7 @@ fn stdio_pipes_reach_the_child() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = Sandbox::builder()
+        .allow_root(true)
         .policy_spec("deny-all")
         .broker(BrokerRef::Socket(broker.socket().to_path_buf()))
         .command(cmd)
@@ -241,6 +243,7 @@ fn killed_child_reports_the_signal() {
     let mut cmd = Command::new("sleep");
     cmd.arg("30");
     let mut child = Sandbox::builder()
+        .allow_root(true)
         .policy_spec("deny-all")
         .broker(BrokerRef::Socket(broker.socket().to_path_buf()))
         .command(cmd)
@@ -287,6 +290,7 @@ fn twenty_children_from_four_threads() {
                         let mut cmd = Command::new("/bin/sh");
                         cmd.args(["-c", &script]).stdout(Stdio::piped());
                         Sandbox::builder()
+                            .allow_root(true)
                             .policy(allow_port("none", 1))
                             .broker(BrokerRef::Socket(socket.clone()))
                             .name(format!("many-{t}-{i}"))
@@ -468,6 +472,7 @@ fn errors_child() {
     let spawn = |broker: BrokerRef, cmd: Command| {
         let _entered = rt.enter();
         Sandbox::builder()
+            .allow_root(true)
             .policy_spec("deny-all")
             .broker(broker)
             .command(cmd)

@@ -57,6 +57,8 @@ mod profiles;
 mod reload;
 mod restart;
 mod sec_identity;
+mod sec_options;
+mod sec_root;
 mod signals;
 
 /// The probe binary of this crate.

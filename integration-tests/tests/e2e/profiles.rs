@@ -48,7 +48,7 @@ fn jail_with(address: &str, extra: &str) -> TempPath {
 /// `netjail run --policy POLICY --set SET... -- ARGS...`.
 fn confined_set(policy: &str, sets: &[&str], args: &[&str]) -> Outcome {
     let mut cmd = std::process::Command::new(netjail_bin());
-    cmd.args(["run", "--policy", policy]);
+    cmd.args(["run", "--allow-root", "--policy", policy]);
     for set in sets {
         cmd.args(["--set", set]);
     }
@@ -75,7 +75,7 @@ fn assert_socket(out: &Outcome, spec: &str, want: &str) {
 /// `netjail run --policy POLICY -- ARGS...` as a plain argument list, for wrappers (`setpriv`,
 /// `unshare`, a python parent) that start netjail themselves.
 fn netjail_run<'a>(netjail: &'a str, policy: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![netjail, "run", "--policy", policy, "--"];
+    let mut v = vec![netjail, "run", "--allow-root", "--policy", policy, "--"];
     v.extend_from_slice(args);
     v
 }

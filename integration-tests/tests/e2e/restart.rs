@@ -271,7 +271,7 @@ fn s_m4_restart_no_successor_new_calls_fail_closed() {
     );
     let mut broker = Broker::start();
     let mut cmd = std::process::Command::new(netjail_bin());
-    cmd.arg("run")
+    cmd.args(["run", "--allow-root"])
         .arg("--broker")
         .arg(broker.socket())
         .args([
