@@ -194,8 +194,17 @@ pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -
         )
     })?;
     let mut status = 0;
-    // SAFETY: reaps the task just started; `status` is a live local.
-    cvt_long(unsafe { libc::waitpid(pid, &mut status, libc::__WCLONE) } as libc::c_long)?;
+    loop {
+        // SAFETY: reaps the task just started (it has exited: CLONE_VFORK); `status` is a
+        // live local.
+        match cvt_long(unsafe { libc::waitpid(pid, &mut status, libc::__WCLONE) } as libc::c_long) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     drop(stack);
     match task.result {
         n if n >= 0 => Ok(()),
