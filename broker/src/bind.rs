@@ -97,8 +97,12 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
                 return Step::Done(out.decided(None, "bad-address", reply));
             };
             let target = jail_translate(call, target, &mut addr);
+            let port = match &target {
+                Target::Inet { addr, .. } => addr.port(),
+                _ => 0,
+            };
             decide_and_perform(call, out, target, sock.as_fd(), kind, || {
-                perform(sock.as_fd(), &addr)
+                bind_inet(call, sock.as_fd(), &addr, port)
             })
         }
         _ => {
@@ -233,6 +237,47 @@ fn encode_inet(addr: SocketAddr, template: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// `CAP_NET_BIND_SERVICE`.
+const CAP_NET_BIND_SERVICE: u32 = 10;
+/// Rule J8's privileged ports: below this, only an entry naming the port grants a bind.
+const J8_FIRST_UNPRIVILEGED: u16 = 1024;
+
+/// Performs an allowed inet bind to `port` as the task the kernel must check. For a port
+/// below `net.ipv4.ip_unprivileged_port_start` of the socket's network namespace, the kernel
+/// wants `CAP_NET_BIND_SERVICE` of the task that binds (in the user namespace owning that
+/// network namespace), and checks nothing else of the task's credentials, so:
+///
+/// - port 0 (an ephemeral port) needs nothing: bound here;
+/// - a privileged port that an administrator's policy names (rule J8: an entry whose whole
+///   range lies below 1024, in a policy from the broker's directory or its owner, not kept
+///   `CAP_NET_BIND_SERVICE`) is bound here, with the broker's capability: the grant by name
+///   of invariant 3;
+/// - any other port is first bound here without `CAP_NET_BIND_SERVICE`, which succeeds exactly
+///   when the namespace's own threshold (L9) lets anyone bind it; when the kernel says
+///   `EACCES`, the bind is made again on a thread with the caller's ids and capabilities (none
+///   for a caller of another user namespace), so that the caller's own capability decides:
+///   `EACCES` as the caller's own bind would get. A client's policy keeping
+///   `CAP_NET_BIND_SERVICE` gives the sandbox nothing it does not hold (F13).
+fn bind_inet(call: &Call, sock: BorrowedFd<'_>, addr: &[u8], port: u16) -> Reply {
+    let named_grant = port < J8_FIRST_UNPRIVILEGED
+        && call.sandbox.source.is_administrators()
+        && !call
+            .policy
+            .confinement()
+            .keep_capabilities()
+            .contains(&CAP_NET_BIND_SERVICE);
+    if port == 0 || named_grant {
+        return perform(sock, addr);
+    }
+    match sys::without_capability(CAP_NET_BIND_SERVICE, || perform(sock, addr)) {
+        Ok(Reply::Errno(libc::EACCES)) => {}
+        Ok(reply) => return reply,
+        Err(e) => return Reply::Errno(errno_of(&e)),
+    }
+    as_thread(call.notif.pid, Become::Full, || perform(sock, addr))
+        .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 
 fn perform(sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {

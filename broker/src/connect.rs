@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
+use crate::caller::as_thread;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::sys::{self, Become, SocketKind};
@@ -106,7 +107,7 @@ pub(crate) fn decide(call: &Call) -> Step {
             let finish = move |call: &Call, out: Outcome| {
                 // Listed while it runs: stopped if the whole sandbox exits meanwhile.
                 let listed = call.sandbox.performing.list(sock.as_fd());
-                let reply = perform(call, sock.as_fd(), &addr);
+                let reply = perform_as_caller(call, sock.as_fd(), kind, &addr);
                 drop(listed);
                 limits::settle(slot, sock.as_fd(), kind, reply, true);
                 limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
@@ -137,8 +138,23 @@ fn may_wait_long(sock: BorrowedFd<'_>, kind: SocketKind, target: &Target) -> boo
     !sys::is_nonblocking(sock).unwrap_or(false)
 }
 
-/// Connects the broker's copy of the socket with the broker's copy of the address; a connect
-/// that blocks is interrupted once nobody waits for it (`reaper.rs`).
+/// [`perform`] on the thread whose identity the kernel checks for this family: an IP
+/// connect here (the kernel checks nothing of the task's credentials for it); any other
+/// (an abstract unix name, netlink, ...) on a thread that has taken the caller's ids, groups
+/// and capabilities, so that the peer records the caller's ids (`SO_PEERCRED`), and what the
+/// kernel grants by capability (a netlink connect to a group or another port) is the
+/// caller's to have.
+fn perform_as_caller(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind, addr: &[u8]) -> Reply {
+    if matches!(kind.family, libc::AF_INET | libc::AF_INET6) {
+        return perform(call, sock, addr);
+    }
+    as_thread(call.notif.pid, Become::Full, || perform(call, sock, addr))
+        .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
+}
+
+/// Connects the broker's copy of the socket with the broker's copy of the address, on the
+/// calling thread; a connect that blocks is interrupted once nobody waits for it
+/// (`reaper.rs`).
 fn perform(call: &Call, sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
     let _listed = reaper::blocking(call);
     match sys::connect_raw(sock, addr) {

@@ -374,16 +374,8 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        self.add(
-            name,
-            None,
-            pid,
-            policy,
-            PolicySource::Client,
-            listener,
-            None,
-        )
-        .map(|(id, _)| id)
+        self.add(name, None, pid, policy, PolicySource::Owner, listener, None)
+            .map(|(id, _)| id)
     }
 
     /// As [`Broker::register`], for a sandbox that `uid` registered on the registration
@@ -430,7 +422,7 @@ impl Broker {
             Some(container),
             pid,
             policy,
-            PolicySource::Client,
+            PolicySource::Owner,
             listener,
             None,
         )

@@ -39,7 +39,7 @@ impl Broker {
         let mut from_client = Vec::new();
         for s in sandboxes {
             match &s.source {
-                PolicySource::Client => from_client.push(s),
+                PolicySource::Client | PolicySource::Owner => from_client.push(s),
                 PolicySource::Directory { dir, name } => by_file
                     .entry((dir.clone(), name.clone()))
                     .or_default()

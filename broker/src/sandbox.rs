@@ -76,8 +76,13 @@ pub struct Sandbox {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PolicySource {
     /// The text the registering client sent: the broker never reads the client's files, so a
-    /// reload cannot read it again.
+    /// reload cannot read it again. Not an administrator's: it grants nothing of the
+    /// broker's own privilege (invariant 3).
     Client,
+    /// A policy the program that runs the broker handed it in its own process (the embedding
+    /// API; `netjail run`'s embedded broker): whoever owns the broker is its administrator.
+    /// A reload cannot read it again.
+    Owner,
     /// The policy `name` of the OCI agent's policies directory `dir` (or a built-in).
     Directory {
         /// The policies directory.
@@ -85,6 +90,15 @@ pub(crate) enum PolicySource {
         /// The policy's name there.
         name: String,
     },
+}
+
+impl PolicySource {
+    /// Whether an administrator of the broker chose the policy (its policies directory, a
+    /// built-in read there, or the broker's owner), so that a grant by name there may use the
+    /// broker's own privilege (rule J8, invariant 3). A policy a client sent never does.
+    pub(crate) fn is_administrators(&self) -> bool {
+        !matches!(self, PolicySource::Client)
+    }
 }
 
 /// The policy a sandbox's calls are decided by now.

@@ -7,16 +7,18 @@
 //! what is sent). What the broker sends it sends as the caller would:
 //!
 //! - `SCM_RIGHTS` carries the caller's descriptors (taken with `pidfd_getfd`), and only when
-//!   the policy allows passing descriptors (rule J5);
+//!   the policy allows passing descriptors (rule J5); they are limited by the caller's
+//!   in-flight limit and charged to its user, as its own send would be;
 //! - `SCM_CREDENTIALS` must name the caller's own process and ids, as the kernel would check
-//!   them for the caller (the broker's own privilege does not count); on a unix socket the
-//!   broker attaches the caller's credentials itself, so a receiver with `SO_PASSCRED` sees the
-//!   caller and not the broker;
+//!   them for the caller in its own user and pid namespaces (the broker's own privilege does
+//!   not count), and is sent translated to the broker's; on a unix socket the broker attaches
+//!   the caller's credentials itself, so a receiver with `SO_PASSCRED` sees the caller and
+//!   not the broker, and a broker that cannot (no `CAP_SYS_ADMIN`) refuses the send;
 //! - control messages that choose the source address or the route (`IP_PKTINFO`,
 //!   `IPV6_PKTINFO`, `IP_RETOPTS`, `IPV6_RTHDR`, the IPv6 option headers) are refused unless
-//!   the policy sets `source_cmsgs`, and any control message not known to be harmless is
-//!   refused (`SO_MARK` as a control message, say, needs a capability the broker has and the
-//!   sandbox has not);
+//!   the policy sets `source_cmsgs`, and are then sent with the caller's capabilities; any
+//!   control message not known to be harmless is refused (`SO_MARK` as a control message,
+//!   say, needs a capability the broker has and the sandbox has not);
 //! - on a stream socket the destination is ignored by the kernel, except with `MSG_FASTOPEN`,
 //!   which connects: that is decided as the connect it is.
 //!
@@ -31,7 +33,7 @@ use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bind::bind_jail_source;
 use crate::bounds::{self, Taken};
-use crate::caller::{as_thread, Caller};
+use crate::caller::{as_thread, nofile_limit, Caller};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
 use crate::sys::{self, Become, SocketKind};
@@ -507,10 +509,19 @@ fn bound_decision(
     }
 }
 
-/// [`deliver_here`] for the IP and unix families; for any other family (netlink, say) on a
-/// thread that has taken the caller's whole identity, capabilities included: such messages
-/// can ask the kernel for changes that it grants by the sender's capabilities, and the sender
-/// must be the sandbox, not the root broker.
+/// [`deliver_here`], on the thread whose identity the kernel checks for this send:
+///
+/// - an IP send without control messages that choose the source or the route: here (the
+///   kernel checks nothing of the sender's credentials for it);
+/// - an IP send with such control messages (`source_cmsgs`): on a thread with the caller's
+///   whole identity, so that the options the kernel grants only with `CAP_NET_RAW` need the
+///   caller's, never the broker's;
+/// - a unix send with `SCM_RIGHTS`: on a thread with the caller's real user id, which the
+///   kernel charges the descriptors in flight to (the broker keeps the capabilities that
+///   attach the caller's credentials);
+/// - any other unix send: here (the credentials are attached explicitly);
+/// - any other family (netlink, say): on a thread with the caller's whole identity, since
+///   such messages can ask for changes the kernel grants by the sender's capabilities.
 fn deliver(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -519,10 +530,22 @@ fn deliver(
     message: &Message,
     flags: i32,
 ) -> Sent {
-    if matches!(kind.family, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX) {
+    let has = |keys: &[(i32, i32)]| {
+        message
+            .control
+            .iter()
+            .any(|c| keys.contains(&(c.level, c.kind)))
+    };
+    let how = match kind.family {
+        libc::AF_INET | libc::AF_INET6 if !has(SOURCE_CMSGS) => None,
+        libc::AF_UNIX if !has(&[(libc::SOL_SOCKET, libc::SCM_RIGHTS)]) => None,
+        libc::AF_UNIX => Some(Become::Filesystem),
+        _ => Some(Become::Full),
+    };
+    let Some(how) = how else {
         return deliver_here(call, sock, kind, name, message, flags);
-    }
-    as_thread(call.notif.pid, Become::Full, || {
+    };
+    as_thread(call.notif.pid, how, || {
         deliver_here(call, sock, kind, name, message, flags)
     })
     .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
@@ -693,6 +716,7 @@ fn control(
     let mut caller: Option<Caller> = None;
     let mut creds_given = false;
     let mut passed = 0;
+    let mut rights_given = Vec::new();
     for c in given {
         match (c.level, c.kind) {
             (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
@@ -724,29 +748,27 @@ fn control(
                     data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
                     held.fds.push(copy);
                 }
-                out.push(Cmsg {
+                let rights = Cmsg {
                     level: c.level,
                     kind: c.kind,
                     data,
-                });
+                };
+                rights_given.push(rights.clone());
+                out.push(rights);
             }
             (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
                 let claimed = msg::ucred(&c.data).map_err(|e| (e, "bad-control"))?;
                 let who = caller_of(call, &mut caller)?;
-                if !who.may_claim(claimed.pid, claimed.uid, claimed.gid) {
-                    return Err((libc::EPERM, "credentials"));
-                }
-                // The pid the caller named in its namespace, as the broker's namespace knows it.
-                let pid = if claimed.pid == who.own_tgid {
-                    who.tgid
-                } else {
-                    claimed.pid
-                };
+                // Checked and translated as the kernel would for the caller, in its own user
+                // and pid namespaces; the broker sends what they name in its own.
+                let named = who
+                    .claim(call.notif.pid, claimed)
+                    .map_err(|errno| (errno, "credentials"))?;
                 creds_given = true;
                 out.push(Cmsg {
                     level: c.level,
                     kind: c.kind,
-                    data: msg::encode_ucred(msg::Ucred { pid, ..claimed }),
+                    data: msg::encode_ucred(named),
                 });
             }
             key if SOURCE_CMSGS.contains(&key) => {
@@ -759,7 +781,29 @@ fn control(
             _ => return Err((libc::EPERM, "cmsg")),
         }
     }
-    if unix && !creds_given && sys::may_forge_credentials() {
+    if unix && !rights_given.is_empty() {
+        // Descriptors in flight are limited as the caller's: its user's count against its
+        // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
+        // itself, on a thread with the caller's real user id, is charged to that user).
+        let who = caller_of(call, &mut caller)?;
+        let nofile = nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
+        sys::rights_within_limit(&who.identity, nofile, &msg::encode_cmsgs(&rights_given))
+            .map_err(|e| (errno_of(&e), "in-flight"))?;
+    }
+    if unix && !creds_given {
+        if !sys::may_forge_credentials() {
+            // The kernel would attach the broker's own process id (and, for another user,
+            // its ids) for a receiver that asks. A datagram receiver takes each message's
+            // credentials as its sender's identity (sd_notify, journald): refused. On a
+            // connection the peer was told the broker's pid already when it connected
+            // (`SO_PEERCRED`), so a message with the caller's own ids is sent as it is.
+            let who = caller_of(call, &mut caller)?;
+            let same_ids = (who.identity.uids[0], who.identity.gids[0]) == sys::real_ids();
+            if kind.sock_type == libc::SOCK_DGRAM || !same_ids {
+                return Err((libc::EPERM, "credentials-unforgeable"));
+            }
+            return Ok(msg::encode_cmsgs(&out));
+        }
         let who = caller_of(call, &mut caller)?;
         out.push(Cmsg {
             level: libc::SOL_SOCKET,

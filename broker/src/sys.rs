@@ -10,6 +10,9 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+mod task;
+pub use task::rights_within_limit;
+
 /// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 
@@ -205,6 +208,13 @@ pub fn set_not_dumpable() -> io::Result<()> {
 pub fn geteuid() -> u32 {
     // SAFETY: no arguments.
     unsafe { libc::geteuid() }
+}
+
+/// The broker's real user and group ids: what the kernel attaches to a unix message the
+/// broker sends without explicit credentials.
+pub fn real_ids() -> (u32, u32) {
+    // SAFETY: no arguments.
+    unsafe { (libc::getuid(), libc::getgid()) }
 }
 
 /// Whether process `pid` exists (`kill(pid, 0)` succeeds or says `EPERM`).
@@ -610,6 +620,9 @@ pub struct Identity {
     pub cap_effective: u64,
     /// Permitted capabilities.
     pub cap_permitted: u64,
+    /// The file mode creation mask (`Umask:` in `/proc/TID/status`, Linux 4.7), which a socket
+    /// file a bind creates is made with.
+    pub umask: Option<u32>,
 }
 
 #[repr(C)]
@@ -673,15 +686,22 @@ fn getres(nr: libc::c_long) -> io::Result<[u32; 3]> {
     Ok(ids)
 }
 
+/// The capabilities that act on files (`CAP_FS_MASK` of the kernel): chown, DAC override and
+/// read search, fowner, fsetid, linux immutable, mknod, MAC override.
+const CAP_FS_MASK: u64 =
+    (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 9) | (1 << 27) | (1 << 32);
+
 /// How much of a caller's identity a thread takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Become {
     /// Every id, and at most the caller's capabilities: for calls whose result records who
     /// made them (a unix connect or listen sets `SO_PEERCRED`, a bind creates a file).
     Full,
-    /// The filesystem ids and groups only, for the permission check of a path (the kernel
-    /// drops the file capabilities with them); the broker keeps its other capabilities, which
-    /// it needs to send the caller's credentials in its name.
+    /// The filesystem ids, the real user id and the groups only: the permission check of a
+    /// path is the caller's (the kernel drops the file capabilities with the filesystem ids),
+    /// and what the kernel charges to the real user (descriptors in flight) is charged to the
+    /// caller's; the broker keeps its other capabilities, which it needs to send the caller's
+    /// credentials in its name.
     Filesystem,
 }
 
@@ -712,7 +732,22 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
             libc::syscall(libc::SYS_setgroups, who.groups.len(), who.groups.as_ptr())
         })?;
     }
+    if let Some(mask) = who.umask {
+        // The umask lives in the filesystem context that the broker's threads share: this
+        // thread takes a copy of its own first.
+        // SAFETY: integer arguments only.
+        cvt_long(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_FS) })?;
+        // SAFETY: integer argument only; umask cannot fail.
+        unsafe { libc::syscall(libc::SYS_umask, mask & 0o777) };
+    }
     if how == Become::Filesystem {
+        let [ruid, ..] = who.uids;
+        if getres(libc::SYS_getresuid)?[0] != ruid {
+            // The real id alone: the effective and saved ids stay, and so do the broker's
+            // capabilities (setresuid resets the filesystem id, which is set below).
+            // SAFETY: integer arguments only; -1 leaves an id as it is.
+            cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, ruid, u32::MAX, u32::MAX) })?;
+        }
         let [.., fsuid] = who.uids;
         let [.., fsgid] = who.gids;
         // setfsgid/setfsuid return the previous value and never fail loudly: read back.
@@ -726,6 +761,14 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
         let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
         if (now_uid, now_gid) != (fsuid, fsgid) {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        // The kernel takes the file capabilities out of the effective set only when the
+        // filesystem id leaves 0: for a caller whose fsuid is 0 (a root sandbox, root of a
+        // user namespace that maps 0 to 0) take out those the caller does not hold itself.
+        let (effective, permitted) = capget()?;
+        let keep = effective & !(CAP_FS_MASK & !who.cap_effective);
+        if keep != effective {
+            capset(keep, permitted)?;
         }
         return Ok(());
     }
@@ -749,6 +792,22 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
     Ok(())
+}
+
+/// Runs `work` on this thread with the capability `cap` (a number) out of its effective set,
+/// then puts the set back as it was: a call the kernel must check without the broker's
+/// privilege (a bind whose port may be privileged in the socket's namespace) fails as it would
+/// for a task without it.
+pub fn without_capability<T>(cap: u32, work: impl FnOnce() -> T) -> io::Result<T> {
+    let (effective, permitted) = capget()?;
+    let bit = 1u64 << cap;
+    if effective & bit == 0 {
+        return Ok(work());
+    }
+    capset(effective & !bit, permitted)?;
+    let out = work();
+    capset(effective, permitted)?;
+    Ok(out)
 }
 
 /// Whether this process runs with `CAP_SYS_ADMIN` and `CAP_SETUID` effective (then it may

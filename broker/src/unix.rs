@@ -99,11 +99,16 @@ pub(crate) fn act_on_path(
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
         let decision = call.evaluate(&Request { op, target });
+        let mut failure = "";
         let reply = match decision.verdict {
             Verdict::Deny { errno } => Reply::Errno(errno),
             // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
             Verdict::Ask => Reply::Errno(libc::EPERM),
             Verdict::Allow => match (usage, sys::is_socket(node.as_fd())) {
+                (PathUse::Existing, Ok(true)) if linked_elsewhere(node.as_fd()) => {
+                    failure = "linked-socket";
+                    Reply::Errno(libc::EPERM)
+                }
                 (PathUse::Create, _) | (PathUse::Existing, Ok(true)) => act(&addr),
                 // What the kernel says for a path that is not a socket.
                 (PathUse::Existing, Ok(false)) => Reply::Errno(libc::ECONNREFUSED),
@@ -112,7 +117,7 @@ pub(crate) fn act_on_path(
         };
         PathOutcome {
             decision: Some(decision),
-            failure: "",
+            failure,
             reply,
             endpoint,
         }
@@ -121,6 +126,16 @@ pub(crate) fn act_on_path(
         Ok(outcome) => outcome,
         Err(e) => failed(String::new(), "identity", errno_of(&e)),
     }
+}
+
+/// Whether the socket file `node` has more than one name. The policy decides on the name the
+/// caller gave, and a sandbox that may write a directory an allowed name lies in could give
+/// another socket that name with `link` (F7): a socket file with a second name is refused.
+/// (A server that binds a socket makes one name; `rename`, which keeps one name, is a
+/// documented limit.)
+fn linked_elsewhere(node: BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/self/fd/{}", node.as_raw_fd())).map_or(true, |m| m.nlink() > 1)
 }
 
 type Resolved = (OwnedFd, PathBuf, Vec<u8>);

@@ -265,14 +265,12 @@ fn inflight_limit(via: Via) {
     assert_eq!(out.json()["err"], "ETOOMANYREFS", "{}", out.describe());
 }
 
-/// J5, invariant 3: descriptors a sandbox sends with `SCM_RIGHTS` should count against its
-/// own in-flight limit (the kernel refuses an unprivileged user more descriptors in flight
-/// than its `RLIMIT_NOFILE` with `ETOOMANYREFS`), although the root broker, which has
+/// J5, invariant 3: descriptors a sandbox sends with `SCM_RIGHTS` count against its own
+/// in-flight limit (the kernel refuses an unprivileged user more descriptors in flight than
+/// its `RLIMIT_NOFILE` with `ETOOMANYREFS`), although the root broker, which has
 /// `CAP_SYS_RESOURCE` and a larger limit, performs the send. Unconfined root is not limited;
-/// unconfined nobody is. KNOWN LIMIT, not fixed yet: the broker's send is charged to the
-/// broker (see docs/design-notes.md, "Sends"); run with `--ignored` to see it fail.
+/// unconfined nobody is; confined nobody is, as the caller (docs/design-notes.md, "Sends").
 #[test]
-#[ignore = "known limit: in-flight SCM_RIGHTS descriptors are charged to the broker (docs/design-notes.md)"]
 fn s_j5_deputy_inflight_descriptors_limited_as_the_caller() {
     inflight_limit(Via::Embedded);
 }

@@ -57,6 +57,7 @@ mod profiles;
 mod reload;
 mod restart;
 mod sec_bounds;
+mod sec_identity;
 mod sec_options;
 mod sec_root;
 mod signals;
