@@ -1108,8 +1108,13 @@ fn s_m1_d2_attacks_inside_a_runc_container() {
 /// A container that connects on demand: each port written to the FIFO `<dir>/in` is one
 /// `nc 127.0.0.1 PORT` in the container's own process tree, whose exit status is appended to
 /// `<dir>/out` as `PORT rc=N`.
+///
+/// A `read` that finds the FIFO's writer gone before it wrote (the test's non-blocking open
+/// raced the shell's reopening) reads nothing: the loop opens the FIFO again instead of
+/// ending the container, for as long as the FIFO exists.
 pub(crate) const ON_DEMAND_SCRIPT: &str = "exec </dev/null >/dev/null 2>&1; \
-     while read p < /sock/in; do nc 127.0.0.1 $p </dev/null; echo \"$p rc=$?\" >> /sock/out; done";
+     while [ -p /sock/in ]; do read p < /sock/in || continue; nc 127.0.0.1 $p </dev/null; \
+     echo \"$p rc=$?\" >> /sock/out; done";
 
 /// Asks the on-demand container in `dir` for one connect to `port`; its exit status.
 pub(crate) fn nc_on_demand(dir: &Path, port: u16) -> String {
