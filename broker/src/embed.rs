@@ -502,6 +502,7 @@ impl Drop for Embedded {
             task.abort();
         }
         for path in &self.paths {
+            crate::own::forget_unix(path);
             let _ = std::fs::remove_file(path);
         }
         if let Some(rt) = self.runtime.take() {
