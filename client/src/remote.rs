@@ -1,6 +1,6 @@
 //! Registering a sandbox with a running broker over its SEQPACKET socket.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,32 @@ pub enum RemoteError {
     /// The broker answered something unexpected.
     #[error("unexpected answer from the broker")]
     Unexpected,
+    /// What listens at the path runs as another user than root or this one: nothing was sent
+    /// to it (whoever serves the socket would get the sandbox's listener, and with it every
+    /// decision on the sandbox's calls).
+    #[error(
+        "the socket at {path} is served by uid {uid}, neither root nor this user (uid {own}): \
+         not talking to it"
+    )]
+    UntrustedBroker {
+        /// The socket path.
+        path: String,
+        /// The uid of the process serving it.
+        uid: u32,
+        /// This process's effective uid.
+        own: u32,
+    },
+}
+
+/// Checks that the process serving the unix socket `sock` is connected to runs as root or as
+/// this process's user (L6): `Err(uid)` with its uid otherwise, or when it cannot be told.
+pub fn check_broker_uid(sock: std::os::fd::BorrowedFd<'_>) -> Result<(), u32> {
+    let own = crate::sys::geteuid();
+    match crate::sys::peer_uid(sock) {
+        Ok(uid) if uid == 0 || uid == own => Ok(()),
+        Ok(uid) => Err(uid),
+        Err(_) => Err(u32::MAX),
+    }
 }
 
 impl RemoteError {
@@ -62,6 +88,11 @@ impl BrokerConnection {
                 path: path.display().to_string(),
                 source,
             })?;
+        check_broker_uid(sock.as_fd()).map_err(|uid| RemoteError::UntrustedBroker {
+            path: path.display().to_string(),
+            uid,
+            own: crate::sys::geteuid(),
+        })?;
         let hello = ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             client: format!("netjail {}", env!("CARGO_PKG_VERSION")),
