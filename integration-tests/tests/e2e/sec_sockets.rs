@@ -691,14 +691,6 @@ fn l5_lasting_rules_of_one_user_do_not_cover_another_users_policy() {
     assert_eq!(grant.code(), Some(0), "{}", grant.describe());
     assert_ok(&a.wait(Duration::from_secs(20)));
     watcher.kill();
-    let overlay = broker.dir().join("overlay");
-    assert!(
-        overlay
-            .join(format!("user-{USER_A}-policy-web.toml"))
-            .is_file(),
-        "{:?}",
-        std::fs::read_dir(&overlay).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
-    );
 
     // B, same policy name, nobody watching: asked, unattended, denied.
     let b = run(&mut connect_as(USER_B), Duration::from_secs(30));
@@ -707,6 +699,11 @@ fn l5_lasting_rules_of_one_user_do_not_cover_another_users_policy() {
     assert_ok(&run(&mut connect_as(USER_A), Duration::from_secs(30)));
     assert_eq!(canary.wait_count(2, Duration::from_secs(5)), 2);
     assert_eq!(canary.settled_count(), 2, "B's connect went through");
+    let overlay = broker.dir().join("overlay");
+    let file = overlay.join(format!("user-{USER_A}-policy-web.toml"));
+    assert!(file.is_file(), "{}", broker.log());
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }
 
 // ---- L6: clients check who serves the socket, and the broker where it binds ----------------
