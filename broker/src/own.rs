@@ -187,6 +187,44 @@ pub(crate) fn holds_a_listener(pid: i32, pidfd: BorrowedFd<'_>) -> io::Result<bo
     Ok(found)
 }
 
+/// How many of process `pid`'s fds show `kind` in `/proc/PID/fd` (`anon_inode:seccomp
+/// notify` for listeners) and are *not* the same open file as the broker's `ours`
+/// (`kcmp`). `pidfd` names the same process, as for [`holds_a_listener`].
+///
+/// # Errors
+/// When `/proc/PID/fd` cannot be read, `kcmp` fails, or the process exited meanwhile.
+pub(crate) fn others_held(
+    pid: i32,
+    pidfd: BorrowedFd<'_>,
+    kind: &str,
+    ours: BorrowedFd<'_>,
+) -> io::Result<usize> {
+    let mut others = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(entry) = entry else { continue };
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == kind) {
+            match sys::kcmp_same_file(pid, fd, ours) {
+                Ok(true) => {}
+                Ok(false) => others += 1,
+                // Closed since the listing.
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if !sys::pidfd_alive(pidfd.as_fd()) {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(others)
+}
+
 /// Backlog of the broker's unix listening sockets.
 const BACKLOG: i32 = 1024;
 
@@ -376,6 +414,39 @@ mod tests {
             !is_own_port(sock.as_fd(), &udp),
             "UDP never reaches a TCP port"
         );
+    }
+
+    #[test]
+    fn other_open_files_of_a_kind_are_counted_and_copies_are_not() {
+        let dir = std::env::temp_dir().join(format!("netjail-own-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("kind");
+        std::fs::write(&path, "").unwrap();
+        let ours = std::fs::File::open(&path).unwrap();
+        let kind = path.to_str().unwrap();
+        let me = std::process::id() as i32;
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(me).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(
+            others_held(me, pidfd.as_fd(), kind, ours.as_fd()).unwrap(),
+            0
+        );
+        let copy = ours.try_clone().unwrap();
+        assert_eq!(
+            others_held(me, pidfd.as_fd(), kind, ours.as_fd()).unwrap(),
+            0
+        );
+        let other = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            others_held(me, pidfd.as_fd(), kind, ours.as_fd()).unwrap(),
+            1
+        );
+        drop((copy, other));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -667,6 +667,38 @@ async fn register_self(
     broker
         .check_unregistered(listener.as_fd())
         .map_err(|e| (register_code(&e), e.to_string()))?;
+    // A process that holds the listeners of other processes (a broker or launcher serving
+    // several sandboxes) is no self-confining process: polling one of those listeners for a
+    // proof would take a call its receiver serves.
+    let others = own::others_held(
+        pid,
+        pidfd.as_fd(),
+        sys::SECCOMP_LISTENER_KIND,
+        listener.as_fd(),
+    );
+    match others {
+        Ok(0) => {}
+        Ok(n) => {
+            let why = format!(
+                "process {pid} holds {n} other seccomp listener(s): it serves other sandboxes, and \
+                 a process registering itself holds its own listener only"
+            );
+            audit::peer_refused(
+                "registration",
+                "holds-other-listeners",
+                &why,
+                i64::from(pid),
+                peer_uid.map_or(-1, i64::from),
+            );
+            return Err((ErrorCode::CannotTakeListener, why));
+        }
+        Err(e) => {
+            return Err((
+                ErrorCode::CannotTakeListener,
+                format!("cannot read the fds of process {pid}: {e}"),
+            ))
+        }
+    }
     let nonce = std::hash::BuildHasher::hash_one(
         &std::collections::hash_map::RandomState::new(),
         (pid, fd, Instant::now()),

@@ -901,6 +901,27 @@ pub fn kcmp_files(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<std::cmp::
     }
 }
 
+/// `kcmp(pid, self, KCMP_FILE, theirs, ours)`: whether fd `theirs` of process `pid` is the
+/// same open file as the broker's fd `ours`. Needs ptrace read access to `pid`.
+///
+/// # References
+/// kcmp(2)
+pub fn kcmp_same_file(pid: i32, theirs: i32, ours: BorrowedFd<'_>) -> io::Result<bool> {
+    let me = std::process::id() as libc::pid_t;
+    // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
+    let r = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid as libc::pid_t,
+            me,
+            KCMP_FILE,
+            theirs as libc::c_ulong,
+            ours.as_raw_fd() as libc::c_ulong,
+        )
+    })?;
+    Ok(r == 0)
+}
+
 /// Runs `make` on a thread of its own whose filesystem attributes (`umask`, working directory)
 /// are its own (`unshare(CLONE_FS)`), with `umask` set and, with `group`, its filesystem gid
 /// set to `group` (`setfsgid`, this thread only): a socket file that `make` binds is created
