@@ -387,6 +387,19 @@ fn f2_a_deputy_brokers_listener_is_not_registered_again() {
     );
 }
 
+/// `nj-probe register-fd-of SOCK ROGUE PID`, again until `pid` holds a listener (its
+/// launcher makes it at start), at most 10 s.
+fn register_fd_of(sock: &str, pid: i32) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = unconfined(&[probe(), "register-fd-of", sock, ROGUE, &pid.to_string()]);
+        if out.code() == Some(0) || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Invariant 3, a listener is registered once: a user who may register and may trace a
 /// launcher takes the listener copy `netjail run` keeps and registers it again with an
 /// allow-all policy; two receivers would then answer the sandbox's calls, one of them by the
@@ -409,14 +422,7 @@ fn inv3_a_listener_is_registered_only_once() {
 
     // A listener netjaild has not seen: registered.
     let mut other = spawn(&mut confined_cmd("deny-all", &["sleep", "20"]));
-    std::thread::sleep(Duration::from_millis(500));
-    let first = unconfined(&[
-        probe(),
-        "register-fd-of",
-        sock,
-        ROGUE,
-        &other.pid().to_string(),
-    ]);
+    let first = register_fd_of(sock, other.pid());
     assert_eq!(first.json()["answer"], "registered", "{}", first.describe());
     other.kill();
 
@@ -427,13 +433,7 @@ fn inv3_a_listener_is_registered_only_once() {
         &["sh", "-c", &loop_connects],
     ));
     wait_sandboxes(&broker, "sh", 1);
-    let again = unconfined(&[
-        probe(),
-        "register-fd-of",
-        sock,
-        ROGUE,
-        &victim.pid().to_string(),
-    ]);
+    let again = register_fd_of(sock, victim.pid());
     let v = again.json();
     assert_eq!(
         v["answer"],
@@ -518,7 +518,7 @@ fn f11_silent_connections_on_the_registration_socket_are_closed() {
     }
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_secs(4) && waited < Duration::from_secs(12),
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(20),
         "{waited:?}"
     );
 }
@@ -674,7 +674,11 @@ fn l5_lasting_rules_of_one_user_do_not_cover_another_users_policy() {
     };
 
     let mut watcher = spawn(&mut ops(&["watch", "--json"]));
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.status().0["operators"].as_u64() != Some(1) {
+        assert!(Instant::now() < deadline, "the watcher never counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let a = spawn(&mut connect_as(USER_A));
     let pending = run(
         &mut ops(&["pending", "--json", "--wait", "--timeout", "15s"]),
@@ -990,7 +994,7 @@ fn l7_one_user_cannot_keep_the_scraper_out() {
         broker.log()
     );
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
