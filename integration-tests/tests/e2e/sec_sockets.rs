@@ -860,7 +860,7 @@ fn l6_the_broker_binds_only_in_a_directory_others_cannot_write() {
 /// The registration and operator groups are apart: a broker told the same group for both
 /// refuses to start.
 #[test]
-fn l6_operators_are_a_group_of_their_own() {
+fn f3_operators_are_a_group_of_their_own() {
     let dir = TempDir::new();
     let out = netjaild_in(
         dir.path(),
@@ -1007,8 +1007,8 @@ fn l7_one_user_cannot_keep_the_scraper_out() {
 /// else who can reach the file (here: a socket made world-writable) is refused with a
 /// message naming who may register.
 #[test]
-fn only_the_registration_group_registers() {
-    let test = "only_the_registration_group_registers";
+fn inv3_only_the_registration_group_registers() {
+    let test = "inv3_only_the_registration_group_registers";
     if !root_and_setpriv(test) {
         return;
     }
