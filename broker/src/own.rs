@@ -90,15 +90,23 @@ pub(crate) fn forget_unix(path: &Path) {
 
 /// Whether `node` (an `O_PATH` fd of a resolved unix path) is one of the broker's own socket
 /// files: the same device and inode, which is what a unix `connect` finds the socket by, so
-/// no other name (a hard link, a bind mount, a symlink) reaches it past this check.
+/// no other name (a hard link, a bind mount, a symlink) reaches it past this check. A record
+/// counts while the broker's path still names that node: once the file is gone, its inode
+/// number may be another file's.
 pub(crate) fn is_own_unix(node: BorrowedFd<'_>) -> bool {
     let Ok(st) = rustix::fs::fstat(node) else {
         return false;
     };
-    UNIX.lock()
+    let candidates: Vec<UnixNode> = UNIX
+        .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .any(|n| n.dev == st.st_dev && n.ino == st.st_ino)
+        .filter(|n| n.dev == st.st_dev && n.ino == st.st_ino)
+        .cloned()
+        .collect();
+    candidates.iter().any(|n| {
+        std::fs::symlink_metadata(&n.path).is_ok_and(|m| m.dev() == n.dev && m.ino() == n.ino)
+    })
 }
 
 /// Records the TCP port `addr` the broker listens on with `listener`, in that socket's
@@ -381,6 +389,14 @@ mod tests {
             "a hard link is the same node"
         );
         assert!(!is_own_unix(open(&other).as_fd()));
+        // Once the broker's path no longer names the node, the record no longer counts (the
+        // inode number may be another file's by then); the peer check still catches a
+        // connection through the remaining link.
+        let kept = dir.join("kept.sock");
+        std::fs::rename(&path, &kept).unwrap();
+        assert!(!is_own_unix(open(&link).as_fd()));
+        std::fs::rename(&kept, &path).unwrap();
+        assert!(is_own_unix(open(&link).as_fd()));
         forget_unix(&path);
         assert!(!is_own_unix(open(&link).as_fd()));
         assert!(mark_unix(&dir).is_err(), "a directory is not a socket");
@@ -389,7 +405,8 @@ mod tests {
 
     #[test]
     fn the_metrics_port_is_own_in_the_brokers_namespace_only_for_its_address() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // An address no other test of this process marks (the registry is per process).
+        let listener = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
         let addr = listener.local_addr().unwrap();
         mark_tcp(listener.as_fd(), addr);
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -398,13 +415,13 @@ mod tests {
             addr: a,
         };
         assert!(is_own_port(sock.as_fd(), &to(addr)));
-        let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", addr.port())
+        let mapped: SocketAddr = format!("[::ffff:127.0.0.5]:{}", addr.port())
             .parse()
             .unwrap();
         assert!(is_own_port(sock.as_fd(), &to(mapped)));
         let other_port = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
         assert!(!is_own_port(sock.as_fd(), &to(other_port)));
-        let other_ip: SocketAddr = format!("127.0.0.2:{}", addr.port()).parse().unwrap();
+        let other_ip: SocketAddr = format!("127.0.0.6:{}", addr.port()).parse().unwrap();
         assert!(!is_own_port(sock.as_fd(), &to(other_ip)));
         let udp = Target::Inet {
             proto: Proto::Udp,
