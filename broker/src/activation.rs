@@ -172,6 +172,7 @@ impl Inherited {
         let Some(fd) = self.claim(path, libc::SOCK_SEQPACKET)? else {
             return Ok(None);
         };
+        mark_own(path);
         tokio_seqpacket::UnixSeqpacketListener::try_from(fd)
             .map(Some)
             .map_err(|source| ActivationError::Fd { fd: -1, source })
@@ -185,6 +186,7 @@ impl Inherited {
         let Some(fd) = self.claim(path, libc::SOCK_STREAM)? else {
             return Ok(None);
         };
+        mark_own(path);
         let std_listener = std::os::unix::net::UnixListener::from(fd);
         std_listener
             .set_nonblocking(true)
@@ -233,6 +235,14 @@ pub fn stored_id(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Records a socket the service manager bound at `path` as one of the broker's own, which
+/// no sandbox may reach (`own.rs`).
+fn mark_own(path: &Path) {
+    if let Err(e) = crate::own::mark_unix(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record a handed-over socket as the broker's own; the broker still refuses connections it made itself");
+    }
 }
 
 /// Two spellings of one socket path: equal, or equal once both are made canonical (the

@@ -183,6 +183,22 @@ pub fn container_refused(
     );
 }
 
+/// Emits the event of a connection one of the broker's own sockets refused before it read
+/// anything from it: `socket` is `registration`, `control`, `oci` or `metrics`, `reason` a
+/// short token (`broker-itself`, `holds-a-listener`, `not-permitted`, `too-many`...),
+/// `detail` a sentence.
+pub fn peer_refused(socket: &str, reason: &str, detail: &str, peer_pid: i64, peer_uid: i64) {
+    tracing::warn!(
+        target: TARGET,
+        socket,
+        reason,
+        detail,
+        peer_pid,
+        peer_uid,
+        "connection refused"
+    );
+}
+
 /// Emits the event of a sandbox leaving (every confined task has exited).
 pub fn retired(sandbox: SandboxId, name: &str, container: &str, decisions: u64) {
     tracing::info!(target: TARGET, sandbox = %sandbox, name, container, decisions, "sandbox retired");

@@ -83,6 +83,11 @@ pub(crate) fn decide(call: &Call) -> Step {
 
     let canonical = target.canonical();
     out.endpoint = canonical.to_string();
+    // The broker's metrics port is not a sandbox's to reach (own.rs).
+    if crate::own::is_own_port(sock.as_fd(), &canonical) {
+        let reply = Reply::Errno(crate::own::ERRNO);
+        return Step::Done(out.decided(Some(crate::own::refusal()), "", reply));
+    }
     let decision = call.evaluate(&Request {
         op: Op::Connect,
         target,

@@ -6,10 +6,16 @@
 //! the peer connected, so they cannot be changed afterwards) and serves only root, the
 //! broker's own user (an unprivileged broker's owner), and members of the operator group. Everyone else gets [`ErrorCode::NotOperator`] with a sentence
 //! saying who may operate, the attempt is audited, and the connection is closed.
+//!
+//! A confined process is never an operator, whatever its user: the broker refuses a peer
+//! that is the broker itself (the peer of every connection it makes for a sandbox), a peer
+//! it cannot see (another pid namespace: it cannot tell), and a peer that holds a seccomp
+//! listener (it performs calls for confined processes: the broker embedded in `netjail run`,
+//! a program embedding the library), see `own.rs`. The operator group should be one of its
+//! own: `netjaild` refuses to start when it is the registration group.
 
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +48,7 @@ pub struct ControlConfig {
 impl ControlConfig {
     /// The operator group `group`: a name looked up in `/etc/group`, or a number.
     pub fn with_group(group: &str) -> ControlConfig {
-        let gid = group.parse::<u32>().ok().or_else(|| gid_of(group));
+        let gid = group_id(group);
         if gid.is_none() {
             tracing::info!(group, "no such group: only root may use the control socket");
         }
@@ -51,6 +57,11 @@ impl ControlConfig {
             group: gid,
         }
     }
+}
+
+/// The gid of group `group`: a number, or a name looked up in `/etc/group`.
+pub(crate) fn group_id(group: &str) -> Option<u32> {
+    group.parse::<u32>().ok().or_else(|| gid_of(group))
 }
 
 /// The gid of group `name` in `/etc/group`.
@@ -68,9 +79,8 @@ fn gid_of(name: &str) -> Option<u32> {
 /// Binds the control socket at `path`, mode 0666 (the broker checks each peer itself),
 /// creating its directory and replacing a stale socket; refuses when a broker answers there.
 pub fn bind_control_socket(path: &Path) -> io::Result<UnixSeqpacketListener> {
-    let listener = crate::server::bind_socket(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-    Ok(listener)
+    let fd = crate::own::bind_unix(path, rustix::net::SocketType::SEQPACKET, 0o666, None)?;
+    UnixSeqpacketListener::try_from(fd)
 }
 
 /// Serves operators forever.
@@ -133,6 +143,50 @@ impl Peer {
     }
 }
 
+/// Refuses a peer that may be a confined process, whatever its user: the broker itself, a
+/// process the broker cannot see, one that holds a seccomp listener (read on the blocking
+/// pool: `/proc/PID/fd`), or one that is gone. A short reason and a sentence.
+async fn confined_peer(sock: &UnixSeqpacket, peer: &Peer) -> Result<(), (&'static str, String)> {
+    let pid = peer.pid;
+    if crate::own::is_this_process(Some(pid)) {
+        return Err((
+            "broker-itself",
+            "the broker itself is at the other end: a connection it made for a sandbox; a \
+             confined process is never an operator"
+                .into(),
+        ));
+    }
+    if pid <= 0 {
+        return Err((
+            "invisible",
+            "the process at the other end is not visible in the broker's pid namespace: the \
+             broker cannot tell that it is not confined"
+                .into(),
+        ));
+    }
+    let pidfd = sys::peer_pidfd(sock.as_fd())
+        .map_err(|e| ("gone", format!("cannot take a pidfd of process {pid}: {e}")))?;
+    let held =
+        tokio::task::spawn_blocking(move || crate::own::holds_a_listener(pid, pidfd.as_fd()))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+    match held {
+        Ok(false) => Ok(()),
+        Ok(true) => Err((
+            "holds-a-listener",
+            format!(
+                "process {pid} holds a seccomp listener: it performs calls for confined \
+                 processes (a broker or launcher), so this connection may be one of theirs; \
+                 a confined process is never an operator"
+            ),
+        )),
+        Err(e) => Err((
+            "unknown",
+            format!("cannot read the fds of process {pid} to tell that it is not confined: {e}"),
+        )),
+    }
+}
+
 async fn reply(sock: &UnixSeqpacket, msg: &OperatorReply) -> bool {
     send(sock, msg, &[]).await.is_ok()
 }
@@ -150,8 +204,22 @@ async fn operator(
     let Some(peer) = Peer::of(&sock) else {
         return;
     };
+    // Told at once (a launcher that made the connection may exit soon), answered after the
+    // hello, so that the client reads the answer instead of a closed socket.
+    let confined = confined_peer(&sock, &peer).await;
     let first = tokio::time::timeout(HELLO_TIMEOUT, recv::<OperatorRequest>(&sock)).await;
     drop(slot);
+    if let Err((reason, why)) = confined {
+        crate::audit::peer_refused(
+            "control",
+            reason,
+            &why,
+            i64::from(peer.pid),
+            i64::from(peer.uid),
+        );
+        let _ = error(&sock, ErrorCode::NotOperator, why).await;
+        return;
+    }
     let client = match first {
         Err(_) => {
             let _ = error(&sock, ErrorCode::NotHello, "no hello within 5 s".into()).await;
@@ -386,5 +454,38 @@ async fn watch(broker: &Broker, sock: &UnixSeqpacket, decisions: bool, who: &str
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A confined process is never an operator: a connection from the broker's own process
+    /// (what a unix connect it performs for a sandbox looks like) is refused after its hello,
+    /// with the reason, although its user (root, or the broker's) would operate.
+    #[tokio::test]
+    async fn f3_the_broker_itself_is_never_an_operator() {
+        let dir = crate::testing::fresh_dir("control", "itself");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = bind_control_socket(&path).unwrap();
+        let config = Arc::new(ControlConfig::with_group("0"));
+        let task = tokio::spawn(serve_control(Broker::new(), listener, config));
+        let sock = UnixSeqpacket::connect(&path).await.unwrap();
+        let hello = OperatorRequest::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test".into(),
+        };
+        send(&sock, &hello, &[]).await.unwrap();
+        match recv::<OperatorReply>(&sock).await.unwrap().msg {
+            OperatorReply::Error(e) => {
+                assert_eq!(e.code, ErrorCode::NotOperator);
+                assert!(e.message.contains("the broker itself"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        task.abort();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -362,8 +362,10 @@ impl Builder {
 
     /// Also serves the registration socket at `path` (mode 0660, as `netjaild` does), for
     /// processes that register over a socket: children the program did not start itself, or
-    /// that confine themselves (`netjail_client::confine_self`). Without it the broker has
-    /// no socket at all and only the program registers sandboxes (in-process).
+    /// that confine themselves (`netjail_client::confine_self`). Root and the program's own
+    /// user may register there; a connection the broker itself made for one of its sandboxes
+    /// never may. Without it the broker has no socket at all and only the program registers
+    /// sandboxes (in-process).
     pub fn socket(mut self, path: impl AsRef<Path>) -> Builder {
         self.socket = Some(path.as_ref().to_path_buf());
         self
@@ -502,6 +504,7 @@ impl Drop for Embedded {
             task.abort();
         }
         for path in &self.paths {
+            crate::own::forget_unix(path);
             let _ = std::fs::remove_file(path);
         }
         if let Some(rt) = self.runtime.take() {

@@ -361,6 +361,7 @@ impl Broker {
                 source,
                 fd,
                 Some(persist),
+                Some(meta.uid),
             );
             match added {
                 Ok((got, waiting)) => {

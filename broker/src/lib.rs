@@ -41,8 +41,10 @@ pub mod names;
 pub mod oci;
 pub mod operators;
 pub mod overlay;
+mod own;
 mod pidfds;
 mod reaper;
+mod registry;
 pub mod reload;
 mod sandbox;
 mod send;
@@ -69,7 +71,7 @@ pub mod fuzzing {
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use netjail_policy::Policy;
@@ -85,9 +87,10 @@ pub use embed::{
     SandboxGone, SandboxHandle,
 };
 pub use fdstore::TakenBack;
+pub use registry::DEFAULT_MAX_SANDBOXES_PER_USER;
 use sandbox::PolicySource;
 pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
-pub use server::{bind_socket, serve};
+pub use server::{bind_registration_socket, bind_socket, serve, serve_with, RegistrationConfig};
 
 /// The broker: a set of sandboxes, each with a receiver thread.
 pub struct Broker {
@@ -104,6 +107,10 @@ pub struct Broker {
     /// Listeners only the broker holds go to the service manager's store
     /// ([`Broker::store_listeners`]).
     fd_store: std::sync::OnceLock<fdstore::FdStore>,
+    /// Each listener once, and sandboxes per user; locked after `sandboxes`, never before.
+    registry: Mutex<registry::Registry>,
+    /// Sandboxes one user (root aside) may have registered at once.
+    max_per_user: AtomicUsize,
 }
 
 impl std::fmt::Debug for Broker {
@@ -169,6 +176,25 @@ pub enum RegisterError {
     /// The broker has stopped.
     #[error("the broker has stopped")]
     Stopped,
+    /// This listener is registered already, as this sandbox: every copy of a listener is the
+    /// same filter's, and a second receiver would answer some of its calls by another policy.
+    #[error("this seccomp listener is registered already (sandbox {0})")]
+    AlreadyRegistered(SandboxId),
+    /// Whether the listener is registered already cannot be told (`kcmp` failed: a kernel
+    /// without `CONFIG_KCMP`); nothing is registered.
+    #[error("cannot tell whether this listener is registered already: kcmp: {0}")]
+    Unverifiable(io::Error),
+    /// The registering user has as many sandboxes as the broker allows one user.
+    #[error(
+        "uid {uid} has {max} sandboxes registered, the most this broker allows one user \
+         (netjaild --max-sandboxes-per-user)"
+    )]
+    TooManySandboxes {
+        /// The user.
+        uid: u32,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl Broker {
@@ -215,7 +241,37 @@ impl Broker {
             stop: Mutex::new(embed::Stop::new()),
             state: std::sync::OnceLock::new(),
             fd_store: std::sync::OnceLock::new(),
+            registry: Mutex::new(registry::Registry::default()),
+            max_per_user: AtomicUsize::new(DEFAULT_MAX_SANDBOXES_PER_USER),
         })
+    }
+
+    /// Lets each user other than root have at most `max` sandboxes registered over the
+    /// broker's sockets at once ([`DEFAULT_MAX_SANDBOXES_PER_USER`] unless told); past it a
+    /// registration is refused ([`RegisterError::TooManySandboxes`]). Each sandbox costs the
+    /// broker a thread, its listener, a journal and a slot in the fd store.
+    pub fn max_sandboxes_per_user(&self, max: usize) {
+        self.max_per_user.store(max, Ordering::Relaxed);
+    }
+
+    /// The limit [`Broker::max_sandboxes_per_user`] set.
+    pub(crate) fn max_per_user_now(&self) -> usize {
+        self.max_per_user.load(Ordering::Relaxed)
+    }
+
+    /// Refuses `listener` when it is registered already ([`RegisterError::AlreadyRegistered`])
+    /// or when that cannot be told ([`RegisterError::Unverifiable`]).
+    pub(crate) fn check_unregistered(
+        &self,
+        listener: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), RegisterError> {
+        let _sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        match registry.position(listener) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(id)) => Err(RegisterError::AlreadyRegistered(id)),
+            Err(e) => Err(RegisterError::Unverifiable(e)),
+        }
     }
 
     /// Keeps a journal of each sandbox that registers on the registration socket in `dir`
@@ -374,8 +430,17 @@ impl Broker {
         policy: Policy,
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        self.add(name, None, pid, policy, PolicySource::Owner, listener, None)
-            .map(|(id, _)| id)
+        self.add(
+            name,
+            None,
+            pid,
+            policy,
+            PolicySource::Owner,
+            listener,
+            None,
+            None,
+        )
+        .map(|(id, _)| id)
     }
 
     /// As [`Broker::register`], for a sandbox that `uid` registered on the registration
@@ -405,6 +470,7 @@ impl Broker {
             PolicySource::Client,
             listener,
             persist,
+            Some(uid),
         )
     }
 
@@ -424,6 +490,7 @@ impl Broker {
             policy,
             PolicySource::Owner,
             listener,
+            None,
             None,
         )
         .map(|(id, _)| id)
@@ -454,6 +521,7 @@ impl Broker {
             source,
             listener,
             persist,
+            Some(uid),
         )
         .map(|(id, _)| id)
     }
@@ -483,6 +551,7 @@ impl Broker {
             PolicySource::Client,
             listener,
             persist,
+            Some(uid),
         )
         .map(|(id, _)| id)
     }
@@ -509,6 +578,7 @@ impl Broker {
         source: PolicySource,
         listener: OwnedFd,
         persist: Option<Persist>,
+        owner: Option<u32>,
     ) -> Result<(SandboxId, usize), RegisterError> {
         let what = sys::fd_kind(listener.as_fd());
         if what != sys::SECCOMP_LISTENER_KIND {
@@ -532,6 +602,23 @@ impl Broker {
         // The id, the journal and the insertion under one lock: two registrations naming the
         // same earlier id cannot both take its journal over.
         let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let place = match registry.position(listener.as_fd()) {
+            Ok(Ok(place)) => place,
+            Ok(Err(id)) => return Err(RegisterError::AlreadyRegistered(id)),
+            Err(e) => return Err(RegisterError::Unverifiable(e)),
+        };
+        // A listener the service manager hands back was counted when it first registered.
+        let returning = matches!(
+            persist.as_ref().map(|p| &p.comeback),
+            Some(Comeback::FromStore)
+        );
+        if let Some(uid) = owner.filter(|&uid| uid != 0 && uid != sys::geteuid() && !returning) {
+            let max = self.max_per_user.load(Ordering::Relaxed);
+            if registry.owned_by(uid) >= max {
+                return Err(RegisterError::TooManySandboxes { uid, max });
+            }
+        }
         let comeback = persist.as_ref().map(|p| (p.uid, p.comeback.clone()));
         let (id, journal, replays) = self.journal_for(&sandboxes, pid, listener.as_fd(), persist);
         let sandbox = Arc::new(
@@ -548,9 +635,12 @@ impl Broker {
                 self.hook.clone(),
                 stop,
             )
-            .with_journal(journal),
+            .with_journal(journal)
+            .with_owner(owner),
         );
         sandboxes.insert(id, sandbox.clone());
+        registry.insert(place, sandbox.clone());
+        drop(registry);
         drop(sandboxes);
         // Stored before the receiver takes a call: once it has one, a crash must not lose
         // the listener it waits on. (A file and a message: not under the lock.)
@@ -577,11 +667,15 @@ impl Broker {
                     // the listener goes too.
                     fdstore::FdStore::new(state.dir()).remove(id);
                 }
-                broker
-                    .sandboxes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                let mut sandboxes = broker.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(gone) = sandboxes.remove(&id) {
+                    broker
+                        .registry
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&gone);
+                }
+                drop(sandboxes);
                 broker
                     .operators
                     .publish(Event::Retired { sandbox: id, name });

@@ -12,22 +12,33 @@ use netjail_broker::names::{Resolver, ResolverConfig};
 use netjail_broker::oci::{self, OciConfig};
 use netjail_broker::operators::Operators;
 use netjail_broker::overlay::Overlay;
-use netjail_broker::Broker;
+use netjail_broker::{Broker, RegistrationConfig};
 
 /// The netjail broker: decides the network calls of confined processes.
 #[derive(Debug, Parser)]
 #[command(name = "netjaild", version)]
 struct Args {
-    /// Registration socket (SOCK_SEQPACKET, mode 0660).
+    /// Registration socket (SOCK_SEQPACKET, mode 0660, group: the registration group).
     #[arg(long, default_value = "/run/netjail/broker.sock")]
     socket: PathBuf,
+    /// The registration group: its members may register sandboxes (a name or a gid). Root
+    /// and the broker's own user always may; with no such group, nobody else.
+    #[arg(long, default_value = "netjail")]
+    register_group: String,
     /// Control socket for operators (SOCK_SEQPACKET, mode 0666; the broker serves only root
-    /// and members of the operator group, and refuses everyone else with a message).
+    /// and members of the operator group, never a confined process, and refuses everyone
+    /// else with a message).
     #[arg(long, default_value = "/run/netjail/control.sock")]
     control: PathBuf,
-    /// The operator group: its members may use the control socket (a name or a gid).
-    #[arg(long, default_value = "netjail")]
+    /// The operator group: its members may use the control socket (a name or a gid). It must
+    /// not be the registration group: those who run sandboxes do not answer their calls.
+    /// Root and the broker's own user always may; with no such group, nobody else.
+    #[arg(long, default_value = "netjail-operators")]
     operator_group: String,
+    /// Sandboxes one user other than root may have registered at once (over the
+    /// registration socket, the OCI socket, or by confining itself).
+    #[arg(long, value_name = "N", default_value_t = netjail_broker::DEFAULT_MAX_SANDBOXES_PER_USER)]
+    max_sandboxes_per_user: usize,
     /// Directory of the overlay: rules operators make with `--always`, one policy file per
     /// scope, read at start (a file with a mistake stops the broker, with file:line:column)
     /// and again by `netjail reload` or SIGHUP (a file with a mistake keeps its old rules).
@@ -140,6 +151,18 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         }
     };
     let control_config = std::sync::Arc::new(ControlConfig::with_group(&args.operator_group));
+    let register_config = std::sync::Arc::new(RegistrationConfig::with_group(&args.register_group));
+    if let (Some(a), Some(b)) = (control_config.group, register_config.group) {
+        if a == b {
+            anyhow::bail!(
+                "--operator-group {} and --register-group {} are the same group (gid {a}): \
+                 operators must be a group of their own, apart from the users who register \
+                 sandboxes",
+                args.operator_group,
+                args.register_group
+            );
+        }
+    }
     tracing::info!(socket = %args.control.display(), group = %args.operator_group, "control socket listening");
     let metrics_listener = match args.metrics_listen {
         Some(addr) => {
@@ -159,7 +182,7 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         }
         None => {
             owned_paths.push(args.socket.clone());
-            netjail_broker::bind_socket(&args.socket)
+            netjail_broker::bind_registration_socket(&args.socket, &register_config)
                 .with_context(|| format!("cannot listen on {}", args.socket.display()))?
         }
     };
@@ -173,6 +196,7 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
     })
     .context("cannot read the resolver's files")?;
     let broker = Broker::with_parts(Operators::new(Some(overlay)), names);
+    broker.max_sandboxes_per_user(args.max_sandboxes_per_user);
     let state_dir = args.state_dir.clone().unwrap_or_else(|| {
         args.socket
             .parent()
@@ -258,7 +282,7 @@ async fn run(args: Args, mut inherited: Inherited) -> anyhow::Result<()> {
         std::future::pending::<()>().await
     };
     let result = tokio::select! {
-        r = netjail_broker::serve(broker.clone(), listener) => r.context("accept failed"),
+        r = netjail_broker::serve_with(broker.clone(), listener, register_config) => r.context("accept failed"),
         r = oci_serve => r.context("accept on the OCI socket failed"),
         r = metrics_serve => r.context("accept on the metrics port failed"),
         r = control::serve_control(broker.clone(), control_listener, control_config) => r.context("accept on the control socket failed"),

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,27 +50,13 @@ pub struct OciConfig {
     pub default_policy: Option<String>,
 }
 
-/// Binds the agent's socket (`SOCK_STREAM`, the runtimes' side of the protocol) with mode 0660,
-/// replacing a stale socket file; refuses when something answers there.
+/// Binds the agent's socket (`SOCK_STREAM`, the runtimes' side of the protocol) with mode 0660
+/// (set as the file is created), replacing a stale socket file; refuses when something answers
+/// there, or when its directory is one another user could write in (as the registration
+/// socket, [`crate::bind_registration_socket`]).
 pub fn bind_oci_socket(path: &Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-        }
-    }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("something is listening on {} already", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    Ok(listener)
+    let fd = crate::own::bind_unix(path, rustix::net::SocketType::STREAM, 0o660, None)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
 /// Accepts runtime connections forever, reading each on the blocking pool (bounded by
@@ -92,6 +77,20 @@ pub async fn serve_oci(
             }
             Err(e) => return Err(e),
         };
+        let peer = match stream.peer_cred() {
+            Ok(c) => Peer {
+                pid: c.pid().map_or(-1, i64::from),
+                uid: i64::from(c.uid()),
+            },
+            Err(_) => Peer { pid: -1, uid: -1 },
+        };
+        if crate::own::is_this_process(visible_pid(peer)) {
+            // A connection the broker made for a sandbox: closed unread, with its fds.
+            let detail = "the broker itself is at the other end: a connection it made for a \
+                          sandbox; the OCI socket is closed to sandboxes";
+            audit::peer_refused("oci", "broker-itself", detail, peer.pid, peer.uid);
+            continue;
+        }
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return Ok(());
         };
@@ -102,7 +101,7 @@ pub async fn serve_oci(
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _enter = runtime.enter();
-            connection(&broker, &config, stream);
+            connection(&broker, &config, stream, peer);
             drop(slot);
         });
     }
@@ -115,14 +114,12 @@ struct Peer {
     uid: i64,
 }
 
-fn connection(broker: &Arc<Broker>, config: &OciConfig, stream: UnixStream) {
-    let peer = match rustix::net::sockopt::socket_peercred(&stream) {
-        Ok(c) => Peer {
-            pid: i64::from(c.pid.as_raw_nonzero().get()),
-            uid: i64::from(c.uid.as_raw()),
-        },
-        Err(_) => Peer { pid: -1, uid: -1 },
-    };
+/// The pid of a peer as `SO_PEERCRED` gave it, when there was one.
+fn visible_pid(peer: Peer) -> Option<i32> {
+    i32::try_from(peer.pid).ok().filter(|&p| p > 0)
+}
+
+fn connection(broker: &Arc<Broker>, config: &OciConfig, stream: UnixStream, peer: Peer) {
     let (bytes, mut fds) = match read_message(&stream) {
         Ok(m) => m,
         Err(Refusal { reason, detail }) => return refuse(peer, "", reason, &detail),
@@ -459,6 +456,33 @@ fn parent_in(dir: &Path, name: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection from the broker's own process is closed unread at once (without this
+    /// check it would be read for up to READ_TIMEOUT and taken for a runtime's).
+    #[tokio::test]
+    async fn the_broker_itself_is_not_a_runtime() {
+        use tokio::io::AsyncReadExt;
+        let dir = crate::testing::fresh_dir("oci", "itself");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("oci.sock");
+        let listener = bind_oci_socket(&path).unwrap();
+        let config = Arc::new(OciConfig {
+            policies_dir: dir.clone(),
+            default_policy: None,
+        });
+        let task = tokio::spawn(serve_oci(Broker::new(), listener, config));
+        let started = Instant::now();
+        let mut conn = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+            .await
+            .expect("closed at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(started.elapsed() < READ_TIMEOUT);
+        task.abort();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn state(json: &str) -> Result<ProcessState, Refusal> {
         parse_state(json.as_bytes())

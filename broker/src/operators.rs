@@ -90,7 +90,7 @@ struct Held {
     created: Instant,
     deadline: Instant,
     sandbox: SandboxId,
-    policy: String,
+    policy: PolicyKey,
     container: Option<String>,
     op: Op,
     key: String,
@@ -114,15 +114,52 @@ struct TimedRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scope {
     Sandbox(SandboxId),
-    Policy(String),
+    Policy(PolicyKey),
     Container(String),
+}
+
+/// A policy as operators' rules name it: by its name, and for a policy that a user other
+/// than the administrator registered, by that user too (L5). The name is the registering
+/// client's choice, so a rule made for one user's policy must never cover another user's
+/// policy of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PolicyKey {
+    name: String,
+    tenant: Option<u32>,
+}
+
+impl PolicyKey {
+    fn of(sandbox: &Sandbox) -> PolicyKey {
+        PolicyKey {
+            name: sandbox.policy().name().to_string(),
+            tenant: sandbox.tenant(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.tenant {
+            None => format!("policy {}", self.name),
+            Some(uid) => format!("policy {} of uid {uid}", self.name),
+        }
+    }
+
+    /// Its overlay file's scope.
+    fn scope_key(&self) -> ScopeKey {
+        match self.tenant {
+            None => ScopeKey::Policy(self.name.clone()),
+            Some(uid) => ScopeKey::UserPolicy {
+                uid,
+                name: self.name.clone(),
+            },
+        }
+    }
 }
 
 impl Scope {
     fn covers(&self, sandbox: &Sandbox) -> bool {
         match self {
             Scope::Sandbox(id) => *id == sandbox.id,
-            Scope::Policy(name) => name == sandbox.policy().name(),
+            Scope::Policy(key) => *key == PolicyKey::of(sandbox),
             Scope::Container(id) => sandbox.container.as_deref() == Some(id.as_str()),
         }
     }
@@ -130,7 +167,7 @@ impl Scope {
     fn describe(&self) -> String {
         match self {
             Scope::Sandbox(id) => format!("sandbox {id}"),
-            Scope::Policy(name) => format!("policy {name}"),
+            Scope::Policy(key) => key.describe(),
             Scope::Container(id) => format!("container {id}"),
         }
     }
@@ -418,7 +455,7 @@ impl Operators {
                     created: now,
                     deadline: now + timeout,
                     sandbox: sandbox.id,
-                    policy: policy.name().to_string(),
+                    policy: PolicyKey::of(sandbox),
                     container: sandbox.container.clone(),
                     op: request.op,
                     key: key.clone(),
@@ -504,7 +541,7 @@ impl Operators {
             }
         }
         let overlay = self.overlay.as_ref()?;
-        let mut keys = vec![ScopeKey::Policy(sandbox.policy().name().to_string())];
+        let mut keys = vec![PolicyKey::of(sandbox).scope_key()];
         if let Some(c) = &sandbox.container {
             keys.push(ScopeKey::Container(c.clone()));
         }
@@ -579,8 +616,8 @@ impl Operators {
                 let text = format!("{what} for {} always", scope.describe());
                 let note = format!("by {by} for request {id} (sandbox {})", held.sandbox);
                 match (&self.overlay, &scope) {
-                    (Some(overlay), Scope::Policy(name)) => overlay
-                        .add(ScopeKey::Policy(name.clone()), &held.request, allow, &note)
+                    (Some(overlay), Scope::Policy(key)) => overlay
+                        .add(key.scope_key(), &held.request, allow, &note)
                         .map_err(refused)?,
                     (Some(overlay), Scope::Container(c)) => overlay
                         .add(ScopeKey::Container(c.clone()), &held.request, allow, &note)

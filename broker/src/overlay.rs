@@ -2,8 +2,16 @@
 //! broker restart.
 //!
 //! One file per scope in the state directory: `policy-NAME.toml` for the sandboxes of a
-//! policy, `container-ID.toml` for the processes of a container (bytes other than
-//! `[A-Za-z0-9._-]` written `%XX`). Each file is a policy in the ordinary format with
+//! policy the administrator registered (root, the broker's user, the OCI agent's policies),
+//! `user-UID-policy-NAME.toml` for those of a policy user UID registered, and
+//! `container-ID.toml` for the processes of a container (bytes other than `[A-Za-z0-9._-]`
+//! written `%XX`). A policy's name is chosen by whoever registers it: the user is part of the
+//! scope so that one user's rules never cover another user's policy of that name.
+//!
+//! The directory must belong to root or the broker's user with mode 0700 (an existing one is
+//! checked, and the broker refuses to start on one that is not): whoever may write there may
+//! grant themselves anything a policy asks about. Files are written through a new temporary
+//! file (`O_EXCL|O_NOFOLLOW`, mode 0600) renamed over the old one. Each file is a policy in the ordinary format with
 //! `default = "ask"`, so that what no rule covers is left to the policy's own `ask`; a grant
 //! adds an `[[allow]]` table and a denial a `[[deny]]` table, each naming one exact
 //! destination, with a comment saying who made it and when. Operators may edit the files;
@@ -30,8 +38,15 @@ use netjail_protocol::control::{ReloadItem, ReloadOutcome};
 /// Whom one overlay file covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ScopeKey {
-    /// Every sandbox of the policy with this name.
+    /// Every sandbox of the administrator's policy with this name.
     Policy(String),
+    /// Every sandbox of the policy with this name that this user registered.
+    UserPolicy {
+        /// The registering user.
+        uid: u32,
+        /// The policy's name.
+        name: String,
+    },
     /// Every process of the container with this id.
     Container(String),
 }
@@ -40,6 +55,9 @@ impl ScopeKey {
     fn file_name(&self) -> String {
         match self {
             ScopeKey::Policy(n) => format!("policy-{}.toml", encode(n)),
+            ScopeKey::UserPolicy { uid, name } => {
+                format!("user-{uid}-policy-{}.toml", encode(name))
+            }
             ScopeKey::Container(c) => format!("container-{}.toml", encode(c)),
         }
     }
@@ -49,6 +67,16 @@ impl ScopeKey {
         if let Some(n) = stem.strip_prefix("policy-") {
             return Some(ScopeKey::Policy(decode(n)?));
         }
+        if let Some(rest) = stem.strip_prefix("user-") {
+            let (uid, name) = rest.split_once("-policy-")?;
+            if uid.is_empty() || !uid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            return Some(ScopeKey::UserPolicy {
+                uid: uid.parse().ok()?,
+                name: decode(name)?,
+            });
+        }
         stem.strip_prefix("container-")
             .and_then(decode)
             .map(ScopeKey::Container)
@@ -57,6 +85,7 @@ impl ScopeKey {
     fn describe(&self) -> String {
         match self {
             ScopeKey::Policy(n) => format!("policy `{n}`"),
+            ScopeKey::UserPolicy { uid, name } => format!("policy `{name}` of uid {uid}"),
             ScopeKey::Container(c) => format!("container `{c}`"),
         }
     }
@@ -101,16 +130,25 @@ impl std::fmt::Debug for Overlay {
 
 impl Overlay {
     /// Opens the overlay in `dir` (created, mode 0700, when missing) and reads every file.
+    /// An existing directory must belong to root or the broker's user, with mode 0700 or
+    /// less, and the directories above it must be closed to writes by others
+    /// (`OverlayError::Io` with `PermissionDenied` otherwise).
     pub fn open(dir: &Path) -> Result<Overlay, OverlayError> {
         let io_err = |source| OverlayError::Io {
             path: dir.to_path_buf(),
             source,
         };
         if !dir.exists() {
-            fs::create_dir_all(dir).map_err(io_err)?;
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err)?;
         }
+        crate::own::check_dir(dir, true).map_err(io_err)?;
         let mut files = HashMap::new();
         for entry in fs::read_dir(dir).map_err(io_err)? {
             let entry = entry.map_err(io_err)?;
@@ -339,15 +377,28 @@ fn toml_string(s: &str) -> String {
     out
 }
 
+/// Writes `path` whole: a new temporary file beside it (created with `O_EXCL|O_NOFOLLOW` and
+/// mode 0600, so that nothing already there, a symlink least of all, is written through),
+/// then a rename over `path`. A temporary file a crash left behind is removed first.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name()
             .map_or("overlay".into(), |n| n.to_string_lossy())
     ));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -496,9 +547,73 @@ mod tests {
     }
 
     #[test]
+    fn l5_user_scopes_have_files_of_their_own() {
+        let user = ScopeKey::UserPolicy {
+            uid: 1000,
+            name: "web".into(),
+        };
+        assert_eq!(user.file_name(), "user-1000-policy-web.toml");
+        assert_eq!(
+            ScopeKey::from_file_name("user-1000-policy-web.toml"),
+            Some(user)
+        );
+        let odd = ScopeKey::UserPolicy {
+            uid: 7,
+            name: "a-policy-b".into(),
+        };
+        assert_eq!(ScopeKey::from_file_name(&odd.file_name()), Some(odd));
+        assert_eq!(ScopeKey::from_file_name("user-x-policy-web.toml"), None);
+        assert_eq!(
+            ScopeKey::from_file_name("policy-web.toml"),
+            Some(ScopeKey::Policy("web".into()))
+        );
+    }
+
+    #[test]
+    fn l5_an_overlay_directory_others_may_read_or_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir("open-mode");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Overlay::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("mode 0755") && err.contains("0700"), "{err}");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(Overlay::open(&dir).is_ok());
+        fs::remove_dir_all(&dir).unwrap();
+        // A missing one is made 0700.
+        let made = Overlay::open(&dir).unwrap();
+        let mode = fs::metadata(made.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn l5_a_rule_is_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir("symlink");
+        let overlay = Overlay::open(&dir).unwrap();
+        let victim = dir.with_extension("victim");
+        fs::write(&victim, "untouched").unwrap();
+        let key = ScopeKey::Policy("web".into());
+        let tmp = dir.join(format!(".{}.tmp", key.file_name()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        overlay
+            .add(key.clone(), &connect("127.0.0.1:80"), true, "test")
+            .unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        let written = dir.join(key.file_name());
+        let meta = fs::symlink_metadata(&written).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        fs::remove_file(&victim).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_broken_file_is_an_error_with_its_position() {
         let dir = tempdir("broken");
-        fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         fs::write(
             dir.join("policy-web.toml"),
             "name = \"overlay\"\ndefault = \"ask\"\n[[allow]]\nconect = []\n",

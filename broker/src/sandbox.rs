@@ -70,6 +70,9 @@ pub struct Sandbox {
     decisions: AtomicU64,
     /// Its callers' pidfds, by thread id.
     pub(crate) pidfds: PidfdCache,
+    /// Who registered it: the user at the other end of the broker's socket, `None` for a
+    /// sandbox the program running the broker registered itself.
+    pub(crate) owner: Option<u32>,
 }
 
 /// Where a sandbox's policy came from.
@@ -192,7 +195,27 @@ impl Sandbox {
             reaper_key: crate::reaper::new_key(),
             decisions: AtomicU64::new(0),
             pidfds: PidfdCache::default(),
+            owner: None,
         }
+    }
+
+    /// The same sandbox, registered by user `owner` over a socket.
+    pub(crate) fn with_owner(mut self, owner: Option<u32>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The user whose `--always` rules and policy-wide grants this sandbox shares with the
+    /// other sandboxes of the same policy name: `None` for the administrator's (root, the
+    /// broker's own user, the OCI agent's policies directory, the program running the
+    /// broker), the registering user otherwise. A policy's name is chosen by whoever
+    /// registers it, so one user's rules never cover another user's policy of that name.
+    pub(crate) fn tenant(&self) -> Option<u32> {
+        if matches!(self.source, PolicySource::Directory { .. }) {
+            return None;
+        }
+        self.owner
+            .filter(|&uid| uid != 0 && uid != crate::sys::geteuid())
     }
 
     /// The same sandbox, recording its calls in `journal`.

@@ -445,6 +445,15 @@ fn send_one(
         };
     }
     let endpoint = target.canonical().to_string();
+    // A Fast Open send connects: the broker's metrics port is not a sandbox's to reach.
+    if op == Op::Connect && crate::own::is_own_port(sock, &target) {
+        return Sent {
+            decision: Some(crate::own::refusal()),
+            failure: "",
+            endpoint,
+            reply: Reply::Errno(crate::own::ERRNO),
+        };
+    }
     let decision = call.evaluate(&Request { op, target });
     let refused = match decision.verdict {
         Verdict::Deny { errno } => Some(errno),

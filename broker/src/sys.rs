@@ -913,6 +913,128 @@ pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
+// ---- The broker's own sockets and listeners (`own.rs`) ----
+
+/// `KCMP_FILE`: compare two file descriptions.
+const KCMP_FILE: libc::c_int = 0;
+
+/// `kcmp(self, self, KCMP_FILE, a, b)`: whether two of the broker's fds are the same open
+/// file, and otherwise their order. The order is that of the kernel's file pointers, hidden
+/// behind a per-boot random mapping that keeps the order total and stable while both files
+/// stay open, so a sorted table of fds can be searched with it.
+///
+/// # Errors
+/// `ENOSYS` on a kernel without `CONFIG_KCMP`; `EBADF` for an fd that is not open.
+///
+/// # References
+/// kcmp(2)
+pub fn kcmp_files(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<std::cmp::Ordering> {
+    let pid = std::process::id() as libc::pid_t;
+    // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
+    let r = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_FILE,
+            a.as_raw_fd() as libc::c_ulong,
+            b.as_raw_fd() as libc::c_ulong,
+        )
+    })?;
+    match r {
+        0 => Ok(std::cmp::Ordering::Equal),
+        1 => Ok(std::cmp::Ordering::Less),
+        2 => Ok(std::cmp::Ordering::Greater),
+        _ => Err(io::Error::other("kcmp gave no order for two files")),
+    }
+}
+
+/// `kcmp(pid, self, KCMP_FILE, theirs, ours)`: whether fd `theirs` of process `pid` is the
+/// same open file as the broker's fd `ours`. Needs ptrace read access to `pid`.
+///
+/// # References
+/// kcmp(2)
+pub fn kcmp_same_file(pid: i32, theirs: i32, ours: BorrowedFd<'_>) -> io::Result<bool> {
+    let me = std::process::id() as libc::pid_t;
+    // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
+    let r = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid as libc::pid_t,
+            me,
+            KCMP_FILE,
+            theirs as libc::c_ulong,
+            ours.as_raw_fd() as libc::c_ulong,
+        )
+    })?;
+    Ok(r == 0)
+}
+
+/// Runs `make` on a thread of its own whose filesystem attributes (`umask`, working directory)
+/// are its own (`unshare(CLONE_FS)`), with `umask` set and, with `group`, its filesystem gid
+/// set to `group` (`setfsgid`, this thread only): a socket file that `make` binds is created
+/// with mode `0777 & !umask` and that group at once, with no `chmod` or `chown` by path after.
+///
+/// # Errors
+/// `unshare` or `setfsgid` failing (`EPERM` without `CAP_SETGID` for a group the broker is not
+/// in), or the thread panicking.
+///
+/// # References
+/// unshare(2) (`CLONE_FS`), umask(2), setfsgid(2), unix(7) (the mode of a bound socket file)
+pub fn with_own_umask<T: Send>(
+    umask: u32,
+    group: Option<u32>,
+    make: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                // SAFETY: plain syscall with an integer argument; CLONE_FS only gives this
+                // thread its own umask and directories, which nothing else refers to.
+                cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+                // SAFETY: plain syscall with an integer argument.
+                unsafe { libc::umask(umask as libc::mode_t) };
+                if let Some(gid) = group {
+                    // setfsgid says nothing of failure but returns the previous value: set,
+                    // then read back with an invalid id, which changes nothing.
+                    // SAFETY: plain syscalls with integer arguments (raw, this thread only).
+                    unsafe { libc::syscall(libc::SYS_setfsgid, gid) };
+                    // SAFETY: as above.
+                    let now = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
+                    if now != gid {
+                        return Err(io::Error::from_raw_os_error(libc::EPERM));
+                    }
+                }
+                make()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread binding a socket panicked")))
+    })
+}
+
+/// `SIOCGSKNS`: an fd of the network namespace of socket `sock`.
+const SIOCGSKNS: libc::c_ulong = 0x894C;
+
+/// The inode number of the network namespace socket `sock` lives in (`SIOCGSKNS`, then
+/// `fstat`), the same number `/proc/PID/ns/net` shows.
+///
+/// # Errors
+/// `EPERM` for a broker without `CAP_NET_ADMIN` over that namespace's user namespace.
+///
+/// # References
+/// ioctl_ns(2), netdevice(7) (`SIOCGSKNS`)
+pub fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: SIOCGSKNS takes no argument and returns a new fd.
+    let fd = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) })?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let ns = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is a writable stat buffer.
+    cvt(unsafe { libc::fstat(ns.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded and filled the buffer.
+    Ok(unsafe { st.assume_init() }.st_ino)
+}
+
 /// Takes fd `fd`, inherited from the service manager (`LISTEN_FDS`, fds from 3 on), marks it
 /// close-on-exec so that it does not leak into anything the broker runs, and, with
 /// `nonblocking`, non-blocking, as the runtime needs of a socket (a service manager hands

@@ -98,6 +98,15 @@ pub(crate) fn act_on_path(
         };
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
+        // The broker's own sockets are never reached through a call it performs (own.rs).
+        if usage == PathUse::Existing && crate::own::is_own_unix(node.as_fd()) {
+            return PathOutcome {
+                decision: Some(crate::own::refusal()),
+                failure: "",
+                reply: Reply::Errno(crate::own::ERRNO),
+                endpoint,
+            };
+        }
         let decision = call.evaluate(&Request { op, target });
         let mut failure = "";
         let reply = match decision.verdict {

@@ -33,7 +33,9 @@
 //!    filter of the policy, builds the Landlock ruleset, computes the capabilities to drop.
 //!    An error here leaves the process exactly as it was, and **unconfined**
 //!    ([`ConfineError::is_confined`] is false).
-//! 3. Connects to the broker's registration socket (`SOCK_SEQPACKET`), says hello, and sends
+//! 3. Connects to the broker's registration socket (`SOCK_SEQPACKET`), checks that the
+//!    broker runs as root or as this process's user (anyone else would get the listener, and
+//!    with it the process's network: nothing is sent to them), says hello, and sends
 //!    `RegisterSelf` with the policy text (no fd). The broker identifies the process from the
 //!    socket (`SO_PEERPIDFD`), never from a claimed pid, and answers `AwaitingListener` with
 //!    its pid.
@@ -45,7 +47,10 @@
 //!    socket with no destination and `MSG_NOSIGNAL`: like `write(2)` the filter leaves that in
 //!    the kernel, while its own `sendmsg` would already be trapped (and a listener fd in
 //!    `SCM_RIGHTS` would need it). The broker takes the listener with `pidfd_getfd` and answers
-//!    `Registered` (read with `read(2)`, which is not trapped either).
+//!    `ProveListener` (read with `read(2)`, which is not trapped either); the process closes
+//!    its own copy and makes the proof call `connect(-1, nonce, 0)`, which its filter hands to
+//!    the listener: the broker sees the listener is this process's own, answers the call with
+//!    0, and then `Registered`.
 //! 6. Always, success or failure: closes the process's own copy of the listener (confined code
 //!    must never hold its listener: it could answer its own notifications) and resets
 //!    `PR_SET_PTRACER` to 0.
@@ -289,9 +294,15 @@ impl<'a> ConfineSelf<'a> {
         };
         drop(domain);
 
-        // 5. The hand-over, then 6: our own copy goes, whatever happened.
-        let result = session.and_then(|s| hand_over(&s, &listener, deadline));
-        drop(listener);
+        // 5. The hand-over and the proof, then 6: our own copy goes, whatever happened (the
+        // proof closes it first).
+        let result = match session {
+            Ok(s) => hand_over(&s, listener, deadline),
+            Err(e) => {
+                drop(listener);
+                Err(e)
+            }
+        };
         if ptracer {
             reset_ptracer();
         }
@@ -432,6 +443,19 @@ pub enum BrokerError {
     /// The broker answered something that does not belong in this conversation.
     #[error("unexpected answer from the broker: {0}")]
     Unexpected(String),
+    /// The proof that the listener is this process's own failed (the broker refused it,
+    /// `EPERM`, or dropped the listener, `ENOSYS`).
+    #[error("the proof call failed: {0}")]
+    Proof(String),
+    /// What listens at the path runs as another user than root or this one: nothing was
+    /// sent to it, and the listener is not handed over.
+    #[error("the socket is served by uid {uid}, neither root nor this user (uid {own})")]
+    Untrusted {
+        /// The uid of the process serving it.
+        uid: u32,
+        /// This process's effective uid.
+        own: u32,
+    },
 }
 
 /// An open self-registration: the broker waits for the listener's number.
@@ -448,6 +472,10 @@ fn register(
     deadline: Instant,
 ) -> Result<Session, BrokerError> {
     let sock = connect(path, deadline)?;
+    if let Err(uid) = crate::remote::check_broker_uid(sock.as_fd()) {
+        let own = sys::geteuid();
+        return Err(BrokerError::Untrusted { uid, own });
+    }
     let hello = ClientMessage::Hello {
         version: PROTOCOL_VERSION,
         client: format!(
@@ -471,11 +499,14 @@ fn register(
     }
 }
 
-/// Step 5: `ListenerFd`, then `Registered`. Runs confined: `sendto` without a destination
-/// and `read` stay in the kernel.
+/// Step 5: `ListenerFd`; the broker takes the listener and asks for the proof
+/// (`ProveListener`); our copy is closed, the proof call made (`connect(-1, nonce, 0)`, which
+/// our own filter hands to the listener, now the broker's alone), then `Registered`. Runs
+/// confined: `sendto` without a destination and `read` stay in the kernel. A broker older
+/// than the proof answers `Registered` at once. The listener is closed on every path.
 fn hand_over(
     session: &Session,
-    listener: &OwnedFd,
+    listener: OwnedFd,
     deadline: Instant,
 ) -> Result<SandboxId, BrokerError> {
     let msg = ClientMessage::ListenerFd {
@@ -484,6 +515,16 @@ fn hand_over(
     send(&session.sock, &msg, deadline)?;
     match receive(&session.sock, deadline)? {
         BrokerMessage::Registered { sandbox } => Ok(sandbox),
+        BrokerMessage::ProveListener { nonce } => {
+            // Closed before the proof: should the broker fail now, the filter has no
+            // listener left and the call fails (ENOSYS) instead of waiting for ever.
+            drop(listener);
+            sys::proof_connect(nonce).map_err(|e| BrokerError::Proof(e.to_string()))?;
+            match receive(&session.sock, deadline)? {
+                BrokerMessage::Registered { sandbox } => Ok(sandbox),
+                other => Err(unexpected(other)),
+            }
+        }
         other => Err(unexpected(other)),
     }
 }

@@ -1,6 +1,6 @@
 //! Registering a sandbox with a running broker over its SEQPACKET socket.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,62 @@ pub enum RemoteError {
     /// The broker answered something unexpected.
     #[error("unexpected answer from the broker")]
     Unexpected,
+    /// What listens at the path runs as another user than root or this one: nothing was sent
+    /// to it (whoever serves the socket would get the sandbox's listener, and with it every
+    /// decision on the sandbox's calls).
+    #[error(
+        "the socket at {path} is served by uid {uid}, neither root nor this user (uid {own}): \
+         not talking to it"
+    )]
+    UntrustedBroker {
+        /// The socket path.
+        path: String,
+        /// The uid of the process serving it.
+        uid: u32,
+        /// This process's effective uid.
+        own: u32,
+    },
+}
+
+/// Checks that the process serving the unix socket `sock` is connected to runs as root or as
+/// this process's user (L6): `Err(uid)` with its uid otherwise, or when it cannot be told.
+///
+/// In a user namespace that does not map the initial namespace's root (a rootless container,
+/// `unshare -U`), a broker running as that root shows as the overflow uid, as every other
+/// unmapped user does: there it is accepted, since nothing finer can be known from inside.
+pub fn check_broker_uid(sock: std::os::fd::BorrowedFd<'_>) -> Result<(), u32> {
+    let own = crate::sys::geteuid();
+    match crate::sys::peer_uid(sock) {
+        Ok(uid) if uid == 0 || uid == own => Ok(()),
+        Ok(uid) if uid == overflow_uid() && !maps_initial_root() => Ok(()),
+        Ok(uid) => Err(uid),
+        Err(_) => Err(u32::MAX),
+    }
+}
+
+/// The uid the kernel shows for a user not mapped in this user namespace
+/// (`/proc/sys/kernel/overflowuid`, 65534 unless changed).
+fn overflow_uid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65534)
+}
+
+/// Whether the initial user namespace's root is mapped in this process's user namespace
+/// (always, in the initial one itself): a line of `/proc/self/uid_map` whose range of
+/// outside ids holds 0. An unreadable map counts as mapped, which keeps the strict check.
+fn maps_initial_root() -> bool {
+    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
+        return true;
+    };
+    map.lines().any(|line| {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        matches!(f.as_slice(), [_, outside, count] if *outside == 0 && *count > 0)
+    })
 }
 
 impl RemoteError {
@@ -62,6 +118,11 @@ impl BrokerConnection {
                 path: path.display().to_string(),
                 source,
             })?;
+        check_broker_uid(sock.as_fd()).map_err(|uid| RemoteError::UntrustedBroker {
+            path: path.display().to_string(),
+            uid,
+            own: crate::sys::geteuid(),
+        })?;
         let hello = ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             client: format!("netjail {}", env!("CARGO_PKG_VERSION")),

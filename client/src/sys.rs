@@ -647,6 +647,56 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
 }
 
+/// The user id of the process that made the listening end of the unix socket `sock`
+/// connects to (`SO_PEERCRED`, recorded when it called `listen`): the broker's.
+///
+/// # References
+/// unix(7) (`SO_PEERCRED`)
+pub fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut cred = std::mem::MaybeUninit::<libc::ucred>::zeroed();
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a live, zeroed `ucred` of `len` bytes that the kernel fills.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            cred.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getsockopt succeeded and filled the structure (zeroed before).
+    Ok(unsafe { cred.assume_init() }.uid)
+}
+
+/// This process's effective user id.
+pub fn geteuid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// The proof a self-registering process gives the broker that a listener is its own
+/// (`netjail_protocol::PROOF_SYSCALL`): `connect(-1, nonce, 0)`, which its own filter hands to
+/// the listener. The kernel reads nothing at `nonce`: the broker answers on the raw
+/// arguments, 0 when it accepts the proof. Not trapped (no filter), the kernel says `EBADF`.
+pub fn proof_connect(nonce: u64) -> io::Result<()> {
+    loop {
+        // SAFETY: plain syscall with integer arguments; the address is never dereferenced
+        // (the filter traps the call, and without one fd -1 fails first).
+        let r = unsafe { libc::syscall(libc::SYS_connect, -1, nonce as usize, 0usize) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
 pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall; a NULL siginfo is allowed.

@@ -20,8 +20,10 @@
 //! [`ClientMessage::RegisterSelf`], answered with [`BrokerMessage::AwaitingListener`]; it then
 //! installs its filter and names its new listener with [`ClientMessage::ListenerFd`] (written
 //! with plain `write(2)`, since its `sendmsg` is trapped by then); the broker takes the
-//! listener with `pidfd_getfd` and answers [`BrokerMessage::Registered`] or
-//! [`BrokerMessage::Error`].
+//! listener with `pidfd_getfd` and answers [`BrokerMessage::ProveListener`]; the process closes
+//! its own copy and makes the call of [`PROOF_SYSCALL`], which its filter hands to the
+//! listener, showing that the listener is its own; the broker answers that call, then
+//! [`BrokerMessage::Registered`] or [`BrokerMessage::Error`].
 //!
 //! A client that keeps its own copy of the listener (`netjail run`) registers with
 //! [`ClientMessage::RegisterKeeping`] instead, and when the broker goes away, sends the same
@@ -64,7 +66,7 @@ mod transport;
 pub use error::{DecodeError, EncodeError, RecvError, SendError};
 pub use message::{
     BrokerMessage, ClientMessage, ErrorCode, ErrorReply, PolicySource, Register, RegisterAgain,
-    RegisterSelf, SandboxId,
+    RegisterSelf, SandboxId, PROOF_SYSCALL,
 };
 pub use transport::{recv, send, Received};
 

@@ -123,7 +123,24 @@ pub enum BrokerMessage {
         /// is what lets the broker's `pidfd_getfd` reach the client.
         broker_pid: i32,
     },
+    /// The answer to [`ClientMessage::ListenerFd`] once the broker holds a copy of the
+    /// listener: the sender closes its own copy, then proves that the listener is the one of
+    /// a filter it is itself under by making the call [`PROOF_SYSCALL`] describes, which that
+    /// filter hands to the listener, from any thread of the process that connected. The broker
+    /// answers that call with 0 (or `EPERM` when the proof fails) and then sends
+    /// [`BrokerMessage::Registered`]. Without the proof a process could name a listener it
+    /// holds for *other* processes (a broker of its own, a launcher) and have it registered
+    /// a second time.
+    ProveListener {
+        /// The value the proof's address argument carries.
+        nonce: u64,
+    },
 }
+
+/// The call that proves a [`BrokerMessage::ProveListener`]: `connect(-1, nonce, 0)`, the
+/// nonce as the address pointer (never read: the broker decides on the raw arguments).
+/// The filter of every netjail policy sends `connect` to its listener.
+pub const PROOF_SYSCALL: &str = "connect(-1, nonce, 0)";
 
 /// The body of [`BrokerMessage::Error`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -104,6 +104,7 @@ fn broker_message() -> impl Strategy<Value = BrokerMessage> {
         (error_code(), ".*")
             .prop_map(|(code, message)| BrokerMessage::Error(ErrorReply { code, message })),
         any::<i32>().prop_map(|broker_pid| BrokerMessage::AwaitingListener { broker_pid }),
+        any::<u64>().prop_map(|nonce| BrokerMessage::ProveListener { nonce }),
     ]
 }
 

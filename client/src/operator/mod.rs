@@ -139,6 +139,19 @@ pub enum OperatorError {
     /// The socket failed.
     #[error("cannot talk to the broker: {0}")]
     Io(String),
+    /// What listens at the control socket runs as another user than root or this one:
+    /// nothing was sent to it (a look-alike could show false held calls, or take the grants
+    /// meant for the broker).
+    #[error(
+        "the control socket is served by uid {uid}, neither root nor this user (uid {own}): \
+         not talking to it (--control or NETJAIL_CONTROL may name a socket another user made)"
+    )]
+    UntrustedBroker {
+        /// The uid of the process serving the socket.
+        uid: u32,
+        /// This process's effective uid.
+        own: u32,
+    },
 }
 
 impl OperatorError {
@@ -271,6 +284,11 @@ impl Control {
     ///
     /// As [`Control::connect`], but for the connection itself.
     pub async fn hello(sock: UnixSeqpacket, client: &str) -> Result<Control, OperatorError> {
+        use std::os::fd::AsFd;
+        if let Err(uid) = crate::remote::check_broker_uid(sock.as_fd()) {
+            let own = crate::sys::geteuid();
+            return Err(OperatorError::UntrustedBroker { uid, own });
+        }
         let hello = OperatorRequest::Hello {
             version: PROTOCOL_VERSION,
             client: client.to_string(),

@@ -32,6 +32,8 @@
 //! | `listen-unbound FAMILY` | `listen` on a socket never bound |
 //! | `source PROTO PORT` | connect or send from an unbound socket; reports its source |
 //! | `pktinfo PORT SRC` | a datagram with `IP_PKTINFO` choosing source SRC |
+//! | `register-self-fds SOCK POLICY FROM TO [PORT TRIES]` | `RegisterSelf` + `ListenerFd N` for each N (F2), then connects |
+//! | `register-fd-of SOCK POLICY PID` | registers the seccomp listener process PID holds, again |
 
 use serde_json::{json, Value};
 
@@ -45,6 +47,7 @@ mod flip;
 mod hardening;
 mod int80;
 mod net;
+mod sockets;
 mod storm;
 mod uring;
 
@@ -93,6 +96,14 @@ pub fn main(args: &[String]) -> i32 {
         ["listen-unbound", family] => datagram::listen_unbound(family),
         ["source", proto, port] => datagram::source(proto, port),
         ["pktinfo", port, src] => datagram::pktinfo(port, src),
+        ["register-self-fds", sock, policy, from, to, rest @ ..] => match rest {
+            [] => sockets::register_self_fds(sock, policy, from, to, None),
+            [port, tries] => {
+                sockets::register_self_fds(sock, policy, from, to, Some((port, tries)))
+            }
+            _ => Err(format!("malformed register-self-fds: {args:?}")),
+        },
+        ["register-fd-of", sock, policy, pid] => sockets::register_fd_of(sock, policy, pid),
         _ => Err(format!("unknown or malformed subcommand: {args:?}")),
     };
     match out {

@@ -494,7 +494,7 @@ fn s_d6_browser_example_as_an_unprivileged_user() {
 
 /// An unprivileged broker's own user operates it on its control socket (nobody else but root
 /// and the operator group does): the owner of a broker embedded in a program can answer what
-/// its policies ask.
+/// its policies ask. Another user's `netjail` refuses to talk to it (L6).
 #[test]
 fn an_unprivileged_brokers_owner_operates_it() {
     let test = "an_unprivileged_brokers_owner_operates_it";
@@ -516,12 +516,14 @@ fn an_unprivileged_brokers_owner_operates_it() {
     };
     let owner = status(4715);
     assert_eq!(owner.code(), Some(0), "{}", owner.describe());
+    // Another user does not even talk to it (L6: a socket served by a uid that is neither
+    // root nor theirs); the broker would refuse them anyway (not an operator).
     let other = status(4716);
     assert_eq!(other.code(), Some(1), "{}", other.describe());
     assert!(
         other
             .stderr
-            .contains("uid 4716 is not an operator: only root, uid 4715 (the broker's)"),
+            .contains("the control socket is served by uid 4715, neither root nor this user"),
         "{}",
         other.describe()
     );

@@ -60,6 +60,7 @@ mod sec_bounds;
 mod sec_identity;
 mod sec_options;
 mod sec_root;
+mod sec_sockets;
 mod signals;
 
 /// The probe binary of this crate.

@@ -580,8 +580,11 @@ impl UserNamespace {
             netjail_integration_tests::skip(test, "cannot make a user namespace here");
             return None;
         }
-        let broker = netjail_integration_tests::Broker::start();
-        // The launcher runs as nobody (root of its user namespace): it must reach the socket.
+        // The launcher runs as nobody (root of its user namespace): it must be allowed to
+        // register (nobody's group), and reach the socket.
+        let broker = netjail_integration_tests::Broker::start_with(&[], |_| {
+            vec!["--register-group".into(), "65534".into()]
+        });
         chmod(broker.socket().parent().expect("dir"), 0o755);
         chmod(broker.socket(), 0o666);
         Some(UserNamespace {
