@@ -32,11 +32,13 @@
 //! | `listen-unbound FAMILY` | `listen` on a socket never bound |
 //! | `source PROTO PORT` | connect or send from an unbound socket; reports its source |
 //! | `pktinfo PORT SRC` | a datagram with `IP_PKTINFO` choosing source SRC |
+//! | `addr ...`, `addr-cases ...`, `addr-prop ...`, `addr-listen-run ...` | addresses as the kernel reads them (see `address.rs`) |
 
 use serde_json::{json, Value};
 
 use crate::sys::{errno_name, Errno};
 
+mod address;
 mod attacks;
 mod badargs;
 mod confine;
@@ -48,6 +50,7 @@ mod net;
 mod storm;
 mod uring;
 
+pub use address::{PORT_P, PORT_Q};
 pub use confine::SECRET;
 
 /// Runs the probe with its arguments (without the program name); returns the exit status.
@@ -93,6 +96,10 @@ pub fn main(args: &[String]) -> i32 {
         ["listen-unbound", family] => datagram::listen_unbound(family),
         ["source", proto, port] => datagram::source(proto, port),
         ["pktinfo", port, src] => datagram::pktinfo(port, src),
+        ["addr", k, s, o, a, rest @ ..] => address::one(k, s, o, a, rest.first().copied()),
+        ["addr-cases", seed, n, dir, regime, run] => address::cases(seed, n, dir, regime, run),
+        ["addr-prop", seed, n, netjail, dir] => address::prop(seed, n, netjail, dir),
+        ["addr-listen-run", rest @ ..] => address::listen_run(rest),
         _ => Err(format!("unknown or malformed subcommand: {args:?}")),
     };
     match out {

@@ -56,6 +56,7 @@ mod operators;
 mod profiles;
 mod reload;
 mod restart;
+mod sec_address;
 mod signals;
 
 /// The probe binary of this crate.
