@@ -136,7 +136,13 @@ pub(crate) fn settle(
     destination: &[u8],
 ) -> Result<(), (i32, &'static str)> {
     let (sock, kind) = (view.sock, view.kind);
+    let udp = address::is_udp(kind);
     if !matches!(kind.family, libc::AF_INET | libc::AF_INET6) {
+        return Ok(());
+    }
+    // Without a jail only an unconnected datagram send can leave a wildcard receiver behind,
+    // and only under a policy that refuses the wildcard bind: no system call otherwise.
+    if view.jail.is_none() && (!udp || op != Op::Send || wildcard_allowed(call, kind, 0)) {
         return Ok(());
     }
     let Some(own) = view.own_local() else {
@@ -145,7 +151,6 @@ pub(crate) fn settle(
     if !unsettled(own) {
         return Ok(());
     }
-    let udp = address::is_udp(kind);
     let autobound = own.port() != 0;
     if let Some(jail) = view.jail {
         if autobound && !(udp && release(sock)?) {
@@ -159,7 +164,7 @@ pub(crate) fn settle(
         };
         return bind(sock, SocketAddr::new(jail, 0)).map_err(|errno| (errno, "jail-source"));
     }
-    if !udp || op != Op::Send || wildcard_allowed(call, kind, own.port()) {
+    if wildcard_allowed(call, kind, own.port()) {
         return Ok(());
     }
     if autobound && !release(sock)? {
@@ -192,8 +197,8 @@ fn pin_route_source(sock: BorrowedFd<'_>, destination: &[u8]) -> Result<(), i32>
     }
 }
 
-/// Whether the policy allows this socket a wildcard bind, to `port` or to an ephemeral port
-/// (the policy alone: no operator is asked).
+/// Whether the policy allows this socket a wildcard bind to `port` (0: an ephemeral port;
+/// the policy alone: no operator is asked).
 fn wildcard_allowed(call: &Call, kind: SocketKind, port: u16) -> bool {
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
     let any = if kind.family == libc::AF_INET6 {
@@ -201,16 +206,14 @@ fn wildcard_allowed(call: &Call, kind: SocketKind, port: u16) -> bool {
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     };
-    [port, 0].into_iter().any(|port| {
-        let request = Request {
-            op: Op::Bind,
-            target: Target::Inet {
-                proto,
-                addr: SocketAddr::new(any, port),
-            },
-        };
-        call.policy.evaluate(&request).verdict == Verdict::Allow
-    })
+    let request = Request {
+        op: Op::Bind,
+        target: Target::Inet {
+            proto,
+            addr: SocketAddr::new(any, port),
+        },
+    };
+    call.policy.evaluate(&request).verdict == Verdict::Allow
 }
 
 fn bind(sock: BorrowedFd<'_>, addr: SocketAddr) -> Result<(), i32> {
