@@ -527,6 +527,11 @@ fn generate(seed: u64, id: u64, dir: &str, regime: &str) -> Case {
     };
     desc.insert("garbage".into(), json!(garbage && len > natural_len));
     desc.insert("natural_len".into(), json!(natural_len));
+    // Where an IP address's port is, whatever the layout put there.
+    desc.insert(
+        "port_field".into(),
+        json!(u16::from_be_bytes([bytes[2], bytes[3]])),
+    );
     desc.insert(
         "layout".into(),
         json!(["v4", "v6", "unix", "random"][layout]),

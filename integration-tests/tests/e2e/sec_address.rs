@@ -790,15 +790,21 @@ fn never_allowed(case: &Value, regime: &str) -> bool {
     let ip = a["ip"].as_str().unwrap_or("");
     let port = a["port"].as_u64().unwrap_or(0);
     if bind {
-        let mut ok = vec!["127.0.0.2", "::1", "::ffff:127.0.0.2"];
-        if regime == "a" {
-            ok.extend(["0.0.0.0", "::", "::ffff:0.0.0.0"]);
-        }
-        return port != 0 || !ok.contains(&ip);
+        return a["port_field"] != 0 || !bind_allowed(ip, regime);
     }
     port != u64::from(PORT_P)
         || EMBEDDED.contains(&ip)
         || ["127.0.0.2", "::ffff:127.0.0.2"].contains(&ip)
+}
+
+/// Whether the property policy lets a socket bind `ip` (port 0), in any of its spellings.
+fn bind_allowed(ip: &str, regime: &str) -> bool {
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let mut ok = vec!["127.0.0.2", "::1", "::ffff:127.0.0.2"];
+    if regime == "a" {
+        ok.extend(["0.0.0.0", "::", "::ffff:0.0.0.0"]);
+    }
+    ok.contains(&ip)
 }
 
 /// A link-local address with a scope id the kernel reads: on a bind or a UDP connect the
@@ -874,17 +880,25 @@ fn mismatch(regime: &str, native: &Value, confined: &Value, landed: &Value) -> O
     if !lc.is_empty() {
         return Some(format!("reached {lc:?}, which the kernel did not"));
     }
-    if c["res"] == n["res"] {
-        let ip = |v: &Value| {
-            v.as_str()
-                .and_then(|s| s.rsplit_once(':'))
-                .map(|(ip, _)| ip.to_owned())
+    let kind = native["kind"].as_str().unwrap_or("");
+    let ip = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.rsplit_once(':'))
+            .map(|(ip, _)| ip.to_owned())
+    };
+    if native["op"] == "bind" && n["res"] == "ok" && !kind.starts_with("unix") {
+        // Where the kernel bound the socket (its own answer, not a reading of the bytes) is
+        // what the policy decides on; only binds to port 0 are allowed.
+        let at = ip(&n["local"]).unwrap_or_default();
+        let allowed = native["addr"]["port_field"] == 0 && bind_allowed(&at, regime);
+        return match (allowed, c["res"].as_str()) {
+            (true, Some("ok")) if ip(&c["local"]) == ip(&n["local"]) => None,
+            (false, Some("EPERM")) => None,
+            _ => Some(format!("bound to {at} unconfined (allowed: {allowed})")),
         };
-        let bound_elsewhere = native["op"] == "bind"
-            && n["res"] == "ok"
-            && !native["kind"].as_str().unwrap_or("").starts_with("unix")
-            && ip(&n["local"]) != ip(&c["local"]);
-        return bound_elsewhere.then(|| "bound elsewhere".to_owned());
+    }
+    if c["res"] == n["res"] {
+        return None;
     }
     if c["res"] == "EPERM" && never_allowed(native, regime) {
         return None;
@@ -892,7 +906,7 @@ fn mismatch(regime: &str, native: &Value, confined: &Value, landed: &Value) -> O
     // Unix path resolution in the caller's root answers ENOENT for a name it cannot find
     // or create (a missing file, a path with no last component), where the kernel says
     // ECONNREFUSED or EADDRINUSE: a difference of `unix.rs`, not of the address's reading.
-    if native["kind"].as_str().unwrap_or("").starts_with("unix") && c["res"] == "ENOENT" {
+    if kind.starts_with("unix") && c["res"] == "ENOENT" {
         return None;
     }
     Some("errno differs".to_owned())
