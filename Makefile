@@ -74,7 +74,7 @@ bench-scale: release
 # what it learns goes to fuzz/target/corpus/TARGET, which is not committed. A crash fails
 # the run and leaves its input in fuzz/artifacts/TARGET/; fuzz/TARGET.dict, when there is
 # one, gives libFuzzer the target's keywords. The first build takes minutes.
-FUZZ_TARGETS := protocol_decode policy_parse syscall_args
+FUZZ_TARGETS := protocol_decode policy_parse syscall_args address_decode
 FUZZ_SECONDS ?= 20
 fuzz-smoke:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

@@ -1,7 +1,7 @@
 //! `bind(fd, addr, addrlen)` and `listen(fd, backlog)`, decided by the policy's `bind`
 //! entries and performed by the broker on its own copy of the socket; and the jail address
-//! (rule J2): a wildcard bind is turned into a bind to the jail address, and a socket that
-//! connects or sends without a bind is first bound to it, so that its traffic leaves from it.
+//! (rule J2): a wildcard bind is turned into a bind to the jail address (where a socket that
+//! connects or sends without a bind leaves from is `source.rs`'s).
 //!
 //! `listen` on an unbound socket binds it implicitly to the wildcard address and an
 //! ephemeral port: that is decided as the bind it is, so no server slips past the bind rules.
@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
+use crate::address::{self, Known, Reading, Use};
 use crate::caller::as_thread;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::limits;
+use crate::source::jail_for;
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
 
@@ -30,7 +32,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         Ok(s) => s,
         Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
-    let mut addr = match call.copy_sockaddr(addr_ptr, len) {
+    let addr = match call.copy_sockaddr(addr_ptr, len) {
         Ok(a) => a,
         Err((errno, why)) => return Step::Done(out.failed(errno, why)),
     };
@@ -38,77 +40,67 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         return Step::Done(out.gone());
     }
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
-    match kind.family {
-        libc::AF_UNIX => {
-            if addr.len() <= 2 {
-                // Autobind: the kernel picks an abstract name; nothing to decide.
-                out.endpoint = "unix:(autobind)".to_owned();
-                let pid = call.notif.pid;
+    // Invariant 9: the address as the kernel's bind for this socket reads it (a bind does
+    // not depend on the socket's state).
+    let reading = address::read(Use::Bind, kind, &mut Known::default(), Some(&addr));
+    match reading {
+        Reading::Errno(errno) => Step::Done(out.failed(errno, "bad-address")),
+        Reading::Refused(why) => {
+            out.endpoint = "unclassified".to_owned();
+            let reply = Reply::Errno(libc::EPERM);
+            Step::Done(out.decided(Some(address::refusal(why)), "", reply))
+        }
+        Reading::UnixAutobind => {
+            // Autobind: the kernel picks an abstract name; nothing to decide.
+            out.endpoint = "unix:(autobind)".to_owned();
+            let pid = call.notif.pid;
+            let fd = sock.as_fd();
+            Step::Done(
+                match limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, &addr)) {
+                    Ok(reply) => out.decided(None, "autobind", reply),
+                    Err(refusal) => refused(out, refusal),
+                },
+            )
+        }
+        Reading::UnixPath(path) => Step::Blocking(Box::new(move |call: &Call| {
+            let limited = AtomicBool::new(false);
+            let r = unix::act_on_path(call, Op::Bind, &path, PathUse::Create, Become::Full, |a| {
                 let fd = sock.as_fd();
-                return Step::Done(
-                    match limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, &addr))
-                    {
-                        Ok(reply) => out.decided(None, "autobind", reply),
-                        Err(refusal) => refused(out, refusal),
-                    },
-                );
-            }
-            let target = match decode::target(&addr, proto) {
-                Ok(t) => t,
-                Err(e) => return Step::Done(out.failed(e.errno(), "bad-address")),
+                let pid = call.notif.pid;
+                limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, a))
+                    .unwrap_or_else(|_| {
+                        limited.store(true, Ordering::Relaxed);
+                        Reply::Errno(limits::COUNT_ERRNO)
+                    })
+            });
+            out.endpoint = r.endpoint;
+            let decision = if limited.load(Ordering::Relaxed) {
+                Some(limits::refusal(limits::RULE_BINDS, limits::COUNT_ERRNO))
+            } else {
+                r.decision
             };
-            if let Target::UnixPath(path) = target {
-                return Step::Blocking(Box::new(move |call: &Call| {
-                    let limited = AtomicBool::new(false);
-                    let r = unix::act_on_path(
-                        call,
-                        Op::Bind,
-                        &path,
-                        PathUse::Create,
-                        Become::Full,
-                        |a| {
-                            let fd = sock.as_fd();
-                            let pid = call.notif.pid;
-                            limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, a))
-                                .unwrap_or_else(|_| {
-                                    limited.store(true, Ordering::Relaxed);
-                                    Reply::Errno(limits::COUNT_ERRNO)
-                                })
-                        },
-                    );
-                    out.endpoint = r.endpoint;
-                    let decision = if limited.load(Ordering::Relaxed) {
-                        Some(limits::refusal(limits::RULE_BINDS, limits::COUNT_ERRNO))
-                    } else {
-                        r.decision
-                    };
-                    out.decided(decision, r.failure, r.reply)
-                }));
-            }
+            out.decided(decision, r.failure, r.reply)
+        })),
+        Reading::UnixAbstract(name) => {
+            let target = Target::UnixAbstract(name);
             decide_and_perform(call, out, target, sock.as_fd(), kind, || {
                 perform(sock.as_fd(), &addr)
             })
         }
-        libc::AF_INET | libc::AF_INET6 => {
-            let Some(target) = inet_bind_target(&addr, kind, proto) else {
-                // A family the socket does not take, or too short: the kernel's own errno.
-                out.endpoint = "bad-address".to_owned();
-                let reply = perform(sock.as_fd(), &addr);
-                return Step::Done(out.decided(None, "bad-address", reply));
-            };
-            let target = jail_translate(call, target, &mut addr);
-            let port = match &target {
-                Target::Inet { addr, .. } => addr.port(),
-                _ => 0,
-            };
+        Reading::Local {
+            addr: local,
+            sockaddr,
+        } => {
+            let (target, sockaddr) = jail_translate(call, kind, proto, local, sockaddr);
+            let port = local_port(&target);
             decide_and_perform(call, out, target, sock.as_fd(), kind, || {
-                bind_inet(call, sock.as_fd(), &addr, port)
+                bind_inet(call, sock.as_fd(), &sockaddr, port)
             })
         }
-        _ => {
+        Reading::OtherFamily(family) => {
             // Another family (netlink, say, when the policy lists it): decided by the default,
             // and performed as the caller, with its capabilities, not the broker's.
-            let target = Target::OtherFamily(kind.family);
+            let target = Target::OtherFamily(family);
             decide_and_perform(call, out, target, sock.as_fd(), kind, || {
                 as_thread(call.notif.pid, Become::Full, || {
                     perform(sock.as_fd(), &addr)
@@ -116,6 +108,17 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
                 .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
             })
         }
+        Reading::Ip { .. } | Reading::Peer | Reading::Ignored | Reading::Disconnect => {
+            Step::Done(out.failed(libc::EPERM, "unclassified"))
+        }
+    }
+}
+
+/// The port of an inet bind target (0 for any other).
+fn local_port(target: &Target) -> u16 {
+    match target {
+        Target::Inet { addr, .. } => addr.port(),
+        _ => 0,
     }
 }
 
@@ -159,63 +162,40 @@ fn decide_and_perform(
     Step::Done(out.decided(Some(decision), "", reply))
 }
 
-/// The bind target of an inet address given to a socket of `kind`, or `None` when the
-/// kernel will refuse the address on its own (wrong family, too short). An `AF_UNSPEC`
-/// address with `INADDR_ANY` on an IPv4 socket is the wildcard bind the kernel takes it for.
-fn inet_bind_target(addr: &[u8], kind: SocketKind, proto: netjail_policy::Proto) -> Option<Target> {
-    let target = decode::target(addr, proto).ok()?;
-    match target {
-        Target::Inet { addr: a, .. } => {
-            let ok = match kind.family {
-                libc::AF_INET => a.is_ipv4(),
-                _ => a.is_ipv6(),
-            };
-            ok.then_some(target)
-        }
-        Target::Unspec if kind.family == libc::AF_INET && addr.len() >= 16 => {
-            let port = u16::from_be_bytes([addr[2], addr[3]]);
-            (addr[4..8] == [0, 0, 0, 0]).then(|| Target::Inet {
-                proto,
-                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-            })
-        }
-        _ => None,
-    }
-}
-
-/// Rule J2: a wildcard bind becomes a bind to the jail address of its family (an IPv6
-/// socket with only an IPv4 jail address gets the IPv4-mapped form). `addr` is rewritten
-/// in place; the returned target is what the policy decides on.
-fn jail_translate(call: &Call, target: Target, addr: &mut Vec<u8>) -> Target {
-    let Target::Inet { proto, addr: sa } = target else {
-        return target;
-    };
-    if !sa.ip().is_unspecified() {
-        return target;
-    }
-    let Some(jail) = jail_for(call, sa.is_ipv6()) else {
-        return target;
-    };
-    let translated = SocketAddr::new(jail, sa.port());
-    *addr = encode_inet(translated, addr);
-    Target::Inet {
-        proto,
-        addr: translated,
-    }
-}
-
-/// The jail address a socket of this family binds to: its own family's, or for IPv6 the
-/// IPv4-mapped form of an IPv4 jail address.
-fn jail_for(call: &Call, v6: bool) -> Option<IpAddr> {
+/// Rule J2: a wildcard bind becomes a bind to the jail address (an IPv6 socket with only an
+/// IPv4 jail address gets the IPv4-mapped form; `::ffff:0.0.0.0`, the IPv4 wildcard of an
+/// IPv6 socket, gets the IPv4 jail address only). Returns what the policy decides on and the
+/// bytes to bind.
+fn jail_translate(
+    call: &Call,
+    kind: SocketKind,
+    proto: netjail_policy::Proto,
+    local: SocketAddr,
+    sockaddr: Vec<u8>,
+) -> (Target, Vec<u8>) {
     let confine = call.policy.confinement();
-    match confine.jail_address_for(v6) {
-        Some(ip) => Some(ip),
-        None if v6 => match confine.jail_address_for(false) {
-            Some(IpAddr::V4(v4)) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
-            _ => None,
+    let jail = match local {
+        _ if !local.ip().is_unspecified() || !confine.has_jail() => None,
+        SocketAddr::V6(_) => jail_for(call, true),
+        SocketAddr::V4(_) => confine.jail_address_for(false),
+    };
+    let Some(jail) = jail else {
+        // Not a wildcard, or no jail address for it (the policy then refuses the bind).
+        return (Target::Inet { proto, addr: local }, sockaddr);
+    };
+    let v6 = kind.family == libc::AF_INET6;
+    let bytes = encode_inet(
+        SocketAddr::new(address::in_family(jail, v6), local.port()),
+        &sockaddr,
+    );
+    let translated = SocketAddr::new(jail, local.port());
+    (
+        Target::Inet {
+            proto,
+            addr: translated,
         },
-        None => None,
-    }
+        bytes,
+    )
 }
 
 /// `addr` (of the same family as `template`) encoded over a copy of `template`, keeping
@@ -380,36 +360,17 @@ fn listen(sock: BorrowedFd<'_>, backlog: i32) -> Reply {
 
 fn bound_name(sock: BorrowedFd<'_>, kind: SocketKind) -> String {
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
-    match sys::sockname(sock).ok().map(|n| decode::target(&n, proto)) {
-        Some(Ok(t)) => t.to_string(),
-        _ => format!("family:{}", kind.family),
-    }
-}
-
-/// Rule J2 for outgoing traffic: before the broker connects or sends on an unbound inet
-/// socket of a sandbox with a jail address, it binds the socket to the jail address (port
-/// 0), so that the connection or datagram leaves from it. `Err` carries the errno of a bind
-/// that failed; the call then fails with it.
-pub(crate) fn bind_jail_source(
-    call: &Call,
-    sock: BorrowedFd<'_>,
-    kind: SocketKind,
-) -> Result<(), i32> {
-    if !call.policy.confinement().has_jail() || !unbound_inet(sock, kind) {
-        return Ok(());
-    }
-    let v6 = kind.family == libc::AF_INET6;
-    let Some(jail) = jail_for(call, v6) else {
-        // No jail address of this family: such a socket cannot leave from the jail, so it
-        // does not leave at all.
-        return Err(libc::EPERM);
+    let name = sys::sockname(sock).ok();
+    let target = match name.as_deref().and_then(address::local_address) {
+        Some(addr) => Some(Target::Inet { proto, addr }),
+        None => name.and_then(|n| {
+            address::read(Use::Bind, kind, &mut Known::default(), Some(&n)).target(proto)
+        }),
     };
-    let template = if v6 {
-        [0u8; 28].to_vec()
-    } else {
-        [0u8; 16].to_vec()
-    };
-    sys::bind_raw(sock, &encode_inet(SocketAddr::new(jail, 0), &template)).map_err(|e| errno_of(&e))
+    match target {
+        Some(t) => t.to_string(),
+        None => format!("family:{}", kind.family),
+    }
 }
 
 #[cfg(test)]

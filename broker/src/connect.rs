@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
-use crate::bind::bind_jail_source;
+use crate::address::{self, Reading, Use};
 use crate::caller::as_thread;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
 use crate::{limits, reaper};
@@ -41,9 +42,36 @@ pub(crate) fn decide(call: &Call) -> Step {
         Ok(k) => k,
         Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
     };
-    let target = match decode::target(&addr, decode::proto_of(kind.sock_type, kind.protocol)) {
-        Ok(t) => t,
-        Err(e) => return Step::Done(out.failed(e.errno(), "bad-address")),
+    // Invariant 9: the address as the kernel reads it for this socket in its present state.
+    let proto = decode::proto_of(kind.sock_type, kind.protocol);
+    let mut view = View::new(call, sock.as_fd(), kind);
+    let reading = address::read(Use::Connect, kind, &mut view, Some(&addr));
+    let (target, sockaddr) = match reading {
+        Reading::Errno(errno) => return Step::Done(out.failed(errno, "bad-address")),
+        Reading::Refused(why) => {
+            out.endpoint = "unclassified".to_owned();
+            let reply = Reply::Errno(libc::EPERM);
+            return Step::Done(out.decided(Some(address::refusal(why)), "", reply));
+        }
+        Reading::Disconnect => {
+            // AF_UNSPEC dissolves the association: no destination, nothing to decide.
+            out.endpoint = "unspec".to_owned();
+            let reply = perform(call, sock.as_fd(), &addr);
+            return Step::Done(out.decided(None, "disconnect", reply));
+        }
+        Reading::Ip { ref sockaddr, .. } => match reading.target(proto) {
+            Some(target) => (target, sockaddr.clone()),
+            None => return Step::Done(out.failed(libc::EPERM, "unclassified")),
+        },
+        Reading::UnixPath(_) | Reading::UnixAbstract(_) | Reading::OtherFamily(_) => {
+            match reading.target(proto) {
+                Some(target) => (target, addr),
+                None => return Step::Done(out.failed(libc::EPERM, "unclassified")),
+            }
+        }
+        Reading::Local { .. } | Reading::UnixAutobind | Reading::Peer | Reading::Ignored => {
+            return Step::Done(out.failed(libc::EPERM, "unclassified"))
+        }
     };
 
     if let Target::UnixPath(path) = target {
@@ -105,14 +133,15 @@ pub(crate) fn decide(call: &Call) -> Step {
                     return Step::Done(out.decided(Some(refusal), "", reply));
                 }
             };
-            if let Err(errno) = bind_jail_source(call, sock.as_fd(), kind) {
-                return Step::Done(out.decided(Some(decision), "jail-source", Reply::Errno(errno)));
+            if let Err((errno, why)) = source::settle(call, &mut view, Op::Connect, &sockaddr) {
+                return Step::Done(out.decided(Some(decision), why, Reply::Errno(errno)));
             }
             let long = may_wait_long(sock.as_fd(), kind, &canonical);
             let finish = move |call: &Call, out: Outcome| {
                 // Listed while it runs: stopped if the whole sandbox exits meanwhile.
                 let listed = call.sandbox.performing.list(sock.as_fd());
-                let reply = perform_as_caller(call, sock.as_fd(), kind, &addr);
+                // The bytes that name the endpoint decided, and nothing else.
+                let reply = perform_as_caller(call, sock.as_fd(), kind, &sockaddr);
                 drop(listed);
                 limits::settle(slot, sock.as_fd(), kind, reply, true);
                 limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);

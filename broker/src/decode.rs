@@ -1,11 +1,7 @@
-//! Turns a raw notification into an operation, and a copied `sockaddr` into a policy
-//! [`Target`]. Pure functions over bytes: no system calls here.
+//! Turns a raw notification into an operation. Pure functions over numbers and bytes: no
+//! system calls here. What an address means is `address.rs`'s.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-
-use netjail_policy::{Proto, Target};
+use netjail_policy::Proto;
 
 /// `AUDIT_ARCH_X86_64`.
 pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
@@ -48,25 +44,6 @@ pub fn syscall(arch: u32, nr: i32) -> Option<Syscall> {
     Some(call)
 }
 
-/// Why a copied address cannot be a destination. Each one is what the kernel answers with
-/// `EINVAL` before anything reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AddressError {
-    /// Shorter than its family needs.
-    #[error("address too short for its family")]
-    TooShort,
-    /// A unix address with no name at all.
-    #[error("unix address without a name")]
-    Unnamed,
-}
-
-impl AddressError {
-    /// The errno the kernel gives for this address.
-    pub fn errno(self) -> i32 {
-        libc::EINVAL
-    }
-}
-
 /// The transport protocol a socket speaks, for matching `tcp://` and `udp://` rules.
 pub fn proto_of(sock_type: i32, protocol: i32) -> Proto {
     match (sock_type, protocol) {
@@ -74,74 +51,6 @@ pub fn proto_of(sock_type: i32, protocol: i32) -> Proto {
         (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Proto::Udp,
         _ => Proto::Other,
     }
-}
-
-/// Decodes the bytes of a `sockaddr` as the kernel will read them: by the family in the
-/// address itself (an IPv6 UDP socket accepts an `AF_INET` address, for one).
-///
-/// `proto` is the protocol of the socket the address is given to.
-pub fn target(addr: &[u8], proto: Proto) -> Result<Target, AddressError> {
-    if addr.len() < 2 {
-        return Err(AddressError::TooShort);
-    }
-    let family = i32::from(u16::from_ne_bytes([addr[0], addr[1]]));
-    match family {
-        libc::AF_UNSPEC => Ok(Target::Unspec),
-        libc::AF_INET => {
-            if addr.len() < 16 {
-                return Err(AddressError::TooShort);
-            }
-            let port = u16::from_be_bytes([addr[2], addr[3]]);
-            let ip = Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7]);
-            Ok(Target::Inet {
-                proto,
-                addr: SocketAddr::V4(SocketAddrV4::new(ip, port)),
-            })
-        }
-        libc::AF_INET6 => {
-            // SIN6_LEN_RFC2133: the scope id is optional.
-            if addr.len() < 24 {
-                return Err(AddressError::TooShort);
-            }
-            let port = u16::from_be_bytes([addr[2], addr[3]]);
-            let flowinfo = u32::from_be_bytes([addr[4], addr[5], addr[6], addr[7]]);
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(&addr[8..24]);
-            let scope = if addr.len() >= 28 {
-                u32::from_ne_bytes([addr[24], addr[25], addr[26], addr[27]])
-            } else {
-                0
-            };
-            Ok(Target::Inet {
-                proto,
-                addr: SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(octets),
-                    port,
-                    flowinfo,
-                    scope,
-                )),
-            })
-        }
-        libc::AF_UNIX => unix_target(&addr[2..]),
-        other => Ok(Target::OtherFamily(other)),
-    }
-}
-
-fn unix_target(sun_path: &[u8]) -> Result<Target, AddressError> {
-    if sun_path.is_empty() {
-        return Err(AddressError::Unnamed);
-    }
-    if sun_path[0] == 0 {
-        // Abstract: the name is every byte the length covers, NULs included.
-        return Ok(Target::UnixAbstract(sun_path[1..].to_vec()));
-    }
-    let end = sun_path
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(sun_path.len());
-    Ok(Target::UnixPath(PathBuf::from(
-        std::ffi::OsStr::from_bytes(&sun_path[..end]),
-    )))
 }
 
 /// Builds a `sockaddr_un` for a filesystem path (used to connect through `/proc/self/fd/N`).
@@ -159,85 +68,6 @@ pub fn sockaddr_un(path: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v4(port: u16, ip: [u8; 4]) -> Vec<u8> {
-        let mut v = vec![0u8; 16];
-        v[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
-        v[2..4].copy_from_slice(&port.to_be_bytes());
-        v[4..8].copy_from_slice(&ip);
-        v
-    }
-
-    #[test]
-    fn decodes_ipv4() {
-        let t = target(&v4(8080, [127, 0, 0, 1]), Proto::Tcp).unwrap();
-        assert_eq!(
-            t,
-            Target::Inet {
-                proto: Proto::Tcp,
-                addr: "127.0.0.1:8080".parse().unwrap()
-            }
-        );
-    }
-
-    #[test]
-    fn short_ipv4_is_einval() {
-        assert_eq!(
-            target(&v4(1, [127, 0, 0, 1])[..15], Proto::Tcp),
-            Err(AddressError::TooShort)
-        );
-        assert_eq!(target(&[], Proto::Tcp), Err(AddressError::TooShort));
-        assert_eq!(target(&[2], Proto::Tcp), Err(AddressError::TooShort));
-    }
-
-    #[test]
-    fn decodes_ipv6_with_and_without_scope() {
-        let mut v = vec![0u8; 28];
-        v[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
-        v[2..4].copy_from_slice(&443u16.to_be_bytes());
-        v[23] = 1; // ::1
-        let long = target(&v, Proto::Udp).unwrap();
-        let short = target(&v[..24], Proto::Udp).unwrap();
-        assert_eq!(long, short);
-        assert_eq!(
-            long,
-            Target::Inet {
-                proto: Proto::Udp,
-                addr: "[::1]:443".parse().unwrap()
-            }
-        );
-        assert_eq!(target(&v[..23], Proto::Udp), Err(AddressError::TooShort));
-    }
-
-    #[test]
-    fn s_d2_unix_path_and_abstract() {
-        let mut p = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-        p.extend_from_slice(b"/tmp/x.sock\0garbage");
-        assert_eq!(
-            target(&p, Proto::Tcp).unwrap(),
-            Target::UnixPath("/tmp/x.sock".into())
-        );
-        let mut a = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-        a.extend_from_slice(b"\0name\0x");
-        assert_eq!(
-            target(&a, Proto::Tcp).unwrap(),
-            Target::UnixAbstract(b"name\0x".to_vec())
-        );
-        let only_family = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-        assert_eq!(target(&only_family, Proto::Tcp), Err(AddressError::Unnamed));
-    }
-
-    #[test]
-    fn other_families_are_named() {
-        let mut v = vec![0u8; 16];
-        v[..2].copy_from_slice(&(libc::AF_NETLINK as u16).to_ne_bytes());
-        assert_eq!(
-            target(&v, Proto::Other).unwrap(),
-            Target::OtherFamily(libc::AF_NETLINK)
-        );
-        let unspec = vec![0u8; 16];
-        assert_eq!(target(&unspec, Proto::Udp).unwrap(), Target::Unspec);
-    }
 
     #[test]
     fn syscall_tables() {

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod activation;
+mod address;
 mod audit;
 mod bind;
 mod bounds;
@@ -49,6 +50,7 @@ pub mod reload;
 mod sandbox;
 mod send;
 mod server;
+mod source;
 mod sys;
 #[cfg(test)]
 mod testing;
@@ -60,12 +62,14 @@ mod unix;
 /// what they do.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::decode::{proto_of, sockaddr_un, syscall, target, AddressError, Syscall};
+    pub use crate::address::{encode, local_address, read, Known, Reading, SocketState, Use};
+    pub use crate::decode::{proto_of, sockaddr_un, syscall, Syscall};
     pub use crate::decode::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_X86_64, MAX_SOCKADDR_LEN};
     pub use crate::msg::{cmsgs, encode_cmsgs, encode_ucred, iovecs, rights, ucred};
     pub use crate::msg::{Cmsg, IoVec, MsgHdr, Ucred};
     pub use crate::msg::{CMSGHDR_LEN, IOVEC_LEN, MAX_CONTROL, SCM_MAX_FD, UIO_MAXIOV};
     pub use crate::msg::{MMSGHDR_LEN, MMSG_LEN_OFFSET, MSGHDR_LEN};
+    pub use crate::sys::SocketKind;
 }
 
 use std::collections::HashMap;

@@ -347,6 +347,11 @@ fn entry_for(request: &Request) -> Result<(&'static str, String), OverlayError> 
     };
     let unwritable = || OverlayError::Unwritable(target.to_string());
     match &target {
+        // No destination of its own: the broker asks about the address the kernel sends an
+        // unspecified destination to, never about the unspecified address.
+        Target::Inet { addr, .. } if request.op != Op::Bind && addr.ip().is_unspecified() => {
+            Err(unwritable())
+        }
         Target::Inet { .. } => {
             let field = match request.op {
                 Op::Connect => "connect",
@@ -759,10 +764,10 @@ mod tests {
             entry_for(&bind("0.0.0.0:8080")).unwrap(),
             ("bind", "tcp://0.0.0.0:8080".to_string())
         );
-        assert_eq!(
-            entry_for(&connect("0.0.0.0:8080")).unwrap(),
-            ("connect", "tcp://127.0.0.1:8080".to_string())
-        );
+        assert!(matches!(
+            entry_for(&connect("0.0.0.0:8080")),
+            Err(OverlayError::Unwritable(_))
+        ));
         let dir = tempdir("wildcard");
         let key = ScopeKey::Policy("p".into());
         let overlay = Overlay::open(&dir).unwrap();

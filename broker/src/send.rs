@@ -31,11 +31,12 @@ use std::time::Duration;
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
-use crate::bind::bind_jail_source;
+use crate::address::{self, Reading, Use};
 use crate::bounds::{self, Taken};
 use crate::caller::{as_thread, nofile_limit, Caller};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, IoVec, MsgHdr};
+use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
 use crate::{decode, limits, reaper};
@@ -302,27 +303,38 @@ impl Sent {
 /// One message, copied: destination bytes, where its data lies in the caller, and its
 /// control messages.
 struct Message {
-    name: Vec<u8>,
+    /// `None`: no destination. `sendto` with a pointer and length 0 gives an empty one,
+    /// which the kernel hands to the protocol as it is (UDP refuses it, a unix datagram
+    /// socket reads it as no destination); `sendmsg` with length 0 gives none.
+    name: Option<Vec<u8>>,
     iov: Vec<IoVec>,
     control: Vec<Cmsg>,
 }
 
-/// Copies a destination: no pointer or no length is no destination; a negative or too long
-/// length is `EINVAL` (`move_addr_to_kernel`).
-fn copy_name(call: &Call, ptr: u64, len: i32) -> Result<Vec<u8>, i32> {
-    if ptr == 0 || len == 0 {
-        return Ok(Vec::new());
+/// Copies a destination (`__sys_sendto`): no pointer is no destination; a negative or too
+/// long length is `EINVAL` (`move_addr_to_kernel`).
+fn copy_name(call: &Call, ptr: u64, len: i32) -> Result<Option<Vec<u8>>, i32> {
+    if ptr == 0 {
+        return Ok(None);
     }
-    call.copy_sockaddr(ptr, len).map_err(|(errno, _)| errno)
+    call.copy_sockaddr(ptr, len)
+        .map(Some)
+        .map_err(|(errno, _)| errno)
 }
 
 /// Copies what a `msghdr` points at, with the kernel's limits and errnos (data stays in the
 /// caller until it is sent).
 fn read_message(call: &Call, hdr: &MsgHdr) -> Result<Message, i32> {
     let pid = call.notif.pid;
+    // `__copy_msghdr`: no pointer or no length is no name.
     let name_len = hdr.name_len()?;
-    let mut name = vec![0u8; name_len];
-    sys::read_memory(pid, hdr.name, &mut name).map_err(|e| errno_of(&e))?;
+    let name = if name_len == 0 {
+        None
+    } else {
+        let mut name = vec![0u8; name_len];
+        sys::read_memory(pid, hdr.name, &mut name).map_err(|e| errno_of(&e))?;
+        Some(name)
+    };
     let count = hdr.iov_count()?;
     let mut raw_iov = vec![0u8; count * msg::IOVEC_LEN];
     sys::read_memory(pid, hdr.iov, &mut raw_iov).map_err(|e| errno_of(&e))?;
@@ -363,26 +375,24 @@ fn run(
     }
 }
 
-/// Whether a destination given to this socket is decided: datagram and other message
-/// sockets reach it; stream sockets ignore it (unix stream ones refuse it) except for TCP
-/// Fast Open, decided as a connect.
-///
-/// SCTP sets up an association to a destination it is given on a send, on one-to-one
-/// (`SOCK_STREAM`) and one-to-many (`SOCK_SEQPACKET`) sockets alike: that is a connect, and
-/// decided as one.
-fn destination_op(kind: SocketKind, flags: i32) -> Option<Op> {
+/// What a message with a destination is, by the socket it is sent on: a Fast Open send on a
+/// stream socket connects (rule J3), and so does a destination on an SCTP send, which sets up
+/// an association on one-to-one (`SOCK_STREAM`) and one-to-many (`SOCK_SEQPACKET`) sockets
+/// alike; any other destination is a send.
+fn send_op(kind: SocketKind, flags: i32) -> (Use, Op) {
     let inet = kind.family == libc::AF_INET || kind.family == libc::AF_INET6;
-    match (kind.family, kind.sock_type) {
-        _ if inet && kind.protocol == libc::IPPROTO_SCTP => Some(Op::Connect),
-        (_, libc::SOCK_STREAM) if flags & libc::MSG_FASTOPEN != 0 => Some(Op::Connect),
-        (_, libc::SOCK_STREAM) => None,
-        // A unix seqpacket socket ignores the destination (it is connection-oriented).
-        (libc::AF_UNIX, libc::SOCK_SEQPACKET) => None,
-        _ => Some(Op::Send),
+    if kind.sock_type == libc::SOCK_STREAM && flags & libc::MSG_FASTOPEN != 0 {
+        (Use::FastOpen, Op::Connect)
+    } else if inet && kind.protocol == libc::IPPROTO_SCTP {
+        (Use::Send, Op::Connect)
+    } else {
+        (Use::Send, Op::Send)
     }
 }
 
-/// Decides and sends one message.
+/// Decides and sends one message. Its destination is read as the kernel will read it for
+/// this socket in its present state (invariant 9), and what is sent names exactly the
+/// endpoint decided.
 fn send_one(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -397,54 +407,63 @@ fn send_one(
         return Sent::failed(libc::EPERM, "zerocopy");
     }
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
-    let op = if message.name.is_empty() {
-        None
-    } else {
-        destination_op(kind, flags)
-    };
-    let Some(op) = op else {
-        // No destination, or one the kernel ignores: sent as the caller gave it (D3).
-        let endpoint = if message.name.is_empty() {
-            String::new()
-        } else {
-            "ignored-destination".to_owned()
-        };
-        let mut r = deliver(call, sock, kind, &message.name, &message, flags);
-        r.endpoint = endpoint;
-        r.decision = bound_decision(r.failure, r.reply, None);
-        if r.failure.is_empty() {
-            r.failure = "no-destination";
+    let (usage, op) = send_op(kind, flags);
+    let mut view = View::new(call, sock, kind);
+    let reading = address::read(usage, kind, &mut view, message.name.as_deref());
+    let name = message.name.as_deref().unwrap_or(&[]);
+    let (target, sockaddr) = match reading {
+        Reading::Errno(errno) => return Sent::failed(errno, "bad-address"),
+        Reading::Refused(why) => {
+            return Sent {
+                decision: Some(address::refusal(why)),
+                failure: "",
+                endpoint: "unclassified".to_owned(),
+                reply: Reply::Errno(libc::EPERM),
+            }
         }
-        return r;
+        Reading::Peer | Reading::Ignored => {
+            // No destination, or one the kernel ignores: sent as the caller gave it (D3).
+            let endpoint = if reading == Reading::Ignored {
+                "ignored-destination".to_owned()
+            } else {
+                String::new()
+            };
+            let mut r = deliver(call, sock, kind, name, &message, flags);
+            r.endpoint = endpoint;
+            r.decision = bound_decision(r.failure, r.reply, None);
+            if r.failure.is_empty() {
+                r.failure = "no-destination";
+            }
+            return r;
+        }
+        Reading::UnixPath(path) => {
+            return send_to_path(call, sock, kind, op, &path, &message, flags)
+        }
+        Reading::Ip { ref sockaddr, .. } => match reading.target(proto) {
+            Some(target) => (target, sockaddr.clone()),
+            None => return Sent::failed(libc::EPERM, "unclassified"),
+        },
+        Reading::UnixAbstract(_) | Reading::OtherFamily(_) => match reading.target(proto) {
+            Some(target) => (target, name.to_vec()),
+            None => return Sent::failed(libc::EPERM, "unclassified"),
+        },
+        Reading::Local { .. } | Reading::UnixAutobind | Reading::Disconnect => {
+            return Sent::failed(libc::EPERM, "unclassified")
+        }
     };
-    let target = match decode::target(&message.name, proto) {
-        Ok(t) => t,
-        Err(e) => return Sent::failed(e.errno(), "bad-address"),
-    };
-    if let Target::UnixPath(path) = &target {
-        let mut result = None;
-        let r = unix::act_on_path(
-            call,
-            op,
-            path,
-            PathUse::Existing,
-            Become::Filesystem,
-            |addr| {
-                let sent = deliver(call, sock, kind, addr, &message, flags);
-                let reply = sent.reply;
-                result = Some(sent);
-                reply
-            },
-        );
-        let failure = result.map_or(r.failure, |s| s.failure);
-        return Sent {
-            decision: bound_decision(failure, r.reply, r.decision),
-            failure,
-            endpoint: r.endpoint,
-            reply: r.reply,
-        };
-    }
     let endpoint = target.canonical().to_string();
+    if let Target::Inet { .. } = target {
+        if !message.control.is_empty() && unspecified(name) && carries_source(&message.control) {
+            // A zero destination goes to the source address, which the control message
+            // chooses: not classified.
+            return Sent {
+                decision: Some(address::refusal("source-chosen-destination")),
+                failure: "",
+                endpoint,
+                reply: Reply::Errno(libc::EPERM),
+            };
+        }
+    }
     // A Fast Open send connects: the broker's metrics port is not a sandbox's to reach.
     if op == Op::Connect && crate::own::is_own_port(sock, &target) {
         return Sent {
@@ -469,7 +488,7 @@ fn send_one(
             reply: Reply::Errno(errno),
         };
     }
-    // A Fast Open send connects: it counts under `max_connections` as a connect does.
+    // A send that connects counts under `max_connections` as a connect does.
     let connections = &call.sandbox.limits.connections;
     let slot = match op {
         Op::Connect => match limits::reserve(connections, call.notif.pid, sock) {
@@ -485,15 +504,15 @@ fn send_one(
         },
         _ => None,
     };
-    if let Err(errno) = bind_jail_source(call, sock, kind) {
+    if let Err((errno, why)) = source::settle(call, &mut view, op, &sockaddr) {
         return Sent {
             decision: Some(decision),
-            failure: "jail-source",
+            failure: why,
             endpoint,
             reply: Reply::Errno(errno),
         };
     }
-    let mut r = deliver(call, sock, kind, &message.name, &message, flags);
+    let mut r = deliver(call, sock, kind, &sockaddr, &message, flags);
     if op == Op::Connect {
         limits::settle(slot, sock, kind, r.reply, true);
         limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
@@ -516,6 +535,62 @@ fn bound_decision(
         }
         _ => decision,
     }
+}
+
+/// A datagram to a unix path: resolved, decided and sent as the caller (see `unix.rs`).
+fn send_to_path(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    op: Op,
+    path: &std::path::Path,
+    message: &Message,
+    flags: i32,
+) -> Sent {
+    let mut result = None;
+    let r = unix::act_on_path(
+        call,
+        op,
+        path,
+        PathUse::Existing,
+        Become::Filesystem,
+        |addr| {
+            let sent = deliver(call, sock, kind, addr, message, flags);
+            let reply = sent.reply;
+            result = Some(sent);
+            reply
+        },
+    );
+    let failure = result.map_or(r.failure, |s| s.failure);
+    Sent {
+        decision: bound_decision(failure, r.reply, r.decision),
+        failure,
+        endpoint: r.endpoint,
+        reply: r.reply,
+    }
+}
+
+/// Whether an IP `sockaddr` names the unspecified address (`0.0.0.0`, `::`,
+/// `::ffff:0.0.0.0`), in any family field the kernel reads as IP.
+fn unspecified(name: &[u8]) -> bool {
+    match name.len() {
+        n if n >= 24 && name[..2] == (libc::AF_INET6 as u16).to_ne_bytes() => {
+            let ip = &name[8..24];
+            ip.iter().all(|&b| b == 0) || (ip[..12] == V4_MAPPED_PREFIX && ip[12..] == [0; 4])
+        }
+        n if n >= 8 => name[4..8] == [0; 4],
+        _ => false,
+    }
+}
+
+const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// Whether control messages choose the source address (and so where a zero destination
+/// goes).
+fn carries_source(control: &[Cmsg]) -> bool {
+    control
+        .iter()
+        .any(|c| SOURCE_CMSGS.contains(&(c.level, c.kind)))
 }
 
 /// [`deliver_here`], on the thread whose identity the kernel checks for this send:
@@ -851,27 +926,30 @@ mod tests {
     }
 
     /// F14: a destination on an SCTP send sets up an association, so it is decided as a
-    /// connect, on one-to-one and one-to-many sockets of both IP families; TCP and UDP keep
-    /// their rules.
+    /// connect, on one-to-one and one-to-many sockets of both IP families (the address
+    /// decoder reads it as an IP destination: `address.rs`, other IP protocols); a Fast Open
+    /// send connects; other destinations are sends.
     #[test]
     fn f14_sctp_destination_is_a_connect() {
         let sctp = libc::IPPROTO_SCTP;
         for family in [libc::AF_INET, libc::AF_INET6] {
             for ty in [libc::SOCK_STREAM, libc::SOCK_SEQPACKET] {
                 assert_eq!(
-                    destination_op(kind(family, ty, sctp), 0),
-                    Some(Op::Connect),
+                    send_op(kind(family, ty, sctp), 0),
+                    (Use::Send, Op::Connect),
                     "{family}/{ty}"
                 );
             }
             let tcp = kind(family, libc::SOCK_STREAM, libc::IPPROTO_TCP);
-            assert_eq!(destination_op(tcp, 0), None);
-            assert_eq!(destination_op(tcp, libc::MSG_FASTOPEN), Some(Op::Connect));
+            assert_eq!(send_op(tcp, 0), (Use::Send, Op::Send));
+            assert_eq!(
+                send_op(tcp, libc::MSG_FASTOPEN),
+                (Use::FastOpen, Op::Connect)
+            );
             let udp = kind(family, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
-            assert_eq!(destination_op(udp, 0), Some(Op::Send));
+            assert_eq!(send_op(udp, 0), (Use::Send, Op::Send));
+            assert_eq!(send_op(udp, libc::MSG_FASTOPEN), (Use::Send, Op::Send));
         }
-        let unix = kind(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
-        assert_eq!(destination_op(unix, 0), None);
     }
 
     #[test]

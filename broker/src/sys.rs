@@ -459,6 +459,11 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> 
     Ok(value)
 }
 
+/// `getsockopt` of an `int` option (`IPV6_V6ONLY`, `SO_BINDTOIFINDEX`, ...).
+pub fn int_option(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    getsockopt_int(fd, level, name)
+}
+
 /// Family, type and protocol of a socket (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketKind {

@@ -1,5 +1,6 @@
 //! The broker's decoders of syscall arguments on arbitrary bytes: `sockaddr` (connect, bind,
-//! sendto), `msghdr` (sendmsg), `mmsghdr` vectors (sendmmsg), iovecs and control messages.
+//! sendto, read by the address table for one socket of each row), `msghdr` (sendmsg),
+//! `mmsghdr` vectors (sendmmsg), iovecs and control messages.
 //!
 //! The input is two bytes of selection and then the caller's "memory": the pointers inside a
 //! `msghdr` are offsets into it, and a read outside it fails with `EFAULT`, as
@@ -9,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use netjail_broker::fuzzing::*;
-use netjail_policy::{builtin, builtin_names, Op, Policy, Proto, Request, Target};
+use netjail_policy::{builtin, builtin_names, Op, Policy, Request};
 use std::sync::OnceLock;
 
 /// A policy with globs of every kind, to match decoded addresses against.
@@ -40,7 +41,7 @@ fn policies() -> &'static [Policy] {
 }
 
 /// `process_vm_readv` of `len` bytes at `ptr` in a caller whose memory is `mem`.
-fn read(mem: &[u8], ptr: u64, len: usize) -> Result<&[u8], i32> {
+fn memory(mem: &[u8], ptr: u64, len: usize) -> Result<&[u8], i32> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -52,49 +53,83 @@ fn read(mem: &[u8], ptr: u64, len: usize) -> Result<&[u8], i32> {
 /// The errnos the checks expect (this crate does not depend on libc).
 const EFAULT: i32 = 14;
 const EINVAL: i32 = 22;
+const ENETUNREACH: i32 = 101;
+const EAFNOSUPPORT: i32 = 97;
+const EOPNOTSUPP: i32 = 95;
 
-/// Decodes an address as the broker does, and decides it as each policy would.
-fn sockaddr(addr: &[u8], proto: Proto) {
-    let decoded = target(addr, proto);
-    if let Ok(t) = &decoded {
-        for op in [Op::Connect, Op::Send, Op::Bind] {
-            let request = Request {
-                op,
-                target: t.clone(),
-            };
-            for p in policies() {
-                let _ = p.evaluate(&request);
-            }
+/// Socket kinds, one of each row of the broker's address table (`AF_*`, `SOCK_*` and
+/// `IPPROTO_*` numbers: this crate does not depend on libc).
+const KINDS: [SocketKind; 9] = [
+    kind(2, 1, 6),    // TCP
+    kind(10, 1, 6),   // TCPv6
+    kind(2, 2, 17),   // UDP
+    kind(10, 2, 136), // UDP-Lite v6
+    kind(2, 2, 1),    // ping
+    kind(1, 1, 0),    // unix stream
+    kind(1, 2, 0),    // unix datagram
+    kind(1, 5, 0),    // unix seqpacket
+    kind(16, 3, 0),   // netlink
+];
+
+const fn kind(family: i32, sock_type: i32, protocol: i32) -> SocketKind {
+    SocketKind {
+        family,
+        sock_type,
+        protocol,
+    }
+}
+
+const USES: [Use; 4] = [Use::Connect, Use::Bind, Use::Send, Use::FastOpen];
+
+/// Reads an address as the broker does, and decides it as each policy would.
+fn sockaddr(addr: &[u8], kind: SocketKind, usage: Use) {
+    let local = if kind.family == 10 { "[::]:0" } else { "0.0.0.0:0" };
+    let mut state = Known {
+        local: local.parse().ok(),
+        ..Known::default()
+    };
+    let reading = read(usage, kind, &mut state, Some(addr));
+    let op = match usage {
+        Use::Connect | Use::FastOpen => Op::Connect,
+        Use::Send => Op::Send,
+        Use::Bind => Op::Bind,
+    };
+    if let Some(t) = reading.target(proto_of(kind.sock_type, kind.protocol)) {
+        let request = Request { op, target: t };
+        for p in policies() {
+            let _ = p.evaluate(&request);
         }
     }
-    match decoded {
-        Ok(Target::UnixPath(p)) => {
+    match reading {
+        Reading::UnixPath(p) => {
             use std::os::unix::ffi::OsStrExt;
             let bytes = p.as_os_str().as_bytes();
             assert!(!bytes.is_empty() && !bytes.contains(&0), "{bytes:?}");
+            assert!(addr.len() <= 110);
         }
-        Ok(Target::UnixAbstract(name)) => assert!(name.len() + 3 <= addr.len()),
-        Ok(_) => {}
-        Err(e) => assert_eq!(e.errno(), EINVAL),
+        Reading::UnixAbstract(name) => assert!(name.len() + 3 <= addr.len() && addr.len() <= 110),
+        Reading::Ip { endpoint, .. } => assert!(!endpoint.ip().is_unspecified()),
+        Reading::Errno(e) => assert!([EINVAL, EAFNOSUPPORT, ENETUNREACH, EOPNOTSUPP].contains(&e)),
+        _ => {}
     }
 }
 
 /// `read_message` and what `send_one` does with the control messages.
-fn message(mem: &[u8], hdr: &MsgHdr, proto: Proto) -> Result<(), i32> {
+fn message(mem: &[u8], hdr: &MsgHdr, kind: SocketKind) -> Result<(), i32> {
     let name_len = hdr.name_len()?;
     assert!(name_len <= MAX_SOCKADDR_LEN);
-    let name = read(mem, hdr.name, name_len)?;
+    let name = memory(mem, hdr.name, name_len)?;
     let count = hdr.iov_count()?;
-    let raw_iov = read(mem, hdr.iov, count * IOVEC_LEN)?;
+    let raw_iov = memory(mem, hdr.iov, count * IOVEC_LEN)?;
     let (iov, total) = iovecs(raw_iov, count)?;
     assert_eq!(iov.len(), count);
     assert_eq!(total, iov.iter().map(|v| v.len).sum::<u64>());
     let control_len = hdr.control_len()?;
-    let raw_control = read(mem, hdr.control, control_len)?;
+    let raw_control = memory(mem, hdr.control, control_len)?;
     let control = cmsgs(raw_control)?;
     assert_eq!(cmsgs(&encode_cmsgs(&control)), Ok(control.clone()));
     if !name.is_empty() {
-        sockaddr(name, proto);
+        sockaddr(name, kind, Use::Send);
     }
     for c in &control {
         if let Ok(fds) = rights(&c.data) {
@@ -111,18 +146,15 @@ fuzz_target!(|data: &[u8]| {
     let [mode, select, mem @ ..] = data else {
         return;
     };
-    let proto = match select % 3 {
-        0 => Proto::Tcp,
-        1 => Proto::Udp,
-        _ => Proto::Other,
-    };
+    let kind = KINDS[usize::from(*select) % KINDS.len()];
+    let usage = USES[usize::from(*select / 16) % USES.len()];
     match mode % 4 {
-        // connect / bind / sendto: the address bytes alone.
-        0 => sockaddr(mem, proto),
+        // connect / bind / sendto: the address bytes alone (the broker copies at most 128).
+        0 => sockaddr(&mem[..mem.len().min(MAX_SOCKADDR_LEN)], kind, usage),
         // sendmsg(fd, msg, flags): the msghdr at offset 0.
         1 => {
-            if let Ok(raw) = read(mem, 0, MSGHDR_LEN) {
-                let _ = message(mem, &MsgHdr::parse(raw), proto);
+            if let Ok(raw) = memory(mem, 0, MSGHDR_LEN) {
+                let _ = message(mem, &MsgHdr::parse(raw), kind);
             }
         }
         // sendmmsg(fd, vec, vlen, flags): vlen in the first four bytes, the vector after.
@@ -131,11 +163,11 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             let count = u64::from(u32::from_ne_bytes(*vlen)).min(UIO_MAXIOV) as usize;
-            let Ok(vector) = read(rest, 0, count * MMSGHDR_LEN) else {
+            let Ok(vector) = memory(rest, 0, count * MMSGHDR_LEN) else {
                 return;
             };
             for entry in vector.chunks_exact(MMSGHDR_LEN) {
-                if message(rest, &MsgHdr::parse(entry), proto).is_err() {
+                if message(rest, &MsgHdr::parse(entry), kind).is_err() {
                     break;
                 }
             }
@@ -150,7 +182,9 @@ fuzz_target!(|data: &[u8]| {
                     use std::os::unix::ffi::OsStrExt;
                     if !path.is_empty() {
                         let want = std::ffi::OsStr::from_bytes(path);
-                        assert_eq!(target(&addr, proto), Ok(Target::UnixPath(want.into())));
+                        let stream = KINDS[5];
+                        let got = read(Use::Connect, stream, &mut Known::default(), Some(&addr));
+                        assert_eq!(got, Reading::UnixPath(want.into()));
                     }
                 }
             }

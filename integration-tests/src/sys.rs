@@ -762,3 +762,128 @@ pub fn send_with_control(
     )?;
     Ok(n as usize)
 }
+
+// ---- raw addresses: the address property test and its attacks (probe/address.rs) ----------
+
+impl SockAddr {
+    /// An address holding `bytes` (at most the 128 of `sockaddr_storage`; zeros after them)
+    /// whose length says `len`, which may claim more than it holds: the kernel refuses such a
+    /// length before it reads (`connect`, `bind`, `sendto`) or reads 128 bytes (`sendmsg`).
+    pub fn from_bytes(bytes: &[u8], len: libc::socklen_t) -> Self {
+        let mut sa = SockAddr::zeroed();
+        let n = bytes.len().min(size_of::<libc::sockaddr_storage>());
+        // SAFETY: at most size_of::<sockaddr_storage>() bytes are copied into it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut sa.storage).cast::<u8>(), n)
+        };
+        sa.len = len;
+        sa
+    }
+
+    /// The bytes the length covers (at most 128).
+    pub fn bytes(&self) -> Vec<u8> {
+        let n = (self.len as usize).min(size_of::<libc::sockaddr_storage>());
+        let mut out = vec![0u8; n];
+        // SAFETY: n bytes lie inside sockaddr_storage.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&raw const self.storage).cast::<u8>(),
+                out.as_mut_ptr(),
+                n,
+            )
+        };
+        out
+    }
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof(int))`.
+pub fn set_int_option(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<(), Errno> {
+    // SAFETY: value is a live c_int of the size we pass.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } as libc::c_long)?;
+    Ok(())
+}
+
+/// `sendmsg` of `buf` to `name` (`None`: a NULL `msg_name`), with its length as the
+/// `msg_namelen`.
+pub fn sendmsg_to(
+    fd: &impl AsRawFd,
+    buf: &[u8],
+    name: Option<&SockAddr>,
+    flags: libc::c_int,
+) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(name) = name {
+        msg.msg_name = (&raw const name.storage).cast_mut().cast();
+        msg.msg_namelen = name.len;
+    }
+    // SAFETY: msg and everything it points to (iov, buf, name) outlive the call.
+    let n = check(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            fd.as_raw_fd(),
+            &raw const msg,
+            flags | libc::MSG_NOSIGNAL,
+        )
+    })?;
+    Ok(n as usize)
+}
+
+/// `sendmmsg` of one entry: `buf` to `name`, as [`sendmsg_to`].
+pub fn sendmmsg_to(
+    fd: &impl AsRawFd,
+    buf: &[u8],
+    name: Option<&SockAddr>,
+    flags: libc::c_int,
+) -> Result<usize, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut entry: libc::mmsghdr = unsafe { zeroed() };
+    entry.msg_hdr.msg_iov = &mut iov;
+    entry.msg_hdr.msg_iovlen = 1;
+    if let Some(name) = name {
+        entry.msg_hdr.msg_name = (&raw const name.storage).cast_mut().cast();
+        entry.msg_hdr.msg_namelen = name.len;
+    }
+    sendmmsg(fd.as_raw_fd(), std::slice::from_mut(&mut entry), flags)
+}
+
+/// `recv(fd, buf, MSG_DONTWAIT)`: `Ok(None)` when nothing is waiting.
+pub fn recv_now(fd: &impl AsRawFd, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    // SAFETY: buf is writable for its length.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    match check(n as libc::c_long) {
+        Ok(n) => Ok(Some(n as usize)),
+        Err(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

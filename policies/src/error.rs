@@ -284,9 +284,10 @@ pub enum PolicyErrorKind {
         /// The network it probably means.
         suggestion: String,
     },
-    /// `0.0.0.0` or `::` as a single policy address: as a destination the kernel sends it to
-    /// loopback, so a rule naming it would never match what it seems to say.
-    #[error("`{0}` is the unspecified address, which as a destination means loopback; write `loopback` or `*`")]
+    /// `0.0.0.0` or `::` as a single destination address: the kernel sends there to the
+    /// socket's own source address (loopback only when it has none), and the broker decides
+    /// on that address, so a rule naming the unspecified address would never match.
+    #[error("`{0}` is the unspecified address, which names no destination (the kernel sends it to the socket's own address); write `loopback` or `*`")]
     UnspecifiedAddress(String),
     /// A `unix` entry that is neither an absolute path nor `@name`.
     #[error(

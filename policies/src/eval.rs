@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use crate::endpoint::{Cover, Endpoint, FIRST_UNPRIVILEGED_PORT};
 use crate::model::{Action, Decision, Policy, Rule, Verdict};
 use crate::names::Names;
-use crate::target::{canonical_bind_addr, Op, Proto, Request, Target};
+use crate::target::{canonical_bind_addr, embedded_ipv4, Op, Proto, Request, Target};
 
 const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
 
@@ -49,7 +49,16 @@ pub(crate) fn evaluate(
         }
     }
     match &target {
-        Target::Unspec => return decision(Verdict::Allow, "unspec".to_owned()),
+        // Fail closed: the broker decodes an AF_UNSPEC address to what the kernel does with
+        // it (a disconnect, an IPv4 destination, no destination) before it asks.
+        Target::Unspec => return decision(EPERM, "unspec".to_owned()),
+        // Fail closed: the kernel sends an unspecified destination to the socket's own source
+        // address, which the broker reads from the socket and asks about instead.
+        Target::Inet { addr, .. }
+            if matches!(op, Op::Connect | Op::Send) && addr.ip().is_unspecified() =>
+        {
+            return decision(EPERM, "unspecified-destination".to_owned())
+        }
         // A netlink socket talks to the kernel, not to a network; the policy consented to it
         // by listing the family in `[sockets]`, so its bind and its messages pass (the kernel
         // checks the capabilities of the socket's opener, the sandbox, for anything that
@@ -77,7 +86,7 @@ pub(crate) fn evaluate(
         fail_closed: true,
     };
     for (t, rule) in policy.deny.iter().enumerate() {
-        if let Some(hit) = first_match(rule, op, &target, false, &deny) {
+        if let Some(hit) = deny_match(rule, op, &target, false, &deny) {
             let verdict = Verdict::Deny {
                 errno: rule.errno.value(),
             };
@@ -238,16 +247,59 @@ fn first_match(
     }
 }
 
+/// [`first_match`] for a `[[deny]]` table: a destination that embeds an IPv4 address by a
+/// well-known translation (NAT64, IPv4-compatible, 6to4: [`embedded_ipv4`]) is covered by
+/// an entry of either address (rule L11). Allow and ask tables match the IPv6 address only:
+/// an IPv4 entry does not grant a path through a translator.
+fn deny_match(
+    rule: &Rule,
+    op: Op,
+    target: &Target,
+    privileged: bool,
+    lookup: &Lookup<'_>,
+) -> Option<Hit> {
+    first_match(rule, op, target, privileged, lookup).or_else(|| {
+        let embedded = embedded_target(op, target)?;
+        first_match(rule, op, &embedded, privileged, lookup)
+    })
+}
+
+/// The IPv4 destination a connect or send `target` embeds, if any.
+fn embedded_target(op: Op, target: &Target) -> Option<Target> {
+    let Target::Inet {
+        proto,
+        addr: SocketAddr::V6(v6),
+    } = target
+    else {
+        return None;
+    };
+    if !matches!(op, Op::Connect | Op::Send) {
+        return None;
+    }
+    let v4 = embedded_ipv4(*v6.ip())?;
+    Some(Target::Inet {
+        proto: *proto,
+        addr: SocketAddr::new(v4.into(), v6.port()),
+    })
+}
+
 /// The entry of `rule` that covers the canonical `target` of `op`, as `connect[i]` (and the
-/// host name it covered the destination by), for tables kept outside a policy.
+/// host name it covered the destination by), for tables kept outside a policy. `deny`: the
+/// table is a deny table, which also covers embedded IPv4 destinations ([`deny_match`]).
 pub(crate) fn rule_match(
     rule: &Rule,
     op: Op,
     target: &Target,
     privileged: bool,
     lookup: &Lookup<'_>,
+    deny: bool,
 ) -> Option<(String, Option<String>)> {
-    first_match(rule, op, target, privileged, lookup).map(|hit| (hit.entry, hit.host))
+    let hit = if deny {
+        deny_match(rule, op, target, privileged, lookup)
+    } else {
+        first_match(rule, op, target, privileged, lookup)
+    };
+    hit.map(|hit| (hit.entry, hit.host))
 }
 
 fn default_decision(policy: &Policy) -> Decision {

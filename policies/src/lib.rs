@@ -108,4 +108,4 @@ pub use model::{Action, Decision, Policy, Verdict};
 pub use names::{HostPattern, NameMatch, Names, NoNames};
 pub use rules::{RuleError, SandboxRules};
 pub use sockets::SocketRule;
-pub use target::{Op, Proto, Request, Target};
+pub use target::{embedded_ipv4, Op, Proto, Request, Target};

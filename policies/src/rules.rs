@@ -248,12 +248,17 @@ impl SandboxRules {
             _ => false,
         };
         let tables = [
-            ("deny", &self.deny, Verdict::Deny { errno: libc::EPERM }),
-            ("allow", &self.allow, Verdict::Allow),
+            (
+                "deny",
+                &self.deny,
+                Verdict::Deny { errno: libc::EPERM },
+                true,
+            ),
+            ("allow", &self.allow, Verdict::Allow, false),
         ];
-        for (name, rule, verdict) in tables {
+        for (name, rule, verdict, deny) in tables {
             if let Some((entry, host)) =
-                eval::rule_match(rule, request.op, &request.target, privileged, &lookup)
+                eval::rule_match(rule, request.op, &request.target, privileged, &lookup, deny)
             {
                 return Some(Decision {
                     verdict,

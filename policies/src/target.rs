@@ -52,7 +52,9 @@ pub enum Target {
     UnixPath(PathBuf),
     /// An abstract unix socket: the name without the leading NUL.
     UnixAbstract(Vec<u8>),
-    /// `AF_UNSPEC` connect: dissolves a UDP association, never reaches the network.
+    /// `AF_UNSPEC`, which no call reaches anyone with: a connect dissolves the socket's
+    /// association, and the kernel reads it on a send as another family's address or as no
+    /// destination at all, which the broker decodes before it asks. The evaluator refuses it.
     Unspec,
     /// Any other address family, by number.
     OtherFamily(i32),
@@ -61,9 +63,12 @@ pub enum Target {
 impl Target {
     /// The form the policy is matched against, also the one to audit.
     ///
-    /// - IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes the IPv4 address it is (rule N2).
-    /// - `0.0.0.0` becomes `127.0.0.1`, `::` becomes `::1`: the kernel sends a connect to the
-    ///   unspecified address to loopback.
+    /// - IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes the IPv4 address it is (rule N2): the
+    ///   kernel sends to it over IPv4.
+    /// - The unspecified address stays what it is. As a destination the kernel sends it to
+    ///   the socket's own source address (loopback only when the socket has none), which
+    ///   the broker reads from the socket and decides on instead; the evaluator refuses an
+    ///   unspecified destination that reaches it.
     /// - Unix paths lose empty and `.` components and any trailing `/`. `..` is kept: the
     ///   broker hands over resolved paths, and the evaluator refuses one that still has `..`.
     ///
@@ -91,7 +96,7 @@ impl Target {
     ///
     /// Call it on the form the evaluator matches: [`Target::canonical`] for a connect or a
     /// send, the target as given for a bind. A bind's unspecified address stays `0.0.0.0` or
-    /// `[::]`, which only `bind` entries take (in a `connect` entry it would mean loopback).
+    /// `[::]`, which only `bind` entries take.
     ///
     /// ```
     /// use netjail_policy::{Proto, Target};
@@ -131,27 +136,43 @@ pub(crate) fn canonical_bind_addr(addr: SocketAddr) -> SocketAddr {
 }
 
 fn canonical_addr(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(canonical_v4(*v4.ip()), v4.port())),
-        SocketAddr::V6(mut v6) => {
-            if let Some(v4) = v6.ip().to_ipv4_mapped() {
-                SocketAddr::V4(SocketAddrV4::new(canonical_v4(v4), v6.port()))
-            } else {
-                if v6.ip().is_unspecified() {
-                    v6.set_ip(Ipv6Addr::LOCALHOST);
-                }
-                SocketAddr::V6(v6)
-            }
-        }
-    }
+    canonical_bind_addr(addr)
 }
 
-fn canonical_v4(ip: Ipv4Addr) -> Ipv4Addr {
-    if ip.is_unspecified() {
-        Ipv4Addr::LOCALHOST
-    } else {
-        ip
+/// The IPv4 address an IPv6 destination carries by a well-known translation, which a
+/// `[[deny]]` entry of that IPv4 address also covers:
+///
+/// - the NAT64 well-known prefix `64:ff9b::/96` (RFC 6052), which a NAT64 gateway
+///   translates to the IPv4 address in its last 32 bits;
+/// - IPv4-compatible addresses `::a.b.c.d` (RFC 4291, deprecated; not `::` and `::1`),
+///   which a `sit` tunnel sends to `a.b.c.d`;
+/// - 6to4 `2002:AABB:CCDD::/48` (RFC 3056), whose relay is `AA.BB.CC.DD`.
+///
+/// Network-specific NAT64 prefixes (`64:ff9b:1::/48` and any other) carry the address at
+/// places only the network knows, so they are not recognised: a policy for such a network
+/// denies that prefix by its IPv6 form. IPv4-mapped addresses are not listed here: they are
+/// IPv4 destinations outright ([`Target::canonical`]).
+///
+/// ```
+/// use netjail_policy::embedded_ipv4;
+///
+/// assert_eq!(embedded_ipv4("64:ff9b::a9fe:a9fe".parse().unwrap()), Some("169.254.169.254".parse().unwrap()));
+/// assert_eq!(embedded_ipv4("::1".parse().unwrap()), None);
+/// ```
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let o = ip.octets();
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(last);
     }
+    if s[..6] == [0; 6] && u32::from(last) > 1 {
+        return Some(last);
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
 }
 
 /// The IP address a canonical target is matched as.
@@ -254,19 +275,39 @@ mod tests {
     }
 
     #[test]
-    fn unspecified_destinations_are_loopback() {
-        assert_eq!(inet("0.0.0.0:80").canonical(), inet("127.0.0.1:80"));
-        assert_eq!(inet("[::]:80").canonical(), inet("[::1]:80"));
-        assert_eq!(
-            inet("[::ffff:0.0.0.0]:80").canonical(),
-            inet("127.0.0.1:80")
-        );
+    fn unspecified_destinations_stay_unspecified() {
+        assert_eq!(inet("0.0.0.0:80").canonical(), inet("0.0.0.0:80"));
+        assert_eq!(inet("[::]:80").canonical(), inet("[::]:80"));
+        assert_eq!(inet("[::ffff:0.0.0.0]:80").canonical(), inet("0.0.0.0:80"));
     }
 
     #[test]
     fn canonical_keeps_v6_scope() {
         assert_eq!(inet("[fe80::1%3]:80").canonical(), inet("[fe80::1%3]:80"));
-        assert_eq!(inet("[::%3]:80").canonical(), inet("[::1%3]:80"));
+        assert_eq!(inet("[::%3]:80").canonical(), inet("[::%3]:80"));
+    }
+
+    #[test]
+    fn l11_embedded_ipv4_forms() {
+        let e = |s: &str| embedded_ipv4(s.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(e("64:ff9b::7f00:1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            e("64:ff9b::169.254.169.254").as_deref(),
+            Some("169.254.169.254")
+        );
+        assert_eq!(e("::127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(e("::0.0.0.2").as_deref(), Some("0.0.0.2"));
+        assert_eq!(e("2002:a9fe:a9fe::1").as_deref(), Some("169.254.169.254"));
+        for none in [
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b:1::7f00:1",
+            "fe80::1",
+            "2001:db8::1",
+        ] {
+            assert_eq!(e(none), None, "{none}");
+        }
     }
 
     #[test]

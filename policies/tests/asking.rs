@@ -105,7 +105,7 @@ fn s_j8_default_ask_never_asks_for_a_privileged_port() {
         Verdict::Ask,
         "default",
     );
-    decides(&p, &req(Target::Unspec), Verdict::Allow, "unspec");
+    decides(&p, &req(Target::Unspec), EPERM, "unspec");
     decides(
         &p,
         &op(Op::Bind, Proto::Tcp, "0.0.0.0:8080"),
@@ -334,8 +334,9 @@ fn host_names_match_by_the_brokers_answer() {
     );
 }
 
-/// N2 for names: an IPv4-mapped destination is looked up as the IPv4 address it is, and
-/// `0.0.0.0` as the loopback address the kernel sends it to.
+/// N2 for names: an IPv4-mapped destination is looked up as the IPv4 address it is; an
+/// unspecified destination is refused before any lookup (the broker asks about the address
+/// the kernel sends it to).
 #[test]
 fn s_n2_names_are_asked_about_canonical_addresses() {
     let p = policy(NAMED);
@@ -354,9 +355,10 @@ fn s_n2_names_are_asked_about_canonical_addresses() {
         .iter()
         .all(|ip| *ip == "192.0.2.10".parse::<std::net::IpAddr>().unwrap()));
     dns.asked.borrow_mut().clear();
-    let _ = p.evaluate_with(&tcp("0.0.0.0:443"), &dns);
-    assert!(!dns.asked.borrow().is_empty());
-    assert!(dns.asked.borrow().iter().all(|ip| ip.is_loopback()));
+    let d = p.evaluate_with(&tcp("0.0.0.0:443"), &dns);
+    assert_eq!(d.rule, "unspecified-destination");
+    assert_eq!(d.verdict, EPERM);
+    assert!(dns.asked.borrow().is_empty());
 }
 
 /// Fail closed: a name the broker could not resolve matches in a deny table, never in an

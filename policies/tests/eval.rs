@@ -168,14 +168,83 @@ fn mapped_destinations_cannot_dodge_a_v4_deny() {
     );
 }
 
+/// R1: an unspecified destination goes to the socket's own source address, which only the
+/// broker can read; one that reaches the evaluator is refused, whatever the tables say.
 #[test]
-fn unspecified_destinations_are_loopback() {
-    let p = policy(
-        "name = \"u\"\ndefault = \"allow\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:*\", \"tcp://[::1]:*\"]\n",
+fn r1_unspecified_destinations_are_refused() {
+    let p = policy("name = \"u\"\ndefault = \"allow\"\n[[allow]]\nconnect = [\"any://*:*\", \"any://[::/0]:*\"]\n");
+    for dest in ["0.0.0.0:80", "[::ffff:0.0.0.0]:80", "[::]:80"] {
+        decides(&p, &tcp(dest), EPERM, "unspecified-destination");
+        let send = op(Op::Send, Proto::Udp, dest);
+        decides(&p, &send, EPERM, "unspecified-destination");
+    }
+    // A bind's wildcard is no destination: bind entries decide it.
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "0.0.0.0:8080"),
+        Verdict::Allow,
+        "default",
     );
-    decides(&p, &tcp("0.0.0.0:80"), EPERM, "deny[0].connect[0]");
-    decides(&p, &tcp("[::ffff:0.0.0.0]:80"), EPERM, "deny[0].connect[0]");
-    decides(&p, &tcp("[::]:80"), EPERM, "deny[0].connect[1]");
+}
+
+/// L11: a `[[deny]]` entry of an IPv4 address also covers the IPv6 forms that carry it by a
+/// well-known translation (NAT64 `64:ff9b::/96`, IPv4-compatible, 6to4); allow entries of
+/// the IPv4 address do not grant those IPv6 destinations.
+#[test]
+fn l11_deny_of_ipv4_covers_nat64_compat_and_6to4_forms() {
+    let p = policy(
+        "name = \"n\"\ndefault = \"deny\"\n[[deny]]\nconnect = [\"tcp://169.254.169.254:*\", \"any://loopback:22\"]\n\
+         [[allow]]\nconnect = [\"tcp://[::/0]:*\", \"tcp://10.0.0.1:443\"]\n",
+    );
+    for dest in [
+        "[64:ff9b::a9fe:a9fe]:80",
+        "[::169.254.169.254]:80",
+        "[2002:a9fe:a9fe::1]:80",
+    ] {
+        decides(&p, &tcp(dest), EPERM, "deny[0].connect[0]");
+    }
+    decides(
+        &p,
+        &tcp("[64:ff9b::7f00:1]:22"),
+        EPERM,
+        "deny[0].connect[1]",
+    );
+    decides(
+        &p,
+        &op(Op::Send, Proto::Udp, "[::127.0.0.2]:22"),
+        EPERM,
+        "deny[0].connect[1]",
+    );
+    // Other IPv6 destinations are the allow entry's.
+    decides(
+        &p,
+        &tcp("[64:ff9b::a00:2]:80"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(
+        &p,
+        &tcp("[64:ff9b:1::a9fe:a9fe]:80"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    // An IPv4 allow entry covers the IPv4 address only.
+    let v4 = policy("name = \"v\"\n[[allow]]\nconnect = [\"tcp://10.0.0.1:443\"]\n");
+    decides(
+        &v4,
+        &tcp("10.0.0.1:443"),
+        Verdict::Allow,
+        "allow[0].connect[0]",
+    );
+    decides(&v4, &tcp("[64:ff9b::a00:1]:443"), EPERM, "default");
+    decides(&v4, &tcp("[::10.0.0.1]:443"), EPERM, "default");
+    // Binds are not destinations.
+    decides(
+        &p,
+        &op(Op::Bind, Proto::Tcp, "[::127.0.0.1]:2222"),
+        EPERM,
+        "default",
+    );
 }
 
 #[test]
@@ -222,10 +291,13 @@ fn proto_any_covers_other_transports() {
     );
 }
 
+/// F1: `AF_UNSPEC` is never a destination the policy allows: the broker decodes it to what
+/// the kernel does with it before it asks, and the evaluator refuses it even under
+/// `default = "allow"`.
 #[test]
-fn unspec_is_always_allowed_and_other_families_get_the_default() {
+fn f1_unspec_is_never_allowed_and_other_families_get_the_default() {
     let deny = policy("name = \"d\"\n");
-    decides(&deny, &req(Target::Unspec), Verdict::Allow, "unspec");
+    decides(&deny, &req(Target::Unspec), EPERM, "unspec");
     decides(
         &deny,
         &req(Target::OtherFamily(libc::AF_VSOCK)),
@@ -233,7 +305,7 @@ fn unspec_is_always_allowed_and_other_families_get_the_default() {
         "default",
     );
     let allow = policy("name = \"a\"\ndefault = \"allow\"\n[[deny]]\nconnect = [\"any://*:*\"]\nunix = [\"/**\", \"@*\"]\n");
-    decides(&allow, &req(Target::Unspec), Verdict::Allow, "unspec");
+    decides(&allow, &req(Target::Unspec), EPERM, "unspec");
     decides(
         &allow,
         &req(Target::OtherFamily(38)),
@@ -373,12 +445,7 @@ fn builtins_parse_and_behave() {
         Verdict::Allow,
         "allow[0].connect[0]",
     );
-    decides(
-        &lo,
-        &tcp("0.0.0.0:80"),
-        Verdict::Allow,
-        "allow[0].connect[0]",
-    );
+    decides(&lo, &tcp("0.0.0.0:80"), EPERM, "unspecified-destination");
     decides(
         &lo,
         &tcp("[::ffff:127.0.0.1]:80"),

@@ -410,13 +410,38 @@ proptest! {
         prop_assert_eq!(p.evaluate_with(&plain, &names), p.evaluate_with(&mapped, &names));
     }
 
-    /// The kernel sends a connect to 0.0.0.0 / :: to loopback; so does the evaluator.
+    /// R1 and F1: the kernel sends an unspecified destination to the socket's own source
+    /// address, which the broker decides on instead; the evaluator itself refuses one, and
+    /// `AF_UNSPEC`, whatever the policy says.
     #[test]
-    fn unspecified_evaluates_as_loopback(p in policy(), port in port(), proto in proto()) {
+    fn unspecified_destinations_are_never_allowed(p in policy(), port in port(), proto in proto()) {
         let v4 = |ip: Ipv4Addr| p.evaluate(&connect(proto, SocketAddr::new(ip.into(), port)));
         let v6 = |ip: Ipv6Addr| p.evaluate(&connect(proto, SocketAddr::new(ip.into(), port)));
-        prop_assert_eq!(v4(Ipv4Addr::UNSPECIFIED), v4(Ipv4Addr::LOCALHOST));
-        prop_assert_eq!(v6(Ipv6Addr::UNSPECIFIED), v6(Ipv6Addr::LOCALHOST));
+        for d in [v4(Ipv4Addr::UNSPECIFIED), v6(Ipv6Addr::UNSPECIFIED), v6(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped())] {
+            prop_assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
+        }
+        let unspec = Request { op: Op::Send, target: Target::Unspec };
+        prop_assert!(p.evaluate(&unspec).verdict != Verdict::Allow);
+    }
+
+    /// L11: a destination embedding an IPv4 address (NAT64, IPv4-compatible, 6to4) is
+    /// refused wherever its IPv4 address is, and allowed only where the IPv6 address is.
+    #[test]
+    fn l11_embedded_ipv4_is_denied_with_its_ipv4_address(
+        p in policy(), a in any::<[u8; 4]>(), port in port(), proto in proto(), form in 0..3u8,
+    ) {
+        let v4 = Ipv4Addr::from(a);
+        let v6 = match form {
+            0 => Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, u16::from_be_bytes([a[0], a[1]]), u16::from_be_bytes([a[2], a[3]])),
+            1 => Ipv6Addr::new(0, 0, 0, 0, 0, 0, u16::from_be_bytes([a[0], a[1]]), u16::from_be_bytes([a[2], a[3]])),
+            _ => Ipv6Addr::new(0x2002, u16::from_be_bytes([a[0], a[1]]), u16::from_be_bytes([a[2], a[3]]), 0, 0, 0, 0, 1),
+        };
+        prop_assume!(netjail_policy::embedded_ipv4(v6) == Some(v4));
+        let plain = p.evaluate(&connect(proto, SocketAddr::new(v4.into(), port)));
+        let embedded = p.evaluate(&connect(proto, SocketAddr::new(v6.into(), port)));
+        if plain.rule.starts_with("deny[") {
+            prop_assert!(matches!(embedded.verdict, Verdict::Deny { .. }), "{:?} {:?}", plain, embedded);
+        }
     }
 
     /// `policy show` output parses back to the same policy and is a fixed point.
@@ -533,10 +558,10 @@ proptest! {
     fn rule_name_agrees_with_verdict(p in policy(), r in request()) {
         let d = p.evaluate(&r);
         match d.verdict {
-            Verdict::Allow => prop_assert!(d.rule.starts_with("allow[") || d.rule == "default" || d.rule == "unspec" || d.rule == "sockets.netlink", "{:?}", d),
+            Verdict::Allow => prop_assert!(d.rule.starts_with("allow[") || d.rule == "default" || d.rule == "sockets.netlink", "{:?}", d),
             Verdict::Deny { .. } => prop_assert!(
                 d.rule.starts_with("deny[")
-                    || ["default", "invalid-target", "jail-address", "privileged-port"].contains(&d.rule.as_str()),
+                    || ["default", "invalid-target", "jail-address", "privileged-port", "unspec", "unspecified-destination"].contains(&d.rule.as_str()),
                 "{:?}", d),
             Verdict::Ask => prop_assert!(d.rule.starts_with("ask[") || d.rule == "default", "{:?}", d),
         }
@@ -587,6 +612,9 @@ proptest! {
         };
         // The form the evaluator matches: canonical for a destination, as given for a bind.
         let form = |t: &Target| if op == Op::Bind { t.clone() } else { t.canonical() };
+        // An unspecified destination names no endpoint: the evaluator refuses it.
+        let unspecified = |t: &Target| op != Op::Bind && matches!(form(t), Target::Inet { addr, .. } if addr.ip().is_unspecified());
+        prop_assume!(!unspecified(&t1));
         let key = match op { Op::Connect => "connect", Op::Send => "send", _ => "bind" };
         let entry = form(&t1).endpoint_string().unwrap();
         let src = format!("name = \"g\"\ndefault = \"ask\"\n[[allow]]\n{key} = [{entry:?}]\n");
@@ -600,7 +628,7 @@ proptest! {
             },
             _ => unreachable!("inet"),
         };
-        let expected = ip_port(&t1) == ip_port(&t2) && (proto1 == proto2 || proto1 == Proto::Other);
+        let expected = ip_port(&t1) == ip_port(&t2) && (proto1 == proto2 || proto1 == Proto::Other) && !unspecified(&t2);
         let d2 = p.evaluate(&Request { op, target: t2.clone() });
         prop_assert_eq!(d2.verdict == Verdict::Allow, expected, "{} for {} -> {:?}", entry, t2, d2);
     }

@@ -34,11 +34,13 @@
 //! | `pktinfo PORT SRC` | a datagram with `IP_PKTINFO` choosing source SRC |
 //! | `register-self-fds SOCK POLICY FROM TO [PORT TRIES]` | `RegisterSelf` + `ListenerFd N` for each N (F2), then connects |
 //! | `register-fd-of SOCK POLICY PID` | registers the seccomp listener process PID holds, again |
+//! | `addr ...`, `addr-cases ...`, `addr-prop ...`, `addr-listen-run ...` | addresses as the kernel reads them (see `address.rs`) |
 
 use serde_json::{json, Value};
 
 use crate::sys::{errno_name, Errno};
 
+mod address;
 mod attacks;
 mod badargs;
 mod confine;
@@ -51,6 +53,7 @@ mod sockets;
 mod storm;
 mod uring;
 
+pub use address::{PORT_P, PORT_Q};
 pub use confine::SECRET;
 
 /// Runs the probe with its arguments (without the program name); returns the exit status.
@@ -104,6 +107,10 @@ pub fn main(args: &[String]) -> i32 {
             _ => Err(format!("malformed register-self-fds: {args:?}")),
         },
         ["register-fd-of", sock, policy, pid] => sockets::register_fd_of(sock, policy, pid),
+        ["addr", k, s, o, a, rest @ ..] => address::one(k, s, o, a, rest.first().copied()),
+        ["addr-cases", seed, n, dir, regime, run] => address::cases(seed, n, dir, regime, run),
+        ["addr-prop", seed, n, netjail, dir] => address::prop(seed, n, netjail, dir),
+        ["addr-listen-run", rest @ ..] => address::listen_run(rest),
         _ => Err(format!("unknown or malformed subcommand: {args:?}")),
     };
     match out {

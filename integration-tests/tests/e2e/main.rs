@@ -56,6 +56,7 @@ mod operators;
 mod profiles;
 mod reload;
 mod restart;
+mod sec_address;
 mod sec_bounds;
 mod sec_identity;
 mod sec_options;
