@@ -871,7 +871,7 @@ pub(crate) fn prop(seed: &str, count: &str, netjail: &str, dir: &str) -> Result<
         let (native, _) = run_json(native)?;
         let mut confined = Command::new(netjail);
         let policy = format!("{dir}/policy-{regime}.toml");
-        confined.args(["run", "--policy", &policy, "--"]);
+        confined.args(["run", "--allow-root", "--policy", &policy, "--"]);
         confined.arg(&me);
         confined.args([
             "addr-cases",

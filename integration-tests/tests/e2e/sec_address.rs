@@ -600,7 +600,7 @@ fn listen_run(setup: &str, specs: &[&str], policy: Option<&str>, probe_args: &[&
     args.extend_from_slice(specs);
     args.push("--");
     if let Some(p) = policy {
-        args.extend_from_slice(&[netjail, "run", "--policy", p, "--"]);
+        args.extend_from_slice(&[netjail, "run", "--allow-root", "--policy", p, "--"]);
     }
     args.push(probe());
     args.extend_from_slice(probe_args);
