@@ -170,8 +170,9 @@ SUITES = [
 # covering TCP, UDP and unix sockets, servers and clients.
 CI_MODULES = [
     "test.test_socket",
-    "test.test_asyncio.test_unix_events",
+    "test.test_asyncio.test_events",
     "test.test_asyncio.test_sock_lowlevel",
+    "test.test_asyncio.test_streams",
     "tornado.test.iostream_test",
     "tornado.test.tcpserver_test",
     "twisted.internet.test.test_unix",
@@ -262,6 +263,10 @@ def tail(path, n=40):
     return "\n".join(lines[-n:])
 
 
+# How many tests of one class may hang before the rest of the class is not run.
+CLASS_HANGS = 2
+
+
 def run_module(args, suite, module, ids, mode, logdir, reference=None):
     """Runs the tests `ids` of `module` under `mode`; returns {id: result}. A test that hangs
     or ends the process is recorded as such, and the runner starts again with the tests after
@@ -279,6 +284,7 @@ def run_module(args, suite, module, ids, mode, logdir, reference=None):
             return args.timeout
         return min(args.timeout, max(args.hang_floor, 5 * took + 5))
 
+    hangs, first_hang = {}, {}
     attempt = 0
     while remaining:
         attempt += 1
@@ -360,6 +366,19 @@ def run_module(args, suite, module, ids, mode, logdir, reference=None):
             outcome = "crash"
             detail = f"the process ended ({proc.returncode}); the log ends:\n{tail(logfile)}"
         results[culprit] = {"outcome": outcome, "detail": detail, "seconds": round(waited, 1)}
+        if hung:
+            # Tests of one class share their set-up: once two of them hung, the rest of the
+            # class is not run (each would cost a full wait) and counts as hung too.
+            cls = culprit.rsplit(".", 1)[0]
+            hangs[cls] = hangs.get(cls, 0) + 1
+            first_hang.setdefault(cls, culprit)
+            if hangs[cls] >= CLASS_HANGS:
+                for test_id in remaining:
+                    if test_id.rsplit(".", 1)[0] == cls and test_id not in results:
+                        results[test_id] = {
+                            "outcome": "hang", "seconds": 0,
+                            "detail": f"not run: {hangs[cls]} tests of its class hung "
+                                      f"before it (the first: {first_hang[cls]})"}
         idx = remaining.index(culprit)
         for test_id in remaining[:idx]:
             if test_id not in results:
@@ -476,11 +495,13 @@ def run(args):
             regressed = [t for t, r in unconfined.items()
                          if r["outcome"] in PASSING and res.get(t, {}).get("outcome") not in STILL_WORKS]
             # A regression is run again alone; one that passes then is reported as unstable.
+            # Hangs are not: each would cost its whole wait again.
             unstable = []
             if regressed and not args.no_confirm:
                 by_module = {}
                 for t in regressed:
-                    by_module.setdefault(unconfined[t]["module"], []).append(t)
+                    if res.get(t, {}).get("outcome") != "hang":
+                        by_module.setdefault(unconfined[t]["module"], []).append(t)
                 for module, ids in by_module.items():
                     again = run_module(args, suite, module, ids, policy,
                                        out / "logs" / f"{policy}-again", unconfined)
@@ -584,7 +605,7 @@ def main():
     p.add_argument("--ci", action="store_true", help="the CI subset")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds without a result before a test counts as hung")
-    p.add_argument("--hang-floor", type=float, default=20.0,
+    p.add_argument("--hang-floor", type=float, default=15.0,
                    help="confined, a test counts as hung after 5 times its unconfined time "
                    "plus 5 s, and no sooner than this many seconds")
     p.add_argument("--no-confirm", action="store_true",
