@@ -47,9 +47,8 @@ DEFAULT_PYTHON = "/usr/bin/python3"
 
 POLICIES = ["allow-all", "loopback-only"]
 
+# The outcomes that count as passing, unconfined and confined alike.
 PASSING = {"pass"}
-# Outcomes that count as "still works" confined for a test that passed unconfined.
-STILL_WORKS = {"pass"}
 
 
 @dataclass
@@ -450,7 +449,7 @@ def run(args):
     selected = CI_MODULES if args.ci else None
     report = {
         "netjail": args.netjail, "python": args.python, "policies": args.policy,
-        "timeout": args.timeout, "ci": args.ci, "suites": [],
+        "timeout": args.timeout, "ci": args.ci, "suites": [], "stale": [],
     }
     started = time.monotonic()
     for suite in SUITES:
@@ -464,13 +463,11 @@ def run(args):
         srep = {"name": suite.name, "why": suite.why, "modules": modules, "tests": 0,
                 "unconfined": {}, "policies": {}}
         unconfined, confined = {}, {p: {} for p in args.policy}
-        ids_of = {}
         seconds = {"unconfined": 0.0, **{p: 0.0 for p in args.policy}}
         for module in modules:
             ids = suite.select(module, list_tests(args, suite, module))
             if args.match:
                 ids = [t for t in ids if any(fnmatchcase(t, m) for m in args.match)]
-            ids_of[module] = ids
             for mode in ["unconfined"] + args.policy:
                 t0 = time.monotonic()
                 reference = None if mode == "unconfined" else unconfined
@@ -493,7 +490,7 @@ def run(args):
         for policy in args.policy:
             res = confined[policy]
             regressed = [t for t, r in unconfined.items()
-                         if r["outcome"] in PASSING and res.get(t, {}).get("outcome") not in STILL_WORKS]
+                         if r["outcome"] in PASSING and res.get(t, {}).get("outcome") not in PASSING]
             # A regression is run again alone; one that passes then is reported as unstable.
             # Hangs are not: each would cost its whole wait again.
             unstable = []
@@ -506,7 +503,7 @@ def run(args):
                     again = run_module(args, suite, module, ids, policy,
                                        out / "logs" / f"{policy}-again", unconfined)
                     for t in ids:
-                        if again.get(t, {}).get("outcome") in STILL_WORKS:
+                        if again.get(t, {}).get("outcome") in PASSING:
                             unstable.append(t)
             regressions = []
             for t in regressed:
@@ -519,6 +516,13 @@ def run(args):
                     "error": first_line_of_error(r["detail"]), "detail": r["detail"],
                     "reason": reason, "verdict": verdict(reason),
                 })
+            # A row naming a test (not a pattern) that passed unconfined and confined here:
+            # the fix landed, the row should go.
+            for row_policy, test_id, reason in expectations:
+                if (row_policy in (policy, "both") and test_id in unconfined
+                        and unconfined[test_id]["outcome"] in PASSING
+                        and res.get(test_id, {}).get("outcome") in PASSING):
+                    report["stale"].append({"policy": policy, "test": test_id, "reason": reason})
             srep["policies"][policy] = {
                 "pass": sum(1 for r in res.values() if r["outcome"] in PASSING),
                 "outcomes": counts(res),
@@ -528,30 +532,7 @@ def run(args):
             }
         report["suites"].append(srep)
     report["seconds"] = round(time.monotonic() - started, 1)
-    # A listed entry for a test that now passes under its policy: the list should shrink.
-    report["stale"] = stale_entries(report, expectations)
     return report
-
-
-def stale_entries(report, expectations):
-    regressed = {(p, r["test"]) for s in report["suites"] for p, pr in s["policies"].items()
-                 for r in pr["regressions"]}
-    ran = {}
-    for s in report["suites"]:
-        for p, pr in s["policies"].items():
-            ran.setdefault(p, set())
-    stale = []
-    for policy, pattern, reason in expectations:
-        if "*" in pattern:
-            continue
-        for p in ([policy] if policy != "both" else POLICIES):
-            if p in ran and (p, pattern) not in regressed and pattern_ran(report, pattern):
-                stale.append({"policy": p, "test": pattern, "reason": reason})
-    return stale
-
-
-def pattern_ran(report, test_id):
-    return any(test_id.startswith(m + ".") for s in report["suites"] for m in s["modules"])
 
 
 def text_report(report):
