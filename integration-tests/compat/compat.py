@@ -5,7 +5,8 @@ Each suite below is a set of Python test modules that other people wrote for the
 runs test by test three times: unconfined, then under `netjail run --policy P` for each policy.
 A test that passes unconfined and does anything else confined (fails, errors, hangs, kills its
 process, is skipped, never runs) is a regression. docs/compat.md gives each one a reason; this
-harness reads its table and fails on a regression the table does not explain.
+harness reads its tables and fails on a regression they do not explain or list as an open
+netjail bug.
 
 Every run happens in a network namespace of its own with only `lo` up, inside a PID namespace
 that ends with it: the tests can reach nothing but loopback, whatever they try, and a hung test
@@ -19,7 +20,8 @@ suites' own switches (CPython's resources, Tornado's NO_NETWORK).
 
 The report goes to stdout and to OUT/report.txt and OUT/report.json; each run's output (the
 tests' own and the broker's audit lines, with a `compat: start ID` line before each test) is in
-OUT/logs/. Exit status: 0 when every regression is explained, 1 otherwise, 2 on a usage error.
+OUT/logs/. Exit status: 0 when every regression is explained (a refusal the policy asks for, a
+kernel limit), 1 otherwise, 2 on a usage error.
 """
 
 import argparse
