@@ -167,7 +167,7 @@ SUITES = [
     ),
 ]
 
-# The CI subset: quick modules whose results do not depend on timing, one or more per suite,
+# The CI subset: quick modules, none of whose tests was unstable here, one or more per suite,
 # covering TCP, UDP and unix sockets, servers and clients.
 CI_MODULES = [
     "test.test_socket",
