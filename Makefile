@@ -2,10 +2,10 @@
 # `make test` runs the checks and every test. Both install what they need on Debian/Ubuntu.
 
 CARGO ?= cargo
-# Debian packages the build and the tests need (the last three: the test suites `make compat`
-# runs, see docs/compat.md).
+# Debian packages the build and the tests need: the one list, which `.ci/run` installs too
+# (`make deps`). The last three are the test suites `make compat` runs (docs/compat.md).
 DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2 busybox-static runc crun tmux \
-  libpython3.11-testsuite python3-tornado python3-twisted
+  util-linux libpython3.11-testsuite python3-tornado python3-twisted
 
 .PHONY: all build release demo test lint unit deps bench bench-scale fuzz-smoke compat compat-ci clean
 
