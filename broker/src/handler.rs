@@ -536,7 +536,7 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     }
     sandbox.count_decision();
     let ops = &sandbox.operators;
-    ops.count(false);
+    ops.count("deny");
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
     ops.metrics().observe(op, "deny", latency_us);
@@ -627,11 +627,11 @@ fn refuse_unread(
     }
     sandbox.count_decision();
     let ops = &sandbox.operators;
-    ops.count(false);
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
     // No decision was made: the call failed before the policy ran.
     let verdict = "error";
+    ops.count(verdict);
     ops.metrics().observe(op, verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");
@@ -786,6 +786,27 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, port))
 }
 
+/// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
+/// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
+/// an autobind, a listen on a bound socket, an `AF_UNSPEC` disconnect. What it returned is
+/// the kernel's answer, an errno included.
+const PASSED: [&str; 5] = ["", "no-destination", "autobind", "bound", "disconnect"];
+
+/// The audit's `decision` for an answered call, by what was decided and never by what the
+/// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
+/// `pass` for a call that needed no decision (whatever the kernel answered it), `error` for
+/// one that failed before the policy could look (`failure` says why).
+fn verdict_of(decision: Option<&Decision>, failure: &str, errno: i32) -> &'static str {
+    match decision.map(|d| d.verdict) {
+        Some(Verdict::Allow) => "allow",
+        Some(Verdict::Deny { .. }) => "deny",
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+        Some(Verdict::Ask) => "deny",
+        None if errno == 0 || PASSED.contains(&failure) => "pass",
+        None => "error",
+    }
+}
+
 /// Sends the reply and writes the audit event: the only place that does either.
 fn finish(call: &Call, outcome: Outcome) {
     let Some(reply) = outcome.reply else {
@@ -811,18 +832,9 @@ fn finish(call: &Call, outcome: Outcome) {
     let latency_us = call.received.elapsed().as_micros() as u64;
     call.sandbox.count_decision();
     let ops = &call.sandbox.operators;
-    ops.count(errno == 0);
     let decision = outcome.decision.as_ref();
-    let verdict = match decision.map(|d| d.verdict) {
-        Some(Verdict::Allow) => "allow",
-        Some(Verdict::Deny { .. }) => "deny",
-        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
-        Some(Verdict::Ask) => "deny",
-        // No policy decision was needed (a send on a connected socket, an autobind): the
-        // call went through as the caller made it.
-        None if errno == 0 => "pass",
-        None => "error",
-    };
+    let verdict = verdict_of(decision, outcome.failure, errno);
+    ops.count(verdict);
     ops.metrics().observe(outcome.op, verdict, latency_us);
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if rule.starts_with(bounds::RULE_PREFIX) {
@@ -890,8 +902,60 @@ fn program_of(call: &Call) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Pace;
+    use super::{verdict_of, Pace};
+    use netjail_policy::{Decision, Verdict};
     use netjail_protocol::SandboxId;
+
+    fn decision(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            rule: "allow[0].connect[0]".into(),
+            host: None,
+        }
+    }
+
+    /// Issue 17: a call is counted and audited by what was decided, never by what it
+    /// returned: an allowed non-blocking connect (`EINPROGRESS`), an allowed connect to a
+    /// closed port (`ECONNREFUSED`), a send on a connected socket the kernel refuses.
+    #[test]
+    fn verdicts_follow_the_decision_not_the_errno() {
+        let allow = decision(Verdict::Allow);
+        for errno in [0, libc::EINPROGRESS, libc::ECONNREFUSED, libc::EAGAIN] {
+            assert_eq!(verdict_of(Some(&allow), "", errno), "allow", "{errno}");
+        }
+        let deny = decision(Verdict::Deny { errno: libc::EPERM });
+        assert_eq!(verdict_of(Some(&deny), "", libc::EPERM), "deny");
+        // A denial carries its own errno, and a decision made before a later failure stays.
+        assert_eq!(verdict_of(Some(&deny), "", 0), "deny");
+        assert_eq!(
+            verdict_of(Some(&allow), "linked-socket", libc::EPERM),
+            "allow"
+        );
+        for (failure, errno) in [
+            ("no-destination", libc::ECONNREFUSED),
+            ("no-destination", libc::EAGAIN),
+            ("", libc::EPIPE),
+            ("autobind", libc::EADDRINUSE),
+            ("bound", libc::EINVAL),
+            ("disconnect", 0),
+            // A `sendmmsg` that sent messages before one failed returns their count.
+            ("bad-message", 0),
+        ] {
+            assert_eq!(
+                verdict_of(None, failure, errno),
+                "pass",
+                "{failure} {errno}"
+            );
+        }
+        for (failure, errno) in [
+            ("bad-fd", libc::EBADF),
+            ("not-a-socket", libc::ENOTSOCK),
+            ("bad-address", libc::EFAULT),
+            ("unknown-syscall", libc::ENOSYS),
+        ] {
+            assert_eq!(verdict_of(None, failure, errno), "error", "{failure}");
+        }
+    }
 
     fn pace() -> Pace {
         Pace {

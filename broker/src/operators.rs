@@ -184,6 +184,8 @@ struct Table {
 struct AtomicCounters {
     allowed: AtomicU64,
     denied: AtomicU64,
+    passed: AtomicU64,
+    errors: AtomicU64,
     asked: AtomicU64,
     granted: AtomicU64,
     refused: AtomicU64,
@@ -305,12 +307,15 @@ impl Operators {
         let _ = self.events.send(event);
     }
 
-    /// Counts a finished call by what the caller got.
-    pub fn count(&self, allowed: bool) {
-        let c = if allowed {
-            &self.counters.allowed
-        } else {
-            &self.counters.denied
+    /// Counts an answered call by what was decided: `verdict` is the audit's `decision`
+    /// (`allow`, `deny`, `pass`, `error`; anything else counts as `error`), never what the
+    /// call returned.
+    pub fn count(&self, verdict: &str) {
+        let c = match verdict {
+            "allow" => &self.counters.allowed,
+            "deny" => &self.counters.denied,
+            "pass" => &self.counters.passed,
+            _ => &self.counters.errors,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -332,6 +337,8 @@ impl Operators {
             refused: get(&c.refused),
             timed_out: get(&c.timed_out),
             unattended: get(&c.unattended),
+            passed: get(&c.passed),
+            errors: get(&c.errors),
         }
     }
 
