@@ -671,10 +671,12 @@ struct Bench<'a> {
     exe: PathBuf,
     peers: Peers,
     policy: PolicyFile,
-    /// A path where no broker listens: `netjail run` starts its embedded broker, whose audit
-    /// log comes to the child's stderr.
-    no_broker: PathBuf,
 }
+
+/// Where `netjail run` looks for a broker when none is named: with nothing there it starts its
+/// embedded broker, whose audit log comes to the child's stderr (a broker named with
+/// `--broker` is never replaced by an embedded one).
+const DEFAULT_BROKER: &str = "/run/netjail/broker.sock";
 
 impl Bench<'_> {
     /// The `MODE key=value...` line of `test`.
@@ -718,8 +720,7 @@ impl Bench<'_> {
         let mut cmd = Command::new(&self.o.netjail);
         cmd.args(["--log-format", "json", "run", "--allow-root", "--policy"])
             .arg(&self.policy.0)
-            .arg("--broker")
-            .arg(&self.no_broker)
+            .env_remove("NETJAIL_BROKER")
             .arg("--")
             .arg(&self.exe)
             .args(&child_args)
@@ -856,19 +857,16 @@ fn run(o: &Options) -> Result<bool, String> {
             peers.tcp, peers.echo, peers.sink, peers.blackhole
         ),
     )?;
-    let no_broker = std::env::temp_dir().join(format!(
-        "nj-bench-cost-{}-no-broker.sock",
-        std::process::id()
-    ));
-    if no_broker.exists() {
-        return Err(format!("{} exists; remove it", no_broker.display()));
+    if std::path::Path::new(DEFAULT_BROKER).exists() {
+        return Err(format!(
+            "{DEFAULT_BROKER} exists: the confined runs would go to that broker, not to netjail run's embedded one; stop it"
+        ));
     }
     let bench = Bench {
         o,
         exe,
         peers,
         policy,
-        no_broker,
     };
 
     println!("nj-bench cost: the cost rule, native vs confined (netjail run, embedded broker)");
