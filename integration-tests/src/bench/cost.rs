@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::args;
+use super::{args, DEFAULT_BROKER};
 use super::{
     bpf, cost_child, join, kill_bounded, loadavg, reader, run_bounded, sys, Machine, PolicyFile,
 };
@@ -673,11 +673,6 @@ struct Bench<'a> {
     policy: PolicyFile,
 }
 
-/// Where `netjail run` looks for a broker when none is named: with nothing there it starts its
-/// embedded broker, whose audit log comes to the child's stderr (a broker named with
-/// `--broker` is never replaced by an embedded one).
-const DEFAULT_BROKER: &str = "/run/netjail/broker.sock";
-
 impl Bench<'_> {
     /// The `MODE key=value...` line of `test`.
     fn command_line(&self, test: Test) -> String {
@@ -857,6 +852,9 @@ fn run(o: &Options) -> Result<bool, String> {
             peers.tcp, peers.echo, peers.sink, peers.blackhole
         ),
     )?;
+    // With no broker named, `netjail run` starts its embedded broker, whose audit log comes
+    // to the child's stderr, unless one answers at the default socket (a broker named with
+    // `--broker` is never replaced by an embedded one).
     if std::path::Path::new(DEFAULT_BROKER).exists() {
         return Err(format!(
             "{DEFAULT_BROKER} exists: the confined runs would go to that broker, not to netjail run's embedded one; stop it"
