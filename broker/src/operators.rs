@@ -538,6 +538,10 @@ impl Operators {
             Some(a) if a.outcome == Outcome::Unattended => {
                 fallback(Outcome::Unattended, "the last operator stopped watching")
             }
+            Some(a) if a.outcome == Outcome::Gone => (
+                with_verdict(decision, false, &rule),
+                "gone: the caller exited while held".to_string(),
+            ),
             Some(a) => {
                 let note = if a.rule.is_empty() {
                     format!("{} by {}", a.outcome.as_str(), a.by)
@@ -721,9 +725,21 @@ impl Operators {
         );
     }
 
+    /// Every task of `sandbox` has exited: its held calls end at once, refused, instead of
+    /// at their next look at their callers.
+    pub(crate) fn sandbox_ended(&self, sandbox: SandboxId) {
+        let table = self.lock();
+        self.end_held(
+            table,
+            |h| h.sandbox == sandbox,
+            Outcome::Gone,
+            "the caller exited",
+        );
+    }
+
     /// Takes the held calls `which` picks out of `table` and ends them by `outcome`
-    /// (`Unattended`: the fallback), as the waiting thread would at its timeout; then says
-    /// so in the audit and to watchers.
+    /// (`Unattended`: the fallback; `Gone`: refused), as the waiting thread would at its
+    /// timeout; then says so in the audit and to watchers.
     fn end_held(
         &self,
         mut table: MutexGuard<'_, Table>,
@@ -1124,6 +1140,27 @@ mod tests {
         let (d, note, _) = held.join().unwrap();
         assert_eq!(d.verdict, Verdict::Allow, "{note}");
         drop(coming);
+    }
+
+    /// A sandbox whose every task exited has nobody to answer: its held calls end at once,
+    /// another sandbox's stay held.
+    #[test]
+    fn held_calls_of_a_sandbox_that_ended_end_at_once() {
+        let ops = Operators::new(None);
+        let (ended, other) = (asking(&ops, 1, "allow"), asking(&ops, 2, "deny"));
+        let (_rx, presence) = ops.watch(false);
+        let gone = ask(&ops, &ended, 1);
+        let stays = ask(&ops, &other, 2);
+        wait_held(&ops, 2);
+        ops.sandbox_ended(SandboxId(1));
+        let (d, note, waited) = gone.join().unwrap();
+        assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
+        assert!(note.starts_with("gone: "), "{note}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(ops.pending_of(SandboxId(2)), 1);
+        drop(presence);
+        let (d, _, _) = stays.join().unwrap();
+        assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
     }
 
     #[test]
