@@ -13,8 +13,9 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use netjail_policy::{Decision, Policy, Request, Verdict};
 use netjail_protocol::control::{DecisionInfo, Event};
@@ -66,6 +67,14 @@ pub(crate) struct Call {
     /// Its record in the sandbox's journal while it is on the blocking pool; cleared when the
     /// call is dropped, after its reply.
     pub kept: Option<Kept>,
+    /// The caller's executable for the audit, read when the call is decided (or, for a call
+    /// refused before that, when it is answered): while the caller waits in it, for a caller
+    /// may exit as soon as it has its answer, or be killed while its call is held. Empty
+    /// while not read; `None` when it could not be.
+    pub exe: OnceLock<Option<String>>,
+    /// `NOTIF_ID_VALID` said the caller still waited after `exe` was read: the pid named the
+    /// caller when it was read.
+    pub seen_after_exe: AtomicBool,
 }
 
 /// A call an earlier broker had received and not answered, with its record in the journal.
@@ -121,7 +130,23 @@ impl Call {
 
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
     pub fn still_valid(&self) -> bool {
-        sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id)
+        let valid = sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id);
+        if valid && self.exe.get().is_some() {
+            self.seen_after_exe.store(true, Ordering::Relaxed);
+        }
+        valid
+    }
+
+    /// Reads the caller's executable (`/proc/TID/exe`) when an audit event or a watcher
+    /// will name it, unless it was read already.
+    fn read_exe(&self) {
+        let ops = &self.sandbox.operators;
+        if self.exe.get().is_none()
+            && (tracing::enabled!(target: audit::TARGET, tracing::Level::INFO)
+                || ops.wants_decisions())
+        {
+            let _ = self.exe.set(caller_exe(self.notif.pid));
+        }
     }
 
     /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one).
@@ -256,7 +281,9 @@ pub(crate) fn start(
                 if let Some(journal) = &sandbox.journal {
                     journal.remove();
                 }
+                sandbox.operators.sandbox_ended(sandbox.id);
             }
+            drain(&sandbox, ended);
             audit::retired(
                 sandbox.id,
                 &sandbox.name,
@@ -266,6 +293,27 @@ pub(crate) fn start(
             on_exit(ended);
         })?;
     Ok(())
+}
+
+/// How often a receiver that waits for its calls on the blocking pool looks again at how
+/// many of them are held for operators (a call becoming held gives back no place).
+const DRAIN_LOOK: Duration = Duration::from_millis(50);
+
+/// Waits until the sandbox's calls on the blocking pool have been answered, so that their
+/// decisions are audited before the sandbox's retirement (and before operators are told it is
+/// gone). Once every task of the sandbox has exited (`ended`), that is within moments: a
+/// held call ends at once (`Operators::sandbox_ended`), a connect or send in progress is
+/// stopped (`reaper.rs`). A broker that stops does not wait for calls held for operators:
+/// they stay on record for the next broker, and are never answered by this one.
+fn drain(sandbox: &Sandbox, ended: bool) {
+    let held = || {
+        if ended {
+            0
+        } else {
+            sandbox.operators.pending_of(sandbox.id) as usize
+        }
+    };
+    sandbox.in_flight.wait_down_to(held, DRAIN_LOOK);
 }
 
 /// Receives and dispatches until the sandbox ends (true) or the broker stops or the listener
@@ -459,6 +507,8 @@ fn replay(
         note: Mutex::new(String::new()),
         replayed: true,
         kept: Some(kept),
+        exe: OnceLock::new(),
+        seen_after_exe: AtomicBool::new(false),
     };
     let work: Work = Box::new(|call: &Call| match decide(call) {
         Step::Done(outcome) => outcome,
@@ -501,6 +551,8 @@ fn dispatch(
         note: Mutex::new(String::new()),
         replayed: false,
         kept: None,
+        exe: OnceLock::new(),
+        seen_after_exe: AtomicBool::new(false),
     };
     if active.slow_path {
         // The policy may hold a call for an operator or look a name up: decide every call
@@ -536,7 +588,7 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     }
     sandbox.count_decision();
     let ops = &sandbox.operators;
-    ops.count(false);
+    ops.count("deny");
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
     ops.metrics().observe(op, "deny", latency_us);
@@ -627,11 +679,11 @@ fn refuse_unread(
     }
     sandbox.count_decision();
     let ops = &sandbox.operators;
-    ops.count(false);
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
     // No decision was made: the call failed before the policy ran.
     let verdict = "error";
+    ops.count(verdict);
     ops.metrics().observe(op, verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");
@@ -670,6 +722,7 @@ fn refuse_unread(
 }
 
 fn decide(call: &Call) -> Step {
+    call.read_exe();
     let notif = call.notif;
     match decode::syscall(notif.arch, notif.nr) {
         Some(Syscall::Connect) => connect::decide(call),
@@ -786,15 +839,34 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, port))
 }
 
+/// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
+/// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
+/// an autobind, a listen on a bound socket, an `AF_UNSPEC` disconnect. What it returned is
+/// the kernel's answer, an errno included.
+const PASSED: [&str; 5] = ["", "no-destination", "autobind", "bound", "disconnect"];
+
+/// The audit's `decision` for an answered call, by what was decided and never by what the
+/// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
+/// `pass` for a call that needed no decision (whatever the kernel answered it), `error` for
+/// one that failed before the policy could look (`failure` says why).
+fn verdict_of(decision: Option<&Decision>, failure: &str, errno: i32) -> &'static str {
+    match decision.map(|d| d.verdict) {
+        Some(Verdict::Allow) => "allow",
+        Some(Verdict::Deny { .. }) => "deny",
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+        Some(Verdict::Ask) => "deny",
+        None if errno == 0 || PASSED.contains(&failure) => "pass",
+        None => "error",
+    }
+}
+
 /// Sends the reply and writes the audit event: the only place that does either.
 fn finish(call: &Call, outcome: Outcome) {
     let Some(reply) = outcome.reply else {
         return;
     };
-    let allowed = matches!(
-        outcome.decision.as_ref().map(|d| d.verdict),
-        Some(Verdict::Allow)
-    );
+    let decision = outcome.decision.as_ref();
+    let allowed = matches!(decision.map(|d| d.verdict), Some(Verdict::Allow));
     let reply = if call.replayed && allowed {
         replayed_reply(call, outcome.op, reply)
     } else {
@@ -804,35 +876,38 @@ fn finish(call: &Call, outcome: Outcome) {
         Reply::Value(v) => (v, 0),
         Reply::Errno(e) => (0, e),
     };
-    if let Err(e) = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno) {
+    let ops = &call.sandbox.operators;
+    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
+    let reported = audited || ops.wants_decisions();
+    // A call answered without a decision has not read it yet: now, before the answer, after
+    // which the caller may exit at once.
+    call.read_exe();
+    let delivered = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno);
+    if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
         tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");
     }
     let latency_us = call.received.elapsed().as_micros() as u64;
     call.sandbox.count_decision();
-    let ops = &call.sandbox.operators;
-    ops.count(errno == 0);
-    let decision = outcome.decision.as_ref();
-    let verdict = match decision.map(|d| d.verdict) {
-        Some(Verdict::Allow) => "allow",
-        Some(Verdict::Deny { .. }) => "deny",
-        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
-        Some(Verdict::Ask) => "deny",
-        // No policy decision was needed (a send on a connected socket, an autobind): the
-        // call went through as the caller made it.
-        None if errno == 0 => "pass",
-        None => "error",
-    };
+    let verdict = verdict_of(decision, outcome.failure, errno);
+    ops.count(verdict);
     ops.metrics().observe(outcome.op, verdict, latency_us);
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if rule.starts_with(bounds::RULE_PREFIX) {
         ops.metrics().refused(rule);
     }
-    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
-    if !audited && !ops.wants_decisions() {
+    if !reported {
         return;
     }
-    let program = program_of(call);
+    // The pid named the caller when it was read if the caller still waited after: the
+    // kernel delivers an answer only to a call still waiting, and `NOTIF_ID_VALID` says the
+    // same. Otherwise the pid may have been another thread's by then: never name another
+    // program.
+    let seen = delivered.is_ok() || call.seen_after_exe.load(Ordering::Relaxed);
+    let program = match call.exe.get() {
+        Some(Some(exe)) if seen => exe.clone(),
+        _ => "?".to_string(),
+    };
     let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let host = decision.and_then(|d| d.host.as_deref()).unwrap_or("");
     if ops.wants_decisions() {
@@ -876,22 +951,69 @@ fn finish(call: &Call, outcome: Outcome) {
     });
 }
 
-/// The caller's executable, read after the reply so that the caller does not wait for it. The
-/// pid names the caller only while the caller lives: the pidfd is asked after the read, and a
-/// caller that died meanwhile is reported as `?` (so is one whose kept pidfd named an exited
-/// thread and was not replaced during the call: never another program).
-fn program_of(call: &Call) -> String {
-    let exe = std::fs::read_link(format!("/proc/{}/exe", call.notif.pid));
-    match (exe, sys::pidfd_alive(call.pidfd.as_fd())) {
-        (Ok(p), true) => p.display().to_string(),
-        _ => "?".to_string(),
-    }
+/// The executable of thread `tid` (`/proc/TID/exe`), or `None` when it cannot be read.
+fn caller_exe(tid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tid}/exe"))
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Pace;
+    use super::{verdict_of, Pace};
+    use netjail_policy::{Decision, Verdict};
     use netjail_protocol::SandboxId;
+
+    fn decision(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            rule: "allow[0].connect[0]".into(),
+            host: None,
+        }
+    }
+
+    /// Issue 17: a call is counted and audited by what was decided, never by what it
+    /// returned: an allowed non-blocking connect (`EINPROGRESS`), an allowed connect to a
+    /// closed port (`ECONNREFUSED`), a send on a connected socket the kernel refuses.
+    #[test]
+    fn verdicts_follow_the_decision_not_the_errno() {
+        let allow = decision(Verdict::Allow);
+        for errno in [0, libc::EINPROGRESS, libc::ECONNREFUSED, libc::EAGAIN] {
+            assert_eq!(verdict_of(Some(&allow), "", errno), "allow", "{errno}");
+        }
+        let deny = decision(Verdict::Deny { errno: libc::EPERM });
+        assert_eq!(verdict_of(Some(&deny), "", libc::EPERM), "deny");
+        // A denial carries its own errno, and a decision made before a later failure stays.
+        assert_eq!(verdict_of(Some(&deny), "", 0), "deny");
+        assert_eq!(
+            verdict_of(Some(&allow), "linked-socket", libc::EPERM),
+            "allow"
+        );
+        for (failure, errno) in [
+            ("no-destination", libc::ECONNREFUSED),
+            ("no-destination", libc::EAGAIN),
+            ("", libc::EPIPE),
+            ("autobind", libc::EADDRINUSE),
+            ("bound", libc::EINVAL),
+            ("disconnect", 0),
+            // A `sendmmsg` that sent messages before one failed returns their count.
+            ("bad-message", 0),
+        ] {
+            assert_eq!(
+                verdict_of(None, failure, errno),
+                "pass",
+                "{failure} {errno}"
+            );
+        }
+        for (failure, errno) in [
+            ("bad-fd", libc::EBADF),
+            ("not-a-socket", libc::ENOTSOCK),
+            ("bad-address", libc::EFAULT),
+            ("unknown-syscall", libc::ENOSYS),
+        ] {
+            assert_eq!(verdict_of(None, failure, errno), "error", "{failure}");
+        }
+    }
 
     fn pace() -> Pace {
         Pace {
