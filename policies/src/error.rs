@@ -202,7 +202,7 @@ pub enum PolicyErrorKind {
     #[error("`allow_unsafe_sockopts` names {0}, which would let the sandbox choose a source other than its jail address; remove one of them")]
     UnsafeSockoptWithJail(&'static str),
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
-    #[error("socket entry `{0}` is not FAMILY:TYPE or FAMILY:TYPE:PROTOCOL (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\")")]
+    #[error("socket entry `{0}` is not FAMILY:TYPE, FAMILY:TYPE:PROTOCOL or *:* (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\", \"netlink:raw:route\")")]
     BadSocketEntry(String),
     /// `[sockets] refuse` is neither `EAFNOSUPPORT` nor `EPERM`.
     #[error("unknown `sockets.refuse` errno `{found}`; expected \"EAFNOSUPPORT\" or \"EPERM\"{hint}", hint = did_you_mean(*.suggestion))]
@@ -219,7 +219,7 @@ pub enum PolicyErrorKind {
     UnknownFamily(String),
     /// An unknown protocol name in a socket entry.
     #[error(
-        "unknown protocol `{0}`; expected tcp, udp, sctp, mptcp, udplite, icmp, icmpv6 or a number"
+        "unknown protocol `{0}`; expected for inet and inet6 tcp, udp, sctp, mptcp, udplite, icmp or icmpv6, for netlink route, audit, xfrm, netfilter, generic, sock_diag, kobject_uevent... (the kernel's NETLINK_ names), or a number"
     )]
     UnknownProtocol(String),
     /// An unknown socket type name.
