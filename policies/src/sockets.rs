@@ -172,6 +172,7 @@ pub(crate) fn parse(s: &str) -> Result<SocketRule, PolicyErrorKind> {
         Some((t, p)) => (t, Some(p)),
         None => (rest, None),
     };
+    let family_text = family;
     let family = match FAMILIES.iter().find(|(n, _)| *n == family) {
         Some((_, v)) => *v,
         None if family == "*" => return Err(PolicyErrorKind::BadSocketEntry(s.to_owned())),
@@ -195,9 +196,9 @@ pub(crate) fn parse(s: &str) -> Result<SocketRule, PolicyErrorKind> {
             None if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(
                 p.parse::<u16>()
                     .map(i32::from)
-                    .map_err(|_| PolicyErrorKind::UnknownProtocol(p.to_owned()))?,
+                    .map_err(|_| unknown_protocol(family_text, family, p))?,
             ),
-            None => return Err(PolicyErrorKind::UnknownProtocol(p.to_owned())),
+            None => return Err(unknown_protocol(family_text, family, p)),
         },
     };
     if protocol.is_some() && sock_type.is_none() {
@@ -208,6 +209,18 @@ pub(crate) fn parse(s: &str) -> Result<SocketRule, PolicyErrorKind> {
         sock_type,
         protocol,
     })
+}
+
+/// The error of a protocol `protocol` that `family` (written `family_text`) does not know.
+fn unknown_protocol(family_text: &str, family: i32, protocol: &str) -> PolicyErrorKind {
+    match family {
+        libc::AF_INET | libc::AF_INET6 => PolicyErrorKind::UnknownProtocol(protocol.to_owned()),
+        libc::AF_NETLINK => PolicyErrorKind::UnknownNetlinkProtocol(protocol.to_owned()),
+        _ => PolicyErrorKind::UnnamedProtocol {
+            family: family_text.to_owned(),
+            protocol: protocol.to_owned(),
+        },
+    }
 }
 
 /// `FAMILY:TYPE[:PROTOCOL]` with names where there are names, so that it parses back.
@@ -447,7 +460,7 @@ mod tests {
         );
         assert_eq!(
             parse("netlink:raw:tcp"),
-            Err(PolicyErrorKind::UnknownProtocol("tcp".into()))
+            Err(PolicyErrorKind::UnknownNetlinkProtocol("tcp".into()))
         );
         assert_eq!(
             parse("inet:raw:route"),
@@ -456,6 +469,17 @@ mod tests {
         assert_eq!(
             parse("vsock:stream:6").unwrap().to_string(),
             "vsock:stream:6"
+        );
+        assert_eq!(
+            parse("40:stream:tcp"),
+            Err(PolicyErrorKind::UnnamedProtocol {
+                family: "40".into(),
+                protocol: "tcp".into()
+            })
+        );
+        assert_eq!(
+            parse("netlink:raw:70000"),
+            Err(PolicyErrorKind::UnknownNetlinkProtocol("70000".into()))
         );
     }
 
