@@ -234,7 +234,7 @@ pub(crate) fn as_caller<T: Send>(
 
 /// [`as_caller`], in the network namespace `netns` when one is given (the caller's, where it
 /// is not the broker's): the thread enters it first, while it still holds the broker's
-/// privilege to (`CAP_SYS_ADMIN`), then takes `who`'s identity. What the work makes, a
+/// `CAP_SYS_ADMIN`, which `setns` wants, then takes `who`'s identity. What the work makes, a
 /// socket, is made in that namespace.
 pub(crate) fn as_caller_in<T: Send>(
     netns: Option<BorrowedFd<'_>>,

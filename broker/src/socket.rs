@@ -111,7 +111,13 @@ fn make_route_socket(call: &Call, out: Outcome, sock_type: i32) -> Outcome {
         Ok(f) => f,
         Err(e) => return out.failed(errno_of(&e), "no-netns"),
     };
-    // Invariant 4: the namespace just opened is the caller's, which still waits.
+    let who = match Caller::read(call.notif.pid) {
+        Ok(c) => c,
+        Err(e) => return out.failed(errno_of(&e), "identity"),
+    };
+    // Invariant 4: the namespace and the identity just read are the caller's, which still
+    // waits (neither changes while it does: only a task itself enters a namespace or sets
+    // its own ids and capabilities).
     if !call.still_valid() {
         return out.gone();
     }
@@ -121,10 +127,6 @@ fn make_route_socket(call: &Call, out: Outcome, sock_type: i32) -> Outcome {
     ) {
         (Ok(theirs), Ok(ours)) => (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()),
         (Err(e), _) | (_, Err(e)) => return out.failed(errno_of(&e), "no-netns"),
-    };
-    let who = match Caller::read(call.notif.pid) {
-        Ok(c) => c,
-        Err(e) => return out.failed(errno_of(&e), "identity"),
     };
     let netns = OwnedFd::from(netns);
     let made = as_caller_in(
