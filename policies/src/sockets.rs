@@ -273,7 +273,7 @@ pub const SOCK_TYPE_MASK: u64 = 0xf;
 /// refused with one comparison (`AF_MAX` is 46 on Linux 6.18).
 pub const MAX_FAMILY: u64 = 63;
 
-/// Which call a [`socket_refusal`] is asked about.
+/// Which call [`crate::Policy::socket_refusal`] is asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SocketCall {
     /// `socket(family, type, protocol)`.
@@ -290,7 +290,7 @@ pub enum SocketCall {
 /// bits set is a refused family, a protocol with high bits set a refused protocol), the type
 /// by its low four bits. An unlisted family fails with `refuse`; an unlisted type or
 /// protocol of a listed family with `EPERM`.
-pub fn socket_refusal(
+pub(crate) fn socket_refusal(
     list: &[SocketRule],
     refuse: i32,
     call: SocketCall,
