@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 
 use crate::msg::Ucred;
@@ -228,10 +229,26 @@ pub(crate) fn as_caller<T: Send>(
     how: Become,
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
+    as_caller_in(None, who, how, work)
+}
+
+/// [`as_caller`], in the network namespace `netns` when one is given (the caller's, where it
+/// is not the broker's): the thread enters it first, while it still holds the broker's
+/// `CAP_SYS_ADMIN`, which `setns` wants, then takes `who`'s identity. What the work makes, a
+/// socket, is made in that namespace.
+pub(crate) fn as_caller_in<T: Send>(
+    netns: Option<BorrowedFd<'_>>,
+    who: &Identity,
+    how: Become,
+    work: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
     std::thread::scope(|s| {
         // A thread that cannot be made (EAGAIN: the broker's tasks or memory are exhausted)
         // is an error for this call, never a panic that leaves it unanswered.
         let spawned = std::thread::Builder::new().spawn_scoped(s, || {
+            if let Some(netns) = netns {
+                sys::enter_network_namespace(netns)?;
+            }
             sys::become_caller(who, how)?;
             Ok(work())
         })?;

@@ -17,7 +17,7 @@ use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{limits, reaper};
+use crate::{limits, netlink, reaper};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {
@@ -111,6 +111,11 @@ pub(crate) fn decide(call: &Call) -> Step {
 
     let canonical = target.canonical();
     out.endpoint = canonical.to_string();
+    // A netlink route socket talks to the kernel only (rule N1, `netlink.rs`).
+    if netlink::is_route(kind) && !netlink::to_kernel(&sockaddr) {
+        let refusal = netlink::refusal(netlink::RULE_DESTINATION);
+        return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
+    }
     // The broker's metrics port is not a sandbox's to reach (own.rs).
     if crate::own::is_own_port(sock.as_fd(), &canonical) {
         let reply = Reply::Errno(crate::own::ERRNO);

@@ -27,6 +27,10 @@ pub enum Syscall {
     SendMsg,
     /// `sendmmsg(fd, msgvec, vlen, flags)`.
     SendMmsg,
+    /// `socket(family, type, protocol)`: one the policy refuses, or a netlink route socket.
+    Socket,
+    /// `socketpair(family, type, protocol, sv)`: one the policy refuses.
+    SocketPair,
 }
 
 /// Decodes `(arch, nr)` with the tables of x86_64 and aarch64. `None` for anything else: the
@@ -39,6 +43,8 @@ pub fn syscall(arch: u32, nr: i32) -> Option<Syscall> {
         (AUDIT_ARCH_X86_64, 44) | (AUDIT_ARCH_AARCH64, 206) => Syscall::SendTo,
         (AUDIT_ARCH_X86_64, 46) | (AUDIT_ARCH_AARCH64, 211) => Syscall::SendMsg,
         (AUDIT_ARCH_X86_64, 307) | (AUDIT_ARCH_AARCH64, 269) => Syscall::SendMmsg,
+        (AUDIT_ARCH_X86_64, 41) | (AUDIT_ARCH_AARCH64, 198) => Syscall::Socket,
+        (AUDIT_ARCH_X86_64, 53) | (AUDIT_ARCH_AARCH64, 199) => Syscall::SocketPair,
         _ => return None,
     };
     Some(call)
@@ -80,6 +86,8 @@ mod tests {
             (44, 206, Syscall::SendTo),
             (46, 211, Syscall::SendMsg),
             (307, 269, Syscall::SendMmsg),
+            (41, 198, Syscall::Socket),
+            (53, 199, Syscall::SocketPair),
         ] {
             assert_eq!(syscall(AUDIT_ARCH_X86_64, x86), Some(call));
             assert_eq!(syscall(AUDIT_ARCH_AARCH64, arm), Some(call));

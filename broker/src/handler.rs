@@ -27,7 +27,7 @@ use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
-use crate::{audit, bind, connect, limits, send};
+use crate::{audit, bind, connect, limits, send, socket};
 
 thread_local! {
     /// Set on receiver threads, which must never wait for an operator.
@@ -44,6 +44,10 @@ pub(crate) enum Reply {
     Value(i64),
     /// Failure with this (positive) errno.
     Errno(i32),
+    /// Success with this return value, already given to the caller by the kernel
+    /// (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND` answers the call as it
+    /// installs the descriptor): nothing is left to send but the audit event.
+    Answered(i64),
 }
 
 /// One notification being handled.
@@ -139,7 +143,7 @@ impl Call {
 
     /// Reads the caller's executable (`/proc/TID/exe`) when an audit event or a watcher
     /// will name it, unless it was read already.
-    fn read_exe(&self) {
+    pub(crate) fn read_exe(&self) {
         let ops = &self.sandbox.operators;
         if self.exe.get().is_none()
             && (tracing::enabled!(target: audit::TARGET, tracing::Level::INFO)
@@ -578,11 +582,13 @@ fn dispatch(
     }
 }
 
-/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed. The
+/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed (a
+/// `socket()` the policy refuses gets its refusal's errno instead, which costs nothing). The
 /// audit line (and the operators' event) is written at most once a second per sandbox, with
 /// the number of calls refused since the previous one (`due`).
 fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due: Option<u64>) {
-    let errno = limits::RATE_ERRNO;
+    // A socket() the policy refuses gets its refusal, which needs no work, not EAGAIN.
+    let errno = socket::refusal_of(&sandbox.active().policy, notif).unwrap_or(limits::RATE_ERRNO);
     if let Err(e) = sys::notif_send(sandbox.listener.as_fd(), notif.id, 0, errno) {
         tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
     }
@@ -636,6 +642,8 @@ fn op_of(notif: RawNotification) -> &'static str {
         Some(Syscall::SendTo) => "sendto",
         Some(Syscall::SendMsg) => "sendmsg",
         Some(Syscall::SendMmsg) => "sendmmsg",
+        Some(Syscall::Socket) => "socket",
+        Some(Syscall::SocketPair) => "socketpair",
         None => "unknown",
     }
 }
@@ -731,6 +739,8 @@ fn decide(call: &Call) -> Step {
         Some(Syscall::SendTo) => send::decide_sendto(call),
         Some(Syscall::SendMsg) => send::decide_sendmsg(call),
         Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
+        Some(Syscall::Socket) => socket::decide_socket(call),
+        Some(Syscall::SocketPair) => socket::decide_socketpair(call),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     }
 }
@@ -872,9 +882,10 @@ fn finish(call: &Call, outcome: Outcome) {
     } else {
         reply
     };
-    let (val, errno) = match reply {
-        Reply::Value(v) => (v, 0),
-        Reply::Errno(e) => (0, e),
+    let (val, errno, answered) = match reply {
+        Reply::Value(v) => (v, 0, false),
+        Reply::Errno(e) => (0, e, false),
+        Reply::Answered(v) => (v, 0, true),
     };
     let ops = &call.sandbox.operators;
     let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
@@ -882,7 +893,13 @@ fn finish(call: &Call, outcome: Outcome) {
     // A call answered without a decision has not read it yet: now, before the answer, after
     // which the caller may exit at once.
     call.read_exe();
-    let delivered = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno);
+    // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller that
+    // still waited, after its program was read.
+    let delivered = if answered {
+        Ok(())
+    } else {
+        sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno)
+    };
     if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
         tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");

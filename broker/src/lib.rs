@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod metrics_http;
 mod msg;
 pub mod names;
+mod netlink;
 pub mod oci;
 pub mod operators;
 pub mod overlay;
@@ -50,6 +51,7 @@ pub mod reload;
 mod sandbox;
 mod send;
 mod server;
+mod socket;
 mod source;
 mod sys;
 #[cfg(test)]

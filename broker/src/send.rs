@@ -39,7 +39,7 @@ use crate::msg::{self, Cmsg, IoVec, MsgHdr};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{decode, limits, reaper};
+use crate::{decode, limits, netlink, reaper};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -283,6 +283,8 @@ fn writable_ranges(maps: &str) -> Vec<(u64, u64)> {
 
 /// What one message came to.
 struct Sent {
+    /// The decision, when sending made one of its own (a route message refused, rule N1);
+    /// the policy's otherwise.
     decision: Option<Decision>,
     failure: &'static str,
     endpoint: String,
@@ -430,7 +432,9 @@ fn send_one(
             };
             let mut r = deliver(call, sock, kind, name, &message, flags);
             r.endpoint = endpoint;
-            r.decision = bound_decision(r.failure, r.reply, None);
+            if r.decision.is_none() {
+                r.decision = bound_decision(r.failure, r.reply, None);
+            }
             if r.failure.is_empty() {
                 r.failure = "no-destination";
             }
@@ -517,7 +521,9 @@ fn send_one(
         limits::settle(slot, sock, kind, r.reply, true);
         limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
     }
-    r.decision = bound_decision(r.failure, r.reply, Some(decision));
+    if r.decision.is_none() {
+        r.decision = bound_decision(r.failure, r.reply, Some(decision));
+    }
     r.endpoint = endpoint;
     r
 }
@@ -605,7 +611,8 @@ fn carries_source(control: &[Cmsg]) -> bool {
 ///   attach the caller's credentials);
 /// - any other unix send: here (the credentials are attached explicitly);
 /// - any other family (netlink, say): on a thread with the caller's whole identity, since
-///   such messages can ask for changes the kernel grants by the sender's capabilities.
+///   such messages can ask for changes the kernel grants by the sender's capabilities; and on
+///   a netlink route socket, only requests that read, to the kernel (`netlink.rs`).
 fn deliver(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -672,6 +679,19 @@ fn deliver_here(
                 return Sent::failed(libc::ESRCH, "gone");
             }
             break;
+        }
+        // A netlink route socket reads and never changes (rule N1): decided on these very
+        // bytes, which are the ones sent.
+        if first && netlink::is_route(kind) {
+            let peer = || sys::peername(sock).unwrap_or_default();
+            if let Some(refusal) = netlink::check_send(name, peer, &chunk) {
+                return Sent {
+                    decision: Some(refusal),
+                    failure: "",
+                    endpoint: String::new(),
+                    reply: Reply::Errno(libc::EPERM),
+                };
+            }
         }
         let cmsgs: &[u8] = if first { &control } else { &[] };
         // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).

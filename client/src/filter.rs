@@ -1,8 +1,10 @@
 //! Compiles a policy into the seccomp filter of a sandbox, with libseccomp.
 //!
-//! What scalars decide stays in the kernel (invariant 5): the socket allow-list, the denied
-//! system calls, a second listener. What needs a look at memory goes to the broker
-//! (`SECCOMP_RET_USER_NOTIF`). Other architectures (i386 `int 0x80` included) kill the process.
+//! What scalars decide stays in the kernel (invariant 5): the sockets the allow-list lets
+//! through, the denied system calls, a second listener. What needs a look at memory goes to
+//! the broker (`SECCOMP_RET_USER_NOTIF`), and so does a `socket()` the list refuses, so that
+//! the refusal is audited, and a netlink route socket, which the broker makes. Other
+//! architectures (i386 `int 0x80` included) kill the process.
 //!
 //! libseccomp 2.5 cannot set `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, so the program is only
 //! exported here and loaded by the launcher with the raw `seccomp()` call.
@@ -10,7 +12,9 @@
 use std::io::{Read, Seek};
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use netjail_policy::{Policy, SocketRule, UNSAFE_SOCKOPTS, ZEROCOPY};
+use netjail_policy::{
+    allowed_protocols, Policy, SocketRule, MAX_FAMILY, SOCK_TYPE_MASK, UNSAFE_SOCKOPTS, ZEROCOPY,
+};
 
 /// Calls the sandbox may never make: each would let it act outside its confinement
 /// (io_uring performs socket operations without system calls; the others reach into other
@@ -28,6 +32,8 @@ pub const DENIED_SYSCALLS: &[&str] = &[
 /// Calls the broker always decides: each takes an address or a message header in memory, or
 /// (`listen`) depends on whether the socket is bound. `sendto` is notified only when it names
 /// a destination; with a NULL destination it stays in the kernel (invariant 5, rule D3).
+/// `socket` and `socketpair` are notified when the policy refuses them or the broker makes
+/// the socket (see `socket_rules`).
 pub const NOTIFIED_SYSCALLS: &[&str] = &["connect", "bind", "listen", "sendmsg", "sendmmsg"];
 
 /// Socket options that reach past the policy (J4): `(level, name)`. Binding to a device or an
@@ -54,11 +60,6 @@ pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
 /// Namespaces a sandbox may not create (N1, invariant 6): a new network namespace is a
 /// network of the sandbox's own making, and a new user namespace hands it capabilities there.
 pub const REFUSED_NAMESPACES: u64 = (libc::CLONE_NEWNET | libc::CLONE_NEWUSER) as u64;
-
-/// Address families above this are refused outright (`AF_MAX` is 46 on Linux 6.18).
-const MAX_FAMILY: u64 = 63;
-/// `SOCK_TYPE_MASK`.
-const SOCK_TYPE_MASK: u64 = 0xf;
 
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
@@ -301,8 +302,9 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
     rules.push(Rule::always("clone3", deny(libc::ENOSYS)));
     rules.extend(crate::hardening::rules(policy));
     for name in ["socket", "socketpair"] {
-        socket_rules(&mut rules, name, policy.sockets(), policy.sockets_refuse());
+        socket_rules(&mut rules, name, policy.sockets());
     }
+    route_rules(&mut rules);
     let mut checked = std::collections::HashSet::new();
     for rule in &rules {
         if checked.insert(rule.syscall) {
@@ -374,29 +376,30 @@ pub fn context(policy: &Policy) -> Result<ScmpFilterContext, FilterError> {
     Ok(ctx)
 }
 
-/// Refuses every (family, type) that the allow-list does not name: each refused family by
-/// value and any value above [`MAX_FAMILY`] (high bits included) with `family_errno` (the
-/// policy's `[sockets] refuse`: `EAFNOSUPPORT` unless it says `EPERM`), and in an allowed
-/// family each type it does not list with `EPERM`.
-fn socket_rules(
-    out: &mut Vec<Rule>,
-    call: &'static str,
-    allowed: &[SocketRule],
-    family_errno: i32,
-) {
-    let refuse = deny(family_errno);
+/// Sends the broker every `socket()` (or `socketpair()`) that the allow-list does not let
+/// through, so that the broker answers it with the policy's errno
+/// ([`Policy::socket_refusal`]) and writes it in the audit: each unlisted family by value and
+/// any value above [`MAX_FAMILY`] (high bits included), in an allowed family each type it
+/// does not list, and in an allowed type each protocol it does not list. What the list allows
+/// stays in the kernel (invariant 5), except netlink route sockets, which the broker makes
+/// itself so that they can read and never change ([`route_rules`]). Every rule here notifies:
+/// none can contradict another.
+fn socket_rules(out: &mut Vec<Rule>, call: &'static str, allowed: &[SocketRule]) {
+    if allowed.iter().any(|r| r.family.is_none()) {
+        return; // `*:*`
+    }
     out.push(Rule::when(
         call,
-        refuse,
+        Action::Notify,
         &[ArgCmp::new(0, CmpOp::Gt, MAX_FAMILY)],
     ));
     for family in 0..=MAX_FAMILY {
         let rules: Vec<&SocketRule> = allowed
             .iter()
-            .filter(|r| r.family as u64 == family)
+            .filter(|r| r.family.map(|f| f as u64) == Some(family))
             .collect();
         if rules.is_empty() {
-            out.push(Rule::when(call, refuse, &[ArgCmp::eq(0, family)]));
+            out.push(Rule::when(call, Action::Notify, &[ArgCmp::eq(0, family)]));
             continue;
         }
         if rules.iter().any(|r| r.sock_type.is_none()) {
@@ -414,7 +417,7 @@ fn socket_rules(
             }
             out.push(Rule::when(
                 call,
-                deny(libc::EPERM),
+                Action::Notify,
                 &[
                     ArgCmp::eq(0, family),
                     ArgCmp::masked_eq(1, SOCK_TYPE_MASK, ty),
@@ -424,13 +427,9 @@ fn socket_rules(
     }
 }
 
-/// In the IP families, `stream` means TCP and `dgram` means UDP: any other protocol of those
-/// types (MPTCP, SCTP, UDP-Lite, ICMP "ping" sockets...) is a different way onto the network
-/// with its own rules (SCTP sets up associations from `sendmsg` without `connect`), so it is
-/// allowed only when an entry names it (`inet:stream:sctp`) or the policy allows every type of
-/// the family (`inet:*`). Elsewhere an entry without a protocol allows any. Protocol 0 (the
-/// type's default) passes with the default; every value not allowed, high bits included, is
-/// EPERM.
+/// In an allowed (family, type), notifies every protocol the entries do not allow
+/// ([`allowed_protocols`]: in the IP families `stream` means TCP and `dgram` means UDP, and
+/// MPTCP, SCTP, UDP-Lite, ICMP "ping" sockets... must be named), high bits included.
 fn protocol_rules(
     out: &mut Vec<Rule>,
     call: &'static str,
@@ -441,28 +440,9 @@ fn protocol_rules(
     if call != "socket" {
         return; // socketpair: unix only, where the protocol is always 0
     }
-    let inet = family == libc::AF_INET as u64 || family == libc::AF_INET6 as u64;
-    let default = match ty as i32 {
-        libc::SOCK_STREAM if inet => Some(libc::IPPROTO_TCP as u64),
-        libc::SOCK_DGRAM if inet => Some(libc::IPPROTO_UDP as u64),
-        _ => None,
+    let Some(allowed) = allowed_protocols(family, ty, rules) else {
+        return;
     };
-    let mut allowed = std::collections::BTreeSet::new();
-    for r in rules {
-        match (r.protocol, default) {
-            (None, Some(d)) => {
-                allowed.insert(0);
-                allowed.insert(d);
-            }
-            (None, None) => return, // any protocol
-            (Some(p), d) => {
-                allowed.insert(p as u64);
-                if d == Some(p as u64) {
-                    allowed.insert(0);
-                }
-            }
-        }
-    }
     let Some(&max) = allowed.iter().next_back() else {
         return;
     };
@@ -478,7 +458,26 @@ fn protocol_rules(
     for cmp in refused {
         let mut conds = same.to_vec();
         conds.push(cmp);
-        out.push(Rule::when(call, deny(libc::EPERM), &conds));
+        out.push(Rule::when(call, Action::Notify, &conds));
+    }
+}
+
+/// `socket(AF_NETLINK, SOCK_RAW or SOCK_DGRAM, NETLINK_ROUTE)` goes to the broker whatever
+/// the list says: where the list allows it, the broker makes the socket as the caller without
+/// any capability, so that the kernel refuses every message that would change an interface,
+/// an address or a route, whoever sends it on that socket (rule N1); where the list refuses
+/// it, the broker refuses it. The protocol is compared on its 32 bits, as the kernel reads it.
+fn route_rules(out: &mut Vec<Rule>) {
+    for ty in [libc::SOCK_RAW, libc::SOCK_DGRAM] {
+        out.push(Rule::when(
+            "socket",
+            Action::Notify,
+            &[
+                ArgCmp::eq(0, libc::AF_NETLINK as u64),
+                ArgCmp::masked_eq(1, SOCK_TYPE_MASK, ty as u64),
+                ArgCmp::masked_eq(2, 0xffff_ffff, libc::NETLINK_ROUTE as u64),
+            ],
+        ));
     }
 }
 
@@ -519,6 +518,7 @@ fn memfd() -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use netjail_policy::SocketCall;
 
     fn policy(src: &str) -> Policy {
         Policy::from_toml(src, "test").unwrap()
@@ -575,8 +575,10 @@ pub(crate) mod tests {
 
     /// The programs of these policies, with libseccomp 2.5.4 on x86_64: length and FNV-1a of
     /// the instructions (first taken when the rules became data, issue 4; changed on purpose
-    /// by the refusals of unsafe socket options and `MSG_ZEROCOPY`, issue 16). A change here
-    /// is a change of the filter: update the table only on purpose.
+    /// by the refusals of unsafe socket options and `MSG_ZEROCOPY`, issue 16, and by refused
+    /// sockets going to the broker, netlink route sockets in the default list and `*:*` in
+    /// `allow-all`, issue 17). A change here is a change of the filter: update the table only
+    /// on purpose.
     #[test]
     fn issue_4_rules_as_data_compile_to_the_same_programs() {
         let version = libseccomp::ScmpVersion::current().unwrap();
@@ -595,14 +597,14 @@ pub(crate) mod tests {
             return;
         }
         let golden: &[(&str, usize, u64)] = &[
-            ("allow-all", 508, 0x3f99_0e1a_0797_b101),
-            ("deny-all", 508, 0x3f99_0e1a_0797_b101),
-            ("loopback-only", 508, 0x3f99_0e1a_0797_b101),
-            ("rich", 1052, 0x9488_bd2f_8fa6_1995),
-            ("opts", 1022, 0xb677_778a_0b9b_915e),
-            ("net", 614, 0x4066_6cb2_49f8_2e9d),
-            ("user", 604, 0x4ea5_cd0e_ba00_aa22),
-            ("nosock", 276, 0xbcfd_8eb1_b2af_ad30),
+            ("allow-all", 224, 0x5ea4_02dd_08c7_dfc1),
+            ("deny-all", 574, 0x0238_fc3a_d795_c88a),
+            ("loopback-only", 574, 0x0238_fc3a_d795_c88a),
+            ("rich", 1059, 0xfc24_b035_a8b0_b454),
+            ("opts", 1088, 0x5d92_e834_c199_ca61),
+            ("net", 680, 0xf9a8_d4c5_c92c_3f5e),
+            ("user", 670, 0xcb21_10f3_61bc_8735),
+            ("nosock", 276, 0x4fa9_a747_2702_7d2d),
         ];
         for &(name, len, hash) in golden {
             let src = netjail_policy::builtin(name)
@@ -639,22 +641,47 @@ pub(crate) mod tests {
         }
     }
 
-    /// The errno of the first `call` rule that matches these arguments, as the kernel takes
-    /// them (rules in order), `None` when the call is allowed.
-    fn socket_errno(rules: &[Rule], call: &str, args: [u64; 3]) -> Option<i32> {
-        let args = [args[0], args[1], args[2], 0, 0, 0];
-        rules
+    /// What `call` with these arguments gets in a sandbox of `policy` whose filter has `rules`:
+    /// `None` when no rule matches and the kernel makes the socket; otherwise every matching
+    /// rule notifies, and the answer is the broker's: `Some(Some(errno))` for a refusal,
+    /// `Some(None)` for a socket the broker makes (a netlink route socket).
+    fn socket_fate(
+        policy: &Policy,
+        rules: &[Rule],
+        call: &str,
+        args: [u64; 3],
+    ) -> Option<Option<i32>> {
+        let matching: Vec<&Rule> = rules
             .iter()
-            .find(|r| r.syscall == call && r.matches(&args))
-            .map(|r| match r.action {
-                Action::Errno(e) => e,
-                Action::Notify => panic!("{call} notified: {r:?}"),
-            })
+            .filter(|r| r.syscall == call && r.matches(&[args[0], args[1], args[2], 0, 0, 0]))
+            .collect();
+        if matching.is_empty() {
+            return None;
+        }
+        for r in &matching {
+            assert_eq!(r.action, Action::Notify, "{call}{args:?}: {r:?}");
+        }
+        let which = if call == "socket" {
+            SocketCall::Socket
+        } else {
+            SocketCall::Pair
+        };
+        Some(policy.socket_refusal(which, args[0], args[1], args[2]))
+    }
+
+    /// Whether the broker makes this socket itself: `socket(AF_NETLINK, SOCK_RAW or
+    /// SOCK_DGRAM, NETLINK_ROUTE)`, the protocol read on its 32 bits as the kernel reads it.
+    fn is_route(call: &str, [family, ty, protocol]: [u64; 3]) -> bool {
+        call == "socket"
+            && family == libc::AF_NETLINK as u64
+            && [libc::SOCK_RAW as u64, libc::SOCK_DGRAM as u64].contains(&(ty & SOCK_TYPE_MASK))
+            && protocol & 0xffff_ffff == 0
     }
 
     /// D1, L2: `[sockets] refuse` is the errno of an unlisted family and of every family
     /// above 63, for `socket` and `socketpair` alike; an unlisted type or protocol of a
-    /// listed family stays `EPERM`; the default is `EAFNOSUPPORT`.
+    /// listed family stays `EPERM`; the default is `EAFNOSUPPORT`. The filter sends each
+    /// refused call to the broker (so that it is audited), which answers with that errno.
     #[test]
     fn s_d1_sockets_refuse_is_the_errno_of_unlisted_families() {
         let (inet, unix, netlink) = (
@@ -679,16 +706,16 @@ pub(crate) mod tests {
             let rules = rules(&p).unwrap();
             for call in ["socket", "socketpair"] {
                 for family in [libc::AF_INET6 as u64, netlink, 17, 40, 63, 64, 1 << 32] {
-                    let got = socket_errno(&rules, call, [family, stream, 0]);
-                    assert_eq!(got, Some(want), "{call}({family}) {extra:?}");
+                    let got = socket_fate(&p, &rules, call, [family, stream, 0]);
+                    assert_eq!(got, Some(Some(want)), "{call}({family}) {extra:?}");
                 }
-                assert_eq!(socket_errno(&rules, call, [unix, stream, 0]), None);
+                assert_eq!(socket_fate(&p, &rules, call, [unix, stream, 0]), None);
             }
             // A listed family: its unlisted types and protocols are EPERM whatever `refuse`.
-            assert_eq!(socket_errno(&rules, "socket", [inet, stream, 0]), None);
+            assert_eq!(socket_fate(&p, &rules, "socket", [inet, stream, 0]), None);
             for args in [[inet, dgram, 0], [inet, raw, 1], [inet, stream, sctp]] {
-                let got = socket_errno(&rules, "socket", args);
-                assert_eq!(got, Some(libc::EPERM), "socket{args:?} {extra:?}");
+                let got = socket_fate(&p, &rules, "socket", args);
+                assert_eq!(got, Some(Some(libc::EPERM)), "socket{args:?} {extra:?}");
             }
         }
         let dn = policy(netjail_policy::builtin("disablenetwork").unwrap());
@@ -699,23 +726,106 @@ pub(crate) mod tests {
             libc::AF_PACKET,
             libc::AF_NETLINK,
         ] {
-            let got = socket_errno(&dn_rules, "socket", [family as u64, raw, 0]);
-            assert_eq!(got, Some(libc::EPERM), "disablenetwork socket({family})");
+            let got = socket_fate(&dn, &dn_rules, "socket", [family as u64, raw, 0]);
+            assert_eq!(
+                got,
+                Some(Some(libc::EPERM)),
+                "disablenetwork socket({family})"
+            );
         }
-        for other in [
-            "jail",
-            "tcp-ports",
-            "loopback-only",
-            "deny-all",
-            "allow-all",
-        ] {
+        for other in ["jail", "tcp-ports", "loopback-only", "deny-all"] {
             let p = policy(netjail_policy::builtin(other).unwrap());
-            let got = socket_errno(
+            let got = socket_fate(
+                &p,
                 &rules(&p).unwrap(),
                 "socket",
                 [libc::AF_PACKET as u64, raw, 0],
             );
-            assert_eq!(got, Some(libc::EAFNOSUPPORT), "{other}");
+            assert_eq!(got, Some(Some(libc::EAFNOSUPPORT)), "{other}");
+        }
+    }
+
+    /// C2, C3: `allow-all` lets every socket through to the kernel (which refuses raw and
+    /// packet sockets itself to a sandbox without `CAP_NET_RAW`): UDP-Lite, SCTP, MPTCP,
+    /// vsock, packet, netlink of every protocol, an unknown family; only netlink route
+    /// sockets go to the broker, which makes them.
+    #[test]
+    fn c2_c3_allow_all_passes_every_socket_to_the_kernel() {
+        let p = policy(netjail_policy::builtin("allow-all").unwrap());
+        let rules = rules(&p).unwrap();
+        for args in [
+            [libc::AF_INET6 as u64, libc::SOCK_DGRAM as u64, 136],
+            [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 132],
+            [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 262],
+            [libc::AF_PACKET as u64, libc::SOCK_RAW as u64, 768],
+            [libc::AF_VSOCK as u64, libc::SOCK_STREAM as u64, 0],
+            [libc::AF_NETLINK as u64, libc::SOCK_RAW as u64, 9],
+            [libc::AF_NETLINK as u64, libc::SOCK_DGRAM as u64, 16],
+            [45, libc::SOCK_STREAM as u64, 0],
+            [1 << 32 | 2, libc::SOCK_STREAM as u64, 0],
+        ] {
+            assert_eq!(socket_fate(&p, &rules, "socket", args), None, "{args:?}");
+            assert_eq!(
+                socket_fate(&p, &rules, "socketpair", args),
+                None,
+                "{args:?}"
+            );
+        }
+        for ty in [libc::SOCK_RAW, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC] {
+            let args = [libc::AF_NETLINK as u64, ty as u64, 0];
+            assert_eq!(socket_fate(&p, &rules, "socket", args), Some(None));
+        }
+    }
+
+    /// The filter and the broker read a `socket()` alike: for every policy here and a grid of
+    /// arguments (high bits and flags included), the filter sends the call to the broker
+    /// exactly when the policy refuses it or it is a netlink route socket, which the broker
+    /// makes; everything else the kernel decides alone (invariant 5).
+    #[test]
+    fn filter_notifies_exactly_what_the_broker_answers() {
+        let families: Vec<u64> = (0..=64)
+            .chain([1 << 32 | 2, 1 << 32 | 16, u64::MAX])
+            .collect();
+        let types = [0u64, 1, 2, 3, 5, 10, 15, 0x80802, 0x80003, 1 << 32 | 3];
+        let protocols = [
+            0u64,
+            1,
+            6,
+            9,
+            17,
+            58,
+            132,
+            136,
+            262,
+            768,
+            1 << 32,
+            1 << 32 | 6,
+        ];
+        for src in netjail_policy::builtin_names()
+            .iter()
+            .map(|n| netjail_policy::builtin(n).unwrap())
+            .chain(RICH_POLICIES.iter().map(|(_, s)| *s))
+        {
+            let p = policy(src);
+            let rules = rules(&p).unwrap();
+            for call in ["socket", "socketpair"] {
+                for &family in &families {
+                    for &ty in &types {
+                        for &protocol in &protocols {
+                            let args = [family, ty, protocol];
+                            let fate = socket_fate(&p, &rules, call, args);
+                            let which = if call == "socket" {
+                                SocketCall::Socket
+                            } else {
+                                SocketCall::Pair
+                            };
+                            let refused = p.socket_refusal(which, family, ty, protocol);
+                            let broker = refused.is_some() || is_route(call, args);
+                            assert_eq!(fate.is_some(), broker, "{}: {call}{args:?}", p.name());
+                        }
+                    }
+                }
+            }
         }
     }
 

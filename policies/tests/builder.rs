@@ -359,6 +359,7 @@ fn builtins_built_in_code_are_equal() {
     assert_eq!(
         Policy::builder("allow-all")
             .default(Action::Allow)
+            .sockets(["*:*"])
             .build()
             .unwrap(),
         from("allow-all")

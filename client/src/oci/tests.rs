@@ -376,18 +376,20 @@ fn issue_4_object_fields() {
     assert!(entries.iter().any(|e| names(e) == ["socket", "socketpair"]));
 }
 
-/// D1: the object prints the policy's `[sockets] refuse` as the `errnoRet` of the socket
-/// rules of unlisted families (`EPERM` for `disablenetwork`, `EAFNOSUPPORT` for the others),
-/// and an unlisted type of a listed family as `EPERM` either way.
+/// D1, C2, C3: as the launcher's filter, the object sends the broker every `socket()` of a
+/// family the policy does not list (`SCMP_ACT_NOTIFY`), and the broker answers with the
+/// policy's `[sockets] refuse` (`EPERM` for `disablenetwork`, `EAFNOSUPPORT` for the others)
+/// and writes it in the audit; a listed family is not in the object. `allow-all`'s object
+/// lets every family through and sends the broker only netlink route sockets, which it makes.
 #[test]
-fn s_d1_object_carries_the_sockets_refuse_errno() {
+fn s_d1_object_sends_refused_sockets_to_the_broker() {
     let entries_of = |name: &str| {
         let p = policy(netjail_policy::builtin(name).unwrap());
         let object = seccomp_object(&p, name, LISTENER).unwrap();
         object.get("syscalls").unwrap().as_array().unwrap().to_vec()
     };
-    // The errnoRet of the socket entry whose only argument is `family == value`.
-    let family_errno = |entries: &[Json], family: i32| -> Option<u64> {
+    // The action of the socket entry whose only argument is `family == value`.
+    let family_action = |entries: &[Json], family: i32| -> Option<String> {
         entries.iter().find_map(|e| {
             let names = e.get("names")?.as_array()?;
             if !names.iter().any(|n| n.as_str() == Some("socket")) {
@@ -398,9 +400,10 @@ fn s_d1_object_carries_the_sockets_refuse_errno() {
             let equal = arg.get("op")?.as_str() == Some("SCMP_CMP_EQ")
                 && arg.get("index")?.as_u64() == Some(0)
                 && arg.get("value")?.as_u64() == Some(family as u64);
-            equal.then(|| e.get("errnoRet")?.as_u64())?
+            equal.then(|| e.get("action")?.as_str().map(str::to_owned))?
         })
     };
+    let notify = Some("SCMP_ACT_NOTIFY".to_owned());
     let dn = entries_of("disablenetwork");
     for family in [
         libc::AF_INET,
@@ -408,19 +411,40 @@ fn s_d1_object_carries_the_sockets_refuse_errno() {
         libc::AF_PACKET,
         libc::AF_NETLINK,
     ] {
-        assert_eq!(
-            family_errno(&dn, family),
-            Some(libc::EPERM as u64),
-            "{family}"
-        );
+        assert_eq!(family_action(&dn, family), notify, "{family}");
     }
-    assert_eq!(family_errno(&dn, libc::AF_UNIX), None);
+    assert_eq!(family_action(&dn, libc::AF_UNIX), None);
     let jail = entries_of("jail");
-    assert_eq!(
-        family_errno(&jail, libc::AF_PACKET),
-        Some(libc::EAFNOSUPPORT as u64)
+    assert_eq!(family_action(&jail, libc::AF_PACKET), notify);
+    assert_eq!(family_action(&jail, libc::AF_INET), None);
+    // No socket entry refuses anything in the kernel: every refusal is the broker's.
+    for name in ["disablenetwork", "jail", "loopback-only", "allow-all"] {
+        for e in entries_of(name) {
+            let names = e.get("names").unwrap().as_array().unwrap();
+            if names.iter().any(|n| n.as_str() == Some("socket")) {
+                assert_eq!(
+                    e.get("action").unwrap().as_str(),
+                    Some("SCMP_ACT_NOTIFY"),
+                    "{name}: {e:?}"
+                );
+            }
+        }
+    }
+    let all = entries_of("allow-all");
+    for family in [libc::AF_PACKET, libc::AF_VSOCK, libc::AF_NETLINK, 45] {
+        assert_eq!(family_action(&all, family), None, "allow-all {family}");
+    }
+    let route = all
+        .iter()
+        .filter(|e| {
+            let names = e.get("names").unwrap().as_array().unwrap();
+            names.iter().any(|n| n.as_str() == Some("socket"))
+        })
+        .count();
+    assert!(
+        route >= 1,
+        "allow-all sends netlink route sockets to the broker"
     );
-    assert_eq!(family_errno(&jail, libc::AF_INET), None);
 }
 
 #[test]

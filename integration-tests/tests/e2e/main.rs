@@ -43,6 +43,7 @@ mod deputy;
 mod embedding;
 mod fairness;
 mod faithful_operators;
+mod faithful_profiles;
 mod fdstore;
 mod garbage;
 mod global;
