@@ -126,6 +126,11 @@ impl Drop for Server {
 /// to the agent. The direct connect to `DIR/secret/agent.sock` is refused (EPERM), which
 /// shows that the policy refuses the socket.
 ///
+/// The same works with an exact-path rule in a root-owned directory the sandbox cannot
+/// write (the mitigation docs/security.md gives for F7): `mount -t tmpfs` over the directory,
+/// `touch` the allowed name, `mount --bind` the refused socket file onto it (shown by hand:
+/// `unix = ["/tmp/rta/ro/x11.sock"]`, audit `rule="allow[0].unix[0]"`, the agent's bytes read).
+///
 /// Expected (the policy's promise): EPERM, as for the direct connect. The kernel alone
 /// would let the nobody process connect (the file is 0666), so this is the policy being
 /// bypassed, not the kernel's check.
