@@ -135,9 +135,9 @@ impl Drop for Server {
 /// would let the nobody process connect (the file is 0666), so this is the policy being
 /// bypassed, not the kernel's check.
 ///
-/// Root cause: `broker/src/unix.rs:69-110` (`act_on_path`) resolves in the caller's root and
+/// Root cause: `broker/src/unix.rs:54-110` (`act_on_path`) resolves in the caller's root and
 /// decides on the resolved path *string inside the caller's mount namespace*
-/// (`resolve_existing`, `unix.rs:148-162`), which the caller controls once it may mount; and
+/// (`resolve_existing`, `unix.rs:154-168`), which the caller controls once it may mount; and
 /// `client/src/filter.rs:56` (`REFUSED_NAMESPACES`) refuses only `CLONE_NEWNET` and
 /// `CLONE_NEWUSER`, so a `"user"` grant also grants mount namespaces (and `mount`, which the
 /// filter never refuses). Suggested fix: refuse `CLONE_NEWNS` (and `mount`, `open_tree`,
@@ -269,8 +269,8 @@ if "listening" in r:
 /// as for the named bind. (The kernel's own autobind at a connect or send with `SO_PASSCRED`
 /// makes a client name only; it is the `listen` that makes a server.)
 ///
-/// Root cause: `broker/src/bind.rs:45-55` (`Reading::UnixAutobind` is performed with
-/// `decided(None, "autobind", ...)`, no policy evaluation) and `broker/src/bind.rs:291-305`
+/// Root cause: `broker/src/bind.rs:53-62` (`Reading::UnixAutobind` is performed with
+/// `decided(None, "autobind", ...)`, no policy evaluation) and `broker/src/bind.rs:293-308`
 /// (`decide_listen`: every socket that is not an unbound inet one is listened on with
 /// `decided(None, "bound", ...)`, so an autobound unix socket becomes a server with no
 /// decision). Suggested fix: in `decide_listen`, read the unix socket's name and decide an
