@@ -55,6 +55,7 @@ mod metrics;
 mod oci;
 mod operators;
 mod profiles;
+mod redteam_a;
 mod reload;
 mod restart;
 mod sec_address;
