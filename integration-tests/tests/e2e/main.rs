@@ -54,6 +54,7 @@ mod metrics;
 mod oci;
 mod operators;
 mod profiles;
+mod redteam_b;
 mod reload;
 mod restart;
 mod sec_address;
