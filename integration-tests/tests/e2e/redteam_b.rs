@@ -357,3 +357,161 @@ print(json.dumps(out))
          choosing: {confined}"
     );
 }
+
+/// Attack: a root sandbox (`--allow-root`, `deny-all`) lowers netjaild below everyone:
+/// `/proc/BROKER/oom_score_adj` = 1000 (the OOM killer's first choice), `SCHED_IDLE` on every
+/// broker thread (`sched_setscheduler`), its autogroup nice 19, one CPU (`sched_setaffinity`),
+/// the idle I/O class (`ioprio_set`). Each works (same uid; `CAP_SYS_NICE` and
+/// `CAP_SYS_RESOURCE` are kept) while `kill()` of the same pid is `EPERM` (Landlock). With the
+/// broker at `SCHED_IDLE` any CPU load on the machine (the root sandbox's own spinning
+/// threads, at `SCHED_FIFO` with the kept `CAP_SYS_NICE`) leaves every sandbox's calls waiting.
+///
+/// Expected: a sandbox changes no scheduling, OOM or I/O attribute of a process outside it.
+///
+/// Root cause: as `rt_b_root_sandbox_prlimit_kills_the_broker`: `client/src/filter.rs:230`
+/// (`rules`) lets `sched_setscheduler`, `sched_setaffinity`, `setpriority`, `ioprio_set` name
+/// any pid; `client/src/root.rs` leaves `/proc/PID/*` of other processes writable and keeps
+/// `CAP_SYS_NICE`/`CAP_SYS_RESOURCE`.
+#[test]
+fn rt_b_root_sandbox_deprioritises_the_broker() {
+    let test = "rt_b_root_sandbox_deprioritises_the_broker";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let probe = r#"
+import errno, json, os, sys
+pid = int(sys.argv[1])
+out = {}
+def attempt(name, f):
+    try:
+        f(); out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+def oom():
+    with open("/proc/%d/oom_score_adj" % pid, "w") as f:
+        f.write("1000")
+def idle():
+    for tid in os.listdir("/proc/%d/task" % pid):
+        os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+attempt("oom_score_adj", oom)
+attempt("sched_idle", idle)
+attempt("affinity", lambda: os.sched_setaffinity(pid, {0}))
+print(json.dumps(out))
+"#;
+    // Unconfined, on a process of the test's own.
+    let mut victim = spinner(&[]);
+    let vpid = victim.id().to_string();
+    let native = unconfined(&[&py, "-c", probe, &vpid]);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    for k in ["oom_score_adj", "sched_idle", "affinity"] {
+        assert_eq!(
+            native.json()[k],
+            "ok",
+            "unconfined {k}: {}",
+            native.describe()
+        );
+    }
+    let mut broker = Broker::start();
+    let bpid = broker.pid().to_string();
+    let out = run(
+        &mut confined_with_broker_cmd(&broker, "deny-all", &[&py, "-c", probe, &bpid]),
+        DEFAULT_TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let oom = std::fs::read_to_string(format!("/proc/{bpid}/oom_score_adj")).unwrap_or_default();
+    let changed: Vec<&str> = ["oom_score_adj", "sched_idle", "affinity"]
+        .into_iter()
+        .filter(|k| out.json()[*k] == "ok")
+        .collect();
+    assert!(broker.is_alive());
+    assert!(
+        changed.is_empty(),
+        "a root sandbox changed the broker's {changed:?} (oom_score_adj now {}): {}",
+        oom.trim(),
+        out.describe()
+    );
+}
+
+/// Attack: `max_connections = 2`, `namespaces = ["net", "user"]`, a sandbox of `nobody`. It
+/// makes 8 TCP sockets, connects 2 to an allowed loopback listener, then
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNET)` (granted) and connects the 6 others, which belong
+/// to the first network namespace and reach the same listener. All 8 connect and stay open;
+/// without the `unshare` the 3rd to 8th get `ENOBUFS`.
+///
+/// Expected: the limit counts the sockets the broker connected for the sandbox, wherever its
+/// caller's network namespace is: the 3rd to 8th get `ENOBUFS`.
+///
+/// Root cause: `broker/src/limits.rs:310` (`prune`, called from `Live::reserve`) reads
+/// `/proc/TID/net/*` of the *calling thread*, whose namespace the sandbox changed; the
+/// sockets counted are listed in their own namespace, so every record is pruned as closed.
+#[test]
+fn rt_b_max_connections_forgotten_in_a_new_network_namespace() {
+    let test = "rt_b_max_connections_forgotten_in_a_new_network_namespace";
+    if !need_root(test) || !have_setpriv(test) {
+        return;
+    }
+    let py = "/usr/bin/python3";
+    if !std::path::Path::new(py).exists() {
+        netjail_integration_tests::skip(test, "/usr/bin/python3 not found");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let policy = policy_file(&format!(
+        "name = \"mc\"\ndefault = \"deny\"\nnamespaces = [\"net\", \"user\"]\n\
+         [[allow]]\nconnect = [\"tcp://127.0.0.1:{port}\"]\n[limits]\nmax_connections = 2\n"
+    ));
+    let probe = format!(
+        "import ctypes, json, socket, sys\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         socks = [socket.socket() for _ in range(8)]\n\
+         ok = 0\n\
+         for i, s in enumerate(socks):\n    \
+             if i == 2 and sys.argv[1] == 'unshare':\n        \
+                 assert libc.unshare(0x10000000 | 0x40000000) == 0\n    \
+             try:\n        s.connect(('127.0.0.1', {port})); ok += 1\n    \
+             except OSError:\n        pass\n\
+         print(json.dumps({{'connected': ok}}))\n"
+    );
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let confined = |how: &str| {
+        let mut cmd = Command::new(nobody[0]);
+        cmd.args(&nobody[1..])
+            .arg(netjail_bin())
+            .env_remove("NETJAIL_BROKER")
+            .args(["run", "--policy", policy.as_str(), "--"])
+            .args([py, "-c", &probe, how]);
+        run(&mut cmd, DEFAULT_TIMEOUT)
+    };
+    let plain = confined("plain");
+    assert_eq!(
+        plain.json()["connected"],
+        2,
+        "the limit: {}",
+        plain.describe()
+    );
+    let out = confined("unshare");
+    assert_eq!(
+        out.json()["connected"],
+        2,
+        "past max_connections = 2 after unshare(CLONE_NEWNET): {}",
+        out.describe()
+    );
+}
