@@ -56,6 +56,7 @@ mod oci;
 mod operators;
 mod profiles;
 mod redteam_a;
+mod redteam_b;
 mod reload;
 mod restart;
 mod sec_address;

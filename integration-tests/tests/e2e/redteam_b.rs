@@ -1,0 +1,517 @@
+//! Red team B (address decoding, options, root sandboxes, bounds): attacks that got out
+//! against main at a813f04. Each test asserts the attack is REFUSED, so each fails until the
+//! hole is closed. Every attack is first shown working unconfined (or, where the point is a
+//! refusal the filter makes, the refusal is shown for the direct form).
+//!
+//! Nothing here reaches past loopback or a network namespace the test makes.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netjail_integration_tests::{
+    confined_with_broker_cmd, netjail_bin, policy_file, run, unconfined, Broker, DEFAULT_TIMEOUT,
+};
+
+use crate::{have_setpriv, need_python, need_root};
+
+/// `prlimit(PID, RLIMIT_CPU, (0, 0))` for every PID argument, printing
+/// `{"PID": "ok" | ERRNO}`.
+const PY_PRLIMIT_CPU: &str = r#"
+import errno, json, resource, sys
+out = {}
+for pid in sys.argv[1:]:
+    try:
+        resource.prlimit(int(pid), resource.RLIMIT_CPU, (0, 0))
+        out[pid] = "ok"
+    except OSError as e:
+        out[pid] = errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps(out))
+"#;
+
+/// A process that burns CPU (so that an `RLIMIT_CPU` of 0 kills it), as `prefix` says.
+fn spinner(prefix: &[&str]) -> std::process::Child {
+    let mut args: Vec<&str> = prefix.to_vec();
+    args.extend(["sh", "-c", "while :; do :; done"]);
+    Command::new(args[0]).args(&args[1..]).spawn().unwrap()
+}
+
+/// Whether `child` is still running `for_how_long` from now.
+fn survives(child: &mut std::process::Child, for_how_long: Duration) -> bool {
+    let until = Instant::now() + for_how_long;
+    while Instant::now() < until {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Attack: a root sandbox (`--allow-root`, `deny-all`) calls
+/// `prlimit(netjaild, RLIMIT_CPU, {0, 0})`. The kernel allows it (same uids, and
+/// `CAP_SYS_RESOURCE` is kept), and SIGKILLs netjaild at its next CPU tick: every other
+/// sandbox's calls then wait 30 s and fail with `ENOSYS`, new sandboxes cannot register. The
+/// same call with `RLIMIT_NOFILE` (12) leaves the broker unable to accept or serve anyone
+/// ("out of fds; pausing accept", a registration that hangs), and `setpriority` /
+/// `sched_setscheduler` renice it at will. Landlock's signal scope refuses `kill()` of the
+/// broker, but no scope covers `prlimit`.
+///
+/// Expected (invariant 10, "no power outside its network policy", and the bounds' promise
+/// that every call gets an answer): the sandbox cannot change another process's resource
+/// limits; `prlimit` on any pid but its own is `EPERM`, and the broker lives on.
+///
+/// Root cause: `client/src/filter.rs:230` (`rules`) and `client/src/hardening.rs` refuse no
+/// `prlimit64`/`setrlimit` of another pid (nor `setpriority`, `sched_setscheduler`,
+/// `sched_setaffinity`, `ioprio_set` of another pid), and `client/src/root.rs` keeps
+/// `CAP_SYS_RESOURCE` and `CAP_SYS_NICE` for root sandboxes; docs/security.md "Root
+/// sandboxes" lists signals among what uid 0 keeps only "where Landlock's signal scope is
+/// missing".
+#[test]
+fn rt_b_root_sandbox_prlimit_kills_the_broker() {
+    let test = "rt_b_root_sandbox_prlimit_kills_the_broker";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    // Unconfined: prlimit(RLIMIT_CPU, 0) of a busy process kills it.
+    let mut victim = spinner(&[]);
+    let pid = victim.id().to_string();
+    let out = unconfined(&[&py, "-c", PY_PRLIMIT_CPU, &pid]);
+    assert_eq!(out.json()[&pid], "ok", "{}", out.describe());
+    assert!(
+        !survives(&mut victim, Duration::from_secs(5)),
+        "unconfined: the victim lives"
+    );
+
+    // Confined: the same call on the broker that serves the sandbox.
+    let mut broker = Broker::start();
+    let bpid = broker.pid().to_string();
+    let out = run(
+        &mut confined_with_broker_cmd(&broker, "deny-all", &[&py, "-c", PY_PRLIMIT_CPU, &bpid]),
+        DEFAULT_TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let answer = out.json()[&bpid].clone();
+    // Another sandbox of the same broker connects to a listener, twenty times over 3 s: the
+    // broker runs (and so meets its CPU limit).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            drop(c)
+        }
+    });
+    let victim = format!(
+        "import socket, time\nok = 0\nfor i in range(20):\n    try:\n        \
+         socket.create_connection(('127.0.0.1', {port}), timeout=2).close(); ok += 1\n    \
+         except OSError:\n        pass\n    time.sleep(0.15)\nprint('{{\"ok\": %d}}' % ok)\n"
+    );
+    let out = run(
+        &mut confined_with_broker_cmd(&broker, "loopback-only", &[&py, "-c", &victim]),
+        Duration::from_secs(90),
+    );
+    let served = out.json.as_ref().map(|v| v["ok"].clone());
+    let alive = broker.is_alive();
+    assert!(
+        alive && answer == "EPERM",
+        "a root sandbox set netjaild's RLIMIT_CPU ({answer}); broker alive afterwards: {alive}; \
+         another sandbox's connects served: {served:?}; {}",
+        out.describe()
+    );
+}
+
+/// Attack: a sandbox of an ordinary user (`nobody`, `deny-all`, Landlock on) kills a process
+/// of the same user outside the sandbox with `prlimit(PID, RLIMIT_CPU, {0, 0})`: the kernel
+/// SIGKILLs it at its next CPU tick. `kill(PID, SIGTERM)` from the same sandbox is `EPERM`
+/// (Landlock's signal scope): the limit is a signal by another name. The same reaches the
+/// sandbox's own launcher (`netjail run`, which holds its listener and embedded broker) and a
+/// program embedding the broker for several sandboxes of one user.
+///
+/// Expected: as for `kill()`, the sandbox has no power over processes outside its domain;
+/// `prlimit` of another process is `EPERM`.
+///
+/// Root cause: as `rt_b_root_sandbox_prlimit_kills_the_broker`: the filter
+/// (`client/src/filter.rs:230`, `rules`) lets `prlimit64` name any pid, and Landlock's scopes
+/// (`client/src/landlock.rs`) cover signals and abstract sockets only.
+#[test]
+fn rt_b_prlimit_is_a_signal_past_the_landlock_scope() {
+    let test = "rt_b_prlimit_is_a_signal_past_the_landlock_scope";
+    if !need_root(test) || !have_setpriv(test) {
+        return;
+    }
+    // A python3 that `nobody` may run (the one on the test's PATH may live under /root).
+    let py = "/usr/bin/python3";
+    if !std::path::Path::new(py).exists() {
+        netjail_integration_tests::skip(test, "/usr/bin/python3 not found");
+        return;
+    }
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let mut victim = spinner(&nobody);
+    let pid = victim.id().to_string();
+    let kill_then_prlimit = format!(
+        "import os, errno, json\n\
+         try:\n    os.kill({pid}, 15); k = 'ok'\n\
+         except OSError as e:\n    k = errno.errorcode[e.errno]\n\
+         print(json.dumps({{'kill': k}}))\n{PY_PRLIMIT_CPU}"
+    );
+    let mut cmd = Command::new(nobody[0]);
+    cmd.args(&nobody[1..])
+        .arg(netjail_bin())
+        .env_remove("NETJAIL_BROKER")
+        .args(["run", "--policy", "deny-all", "--"])
+        .args([py, "-c", &kill_then_prlimit, &pid]);
+    let out = run(&mut cmd, DEFAULT_TIMEOUT);
+    assert!(
+        out.stdout.contains("\"kill\": \"EPERM\""),
+        "Landlock scope: {}",
+        out.describe()
+    );
+    let answer = out.json()[&pid].clone();
+    let lives = survives(&mut victim, Duration::from_secs(4));
+    if lives {
+        let _ = victim.kill();
+        let _ = victim.wait();
+    }
+    assert!(
+        lives && answer == "EPERM",
+        "the sandbox set RLIMIT_CPU of a process outside it ({answer}); it survived: {lives}"
+    );
+}
+
+/// Attack: under a policy allowing `inet:*` (every type and protocol of `AF_INET`) and
+/// keeping `CAP_NET_RAW`, but not the `packet` family, `socket(AF_INET, SOCK_PACKET,
+/// htons(ETH_P_ALL))` gives an `AF_PACKET` socket: `__sock_create` turns `PF_INET` +
+/// `SOCK_PACKET` into `PF_PACKET`. `socket(AF_PACKET, ...)` is refused by the filter
+/// (`EAFNOSUPPORT`); through the alias the sandbox sniffs every frame of its network
+/// namespace (another process's UDP payload is seen in the run), which an `inet:raw` socket
+/// cannot (it sees only its protocol, to local addresses).
+///
+/// Expected: the allow-list is by the family the kernel creates; `SOCK_PACKET` (type 10) in
+/// `AF_INET` is refused unless `packet` is allowed.
+///
+/// Root cause: `client/src/filter.rs:434` (`socket_rules`): a family whose entry has no type
+/// (`inet:*`) gets no per-type rule, so type 10 passes.
+#[test]
+fn rt_b_inet_sock_packet_is_a_packet_socket() {
+    let test = "rt_b_inet_sock_packet_is_a_packet_socket";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let policy = policy_file(
+        "name = \"inet-raw\"\ndefault = \"deny\"\nkeep_capabilities = [\"CAP_NET_RAW\"]\n\
+         [sockets]\nallow = [\"inet:*\", \"unix:*\"]\n",
+    );
+    let probe = r#"
+import errno, json, socket
+out = {}
+for name, fam, ty in [("packet", 17, socket.SOCK_RAW), ("inet_sock_packet", socket.AF_INET, 10)]:
+    try:
+        s = socket.socket(fam, ty, socket.htons(3))
+        out[name] = "family %d" % s.getsockopt(socket.SOL_SOCKET, 39)
+        s.close()
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps(out))
+"#;
+    let script = format!(
+        "ip link set lo up && {py} -c '{probe}' && {nj} run --allow-root --policy {pol} -- {py} -c '{probe}'",
+        nj = netjail_bin().display(),
+        pol = policy.as_str(),
+    );
+    let out = unconfined(&["unshare", "-n", "sh", "-c", &script]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out.describe());
+    assert_eq!(
+        lines[0]["packet"],
+        "family 17",
+        "unconfined: {}",
+        out.describe()
+    );
+    assert_eq!(
+        lines[0]["inet_sock_packet"],
+        "family 17",
+        "unconfined: {}",
+        out.describe()
+    );
+    assert_eq!(
+        lines[1]["packet"],
+        "EAFNOSUPPORT",
+        "confined: {}",
+        out.describe()
+    );
+    assert_ne!(
+        lines[1]["inet_sock_packet"],
+        "family 17",
+        "confined: the packet family refused by name, made through inet:SOCK_PACKET: {}",
+        out.describe()
+    );
+}
+
+/// Attack: a TCP connect to a link-local address with a scope id, which the broker decides on
+/// the address and allows, ties the socket to that interface (`tcp_v6_connect` sets
+/// `sk_bound_dev_if`). `connect(AF_UNSPEC)` (performed by the broker as a disconnect) leaves
+/// the binding, and a second connect on the same socket to an allowed global address leaves
+/// by that interface, not by the route's: interface selection, which the filter refuses as
+/// `SO_BINDTOIFINDEX` (`EPERM` in the same run) and the broker refuses for a UDP connect or a
+/// bind with a scope id ("ties the socket to an interface for everything it sends
+/// afterwards", docs/security.md). In the run (a network namespace with two veth pairs, the
+/// destination routed by `d1` and by `d0` at a worse metric) the SYN to the global address
+/// leaves by `d0`, and `SO_BINDTOIFINDEX` reads `d0`.
+///
+/// Expected: after the reconnect the socket is bound to no interface the program chose: the
+/// link-local connect with a scope id refused as for UDP (rule `address:interface-scope`),
+/// or a connect on a socket whose interface a scope id set refused.
+///
+/// Root cause: `broker/src/address.rs:470` (`tcp_connect`) passes a link-local destination
+/// with a scope id, where `udp6_connect` (address.rs:520) and `ip_bind` refuse it; the
+/// disconnect (`Reading::Disconnect`) does not clear `sk_bound_dev_if`.
+#[test]
+fn rt_b_tcp_link_local_scope_selects_the_interface_of_later_connects() {
+    let test = "rt_b_tcp_link_local_scope_selects_the_interface_of_later_connects";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    if netjail_integration_tests::which("ip").is_none() {
+        netjail_integration_tests::skip(test, "ip (iproute2) not found");
+        return;
+    }
+    let policy = policy_file(
+        "name = \"ll\"\ndefault = \"deny\"\n[[allow]]\n\
+         connect = [\"tcp://[fe80::1]:20030\", \"tcp://[2001:db8:2::2]:20031\"]\n",
+    );
+    let client = r#"
+import ctypes, errno, json, socket, struct, time
+SO_BINDTOIFINDEX = 62
+d0 = socket.if_nametoindex("d0")
+out = {"d0": d0}
+s = socket.socket(socket.AF_INET6)
+try:
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX, d0); out["setsockopt"] = "ok"
+except OSError as e:
+    out["setsockopt"] = errno.errorcode[e.errno]
+s = socket.socket(socket.AF_INET6)
+try:
+    s.connect(("fe80::1", 20030, 0, d0)); out["link_local"] = "ok"
+except OSError as e:
+    out["link_local"] = errno.errorcode[e.errno]
+libc = ctypes.CDLL(None, use_errno=True)
+unspec = struct.pack("=H14x", 0)
+libc.connect(s.fileno(), unspec, len(unspec))
+s.setblocking(False)
+out["global"] = errno.errorcode.get(s.connect_ex(("2001:db8:2::2", 20031)), "ok")
+time.sleep(0.3)
+out["bound_after"] = s.getsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX)
+print(json.dumps(out))
+"#;
+    let script = format!(
+        "set -e; ip link set lo up\n\
+         ip link add d0 type veth peer name d0p; ip link add d1 type veth peer name d1p\n\
+         for i in d0 d0p d1 d1p; do ip link set $i up; done\n\
+         ip -6 addr add fe80::1/64 dev d0 nodad; ip -6 addr add 2001:db8::1/64 dev d1 nodad\n\
+         ip -6 route add 2001:db8:2::/64 dev d1 metric 10\n\
+         ip -6 route add 2001:db8:2::/64 dev d0 metric 1000\n\
+         {py} -c 'import socket,time; l=socket.socket(socket.AF_INET6); l.bind((\"::\",20030)); l.listen(8); time.sleep(20)' &\n\
+         sleep 0.5\n\
+         {py} -c '{client}'\n\
+         {nj} run --allow-root --policy {pol} -- {py} -c '{client}'\n\
+         kill $!\n",
+        nj = netjail_bin().display(),
+        pol = policy.as_str(),
+    );
+    let out = unconfined(&["unshare", "-n", "sh", "-c", &script]);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out.describe());
+    let (native, confined) = (&lines[0], &lines[1]);
+    // Unconfined: the program may pick the interface outright, and the scope id picks it too.
+    assert_eq!(native["setsockopt"], "ok", "{}", out.describe());
+    assert_eq!(native["bound_after"], native["d0"], "{}", out.describe());
+    // Confined: the outright pick is refused...
+    assert_eq!(confined["setsockopt"], "EPERM", "{}", out.describe());
+    // ... and so must be the pick through a scope id that outlives its connection.
+    assert!(
+        confined["link_local"] != "ok" || confined["bound_after"] != confined["d0"],
+        "the socket connected to an allowed global address by an interface of the program's \
+         choosing: {confined}"
+    );
+}
+
+/// Attack: a root sandbox (`--allow-root`, `deny-all`) lowers netjaild below everyone:
+/// `/proc/BROKER/oom_score_adj` = 1000 (the OOM killer's first choice), `SCHED_IDLE` on every
+/// broker thread (`sched_setscheduler`), its autogroup nice 19, one CPU (`sched_setaffinity`),
+/// the idle I/O class (`ioprio_set`). Each works (same uid; `CAP_SYS_NICE` and
+/// `CAP_SYS_RESOURCE` are kept) while `kill()` of the same pid is `EPERM` (Landlock). With the
+/// broker at `SCHED_IDLE` any CPU load on the machine (the root sandbox's own spinning
+/// threads, at `SCHED_FIFO` with the kept `CAP_SYS_NICE`) leaves every sandbox's calls waiting.
+///
+/// Expected: a sandbox changes no scheduling, OOM or I/O attribute of a process outside it.
+///
+/// Root cause: as `rt_b_root_sandbox_prlimit_kills_the_broker`: `client/src/filter.rs:230`
+/// (`rules`) lets `sched_setscheduler`, `sched_setaffinity`, `setpriority`, `ioprio_set` name
+/// any pid; `client/src/root.rs` leaves `/proc/PID/*` of other processes writable and keeps
+/// `CAP_SYS_NICE`/`CAP_SYS_RESOURCE`.
+#[test]
+fn rt_b_root_sandbox_deprioritises_the_broker() {
+    let test = "rt_b_root_sandbox_deprioritises_the_broker";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let probe = r#"
+import errno, json, os, sys
+pid = int(sys.argv[1])
+out = {}
+def attempt(name, f):
+    try:
+        f(); out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+def oom():
+    with open("/proc/%d/oom_score_adj" % pid, "w") as f:
+        f.write("1000")
+def idle():
+    for tid in os.listdir("/proc/%d/task" % pid):
+        os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+attempt("oom_score_adj", oom)
+attempt("sched_idle", idle)
+attempt("affinity", lambda: os.sched_setaffinity(pid, {0}))
+print(json.dumps(out))
+"#;
+    // Unconfined, on a process of the test's own.
+    let mut victim = spinner(&[]);
+    let vpid = victim.id().to_string();
+    let native = unconfined(&[&py, "-c", probe, &vpid]);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    for k in ["oom_score_adj", "sched_idle", "affinity"] {
+        assert_eq!(
+            native.json()[k],
+            "ok",
+            "unconfined {k}: {}",
+            native.describe()
+        );
+    }
+    let mut broker = Broker::start();
+    let bpid = broker.pid().to_string();
+    let out = run(
+        &mut confined_with_broker_cmd(&broker, "deny-all", &[&py, "-c", probe, &bpid]),
+        DEFAULT_TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let oom = std::fs::read_to_string(format!("/proc/{bpid}/oom_score_adj")).unwrap_or_default();
+    let changed: Vec<&str> = ["oom_score_adj", "sched_idle", "affinity"]
+        .into_iter()
+        .filter(|k| out.json()[*k] == "ok")
+        .collect();
+    assert!(broker.is_alive());
+    assert!(
+        changed.is_empty(),
+        "a root sandbox changed the broker's {changed:?} (oom_score_adj now {}): {}",
+        oom.trim(),
+        out.describe()
+    );
+}
+
+/// Attack: `max_connections = 2`, `namespaces = ["net", "user"]`, a sandbox of `nobody`. It
+/// makes 8 TCP sockets, connects 2 to an allowed loopback listener, then
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNET)` (granted) and connects the 6 others, which belong
+/// to the first network namespace and reach the same listener. All 8 connect and stay open;
+/// without the `unshare` the 3rd to 8th get `ENOBUFS`.
+///
+/// Expected: the limit counts the sockets the broker connected for the sandbox, wherever its
+/// caller's network namespace is: the 3rd to 8th get `ENOBUFS`.
+///
+/// Root cause: `broker/src/limits.rs:310` (`prune`, called from `Live::reserve`) reads
+/// `/proc/TID/net/*` of the *calling thread*, whose namespace the sandbox changed; the
+/// sockets counted are listed in their own namespace, so every record is pruned as closed.
+#[test]
+fn rt_b_max_connections_forgotten_in_a_new_network_namespace() {
+    let test = "rt_b_max_connections_forgotten_in_a_new_network_namespace";
+    if !need_root(test) || !have_setpriv(test) {
+        return;
+    }
+    let py = "/usr/bin/python3";
+    if !std::path::Path::new(py).exists() {
+        netjail_integration_tests::skip(test, "/usr/bin/python3 not found");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let policy = policy_file(&format!(
+        "name = \"mc\"\ndefault = \"deny\"\nnamespaces = [\"net\", \"user\"]\n\
+         [[allow]]\nconnect = [\"tcp://127.0.0.1:{port}\"]\n[limits]\nmax_connections = 2\n"
+    ));
+    let probe = format!(
+        "import ctypes, json, socket, sys\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         socks = [socket.socket() for _ in range(8)]\n\
+         ok = 0\n\
+         for i, s in enumerate(socks):\n    \
+             if i == 2 and sys.argv[1] == 'unshare':\n        \
+                 assert libc.unshare(0x10000000 | 0x40000000) == 0\n    \
+             try:\n        s.connect(('127.0.0.1', {port})); ok += 1\n    \
+             except OSError:\n        pass\n\
+         print(json.dumps({{'connected': ok}}))\n"
+    );
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let confined = |how: &str| {
+        let mut cmd = Command::new(nobody[0]);
+        cmd.args(&nobody[1..])
+            .arg(netjail_bin())
+            .env_remove("NETJAIL_BROKER")
+            .args(["run", "--policy", policy.as_str(), "--"])
+            .args([py, "-c", &probe, how]);
+        run(&mut cmd, DEFAULT_TIMEOUT)
+    };
+    let plain = confined("plain");
+    assert_eq!(
+        plain.json()["connected"],
+        2,
+        "the limit: {}",
+        plain.describe()
+    );
+    let out = confined("unshare");
+    assert_eq!(
+        out.json()["connected"],
+        2,
+        "past max_connections = 2 after unshare(CLONE_NEWNET): {}",
+        out.describe()
+    );
+}
