@@ -102,10 +102,8 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             // and performed as the caller, with its capabilities, not the broker's.
             let target = Target::OtherFamily(family);
             decide_and_perform(call, out, target, sock.as_fd(), kind, || {
-                as_thread(call.notif.pid, Become::Full, || {
-                    perform(sock.as_fd(), &addr)
-                })
-                .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
+                as_thread(call, Become::Full, || perform(sock.as_fd(), &addr))
+                    .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
             })
         }
         Reading::Ip { .. } | Reading::Peer | Reading::Ignored | Reading::Disconnect => {
@@ -256,7 +254,7 @@ fn bind_inet(call: &Call, sock: BorrowedFd<'_>, addr: &[u8], port: u16) -> Reply
         Ok(reply) => return reply,
         Err(e) => return Reply::Errno(errno_of(&e)),
     }
-    as_thread(call.notif.pid, Become::Full, || perform(sock, addr))
+    as_thread(call, Become::Full, || perform(sock, addr))
         .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 
@@ -297,10 +295,8 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         let reply = if kind.family == libc::AF_UNIX {
             // A unix listener records who listens (SO_PEERCRED of accepted connections):
             // the caller, not the broker.
-            as_thread(call.notif.pid, Become::Full, || {
-                listen(sock.as_fd(), backlog)
-            })
-            .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
+            as_thread(call, Become::Full, || listen(sock.as_fd(), backlog))
+                .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
         } else {
             listen(sock.as_fd(), backlog)
         };

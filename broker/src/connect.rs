@@ -182,7 +182,7 @@ fn perform_as_caller(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind, addr: 
     if matches!(kind.family, libc::AF_INET | libc::AF_INET6) {
         return perform(call, sock, addr);
     }
-    as_thread(call.notif.pid, Become::Full, || perform(call, sock, addr))
+    as_thread(call, Become::Full, || perform(call, sock, addr))
         .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 

@@ -192,6 +192,16 @@ impl Call {
     }
 }
 
+impl crate::caller::Notified for Call {
+    fn tid(&self) -> u32 {
+        self.notif.pid
+    }
+
+    fn still_waiting(&self) -> bool {
+        self.still_valid()
+    }
+}
+
 /// Work that may wait, run on the blocking pool.
 pub(crate) type Work = Box<dyn FnOnce(&Call) -> Outcome + Send>;
 
