@@ -53,10 +53,9 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         Reading::UnixAutobind => {
             // Autobind: the kernel picks an abstract name; nothing to decide.
             out.endpoint = "unix:(autobind)".to_owned();
-            let pid = call.notif.pid;
             let fd = sock.as_fd();
             Step::Done(
-                match limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, &addr)) {
+                match limits::counted(&binds(call), fd, || perform(fd, &addr)) {
                     Ok(reply) => out.decided(None, "autobind", reply),
                     Err(refusal) => refused(out, refusal),
                 },
@@ -66,12 +65,10 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             let limited = AtomicBool::new(false);
             let r = unix::act_on_path(call, Op::Bind, &path, PathUse::Create, Become::Full, |a| {
                 let fd = sock.as_fd();
-                let pid = call.notif.pid;
-                limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, a))
-                    .unwrap_or_else(|_| {
-                        limited.store(true, Ordering::Relaxed);
-                        Reply::Errno(limits::COUNT_ERRNO)
-                    })
+                limits::counted(&binds(call), fd, || perform(fd, a)).unwrap_or_else(|_| {
+                    limited.store(true, Ordering::Relaxed);
+                    Reply::Errno(limits::COUNT_ERRNO)
+                })
             });
             out.endpoint = r.endpoint;
             let decision = if limited.load(Ordering::Relaxed) {
@@ -83,7 +80,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         })),
         Reading::UnixAbstract(name) => {
             let target = Target::UnixAbstract(name);
-            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+            decide_and_perform(call, out, target, sock.as_fd(), || {
                 perform(sock.as_fd(), &addr)
             })
         }
@@ -93,7 +90,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         } => {
             let (target, sockaddr) = jail_translate(call, kind, proto, local, sockaddr);
             let port = local_port(&target);
-            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+            decide_and_perform(call, out, target, sock.as_fd(), || {
                 bind_inet(call, sock.as_fd(), &sockaddr, port)
             })
         }
@@ -101,7 +98,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             // Another family (netlink, say, when the policy lists it): decided by the default,
             // and performed as the caller, with its capabilities, not the broker's.
             let target = Target::OtherFamily(family);
-            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+            decide_and_perform(call, out, target, sock.as_fd(), || {
                 as_thread(call, Become::Full, || perform(sock.as_fd(), &addr))
                     .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
             })
@@ -137,7 +134,6 @@ fn decide_and_perform(
     mut out: Outcome,
     target: Target,
     sock: BorrowedFd<'_>,
-    kind: SocketKind,
     perform: impl FnOnce() -> Reply,
 ) -> Step {
     out.endpoint = target.to_string();
@@ -149,13 +145,10 @@ fn decide_and_perform(
         Verdict::Deny { errno } => Reply::Errno(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
-        Verdict::Allow => {
-            let listed = limits::listed_when_bound(kind);
-            match limits::counted(&binds(call), call.notif.pid, sock, kind, listed, perform) {
-                Ok(reply) => reply,
-                Err(refusal) => return Step::Done(refused(out, refusal)),
-            }
-        }
+        Verdict::Allow => match limits::counted(&binds(call), sock, perform) {
+            Ok(reply) => reply,
+            Err(refusal) => return Step::Done(refused(out, refusal)),
+        },
     };
     Step::Done(out.decided(Some(decision), "", reply))
 }
@@ -300,7 +293,6 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         } else {
             listen(sock.as_fd(), backlog)
         };
-        limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
         return Step::Done(out.decided(None, "bound", reply));
     }
     // The implicit bind: the wildcard address and an ephemeral port, or the jail address.
@@ -320,7 +312,7 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         target,
     });
     let slot = match decision.verdict {
-        Verdict::Allow => match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
+        Verdict::Allow => match limits::reserve(&binds(call), sock.as_fd()) {
             Ok(slot) => slot,
             Err(refusal) => return Step::Done(refused(out, refusal)),
         },
@@ -343,7 +335,7 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         }
         Verdict::Allow => listen(sock.as_fd(), backlog),
     };
-    limits::settle(slot, sock.as_fd(), kind, reply, true);
+    limits::settle(slot, sock.as_fd(), reply);
     Step::Done(out.decided(Some(decision), "", reply))
 }
 

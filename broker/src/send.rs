@@ -491,7 +491,7 @@ fn send_one(
     // A send that connects counts under `max_connections` as a connect does.
     let connections = &call.sandbox.limits.connections;
     let slot = match op {
-        Op::Connect => match limits::reserve(connections, call.notif.pid, sock) {
+        Op::Connect => match limits::reserve(connections, sock) {
             Ok(slot) => slot,
             Err(refusal) => {
                 return Sent {
@@ -514,8 +514,7 @@ fn send_one(
     }
     let mut r = deliver(call, sock, kind, &sockaddr, &message, flags);
     if op == Op::Connect {
-        limits::settle(slot, sock, kind, r.reply, true);
-        limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
+        limits::settle(slot, sock, r.reply);
     }
     r.decision = bound_decision(r.failure, r.reply, Some(decision));
     r.endpoint = endpoint;
