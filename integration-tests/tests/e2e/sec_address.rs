@@ -29,7 +29,7 @@ use netjail_integration_tests::{
 };
 use serde_json::Value;
 
-use crate::{need_root, probe};
+use crate::{need_python, need_root, probe};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -658,8 +658,10 @@ fn l11_nat64_compat_and_6to4_forms_of_a_denied_ipv4_address_refused() {
 
 /// L1, the link-local part: a scope id on a link-local bind sets the socket's interface
 /// (`sk_bound_dev_if`), as `SO_BINDTOIFINDEX` (refused, J4) does; so does one on a UDP
-/// connect, for every later send of the socket. Both are refused; a TCP connect, whose
-/// interface serves only that connection, and a datagram's own scope are decided as usual.
+/// connect, for every later send of the socket, and one on a TCP connect or Fast Open send,
+/// for every later connect (a disconnect keeps it:
+/// `rt_b_tcp_link_local_scope_selects_the_interface_of_later_connects`). All are refused; a
+/// datagram's own scope, which serves that datagram only, is decided as usual.
 #[test]
 fn l1_link_local_scope_on_bind_and_udp_connect_refused() {
     let test = "l1_link_local_scope_on_bind_and_udp_connect_refused";
@@ -682,7 +684,8 @@ fn l1_link_local_scope_on_bind_and_udp_connect_refused() {
         ("udp6", "bind", &scoped_bind, "EPERM"),
         ("tcp6", "bind", &scoped_bind, "EPERM"),
         ("udp6", "connect", &scoped, "EPERM"),
-        ("tcp6", "connect", &scoped, "ok"),
+        ("tcp6", "connect", &scoped, "EPERM"),
+        ("tcp6", "fastopen", &scoped, "EPERM"),
         ("udp6", "sendto", &scoped, "ok"),
     ] {
         let args = ["addr", kind, "fresh", op, bytes, "Tl1;"];
@@ -807,15 +810,18 @@ fn bind_allowed(ip: &str, regime: &str) -> bool {
     ok.contains(&ip)
 }
 
-/// A link-local address with a scope id the kernel reads: on a bind or a UDP connect the
-/// broker refuses it (L1).
+/// A link-local address with a scope id the kernel reads: on a bind, a UDP or TCP connect or a
+/// Fast Open send the broker refuses it (L1, and the red team's sticky TCP scope).
 fn interface_scope(case: &Value) -> bool {
     let a = &case["addr"];
     let kind = case["kind"].as_str().unwrap_or("");
     let len = a["len"].as_u64().unwrap_or(0);
     let op = case["op"].as_str().unwrap_or("");
+    let tcp = kind.starts_with("tcp");
     kind.contains('6')
-        && (op == "bind" || (op == "connect" && kind.starts_with("udp")))
+        && (op == "bind"
+            || (op == "connect" && (tcp || kind.starts_with("udp")))
+            || (op == "fastopen" && tcp))
         && a["layout"] == "v6"
         && a["family"] == libc::AF_INET6
         && a["ip"].as_str().is_some_and(|ip| ip.starts_with("fe80"))
@@ -997,4 +1003,102 @@ fn inv9_address_property_f1_r1_r1b_l11_l12() {
     assert!(tally["reached unconfined"] > 400, "{tally:?}");
     assert!(tally["reached confined"] > 200, "{tally:?}");
     assert!(tally["refused confined"] > 300, "{tally:?}");
+}
+
+// ---- a scope id that outlives its connection (red team B) ---------------------------------
+
+/// Attack: a TCP connect to a link-local address with a scope id, which the broker decides on
+/// the address and allows, ties the socket to that interface (`tcp_v6_connect` sets
+/// `sk_bound_dev_if`). `connect(AF_UNSPEC)` (performed by the broker as a disconnect) leaves
+/// the binding, and a second connect on the same socket to an allowed global address leaves
+/// by that interface, not by the route's: interface selection, which the filter refuses as
+/// `SO_BINDTOIFINDEX` (`EPERM` in the same run) and the broker refuses for a UDP connect or a
+/// bind with a scope id ("ties the socket to an interface for everything it sends
+/// afterwards", docs/security.md). In the run (a network namespace with two veth pairs, the
+/// destination routed by `d1` and by `d0` at a worse metric) the SYN to the global address
+/// leaves by `d0`, and `SO_BINDTOIFINDEX` reads `d0`.
+///
+/// Expected: after the reconnect the socket is bound to no interface the program chose: the
+/// link-local connect with a scope id refused as for UDP (rule `address:interface-scope`),
+/// or a connect on a socket whose interface a scope id set refused.
+///
+/// Closed in the address table (`tcp_connect`): a scope id on a link-local TCP destination,
+/// or on the connect of a Fast Open send, is refused (`address:interface-scope`) as on a
+/// UDP connect or a bind; `l1_link_local_scope_on_bind_and_udp_connect_refused` has the
+/// short form, and the property test expects it.
+#[test]
+fn rt_b_tcp_link_local_scope_selects_the_interface_of_later_connects() {
+    let test = "rt_b_tcp_link_local_scope_selects_the_interface_of_later_connects";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    if which("ip").is_none() {
+        skip(test, "ip (iproute2) not found");
+        return;
+    }
+    let policy = policy_file(
+        "name = \"ll\"\ndefault = \"deny\"\n[[allow]]\n\
+         connect = [\"tcp://[fe80::1]:20030\", \"tcp://[2001:db8:2::2]:20031\"]\n",
+    );
+    let client = r#"
+import ctypes, errno, json, socket, struct, time
+SO_BINDTOIFINDEX = 62
+d0 = socket.if_nametoindex("d0")
+out = {"d0": d0}
+s = socket.socket(socket.AF_INET6)
+try:
+    s.setsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX, d0); out["setsockopt"] = "ok"
+except OSError as e:
+    out["setsockopt"] = errno.errorcode[e.errno]
+s = socket.socket(socket.AF_INET6)
+try:
+    s.connect(("fe80::1", 20030, 0, d0)); out["link_local"] = "ok"
+except OSError as e:
+    out["link_local"] = errno.errorcode[e.errno]
+libc = ctypes.CDLL(None, use_errno=True)
+unspec = struct.pack("=H14x", 0)
+libc.connect(s.fileno(), unspec, len(unspec))
+s.setblocking(False)
+out["global"] = errno.errorcode.get(s.connect_ex(("2001:db8:2::2", 20031)), "ok")
+time.sleep(0.3)
+out["bound_after"] = s.getsockopt(socket.SOL_SOCKET, SO_BINDTOIFINDEX)
+print(json.dumps(out))
+"#;
+    let script = format!(
+        "set -e; ip link set lo up\n\
+         ip link add d0 type veth peer name d0p; ip link add d1 type veth peer name d1p\n\
+         for i in d0 d0p d1 d1p; do ip link set $i up; done\n\
+         ip -6 addr add fe80::1/64 dev d0 nodad; ip -6 addr add 2001:db8::1/64 dev d1 nodad\n\
+         ip -6 route add 2001:db8:2::/64 dev d1 metric 10\n\
+         ip -6 route add 2001:db8:2::/64 dev d0 metric 1000\n\
+         {py} -c 'import socket,time; l=socket.socket(socket.AF_INET6); l.bind((\"::\",20030)); l.listen(8); time.sleep(20)' &\n\
+         sleep 0.5\n\
+         {py} -c '{client}'\n\
+         {nj} run --allow-root --policy {pol} -- {py} -c '{client}'\n\
+         kill $!\n",
+        nj = netjail_bin().display(),
+        pol = policy.as_str(),
+    );
+    let out = unconfined(&["unshare", "-n", "sh", "-c", &script]);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out.describe());
+    let (native, confined) = (&lines[0], &lines[1]);
+    // Unconfined: the program may pick the interface outright, and the scope id picks it too.
+    assert_eq!(native["setsockopt"], "ok", "{}", out.describe());
+    assert_eq!(native["bound_after"], native["d0"], "{}", out.describe());
+    // Confined: the outright pick is refused...
+    assert_eq!(confined["setsockopt"], "EPERM", "{}", out.describe());
+    // ... and so must be the pick through a scope id that outlives its connection.
+    assert!(
+        confined["link_local"] != "ok" || confined["bound_after"] != confined["d0"],
+        "the socket connected to an allowed global address by an interface of the program's \
+         choosing: {confined}"
+    );
 }
