@@ -29,7 +29,7 @@ use netjail_integration_tests::{
 };
 use serde_json::Value;
 
-use crate::{need_python, need_root, probe};
+use crate::{as_nobody, need_python, need_root, probe, Via};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -1003,6 +1003,260 @@ fn inv9_address_property_f1_r1_r1b_l11_l12() {
     assert!(tally["reached unconfined"] > 400, "{tally:?}");
     assert!(tally["reached confined"] > 200, "{tally:?}");
     assert!(tally["refused confined"] > 300, "{tally:?}");
+}
+
+// ---- servers on abstract names the policy refuses (red team A) ----------------------------
+
+/// Spawns `cmd` (a python program that prints one JSON line, with `listening` the hex of the
+/// name it listens on, then serves one client) and, when it listens, connects to that name
+/// from outside every sandbox. Returns the line and what the outside client read.
+fn serve_once(py: &str, cmd: &mut Command) -> (Value, Option<String>) {
+    let running = netjail_integration_tests::spawn(cmd);
+    let line = running
+        .read_line(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no line from the sandbox: {}", running.stderr_so_far()));
+    let v: Value = serde_json::from_str(line.trim()).expect("JSON line");
+    let got = v["listening"].as_str().map(|hex| {
+        let out = unconfined(&[
+            py,
+            "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM)\n\
+             s.settimeout(5)\ns.connect(bytes.fromhex(sys.argv[1]))\nprint(s.recv(64).decode())",
+            hex,
+        ]);
+        out.stdout.trim().to_owned()
+    });
+    let _ = running.wait(Duration::from_secs(10));
+    (v, got)
+}
+
+/// Tries a named abstract bind (refused by the policy), then autobinds another stream socket
+/// (`bind` with only the family), listens on it, prints its abstract name and serves one
+/// client.
+const PY_AUTOBIND_SERVER: &str = r#"
+import errno, json, socket
+r = {}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.bind(b"\0rt-a-named"); r["named"] = "ok"
+except OSError as e:
+    r["named"] = errno.errorcode.get(e.errno, str(e.errno))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.bind(b"")
+    s.listen(4)
+    r["listening"] = s.getsockname().hex()
+except OSError as e:
+    r["listen_err"] = errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps(r), flush=True)
+if "listening" in r:
+    s.settimeout(8)
+    try:
+        c, _ = s.accept(); c.sendall(b"from-the-sandbox"); c.close()
+    except OSError:
+        pass
+"#;
+
+/// **Under a policy that refuses abstract unix names (`disablenetwork`, rule D2), a sandbox
+/// served on the abstract namespace: `bind` with only the family (the autobind) was performed
+/// without a decision, and so was `listen` on the autobound socket.** Any process of the
+/// network namespace, outside every sandbox, then connected to it by the name
+/// `/proc/net/unix` lists.
+///
+/// The attack: `bind("\0rt-a-named")` gets `EPERM`, but `bind(b"")` + `listen()` succeeded
+/// (audit: `op="bind" endpoint="unix:(autobind)" rule="autobind"`, then `op="listen"
+/// rule="bound"`), and a root client outside read what the sandbox sent.
+///
+/// Now the autobind is decided as the bind of the abstract name it gets, and a listen as the
+/// bind of the abstract name the socket has, read from the socket: `EPERM` under a policy
+/// whose `unix` rules name no abstract socket, as for the named bind.
+fn autobind_listen(via: Via) {
+    let test = "rt_a_autobind_listen_serves_a_refused_abstract_name";
+    let Some(py) = crate::credentials::prerequisites(test) else {
+        return;
+    };
+    let attack = as_nobody(&[py.as_str(), "-c", PY_AUTOBIND_SERVER]);
+
+    // Unconfined: both binds work, and an outside client reaches the autobound listener.
+    let mut cmd = Command::new(attack[0]);
+    cmd.args(&attack[1..]);
+    let (v, got) = serve_once(&py, &mut cmd);
+    assert_eq!(v["named"], "ok", "{v}");
+    assert_eq!(got.as_deref(), Some("from-the-sandbox"), "{v}");
+
+    // Confined: the named abstract bind is refused...
+    let (v, got) = serve_once(&py, &mut via.cmd("disablenetwork", &attack));
+    assert_eq!(v["named"], "EPERM", "{v}");
+    // ...and so must be serving on an abstract name at all.
+    assert_eq!(
+        v["listen_err"], "EPERM",
+        "the sandbox listens on the abstract name {} (an outside client read {got:?})",
+        v["listening"]
+    );
+    assert_eq!(got, None);
+}
+
+both!(
+    /// See [`autobind_listen`].
+    rt_a_autobind_listen_serves_a_refused_abstract_name => autobind_listen
+);
+
+/// Binds `argv[1]` (a path socket that never listens, so that connects to it are refused),
+/// then, on another stream socket with `SO_PASSCRED`, connects to it: the kernel autobinds
+/// the connecting socket before it looks the path up (`unix_stream_connect`), and the failed
+/// connect leaves the name. Then listens on that name and serves one client.
+const PY_PASSCRED_SERVER: &str = r#"
+import errno, json, os, socket, sys
+e = lambda x: errno.errorcode.get(x.errno, str(x.errno))
+r = {}
+dead = os.path.join(sys.argv[1], "dead.sock")
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(dead)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+try:
+    s.connect(dead); r["connect"] = "ok"
+except OSError as x:
+    r["connect"] = e(x)
+r["name"] = s.getsockname().hex()
+try:
+    s.listen(4)
+    r["listening"] = s.getsockname().hex()
+except OSError as x:
+    r["listen_err"] = e(x)
+print(json.dumps(r), flush=True)
+if "listening" in r:
+    s.settimeout(8)
+    try:
+        c, _ = s.accept(); c.sendall(b"from-the-sandbox"); c.close()
+    except OSError:
+        pass
+"#;
+
+/// The same server without an explicit autobind: a stream socket with `SO_PASSCRED` gets an
+/// abstract name from the kernel inside a connect (the broker performs it, to an allowed
+/// path, and it fails), keeps it, and listens on it. A decision at the autobind alone would
+/// not see this name; the listen is decided on the name read from the socket.
+fn passcred_autobind_listen(via: Via) {
+    let test = "rt_a_passcred_autobind_then_listen_refused";
+    let Some(py) = crate::credentials::prerequisites(test) else {
+        return;
+    };
+    let dir = TempDir::new();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(dir.path(), mode).expect("chmod");
+    let d = dir.path().to_str().expect("utf-8");
+    let attack = as_nobody(&[py.as_str(), "-c", PY_PASSCRED_SERVER, d]);
+
+    let mut cmd = Command::new(attack[0]);
+    cmd.args(&attack[1..]);
+    let (v, got) = serve_once(&py, &mut cmd);
+    assert_eq!(v["connect"], "ECONNREFUSED", "{v}");
+    assert!(
+        v["name"].as_str().is_some_and(|n| n.starts_with("00")),
+        "{v}"
+    );
+    assert_eq!(got.as_deref(), Some("from-the-sandbox"), "{v}");
+    std::fs::remove_file(dir.path().join("dead.sock")).expect("rm");
+
+    let (v, got) = serve_once(&py, &mut via.cmd("disablenetwork", &attack));
+    // The connect to an allowed path is performed, and the kernel names the socket in it
+    // (a client name, which docs/security.md lists among the limits)...
+    assert_eq!(v["connect"], "ECONNREFUSED", "{v}");
+    assert!(
+        v["name"].as_str().is_some_and(|n| n.starts_with("00")),
+        "{v}"
+    );
+    // ...but no server is made on it.
+    assert_eq!(
+        v["listen_err"], "EPERM",
+        "the sandbox listens on the abstract name {} (an outside client read {got:?})",
+        v["name"]
+    );
+    assert_eq!(got, None);
+}
+
+both!(
+    /// See [`passcred_autobind_listen`].
+    rt_a_passcred_autobind_then_listen_refused => passcred_autobind_listen
+);
+
+/// Autobinds a stream socket, binds it again with only the family (the kernel's autobind of
+/// a socket that has a name is a no-op returning 0), prints its name and serves one client.
+const PY_AUTOBIND_AGAIN: &str = r#"
+import errno, json, socket
+r = {}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.bind(b"")
+    first = s.getsockname()
+    s.bind(b"")
+    r["again"] = "same" if s.getsockname() == first else "changed"
+    s.listen(4)
+    r["listening"] = first.hex()
+except OSError as x:
+    r["listen_err"] = errno.errorcode.get(x.errno, str(x.errno))
+print(json.dumps(r), flush=True)
+if "listening" in r:
+    s.settimeout(8)
+    try:
+        c, _ = s.accept(); c.sendall(b"from-the-sandbox"); c.close()
+    except OSError:
+        pass
+"#;
+
+/// Faithful where the policy allows abstract names: a policy naming every abstract socket
+/// (`@*`, or `default = "allow"`) still autobinds and serves, the name has the kernel's form
+/// (a NUL and five lowercase hex digits) and stays the same when bound again; a policy naming
+/// only other abstract names refuses the autobind.
+fn autobind_where_allowed(via: Via) {
+    let test = "rt_a_autobind_allowed_by_a_policy_naming_every_abstract_socket";
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let any = policy_file("name = \"abstract\"\ndefault = \"deny\"\n[[allow]]\nunix = [\"@*\"]\n");
+    let other =
+        policy_file("name = \"abstract\"\ndefault = \"deny\"\n[[allow]]\nunix = [\"@app-*\"]\n");
+    let kernel_form = |v: &Value| {
+        v["listening"].as_str().is_some_and(|n| {
+            n.len() == 12
+                && n.starts_with("00")
+                && hex_to_text(&n[2..]).is_some_and(|name| {
+                    name.len() == 5
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
+        })
+    };
+    let attack = [py.as_str(), "-c", PY_AUTOBIND_AGAIN];
+    let (v, got) = serve_once(&py, Command::new(attack[0]).args(&attack[1..]));
+    assert!(kernel_form(&v), "unconfined: {v}");
+    assert_eq!(v["again"], "same", "{v}");
+    assert_eq!(got.as_deref(), Some("from-the-sandbox"), "{v}");
+    for policy in [any.as_str(), "allow-all"] {
+        let (v, got) = serve_once(&py, &mut via.cmd(policy, &attack));
+        assert!(kernel_form(&v), "{policy}: {v}");
+        assert_eq!(v["again"], "same", "{policy}: {v}");
+        assert_eq!(got.as_deref(), Some("from-the-sandbox"), "{policy}: {v}");
+    }
+    let (v, got) = serve_once(&py, &mut via.cmd(other.as_str(), &attack));
+    assert_eq!(v["listen_err"], "EPERM", "{v}");
+    assert_eq!(got, None);
+}
+
+both!(
+    /// See [`autobind_where_allowed`].
+    rt_a_autobind_allowed_by_a_policy_naming_every_abstract_socket => autobind_where_allowed
+);
+
+/// The text of hex-encoded bytes, if they are UTF-8.
+fn hex_to_text(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 // ---- a scope id that outlives its connection (red team B) ---------------------------------
