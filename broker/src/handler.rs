@@ -196,6 +196,16 @@ impl Call {
     }
 }
 
+impl crate::caller::Notified for Call {
+    fn tid(&self) -> u32 {
+        self.notif.pid
+    }
+
+    fn still_waiting(&self) -> bool {
+        self.still_valid()
+    }
+}
+
 /// Work that may wait, run on the blocking pool.
 pub(crate) type Work = Box<dyn FnOnce(&Call) -> Outcome + Send>;
 
@@ -851,9 +861,10 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
 
 /// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
 /// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
-/// an autobind, a listen on a bound socket, an `AF_UNSPEC` disconnect. What it returned is
-/// the kernel's answer, an errno included.
-const PASSED: [&str; 5] = ["", "no-destination", "autobind", "bound", "disconnect"];
+/// a listen on a socket bound to a path or an address, the autobind of a socket that has a
+/// name (`bound`), an `AF_UNSPEC` disconnect. What it returned is the kernel's answer, an
+/// errno included.
+const PASSED: [&str; 4] = ["", "no-destination", "bound", "disconnect"];
 
 /// The audit's `decision` for an answered call, by what was decided and never by what the
 /// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
@@ -1010,7 +1021,7 @@ mod tests {
             ("no-destination", libc::ECONNREFUSED),
             ("no-destination", libc::EAGAIN),
             ("", libc::EPIPE),
-            ("autobind", libc::EADDRINUSE),
+            ("bound", libc::EADDRINUSE),
             ("bound", libc::EINVAL),
             ("disconnect", 0),
             // A `sendmmsg` that sent messages before one failed returns their count.

@@ -495,7 +495,7 @@ fn send_one(
     // A send that connects counts under `max_connections` as a connect does.
     let connections = &call.sandbox.limits.connections;
     let slot = match op {
-        Op::Connect => match limits::reserve(connections, call.notif.pid, sock) {
+        Op::Connect => match limits::reserve(connections, sock) {
             Ok(slot) => slot,
             Err(refusal) => {
                 return Sent {
@@ -518,8 +518,7 @@ fn send_one(
     }
     let mut r = deliver(call, sock, kind, &sockaddr, &message, flags);
     if op == Op::Connect {
-        limits::settle(slot, sock, kind, r.reply, true);
-        limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
+        limits::settle(slot, sock, r.reply);
     }
     if r.decision.is_none() {
         r.decision = bound_decision(r.failure, r.reply, Some(decision));
@@ -636,7 +635,7 @@ fn deliver(
     let Some(how) = how else {
         return deliver_here(call, sock, kind, name, message, flags);
     };
-    as_thread(call.notif.pid, how, || {
+    as_thread(call, how, || {
         deliver_here(call, sock, kind, name, message, flags)
     })
     .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
@@ -866,7 +865,7 @@ fn control(
                 // Checked and translated as the kernel would for the caller, in its own user
                 // and pid namespaces; the broker sends what they name in its own.
                 let named = who
-                    .claim(call.notif.pid, claimed)
+                    .claim(call, claimed)
                     .map_err(|errno| (errno, "credentials"))?;
                 creds_given = true;
                 out.push(Cmsg {
@@ -890,7 +889,7 @@ fn control(
         // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
         // itself, on a thread with the caller's real user id, is charged to that user).
         let who = caller_of(call, &mut caller)?;
-        let nofile = nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
+        let nofile = nofile_limit(call).map_err(|e| (errno_of(&e), "in-flight"))?;
         sys::rights_within_limit(&who.identity, nofile, &msg::encode_cmsgs(&rights_given))
             .map_err(|e| (errno_of(&e), "in-flight"))?;
     }
@@ -927,7 +926,7 @@ fn caller_of<'a>(
     cache: &'a mut Option<Caller>,
 ) -> Result<&'a Caller, (i32, &'static str)> {
     if cache.is_none() {
-        let c = Caller::read(call.notif.pid).map_err(|e| (errno_of(&e), "no-identity"))?;
+        let c = Caller::read(call).map_err(|e| (errno_of(&e), "no-identity"))?;
         *cache = Some(c);
     }
     cache.as_ref().ok_or((libc::ESRCH, "no-identity"))

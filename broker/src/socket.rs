@@ -111,7 +111,7 @@ fn make_route_socket(call: &Call, out: Outcome, sock_type: i32) -> Outcome {
         Ok(f) => f,
         Err(e) => return out.failed(errno_of(&e), "no-netns"),
     };
-    let who = match Caller::read(call.notif.pid) {
+    let who = match Caller::read(call) {
         Ok(c) => c,
         Err(e) => return out.failed(errno_of(&e), "identity"),
     };

@@ -1202,6 +1202,24 @@ pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -
     Ok(())
 }
 
+/// Adds `fd` to `epoll` asking for no event: the entry only records `fd`'s file (its inode
+/// shows in the epoll's `/proc/self/fdinfo`), and goes away by itself when the last reference
+/// to that file is closed. (The kernel adds `EPOLLERR` and `EPOLLHUP`, reported to a caller of
+/// `epoll_wait`, which nobody makes on such an instance.)
+pub fn epoll_watch_file(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut event = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: both fds are open for the call; `event` is a live local.
+    cvt(unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    })?;
+    Ok(())
+}
+
 /// Adds `fd` to `epoll` for readability (level-triggered); `key` comes back with the event.
 pub fn epoll_watch_readable(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -> io::Result<()> {
     let mut event = libc::epoll_event {

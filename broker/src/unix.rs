@@ -61,7 +61,7 @@ pub(crate) fn act_on_path(
 ) -> PathOutcome {
     let given = format!("unix:{}", path.display());
     let tid = call.notif.pid;
-    let who = match Caller::read(tid) {
+    let who = match Caller::read(call) {
         Ok(c) => c,
         Err(e) => return failed(given, "no-identity", errno_of(&e)),
     };

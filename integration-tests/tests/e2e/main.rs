@@ -56,6 +56,8 @@ mod metrics;
 mod oci;
 mod operators;
 mod profiles;
+mod redteam_a;
+mod redteam_b;
 mod reload;
 mod restart;
 mod sec_address;
