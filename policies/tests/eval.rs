@@ -981,7 +981,10 @@ fn rt_a_mount_namespace_is_granted_by_name_only() {
     let ns = m.confinement().namespaces();
     assert!(ns.user && ns.mount && !ns.net);
     let shown = m.to_toml();
-    assert!(shown.contains("namespaces = [\"user\", \"mount\"]"), "{shown}");
+    assert!(
+        shown.contains("namespaces = [\"user\", \"mount\"]"),
+        "{shown}"
+    );
     assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), m);
 }
 
