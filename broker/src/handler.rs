@@ -27,7 +27,7 @@ use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
-use crate::{audit, bind, connect, limits, send};
+use crate::{audit, bind, connect, limits, process, send};
 
 thread_local! {
     /// Set on receiver threads, which must never wait for an operator.
@@ -44,6 +44,10 @@ pub(crate) enum Reply {
     Value(i64),
     /// Failure with this (positive) errno.
     Errno(i32),
+    /// The kernel performs the call as the caller made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
+    /// only for a call decided on scalar arguments alone, which the caller cannot change once
+    /// it is notified (`process.rs`); never for one that reads memory or a descriptor.
+    Continue,
 }
 
 /// One notification being handled.
@@ -636,6 +640,7 @@ fn op_of(notif: RawNotification) -> &'static str {
         Some(Syscall::SendTo) => "sendto",
         Some(Syscall::SendMsg) => "sendmsg",
         Some(Syscall::SendMmsg) => "sendmmsg",
+        Some(Syscall::Process(call)) => call.name(),
         None => "unknown",
     }
 }
@@ -731,6 +736,7 @@ fn decide(call: &Call) -> Step {
         Some(Syscall::SendTo) => send::decide_sendto(call),
         Some(Syscall::SendMsg) => send::decide_sendmsg(call),
         Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
+        Some(Syscall::Process(which)) => process::decide(call, which),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     }
 }
@@ -875,6 +881,7 @@ fn finish(call: &Call, outcome: Outcome) {
     let (val, errno) = match reply {
         Reply::Value(v) => (v, 0),
         Reply::Errno(e) => (0, e),
+        Reply::Continue => (0, 0),
     };
     let ops = &call.sandbox.operators;
     let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
@@ -882,7 +889,18 @@ fn finish(call: &Call, outcome: Outcome) {
     // A call answered without a decision has not read it yet: now, before the answer, after
     // which the caller may exit at once.
     call.read_exe();
-    let delivered = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno);
+    let listener = call.sandbox.listener.as_fd();
+    let delivered = match reply {
+        // The one place that lets the kernel perform a call (invariant 2 allows it here, and
+        // nowhere else): only `process.rs` answers `Continue`, for calls whose decision rests
+        // on the pid argument alone, a register value the caller cannot change after it was
+        // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
+        // not bear on the decision, and the kernel checks everything else as it would for
+        // the caller, who makes the call. A call that reads an address or uses a descriptor
+        // is never continued: another thread can change those after the check.
+        Reply::Continue => sys::notif_continue(listener, call.notif.id),
+        Reply::Value(_) | Reply::Errno(_) => sys::notif_send(listener, call.notif.id, val, errno),
+    };
     if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
         tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");

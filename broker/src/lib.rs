@@ -44,6 +44,7 @@ pub mod operators;
 pub mod overlay;
 mod own;
 mod pidfds;
+mod process;
 mod reaper;
 mod registry;
 pub mod reload;
