@@ -21,6 +21,10 @@
 //! - `nodev` on every mount, and a new `/dev` (a read-only tmpfs) that holds only the
 //!   character devices ordinary programs use, the pseudo-terminals, `/dev/shm`, `/dev/mqueue`
 //!   and the standard links ([`DEV_NODES`], [`DEV_MOUNTS`]);
+//! - a procfs of its own on `/proc` with `hidepid=ptraceable`: `/proc/PID` is there only for
+//!   processes the sandbox may ptrace, which Landlock's domain limits to its own, so the files
+//!   through which uid 0 changes other processes (`oom_score_adj`, `autogroup`,
+//!   `timerslack_ns`, `coredump_filter`...), the broker's among them, are out of its reach;
 //!
 //! and the capabilities a network sandbox has no use for are dropped
 //! (`crate::sys::DROPPED_CAPABILITIES`). What is left, and why, is in `docs/security.md`
@@ -148,7 +152,7 @@ pub fn plan() -> Result<RootPlan, RootError> {
         pinned.iter().map(|p| c(p)).collect::<Result<_, _>>()?,
         read_only.iter().map(|p| c(p)).collect::<Result<_, _>>()?,
         dev_entries()?,
-        c(&cwd)?,
+        (c(&cwd)?, Path::new("/proc/self").exists()),
     )?;
     Ok(plan)
 }
