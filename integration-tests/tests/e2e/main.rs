@@ -61,6 +61,7 @@ mod reload;
 mod restart;
 mod sec_address;
 mod sec_bounds;
+mod sec_filter;
 mod sec_identity;
 mod sec_options;
 mod sec_root;
