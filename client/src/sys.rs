@@ -1088,8 +1088,20 @@ pub struct RootPlan {
     dev: Vec<DevEntry>,
     /// The working directory, looked up again once the mounts are in place.
     cwd: CString,
-    /// Mount a procfs of the sandbox's own on `/proc`, with `hidepid=ptraceable`.
-    fresh_proc: bool,
+    /// Whether to mount a procfs of the sandbox's own on `/proc`, with `hidepid=ptraceable`.
+    fresh_proc: FreshProc,
+}
+
+/// Whether a root sandbox gets a procfs of its own ([`RootPlan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshProc {
+    /// No `/proc` to replace.
+    No,
+    /// Mounted, or the sandbox does not start.
+    Yes,
+    /// Mounted where the kernel permits: in a user namespace that does not own its pid
+    /// namespace, which the kernel requires of a procfs's mounter, the host's `/proc` stays.
+    IfPermitted,
 }
 
 impl RootPlan {
@@ -1098,7 +1110,7 @@ impl RootPlan {
         pinned: Vec<CString>,
         read_only: Vec<CString>,
         dev: Vec<DevEntry>,
-        (cwd, fresh_proc): (CString, bool),
+        (cwd, fresh_proc): (CString, FreshProc),
     ) -> io::Result<RootPlan> {
         if dev.len() > MAX_DEV_ENTRIES {
             return Err(io::Error::new(
@@ -1211,7 +1223,7 @@ impl RootPlan {
                 clones[i] = fd as RawFd;
             }
             let steps = (|| {
-                if self.fresh_proc {
+                if self.fresh_proc != FreshProc::No {
                     // A new procfs instance (Linux 5.8): its options are its own, the host's
                     // /proc keeps showing everything; older kernels refuse "ptraceable".
                     // Not "invisible", which lets the group of its `gid=` option (0 unless
@@ -1221,7 +1233,10 @@ impl RootPlan {
                     let data = c"hidepid=ptraceable".as_ptr();
                     let fs = c"proc".as_ptr();
                     if libc::mount(fs, proc, fs, flags, data.cast()) != 0 {
-                        return Err(errno());
+                        let e = errno();
+                        if !(e == libc::EPERM && self.fresh_proc == FreshProc::IfPermitted) {
+                            return Err(e);
+                        }
                     }
                 }
                 for path in &self.pinned {
