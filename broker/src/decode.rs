@@ -52,6 +52,22 @@ pub enum ProcessCall {
 }
 
 impl ProcessCall {
+    /// Every one of them.
+    pub const ALL: [ProcessCall; 7] = [
+        ProcessCall::Prlimit64,
+        ProcessCall::SchedSetaffinity,
+        ProcessCall::SchedSetattr,
+        ProcessCall::SchedSetparam,
+        ProcessCall::SchedSetscheduler,
+        ProcessCall::Setpriority,
+        ProcessCall::IoprioSet,
+    ];
+
+    /// The call of this [`ProcessCall::name`].
+    pub fn from_name(name: &str) -> Option<ProcessCall> {
+        ProcessCall::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The call's name, as the audit gives it.
     pub fn name(self) -> &'static str {
         match self {

@@ -595,7 +595,7 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     ops.count("deny");
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
-    ops.metrics().observe(op, "deny", latency_us);
+    ops.metrics().observe(metrics_op(op), "deny", latency_us);
     let Some(refused) = due else {
         return;
     };
@@ -645,6 +645,16 @@ fn op_of(notif: RawNotification) -> &'static str {
     }
 }
 
+/// The operation a call is counted under in the metrics: the process calls, which the audit
+/// names one by one, as one (`process`).
+fn metrics_op(op: &str) -> &str {
+    if decode::ProcessCall::from_name(op).is_some() {
+        "process"
+    } else {
+        op
+    }
+}
+
 /// The caller's pidfd (invariant 4), or `None` when the call cannot go on: the caller is gone
 /// (`ESRCH`: nobody to answer), or it was answered here: `EAGAIN` when the broker is out of
 /// descriptors (`EMFILE`, `ENFILE`), `EPERM` when the pid names nobody the broker can see.
@@ -689,7 +699,7 @@ fn refuse_unread(
     // No decision was made: the call failed before the policy ran.
     let verdict = "error";
     ops.count(verdict);
-    ops.metrics().observe(op, verdict, latency_us);
+    ops.metrics().observe(metrics_op(op), verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");
     if ops.wants_decisions() {
@@ -909,7 +919,8 @@ fn finish(call: &Call, outcome: Outcome) {
     call.sandbox.count_decision();
     let verdict = verdict_of(decision, outcome.failure, errno);
     ops.count(verdict);
-    ops.metrics().observe(outcome.op, verdict, latency_us);
+    ops.metrics()
+        .observe(metrics_op(outcome.op), verdict, latency_us);
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if rule.starts_with(bounds::RULE_PREFIX) {
         ops.metrics().refused(rule);
