@@ -27,7 +27,7 @@ use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
-use crate::{audit, bind, connect, limits, send, socket};
+use crate::{audit, bind, connect, limits, process, send, socket};
 
 thread_local! {
     /// Set on receiver threads, which must never wait for an operator.
@@ -48,6 +48,10 @@ pub(crate) enum Reply {
     /// (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND` answers the call as it
     /// installs the descriptor): nothing is left to send but the audit event.
     Answered(i64),
+    /// The kernel performs the call as the caller made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
+    /// only for a call decided on scalar arguments alone, which the caller cannot change once
+    /// it is notified (`process.rs`); never for one that reads memory or a descriptor.
+    Continue,
 }
 
 /// One notification being handled.
@@ -607,7 +611,7 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     ops.count("deny");
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
-    ops.metrics().observe(op, "deny", latency_us);
+    ops.metrics().observe(metrics_op(op), "deny", latency_us);
     let Some(refused) = due else {
         return;
     };
@@ -654,7 +658,18 @@ fn op_of(notif: RawNotification) -> &'static str {
         Some(Syscall::SendMmsg) => "sendmmsg",
         Some(Syscall::Socket) => "socket",
         Some(Syscall::SocketPair) => "socketpair",
+        Some(Syscall::Process(call)) => call.name(),
         None => "unknown",
+    }
+}
+
+/// The operation a call is counted under in the metrics: the process calls, which the audit
+/// names one by one, as one (`process`).
+fn metrics_op(op: &str) -> &str {
+    if decode::ProcessCall::from_name(op).is_some() {
+        "process"
+    } else {
+        op
     }
 }
 
@@ -702,7 +717,7 @@ fn refuse_unread(
     // No decision was made: the call failed before the policy ran.
     let verdict = "error";
     ops.count(verdict);
-    ops.metrics().observe(op, verdict, latency_us);
+    ops.metrics().observe(metrics_op(op), verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");
     if ops.wants_decisions() {
@@ -751,6 +766,7 @@ fn decide(call: &Call) -> Step {
         Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
         Some(Syscall::Socket) => socket::decide_socket(call),
         Some(Syscall::SocketPair) => socket::decide_socketpair(call),
+        Some(Syscall::Process(which)) => process::decide(call, which),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     }
 }
@@ -893,10 +909,11 @@ fn finish(call: &Call, outcome: Outcome) {
     } else {
         reply
     };
-    let (val, errno, answered) = match reply {
-        Reply::Value(v) => (v, 0, false),
-        Reply::Errno(e) => (0, e, false),
-        Reply::Answered(v) => (v, 0, true),
+    let (val, errno) = match reply {
+        Reply::Value(v) => (v, 0),
+        Reply::Errno(e) => (0, e),
+        Reply::Answered(v) => (v, 0),
+        Reply::Continue => (0, 0),
     };
     let ops = &call.sandbox.operators;
     let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
@@ -904,12 +921,20 @@ fn finish(call: &Call, outcome: Outcome) {
     // A call answered without a decision has not read it yet: now, before the answer, after
     // which the caller may exit at once.
     call.read_exe();
-    // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller that
-    // still waited, after its program was read.
-    let delivered = if answered {
-        Ok(())
-    } else {
-        sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno)
+    let listener = call.sandbox.listener.as_fd();
+    let delivered = match reply {
+        // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller
+        // that still waited, after its program was read.
+        Reply::Answered(_) => Ok(()),
+        // The one place that lets the kernel perform a call (invariant 2 allows it here, and
+        // nowhere else): only `process.rs` answers `Continue`, for calls whose decision rests
+        // on the pid argument alone, a register value the caller cannot change after it was
+        // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
+        // not bear on the decision, and the kernel checks everything else as it would for
+        // the caller, who makes the call. A call that reads an address or uses a descriptor
+        // is never continued: another thread can change those after the check.
+        Reply::Continue => sys::notif_continue(listener, call.notif.id),
+        Reply::Value(_) | Reply::Errno(_) => sys::notif_send(listener, call.notif.id, val, errno),
     };
     if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
@@ -919,7 +944,8 @@ fn finish(call: &Call, outcome: Outcome) {
     call.sandbox.count_decision();
     let verdict = verdict_of(decision, outcome.failure, errno);
     ops.count(verdict);
-    ops.metrics().observe(outcome.op, verdict, latency_us);
+    ops.metrics()
+        .observe(metrics_op(outcome.op), verdict, latency_us);
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if rule.starts_with(bounds::RULE_PREFIX) {
         ops.metrics().refused(rule);

@@ -25,8 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use netjail_protocol::control::Counters;
 
-/// The operations decisions are counted by; anything else counts as `unknown`.
-pub const OPS: [&str; 9] = [
+/// The operations decisions are counted by; anything else counts as `unknown`. `process` is
+/// every call that names another process by pid (`prlimit64`, `sched_set*`, `setpriority`,
+/// `ioprio_set`), which the audit names one by one.
+pub const OPS: [&str; 10] = [
     "connect",
     "bind",
     "listen",
@@ -35,6 +37,7 @@ pub const OPS: [&str; 9] = [
     "sendmmsg",
     "socket",
     "socketpair",
+    "process",
     "unknown",
 ];
 
@@ -469,6 +472,7 @@ mod tests {
         m.observe("sendmmsg", "pass", 1);
         m.observe("socket", "deny", 1);
         m.observe("getsockopt", "weird", 1);
+        m.observe("process", "allow", 1);
         let text = render(&Snapshot {
             decisions: m.decisions(),
             latency: m.latency(),
@@ -485,6 +489,7 @@ mod tests {
         assert_eq!(get("connect", "pass").as_deref(), Some("0"));
         assert_eq!(get("sendmmsg", "pass").as_deref(), Some("1"));
         assert_eq!(get("socket", "deny").as_deref(), Some("1"));
+        assert_eq!(get("process", "allow").as_deref(), Some("1"));
         assert_eq!(get("unknown", "error").as_deref(), Some("1"));
         assert_eq!(m.decisions().len(), OPS.len() * VERDICTS.len());
     }

@@ -232,7 +232,28 @@ pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io
         error: -error,
         flags: 0,
     };
-    // SAFETY: `resp` is a valid `seccomp_notif_resp`; flags are 0 (never CONTINUE).
+    // SAFETY: `resp` is a valid `seccomp_notif_resp`; flags are 0 (no CONTINUE here).
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            &mut resp as *mut libc::seccomp_notif_resp,
+        )
+    })?;
+    Ok(())
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND` with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel performs the
+/// call as the caller made it. Only for calls decided on scalar arguments alone (see
+/// `handler::finish`, the one caller).
+pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    };
+    // SAFETY: `resp` is a valid `seccomp_notif_resp`; CONTINUE needs `val` and `error` 0.
     cvt(unsafe {
         libc::ioctl(
             listener.as_raw_fd(),

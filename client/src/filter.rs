@@ -44,6 +44,7 @@ pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
     (libc::SOL_SOCKET, libc::SO_BINDTOIFINDEX, "SO_BINDTOIFINDEX"),
     (libc::SOL_SOCKET, libc::SO_MARK, "SO_MARK"),
     (libc::SOL_IP, libc::IP_HDRINCL, "IP_HDRINCL"),
+    (libc::SOL_IPV6, IPV6_HDRINCL, "IPV6_HDRINCL"),
     (libc::SOL_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT"),
     (libc::SOL_IPV6, libc::IPV6_TRANSPARENT, "IPV6_TRANSPARENT"),
     (libc::SOL_TCP, libc::TCP_REPAIR, "TCP_REPAIR"),
@@ -57,9 +58,16 @@ pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
     (libc::SOL_TCP, libc::TCP_REPAIR_WINDOW, "TCP_REPAIR_WINDOW"),
 ];
 
-/// Namespaces a sandbox may not create (N1, invariant 6): a new network namespace is a
-/// network of the sandbox's own making, and a new user namespace hands it capabilities there.
-pub const REFUSED_NAMESPACES: u64 = (libc::CLONE_NEWNET | libc::CLONE_NEWUSER) as u64;
+/// `IPV6_HDRINCL` (`linux/in6.h`; not in `libc`): a raw IPv6 socket sends headers of the
+/// program's making, as `IP_HDRINCL` does for IPv4.
+const IPV6_HDRINCL: i32 = 36;
+
+/// Namespaces a sandbox may not create unless its policy grants the kind (N1, invariant 6): a
+/// new network namespace is a network of the sandbox's own making, a new user namespace hands
+/// it capabilities there, and a new mount namespace is a view of the file system it may
+/// remake (any file under any name, `hardening::MOUNT_SYSCALLS`).
+pub const REFUSED_NAMESPACES: u64 =
+    (libc::CLONE_NEWNET | libc::CLONE_NEWUSER | libc::CLONE_NEWNS) as u64;
 
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
@@ -279,14 +287,15 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
         ));
     }
     unsafe_sockopt_rules(&mut rules, policy);
-    // New network or user namespaces: by flag bit in clone and unshare, unless the policy
-    // grants the kind (`namespaces = [...]`); clone3 carries its flags in memory, out of the
-    // filter's sight, so it answers ENOSYS and the C libraries fall back to clone, where the
-    // flags are visible. setns (joining a namespace) is in `hardening::rules`.
+    // New network, user or mount namespaces: by flag bit in clone and unshare, unless the
+    // policy grants the kind (`namespaces = [...]`); clone3 carries its flags in memory, out
+    // of the filter's sight, so it answers ENOSYS and the C libraries fall back to clone,
+    // where the flags are visible. setns (joining a namespace) is in `hardening::rules`.
     let granted = policy.confinement().namespaces();
     for (bit, allowed) in [
         (libc::CLONE_NEWNET as u64, granted.net),
         (libc::CLONE_NEWUSER as u64, granted.user),
+        (libc::CLONE_NEWNS as u64, granted.mount),
     ] {
         if allowed {
             continue;
@@ -305,6 +314,7 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
         socket_rules(&mut rules, name, policy.sockets());
     }
     route_rules(&mut rules);
+    alias_rules(&mut rules, policy.sockets());
     let mut checked = std::collections::HashSet::new();
     for rule in &rules {
         if checked.insert(rule.syscall) {
@@ -421,6 +431,92 @@ fn socket_rules(out: &mut Vec<Rule>, call: &'static str, allowed: &[SocketRule])
                 &[
                     ArgCmp::eq(0, family),
                     ArgCmp::masked_eq(1, SOCK_TYPE_MASK, ty),
+                ],
+            ));
+        }
+    }
+}
+
+/// `SOCK_PACKET`, the type of the old packet interface: `socket(AF_INET, SOCK_PACKET, ...)` is
+/// made an `AF_PACKET` socket by the kernel (`__sock_create`).
+const SOCK_PACKET: u64 = 10;
+/// `IPPROTO_RAW`: a raw IP socket of this protocol sends headers of the program's making, as
+/// `IP_HDRINCL` does (`inet_create`, `inet6_create` set it).
+const IPPROTO_RAW: u64 = libc::IPPROTO_RAW as u64;
+
+/// Where the kernel makes a socket other than the one `socket()` names, the allow-list must
+/// hold for what it makes. [`socket_rules`] decides by the arguments; this adds, for what
+/// those let through:
+///
+/// - `(AF_INET, SOCK_PACKET)` is an `AF_PACKET` socket of type `SOCK_PACKET`: notified
+///   unless the policy allows every type of `packet`;
+/// - `(AF_INET or AF_INET6, SOCK_RAW, IPPROTO_RAW)` is a raw socket that writes its own IP
+///   header (`IP_HDRINCL`, refused by name in [`REFUSED_SOCKOPTS`]), with a destination in it
+///   that no broker reads: notified unless an entry names protocol 255;
+/// - `(AF_UNIX, SOCK_RAW)` is a `SOCK_DGRAM` socket (`unix_create`): notified unless the
+///   policy allows unix datagram sockets.
+///
+/// The broker answers each with the errno `Policy::socket_refusal` gives it (the family
+/// errno for the packet socket, `EPERM` for the others) and writes it in the audit, as every
+/// refused `socket()`.
+///
+/// The type is compared under `SOCK_TYPE_MASK` (flags are in the high bits) and the protocol
+/// on its low 32 bits, as the kernel reads them. Each rule is added only where
+/// [`socket_rules`] lets the arguments through.
+fn alias_rules(out: &mut Vec<Rule>, allowed: &[SocketRule]) {
+    if allowed.iter().any(|r| r.family.is_none()) {
+        return; // `*:*`
+    }
+    let of_family = |family: i32| -> Vec<&SocketRule> {
+        allowed
+            .iter()
+            .filter(|r| r.family == Some(family))
+            .collect()
+    };
+    let any_type = |rules: &[&SocketRule]| rules.iter().any(|r| r.sock_type.is_none());
+    let inet = of_family(libc::AF_INET);
+    if any_type(&inet) && !any_type(&of_family(libc::AF_PACKET)) {
+        out.push(Rule::when(
+            "socket",
+            Action::Notify,
+            &[
+                ArgCmp::eq(0, libc::AF_INET as u64),
+                ArgCmp::masked_eq(1, SOCK_TYPE_MASK, SOCK_PACKET),
+            ],
+        ));
+    }
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let rules = of_family(family);
+        let raw = libc::SOCK_RAW;
+        let any_protocol = any_type(&rules)
+            || rules
+                .iter()
+                .any(|r| r.sock_type == Some(raw) && r.protocol.is_none());
+        let named = rules
+            .iter()
+            .any(|r| r.protocol.map(|p| p as u64) == Some(IPPROTO_RAW));
+        if any_protocol && !named {
+            out.push(Rule::when(
+                "socket",
+                Action::Notify,
+                &[
+                    ArgCmp::eq(0, family as u64),
+                    ArgCmp::masked_eq(1, SOCK_TYPE_MASK, raw as u64),
+                    ArgCmp::masked_eq(2, 0xffff_ffff, IPPROTO_RAW),
+                ],
+            ));
+        }
+    }
+    let unix = of_family(libc::AF_UNIX);
+    let listed = |ty: i32| unix.iter().any(|r| r.sock_type == Some(ty));
+    if !any_type(&unix) && listed(libc::SOCK_RAW) && !listed(libc::SOCK_DGRAM) {
+        for call in ["socket", "socketpair"] {
+            out.push(Rule::when(
+                call,
+                Action::Notify,
+                &[
+                    ArgCmp::eq(0, libc::AF_UNIX as u64),
+                    ArgCmp::masked_eq(1, SOCK_TYPE_MASK, libc::SOCK_RAW as u64),
                 ],
             ));
         }
@@ -556,6 +652,11 @@ pub(crate) mod tests {
         ),
         ("nosock", "name = \"t\"\n[sockets]\nallow = []\n"),
         (
+            "mount",
+            "name = \"t\"\nnamespaces = [\"user\", \"mount\"]\n[sockets]\nallow = \
+             [\"unix:stream\", \"unix:raw\", \"inet:*\", \"inet6:raw\"]\n",
+        ),
+        (
             "unsafe",
             "name = \"t\"\nallow_unsafe_sockopts = [\"SO_ZEROCOPY\", \"IP_MULTICAST_IF\", \
              \"SCTP_SOCKOPT_BINDX\"]\n[sockets]\nallow = [\"inet:*\", \"inet6:*\"]\n",
@@ -575,10 +676,11 @@ pub(crate) mod tests {
 
     /// The programs of these policies, with libseccomp 2.5.4 on x86_64: length and FNV-1a of
     /// the instructions (first taken when the rules became data, issue 4; changed on purpose
-    /// by the refusals of unsafe socket options and `MSG_ZEROCOPY`, issue 16, and by refused
+    /// by the refusals of unsafe socket options and `MSG_ZEROCOPY`, issue 16, by refused
     /// sockets going to the broker, netlink route sockets in the default list and `*:*` in
-    /// `allow-all`, issue 17). A change here is a change of the filter: update the table only
-    /// on purpose.
+    /// `allow-all`, issue 17, and by the mount, process-call and socket-alias rules of the red
+    /// team's findings). A change here is a change of the filter: update the table only on
+    /// purpose.
     #[test]
     fn issue_4_rules_as_data_compile_to_the_same_programs() {
         let version = libseccomp::ScmpVersion::current().unwrap();
@@ -597,14 +699,15 @@ pub(crate) mod tests {
             return;
         }
         let golden: &[(&str, usize, u64)] = &[
-            ("allow-all", 224, 0x5ea4_02dd_08c7_dfc1),
-            ("deny-all", 574, 0x0238_fc3a_d795_c88a),
-            ("loopback-only", 574, 0x0238_fc3a_d795_c88a),
-            ("rich", 1059, 0xfc24_b035_a8b0_b454),
-            ("opts", 1088, 0x5d92_e834_c199_ca61),
-            ("net", 680, 0xf9a8_d4c5_c92c_3f5e),
-            ("user", 670, 0xcb21_10f3_61bc_8735),
-            ("nosock", 276, 0x4fa9_a747_2702_7d2d),
+            ("allow-all", 277, 0x131b_7775_6307_30d3),
+            ("deny-all", 625, 0x997c_6ab8_631b_f7f6),
+            ("loopback-only", 625, 0x997c_6ab8_631b_f7f6),
+            ("rich", 1110, 0x4816_5b05_89ec_813f),
+            ("opts", 1144, 0x9a58_7b92_981b_a79c),
+            ("net", 731, 0xa7a9_3c34_0b20_6f8a),
+            ("user", 721, 0xc01b_2032_459f_6723),
+            ("nosock", 328, 0x020c_070c_c403_5782),
+            ("mount", 637, 0xede0_f82e_5713_eb6a),
         ];
         for &(name, len, hash) in golden {
             let src = netjail_policy::builtin(name)
@@ -840,6 +943,203 @@ pub(crate) mod tests {
         assert!(c(CmpOp::Ge, 5).matches(5) && !c(CmpOp::Ge, 5).matches(4));
         let m = ArgCmp::masked_eq(0, 0xf, 1);
         assert!(m.matches(0x801) && !m.matches(0x802));
+    }
+
+    /// What the rules do with `call(args)`: `None` when it is allowed. Every rule that matches
+    /// must agree (libseccomp gives no order between rules of different actions).
+    fn action_of(rules: &[Rule], call: &str, args: &[u64]) -> Option<Action> {
+        let mut all = [0u64; 6];
+        all[..args.len()].copy_from_slice(args);
+        let matching: std::collections::HashSet<Action> = rules
+            .iter()
+            .filter(|r| r.syscall == call && r.matches(&all))
+            .map(|r| r.action)
+            .collect();
+        assert!(matching.len() <= 1, "{call}{args:?}: {matching:?}");
+        matching.into_iter().next()
+    }
+
+    /// rt_b_inet_sock_packet_is_a_packet_socket, and the other sockets the kernel makes under
+    /// another name: `(AF_INET, SOCK_PACKET)` is a packet socket, `IPPROTO_RAW` a raw socket
+    /// with `IP_HDRINCL`, a unix `SOCK_RAW` socket a datagram one.
+    #[test]
+    fn rt_b_kernel_aliases_of_sockets_follow_what_the_kernel_makes() {
+        let (inet, inet6, unix) = (
+            libc::AF_INET as u64,
+            libc::AF_INET6 as u64,
+            libc::AF_UNIX as u64,
+        );
+        let nonblock = libc::SOCK_NONBLOCK as u64;
+        let raw = libc::SOCK_RAW as u64;
+        let eth_p_all = 0x0300;
+        let of = |src: &str| {
+            let p = policy(&format!("name = \"t\"\n[sockets]\n{src}\n"));
+            let r = rules(&p).unwrap();
+            (p, r)
+        };
+        // The filter notifies the alias and the broker answers the policy's errno.
+        let socket_errno = |(p, r): &(Policy, Vec<Rule>), call: &str, args: [u64; 3]| {
+            socket_fate(p, r, call, args).map(|e| e.expect("refused, not made"))
+        };
+        let all_inet = of("allow = [\"inet:*\", \"inet6:*\", \"unix:*\"]");
+        for ty in [SOCK_PACKET, SOCK_PACKET | nonblock, SOCK_PACKET | 1 << 40] {
+            assert_eq!(
+                socket_errno(&all_inet, "socket", [inet, ty, eth_p_all]),
+                Some(libc::EAFNOSUPPORT),
+                "type {ty:#x}"
+            );
+        }
+        let as_refused = of("allow = [\"inet:*\"]\nrefuse = \"EPERM\"");
+        assert_eq!(
+            socket_errno(&as_refused, "socket", [inet, SOCK_PACKET, eth_p_all]),
+            Some(libc::EPERM)
+        );
+        let packet = of("allow = [\"inet:*\", \"packet:*\"]");
+        assert_eq!(
+            socket_errno(&packet, "socket", [inet, SOCK_PACKET, 0]),
+            None
+        );
+        // A packet list that does not take type 10 does not take it through inet either.
+        let packet_raw = of("allow = [\"inet:*\", \"packet:raw\"]");
+        assert!(socket_errno(&packet_raw, "socket", [inet, SOCK_PACKET, 0]).is_some());
+        // Listed inet types refuse type 10 already.
+        let listed = of("allow = [\"inet:stream\"]");
+        assert_eq!(
+            socket_errno(&listed, "socket", [inet, SOCK_PACKET, 0]),
+            Some(libc::EPERM)
+        );
+        // IPPROTO_RAW: the IP header is the program's.
+        for (family, src) in [
+            (inet, "allow = [\"inet:*\"]"),
+            (inet, "allow = [\"inet:raw\"]"),
+            (inet6, "allow = [\"inet6:raw\", \"inet6:raw:icmpv6\"]"),
+        ] {
+            let r = of(src);
+            for protocol in [255, 255 | 1 << 32] {
+                let got = socket_errno(&r, "socket", [family, raw, protocol]);
+                assert_eq!(got, Some(libc::EPERM), "{src} protocol {protocol:#x}");
+            }
+            assert_eq!(socket_errno(&r, "socket", [family, raw, 1]), None, "{src}");
+        }
+        let named = of("allow = [\"inet:raw:255\"]");
+        assert_eq!(socket_errno(&named, "socket", [inet, raw, 255]), None);
+        // A unix SOCK_RAW socket is a datagram socket.
+        let unix_raw = of("allow = [\"unix:stream\", \"unix:raw\"]");
+        for call in ["socket", "socketpair"] {
+            let got = socket_errno(&unix_raw, call, [unix, raw | nonblock, 0]);
+            assert_eq!(got, Some(libc::EPERM), "{call}");
+        }
+        let unix_both = of("allow = [\"unix:dgram\", \"unix:raw\"]");
+        assert_eq!(socket_errno(&unix_both, "socket", [unix, raw, 0]), None);
+        // Every rule that matches an alias notifies.
+        for (_, r) in [&all_inet, &as_refused, &packet, &listed, &named, &unix_raw] {
+            for family in [inet, inet6, unix, libc::AF_PACKET as u64] {
+                for ty in 0..16 {
+                    for protocol in [0, 1, 6, 17, 255, 256] {
+                        action_of(r, "socket", &[family, ty, protocol]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// rt_a_userns_bind_mount_reaches_unlisted_unix_socket: `CLONE_NEWNS` (clone, unshare,
+    /// setns) and the mount calls are refused unless the policy grants `"mount"`, also when
+    /// it grants `"user"`.
+    #[test]
+    fn rt_a_mount_namespaces_and_mounts_refused_unless_granted() {
+        let newns = libc::CLONE_NEWNS as u64;
+        let newuser = libc::CLONE_NEWUSER as u64;
+        let eperm = Some(Action::Errno(libc::EPERM));
+        for src in [
+            "name = \"t\"\n",
+            "name = \"t\"\nnamespaces = [\"user\", \"net\"]\n",
+        ] {
+            let r = rules(&policy(src)).unwrap();
+            for call in ["unshare", "clone"] {
+                assert_eq!(action_of(&r, call, &[newns]), eperm, "{src} {call}");
+                assert_eq!(action_of(&r, call, &[newns | newuser]), eperm, "{src}");
+            }
+            assert_eq!(action_of(&r, "setns", &[3, newns]), eperm, "{src}");
+            for &call in crate::hardening::MOUNT_SYSCALLS {
+                assert_eq!(action_of(&r, call, &[0, 0, 0, 0, 0]), eperm, "{src} {call}");
+            }
+        }
+        let granted = rules(&policy(
+            "name = \"t\"\nnamespaces = [\"user\", \"mount\"]\n",
+        ))
+        .unwrap();
+        for call in ["unshare", "clone"] {
+            assert_eq!(
+                action_of(&granted, call, &[newns | newuser]),
+                None,
+                "{call}"
+            );
+        }
+        assert_eq!(action_of(&granted, "setns", &[3, newns]), None);
+        assert_eq!(action_of(&granted, "setns", &[3, newns | 1 << 32]), None);
+        assert_eq!(action_of(&granted, "setns", &[3, 0]), eperm);
+        for &call in crate::hardening::MOUNT_SYSCALLS {
+            assert_eq!(action_of(&granted, call, &[0, 0, 0, 0, 0]), None, "{call}");
+        }
+    }
+
+    /// rt_b_root_sandbox_prlimit_kills_the_broker and its companions: the calls that change
+    /// another process's limits or scheduling stay in the kernel for the caller itself (pid
+    /// 0), go to the broker for any other pid, and are refused for a process group or a user.
+    #[test]
+    fn rt_b_process_calls_naming_another_pid_go_to_the_broker() {
+        let r = rules(&policy("name = \"t\"\n")).unwrap();
+        let notify = Some(Action::Notify);
+        let eperm = Some(Action::Errno(libc::EPERM));
+        let new_limit = 0x7fff_0000;
+        assert_eq!(action_of(&r, "prlimit64", &[0, 0, new_limit, 0]), None);
+        assert_eq!(
+            action_of(&r, "prlimit64", &[42, 0, 0, new_limit]),
+            None,
+            "a read"
+        );
+        assert_eq!(action_of(&r, "prlimit64", &[42, 0, new_limit, 0]), notify);
+        assert_eq!(
+            action_of(&r, "prlimit64", &[1 << 32, 0, new_limit, 0]),
+            notify
+        );
+        for call in [
+            "sched_setaffinity",
+            "sched_setattr",
+            "sched_setparam",
+            "sched_setscheduler",
+        ] {
+            assert_eq!(action_of(&r, call, &[0, 1, new_limit]), None, "{call}");
+            assert_eq!(action_of(&r, call, &[42, 1, new_limit]), notify, "{call}");
+            assert_eq!(
+                action_of(&r, call, &[u64::MAX, 1, new_limit]),
+                notify,
+                "{call}"
+            );
+        }
+        // (which, who): setpriority's PRIO_PROCESS/PGRP/USER are 0/1/2, ioprio_set's 1/2/3.
+        for (call, process) in [("setpriority", 0), ("ioprio_set", 1)] {
+            assert_eq!(action_of(&r, call, &[process, 0, 5]), None, "{call} self");
+            assert_eq!(action_of(&r, call, &[process, 42, 5]), notify, "{call}");
+            let garbage = process | 1 << 32;
+            assert_eq!(action_of(&r, call, &[garbage, 42, 5]), notify, "{call}");
+            for which in [process + 1, process + 2] {
+                for who in [0, 42] {
+                    let got = action_of(&r, call, &[which | 1 << 32, who, 5]);
+                    assert_eq!(got, eperm, "{call}({which}, {who})");
+                }
+            }
+            assert_eq!(action_of(&r, call, &[7, 42, 5]), None, "{call}: EINVAL's");
+        }
+        for read in [
+            "getpriority",
+            "ioprio_get",
+            "sched_getaffinity",
+            "sched_getattr",
+        ] {
+            assert!(r.iter().all(|rule| rule.syscall != read), "{read}");
+        }
     }
 
     #[test]

@@ -184,8 +184,8 @@ pub enum PolicyErrorKind {
         /// The name it probably means, if any.
         suggestion: Option<&'static str>,
     },
-    /// A `namespaces` entry other than net and user.
-    #[error("unknown namespace `{0}`; expected \"net\" or \"user\"")]
+    /// A `namespaces` entry other than net, user and mount.
+    #[error("unknown namespace `{0}`; expected \"net\", \"user\" or \"mount\"")]
     UnknownNamespace(String),
     /// A jail address that is not a unicast IP address.
     #[error("jail address `{0}` must be one IPv4 or IPv6 unicast address (not 0.0.0.0, ::, or multicast)")]

@@ -290,7 +290,77 @@ pub enum SocketCall {
 /// bits set is a refused family, a protocol with high bits set a refused protocol), the type
 /// by its low four bits. An unlisted family fails with `refuse`; an unlisted type or
 /// protocol of a listed family with `EPERM`.
+///
+/// Where the kernel makes a socket other than the one the arguments name, the list must hold
+/// for what it makes ([`alias_refusal`]).
 pub(crate) fn socket_refusal(
+    list: &[SocketRule],
+    refuse: i32,
+    call: SocketCall,
+    family: u64,
+    sock_type: u64,
+    protocol: u64,
+) -> Option<i32> {
+    listed_refusal(list, refuse, call, family, sock_type, protocol)
+        .or_else(|| alias_refusal(list, refuse, call, family, sock_type, protocol))
+}
+
+/// `SOCK_PACKET`, the type of the old packet interface: `socket(AF_INET, SOCK_PACKET, ...)` is
+/// made an `AF_PACKET` socket by the kernel (`__sock_create`).
+const SOCK_PACKET: u64 = 10;
+
+/// The refusal of a socket whose arguments the list allows but which the kernel makes as
+/// another (the filter notifies the same arguments, `client/src/filter.rs`):
+///
+/// - `(AF_INET, SOCK_PACKET)` is an `AF_PACKET` socket: refused with `refuse`, the errno of
+///   an unlisted family, unless the list allows every type of `packet`;
+/// - `(AF_INET or AF_INET6, SOCK_RAW, IPPROTO_RAW)` is a raw socket that writes its own IP
+///   header (as `IP_HDRINCL`), with a destination in it that no broker reads: `EPERM` unless
+///   an entry names protocol 255;
+/// - `(AF_UNIX, SOCK_RAW)` is made a `SOCK_DGRAM` socket (`unix_create`), by `socketpair`
+///   too: `EPERM` unless the list allows unix datagram sockets.
+///
+/// The type is compared under [`SOCK_TYPE_MASK`] and the protocol on its low 32 bits, as the
+/// kernel reads them.
+fn alias_refusal(
+    list: &[SocketRule],
+    refuse: i32,
+    call: SocketCall,
+    family: u64,
+    sock_type: u64,
+    protocol: u64,
+) -> Option<i32> {
+    if list.iter().any(|r| r.family.is_none()) {
+        return None;
+    }
+    let of_family = |f: i32| list.iter().filter(move |r| r.family == Some(f));
+    let any_type = |f: i32| of_family(f).any(|r| r.sock_type.is_none());
+    let listed = |f: i32, ty: i32| of_family(f).any(|r| r.sock_type == Some(ty));
+    let ty = sock_type & SOCK_TYPE_MASK;
+    let inet = call == SocketCall::Socket
+        && (family == libc::AF_INET as u64 || family == libc::AF_INET6 as u64);
+    if inet && family == libc::AF_INET as u64 && ty == SOCK_PACKET && !any_type(libc::AF_PACKET) {
+        return Some(refuse);
+    }
+    if inet
+        && ty == libc::SOCK_RAW as u64
+        && protocol & 0xffff_ffff == libc::IPPROTO_RAW as u64
+        && !list.iter().any(|r| r.protocol == Some(libc::IPPROTO_RAW))
+    {
+        return Some(libc::EPERM);
+    }
+    if family == libc::AF_UNIX as u64
+        && ty == libc::SOCK_RAW as u64
+        && !any_type(libc::AF_UNIX)
+        && !listed(libc::AF_UNIX, libc::SOCK_DGRAM)
+    {
+        return Some(libc::EPERM);
+    }
+    None
+}
+
+/// [`socket_refusal`] by the list's entries alone, as the arguments name the socket.
+fn listed_refusal(
     list: &[SocketRule],
     refuse: i32,
     call: SocketCall,

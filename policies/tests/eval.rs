@@ -967,7 +967,7 @@ jail_address = ["[fd00::2]"]
     assert_eq!(c.keep_capabilities(), &[13, 19]);
     assert_eq!(c.ioctl(), netjail_policy::IoctlMode::SafeList);
     assert_eq!(c.landlock(), netjail_policy::LandlockMode::Required);
-    assert!(c.namespaces().net && !c.namespaces().user);
+    assert!(c.namespaces().net && !c.namespaces().user && !c.namespaces().mount);
     assert!(!c.scm_rights() && !c.fcntl_setown());
     assert_eq!(c.jail_address_for(true), Some("fd00::2".parse().unwrap()));
     let shown = s.to_toml();
@@ -976,6 +976,23 @@ jail_address = ["[fd00::2]"]
         "{shown}"
     );
     assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), s);
+}
+
+/// rt_a_userns_bind_mount: `"mount"` is a namespace kind of its own, parsed, shown and read
+/// back; `"user"` does not imply it.
+#[test]
+fn rt_a_mount_namespace_is_granted_by_name_only() {
+    let user = policy("name = \"u\"\nnamespaces = [\"user\"]\n");
+    assert!(user.confinement().namespaces().user && !user.confinement().namespaces().mount);
+    let m = policy("name = \"m\"\nnamespaces = [\"user\", \"mount\"]\n");
+    let ns = m.confinement().namespaces();
+    assert!(ns.user && ns.mount && !ns.net);
+    let shown = m.to_toml();
+    assert!(
+        shown.contains("namespaces = [\"user\", \"mount\"]"),
+        "{shown}"
+    );
+    assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), m);
 }
 
 /// L4: a netlink socket the policy lists may bind and send (to the kernel); other families,

@@ -972,3 +972,45 @@ fn f4_f5_l1_f14_unsafe_options_refused_in_program_and_object() {
         }
     }
 }
+
+/// The red team's filter findings, in the program `netjail run` loads and in the OCI object
+/// alike: `CLONE_NEWNS` and the mount calls refused unless `"mount"` is granted (not by
+/// `"user"`); the process calls notified for another pid, left to the kernel for pid 0, and
+/// refused for a group or a user; `(AF_INET, SOCK_PACKET)` sent to the broker, which refuses
+/// it as the `packet` family.
+#[test]
+fn rt_a_rt_b_filter_rules_in_program_and_object() {
+    let arch = native_audit_arch();
+    let eperm = 0x0005_0000 | libc::EPERM as u32;
+    let user = policy("name = \"u\"\nnamespaces = [\"user\"]\n[sockets]\nallow = [\"inet:*\"]\n");
+    let mount = policy("name = \"m\"\nnamespaces = [\"user\", \"mount\"]\n");
+    let newns = libc::CLONE_NEWNS as u64;
+    for (p, label, granted) in [(&user, "u", false), (&mount, "m", true)] {
+        let object = seccomp_object(p, label, LISTENER).unwrap();
+        let ctx = runtime_context(&object, Some(ScmpAction::KillProcess)).unwrap();
+        let progs = [filter::compile(p).unwrap(), filter::export(&ctx).unwrap()];
+        for prog in &progs {
+            let ns = if granted { RET_ALLOW } else { eperm };
+            let at = |call: &str, x: [u64; 6]| run_bpf(prog, arch, nr(call), &x);
+            assert_eq!(at("unshare", [newns, 0, 0, 0, 0, 0]), ns, "{label}");
+            assert_eq!(at("setns", [3, newns, 0, 0, 0, 0]), ns, "{label}");
+            for &call in crate::hardening::MOUNT_SYSCALLS {
+                assert_eq!(at(call, [0; 6]), ns, "{label}: {call}");
+            }
+            let limit = 0x7000_0000;
+            assert_eq!(at("prlimit64", [0, 7, limit, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(at("prlimit64", [42, 7, limit, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(at("sched_setaffinity", [42, 8, limit, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(at("setpriority", [0, 0, 5, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(at("setpriority", [0, 42, 5, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(at("setpriority", [2, 0, 5, 0, 0, 0]), eperm);
+            assert_eq!(at("ioprio_set", [2, 0, 4, 0, 0, 0]), eperm);
+            // `inet:*` without `packet`: the inet spelling of a packet socket goes to the
+            // broker, which refuses it with the policy's errno and audits it.
+            if label == "u" {
+                assert_eq!(at("socket", [2, 10, 0x300, 0, 0, 0]), RET_NOTIFY);
+                assert_eq!(at("socket", [2, 3, 1, 0, 0, 0]), RET_ALLOW);
+            }
+        }
+    }
+}
