@@ -335,6 +335,33 @@ impl Memo {
     }
 }
 
+impl Policy {
+    /// As [`Policy::from_toml_with`], and also what `netjail policy check` reports beyond
+    /// errors: entries that can never decide because an entry checked before them covers
+    /// them ([`crate::Finding`]), with the file, line and column of both. A policy with
+    /// findings still loads; they are mistakes of intent, not of form.
+    ///
+    /// ```
+    /// use netjail_policy::{no_files, FindingKind, Policy};
+    ///
+    /// let text = "name = \"p\"\n[[deny]]\nconnect = [\"tcp://127.0.0.0/8:*\"]\n\
+    ///             [[allow]]\nconnect = [\"tcp://127.0.0.1:8080\"]\n";
+    /// let (_, found) = Policy::check_toml(text, "p.toml", &[""; 0], &mut no_files)?;
+    /// assert_eq!(found[0].kind, FindingKind::Unreachable);
+    /// assert_eq!((found[0].entry.line, found[0].entry.col), (5, 12));
+    /// assert_eq!(found[0].by.rule, "deny[0].connect[0]");
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn check_toml<S: AsRef<str>>(
+        source: &str,
+        origin: &str,
+        sets: &[S],
+        loader: &mut crate::ParentLoader<'_>,
+    ) -> Result<(Policy, Vec<crate::Finding>), PolicyError> {
+        check(source, origin, sets, loader)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;

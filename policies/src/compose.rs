@@ -201,6 +201,57 @@ fn is_one_toml_value(value: &str) -> bool {
     }
 }
 
+impl Policy {
+    /// Parses and validates a policy. `origin` names the source in errors (a file path or
+    /// `builtin:NAME`). Keys the broker does not enforce yet are errors, never ignored.
+    ///
+    /// A policy that `extends` a built-in policy is resolved with it; one that extends a file
+    /// is refused (this reads no files: see [`Policy::from_toml_with`]).
+    pub fn from_toml(source: &str, origin: &str) -> Result<Policy, PolicyError> {
+        Self::from_toml_with(source, origin, &[""; 0], &mut no_files)
+    }
+
+    /// Parses, resolves and validates a policy that may extend others and take parameters.
+    ///
+    /// `extends = "NAME"` names a built-in policy, or else a file that `loader` reads (see
+    /// [`ParentLoader`](crate::ParentLoader)); parents are resolved first, at most
+    /// [`MAX_EXTENDS_DEPTH`](crate::MAX_EXTENDS_DEPTH) policies in a chain, and a cycle is an
+    /// error at the `extends` key that closes it. The child's top-level keys replace its
+    /// parent's, its rule tables follow its parent's, and the name is the child's. Then each
+    /// of `sets` (`KEY=VALUE`, as `--set` takes them) replaces one top-level key, in order.
+    /// An error inside a parent names the parent's origin, line and column; one in a `--set`
+    /// has origin `--set`, the parameter's place as its line and its column within it.
+    ///
+    /// ```
+    /// use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
+    ///
+    /// let base = "name = \"base\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n";
+    /// let mut loader = |name: &str, _from: &str| match name {
+    ///     "base.toml" => Ok(("base.toml".to_owned(), base.to_owned())),
+    ///     _ => Err(format!("no file `{name}`")),
+    /// };
+    /// let child = "name = \"web\"\nextends = \"base.toml\"\n[[allow]]\nconnect = [\"tcp://127.0.0.1:*\"]\n";
+    /// let p = Policy::from_toml_with(child, "web.toml", &["default=allow"], &mut loader)?;
+    /// assert_eq!(p.name(), "web");
+    /// let connect = |port| Request {
+    ///     op: Op::Connect,
+    ///     target: Target::Inet { proto: Proto::Tcp, addr: ([127, 0, 0, 1], port).into() },
+    /// };
+    /// // The parent's deny beats the child's allow.
+    /// assert_eq!(p.evaluate(&connect(22)).rule, "deny[0].connect[0]");
+    /// assert_eq!(p.evaluate(&connect(80)).verdict, Verdict::Allow);
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn from_toml_with<S: AsRef<str>>(
+        source: &str,
+        origin: &str,
+        sets: &[S],
+        loader: &mut crate::ParentLoader<'_>,
+    ) -> Result<Policy, PolicyError> {
+        resolve(source, origin, sets, loader).map(|(policy, _)| policy)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,34 @@ pub(crate) fn quote(out: &mut String, s: &str) {
     out.push('"');
 }
 
+impl Policy {
+    /// The policy in canonical TOML (what `netjail policy show` prints): every key explicit,
+    /// endpoints and paths normalised. It parses back to an equivalent policy.
+    pub fn to_toml(&self) -> String {
+        to_toml(self)
+    }
+
+    /// A short fingerprint of the policy: 16 lowercase hex digits, the 64-bit FNV-1a hash of
+    /// its canonical text ([`Policy::to_toml`]). Two policies that print the same have the
+    /// same fingerprint, whatever their source looked like (comments, key order, spelling).
+    ///
+    /// It lets a broker check that it holds the policy a filter was compiled from (`netjail
+    /// oci seccomp` writes it into the container's `listenerMetadata`). It is not a security
+    /// hash: anyone can make two policies with the same fingerprint on purpose.
+    pub fn fingerprint(&self) -> String {
+        format!("{:016x}", fnv1a64(self.to_toml().as_bytes()))
+    }
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(PRIME)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +189,28 @@ mod tests {
         assert_eq!(s, r#""a\"b\\c\nd\u0000e\u007Fé""#);
         let v: toml::Table = toml::from_str(&format!("k = {s}")).unwrap();
         assert_eq!(v["k"].as_str(), Some("a\"b\\c\nd\u{0}e\u{7f}é"));
+    }
+
+    #[test]
+    fn fnv1a64_known_values() {
+        // The reference values of the FNV specification.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn fingerprint_is_of_the_canonical_text() {
+        let a = Policy::from_toml("name = \"x\"\n# a comment\ndefault = \"deny\"\n", "a").unwrap();
+        let b = Policy::from_toml("default = \"deny\"\nname = \"x\"\n", "b").unwrap();
+        let c = Policy::from_toml("name = \"x\"\ndefault = \"allow\"\n", "c").unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let f = a.fingerprint();
+        assert_eq!(f.len(), 16);
+        assert!(f
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(f, format!("{:016x}", fnv1a64(a.to_toml().as_bytes())));
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::endpoint::{Cover, Endpoint, FIRST_UNPRIVILEGED_PORT};
 use crate::model::{Action, Decision, Policy, Rule, Verdict};
-use crate::names::Names;
+use crate::names::{Names, NoNames};
 use crate::target::{canonical_bind_addr, embedded_ipv4, Op, Proto, Request, Target};
 
 const EPERM: Verdict = Verdict::Deny { errno: libc::EPERM };
@@ -320,5 +320,68 @@ fn decision(verdict: Verdict, rule: String) -> Decision {
         verdict,
         rule,
         host: None,
+    }
+}
+
+impl Policy {
+    /// Decides one request, knowing no host names ([`NoNames`]): entries with a host name
+    /// match nothing, in `[[deny]]` tables too, which is not failing closed. A broker that
+    /// enforces a policy with host names ([`Policy::has_host_names`]) decides with
+    /// [`Policy::evaluate_with`]. Pure and cheap; see [`Decision::rule`] for what it reports.
+    pub fn evaluate(&self, request: &Request) -> Decision {
+        evaluate(self, request, &NoNames, None)
+    }
+
+    /// Decides one request, asking `names` about the entries with a host name (`connect` and
+    /// `send` entries only). Tables are checked in the order of [`Policy::evaluate`];
+    /// `names` is asked only for an entry whose protocol and ports cover the request, with
+    /// the canonical destination address. Failing closed, an entry of a `[[deny]]` table
+    /// matches when the answer is [`crate::NameMatch::Yes`] or [`crate::NameMatch::Unknown`];
+    /// one of an `[[allow]]` or `[[ask]]` table only on [`crate::NameMatch::Yes`].
+    /// [`Decision::host`] tells which name decided.
+    pub fn evaluate_with(&self, request: &Request, names: &dyn Names) -> Decision {
+        evaluate(self, request, names, None)
+    }
+
+    /// As [`Policy::evaluate_with`], with a layer of decisions between the policy's
+    /// `[[deny]]` tables and its `[[allow]]` tables: what an embedding program decides per
+    /// sandbox at run time ([`crate::SandboxRules`], a decision hook).
+    ///
+    /// `layer` is called with the canonical request (see [`crate::Target::canonical`]; a
+    /// bind keeps its wildcard address) once nothing before it decided: not for what the
+    /// policy settles before its tables (a jail-address bind, an `AF_UNSPEC` connect, a
+    /// relative unix path, another address family, a listed netlink socket), nor when a
+    /// `[[deny]]` entry covers the request. A `Some` decision is final; `None` lets the
+    /// policy go on with `[[allow]]`, `[[ask]]` and the default. So a layer may allow what
+    /// the policy would refuse or ask about, but never what it denies.
+    ///
+    /// ```
+    /// use netjail_policy::{Decision, NoNames, Op, Policy, Proto, Request, Target, Verdict};
+    ///
+    /// let policy = Policy::from_toml(
+    ///     "name = \"p\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n",
+    ///     "p.toml",
+    /// )?;
+    /// let connect = |addr: &str| Request {
+    ///     op: Op::Connect,
+    ///     target: Target::Inet { proto: Proto::Tcp, addr: addr.parse().unwrap() },
+    /// };
+    /// let mut allow_all = |_: &Request| {
+    ///     Some(Decision { verdict: Verdict::Allow, rule: "hook".into(), host: None })
+    /// };
+    /// let d = policy.evaluate_layered(&connect("127.0.0.1:80"), &NoNames, &mut allow_all);
+    /// assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Allow, "hook"));
+    /// // The policy's deny table comes first.
+    /// let d = policy.evaluate_layered(&connect("127.0.0.1:22"), &NoNames, &mut allow_all);
+    /// assert_eq!(d.rule, "deny[0].connect[0]");
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn evaluate_layered(
+        &self,
+        request: &Request,
+        names: &dyn Names,
+        layer: &mut dyn FnMut(&Request) -> Option<Decision>,
+    ) -> Decision {
+        evaluate(self, request, names, Some(layer))
     }
 }

@@ -4,12 +4,10 @@ use std::time::Duration;
 
 use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
-use crate::error::PolicyError;
 use crate::glob::UnixPattern;
 use crate::limits::Limits;
-use crate::names::{HostPattern, Names, NoNames};
+use crate::names::HostPattern;
 use crate::sockets::SocketRule;
-use crate::target::Request;
 
 /// What happens to a request that no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +52,7 @@ pub struct Decision {
     /// the system or reach another socket, rule N1).
     pub rule: String,
     /// The host name the deciding entry covered the destination by: the name the
-    /// [`Names`] answered ([`crate::NameMatch::Yes`]), or, for a `[[deny]]` entry whose name
+    /// [`Names`](crate::Names) answered ([`crate::NameMatch::Yes`]), or, for a `[[deny]]` entry whose name
     /// could not be resolved ([`crate::NameMatch::Unknown`]), the entry's pattern as written
     /// (`*.example.com`). `None` when the entry names no host, or no entry decided.
     pub host: Option<String>,
@@ -145,80 +143,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Parses and validates a policy. `origin` names the source in errors (a file path or
-    /// `builtin:NAME`). Keys the broker does not enforce yet are errors, never ignored.
-    ///
-    /// A policy that `extends` a built-in policy is resolved with it; one that extends a file
-    /// is refused (this reads no files: see [`Policy::from_toml_with`]).
-    pub fn from_toml(source: &str, origin: &str) -> Result<Policy, PolicyError> {
-        Self::from_toml_with(source, origin, &[""; 0], &mut crate::compose::no_files)
-    }
-
-    /// Parses, resolves and validates a policy that may extend others and take parameters.
-    ///
-    /// `extends = "NAME"` names a built-in policy, or else a file that `loader` reads (see
-    /// [`ParentLoader`](crate::ParentLoader)); parents are resolved first, at most
-    /// [`MAX_EXTENDS_DEPTH`](crate::MAX_EXTENDS_DEPTH) policies in a chain, and a cycle is an
-    /// error at the `extends` key that closes it. The child's top-level keys replace its
-    /// parent's, its rule tables follow its parent's, and the name is the child's. Then each
-    /// of `sets` (`KEY=VALUE`, as `--set` takes them) replaces one top-level key, in order.
-    /// An error inside a parent names the parent's origin, line and column; one in a `--set`
-    /// has origin `--set`, the parameter's place as its line and its column within it.
-    ///
-    /// ```
-    /// use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
-    ///
-    /// let base = "name = \"base\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n";
-    /// let mut loader = |name: &str, _from: &str| match name {
-    ///     "base.toml" => Ok(("base.toml".to_owned(), base.to_owned())),
-    ///     _ => Err(format!("no file `{name}`")),
-    /// };
-    /// let child = "name = \"web\"\nextends = \"base.toml\"\n[[allow]]\nconnect = [\"tcp://127.0.0.1:*\"]\n";
-    /// let p = Policy::from_toml_with(child, "web.toml", &["default=allow"], &mut loader)?;
-    /// assert_eq!(p.name(), "web");
-    /// let connect = |port| Request {
-    ///     op: Op::Connect,
-    ///     target: Target::Inet { proto: Proto::Tcp, addr: ([127, 0, 0, 1], port).into() },
-    /// };
-    /// // The parent's deny beats the child's allow.
-    /// assert_eq!(p.evaluate(&connect(22)).rule, "deny[0].connect[0]");
-    /// assert_eq!(p.evaluate(&connect(80)).verdict, Verdict::Allow);
-    /// # Ok::<(), netjail_policy::PolicyError>(())
-    /// ```
-    pub fn from_toml_with<S: AsRef<str>>(
-        source: &str,
-        origin: &str,
-        sets: &[S],
-        loader: &mut crate::ParentLoader<'_>,
-    ) -> Result<Policy, PolicyError> {
-        crate::compose::resolve(source, origin, sets, loader).map(|(policy, _)| policy)
-    }
-
-    /// As [`Policy::from_toml_with`], and also what `netjail policy check` reports beyond
-    /// errors: entries that can never decide because an entry checked before them covers
-    /// them ([`crate::Finding`]), with the file, line and column of both. A policy with
-    /// findings still loads; they are mistakes of intent, not of form.
-    ///
-    /// ```
-    /// use netjail_policy::{no_files, FindingKind, Policy};
-    ///
-    /// let text = "name = \"p\"\n[[deny]]\nconnect = [\"tcp://127.0.0.0/8:*\"]\n\
-    ///             [[allow]]\nconnect = [\"tcp://127.0.0.1:8080\"]\n";
-    /// let (_, found) = Policy::check_toml(text, "p.toml", &[""; 0], &mut no_files)?;
-    /// assert_eq!(found[0].kind, FindingKind::Unreachable);
-    /// assert_eq!((found[0].entry.line, found[0].entry.col), (5, 12));
-    /// assert_eq!(found[0].by.rule, "deny[0].connect[0]");
-    /// # Ok::<(), netjail_policy::PolicyError>(())
-    /// ```
-    pub fn check_toml<S: AsRef<str>>(
-        source: &str,
-        origin: &str,
-        sets: &[S],
-        loader: &mut crate::ParentLoader<'_>,
-    ) -> Result<(Policy, Vec<crate::Finding>), PolicyError> {
-        crate::check::check(source, origin, sets, loader)
-    }
-
     /// The policy's `name`.
     pub fn name(&self) -> &str {
         &self.name
@@ -331,67 +255,6 @@ impl Policy {
         &self.limits
     }
 
-    /// Decides one request, knowing no host names ([`NoNames`]): entries with a host name
-    /// match nothing, in `[[deny]]` tables too, which is not failing closed. A broker that
-    /// enforces a policy with host names ([`Policy::has_host_names`]) decides with
-    /// [`Policy::evaluate_with`]. Pure and cheap; see [`Decision::rule`] for what it reports.
-    pub fn evaluate(&self, request: &Request) -> Decision {
-        crate::eval::evaluate(self, request, &NoNames, None)
-    }
-
-    /// Decides one request, asking `names` about the entries with a host name (`connect` and
-    /// `send` entries only). Tables are checked in the order of [`Policy::evaluate`];
-    /// `names` is asked only for an entry whose protocol and ports cover the request, with
-    /// the canonical destination address. Failing closed, an entry of a `[[deny]]` table
-    /// matches when the answer is [`crate::NameMatch::Yes`] or [`crate::NameMatch::Unknown`];
-    /// one of an `[[allow]]` or `[[ask]]` table only on [`crate::NameMatch::Yes`].
-    /// [`Decision::host`] tells which name decided.
-    pub fn evaluate_with(&self, request: &Request, names: &dyn Names) -> Decision {
-        crate::eval::evaluate(self, request, names, None)
-    }
-
-    /// As [`Policy::evaluate_with`], with a layer of decisions between the policy's
-    /// `[[deny]]` tables and its `[[allow]]` tables: what an embedding program decides per
-    /// sandbox at run time ([`crate::SandboxRules`], a decision hook).
-    ///
-    /// `layer` is called with the canonical request (see [`crate::Target::canonical`]; a
-    /// bind keeps its wildcard address) once nothing before it decided: not for what the
-    /// policy settles before its tables (a jail-address bind, an `AF_UNSPEC` connect, a
-    /// relative unix path, another address family, a listed netlink socket), nor when a
-    /// `[[deny]]` entry covers the request. A `Some` decision is final; `None` lets the
-    /// policy go on with `[[allow]]`, `[[ask]]` and the default. So a layer may allow what
-    /// the policy would refuse or ask about, but never what it denies.
-    ///
-    /// ```
-    /// use netjail_policy::{Decision, NoNames, Op, Policy, Proto, Request, Target, Verdict};
-    ///
-    /// let policy = Policy::from_toml(
-    ///     "name = \"p\"\n[[deny]]\nconnect = [\"tcp://127.0.0.1:22\"]\n",
-    ///     "p.toml",
-    /// )?;
-    /// let connect = |addr: &str| Request {
-    ///     op: Op::Connect,
-    ///     target: Target::Inet { proto: Proto::Tcp, addr: addr.parse().unwrap() },
-    /// };
-    /// let mut allow_all = |_: &Request| {
-    ///     Some(Decision { verdict: Verdict::Allow, rule: "hook".into(), host: None })
-    /// };
-    /// let d = policy.evaluate_layered(&connect("127.0.0.1:80"), &NoNames, &mut allow_all);
-    /// assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Allow, "hook"));
-    /// // The policy's deny table comes first.
-    /// let d = policy.evaluate_layered(&connect("127.0.0.1:22"), &NoNames, &mut allow_all);
-    /// assert_eq!(d.rule, "deny[0].connect[0]");
-    /// # Ok::<(), netjail_policy::PolicyError>(())
-    /// ```
-    pub fn evaluate_layered(
-        &self,
-        request: &Request,
-        names: &dyn Names,
-        layer: &mut dyn FnMut(&Request) -> Option<Decision>,
-    ) -> Decision {
-        crate::eval::evaluate(self, request, names, Some(layer))
-    }
-
     /// Every host name the policy's entries name, each once, in the order the evaluator meets
     /// them (the `[[deny]]` tables, then `[[allow]]`, then `[[ask]]`, each in file order;
     /// `connect` before `send` within a table): what a broker resolves ahead of time.
@@ -417,59 +280,5 @@ impl Policy {
             .chain(&self.ask)
             .flat_map(|r| r.connect.iter().chain(&r.send))
             .any(|e| e.host_pattern().is_some())
-    }
-
-    /// The policy in canonical TOML (what `netjail policy show` prints): every key explicit,
-    /// endpoints and paths normalised. It parses back to an equivalent policy.
-    pub fn to_toml(&self) -> String {
-        crate::emit::to_toml(self)
-    }
-
-    /// A short fingerprint of the policy: 16 lowercase hex digits, the 64-bit FNV-1a hash of
-    /// its canonical text ([`Policy::to_toml`]). Two policies that print the same have the
-    /// same fingerprint, whatever their source looked like (comments, key order, spelling).
-    ///
-    /// It lets a broker check that it holds the policy a filter was compiled from (`netjail
-    /// oci seccomp` writes it into the container's `listenerMetadata`). It is not a security
-    /// hash: anyone can make two policies with the same fingerprint on purpose.
-    pub fn fingerprint(&self) -> String {
-        format!("{:016x}", fnv1a64(self.to_toml().as_bytes()))
-    }
-}
-
-/// FNV-1a, 64 bits.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(PRIME)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv1a64_known_values() {
-        // The reference values of the FNV specification.
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-    }
-
-    #[test]
-    fn fingerprint_is_of_the_canonical_text() {
-        let a = Policy::from_toml("name = \"x\"\n# a comment\ndefault = \"deny\"\n", "a").unwrap();
-        let b = Policy::from_toml("default = \"deny\"\nname = \"x\"\n", "b").unwrap();
-        let c = Policy::from_toml("name = \"x\"\ndefault = \"allow\"\n", "c").unwrap();
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), c.fingerprint());
-        let f = a.fingerprint();
-        assert_eq!(f.len(), 16);
-        assert!(f
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        assert_eq!(f, format!("{:016x}", fnv1a64(a.to_toml().as_bytes())));
     }
 }
