@@ -662,6 +662,34 @@ fn reset_ptracer() {
     }
 }
 
+/// What `netjail` and [`ConfineError`] print for a confine step that failed.
+impl std::fmt::Display for sys::StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self.step {
+            sys::tag::CAPABILITIES => "dropping capabilities",
+            sys::tag::NO_NEW_PRIVS => "prctl(PR_SET_NO_NEW_PRIVS)",
+            sys::tag::LANDLOCK => "landlock_restrict_self",
+            sys::tag::ROOT => return f.write_str(crate::root::REFUSAL),
+            sys::tag::MOUNTS => "setting up the mount namespace of a root sandbox",
+            sys::tag::SECCOMP => {
+                "seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV) (needs Linux 5.19 or later)"
+            }
+            _ => "confining",
+        };
+        write!(
+            f,
+            "{step}: {}",
+            std::io::Error::from_raw_os_error(self.errno)
+        )?;
+        if self.step == sys::tag::SECCOMP && matches!(self.errno, libc::EPERM | libc::EBUSY) {
+            // netjail's own filter refuses a second listener (EPERM), the kernel refuses one
+            // under a filter that has one (EBUSY).
+            write!(f, " (a seccomp filter with a listener is already in place: was this process confined before?)")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@
 
 use netjail_policy::{IoctlMode, Policy};
 
-use crate::filter::{Action, ArgCmp, CmpOp, Rule};
+use crate::filter::rule::{Action, ArgCmp, CmpOp, Rule};
 
 /// The low 32 bits of an argument.
 const LOW32: u64 = 0xffff_ffff;
