@@ -17,7 +17,7 @@
 //! which no scope restricts.
 //!
 //! The ruleset is built here, before the fork; the child only calls
-//! `landlock_restrict_self` (in [`crate::sys`]), after `no_new_privs` and before the filter.
+//! `landlock_restrict_self` (a raw system call of the launcher), after `no_new_privs` and before the filter.
 //!
 //! # References
 //! landlock(7), landlock_create_ruleset(2), landlock_restrict_self(2)

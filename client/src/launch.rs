@@ -13,7 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use netjail_protocol::{Register, SandboxId};
 
 use crate::remote::{BrokerConnection, RemoteError};
-use crate::sys::{self, ExitStatus};
+use crate::sys;
+pub use crate::sys::{exit_like, ExitStatus};
 use crate::{filter, landlock, policy, root};
 
 /// The socket `netjail run` registers with when no broker is named ([`RunOptions::broker`]).
@@ -97,7 +98,7 @@ pub enum LaunchError {
     NamedBroker {
         /// The socket path named.
         path: String,
-        /// What is wrong there, in words ([`crate::remote::connect_failure`]).
+        /// What is wrong there, in words (as `netjail run` prints it).
         reason: String,
     },
     /// `--embedded` with a broker named.

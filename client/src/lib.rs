@@ -28,15 +28,16 @@
 
 pub mod confine_self;
 pub mod filter;
-pub mod hardening;
+mod hardening;
 pub mod landlock;
 pub mod launch;
 pub mod oci;
+#[cfg(feature = "cli")]
 pub mod operator;
 pub mod policy;
-pub mod remote;
+mod remote;
 pub mod root;
 pub mod sandbox;
-pub mod sys;
+mod sys;
 
 pub use confine_self::{confine_self, ConfineError, ConfineSelf};

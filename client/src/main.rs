@@ -294,7 +294,7 @@ fn main() -> ExitCode {
                 command,
             };
             match launch::run(options) {
-                Ok(status) => netjail_client::sys::exit_like(status),
+                Ok(status) => launch::exit_like(status),
                 Err(e) => {
                     eprintln!("netjail: {e}");
                     ExitCode::from(e.exit_code() as u8)

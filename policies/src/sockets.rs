@@ -285,7 +285,7 @@ pub enum SocketCall {
 
 /// The errno (positive) that a `call` with these raw arguments fails with under the allow-list
 /// `list` and the family errno `refuse`, or `None` when the list allows it. The arguments are
-/// read as the seccomp filter compiled from the list compares them (`client/src/filter.rs`):
+/// read as the seccomp filter compiled from the list compares them (`client/src/filter/sockets.rs`):
 /// the family and the protocol on all 64 bits (a family above [`MAX_FAMILY`] or with high
 /// bits set is a refused family, a protocol with high bits set a refused protocol), the type
 /// by its low four bits. An unlisted family fails with `refuse`; an unlisted type or
@@ -310,7 +310,7 @@ pub(crate) fn socket_refusal(
 const SOCK_PACKET: u64 = 10;
 
 /// The refusal of a socket whose arguments the list allows but which the kernel makes as
-/// another (the filter notifies the same arguments, `client/src/filter.rs`):
+/// another (the filter notifies the same arguments, `client/src/filter/sockets.rs`):
 ///
 /// - `(AF_INET, SOCK_PACKET)` is an `AF_PACKET` socket: refused with `refuse`, the errno of
 ///   an unlisted family, unless the list allows every type of `packet`;

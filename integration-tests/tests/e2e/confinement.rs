@@ -829,7 +829,7 @@ fn s_j4_n1_refused_socket_options_and_namespaces() {
     }
 }
 
-/// The capabilities the launcher drops (client/src/sys.rs: CAP_NET_BIND_SERVICE 10,
+/// The capabilities the launcher drops (client/src/sys/capabilities.rs: CAP_NET_BIND_SERVICE 10,
 /// CAP_NET_BROADCAST 11, CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21).
 const DROPPED_CAPS: [u32; 6] = [10, 11, 12, 13, 19, 21];
 
