@@ -42,7 +42,7 @@
 //! # Ok::<(), netjail_policy::PolicyError>(())
 //! ```
 //!
-//! The format is described in the project's `ARCHITECTURE.md` ("Policy format (TOML)").
+//! The format is described in `docs/policy.md`.
 //! [`Policy::builder`] builds the same policies in code ([`PolicyBuilder`]).
 //! [`Policy::limits`] is the `[limits]` table (rule N3: `0` none, `-1` unlimited, the
 //! default). Unknown keys are load errors with the nearest known key, never ignored.
@@ -69,6 +69,29 @@
 //! entries that cover one target and nothing else, for policies written on an operator's
 //! behalf (grants kept as a policy with `default = "ask"`: a decision by an `allow[` or
 //! `deny[` rule is the operators'; any other is no opinion).
+//!
+//! # Modules
+//!
+//! A policy's way through the crate, from text to a decision; every module is private and
+//! what embedders use is re-exported here.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | `value` | TOML values with their line and column |
+//! | `parse` | one policy file's keys and tables, read into the model |
+//! | `compose` | `extends` chains and `--set` parameters ([`Policy::from_toml_with`]) |
+//! | `check` | entries that can never decide ([`Policy::check_toml`]) |
+//! | `builder` | the same policies built in code ([`PolicyBuilder`]) |
+//! | `builtin` | the built-in profiles (`policies/builtin/*.toml`) |
+//! | `model` | [`Policy`], its rule tables, [`Verdict`] and [`Decision`]: the leaf the others share |
+//! | `endpoint`, `glob`, `names` | one entry: an address and port range, a unix path pattern, a host name |
+//! | `target` | what a call asks for ([`Request`]), as the broker decodes it |
+//! | `eval` | [`Policy::evaluate`]: the tables in order, the seed rules before them |
+//! | `rules` | per-sandbox rules an embedder changes at run time ([`SandboxRules`]) |
+//! | `sockets` | the `socket()` allow-list and what the filter compiles from it |
+//! | `confine`, `limits`, `duration` | `[confine]`, `[limits]`, durations |
+//! | `emit` | canonical TOML ([`Policy::to_toml`]) and the fingerprint |
+//! | `error` | [`PolicyError`], with file, line and column |
 
 #![forbid(unsafe_code)]
 
