@@ -1,6 +1,6 @@
 //! netjail's broker: it receives the seccomp listeners of confined processes, decides each
 //! network call they make against their policy, and performs the allowed ones itself, on its
-//! own copy of the arguments (ARCHITECTURE.md, "Data flow of one call").
+//! own copy of the arguments (`docs/architecture.md`, "The path of one call").
 //!
 //! The same library serves the daemon `netjaild`, the broker embedded in `netjail run`, and
 //! programs that run a broker themselves ([`Broker::builder`]: a decision hook of their own and

@@ -1,5 +1,5 @@
 //! `netjail run`: confine a command and hand its listener to a broker, or to one embedded in
-//! this process when none runs (ARCHITECTURE.md, "Confinement in the launcher").
+//! this process when none runs (`docs/architecture.md`, "The path of one call").
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};

@@ -1,5 +1,5 @@
 //! The messages of the control socket, where operators talk to the broker
-//! (`/run/netjail/control.sock`, ARCHITECTURE.md "Command line contract").
+//! (`/run/netjail/control.sock`; `docs/operators.md` has the commands).
 //!
 //! The framing is the registration socket's ([`crate::send`], [`crate::recv`]): one message
 //! per `SOCK_SEQPACKET` datagram, no fds. A conversation starts with

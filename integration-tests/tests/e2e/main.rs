@@ -3,8 +3,8 @@
 //! All of them build as this one test binary. They need the workspace's binaries
 //! (`cargo build --workspace` in the same profile) and talk to loopback only. Attack tests run
 //! each probe twice: unconfined (the attack must succeed, which proves the probe can fail) and
-//! confined (it must not). Tests that prove a seed rule carry its id (`s_d1_...`), see
-//! `/work/shared/design/SEMANTICS.md`.
+//! confined (it must not). Tests that prove a seed rule carry its id (`s_d1_...`): the ids are in
+//! `docs/architecture.md`, each rule's tests in `docs/semantics.md`.
 
 use std::process::Command;
 
