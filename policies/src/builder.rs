@@ -333,30 +333,7 @@ impl PolicyBuilder {
                 parse::parse_ask_fallback(word).map_err(here.at("ask_fallback", Some(word)))?
             }
         };
-        let mut confine = Confinement {
-            ioctl: self.ioctl,
-            scm_rights: self.scm_rights,
-            fcntl_setown: self.fcntl_setown,
-            source_cmsgs: self.source_cmsgs,
-            landlock: self.landlock,
-            ..Confinement::default()
-        };
-        for (i, text) in self.jail_address.iter().flatten().enumerate() {
-            parse::add_jail_address(text, &mut confine)
-                .map_err(here.at(format!("jail_address[{i}]"), Some(text)))?;
-        }
-        for (i, text) in self.keep_capabilities.iter().enumerate() {
-            parse::keep_capability(text, &mut confine)
-                .map_err(here.at(format!("keep_capabilities[{i}]"), Some(text)))?;
-        }
-        for (i, text) in self.namespaces.iter().enumerate() {
-            parse::grant_namespace(text, &mut confine)
-                .map_err(here.at(format!("namespaces[{i}]"), Some(text)))?;
-        }
-        for (i, text) in self.allow_unsafe_sockopts.iter().enumerate() {
-            parse::allow_unsafe_sockopt(text, &mut confine)
-                .map_err(here.at(format!("allow_unsafe_sockopts[{i}]"), Some(text)))?;
-        }
+        let confine = self.confinement(&here)?;
         let sockets = match &self.sockets {
             None => sockets::default_list(),
             Some(entries) => entries
@@ -394,6 +371,35 @@ impl PolicyBuilder {
             confine,
             limits: self.limits,
         })
+    }
+
+    /// The `[confine]` keys, each entry checked as the parser checks it.
+    fn confinement(&self, here: &Here) -> Result<Confinement, PolicyError> {
+        let mut confine = Confinement {
+            ioctl: self.ioctl,
+            scm_rights: self.scm_rights,
+            fcntl_setown: self.fcntl_setown,
+            source_cmsgs: self.source_cmsgs,
+            landlock: self.landlock,
+            ..Confinement::default()
+        };
+        for (i, text) in self.jail_address.iter().flatten().enumerate() {
+            parse::add_jail_address(text, &mut confine)
+                .map_err(here.at(format!("jail_address[{i}]"), Some(text)))?;
+        }
+        for (i, text) in self.keep_capabilities.iter().enumerate() {
+            parse::keep_capability(text, &mut confine)
+                .map_err(here.at(format!("keep_capabilities[{i}]"), Some(text)))?;
+        }
+        for (i, text) in self.namespaces.iter().enumerate() {
+            parse::grant_namespace(text, &mut confine)
+                .map_err(here.at(format!("namespaces[{i}]"), Some(text)))?;
+        }
+        for (i, text) in self.allow_unsafe_sockopts.iter().enumerate() {
+            parse::allow_unsafe_sockopt(text, &mut confine)
+                .map_err(here.at(format!("allow_unsafe_sockopts[{i}]"), Some(text)))?;
+        }
+        Ok(confine)
     }
 }
 

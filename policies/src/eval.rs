@@ -48,41 +48,8 @@ pub(crate) fn evaluate(
             return d;
         }
     }
-    match &target {
-        // Fail closed: the broker decodes an AF_UNSPEC address to what the kernel does with
-        // it (a disconnect, an IPv4 destination, no destination) before it asks.
-        Target::Unspec => return decision(EPERM, "unspec".to_owned()),
-        // Fail closed: the kernel sends an unspecified destination to the socket's own source
-        // address, which the broker reads from the socket and asks about instead.
-        Target::Inet { addr, .. }
-            if matches!(op, Op::Connect | Op::Send) && addr.ip().is_unspecified() =>
-        {
-            return decision(EPERM, "unspecified-destination".to_owned())
-        }
-        // A netlink socket talks to the kernel, not to a network; the policy consented to it
-        // by listing the family in `[sockets]` (or every socket, `*:*`), so its bind and its
-        // messages pass (the kernel checks the capabilities of the socket's opener and of the
-        // sender for anything that changes the system, and the broker lets a route socket
-        // read only). Other families fall to the default (rule L4).
-        Target::OtherFamily(libc::AF_NETLINK)
-            if matches!(op, Op::Bind | Op::Send)
-                && policy
-                    .sockets
-                    .iter()
-                    .any(|r| r.family.is_none_or(|f| f == libc::AF_NETLINK)) =>
-        {
-            return decision(Verdict::Allow, "sockets.netlink".to_owned())
-        }
-        Target::OtherFamily(_) => return default_decision(policy),
-        Target::UnixPath(path) => {
-            let bytes = path.as_os_str().as_bytes();
-            // Fail closed: the broker hands over resolved absolute paths, so anything else
-            // is a bug that must not be let through (invariant 1).
-            if !bytes.starts_with(b"/") || bytes.split(|b| *b == b'/').any(|c| c == b"..") {
-                return decision(EPERM, "invalid-target".to_owned());
-            }
-        }
-        Target::Inet { .. } | Target::UnixAbstract(_) => {}
+    if let Some(d) = settled_before_the_tables(policy, op, &target) {
+        return d;
     }
     // Fail closed: a host name the broker could not resolve matches in a deny table only.
     let deny = Lookup {
@@ -123,6 +90,48 @@ pub(crate) fn evaluate(
         return decision(EPERM, "privileged-port".to_owned());
     }
     default_decision(policy)
+}
+
+/// What the policy settles before its tables: forms the broker never hands over decoded
+/// (fail closed), unspecified destinations, netlink sockets the list consented to, families
+/// without entries (rule L4), and paths that are not absolute and resolved.
+fn settled_before_the_tables(policy: &Policy, op: Op, target: &Target) -> Option<Decision> {
+    match target {
+        // Fail closed: the broker decodes an AF_UNSPEC address to what the kernel does with
+        // it (a disconnect, an IPv4 destination, no destination) before it asks.
+        Target::Unspec => Some(decision(EPERM, "unspec".to_owned())),
+        // Fail closed: the kernel sends an unspecified destination to the socket's own source
+        // address, which the broker reads from the socket and asks about instead.
+        Target::Inet { addr, .. }
+            if matches!(op, Op::Connect | Op::Send) && addr.ip().is_unspecified() =>
+        {
+            Some(decision(EPERM, "unspecified-destination".to_owned()))
+        }
+        // A netlink socket talks to the kernel, not to a network; the policy consented to it
+        // by listing the family in `[sockets]` (or every socket, `*:*`), so its bind and its
+        // messages pass (the kernel checks the capabilities of the socket's opener and of the
+        // sender for anything that changes the system, and the broker lets a route socket
+        // read only). Other families fall to the default (rule L4).
+        Target::OtherFamily(libc::AF_NETLINK)
+            if matches!(op, Op::Bind | Op::Send)
+                && policy
+                    .sockets
+                    .iter()
+                    .any(|r| r.family.is_none_or(|f| f == libc::AF_NETLINK)) =>
+        {
+            Some(decision(Verdict::Allow, "sockets.netlink".to_owned()))
+        }
+        Target::OtherFamily(_) => Some(default_decision(policy)),
+        Target::UnixPath(path) => {
+            let bytes = path.as_os_str().as_bytes();
+            // Fail closed: the broker hands over resolved absolute paths, so anything else
+            // is a bug that must not be let through (invariant 1).
+            let resolved =
+                bytes.starts_with(b"/") && !bytes.split(|b| *b == b'/').any(|c| c == b"..");
+            (!resolved).then(|| decision(EPERM, "invalid-target".to_owned()))
+        }
+        Target::Inet { .. } | Target::UnixAbstract(_) => None,
+    }
 }
 
 /// Rule J2: with a jail address for the family, a bind goes to that address only (the

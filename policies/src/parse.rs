@@ -205,53 +205,86 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
         return Err(src.error(doc_span, kind));
     };
     let src = *src;
-    let mut layer = Layer {
-        policy: Policy {
-            name: String::new(),
-            default: Action::Deny, // rule N4
-            sockets: sockets::default_list(),
-            sockets_refuse: sockets::DEFAULT_REFUSE,
-            deny: Vec::new(),
-            allow: Vec::new(),
-            ask: Vec::new(),
-            ask_timeout: DEFAULT_ASK_TIMEOUT,
-            ask_fallback: Verdict::Deny { errno: libc::EPERM },
-            confine: Confinement::default(),
-            limits: Limits::default(),
-        },
-        set: Vec::new(),
-        name_given: false,
-        extends: None,
-        source_cmsgs_at: None,
-        unsafe_sockopts_at: None,
-        jail_given: false,
-        deny_pos: Vec::new(),
-        allow_pos: Vec::new(),
-        ask_pos: Vec::new(),
-    };
-    let p = &mut layer.policy;
-    let confine = &mut p.confine;
+    let mut layer = Layer::empty();
     for (key, value) in entries {
+        let given = match layer.policy_key(&src, &key, value)? {
+            Keyed::Given(name) => name,
+            Keyed::Merged => continue,
+            Keyed::Other(value) => layer.confine_key(&src, &key, value)?,
+        };
+        layer.set.push(given);
+    }
+    Ok(layer)
+}
+
+/// What a top-level key did to a [`Layer`].
+enum Keyed {
+    /// A key that overrides its parent's as a whole, by this name.
+    Given(&'static str),
+    /// A key merged into [`Layer::set`] by parts, or kept apart (`extends`, the rule tables).
+    Merged,
+    /// Not a key of the policy's own: the value back, for the confinement's keys.
+    Other(Spanned<Value>),
+}
+
+impl Layer {
+    /// A layer that gives nothing: the defaults of every key.
+    fn empty() -> Layer {
+        Layer {
+            policy: Policy {
+                name: String::new(),
+                default: Action::Deny, // rule N4
+                sockets: sockets::default_list(),
+                sockets_refuse: sockets::DEFAULT_REFUSE,
+                deny: Vec::new(),
+                allow: Vec::new(),
+                ask: Vec::new(),
+                ask_timeout: DEFAULT_ASK_TIMEOUT,
+                ask_fallback: Verdict::Deny { errno: libc::EPERM },
+                confine: Confinement::default(),
+                limits: Limits::default(),
+            },
+            set: Vec::new(),
+            name_given: false,
+            extends: None,
+            source_cmsgs_at: None,
+            unsafe_sockopts_at: None,
+            jail_given: false,
+            deny_pos: Vec::new(),
+            allow_pos: Vec::new(),
+            ask_pos: Vec::new(),
+        }
+    }
+
+    /// The keys of the policy itself: its name, parent, default, socket list, rule tables and
+    /// what a held call waits for.
+    fn policy_key(
+        &mut self,
+        src: &Source<'_>,
+        key: &Key,
+        value: Spanned<Value>,
+    ) -> Result<Keyed, PolicyError> {
+        let p = &mut self.policy;
         let given = match key.get_ref().as_str() {
             "name" => {
-                let (s, span) = string(&src, "name", value)?;
+                let (s, span) = string(src, "name", value)?;
                 check_name(&s).map_err(|k| src.error(span, k))?;
                 p.name = s;
-                layer.name_given = true;
+                self.name_given = true;
                 "name"
             }
             "extends" => {
-                let key_pos = Pos::at(&src, &key.span());
-                let (s, span) = string(&src, "extends", value)?;
-                layer.extends = Some(Extends {
+                let key_pos = Pos::at(src, &key.span());
+                let (s, span) = string(src, "extends", value)?;
+                self.extends = Some(Extends {
                     name: s,
                     key: key_pos,
-                    value: Pos::at(&src, &span),
+                    value: Pos::at(src, &span),
                 });
-                continue;
+                return Ok(Keyed::Merged);
             }
             "default" => {
-                let (s, span) = string(&src, "default", value)?;
+                let (s, span) = string(src, "default", value)?;
                 p.default = match s.as_str() {
                     "deny" => Action::Deny,
                     "allow" => Action::Allow,
@@ -261,58 +294,73 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                 "default"
             }
             "sockets" => {
-                let (allow, refuse) = parse_sockets(&src, value)?;
+                let (allow, refuse) = parse_sockets(src, value)?;
                 // Each key of the table overrides its parent's on its own: a child that
                 // lists more families keeps its parent's errno for the rest.
                 if let Some(allow) = allow {
                     p.sockets = allow;
-                    layer.set.push("sockets.allow");
+                    self.set.push("sockets.allow");
                 }
                 if let Some(refuse) = refuse {
                     p.sockets_refuse = refuse;
-                    layer.set.push("sockets.refuse");
+                    self.set.push("sockets.refuse");
                 }
-                continue;
+                return Ok(Keyed::Merged);
             }
             "allow" => {
-                (p.allow, layer.allow_pos) = parse_rules(&src, "allow", value)?;
-                continue;
+                (p.allow, self.allow_pos) = parse_rules(src, "allow", value)?;
+                return Ok(Keyed::Merged);
             }
             "deny" => {
-                (p.deny, layer.deny_pos) = parse_rules(&src, "deny", value)?;
-                continue;
+                (p.deny, self.deny_pos) = parse_rules(src, "deny", value)?;
+                return Ok(Keyed::Merged);
             }
             "ask" => {
-                (p.ask, layer.ask_pos) = parse_rules(&src, "ask", value)?;
-                continue;
+                (p.ask, self.ask_pos) = parse_rules(src, "ask", value)?;
+                return Ok(Keyed::Merged);
             }
             "ask_timeout" => {
                 if !matches!(value.get_ref(), Value::String(_)) {
                     let expected = "a duration string such as \"30s\"";
-                    return Err(wrong_type(&src, "ask_timeout", expected, &value));
+                    return Err(wrong_type(src, "ask_timeout", expected, &value));
                 }
-                let (s, span) = string(&src, "ask_timeout", value)?;
+                let (s, span) = string(src, "ask_timeout", value)?;
                 p.ask_timeout = parse_ask_timeout(&s).map_err(|k| src.error(span, k))?;
                 "ask_timeout"
             }
             "ask_fallback" => {
-                let (s, span) = string(&src, "ask_fallback", value)?;
+                let (s, span) = string(src, "ask_fallback", value)?;
                 p.ask_fallback = parse_ask_fallback(&s).map_err(|k| src.error(span, k))?;
                 "ask_fallback"
             }
+            _ => return Ok(Keyed::Other(value)),
+        };
+        Ok(Keyed::Given(given))
+    }
+
+    /// The keys of the confinement (jail address, capabilities, ioctls, Landlock, namespaces,
+    /// socket options, control messages) and `[limits]`; any other key is unknown.
+    fn confine_key(
+        &mut self,
+        src: &Source<'_>,
+        key: &Key,
+        value: Spanned<Value>,
+    ) -> Result<&'static str, PolicyError> {
+        let confine = &mut self.policy.confine;
+        Ok(match key.get_ref().as_str() {
             "jail_address" => {
-                layer.jail_given = true;
-                parse_jail(&src, value, confine)?;
+                self.jail_given = true;
+                parse_jail(src, value, confine)?;
                 "jail_address"
             }
             "keep_capabilities" => {
-                for (s, span) in strings(&src, "keep_capabilities", value)? {
+                for (s, span) in strings(src, "keep_capabilities", value)? {
                     keep_capability(&s, confine).map_err(|k| src.error(span, k))?;
                 }
                 "keep_capabilities"
             }
             "ioctl" => {
-                let (s, span) = string(&src, "ioctl", value)?;
+                let (s, span) = string(src, "ioctl", value)?;
                 confine.ioctl = match s.as_str() {
                     "any" => IoctlMode::Any,
                     "safe-list" => IoctlMode::SafeList,
@@ -321,7 +369,7 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                 "ioctl"
             }
             "landlock" => {
-                let (s, span) = string(&src, "landlock", value)?;
+                let (s, span) = string(src, "landlock", value)?;
                 confine.landlock = match s.as_str() {
                     "best-effort" => LandlockMode::BestEffort,
                     "required" => LandlockMode::Required,
@@ -331,43 +379,41 @@ pub(crate) fn parse_layer(src: &Source<'_>) -> Result<Layer, PolicyError> {
                 "landlock"
             }
             "namespaces" => {
-                for (s, span) in strings(&src, "namespaces", value)? {
+                for (s, span) in strings(src, "namespaces", value)? {
                     grant_namespace(&s, confine).map_err(|k| src.error(span, k))?;
                 }
                 "namespaces"
             }
             "allow_unsafe_sockopts" => {
-                layer.unsafe_sockopts_at = Some(Pos::at(&src, &value.span()));
-                for (s, span) in strings(&src, "allow_unsafe_sockopts", value)? {
+                self.unsafe_sockopts_at = Some(Pos::at(src, &value.span()));
+                for (s, span) in strings(src, "allow_unsafe_sockopts", value)? {
                     allow_unsafe_sockopt(&s, confine).map_err(|k| src.error(span, k))?;
                 }
                 "allow_unsafe_sockopts"
             }
             "scm_rights" => {
-                confine.scm_rights = boolean(&src, "scm_rights", value)?;
+                confine.scm_rights = boolean(src, "scm_rights", value)?;
                 "scm_rights"
             }
             "fcntl_setown" => {
-                confine.fcntl_setown = boolean(&src, "fcntl_setown", value)?;
+                confine.fcntl_setown = boolean(src, "fcntl_setown", value)?;
                 "fcntl_setown"
             }
             "source_cmsgs" => {
-                layer.source_cmsgs_at = Some(Pos::at(&src, &value.span()));
-                confine.source_cmsgs = boolean(&src, "source_cmsgs", value)?;
+                self.source_cmsgs_at = Some(Pos::at(src, &value.span()));
+                confine.source_cmsgs = boolean(src, "source_cmsgs", value)?;
                 "source_cmsgs"
             }
             "limits" => {
-                let (limits, given) = crate::limits::parse(&src, value)?;
-                p.limits = limits;
+                let (limits, given) = crate::limits::parse(src, value)?;
+                self.policy.limits = limits;
                 // Each key of the table overrides its parent's on its own.
-                layer.set.extend(given);
+                self.set.extend(given);
                 "limits"
             }
-            _ => return Err(unknown(&src, &key, TOP_KEYS)),
-        };
-        layer.set.push(given);
+            _ => return Err(unknown(src, key, TOP_KEYS)),
+        })
     }
-    Ok(layer)
 }
 
 /// `jail_address = "127.0.0.2"` or `["127.0.0.2", "::1"]`: at most one address per family,
