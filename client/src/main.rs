@@ -307,20 +307,36 @@ fn main() -> ExitCode {
     }
 }
 
-/// `pending`, `grant`, `deny`, `watch`, `status`, `metrics`, `top`.
+/// `pending`, `grant`, `deny`, `watch`, `status`, `metrics`, `reload`, `top`.
 fn operator_command(command: Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("netjail: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    let result = if let Command::Top { control } = command {
+        top::run(&top::TopOptions {
+            control: control.control,
+        })
+        .map_err(|e| e.to_string())
+    } else {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => ask_broker(&runtime, command),
+            Err(e) => Err(format!("cannot start the async runtime: {e}")),
         }
     };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netjail: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One operator command that asks the broker on its control socket and prints the answer.
+fn ask_broker(runtime: &tokio::runtime::Runtime, command: Command) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    let result: Result<(), String> = match command {
+    let out = &mut out;
+    match command {
         Command::Pending {
             control,
             json,
@@ -333,9 +349,10 @@ fn operator_command(command: Command) -> ExitCode {
                 wait,
                 timeout,
             };
-            runtime
-                .block_on(commands::pending(&opts, &mut out, &mut std::io::stderr()))
-                .map_err(|e| e.to_string())
+            block(
+                runtime,
+                commands::pending(&opts, out, &mut std::io::stderr()),
+            )
         }
         Command::Grant {
             control,
@@ -345,26 +362,8 @@ fn operator_command(command: Command) -> ExitCode {
             always,
             scope,
         } => {
-            let duration = match (for_, always) {
-                (Some(d), _) => GrantDuration::For {
-                    millis: d.as_millis().try_into().unwrap_or(u64::MAX),
-                },
-                (None, true) => GrantDuration::Always,
-                (None, false) => GrantDuration::Once,
-            };
-            if duration == GrantDuration::Once && scope.scope() != GrantScope::Sandbox {
-                Err("--policy and --container name whom a rule covers: use them with --for or --always".into())
-            } else {
-                let opts = ResolveOptions {
-                    control: control.control,
-                    id: RequestId(id),
-                    answer: Answer::Grant(duration),
-                    scope: scope.scope(),
-                };
-                runtime
-                    .block_on(commands::resolve(&opts, &mut out))
-                    .map_err(|e| e.to_string())
-            }
+            let opts = grant_options(control.control, id, for_, always, scope.scope())?;
+            block(runtime, commands::resolve(&opts, out))
         }
         Command::Deny {
             control,
@@ -372,22 +371,8 @@ fn operator_command(command: Command) -> ExitCode {
             always,
             scope,
         } => {
-            if !always && scope.scope() != GrantScope::Sandbox {
-                Err(
-                    "--policy and --container name whom a rule covers: use them with --always"
-                        .into(),
-                )
-            } else {
-                let opts = ResolveOptions {
-                    control: control.control,
-                    id: RequestId(id),
-                    answer: Answer::Deny { always },
-                    scope: scope.scope(),
-                };
-                runtime
-                    .block_on(commands::resolve(&opts, &mut out))
-                    .map_err(|e| e.to_string())
-            }
+            let opts = deny_options(control.control, id, always, scope.scope())?;
+            block(runtime, commands::resolve(&opts, out))
         }
         Command::Watch {
             control,
@@ -399,55 +384,91 @@ fn operator_command(command: Command) -> ExitCode {
                 json,
                 pending_only,
             };
-            runtime
-                .block_on(commands::watch(&opts, &mut out))
-                .map_err(|e| e.to_string())
+            block(runtime, commands::watch(&opts, out))
         }
         Command::Status { control, json } => {
-            let opts = StatusOptions {
-                control: control.control,
-                json,
-            };
-            runtime
-                .block_on(commands::status(&opts, &mut out))
-                .map_err(|e| e.to_string())
+            let control = control.control;
+            block(
+                runtime,
+                commands::status(&StatusOptions { control, json }, out),
+            )
         }
         Command::Metrics { control } => {
-            let opts = MetricsOptions {
-                control: control.control,
-            };
-            runtime
-                .block_on(commands::metrics(&opts, &mut out))
-                .map_err(|e| e.to_string())
+            let control = control.control;
+            block(runtime, commands::metrics(&MetricsOptions { control }, out))
         }
         Command::Reload { control, json } => {
-            let opts = ReloadOptions {
-                control: control.control,
-                json,
-            };
-            runtime
-                .block_on(commands::reload(&opts, &mut out))
-                .map_err(|e| e.to_string())
+            let control = control.control;
+            block(
+                runtime,
+                commands::reload(&ReloadOptions { control, json }, out),
+            )
         }
-        Command::Top { control } => {
-            drop(out);
-            drop(runtime);
-            top::run(&top::TopOptions {
-                control: control.control,
-            })
-            .map_err(|e| e.to_string())
-        }
-        Command::Run { .. } | Command::Policy { .. } | Command::Oci { .. } => {
-            Err("not an operator command (a bug in netjail)".into())
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("netjail: {e}");
-            ExitCode::FAILURE
+        Command::Top { .. }
+        | Command::Run { .. }
+        | Command::Policy { .. }
+        | Command::Oci { .. } => {
+            Err("not a command for the control socket (a bug in netjail)".into())
         }
     }
+}
+
+/// Runs one command's future to its end; its error in words.
+fn block<E: std::fmt::Display>(
+    runtime: &tokio::runtime::Runtime,
+    future: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    runtime.block_on(future).map_err(|e| e.to_string())
+}
+
+/// `grant ID [--for D | --always] [--policy | --container]`: once unless told otherwise; a
+/// scope wider than the sandbox makes a rule, so it needs `--for` or `--always`.
+fn grant_options(
+    control: PathBuf,
+    id: u64,
+    for_: Option<Duration>,
+    always: bool,
+    scope: GrantScope,
+) -> Result<ResolveOptions, String> {
+    let duration = match (for_, always) {
+        (Some(d), _) => GrantDuration::For {
+            millis: d.as_millis().try_into().unwrap_or(u64::MAX),
+        },
+        (None, true) => GrantDuration::Always,
+        (None, false) => GrantDuration::Once,
+    };
+    if duration == GrantDuration::Once && scope != GrantScope::Sandbox {
+        return Err(
+            "--policy and --container name whom a rule covers: use them with --for or --always"
+                .into(),
+        );
+    }
+    Ok(ResolveOptions {
+        control,
+        id: RequestId(id),
+        answer: Answer::Grant(duration),
+        scope,
+    })
+}
+
+/// `deny ID [--always] [--policy | --container]`.
+fn deny_options(
+    control: PathBuf,
+    id: u64,
+    always: bool,
+    scope: GrantScope,
+) -> Result<ResolveOptions, String> {
+    if !always && scope != GrantScope::Sandbox {
+        return Err(
+            "--policy and --container name whom a rule covers: use them with --always".into(),
+        );
+    }
+    Ok(ResolveOptions {
+        control,
+        id: RequestId(id),
+        answer: Answer::Deny { always },
+        scope,
+    })
 }
 
 fn oci_command(action: OciCommand) -> ExitCode {
