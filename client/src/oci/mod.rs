@@ -667,7 +667,6 @@ fn merge(
             });
         }
     }
-    let default_allows = profile.default.class() == Class::Allows;
     // Names to take out of the profile's entries: (entry, name).
     let mut removed: HashSet<(usize, String)> = HashSet::new();
     // With the broker's own listener, the profile's notifications are netjail's (an object
@@ -686,83 +685,7 @@ fn merge(
         }
     }
     for call in calls {
-        let mine: Vec<&Rule> = ours.iter().filter(|r| r.syscall == call).collect();
-        let theirs: Vec<&ProfileRule> = profile
-            .rules
-            .iter()
-            .filter(|r| r.name == call && r.action.class() != Class::Notifies)
-            .collect();
-        let refused: Vec<Cube> = theirs
-            .iter()
-            .filter(|r| r.action.class() == Class::Refuses)
-            .flat_map(|r| rule_cubes(&r.args))
-            .collect();
-        if is_universe(&refused) {
-            continue; // they refuse it whatever the arguments: theirs stands
-        }
-        let allowing: Vec<&ProfileRule> = theirs
-            .iter()
-            .copied()
-            .filter(|r| r.action.class() == Class::Allows)
-            .collect();
-        let allowed = if default_allows {
-            vec![UNIVERSE]
-        } else {
-            disjoint(
-                &allowing
-                    .iter()
-                    .flat_map(|r| rule_cubes(&r.args))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let allowed = region_minus(allowed, &refused);
-        let whole = is_universe(&allowed);
-        let mut count = 0;
-        // Ours, where they allow the call. A refusal like their default's is left to the
-        // default (the runtimes skip such rules anyway).
-        for rule in &mine {
-            if !default_allows && ActionSpec::ours(rule.action) == profile.default {
-                continue;
-            }
-            if whole {
-                emitted.push(Emitted::from_rule(rule));
-                count += 1;
-                continue;
-            }
-            let region = coalesce(region_and(&rule_cubes(&rule.args), &allowed));
-            count += region.len();
-            for cube in region {
-                emitted.push(Emitted {
-                    name: call.to_owned(),
-                    action: ActionSpec::ours(rule.action),
-                    args: cube_args(&cube),
-                });
-            }
-        }
-        // Theirs that allow it, without what they refuse and what ours decide.
-        let mine_cubes: Vec<Cube> = mine.iter().flat_map(|r| rule_cubes(&r.args)).collect();
-        let mut taken: Vec<Cube> = refused.clone();
-        taken.extend(mine_cubes);
-        for rule in allowing {
-            let cubes = rule_cubes(&rule.args);
-            if default_allows && rule.action == profile.default {
-                removed.insert((rule.entry, rule.name.clone()));
-                continue;
-            }
-            if region_and(&cubes, &taken).is_empty() {
-                continue; // untouched: stays in its entry
-            }
-            removed.insert((rule.entry, rule.name.clone()));
-            let region = coalesce(region_minus(cubes, &taken));
-            count += region.len();
-            for cube in region {
-                emitted.push(Emitted {
-                    name: call.to_owned(),
-                    action: rule.action.clone(),
-                    args: cube_args(&cube),
-                });
-            }
-        }
+        let count = merge_call(call, ours, &profile, &mut emitted, &mut removed);
         if count > MAX_RULES_PER_SYSCALL {
             too_many.push(call.to_owned());
         }
@@ -773,6 +696,112 @@ fn merge(
             syscalls: too_many,
         });
     }
+    let mut syscalls = kept_entries(&profile, &removed);
+    syscalls.extend(group(&emitted));
+    let mut merged = theirs.clone();
+    merged.set(
+        "architectures",
+        Json::Array(vec![Json::str(native_architecture()?)]),
+    );
+    merged.set("listenerPath", Json::str(listener));
+    merged.set("listenerMetadata", Json::str(metadata));
+    merged.set("syscalls", Json::Array(syscalls));
+    Ok(merged)
+}
+
+/// Merges netjail's rules for one system call `call` into the profile's: pushes the rules of
+/// the merged filter to `emitted`, the profile's rules it replaces to `removed`, and returns
+/// how many rules the call now has (0 when the profile refuses it whatever the arguments).
+fn merge_call(
+    call: &str,
+    ours: &[Rule],
+    profile: &Profile,
+    emitted: &mut Vec<Emitted>,
+    removed: &mut HashSet<(usize, String)>,
+) -> usize {
+    let default_allows = profile.default.class() == Class::Allows;
+    let mine: Vec<&Rule> = ours.iter().filter(|r| r.syscall == call).collect();
+    let theirs: Vec<&ProfileRule> = profile
+        .rules
+        .iter()
+        .filter(|r| r.name == call && r.action.class() != Class::Notifies)
+        .collect();
+    let refused: Vec<Cube> = theirs
+        .iter()
+        .filter(|r| r.action.class() == Class::Refuses)
+        .flat_map(|r| rule_cubes(&r.args))
+        .collect();
+    if is_universe(&refused) {
+        return 0; // they refuse it whatever the arguments: theirs stands
+    }
+    let allowing: Vec<&ProfileRule> = theirs
+        .iter()
+        .copied()
+        .filter(|r| r.action.class() == Class::Allows)
+        .collect();
+    let allowed = if default_allows {
+        vec![UNIVERSE]
+    } else {
+        disjoint(
+            &allowing
+                .iter()
+                .flat_map(|r| rule_cubes(&r.args))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let allowed = region_minus(allowed, &refused);
+    let whole = is_universe(&allowed);
+    let mut count = 0;
+    // Ours, where they allow the call. A refusal like their default's is left to the
+    // default (the runtimes skip such rules anyway).
+    for rule in &mine {
+        if !default_allows && ActionSpec::ours(rule.action) == profile.default {
+            continue;
+        }
+        if whole {
+            emitted.push(Emitted::from_rule(rule));
+            count += 1;
+            continue;
+        }
+        let region = coalesce(region_and(&rule_cubes(&rule.args), &allowed));
+        count += region.len();
+        for cube in region {
+            emitted.push(Emitted {
+                name: call.to_owned(),
+                action: ActionSpec::ours(rule.action),
+                args: cube_args(&cube),
+            });
+        }
+    }
+    // Theirs that allow it, without what they refuse and what ours decide.
+    let mine_cubes: Vec<Cube> = mine.iter().flat_map(|r| rule_cubes(&r.args)).collect();
+    let mut taken: Vec<Cube> = refused.clone();
+    taken.extend(mine_cubes);
+    for rule in allowing {
+        let cubes = rule_cubes(&rule.args);
+        if default_allows && rule.action == profile.default {
+            removed.insert((rule.entry, rule.name.clone()));
+            continue;
+        }
+        if region_and(&cubes, &taken).is_empty() {
+            continue; // untouched: stays in its entry
+        }
+        removed.insert((rule.entry, rule.name.clone()));
+        let region = coalesce(region_minus(cubes, &taken));
+        count += region.len();
+        for cube in region {
+            emitted.push(Emitted {
+                name: call.to_owned(),
+                action: rule.action.clone(),
+                args: cube_args(&cube),
+            });
+        }
+    }
+    count
+}
+
+/// The profile's own entries, without the names `removed` takes out of each.
+fn kept_entries(profile: &Profile, removed: &HashSet<(usize, String)>) -> Vec<Json> {
     let mut syscalls: Vec<Json> = Vec::new();
     for (i, entry) in profile.entries.iter().enumerate() {
         let names: Vec<Json> = entry
@@ -790,14 +819,5 @@ fn merge(
         entry.set("names", Json::Array(names));
         syscalls.push(entry);
     }
-    syscalls.extend(group(&emitted));
-    let mut merged = theirs.clone();
-    merged.set(
-        "architectures",
-        Json::Array(vec![Json::str(native_architecture()?)]),
-    );
-    merged.set("listenerPath", Json::str(listener));
-    merged.set("listenerMetadata", Json::str(metadata));
-    merged.set("syscalls", Json::Array(syscalls));
-    Ok(merged)
+    syscalls
 }
