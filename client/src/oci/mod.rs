@@ -528,51 +528,7 @@ impl Profile {
         };
         let mut rules = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
-            let bad = |m: &str| format!("syscalls[{i}]: {m}");
-            if !entry.is_object() {
-                return Err(bad("not an object"));
-            }
-            let names = entry
-                .get("names")
-                .and_then(Json::as_array)
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| bad("names must be a non-empty array"))?;
-            let action = entry
-                .get("action")
-                .and_then(Json::as_str)
-                .ok_or_else(|| bad("action missing"))?;
-            let errno = match entry.get("errnoRet") {
-                None => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| bad("errnoRet is not a number"))?),
-            };
-            let action = ActionSpec::parse(action, errno).map_err(|m| bad(&m))?;
-            let mut args = Vec::new();
-            if let Some(list) = entry.get("args") {
-                for arg in list.as_array().ok_or_else(|| bad("args is not an array"))? {
-                    args.push(parse_arg(arg).map_err(|m| bad(&m))?);
-                }
-            }
-            // Both runtimes: one argument compared twice makes one rule per comparison.
-            let mut seen = [false; 6];
-            let split = args
-                .iter()
-                .any(|a| std::mem::replace(&mut seen[a.index as usize], true));
-            let sets: Vec<Vec<ArgCmp>> = if split {
-                args.iter().map(|a| vec![*a]).collect()
-            } else {
-                vec![args]
-            };
-            for name in names {
-                let name = name.as_str().ok_or_else(|| bad("a name is not a string"))?;
-                for args in &sets {
-                    rules.push(ProfileRule {
-                        entry: i,
-                        name: name.to_owned(),
-                        action: action.clone(),
-                        args: args.clone(),
-                    });
-                }
-            }
+            rules.extend(Profile::entry_rules(i, entry)?);
         }
         if listener.is_none() && rules.iter().any(|r| r.action.class() == Class::Notifies) {
             return Err("SCMP_ACT_NOTIFY rules need a listenerPath".into());
@@ -584,6 +540,58 @@ impl Profile {
             entries,
             rules,
         })
+    }
+
+    /// The rules of entry `i` of `syscalls`, one per name (and per comparison, where an
+    /// argument is compared twice), as the runtimes read them.
+    fn entry_rules(i: usize, entry: &Json) -> Result<Vec<ProfileRule>, String> {
+        let mut rules = Vec::new();
+        let bad = |m: &str| format!("syscalls[{i}]: {m}");
+        if !entry.is_object() {
+            return Err(bad("not an object"));
+        }
+        let names = entry
+            .get("names")
+            .and_then(Json::as_array)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad("names must be a non-empty array"))?;
+        let action = entry
+            .get("action")
+            .and_then(Json::as_str)
+            .ok_or_else(|| bad("action missing"))?;
+        let errno = match entry.get("errnoRet") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| bad("errnoRet is not a number"))?),
+        };
+        let action = ActionSpec::parse(action, errno).map_err(|m| bad(&m))?;
+        let mut args = Vec::new();
+        if let Some(list) = entry.get("args") {
+            for arg in list.as_array().ok_or_else(|| bad("args is not an array"))? {
+                args.push(parse_arg(arg).map_err(|m| bad(&m))?);
+            }
+        }
+        // Both runtimes: one argument compared twice makes one rule per comparison.
+        let mut seen = [false; 6];
+        let split = args
+            .iter()
+            .any(|a| std::mem::replace(&mut seen[a.index as usize], true));
+        let sets: Vec<Vec<ArgCmp>> = if split {
+            args.iter().map(|a| vec![*a]).collect()
+        } else {
+            vec![args]
+        };
+        for name in names {
+            let name = name.as_str().ok_or_else(|| bad("a name is not a string"))?;
+            for args in &sets {
+                rules.push(ProfileRule {
+                    entry: i,
+                    name: name.to_owned(),
+                    action: action.clone(),
+                    args: args.clone(),
+                });
+            }
+        }
+        Ok(rules)
     }
 }
 
@@ -750,29 +758,7 @@ fn merge_call(
         )
     };
     let allowed = region_minus(allowed, &refused);
-    let whole = is_universe(&allowed);
-    let mut count = 0;
-    // Ours, where they allow the call. A refusal like their default's is left to the
-    // default (the runtimes skip such rules anyway).
-    for rule in &mine {
-        if !default_allows && ActionSpec::ours(rule.action) == profile.default {
-            continue;
-        }
-        if whole {
-            emitted.push(Emitted::from_rule(rule));
-            count += 1;
-            continue;
-        }
-        let region = coalesce(region_and(&rule_cubes(&rule.args), &allowed));
-        count += region.len();
-        for cube in region {
-            emitted.push(Emitted {
-                name: call.to_owned(),
-                action: ActionSpec::ours(rule.action),
-                args: cube_args(&cube),
-            });
-        }
-    }
+    let mut count = emit_ours(call, &mine, profile, &allowed, emitted);
     // Theirs that allow it, without what they refuse and what ours decide.
     let mine_cubes: Vec<Cube> = mine.iter().flat_map(|r| rule_cubes(&r.args)).collect();
     let mut taken: Vec<Cube> = refused.clone();
@@ -793,6 +779,41 @@ fn merge_call(
             emitted.push(Emitted {
                 name: call.to_owned(),
                 action: rule.action.clone(),
+                args: cube_args(&cube),
+            });
+        }
+    }
+    count
+}
+
+/// Netjail's rules for `call` where the profile allows it (`allowed`), pushed to `emitted`; a
+/// refusal like the profile's default is left to the default (the runtimes skip such rules
+/// anyway). Returns how many rules it pushed.
+fn emit_ours(
+    call: &str,
+    mine: &[&Rule],
+    profile: &Profile,
+    allowed: &[Cube],
+    emitted: &mut Vec<Emitted>,
+) -> usize {
+    let default_allows = profile.default.class() == Class::Allows;
+    let whole = is_universe(allowed);
+    let mut count = 0;
+    for rule in mine {
+        if !default_allows && ActionSpec::ours(rule.action) == profile.default {
+            continue;
+        }
+        if whole {
+            emitted.push(Emitted::from_rule(rule));
+            count += 1;
+            continue;
+        }
+        let region = coalesce(region_and(&rule_cubes(&rule.args), allowed));
+        count += region.len();
+        for cube in region {
+            emitted.push(Emitted {
+                name: call.to_owned(),
+                action: ActionSpec::ours(rule.action),
                 args: cube_args(&cube),
             });
         }

@@ -52,28 +52,7 @@ pub fn patch_config(
     if doc.get("process").is_some_and(|a| !a.is_object()) {
         return Err(not_object("process"));
     }
-    let annotation = doc
-        .get("annotations")
-        .and_then(|a| a.get(ORIGINAL_SECCOMP_ANNOTATION));
-    let original = match annotation {
-        Some(kept) => {
-            let bad = |message: String| OciError::Profile {
-                origin: origin.to_owned(),
-                what: format!("annotations.\"{ORIGINAL_SECCOMP_ANNOTATION}\""),
-                message,
-            };
-            let kept = kept.as_str().ok_or_else(|| bad("not a string".into()))?;
-            match Json::parse(kept).map_err(|e| bad(e.to_string()))? {
-                Json::Null => None,
-                object => Some(object),
-            }
-        }
-        None => doc
-            .get("linux")
-            .and_then(|l| l.get("seccomp"))
-            .filter(|s| **s != Json::Null)
-            .cloned(),
-    };
+    let original = original_profile(&doc, origin)?;
     let rules = filter::rules(policy)?;
     let metadata = listener_metadata(policy, label);
     let seccomp = match &original {
@@ -97,30 +76,7 @@ pub fn patch_config(
     if doc.get("process").is_none() {
         doc.set("process", Json::Object(Vec::new()));
     }
-    let keep = policy.confinement().keep_capabilities();
-    let dropped: Vec<&str> = crate::sys::DROPPED_CAPABILITIES
-        .iter()
-        .filter(|(n, _)| !keep.contains(n))
-        .map(|&(_, name)| name)
-        .collect();
-    let mut removed_capabilities = Vec::new();
-    if let Some(process) = doc.get_mut("process") {
-        process.set("noNewPrivileges", Json::Bool(true));
-        if let Some(Json::Object(sets)) = process.get_mut("capabilities") {
-            for (_, set) in sets.iter_mut() {
-                if let Json::Array(caps) = set {
-                    caps.retain(|c| {
-                        let name = c.as_str().unwrap_or_default();
-                        let drop = dropped.contains(&name);
-                        if drop && !removed_capabilities.iter().any(|r| r == name) {
-                            removed_capabilities.push(name.to_owned());
-                        }
-                        !drop
-                    });
-                }
-            }
-        }
-    }
+    let removed_capabilities = drop_capabilities(&mut doc, policy);
     // Keep the file's indentation (runc spec writes tabs) and final newline.
     let indent: &[u8] = match text.lines().nth(1) {
         Some(line) if line.starts_with('\t') => b"\t",
@@ -209,4 +165,61 @@ pub fn patch_file(path: &Path, spec: &str, listener: &str) -> Result<Patched, Oc
         return Err(write_error(e));
     }
     Ok(patched)
+}
+
+/// The container's own `linux.seccomp` profile: the one a previous patch kept in the
+/// annotation (so that patching twice is patching once), else the document's, if any.
+fn original_profile(doc: &Json, origin: &str) -> Result<Option<Json>, OciError> {
+    let annotation = doc
+        .get("annotations")
+        .and_then(|a| a.get(ORIGINAL_SECCOMP_ANNOTATION));
+    Ok(match annotation {
+        Some(kept) => {
+            let bad = |message: String| OciError::Profile {
+                origin: origin.to_owned(),
+                what: format!("annotations.\"{ORIGINAL_SECCOMP_ANNOTATION}\""),
+                message,
+            };
+            let kept = kept.as_str().ok_or_else(|| bad("not a string".into()))?;
+            match Json::parse(kept).map_err(|e| bad(e.to_string()))? {
+                Json::Null => None,
+                object => Some(object),
+            }
+        }
+        None => doc
+            .get("linux")
+            .and_then(|l| l.get("seccomp"))
+            .filter(|s| **s != Json::Null)
+            .cloned(),
+    })
+}
+
+/// Sets `process.noNewPrivileges` and takes the capabilities `netjail run` drops out of every
+/// set of `process.capabilities`, except those the policy keeps; returns those it took out.
+fn drop_capabilities(doc: &mut Json, policy: &Policy) -> Vec<String> {
+    let keep = policy.confinement().keep_capabilities();
+    let dropped: Vec<&str> = crate::sys::DROPPED_CAPABILITIES
+        .iter()
+        .filter(|(n, _)| !keep.contains(n))
+        .map(|&(_, name)| name)
+        .collect();
+    let mut removed_capabilities = Vec::new();
+    if let Some(process) = doc.get_mut("process") {
+        process.set("noNewPrivileges", Json::Bool(true));
+        if let Some(Json::Object(sets)) = process.get_mut("capabilities") {
+            for (_, set) in sets.iter_mut() {
+                if let Json::Array(caps) = set {
+                    caps.retain(|c| {
+                        let name = c.as_str().unwrap_or_default();
+                        let drop = dropped.contains(&name);
+                        if drop && !removed_capabilities.iter().any(|r| r == name) {
+                            removed_capabilities.push(name.to_owned());
+                        }
+                        !drop
+                    });
+                }
+            }
+        }
+    }
+    removed_capabilities
 }
