@@ -174,21 +174,7 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
             .unwrap_or_else(|| "sandbox".into())
     });
     let program_text = path.display().to_string();
-    let prog = filter::compile(&policy)?;
-    let confinement = policy.confinement();
-    let domain = landlock::prepare(confinement.landlock())?;
-    if let Some(warning) = &domain.warning {
-        tracing::warn!("{warning}");
-    }
-    let argv: Vec<&OsStr> = options.command.iter().map(|a| a.as_os_str()).collect();
-    let mut plan = sys::ExecPlan::new(path.as_os_str(), &argv, prog.instructions)?
-        .keep_capabilities(confinement.keep_capabilities());
-    if let Some(ruleset) = domain.ruleset {
-        plan = plan.landlock(ruleset);
-    }
-    if options.allow_root {
-        plan = plan.allow_root(root::plan()?);
-    }
+    let plan = exec_plan(&options, &path, &policy)?;
 
     let child = sys::spawn(&plan)?;
     // The launcher holds the listener (and is the embedded broker): no process of its user,
@@ -248,6 +234,31 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result
+}
+
+/// What the child needs for its confine step and exec, prepared before the fork: the
+/// filter, the Landlock ruleset, the capabilities kept, the plan of a root sandbox.
+fn exec_plan(
+    options: &RunOptions,
+    path: &Path,
+    policy: &netjail_policy::Policy,
+) -> Result<sys::ExecPlan, LaunchError> {
+    let prog = filter::compile(policy)?;
+    let confinement = policy.confinement();
+    let domain = landlock::prepare(confinement.landlock())?;
+    if let Some(warning) = &domain.warning {
+        tracing::warn!("{warning}");
+    }
+    let argv: Vec<&OsStr> = options.command.iter().map(|a| a.as_os_str()).collect();
+    let mut plan = sys::ExecPlan::new(path.as_os_str(), &argv, prog.instructions)?
+        .keep_capabilities(confinement.keep_capabilities());
+    if let Some(ruleset) = domain.ruleset {
+        plan = plan.landlock(ruleset);
+    }
+    if options.allow_root {
+        plan = plan.allow_root(root::plan()?);
+    }
+    Ok(plan)
 }
 
 fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, LaunchError> {

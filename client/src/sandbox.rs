@@ -275,42 +275,12 @@ impl SandboxBuilder {
     pub fn spawn(self) -> Result<SandboxedChild, SpawnError> {
         let mut cmd = self.command.ok_or(SpawnError::NoCommand)?;
         let broker = self.broker.ok_or(SpawnError::NoBrokerGiven)?;
-        let (source, policy) = match self.policy.ok_or(SpawnError::NoPolicy)? {
-            PolicyChoice::Built(p) => (
-                PolicySource {
-                    origin: format!("library:{}", p.name()),
-                    toml: p.to_toml(),
-                },
-                *p,
-            ),
-            PolicyChoice::Spec(spec, sets) => policy::load_with(&spec, &sets)?,
-        };
+        let (source, policy) = resolve_policy(self.policy.ok_or(SpawnError::NoPolicy)?)?;
         let program = cmd.get_program().to_string_lossy().into_owned();
         let name = self.name.unwrap_or_else(|| default_name(cmd.get_program()));
         let broker_timeout = self.broker_timeout.unwrap_or(DEFAULT_BROKER_TIMEOUT);
 
-        // Everything the child needs, before the fork.
-        let prog = filter::compile(&policy)?;
-        let confinement = policy.confinement();
-        let domain = landlock::prepare(confinement.landlock())?;
-        if let Some(warning) = &domain.warning {
-            tracing::warn!("{warning}");
-        }
-        let root_plan = if self.allow_root {
-            Some(crate::root::plan()?)
-        } else {
-            None
-        };
-        // This process holds the listener until the broker has it (or is the broker): no
-        // process of its user, a sandbox without Landlock included, may read or write its
-        // memory (F15).
-        sys::set_not_dumpable()?;
-        let (plan, pipes) = sys::PreExecConfine::new(
-            prog.instructions,
-            sys::dropped_capability_mask(confinement.keep_capabilities()),
-            domain.ruleset,
-            root_plan,
-        )?;
+        let (plan, pipes) = confine_step(&policy, self.allow_root)?;
 
         // The registering side runs on a helper thread: Command::spawn returns only after the
         // exec, which waits for the registration. The helper first gets the broker ready (a
@@ -382,6 +352,50 @@ impl SandboxBuilder {
             (Err(source), Ok(_)) => Err(SpawnError::Exec { program, source }),
         }
     }
+}
+
+/// The policy of a spawn and the text the broker is sent.
+fn resolve_policy(choice: PolicyChoice) -> Result<(PolicySource, Policy), SpawnError> {
+    Ok(match choice {
+        PolicyChoice::Built(p) => (
+            PolicySource {
+                origin: format!("library:{}", p.name()),
+                toml: p.to_toml(),
+            },
+            *p,
+        ),
+        PolicyChoice::Spec(spec, sets) => policy::load_with(&spec, &sets)?,
+    })
+}
+
+/// Everything the child's confine step needs, prepared before the fork: the filter, the
+/// capabilities dropped, the Landlock ruleset, the plan of a root sandbox.
+fn confine_step(
+    policy: &Policy,
+    allow_root: bool,
+) -> Result<(sys::PreExecConfine, sys::PreExecPipes), SpawnError> {
+    let prog = filter::compile(policy)?;
+    let confinement = policy.confinement();
+    let domain = landlock::prepare(confinement.landlock())?;
+    if let Some(warning) = &domain.warning {
+        tracing::warn!("{warning}");
+    }
+    let root_plan = if allow_root {
+        Some(crate::root::plan()?)
+    } else {
+        None
+    };
+    // This process holds the listener until the broker has it (or is the broker): no
+    // process of its user, a sandbox without Landlock included, may read or write its
+    // memory (F15).
+    sys::set_not_dumpable()?;
+    let confine = sys::PreExecConfine::new(
+        prog.instructions,
+        sys::dropped_capability_mask(confinement.keep_capabilities()),
+        domain.ruleset,
+        root_plan,
+    )?;
+    Ok(confine)
 }
 
 /// The file name of `program`, or `sandbox`.
