@@ -125,29 +125,7 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
             ),
         ],
     ));
-    // sendto(fd, buf, len, flags, dest, destlen): a NULL destination sends on a connected
-    // socket, which the kernel may do alone; a destination is the broker's to decide (rule
-    // L3), and so is TCP Fast Open (`MSG_FASTOPEN` with a destination), decided as a connect.
-    // With a NULL destination MSG_FASTOPEN reaches nobody: the kernel answers EINVAL or
-    // EISCONN. The pointer is 64 bits wide: any bit set is a destination.
-    rules.push(Rule::when(
-        "sendto",
-        Action::Notify,
-        &[ArgCmp::new(4, CmpOp::Ne, 0)],
-    ));
-    // MSG_ZEROCOPY on a send that stays in the kernel (no destination), unless the policy
-    // names SO_ZEROCOPY. The sends the broker performs (sendto with a destination, sendmsg,
-    // sendmmsg) it refuses itself, whatever the policy: this rule never overlaps the one above.
-    if !policy.confinement().allows_unsafe_sockopt(ZEROCOPY) {
-        rules.push(Rule::when(
-            "sendto",
-            deny(libc::EPERM),
-            &[
-                ArgCmp::masked_eq(3, MSG_ZEROCOPY, MSG_ZEROCOPY),
-                ArgCmp::eq(4, 0),
-            ],
-        ));
-    }
+    send_rules(&mut rules, policy);
     // Level and name are ints: compare the low 32 bits only, so that high garbage (which the
     // kernel drops) cannot slip a refused option past an exact 64-bit comparison.
     for &(level, name, _) in REFUSED_SOCKOPTS {
@@ -161,6 +139,52 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
         ));
     }
     unsafe_sockopt_rules(&mut rules, policy);
+    namespace_rules(&mut rules, policy);
+    rules.extend(crate::hardening::rules(policy));
+    for name in ["socket", "socketpair"] {
+        socket_rules(&mut rules, name, policy.sockets());
+    }
+    route_rules(&mut rules);
+    alias_rules(&mut rules, policy.sockets());
+    let mut checked = std::collections::HashSet::new();
+    for rule in &rules {
+        if checked.insert(rule.syscall) {
+            ScmpSyscall::from_name(rule.syscall)?;
+        }
+    }
+    Ok(rules)
+}
+
+/// `sendto`: a destination goes to the broker, and `MSG_ZEROCOPY` on a send that stays in
+/// the kernel is refused unless the policy names `SO_ZEROCOPY`.
+fn send_rules(out: &mut Vec<Rule>, policy: &Policy) {
+    // sendto(fd, buf, len, flags, dest, destlen): a NULL destination sends on a connected
+    // socket, which the kernel may do alone; a destination is the broker's to decide (rule
+    // L3), and so is TCP Fast Open (`MSG_FASTOPEN` with a destination), decided as a connect.
+    // With a NULL destination MSG_FASTOPEN reaches nobody: the kernel answers EINVAL or
+    // EISCONN. The pointer is 64 bits wide: any bit set is a destination.
+    out.push(Rule::when(
+        "sendto",
+        Action::Notify,
+        &[ArgCmp::new(4, CmpOp::Ne, 0)],
+    ));
+    // MSG_ZEROCOPY on a send that stays in the kernel (no destination), unless the policy
+    // names SO_ZEROCOPY. The sends the broker performs (sendto with a destination, sendmsg,
+    // sendmmsg) it refuses itself, whatever the policy: this rule never overlaps the one above.
+    if !policy.confinement().allows_unsafe_sockopt(ZEROCOPY) {
+        out.push(Rule::when(
+            "sendto",
+            deny(libc::EPERM),
+            &[
+                ArgCmp::masked_eq(3, MSG_ZEROCOPY, MSG_ZEROCOPY),
+                ArgCmp::eq(4, 0),
+            ],
+        ));
+    }
+}
+
+/// New namespaces in `clone` and `unshare`, unless the policy grants the kind; `clone3`.
+fn namespace_rules(out: &mut Vec<Rule>, policy: &Policy) {
     // New network, user or mount namespaces: by flag bit in clone and unshare, unless the
     // policy grants the kind (`namespaces = [...]`); clone3 carries its flags in memory, out
     // of the filter's sight, so it answers ENOSYS and the C libraries fall back to clone,
@@ -175,27 +199,14 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
             continue;
         }
         for name in ["clone", "unshare"] {
-            rules.push(Rule::when(
+            out.push(Rule::when(
                 name,
                 deny(libc::EPERM),
                 &[ArgCmp::masked_eq(0, bit, bit)],
             ));
         }
     }
-    rules.push(Rule::always("clone3", deny(libc::ENOSYS)));
-    rules.extend(crate::hardening::rules(policy));
-    for name in ["socket", "socketpair"] {
-        socket_rules(&mut rules, name, policy.sockets());
-    }
-    route_rules(&mut rules);
-    alias_rules(&mut rules, policy.sockets());
-    let mut checked = std::collections::HashSet::new();
-    for rule in &rules {
-        if checked.insert(rule.syscall) {
-            ScmpSyscall::from_name(rule.syscall)?;
-        }
-    }
-    Ok(rules)
+    out.push(Rule::always("clone3", deny(libc::ENOSYS)));
 }
 
 /// `MSG_ZEROCOPY`: the send flag that makes the kernel transmit from the sender's pages
