@@ -150,191 +150,228 @@ impl RootPlan {
     /// Raw system calls on memory of the plan only, no allocation, no lock: safe in a freshly
     /// forked child.
     pub(super) unsafe fn apply(&self) -> Result<(), i32> {
-        let errno = || {
-            // SAFETY: __errno_location returns this thread's errno slot.
-            unsafe { *libc::__errno_location() }
-        };
-        let null = std::ptr::null::<libc::c_char>();
-        let setattr = |path: *const libc::c_char, flags: libc::c_uint, set: u64, clr: u64| {
-            let attr = MountAttr {
-                attr_set: set,
-                attr_clr: clr,
-                propagation: 0,
-                userns_fd: 0,
-            };
-            // SAFETY: a live path and a live attribute struct of the size given.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    path,
-                    flags,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                )
-            };
-            if r != 0 {
-                Err(errno())
-            } else {
-                Ok(())
-            }
-        };
-        let bind = |path: &CString, flags: libc::c_ulong| {
-            // SAFETY: live C strings; a bind mount of a path onto itself.
-            let r = unsafe {
-                libc::mount(
-                    path.as_ptr(),
-                    path.as_ptr(),
-                    null,
-                    libc::MS_BIND | flags,
-                    null.cast(),
-                )
-            };
-            if r != 0 {
-                Err(errno())
-            } else {
-                Ok(())
-            }
-        };
-        let mut clones = [-1 as RawFd; MAX_DEV_ENTRIES];
-        let close_all = |clones: &[RawFd; MAX_DEV_ENTRIES]| {
-            for &fd in clones.iter().filter(|&&fd| fd >= 0) {
-                // SAFETY: closes an fd this function opened.
-                unsafe { libc::close(fd) };
-            }
-        };
-        // SAFETY: raw system calls on live C strings of the plan and on locals.
+        // SAFETY: raw system calls on live C strings of the plan and on locals; the steps
+        // keep the promise of this function's own.
         unsafe {
             if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(errno());
             }
             let root = c"/".as_ptr();
+            let null = std::ptr::null::<libc::c_char>();
             if libc::mount(null, root, null, libc::MS_REC | libc::MS_SLAVE, null.cast()) != 0 {
                 return Err(errno());
             }
-            // Detached copies of what the new /dev takes, before anything changes: their
-            // flags are the host's (device nodes usable).
-            for (i, entry) in self.dev.iter().enumerate() {
-                let recursive = match entry.kind {
-                    DevKind::Node => 0,
-                    DevKind::Mount { .. } => AT_RECURSIVE,
-                    DevKind::Dir | DevKind::Symlink(_) => continue,
-                };
-                let fd = libc::syscall(
+            let mut clones = [-1 as RawFd; MAX_DEV_ENTRIES];
+            let steps = self
+                .clone_dev_entries(&mut clones)
+                .and_then(|()| self.remount(&clones));
+            for &fd in clones.iter().filter(|&&fd| fd >= 0) {
+                libc::close(fd);
+            }
+            steps
+        }
+    }
+
+    /// Detached copies (`open_tree`) of what the new `/dev` takes, made before anything
+    /// changes: their flags are the host's (device nodes usable). Fills `clones` by entry.
+    ///
+    /// # Safety
+    /// As [`RootPlan::apply`].
+    unsafe fn clone_dev_entries(&self, clones: &mut [RawFd; MAX_DEV_ENTRIES]) -> Result<(), i32> {
+        for (i, entry) in self.dev.iter().enumerate() {
+            let recursive = match entry.kind {
+                DevKind::Node => 0,
+                DevKind::Mount { .. } => AT_RECURSIVE,
+                DevKind::Dir | DevKind::Symlink(_) => continue,
+            };
+            // SAFETY: a live C string of the plan.
+            let fd = unsafe {
+                libc::syscall(
                     libc::SYS_open_tree,
                     libc::AT_FDCWD,
                     entry.path.as_ptr(),
                     OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive,
-                );
-                if fd < 0 {
-                    let e = errno();
-                    close_all(&clones);
-                    return Err(e);
-                }
-                clones[i] = fd as RawFd;
+                )
+            };
+            if fd < 0 {
+                return Err(errno());
             }
-            let steps = (|| {
-                if self.fresh_proc != FreshProc::No {
-                    // A new procfs instance (Linux 5.8): its options are its own, the host's
-                    // /proc keeps showing everything; older kernels refuse "ptraceable".
-                    // Not "invisible", which lets the group of its `gid=` option (0 unless
-                    // set, the group of a root sandbox) see every process.
-                    let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
-                    let proc = c"/proc".as_ptr();
-                    let data = c"hidepid=ptraceable".as_ptr();
-                    let fs = c"proc".as_ptr();
-                    if libc::mount(fs, proc, fs, flags, data.cast()) != 0 {
-                        let e = errno();
-                        if !(e == libc::EPERM && self.fresh_proc == FreshProc::IfPermitted) {
-                            return Err(e);
-                        }
-                    }
-                }
-                for path in &self.pinned {
-                    bind(path, libc::MS_REC)?;
-                }
-                for path in &self.read_only {
-                    bind(path, libc::MS_REC)?;
-                    setattr(path.as_ptr(), AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0)?;
-                }
-                // No device node anywhere, except those the new /dev brings back.
-                setattr(root, AT_RECURSIVE, MOUNT_ATTR_NODEV, 0)?;
-                let dev = c"/dev".as_ptr();
-                let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
-                let data = c"mode=0755,size=1m,nr_inodes=256".as_ptr();
-                if libc::mount(
-                    c"tmpfs".as_ptr(),
-                    dev,
-                    c"tmpfs".as_ptr(),
-                    flags,
-                    data.cast(),
-                ) != 0
-                {
-                    return Err(errno());
-                }
-                for (i, entry) in self.dev.iter().enumerate() {
-                    let path = entry.path.as_ptr();
-                    match &entry.kind {
-                        DevKind::Dir => {
-                            if libc::mkdir(path, 0o755) != 0 {
-                                return Err(errno());
-                            }
-                            continue;
-                        }
-                        DevKind::Symlink(target) => {
-                            if libc::symlink(target.as_ptr(), path) != 0 {
-                                return Err(errno());
-                            }
-                            continue;
-                        }
-                        DevKind::Node => {
-                            let fd = libc::open(
-                                path,
-                                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                                0o600,
-                            );
-                            if fd < 0 {
-                                return Err(errno());
-                            }
-                            libc::close(fd);
-                        }
-                        DevKind::Mount { .. } => {
-                            if libc::mkdir(path, 0o755) != 0 {
-                                return Err(errno());
-                            }
-                        }
-                    }
-                    let moved = libc::syscall(
-                        libc::SYS_move_mount,
-                        clones[i],
-                        c"".as_ptr(),
-                        libc::AT_FDCWD,
-                        path,
-                        MOVE_MOUNT_F_EMPTY_PATH,
-                    );
-                    if moved != 0 {
-                        return Err(errno());
-                    }
-                    if let DevKind::Mount { devices: false } = entry.kind {
-                        setattr(path, AT_RECURSIVE, MOUNT_ATTR_NODEV, 0)?;
-                    }
-                }
-                // Nothing new in /dev either: no file, no link, no directory.
-                setattr(
-                    dev,
-                    0,
-                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-                    0,
-                )?;
-                // A working directory inside a pinned directory still refers to the mount
-                // underneath, where relative paths would miss the read-only binds.
-                if libc::chdir(self.cwd.as_ptr()) != 0 && libc::chdir(root) != 0 {
-                    return Err(errno());
-                }
-                Ok(())
-            })();
-            close_all(&clones);
-            steps
+            clones[i] = fd as RawFd;
         }
+        Ok(())
+    }
+
+    /// Every step after the copies: procfs, pinned and read-only binds, `nodev`, the new
+    /// `/dev`, the working directory.
+    ///
+    /// # Safety
+    /// As [`RootPlan::apply`].
+    unsafe fn remount(&self, clones: &[RawFd; MAX_DEV_ENTRIES]) -> Result<(), i32> {
+        // SAFETY: raw system calls on live C strings of the plan.
+        unsafe {
+            if self.fresh_proc != FreshProc::No {
+                // A new procfs instance (Linux 5.8): its options are its own, the host's
+                // /proc keeps showing everything; older kernels refuse "ptraceable".
+                // Not "invisible", which lets the group of its `gid=` option (0 unless
+                // set, the group of a root sandbox) see every process.
+                let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+                let proc = c"/proc".as_ptr();
+                let data = c"hidepid=ptraceable".as_ptr();
+                let fs = c"proc".as_ptr();
+                if libc::mount(fs, proc, fs, flags, data.cast()) != 0 {
+                    let e = errno();
+                    if !(e == libc::EPERM && self.fresh_proc == FreshProc::IfPermitted) {
+                        return Err(e);
+                    }
+                }
+            }
+            for path in &self.pinned {
+                bind_onto_itself(path, libc::MS_REC)?;
+            }
+            for path in &self.read_only {
+                bind_onto_itself(path, libc::MS_REC)?;
+                set_mount_attr(path.as_ptr(), AT_RECURSIVE, MOUNT_ATTR_RDONLY)?;
+            }
+            // No device node anywhere, except those the new /dev brings back.
+            let root = c"/".as_ptr();
+            set_mount_attr(root, AT_RECURSIVE, MOUNT_ATTR_NODEV)?;
+            self.fresh_dev(clones)?;
+            // A working directory inside a pinned directory still refers to the mount
+            // underneath, where relative paths would miss the read-only binds.
+            if libc::chdir(self.cwd.as_ptr()) != 0 && libc::chdir(root) != 0 {
+                return Err(errno());
+            }
+            Ok(())
+        }
+    }
+
+    /// A fresh `/dev`: a small tmpfs with only the plan's entries (the copies in `clones`
+    /// moved onto theirs), then read-only, `nosuid` and `noexec`.
+    ///
+    /// # Safety
+    /// As [`RootPlan::apply`].
+    unsafe fn fresh_dev(&self, clones: &[RawFd; MAX_DEV_ENTRIES]) -> Result<(), i32> {
+        // SAFETY: raw system calls on live C strings of the plan and on fds of `clones`.
+        unsafe {
+            let dev = c"/dev".as_ptr();
+            let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+            let data = c"mode=0755,size=1m,nr_inodes=256".as_ptr();
+            let tmpfs = c"tmpfs".as_ptr();
+            if libc::mount(tmpfs, dev, tmpfs, flags, data.cast()) != 0 {
+                return Err(errno());
+            }
+            for (i, entry) in self.dev.iter().enumerate() {
+                let path = entry.path.as_ptr();
+                match &entry.kind {
+                    DevKind::Dir => {
+                        if libc::mkdir(path, 0o755) != 0 {
+                            return Err(errno());
+                        }
+                        continue;
+                    }
+                    DevKind::Symlink(target) => {
+                        if libc::symlink(target.as_ptr(), path) != 0 {
+                            return Err(errno());
+                        }
+                        continue;
+                    }
+                    DevKind::Node => {
+                        let fd = libc::open(
+                            path,
+                            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o600,
+                        );
+                        if fd < 0 {
+                            return Err(errno());
+                        }
+                        libc::close(fd);
+                    }
+                    DevKind::Mount { .. } => {
+                        if libc::mkdir(path, 0o755) != 0 {
+                            return Err(errno());
+                        }
+                    }
+                }
+                let moved = libc::syscall(
+                    libc::SYS_move_mount,
+                    clones[i],
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    path,
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                );
+                if moved != 0 {
+                    return Err(errno());
+                }
+                if let DevKind::Mount { devices: false } = entry.kind {
+                    set_mount_attr(path, AT_RECURSIVE, MOUNT_ATTR_NODEV)?;
+                }
+            }
+            // Nothing new in /dev either: no file, no link, no directory.
+            set_mount_attr(
+                dev,
+                0,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+            )
+        }
+    }
+}
+
+/// This thread's errno.
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `mount_setattr(AT_FDCWD, path, flags, {attr_set: set})`.
+///
+/// # Safety
+/// `path` is a live C string.
+unsafe fn set_mount_attr(
+    path: *const libc::c_char,
+    flags: libc::c_uint,
+    set: u64,
+) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a live path (the caller's promise) and a live attribute struct of the size given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path,
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// A bind mount of `path` onto itself, with `flags` besides `MS_BIND`.
+fn bind_onto_itself(path: &CString, flags: libc::c_ulong) -> Result<(), i32> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: live C strings; a bind mount of a path onto itself.
+    let r = unsafe {
+        libc::mount(
+            path.as_ptr(),
+            path.as_ptr(),
+            null,
+            libc::MS_BIND | flags,
+            null.cast(),
+        )
+    };
+    if r != 0 {
+        Err(errno())
+    } else {
+        Ok(())
     }
 }
