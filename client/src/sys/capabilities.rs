@@ -95,10 +95,6 @@ pub fn dropped_capability_mask(keep: &[u32]) -> u64 {
 /// # Safety
 /// Raw system calls only; safe to call in a freshly forked child.
 pub(super) unsafe fn drop_capabilities(dropped: u64) -> Result<(), i32> {
-    let errno = || {
-        // SAFETY: __errno_location returns this thread's errno slot.
-        unsafe { *libc::__errno_location() }
-    };
     let caps = || (0..64u32).filter(move |cap| dropped & (1u64 << cap) != 0);
     // SAFETY: prctl with integer arguments only; capget/capset with pointers to locals of the
     // layout the kernel expects for version 3.
@@ -132,6 +128,29 @@ pub(super) unsafe fn drop_capabilities(dropped: u64) -> Result<(), i32> {
             0,
             0,
         );
+        clear_capability_sets(dropped)?;
+        for cap in (0..64u32).filter(|cap| kept_ambient & (1u64 << cap) != 0) {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Takes the capabilities of `dropped` out of this thread's effective, permitted and
+/// inheritable sets (`capget`, then `capset`). Returns the errno of a failure.
+///
+/// # Safety
+/// Raw system calls only; safe to call in a freshly forked child.
+unsafe fn clear_capability_sets(dropped: u64) -> Result<(), i32> {
+    // SAFETY: capget and capset with pointers to locals of the layout the kernel expects for
+    // version 3.
+    unsafe {
         let mut header = CapHeader {
             version: CAPABILITY_VERSION_3,
             pid: 0,
@@ -149,7 +168,7 @@ pub(super) unsafe fn drop_capabilities(dropped: u64) -> Result<(), i32> {
         {
             return Err(errno());
         }
-        for cap in caps() {
+        for cap in (0..64u32).filter(|cap| dropped & (1u64 << cap) != 0) {
             let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
             data[word].effective &= !bit;
             data[word].permitted &= !bit;
@@ -163,17 +182,14 @@ pub(super) unsafe fn drop_capabilities(dropped: u64) -> Result<(), i32> {
         {
             return Err(errno());
         }
-        for cap in (0..64u32).filter(|cap| kept_ambient & (1u64 << cap) != 0) {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                cap as libc::c_ulong,
-                0,
-                0,
-            );
-        }
     }
     Ok(())
+}
+
+/// This thread's errno.
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
 }
 
 #[cfg(test)]
