@@ -39,7 +39,7 @@ const LOW32: u64 = 0xffff_ffff;
 /// firmware flashing). The tun/tap entries refuse attaching a file to a tun or tap device
 /// (`TUNSETIFF`: with it a program could send and receive raw packets through a persistent
 /// device its uid owns, which needs no capability) and the settings of such a device.
-pub const INTERFACE_IOCTLS: &[(u32, &str)] = &[
+pub(crate) const INTERFACE_IOCTLS: &[(u32, &str)] = &[
     (0x890b, "SIOCADDRT"),
     (0x890c, "SIOCDELRT"),
     (0x8911, "SIOCSIFLINK"),
@@ -98,7 +98,7 @@ pub const INTERFACE_IOCTLS: &[(u32, &str)] = &[
 ///   and PRL ones) that create and change ip-in-ip, GRE and sit interfaces.
 /// - The wireless-extension setters `SIOCSIW*`: `0x8b00..=0x8bff` with an even number (the
 ///   getters are odd).
-pub const INTERFACE_IOCTL_RANGES: &[(u32, u32, &str)] = &[
+pub(crate) const INTERFACE_IOCTL_RANGES: &[(u32, u32, &str)] = &[
     (0xffff_fff0, 0x89f0, "SIOCDEVPRIVATE..SIOCDEVPRIVATE+15"),
     (
         0xffff_ff01,
@@ -131,7 +131,7 @@ pub const INTERFACE_IOCTL_RANGES: &[(u32, u32, &str)] = &[
 /// the `F*SETOWN` ones (J7), and every `SIOC*`, reads included: a jailed program does not
 /// look at the host's interfaces (`if_nametoindex` then fails, so a scoped IPv6 address
 /// `fe80::1%eth0` cannot be named).
-pub const SAFE_IOCTLS: &[(u32, &str)] = &[
+pub(crate) const SAFE_IOCTLS: &[(u32, &str)] = &[
     (0x5401, "TCGETS"),
     (0x5402, "TCSETS"),
     (0x5403, "TCSETSW"),
@@ -156,10 +156,11 @@ pub const SAFE_IOCTLS: &[(u32, &str)] = &[
 /// `fcntl` commands refused with `fcntl_setown = false` (rule J7): choosing which process or
 /// process group receives `SIGIO`/`SIGURG` for a file (`F_SETOWN`, `F_SETOWN_EX`), and which
 /// signal that is (`F_SETSIG`, which makes any signal number deliverable that way).
-pub const SETOWN_FCNTLS: &[(u32, &str)] = &[(8, "F_SETOWN"), (15, "F_SETOWN_EX"), (10, "F_SETSIG")];
+pub(crate) const SETOWN_FCNTLS: &[(u32, &str)] =
+    &[(8, "F_SETOWN"), (15, "F_SETOWN_EX"), (10, "F_SETSIG")];
 
 /// The `ioctl` spellings of `F_SETOWN` on sockets, refused with it (rule J7).
-pub const SETOWN_IOCTLS: &[(u32, &str)] = &[(0x8901, "FIOSETOWN"), (0x8902, "SIOCSPGRP")];
+pub(crate) const SETOWN_IOCTLS: &[(u32, &str)] = &[(0x8901, "FIOSETOWN"), (0x8902, "SIOCSPGRP")];
 
 fn refuse() -> Action {
     Action::Errno(libc::EPERM)
@@ -170,7 +171,7 @@ fn low32_is(index: u32, value: u32) -> ArgCmp {
 }
 
 /// The rules of this module for `policy`, for a filter whose default action is `Allow`.
-pub fn rules(policy: &Policy) -> Vec<Rule> {
+pub(crate) fn rules(policy: &Policy) -> Vec<Rule> {
     let mut out = Vec::new();
     let confinement = policy.confinement();
     match confinement.ioctl() {
@@ -212,7 +213,7 @@ pub fn rules(policy: &Policy) -> Vec<Rule> {
 /// The kernel lets a process mount only in a mount namespace whose user namespace it holds
 /// `CAP_SYS_ADMIN` in: a new one (`CLONE_NEWNS`, refused with these in [`crate::filter::rules`])
 /// or, for a root sandbox that keeps `CAP_SYS_ADMIN`, its own.
-pub const MOUNT_SYSCALLS: &[&str] = &[
+pub(crate) const MOUNT_SYSCALLS: &[&str] = &[
     "mount",
     "umount2",
     "pivot_root",
@@ -245,7 +246,7 @@ fn mount_rules(out: &mut Vec<Rule>, policy: &Policy) {
 /// (`broker/src/process.rs`). Calls that reach another process only past the kernel's ptrace
 /// access check (`migrate_pages`, `move_pages`, `process_madvise`, `kcmp`, `get_robust_list`,
 /// `perf_event_open`, `PR_SCHED_CORE`) are kept inside the sandbox by Landlock's domain.
-pub const PROCESS_CALLS: &[(&str, u32)] = &[
+pub(crate) const PROCESS_CALLS: &[(&str, u32)] = &[
     ("prlimit64", 0),
     ("sched_setaffinity", 0),
     ("sched_setattr", 0),
@@ -326,7 +327,7 @@ fn refuse_all_but(out: &mut Vec<Rule>, call: &'static str, index: u32, allowed: 
 /// Aligned blocks `(mask, value)` that together cover exactly the 32-bit values not in
 /// `allowed`: `x` is outside `allowed` if and only if `x & mask == value` for one block. The
 /// blocks are the empty subtrees of the binary trie of `allowed` (at most 32 per value).
-pub fn complement_blocks(allowed: &[u32]) -> Vec<(u32, u32)> {
+pub(crate) fn complement_blocks(allowed: &[u32]) -> Vec<(u32, u32)> {
     fn walk(prefix: u32, depth: u32, values: &[u32], out: &mut Vec<(u32, u32)>) {
         if values.is_empty() {
             let mask = if depth == 0 {

@@ -39,6 +39,8 @@
 //! println!("{status:?}");
 //! ```
 
+#![warn(unreachable_pub)]
+
 pub mod confine_self;
 pub mod filter;
 mod hardening;

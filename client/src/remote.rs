@@ -57,7 +57,7 @@ pub enum RemoteError {
 /// In a user namespace that does not map the initial namespace's root (a rootless container,
 /// `unshare -U`), a broker running as that root shows as the overflow uid, as every other
 /// unmapped user does: there it is accepted, since nothing finer can be known from inside.
-pub fn check_broker_uid(sock: std::os::fd::BorrowedFd<'_>) -> Result<(), u32> {
+pub(crate) fn check_broker_uid(sock: std::os::fd::BorrowedFd<'_>) -> Result<(), u32> {
     let own = crate::sys::geteuid();
     match crate::sys::peer_uid(sock) {
         Ok(uid) if uid == 0 || uid == own => Ok(()),
@@ -95,7 +95,7 @@ fn maps_initial_root() -> bool {
 /// Why nothing answered at `path`, in words, from the error of `connect`: no such file, a
 /// file that is not a socket, a socket nobody listens on (its broker is gone), a socket of
 /// another type, no permission.
-pub fn connect_failure(path: &Path, error: &std::io::Error) -> String {
+pub(crate) fn connect_failure(path: &Path, error: &std::io::Error) -> String {
     use std::os::unix::fs::FileTypeExt;
     match error.raw_os_error() {
         Some(libc::ENOENT) => "no such file".to_string(),
@@ -131,13 +131,13 @@ impl RemoteError {
 
 /// A connection to a broker after the version handshake.
 #[derive(Debug)]
-pub struct BrokerConnection {
+pub(crate) struct BrokerConnection {
     sock: UnixSeqpacket,
 }
 
 impl BrokerConnection {
     /// Connects and exchanges hello/welcome.
-    pub async fn connect(path: &Path) -> Result<BrokerConnection, RemoteError> {
+    pub(crate) async fn connect(path: &Path) -> Result<BrokerConnection, RemoteError> {
         let sock = UnixSeqpacket::connect(path)
             .await
             .map_err(|source| RemoteError::NoBroker {
@@ -162,7 +162,7 @@ impl BrokerConnection {
     }
 
     /// Registers a sandbox; the listener fd travels in `SCM_RIGHTS`.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         name: &str,
         pid: i32,
@@ -187,7 +187,7 @@ impl BrokerConnection {
     /// the broker goes away: the broker keeps a journal of the sandbox's calls for the next
     /// one (`ClientMessage::RegisterKeeping`). A broker older than this message refuses it as
     /// malformed; [`RemoteError::is_unknown_message`] tells that case.
-    pub async fn register_keeping(
+    pub(crate) async fn register_keeping(
         &self,
         register: Register,
         listener: BorrowedFd<'_>,
@@ -205,7 +205,7 @@ impl BrokerConnection {
     /// `previous` stopped or crashed: the same listener (the client's own copy) travels again.
     /// The broker keeps the id and decides the calls the earlier one had received and not
     /// answered, if it finds that broker's journal (see [`ClientMessage::RegisterAgain`]).
-    pub async fn register_again(
+    pub(crate) async fn register_again(
         &self,
         register: Register,
         previous: SandboxId,
@@ -221,7 +221,7 @@ impl BrokerConnection {
     }
 
     /// Resolves when the broker closes the connection (it stopped or crashed).
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         loop {
             match recv::<BrokerMessage>(&self.sock).await {
                 Err(RecvError::Closed) | Err(RecvError::Io(_)) => return,
@@ -233,17 +233,17 @@ impl BrokerConnection {
 
 /// The first wait between two attempts of [`register_again_until`]; each next one is twice as
 /// long, at most [`REGISTER_AGAIN_MAX_DELAY`].
-pub const REGISTER_AGAIN_FIRST_DELAY: Duration = Duration::from_millis(20);
+pub(crate) const REGISTER_AGAIN_FIRST_DELAY: Duration = Duration::from_millis(20);
 
 /// The longest wait between two attempts of [`register_again_until`].
-pub const REGISTER_AGAIN_MAX_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const REGISTER_AGAIN_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// Registers the sandbox `previous` again with whatever broker answers at `path`, attempt
 /// after attempt (see [`REGISTER_AGAIN_FIRST_DELAY`]) until one succeeds or `deadline`
 /// passes (`None`). Each attempt connects afresh and may take 5 s at most. Meanwhile the
 /// sandbox's calls wait in the kernel, undecided; the broker that takes it decides them, the
 /// calls the earlier one had received included ([`BrokerConnection::register_again`]).
-pub async fn register_again_until(
+pub(crate) async fn register_again_until(
     path: &Path,
     register: &Register,
     previous: SandboxId,

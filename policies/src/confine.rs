@@ -73,7 +73,8 @@ pub const UNSAFE_SOCKOPTS: &[(&str, &[(i32, i32)])] = &[
 /// The names of [`UNSAFE_SOCKOPTS`] that choose the source address of what is sent (a sticky
 /// source, or a home-address option), refused together with a jail address as
 /// `source_cmsgs` is.
-pub const SOURCE_SOCKOPTS: &[&str] = &["IPV6_PKTINFO", "IPV6_2292PKTOPTIONS", "IPV6_DSTOPTS"];
+pub(crate) const SOURCE_SOCKOPTS: &[&str] =
+    &["IPV6_PKTINFO", "IPV6_2292PKTOPTIONS", "IPV6_DSTOPTS"];
 
 /// `SOL_SCTP` (= `IPPROTO_SCTP`).
 const SOL_SCTP: i32 = 132;

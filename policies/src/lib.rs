@@ -93,6 +93,7 @@
 //! | `emit` | canonical TOML ([`Policy::to_toml`]) and the fingerprint |
 //! | `error` | [`PolicyError`], with file, line and column |
 
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod builder;

@@ -55,6 +55,7 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod codec;

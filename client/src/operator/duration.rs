@@ -3,7 +3,7 @@
 
 /// A duration in milliseconds, short and coarse for a table: `0s`, `42s`, `1m05s`,
 /// `2h03m`, `3d04h`.
-pub fn short(millis: u64) -> String {
+pub(super) fn short(millis: u64) -> String {
     let secs = millis / 1000;
     match secs {
         0..=59 => format!("{secs}s"),

@@ -15,7 +15,7 @@ use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 
 /// What the fake broker knows and how it misbehaves.
 #[derive(Debug, Default)]
-pub struct FakeState {
+pub(super) struct FakeState {
     /// Calls held now.
     pub pending: Vec<PendingInfo>,
     /// Sandboxes for a status answer.
@@ -37,7 +37,7 @@ pub struct FakeState {
 }
 
 /// A fake broker listening on a socket in its own temporary directory.
-pub struct FakeBroker {
+pub(super) struct FakeBroker {
     dir: PathBuf,
     path: PathBuf,
     state: Arc<Mutex<FakeState>>,
@@ -57,13 +57,13 @@ fn temp_dir() -> PathBuf {
 
 impl FakeBroker {
     /// Starts serving `state` (call from inside a tokio runtime).
-    pub fn start(state: FakeState) -> FakeBroker {
+    pub(super) fn start(state: FakeState) -> FakeBroker {
         let dir = temp_dir();
         FakeBroker::start_at(dir.join("control.sock"), dir, state)
     }
 
     /// Serves `state` at `path` (and removes `dir` when dropped).
-    pub fn start_at(path: PathBuf, dir: PathBuf, state: FakeState) -> FakeBroker {
+    pub(super) fn start_at(path: PathBuf, dir: PathBuf, state: FakeState) -> FakeBroker {
         let mut listener =
             UnixSeqpacketListener::bind(&path).expect("bind the fake control socket");
         let state = Arc::new(Mutex::new(state));
@@ -82,12 +82,12 @@ impl FakeBroker {
     }
 
     /// The socket's path.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The state, to change it or to look at the requests.
-    pub fn state(&self) -> MutexGuard<'_, FakeState> {
+    pub(super) fn state(&self) -> MutexGuard<'_, FakeState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -247,7 +247,7 @@ async fn serve(sock: UnixSeqpacket, state: Arc<Mutex<FakeState>>) {
 }
 
 /// A held call: `curl(412) < sh(400) < netjail(390)` connecting to `tcp://127.0.0.1:8080`.
-pub fn sample_pending(id: u64) -> PendingInfo {
+pub(super) fn sample_pending(id: u64) -> PendingInfo {
     PendingInfo {
         id: RequestId(id),
         sandbox: SandboxId(3),
@@ -280,7 +280,7 @@ pub fn sample_pending(id: u64) -> PendingInfo {
 }
 
 /// A sandbox `sb-3 curl`.
-pub fn sample_sandbox() -> SandboxInfo {
+pub(super) fn sample_sandbox() -> SandboxInfo {
     SandboxInfo {
         sandbox: SandboxId(3),
         name: "curl".into(),
@@ -294,7 +294,7 @@ pub fn sample_sandbox() -> SandboxInfo {
 }
 
 /// A broker up for two hours.
-pub fn sample_report() -> StatusReport {
+pub(super) fn sample_report() -> StatusReport {
     StatusReport {
         broker: "netjaild 0.1.0".into(),
         uptime_ms: 7_380_000,
@@ -313,7 +313,7 @@ pub fn sample_report() -> StatusReport {
 }
 
 /// A denied connect to the metadata address at 12:00:01.234 UTC.
-pub fn sample_decision() -> DecisionInfo {
+pub(super) fn sample_decision() -> DecisionInfo {
     DecisionInfo {
         time_ms: 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 43_201_234,
         sandbox: SandboxId(3),

@@ -26,7 +26,7 @@
 /// (`CAP_LINUX_IMMUTABLE`), file capabilities (`CAP_SETFCAP`), other users' System V IPC
 /// (`CAP_IPC_OWNER`), terminals' configuration (`CAP_SYS_TTY_CONFIG`), wake-up alarms and
 /// suspend (`CAP_WAKE_ALARM`, `CAP_BLOCK_SUSPEND`).
-pub const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
+pub(crate) const DROPPED_CAPABILITIES: &[(u32, &str)] = &[
     (10, "CAP_NET_BIND_SERVICE"),
     (11, "CAP_NET_BROADCAST"),
     (12, "CAP_NET_ADMIN"),
@@ -78,7 +78,7 @@ const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// The bit mask (bit N = capability N) of [`DROPPED_CAPABILITIES`] except those in `keep`:
 /// what the child drops when the policy keeps `keep` (`keep_capabilities`). Computed before
 /// the fork, so that the child needs no allocation.
-pub fn dropped_capability_mask(keep: &[u32]) -> u64 {
+pub(crate) fn dropped_capability_mask(keep: &[u32]) -> u64 {
     DROPPED_CAPABILITIES
         .iter()
         .filter(|(cap, _)| !keep.contains(cap))

@@ -28,7 +28,7 @@ struct LandlockPathBeneathAttr {
 ///
 /// # References
 /// landlock_create_ruleset(2)
-pub fn landlock_abi() -> io::Result<u32> {
+pub(crate) fn landlock_abi() -> io::Result<u32> {
     // SAFETY: a NULL attribute with size 0 and the VERSION flag only returns a number.
     let v = unsafe {
         libc::syscall(
@@ -50,7 +50,7 @@ pub fn landlock_abi() -> io::Result<u32> {
 ///
 /// # References
 /// landlock_create_ruleset(2)
-pub fn landlock_ruleset(handled_access_fs: u64, scoped: u64) -> io::Result<OwnedFd> {
+pub(crate) fn landlock_ruleset(handled_access_fs: u64, scoped: u64) -> io::Result<OwnedFd> {
     let attr = LandlockRulesetAttr {
         handled_access_fs,
         handled_access_net: 0,
@@ -81,7 +81,7 @@ pub fn landlock_ruleset(handled_access_fs: u64, scoped: u64) -> io::Result<Owned
 ///
 /// # References
 /// landlock_add_rule(2)
-pub fn landlock_allow_beneath(
+pub(crate) fn landlock_allow_beneath(
     ruleset: BorrowedFd<'_>,
     dir: BorrowedFd<'_>,
     access: u64,

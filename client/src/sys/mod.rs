@@ -17,36 +17,36 @@ mod landlock;
 mod root;
 
 use capabilities::drop_capabilities;
-pub use capabilities::{dropped_capability_mask, DROPPED_CAPABILITIES};
-pub use landlock::{landlock_abi, landlock_allow_beneath, landlock_ruleset};
-pub use root::{
+pub(crate) use capabilities::{dropped_capability_mask, DROPPED_CAPABILITIES};
+pub(crate) use landlock::{landlock_abi, landlock_allow_beneath, landlock_ruleset};
+pub(crate) use root::{
     runs_as_root, set_not_dumpable, DevEntry, DevKind, FreshProc, RootPlan, MAX_DEV_ENTRIES,
 };
 
 /// Report tags written by the child on the report pipe (8 bytes each: tag, value).
-pub mod tag {
+pub(crate) mod tag {
     /// The value is the fd number of the new seccomp listener.
-    pub const LISTENER: i32 = 1;
+    pub(crate) const LISTENER: i32 = 1;
     /// `prctl(PR_SET_NO_NEW_PRIVS)` failed with the errno in the value.
-    pub const NO_NEW_PRIVS: i32 = 2;
+    pub(crate) const NO_NEW_PRIVS: i32 = 2;
     /// `seccomp()` failed with the errno in the value.
-    pub const SECCOMP: i32 = 3;
+    pub(crate) const SECCOMP: i32 = 3;
     /// `execve` failed with the errno in the value.
-    pub const EXEC: i32 = 4;
+    pub(crate) const EXEC: i32 = 4;
     /// Dropping capabilities failed with the errno in the value.
-    pub const CAPABILITIES: i32 = 5;
+    pub(crate) const CAPABILITIES: i32 = 5;
     /// `landlock_restrict_self` failed with the errno in the value.
-    pub const LANDLOCK: i32 = 6;
+    pub(crate) const LANDLOCK: i32 = 6;
     /// The program would run as root (one of its uids is 0) and root was not allowed; the
     /// value is 0.
-    pub const ROOT: i32 = 7;
+    pub(crate) const ROOT: i32 = 7;
     /// Setting up the private mount namespace of a root sandbox failed with the errno in the
     /// value.
-    pub const MOUNTS: i32 = 8;
+    pub(crate) const MOUNTS: i32 = 8;
 }
 
 /// Everything the child needs, prepared before the fork.
-pub struct ExecPlan {
+pub(crate) struct ExecPlan {
     path: CString,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
@@ -62,7 +62,7 @@ impl ExecPlan {
     /// Prepares an exec of `path` with `argv` and the current environment. The child drops
     /// every capability of [`DROPPED_CAPABILITIES`] and applies no Landlock domain unless
     /// [`ExecPlan::keep_capabilities`] and [`ExecPlan::landlock`] say otherwise.
-    pub fn new(
+    pub(crate) fn new(
         path: &OsStr,
         argv: &[&OsStr],
         filter: Vec<libc::sock_filter>,
@@ -102,28 +102,28 @@ impl ExecPlan {
 
     /// The child may run as root, in the private mount namespace `plan` sets up; without it
     /// a child that would run as root refuses to ([`tag::ROOT`]).
-    pub fn allow_root(mut self, plan: RootPlan) -> ExecPlan {
+    pub(crate) fn allow_root(mut self, plan: RootPlan) -> ExecPlan {
         self.root = Some(plan);
         self
     }
 
     /// The child keeps these capabilities (numbers from [`DROPPED_CAPABILITIES`]) and drops
     /// the others of that list.
-    pub fn keep_capabilities(mut self, keep: &[u32]) -> ExecPlan {
+    pub(crate) fn keep_capabilities(mut self, keep: &[u32]) -> ExecPlan {
         self.dropped_capabilities = dropped_capability_mask(keep);
         self
     }
 
     /// The child restricts itself with this Landlock ruleset (`landlock_restrict_self`) after
     /// `no_new_privs` and before the seccomp filter.
-    pub fn landlock(mut self, ruleset: OwnedFd) -> ExecPlan {
+    pub(crate) fn landlock(mut self, ruleset: OwnedFd) -> ExecPlan {
         self.landlock = Some(ruleset);
         self
     }
 }
 
 /// The parent's ends of a started child.
-pub struct Spawned {
+pub(crate) struct Spawned {
     /// Pid of the child.
     pub pid: libc::pid_t,
     /// Reads the child's reports; end of file once the child has exec'd.
@@ -153,7 +153,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Call it while the process has one thread (before any runtime starts): the child of a
 /// multi-threaded process may only make async-signal-safe calls, which is all it does, but
 /// locks held by other threads at fork time would stay held.
-pub fn spawn(plan: &ExecPlan) -> io::Result<Spawned> {
+pub(crate) fn spawn(plan: &ExecPlan) -> io::Result<Spawned> {
     let (report_r, report_w) = pipe()?;
     let (ack_r, ack_w) = pipe()?;
     let prog = libc::sock_fprog {
@@ -317,7 +317,7 @@ unsafe fn child_confine_and_exec(
 }
 
 /// Reads one 8-byte report; `None` at end of file (the child exec'd or died).
-pub fn read_report(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
+pub(crate) fn read_report(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
     let mut buf = [0i32; 2];
     let mut got = 0usize;
     while got < 8 {
@@ -349,7 +349,7 @@ pub fn read_report(fd: BorrowedFd<'_>) -> io::Result<Option<(i32, i32)>> {
 }
 
 /// Writes the acknowledgement byte.
-pub fn send_ack(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn send_ack(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: writes one byte from a static.
     let n = unsafe { libc::write(fd.as_raw_fd(), b"G".as_ptr().cast(), 1) };
     if n != 1 {
@@ -359,7 +359,7 @@ pub fn send_ack(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// `pidfd_open(pid, 0)`.
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
     if fd < 0 {
@@ -370,7 +370,7 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_getfd(pidfd, fd, 0)`.
-pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let new = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0u32) };
     if new < 0 {
@@ -385,7 +385,7 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
 ///
 /// # References
 /// unix(7) (`SO_PEERCRED`)
-pub fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
     let mut cred = std::mem::MaybeUninit::<libc::ucred>::zeroed();
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` is a live, zeroed `ucred` of `len` bytes that the kernel fills.
@@ -406,7 +406,7 @@ pub fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
 }
 
 /// This process's effective user id.
-pub fn geteuid() -> u32 {
+pub(crate) fn geteuid() -> u32 {
     // SAFETY: no arguments.
     unsafe { libc::geteuid() }
 }
@@ -415,7 +415,7 @@ pub fn geteuid() -> u32 {
 /// (`netjail_protocol::PROOF_SYSCALL`): `connect(-1, nonce, 0)`, which its own filter hands to
 /// the listener. The kernel reads nothing at `nonce`: the broker answers on the raw
 /// arguments, 0 when it accepts the proof. Not trapped (no filter), the kernel says `EBADF`.
-pub fn proof_connect(nonce: u64) -> io::Result<()> {
+pub(crate) fn proof_connect(nonce: u64) -> io::Result<()> {
     loop {
         // SAFETY: plain syscall with integer arguments; the address is never dereferenced
         // (the filter traps the call, and without one fd -1 fails first).
@@ -431,7 +431,7 @@ pub fn proof_connect(nonce: u64) -> io::Result<()> {
 }
 
 /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
-pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall; a NULL siginfo is allowed.
     let r = unsafe {
         libc::syscall(
@@ -458,7 +458,7 @@ pub enum ExitStatus {
 }
 
 /// `waitid(P_PIDFD, pidfd, WEXITED | flags)`: `None` when `WNOHANG` found nothing yet.
-pub fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<ExitStatus>> {
+pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<ExitStatus>> {
     // SAFETY: an all-zero siginfo_t is valid; waitid fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
@@ -512,7 +512,7 @@ pub fn exit_like(status: ExitStatus) -> ! {
 }
 
 /// Registers an owned fd with tokio's reactor.
-pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered and is
     // closed only after deregistration, when the AsyncFd drops.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
@@ -520,7 +520,7 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
 
 /// Report tag of the pre-exec confine step ([`PreExecConfine`]): the value is the child's pid,
 /// sent just before [`tag::LISTENER`]. (The other tags are those of [`tag`].)
-pub const TAG_PID: i32 = 16;
+pub(crate) const TAG_PID: i32 = 16;
 
 /// The confine step of a child spawned by `std::process::Command` ([`crate::sandbox`]), run
 /// by std between fork and exec as a `pre_exec` hook: drop capabilities, `no_new_privs`,
@@ -530,7 +530,7 @@ pub const TAG_PID: i32 = 16;
 ///
 /// The same steps as `child_confine_and_exec` (which `netjail run` uses after a raw fork),
 /// minus what std does itself (signal mask, `SIGPIPE`, exec, stdio).
-pub struct PreExecConfine {
+pub(crate) struct PreExecConfine {
     filter: Vec<libc::sock_filter>,
     dropped_capabilities: u64,
     landlock: Option<OwnedFd>,
@@ -542,7 +542,7 @@ pub struct PreExecConfine {
 }
 
 /// The parent's ends of the pipes of a [`PreExecConfine`].
-pub struct PreExecPipes {
+pub(crate) struct PreExecPipes {
     /// Reads the child's reports ([`read_report`]): [`TAG_PID`] then [`tag::LISTENER`], or the
     /// tag of the step that failed.
     pub report: OwnedFd,
@@ -555,7 +555,7 @@ impl PreExecConfine {
     /// Prepares the step: the BPF program, the capability mask (from
     /// [`dropped_capability_mask`]), the Landlock ruleset if any, the plan of a root sandbox
     /// if root is allowed, and two close-on-exec pipes.
-    pub fn new(
+    pub(crate) fn new(
         filter: Vec<libc::sock_filter>,
         dropped_capabilities: u64,
         landlock: Option<OwnedFd>,
@@ -588,7 +588,7 @@ impl PreExecConfine {
     /// Installs the step as `cmd`'s `pre_exec` hook. The plan (and with it the child's ends of
     /// the pipes) lives in `cmd` until `cmd` drops: drop `cmd` right after spawning it, so
     /// that the parent's reader sees end of file when the child dies.
-    pub fn install(self, cmd: &mut std::process::Command) {
+    pub(crate) fn install(self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
         // SAFETY: the hook runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed: `run` makes raw system calls on memory prepared
@@ -682,7 +682,7 @@ pub struct StepError {
 ///
 /// # References
 /// prctl(2), capset(2), landlock_restrict_self(2), seccomp(2) (`SECCOMP_FILTER_FLAG_NEW_LISTENER`)
-pub fn confine_this_thread(
+pub(crate) fn confine_this_thread(
     filter: &[libc::sock_filter],
     dropped: u64,
     root: Option<&RootPlan>,

@@ -6,7 +6,7 @@ use super::*;
 
 /// Whether the calling thread has uid 0 as its real, effective, saved or filesystem uid.
 /// Raw system calls only: safe in a freshly forked child.
-pub fn runs_as_root() -> bool {
+pub(crate) fn runs_as_root() -> bool {
     let (mut r, mut e, mut saved) = (0, 0, 0);
     // SAFETY: getresuid writes three uids to live locals; setfsuid with an invalid uid changes
     // nothing and returns the current filesystem uid.
@@ -26,7 +26,7 @@ pub fn runs_as_root() -> bool {
 ///
 /// # References
 /// prctl(2) (`PR_SET_DUMPABLE`), proc(5) (`/proc/pid/mem`)
-pub fn set_not_dumpable() -> io::Result<()> {
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(|_| ())
 }
@@ -47,7 +47,7 @@ const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 /// The most entries of the original `/dev` a root sandbox's `/dev` takes: the fds of their
 /// clones live on the stack between fork and exec.
-pub const MAX_DEV_ENTRIES: usize = 32;
+pub(crate) const MAX_DEV_ENTRIES: usize = 32;
 
 /// `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`).
 #[repr(C)]
