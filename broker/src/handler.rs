@@ -841,9 +841,17 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
 
 /// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
 /// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
-/// an autobind, a listen on a bound socket, an `AF_UNSPEC` disconnect. What it returned is
-/// the kernel's answer, an errno included.
-const PASSED: [&str; 5] = ["", "no-destination", "autobind", "bound", "disconnect"];
+/// an autobind, a listen on a bound socket, an `AF_UNSPEC` disconnect, a TCP connect the
+/// kernel answered from the socket's state without reading its address (`state`). What it
+/// returned is the kernel's answer, an errno included.
+const PASSED: [&str; 6] = [
+    "",
+    "no-destination",
+    "autobind",
+    "bound",
+    "disconnect",
+    "state",
+];
 
 /// The audit's `decision` for an answered call, by what was decided and never by what the
 /// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
@@ -996,6 +1004,8 @@ mod tests {
             ("autobind", libc::EADDRINUSE),
             ("bound", libc::EINVAL),
             ("disconnect", 0),
+            ("state", libc::EISCONN),
+            ("state", 0),
             // A `sendmmsg` that sent messages before one failed returns their count.
             ("bad-message", 0),
         ] {

@@ -482,3 +482,124 @@ fn i17_every_case_through_netjaild_and_the_kept_differences() {
         &cases,
     );
 }
+
+/// Two threads share one non-blocking TCP socket: one connects it to an allowed listener and
+/// disconnects it (`AF_UNSPEC`) again and again, the other connects it to `127.0.0.99`. Prints
+/// how many connects of each kind said 0 or `EINPROGRESS` (for the second kind that includes
+/// the kernel's answer for a connection of the first that completed).
+const PY_STATE_RACE: &str = r#"
+import ctypes, json, socket, struct, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+ok_port, denied_port = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket()
+s.setblocking(False)
+unspec = ctypes.create_string_buffer(struct.pack("=H14x", 0), 16)
+stop = time.time() + 2
+started = {"ok": 0, "denied": 0}
+def flip():
+    while time.time() < stop:
+        if s.connect_ex(("127.0.0.1", ok_port)) in (0, 115):
+            started["ok"] += 1
+        libc.connect(s.fileno(), unspec, 16)
+def attack():
+    while time.time() < stop:
+        if s.connect_ex(("127.0.0.99", denied_port)) in (0, 115):
+            started["denied"] += 1
+threads = [threading.Thread(target=flip), threading.Thread(target=attack)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(started))
+"#;
+
+/// A listener on `ip` that counts the connections it accepts, until dropped.
+struct Counter {
+    port: u16,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Counter {
+    fn on(ip: &str) -> Counter {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind a counter");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                }
+            }
+        });
+        Counter {
+            port,
+            count,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The connections accepted, after the queue was drained.
+    fn settled(&self) -> u64 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Attack on the state answer (`connect::state_answer`): the broker answers a TCP connect
+/// from the socket's state without deciding its address, so a second thread races the
+/// socket's state against a connect to a denied address. Unconfined the racing connects
+/// reach `127.0.0.99` (nothing is denied there); confined, under a policy that denies it, not
+/// one does: a state answer never performs the call with the address it did not decide, and
+/// a fresh socket's connect is decided on its address.
+#[test]
+fn i17_state_answers_never_reach_a_denied_address() {
+    let test = "i17_state_answers_never_reach_a_denied_address";
+    let Some(py) = prerequisites(test) else {
+        return;
+    };
+    let ok = Counter::on("127.0.0.1");
+    let denied = Counter::on("127.0.0.99");
+    let (ok_port, denied_port) = (ok.port.to_string(), denied.port.to_string());
+    let args = as_nobody(&[py.as_str(), "-c", PY_STATE_RACE, &ok_port, &denied_port]);
+    let native = unconfined(&args);
+    let reached = denied.settled();
+    assert!(
+        reached > 0 && ok.settled() > 0,
+        "unconfined, the race reaches both listeners ({reached} at 127.0.0.99): {}",
+        native.describe()
+    );
+    let policy = Policy::deny_99();
+    let before = denied.settled();
+    let confined = Via::Embedded.run_for(policy.arg(), &args, DEFAULT_TIMEOUT);
+    // (A connect to 127.0.0.99 may well say 0 here: on a socket whose earlier connect to
+    // the allowed listener completed meanwhile, as the kernel says it unconfined.)
+    let started = confined.json();
+    assert_eq!(
+        denied.settled(),
+        before,
+        "127.0.0.99 was reached confined: {}",
+        confined.describe()
+    );
+    assert!(
+        started["ok"].as_u64().unwrap_or(0) > 0,
+        "the allowed connects ran: {}",
+        confined.describe()
+    );
+}
