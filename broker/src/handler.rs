@@ -27,7 +27,7 @@ use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
-use crate::{audit, bind, connect, limits, send};
+use crate::{audit, bind, connect, limits, process, send, socket};
 
 thread_local! {
     /// Set on receiver threads, which must never wait for an operator.
@@ -44,6 +44,14 @@ pub(crate) enum Reply {
     Value(i64),
     /// Failure with this (positive) errno.
     Errno(i32),
+    /// Success with this return value, already given to the caller by the kernel
+    /// (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND` answers the call as it
+    /// installs the descriptor): nothing is left to send but the audit event.
+    Answered(i64),
+    /// The kernel performs the call as the caller made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
+    /// only for a call decided on scalar arguments alone, which the caller cannot change once
+    /// it is notified (`process.rs`); never for one that reads memory or a descriptor.
+    Continue,
 }
 
 /// One notification being handled.
@@ -139,7 +147,7 @@ impl Call {
 
     /// Reads the caller's executable (`/proc/TID/exe`) when an audit event or a watcher
     /// will name it, unless it was read already.
-    fn read_exe(&self) {
+    pub(crate) fn read_exe(&self) {
         let ops = &self.sandbox.operators;
         if self.exe.get().is_none()
             && (tracing::enabled!(target: audit::TARGET, tracing::Level::INFO)
@@ -189,6 +197,16 @@ impl Call {
         sys::read_memory(self.notif.pid, ptr, &mut addr)
             .map_err(|e| (errno_of(&e), "bad-address"))?;
         Ok(addr)
+    }
+}
+
+impl crate::caller::Notified for Call {
+    fn tid(&self) -> u32 {
+        self.notif.pid
+    }
+
+    fn still_waiting(&self) -> bool {
+        self.still_valid()
     }
 }
 
@@ -578,11 +596,13 @@ fn dispatch(
     }
 }
 
-/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed. The
+/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed (a
+/// `socket()` the policy refuses gets its refusal's errno instead, which costs nothing). The
 /// audit line (and the operators' event) is written at most once a second per sandbox, with
 /// the number of calls refused since the previous one (`due`).
 fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due: Option<u64>) {
-    let errno = limits::RATE_ERRNO;
+    // A socket() the policy refuses gets its refusal, which needs no work, not EAGAIN.
+    let errno = socket::refusal_of(&sandbox.active().policy, notif).unwrap_or(limits::RATE_ERRNO);
     if let Err(e) = sys::notif_send(sandbox.listener.as_fd(), notif.id, 0, errno) {
         tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
     }
@@ -591,7 +611,7 @@ fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due
     ops.count("deny");
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
-    ops.metrics().observe(op, "deny", latency_us);
+    ops.metrics().observe(metrics_op(op), "deny", latency_us);
     let Some(refused) = due else {
         return;
     };
@@ -636,7 +656,20 @@ fn op_of(notif: RawNotification) -> &'static str {
         Some(Syscall::SendTo) => "sendto",
         Some(Syscall::SendMsg) => "sendmsg",
         Some(Syscall::SendMmsg) => "sendmmsg",
+        Some(Syscall::Socket) => "socket",
+        Some(Syscall::SocketPair) => "socketpair",
+        Some(Syscall::Process(call)) => call.name(),
         None => "unknown",
+    }
+}
+
+/// The operation a call is counted under in the metrics: the process calls, which the audit
+/// names one by one, as one (`process`).
+fn metrics_op(op: &str) -> &str {
+    if decode::ProcessCall::from_name(op).is_some() {
+        "process"
+    } else {
+        op
     }
 }
 
@@ -684,7 +717,7 @@ fn refuse_unread(
     // No decision was made: the call failed before the policy ran.
     let verdict = "error";
     ops.count(verdict);
-    ops.metrics().observe(op, verdict, latency_us);
+    ops.metrics().observe(metrics_op(op), verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");
     if ops.wants_decisions() {
@@ -731,6 +764,9 @@ fn decide(call: &Call) -> Step {
         Some(Syscall::SendTo) => send::decide_sendto(call),
         Some(Syscall::SendMsg) => send::decide_sendmsg(call),
         Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
+        Some(Syscall::Socket) => socket::decide_socket(call),
+        Some(Syscall::SocketPair) => socket::decide_socketpair(call),
+        Some(Syscall::Process(which)) => process::decide(call, which),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     }
 }
@@ -841,17 +877,11 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
 
 /// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
 /// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
-/// an autobind, a listen on a bound socket, an `AF_UNSPEC` disconnect, a TCP connect the
-/// kernel answered from the socket's state without reading its address (`state`). What it
-/// returned is the kernel's answer, an errno included.
-const PASSED: [&str; 6] = [
-    "",
-    "no-destination",
-    "autobind",
-    "bound",
-    "disconnect",
-    "state",
-];
+/// a listen on a socket bound to a path or an address, the autobind of a socket that has a
+/// name (`bound`), an `AF_UNSPEC` disconnect, a TCP connect the kernel answered from the
+/// socket's state without reading its address (`state`). What it returned is the kernel's
+/// answer, an errno included.
+const PASSED: [&str; 5] = ["", "no-destination", "bound", "disconnect", "state"];
 
 /// The audit's `decision` for an answered call, by what was decided and never by what the
 /// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
@@ -883,6 +913,8 @@ fn finish(call: &Call, outcome: Outcome) {
     let (val, errno) = match reply {
         Reply::Value(v) => (v, 0),
         Reply::Errno(e) => (0, e),
+        Reply::Answered(v) => (v, 0),
+        Reply::Continue => (0, 0),
     };
     let ops = &call.sandbox.operators;
     let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
@@ -890,7 +922,21 @@ fn finish(call: &Call, outcome: Outcome) {
     // A call answered without a decision has not read it yet: now, before the answer, after
     // which the caller may exit at once.
     call.read_exe();
-    let delivered = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno);
+    let listener = call.sandbox.listener.as_fd();
+    let delivered = match reply {
+        // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller
+        // that still waited, after its program was read.
+        Reply::Answered(_) => Ok(()),
+        // The one place that lets the kernel perform a call (invariant 2 allows it here, and
+        // nowhere else): only `process.rs` answers `Continue`, for calls whose decision rests
+        // on the pid argument alone, a register value the caller cannot change after it was
+        // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
+        // not bear on the decision, and the kernel checks everything else as it would for
+        // the caller, who makes the call. A call that reads an address or uses a descriptor
+        // is never continued: another thread can change those after the check.
+        Reply::Continue => sys::notif_continue(listener, call.notif.id),
+        Reply::Value(_) | Reply::Errno(_) => sys::notif_send(listener, call.notif.id, val, errno),
+    };
     if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
         tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");
@@ -899,7 +945,8 @@ fn finish(call: &Call, outcome: Outcome) {
     call.sandbox.count_decision();
     let verdict = verdict_of(decision, outcome.failure, errno);
     ops.count(verdict);
-    ops.metrics().observe(outcome.op, verdict, latency_us);
+    ops.metrics()
+        .observe(metrics_op(outcome.op), verdict, latency_us);
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if rule.starts_with(bounds::RULE_PREFIX) {
         ops.metrics().refused(rule);
@@ -1001,7 +1048,7 @@ mod tests {
             ("no-destination", libc::ECONNREFUSED),
             ("no-destination", libc::EAGAIN),
             ("", libc::EPIPE),
-            ("autobind", libc::EADDRINUSE),
+            ("bound", libc::EADDRINUSE),
             ("bound", libc::EINVAL),
             ("disconnect", 0),
             ("state", libc::EISCONN),

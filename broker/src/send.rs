@@ -46,7 +46,7 @@ use crate::msg::{self, Cmsg, CmsgReader, IoVec, MsgHdr};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{connect, decode, limits, reaper};
+use crate::{connect, decode, limits, netlink, reaper};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -336,6 +336,8 @@ fn writable_ranges(maps: &str) -> Vec<(u64, u64)> {
 
 /// What one message came to.
 struct Sent {
+    /// The decision, when sending made one of its own (a route message refused, rule N1);
+    /// the policy's otherwise.
     decision: Option<Decision>,
     failure: &'static str,
     endpoint: String,
@@ -594,7 +596,7 @@ fn unix_control(
         } else {
             let claimed = msg::ucred(&c.data).map_err(|e| (e, "bad-control"))?;
             caller_of(call, &mut caller)?
-                .claim(call.notif.pid, claimed)
+                .claim(call, claimed)
                 .map_err(|errno| (errno, "credentials"))?;
             out.push(c);
         }
@@ -624,6 +626,9 @@ fn fast_open_on_a_used_socket(
             r
         }
         Reply::Errno(errno) => Sent::failed(errno, "state"),
+        // A connect the broker performs answers a value or an errno, never these; were it
+        // to, nothing is sent.
+        Reply::Answered(_) | Reply::Continue => Sent::failed(libc::EIO, "state"),
     }
 }
 
@@ -696,7 +701,9 @@ fn send_one(
             }
             let mut r = deliver(call, sock, kind, name, &message, flags);
             r.endpoint = endpoint;
-            r.decision = bound_decision(r.failure, r.reply, None);
+            if r.decision.is_none() {
+                r.decision = bound_decision(r.failure, r.reply, None);
+            }
             if r.failure.is_empty() {
                 r.failure = "no-destination";
             }
@@ -772,7 +779,7 @@ fn send_one(
     // A send that connects counts under `max_connections` as a connect does.
     let connections = &call.sandbox.limits.connections;
     let slot = match op {
-        Op::Connect => match limits::reserve(connections, call.notif.pid, sock) {
+        Op::Connect => match limits::reserve(connections, sock) {
             Ok(slot) => slot,
             Err(refusal) => {
                 return Sent {
@@ -795,10 +802,11 @@ fn send_one(
     }
     let mut r = deliver(call, sock, kind, &sockaddr, &message, flags);
     if op == Op::Connect {
-        limits::settle(slot, sock, kind, r.reply, true);
-        limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
+        limits::settle(slot, sock, r.reply);
     }
-    r.decision = bound_decision(r.failure, r.reply, Some(decision));
+    if r.decision.is_none() {
+        r.decision = bound_decision(r.failure, r.reply, Some(decision));
+    }
     r.endpoint = endpoint;
     r
 }
@@ -887,7 +895,8 @@ fn carries_source(control: &[Cmsg]) -> bool {
 ///   attach the caller's credentials);
 /// - any other unix send: here (the credentials are attached explicitly);
 /// - any other family (netlink, say): on a thread with the caller's whole identity, since
-///   such messages can ask for changes the kernel grants by the sender's capabilities.
+///   such messages can ask for changes the kernel grants by the sender's capabilities; and on
+///   a netlink route socket, only requests that read, to the kernel (`netlink.rs`).
 fn deliver(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -915,7 +924,7 @@ fn deliver(
     let Some(how) = how else {
         return deliver_here(call, sock, kind, name, message, flags);
     };
-    as_thread(call.notif.pid, how, || {
+    as_thread(call, how, || {
         deliver_here(call, sock, kind, name, message, flags)
     })
     .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
@@ -962,6 +971,19 @@ fn deliver_here(
                 return Sent::failed(libc::ESRCH, "gone");
             }
             break;
+        }
+        // A netlink route socket reads and never changes (rule N1): decided on these very
+        // bytes, which are the ones sent.
+        if first && netlink::is_route(kind) {
+            let peer = || sys::peername(sock).unwrap_or_default();
+            if let Some(refusal) = netlink::check_send(name, peer, &chunk) {
+                return Sent {
+                    decision: Some(refusal),
+                    failure: "",
+                    endpoint: String::new(),
+                    reply: Reply::Errno(libc::EPERM),
+                };
+            }
         }
         let cmsgs: &[u8] = if first { &control } else { &[] };
         // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).
@@ -1135,7 +1157,7 @@ fn control(
                 // Checked and translated as the kernel would for the caller, in its own user
                 // and pid namespaces; the broker sends what they name in its own.
                 let named = who
-                    .claim(call.notif.pid, claimed)
+                    .claim(call, claimed)
                     .map_err(|errno| (errno, "credentials"))?;
                 creds_given = true;
                 out.push(Cmsg {
@@ -1161,7 +1183,7 @@ fn control(
         // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
         // itself, on a thread with the caller's real user id, is charged to that user).
         let who = caller_of(call, &mut caller)?;
-        let nofile = nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
+        let nofile = nofile_limit(call).map_err(|e| (errno_of(&e), "in-flight"))?;
         sys::rights_within_limit(&who.identity, nofile, &msg::encode_cmsgs(&rights_given))
             .map_err(|e| (errno_of(&e), "in-flight"))?;
     }
@@ -1198,7 +1220,7 @@ fn caller_of<'a>(
     cache: &'a mut Option<Caller>,
 ) -> Result<&'a Caller, (i32, &'static str)> {
     if cache.is_none() {
-        let c = Caller::read(call.notif.pid).map_err(|e| (errno_of(&e), "no-identity"))?;
+        let c = Caller::read(call).map_err(|e| (errno_of(&e), "no-identity"))?;
         *cache = Some(c);
     }
     cache.as_ref().ok_or((libc::ESRCH, "no-identity"))

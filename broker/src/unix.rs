@@ -20,6 +20,7 @@ use crate::caller::{as_caller, Caller};
 use crate::decode;
 use crate::handler::{errno_of, Call, Reply};
 use crate::sys::{self, Become};
+use crate::view::{same_node, View, RULE as RULE_VIEW};
 
 /// What came of an operation on a unix path.
 pub(crate) struct PathOutcome {
@@ -61,7 +62,7 @@ pub(crate) fn act_on_path(
 ) -> PathOutcome {
     let given = format!("unix:{}", path.display());
     let tid = call.notif.pid;
-    let who = match Caller::read(tid) {
+    let who = match Caller::read(call) {
         Ok(c) => c,
         Err(e) => return failed(given, "no-identity", errno_of(&e)),
     };
@@ -84,17 +85,42 @@ pub(crate) fn act_on_path(
             None => return failed(given, "cwd-outside-root", libc::EPERM),
         }
     };
+    // Which view names the node (view.rs): the registered one, seen from the caller's mount
+    // namespace or another; without one, the caller's own root, unless the policy lets the
+    // sandbox mount (then nothing names a node for sure).
+    let view = call.sandbox.view.as_ref();
+    let namespace = match fs::read_link(format!("/proc/{tid}/ns/mnt")) {
+        Ok(ns) => ns,
+        Err(e) => return failed(given, "no-root", errno_of(&e)),
+    };
+    let naming = match view {
+        Some(v) if v.same_namespace(&namespace) => Naming::RegisteredRoot(v),
+        Some(v) => Naming::Registered(v),
+        None if call.policy.confinement().namespaces().mount => {
+            return refused_view(given);
+        }
+        None => Naming::CallersRoot,
+    };
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
     }
     let work = || {
         let resolved = match usage {
-            PathUse::Existing => resolve_existing(root_fd.as_fd(), &root_path, &wanted),
-            PathUse::Create => resolve_parent(root_fd.as_fd(), &root_path, &wanted),
+            PathUse::Existing => resolve_existing(root_fd.as_fd(), &wanted),
+            PathUse::Create => resolve_parent(root_fd.as_fd(), &wanted),
         };
-        let (node, target_path, addr) = match resolved {
+        let (node, host, addr) = match resolved {
             Ok(r) => r,
             Err((why, errno)) => return failed(given, why, errno),
+        };
+        let named = match naming.name(&node, &host, &root_path) {
+            Ok(named) => named,
+            Err(Refusal::View) => return refused_view(given),
+            Err(Refusal::Failed(why, errno)) => return failed(given, why, errno),
+        };
+        let target_path = match usage {
+            PathUse::Existing => named,
+            PathUse::Create => named.join(final_name(&wanted)),
         };
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
@@ -147,34 +173,28 @@ fn linked_elsewhere(node: BorrowedFd<'_>) -> bool {
     fs::metadata(format!("/proc/self/fd/{}", node.as_raw_fd())).map_or(true, |m| m.nlink() > 1)
 }
 
+/// A resolved node: its fd, its path as its own mount namespace names it (`/proc/self/fd/N`
+/// read back), and the address that reaches it.
 type Resolved = (OwnedFd, PathBuf, Vec<u8>);
 
-/// The existing node at `wanted`: its fd, its path inside the root, and the address of its
-/// `/proc/self/fd/N`.
+/// The existing node at `wanted` in the caller's root: its fd, its path, and the address of
+/// its `/proc/self/fd/N`.
 fn resolve_existing(
     root_fd: BorrowedFd<'_>,
-    root_path: &Path,
     wanted: &Path,
 ) -> Result<Resolved, (&'static str, i32)> {
     let node = sys::open_in_root(root_fd, wanted.as_os_str().as_bytes())
         .map_err(|e| ("unresolved", errno_of(&e)))?;
     let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
-    let resolved = fs::read_link(&proc_path)
-        .ok()
-        .and_then(|host| inside(root_path, &host))
-        .ok_or(("unresolved", libc::EPERM))?;
+    let host = fs::read_link(&proc_path).map_err(|_| ("unresolved", libc::EPERM))?;
     let addr = decode::sockaddr_un(proc_path.as_bytes()).ok_or(("unresolved", libc::EINVAL))?;
-    Ok((node, resolved, addr))
+    Ok((node, host, addr))
 }
 
-/// The directory that will hold a new socket at `wanted`, resolved inside the root; the path
-/// decided on is that directory's resolved path and the final name, and the address is
-/// `/proc/self/fd/DIR/NAME`.
-fn resolve_parent(
-    root_fd: BorrowedFd<'_>,
-    root_path: &Path,
-    wanted: &Path,
-) -> Result<Resolved, (&'static str, i32)> {
+/// The directory that will hold a new socket at `wanted`, resolved in the caller's root: its
+/// fd and path, and the address `/proc/self/fd/DIR/NAME`. The path decided on is that
+/// directory's and the final name ([`final_name`]).
+fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Resolved, (&'static str, i32)> {
     let bytes = wanted.as_os_str().as_bytes();
     let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
         return Err(("unresolved", libc::ENOENT));
@@ -185,16 +205,75 @@ fn resolve_parent(
     }
     let node = sys::open_in_root(root_fd, dir).map_err(|e| ("unresolved", errno_of(&e)))?;
     let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
-    let dir_inside = fs::read_link(&proc_path)
-        .ok()
-        .and_then(|host| inside(root_path, &host))
-        .ok_or(("unresolved", libc::EPERM))?;
-    let name = std::ffi::OsStr::from_bytes(name);
+    let host = fs::read_link(&proc_path).map_err(|_| ("unresolved", libc::EPERM))?;
     let mut full = proc_path.into_bytes();
     full.push(b'/');
-    full.extend_from_slice(name.as_bytes());
+    full.extend_from_slice(name);
     let addr = decode::sockaddr_un(&full).ok_or(("unresolved", libc::ENAMETOOLONG))?;
-    Ok((node, dir_inside.join(name), addr))
+    Ok((node, host, addr))
+}
+
+/// The last component of `wanted` (checked by [`resolve_parent`]).
+fn final_name(wanted: &Path) -> &std::ffi::OsStr {
+    let bytes = wanted.as_os_str().as_bytes();
+    let start = bytes.iter().rposition(|b| *b == b'/').map_or(0, |s| s + 1);
+    std::ffi::OsStr::from_bytes(&bytes[start..])
+}
+
+/// How a resolved node gets the name the policy decides on (`view.rs`).
+enum Naming<'a> {
+    /// No registered view: its path under the caller's root.
+    CallersRoot,
+    /// The caller shares the registered mount namespace: its path under the registered root.
+    RegisteredRoot(&'a View),
+    /// The caller is in another mount namespace: its path there, resolved again in the
+    /// registered view, must reach the same node, which is named by its path there.
+    Registered(&'a View),
+}
+
+enum Refusal {
+    /// The node is not what its name reaches in the registered view.
+    View,
+    Failed(&'static str, i32),
+}
+
+impl Naming<'_> {
+    /// The name of `node` (at `host`, as its mount namespace names it), `caller_root` being
+    /// the caller's root there.
+    fn name(&self, node: &OwnedFd, host: &Path, caller_root: &Path) -> Result<PathBuf, Refusal> {
+        let root_of = |view: &View| {
+            view.root_path()
+                .map_err(|e| Refusal::Failed("no-root", errno_of(&e)))
+        };
+        match self {
+            Naming::CallersRoot => {
+                inside(caller_root, host).ok_or(Refusal::Failed("unresolved", libc::EPERM))
+            }
+            Naming::RegisteredRoot(view) => inside(&root_of(view)?, host).ok_or(Refusal::View),
+            Naming::Registered(view) => {
+                let as_caller = inside(caller_root, host).ok_or(Refusal::View)?;
+                let there = sys::open_in_root(view.root(), as_caller.as_os_str().as_bytes())
+                    .map_err(|_| Refusal::View)?;
+                if !same_node(node.as_fd(), there.as_fd()) {
+                    return Err(Refusal::View);
+                }
+                let host = fs::read_link(format!("/proc/self/fd/{}", there.as_raw_fd()))
+                    .map_err(|_| Refusal::View)?;
+                inside(&root_of(view)?, &host).ok_or(Refusal::View)
+            }
+        }
+    }
+}
+
+/// A unix path call refused because the node is not what its name reaches in the view the
+/// sandbox registered in.
+fn refused_view(endpoint: String) -> PathOutcome {
+    PathOutcome {
+        decision: Some(crate::limits::refusal(RULE_VIEW, libc::EPERM)),
+        failure: "",
+        reply: Reply::Errno(libc::EPERM),
+        endpoint,
+    }
 }
 
 fn failed(endpoint: String, why: &'static str, errno: i32) -> PathOutcome {

@@ -215,7 +215,8 @@ pub struct Counters {
     /// Held calls that got the fallback at once because no operator was watching.
     pub unattended: u64,
     /// Calls that needed no decision and went through as the caller made them (a send on a
-    /// connected socket, an autobind; the audit's `pass`), whatever they returned.
+    /// connected socket, a listen on a socket bound to a path; the audit's `pass`), whatever
+    /// they returned.
     pub passed: u64,
     /// Calls that failed before the policy could decide (a bad fd or pointer; the audit's
     /// `error`).
