@@ -48,8 +48,7 @@ pub(crate) fn decide(call: &Call) -> Step {
     if reads_state(call, kind, &addr) {
         // A connect that waits for a connection in progress waits off the receiver.
         let in_progress = !sys::is_nonblocking(sock.as_fd()).unwrap_or(false)
-            && sys::tcp_state(sock.as_fd())
-                .is_ok_and(|s| matches!(s, TCP_SYN_SENT | TCP_SYN_RECV));
+            && sys::tcp_state(sock.as_fd()).is_ok_and(|s| matches!(s, TCP_SYN_SENT | TCP_SYN_RECV));
         if in_progress {
             return Step::Blocking(Box::new(move |call: &Call| {
                 match state_answer(call, sock.as_fd(), kind, &addr) {
@@ -80,7 +79,9 @@ fn reads_state(call: &Call, kind: SocketKind, addr: &[u8]) -> bool {
     let tcp = matches!(kind.family, libc::AF_INET | libc::AF_INET6)
         && kind.sock_type == libc::SOCK_STREAM
         && matches!(kind.protocol, 0 | libc::IPPROTO_TCP);
-    let family = addr.get(..2).map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
+    let family = addr
+        .get(..2)
+        .map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
     tcp && !call.replayed && family.is_some_and(|f| f != libc::AF_UNSPEC)
 }
 

@@ -313,9 +313,7 @@ pub fn taken(reader: CmsgReader, c: &Cmsg) -> Taken {
         (CmsgReader::Tcp, _) => Taken::Skipped,
         (_, SOL_UDP) => known(&[UDP_SEGMENT]),
         (CmsgReader::Udp4 { .. }, libc::SOL_IP) => known(IP_KINDS),
-        (CmsgReader::Udp4 { v6_socket: true }, libc::SOL_IPV6)
-            if c.kind == libc::IPV6_PKTINFO =>
-        {
+        (CmsgReader::Udp4 { v6_socket: true }, libc::SOL_IPV6) if c.kind == libc::IPV6_PKTINFO => {
             Taken::Known
         }
         (CmsgReader::Udp6, libc::SOL_IPV6) => known(IPV6_KINDS),
@@ -506,8 +504,16 @@ mod tests {
             (udp4, c(libc::SOL_IP, libc::IP_PKTINFO), Taken::Known),
             (udp4, c(libc::SOL_IP, 99), Taken::Unknown),
             (udp4, c(libc::SOL_IPV6, libc::IPV6_PKTINFO), Taken::Skipped),
-            (udp4_from_v6, c(libc::SOL_IPV6, libc::IPV6_PKTINFO), Taken::Known),
-            (udp4_from_v6, c(libc::SOL_IPV6, libc::IPV6_HOPLIMIT), Taken::Skipped),
+            (
+                udp4_from_v6,
+                c(libc::SOL_IPV6, libc::IPV6_PKTINFO),
+                Taken::Known,
+            ),
+            (
+                udp4_from_v6,
+                c(libc::SOL_IPV6, libc::IPV6_HOPLIMIT),
+                Taken::Skipped,
+            ),
             (udp4, c(SOL_UDP, UDP_SEGMENT), Taken::Known),
             (udp4, c(SOL_UDP, 1), Taken::Unknown),
             (udp4, c(libc::SOL_TCP, 1), Taken::Skipped),

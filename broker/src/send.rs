@@ -95,7 +95,10 @@ fn wants_capability(c: &Cmsg) -> bool {
     if (c.level, c.kind) != (libc::SOL_SOCKET, libc::SO_PRIORITY) {
         return false;
     }
-    let value = c.data.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let value = c
+        .data
+        .get(..4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
     match value {
         Some(p) => p > UNPRIVILEGED_PRIORITY,
         None => true,
@@ -497,7 +500,9 @@ fn udp_first(
     let v4 = if kind.family == libc::AF_INET {
         true
     } else {
-        let family = name.get(..2).map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
+        let family = name
+            .get(..2)
+            .map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
         let mapped = name.len() >= 24 && name[8..20] == V4_MAPPED_PREFIX;
         match family {
             Some(libc::AF_INET) => !state.v6only(),
@@ -567,8 +572,7 @@ fn unix_control(
     call: &Call,
     control: &Result<Vec<Cmsg>, i32>,
 ) -> Result<Vec<Cmsg>, (i32, &'static str)> {
-    let list =
-        msg::kernel_reads(CmsgReader::Unix, control).map_err(|e| (e, "bad-control"))?;
+    let list = msg::kernel_reads(CmsgReader::Unix, control).map_err(|e| (e, "bad-control"))?;
     let mut out = Vec::with_capacity(list.len());
     let mut total = 0;
     let mut caller: Option<Caller> = None;
@@ -1236,6 +1240,88 @@ mod tests {
             sock_type,
             protocol,
         }
+    }
+
+    fn sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
+        address::encode(addr)
+    }
+
+    /// `udp_sendmsg`'s first checks (size, then `MSG_OOB`) for destinations that reach it:
+    /// any on an IPv4 socket, an IPv4 or IPv4-mapped one on an IPv6 socket that is not
+    /// IPv6-only; never an IPv6 destination, nor a send without one.
+    #[test]
+    fn udp_first_checks_size_then_oob_on_ipv4_destinations() {
+        let udp4 = kind(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let udp6 = kind(libc::AF_INET6, libc::SOCK_DGRAM, 0);
+        let v4 = sockaddr("127.0.0.99:9".parse().unwrap());
+        let mapped = sockaddr("[::ffff:127.0.0.99]:9".parse().unwrap());
+        let v6 = sockaddr("[::1]:9".parse().unwrap());
+        let state = |v6only| address::Known {
+            v6only,
+            ..Default::default()
+        };
+        let big = 0x1_0000;
+        let check = |kind, v6only, name: Option<&[u8]>, total, flags| {
+            udp_first(kind, &mut state(v6only), name, total, flags)
+        };
+        assert_eq!(check(udp4, false, Some(&v4), big, 0), Some(libc::EMSGSIZE));
+        assert_eq!(check(udp4, false, Some(&v4), 0xFFFF, 0), None);
+        assert_eq!(
+            check(udp4, false, Some(&v4), 1, libc::MSG_OOB),
+            Some(libc::EOPNOTSUPP)
+        );
+        // The size comes first.
+        let oob_big = check(udp4, false, Some(&v4), big, libc::MSG_OOB);
+        assert_eq!(oob_big, Some(libc::EMSGSIZE));
+        // An IPv4 socket checks before the family of what it is given.
+        assert_eq!(check(udp4, false, Some(&v6), big, 0), Some(libc::EMSGSIZE));
+        assert_eq!(check(udp6, false, Some(&v4), big, 0), Some(libc::EMSGSIZE));
+        assert_eq!(
+            check(udp6, false, Some(&mapped), big, 0),
+            Some(libc::EMSGSIZE)
+        );
+        assert_eq!(check(udp6, true, Some(&mapped), big, 0), None);
+        assert_eq!(check(udp6, false, Some(&v6), big, libc::MSG_OOB), None);
+        assert_eq!(check(udp4, false, None, big, libc::MSG_OOB), None);
+    }
+
+    /// `import_ubuf`'s range check, before the fd: a buffer that wraps or reaches into the
+    /// kernel's half is `EFAULT` (x86_64), its length clamped to `MAX_RW_COUNT` first.
+    #[test]
+    fn sendto_buffer_range_as_import_ubuf() {
+        assert!(user_range(0x1000, 100));
+        assert!(user_range(0, 0));
+        let top = i64::MAX as u64;
+        assert!(user_range(top - 100, 100));
+        // A length past MAX_RW_COUNT counts as MAX_RW_COUNT.
+        assert!(user_range(0x1000, u64::MAX));
+        if cfg!(target_arch = "x86_64") {
+            assert!(!user_range(top - 99, 100));
+            assert!(!user_range(0xffff_8000_0000_0000, 1));
+            assert!(!user_range(u64::MAX, 2));
+        }
+    }
+
+    /// An `SO_PRIORITY` above `TC_PRIO_INTERACTIVE` needs a capability, and so does one the
+    /// broker cannot read (the kernel decides with the caller's); nothing else does.
+    #[test]
+    fn priority_above_six_is_sent_with_the_callers_capabilities() {
+        let prio = |data: Vec<u8>| Cmsg {
+            level: libc::SOL_SOCKET,
+            kind: libc::SO_PRIORITY,
+            data,
+        };
+        assert!(!wants_capability(&prio(6u32.to_ne_bytes().to_vec())));
+        assert!(!wants_capability(&prio(0u32.to_ne_bytes().to_vec())));
+        assert!(wants_capability(&prio(7u32.to_ne_bytes().to_vec())));
+        assert!(wants_capability(&prio(u32::MAX.to_ne_bytes().to_vec())));
+        assert!(wants_capability(&prio(vec![1])));
+        let ttl = Cmsg {
+            level: libc::SOL_IP,
+            kind: libc::IP_TTL,
+            data: 300u32.to_ne_bytes().to_vec(),
+        };
+        assert!(!wants_capability(&ttl));
     }
 
     /// F14: a destination on an SCTP send sets up an association, so it is decided as a

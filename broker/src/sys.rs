@@ -652,8 +652,7 @@ pub fn sendmsg_as_caller(
             tv_nsec: 0,
         };
         // SAFETY: `pipe` is initialised; a NULL siginfo is allowed; a zero timeout polls.
-        raised = unsafe { libc::sigtimedwait(&pipe, std::ptr::null_mut(), &none) }
-            == libc::SIGPIPE;
+        raised = unsafe { libc::sigtimedwait(&pipe, std::ptr::null_mut(), &none) } == libc::SIGPIPE;
     }
     // SAFETY: `old` was filled by pthread_sigmask above.
     if unsafe { libc::sigismember(&old, libc::SIGPIPE) } != 1 {

@@ -424,7 +424,11 @@ fn i17_control_messages_as_each_protocol_reads_them() {
     let with = records(&py, Some((&Via::Embedded, &source_cmsgs)), &["ip_pktinfo"]);
     let d = differences(&native, &with, &source_cmsgs, &["ip_pktinfo"]);
     assert!(d.is_empty(), "IP_PKTINFO with source_cmsgs: {d:?}");
-    let without = records(&py, Some((&Via::Embedded, &Policy::AllowAll)), &["ip_pktinfo"]);
+    let without = records(
+        &py,
+        Some((&Via::Embedded, &Policy::AllowAll)),
+        &["ip_pktinfo"],
+    );
     assert_eq!(
         without["ip_pktinfo"][0],
         serde_json::json!(["IP_PKTINFO", "E:EPERM"]),
