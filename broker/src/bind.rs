@@ -330,9 +330,12 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     if kind.family == libc::AF_UNIX {
         return Step::Done(listen_unix(call, out, sock.as_fd(), kind, backlog));
     }
-    if !unbound_inet(sock.as_fd(), kind) {
-        // Bound already (by a decided bind, or before confinement), or not inet: listen
-        // reaches no new address.
+    // A datagram or raw socket does not listen (`sock_no_listen`): its listen binds nothing
+    // and fails (`EOPNOTSUPP`), whatever the policy says of binds.
+    let listens = !matches!(kind.sock_type, libc::SOCK_DGRAM | libc::SOCK_RAW);
+    if !listens || !unbound_inet(sock.as_fd(), kind) {
+        // Bound already (by a decided bind, or before confinement), not inet, or a socket
+        // that does not listen: listen reaches no new address.
         out.endpoint = bound_name(sock.as_fd(), kind);
         let reply = listen(sock.as_fd(), backlog);
         return Step::Done(out.decided(None, "bound", reply));

@@ -3,7 +3,10 @@
 //!
 //! The checks run in the kernel's own order so that a bad call gets the errno the kernel would
 //! give: the fd (`EBADF`), the length (`EINVAL`), the copy (`EFAULT`), the socket (`ENOTSOCK`),
-//! the address (`EINVAL`), then the policy (`EPERM`) and the call itself.
+//! for TCP the socket's state (a connected, listening, connecting or failed socket answers
+//! before its address is read: [`state_answer`]), the address (`EINVAL`), then the policy
+//! (`EPERM`) and the call itself. A UDP socket is autobound before its address is read, also
+//! when the broker answers the address's errno itself (`source::autobind`).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +27,7 @@ pub(crate) fn decide(call: &Call) -> Step {
     let fd = call.notif.args[0] as i32;
     let addr_ptr = call.notif.args[1];
     let len = call.notif.args[2] as i32;
-    let mut out = Outcome::new("connect");
+    let out = Outcome::new("connect");
 
     let sock = match call.take_fd(fd) {
         Ok(s) => s,
@@ -42,12 +45,93 @@ pub(crate) fn decide(call: &Call) -> Step {
         Ok(k) => k,
         Err(e) => return Step::Done(out.failed(errno_of(&e), "not-a-socket")),
     };
+    if reads_state(call, kind, &addr) {
+        // A connect that waits for a connection in progress waits off the receiver.
+        let in_progress = !sys::is_nonblocking(sock.as_fd()).unwrap_or(false)
+            && sys::tcp_state(sock.as_fd()).is_ok_and(|s| matches!(s, TCP_SYN_SENT | TCP_SYN_RECV));
+        if in_progress {
+            return Step::Blocking(Box::new(move |call: &Call| {
+                match state_answer(call, sock.as_fd(), kind, &addr) {
+                    Some(reply) => out.decided(None, "state", reply),
+                    None => match decide_fresh(call, sock, kind, addr, out) {
+                        Step::Done(out) => out,
+                        Step::Blocking(work) => work(call),
+                    },
+                }
+            }));
+        }
+        if let Some(reply) = state_answer(call, sock.as_fd(), kind, &addr) {
+            return Step::Done(out.decided(None, "state", reply));
+        }
+    }
+    decide_fresh(call, sock, kind, addr, out)
+}
+
+/// `TCP_SYN_SENT` and `TCP_SYN_RECV` (`net/tcp_states.h`).
+const TCP_SYN_SENT: u8 = 2;
+const TCP_SYN_RECV: u8 = 3;
+
+/// Whether the kernel reads the state of this socket before `addr` (`__inet_stream_connect`,
+/// after its length and `AF_UNSPEC` checks): a TCP socket, for a call no earlier broker may
+/// have performed (a replayed connect must find its own connection: `handler::replayed_reply`).
+/// MPTCP sets up its first subflow before it reads the address, so it is left to the address.
+fn reads_state(call: &Call, kind: SocketKind, addr: &[u8]) -> bool {
+    let tcp = matches!(kind.family, libc::AF_INET | libc::AF_INET6)
+        && kind.sock_type == libc::SOCK_STREAM
+        && matches!(kind.protocol, 0 | libc::IPPROTO_TCP);
+    let family = addr
+        .get(..2)
+        .map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
+    tcp && !call.replayed && family.is_some_and(|f| f != libc::AF_UNSPEC)
+}
+
+/// The kernel's answer to a TCP connect (or the connect of a Fast Open send) with `addr` when
+/// it gives one without reading `addr`: the socket is connected or listening (`EISCONN`),
+/// connecting (`EALREADY`; on a blocking socket the call waits for the outcome), connected
+/// since its last connect (0: it is now), or its connection failed (the error, or
+/// `ECONNABORTED` once `SO_ERROR` took it; the socket is then reset, as the kernel resets
+/// it). `None` for a fresh socket, whose connect goes where `addr` says.
+///
+/// The kernel itself is asked: the broker connects its copy of the socket with an address of
+/// the socket's family two bytes long. `__inet_stream_connect` answers from the state first;
+/// only a fresh socket gets to `tcp_v4_connect`/`tcp_v6_connect` (and their pre-connect
+/// hooks), which refuse so short an address (`EINVAL`) before they do anything.
+pub(crate) fn state_answer(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    addr: &[u8],
+) -> Option<Reply> {
+    if !reads_state(call, kind, addr) {
+        return None;
+    }
+    let probe = (kind.family as u16).to_ne_bytes();
+    match perform(call, sock, &probe) {
+        Reply::Errno(libc::EINVAL) => None,
+        reply => Some(reply),
+    }
+}
+
+/// The rest of [`decide`], for a socket whose connect reads `addr`.
+fn decide_fresh(
+    call: &Call,
+    sock: std::os::fd::OwnedFd,
+    kind: SocketKind,
+    addr: Vec<u8>,
+    mut out: Outcome,
+) -> Step {
     // Invariant 9: the address as the kernel reads it for this socket in its present state.
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
     let mut view = View::new(call, sock.as_fd(), kind);
     let reading = address::read(Use::Connect, kind, &mut view, Some(&addr));
     let (target, sockaddr) = match reading {
-        Reading::Errno(errno) => return Step::Done(out.failed(errno, "bad-address")),
+        Reading::Errno(errno) => {
+            if address::is_udp(kind) && addr.len() >= 2 {
+                // `inet_dgram_connect` autobinds before it reads the address.
+                source::autobind(call, &mut view);
+            }
+            return Step::Done(out.failed(errno, "bad-address"));
+        }
         Reading::Refused(why) => {
             out.endpoint = "unclassified".to_owned();
             let reply = Reply::Errno(libc::EPERM);

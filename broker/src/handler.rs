@@ -878,9 +878,10 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
 /// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
 /// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
 /// a listen on a socket bound to a path or an address, the autobind of a socket that has a
-/// name (`bound`), an `AF_UNSPEC` disconnect. What it returned is the kernel's answer, an
-/// errno included.
-const PASSED: [&str; 4] = ["", "no-destination", "bound", "disconnect"];
+/// name (`bound`), an `AF_UNSPEC` disconnect, a TCP connect the kernel answered from the
+/// socket's state without reading its address (`state`). What it returned is the kernel's
+/// answer, an errno included.
+const PASSED: [&str; 5] = ["", "no-destination", "bound", "disconnect", "state"];
 
 /// The audit's `decision` for an answered call, by what was decided and never by what the
 /// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
@@ -1050,6 +1051,8 @@ mod tests {
             ("bound", libc::EADDRINUSE),
             ("bound", libc::EINVAL),
             ("disconnect", 0),
+            ("state", libc::EISCONN),
+            ("state", 0),
             // A `sendmmsg` that sent messages before one failed returns their count.
             ("bad-message", 0),
         ] {

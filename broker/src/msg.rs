@@ -185,14 +185,155 @@ pub fn encode_cmsgs(list: &[Cmsg]) -> Vec<u8> {
     out
 }
 
-/// The fds of an `SCM_RIGHTS` payload (whole ints only, as the kernel reads them); `EINVAL`
-/// for none or more than [`SCM_MAX_FD`].
+/// The fds of an `SCM_RIGHTS` payload (whole ints only, as the kernel reads them: a block
+/// without one passes nothing, `scm_fp_copy`); `EINVAL` for more than [`SCM_MAX_FD`].
 pub fn rights(data: &[u8]) -> Result<Vec<i32>, i32> {
     let n = data.len() / 4;
-    if n == 0 || n > SCM_MAX_FD {
+    if n > SCM_MAX_FD {
         return Err(libc::EINVAL);
     }
     Ok((0..n).map(|i| i32_at(data, i * 4)).collect())
+}
+
+/// A control buffer that every kernel walk of control messages refuses (`EINVAL`): one header
+/// whose length is shorter than a header. Passed in place of messages the kernel would refuse,
+/// it makes the kernel answer `EINVAL` at the point of its own code where it would have
+/// refused them, after whatever it checks first (a TCP socket's state, a datagram socket's
+/// peer).
+pub const REFUSED_CONTROL: [u8; CMSGHDR_LEN] = [0; CMSGHDR_LEN];
+
+/// `SOL_UDP` (`linux/socket.h`).
+pub const SOL_UDP: i32 = 17;
+/// `UDP_SEGMENT` (`linux/udp.h`).
+pub const UDP_SEGMENT: i32 = 103;
+/// `IP_RETOPTS` (`linux/in.h`).
+pub const IP_RETOPTS: i32 = 7;
+/// `IP_PROTOCOL` (`linux/in.h`).
+pub const IP_PROTOCOL: i32 = 52;
+/// `SO_TIMESTAMPING_OLD` and `SO_TIMESTAMPING_NEW` (`asm-generic/socket.h`).
+pub const SO_TIMESTAMPING_OLD: i32 = 37;
+/// See [`SO_TIMESTAMPING_OLD`].
+pub const SO_TIMESTAMPING_NEW: i32 = 65;
+/// `SCM_DEVMEM_DMABUF` (`asm-generic/socket.h`).
+pub const SCM_DEVMEM_DMABUF: i32 = 79;
+/// `SCM_TS_OPT_ID` (`asm-generic/socket.h`).
+pub const SCM_TS_OPT_ID: i32 = 81;
+/// `IPV6_2292HOPLIMIT` (`linux/in6.h`).
+pub const IPV6_2292HOPLIMIT: i32 = 8;
+/// `IPV6_FLOWINFO` (`linux/in6.h`).
+pub const IPV6_FLOWINFO: i32 = 11;
+
+/// The `SOL_SOCKET` messages `__sock_cmsg_send` knows.
+const SOCKET_KINDS: &[i32] = &[
+    libc::SO_MARK,
+    libc::SO_PRIORITY,
+    SO_TIMESTAMPING_OLD,
+    SO_TIMESTAMPING_NEW,
+    libc::SCM_TXTIME,
+    SCM_DEVMEM_DMABUF,
+    SCM_TS_OPT_ID,
+    libc::SCM_RIGHTS,
+    libc::SCM_CREDENTIALS,
+];
+/// The `SOL_IP` messages `ip_cmsg_send` knows.
+const IP_KINDS: &[i32] = &[
+    IP_RETOPTS,
+    libc::IP_PKTINFO,
+    libc::IP_TTL,
+    libc::IP_TOS,
+    IP_PROTOCOL,
+];
+/// The `SOL_IPV6` messages `ip6_datagram_send_ctl` knows.
+const IPV6_KINDS: &[i32] = &[
+    libc::IPV6_PKTINFO,
+    libc::IPV6_2292PKTINFO,
+    IPV6_FLOWINFO,
+    libc::IPV6_2292HOPOPTS,
+    libc::IPV6_HOPOPTS,
+    libc::IPV6_2292DSTOPTS,
+    libc::IPV6_DSTOPTS,
+    libc::IPV6_RTHDRDSTOPTS,
+    libc::IPV6_2292RTHDR,
+    libc::IPV6_RTHDR,
+    IPV6_2292HOPLIMIT,
+    libc::IPV6_HOPLIMIT,
+    libc::IPV6_TCLASS,
+    libc::IPV6_DONTFRAG,
+];
+
+/// The kernel code that takes the control messages of a send: each looks at some levels and
+/// skips the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmsgReader {
+    /// A unix socket (`__scm_send`): `SOL_SOCKET` only, where it knows `SCM_RIGHTS` and
+    /// `SCM_CREDENTIALS`.
+    Unix,
+    /// UDP or UDP-Lite to an IPv4 destination (`udp_cmsg_send`, then `ip_cmsg_send`):
+    /// `SOL_UDP`, `SOL_SOCKET` and `SOL_IP`; from an IPv6 socket also `IPV6_PKTINFO` (an
+    /// IPv4-mapped source), and no other `SOL_IPV6` message.
+    Udp4 {
+        /// The socket is an IPv6 one.
+        v6_socket: bool,
+    },
+    /// UDP or UDP-Lite to an IPv6 destination (`udp_cmsg_send`, then
+    /// `ip6_datagram_send_ctl`): `SOL_UDP`, `SOL_SOCKET` and `SOL_IPV6`.
+    Udp6,
+    /// TCP (`sock_cmsg_send`): `SOL_SOCKET` only.
+    Tcp,
+}
+
+/// What the kernel makes of one control message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Not looked at: a level the reader skips, or `SCM_RIGHTS` and `SCM_CREDENTIALS` on an
+    /// IP socket, which `__sock_cmsg_send` leaves alone ("semantically in `SOL_UNIX`").
+    Skipped,
+    /// A message the reader knows (its contents are checked when it is sent).
+    Known,
+    /// A type the reader does not know at a level it reads: the send fails with `EINVAL`.
+    Unknown,
+}
+
+/// How `reader` takes control message `c`.
+pub fn taken(reader: CmsgReader, c: &Cmsg) -> Taken {
+    let known = |kinds: &[i32]| {
+        if kinds.contains(&c.kind) {
+            Taken::Known
+        } else {
+            Taken::Unknown
+        }
+    };
+    let scm = matches!(c.kind, libc::SCM_RIGHTS | libc::SCM_CREDENTIALS);
+    match (reader, c.level) {
+        (CmsgReader::Unix, libc::SOL_SOCKET) if scm => Taken::Known,
+        (CmsgReader::Unix, libc::SOL_SOCKET) => Taken::Unknown,
+        (CmsgReader::Unix, _) => Taken::Skipped,
+        (_, libc::SOL_SOCKET) if scm => Taken::Skipped,
+        (_, libc::SOL_SOCKET) => known(SOCKET_KINDS),
+        (CmsgReader::Tcp, _) => Taken::Skipped,
+        (_, SOL_UDP) => known(&[UDP_SEGMENT]),
+        (CmsgReader::Udp4 { .. }, libc::SOL_IP) => known(IP_KINDS),
+        (CmsgReader::Udp4 { v6_socket: true }, libc::SOL_IPV6) if c.kind == libc::IPV6_PKTINFO => {
+            Taken::Known
+        }
+        (CmsgReader::Udp6, libc::SOL_IPV6) => known(IPV6_KINDS),
+        _ => Taken::Skipped,
+    }
+}
+
+/// The control messages `reader` looks at, in order, or `EINVAL` when the kernel refuses the
+/// buffer (`parsed` is [`cmsgs`]'s reading of it) or one of its types.
+pub fn kernel_reads(reader: CmsgReader, parsed: &Result<Vec<Cmsg>, i32>) -> Result<Vec<Cmsg>, i32> {
+    let list = parsed.as_ref().map_err(|e| *e)?;
+    let mut out = Vec::with_capacity(list.len());
+    for c in list {
+        match taken(reader, c) {
+            Taken::Skipped => {}
+            Taken::Known => out.push(c.clone()),
+            Taken::Unknown => return Err(libc::EINVAL),
+        }
+    }
+    Ok(out)
 }
 
 /// `struct ucred`: pid, uid, gid.
@@ -317,7 +458,97 @@ mod tests {
         assert_eq!(cmsgs(&long), Err(libc::EINVAL));
         // Fewer bytes than a header: nothing to walk.
         assert_eq!(cmsgs(&[0u8; 15]).unwrap(), vec![]);
-        assert_eq!(rights(&[]), Err(libc::EINVAL));
+        // The refused buffer is refused.
+        assert_eq!(cmsgs(&REFUSED_CONTROL), Err(libc::EINVAL));
+    }
+
+    /// `scm_fp_copy`: whole ints only; a block without one passes nothing; more than
+    /// `SCM_MAX_FD` in one block is `EINVAL`.
+    #[test]
+    fn rights_take_whole_ints_and_an_empty_block_is_nothing() {
+        assert_eq!(rights(&[]), Ok(vec![]));
+        assert_eq!(rights(&[1, 0, 0]), Ok(vec![]));
+        assert_eq!(rights(&[7, 0, 0, 0, 9]), Ok(vec![7]));
+        assert_eq!(rights(&[0u8; 4 * 253]).map(|v| v.len()), Ok(253));
+        assert_eq!(rights(&[0u8; 4 * 254]), Err(libc::EINVAL));
+    }
+
+    fn c(level: i32, kind: i32) -> Cmsg {
+        Cmsg {
+            level,
+            kind,
+            data: vec![0; 4],
+        }
+    }
+
+    /// Each reader looks at its own levels only, as the kernel's walks do; what it skips is
+    /// never an error, and `SCM_RIGHTS` and `SCM_CREDENTIALS` mean nothing to an IP socket.
+    #[test]
+    fn readers_take_their_own_levels() {
+        use CmsgReader::*;
+        let sock = libc::SOL_SOCKET;
+        let udp4 = Udp4 { v6_socket: false };
+        let udp4_from_v6 = Udp4 { v6_socket: true };
+        let cases: &[(CmsgReader, Cmsg, Taken)] = &[
+            (Unix, c(sock, libc::SCM_RIGHTS), Taken::Known),
+            (Unix, c(sock, libc::SCM_CREDENTIALS), Taken::Known),
+            (Unix, c(sock, libc::SO_MARK), Taken::Unknown),
+            (Unix, c(libc::SOL_IP, libc::IP_PKTINFO), Taken::Skipped),
+            (Unix, c(9, 1), Taken::Skipped),
+            (udp4, c(sock, libc::SCM_RIGHTS), Taken::Skipped),
+            (udp4, c(sock, libc::SCM_CREDENTIALS), Taken::Skipped),
+            (udp4, c(sock, libc::SO_MARK), Taken::Known),
+            (udp4, c(sock, SO_TIMESTAMPING_NEW), Taken::Known),
+            (udp4, c(sock, 99), Taken::Unknown),
+            (udp4, c(libc::SOL_IP, libc::IP_TTL), Taken::Known),
+            (udp4, c(libc::SOL_IP, libc::IP_PKTINFO), Taken::Known),
+            (udp4, c(libc::SOL_IP, 99), Taken::Unknown),
+            (udp4, c(libc::SOL_IPV6, libc::IPV6_PKTINFO), Taken::Skipped),
+            (
+                udp4_from_v6,
+                c(libc::SOL_IPV6, libc::IPV6_PKTINFO),
+                Taken::Known,
+            ),
+            (
+                udp4_from_v6,
+                c(libc::SOL_IPV6, libc::IPV6_HOPLIMIT),
+                Taken::Skipped,
+            ),
+            (udp4, c(SOL_UDP, UDP_SEGMENT), Taken::Known),
+            (udp4, c(SOL_UDP, 1), Taken::Unknown),
+            (udp4, c(libc::SOL_TCP, 1), Taken::Skipped),
+            (Udp6, c(libc::SOL_IPV6, libc::IPV6_HOPLIMIT), Taken::Known),
+            (Udp6, c(libc::SOL_IPV6, 99), Taken::Unknown),
+            (Udp6, c(libc::SOL_IP, libc::IP_TTL), Taken::Skipped),
+            (Udp6, c(SOL_UDP, UDP_SEGMENT), Taken::Known),
+            (Tcp, c(sock, libc::SCM_RIGHTS), Taken::Skipped),
+            (Tcp, c(sock, SO_TIMESTAMPING_OLD), Taken::Known),
+            (Tcp, c(sock, 99), Taken::Unknown),
+            (Tcp, c(libc::SOL_IP, libc::IP_PKTINFO), Taken::Skipped),
+            (Tcp, c(SOL_UDP, 1), Taken::Skipped),
+        ];
+        for (reader, cmsg, want) in cases {
+            assert_eq!(taken(*reader, cmsg), *want, "{reader:?} {cmsg:?}");
+        }
+    }
+
+    /// The kernel's reading of a whole buffer: malformed is `EINVAL`, the first unknown type
+    /// is `EINVAL` wherever it is, skipped messages are left out.
+    #[test]
+    fn kernel_reads_a_buffer_in_order() {
+        let udp4 = CmsgReader::Udp4 { v6_socket: false };
+        let rights = c(libc::SOL_SOCKET, libc::SCM_RIGHTS);
+        let ttl = c(libc::SOL_IP, libc::IP_TTL);
+        let ok = Ok(vec![rights.clone(), ttl.clone(), c(6, 1)]);
+        assert_eq!(kernel_reads(udp4, &ok), Ok(vec![ttl.clone()]));
+        assert_eq!(
+            kernel_reads(CmsgReader::Unix, &ok),
+            Ok(vec![rights.clone()])
+        );
+        let unknown = Ok(vec![ttl.clone(), c(libc::SOL_IP, 99)]);
+        assert_eq!(kernel_reads(udp4, &unknown), Err(libc::EINVAL));
+        assert_eq!(kernel_reads(CmsgReader::Udp6, &unknown), Ok(vec![]));
+        assert_eq!(kernel_reads(udp4, &Err(libc::EINVAL)), Err(libc::EINVAL));
     }
 
     #[test]

@@ -6,9 +6,14 @@
 //! CONTINUE, so neither a second thread rewriting `msg_name` nor a `dup2` over the fd changes
 //! what is sent). What the broker sends it sends as the caller would:
 //!
-//! - `SCM_RIGHTS` carries the caller's descriptors (taken with `pidfd_getfd`), and only when
-//!   the policy allows passing descriptors (rule J5); they are limited by the caller's
-//!   in-flight limit and charged to its user, as its own send would be;
+//! - control messages are read as the socket's protocol reads them, in its order
+//!   (`msg::kernel_reads`): a unix socket takes them before the destination, UDP after it, TCP
+//!   after its state; what the protocol skips is dropped, and what it refuses is refused with
+//!   its errno at its point;
+//! - `SCM_RIGHTS` on a unix socket carries the caller's descriptors (taken with
+//!   `pidfd_getfd`), and only when the policy allows passing descriptors (rule J5); they are
+//!   limited by the caller's in-flight limit and charged to its user, as its own send would
+//!   be;
 //! - `SCM_CREDENTIALS` must name the caller's own process and ids, as the kernel would check
 //!   them for the caller in its own user and pid namespaces (the broker's own privilege does
 //!   not count), and is sent translated to the broker's; on a unix socket the broker attaches
@@ -16,11 +21,13 @@
 //!   not the broker, and a broker that cannot (no `CAP_SYS_ADMIN`) refuses the send;
 //! - control messages that choose the source address or the route (`IP_PKTINFO`,
 //!   `IPV6_PKTINFO`, `IP_RETOPTS`, `IPV6_RTHDR`, the IPv6 option headers) are refused unless
-//!   the policy sets `source_cmsgs`, and are then sent with the caller's capabilities; any
-//!   control message not known to be harmless is refused (`SO_MARK` as a control message,
-//!   say, needs a capability the broker has and the sandbox has not);
+//!   the policy sets `source_cmsgs`, and are then sent with the caller's capabilities (as is
+//!   an `SO_PRIORITY` that needs one); any other control message not known to be harmless
+//!   is refused (`SO_MARK` as a control message, say, needs a capability the broker has and
+//!   the sandbox has not);
 //! - on a stream socket the destination is ignored by the kernel, except with `MSG_FASTOPEN`,
-//!   which connects: that is decided as the connect it is.
+//!   which connects: that is decided as the connect it is;
+//! - `SIGPIPE` goes to the caller where the kernel raised it for the broker's send.
 //!
 //! A send without a destination on a connected socket through `sendto` never reaches the
 //! broker (invariant 5); through `sendmsg` it does, because the filter cannot see `msg_name`,
@@ -35,23 +42,21 @@ use crate::address::{self, Reading, Use};
 use crate::bounds::{self, Taken};
 use crate::caller::{as_thread, nofile_limit, Caller};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
-use crate::msg::{self, Cmsg, IoVec, MsgHdr};
+use crate::msg::{self, Cmsg, CmsgReader, IoVec, MsgHdr};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{decode, limits, netlink, reaper};
+use crate::{connect, decode, limits, netlink, reaper};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
 /// buffer, 208 KiB by default); a stream send is copied and sent in pieces of this size.
 pub(crate) const MAX_DATA: usize = 256 * 1024;
 
-/// `IP_RETOPTS` (`linux/in.h`), absent from the libc crate.
-const IP_RETOPTS: i32 = 7;
 /// Source- and route-choosing control messages (see the module documentation).
 const SOURCE_CMSGS: &[(i32, i32)] = &[
     (libc::SOL_IP, libc::IP_PKTINFO),
-    (libc::SOL_IP, IP_RETOPTS),
+    (libc::SOL_IP, msg::IP_RETOPTS),
     (libc::SOL_IPV6, libc::IPV6_PKTINFO),
     (libc::SOL_IPV6, libc::IPV6_2292PKTINFO),
     (libc::SOL_IPV6, libc::IPV6_RTHDR),
@@ -62,25 +67,52 @@ const SOURCE_CMSGS: &[(i32, i32)] = &[
     (libc::SOL_IPV6, libc::IPV6_2292DSTOPTS),
     (libc::SOL_IPV6, libc::IPV6_RTHDRDSTOPTS),
 ];
-/// `UDP_SEGMENT` (`linux/udp.h`).
-const UDP_SEGMENT: i32 = 103;
-/// Control messages that change nothing about where a message goes or who sent it.
+/// Control messages that change nothing about where a message goes or who sent it. (The
+/// kernel checks their values when it sends them.)
 const HARMLESS_CMSGS: &[(i32, i32)] = &[
     (libc::SOL_IP, libc::IP_TTL),
     (libc::SOL_IP, libc::IP_TOS),
+    (libc::SOL_IP, msg::IP_PROTOCOL),
     (libc::SOL_IPV6, libc::IPV6_HOPLIMIT),
+    (libc::SOL_IPV6, msg::IPV6_2292HOPLIMIT),
     (libc::SOL_IPV6, libc::IPV6_TCLASS),
     (libc::SOL_IPV6, libc::IPV6_DONTFRAG),
-    (libc::SOL_UDP, UDP_SEGMENT),
-    (libc::SOL_SOCKET, libc::SO_TIMESTAMPING),
+    (msg::SOL_UDP, msg::UDP_SEGMENT),
+    (libc::SOL_SOCKET, msg::SO_TIMESTAMPING_OLD),
+    (libc::SOL_SOCKET, msg::SO_TIMESTAMPING_NEW),
+    (libc::SOL_SOCKET, msg::SCM_TS_OPT_ID),
     (libc::SOL_SOCKET, libc::SCM_TXTIME),
 ];
+/// `TC_PRIO_INTERACTIVE`: the highest `SO_PRIORITY` a sender may set without `CAP_NET_ADMIN`
+/// or `CAP_NET_RAW` (`sk_set_prio_allowed`).
+const UNPRIVILEGED_PRIORITY: u32 = 6;
+
+/// Whether a control message asks the kernel for something only a capability grants: an
+/// `SO_PRIORITY` above [`UNPRIVILEGED_PRIORITY`]. Such a message is passed on and sent on a
+/// thread with the caller's capabilities, so that the kernel grants or refuses it (`EPERM`)
+/// as the caller's own send.
+fn wants_capability(c: &Cmsg) -> bool {
+    if (c.level, c.kind) != (libc::SOL_SOCKET, libc::SO_PRIORITY) {
+        return false;
+    }
+    let value = c
+        .data
+        .get(..4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    match value {
+        Some(p) => p > UNPRIVILEGED_PRIORITY,
+        None => true,
+    }
+}
 
 /// Decides one notified `sendto(fd, buf, len, flags, dest, destlen)` (the filter notifies it
 /// only with a destination).
 pub(crate) fn decide_sendto(call: &Call) -> Step {
     let [fd, buf, len, flags, dest, destlen] = call.notif.args;
     let out = Outcome::new("sendto");
+    if !user_range(buf, len) {
+        return Step::Done(out.failed(libc::EFAULT, "bad-buffer"));
+    }
     let (sock, kind) = match call.socket(fd as i32) {
         Ok(s) => s,
         Err((errno, why)) => return Step::Done(out.failed(errno, why)),
@@ -96,12 +128,29 @@ pub(crate) fn decide_sendto(call: &Call) -> Step {
     let message = Message {
         name,
         iov: iov.to_vec(),
-        control: Vec::new(),
+        control: Ok(Vec::new()),
     };
     run(call, sock, kind, out, move |call, sock, kind| {
         let r = send_one(call, sock, kind, message, flags as i32);
         (r.decision, r.failure, r.endpoint, r.reply)
     })
+}
+
+/// `MAX_RW_COUNT`: the most bytes one read or write moves (`INT_MAX` rounded down to a page).
+const MAX_RW_COUNT: u64 = (i32::MAX as u64) & !4095;
+
+/// Whether `sendto`'s buffer passes the kernel's first check, `import_ubuf`'s `access_ok`,
+/// made before it even looks up the fd: `EFAULT` for a range (its length clamped to
+/// `MAX_RW_COUNT`) that wraps or reaches into the kernel's half of the address space. (The
+/// exact end of user space varies with the paging mode; a range between it and the kernel's
+/// half gets `EFAULT` later, when the data is read.) Only on x86_64: aarch64 lets tagged
+/// pointers carry a top byte.
+fn user_range(buf: u64, len: u64) -> bool {
+    if !cfg!(target_arch = "x86_64") {
+        return true;
+    }
+    buf.checked_add(len.min(MAX_RW_COUNT))
+        .is_some_and(|end| end <= i64::MAX as u64)
 }
 
 /// Decides one notified `sendmsg(fd, msg, flags)`.
@@ -146,10 +195,10 @@ pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
     };
     // The kernel clamps vlen (an unsigned int) to UIO_MAXIOV.
     let count = (vlen as u32 as u64).min(msg::UIO_MAXIOV) as usize;
+    // The kernel reads each entry when it comes to it: the entries before one it cannot read
+    // are sent. The vector is read at once when it can be, entry by entry otherwise.
     let mut vector = vec![0u8; count * msg::MMSGHDR_LEN];
-    if let Err(e) = sys::read_memory(call.notif.pid, vec_ptr, &mut vector) {
-        return Step::Done(out.failed(errno_of(&e), "bad-address"));
-    }
+    let whole = sys::read_memory(call.notif.pid, vec_ptr, &mut vector).is_ok();
     let files = match WriteBack::open(call.notif.pid) {
         Ok(f) => f,
         Err(e) => return Step::Done(out.failed(errno_of(&e), "no-memory-file")),
@@ -163,8 +212,15 @@ pub(crate) fn decide_sendmmsg(call: &Call) -> Step {
         let mut last: Option<Sent> = None;
         let mut endpoints = Vec::new();
         for i in 0..count {
-            let entry = &vector[i * msg::MMSGHDR_LEN..(i + 1) * msg::MMSGHDR_LEN];
-            let mut r = match read_message(call, &MsgHdr::parse(entry)) {
+            let at = vec_ptr.wrapping_add((i * msg::MMSGHDR_LEN) as u64);
+            let mut entry = [0u8; msg::MSGHDR_LEN];
+            let readable = if whole {
+                entry.copy_from_slice(&vector[i * msg::MMSGHDR_LEN..][..msg::MSGHDR_LEN]);
+                Ok(())
+            } else {
+                sys::read_memory(call.notif.pid, at, &mut entry).map_err(|e| errno_of(&e))
+            };
+            let mut r = match readable.and_then(|()| read_message(call, &MsgHdr::parse(&entry))) {
                 Ok(_) if !call.still_valid() => return gone(endpoints),
                 Ok(m) => send_one(call, sock, kind, m, flags as i32),
                 Err(errno) => Sent::failed(errno, "bad-message"),
@@ -303,14 +359,15 @@ impl Sent {
 }
 
 /// One message, copied: destination bytes, where its data lies in the caller, and its
-/// control messages.
+/// control messages (`Err`: the kernel refuses the buffer, `EINVAL`; answered where the
+/// kernel's own code for the socket would answer it).
 struct Message {
     /// `None`: no destination. `sendto` with a pointer and length 0 gives an empty one,
     /// which the kernel hands to the protocol as it is (UDP refuses it, a unix datagram
     /// socket reads it as no destination); `sendmsg` with length 0 gives none.
     name: Option<Vec<u8>>,
     iov: Vec<IoVec>,
-    control: Vec<Cmsg>,
+    control: Result<Vec<Cmsg>, i32>,
 }
 
 /// Copies a destination (`__sys_sendto`): no pointer is no destination; a negative or too
@@ -344,7 +401,7 @@ fn read_message(call: &Call, hdr: &MsgHdr) -> Result<Message, i32> {
     let control_len = hdr.control_len()?;
     let mut raw_control = vec![0u8; control_len];
     sys::read_memory(pid, hdr.control, &mut raw_control).map_err(|e| errno_of(&e))?;
-    let control = msg::cmsgs(&raw_control)?;
+    let control = msg::cmsgs(&raw_control);
     Ok(Message { name, iov, control })
 }
 
@@ -392,6 +449,193 @@ fn send_op(kind: SocketKind, flags: i32) -> (Use, Op) {
     }
 }
 
+/// What the kernel checks of a send before it reads the destination, in its order; what is
+/// left of the control messages to send replaces `message.control`:
+///
+/// - a unix socket takes its control messages first (`__scm_send`, see [`unix_control`]);
+/// - UDP to an IPv4 destination refuses a datagram over 65,535 bytes and `MSG_OOB` first
+///   ([`udp_first`]);
+/// - a socket of another family, or another IP protocol, has its control buffer refused
+///   when it is malformed (`EINVAL`); the broker does not read those protocols' messages.
+///
+/// TCP and UDP read their control messages after the destination ([`ip_control`]).
+fn first_checks(
+    call: &Call,
+    view: &mut View<'_>,
+    message: &mut Message,
+    flags: i32,
+) -> Result<(), (i32, &'static str)> {
+    let kind = view.kind();
+    if kind.family == libc::AF_UNIX {
+        message.control = Ok(unix_control(call, &message.control)?);
+        return Ok(());
+    }
+    if address::is_udp(kind) {
+        let total = message.iov.iter().map(|v| v.len).sum();
+        if let Some(errno) = udp_first(kind, view, message.name.as_deref(), total, flags) {
+            return Err((errno, "udp"));
+        }
+    }
+    let read_later = ip_reader(view.sock(), kind, Some(false)).is_some();
+    match &message.control {
+        Err(errno) if !read_later => Err((*errno, "bad-control")),
+        _ => Ok(()),
+    }
+}
+
+/// `udp_sendmsg`'s first checks: `EMSGSIZE` for a datagram over 65,535 bytes, then
+/// `EOPNOTSUPP` for `MSG_OOB`, before the destination is read. They apply to every
+/// destination given to an IPv4 socket, and to an `AF_INET` or IPv4-mapped one given to an
+/// IPv6 socket (which `udpv6_sendmsg` hands to `udp_sendmsg` after its own family checks,
+/// unless the socket is IPv6-only: `ENETUNREACH`, the address table's answer). A send
+/// without a destination is the kernel's to answer.
+fn udp_first(
+    kind: SocketKind,
+    state: &mut dyn address::SocketState,
+    name: Option<&[u8]>,
+    total: u64,
+    flags: i32,
+) -> Option<i32> {
+    let name = name?;
+    let v4 = if kind.family == libc::AF_INET {
+        true
+    } else {
+        let family = name
+            .get(..2)
+            .map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
+        let mapped = name.len() >= 24 && name[8..20] == V4_MAPPED_PREFIX;
+        match family {
+            Some(libc::AF_INET) => !state.v6only(),
+            Some(libc::AF_INET6) if mapped => !state.v6only(),
+            _ => false,
+        }
+    };
+    if !v4 {
+        None
+    } else if total > 0xFFFF {
+        Some(libc::EMSGSIZE)
+    } else if flags & libc::MSG_OOB != 0 {
+        Some(libc::EOPNOTSUPP)
+    } else {
+        None
+    }
+}
+
+/// Which kernel code reads the control messages of a send on an IP socket: TCP's, or UDP's
+/// for the destination's family (`dest_v6`; `None`: the socket's peer, read from it). `None`
+/// for another protocol.
+fn ip_reader(sock: BorrowedFd<'_>, kind: SocketKind, dest_v6: Option<bool>) -> Option<CmsgReader> {
+    if !matches!(kind.family, libc::AF_INET | libc::AF_INET6) {
+        return None;
+    }
+    let v6_socket = kind.family == libc::AF_INET6;
+    if address::is_udp(kind) {
+        let v6_dest = dest_v6.unwrap_or_else(|| {
+            v6_socket
+                && !sys::peername(sock)
+                    .ok()
+                    .and_then(|p| address::local_address(&p))
+                    .is_some_and(|p| match p.ip() {
+                        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some(),
+                        std::net::IpAddr::V4(_) => true,
+                    })
+        });
+        return Some(if v6_dest {
+            CmsgReader::Udp6
+        } else {
+            CmsgReader::Udp4 { v6_socket }
+        });
+    }
+    let tcp = kind.sock_type == libc::SOCK_STREAM && matches!(kind.protocol, 0 | libc::IPPROTO_TCP);
+    tcp.then_some(CmsgReader::Tcp)
+}
+
+/// The control messages the kernel's code `reader` takes, or `EINVAL` where it refuses them
+/// (`msg::kernel_reads`); what it takes then goes through the broker's own rules
+/// ([`control`]).
+fn ip_control(reader: CmsgReader, control: &Result<Vec<Cmsg>, i32>) -> Result<Vec<Cmsg>, i32> {
+    if matches!(control, Ok(list) if list.is_empty()) {
+        return Ok(Vec::new());
+    }
+    msg::kernel_reads(reader, control)
+}
+
+/// A unix socket's control messages as `__scm_send` takes them, before it looks at the
+/// destination, in order: a malformed buffer or a `SOL_SOCKET` type other than
+/// `SCM_RIGHTS` and `SCM_CREDENTIALS` is `EINVAL`; the descriptors of `SCM_RIGHTS` blocks are
+/// counted (`EINVAL` past `SCM_MAX_FD` in all; a block without a whole descriptor is
+/// skipped) and each must be open in the caller (`EBADF`); `SCM_CREDENTIALS` must be a
+/// `ucred` (`EINVAL`) that the caller may claim (`EPERM`, `ESRCH`). Other levels are
+/// skipped. Returns what is left to send; the policy's say and the copies come later
+/// ([`control`]).
+fn unix_control(
+    call: &Call,
+    control: &Result<Vec<Cmsg>, i32>,
+) -> Result<Vec<Cmsg>, (i32, &'static str)> {
+    let list = msg::kernel_reads(CmsgReader::Unix, control).map_err(|e| (e, "bad-control"))?;
+    let mut out = Vec::with_capacity(list.len());
+    let mut total = 0;
+    let mut caller: Option<Caller> = None;
+    for c in list {
+        if c.kind == libc::SCM_RIGHTS {
+            let fds = msg::rights(&c.data).map_err(|e| (e, "bad-control"))?;
+            if fds.is_empty() {
+                continue;
+            }
+            if total + fds.len() > msg::SCM_MAX_FD {
+                return Err((libc::EINVAL, "too-many-fds"));
+            }
+            total += fds.len();
+            for &fd in &fds {
+                if fd < 0 {
+                    return Err((libc::EBADF, "bad-control"));
+                }
+                // Open in the caller: the copy goes at once (the one sent is taken later).
+                drop(call.take_fd(fd)?);
+            }
+            out.push(Cmsg {
+                data: c.data[..fds.len() * 4].to_vec(),
+                ..c
+            });
+        } else {
+            let claimed = msg::ucred(&c.data).map_err(|e| (e, "bad-control"))?;
+            caller_of(call, &mut caller)?
+                .claim(call, claimed)
+                .map_err(|errno| (errno, "credentials"))?;
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// A Fast Open send on a TCP socket that is not fresh, whose state the kernel answered from
+/// (`connect::state_answer`): a connection found complete (0) carries the data as a send on
+/// it, as the kernel's own Fast Open would go on to send it; any other answer is the send's.
+fn fast_open_on_a_used_socket(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    message: &mut Message,
+    flags: i32,
+    answer: Reply,
+) -> Sent {
+    match answer {
+        Reply::Value(_) => {
+            message.control = ip_control(CmsgReader::Tcp, &message.control);
+            let mut r = deliver(call, sock, kind, &[], message, flags & !libc::MSG_FASTOPEN);
+            r.decision = bound_decision(r.failure, r.reply, None);
+            if r.failure.is_empty() {
+                r.failure = "state";
+            }
+            r
+        }
+        Reply::Errno(errno) => Sent::failed(errno, "state"),
+        // A connect the broker performs answers a value or an errno, never these; were it
+        // to, nothing is sent.
+        Reply::Answered(_) | Reply::Continue => Sent::failed(libc::EIO, "state"),
+    }
+}
+
 /// Decides and sends one message. Its destination is read as the kernel will read it for
 /// this socket in its present state (invariant 9), and what is sent names exactly the
 /// endpoint decided.
@@ -399,7 +643,7 @@ fn send_one(
     call: &Call,
     sock: BorrowedFd<'_>,
     kind: SocketKind,
-    message: Message,
+    mut message: Message,
     flags: i32,
 ) -> Sent {
     // With MSG_ZEROCOPY the kernel transmits from the sender's pages after the call returns:
@@ -411,10 +655,33 @@ fn send_one(
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
     let (usage, op) = send_op(kind, flags);
     let mut view = View::new(call, sock, kind);
+    let udp = address::is_udp(kind);
+    // What the kernel checks before the destination, in its order (see `first_checks`).
+    if let Err((errno, why)) = first_checks(call, &mut view, &mut message, flags) {
+        if udp {
+            source::autobind(call, &mut view);
+        }
+        return Sent::failed(errno, why);
+    }
+    if usage == Use::FastOpen {
+        // A Fast Open send connects only a fresh socket: on any other the kernel answers
+        // from the socket's state before it reads the destination (`tcp_sendmsg_fastopen`).
+        let name = message.name.as_deref().unwrap_or(&[]);
+        if let Some(reply) = connect::state_answer(call, sock, kind, name) {
+            return fast_open_on_a_used_socket(call, sock, kind, &mut message, flags, reply);
+        }
+    }
     let reading = address::read(usage, kind, &mut view, message.name.as_deref());
-    let name = message.name.as_deref().unwrap_or(&[]);
+    let name = message.name.clone().unwrap_or_default();
+    let name = name.as_slice();
     let (target, sockaddr) = match reading {
-        Reading::Errno(errno) => return Sent::failed(errno, "bad-address"),
+        Reading::Errno(errno) => {
+            if udp {
+                // UDP reads the destination after the socket's autobind.
+                source::autobind(call, &mut view);
+            }
+            return Sent::failed(errno, "bad-address");
+        }
         Reading::Refused(why) => {
             return Sent {
                 decision: Some(address::refusal(why)),
@@ -430,6 +697,12 @@ fn send_one(
             } else {
                 String::new()
             };
+            let some_control = !matches!(&message.control, Ok(list) if list.is_empty());
+            if let Some(reader) = some_control.then(|| ip_reader(sock, kind, None)).flatten() {
+                // Refused control messages go to the kernel as a refused buffer, which it
+                // answers after what it checks first (a peer, a connection).
+                message.control = ip_control(reader, &message.control);
+            }
             let mut r = deliver(call, sock, kind, name, &message, flags);
             r.endpoint = endpoint;
             if r.decision.is_none() {
@@ -456,8 +729,23 @@ fn send_one(
         }
     };
     let endpoint = target.canonical().to_string();
-    if let Target::Inet { .. } = target {
-        if !message.control.is_empty() && unspecified(name) && carries_source(&message.control) {
+    if let Target::Inet { addr, .. } = &target {
+        if let Some(reader) = ip_reader(sock, kind, Some(addr.is_ipv6())) {
+            message.control = ip_control(reader, &message.control);
+            if udp {
+                if let Err(errno) = message.control {
+                    // UDP takes its control messages after the destination, before it sends
+                    // anything.
+                    source::autobind(call, &mut view);
+                    return Sent {
+                        endpoint,
+                        ..Sent::failed(errno, "bad-control")
+                    };
+                }
+            }
+        }
+        let chosen = message.control.as_ref().is_ok_and(|c| carries_source(c));
+        if chosen && unspecified(name) {
             // A zero destination goes to the source address, which the control message
             // chooses: not classified.
             return Sent {
@@ -602,9 +890,10 @@ fn carries_source(control: &[Cmsg]) -> bool {
 ///
 /// - an IP send without control messages that choose the source or the route: here (the
 ///   kernel checks nothing of the sender's credentials for it);
-/// - an IP send with such control messages (`source_cmsgs`): on a thread with the caller's
-///   whole identity, so that the options the kernel grants only with `CAP_NET_RAW` need the
-///   caller's, never the broker's;
+/// - an IP send with such control messages (`source_cmsgs`), or with an `SO_PRIORITY` that
+///   needs a capability: on a thread with the caller's whole identity, so that the options
+///   the kernel grants only with `CAP_NET_RAW` or `CAP_NET_ADMIN` need the caller's, never
+///   the broker's;
 /// - a unix send with `SCM_RIGHTS`: on a thread with the caller's real user id, which the
 ///   kernel charges the descriptors in flight to (the broker keeps the capabilities that
 ///   attach the caller's credentials);
@@ -623,11 +912,15 @@ fn deliver(
     let has = |keys: &[(i32, i32)]| {
         message
             .control
-            .iter()
-            .any(|c| keys.contains(&(c.level, c.kind)))
+            .as_ref()
+            .is_ok_and(|list| list.iter().any(|c| keys.contains(&(c.level, c.kind))))
     };
+    let capability = message
+        .control
+        .as_ref()
+        .is_ok_and(|list| list.iter().any(wants_capability));
     let how = match kind.family {
-        libc::AF_INET | libc::AF_INET6 if !has(SOURCE_CMSGS) => None,
+        libc::AF_INET | libc::AF_INET6 if !has(SOURCE_CMSGS) && !capability => None,
         libc::AF_UNIX if !has(&[(libc::SOL_SOCKET, libc::SCM_RIGHTS)]) => None,
         libc::AF_UNIX => Some(Become::Filesystem),
         _ => Some(Become::Full),
@@ -651,9 +944,13 @@ fn deliver_here(
     flags: i32,
 ) -> Sent {
     let mut held = Passed::default();
-    let control = match control(call, kind, &message.control, &mut held) {
-        Ok(c) => c,
-        Err((errno, why)) => return Sent::failed(errno, why),
+    let control = match &message.control {
+        // Refused by the kernel: it answers at its own point, after its earlier checks.
+        Err(_) => msg::REFUSED_CONTROL.to_vec(),
+        Ok(list) => match control(call, kind, list, &mut held) {
+            Ok(c) => c,
+            Err((errno, why)) => return Sent::failed(errno, why),
+        },
     };
     let total: u64 = message.iov.iter().map(|v| v.len).sum();
     let stream = kind.sock_type == libc::SOCK_STREAM;
@@ -695,7 +992,7 @@ fn deliver_here(
         let cmsgs: &[u8] = if first { &control } else { &[] };
         // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).
         let listed = reaper::blocking(call);
-        let sent = sys::sendmsg_raw(sock, name, &chunk, cmsgs, flags & !libc::MSG_NOSIGNAL);
+        let (sent, raised) = sys::sendmsg_as_caller(sock, name, &chunk, cmsgs, flags);
         drop(listed);
         match sent {
             Ok(n) => {
@@ -705,12 +1002,11 @@ fn deliver_here(
                 }
             }
             Err(e) if sent_total == 0 => {
-                let errno = errno_of(&e);
-                if errno == libc::EPIPE && flags & libc::MSG_NOSIGNAL == 0 {
+                if raised {
                     // The caller's own send would have raised SIGPIPE in the caller.
                     let _ = sys::pidfd_signal_thread(call.pidfd.as_fd(), libc::SIGPIPE);
                 }
-                return Sent::failed(errno, "");
+                return Sent::failed(errno_of(&e), "");
             }
             Err(_) => break,
         }
@@ -881,6 +1177,8 @@ fn control(
                 out.push(c.clone());
             }
             key if HARMLESS_CMSGS.contains(&key) => out.push(c.clone()),
+            // Granted or refused by the kernel as the caller's own (`wants_capability`).
+            (libc::SOL_SOCKET, libc::SO_PRIORITY) => out.push(c.clone()),
             _ => return Err((libc::EPERM, "cmsg")),
         }
     }
@@ -942,6 +1240,88 @@ mod tests {
             sock_type,
             protocol,
         }
+    }
+
+    fn sockaddr(addr: std::net::SocketAddr) -> Vec<u8> {
+        address::encode(addr)
+    }
+
+    /// `udp_sendmsg`'s first checks (size, then `MSG_OOB`) for destinations that reach it:
+    /// any on an IPv4 socket, an IPv4 or IPv4-mapped one on an IPv6 socket that is not
+    /// IPv6-only; never an IPv6 destination, nor a send without one.
+    #[test]
+    fn udp_first_checks_size_then_oob_on_ipv4_destinations() {
+        let udp4 = kind(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let udp6 = kind(libc::AF_INET6, libc::SOCK_DGRAM, 0);
+        let v4 = sockaddr("127.0.0.99:9".parse().unwrap());
+        let mapped = sockaddr("[::ffff:127.0.0.99]:9".parse().unwrap());
+        let v6 = sockaddr("[::1]:9".parse().unwrap());
+        let state = |v6only| address::Known {
+            v6only,
+            ..Default::default()
+        };
+        let big = 0x1_0000;
+        let check = |kind, v6only, name: Option<&[u8]>, total, flags| {
+            udp_first(kind, &mut state(v6only), name, total, flags)
+        };
+        assert_eq!(check(udp4, false, Some(&v4), big, 0), Some(libc::EMSGSIZE));
+        assert_eq!(check(udp4, false, Some(&v4), 0xFFFF, 0), None);
+        assert_eq!(
+            check(udp4, false, Some(&v4), 1, libc::MSG_OOB),
+            Some(libc::EOPNOTSUPP)
+        );
+        // The size comes first.
+        let oob_big = check(udp4, false, Some(&v4), big, libc::MSG_OOB);
+        assert_eq!(oob_big, Some(libc::EMSGSIZE));
+        // An IPv4 socket checks before the family of what it is given.
+        assert_eq!(check(udp4, false, Some(&v6), big, 0), Some(libc::EMSGSIZE));
+        assert_eq!(check(udp6, false, Some(&v4), big, 0), Some(libc::EMSGSIZE));
+        assert_eq!(
+            check(udp6, false, Some(&mapped), big, 0),
+            Some(libc::EMSGSIZE)
+        );
+        assert_eq!(check(udp6, true, Some(&mapped), big, 0), None);
+        assert_eq!(check(udp6, false, Some(&v6), big, libc::MSG_OOB), None);
+        assert_eq!(check(udp4, false, None, big, libc::MSG_OOB), None);
+    }
+
+    /// `import_ubuf`'s range check, before the fd: a buffer that wraps or reaches into the
+    /// kernel's half is `EFAULT` (x86_64), its length clamped to `MAX_RW_COUNT` first.
+    #[test]
+    fn sendto_buffer_range_as_import_ubuf() {
+        assert!(user_range(0x1000, 100));
+        assert!(user_range(0, 0));
+        let top = i64::MAX as u64;
+        assert!(user_range(top - 100, 100));
+        // A length past MAX_RW_COUNT counts as MAX_RW_COUNT.
+        assert!(user_range(0x1000, u64::MAX));
+        if cfg!(target_arch = "x86_64") {
+            assert!(!user_range(top - 99, 100));
+            assert!(!user_range(0xffff_8000_0000_0000, 1));
+            assert!(!user_range(u64::MAX, 2));
+        }
+    }
+
+    /// An `SO_PRIORITY` above `TC_PRIO_INTERACTIVE` needs a capability, and so does one the
+    /// broker cannot read (the kernel decides with the caller's); nothing else does.
+    #[test]
+    fn priority_above_six_is_sent_with_the_callers_capabilities() {
+        let prio = |data: Vec<u8>| Cmsg {
+            level: libc::SOL_SOCKET,
+            kind: libc::SO_PRIORITY,
+            data,
+        };
+        assert!(!wants_capability(&prio(6u32.to_ne_bytes().to_vec())));
+        assert!(!wants_capability(&prio(0u32.to_ne_bytes().to_vec())));
+        assert!(wants_capability(&prio(7u32.to_ne_bytes().to_vec())));
+        assert!(wants_capability(&prio(u32::MAX.to_ne_bytes().to_vec())));
+        assert!(wants_capability(&prio(vec![1])));
+        let ttl = Cmsg {
+            level: libc::SOL_IP,
+            kind: libc::IP_TTL,
+            data: 300u32.to_ne_bytes().to_vec(),
+        };
+        assert!(!wants_capability(&ttl));
     }
 
     /// F14: a destination on an SCTP send sets up an association, so it is decided as a

@@ -59,6 +59,16 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The socket.
+    pub(crate) fn sock(&self) -> BorrowedFd<'a> {
+        self.sock
+    }
+
+    /// What the socket is.
+    pub(crate) fn kind(&self) -> SocketKind {
+        self.kind
+    }
+
     /// The socket's own local address (`getsockname`), read once.
     pub(crate) fn own_local(&mut self) -> Option<SocketAddr> {
         if self.own.is_none() {
@@ -172,6 +182,32 @@ pub(crate) fn settle(
         return Ok(());
     }
     pin_route_source(sock, destination).map_err(|errno| (errno, "source"))
+}
+
+/// The autobind the kernel gives an unbound UDP socket before a connect or a send reads its
+/// address (`inet_dgram_connect`, `inet_send_prepare`), made by the broker where it answers
+/// such a call itself (a bad address, a datagram too large): the wildcard address and an
+/// ephemeral port, as the kernel's own autobind (a bind to port 0 of the wildcard locks
+/// neither, just as that). With a jail address, the jail address. Under a policy that refuses
+/// the wildcard bind the socket stays unbound: the kernel would have made it a receiver on
+/// every address (docs/security.md, "Limits").
+pub(crate) fn autobind(call: &Call, view: &mut View<'_>) {
+    let (sock, kind) = (view.sock, view.kind);
+    let unbound = view.own_local().is_some_and(|a| a.port() == 0);
+    if !address::is_udp(kind) || !unbound {
+        return;
+    }
+    let ip = match view.jail {
+        Some(Some(jail)) => jail,
+        Some(None) => return,
+        None if wildcard_allowed(call, kind, 0) => match kind.family {
+            libc::AF_INET6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        },
+        None => return,
+    };
+    // Failing, it leaves the socket as it was: the call's answer is the kernel's errno anyway.
+    let _ = bind(sock, SocketAddr::new(ip, 0));
 }
 
 /// `connect(AF_UNSPEC)` on a UDP socket: releases a port no explicit bind locked. `true`

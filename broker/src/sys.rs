@@ -514,6 +514,28 @@ pub fn int_option(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> 
     getsockopt_int(fd, level, name)
 }
 
+/// A TCP socket's state (`tcpi_state` of `TCP_INFO`: `TCP_ESTABLISHED` 1, `TCP_SYN_SENT` 2,
+/// ... as in `net/tcp_states.h`).
+///
+/// # References
+/// tcp(7) (`TCP_INFO`)
+pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
+    // The kernel copies as much of `struct tcp_info` as asked for; its first byte is the state.
+    let mut info = [0u8; 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `info` and `len` are live locals of the sizes given.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    Ok(info[0])
+}
+
 /// Family, type and protocol of a socket (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketKind {
@@ -591,8 +613,57 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// `sendmsg(fd, {name, one iovec over data, control}, flags)` made as the caller's own send
+/// would be, `SIGPIPE` included: returns the bytes sent, and whether the kernel raised
+/// `SIGPIPE` for it (it does so with `EPIPE` on the sockets whose protocol says so: stream
+/// sockets, not unix datagram or seqpacket ones, not UDP; never with `MSG_NOSIGNAL`). The
+/// signal is caught on this thread, which never sees it: `SIGPIPE` is blocked around the
+/// call and the pending one taken with `sigtimedwait`, so that the caller gets it exactly
+/// where its own send would have.
+///
+/// # References
+/// sendmsg(2) (`EPIPE`, `MSG_NOSIGNAL`), sigtimedwait(2), pthread_sigmask(3)
+pub fn sendmsg_as_caller(
+    fd: BorrowedFd<'_>,
+    name: &[u8],
+    data: &[u8],
+    control: &[u8],
+    flags: i32,
+) -> (io::Result<usize>, bool) {
+    if flags & libc::MSG_NOSIGNAL != 0 {
+        return (sendmsg_flags(fd, name, data, control, flags), false);
+    }
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut pipe: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `pipe` and `old` are live locals; SIGPIPE is a valid signal; only this
+    // thread's mask changes.
+    unsafe {
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+    }
+    let sent = sendmsg_flags(fd, name, data, control, flags);
+    let mut raised = false;
+    if matches!(&sent, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+        let none = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `pipe` is initialised; a NULL siginfo is allowed; a zero timeout polls.
+        raised = unsafe { libc::sigtimedwait(&pipe, std::ptr::null_mut(), &none) } == libc::SIGPIPE;
+    }
+    // SAFETY: `old` was filled by pthread_sigmask above.
+    if unsafe { libc::sigismember(&old, libc::SIGPIPE) } != 1 {
+        // SAFETY: `pipe` is initialised; this unblocks SIGPIPE for this thread only.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &pipe, std::ptr::null_mut()) };
+    }
+    (sent, raised)
+}
+
 /// `sendmsg(fd, {name, one iovec over data, control}, flags)`; returns the bytes sent.
-pub fn sendmsg_raw(
+fn sendmsg_flags(
     fd: BorrowedFd<'_>,
     name: &[u8],
     data: &[u8],
@@ -617,7 +688,7 @@ pub fn sendmsg_raw(
     }
     // SAFETY: every pointer in `msg` refers to a live buffer of the length stated; the kernel
     // only reads them (MSG_* flags that write are receive flags).
-    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL) };
+    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -42,6 +42,7 @@ mod datagram;
 mod deputy;
 mod embedding;
 mod fairness;
+mod faithful_calls;
 mod faithful_operators;
 mod faithful_profiles;
 mod fdstore;
