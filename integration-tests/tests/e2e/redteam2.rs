@@ -398,7 +398,7 @@ fn rt2_linger_close_of_passed_sockets_holds_the_pool_for_ever() {
     let mut runs = vec![first.json()["blocked"].clone()];
     for n in [64, 64, 64, 64, 64]
         .into_iter()
-        .chain(std::iter::repeat(8).take(24))
+        .chain(std::iter::repeat_n(8, 24))
     {
         let out = confined_with_broker(
             &broker,
