@@ -57,6 +57,7 @@ mod metrics;
 mod oci;
 mod operators;
 mod profiles;
+mod redteam2;
 mod reload;
 mod restart;
 mod sec_address;
