@@ -17,6 +17,7 @@ use crate::address::{self, Reading, Use};
 use crate::caller::as_thread;
 use crate::decode;
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::reaper::CallerFd;
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
@@ -115,7 +116,7 @@ pub(crate) fn state_answer(
 /// The rest of [`decide`], for a socket whose connect reads `addr`.
 fn decide_fresh(
     call: &Call,
-    sock: std::os::fd::OwnedFd,
+    sock: CallerFd,
     kind: SocketKind,
     addr: Vec<u8>,
     mut out: Outcome,

@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
 use crate::journal::Kept;
 use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
+use crate::reaper::CallerFd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
 use crate::{audit, bind, connect, limits, process, send, socket};
@@ -157,8 +158,9 @@ impl Call {
         }
     }
 
-    /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one).
-    pub fn take_fd(&self, fd: i32) -> Result<OwnedFd, (i32, &'static str)> {
+    /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one), closed
+    /// as a blocking call of this call ([`CallerFd`]).
+    pub fn take_fd(&self, fd: i32) -> Result<CallerFd, (i32, &'static str)> {
         match sys::pidfd_getfd(self.pidfd.as_fd(), fd) {
             // A kept pidfd whose thread exited: its tid is the caller's again.
             Err(e)
@@ -176,11 +178,12 @@ impl Call {
             Some(libc::EMFILE | libc::ENFILE) => (bounds::FDS_ERRNO, bounds::RULE_FDS),
             _ => (errno_of(&e), "bad-fd"),
         })
+        .map(|copy| CallerFd::new(self, copy))
     }
 
     /// The broker's copy of the caller's socket and what it is, with the errnos of the
     /// kernel's `sockfd_lookup`: `EBADF`, then `ENOTSOCK`.
-    pub fn socket(&self, fd: i32) -> Result<(OwnedFd, SocketKind), (i32, &'static str)> {
+    pub fn socket(&self, fd: i32) -> Result<(CallerFd, SocketKind), (i32, &'static str)> {
         let sock = self.take_fd(fd)?;
         let kind = sys::socket_kind(sock.as_fd()).map_err(|e| (errno_of(&e), "not-a-socket"))?;
         Ok((sock, kind))

@@ -147,13 +147,17 @@ pub(crate) struct Blocking {
 /// Lists the calling thread as performing a system call for `call` that may block, until the
 /// returned guard is dropped.
 pub(crate) fn blocking(call: &Call) -> Blocking {
+    blocking_for(&call.sandbox, call.notif.id)
+}
+
+/// As [`blocking`], for the call `notif` of `sandbox`.
+fn blocking_for(sandbox: &Arc<Sandbox>, notif: u64) -> Blocking {
     if !INTERRUPTS.load(Ordering::Relaxed) {
         return Blocking {
             entry: None,
             was_blocked: false,
         };
     }
-    let sandbox = &call.sandbox;
     let cancelled = sandbox.performing.ended();
     let mut list = blocked();
     let entry = list.next;
@@ -165,7 +169,7 @@ pub(crate) fn blocking(call: &Call) -> Blocking {
         tid: sys::gettid(),
         key: sandbox.reaper_key,
         sandbox: Arc::downgrade(sandbox),
-        notif: call.notif.id,
+        notif,
         cancelled,
     });
     drop(list);
@@ -190,6 +194,70 @@ impl Drop for Blocking {
         if !self.was_blocked {
             sys::set_interrupt_blocked(false);
         }
+    }
+}
+
+/// The broker's copy of a descriptor of the caller of one call (`pidfd_getfd`), closed as a
+/// blocking call of that call ([`blocking`]).
+///
+/// Closing a copy can block when it is the last reference: a TCP socket with `SO_LINGER` and
+/// data its peer does not read waits in `close` for the peer (`tcp_close`), with no bound the
+/// broker sets. The program may close its own copies while the broker performs its call (the
+/// caller's thread, or another, then exits), and the peer may be a socket only the broker
+/// holds (another descriptor passed in the same `SCM_RIGHTS` message). Listed, the close ends
+/// once nobody waits for the call, like a send that blocks
+/// (`redteam2::rt2_linger_close_of_passed_sockets_holds_the_pool_for_ever`); while the caller
+/// waits, it waits as the caller's own last close would have.
+pub(crate) struct CallerFd {
+    fd: Option<OwnedFd>,
+    sandbox: Arc<Sandbox>,
+    notif: u64,
+}
+
+impl CallerFd {
+    /// `fd`, a copy of a descriptor of the caller of `call`.
+    pub(crate) fn new(call: &Call, fd: OwnedFd) -> CallerFd {
+        CallerFd {
+            fd: Some(fd),
+            sandbox: Arc::clone(&call.sandbox),
+            notif: call.notif.id,
+        }
+    }
+}
+
+impl std::ops::Deref for CallerFd {
+    type Target = OwnedFd;
+
+    fn deref(&self) -> &OwnedFd {
+        self.fd
+            .as_ref()
+            .expect("a CallerFd holds its fd until dropped")
+    }
+}
+
+impl AsFd for CallerFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        (**self).as_fd()
+    }
+}
+
+impl AsRawFd for CallerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        (**self).as_raw_fd()
+    }
+}
+
+impl std::fmt::Debug for CallerFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CallerFd({:?})", self.fd)
+    }
+}
+
+impl Drop for CallerFd {
+    fn drop(&mut self) {
+        let listed = blocking_for(&self.sandbox, self.notif);
+        drop(self.fd.take());
+        drop(listed);
     }
 }
 

@@ -33,7 +33,7 @@
 //! broker (invariant 5); through `sendmsg` it does, because the filter cannot see `msg_name`,
 //! and is then sent without a decision (rule D3).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
@@ -43,6 +43,7 @@ use crate::bounds::{self, Taken};
 use crate::caller::{as_thread, nofile_limit, Caller};
 use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, CmsgReader, IoVec, MsgHdr};
+use crate::reaper::CallerFd;
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
@@ -409,7 +410,7 @@ fn read_message(call: &Call, hdr: &MsgHdr) -> Result<Message, i32> {
 /// or unix socket may wait for its peer to read, for as long as the peer likes.
 fn run(
     call: &Call,
-    sock: OwnedFd,
+    sock: CallerFd,
     kind: SocketKind,
     mut out: Outcome,
     work: impl FnOnce(&Call, BorrowedFd<'_>, SocketKind) -> (Option<Decision>, &'static str, String, Reply)
@@ -1073,7 +1074,7 @@ impl<'a> Gather<'a> {
 /// bounds of `bounds.rs`; both go when the message has been sent.
 #[derive(Default)]
 struct Passed {
-    fds: Vec<OwnedFd>,
+    fds: Vec<CallerFd>,
     place: Option<Taken>,
 }
 
@@ -1145,7 +1146,7 @@ fn control(
                         }
                     })?;
                     data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
-                    held.fds.push(copy);
+                    held.fds.push(CallerFd::new(call, copy));
                 }
                 let rights = Cmsg {
                     level: c.level,

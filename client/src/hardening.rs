@@ -107,6 +107,16 @@ pub(crate) const INTERFACE_IOCTL_RANGES: &[(u32, u32, &str)] = &[
     ),
 ];
 
+/// `ioctl` requests that put input into a terminal, refused with `EPERM` whatever the policy
+/// says (invariant 10: no authority outside the network policy). `TIOCSTI` pushes characters
+/// into the input queue of a terminal the program holds, usually the operator's: a command
+/// typed that way runs in the operator's shell when the program ends, outside every
+/// confinement (`redteam2::rt2_tiocsti_deny_all_types_into_the_operators_shell`). Linux 6.2
+/// can turn it off for the whole system (`dev.tty.legacy_tiocsti = 0`), but distributions
+/// leave it on. `TIOCLINUX` pastes a virtual console's selection into its input the same way.
+pub(crate) const TERMINAL_INPUT_IOCTLS: &[(u32, &str)] =
+    &[(0x5412, "TIOCSTI"), (0x541c, "TIOCLINUX")];
+
 /// The `ioctl` requests a policy with `ioctl = "safe-list"` allows (rule J6); every other
 /// request is refused with `EPERM`, like every other refusal of the sandbox (a policy
 /// refusal, not a device that does not know the request: `ENOTTY` would tell a program "not
@@ -181,7 +191,7 @@ pub(crate) fn rules(policy: &Policy) -> Vec<Rule> {
             refuse_all_but(&mut out, "ioctl", 1, &safe);
         }
         IoctlMode::Any => {
-            for &(request, _) in INTERFACE_IOCTLS {
+            for &(request, _) in INTERFACE_IOCTLS.iter().chain(TERMINAL_INPUT_IOCTLS) {
                 out.push(Rule::when("ioctl", refuse(), &[low32_is(1, request)]));
             }
             for &(mask, value, _) in INTERFACE_IOCTL_RANGES {
@@ -380,7 +390,11 @@ mod tests {
         for &v in &safe {
             assert!(!outside(&blocks, v), "{v:#x} refused");
         }
-        for &(r, name) in INTERFACE_IOCTLS.iter().chain(SETOWN_IOCTLS) {
+        for &(r, name) in INTERFACE_IOCTLS
+            .iter()
+            .chain(SETOWN_IOCTLS)
+            .chain(TERMINAL_INPUT_IOCTLS)
+        {
             assert!(outside(&blocks, r), "{name} allowed by the safe list");
         }
         for x in [
@@ -442,6 +456,9 @@ mod tests {
         assert_eq!(safe("FIONCLEX"), libc::FIONCLEX as u64);
         assert_eq!(safe("FIOCLEX"), libc::FIOCLEX as u64);
         assert_eq!(safe("FIOASYNC"), libc::FIOASYNC as u64);
+        let tty = |name| u64::from(find(TERMINAL_INPUT_IOCTLS, name));
+        assert_eq!(tty("TIOCSTI"), libc::TIOCSTI as u64);
+        assert_eq!(tty("TIOCLINUX"), libc::TIOCLINUX as u64);
         let n1 = |name| u64::from(find(INTERFACE_IOCTLS, name));
         assert_eq!(n1("SIOCADDRT"), libc::SIOCADDRT as u64);
         assert_eq!(n1("SIOCDELRT"), libc::SIOCDELRT as u64);

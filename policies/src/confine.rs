@@ -43,6 +43,14 @@ pub const NETWORK_CAPABILITIES: &[(&str, u32)] = &[
 ///   the wire after it reused the memory.
 /// - `SCTP_SOCKOPT_BINDX` (`_ADD`, `_REM`), `SCTP_SOCKOPT_CONNECTX` (`_OLD`, `3`): SCTP
 ///   binds and connects to lists of addresses, which the broker does not see.
+/// - `IP_ADD_MEMBERSHIP`, `IPV6_ADD_MEMBERSHIP`: joining a multicast group, or changing the
+///   sources of one (`IP_ADD_SOURCE_MEMBERSHIP`, `IP_DROP_SOURCE_MEMBERSHIP`,
+///   `IP_BLOCK_SOURCE`, `IP_UNBLOCK_SOURCE`, `IP_MSFILTER` and the protocol-independent
+///   `MCAST_*` forms at either level; `IPV6_JOIN_ANYCAST`). The kernel answers each with
+///   IGMP or MLD reports that name the group and the sources, sent on an interface the
+///   program picks: packets of the program's choosing on the network, with no connect or
+///   send for the broker to decide. Leaving a group (`IP_DROP_MEMBERSHIP`,
+///   `MCAST_LEAVE_GROUP`, `IPV6_DROP_MEMBERSHIP`) stays allowed: it only undoes a join.
 pub const UNSAFE_SOCKOPTS: &[(&str, &[(i32, i32)])] = &[
     ("IP_OPTIONS", &[(libc::SOL_IP, libc::IP_OPTIONS)]),
     ("IP_UNICAST_IF", &[(libc::SOL_IP, 50)]),
@@ -68,7 +76,46 @@ pub const UNSAFE_SOCKOPTS: &[(&str, &[(i32, i32)])] = &[
         "SCTP_SOCKOPT_CONNECTX",
         &[(SOL_SCTP, 107), (SOL_SCTP, 110), (SOL_SCTP, 111)],
     ),
+    (
+        "IP_ADD_MEMBERSHIP",
+        &[
+            (libc::SOL_IP, 35), // IP_ADD_MEMBERSHIP
+            (libc::SOL_IP, 37), // IP_UNBLOCK_SOURCE
+            (libc::SOL_IP, 38), // IP_BLOCK_SOURCE
+            (libc::SOL_IP, 39), // IP_ADD_SOURCE_MEMBERSHIP
+            (libc::SOL_IP, 40), // IP_DROP_SOURCE_MEMBERSHIP
+            (libc::SOL_IP, 41), // IP_MSFILTER
+            (libc::SOL_IP, MCAST_JOIN_GROUP),
+            (libc::SOL_IP, MCAST_BLOCK_SOURCE),
+            (libc::SOL_IP, MCAST_UNBLOCK_SOURCE),
+            (libc::SOL_IP, MCAST_JOIN_SOURCE_GROUP),
+            (libc::SOL_IP, MCAST_LEAVE_SOURCE_GROUP),
+            (libc::SOL_IP, MCAST_MSFILTER),
+        ],
+    ),
+    (
+        "IPV6_ADD_MEMBERSHIP",
+        &[
+            (libc::SOL_IPV6, 20), // IPV6_ADD_MEMBERSHIP (IPV6_JOIN_GROUP)
+            (libc::SOL_IPV6, 27), // IPV6_JOIN_ANYCAST
+            (libc::SOL_IPV6, MCAST_JOIN_GROUP),
+            (libc::SOL_IPV6, MCAST_BLOCK_SOURCE),
+            (libc::SOL_IPV6, MCAST_UNBLOCK_SOURCE),
+            (libc::SOL_IPV6, MCAST_JOIN_SOURCE_GROUP),
+            (libc::SOL_IPV6, MCAST_LEAVE_SOURCE_GROUP),
+            (libc::SOL_IPV6, MCAST_MSFILTER),
+        ],
+    ),
 ];
+
+/// The protocol-independent multicast options (RFC 3678), the same numbers at `SOL_IP` and
+/// `SOL_IPV6` (`linux/in.h`).
+const MCAST_JOIN_GROUP: i32 = 42;
+const MCAST_BLOCK_SOURCE: i32 = 43;
+const MCAST_UNBLOCK_SOURCE: i32 = 44;
+const MCAST_JOIN_SOURCE_GROUP: i32 = 46;
+const MCAST_LEAVE_SOURCE_GROUP: i32 = 47;
+const MCAST_MSFILTER: i32 = 48;
 
 /// The names of [`UNSAFE_SOCKOPTS`] that choose the source address of what is sent (a sticky
 /// source, or a home-address option), refused together with a jail address as
@@ -241,4 +288,49 @@ pub(crate) fn capability_name(number: u32) -> &'static str {
         .iter()
         .find(|(_, v)| *v == number)
         .map_or("?", |(n, _)| n)
+}
+
+#[cfg(test)]
+mod multicast_tests {
+    use super::*;
+
+    fn entry(name: &str) -> Option<&'static [(i32, i32)]> {
+        UNSAFE_SOCKOPTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| *o)
+    }
+
+    /// The numbers of the multicast options, against `libc` where it has them.
+    #[test]
+    fn multicast_membership_numbers_match_libc() {
+        let ip = entry("IP_ADD_MEMBERSHIP").unwrap();
+        for name in [
+            libc::IP_ADD_MEMBERSHIP,
+            libc::IP_UNBLOCK_SOURCE,
+            libc::IP_BLOCK_SOURCE,
+            libc::IP_ADD_SOURCE_MEMBERSHIP,
+            libc::IP_DROP_SOURCE_MEMBERSHIP,
+            libc::IP_MSFILTER,
+            libc::MCAST_JOIN_GROUP,
+            libc::MCAST_BLOCK_SOURCE,
+            libc::MCAST_UNBLOCK_SOURCE,
+            libc::MCAST_JOIN_SOURCE_GROUP,
+            libc::MCAST_LEAVE_SOURCE_GROUP,
+            libc::MCAST_MSFILTER,
+        ] {
+            assert!(ip.contains(&(libc::SOL_IP, name)), "{name}");
+        }
+        assert!(!ip.contains(&(libc::SOL_IP, libc::IP_DROP_MEMBERSHIP)));
+        assert!(!ip.contains(&(libc::SOL_IP, libc::MCAST_LEAVE_GROUP)));
+        let ip6 = entry("IPV6_ADD_MEMBERSHIP").unwrap();
+        for name in [
+            libc::IPV6_ADD_MEMBERSHIP,
+            libc::IPV6_JOIN_ANYCAST,
+            libc::MCAST_JOIN_GROUP,
+        ] {
+            assert!(ip6.contains(&(libc::SOL_IPV6, name)), "{name}");
+        }
+        assert!(!ip6.contains(&(libc::SOL_IPV6, libc::IPV6_DROP_MEMBERSHIP)));
+    }
 }

@@ -85,15 +85,15 @@ fn issue_4_rules_as_data_compile_to_the_same_programs() {
         return;
     }
     let golden: &[(&str, usize, u64)] = &[
-        ("allow-all", 277, 0x131b_7775_6307_30d3),
-        ("deny-all", 625, 0x997c_6ab8_631b_f7f6),
-        ("loopback-only", 625, 0x997c_6ab8_631b_f7f6),
-        ("rich", 1110, 0x4816_5b05_89ec_813f),
-        ("opts", 1144, 0x9a58_7b92_981b_a79c),
-        ("net", 731, 0xa7a9_3c34_0b20_6f8a),
-        ("user", 721, 0xc01b_2032_459f_6723),
-        ("nosock", 328, 0x020c_070c_c403_5782),
-        ("mount", 637, 0xede0_f82e_5713_eb6a),
+        ("allow-all", 300, 0x871f_0325_f21a_12ce),
+        ("deny-all", 648, 0x3c73_b22a_d514_084b),
+        ("loopback-only", 648, 0x3c73_b22a_d514_084b),
+        ("rich", 1133, 0x7354_fee7_70e9_372e),
+        ("opts", 1164, 0xa7d3_d7ad_ea1c_fa50),
+        ("net", 753, 0x86de_97de_1628_8e20),
+        ("user", 743, 0x0d9e_5ddb_c3fe_0df7),
+        ("nosock", 351, 0x9885_000e_e70e_8b83),
+        ("mount", 660, 0x3923_a788_6b93_d208),
     ];
     for &(name, len, hash) in golden {
         let src = netjail_policy::builtin(name)

@@ -353,14 +353,11 @@ pub(crate) fn assert_table(out: &Outcome, cases: &[&str], want: &str, what: &str
 /// J6: with `ioctl = "safe-list"`, `FIONREAD`, `FIONBIO`, `FIOCLEX` on a pipe and `TCGETS`,
 /// `TIOCGWINSZ` on a terminal keep working, while `TIOCSTI` (pushing input into the
 /// controlling terminal), `TIOCSWINSZ` and `SIOCGIFINDEX` fail with EPERM. Without the key
-/// (unconfined, and confined with the default policy) every one of them works.
+/// (unconfined, and confined with the default policy) every one of them works but `TIOCSTI`,
+/// which no policy allows (invariant 10).
 #[test]
 fn s_j6_ioctl_safe_list() {
     let defaults = default_policy();
-    // Linux 6.2+ can turn TIOCSTI off for processes without CAP_SYS_ADMIN (which the
-    // sandbox has lost): then the default-confined TIOCSTI answers EIO from the kernel.
-    let legacy_tiocsti = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
-        .map_or(true, |v| v.trim() != "0");
     let out = unconfined(&[probe(), "tty-ioctls"]);
     assert_table(&out, &SAFE, "ok", "unconfined");
     assert_table(&out, &UNSAFE, "ok", "unconfined");
@@ -368,16 +365,18 @@ fn s_j6_ioctl_safe_list() {
 
     let out = confined(defaults.as_str(), &[probe(), "tty-ioctls"]);
     assert_table(&out, &SAFE, "ok", "default policy");
-    if legacy_tiocsti {
-        assert_table(&out, &UNSAFE, "ok", "default policy");
-    } else {
-        assert_table(
-            &out,
-            &["TIOCSWINSZ", "SIOCGIFINDEX"],
-            "ok",
-            "default policy",
-        );
-    }
+    assert_table(
+        &out,
+        &["TIOCSWINSZ", "SIOCGIFINDEX"],
+        "ok",
+        "default policy",
+    );
+    assert_table(
+        &out,
+        &["TIOCSTI", "TIOCSTI_high_bits"],
+        "EPERM",
+        "default policy",
+    );
 
     let policy = policy_file("name = \"strict-ioctl\"\nioctl = \"safe-list\"\n");
     let out = confined(policy.as_str(), &[probe(), "tty-ioctls"]);
