@@ -15,14 +15,14 @@
 //!
 //! ```text
 //! cargo build --release --workspace
-//! cargo run --release -p netjail-integration-tests --bin nj-bench -- [--iterations N] [--netjail PATH]
-//! cargo run --release -p netjail-integration-tests --bin nj-bench -- cost [--pairs N]
-//! cargo run --release -p netjail-integration-tests --bin nj-bench -- held [--help]
-//! cargo run --release -p netjail-integration-tests --bin nj-bench -- embedded [--help]
-//! cargo run --release -p netjail-integration-tests --bin nj-bench -- flood [--help]
+//! cargo run --release -p netjail-bench --bin nj-bench -- [--iterations N] [--netjail PATH]
+//! cargo run --release -p netjail-bench --bin nj-bench -- cost [--pairs N]
+//! cargo run --release -p netjail-bench --bin nj-bench -- held [--help]
+//! cargo run --release -p netjail-bench --bin nj-bench -- embedded [--help]
+//! cargo run --release -p netjail-bench --bin nj-bench -- flood [--help]
 //! ```
 
-#[path = "../bench/mod.rs"]
+#[path = "mod.rs"]
 mod bench;
 
 fn main() {
