@@ -2,7 +2,7 @@
 //! socket without a destination must never cost a broker round trip, so a confined program
 //! moves data about as fast as an unconfined one.
 //!
-//! Three long-lived workers (`nj-bench --child cost serve`, see [`super::cost_child`]) take
+//! Three long-lived workers (`nj-bench --child cost serve`, see [`crate::cost_child`]) take
 //! turns, one measurement each: native; confined, under `netjail run` (the real filter, the
 //! real embedded broker); and a third, native with a filter of its own (`allow-all` by default,
 //! or `sendto-only`), to tell what any seccomp filter costs from what netjail's adds. Native and
@@ -15,7 +15,7 @@
 //! The confined workers' broker decisions are counted from the audit log of their embedded
 //! broker (`--log-format json`): one allowed `connect()` per measurement and nothing else.
 //! The filter itself is read back from a confined worker (`PTRACE_SECCOMP_GET_FILTER`) and the
-//! path of each call through it counted ([`super::bpf`]). `--control` replaces the confined
+//! path of each call through it counted ([`crate::bpf`]). `--control` replaces the confined
 //! worker by a second native one: an A/A run, the resolution of the bench.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -28,46 +28,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{args, DEFAULT_BROKER};
-use super::{
-    bpf, cost_child, join, kill_bounded, loadavg, reader, run_bounded, sys, Machine, PolicyFile,
+use crate::{args, policy::DEFAULT_BROKER};
+use crate::{
+    bpf, cost_child, policy::PolicyFile, process::join, process::kill_bounded, process::reader,
+    process::run_bounded, report::loadavg, report::Machine, sys,
 };
-
-const USAGE: &str = "\
-usage: nj-bench cost [--pairs N] [--tcp-mib M] [--chunk BYTES] [--rtt N] [--stream N]
-                     [--batches N] [--batch N] [--pin CLIENT,PEER | --no-pin]
-                     [--only TEST,...] [--respawn K] [--third F] [--control] [--netjail PATH]
-
-The cost rule: a native and a confined worker (netjail run, embedded broker) stay up side by
-side and take turns, measurement by measurement, in N pairs (order alternating); the ratio
-confined/native is taken per pair and the table gives its median over the pairs.
-
-  (a) tcp-send    the worker send()s M MiB in CHUNK-byte calls to a loopback peer
-      tcp-recv    the worker recv()s M MiB from the peer
-  (b) udp-rtt     64-byte send()/recv() ping-pong with an echo peer on a connected UDP socket
-      udp-stream  64-byte send()s as fast as possible on a connected UDP socket
-  (c) syscalls    ns per call of getppid, 1-byte pipe write+read, 64-byte UDP send(), also
-  every test also runs in a third worker, native plus a 1-instruction allow-all filter
-  of its own (seccomp on, no netjail): what having any filter at all costs
-  and once at the end: sendmsg() on a connected UDP socket (always brokered: the known cost)
-
-  --pairs N        measurements per test and variant (default 15)
-  --tcp-mib M      MiB per TCP transfer (default 512; the first 5% are not timed)
-  --chunk BYTES    bytes per send()/recv() call of the TCP tests (default 65536)
-  --rtt N          timed UDP round trips per measurement (default 10000, after 1000 untimed)
-  --stream N       timed UDP sends per measurement (default 100000, after 5000 untimed)
-  --batches N      timed batches per syscall kind (default 50), --batch N calls each (1000)
-  --third F        the third worker's own filter: allow-all (default) or sendto-only, the
-                   least filter that keeps send() in the kernel (9 instructions on its path)
-  --respawn K      fresh worker processes every K pairs (default 5; 0 = never), so that
-                   what one process happens to get (memory placement...) does not bias a run
-  --pin C,P        the measured worker on CPU C, the peers on CPU P (default 0,1 with 2+ CPUs)
-  --no-pin         let the scheduler place everything
-  --only LIST      run only these tests (comma-separated names above)
-  --control        an A/A run: the \"confined\" worker is a second native one, so the ratios
-                   show what two identical processes differ by (the resolution of the bench)
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-";
 
 /// The tests, in the order they run within a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,92 +177,60 @@ struct Options {
     third: &'static str,
 }
 
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
+/// The options checked, the binary found.
+fn options(args: args::CostArgs) -> Result<Options, String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut o = Options {
-        pairs: 15,
-        tcp_bytes: 512 << 20,
-        chunk: 64 << 10,
-        rtt: 10_000,
-        stream: 100_000,
-        batches: 50,
-        batch: 1000,
-        pin: (cpus >= 2).then_some((0, 1)),
-        tests: Test::ALL.to_vec(),
-        netjail: PathBuf::new(),
-        control: false,
-        respawn: 5,
-        third: "allow-all",
+    let pin = match (args.pin, args.no_pin) {
+        (_, true) => None,
+        (Some(pin), false) => Some(pin),
+        (None, false) => (cpus >= 2).then_some((0, 1)),
     };
-    let mut binaries = args::Binaries::netjail_only();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--pairs" => o.pairs = opts.number()?,
-            "--tcp-mib" => o.tcp_bytes = (opts.number()? as u64) << 20,
-            "--chunk" => o.chunk = opts.number()?,
-            "--rtt" => o.rtt = opts.number()?,
-            "--stream" => o.stream = opts.number()?,
-            "--batches" => o.batches = opts.number()?,
-            "--batch" => o.batch = opts.number()?,
-            "--pin" => {
-                let v = opts.value()?;
-                let (c, p) = v
-                    .split_once(',')
-                    .ok_or_else(|| format!("--pin {v}: expected CLIENT,PEER"))?;
-                let cpu = |s: &str| -> Result<usize, String> {
-                    s.trim().parse().map_err(|e| format!("--pin {v}: {e}"))
-                };
-                o.pin = Some((cpu(c)?, cpu(p)?));
-            }
-            "--no-pin" => o.pin = None,
-            "--control" => o.control = true,
-            "--respawn" => o.respawn = opts.number()?,
-            "--third" => {
-                o.third = match opts.value()?.as_str() {
-                    "allow-all" => "allow-all",
-                    "sendto-only" => "sendto-only",
-                    other => {
-                        return Err(format!(
-                            "--third {other}: expected allow-all or sendto-only"
-                        ))
-                    }
-                }
-            }
-            "--only" => {
-                let v = opts.value()?;
-                o.tests = v
-                    .split(',')
-                    .map(|t| {
-                        Test::ALL
-                            .into_iter()
-                            .find(|x| x.name() == t.trim())
-                            .ok_or_else(|| format!("--only: unknown test `{t}`"))
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    if o.respawn == 0 {
-        o.respawn = usize::MAX;
-    }
+    let tests = match &args.only {
+        None => Test::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|t| {
+                Test::ALL
+                    .into_iter()
+                    .find(|x| x.name() == t.trim())
+                    .ok_or_else(|| format!("--only: unknown test `{t}`"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let o = Options {
+        pairs: args.pairs,
+        tcp_bytes: (args.tcp_mib as u64) << 20,
+        chunk: args.chunk,
+        rtt: args.rtt,
+        stream: args.stream,
+        batches: args.batches,
+        batch: args.batch,
+        pin,
+        tests,
+        netjail: PathBuf::new(),
+        control: args.control,
+        respawn: if args.respawn == 0 {
+            usize::MAX
+        } else {
+            args.respawn
+        },
+        third: args.third.name(),
+    };
     if o.pairs == 0 || o.chunk == 0 || o.chunk > 16 << 20 || o.tcp_bytes < 1 << 20 {
         return Err("need --pairs >= 1, 0 < --chunk <= 16 MiB, --tcp-mib >= 1".into());
     }
     if o.rtt == 0 || o.stream == 0 || o.batches == 0 || o.batch == 0 {
         return Err("--rtt, --stream, --batches and --batch must be at least 1".into());
     }
-    o.netjail = binaries.netjail()?;
-    Ok(Some(o))
+    Ok(Options {
+        netjail: args.netjail.binary()?,
+        ..o
+    })
 }
 
 /// Entry point of `nj-bench cost`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::CostArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// Pins the calling thread, if asked; a failure is reported once, not fatal.
@@ -843,7 +776,7 @@ fn inspect_filter(pid: Option<i64>) -> FilterReport {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = super::this_exe()?;
+    let exe = crate::process::this_exe()?;
     let peers = Peers::start(o.pin.map(|(_, p)| p))?;
     let policy = PolicyFile::with_text(
         "cost",

@@ -33,48 +33,27 @@ use netjail_broker::{Broker, Embedded, HookCall, HookVerdict};
 use netjail_client::sandbox::Sandbox;
 use netjail_policy::Policy;
 
-use super::args;
-use super::stats::{self, ratio, us, Summary};
-use super::{all_succeeded, timeout_for, wait_bounded, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench embedded [--iterations N] [--rounds R] [--warmup W]
-
-What an embedded broker (netjail_broker::Broker::builder) costs per loopback TCP connect(),
-and what its run-time rules and its decision hook add: native, policy (the fast path),
-rules (allowed by a run-time rule, still the fast path), hook returning Continue and hook
-returning Allow (the blocking pool), measured interleaved in R rounds within one run.
-
-  --iterations N   timed calls per variant, spread over the rounds (default 2000)
-  --rounds R       rounds; each round runs every variant once, in rotating order (default 5)
-  --warmup W       untimed calls at the start of each child process (default 20)
-";
+use crate::args;
+use crate::stats::{self, ratio, us, Summary};
+use crate::{
+    canary::Canary, process::all_succeeded, process::timeout_for, process::wait_bounded,
+    report::Machine,
+};
 
 /// The names the confined children are registered with; the hook tells its two apart by name.
 const HOOK_ALLOW_NAME: &str = "nj-bench-hook-allow";
 
 /// Entry point of `nj-bench embedded`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::EmbeddedArgs) -> Result<bool, String> {
+    args.counts.check()?;
+    run(&Options {
+        counts: args.counts,
+    })
 }
 
 /// What the command line asked for.
 struct Options {
     counts: args::Counts,
-}
-
-/// `None` for `--help`.
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut counts = args::Counts::default();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? {
-            continue;
-        }
-        return args::help_or_unknown(&name, USAGE);
-    }
-    counts.check()?;
-    Ok(Some(Options { counts }))
 }
 
 /// The variants, in table order.
@@ -284,7 +263,7 @@ impl Bench<'_> {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = super::this_exe()?;
+    let exe = crate::process::this_exe()?;
     let listener = Canary::start()?;
     let plain = Broker::builder()
         .build()
@@ -314,7 +293,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!("nj-bench embedded: loopback TCP connect() latency through a broker embedded in this process");
     machine.print_header();
     println!("brokers  two Broker::builder() brokers in this process (own runtime each, no sockets, no log subscriber): one plain, one with a hook");
-    super::print_plan(&o.counts, &per_round, "");
+    crate::report::print_plan(&o.counts, &per_round, "");
     let rules: Vec<String> = runtime_rules(bench.listener.port)
         .into_iter()
         .map(|(allow, e)| format!("{} {e}", if allow { "allow" } else { "deny" }))
@@ -325,10 +304,10 @@ fn run(o: &Options) -> Result<bool, String> {
     let started = Instant::now();
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     for (round, &count) in per_round.iter().enumerate() {
-        for variant in super::rotation(&Variant::ALL, round) {
+        for variant in crate::report::rotation(&Variant::ALL, round) {
             samples[variant.index()].push(bench.measure(variant, count)?);
         }
-        super::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, o.counts.rounds, started);
     }
 
     let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
@@ -391,7 +370,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!(
         "listener accepted {seen} of {expected}; hook asked {asked} times (expected {expected_asked})"
     );
-    let end_load = super::print_end_load(started);
+    let end_load = crate::report::print_end_load(started);
 
     let mut by_variant = serde_json::Map::new();
     for v in Variant::ALL {

@@ -26,35 +26,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::args;
-use super::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
-use super::stats::{self, ratio, us, Summary};
-use super::{sys, timeout_for, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench flood [--iterations N] [--rounds R] [--warmup W] [--threads T] [--bound B]
-                      [--check] [--netjail PATH] [--netjaild PATH]
-
-Fairness under a flood: the latency of a loopback TCP connect() allowed by the broker (its own
-netjaild), measured interleaved in R rounds unloaded and while another sandbox's T threads
-each loop on connect() to a port the policy denies (EPERM).
-
-  --iterations N   timed calls per variant, spread over the rounds (default 2000)
-  --rounds R       rounds; each round runs both variants once, in rotating order (default 5)
-  --warmup W       untimed calls at the start of each measured child (default 20)
-  --threads T      threads of the flooding sandbox (default 2000)
-  --bound B        the bound on p99 flooded / p99 unloaded (default 2.0)
-  --check          exit 1 when the bound fails (by default only errors of correctness do)
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
-";
+use crate::args;
+use crate::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
+use crate::stats::{self, ratio, us, Summary};
+use crate::{canary::Canary, process::timeout_for, report::Machine, sys};
 
 /// The counter the flood climbs.
 const DENIED_CONNECTS: &str = "netjail_decisions_total{op=\"connect\",verdict=\"deny\"}";
 
 /// Entry point of `nj-bench flood`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::FloodArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// `--child flood PORT T [LIMIT_SECS]`: T threads (64 KiB stacks) each loop on a blocking
@@ -99,42 +81,23 @@ struct Options {
     netjaild: PathBuf,
 }
 
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut counts = args::Counts::default();
-    let mut threads = 2000;
-    let mut bound: f64 = 2.0;
-    let mut check = false;
-    let mut binaries = args::Binaries::with_netjaild();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--threads" => threads = opts.number()?,
-            "--bound" => {
-                let v = opts.value()?;
-                bound = v.parse().map_err(|e| format!("--bound {v}: {e}"))?;
-            }
-            "--check" => check = true,
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    counts.check()?;
-    if threads == 0 {
+/// The options checked, the binaries found.
+fn options(args: args::FloodArgs) -> Result<Options, String> {
+    args.counts.check()?;
+    if args.threads == 0 {
         return Err("--threads must be at least 1".into());
     }
-    if bound.is_nan() || bound <= 0.0 {
+    if args.bound.is_nan() || args.bound <= 0.0 {
         return Err("--bound must be positive".into());
     }
-    Ok(Some(Options {
-        counts,
-        threads,
-        bound,
-        check,
-        netjail: binaries.netjail()?,
-        netjaild: binaries.netjaild()?,
-    }))
+    Ok(Options {
+        counts: args.counts,
+        threads: args.threads,
+        bound: args.bound,
+        check: args.check,
+        netjail: args.netjail.binary()?,
+        netjaild: args.netjaild.binary()?,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,11 +233,11 @@ impl Bench<'_> {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = super::this_exe()?;
+    let exe = crate::process::this_exe()?;
     let dir = TempDir::new("flood")?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
-    let policy = super::allow_one_port("bench-flood", allowed.port);
+    let policy = crate::policy::allow_one_port("bench-flood", allowed.port);
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
     let mut bench = Bench {
         o,
@@ -292,7 +255,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    super::print_plan(&o.counts, &per_round, ";");
+    crate::report::print_plan(&o.counts, &per_round, ";");
     println!(
         "         flooded: a second sandbox's {} threads loop on connect() to the denied port (EPERM)",
         o.threads
@@ -306,7 +269,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<FloodCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
-        for variant in super::rotation(&Variant::ALL, round) {
+        for variant in crate::report::rotation(&Variant::ALL, round) {
             bench.own.check_alive()?;
             let lat = match variant {
                 Variant::Unloaded => {
@@ -329,7 +292,7 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        super::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, o.counts.rounds, started);
     }
     let allowed_decisions = bench
         .own
@@ -396,7 +359,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!(
         "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0); broker counted {allowed_decisions} allowed connects"
     );
-    let end_load = super::print_end_load(started);
+    let end_load = crate::report::print_end_load(started);
 
     let json = machine.report_json("nj-bench flood", &end_load, serde_json::json!({
         "iterations": o.counts.iterations,

@@ -32,38 +32,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::args;
-use super::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
-use super::stats::{self, ratio, Summary};
-use super::{join, reader, sys, timeout_for, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench held [--iterations N] [--rounds R] [--warmup W] [--held H]
-                     [--pending-only] [--unwatched] [--netjail PATH] [--netjaild PATH]
-
-Held calls do not slow other sandboxes: the latency of a loopback TCP connect() allowed by the
-broker (its own netjaild, one operator watching), measured interleaved in R rounds with
-nothing held (idle) and while another sandbox has H calls held for an operator (held).
-
-  --iterations N   timed calls per variant, spread over the rounds (default 2000)
-  --rounds R       rounds; each round runs both variants once, in rotating order (default 5)
-  --warmup W       untimed calls at the start of each measured child (default 20)
-  --held H         calls the holding sandbox keeps held (default 16, the broker's limit
-                   per sandbox)
-  --pending-only   the operator runs `netjail watch --json --pending-only` (held calls and
-                   their ends) instead of `netjail watch --json` (every decision too)
-  --unwatched      add a 3rd variant: idle with the operator stopped (nobody watching), to
-                   show what a watching operator costs every call
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
-";
+use crate::args;
+use crate::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
+use crate::stats::{self, ratio, Summary};
+use crate::{
+    canary::Canary, process::join, process::reader, process::timeout_for, report::Machine, sys,
+};
 
 /// The holder's sandbox name given to `netjail run --name`, as `netjail status` shows it.
 const HOLDER_NAME: &str = "nj-bench-holder";
 
 /// Entry point of `nj-bench held`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::HeldArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// `--child hold PORT N [LIMIT_SECS]`: N threads each make one blocking `connect()` to
@@ -109,37 +90,20 @@ struct Options {
     netjaild: PathBuf,
 }
 
-/// `None` for `--help`.
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut counts = args::Counts::default();
-    let mut held = 16;
-    let mut pending_only = false;
-    let mut unwatched = false;
-    let mut binaries = args::Binaries::with_netjaild();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--held" => held = opts.number()?,
-            "--pending-only" => pending_only = true,
-            "--unwatched" => unwatched = true,
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    counts.check()?;
-    if held == 0 {
+/// The options checked, the binaries found.
+fn options(args: args::HeldArgs) -> Result<Options, String> {
+    args.counts.check()?;
+    if args.held == 0 {
         return Err("--held must be at least 1".into());
     }
-    Ok(Some(Options {
-        counts,
-        held,
-        pending_only,
-        unwatched,
-        netjail: binaries.netjail()?,
-        netjaild: binaries.netjaild()?,
-    }))
+    Ok(Options {
+        counts: args.counts,
+        held: args.held,
+        pending_only: args.pending_only,
+        unwatched: args.unwatched,
+        netjail: args.netjail.binary()?,
+        netjaild: args.netjaild.binary()?,
+    })
 }
 
 /// The variants.
@@ -377,7 +341,7 @@ fn audit_events(log: &str) -> Vec<Value> {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = super::this_exe()?;
+    let exe = crate::process::this_exe()?;
     let dir = TempDir::new("held")?;
     let allowed = Canary::start()?;
     let asked = Canary::start()?;
@@ -412,7 +376,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    super::print_plan(&o.counts, &per_round, ";");
+    crate::report::print_plan(&o.counts, &per_round, ";");
     println!(
         "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
         o.held
@@ -433,7 +397,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<HeldCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
-        for variant in super::rotation(&variants, round) {
+        for variant in crate::report::rotation(&variants, round) {
             watcher.check_alive()?;
             bench.own.check_alive()?;
             let lat = match variant {
@@ -463,7 +427,7 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        super::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, o.counts.rounds, started);
     }
     watcher.stop();
     let final_status = bench.status()?;
@@ -578,7 +542,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!(
         "broker log                       {allowed_decisions} allowed connects to the allowed port; {held_events} calls held (expected {expected_held}), ended: {ended:?}"
     );
-    let end_load = super::print_end_load(started);
+    let end_load = crate::report::print_end_load(started);
 
     let mut by_variant = serde_json::Map::new();
     for &v in &variants {

@@ -26,28 +26,13 @@ use std::time::{Duration, Instant};
 
 use netjail_client::sandbox::{BrokerRef, Sandbox, SandboxedChild};
 
-use super::args;
-use super::own_broker::{OwnBroker, TempDir};
-use super::stats::{self, us, Summary};
-use super::{join, parse_report, reader, sys, wait_bounded, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench scale [--sandboxes N] [--busy LIST] [--calls C] [--nofile F]
-                      [--idle PROGRAM] [--netjail PATH] [--netjaild PATH]
-
-Many sandboxes on one broker (its own netjaild): registers N idle sandboxes and reports the
-broker's memory, threads and fds per sandbox; then, with them still registered, the decision
-rate (allowed loopback connects per second) with 1, 16 and 256 busy sandboxes, next to the
-same number of unconfined processes.
-
-  --sandboxes N    idle sandboxes to register (default 10000)
-  --busy LIST      comma-separated numbers of busy sandboxes (default 1,16,256)
-  --calls C        connects per busy level, shared among its sandboxes (default 25600)
-  --nofile F       RLIMIT_NOFILE set for this bench and so for its netjaild (default 65536)
-  --idle PROGRAM   the idle program, run as `PROGRAM 900` (default /bin/sleep)
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
-";
+use crate::args;
+use crate::own_broker::{OwnBroker, TempDir};
+use crate::stats::{self, us, Summary};
+use crate::{
+    canary::Canary, process::join, process::parse_report, process::reader, process::wait_bounded,
+    report::Machine, sys,
+};
 
 /// Threads accepting on the busy sandboxes' listener.
 const ACCEPTORS: usize = 4;
@@ -83,59 +68,36 @@ struct Options {
 }
 
 /// Entry point of `nj-bench scale`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::ScaleArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// `None` for `--help`.
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut o = Options {
-        sandboxes: 10_000,
-        busy: vec![1, 16, 256],
-        calls: 25_600,
-        nofile: 65_536,
-        idle: PathBuf::from("/bin/sleep"),
-        netjail: PathBuf::new(),
-        netjaild: PathBuf::new(),
-    };
-    let mut binaries = args::Binaries::with_netjaild();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--sandboxes" => o.sandboxes = opts.number()?,
-            "--busy" => {
-                o.busy = opts
-                    .value()?
-                    .split(',')
-                    .map(|n| n.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("--busy: {e}"))?;
-            }
-            "--calls" => o.calls = opts.number()?,
-            "--nofile" => o.nofile = opts.number()? as u64,
-            "--idle" => o.idle = PathBuf::from(opts.value()?),
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    if o.busy.is_empty() || o.busy.contains(&0) {
+/// The options checked, the binaries found.
+fn options(args: args::ScaleArgs) -> Result<Options, String> {
+    if args.busy.is_empty() || args.busy.contains(&0) {
         return Err("--busy: each level must be at least 1".into());
     }
-    if let Some(&max) = o.busy.iter().max() {
-        if o.calls < max {
+    if let Some(&max) = args.busy.iter().max() {
+        if args.calls < max {
             return Err(format!(
                 "--calls must be at least the largest --busy ({max})"
             ));
         }
     }
-    o.netjail = binaries.netjail()?;
-    o.netjaild = binaries.netjaild()?;
+    let o = Options {
+        netjail: args.netjail.binary()?,
+        netjaild: args.netjaild.binary()?,
+        sandboxes: args.sandboxes,
+        busy: args.busy,
+        calls: args.calls,
+        nofile: args.nofile,
+        idle: args.idle,
+    };
     if !o.idle.is_file() {
         return Err(format!("no idle program at {}", o.idle.display()));
     }
-    Ok(Some(o))
+    Ok(o)
 }
 
 /// The broker process as `/proc/PID` shows it.
@@ -385,14 +347,14 @@ impl Bench {
 
 fn run(o: &Options) -> Result<bool, String> {
     let machine = Machine::read();
-    let exe = super::this_exe()?;
+    let exe = crate::process::this_exe()?;
     let nofile = sys::set_nofile(o.nofile)
         .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): errno {e}", o.nofile))?;
     let ((soft, hard), (now_soft, now_hard)) = (nofile.before, nofile.after);
     let dir = TempDir::new("scale")?;
     let allowed = Canary::start_with(ACCEPTORS, Some(ACCEPTOR_NICE))?;
     let denied = Canary::start()?;
-    let policy = super::allow_one_port("bench-scale", allowed.port);
+    let policy = crate::policy::allow_one_port("bench-scale", allowed.port);
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
     let mut bench = Bench {
         own,
@@ -635,7 +597,7 @@ fn run(o: &Options) -> Result<bool, String> {
         release_secs,
         released.line()
     );
-    let end_load = super::print_end_load(started);
+    let end_load = crate::report::print_end_load(started);
 
     let json = machine.report_json("nj-bench scale", &end_load, serde_json::json!({
         "nofile": now_soft,
