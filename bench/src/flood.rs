@@ -231,22 +231,25 @@ impl Bench<'_> {
     }
 }
 
-fn run(o: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
+/// The bench's own broker under a policy that allows one listener only.
+fn setup(o: &Options) -> Result<Bench<'_>, String> {
     let exe = crate::process::this_exe()?;
     let dir = TempDir::new("flood")?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
     let policy = crate::policy::allow_one_port("bench-flood", allowed.port);
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
-    let mut bench = Bench {
+    Ok(Bench {
         o,
         own,
         allowed,
         denied,
-    };
+    })
+}
 
-    let per_round = o.counts.plan();
+/// The report's header.
+fn print_plan(bench: &Bench<'_>, machine: &Machine, per_round: &[usize]) {
+    let o = bench.o;
     println!("nj-bench flood: allowed connect() latency in one sandbox while another floods denied connects");
     machine.print_header();
     println!("netjail  {}", o.netjail.display());
@@ -255,7 +258,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    crate::report::print_plan(&o.counts, &per_round, ";");
+    crate::report::print_plan(&o.counts, per_round, ";");
     println!(
         "         flooded: a second sandbox's {} threads loop on connect() to the denied port (EPERM)",
         o.threads
@@ -264,8 +267,15 @@ fn run(o: &Options) -> Result<bool, String> {
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
         bench.allowed.port, bench.denied.port
     );
+}
 
-    let started = Instant::now();
+/// Runs both variants in every round, in rotating order: per variant its rounds' latencies,
+/// and the flood of each flooded round.
+fn measure_rounds(
+    bench: &mut Bench<'_>,
+    per_round: &[usize],
+    started: Instant,
+) -> Result<(Vec<Vec<Vec<u64>>>, Vec<FloodCheck>), String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<FloodCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
@@ -292,8 +302,88 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        crate::report::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, bench.o.counts.rounds, started);
     }
+    Ok((samples, checks))
+}
+
+/// Prints what the floods did: denials per second and how fast each flood started.
+fn print_floods(checks: &[FloodCheck], rates: &[f64]) {
+    let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    println!(
+        "flood                            denials per second during each measurement: {} (mean {mean_rate:.0}); {} denials in all",
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        checks.iter().map(|c| c.denials).sum::<u64>()
+    );
+    println!(
+        "                                 flooding within {} ms of the flooder's start",
+        checks
+            .iter()
+            .map(|c| format!("{:.0}", c.settle_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// What the run must have done besides its figures (the bound only with `--check`); prints
+/// each failure, false if any.
+fn verdict(
+    o: &Options,
+    checks: &[FloodCheck],
+    (pass, r_p99): (bool, f64),
+    (seen, expected, leaked): (u64, u64, u64),
+) -> bool {
+    let mut ok = true;
+    if leaked != 0 {
+        eprintln!("nj-bench flood: error: {leaked} connection(s) reached the denied port");
+        ok = false;
+    }
+    if checks.iter().any(|c| c.denials == 0) {
+        eprintln!("nj-bench flood: error: a flooded measurement saw no denial");
+        ok = false;
+    }
+    if !pass {
+        eprintln!(
+            "nj-bench flood: {}: p99 flooded / unloaded {r_p99:.2}x > {:.1}x",
+            if o.check { "error" } else { "warning" },
+            o.bound
+        );
+        if o.check {
+            ok = false;
+        }
+    }
+    if seen != expected {
+        eprintln!(
+            "nj-bench flood: warning: the allowed listener accepted {seen}, expected {expected}"
+        );
+    }
+    ok
+}
+
+/// Prints what the listeners accepted: every measured connect at the allowed one, nothing at
+/// the denied one; returns (accepted, expected, leaked).
+fn check_listeners(bench: &Bench<'_>, allowed_decisions: f64) -> (u64, u64, u64) {
+    let expected = 2 * bench.o.counts.calls_per_variant();
+    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
+    let leaked = bench.denied.accepted();
+    println!(
+        "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0); broker counted {allowed_decisions} allowed connects"
+    );
+    (seen, expected, leaked)
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let mut bench = setup(o)?;
+    let per_round = o.counts.plan();
+    print_plan(&bench, &machine, &per_round);
+
+    let started = Instant::now();
+    let (samples, checks) = measure_rounds(&mut bench, &per_round, started)?;
     let allowed_decisions = bench
         .own
         .metric("netjail_decisions_total{op=\"connect\",verdict=\"allow\"}")
@@ -320,7 +410,6 @@ fn run(o: &Options) -> Result<bool, String> {
     let r_p99 = ratio(flooded.p99_ns, unloaded.p99_ns);
     let pass = r_p99 <= o.bound;
     let rates: Vec<f64> = checks.iter().map(|c| c.rate).collect();
-    let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
     println!();
     println!("flooded / unloaded               median {r_med:.2}x   p99 {r_p99:.2}x");
     println!(
@@ -330,35 +419,14 @@ fn run(o: &Options) -> Result<bool, String> {
         us(flooded.p99_ns),
         o.bound * us(unloaded.p99_ns)
     );
-    println!(
-        "flood                            denials per second during each measurement: {} (mean {mean_rate:.0}); {} denials in all",
-        rates
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        checks.iter().map(|c| c.denials).sum::<u64>()
-    );
-    println!(
-        "                                 flooding within {} ms of the flooder's start",
-        checks
-            .iter()
-            .map(|c| format!("{:.0}", c.settle_ms))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    print_floods(&checks, &rates);
     println!("in flight                        peak of one sandbox on the blocking pool: {peak}");
     for (v, s) in [("unloaded", unloaded), ("flooded", flooded)] {
         if let Some(note) = s.spread_note(v, "a noisy run") {
             println!("{note}");
         }
     }
-    let expected = 2 * o.counts.calls_per_variant();
-    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
-    let leaked = bench.denied.accepted();
-    println!(
-        "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0); broker counted {allowed_decisions} allowed connects"
-    );
+    let (seen, expected, leaked) = check_listeners(&bench, allowed_decisions);
     let end_load = crate::report::print_end_load(started);
 
     let json = machine.report_json("nj-bench flood", &end_load, serde_json::json!({
@@ -386,30 +454,5 @@ fn run(o: &Options) -> Result<bool, String> {
         "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "denied_accepted": leaked },
     }));
     println!("{json}");
-
-    let mut ok = true;
-    if leaked != 0 {
-        eprintln!("nj-bench flood: error: {leaked} connection(s) reached the denied port");
-        ok = false;
-    }
-    if checks.iter().any(|c| c.denials == 0) {
-        eprintln!("nj-bench flood: error: a flooded measurement saw no denial");
-        ok = false;
-    }
-    if !pass {
-        eprintln!(
-            "nj-bench flood: {}: p99 flooded / unloaded {r_p99:.2}x > {:.1}x",
-            if o.check { "error" } else { "warning" },
-            o.bound
-        );
-        if o.check {
-            ok = false;
-        }
-    }
-    if seen != expected {
-        eprintln!(
-            "nj-bench flood: warning: the allowed listener accepted {seen}, expected {expected}"
-        );
-    }
-    Ok(ok)
+    Ok(verdict(o, &checks, (pass, r_p99), (seen, expected, leaked)))
 }
