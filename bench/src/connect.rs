@@ -23,7 +23,7 @@ use crate::args;
 use crate::canary::Canary;
 use crate::policy::{PolicyFile, DEFAULT_BROKER};
 use crate::process::{parse_report, run_bounded, this_exe, timeout_for};
-use crate::report::{print_end_load, print_plan, print_round_done, rotation, Machine};
+use crate::report::{self, print_end_load, print_round_done, rotation, Machine};
 use crate::stats::{self, ratio, us, Summary};
 
 /// What the command line asked for.
@@ -204,26 +204,29 @@ impl Bench<'_> {
 /// Issue 8's bound on `(brokered - native) / floor` at the median.
 const ACCEPTANCE: f64 = 1.5;
 
-fn run(options: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
+/// The two listeners and the policy allowing one of them.
+fn setup(options: &Options) -> Result<Bench<'_>, String> {
     let exe = this_exe()?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
     let policy = PolicyFile::write(allowed.port)?;
-    let bench = Bench {
+    Ok(Bench {
         options,
         exe,
         policy,
         allowed,
         denied,
-    };
+    })
+}
 
+/// The report's header.
+fn print_plan(bench: &Bench<'_>, machine: &Machine, per_round: &[usize]) {
+    let options = bench.options;
     let broker_mode = if Path::new(DEFAULT_BROKER).exists() {
         format!("the daemon at {DEFAULT_BROKER} if it answers (the socket exists)")
     } else {
         format!("embedded in `netjail run` (nothing at {DEFAULT_BROKER})")
     };
-    let per_round = options.counts.plan();
     println!("nj-bench: loopback TCP connect() latency, native vs netjail broker");
     machine.print_header();
     println!("netjail  {}", options.netjail.display());
@@ -231,27 +234,36 @@ fn run(options: &Options) -> Result<bool, String> {
     if options.audit {
         println!("audit    on (one line per call on the confined child's stderr)");
     }
-    print_plan(&options.counts, &per_round, "");
+    report::print_plan(&options.counts, per_round, "");
     println!(
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
         bench.allowed.port, bench.denied.port
     );
+}
 
-    let started = Instant::now();
-    let variants: Vec<Variant> = Variant::ALL
-        .into_iter()
-        .filter(|&v| v != Variant::SyncFloor || options.sync_floor)
-        .collect();
-    let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
-    for (round, &count) in per_round.iter().enumerate() {
-        for variant in rotation(&variants, round) {
-            let lat = bench.measure(variant, count)?;
-            samples[variant.index()].push(lat);
-        }
-        print_round_done(round, options.counts.rounds, started);
+/// `(a - b) / f`: how many `f` the difference is; NaN for `f` 0.
+fn over(a: u64, b: u64, f: u64) -> f64 {
+    if f == 0 {
+        f64::NAN
+    } else {
+        (a as f64 - b as f64) / f as f64
     }
+}
 
-    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+/// The ratios of the report.
+struct Ratios {
+    r_med: f64,
+    r_p99: f64,
+    rt_med: f64,
+    rt_p99: f64,
+    rt_sync_med: f64,
+    denied_rt: f64,
+    overhead_us: f64,
+}
+
+/// Prints the ratios of brokered to native, in floors, the acceptance of issue 8, and a note
+/// for each variant whose rounds spread widely.
+fn print_ratios(options: &Options, summaries: &[Summary], variants: &[Variant]) -> Ratios {
     let s = |v: Variant| &summaries[v.index()];
     let (native, brokered, denied, floor) = (
         s(Variant::Native),
@@ -259,21 +271,6 @@ fn run(options: &Options) -> Result<bool, String> {
         s(Variant::Denied),
         s(Variant::Floor),
     );
-
-    println!();
-    println!("{}", Summary::table_header(20));
-    for &v in &variants {
-        let x = s(v);
-        println!("{}", x.table_row(v.label(), 20));
-    }
-
-    let over = |a: u64, b: u64, f: u64| {
-        if f == 0 {
-            f64::NAN
-        } else {
-            (a as f64 - b as f64) / f as f64
-        }
-    };
     let r_med = ratio(brokered.median_ns, native.median_ns);
     let r_p99 = ratio(brokered.p99_ns, native.p99_ns);
     let rt_med = over(brokered.median_ns, native.median_ns, floor.median_ns);
@@ -318,7 +315,7 @@ fn run(options: &Options) -> Result<bool, String> {
             verdict(rt_sync_med)
         );
     }
-    for &v in &variants {
+    for &v in variants {
         let why = if matches!(v, Variant::Floor | Variant::SyncFloor) {
             "a noisy run, or the two processes sharing a CPU in some rounds and not in others"
         } else {
@@ -328,6 +325,63 @@ fn run(options: &Options) -> Result<bool, String> {
             println!("{note}");
         }
     }
+    Ratios {
+        r_med,
+        r_p99,
+        rt_med,
+        rt_p99,
+        rt_sync_med,
+        denied_rt,
+        overhead_us,
+    }
+}
+
+/// Runs every variant in every round, in rotating order; per variant, its summary.
+fn measure_rounds(
+    bench: &Bench<'_>,
+    variants: &[Variant],
+    per_round: &[usize],
+    started: Instant,
+) -> Result<Vec<Summary>, String> {
+    let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
+    for (round, &count) in per_round.iter().enumerate() {
+        for variant in rotation(variants, round) {
+            let lat = bench.measure(variant, count)?;
+            samples[variant.index()].push(lat);
+        }
+        print_round_done(round, bench.options.counts.rounds, started);
+    }
+    Ok(samples.iter().map(|r| stats::summarize(r)).collect())
+}
+
+fn run(options: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let bench = setup(options)?;
+    let per_round = options.counts.plan();
+    print_plan(&bench, &machine, &per_round);
+
+    let started = Instant::now();
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|&v| v != Variant::SyncFloor || options.sync_floor)
+        .collect();
+    let summaries = measure_rounds(&bench, &variants, &per_round, started)?;
+    let s = |v: Variant| &summaries[v.index()];
+    println!();
+    println!("{}", Summary::table_header(20));
+    for &v in &variants {
+        let x = s(v);
+        println!("{}", x.table_row(v.label(), 20));
+    }
+    let Ratios {
+        r_med,
+        r_p99,
+        rt_med,
+        rt_p99,
+        rt_sync_med,
+        denied_rt,
+        overhead_us,
+    } = print_ratios(options, &summaries, &variants);
 
     // Every allowed connection must have reached the allowed listener, none the denied one.
     let expected = 2 * options.counts.calls_per_variant();
