@@ -261,15 +261,15 @@ impl Bench<'_> {
     }
 }
 
-fn run(o: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
+/// The bench's two embedded brokers, one plain, one whose hook counts its calls in
+/// `hook_calls`.
+fn setup<'a>(o: &'a Options, hook_calls: &Arc<AtomicU64>) -> Result<Bench<'a>, String> {
     let exe = crate::process::this_exe()?;
     let listener = Canary::start()?;
     let plain = Broker::builder()
         .build()
         .map_err(|e| format!("embedded broker: {e}"))?;
-    let hook_calls = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&hook_calls);
+    let counter = Arc::clone(hook_calls);
     let hooked = Broker::builder()
         .hook(move |call: &HookCall<'_>| {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -281,27 +281,38 @@ fn run(o: &Options) -> Result<bool, String> {
         })
         .build()
         .map_err(|e| format!("embedded broker with a hook: {e}"))?;
-    let bench = Bench {
+    Ok(Bench {
         o,
         exe,
         listener,
         plain,
         hooked,
-    };
+    })
+}
 
-    let per_round = o.counts.plan();
+/// The report's header; returns the run-time rules of `rules`, as printed.
+fn print_plan(bench: &Bench<'_>, machine: &Machine, per_round: &[usize]) -> Vec<String> {
+    let o = bench.o;
     println!("nj-bench embedded: loopback TCP connect() latency through a broker embedded in this process");
     machine.print_header();
     println!("brokers  two Broker::builder() brokers in this process (own runtime each, no sockets, no log subscriber): one plain, one with a hook");
-    crate::report::print_plan(&o.counts, &per_round, "");
+    crate::report::print_plan(&o.counts, per_round, "");
     let rules: Vec<String> = runtime_rules(bench.listener.port)
         .into_iter()
         .map(|(allow, e)| format!("{} {e}", if allow { "allow" } else { "deny" }))
         .collect();
     println!("rules    run-time rules of `rules`: {}", rules.join(", "));
     println!("port     127.0.0.1:{}", bench.listener.port);
+    rules
+}
 
-    let started = Instant::now();
+/// Runs every variant in every round, in rotating order; per variant, its summary.
+fn measure_rounds(
+    bench: &Bench<'_>,
+    per_round: &[usize],
+    started: Instant,
+) -> Result<Vec<Summary>, String> {
+    let o = bench.o;
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     for (round, &count) in per_round.iter().enumerate() {
         for variant in crate::report::rotation(&Variant::ALL, round) {
@@ -309,8 +320,12 @@ fn run(o: &Options) -> Result<bool, String> {
         }
         crate::report::print_round_done(round, o.counts.rounds, started);
     }
+    Ok(samples.iter().map(|r| stats::summarize(r)).collect())
+}
 
-    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+/// Prints the table of latencies and the ratios of each variant to native and to the fast
+/// path; returns the ratios as JSON.
+fn print_table(summaries: &[Summary]) -> serde_json::Map<String, serde_json::Value> {
     let s = |v: Variant| &summaries[v.index()];
     let (native, fast) = (s(Variant::Native), s(Variant::Policy));
     const W: usize = 20;
@@ -338,6 +353,14 @@ fn run(o: &Options) -> Result<bool, String> {
         );
         ratios_json.insert(v.key().to_owned(), r.to_json());
     }
+    ratios_json
+}
+
+/// Prints the ratios to the fast path of each round's median (hook and run-time rule) and a
+/// note for each variant whose rounds spread widely; returns those ratios.
+fn print_rounds(summaries: &[Summary]) -> (Vec<f64>, Vec<f64>) {
+    let s = |v: Variant| &summaries[v.index()];
+    let fast = s(Variant::Policy);
     let hook_rounds = round_ratios(s(Variant::HookContinue), fast);
     let rules_rounds = round_ratios(s(Variant::Rules), fast);
     let show = |r: &[f64]| {
@@ -360,6 +383,23 @@ fn run(o: &Options) -> Result<bool, String> {
             println!("{note}");
         }
     }
+    (hook_rounds, rules_rounds)
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let hook_calls = Arc::new(AtomicU64::new(0));
+    let bench = setup(o, &hook_calls)?;
+
+    let per_round = o.counts.plan();
+    let rules = print_plan(&bench, &machine, &per_round);
+
+    let started = Instant::now();
+    let summaries = measure_rounds(&bench, &per_round, started)?;
+
+    let s = |v: Variant| &summaries[v.index()];
+    let ratios_json = print_table(&summaries);
+    let (hook_rounds, rules_rounds) = print_rounds(&summaries);
 
     // Every connect reached the listener; the hook was asked once per hooked connect.
     let per_variant = o.counts.calls_per_variant();
