@@ -269,13 +269,16 @@ fn print_plan(bench: &Bench<'_>, machine: &Machine, per_round: &[usize]) {
     );
 }
 
+/// Per variant its rounds' latencies, and the flood of each flooded round.
+type Rounds = (Vec<Vec<Vec<u64>>>, Vec<FloodCheck>);
+
 /// Runs both variants in every round, in rotating order: per variant its rounds' latencies,
 /// and the flood of each flooded round.
 fn measure_rounds(
     bench: &mut Bench<'_>,
     per_round: &[usize],
     started: Instant,
-) -> Result<(Vec<Vec<Vec<u64>>>, Vec<FloodCheck>), String> {
+) -> Result<Rounds, String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<FloodCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
