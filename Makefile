@@ -56,11 +56,11 @@ unit: deps
 # Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`); for the
 # last: BENCH_FLOOD_ARGS="--iterations 10000 --rounds 10" (see `nj-bench flood --help`).
 bench: release
-	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench
-	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- cost $(BENCH_COST_ARGS)
-	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- held
-	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- embedded
-	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- flood $(BENCH_FLOOD_ARGS)
+	$(CARGO) run --release -p netjail-bench --bin nj-bench
+	$(CARGO) run --release -p netjail-bench --bin nj-bench -- cost $(BENCH_COST_ARGS)
+	$(CARGO) run --release -p netjail-bench --bin nj-bench -- held
+	$(CARGO) run --release -p netjail-bench --bin nj-bench -- embedded
+	$(CARGO) run --release -p netjail-bench --bin nj-bench -- flood $(BENCH_FLOOD_ARGS)
 
 # Scale (issue 8): its own netjaild with 10,000 registered sandboxes (confined `sleep`s): the
 # broker's memory, threads and fds per sandbox, then the decision rate with 1, 16 and 256 busy
@@ -68,7 +68,7 @@ bench: release
 # RLIMIT_NOFILE above 10,000 (it raises its soft limit to the hard one) and pid_max above
 # 20,000. Smaller: BENCH_SCALE_ARGS="--sandboxes 1000" (see `nj-bench scale --help`).
 bench-scale: release
-	$(CARGO) run --release -p netjail-integration-tests --bin nj-bench -- scale $(BENCH_SCALE_ARGS)
+	$(CARGO) run --release -p netjail-bench --bin nj-bench -- scale $(BENCH_SCALE_ARGS)
 
 # Fuzzing (docs/fuzzing.md), never part of `make test`: it needs the nightly toolchain and
 # cargo-fuzz (installed here when missing). Each target runs FUZZ_SECONDS (default 20) from

@@ -68,6 +68,25 @@ fn seccomp_data(call: &Call, arch: u32) -> [u8; DATA_LEN] {
     data
 }
 
+/// The accumulator after the ALU instruction `code` with operand `src`; `None` for an opcode
+/// that is not one.
+fn alu(code: u32, a: u32, src: u32) -> Option<u32> {
+    Some(match code & 0xf0 {
+        libc::BPF_ADD => a.wrapping_add(src),
+        libc::BPF_SUB => a.wrapping_sub(src),
+        libc::BPF_MUL => a.wrapping_mul(src),
+        libc::BPF_DIV => a.checked_div(src).unwrap_or(0),
+        libc::BPF_MOD => a.checked_rem(src).unwrap_or(0),
+        libc::BPF_OR => a | src,
+        libc::BPF_AND => a & src,
+        libc::BPF_XOR => a ^ src,
+        libc::BPF_LSH => a.checked_shl(src).unwrap_or(0),
+        libc::BPF_RSH => a.checked_shr(src).unwrap_or(0),
+        libc::BPF_NEG => a.wrapping_neg(),
+        _ => return None,
+    })
+}
+
 /// Runs `prog` on `call` like the kernel's classic-BPF interpreter (all opcodes seccomp
 /// accepts); `None` if the program is malformed (a jump or a load out of bounds, no return).
 pub fn run(prog: &[libc::sock_filter], call: &Call, arch: u32) -> Option<Outcome> {
@@ -107,20 +126,7 @@ pub fn run(prog: &[libc::sock_filter], call: &Call, arch: u32) -> Option<Outcome
             libc::BPF_STX => *mem.get_mut(k as usize)? = x,
             libc::BPF_ALU => {
                 let src = if code & libc::BPF_X != 0 { x } else { k };
-                a = match code & 0xf0 {
-                    libc::BPF_ADD => a.wrapping_add(src),
-                    libc::BPF_SUB => a.wrapping_sub(src),
-                    libc::BPF_MUL => a.wrapping_mul(src),
-                    libc::BPF_DIV => a.checked_div(src).unwrap_or(0),
-                    libc::BPF_MOD => a.checked_rem(src).unwrap_or(0),
-                    libc::BPF_OR => a | src,
-                    libc::BPF_AND => a & src,
-                    libc::BPF_XOR => a ^ src,
-                    libc::BPF_LSH => a.checked_shl(src).unwrap_or(0),
-                    libc::BPF_RSH => a.checked_shr(src).unwrap_or(0),
-                    libc::BPF_NEG => a.wrapping_neg(),
-                    _ => return None,
-                };
+                a = alu(code, a, src)?;
             }
             libc::BPF_JMP => {
                 let src = if code & libc::BPF_X != 0 { x } else { k };

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
-use super::sys;
+use crate::sys;
 
 /// The header a TCP child sends to the peer: `mode` (`S` the child sends, `R` it receives),
 /// three zero bytes, the chunk size (u32 LE) and the byte count (u64 LE).

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::sys;
+use crate::sys;
 
 /// A child's result, as printed.
 struct Samples {
@@ -177,4 +177,52 @@ fn floor_answer(
         sys::notif_send_zero(&listener, id).map_err(|e| format!("NOTIF_SEND: errno {e}"))?;
     }
     Ok(())
+}
+
+/// The entry point of a measured child: `--child connect PORT COUNT [WARMUP [gate]]`, `--child floor COUNT [WARMUP]`,
+/// `--child hold PORT N [LIMIT]` (see [`crate::held::hold_child`]), `--child flood PORT T
+/// [LIMIT]` (see [`crate::flood::flood_child`]) and
+/// `--child cost MODE key=value...` (see [`crate::cost_child`]); `args` follow `--child`. These
+/// arguments are the bench talking to itself, not a command line for people.
+pub fn main(args: &[String]) -> Result<bool, String> {
+    let num = |i: usize, what: &str| -> Result<usize, String> {
+        args.get(i)
+            .ok_or_else(|| format!("--child: missing {what}"))?
+            .parse()
+            .map_err(|e| format!("--child: bad {what}: {e}"))
+    };
+    match args.first().map(String::as_str) {
+        Some("connect") => {
+            let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
+            let count = num(2, "COUNT")?;
+            let warmup = if args.len() > 3 { num(3, "WARMUP")? } else { 0 };
+            let gate = args.get(4).map(String::as_str) == Some("gate");
+            connect(port, count, warmup, gate)?;
+        }
+        Some("cost") => crate::cost_child::main(&args[1..])?,
+        Some("hold") => {
+            let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
+            let limit = if args.len() > 3 { num(3, "LIMIT")? } else { 600 };
+            crate::held::hold_child(port, num(2, "N")?, u32::try_from(limit).unwrap_or(u32::MAX))?;
+        }
+        Some("flood") => {
+            let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
+            let limit = if args.len() > 3 { num(3, "LIMIT")? } else { 600 };
+            crate::flood::flood_child(port, num(2, "T")?, u32::try_from(limit).unwrap_or(u32::MAX))?;
+        }
+        Some("floor") => {
+            let count = num(1, "COUNT")?;
+            let warmup = if args.len() > 2 { num(2, "WARMUP")? } else { 0 };
+            let sync = args.get(3).map(String::as_str) == Some("sync");
+            let limit = crate::process::timeout_for(warmup + count).as_secs() as u32 + 5;
+            floor(count, warmup, sync, limit)?;
+        }
+        _ => {
+            return Err(
+                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]`, `flood PORT T [LIMIT]` or `cost MODE ...`"
+                    .into(),
+            )
+        }
+    }
+    Ok(true)
 }

@@ -26,35 +26,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::args;
-use super::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
-use super::stats::{self, ratio, us, Summary};
-use super::{sys, timeout_for, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench flood [--iterations N] [--rounds R] [--warmup W] [--threads T] [--bound B]
-                      [--check] [--netjail PATH] [--netjaild PATH]
-
-Fairness under a flood: the latency of a loopback TCP connect() allowed by the broker (its own
-netjaild), measured interleaved in R rounds unloaded and while another sandbox's T threads
-each loop on connect() to a port the policy denies (EPERM).
-
-  --iterations N   timed calls per variant, spread over the rounds (default 2000)
-  --rounds R       rounds; each round runs both variants once, in rotating order (default 5)
-  --warmup W       untimed calls at the start of each measured child (default 20)
-  --threads T      threads of the flooding sandbox (default 2000)
-  --bound B        the bound on p99 flooded / p99 unloaded (default 2.0)
-  --check          exit 1 when the bound fails (by default only errors of correctness do)
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
-";
+use crate::args;
+use crate::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
+use crate::stats::{self, ratio, us, Summary};
+use crate::{canary::Canary, process::timeout_for, report::Machine, sys};
 
 /// The counter the flood climbs.
 const DENIED_CONNECTS: &str = "netjail_decisions_total{op=\"connect\",verdict=\"deny\"}";
 
 /// Entry point of `nj-bench flood`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::FloodArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// `--child flood PORT T [LIMIT_SECS]`: T threads (64 KiB stacks) each loop on a blocking
@@ -99,42 +81,23 @@ struct Options {
     netjaild: PathBuf,
 }
 
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut counts = args::Counts::default();
-    let mut threads = 2000;
-    let mut bound: f64 = 2.0;
-    let mut check = false;
-    let mut binaries = args::Binaries::with_netjaild();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--threads" => threads = opts.number()?,
-            "--bound" => {
-                let v = opts.value()?;
-                bound = v.parse().map_err(|e| format!("--bound {v}: {e}"))?;
-            }
-            "--check" => check = true,
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    counts.check()?;
-    if threads == 0 {
+/// The options checked, the binaries found.
+fn options(args: args::FloodArgs) -> Result<Options, String> {
+    args.counts.check()?;
+    if args.threads == 0 {
         return Err("--threads must be at least 1".into());
     }
-    if bound.is_nan() || bound <= 0.0 {
+    if args.bound.is_nan() || args.bound <= 0.0 {
         return Err("--bound must be positive".into());
     }
-    Ok(Some(Options {
-        counts,
-        threads,
-        bound,
-        check,
-        netjail: binaries.netjail()?,
-        netjaild: binaries.netjaild()?,
-    }))
+    Ok(Options {
+        counts: args.counts,
+        threads: args.threads,
+        bound: args.bound,
+        check: args.check,
+        netjail: args.netjail.binary()?,
+        netjaild: args.netjaild.binary()?,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,22 +231,25 @@ impl Bench<'_> {
     }
 }
 
-fn run(o: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
-    let exe = super::this_exe()?;
+/// The bench's own broker under a policy that allows one listener only.
+fn setup(o: &Options) -> Result<Bench<'_>, String> {
+    let exe = crate::process::this_exe()?;
     let dir = TempDir::new("flood")?;
     let allowed = Canary::start()?;
     let denied = Canary::start()?;
-    let policy = super::allow_one_port("bench-flood", allowed.port);
+    let policy = crate::policy::allow_one_port("bench-flood", allowed.port);
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
-    let mut bench = Bench {
+    Ok(Bench {
         o,
         own,
         allowed,
         denied,
-    };
+    })
+}
 
-    let per_round = o.counts.plan();
+/// The report's header.
+fn print_plan(bench: &Bench<'_>, machine: &Machine, per_round: &[usize]) {
+    let o = bench.o;
     println!("nj-bench flood: allowed connect() latency in one sandbox while another floods denied connects");
     machine.print_header();
     println!("netjail  {}", o.netjail.display());
@@ -292,7 +258,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    super::print_plan(&o.counts, &per_round, ";");
+    crate::report::print_plan(&o.counts, per_round, ";");
     println!(
         "         flooded: a second sandbox's {} threads loop on connect() to the denied port (EPERM)",
         o.threads
@@ -301,12 +267,22 @@ fn run(o: &Options) -> Result<bool, String> {
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",
         bench.allowed.port, bench.denied.port
     );
+}
 
-    let started = Instant::now();
+/// Per variant its rounds' latencies, and the flood of each flooded round.
+type Rounds = (Vec<Vec<Vec<u64>>>, Vec<FloodCheck>);
+
+/// Runs both variants in every round, in rotating order: per variant its rounds' latencies,
+/// and the flood of each flooded round.
+fn measure_rounds(
+    bench: &mut Bench<'_>,
+    per_round: &[usize],
+    started: Instant,
+) -> Result<Rounds, String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<FloodCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
-        for variant in super::rotation(&Variant::ALL, round) {
+        for variant in crate::report::rotation(&Variant::ALL, round) {
             bench.own.check_alive()?;
             let lat = match variant {
                 Variant::Unloaded => {
@@ -329,8 +305,88 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        super::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, bench.o.counts.rounds, started);
     }
+    Ok((samples, checks))
+}
+
+/// Prints what the floods did: denials per second and how fast each flood started.
+fn print_floods(checks: &[FloodCheck], rates: &[f64]) {
+    let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    println!(
+        "flood                            denials per second during each measurement: {} (mean {mean_rate:.0}); {} denials in all",
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        checks.iter().map(|c| c.denials).sum::<u64>()
+    );
+    println!(
+        "                                 flooding within {} ms of the flooder's start",
+        checks
+            .iter()
+            .map(|c| format!("{:.0}", c.settle_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// What the run must have done besides its figures (the bound only with `--check`); prints
+/// each failure, false if any.
+fn verdict(
+    o: &Options,
+    checks: &[FloodCheck],
+    (pass, r_p99): (bool, f64),
+    (seen, expected, leaked): (u64, u64, u64),
+) -> bool {
+    let mut ok = true;
+    if leaked != 0 {
+        eprintln!("nj-bench flood: error: {leaked} connection(s) reached the denied port");
+        ok = false;
+    }
+    if checks.iter().any(|c| c.denials == 0) {
+        eprintln!("nj-bench flood: error: a flooded measurement saw no denial");
+        ok = false;
+    }
+    if !pass {
+        eprintln!(
+            "nj-bench flood: {}: p99 flooded / unloaded {r_p99:.2}x > {:.1}x",
+            if o.check { "error" } else { "warning" },
+            o.bound
+        );
+        if o.check {
+            ok = false;
+        }
+    }
+    if seen != expected {
+        eprintln!(
+            "nj-bench flood: warning: the allowed listener accepted {seen}, expected {expected}"
+        );
+    }
+    ok
+}
+
+/// Prints what the listeners accepted: every measured connect at the allowed one, nothing at
+/// the denied one; returns (accepted, expected, leaked).
+fn check_listeners(bench: &Bench<'_>, allowed_decisions: f64) -> (u64, u64, u64) {
+    let expected = 2 * bench.o.counts.calls_per_variant();
+    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
+    let leaked = bench.denied.accepted();
+    println!(
+        "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0); broker counted {allowed_decisions} allowed connects"
+    );
+    (seen, expected, leaked)
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let mut bench = setup(o)?;
+    let per_round = o.counts.plan();
+    print_plan(&bench, &machine, &per_round);
+
+    let started = Instant::now();
+    let (samples, checks) = measure_rounds(&mut bench, &per_round, started)?;
     let allowed_decisions = bench
         .own
         .metric("netjail_decisions_total{op=\"connect\",verdict=\"allow\"}")
@@ -357,7 +413,6 @@ fn run(o: &Options) -> Result<bool, String> {
     let r_p99 = ratio(flooded.p99_ns, unloaded.p99_ns);
     let pass = r_p99 <= o.bound;
     let rates: Vec<f64> = checks.iter().map(|c| c.rate).collect();
-    let mean_rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
     println!();
     println!("flooded / unloaded               median {r_med:.2}x   p99 {r_p99:.2}x");
     println!(
@@ -367,36 +422,15 @@ fn run(o: &Options) -> Result<bool, String> {
         us(flooded.p99_ns),
         o.bound * us(unloaded.p99_ns)
     );
-    println!(
-        "flood                            denials per second during each measurement: {} (mean {mean_rate:.0}); {} denials in all",
-        rates
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        checks.iter().map(|c| c.denials).sum::<u64>()
-    );
-    println!(
-        "                                 flooding within {} ms of the flooder's start",
-        checks
-            .iter()
-            .map(|c| format!("{:.0}", c.settle_ms))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    print_floods(&checks, &rates);
     println!("in flight                        peak of one sandbox on the blocking pool: {peak}");
     for (v, s) in [("unloaded", unloaded), ("flooded", flooded)] {
         if let Some(note) = s.spread_note(v, "a noisy run") {
             println!("{note}");
         }
     }
-    let expected = 2 * o.counts.calls_per_variant();
-    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
-    let leaked = bench.denied.accepted();
-    println!(
-        "listeners                        allowed port accepted {seen} of {expected}; denied port accepted {leaked} (must be 0); broker counted {allowed_decisions} allowed connects"
-    );
-    let end_load = super::print_end_load(started);
+    let (seen, expected, leaked) = check_listeners(&bench, allowed_decisions);
+    let end_load = crate::report::print_end_load(started);
 
     let json = machine.report_json("nj-bench flood", &end_load, serde_json::json!({
         "iterations": o.counts.iterations,
@@ -423,30 +457,5 @@ fn run(o: &Options) -> Result<bool, String> {
         "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "denied_accepted": leaked },
     }));
     println!("{json}");
-
-    let mut ok = true;
-    if leaked != 0 {
-        eprintln!("nj-bench flood: error: {leaked} connection(s) reached the denied port");
-        ok = false;
-    }
-    if checks.iter().any(|c| c.denials == 0) {
-        eprintln!("nj-bench flood: error: a flooded measurement saw no denial");
-        ok = false;
-    }
-    if !pass {
-        eprintln!(
-            "nj-bench flood: {}: p99 flooded / unloaded {r_p99:.2}x > {:.1}x",
-            if o.check { "error" } else { "warning" },
-            o.bound
-        );
-        if o.check {
-            ok = false;
-        }
-    }
-    if seen != expected {
-        eprintln!(
-            "nj-bench flood: warning: the allowed listener accepted {seen}, expected {expected}"
-        );
-    }
-    Ok(ok)
+    Ok(verdict(o, &checks, (pass, r_p99), (seen, expected, leaked)))
 }

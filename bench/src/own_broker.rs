@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{all_succeeded, kill_bounded, run_bounded, timeout_for};
+use crate::{
+    process::all_succeeded, process::kill_bounded, process::run_bounded, process::timeout_for,
+};
 
 /// How long the benches wait for the broker's state to change (calls held, released,
 /// sandboxes gone...).

@@ -33,48 +33,27 @@ use netjail_broker::{Broker, Embedded, HookCall, HookVerdict};
 use netjail_client::sandbox::Sandbox;
 use netjail_policy::Policy;
 
-use super::args;
-use super::stats::{self, ratio, us, Summary};
-use super::{all_succeeded, timeout_for, wait_bounded, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench embedded [--iterations N] [--rounds R] [--warmup W]
-
-What an embedded broker (netjail_broker::Broker::builder) costs per loopback TCP connect(),
-and what its run-time rules and its decision hook add: native, policy (the fast path),
-rules (allowed by a run-time rule, still the fast path), hook returning Continue and hook
-returning Allow (the blocking pool), measured interleaved in R rounds within one run.
-
-  --iterations N   timed calls per variant, spread over the rounds (default 2000)
-  --rounds R       rounds; each round runs every variant once, in rotating order (default 5)
-  --warmup W       untimed calls at the start of each child process (default 20)
-";
+use crate::args;
+use crate::stats::{self, ratio, us, Summary};
+use crate::{
+    canary::Canary, process::all_succeeded, process::timeout_for, process::wait_bounded,
+    report::Machine,
+};
 
 /// The names the confined children are registered with; the hook tells its two apart by name.
 const HOOK_ALLOW_NAME: &str = "nj-bench-hook-allow";
 
 /// Entry point of `nj-bench embedded`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::EmbeddedArgs) -> Result<bool, String> {
+    args.counts.check()?;
+    run(&Options {
+        counts: args.counts,
+    })
 }
 
 /// What the command line asked for.
 struct Options {
     counts: args::Counts,
-}
-
-/// `None` for `--help`.
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut counts = args::Counts::default();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? {
-            continue;
-        }
-        return args::help_or_unknown(&name, USAGE);
-    }
-    counts.check()?;
-    Ok(Some(Options { counts }))
 }
 
 /// The variants, in table order.
@@ -282,15 +261,15 @@ impl Bench<'_> {
     }
 }
 
-fn run(o: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
-    let exe = super::this_exe()?;
+/// The bench's two embedded brokers, one plain, one whose hook counts its calls in
+/// `hook_calls`.
+fn setup<'a>(o: &'a Options, hook_calls: &Arc<AtomicU64>) -> Result<Bench<'a>, String> {
+    let exe = crate::process::this_exe()?;
     let listener = Canary::start()?;
     let plain = Broker::builder()
         .build()
         .map_err(|e| format!("embedded broker: {e}"))?;
-    let hook_calls = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&hook_calls);
+    let counter = Arc::clone(hook_calls);
     let hooked = Broker::builder()
         .hook(move |call: &HookCall<'_>| {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -302,36 +281,51 @@ fn run(o: &Options) -> Result<bool, String> {
         })
         .build()
         .map_err(|e| format!("embedded broker with a hook: {e}"))?;
-    let bench = Bench {
+    Ok(Bench {
         o,
         exe,
         listener,
         plain,
         hooked,
-    };
+    })
+}
 
-    let per_round = o.counts.plan();
+/// The report's header; returns the run-time rules of `rules`, as printed.
+fn print_plan(bench: &Bench<'_>, machine: &Machine, per_round: &[usize]) -> Vec<String> {
+    let o = bench.o;
     println!("nj-bench embedded: loopback TCP connect() latency through a broker embedded in this process");
     machine.print_header();
     println!("brokers  two Broker::builder() brokers in this process (own runtime each, no sockets, no log subscriber): one plain, one with a hook");
-    super::print_plan(&o.counts, &per_round, "");
+    crate::report::print_plan(&o.counts, per_round, "");
     let rules: Vec<String> = runtime_rules(bench.listener.port)
         .into_iter()
         .map(|(allow, e)| format!("{} {e}", if allow { "allow" } else { "deny" }))
         .collect();
     println!("rules    run-time rules of `rules`: {}", rules.join(", "));
     println!("port     127.0.0.1:{}", bench.listener.port);
+    rules
+}
 
-    let started = Instant::now();
+/// Runs every variant in every round, in rotating order; per variant, its summary.
+fn measure_rounds(
+    bench: &Bench<'_>,
+    per_round: &[usize],
+    started: Instant,
+) -> Result<Vec<Summary>, String> {
+    let o = bench.o;
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     for (round, &count) in per_round.iter().enumerate() {
-        for variant in super::rotation(&Variant::ALL, round) {
+        for variant in crate::report::rotation(&Variant::ALL, round) {
             samples[variant.index()].push(bench.measure(variant, count)?);
         }
-        super::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, o.counts.rounds, started);
     }
+    Ok(samples.iter().map(|r| stats::summarize(r)).collect())
+}
 
-    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+/// Prints the table of latencies and the ratios of each variant to native and to the fast
+/// path; returns the ratios as JSON.
+fn print_table(summaries: &[Summary]) -> serde_json::Map<String, serde_json::Value> {
     let s = |v: Variant| &summaries[v.index()];
     let (native, fast) = (s(Variant::Native), s(Variant::Policy));
     const W: usize = 20;
@@ -359,6 +353,14 @@ fn run(o: &Options) -> Result<bool, String> {
         );
         ratios_json.insert(v.key().to_owned(), r.to_json());
     }
+    ratios_json
+}
+
+/// Prints the ratios to the fast path of each round's median (hook and run-time rule) and a
+/// note for each variant whose rounds spread widely; returns those ratios.
+fn print_rounds(summaries: &[Summary]) -> (Vec<f64>, Vec<f64>) {
+    let s = |v: Variant| &summaries[v.index()];
+    let fast = s(Variant::Policy);
     let hook_rounds = round_ratios(s(Variant::HookContinue), fast);
     let rules_rounds = round_ratios(s(Variant::Rules), fast);
     let show = |r: &[f64]| {
@@ -381,6 +383,23 @@ fn run(o: &Options) -> Result<bool, String> {
             println!("{note}");
         }
     }
+    (hook_rounds, rules_rounds)
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let hook_calls = Arc::new(AtomicU64::new(0));
+    let bench = setup(o, &hook_calls)?;
+
+    let per_round = o.counts.plan();
+    let rules = print_plan(&bench, &machine, &per_round);
+
+    let started = Instant::now();
+    let summaries = measure_rounds(&bench, &per_round, started)?;
+
+    let s = |v: Variant| &summaries[v.index()];
+    let ratios_json = print_table(&summaries);
+    let (hook_rounds, rules_rounds) = print_rounds(&summaries);
 
     // Every connect reached the listener; the hook was asked once per hooked connect.
     let per_variant = o.counts.calls_per_variant();
@@ -391,7 +410,7 @@ fn run(o: &Options) -> Result<bool, String> {
     println!(
         "listener accepted {seen} of {expected}; hook asked {asked} times (expected {expected_asked})"
     );
-    let end_load = super::print_end_load(started);
+    let end_load = crate::report::print_end_load(started);
 
     let mut by_variant = serde_json::Map::new();
     for v in Variant::ALL {

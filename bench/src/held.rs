@@ -32,38 +32,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::args;
-use super::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
-use super::stats::{self, ratio, Summary};
-use super::{join, reader, sys, timeout_for, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench held [--iterations N] [--rounds R] [--warmup W] [--held H]
-                     [--pending-only] [--unwatched] [--netjail PATH] [--netjaild PATH]
-
-Held calls do not slow other sandboxes: the latency of a loopback TCP connect() allowed by the
-broker (its own netjaild, one operator watching), measured interleaved in R rounds with
-nothing held (idle) and while another sandbox has H calls held for an operator (held).
-
-  --iterations N   timed calls per variant, spread over the rounds (default 2000)
-  --rounds R       rounds; each round runs both variants once, in rotating order (default 5)
-  --warmup W       untimed calls at the start of each measured child (default 20)
-  --held H         calls the holding sandbox keeps held (default 16, the broker's limit
-                   per sandbox)
-  --pending-only   the operator runs `netjail watch --json --pending-only` (held calls and
-                   their ends) instead of `netjail watch --json` (every decision too)
-  --unwatched      add a 3rd variant: idle with the operator stopped (nobody watching), to
-                   show what a watching operator costs every call
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
-";
+use crate::args;
+use crate::own_broker::{poll_until, OwnBroker, Process, TempDir, SETTLE_LIMIT};
+use crate::stats::{self, ratio, Summary};
+use crate::{
+    canary::Canary, process::join, process::reader, process::timeout_for, report::Machine, sys,
+};
 
 /// The holder's sandbox name given to `netjail run --name`, as `netjail status` shows it.
 const HOLDER_NAME: &str = "nj-bench-holder";
 
 /// Entry point of `nj-bench held`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::HeldArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// `--child hold PORT N [LIMIT_SECS]`: N threads each make one blocking `connect()` to
@@ -109,37 +90,20 @@ struct Options {
     netjaild: PathBuf,
 }
 
-/// `None` for `--help`.
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut counts = args::Counts::default();
-    let mut held = 16;
-    let mut pending_only = false;
-    let mut unwatched = false;
-    let mut binaries = args::Binaries::with_netjaild();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--held" => held = opts.number()?,
-            "--pending-only" => pending_only = true,
-            "--unwatched" => unwatched = true,
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    counts.check()?;
-    if held == 0 {
+/// The options checked, the binaries found.
+fn options(args: args::HeldArgs) -> Result<Options, String> {
+    args.counts.check()?;
+    if args.held == 0 {
         return Err("--held must be at least 1".into());
     }
-    Ok(Some(Options {
-        counts,
-        held,
-        pending_only,
-        unwatched,
-        netjail: binaries.netjail()?,
-        netjaild: binaries.netjaild()?,
-    }))
+    Ok(Options {
+        counts: args.counts,
+        held: args.held,
+        pending_only: args.pending_only,
+        unwatched: args.unwatched,
+        netjail: args.netjail.binary()?,
+        netjaild: args.netjaild.binary()?,
+    })
 }
 
 /// The variants.
@@ -375,9 +339,68 @@ fn audit_events(log: &str) -> Vec<Value> {
         .collect()
 }
 
-fn run(o: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
-    let exe = super::this_exe()?;
+/// The broker's audit log, counted: allowed connects to the allowed port, calls held, and how
+/// held calls ended.
+struct Audit {
+    allowed_decisions: u64,
+    held_events: u64,
+    ended: BTreeMap<String, u64>,
+}
+
+impl Audit {
+    fn read(bench: &Bench<'_>) -> Audit {
+        let events = audit_events(&bench.own.log());
+        let allowed_endpoint = format!("tcp://127.0.0.1:{}", bench.allowed.port);
+        let allowed_decisions = events
+            .iter()
+            .filter(|e| e["decision"] == "allow" && e["endpoint"] == allowed_endpoint.as_str())
+            .count() as u64;
+        let held_events = events
+            .iter()
+            .filter(|e| e["message"] == "call held for operators")
+            .count() as u64;
+        let mut ended: BTreeMap<String, u64> = BTreeMap::new();
+        for e in events.iter().filter(|e| e["message"] == "held call ended") {
+            *ended
+                .entry(e["outcome"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        Audit {
+            allowed_decisions,
+            held_events,
+            ended,
+        }
+    }
+
+    /// The report's line: every held call was held, then ended with its caller gone.
+    fn print(&self, o: &Options) {
+        let Audit {
+            allowed_decisions,
+            held_events,
+            ended,
+        } = self;
+        let expected_held = (o.counts.rounds * o.held) as u64;
+        println!(
+            "broker log                       {allowed_decisions} allowed connects to the allowed port; {held_events} calls held (expected {expected_held}), ended: {ended:?}"
+        );
+    }
+}
+
+/// Prints what the listeners accepted: every measured connection reached the allowed
+/// listener, nothing reached the asked one; returns (accepted, expected, leaked).
+fn check_listeners(bench: &Bench<'_>, variants: usize) -> (u64, u64, u64) {
+    let expected = variants as u64 * bench.o.counts.calls_per_variant();
+    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
+    let leaked = bench.asked.accepted();
+    println!(
+        "listeners                        allowed port accepted {seen} of {expected}; asked port accepted {leaked} (must be 0)"
+    );
+    (seen, expected, leaked)
+}
+
+/// The bench's own broker under a policy that allows one listener and asks for the other.
+fn setup(o: &Options) -> Result<Bench<'_>, String> {
+    let exe = crate::process::this_exe()?;
     let dir = TempDir::new("held")?;
     let allowed = Canary::start()?;
     let asked = Canary::start()?;
@@ -388,22 +411,17 @@ fn run(o: &Options) -> Result<bool, String> {
         allowed.port, asked.port
     );
     let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
-    let mut bench = Bench {
+    Ok(Bench {
         o,
         own,
         allowed,
         asked,
-    };
+    })
+}
 
-    // One operator watching, so that asks are held rather than refused at once.
-    let mut watcher = bench.start_watcher()?;
-    let watch_cmd = if o.pending_only {
-        "netjail watch --json --pending-only"
-    } else {
-        "netjail watch --json"
-    };
-
-    let per_round = o.counts.plan();
+/// The report's header.
+fn print_plan(bench: &Bench<'_>, machine: &Machine, watch_cmd: &str, per_round: &[usize]) {
+    let o = bench.o;
     println!("nj-bench held: allowed connect() latency in one sandbox while another has calls held for an operator");
     machine.print_header();
     println!("netjail  {}", o.netjail.display());
@@ -412,7 +430,7 @@ fn run(o: &Options) -> Result<bool, String> {
         o.netjaild.display(),
         bench.own.dir.0.display()
     );
-    super::print_plan(&o.counts, &per_round, ";");
+    crate::report::print_plan(&o.counts, per_round, ";");
     println!(
         "         held: a second sandbox keeps {} connect()s to the asked port held (ask_timeout 10m)",
         o.held
@@ -424,16 +442,28 @@ fn run(o: &Options) -> Result<bool, String> {
         "ports    allowed 127.0.0.1:{}, asked 127.0.0.1:{}",
         bench.allowed.port, bench.asked.port
     );
+}
 
-    let started = Instant::now();
-    let variants: Vec<Variant> = Variant::ALL
-        .into_iter()
-        .filter(|&v| v != Variant::Unwatched || o.unwatched)
-        .collect();
+/// What the rounds measured: per variant its rounds' latencies, and the held calls of each
+/// round of `held`.
+struct Rounds {
+    samples: Vec<Vec<Vec<u64>>>,
+    checks: Vec<HeldCheck>,
+}
+
+/// Runs every variant in every round, in rotating order; the operator `watcher` watches
+/// throughout (stopped only for `unwatched`, and at the end).
+fn measure_rounds(
+    bench: &mut Bench<'_>,
+    mut watcher: Process,
+    variants: &[Variant],
+    per_round: &[usize],
+    started: Instant,
+) -> Result<Rounds, String> {
     let mut samples: Vec<Vec<Vec<u64>>> = vec![Vec::new(); Variant::ALL.len()];
     let mut checks: Vec<HeldCheck> = Vec::new();
     for (round, &count) in per_round.iter().enumerate() {
-        for variant in super::rotation(&variants, round) {
+        for variant in crate::report::rotation(variants, round) {
             watcher.check_alive()?;
             bench.own.check_alive()?;
             let lat = match variant {
@@ -463,21 +493,36 @@ fn run(o: &Options) -> Result<bool, String> {
             };
             samples[variant.index()].push(lat);
         }
-        super::print_round_done(round, o.counts.rounds, started);
+        crate::report::print_round_done(round, bench.o.counts.rounds, started);
     }
     watcher.stop();
-    let final_status = bench.status()?;
-    bench.own.stop();
+    Ok(Rounds { samples, checks })
+}
 
-    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+/// The ratios the report gives.
+struct Ratios {
+    r_med: f64,
+    r_p99: f64,
+    per_round_ratio: Vec<f64>,
+    watched_over_unwatched: Option<(f64, f64)>,
+}
+
+/// Prints the table, the ratios held / idle (and watched / unwatched) and the held calls of
+/// each round.
+fn print_figures(
+    o: &Options,
+    summaries: &[Summary],
+    variants: &[Variant],
+    checks: &[HeldCheck],
+    watch_cmd: &str,
+) -> Ratios {
     let (idle, held) = (
         &summaries[Variant::Idle.index()],
         &summaries[Variant::Held.index()],
     );
-
     println!();
     println!("{}", Summary::table_header(22));
-    for &v in &variants {
+    for &v in variants {
         let label = match v {
             Variant::Held => format!("held ({} held)", o.held),
             Variant::Unwatched => "idle, nobody watching".to_owned(),
@@ -521,6 +566,22 @@ fn run(o: &Options) -> Result<bool, String> {
             "idle / idle, nobody watching     median {m:.2}x   p99 {p:.2}x   (what the operator's `{watch_cmd}` costs)"
         );
     }
+    print_checks(checks);
+    for &v in variants {
+        if let Some(note) = summaries[v.index()].spread_note(v.key(), "a noisy run") {
+            println!("{note}");
+        }
+    }
+    Ratios {
+        r_med,
+        r_p99,
+        per_round_ratio,
+        watched_over_unwatched,
+    }
+}
+
+/// The held calls of each round: before / after, and how fast they settled and were released.
+fn print_checks(checks: &[HeldCheck]) {
     println!(
         "held calls                       per round, before / after the measurement: {}",
         checks
@@ -542,76 +603,17 @@ fn run(o: &Options) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for &v in &variants {
-        if let Some(note) = summaries[v.index()].spread_note(v.key(), "a noisy run") {
-            println!("{note}");
-        }
-    }
+}
 
-    // Every measured connection reached the allowed listener; nothing reached the asked one.
-    let expected = variants.len() as u64 * o.counts.calls_per_variant();
-    let seen = bench.allowed.wait_for(expected, Duration::from_secs(2));
-    let leaked = bench.asked.accepted();
-    println!(
-        "listeners                        allowed port accepted {seen} of {expected}; asked port accepted {leaked} (must be 0)"
-    );
-
-    // The broker's audit log: every held call was held, then ended with its caller gone.
-    let log = bench.own.log();
-    let events = audit_events(&log);
-    let allowed_endpoint = format!("tcp://127.0.0.1:{}", bench.allowed.port);
-    let allowed_decisions = events
-        .iter()
-        .filter(|e| e["decision"] == "allow" && e["endpoint"] == allowed_endpoint.as_str())
-        .count() as u64;
-    let held_events = events
-        .iter()
-        .filter(|e| e["message"] == "call held for operators")
-        .count() as u64;
-    let mut ended: BTreeMap<String, u64> = BTreeMap::new();
-    for e in events.iter().filter(|e| e["message"] == "held call ended") {
-        *ended
-            .entry(e["outcome"].as_str().unwrap_or("?").to_owned())
-            .or_default() += 1;
-    }
+/// What the run must have done besides its figures; prints each failure, false if any.
+fn verdict(
+    o: &Options,
+    checks: &[HeldCheck],
+    final_pending: u64,
+    audit: &Audit,
+    (seen, expected, leaked): (u64, u64, u64),
+) -> bool {
     let expected_held = (o.counts.rounds * o.held) as u64;
-    println!(
-        "broker log                       {allowed_decisions} allowed connects to the allowed port; {held_events} calls held (expected {expected_held}), ended: {ended:?}"
-    );
-    let end_load = super::print_end_load(started);
-
-    let mut by_variant = serde_json::Map::new();
-    for &v in &variants {
-        by_variant.insert(v.key().to_owned(), summaries[v.index()].to_json());
-    }
-    let json = machine.report_json("nj-bench held", &end_load, serde_json::json!({
-        "iterations": o.counts.iterations,
-        "rounds": o.counts.rounds,
-        "warmup": o.counts.warmup,
-        "held": o.held,
-        "watch": watch_cmd,
-        "netjail": o.netjail.display().to_string(),
-        "netjaild": o.netjaild.display().to_string(),
-        "variants": by_variant,
-        "ratios": {
-            "held_over_idle_median": r_med,
-            "held_over_idle_p99": r_p99,
-            "held_over_idle_round_medians": per_round_ratio,
-            "idle_over_unwatched_median": watched_over_unwatched.map(|r| r.0),
-            "idle_over_unwatched_p99": watched_over_unwatched.map(|r| r.1),
-        },
-        "held_calls": checks.iter().map(|c| serde_json::json!({
-            "before": c.before,
-            "after": c.after,
-            "after_holder": c.after_holder,
-            "settle_ms": c.settle_ms,
-            "release_ms": c.release_ms,
-        })).collect::<Vec<_>>(),
-        "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "asked_accepted": leaked },
-        "audit": { "allowed_decisions": allowed_decisions, "held": held_events, "ended": ended },
-    }));
-    println!("{json}");
-
     let mut ok = true;
     let mut fail = |msg: String| {
         eprintln!("nj-bench held: error: {msg}");
@@ -633,12 +635,10 @@ fn run(o: &Options) -> Result<bool, String> {
             o.held
         ));
     }
-    if final_status.pending != 0 {
-        fail(format!(
-            "{} calls still held at the end",
-            final_status.pending
-        ));
+    if final_pending != 0 {
+        fail(format!("{final_pending} calls still held at the end"));
     }
+    let (held_events, ended) = (audit.held_events, &audit.ended);
     if held_events != expected_held || ended.get("gone").copied() != Some(expected_held) {
         fail(format!(
             "the broker's log shows {held_events} calls held and ends {ended:?}; expected {expected_held}, all gone"
@@ -649,5 +649,82 @@ fn run(o: &Options) -> Result<bool, String> {
             "nj-bench held: warning: the allowed listener accepted {seen}, expected {expected}"
         );
     }
-    Ok(ok)
+    ok
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let mut bench = setup(o)?;
+
+    // One operator watching, so that asks are held rather than refused at once.
+    let watcher = bench.start_watcher()?;
+    let watch_cmd = if o.pending_only {
+        "netjail watch --json --pending-only"
+    } else {
+        "netjail watch --json"
+    };
+    let per_round = o.counts.plan();
+    print_plan(&bench, &machine, watch_cmd, &per_round);
+
+    let started = Instant::now();
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|&v| v != Variant::Unwatched || o.unwatched)
+        .collect();
+    let Rounds { samples, checks } =
+        measure_rounds(&mut bench, watcher, &variants, &per_round, started)?;
+    let final_status = bench.status()?;
+    bench.own.stop();
+
+    let summaries: Vec<Summary> = samples.iter().map(|r| stats::summarize(r)).collect();
+    let ratios = print_figures(o, &summaries, &variants, &checks, watch_cmd);
+
+    let (seen, expected, leaked) = check_listeners(&bench, variants.len());
+    let audit = Audit::read(&bench);
+    audit.print(o);
+    let Audit {
+        allowed_decisions,
+        held_events,
+        ended,
+    } = &audit;
+    let end_load = crate::report::print_end_load(started);
+
+    let mut by_variant = serde_json::Map::new();
+    for &v in &variants {
+        by_variant.insert(v.key().to_owned(), summaries[v.index()].to_json());
+    }
+    let json = machine.report_json("nj-bench held", &end_load, serde_json::json!({
+        "iterations": o.counts.iterations,
+        "rounds": o.counts.rounds,
+        "warmup": o.counts.warmup,
+        "held": o.held,
+        "watch": watch_cmd,
+        "netjail": o.netjail.display().to_string(),
+        "netjaild": o.netjaild.display().to_string(),
+        "variants": by_variant,
+        "ratios": {
+            "held_over_idle_median": ratios.r_med,
+            "held_over_idle_p99": ratios.r_p99,
+            "held_over_idle_round_medians": ratios.per_round_ratio,
+            "idle_over_unwatched_median": ratios.watched_over_unwatched.map(|r| r.0),
+            "idle_over_unwatched_p99": ratios.watched_over_unwatched.map(|r| r.1),
+        },
+        "held_calls": checks.iter().map(|c| serde_json::json!({
+            "before": c.before,
+            "after": c.after,
+            "after_holder": c.after_holder,
+            "settle_ms": c.settle_ms,
+            "release_ms": c.release_ms,
+        })).collect::<Vec<_>>(),
+        "listeners": { "allowed_accepted": seen, "allowed_expected": expected, "asked_accepted": leaked },
+        "audit": { "allowed_decisions": allowed_decisions, "held": held_events, "ended": ended },
+    }));
+    println!("{json}");
+    Ok(verdict(
+        o,
+        &checks,
+        final_status.pending,
+        &audit,
+        (seen, expected, leaked),
+    ))
 }

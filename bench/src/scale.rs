@@ -21,33 +21,18 @@
 //!    it has retired them.
 
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use netjail_client::sandbox::{BrokerRef, Sandbox, SandboxedChild};
 
-use super::args;
-use super::own_broker::{OwnBroker, TempDir};
-use super::stats::{self, us, Summary};
-use super::{join, parse_report, reader, sys, wait_bounded, Canary, Machine};
-
-const USAGE: &str = "\
-usage: nj-bench scale [--sandboxes N] [--busy LIST] [--calls C] [--nofile F]
-                      [--idle PROGRAM] [--netjail PATH] [--netjaild PATH]
-
-Many sandboxes on one broker (its own netjaild): registers N idle sandboxes and reports the
-broker's memory, threads and fds per sandbox; then, with them still registered, the decision
-rate (allowed loopback connects per second) with 1, 16 and 256 busy sandboxes, next to the
-same number of unconfined processes.
-
-  --sandboxes N    idle sandboxes to register (default 10000)
-  --busy LIST      comma-separated numbers of busy sandboxes (default 1,16,256)
-  --calls C        connects per busy level, shared among its sandboxes (default 25600)
-  --nofile F       RLIMIT_NOFILE set for this bench and so for its netjaild (default 65536)
-  --idle PROGRAM   the idle program, run as `PROGRAM 900` (default /bin/sleep)
-  --netjail PATH   the netjail binary (default: `netjail` next to this executable)
-  --netjaild PATH  the netjaild binary (default: `netjaild` next to this executable)
-";
+use crate::args;
+use crate::own_broker::{OwnBroker, TempDir};
+use crate::stats::{self, us, Summary};
+use crate::{
+    canary::Canary, process::join, process::parse_report, process::reader, process::wait_bounded,
+    report::Machine, sys,
+};
 
 /// Threads accepting on the busy sandboxes' listener.
 const ACCEPTORS: usize = 4;
@@ -83,59 +68,36 @@ struct Options {
 }
 
 /// Entry point of `nj-bench scale`.
-pub fn main(args: &[String]) -> Result<bool, String> {
-    args::run_or_usage(parse_options(args)?, USAGE, run)
+pub fn main(args: args::ScaleArgs) -> Result<bool, String> {
+    run(&options(args)?)
 }
 
 /// `None` for `--help`.
-fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
-    let mut o = Options {
-        sandboxes: 10_000,
-        busy: vec![1, 16, 256],
-        calls: 25_600,
-        nofile: 65_536,
-        idle: PathBuf::from("/bin/sleep"),
-        netjail: PathBuf::new(),
-        netjaild: PathBuf::new(),
-    };
-    let mut binaries = args::Binaries::with_netjaild();
-    let mut opts = args::Args::new(args);
-    while let Some(name) = opts.next_name() {
-        if binaries.take(&name, &mut opts)? {
-            continue;
-        }
-        match name.as_str() {
-            "--sandboxes" => o.sandboxes = opts.number()?,
-            "--busy" => {
-                o.busy = opts
-                    .value()?
-                    .split(',')
-                    .map(|n| n.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("--busy: {e}"))?;
-            }
-            "--calls" => o.calls = opts.number()?,
-            "--nofile" => o.nofile = opts.number()? as u64,
-            "--idle" => o.idle = PathBuf::from(opts.value()?),
-            _ => return args::help_or_unknown(&name, USAGE),
-        }
-    }
-    if o.busy.is_empty() || o.busy.contains(&0) {
+/// The options checked, the binaries found.
+fn options(args: args::ScaleArgs) -> Result<Options, String> {
+    if args.busy.is_empty() || args.busy.contains(&0) {
         return Err("--busy: each level must be at least 1".into());
     }
-    if let Some(&max) = o.busy.iter().max() {
-        if o.calls < max {
+    if let Some(&max) = args.busy.iter().max() {
+        if args.calls < max {
             return Err(format!(
                 "--calls must be at least the largest --busy ({max})"
             ));
         }
     }
-    o.netjail = binaries.netjail()?;
-    o.netjaild = binaries.netjaild()?;
+    let o = Options {
+        netjail: args.netjail.binary()?,
+        netjaild: args.netjaild.binary()?,
+        sandboxes: args.sandboxes,
+        busy: args.busy,
+        calls: args.calls,
+        nofile: args.nofile,
+        idle: args.idle,
+    };
     if !o.idle.is_file() {
         return Err(format!("no idle program at {}", o.idle.display()));
     }
-    Ok(Some(o))
+    Ok(o)
 }
 
 /// The broker process as `/proc/PID` shows it.
@@ -331,26 +293,8 @@ impl Bench {
             let started = Instant::now();
             drop(std::mem::take(&mut gates));
             let deadline = started + Duration::from_secs(120) + Duration::from_millis(calls as u64);
-            let mut statuses = vec![None; busy];
-            let mut left = busy;
-            while left > 0 {
-                for (i, c) in children.iter_mut().enumerate() {
-                    if statuses[i].is_none() {
-                        if let Some(s) = c.try_wait().map_err(|e| format!("wait: {e}"))? {
-                            statuses[i] = Some(s);
-                            left -= 1;
-                        }
-                    }
-                }
-                if left > 0 {
-                    if Instant::now() > deadline {
-                        return Err(format!(
-                            "{what}, {busy} busy: {left} children still running at the deadline"
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            }
+            let statuses = wait_all(&mut children, deadline)
+                .map_err(|e| format!("{what}, {busy} busy: {e}"))?;
             let secs = started.elapsed().as_secs_f64();
             let mut lat = Vec::with_capacity(per * busy);
             for (i, (status, (out, err))) in statuses.into_iter().zip(outs.drain(..)).enumerate() {
@@ -383,24 +327,33 @@ impl Bench {
     }
 }
 
-fn run(o: &Options) -> Result<bool, String> {
-    let machine = Machine::read();
-    let exe = super::this_exe()?;
-    let nofile = sys::set_nofile(o.nofile)
-        .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): errno {e}", o.nofile))?;
-    let ((soft, hard), (now_soft, now_hard)) = (nofile.before, nofile.after);
-    let dir = TempDir::new("scale")?;
-    let allowed = Canary::start_with(ACCEPTORS, Some(ACCEPTOR_NICE))?;
-    let denied = Canary::start()?;
-    let policy = super::allow_one_port("bench-scale", allowed.port);
-    let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
-    let mut bench = Bench {
-        own,
-        allowed,
-        denied,
-    };
-    let pid = bench.own.pid();
+/// Waits for every child of `children` to exit, polling, until `deadline`; their statuses.
+fn wait_all(children: &mut [Child], deadline: Instant) -> Result<Vec<Option<ExitStatus>>, String> {
+    let mut statuses = vec![None; children.len()];
+    let mut left = children.len();
+    while left > 0 {
+        for (i, c) in children.iter_mut().enumerate() {
+            if statuses[i].is_none() {
+                if let Some(s) = c.try_wait().map_err(|e| format!("wait: {e}"))? {
+                    statuses[i] = Some(s);
+                    left -= 1;
+                }
+            }
+        }
+        if left > 0 {
+            if Instant::now() > deadline {
+                return Err(format!("{left} children still running at the deadline"));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    Ok(statuses)
+}
 
+/// The report's header: the machine, the broker, the limits and the idle program.
+fn print_plan(o: &Options, machine: &Machine, bench: &Bench, nofile: &sys::NofileChange) {
+    let pid = bench.own.pid();
+    let ((soft, hard), (now_soft, now_hard)) = (nofile.before, nofile.after);
     println!(
         "nj-bench scale: {} sandboxes on one broker; decision rate with {:?} busy sandboxes",
         o.sandboxes, o.busy
@@ -422,13 +375,23 @@ fn run(o: &Options) -> Result<bool, String> {
         "idle     `{} 900` in each sandbox, spawned by this bench with Sandbox::builder()",
         o.idle.display()
     );
+}
 
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_millis(200));
-    let before = Footprint::read(pid);
-    println!("before   {}", before.line());
+/// The idle sandboxes registered, and what they cost the broker.
+struct Registered {
+    idle: Vec<SandboxedChild>,
+    error: Option<String>,
+    secs: f64,
+    after: Footprint,
+    rss_per_kib: f64,
+    threads_per: f64,
+    fds_per: f64,
+}
 
-    // 1. Register the idle sandboxes.
+/// Registers `o.sandboxes` idle sandboxes (stopping at the first failure) and prints what
+/// they cost the broker, against its footprint `before`.
+fn register(o: &Options, bench: &mut Bench, before: &Footprint) -> Registered {
+    let pid = bench.own.pid();
     let mut idle: Vec<SandboxedChild> = Vec::with_capacity(o.sandboxes);
     let mut register_error = None;
     let t0 = Instant::now();
@@ -487,8 +450,28 @@ fn run(o: &Options) -> Result<bool, String> {
         "per sandbox  {rss_per_kib:.1} KiB RSS, {:.1} KiB virtual, {threads_per:.2} threads, {fds_per:.2} fds",
         per(after.vsz_kib, before.vsz_kib)
     );
+    Registered {
+        idle,
+        error: register_error,
+        secs: register_secs,
+        after,
+        rss_per_kib,
+        threads_per,
+        fds_per,
+    }
+}
 
-    // 2. Does the broker still answer?
+/// What one allowed and one denied connect got with every sandbox registered.
+struct Answers {
+    allowed_errno: i32,
+    denied_errno: i32,
+    ok: bool,
+    errors: Vec<String>,
+}
+
+/// Does the broker still answer with `n` sandboxes registered? One allowed and one denied
+/// connect, each in a sandbox of its own.
+fn probe_answers(bench: &Bench, n: usize) -> Answers {
     // A probe that cannot even start (the broker refusing the registration) counts as -1.
     let mut probe_errors: Vec<String> = Vec::new();
     let mut probe = |name: &str, port: u16| match bench.one_connect(name, port) {
@@ -522,32 +505,47 @@ fn run(o: &Options) -> Result<bool, String> {
             "NOT as the policy says"
         }
     );
+    Answers {
+        allowed_errno,
+        denied_errno,
+        ok: answers,
+        errors: probe_errors,
+    }
+}
 
-    // 3. The decision rate.
+/// One busy level: `busy` sandboxes then as many unconfined processes making `calls`
+/// connects in all; the broker's decisions and the listen overflows counted around each.
+fn measure_level(bench: &Bench, busy: usize, calls: usize) -> Result<Level, String> {
+    let d0 = bench.decisions()?;
+    let o0 = listen_overflows();
+    let (confined_secs, confined_lat) = bench.run_level(busy, calls, true)?;
+    let o1 = listen_overflows();
+    let d1 = bench.decisions()?;
+    let (native_secs, native_lat) = bench.run_level(busy, calls, false)?;
+    let o2 = listen_overflows();
+    Ok(Level {
+        busy,
+        calls,
+        confined_secs,
+        native_secs,
+        confined_lat: stats::summarize(&[confined_lat]),
+        native_lat: stats::summarize(&[native_lat]),
+        decisions: d1.saturating_sub(d0),
+        overflows: (o1.saturating_sub(o0), o2.saturating_sub(o1)),
+    })
+}
+
+/// The decision rate at each busy level of `o.busy`, until one fails (its error).
+fn measure_levels(
+    o: &Options,
+    bench: &mut Bench,
+    started: Instant,
+) -> Result<(Vec<Level>, Option<String>), String> {
     let mut levels: Vec<Level> = Vec::new();
     let mut level_error = None;
     for &busy in &o.busy {
         let calls = o.calls / busy * busy;
-        let step = || -> Result<Level, String> {
-            let d0 = bench.decisions()?;
-            let o0 = listen_overflows();
-            let (confined_secs, confined_lat) = bench.run_level(busy, calls, true)?;
-            let o1 = listen_overflows();
-            let d1 = bench.decisions()?;
-            let (native_secs, native_lat) = bench.run_level(busy, calls, false)?;
-            let o2 = listen_overflows();
-            Ok(Level {
-                busy,
-                calls,
-                confined_secs,
-                native_secs,
-                confined_lat: stats::summarize(&[confined_lat]),
-                native_lat: stats::summarize(&[native_lat]),
-                decisions: d1.saturating_sub(d0),
-                overflows: (o1.saturating_sub(o0), o2.saturating_sub(o1)),
-            })
-        };
-        match step() {
+        match measure_level(bench, busy, calls) {
             Ok(l) => {
                 eprintln!(
                     "busy {busy}: {:.0} decisions/s confined, {:.0} connects/s native ({:.1} s)",
@@ -564,9 +562,20 @@ fn run(o: &Options) -> Result<bool, String> {
         }
         bench.own.check_alive()?;
     }
-    let during = Footprint::read(pid);
+    Ok((levels, level_error))
+}
 
-    // 4. Every idle sandbox killed by pid and reaped; the broker retires them.
+/// The idle sandboxes gone, and the broker after it retired them.
+struct Released {
+    reaped: usize,
+    kill_secs: f64,
+    released: Footprint,
+    release_secs: f64,
+}
+
+/// Kills every idle sandbox by pid and reaps it; waits (up to a minute) for the broker's
+/// threads to come back near `before`.
+fn release(idle: Vec<SandboxedChild>, pid: u32, before: &Footprint) -> Released {
     let t1 = Instant::now();
     let mut reaped = 0usize;
     for mut c in idle {
@@ -583,9 +592,16 @@ fn run(o: &Options) -> Result<bool, String> {
         released = Footprint::read(pid);
     }
     let release_secs = settle.elapsed().as_secs_f64();
-    bench.own.check_alive()?;
-    bench.own.stop();
+    Released {
+        reaped,
+        kill_secs,
+        released,
+        release_secs,
+    }
+}
 
+/// The table of busy levels, the decisions the broker counted and the listen overflows.
+fn print_levels(levels: &[Level]) {
     println!();
     println!(
         "{:>5} {:>7} {:>13} {:>13} {:>8} {:>10} {:>10} {:>10} {:>10}",
@@ -599,7 +615,7 @@ fn run(o: &Options) -> Result<bool, String> {
         "nat p50µs",
         "nat p99µs"
     );
-    for l in &levels {
+    for l in levels {
         println!(
             "{:>5} {:>7} {:>13.0} {:>13.0} {:>8.2} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
             l.busy,
@@ -629,26 +645,109 @@ fn run(o: &Options) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// What the run must have done besides its figures; prints each failure, false if any.
+fn verdict(
+    registered: &Registered,
+    n: usize,
+    answers: &Answers,
+    (levels, level_error): (&[Level], Option<String>),
+    reaped: usize,
+) -> bool {
+    let (allowed_errno, denied_errno) = (answers.allowed_errno, answers.denied_errno);
+    let mut ok = true;
+    let mut fail = |msg: String| {
+        eprintln!("nj-bench scale: error: {msg}");
+        ok = false;
+    };
+    if let Some(e) = &registered.error {
+        fail(format!("registering: {e}"));
+    }
+    if !answers.ok {
+        fail(format!(
+            "with {n} sandboxes the broker answered allowed: errno {allowed_errno}, denied: errno {denied_errno}"
+        ));
+    }
+    if let Some(e) = level_error {
+        fail(e);
+    }
+    if let Some(l) = levels.iter().find(|l| l.decisions < l.calls as u64) {
+        fail(format!(
+            "{} busy: the broker counted {} decisions for {} calls",
+            l.busy, l.decisions, l.calls
+        ));
+    }
+    if reaped != n {
+        fail(format!("{} idle sandboxes were not reaped", n - reaped));
+    }
+    ok
+}
+
+/// `RLIMIT_NOFILE` raised, then the bench's own broker under a policy that allows one
+/// listener only.
+fn setup(o: &Options) -> Result<(Bench, sys::NofileChange), String> {
+    let exe = crate::process::this_exe()?;
+    let nofile = sys::set_nofile(o.nofile)
+        .map_err(|e| format!("setrlimit(RLIMIT_NOFILE, {}): errno {e}", o.nofile))?;
+    let dir = TempDir::new("scale")?;
+    let allowed = Canary::start_with(ACCEPTORS, Some(ACCEPTOR_NICE))?;
+    let denied = Canary::start()?;
+    let policy = crate::policy::allow_one_port("bench-scale", allowed.port);
+    let own = OwnBroker::start(dir, &policy, &o.netjail, &o.netjaild, exe)?;
+    let bench = Bench {
+        own,
+        allowed,
+        denied,
+    };
+    Ok((bench, nofile))
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let machine = Machine::read();
+    let (mut bench, nofile) = setup(o)?;
+    let pid = bench.own.pid();
+    print_plan(o, &machine, &bench, &nofile);
+
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = Footprint::read(pid);
+    println!("before   {}", before.line());
+    let mut registered = register(o, &mut bench, &before);
+    let n = registered.idle.len();
+    let answers = probe_answers(&bench, n);
+    let (levels, level_error) = measure_levels(o, &mut bench, started)?;
+    let during = Footprint::read(pid);
+    let Released {
+        reaped,
+        kill_secs,
+        released,
+        release_secs,
+    } = release(std::mem::take(&mut registered.idle), pid, &before);
+    bench.own.check_alive()?;
+    bench.own.stop();
+
+    print_levels(&levels);
     println!("during   {} (after the busy levels)", during.line());
     println!(
         "release  {reaped} of {n} idle sandboxes killed and reaped in {kill_secs:.1} s; {:.1} s later the broker: {}",
         release_secs,
         released.line()
     );
-    let end_load = super::print_end_load(started);
+    let end_load = crate::report::print_end_load(started);
 
     let json = machine.report_json("nj-bench scale", &end_load, serde_json::json!({
-        "nofile": now_soft,
+        "nofile": nofile.after.0,
         "sandboxes_asked": o.sandboxes,
         "sandboxes_registered": n,
-        "register_error": register_error,
-        "register_secs": register_secs,
+        "register_error": registered.error,
+        "register_secs": registered.secs,
         "broker_before": before.to_json(),
-        "broker_after": after.to_json(),
+        "broker_after": registered.after.to_json(),
         "broker_during_busy": during.to_json(),
         "broker_released": released.to_json(),
-        "per_sandbox": { "rss_kib": rss_per_kib, "threads": threads_per, "fds": fds_per },
-        "answers": { "allowed_errno": allowed_errno, "denied_errno": denied_errno, "ok": answers, "errors": probe_errors },
+        "per_sandbox": { "rss_kib": registered.rss_per_kib, "threads": registered.threads_per, "fds": registered.fds_per },
+        "answers": { "allowed_errno": answers.allowed_errno, "denied_errno": answers.denied_errno, "ok": answers.ok, "errors": answers.errors },
         "levels": levels.iter().map(|l| serde_json::json!({
             "busy": l.busy,
             "calls": l.calls,
@@ -667,31 +766,11 @@ fn run(o: &Options) -> Result<bool, String> {
         "kill_secs": kill_secs,
     }));
     println!("{json}");
-
-    let mut ok = true;
-    let mut fail = |msg: String| {
-        eprintln!("nj-bench scale: error: {msg}");
-        ok = false;
-    };
-    if let Some(e) = register_error {
-        fail(format!("registering: {e}"));
-    }
-    if !answers {
-        fail(format!(
-            "with {n} sandboxes the broker answered allowed: errno {allowed_errno}, denied: errno {denied_errno}"
-        ));
-    }
-    if let Some(e) = level_error {
-        fail(e);
-    }
-    if let Some(l) = levels.iter().find(|l| l.decisions < l.calls as u64) {
-        fail(format!(
-            "{} busy: the broker counted {} decisions for {} calls",
-            l.busy, l.decisions, l.calls
-        ));
-    }
-    if reaped != n {
-        fail(format!("{} idle sandboxes were not reaped", n - reaped));
-    }
-    Ok(ok)
+    Ok(verdict(
+        &registered,
+        n,
+        &answers,
+        (&levels, level_error),
+        reaped,
+    ))
 }
