@@ -19,7 +19,7 @@ use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::limits;
 use crate::source::jail_for;
 use crate::sys::{self, Become, SocketKind};
-use crate::unix::{self, PathUse};
+use crate::unix;
 
 /// Decides one notified `bind`.
 pub(crate) fn decide_bind(call: &Call) -> Step {
@@ -64,14 +64,13 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         }
         Reading::UnixPath(path) => Step::Blocking(Box::new(move |call: &Call| {
             let limited = AtomicBool::new(false);
-            let r = unix::act_on_path(call, Op::Bind, &path, PathUse::Create, Become::Full, |a| {
-                let fd = sock.as_fd();
+            let fd = sock.as_fd();
+            let r = unix::bind_path(call, &path, &addr, fd, |perform| {
                 let pid = call.notif.pid;
-                limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, a))
-                    .unwrap_or_else(|_| {
-                        limited.store(true, Ordering::Relaxed);
-                        Reply::Errno(limits::COUNT_ERRNO)
-                    })
+                limits::counted(&binds(call), pid, fd, kind, true, perform).unwrap_or_else(|_| {
+                    limited.store(true, Ordering::Relaxed);
+                    Reply::Errno(limits::COUNT_ERRNO)
+                })
             });
             out.endpoint = r.endpoint;
             let decision = if limited.load(Ordering::Relaxed) {
@@ -290,22 +289,27 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     if !call.still_valid() {
         return Step::Done(out.gone());
     }
+    if kind.family == libc::AF_UNIX && unix::bound_to_path(sock.as_fd()) {
+        // A unix socket bound to a path: the file it is bound to is decided again, where it
+        // is now (a bind the kernel made elsewhere than decided never listens). Paths may
+        // wait on a slow filesystem: off the receiver thread.
+        return Step::Blocking(Box::new(move |call: &Call| {
+            let fd = sock.as_fd();
+            let perform = || listen_as_caller(call, fd, backlog);
+            match unix::listen_on_path(call, fd, perform) {
+                Some(r) => {
+                    limits::now_listed(&call.sandbox.limits.binds, fd, r.reply);
+                    out.endpoint = r.endpoint;
+                    out.decided(r.decision, r.failure, r.reply)
+                }
+                None => listen_bound(call, out, fd, kind, backlog),
+            }
+        }));
+    }
     if !unbound_inet(sock.as_fd(), kind) {
         // Bound already (by a decided bind, or before confinement), or not inet: listen
         // reaches no new address.
-        out.endpoint = bound_name(sock.as_fd(), kind);
-        let reply = if kind.family == libc::AF_UNIX {
-            // A unix listener records who listens (SO_PEERCRED of accepted connections):
-            // the caller, not the broker.
-            as_thread(call.notif.pid, Become::Full, || {
-                listen(sock.as_fd(), backlog)
-            })
-            .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
-        } else {
-            listen(sock.as_fd(), backlog)
-        };
-        limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
-        return Step::Done(out.decided(None, "bound", reply));
+        return Step::Done(listen_bound(call, out, sock.as_fd(), kind, backlog));
     }
     // The implicit bind: the wildcard address and an ephemeral port, or the jail address.
     let v6 = kind.family == libc::AF_INET6;
@@ -349,6 +353,33 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     };
     limits::settle(slot, sock.as_fd(), kind, reply, true);
     Step::Done(out.decided(Some(decision), "", reply))
+}
+
+/// `listen` on a socket whose bind is not decided again: bound already (by a decided bind,
+/// or before confinement) to an inet address, or a unix socket with an abstract name, an
+/// autobind, no name, or a file the broker cannot find.
+fn listen_bound(
+    call: &Call,
+    mut out: Outcome,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    backlog: i32,
+) -> Outcome {
+    out.endpoint = bound_name(sock, kind);
+    let reply = if kind.family == libc::AF_UNIX {
+        listen_as_caller(call, sock, backlog)
+    } else {
+        listen(sock, backlog)
+    };
+    limits::now_listed(&call.sandbox.limits.binds, sock, reply);
+    out.decided(None, "bound", reply)
+}
+
+/// A unix listener records who listens (`SO_PEERCRED` of accepted connections): the caller,
+/// not the broker.
+fn listen_as_caller(call: &Call, sock: BorrowedFd<'_>, backlog: i32) -> Reply {
+    as_thread(call.notif.pid, Become::Full, || listen(sock, backlog))
+        .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 
 fn listen(sock: BorrowedFd<'_>, backlog: i32) -> Reply {

@@ -12,6 +12,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 mod task;
 pub use task::rights_within_limit;
+mod unixfile;
+pub use unixfile::{
+    enter_directories, has_capability, same_mount_and_directory, stat_entry, stat_fd,
+    unix_diag_file, unix_socket_file, FileId,
+};
 
 /// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;

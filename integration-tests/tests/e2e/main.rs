@@ -42,6 +42,7 @@ mod datagram;
 mod deputy;
 mod embedding;
 mod fairness;
+mod faithful_unix;
 mod fdstore;
 mod garbage;
 mod global;
