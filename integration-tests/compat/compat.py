@@ -200,7 +200,7 @@ def netns_argv(argv):
 def mode_argv(args, mode, inner):
     if mode == "unconfined":
         return inner
-    return [args.netjail, "run", "--policy", mode, "--"] + inner
+    return [args.netjail, "run", "--allow-root", "--policy", mode, "--"] + inner
 
 
 def suite_env(suite):
