@@ -443,7 +443,10 @@ fn v6_endpoint(
 }
 
 /// `connect` of TCP (`__inet_stream_connect`, `tcp_v4_connect`, `tcp_v6_connect`), and the
-/// connect of a Fast Open send (`tcp_sendmsg_fastopen`).
+/// connect of a Fast Open send (`tcp_sendmsg_fastopen`). A scope id on a link-local
+/// destination ties the socket to that interface (`sk_bound_dev_if`), which outlives the
+/// connection (a disconnect keeps it) and picks the egress interface of every later connect:
+/// interface selection, refused (rule J4) as for a UDP connect.
 fn tcp_connect(
     v6: bool,
     state: &mut dyn SocketState,
@@ -484,6 +487,9 @@ fn tcp_connect(
     }
     if addr.ip().is_multicast() {
         return Reading::Errno(libc::ENETUNREACH);
+    }
+    if needs_scope(*addr.ip()) && addr.scope_id() != 0 {
+        return Reading::Refused("interface-scope");
     }
     v6_endpoint(b, addr, state, false)
 }
@@ -1116,7 +1122,8 @@ mod tests {
         );
     }
 
-    /// L1: a scope id on a link-local bind or UDP connect picks the socket's interface.
+    /// L1: a scope id on a link-local bind, UDP connect or TCP connect picks the socket's
+    /// interface.
     #[test]
     fn l1_link_local_scope_picks_an_interface() {
         let scoped = sa6("fe80::1", 80, 2);
@@ -1154,9 +1161,29 @@ mod tests {
             endpoint(&to(Use::Send, UDP6, unbound(true), &scoped)).as_deref(),
             Some("[fe80::1%2]:80")
         );
+        // A TCP connect, and the connect of a Fast Open send: the interface outlives the
+        // connection.
+        for usage in [Use::Connect, Use::FastOpen] {
+            assert_eq!(
+                to(usage, TCP6, unbound(true), &scoped),
+                Reading::Refused("interface-scope")
+            );
+        }
+        // Without a scope id the kernel needs the socket's own interface (none here: EINVAL),
+        // and multicast is unreachable before the scope is looked at.
         assert_eq!(
-            endpoint(&to(Use::Connect, TCP6, unbound(true), &scoped)).as_deref(),
-            Some("[fe80::1%2]:80")
+            endpoint(&to(
+                Use::Connect,
+                TCP6,
+                unbound(true),
+                &sa6("fe80::1", 80, 0)
+            ))
+            .as_deref(),
+            Some("[fe80::1]:80")
+        );
+        assert_eq!(
+            to(Use::Connect, TCP6, unbound(true), &sa6("ff02::1", 80, 2)),
+            Reading::Errno(libc::ENETUNREACH)
         );
         assert!(needs_scope("fe80::1".parse().unwrap()) && needs_scope("ff01::1".parse().unwrap()));
         assert!(

@@ -50,24 +50,12 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             let reply = Reply::Errno(libc::EPERM);
             Step::Done(out.decided(Some(address::refusal(why)), "", reply))
         }
-        Reading::UnixAutobind => {
-            // Autobind: the kernel picks an abstract name; nothing to decide.
-            out.endpoint = "unix:(autobind)".to_owned();
-            let pid = call.notif.pid;
-            let fd = sock.as_fd();
-            Step::Done(
-                match limits::counted(&binds(call), pid, fd, kind, true, || perform(fd, &addr)) {
-                    Ok(reply) => out.decided(None, "autobind", reply),
-                    Err(refusal) => refused(out, refusal),
-                },
-            )
-        }
+        Reading::UnixAutobind => Step::Done(autobind(call, out, sock.as_fd(), kind)),
         Reading::UnixPath(path) => Step::Blocking(Box::new(move |call: &Call| {
             let limited = AtomicBool::new(false);
             let fd = sock.as_fd();
             let r = unix::bind_path(call, &path, &addr, fd, |perform| {
-                let pid = call.notif.pid;
-                limits::counted(&binds(call), pid, fd, kind, true, perform).unwrap_or_else(|_| {
+                limits::counted(&binds(call), fd, perform).unwrap_or_else(|_| {
                     limited.store(true, Ordering::Relaxed);
                     Reply::Errno(limits::COUNT_ERRNO)
                 })
@@ -82,7 +70,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         })),
         Reading::UnixAbstract(name) => {
             let target = Target::UnixAbstract(name);
-            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+            decide_and_perform(call, out, target, sock.as_fd(), || {
                 perform(sock.as_fd(), &addr)
             })
         }
@@ -92,7 +80,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         } => {
             let (target, sockaddr) = jail_translate(call, kind, proto, local, sockaddr);
             let port = local_port(&target);
-            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
+            decide_and_perform(call, out, target, sock.as_fd(), || {
                 bind_inet(call, sock.as_fd(), &sockaddr, port)
             })
         }
@@ -100,17 +88,71 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             // Another family (netlink, say, when the policy lists it): decided by the default,
             // and performed as the caller, with its capabilities, not the broker's.
             let target = Target::OtherFamily(family);
-            decide_and_perform(call, out, target, sock.as_fd(), kind, || {
-                as_thread(call.notif.pid, Become::Full, || {
-                    perform(sock.as_fd(), &addr)
-                })
-                .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
+            decide_and_perform(call, out, target, sock.as_fd(), || {
+                as_thread(call, Become::Full, || perform(sock.as_fd(), &addr))
+                    .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
             })
         }
         Reading::Ip { .. } | Reading::Peer | Reading::Ignored | Reading::Disconnect => {
             Step::Done(out.failed(libc::EPERM, "unclassified"))
         }
     }
+}
+
+/// The abstract names an autobind picks from: five hex digits (`unix_autobind`).
+const AUTOBIND_NAMES: u32 = 0x10_0000;
+/// How many names in a row an autobind tries before it answers `ENOSPC`, the kernel's errno
+/// once every name is taken.
+const AUTOBIND_TRIES: u32 = 16;
+
+/// `bind` with only the family: the autobind. The kernel would give the socket a free
+/// abstract name of five hex digits that nobody decided; the broker picks one the same way
+/// (a random start, then the next names while they are taken), decides it as the bind of that
+/// abstract name, and binds the socket to exactly that name, so that the name the socket gets
+/// is the name the policy allowed: an autobind needs an entry matching such names (`@*`,
+/// `@?????`), and is refused where the policy names no abstract socket. A socket with a name
+/// keeps it and the call returns 0, as the kernel's autobind does.
+fn autobind(call: &Call, mut out: Outcome, sock: BorrowedFd<'_>, kind: SocketKind) -> Outcome {
+    if unix_named(sock) {
+        out.endpoint = bound_name(sock, kind);
+        return out.decided(None, "bound", Reply::Value(0));
+    }
+    let start = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        (call.notif.id, std::time::Instant::now()),
+    ) as u32;
+    for i in 0..AUTOBIND_TRIES {
+        let name = format!("{:05x}", start.wrapping_add(i) % AUTOBIND_NAMES).into_bytes();
+        let mut addr = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        addr.push(0);
+        addr.extend_from_slice(&name);
+        let target = Target::UnixAbstract(name);
+        out.endpoint = target.to_string();
+        let decision = call.evaluate(&Request {
+            op: Op::Bind,
+            target,
+        });
+        let reply = match decision.verdict {
+            Verdict::Deny { errno } => Reply::Errno(errno),
+            // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+            Verdict::Ask => Reply::Errno(libc::EPERM),
+            Verdict::Allow => match limits::counted(&binds(call), sock, || perform(sock, &addr)) {
+                // Taken: the kernel too would go on to the next name.
+                Ok(Reply::Errno(libc::EADDRINUSE)) => continue,
+                // Named meanwhile by another thread: the kernel's autobind returns 0.
+                Ok(Reply::Errno(libc::EINVAL)) if unix_named(sock) => Reply::Value(0),
+                Ok(reply) => reply,
+                Err(refusal) => return refused(out, refusal),
+            },
+        };
+        return out.decided(Some(decision), "", reply);
+    }
+    out.failed(libc::ENOSPC, "autobind-names-taken")
+}
+
+/// Whether a unix socket has a name (`getsockname` gives more than the family).
+fn unix_named(sock: BorrowedFd<'_>) -> bool {
+    sys::sockname(sock).is_ok_and(|n| n.len() > 2)
 }
 
 /// The port of an inet bind target (0 for any other).
@@ -138,7 +180,6 @@ fn decide_and_perform(
     mut out: Outcome,
     target: Target,
     sock: BorrowedFd<'_>,
-    kind: SocketKind,
     perform: impl FnOnce() -> Reply,
 ) -> Step {
     out.endpoint = target.to_string();
@@ -150,13 +191,10 @@ fn decide_and_perform(
         Verdict::Deny { errno } => Reply::Errno(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
-        Verdict::Allow => {
-            let listed = limits::listed_when_bound(kind);
-            match limits::counted(&binds(call), call.notif.pid, sock, kind, listed, perform) {
-                Ok(reply) => reply,
-                Err(refusal) => return Step::Done(refused(out, refusal)),
-            }
-        }
+        Verdict::Allow => match limits::counted(&binds(call), sock, perform) {
+            Ok(reply) => reply,
+            Err(refusal) => return Step::Done(refused(out, refusal)),
+        },
     };
     Step::Done(out.decided(Some(decision), "", reply))
 }
@@ -255,7 +293,7 @@ fn bind_inet(call: &Call, sock: BorrowedFd<'_>, addr: &[u8], port: u16) -> Reply
         Ok(reply) => return reply,
         Err(e) => return Reply::Errno(errno_of(&e)),
     }
-    as_thread(call.notif.pid, Become::Full, || perform(sock, addr))
+    as_thread(call, Become::Full, || perform(sock, addr))
         .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 
@@ -298,18 +336,22 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
             let perform = || listen_as_caller(call, fd, backlog);
             match unix::listen_on_path(call, fd, perform) {
                 Some(r) => {
-                    limits::now_listed(&call.sandbox.limits.binds, fd, r.reply);
                     out.endpoint = r.endpoint;
                     out.decided(r.decision, r.failure, r.reply)
                 }
-                None => listen_bound(call, out, fd, kind, backlog),
+                None => listen_unix(call, out, fd, kind, backlog),
             }
         }));
+    }
+    if kind.family == libc::AF_UNIX {
+        return Step::Done(listen_unix(call, out, sock.as_fd(), kind, backlog));
     }
     if !unbound_inet(sock.as_fd(), kind) {
         // Bound already (by a decided bind, or before confinement), or not inet: listen
         // reaches no new address.
-        return Step::Done(listen_bound(call, out, sock.as_fd(), kind, backlog));
+        out.endpoint = bound_name(sock.as_fd(), kind);
+        let reply = listen(sock.as_fd(), backlog);
+        return Step::Done(out.decided(None, "bound", reply));
     }
     // The implicit bind: the wildcard address and an ephemeral port, or the jail address.
     let v6 = kind.family == libc::AF_INET6;
@@ -328,7 +370,7 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         target,
     });
     let slot = match decision.verdict {
-        Verdict::Allow => match limits::reserve(&binds(call), call.notif.pid, sock.as_fd()) {
+        Verdict::Allow => match limits::reserve(&binds(call), sock.as_fd()) {
             Ok(slot) => slot,
             Err(refusal) => return Step::Done(refused(out, refusal)),
         },
@@ -351,34 +393,66 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         }
         Verdict::Allow => listen(sock.as_fd(), backlog),
     };
-    limits::settle(slot, sock.as_fd(), kind, reply, true);
+    limits::settle(slot, sock.as_fd(), reply);
     Step::Done(out.decided(Some(decision), "", reply))
 }
 
-/// `listen` on a socket whose bind is not decided again: bound already (by a decided bind,
-/// or before confinement) to an inet address, or a unix socket with an abstract name, an
-/// autobind, no name, or a file the broker cannot find.
-fn listen_bound(
+/// `listen` on a unix socket: a server at the name the socket has, read from the socket
+/// whoever gave it (a decided bind, a bind before confinement, the kernel's own autobind in a
+/// connect or send with `SO_PASSCRED`). An abstract name is decided as the bind of that name,
+/// so that no server is made on a name the policy refuses; a path is decided again on its file
+/// by [`unix::listen_on_path`] first, and comes here only when the broker cannot find that
+/// file (its bind was decided when it made the file). A stream or seqpacket socket without a
+/// name gets the kernel's `EINVAL` here, without a listen, so that a name another thread gives
+/// it meanwhile is never listened on undecided. The listen runs on a thread with the caller's
+/// identity: the listener records who listens (`SO_PEERCRED` of the connections it accepts).
+fn listen_unix(
     call: &Call,
     mut out: Outcome,
     sock: BorrowedFd<'_>,
     kind: SocketKind,
     backlog: i32,
 ) -> Outcome {
-    out.endpoint = bound_name(sock, kind);
-    let reply = if kind.family == libc::AF_UNIX {
-        listen_as_caller(call, sock, backlog)
-    } else {
-        listen(sock, backlog)
+    let name = match sys::sockname(sock) {
+        Ok(n) => n,
+        Err(e) => return out.failed(errno_of(&e), "no-name"),
     };
-    limits::now_listed(&call.sandbox.limits.binds, sock, reply);
-    out.decided(None, "bound", reply)
+    let connection = matches!(kind.sock_type, libc::SOCK_STREAM | libc::SOCK_SEQPACKET);
+    let decision = match address::read(Use::Bind, kind, &mut Known::default(), Some(&name)) {
+        Reading::UnixAutobind if connection => {
+            out.endpoint = "unix:(unbound)".to_owned();
+            return out.failed(libc::EINVAL, "unbound");
+        }
+        Reading::UnixAbstract(abstract_name) => {
+            let target = Target::UnixAbstract(abstract_name);
+            out.endpoint = target.to_string();
+            let decision = call.evaluate(&Request {
+                op: Op::Bind,
+                target,
+            });
+            match decision.verdict {
+                Verdict::Allow => Some(decision),
+                Verdict::Deny { errno } => {
+                    return out.decided(Some(decision), "", Reply::Errno(errno))
+                }
+                // Never: `Call::evaluate` has operators decide what the policy asks.
+                Verdict::Ask => return out.decided(Some(decision), "", Reply::Errno(libc::EPERM)),
+            }
+        }
+        _ => {
+            out.endpoint = bound_name(sock, kind);
+            None
+        }
+    };
+    let reply = listen_as_caller(call, sock, backlog);
+    let passed = if decision.is_none() { "bound" } else { "" };
+    out.decided(decision, passed, reply)
 }
 
 /// A unix listener records who listens (`SO_PEERCRED` of accepted connections): the caller,
 /// not the broker.
 fn listen_as_caller(call: &Call, sock: BorrowedFd<'_>, backlog: i32) -> Reply {
-    as_thread(call.notif.pid, Become::Full, || listen(sock, backlog))
+    as_thread(call, Become::Full, || listen(sock, backlog))
         .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 

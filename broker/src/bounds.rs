@@ -220,6 +220,25 @@ impl Account {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// Waits until the sandbox holds at most `left()` units, `left` asked again at every
+    /// release and at least every `every` (what it counts may change without a release).
+    pub(crate) fn wait_down_to(&self, left: impl Fn() -> usize, every: Duration) {
+        let budget = &self.budget;
+        loop {
+            let floor = left();
+            let used = budget.lock();
+            if self.held.load(Ordering::Relaxed) <= floor {
+                return;
+            }
+            drop(
+                budget
+                    .freed
+                    .wait_timeout(used, every)
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+        }
+    }
+
     /// Takes `n` units, waiting at most `wait` for them unless the last refusal of the same
     /// bound waited and nothing was given back since.
     pub(crate) fn take(self: &Arc<Self>, n: usize, wait: Duration) -> Result<Taken, Refused> {

@@ -1,5 +1,6 @@
 //! Who the caller is (invariant 3, no confused deputy): its ids, groups, capabilities, umask,
-//! namespaces and process ids, read from `/proc/TID` while the caller is blocked in its call;
+//! namespaces and process ids, read from `/proc/TID` while the caller is blocked in its call
+//! and taken as the caller's only when the call still waits after the read ([`Notified`]);
 //! and a way to run work on a thread that has taken that identity, so that the kernel checks
 //! the caller's rights, not the broker's, and records the caller's ids (`SO_PEERCRED`, the
 //! credentials a receiver with `SO_PASSCRED` sees, the owner and mode of a file it creates).
@@ -17,6 +18,29 @@ use std::sync::OnceLock;
 
 use crate::msg::Ucred;
 use crate::sys::{self, Become, Identity};
+
+/// A notified call whose caller is read. The notification names the caller by its thread id,
+/// which the kernel may give to another task once the caller is gone (killed while it waits,
+/// or replaced by a sibling's `execve`). A task that goes ends its call first, so a read of
+/// `/proc/TID` describes the caller when the call was still waiting after the read
+/// (`SECCOMP_IOCTL_NOTIF_ID_VALID`, invariant 4): every read here is followed by that check,
+/// and fails with `ESRCH` when it fails.
+pub(crate) trait Notified {
+    /// The caller's thread id, as the notification gives it.
+    fn tid(&self) -> u32;
+    /// Whether the caller still waits in this very call.
+    fn still_waiting(&self) -> bool;
+}
+
+/// `Ok(value)` read of `call`'s caller when the caller still waits: the thread id named it
+/// throughout the read.
+fn checked<T>(call: &(impl Notified + ?Sized), value: T) -> io::Result<T> {
+    if call.still_waiting() {
+        Ok(value)
+    } else {
+        Err(io::Error::from_raw_os_error(libc::ESRCH))
+    }
+}
 
 /// A caller as `/proc/TID` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +105,9 @@ fn own_user_namespace() -> io::Result<&'static std::path::Path> {
 }
 
 impl Caller {
-    /// Reads the caller `tid`.
-    pub fn read(tid: u32) -> io::Result<Caller> {
+    /// Reads the caller of `call`; `ESRCH` when it no longer waits in the call.
+    pub fn read(call: &(impl Notified + ?Sized)) -> io::Result<Caller> {
+        let tid = call.tid();
         let status = fs::read_to_string(format!("/proc/{tid}/status"))?;
         let mut caller = parse(&status).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
         caller.same_user_ns = namespace(&format!("/proc/{tid}/ns/user"))? == own_user_namespace()?;
@@ -90,7 +115,7 @@ impl Caller {
             caller.identity.cap_effective = 0;
             caller.identity.cap_permitted = 0;
         }
-        Ok(caller)
+        checked(call, caller)
     }
 
     /// The kernel's `scm_check_creds` for this caller: the `SCM_CREDENTIALS` it claims, read in
@@ -100,16 +125,18 @@ impl Caller {
     /// (`CAP_SETUID`, `CAP_SETGID`: any id mapped there). Another process id needs
     /// `CAP_SYS_ADMIN` over the pid namespace; the broker passes such a claim on only for a
     /// caller of its own user and pid namespaces, where no translation is needed.
-    pub fn claim(&self, tid: u32, claimed: Ucred) -> Result<Ucred, i32> {
+    pub fn claim(&self, call: &(impl Notified + ?Sized), claimed: Ucred) -> Result<Ucred, i32> {
         let (uid, gid) = if self.same_user_ns {
             (claimed.uid, claimed.gid)
         } else {
+            let tid = call.tid();
             let map = |file: &str, id: u32| {
                 fs::read_to_string(format!("/proc/{tid}/{file}"))
                     .map_err(|_| libc::ESRCH)
                     .map(|t| IdMap::parse(&t).outside(id))
             };
-            match (map("uid_map", claimed.uid)?, map("gid_map", claimed.gid)?) {
+            let read = (map("uid_map", claimed.uid)?, map("gid_map", claimed.gid)?);
+            match checked(call, read).map_err(|_| libc::ESRCH)? {
                 (Some(u), Some(g)) => (u, g),
                 _ => return Err(libc::EINVAL),
             }
@@ -118,11 +145,13 @@ impl Caller {
     }
 }
 
-/// The soft and hard `RLIMIT_NOFILE` of process `pid` (`Max open files` in
-/// `/proc/PID/limits`, which anyone may read; `unlimited` is `u64::MAX`).
-pub(crate) fn nofile_limit(pid: i32) -> io::Result<(u64, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/limits"))?;
-    parse_nofile(&text).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+/// The soft and hard `RLIMIT_NOFILE` of the caller's process (`Max open files` in
+/// `/proc/TID/limits`, which anyone may read; `unlimited` is `u64::MAX`); `ESRCH` when the
+/// caller no longer waits in `call`.
+pub(crate) fn nofile_limit(call: &(impl Notified + ?Sized)) -> io::Result<(u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{}/limits", call.tid()))?;
+    let limit = parse_nofile(&text).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    checked(call, limit)
 }
 
 fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
@@ -229,7 +258,20 @@ pub(crate) fn as_caller<T: Send>(
     how: Become,
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
-    on_thread(who, how, None, work)
+    as_caller_in(None, who, how, work)
+}
+
+/// [`as_caller`], in the network namespace `netns` when one is given (the caller's, where it
+/// is not the broker's): the thread enters it first, while it still holds the broker's
+/// `CAP_SYS_ADMIN`, which `setns` wants, then takes `who`'s identity. What the work makes, a
+/// socket, is made in that namespace.
+pub(crate) fn as_caller_in<T: Send>(
+    netns: Option<BorrowedFd<'_>>,
+    who: &Identity,
+    how: Become,
+    work: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
+    on_thread(netns, None, who, how, work)
 }
 
 /// The caller's root and working directory, for a thread that names paths as the caller.
@@ -252,19 +294,23 @@ pub(crate) fn as_caller_at<T: Send>(
     dirs: &Directories<'_>,
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
-    on_thread(who, how, Some(dirs), work)
+    on_thread(None, Some(dirs), who, how, work)
 }
 
 fn on_thread<T: Send>(
+    netns: Option<BorrowedFd<'_>>,
+    dirs: Option<&Directories<'_>>,
     who: &Identity,
     how: Become,
-    dirs: Option<&Directories<'_>>,
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
     std::thread::scope(|s| {
         // A thread that cannot be made (EAGAIN: the broker's tasks or memory are exhausted)
         // is an error for this call, never a panic that leaves it unanswered.
         let spawned = std::thread::Builder::new().spawn_scoped(s, || {
+            if let Some(netns) = netns {
+                sys::enter_network_namespace(netns)?;
+            }
             if let Some(d) = dirs {
                 sys::enter_directories(d.root, d.cwd, d.chroot)?;
             }
@@ -277,13 +323,13 @@ fn on_thread<T: Send>(
     })
 }
 
-/// [`as_caller`] for the caller `tid`, whose identity is read first.
+/// [`as_caller`] for the caller of `call`, whose identity is read first ([`Caller::read`]).
 pub(crate) fn as_thread<T: Send>(
-    tid: u32,
+    call: &(impl Notified + ?Sized),
     how: Become,
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
-    let who = Caller::read(tid)?;
+    let who = Caller::read(call)?;
     as_caller(&who.identity, how, work)
 }
 
@@ -333,6 +379,54 @@ mod tests {
         // Another pid namespace: its pids mean nothing here.
         c.same_pid_ns = false;
         assert_eq!(c.check_claim(1, 1000, 20), Err(libc::EPERM));
+    }
+
+    /// A call of this very thread, waiting or not.
+    struct Own(bool);
+
+    impl Notified for Own {
+        fn tid(&self) -> u32 {
+            sys::gettid() as u32
+        }
+        fn still_waiting(&self) -> bool {
+            self.0
+        }
+    }
+
+    /// Invariant 4 for identities: what `/proc/TID` says is the caller's only if the call
+    /// still waits after it was read. A call that no longer waits (its thread id may name
+    /// another task by now) lends no identity, no claim, no limit, and no work runs as it.
+    #[test]
+    fn an_identity_is_the_callers_only_while_its_call_waits() {
+        let me = Caller::read(&Own(true)).expect("own status");
+        assert_eq!(me.identity.uids[0], sys::real_ids().0);
+        assert_eq!(me.tgid, std::process::id() as i32);
+        let gone = |e: io::Error| e.raw_os_error();
+        assert_eq!(
+            Caller::read(&Own(false)).map_err(gone),
+            Err(Some(libc::ESRCH))
+        );
+        assert!(nofile_limit(&Own(true)).is_ok());
+        assert_eq!(
+            nofile_limit(&Own(false)).map_err(gone),
+            Err(Some(libc::ESRCH))
+        );
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let out = as_thread(&Own(false), Become::Filesystem, || {
+            ran.store(true, std::sync::atomic::Ordering::Relaxed)
+        });
+        assert_eq!(out.map_err(gone), Err(Some(libc::ESRCH)));
+        assert!(!ran.load(std::sync::atomic::Ordering::Relaxed));
+        // A caller of another user namespace: its maps are read, then the call checked.
+        let mut other = me.clone();
+        other.same_user_ns = false;
+        let claim = Ucred {
+            pid: other.own_tgid,
+            uid: 0,
+            gid: 0,
+        };
+        assert_eq!(other.claim(&Own(false), claim), Err(libc::ESRCH));
+        assert_ne!(other.claim(&Own(true), claim), Err(libc::ESRCH));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{limits, reaper};
+use crate::{limits, netlink, reaper};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {
@@ -87,10 +87,7 @@ pub(crate) fn decide(call: &Call) -> Step {
                 |a| {
                     let connections = &call.sandbox.limits.connections;
                     let fd = sock.as_fd();
-                    limits::counted(connections, call.notif.pid, fd, kind, true, || {
-                        perform(call, fd, a)
-                    })
-                    .unwrap_or_else(|_| {
+                    limits::counted(connections, fd, || perform(call, fd, a)).unwrap_or_else(|_| {
                         limited.store(true, Ordering::Relaxed);
                         Reply::Errno(limits::COUNT_ERRNO)
                     })
@@ -111,6 +108,11 @@ pub(crate) fn decide(call: &Call) -> Step {
 
     let canonical = target.canonical();
     out.endpoint = canonical.to_string();
+    // A netlink route socket talks to the kernel only (rule N1, `netlink.rs`).
+    if netlink::is_route(kind) && !netlink::to_kernel(&sockaddr) {
+        let refusal = netlink::refusal(netlink::RULE_DESTINATION);
+        return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
+    }
     // The broker's metrics port is not a sandbox's to reach (own.rs).
     if crate::own::is_own_port(sock.as_fd(), &canonical) {
         let reply = Reply::Errno(crate::own::ERRNO);
@@ -126,7 +128,7 @@ pub(crate) fn decide(call: &Call) -> Step {
         Verdict::Ask => Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM))),
         Verdict::Allow => {
             let limits = &call.sandbox.limits;
-            let slot = match limits::reserve(&limits.connections, call.notif.pid, sock.as_fd()) {
+            let slot = match limits::reserve(&limits.connections, sock.as_fd()) {
                 Ok(slot) => slot,
                 Err(refusal) => {
                     let reply = Reply::Errno(limits::COUNT_ERRNO);
@@ -143,8 +145,7 @@ pub(crate) fn decide(call: &Call) -> Step {
                 // The bytes that name the endpoint decided, and nothing else.
                 let reply = perform_as_caller(call, sock.as_fd(), kind, &sockaddr);
                 drop(listed);
-                limits::settle(slot, sock.as_fd(), kind, reply, true);
-                limits::now_listed(&call.sandbox.limits.binds, sock.as_fd(), reply);
+                limits::settle(slot, sock.as_fd(), reply);
                 out.decided(Some(decision), "", reply)
             };
             if long {
@@ -182,7 +183,7 @@ fn perform_as_caller(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind, addr: 
     if matches!(kind.family, libc::AF_INET | libc::AF_INET6) {
         return perform(call, sock, addr);
     }
-    as_thread(call.notif.pid, Become::Full, || perform(call, sock, addr))
+    as_thread(call, Become::Full, || perform(call, sock, addr))
         .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 

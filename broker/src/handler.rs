@@ -13,8 +13,9 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use netjail_policy::{Decision, Policy, Request, Verdict};
 use netjail_protocol::control::{DecisionInfo, Event};
@@ -26,7 +27,7 @@ use crate::operators::{self, CallerRef};
 use crate::pidfds::CallerPidfd;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
-use crate::{audit, bind, connect, limits, send};
+use crate::{audit, bind, connect, limits, process, send, socket};
 
 thread_local! {
     /// Set on receiver threads, which must never wait for an operator.
@@ -43,6 +44,14 @@ pub(crate) enum Reply {
     Value(i64),
     /// Failure with this (positive) errno.
     Errno(i32),
+    /// Success with this return value, already given to the caller by the kernel
+    /// (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND` answers the call as it
+    /// installs the descriptor): nothing is left to send but the audit event.
+    Answered(i64),
+    /// The kernel performs the call as the caller made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
+    /// only for a call decided on scalar arguments alone, which the caller cannot change once
+    /// it is notified (`process.rs`); never for one that reads memory or a descriptor.
+    Continue,
 }
 
 /// One notification being handled.
@@ -66,6 +75,14 @@ pub(crate) struct Call {
     /// Its record in the sandbox's journal while it is on the blocking pool; cleared when the
     /// call is dropped, after its reply.
     pub kept: Option<Kept>,
+    /// The caller's executable for the audit, read when the call is decided (or, for a call
+    /// refused before that, when it is answered): while the caller waits in it, for a caller
+    /// may exit as soon as it has its answer, or be killed while its call is held. Empty
+    /// while not read; `None` when it could not be.
+    pub exe: OnceLock<Option<String>>,
+    /// `NOTIF_ID_VALID` said the caller still waited after `exe` was read: the pid named the
+    /// caller when it was read.
+    pub seen_after_exe: AtomicBool,
 }
 
 /// A call an earlier broker had received and not answered, with its record in the journal.
@@ -121,7 +138,23 @@ impl Call {
 
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
     pub fn still_valid(&self) -> bool {
-        sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id)
+        let valid = sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id);
+        if valid && self.exe.get().is_some() {
+            self.seen_after_exe.store(true, Ordering::Relaxed);
+        }
+        valid
+    }
+
+    /// Reads the caller's executable (`/proc/TID/exe`) when an audit event or a watcher
+    /// will name it, unless it was read already.
+    pub(crate) fn read_exe(&self) {
+        let ops = &self.sandbox.operators;
+        if self.exe.get().is_none()
+            && (tracing::enabled!(target: audit::TARGET, tracing::Level::INFO)
+                || ops.wants_decisions())
+        {
+            let _ = self.exe.set(caller_exe(self.notif.pid));
+        }
     }
 
     /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one).
@@ -164,6 +197,16 @@ impl Call {
         sys::read_memory(self.notif.pid, ptr, &mut addr)
             .map_err(|e| (errno_of(&e), "bad-address"))?;
         Ok(addr)
+    }
+}
+
+impl crate::caller::Notified for Call {
+    fn tid(&self) -> u32 {
+        self.notif.pid
+    }
+
+    fn still_waiting(&self) -> bool {
+        self.still_valid()
     }
 }
 
@@ -256,7 +299,9 @@ pub(crate) fn start(
                 if let Some(journal) = &sandbox.journal {
                     journal.remove();
                 }
+                sandbox.operators.sandbox_ended(sandbox.id);
             }
+            drain(&sandbox, ended);
             audit::retired(
                 sandbox.id,
                 &sandbox.name,
@@ -266,6 +311,27 @@ pub(crate) fn start(
             on_exit(ended);
         })?;
     Ok(())
+}
+
+/// How often a receiver that waits for its calls on the blocking pool looks again at how
+/// many of them are held for operators (a call becoming held gives back no place).
+const DRAIN_LOOK: Duration = Duration::from_millis(50);
+
+/// Waits until the sandbox's calls on the blocking pool have been answered, so that their
+/// decisions are audited before the sandbox's retirement (and before operators are told it is
+/// gone). Once every task of the sandbox has exited (`ended`), that is within moments: a
+/// held call ends at once (`Operators::sandbox_ended`), a connect or send in progress is
+/// stopped (`reaper.rs`). A broker that stops does not wait for calls held for operators:
+/// they stay on record for the next broker, and are never answered by this one.
+fn drain(sandbox: &Sandbox, ended: bool) {
+    let held = || {
+        if ended {
+            0
+        } else {
+            sandbox.operators.pending_of(sandbox.id) as usize
+        }
+    };
+    sandbox.in_flight.wait_down_to(held, DRAIN_LOOK);
 }
 
 /// Receives and dispatches until the sandbox ends (true) or the broker stops or the listener
@@ -459,6 +525,8 @@ fn replay(
         note: Mutex::new(String::new()),
         replayed: true,
         kept: Some(kept),
+        exe: OnceLock::new(),
+        seen_after_exe: AtomicBool::new(false),
     };
     let work: Work = Box::new(|call: &Call| match decide(call) {
         Step::Done(outcome) => outcome,
@@ -501,6 +569,8 @@ fn dispatch(
         note: Mutex::new(String::new()),
         replayed: false,
         kept: None,
+        exe: OnceLock::new(),
+        seen_after_exe: AtomicBool::new(false),
     };
     if active.slow_path {
         // The policy may hold a call for an operator or look a name up: decide every call
@@ -526,20 +596,22 @@ fn dispatch(
     }
 }
 
-/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed. The
+/// A call past `max_calls_per_second`: `EAGAIN` at once, nothing decoded or performed (a
+/// `socket()` the policy refuses gets its refusal's errno instead, which costs nothing). The
 /// audit line (and the operators' event) is written at most once a second per sandbox, with
 /// the number of calls refused since the previous one (`due`).
 fn refuse_rate(sandbox: &Sandbox, notif: RawNotification, received: Instant, due: Option<u64>) {
-    let errno = limits::RATE_ERRNO;
+    // A socket() the policy refuses gets its refusal, which needs no work, not EAGAIN.
+    let errno = socket::refusal_of(&sandbox.active().policy, notif).unwrap_or(limits::RATE_ERRNO);
     if let Err(e) = sys::notif_send(sandbox.listener.as_fd(), notif.id, 0, errno) {
         tracing::debug!(sandbox = %sandbox.id, error = %e, "reply not delivered");
     }
     sandbox.count_decision();
     let ops = &sandbox.operators;
-    ops.count(false);
+    ops.count("deny");
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
-    ops.metrics().observe(op, "deny", latency_us);
+    ops.metrics().observe(metrics_op(op), "deny", latency_us);
     let Some(refused) = due else {
         return;
     };
@@ -584,7 +656,20 @@ fn op_of(notif: RawNotification) -> &'static str {
         Some(Syscall::SendTo) => "sendto",
         Some(Syscall::SendMsg) => "sendmsg",
         Some(Syscall::SendMmsg) => "sendmmsg",
+        Some(Syscall::Socket) => "socket",
+        Some(Syscall::SocketPair) => "socketpair",
+        Some(Syscall::Process(call)) => call.name(),
         None => "unknown",
+    }
+}
+
+/// The operation a call is counted under in the metrics: the process calls, which the audit
+/// names one by one, as one (`process`).
+fn metrics_op(op: &str) -> &str {
+    if decode::ProcessCall::from_name(op).is_some() {
+        "process"
+    } else {
+        op
     }
 }
 
@@ -627,12 +712,12 @@ fn refuse_unread(
     }
     sandbox.count_decision();
     let ops = &sandbox.operators;
-    ops.count(false);
     let op = op_of(notif);
     let latency_us = received.elapsed().as_micros() as u64;
     // No decision was made: the call failed before the policy ran.
     let verdict = "error";
-    ops.metrics().observe(op, verdict, latency_us);
+    ops.count(verdict);
+    ops.metrics().observe(metrics_op(op), verdict, latency_us);
     ops.metrics().refused(rule);
     let container = sandbox.container.as_deref().unwrap_or("");
     if ops.wants_decisions() {
@@ -670,6 +755,7 @@ fn refuse_unread(
 }
 
 fn decide(call: &Call) -> Step {
+    call.read_exe();
     let notif = call.notif;
     match decode::syscall(notif.arch, notif.nr) {
         Some(Syscall::Connect) => connect::decide(call),
@@ -678,6 +764,9 @@ fn decide(call: &Call) -> Step {
         Some(Syscall::SendTo) => send::decide_sendto(call),
         Some(Syscall::SendMsg) => send::decide_sendmsg(call),
         Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
+        Some(Syscall::Socket) => socket::decide_socket(call),
+        Some(Syscall::SocketPair) => socket::decide_socketpair(call),
+        Some(Syscall::Process(which)) => process::decide(call, which),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     }
 }
@@ -786,15 +875,35 @@ fn inet_of(bytes: &[u8]) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, port))
 }
 
+/// Reasons (`Outcome::failure`) of a call that needed no decision and went through as the
+/// caller made it: a send on a connected socket (`no-destination`, or `""` from the kernel),
+/// a listen on a socket bound to a path or an address, the autobind of a socket that has a
+/// name (`bound`), an `AF_UNSPEC` disconnect. What it returned is the kernel's answer, an
+/// errno included.
+const PASSED: [&str; 4] = ["", "no-destination", "bound", "disconnect"];
+
+/// The audit's `decision` for an answered call, by what was decided and never by what the
+/// call returned: `allow` or `deny` as the policy (an operator, a fallback, a bound) said,
+/// `pass` for a call that needed no decision (whatever the kernel answered it), `error` for
+/// one that failed before the policy could look (`failure` says why).
+fn verdict_of(decision: Option<&Decision>, failure: &str, errno: i32) -> &'static str {
+    match decision.map(|d| d.verdict) {
+        Some(Verdict::Allow) => "allow",
+        Some(Verdict::Deny { .. }) => "deny",
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+        Some(Verdict::Ask) => "deny",
+        None if errno == 0 || PASSED.contains(&failure) => "pass",
+        None => "error",
+    }
+}
+
 /// Sends the reply and writes the audit event: the only place that does either.
 fn finish(call: &Call, outcome: Outcome) {
     let Some(reply) = outcome.reply else {
         return;
     };
-    let allowed = matches!(
-        outcome.decision.as_ref().map(|d| d.verdict),
-        Some(Verdict::Allow)
-    );
+    let decision = outcome.decision.as_ref();
+    let allowed = matches!(decision.map(|d| d.verdict), Some(Verdict::Allow));
     let reply = if call.replayed && allowed {
         replayed_reply(call, outcome.op, reply)
     } else {
@@ -803,36 +912,56 @@ fn finish(call: &Call, outcome: Outcome) {
     let (val, errno) = match reply {
         Reply::Value(v) => (v, 0),
         Reply::Errno(e) => (0, e),
+        Reply::Answered(v) => (v, 0),
+        Reply::Continue => (0, 0),
     };
-    if let Err(e) = sys::notif_send(call.sandbox.listener.as_fd(), call.notif.id, val, errno) {
+    let ops = &call.sandbox.operators;
+    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
+    let reported = audited || ops.wants_decisions();
+    // A call answered without a decision has not read it yet: now, before the answer, after
+    // which the caller may exit at once.
+    call.read_exe();
+    let listener = call.sandbox.listener.as_fd();
+    let delivered = match reply {
+        // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller
+        // that still waited, after its program was read.
+        Reply::Answered(_) => Ok(()),
+        // The one place that lets the kernel perform a call (invariant 2 allows it here, and
+        // nowhere else): only `process.rs` answers `Continue`, for calls whose decision rests
+        // on the pid argument alone, a register value the caller cannot change after it was
+        // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
+        // not bear on the decision, and the kernel checks everything else as it would for
+        // the caller, who makes the call. A call that reads an address or uses a descriptor
+        // is never continued: another thread can change those after the check.
+        Reply::Continue => sys::notif_continue(listener, call.notif.id),
+        Reply::Value(_) | Reply::Errno(_) => sys::notif_send(listener, call.notif.id, val, errno),
+    };
+    if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
         tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");
     }
     let latency_us = call.received.elapsed().as_micros() as u64;
     call.sandbox.count_decision();
-    let ops = &call.sandbox.operators;
-    ops.count(errno == 0);
-    let decision = outcome.decision.as_ref();
-    let verdict = match decision.map(|d| d.verdict) {
-        Some(Verdict::Allow) => "allow",
-        Some(Verdict::Deny { .. }) => "deny",
-        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
-        Some(Verdict::Ask) => "deny",
-        // No policy decision was needed (a send on a connected socket, an autobind): the
-        // call went through as the caller made it.
-        None if errno == 0 => "pass",
-        None => "error",
-    };
-    ops.metrics().observe(outcome.op, verdict, latency_us);
+    let verdict = verdict_of(decision, outcome.failure, errno);
+    ops.count(verdict);
+    ops.metrics()
+        .observe(metrics_op(outcome.op), verdict, latency_us);
     let rule = decision.map(|d| d.rule.as_str()).unwrap_or(outcome.failure);
     if rule.starts_with(bounds::RULE_PREFIX) {
         ops.metrics().refused(rule);
     }
-    let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
-    if !audited && !ops.wants_decisions() {
+    if !reported {
         return;
     }
-    let program = program_of(call);
+    // The pid named the caller when it was read if the caller still waited after: the
+    // kernel delivers an answer only to a call still waiting, and `NOTIF_ID_VALID` says the
+    // same. Otherwise the pid may have been another thread's by then: never name another
+    // program.
+    let seen = delivered.is_ok() || call.seen_after_exe.load(Ordering::Relaxed);
+    let program = match call.exe.get() {
+        Some(Some(exe)) if seen => exe.clone(),
+        _ => "?".to_string(),
+    };
     let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let host = decision.and_then(|d| d.host.as_deref()).unwrap_or("");
     if ops.wants_decisions() {
@@ -876,22 +1005,69 @@ fn finish(call: &Call, outcome: Outcome) {
     });
 }
 
-/// The caller's executable, read after the reply so that the caller does not wait for it. The
-/// pid names the caller only while the caller lives: the pidfd is asked after the read, and a
-/// caller that died meanwhile is reported as `?` (so is one whose kept pidfd named an exited
-/// thread and was not replaced during the call: never another program).
-fn program_of(call: &Call) -> String {
-    let exe = std::fs::read_link(format!("/proc/{}/exe", call.notif.pid));
-    match (exe, sys::pidfd_alive(call.pidfd.as_fd())) {
-        (Ok(p), true) => p.display().to_string(),
-        _ => "?".to_string(),
-    }
+/// The executable of thread `tid` (`/proc/TID/exe`), or `None` when it cannot be read.
+fn caller_exe(tid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tid}/exe"))
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Pace;
+    use super::{verdict_of, Pace};
+    use netjail_policy::{Decision, Verdict};
     use netjail_protocol::SandboxId;
+
+    fn decision(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            rule: "allow[0].connect[0]".into(),
+            host: None,
+        }
+    }
+
+    /// Issue 17: a call is counted and audited by what was decided, never by what it
+    /// returned: an allowed non-blocking connect (`EINPROGRESS`), an allowed connect to a
+    /// closed port (`ECONNREFUSED`), a send on a connected socket the kernel refuses.
+    #[test]
+    fn verdicts_follow_the_decision_not_the_errno() {
+        let allow = decision(Verdict::Allow);
+        for errno in [0, libc::EINPROGRESS, libc::ECONNREFUSED, libc::EAGAIN] {
+            assert_eq!(verdict_of(Some(&allow), "", errno), "allow", "{errno}");
+        }
+        let deny = decision(Verdict::Deny { errno: libc::EPERM });
+        assert_eq!(verdict_of(Some(&deny), "", libc::EPERM), "deny");
+        // A denial carries its own errno, and a decision made before a later failure stays.
+        assert_eq!(verdict_of(Some(&deny), "", 0), "deny");
+        assert_eq!(
+            verdict_of(Some(&allow), "linked-socket", libc::EPERM),
+            "allow"
+        );
+        for (failure, errno) in [
+            ("no-destination", libc::ECONNREFUSED),
+            ("no-destination", libc::EAGAIN),
+            ("", libc::EPIPE),
+            ("bound", libc::EADDRINUSE),
+            ("bound", libc::EINVAL),
+            ("disconnect", 0),
+            // A `sendmmsg` that sent messages before one failed returns their count.
+            ("bad-message", 0),
+        ] {
+            assert_eq!(
+                verdict_of(None, failure, errno),
+                "pass",
+                "{failure} {errno}"
+            );
+        }
+        for (failure, errno) in [
+            ("bad-fd", libc::EBADF),
+            ("not-a-socket", libc::ENOTSOCK),
+            ("bad-address", libc::EFAULT),
+            ("unknown-syscall", libc::ENOSYS),
+        ] {
+            assert_eq!(verdict_of(None, failure, errno), "error", "{failure}");
+        }
+    }
 
     fn pace() -> Pace {
         Pace {

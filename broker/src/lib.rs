@@ -39,22 +39,26 @@ pub mod metrics;
 pub mod metrics_http;
 mod msg;
 pub mod names;
+mod netlink;
 pub mod oci;
 pub mod operators;
 pub mod overlay;
 mod own;
 mod pidfds;
+mod process;
 mod reaper;
 mod registry;
 pub mod reload;
 mod sandbox;
 mod send;
 mod server;
+mod socket;
 mod source;
 mod sys;
 #[cfg(test)]
 mod testing;
 mod unix;
+mod view;
 
 /// Not part of the API: the pure decoders of syscall arguments, for the fuzz targets in
 /// `fuzz/` (docs/fuzzing.md), which call them on arbitrary bytes without a live process.
@@ -603,6 +607,8 @@ impl Broker {
             .ok_or(RegisterError::Stopped)?;
         let policy = Arc::new(policy);
         self.prefetch(&policy);
+        // Read before the locks: the registering process's view, where unix paths are named.
+        let view = view::View::of_process(pid);
         // The id, the journal and the insertion under one lock: two registrations naming the
         // same earlier id cannot both take its journal over.
         let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
@@ -640,7 +646,8 @@ impl Broker {
                 stop,
             )
             .with_journal(journal)
-            .with_owner(owner),
+            .with_owner(owner)
+            .with_view(view),
         );
         sandboxes.insert(id, sandbox.clone());
         registry.insert(place, sandbox.clone());

@@ -12,25 +12,27 @@
 //!   with `EAGAIN` before it is decoded.
 //!
 //! The broker keeps no copy of a counted socket (a copy would keep the connection or the
-//! port alive after the sandbox closed it): it records the socket's inode and which
-//! `/proc/net` table lists it. Only when a call would pass the limit does it prune the
-//! record, reading that table in the caller's network namespace (`/proc/TID/net/tcp`,
-//! `tcp6`, `udp`, `udp6`, `udplite`, `udplite6`, `unix`; the caller is alive, waiting in its
-//! call): a socket the sandbox closed is no longer listed (a closed TCP connection that
-//! lingers in `TIME_WAIT` or `FIN_WAIT` is listed with inode 0, so it no longer counts).
-//! Failing closed, a record that cannot be checked is kept: a socket of a kind without such
-//! a table (SCTP, MPTCP...), a TCP socket bound and neither listening nor connected (the
-//! kernel lists it nowhere in `/proc`), and every record when the tables cannot be read.
+//! port alive after the sandbox closed it). It adds each counted socket to an epoll instance
+//! of the limit's, asking for no event, and closes its copy: the kernel removes an epoll entry
+//! when the last reference to its file is closed (`eventpoll_release`), so the entries left,
+//! which the broker reads from its own `/proc/self/fdinfo/EPOLL` (`ino:` of each), are
+//! exactly the counted sockets still open somewhere: in the sandbox, passed to another
+//! process, in whatever network namespace the socket or its caller is now. Only when a call
+//! would pass the limit does it prune the sockets no longer watched. Nothing of the caller is
+//! read for it, so nothing the caller changes (its network namespace, say) changes the count.
+//! Failing closed, a socket that cannot be watched (no epoll instance, `max_user_watches`
+//! reached) is kept until the sandbox ends, and so is every socket when the entries cannot be
+//! read.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netjail_policy::{Decision, Limit, Limits, Verdict};
 
 use crate::handler::Reply;
-use crate::sys::SocketKind;
+use crate::sys;
 
 /// The errno of a connect or bind past `max_connections` or `max_binds`: "no buffer space
 /// available", the network stack's own word for running out of a resource, which programs
@@ -90,30 +92,23 @@ pub(crate) fn refusal(rule: &str, errno: i32) -> Decision {
 /// the decision refusing the call.
 pub(crate) fn reserve(
     live: &Option<Arc<Live>>,
-    tid: u32,
     sock: BorrowedFd<'_>,
 ) -> Result<Option<Slot>, Decision> {
     let Some(live) = live else {
         return Ok(None);
     };
-    match live.reserve(tid, sock) {
+    match live.reserve(sock) {
         Some(slot) => Ok(Some(slot)),
         None => Err(refusal(live.rule(), COUNT_ERRNO)),
     }
 }
 
 /// Counts `sock` under its slot when the call succeeded (or, for a connect, is under way:
-/// `EINPROGRESS`). `listed`: whether the kernel now lists the socket in `/proc/net`.
-pub(crate) fn settle(
-    slot: Option<Slot>,
-    sock: BorrowedFd<'_>,
-    kind: SocketKind,
-    reply: Reply,
-    listed: bool,
-) {
+/// `EINPROGRESS`).
+pub(crate) fn settle(slot: Option<Slot>, sock: BorrowedFd<'_>, reply: Reply) {
     let ok = matches!(reply, Reply::Value(_) | Reply::Errno(libc::EINPROGRESS));
     if let (Some(slot), true) = (slot, ok) {
-        slot.keep(sock, kind, listed);
+        slot.keep(sock);
     }
 }
 
@@ -121,106 +116,25 @@ pub(crate) fn settle(
 /// nothing is performed), performs the call, and keeps the socket if it succeeded.
 pub(crate) fn counted(
     live: &Option<Arc<Live>>,
-    tid: u32,
     sock: BorrowedFd<'_>,
-    kind: SocketKind,
-    listed: bool,
     perform: impl FnOnce() -> Reply,
 ) -> Result<Reply, Decision> {
-    let slot = reserve(live, tid, sock)?;
+    let slot = reserve(live, sock)?;
     let reply = perform();
-    settle(slot, sock, kind, reply, listed);
+    settle(slot, sock, reply);
     Ok(reply)
-}
-
-/// Whether the kernel lists a socket of `kind` in `/proc/net` once it is bound: all but TCP
-/// (listed once it listens or connects).
-pub(crate) fn listed_when_bound(kind: SocketKind) -> bool {
-    !matches!(Table::of(kind), Table::Tcp | Table::Tcp6)
-}
-
-/// A counted bound socket that listens or connects becomes listed.
-pub(crate) fn now_listed(binds: &Option<Arc<Live>>, sock: BorrowedFd<'_>, reply: Reply) {
-    if let Some(live) = binds {
-        if matches!(reply, Reply::Value(_) | Reply::Errno(libc::EINPROGRESS)) {
-            live.listed(sock);
-        }
-    }
-}
-
-/// Where the kernel lists a socket, to tell whether it is still open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Table {
-    Tcp,
-    Tcp6,
-    Udp,
-    Udp6,
-    UdpLite,
-    UdpLite6,
-    Unix,
-    /// No table lists it: it is never pruned.
-    None,
-}
-
-impl Table {
-    fn of(kind: SocketKind) -> Table {
-        let v6 = kind.family == libc::AF_INET6;
-        match (kind.family, kind.sock_type, kind.protocol) {
-            (libc::AF_UNIX, ..) => Table::Unix,
-            (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => {
-                if v6 {
-                    Table::Tcp6
-                } else {
-                    Table::Tcp
-                }
-            }
-            (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => {
-                if v6 {
-                    Table::Udp6
-                } else {
-                    Table::Udp
-                }
-            }
-            (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE) => {
-                if v6 {
-                    Table::UdpLite6
-                } else {
-                    Table::UdpLite
-                }
-            }
-            _ => Table::None,
-        }
-    }
-
-    /// The file under `/proc/TID/net/` and the column of the inode.
-    fn file(self) -> Option<(&'static str, usize)> {
-        Some(match self {
-            Table::Tcp => ("tcp", 9),
-            Table::Tcp6 => ("tcp6", 9),
-            Table::Udp => ("udp", 9),
-            Table::Udp6 => ("udp6", 9),
-            Table::UdpLite => ("udplite", 9),
-            Table::UdpLite6 => ("udplite6", 9),
-            Table::Unix => ("unix", 6),
-            Table::None => return None,
-        })
-    }
-}
-
-/// One counted socket.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    table: Table,
-    /// Whether the table lists the socket while it is open. A TCP socket that is only bound
-    /// is listed nowhere until it listens or connects.
-    listed: bool,
 }
 
 #[derive(Debug, Default)]
 struct LiveState {
-    sockets: HashMap<u64, Record>,
+    /// The counted sockets, by inode, and whether each is watched (an entry of `watch`);
+    /// one that is not is never pruned.
+    sockets: HashMap<u64, bool>,
     /// Calls that passed the check and are being performed.
     reserved: u64,
+    /// The epoll instance the counted sockets are entries of, made with the first one; `None`
+    /// until then, or when it could not be made.
+    watch: Option<OwnedFd>,
 }
 
 /// Sockets of one sandbox counted against one limit.
@@ -256,15 +170,15 @@ impl Live {
         self.rule
     }
 
-    /// Takes a place for a call of thread `tid`, or `None` when the sandbox is at the limit
-    /// with sockets that are still open. `sock` is the socket of the call: one counted
-    /// already (a datagram socket connected again) takes no new place.
-    pub(crate) fn reserve(self: &Arc<Self>, tid: u32, sock: BorrowedFd<'_>) -> Option<Slot> {
+    /// Takes a place for a call on `sock`, or `None` when the sandbox is at the limit with
+    /// sockets that are still open. A socket counted already (a datagram socket connected
+    /// again) takes no new place.
+    pub(crate) fn reserve(self: &Arc<Self>, sock: BorrowedFd<'_>) -> Option<Slot> {
         let mut state = self.lock();
         let again = inode(sock).is_some_and(|ino| state.sockets.contains_key(&ino));
         if !again && state.sockets.len() as u64 + state.reserved >= self.max {
             if self.max > 0 {
-                prune(&mut state, tid);
+                prune(&mut state);
             }
             if state.sockets.len() as u64 + state.reserved >= self.max {
                 return None;
@@ -273,30 +187,34 @@ impl Live {
         state.reserved += 1;
         Some(Slot { live: self.clone() })
     }
-
-    /// Marks a counted socket as one the kernel now lists (a bound TCP socket that listens
-    /// or connects).
-    pub(crate) fn listed(&self, sock: BorrowedFd<'_>) {
-        if let Some(ino) = inode(sock) {
-            if let Some(r) = self.lock().sockets.get_mut(&ino) {
-                r.listed = true;
-            }
-        }
-    }
 }
 
 impl Slot {
-    /// Counts `sock`, on which the call succeeded. `listed`: whether the kernel lists it now
-    /// (false for a TCP socket that was only bound).
-    pub(crate) fn keep(self, sock: BorrowedFd<'_>, kind: SocketKind, listed: bool) {
-        let table = Table::of(kind);
+    /// Counts `sock`, on which the call succeeded, and watches it.
+    pub(crate) fn keep(self, sock: BorrowedFd<'_>) {
         let Some(ino) = inode(sock) else {
             return; // fstat of a socket we hold does not fail
         };
-        self.live
-            .lock()
-            .sockets
-            .insert(ino, Record { table, listed });
+        let mut state = self.live.lock();
+        if state.watch.is_none() {
+            state.watch = sys::epoll_new()
+                .map_err(|e| tracing::debug!(error = %e, "no epoll instance for a limit"))
+                .ok();
+        }
+        let watched = match &state.watch {
+            Some(epoll) => match sys::epoll_watch_file(epoll.as_fd(), sock) {
+                Ok(()) => true,
+                // This very copy was watched already (a socket counted again).
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a counted socket cannot be watched; kept");
+                    false
+                }
+            },
+            None => false,
+        };
+        let entry = state.sockets.entry(ino).or_insert(watched);
+        *entry |= watched;
     }
 }
 
@@ -311,42 +229,32 @@ fn inode(sock: BorrowedFd<'_>) -> Option<u64> {
     rustix::fs::fstat(sock).ok().map(|st| st.st_ino)
 }
 
-/// Forgets the recorded sockets the kernel no longer lists in the network namespace of
-/// thread `tid`.
-fn prune(state: &mut LiveState, tid: u32) {
-    let mut tables: HashMap<Table, Option<HashSet<u64>>> = HashMap::new();
-    for r in state.sockets.values() {
-        if r.listed {
-            if let Some((file, column)) = r.table.file() {
-                tables
-                    .entry(r.table)
-                    .or_insert_with(|| read_inodes(tid, file, column));
-            }
-        }
-    }
-    state.sockets.retain(|ino, r| {
-        if !r.listed {
-            return true;
-        }
-        match tables.get(&r.table) {
-            Some(Some(open)) => open.contains(ino),
-            // Unreadable table, or none for this kind: keep (fail closed).
-            _ => true,
-        }
-    });
+/// Forgets the watched sockets whose last reference was closed: those no longer entries of
+/// the limit's epoll instance. Nothing is forgotten when the entries cannot be read.
+fn prune(state: &mut LiveState) {
+    let Some(epoll) = &state.watch else {
+        return;
+    };
+    let path = format!("/proc/self/fdinfo/{}", epoll.as_raw_fd());
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let open = watched_inodes(&text);
+    state
+        .sockets
+        .retain(|ino, watched| !*watched || open.contains(ino));
 }
 
-/// The inodes a `/proc/TID/net/FILE` table lists (0, a socket no process holds, left out).
-fn read_inodes(tid: u32, file: &str, column: usize) -> Option<HashSet<u64>> {
-    let text = std::fs::read_to_string(format!("/proc/{tid}/net/{file}")).ok()?;
-    Some(inodes_in(&text, column))
-}
-
-fn inodes_in(text: &str, column: usize) -> HashSet<u64> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| line.split_whitespace().nth(column)?.parse().ok())
-        .filter(|&ino: &u64| ino != 0)
+/// The inodes of the files an epoll instance watches, from its `fdinfo` (one
+/// `tfd: ... ino:HEX sdev:...` line per entry).
+fn watched_inodes(fdinfo: &str) -> HashSet<u64> {
+    fdinfo
+        .lines()
+        .filter(|l| l.starts_with("tfd:"))
+        .filter_map(|l| {
+            let hex = l.split_whitespace().find_map(|w| w.strip_prefix("ino:"))?;
+            u64::from_str_radix(hex, 16).ok()
+        })
         .collect()
 }
 
@@ -435,35 +343,70 @@ mod tests {
     }
 
     #[test]
-    fn inodes_are_read_from_their_column() {
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:C350 06 00000000:00000000 03:00000F9B 00000000     0        0 0 3 0000000000000000\n";
-        assert_eq!(inodes_in(tcp, 9), HashSet::from([12345]));
-        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n0000000000000000: 00000002 00000000 00010000 0001 01 777 /run/x.sock\n0000000000000000: 00000003 00000000 00000000 0001 03 778\n";
-        assert_eq!(inodes_in(unix, 6), HashSet::from([777, 778]));
+    fn watched_inodes_are_read_from_fdinfo() {
+        let fdinfo = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\n\
+            tfd:        9 events:       18 data:                0  pos:0 ino:3a7f2 sdev:8\n\
+            tfd:       11 events:       18 data:                0  pos:0 ino:10 sdev:8\n";
+        assert_eq!(watched_inodes(fdinfo), HashSet::from([0x3a7f2, 0x10]));
+        assert!(watched_inodes("pos:\t0\nino:\t77\n").is_empty());
     }
 
+    fn socket() -> OwnedFd {
+        std::os::unix::net::UnixDatagram::unbound()
+            .expect("a unix datagram socket")
+            .into()
+    }
+
+    /// A counted socket stops counting when its last reference is closed, whoever holds it:
+    /// not when the broker's copy is closed, not while another copy lives (a socket handed
+    /// to another process), and nothing of the caller is asked.
     #[test]
-    fn table_of_kind() {
-        let k = |family, sock_type, protocol| SocketKind {
-            family,
-            sock_type,
-            protocol,
+    fn counted_sockets_stop_counting_when_their_last_reference_closes() {
+        let live = Arc::new(Live::new(2, RULE_CONNECTIONS));
+        let keep = |sock: &OwnedFd| {
+            let copy = sock.try_clone().expect("dup");
+            let slot = live.reserve(copy.as_fd()).expect("a place");
+            slot.keep(copy.as_fd());
+            // The broker's copy is closed after the call.
         };
-        assert_eq!(
-            Table::of(k(libc::AF_INET, libc::SOCK_STREAM, 6)),
-            Table::Tcp
+        let (a, b, c) = (socket(), socket(), socket());
+        keep(&a);
+        keep(&b);
+        assert!(
+            live.reserve(c.as_fd()).is_none(),
+            "two live sockets: at the limit"
         );
-        assert_eq!(
-            Table::of(k(libc::AF_INET6, libc::SOCK_DGRAM, 17)),
-            Table::Udp6
+        // A socket counted already takes no new place (a datagram socket connected again).
+        drop(live.reserve(a.as_fd()).expect("counted again"));
+        // Another reference to `a` keeps it open.
+        let elsewhere = a.try_clone().expect("dup");
+        drop(a);
+        assert!(
+            live.reserve(c.as_fd()).is_none(),
+            "a is still open elsewhere"
         );
+        drop(elsewhere);
+        let slot = live.reserve(c.as_fd()).expect("a closed: a place again");
+        slot.keep(c.as_fd());
+        assert!(live.reserve(socket().as_fd()).is_none());
+        drop((b, c));
+        assert!(live.reserve(socket().as_fd()).is_some());
+    }
+
+    /// A socket that could not be watched is never pruned (fail closed).
+    #[test]
+    fn unwatched_sockets_keep_counting() {
+        let mut state = LiveState::default();
+        state.sockets.insert(7, false);
+        state.sockets.insert(8, true);
+        prune(&mut state);
         assert_eq!(
-            Table::of(k(libc::AF_UNIX, libc::SOCK_DGRAM, 0)),
-            Table::Unix
+            state.sockets.len(),
+            2,
+            "no epoll instance: nothing is pruned"
         );
-        assert_eq!(
-            Table::of(k(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP)),
-            Table::None
-        );
+        state.watch = Some(sys::epoll_new().expect("epoll"));
+        prune(&mut state);
+        assert_eq!(state.sockets, HashMap::from([(7, false)]));
     }
 }

@@ -25,9 +25,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use netjail_protocol::control::Counters;
 
-/// The operations decisions are counted by; anything else counts as `unknown`.
-pub const OPS: [&str; 7] = [
-    "connect", "bind", "listen", "sendto", "sendmsg", "sendmmsg", "unknown",
+/// The operations decisions are counted by; anything else counts as `unknown`. `process` is
+/// every call that names another process by pid (`prlimit64`, `sched_set*`, `setpriority`,
+/// `ioprio_set`), which the audit names one by one.
+pub const OPS: [&str; 10] = [
+    "connect",
+    "bind",
+    "listen",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "socket",
+    "socketpair",
+    "process",
+    "unknown",
 ];
 
 /// What a decision gave, as the audit's `decision` field says it: the policy allowed or
@@ -459,7 +470,9 @@ mod tests {
         m.observe("connect", "allow", 1);
         m.observe("connect", "deny", 1);
         m.observe("sendmmsg", "pass", 1);
-        m.observe("socketpair", "weird", 1);
+        m.observe("socket", "deny", 1);
+        m.observe("getsockopt", "weird", 1);
+        m.observe("process", "allow", 1);
         let text = render(&Snapshot {
             decisions: m.decisions(),
             latency: m.latency(),
@@ -475,6 +488,8 @@ mod tests {
         assert_eq!(get("connect", "deny").as_deref(), Some("1"));
         assert_eq!(get("connect", "pass").as_deref(), Some("0"));
         assert_eq!(get("sendmmsg", "pass").as_deref(), Some("1"));
+        assert_eq!(get("socket", "deny").as_deref(), Some("1"));
+        assert_eq!(get("process", "allow").as_deref(), Some("1"));
         assert_eq!(get("unknown", "error").as_deref(), Some("1"));
         assert_eq!(m.decisions().len(), OPS.len() * VERDICTS.len());
     }

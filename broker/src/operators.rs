@@ -8,11 +8,18 @@
 //! 2. with no operator watching, or too many calls held already, the policy's fallback
 //!    applies at once (invariant 1: fail closed, rule M4);
 //! 3. otherwise the call is published to the watching operators and the thread waits for the
-//!    first answer, the policy's `ask_timeout`, or the caller's exit, whichever comes first.
+//!    first answer, the policy's `ask_timeout`, or the caller's exit, whichever comes first;
+//!    when the last operator stops watching, every held call gets the fallback at once, as
+//!    it would had nobody been watching when it was asked (rule M4).
 //!
 //! Every held call ends exactly once: whoever removes it from the table (an operator's
-//! answer, the timeout, the caller's exit) decides it, under one lock; an answer that comes
-//! later is told the call is no longer held, and by whom it was decided.
+//! answer, the timeout, the caller's exit, the last operator leaving) decides it, under one
+//! lock; an answer that comes later is told the call is no longer held, and by whom it was
+//! decided.
+//!
+//! Whether anyone watches is checked under that lock too when a call is held: a call is held
+//! only while an operator watches, and the operator's leaving, which takes the lock after it
+//! is counted, finds every call held before it (`Presence`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -95,6 +102,8 @@ struct Held {
     op: Op,
     key: String,
     request: Request,
+    /// What the policy's `ask_fallback` gives the call when nobody answers.
+    fallback_allows: bool,
     answer: mpsc::SyncSender<Answer>,
 }
 
@@ -184,6 +193,8 @@ struct Table {
 struct AtomicCounters {
     allowed: AtomicU64,
     denied: AtomicU64,
+    passed: AtomicU64,
+    errors: AtomicU64,
     asked: AtomicU64,
     granted: AtomicU64,
     refused: AtomicU64,
@@ -234,11 +245,14 @@ pub struct Presence {
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        self.operators.watchers.fetch_sub(1, Ordering::SeqCst);
         if self.decisions {
             self.operators
                 .decision_watchers
                 .fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.operators.watchers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last one: nobody is left to answer what is held.
+            self.operators.unattended();
         }
     }
 }
@@ -305,12 +319,15 @@ impl Operators {
         let _ = self.events.send(event);
     }
 
-    /// Counts a finished call by what the caller got.
-    pub fn count(&self, allowed: bool) {
-        let c = if allowed {
-            &self.counters.allowed
-        } else {
-            &self.counters.denied
+    /// Counts an answered call by what was decided: `verdict` is the audit's `decision`
+    /// (`allow`, `deny`, `pass`, `error`; anything else counts as `error`), never what the
+    /// call returned.
+    pub fn count(&self, verdict: &str) {
+        let c = match verdict {
+            "allow" => &self.counters.allowed,
+            "deny" => &self.counters.denied,
+            "pass" => &self.counters.passed,
+            _ => &self.counters.errors,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -332,6 +349,8 @@ impl Operators {
             refused: get(&c.refused),
             timed_out: get(&c.timed_out),
             unattended: get(&c.unattended),
+            passed: get(&c.passed),
+            errors: get(&c.errors),
         }
     }
 
@@ -425,6 +444,12 @@ impl Operators {
         };
         {
             let mut table = self.lock();
+            // Under the lock the last operator's leaving takes: either that finds this call in
+            // the table, or this finds nobody watching (see `Presence`).
+            if self.watching() == 0 {
+                drop(table);
+                return fallback(Outcome::Unattended, "no operator watching");
+            }
             let of_sandbox = table
                 .held
                 .values()
@@ -460,6 +485,7 @@ impl Operators {
                     op: request.op,
                     key: key.clone(),
                     request: request.clone(),
+                    fallback_allows,
                     answer: tx,
                 },
             );
@@ -508,6 +534,14 @@ impl Operators {
             return fallback(Outcome::TimedOut, "no answer in time");
         };
         match answer {
+            // Nobody is left to answer: the fallback, as if nobody had been watching.
+            Some(a) if a.outcome == Outcome::Unattended => {
+                fallback(Outcome::Unattended, "the last operator stopped watching")
+            }
+            Some(a) if a.outcome == Outcome::Gone => (
+                with_verdict(decision, false, &rule),
+                "gone: the caller exited while held".to_string(),
+            ),
             Some(a) => {
                 let note = if a.rule.is_empty() {
                     format!("{} by {}", a.outcome.as_str(), a.by)
@@ -676,6 +710,79 @@ impl Operators {
         Ok(resolution)
     }
 
+    /// The last operator stopped watching: every held call gets its fallback at once (the
+    /// threads waiting in them wake with it), unless an operator has come meanwhile.
+    fn unattended(&self) {
+        let table = self.lock();
+        if self.watching() != 0 {
+            return;
+        }
+        self.end_held(
+            table,
+            |_| true,
+            Outcome::Unattended,
+            "the last operator leaving",
+        );
+    }
+
+    /// Every task of `sandbox` has exited: its held calls end at once, refused, instead of
+    /// at their next look at their callers.
+    pub(crate) fn sandbox_ended(&self, sandbox: SandboxId) {
+        let table = self.lock();
+        self.end_held(
+            table,
+            |h| h.sandbox == sandbox,
+            Outcome::Gone,
+            "the caller exited",
+        );
+    }
+
+    /// Takes the held calls `which` picks out of `table` and ends them by `outcome`
+    /// (`Unattended`: the fallback; `Gone`: refused), as the waiting thread would at its
+    /// timeout; then says so in the audit and to watchers.
+    fn end_held(
+        &self,
+        mut table: MutexGuard<'_, Table>,
+        which: impl Fn(&Held) -> bool,
+        outcome: Outcome,
+        by: &str,
+    ) {
+        let ids: Vec<RequestId> = table
+            .held
+            .iter()
+            .filter(|(_, h)| which(h))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut ended = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(held) = table.held.remove(&id) else {
+                continue;
+            };
+            let allow = outcome == Outcome::Unattended && held.fallback_allows;
+            // Sent under the lock, as an operator's answer is.
+            let _ = held.answer.try_send(Answer {
+                allow,
+                by: by.to_string(),
+                rule: String::new(),
+                outcome,
+            });
+            let resolution = Resolution {
+                id,
+                outcome,
+                allowed: allow,
+                by: by.to_string(),
+                rule: String::new(),
+            };
+            remember(&mut table, resolution.clone());
+            ended.push(resolution);
+        }
+        drop(table);
+        for resolution in ended {
+            tracing::info!(target: crate::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
+            self.publish(Event::Resolved(resolution));
+        }
+    }
+
     fn resolved(&self, resolution: Resolution) {
         tracing::info!(target: crate::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
         remember(&mut self.lock(), resolution.clone());
@@ -689,7 +796,10 @@ impl Operators {
                 Outcome::Denied => format!("it was denied by {}", r.by),
                 Outcome::TimedOut => "it timed out".to_string(),
                 Outcome::Gone => "its caller exited".to_string(),
-                Outcome::Unattended | Outcome::Ruled => "it was decided without asking".to_string(),
+                Outcome::Unattended => {
+                    "it got the fallback: no operator was watching any more".to_string()
+                }
+                Outcome::Ruled => "it was decided without asking".to_string(),
             };
             format!("request {id} is no longer held: {verb}")
         } else if id.0 >= self.next_id.load(Ordering::Relaxed) || id.0 == 0 {
@@ -882,6 +992,175 @@ mod tests {
         assert!(!may_hold(MAX_HELD, 0));
         // The finding's eight sandboxes of sixteen leave room for a ninth.
         assert!(may_hold(8 * MAX_HELD_PER_SANDBOX, 0));
+    }
+
+    /// A sandbox whose policy asks about everything, holds a call 60 s, then `fallback`.
+    fn asking(ops: &Arc<Operators>, id: u64, fallback: &str) -> Arc<Sandbox> {
+        let text = format!(
+            "name = \"asking\"\ndefault = \"ask\"\nask_timeout = \"60s\"\nask_fallback = \"{fallback}\"\n"
+        );
+        let policy = netjail_policy::Policy::from_toml(&text, "t").unwrap();
+        let null = || std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        Arc::new(Sandbox::new(
+            SandboxId(id),
+            "asking".into(),
+            None,
+            1,
+            Arc::new(policy),
+            crate::sandbox::PolicySource::Owner,
+            null(),
+            ops.clone(),
+            crate::default_resolver(),
+            None,
+            Arc::new(null()),
+        ))
+    }
+
+    fn connect_to(port: u16) -> Request {
+        Request {
+            op: Op::Connect,
+            target: netjail_policy::Target::Inet {
+                proto: netjail_policy::Proto::Tcp,
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            },
+        }
+    }
+
+    /// Asks about a connect of `sandbox` on a thread of its own, as the blocking pool would:
+    /// its decision, its note, and how long it was held.
+    fn ask(
+        ops: &Arc<Operators>,
+        sandbox: &Arc<Sandbox>,
+        port: u16,
+    ) -> std::thread::JoinHandle<(Decision, String, Duration)> {
+        let (ops, sandbox) = (ops.clone(), sandbox.clone());
+        std::thread::spawn(move || {
+            let request = connect_to(port);
+            let decision = sandbox.policy().evaluate(&request);
+            assert_eq!(decision.verdict, Verdict::Ask);
+            let started = Instant::now();
+            let alive = || true;
+            let caller = CallerRef {
+                pid: std::process::id() as i32,
+                still_valid: &alive,
+            };
+            let (d, note) = ops.decide(&sandbox, caller, &request, decision);
+            (d, note, started.elapsed())
+        })
+    }
+
+    fn wait_held(ops: &Operators, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ops.pending_count() < n {
+            assert!(Instant::now() < deadline, "never held");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Rule M4: with the last operator gone, nobody can answer what is held; every held call
+    /// gets its policy's fallback at once, not at the end of its 60 s.
+    #[test]
+    fn m4_the_last_watcher_leaving_gives_every_held_call_its_fallback() {
+        let ops = Operators::new(None);
+        let denying = asking(&ops, 1, "deny");
+        let allowing = asking(&ops, 2, "allow");
+        let (_rx1, first) = ops.watch(false);
+        let (_rx2, second) = ops.watch(true);
+        let held = [ask(&ops, &denying, 1), ask(&ops, &allowing, 2)];
+        wait_held(&ops, 2);
+        // One operator is still there: the calls wait for it.
+        drop(first);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(ops.pending_count(), 2);
+        drop(second);
+        let [deny, allow] = held.map(|h| h.join().unwrap());
+        assert_eq!(deny.0.verdict, Verdict::Deny { errno: libc::EPERM });
+        assert_eq!(allow.0.verdict, Verdict::Allow);
+        for (d, note, waited) in [&deny, &allow] {
+            assert_eq!(d.rule, "default");
+            assert!(
+                note.starts_with("unattended: the last operator stopped watching"),
+                "{note}"
+            );
+            assert!(*waited < Duration::from_secs(5), "{waited:?}");
+        }
+        assert_eq!(ops.pending_count(), 0);
+        let c = ops.counters();
+        assert_eq!((c.asked, c.unattended, c.timed_out), (2, 2, 0));
+        // A late answer is told what happened.
+        let late = ops.answer(
+            RequestId(1),
+            true,
+            GrantDuration::Once,
+            GrantScope::Sandbox,
+            "uid 0",
+        );
+        let Err(AnswerError::NotPending(why)) = late else {
+            panic!("{late:?}");
+        };
+        assert!(why.contains("no operator was watching any more"), "{why}");
+    }
+
+    /// A call asked while the last operator leaves is either held before the leaving, and then
+    /// ended by it, or sees nobody watching: never held with nobody left to answer.
+    #[test]
+    fn m4_a_call_asked_as_the_last_watcher_leaves_is_never_left_held() {
+        let ops = Operators::new(None);
+        let sandbox = asking(&ops, 1, "deny");
+        for round in 0..200 {
+            let (_rx, presence) = ops.watch(false);
+            let asked = ask(&ops, &sandbox, 1);
+            if round % 2 == 1 {
+                std::thread::yield_now();
+            }
+            drop(presence);
+            let (d, note, waited) = asked.join().unwrap();
+            assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM }, "{note}");
+            assert!(note.starts_with("unattended: "), "{note}");
+            assert!(waited < Duration::from_secs(5), "round {round}: {waited:?}");
+        }
+        assert_eq!(ops.pending_count(), 0);
+    }
+
+    /// An operator who comes as another leaves keeps the held calls waiting for an answer.
+    #[test]
+    fn a_watcher_that_comes_as_the_last_leaves_keeps_calls_held() {
+        let ops = Operators::new(None);
+        let sandbox = asking(&ops, 1, "deny");
+        let (_rx, leaving) = ops.watch(false);
+        let held = ask(&ops, &sandbox, 1);
+        wait_held(&ops, 1);
+        let (_rx2, coming) = ops.watch(false);
+        drop(leaving);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(ops.pending_count(), 1);
+        let id = ops.pending()[0].id;
+        ops.answer(id, true, GrantDuration::Once, GrantScope::Sandbox, "uid 0")
+            .unwrap();
+        let (d, note, _) = held.join().unwrap();
+        assert_eq!(d.verdict, Verdict::Allow, "{note}");
+        drop(coming);
+    }
+
+    /// A sandbox whose every task exited has nobody to answer: its held calls end at once,
+    /// another sandbox's stay held.
+    #[test]
+    fn held_calls_of_a_sandbox_that_ended_end_at_once() {
+        let ops = Operators::new(None);
+        let (ended, other) = (asking(&ops, 1, "allow"), asking(&ops, 2, "deny"));
+        let (_rx, presence) = ops.watch(false);
+        let gone = ask(&ops, &ended, 1);
+        let stays = ask(&ops, &other, 2);
+        wait_held(&ops, 2);
+        ops.sandbox_ended(SandboxId(1));
+        let (d, note, waited) = gone.join().unwrap();
+        assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
+        assert!(note.starts_with("gone: "), "{note}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(ops.pending_of(SandboxId(2)), 1);
+        drop(presence);
+        let (d, _, _) = stays.join().unwrap();
+        assert_eq!(d.verdict, Verdict::Deny { errno: libc::EPERM });
     }
 
     #[test]

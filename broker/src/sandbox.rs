@@ -17,6 +17,7 @@ use crate::names::Resolver;
 use crate::operators::Operators;
 use crate::pidfds::PidfdCache;
 use crate::reaper::Performing;
+use crate::view::View;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits a little for a place (its further calls wait in the kernel), then
@@ -73,6 +74,9 @@ pub struct Sandbox {
     /// Who registered it: the user at the other end of the broker's socket, `None` for a
     /// sandbox the program running the broker registered itself.
     pub(crate) owner: Option<u32>,
+    /// The mount namespace and root of its process when it registered, in which unix paths
+    /// are named (`view.rs`); `None` when that process could not be read.
+    pub(crate) view: Option<View>,
 }
 
 /// Where a sandbox's policy came from.
@@ -196,6 +200,7 @@ impl Sandbox {
             decisions: AtomicU64::new(0),
             pidfds: PidfdCache::default(),
             owner: None,
+            view: None,
         }
     }
 
@@ -216,6 +221,12 @@ impl Sandbox {
         }
         self.owner
             .filter(|&uid| uid != 0 && uid != crate::sys::geteuid())
+    }
+
+    /// The same sandbox, naming unix paths in `view`.
+    pub(crate) fn with_view(mut self, view: Option<View>) -> Self {
+        self.view = view;
+        self
     }
 
     /// The same sandbox, recording its calls in `journal`.

@@ -39,7 +39,7 @@ use crate::msg::{self, Cmsg, IoVec, MsgHdr};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{decode, limits, reaper};
+use crate::{decode, limits, netlink, reaper};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -283,6 +283,8 @@ fn writable_ranges(maps: &str) -> Vec<(u64, u64)> {
 
 /// What one message came to.
 struct Sent {
+    /// The decision, when sending made one of its own (a route message refused, rule N1);
+    /// the policy's otherwise.
     decision: Option<Decision>,
     failure: &'static str,
     endpoint: String,
@@ -430,7 +432,9 @@ fn send_one(
             };
             let mut r = deliver(call, sock, kind, name, &message, flags);
             r.endpoint = endpoint;
-            r.decision = bound_decision(r.failure, r.reply, None);
+            if r.decision.is_none() {
+                r.decision = bound_decision(r.failure, r.reply, None);
+            }
             if r.failure.is_empty() {
                 r.failure = "no-destination";
             }
@@ -491,7 +495,7 @@ fn send_one(
     // A send that connects counts under `max_connections` as a connect does.
     let connections = &call.sandbox.limits.connections;
     let slot = match op {
-        Op::Connect => match limits::reserve(connections, call.notif.pid, sock) {
+        Op::Connect => match limits::reserve(connections, sock) {
             Ok(slot) => slot,
             Err(refusal) => {
                 return Sent {
@@ -514,10 +518,11 @@ fn send_one(
     }
     let mut r = deliver(call, sock, kind, &sockaddr, &message, flags);
     if op == Op::Connect {
-        limits::settle(slot, sock, kind, r.reply, true);
-        limits::now_listed(&call.sandbox.limits.binds, sock, r.reply);
+        limits::settle(slot, sock, r.reply);
     }
-    r.decision = bound_decision(r.failure, r.reply, Some(decision));
+    if r.decision.is_none() {
+        r.decision = bound_decision(r.failure, r.reply, Some(decision));
+    }
     r.endpoint = endpoint;
     r
 }
@@ -605,7 +610,8 @@ fn carries_source(control: &[Cmsg]) -> bool {
 ///   attach the caller's credentials);
 /// - any other unix send: here (the credentials are attached explicitly);
 /// - any other family (netlink, say): on a thread with the caller's whole identity, since
-///   such messages can ask for changes the kernel grants by the sender's capabilities.
+///   such messages can ask for changes the kernel grants by the sender's capabilities; and on
+///   a netlink route socket, only requests that read, to the kernel (`netlink.rs`).
 fn deliver(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -629,7 +635,7 @@ fn deliver(
     let Some(how) = how else {
         return deliver_here(call, sock, kind, name, message, flags);
     };
-    as_thread(call.notif.pid, how, || {
+    as_thread(call, how, || {
         deliver_here(call, sock, kind, name, message, flags)
     })
     .unwrap_or_else(|e| Sent::failed(errno_of(&e), "identity"))
@@ -672,6 +678,19 @@ fn deliver_here(
                 return Sent::failed(libc::ESRCH, "gone");
             }
             break;
+        }
+        // A netlink route socket reads and never changes (rule N1): decided on these very
+        // bytes, which are the ones sent.
+        if first && netlink::is_route(kind) {
+            let peer = || sys::peername(sock).unwrap_or_default();
+            if let Some(refusal) = netlink::check_send(name, peer, &chunk) {
+                return Sent {
+                    decision: Some(refusal),
+                    failure: "",
+                    endpoint: String::new(),
+                    reply: Reply::Errno(libc::EPERM),
+                };
+            }
         }
         let cmsgs: &[u8] = if first { &control } else { &[] };
         // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).
@@ -846,7 +865,7 @@ fn control(
                 // Checked and translated as the kernel would for the caller, in its own user
                 // and pid namespaces; the broker sends what they name in its own.
                 let named = who
-                    .claim(call.notif.pid, claimed)
+                    .claim(call, claimed)
                     .map_err(|errno| (errno, "credentials"))?;
                 creds_given = true;
                 out.push(Cmsg {
@@ -870,7 +889,7 @@ fn control(
         // own RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (the send
         // itself, on a thread with the caller's real user id, is charged to that user).
         let who = caller_of(call, &mut caller)?;
-        let nofile = nofile_limit(who.tgid).map_err(|e| (errno_of(&e), "in-flight"))?;
+        let nofile = nofile_limit(call).map_err(|e| (errno_of(&e), "in-flight"))?;
         sys::rights_within_limit(&who.identity, nofile, &msg::encode_cmsgs(&rights_given))
             .map_err(|e| (errno_of(&e), "in-flight"))?;
     }
@@ -907,7 +926,7 @@ fn caller_of<'a>(
     cache: &'a mut Option<Caller>,
 ) -> Result<&'a Caller, (i32, &'static str)> {
     if cache.is_none() {
-        let c = Caller::read(call.notif.pid).map_err(|e| (errno_of(&e), "no-identity"))?;
+        let c = Caller::read(call).map_err(|e| (errno_of(&e), "no-identity"))?;
         *cache = Some(c);
     }
     cache.as_ref().ok_or((libc::ESRCH, "no-identity"))

@@ -237,7 +237,7 @@ pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io
         error: -error,
         flags: 0,
     };
-    // SAFETY: `resp` is a valid `seccomp_notif_resp`; flags are 0 (never CONTINUE).
+    // SAFETY: `resp` is a valid `seccomp_notif_resp`; flags are 0 (no CONTINUE here).
     cvt(unsafe {
         libc::ioctl(
             listener.as_raw_fd(),
@@ -246,6 +246,56 @@ pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io
         )
     })?;
     Ok(())
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND` with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel performs the
+/// call as the caller made it. Only for calls decided on scalar arguments alone (see
+/// `handler::finish`, the one caller).
+pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    };
+    // SAFETY: `resp` is a valid `seccomp_notif_resp`; CONTINUE needs `val` and `error` 0.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            &mut resp as *mut libc::seccomp_notif_resp,
+        )
+    })?;
+    Ok(())
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND` (Linux 5.14): the caller of
+/// notification `id` installs a copy of `fd` at its lowest free descriptor, as its own
+/// `socket()` would (with `O_CLOEXEC` when `cloexec`), and its call returns that number in the
+/// same step, which is returned here. On an error (the caller's `EMFILE`, say) nothing is
+/// installed and the call is still waiting for its answer.
+pub fn notif_addfd_send(
+    listener: BorrowedFd<'_>,
+    id: u64,
+    fd: BorrowedFd<'_>,
+    cloexec: bool,
+) -> io::Result<i32> {
+    let mut addfd = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
+        srcfd: fd.as_raw_fd() as u32,
+        newfd: 0,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: `addfd` is a valid `seccomp_notif_addfd` that lives across the call; the kernel
+    // only reads it.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ADDFD as _,
+            &mut addfd as *mut libc::seccomp_notif_addfd,
+        )
+    })
 }
 
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: the notification is still pending, so its thread is alive
@@ -804,6 +854,37 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
     Ok(())
 }
 
+/// Empties this thread's effective and permitted capability sets, for good: what it makes
+/// afterwards carries no privilege (a socket's file records the credentials of the task that
+/// made it, and the kernel's netlink families check them).
+///
+/// Call it only on a thread that exits afterwards.
+pub fn drop_all_capabilities() -> io::Result<()> {
+    capset(0, 0)?;
+    match capget()? {
+        (0, 0) => Ok(()),
+        _ => Err(io::Error::from_raw_os_error(libc::EPERM)),
+    }
+}
+
+/// `setns(fd, CLONE_NEWNET)`: this thread (and only this one) enters the network namespace
+/// `fd` names; it needs `CAP_SYS_ADMIN` over that namespace and in its own user namespace.
+///
+/// Call it only on a thread that exits afterwards.
+pub fn enter_network_namespace(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: integer arguments only; setns changes the calling thread's namespace.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// `socket(family, type, protocol)`, the arguments as the kernel reads them (ints).
+pub fn socket_raw(family: i32, sock_type: i32, protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = cvt(unsafe { libc::socket(family, sock_type, protocol) })?;
+    // SAFETY: a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Runs `work` on this thread with the capability `cap` (a number) out of its effective set,
 /// then puts the set back as it was: a call the kernel must check without the broker's
 /// privilege (a bind whose port may be privileged in the socket's namespace) fails as it would
@@ -1135,6 +1216,24 @@ pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -
         events: libc::EPOLLONESHOT as u32,
         u64: key,
     };
+    // SAFETY: both fds are open for the call; `event` is a live local.
+    cvt(unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    })?;
+    Ok(())
+}
+
+/// Adds `fd` to `epoll` asking for no event: the entry only records `fd`'s file (its inode
+/// shows in the epoll's `/proc/self/fdinfo`), and goes away by itself when the last reference
+/// to that file is closed. (The kernel adds `EPOLLERR` and `EPOLLHUP`, reported to a caller of
+/// `epoll_wait`, which nobody makes on such an instance.)
+pub fn epoll_watch_file(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut event = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: both fds are open for the call; `event` is a live local.
     cvt(unsafe {
         libc::epoll_ctl(

@@ -3,7 +3,8 @@
 //! The path is resolved once, in the caller's root and working directory, with
 //! `openat2(RESOLVE_IN_ROOT)` to an `O_PATH` fd, by a thread that has taken the caller's
 //! ids, groups and (at most) capabilities; the policy decides on the path that was resolved
-//! (symlinks followed, inside the caller's root). Permission checks are the caller's, a
+//! (symlinks followed), named as the view the sandbox registered in names it (`view.rs`).
+//! Permission checks are the caller's, a
 //! socket it creates is owned by the caller, and the peer sees the caller's uid and gid
 //! (`SO_PEERCRED`; the pid there is the broker's, which no system call can change).
 //!
@@ -37,6 +38,7 @@ use crate::decode;
 use crate::handler::{errno_of, Call, Reply};
 use crate::limits;
 use crate::sys::{self, Become, FileId};
+use crate::view::{same_node, View, RULE as RULE_VIEW};
 
 /// The rule of a refusal when a socket's file is not where the decision was made: a bind the
 /// kernel made elsewhere, or a `listen` on a socket whose file cannot be found where its name
@@ -65,33 +67,59 @@ fn inside(root: &Path, inner: &Path) -> Option<PathBuf> {
     Some(Path::new("/").join(rest))
 }
 
-/// The caller's view of the filesystem, read from `/proc/TID` while it waits in its call.
-struct Place {
+/// The caller's place in the file system, read from `/proc/TID` while it waits in its call.
+struct Place<'a> {
     who: Caller,
     root_fd: OwnedFd,
     /// The caller's root as the broker names it.
     root_path: PathBuf,
+    /// The caller's working directory (`O_PATH`).
+    cwd_fd: OwnedFd,
     /// The caller's working directory as the broker names it.
     cwd_path: PathBuf,
+    /// Which view names the nodes the caller reaches.
+    naming: Naming<'a>,
 }
 
-impl Place {
-    fn read(tid: u32) -> Result<Place, (&'static str, i32)> {
-        let who = Caller::read(tid).map_err(|e| ("no-identity", errno_of(&e)))?;
+impl<'a> Place<'a> {
+    /// The place of the caller of `call`; a failed outcome for `given` when it cannot be read,
+    /// or when nothing names the nodes it reaches (a sandbox that may mount, with no view).
+    fn read(call: &'a Call, given: &str) -> Result<Place<'a>, PathOutcome> {
+        let who = Caller::read(call).map_err(|e| failed(given.into(), "no-identity", errno_of(&e)))?;
+        let tid = call.notif.pid;
         let root_link = format!("/proc/{tid}/root");
-        match (
+        let cwd_link = format!("/proc/{tid}/cwd");
+        let (root_fd, root_path, cwd_fd, cwd_path, namespace) = match (
             sys::open_dir_path(&root_link),
             fs::read_link(&root_link),
-            fs::read_link(format!("/proc/{tid}/cwd")),
+            sys::open_dir_path(&cwd_link),
+            fs::read_link(&cwd_link),
+            fs::read_link(format!("/proc/{tid}/ns/mnt")),
         ) {
-            (Ok(root_fd), Ok(root_path), Ok(cwd_path)) => Ok(Place {
-                who,
-                root_fd,
-                root_path,
-                cwd_path,
-            }),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(("no-root", errno_of(&e))),
-        }
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
+                return Err(failed(given.into(), "no-root", errno_of(&e)))
+            }
+        };
+        // Which view names the node (view.rs): the registered one, seen from the caller's
+        // mount namespace or another; without one, the caller's own root, unless the policy
+        // lets the sandbox mount (then nothing names a node for sure).
+        let naming = match call.sandbox.view.as_ref() {
+            Some(v) if v.same_namespace(&namespace) => Naming::RegisteredRoot(v),
+            Some(v) => Naming::Registered(v),
+            None if call.policy.confinement().namespaces().mount => {
+                return Err(refused_view(given.into()))
+            }
+            None => Naming::CallersRoot,
+        };
+        Ok(Place {
+            who,
+            root_fd,
+            root_path,
+            cwd_fd,
+            cwd_path,
+            naming,
+        })
     }
 
     /// `path` as it lies under the caller's root: itself when absolute, else under the
@@ -105,6 +133,16 @@ impl Place {
             None => Err(("cwd-outside-root", libc::EPERM)),
         }
     }
+
+    /// The name the policy decides on for `node`, found at `host` (as its mount namespace
+    /// names it); a refused or failed outcome for `given` otherwise.
+    fn name(&self, node: &OwnedFd, host: &Path, given: &str) -> Result<PathBuf, PathOutcome> {
+        match self.naming.name(node, host, &self.root_path) {
+            Ok(named) => Ok(named),
+            Err(Refusal::View) => Err(refused_view(given.into())),
+            Err(Refusal::Failed(why, errno)) => Err(failed(given.into(), why, errno)),
+        }
+    }
 }
 
 /// Whether the path names a socket that exists (connect, send) or one to create (bind).
@@ -112,6 +150,13 @@ impl Place {
 pub(crate) enum PathUse {
     Existing,
     Create,
+}
+
+/// The last component of `wanted` (checked by [`resolve_parent`]).
+fn final_name(wanted: &Path) -> &std::ffi::OsStr {
+    let bytes = wanted.as_os_str().as_bytes();
+    let start = bytes.iter().rposition(|b| *b == b'/').map_or(0, |s| s + 1);
+    std::ffi::OsStr::from_bytes(&bytes[start..])
 }
 
 /// Resolves `path` for the caller of `call`, decides `op` on what was resolved, and when the
@@ -129,9 +174,9 @@ pub(crate) fn act_on_path(
     act: impl FnOnce(&[u8]) -> Reply + Send,
 ) -> PathOutcome {
     let given = format!("unix:{}", path.display());
-    let place = match Place::read(call.notif.pid) {
+    let place = match Place::read(call, &given) {
         Ok(p) => p,
-        Err((why, errno)) => return failed(given, why, errno),
+        Err(outcome) => return outcome,
     };
     let wanted = match place.wanted(path) {
         Ok(w) => w,
@@ -140,18 +185,25 @@ pub(crate) fn act_on_path(
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
     }
-    let (root_fd, root_path) = (place.root_fd.as_fd(), &place.root_path);
     let work = || {
         let resolved = match usage {
-            PathUse::Existing => resolve_existing(root_fd, root_path, &wanted),
-            PathUse::Create => resolve_parent(root_fd, root_path, &wanted).and_then(|p| {
+            PathUse::Existing => resolve_existing(place.root_fd.as_fd(), &wanted),
+            PathUse::Create => resolve_parent(place.root_fd.as_fd(), &wanted).and_then(|p| {
                 let addr = p.proc_address().ok_or(("unresolved", libc::ENAMETOOLONG))?;
-                Ok((p.dir, p.decided, addr))
+                Ok((p.dir, p.host, addr))
             }),
         };
-        let (node, target_path, addr) = match resolved {
+        let (node, host, addr) = match resolved {
             Ok(r) => r,
             Err((why, errno)) => return failed(given, why, errno),
+        };
+        let named = match place.name(&node, &host, &given) {
+            Ok(named) => named,
+            Err(outcome) => return outcome,
+        };
+        let target_path = match usage {
+            PathUse::Existing => named,
+            PathUse::Create => named.join(final_name(&wanted)),
         };
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
@@ -238,7 +290,7 @@ impl Finder {
 
 /// How a socket bound for the caller gets its name.
 #[derive(Debug, Clone, Copy)]
-enum Naming {
+enum Binding {
     /// The caller's own `sockaddr_un`, on a thread in the caller's root (`chroot`: another
     /// root than the broker's) and working directory; then the file is checked with `finder`.
     Own { finder: Finder, chroot: bool },
@@ -246,18 +298,18 @@ enum Naming {
     Broker,
 }
 
-impl Naming {
-    fn for_socket(sock: BorrowedFd<'_>, caller_root: BorrowedFd<'_>) -> Naming {
+impl Binding {
+    fn for_socket(sock: BorrowedFd<'_>, caller_root: BorrowedFd<'_>) -> Binding {
         let Some(finder) = Finder::for_socket(sock) else {
-            return Naming::Broker;
+            return Binding::Broker;
         };
         let same_root = sys::open_dir_path("/")
             .and_then(|own| sys::same_mount_and_directory(own.as_fd(), caller_root))
             .unwrap_or(false);
         if !same_root && !sys::has_capability(CAP_SYS_CHROOT) {
-            return Naming::Broker;
+            return Binding::Broker;
         }
-        Naming::Own {
+        Binding::Own {
             finder,
             chroot: !same_root,
         }
@@ -283,22 +335,17 @@ pub(crate) fn bind_path(
     bind: impl FnOnce(&mut dyn FnMut() -> Reply) -> Reply + Send,
 ) -> PathOutcome {
     let given = format!("unix:{}", path.display());
-    let tid = call.notif.pid;
-    let place = match Place::read(tid) {
+    let place = match Place::read(call, &given) {
         Ok(p) => p,
-        Err((why, errno)) => return failed(given, why, errno),
+        Err(outcome) => return outcome,
     };
     let wanted = match place.wanted(path) {
         Ok(w) => w,
         Err((why, errno)) => return failed(given, why, errno),
     };
-    let cwd = match sys::open_dir_path(&format!("/proc/{tid}/cwd")) {
-        Ok(fd) => fd,
-        Err(e) => return failed(given, "no-root", errno_of(&e)),
-    };
-    let (finder, chroot) = match Naming::for_socket(sock, place.root_fd.as_fd()) {
-        Naming::Own { finder, chroot } => (finder, chroot),
-        Naming::Broker => {
+    let (finder, chroot) = match Binding::for_socket(sock, place.root_fd.as_fd()) {
+        Binding::Own { finder, chroot } => (finder, chroot),
+        Binding::Broker => {
             return act_on_path(call, Op::Bind, path, PathUse::Create, Become::Full, |a| {
                 bind(&mut || bind_raw(sock, a))
             })
@@ -309,8 +356,11 @@ pub(crate) fn bind_path(
     }
     let identity = &place.who.identity;
     let decide = || {
-        let parent = resolve_parent(place.root_fd.as_fd(), &place.root_path, &wanted)?;
-        let target = Target::UnixPath(parent.decided.clone());
+        let parent = match resolve_parent(place.root_fd.as_fd(), &wanted) {
+            Ok(p) => p,
+            Err((why, errno)) => return Err(failed(given.clone(), why, errno)),
+        };
+        let target = Target::UnixPath(parent.decided(&place, &given)?);
         let endpoint = target.to_string();
         let decision = call.evaluate(&Request {
             op: Op::Bind,
@@ -320,7 +370,7 @@ pub(crate) fn bind_path(
     };
     let (parent, endpoint, mut decision) = match as_caller(identity, Become::Full, decide) {
         Ok(Ok(decided)) => decided,
-        Ok(Err((why, errno))) => return failed(given, why, errno),
+        Ok(Err(outcome)) => return outcome,
         Err(e) => return failed(String::new(), "identity", errno_of(&e)),
     };
     let reply = match decision.verdict {
@@ -332,7 +382,7 @@ pub(crate) fn bind_path(
             let reply = bind(&mut || {
                 let dirs = Directories {
                     root: place.root_fd.as_fd(),
-                    cwd: cwd.as_fd(),
+                    cwd: place.cwd_fd.as_fd(),
                     chroot,
                 };
                 match as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own)) {
@@ -404,10 +454,9 @@ pub(crate) fn listen_on_path(
     let path = path_of(&sys::sockname(sock).ok()?)?;
     let finder = Finder::for_socket(sock)?;
     let given = format!("unix:{}", path.display());
-    let tid = call.notif.pid;
-    let place = match Place::read(tid) {
+    let place = match Place::read(call, &given) {
         Ok(p) => p,
-        Err((why, errno)) => return Some(failed(given, why, errno)),
+        Err(outcome) => return Some(outcome),
     };
     let elsewhere = |endpoint: String| PathOutcome {
         decision: Some(limits::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM)),
@@ -423,7 +472,10 @@ pub(crate) fn listen_on_path(
             };
             let host = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
             match (sys::stat_fd(file.as_fd()), host) {
-                (Ok(st), Ok(host)) if st.nlink == 1 => inside(&place.root_path, &host),
+                (Ok(st), Ok(host)) if st.nlink == 1 => match place.name(&file, &host, &given) {
+                    Ok(named) => Some(named),
+                    Err(outcome) => return Some(outcome),
+                },
                 _ => None,
             }
         }
@@ -439,14 +491,17 @@ pub(crate) fn listen_on_path(
             };
             // Resolved as the caller: its search permissions.
             let resolve = || {
-                let parent = resolve_parent(place.root_fd.as_fd(), &place.root_path, &wanted);
-                parent.ok().and_then(|p| {
-                    let st = sys::stat_entry(p.dir.as_fd(), &p.name).ok()?;
-                    (st.id == file && st.nlink == 1).then_some(p.decided)
-                })
+                let Ok(p) = resolve_parent(place.root_fd.as_fd(), &wanted) else {
+                    return Ok(None);
+                };
+                match sys::stat_entry(p.dir.as_fd(), &p.name) {
+                    Ok(st) if st.id == file && st.nlink == 1 => p.decided(&place, &given).map(Some),
+                    _ => Ok(None),
+                }
             };
             match as_caller(&place.who.identity, Become::Full, resolve) {
-                Ok(found) => found,
+                Ok(Ok(found)) => found,
+                Ok(Err(outcome)) => return Some(outcome),
                 Err(e) => return Some(failed(String::new(), "identity", errno_of(&e))),
             }
         }
@@ -483,38 +538,36 @@ pub(crate) fn listen_on_path(
 /// (A server that binds a socket makes one name; `rename`, which keeps one name, is a
 /// documented limit.)
 fn linked_elsewhere(node: BorrowedFd<'_>) -> bool {
-    sys::stat_fd(node).map_or(true, |st| st.nlink > 1)
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/self/fd/{}", node.as_raw_fd())).map_or(true, |m| m.nlink() > 1)
 }
 
+/// A resolved node: its fd, its path as its own mount namespace names it (`/proc/self/fd/N`
+/// read back), and the address that reaches it.
 type Resolved = (OwnedFd, PathBuf, Vec<u8>);
 
-/// The existing node at `wanted`: its fd, its path inside the root, and the address of its
-/// `/proc/self/fd/N`.
+/// The existing node at `wanted` in the caller's root: its fd, its path, and the address of
+/// its `/proc/self/fd/N`.
 fn resolve_existing(
     root_fd: BorrowedFd<'_>,
-    root_path: &Path,
     wanted: &Path,
 ) -> Result<Resolved, (&'static str, i32)> {
     let node = sys::open_in_root(root_fd, wanted.as_os_str().as_bytes())
         .map_err(|e| ("unresolved", errno_of(&e)))?;
     let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
-    let resolved = fs::read_link(&proc_path)
-        .ok()
-        .and_then(|host| inside(root_path, &host))
-        .ok_or(("unresolved", libc::EPERM))?;
+    let host = fs::read_link(&proc_path).map_err(|_| ("unresolved", libc::EPERM))?;
     let addr = decode::sockaddr_un(proc_path.as_bytes()).ok_or(("unresolved", libc::EINVAL))?;
-    Ok((node, resolved, addr))
+    Ok((node, host, addr))
 }
 
-/// The directory that will hold a new socket, resolved inside the caller's root, and the
+/// The directory that will hold a new socket, resolved in the caller's root, and the
 /// socket's name in it.
 struct Parent {
     dir: OwnedFd,
+    /// The directory's path, as its mount namespace names it.
+    host: PathBuf,
     /// The final component.
     name: Vec<u8>,
-    /// What the policy decides on: the directory's resolved path inside the root, and the
-    /// name.
-    decided: PathBuf,
 }
 
 impl Parent {
@@ -524,14 +577,17 @@ impl Parent {
         full.extend_from_slice(&self.name);
         decode::sockaddr_un(&full)
     }
+
+    /// What the policy decides on: the directory's name in the caller's view, and the final
+    /// component.
+    fn decided(&self, place: &Place<'_>, given: &str) -> Result<PathBuf, PathOutcome> {
+        let dir = place.name(&self.dir, &self.host, given)?;
+        Ok(dir.join(std::ffi::OsStr::from_bytes(&self.name)))
+    }
 }
 
-/// The directory that will hold a new socket at `wanted`, resolved inside the root.
-fn resolve_parent(
-    root_fd: BorrowedFd<'_>,
-    root_path: &Path,
-    wanted: &Path,
-) -> Result<Parent, (&'static str, i32)> {
+/// The directory that will hold a new socket at `wanted`, resolved in the caller's root.
+fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Parent, (&'static str, i32)> {
     let bytes = wanted.as_os_str().as_bytes();
     let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
         return Err(("unresolved", libc::ENOENT));
@@ -541,16 +597,69 @@ fn resolve_parent(
         return Err(("unresolved", libc::ENOENT));
     }
     let node = sys::open_in_root(root_fd, dir).map_err(|e| ("unresolved", errno_of(&e)))?;
-    let dir_inside = fs::read_link(format!("/proc/self/fd/{}", node.as_raw_fd()))
-        .ok()
-        .and_then(|host| inside(root_path, &host))
-        .ok_or(("unresolved", libc::EPERM))?;
-    let decided = dir_inside.join(std::ffi::OsStr::from_bytes(name));
+    let host = fs::read_link(format!("/proc/self/fd/{}", node.as_raw_fd()))
+        .map_err(|_| ("unresolved", libc::EPERM))?;
     Ok(Parent {
         dir: node,
+        host,
         name: name.to_vec(),
-        decided,
     })
+}
+
+/// How a resolved node gets the name the policy decides on (`view.rs`).
+enum Naming<'a> {
+    /// No registered view: its path under the caller's root.
+    CallersRoot,
+    /// The caller shares the registered mount namespace: its path under the registered root.
+    RegisteredRoot(&'a View),
+    /// The caller is in another mount namespace: its path there, resolved again in the
+    /// registered view, must reach the same node, which is named by its path there.
+    Registered(&'a View),
+}
+
+enum Refusal {
+    /// The node is not what its name reaches in the registered view.
+    View,
+    Failed(&'static str, i32),
+}
+
+impl Naming<'_> {
+    /// The name of `node` (at `host`, as its mount namespace names it), `caller_root` being
+    /// the caller's root there.
+    fn name(&self, node: &OwnedFd, host: &Path, caller_root: &Path) -> Result<PathBuf, Refusal> {
+        let root_of = |view: &View| {
+            view.root_path()
+                .map_err(|e| Refusal::Failed("no-root", errno_of(&e)))
+        };
+        match self {
+            Naming::CallersRoot => {
+                inside(caller_root, host).ok_or(Refusal::Failed("unresolved", libc::EPERM))
+            }
+            Naming::RegisteredRoot(view) => inside(&root_of(view)?, host).ok_or(Refusal::View),
+            Naming::Registered(view) => {
+                let as_caller = inside(caller_root, host).ok_or(Refusal::View)?;
+                let there = sys::open_in_root(view.root(), as_caller.as_os_str().as_bytes())
+                    .map_err(|_| Refusal::View)?;
+                if !same_node(node.as_fd(), there.as_fd()) {
+                    return Err(Refusal::View);
+                }
+                let host = fs::read_link(format!("/proc/self/fd/{}", there.as_raw_fd()))
+                    .map_err(|_| Refusal::View)?;
+                inside(&root_of(view)?, &host).ok_or(Refusal::View)
+            }
+        }
+    }
+}
+
+/// A unix path call refused because the node is not what its name reaches in the view the
+/// sandbox registered in.
+fn refused_view(endpoint: String) -> PathOutcome {
+    PathOutcome {
+        decision: Some(crate::limits::refusal(RULE_VIEW, libc::EPERM)),
+        failure: "",
+        reply: Reply::Errno(libc::EPERM),
+        endpoint,
+    }
 }
 
 fn failed(endpoint: String, why: &'static str, errno: i32) -> PathOutcome {

@@ -1,6 +1,8 @@
 //! Confinement rules the filter compiles from scalars, decided in the kernel with no broker
 //! round trip (invariant 5): interface-configuring `ioctl`s (rule N1), the `ioctl` safe-list
-//! (J6), `F_SETOWN` and its relatives (J7), and `setns` (invariant 6).
+//! (J6), `F_SETOWN` and its relatives (J7), `setns` (invariant 6), the mount calls, and the
+//! calls that change another process's limits or scheduling (invariant 10), of which only
+//! those naming a pid other than the caller's own (0) go to the broker.
 //!
 //! Every request number is compared on its low 32 bits only: the kernel takes `ioctl`'s
 //! request, `fcntl`'s command and `setns`'s type as 32-bit values and drops the high half, so
@@ -22,7 +24,7 @@
 
 use netjail_policy::{IoctlMode, Policy};
 
-use crate::filter::{Action, ArgCmp, Rule};
+use crate::filter::{Action, ArgCmp, CmpOp, Rule};
 
 /// The low 32 bits of an argument.
 const LOW32: u64 = 0xffff_ffff;
@@ -198,14 +200,98 @@ pub fn rules(policy: &Policy) -> Vec<Rule> {
         }
     }
     setns_rules(&mut out, policy);
+    mount_rules(&mut out, policy);
+    process_rules(&mut out);
     out
+}
+
+/// The calls that mount, unmount or move file systems, or change a mount's flags, refused
+/// (`EPERM`) unless the policy grants `"mount"`. A sandbox that may mount can put any file
+/// under any name in its own view of the file system, which is where the broker would
+/// otherwise read the names of unix sockets (`rt_a_userns_bind_mount_reaches_unlisted_unix_socket`).
+/// The kernel lets a process mount only in a mount namespace whose user namespace it holds
+/// `CAP_SYS_ADMIN` in: a new one (`CLONE_NEWNS`, refused with these in [`crate::filter::rules`])
+/// or, for a root sandbox that keeps `CAP_SYS_ADMIN`, its own.
+pub const MOUNT_SYSCALLS: &[&str] = &[
+    "mount",
+    "umount2",
+    "pivot_root",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+];
+
+fn mount_rules(out: &mut Vec<Rule>, policy: &Policy) {
+    if policy.confinement().namespaces().mount {
+        return;
+    }
+    for &call in MOUNT_SYSCALLS {
+        out.push(Rule::always(call, refuse()));
+    }
+}
+
+/// Calls that change the resource limits, scheduling or CPUs of the thread or process their
+/// pid argument names, with the index of that argument: `prlimit64` (with a new limit: an
+/// `RLIMIT_CPU` of 0 is a `SIGKILL` at the next tick, an `RLIMIT_NOFILE` of 0 stops a broker
+/// from serving anyone), the `sched_set*` calls, `setpriority` and `ioprio_set` of one
+/// process. The kernel lets a process of the same user (and, with `CAP_SYS_NICE` or
+/// `CAP_SYS_RESOURCE`, which a root sandbox keeps, any process) do them, and no Landlock scope
+/// covers them. A pid of 0 is the caller itself, decided here; any other is notified, and the
+/// broker lets the kernel go on only when it names a thread of the caller's own thread group
+/// (`broker/src/process.rs`). Calls that reach another process only past the kernel's ptrace
+/// access check (`migrate_pages`, `move_pages`, `process_madvise`, `kcmp`, `get_robust_list`,
+/// `perf_event_open`, `PR_SCHED_CORE`) are kept inside the sandbox by Landlock's domain.
+pub const PROCESS_CALLS: &[(&str, u32)] = &[
+    ("prlimit64", 0),
+    ("sched_setaffinity", 0),
+    ("sched_setattr", 0),
+    ("sched_setparam", 0),
+    ("sched_setscheduler", 0),
+    ("setpriority", 1),
+    ("ioprio_set", 1),
+];
+
+/// `setpriority`'s `which` (`PRIO_PROCESS`, `PRIO_PGRP`, `PRIO_USER`) and `ioprio_set`'s
+/// (`IOPRIO_WHO_PROCESS`, `IOPRIO_WHO_PGRP`, `IOPRIO_WHO_USER`).
+const PRIO_WHICH: [(&str, u32, u32, u32); 2] = [("setpriority", 0, 1, 2), ("ioprio_set", 1, 2, 3)];
+
+/// The rules of [`PROCESS_CALLS`]. `setpriority` and `ioprio_set` of a process group or of a
+/// user are refused outright (`EPERM`): a user's processes include the broker of a root
+/// sandbox and every other process of the sandbox's user, and the sandbox's own process
+/// group holds the launcher that started it (which does not make a group of its own, so that
+/// job control keeps working), whatever group number names it. The pid and `which` are
+/// `int`s in the kernel: `which` is compared on its low 32 bits, and a pid whose low half is
+/// 0 but whose high half is not goes to the broker, which reads it as the kernel does.
+fn process_rules(out: &mut Vec<Rule>) {
+    let named = |index: u32| ArgCmp::new(index, CmpOp::Ne, 0);
+    for &(call, pid) in PROCESS_CALLS {
+        match call {
+            // Without a new limit, prlimit64 only reads (as /proc/PID/limits does).
+            "prlimit64" => out.push(Rule::when(call, Action::Notify, &[named(pid), named(2)])),
+            "setpriority" | "ioprio_set" => {}
+            _ => out.push(Rule::when(call, Action::Notify, &[named(pid)])),
+        }
+    }
+    for (call, process, group, user) in PRIO_WHICH {
+        out.push(Rule::when(
+            call,
+            Action::Notify,
+            &[low32_is(0, process), named(1)],
+        ));
+        out.push(Rule::when(call, refuse(), &[low32_is(0, group)]));
+        out.push(Rule::when(call, refuse(), &[low32_is(0, user)]));
+    }
 }
 
 /// `setns(fd, nstype)` joins an existing namespace. Refused outright unless the policy grants
 /// a namespace kind (`namespaces = [...]`); then allowed for exactly the granted kinds, named
-/// by `nstype` (`CLONE_NEWNET`, `CLONE_NEWUSER`). `nstype = 0` ("whatever the fd is"), other
-/// kinds and pidfd flag sets stay refused: the filter cannot see what the fd is, only what
-/// the caller says it is, and the kernel checks that the two agree. Joining needs
+/// by `nstype` (`CLONE_NEWNET`, `CLONE_NEWUSER`, `CLONE_NEWNS`). `nstype = 0` ("whatever the
+/// fd is"), other kinds and pidfd flag sets stay refused: the filter cannot see what the fd
+/// is, only what the caller says it is, and the kernel checks that the two agree. Joining needs
 /// `CAP_SYS_ADMIN` over the target namespace, which the sandbox has only in namespaces of its
 /// own making: the capabilities of the namespace it started in are dropped, and Landlock keeps
 /// it from opening other processes' `/proc/PID/ns/*`.
@@ -217,6 +303,9 @@ fn setns_rules(out: &mut Vec<Rule>, policy: &Policy) {
     }
     if granted.user {
         kinds.push(libc::CLONE_NEWUSER as u32);
+    }
+    if granted.mount {
+        kinds.push(libc::CLONE_NEWNS as u32);
     }
     if kinds.is_empty() {
         out.push(Rule::always("setns", refuse()));

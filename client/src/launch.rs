@@ -16,13 +16,22 @@ use crate::remote::{BrokerConnection, RemoteError};
 use crate::sys::{self, ExitStatus};
 use crate::{filter, landlock, policy, root};
 
+/// The socket `netjail run` registers with when no broker is named ([`RunOptions::broker`]).
+pub const DEFAULT_BROKER: &str = "/run/netjail/broker.sock";
+
 /// Whether a broker may be started inside the launcher.
+///
+/// A broker named in [`RunOptions::broker`] is never replaced by an embedded one: that broker
+/// serves the command, or the command does not run ([`LaunchError::NamedBroker`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Embedded {
-    /// When no broker answers at the socket path (the default).
+    /// When no broker is named and nothing answers at [`DEFAULT_BROKER`] (the default: zero
+    /// set-up).
     WhenNoBroker,
-    /// Never: no broker is an error.
+    /// Never: no broker is an error (`--no-embedded`).
     Never,
+    /// Always, whatever listens at [`DEFAULT_BROKER`] (`--embedded`); no broker may be named.
+    Always,
 }
 
 /// What `netjail run` was asked to do.
@@ -32,8 +41,10 @@ pub struct RunOptions {
     pub policy: String,
     /// `KEY=VALUE` parameters laid over the policy (`--set`), in order.
     pub sets: Vec<String>,
-    /// Broker socket.
-    pub broker: PathBuf,
+    /// The broker's socket as the user named it (`--broker`, `NETJAIL_BROKER`): that broker,
+    /// or an error. `None`: the one at [`DEFAULT_BROKER`], or as [`RunOptions::embedded`]
+    /// says.
+    pub broker: Option<PathBuf>,
     /// Embedded broker mode.
     pub embedded: Embedded,
     /// Sandbox name (defaults to the program's file name).
@@ -75,6 +86,23 @@ pub enum LaunchError {
     /// No broker and embedding refused.
     #[error("{0} (and --no-embedded forbids starting one here)")]
     NoBroker(RemoteError),
+    /// No broker answers at the socket the user named: a named broker is never replaced by
+    /// an embedded one.
+    #[error(
+        "no broker at {path} ({reason}), which --broker or NETJAIL_BROKER names: nothing was \
+         run (without them, netjail run uses the broker at {default}, or one of its own when \
+         none runs there)",
+        default = DEFAULT_BROKER
+    )]
+    NamedBroker {
+        /// The socket path named.
+        path: String,
+        /// What is wrong there, in words ([`crate::remote::connect_failure`]).
+        reason: String,
+    },
+    /// `--embedded` with a broker named.
+    #[error("a broker embedded in netjail run was asked for, and a broker named ({0}): use one")]
+    EmbeddedAndNamed(String),
     /// The broker refused the sandbox.
     #[error(transparent)]
     Broker(RemoteError),
@@ -208,7 +236,7 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
             Some((t, v)) => return Err(LaunchError::Confine(format!("unexpected report {t}/{v}"))),
         }
         let again = Again {
-            path: options.broker.clone(),
+            path: broker_path(&options),
             register,
             reconnect_for: options.reconnect_for,
         };
@@ -270,13 +298,28 @@ struct Again {
     reconnect_for: Duration,
 }
 
+/// The socket the sandbox registers with: the one named, or [`DEFAULT_BROKER`].
+fn broker_path(options: &RunOptions) -> PathBuf {
+    options
+        .broker
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BROKER))
+}
+
 async fn attach(
     options: &RunOptions,
     register: Register,
     policy: netjail_policy::Policy,
     listener: &OwnedFd,
 ) -> Result<Attached, LaunchError> {
-    match BrokerConnection::connect(&options.broker).await {
+    if options.embedded == Embedded::Always {
+        if let Some(named) = &options.broker {
+            return Err(LaunchError::EmbeddedAndNamed(named.display().to_string()));
+        }
+        return embed(register, policy, listener);
+    }
+    let path = broker_path(options);
+    match BrokerConnection::connect(&path).await {
         Ok(conn) => {
             // The launcher keeps its copy of the listener and registers again after a restart.
             let keeping = conn
@@ -287,8 +330,8 @@ async fn attach(
                 Err(e) if e.is_unknown_message() => {
                     // A broker older than `RegisterKeeping`: a plain registration, which its
                     // restart does not survive.
-                    tracing::warn!(broker = %options.broker.display(), error = %e, "the broker refused RegisterKeeping (an older netjaild?): registering without a journal, which its restart does not survive");
-                    let conn = BrokerConnection::connect(&options.broker)
+                    tracing::warn!(broker = %path.display(), error = %e, "the broker refused RegisterKeeping (an older netjaild?): registering without a journal, which its restart does not survive");
+                    let conn = BrokerConnection::connect(&path)
                         .await
                         .map_err(LaunchError::Broker)?;
                     let id = conn
@@ -304,8 +347,12 @@ async fn attach(
                 }
                 Err(e) => return Err(LaunchError::Broker(e)),
             };
-            tracing::debug!(sandbox = %id, broker = %options.broker.display(), "registered");
+            tracing::debug!(sandbox = %id, broker = %path.display(), "registered");
             Ok(Attached::Remote(conn, id))
+        }
+        Err(RemoteError::NoBroker { path, source }) if options.broker.is_some() => {
+            let reason = crate::remote::connect_failure(Path::new(&path), &source);
+            Err(LaunchError::NamedBroker { path, reason })
         }
         Err(e @ RemoteError::NoBroker { .. }) => {
             if options.embedded == Embedded::Never {
@@ -320,14 +367,22 @@ async fn attach(
                     tracing::warn!("{e}; using a broker embedded in this process instead");
                 }
             }
-            let broker = Broker::new();
-            let id =
-                broker.register(&register.name, register.pid, policy, listener.try_clone()?)?;
-            tracing::debug!(sandbox = %id, "registered with the embedded broker");
-            Ok(Attached::Embedded { _broker: broker })
+            embed(register, policy, listener)
         }
         Err(e) => Err(LaunchError::Broker(e)),
     }
+}
+
+/// Registers the sandbox with a broker started in this process.
+fn embed(
+    register: Register,
+    policy: netjail_policy::Policy,
+    listener: &OwnedFd,
+) -> Result<Attached, LaunchError> {
+    let broker = Broker::new();
+    let id = broker.register(&register.name, register.pid, policy, listener.try_clone()?)?;
+    tracing::debug!(sandbox = %id, "registered with the embedded broker");
+    Ok(Attached::Embedded { _broker: broker })
 }
 
 /// Signals the launcher passes on to the command.

@@ -14,7 +14,8 @@
 //! let status = run(RunOptions {
 //!     policy: "loopback-only".into(),
 //!     sets: Vec::new(),
-//!     broker: "/run/netjail/broker.sock".into(),
+//!     // The broker at `launch::DEFAULT_BROKER`, else one embedded in this process.
+//!     broker: None,
 //!     embedded: Embedded::WhenNoBroker,
 //!     name: None,
 //!     reconnect_for: netjail_client::launch::DEFAULT_RECONNECT_FOR,

@@ -38,16 +38,17 @@ enum Command {
         /// VALUE is a TOML value if it reads as one (false, ["a", "b"]), else a string.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Broker socket; with none listening there an embedded broker is started.
-        #[arg(
-            long,
-            env = "NETJAIL_BROKER",
-            default_value = "/run/netjail/broker.sock"
-        )]
-        broker: PathBuf,
-        /// Refuse to start an embedded broker when none listens.
-        #[arg(long)]
+        /// The broker's socket: that broker serves CMD, or netjail run fails saying why
+        /// (nothing there, not a socket, nobody listening, refused). Without it: the broker at
+        /// /run/netjail/broker.sock, or with none there a broker embedded in netjail run.
+        #[arg(long, env = "NETJAIL_BROKER", value_name = "PATH")]
+        broker: Option<PathBuf>,
+        /// Refuse to start an embedded broker when none listens at /run/netjail/broker.sock.
+        #[arg(long, conflicts_with = "embedded")]
         no_embedded: bool,
+        /// Use a broker embedded in netjail run, whatever listens at /run/netjail/broker.sock.
+        #[arg(long, conflicts_with = "broker")]
+        embedded: bool,
         /// Name of the sandbox in audit events (default: the program's name).
         #[arg(long)]
         name: Option<String>,
@@ -269,6 +270,7 @@ fn main() -> ExitCode {
             sets,
             broker,
             no_embedded,
+            embedded,
             name,
             reconnect_for,
             allow_root,
@@ -279,7 +281,9 @@ fn main() -> ExitCode {
                 policy,
                 sets,
                 broker,
-                embedded: if no_embedded {
+                embedded: if embedded {
+                    Embedded::Always
+                } else if no_embedded {
                     Embedded::Never
                 } else {
                     Embedded::WhenNoBroker

@@ -92,6 +92,32 @@ fn maps_initial_root() -> bool {
     })
 }
 
+/// Why nothing answered at `path`, in words, from the error of `connect`: no such file, a
+/// file that is not a socket, a socket nobody listens on (its broker is gone), a socket of
+/// another type, no permission.
+pub fn connect_failure(path: &Path, error: &std::io::Error) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    match error.raw_os_error() {
+        Some(libc::ENOENT) => "no such file".to_string(),
+        Some(libc::ENOTDIR) => "a directory of the path is not a directory".to_string(),
+        Some(libc::EACCES | libc::EPERM) => "permission denied".to_string(),
+        Some(libc::EPROTOTYPE) => {
+            "a socket of another type: a broker's is a SOCK_SEQPACKET socket".to_string()
+        }
+        // The kernel refuses a path that names no socket as it refuses a socket with no
+        // listener: the file tells them apart.
+        Some(libc::ECONNREFUSED) => match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                "a socket nobody listens on: its broker is gone".to_string()
+            }
+            Ok(m) if m.is_dir() => "a directory, not a socket".to_string(),
+            Ok(_) => "not a socket".to_string(),
+            Err(_) => "connection refused".to_string(),
+        },
+        _ => error.to_string(),
+    }
+}
+
 impl RemoteError {
     /// Whether the broker refused the message itself as malformed: what a broker older than
     /// the message answers (it cannot decode it).
@@ -249,5 +275,56 @@ pub async fn register_again_until(
         }
         tokio::time::sleep(delay.min(left)).await;
         delay = (delay * 2).min(REGISTER_AGAIN_MAX_DELAY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `connect` says at `path`, in words.
+    fn failure_at(path: &Path) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        match runtime.block_on(BrokerConnection::connect(path)) {
+            Err(RemoteError::NoBroker { source, .. }) => connect_failure(path, &source),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a broker at {}", path.display()),
+        }
+    }
+
+    /// Issue 17: a broker named on the command line that cannot be reached is refused with
+    /// what is wrong at the path.
+    #[test]
+    fn every_way_of_having_no_broker_at_a_path_is_told_apart() {
+        let dir = std::env::temp_dir().join(format!("netjail-remote-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(failure_at(&dir.join("missing.sock")), "no such file");
+        let file = dir.join("file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(failure_at(&file), "not a socket");
+        assert_eq!(
+            failure_at(&file.join("below")),
+            "a directory of the path is not a directory"
+        );
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(failure_at(&sub), "a directory, not a socket");
+        let stale = dir.join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert_eq!(
+            failure_at(&stale),
+            "a socket nobody listens on: its broker is gone"
+        );
+        let stream = dir.join("stream.sock");
+        let _listening = std::os::unix::net::UnixListener::bind(&stream).unwrap();
+        assert_eq!(
+            failure_at(&stream),
+            "a socket of another type: a broker's is a SOCK_SEQPACKET socket"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

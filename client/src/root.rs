@@ -21,6 +21,10 @@
 //! - `nodev` on every mount, and a new `/dev` (a read-only tmpfs) that holds only the
 //!   character devices ordinary programs use, the pseudo-terminals, `/dev/shm`, `/dev/mqueue`
 //!   and the standard links ([`DEV_NODES`], [`DEV_MOUNTS`]);
+//! - a procfs of its own on `/proc` with `hidepid=ptraceable`: `/proc/PID` is there only for
+//!   processes the sandbox may ptrace, which Landlock's domain limits to its own, so the files
+//!   through which uid 0 changes other processes (`oom_score_adj`, `autogroup`,
+//!   `timerslack_ns`, `coredump_filter`...), the broker's among them, are out of its reach;
 //!
 //! and the capabilities a network sandbox has no use for are dropped
 //! (`crate::sys::DROPPED_CAPABILITIES`). What is left, and why, is in `docs/security.md`
@@ -32,7 +36,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use crate::sys::{self, DevEntry, DevKind, RootPlan};
+use crate::sys::{self, DevEntry, DevKind, FreshProc, RootPlan};
 
 /// What the refusal says: why, and what to do.
 pub const REFUSAL: &str = "refusing to confine a program that would run as root (uid 0): \
@@ -148,9 +152,26 @@ pub fn plan() -> Result<RootPlan, RootError> {
         pinned.iter().map(|p| c(p)).collect::<Result<_, _>>()?,
         read_only.iter().map(|p| c(p)).collect::<Result<_, _>>()?,
         dev_entries()?,
-        c(&cwd)?,
+        (c(&cwd)?, fresh_proc()),
     )?;
     Ok(plan)
+}
+
+/// `PROC_USER_INIT_INO`: the inode of the initial user namespace, fixed by the kernel.
+const INITIAL_USER_NAMESPACE: &str = "user:[4026531837]";
+
+/// Whether the root sandbox gets a procfs of its own: always, where there is a `/proc`,
+/// except in a user namespace other than the initial one, where the kernel lets only a
+/// process whose user namespace owns the pid namespace mount one (a root sandbox started by
+/// `unshare -U` keeps the host's `/proc`; docs/security.md, "Limits").
+fn fresh_proc() -> FreshProc {
+    if !Path::new("/proc/self").exists() {
+        return FreshProc::No;
+    }
+    match std::fs::read_link("/proc/self/ns/user") {
+        Ok(ns) if ns.as_os_str() == INITIAL_USER_NAMESPACE => FreshProc::Yes,
+        _ => FreshProc::IfPermitted,
+    }
 }
 
 fn dedup_keep_first(paths: &mut Vec<PathBuf>) {
@@ -259,6 +280,10 @@ mod tests {
         if Path::new("/dev/null").exists() {
             assert!(text.contains("\"/dev/null\""), "{text}");
         }
+        // In the initial user namespace: a procfs of its own, or no start.
+        let initial = std::fs::read_link("/proc/self/ns/user")
+            .is_ok_and(|ns| ns.as_os_str() == INITIAL_USER_NAMESPACE);
+        assert_eq!(text.contains("fresh_proc: Yes"), initial, "{text}");
         // No block device is taken into the new /dev.
         for name in DEV_NODES {
             let path = Path::new("/dev").join(name);

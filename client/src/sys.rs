@@ -1088,6 +1088,20 @@ pub struct RootPlan {
     dev: Vec<DevEntry>,
     /// The working directory, looked up again once the mounts are in place.
     cwd: CString,
+    /// Whether to mount a procfs of the sandbox's own on `/proc`, with `hidepid=ptraceable`.
+    fresh_proc: FreshProc,
+}
+
+/// Whether a root sandbox gets a procfs of its own ([`RootPlan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshProc {
+    /// No `/proc` to replace.
+    No,
+    /// Mounted, or the sandbox does not start.
+    Yes,
+    /// Mounted where the kernel permits: in a user namespace that does not own its pid
+    /// namespace, which the kernel requires of a procfs's mounter, the host's `/proc` stays.
+    IfPermitted,
 }
 
 impl RootPlan {
@@ -1096,7 +1110,7 @@ impl RootPlan {
         pinned: Vec<CString>,
         read_only: Vec<CString>,
         dev: Vec<DevEntry>,
-        cwd: CString,
+        (cwd, fresh_proc): (CString, FreshProc),
     ) -> io::Result<RootPlan> {
         if dev.len() > MAX_DEV_ENTRIES {
             return Err(io::Error::new(
@@ -1109,13 +1123,16 @@ impl RootPlan {
             read_only,
             dev,
             cwd,
+            fresh_proc,
         })
     }
 
     /// Applies the plan to the calling thread: `unshare(CLONE_NEWNS)`, every mount made a
-    /// slave (nothing propagates back to the host), the pinned directories, the read-only
-    /// binds, `nodev` on every mount, a fresh `/dev` (a small tmpfs, `nosuid`, `noexec`) with
-    /// only the plan's entries, and the working directory again. Returns the errno of the
+    /// slave (nothing propagates back to the host), a procfs of its own on `/proc` that shows
+    /// only the processes the sandbox may ptrace (`hidepid=ptraceable`: with Landlock's domain,
+    /// its own), the pinned directories, the read-only binds (those under `/proc` on the new
+    /// procfs), `nodev` on every mount, a fresh `/dev` (a small tmpfs, `nosuid`, `noexec`)
+    /// with only the plan's entries, and the working directory again. Returns the errno of the
     /// first step that fails.
     ///
     /// # Safety
@@ -1206,6 +1223,22 @@ impl RootPlan {
                 clones[i] = fd as RawFd;
             }
             let steps = (|| {
+                if self.fresh_proc != FreshProc::No {
+                    // A new procfs instance (Linux 5.8): its options are its own, the host's
+                    // /proc keeps showing everything; older kernels refuse "ptraceable".
+                    // Not "invisible", which lets the group of its `gid=` option (0 unless
+                    // set, the group of a root sandbox) see every process.
+                    let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+                    let proc = c"/proc".as_ptr();
+                    let data = c"hidepid=ptraceable".as_ptr();
+                    let fs = c"proc".as_ptr();
+                    if libc::mount(fs, proc, fs, flags, data.cast()) != 0 {
+                        let e = errno();
+                        if !(e == libc::EPERM && self.fresh_proc == FreshProc::IfPermitted) {
+                            return Err(e);
+                        }
+                    }
+                }
                 for path in &self.pinned {
                     bind(path, libc::MS_REC)?;
                 }

@@ -200,6 +200,8 @@ def netns_argv(argv):
 def mode_argv(args, mode, inner):
     if mode == "unconfined":
         return inner
+    # The harness runs as root (its namespaces need it), and so do the tests it confines: a
+    # root sandbox is the caller's choice to make (docs/security.md, "3. Root sandboxes").
     return [args.netjail, "run", "--allow-root", "--policy", mode, "--"] + inner
 
 

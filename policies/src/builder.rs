@@ -207,7 +207,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// `namespaces` entries: `"net"`, `"user"`, the new namespaces the sandbox may create.
+    /// `namespaces` entries: `"net"`, `"user"`, `"mount"`, the new namespaces the sandbox may
+    /// create (and, for `"mount"`, the mount calls it may make).
     pub fn namespaces<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.namespaces.extend(names.into_iter().map(Into::into));
         self

@@ -106,13 +106,18 @@ pub enum LandlockMode {
 }
 
 /// New namespaces the sandbox may create (refused by default: a new network namespace is a
-/// network of its own making, a new user namespace hands it capabilities there).
+/// network of its own making, a new user namespace hands it capabilities there, a new mount
+/// namespace lets it put any file under any name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NamespaceGrant {
     /// `CLONE_NEWNET` allowed.
     pub net: bool,
     /// `CLONE_NEWUSER` allowed.
     pub user: bool,
+    /// `CLONE_NEWNS` allowed, and the mount calls (`mount`, `umount2`, `pivot_root`, the
+    /// `fsopen`/`open_tree` family, `mount_setattr`). The broker then decides unix paths in
+    /// the mount namespace the sandbox registered in, whatever view a caller made itself.
+    pub mount: bool,
 }
 
 /// Everything of a policy that is not an allow or deny rule.

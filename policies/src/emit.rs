@@ -82,6 +82,9 @@ fn confinement(out: &mut String, p: &Policy) {
     if c.namespaces.user {
         ns.push("user");
     }
+    if c.namespaces.mount {
+        ns.push("mount");
+    }
     out.push_str("namespaces = ");
     list(out, &ns);
     let _ = writeln!(out, "scm_rights = {}", c.scm_rights);

@@ -184,8 +184,8 @@ pub enum PolicyErrorKind {
         /// The name it probably means, if any.
         suggestion: Option<&'static str>,
     },
-    /// A `namespaces` entry other than net and user.
-    #[error("unknown namespace `{0}`; expected \"net\" or \"user\"")]
+    /// A `namespaces` entry other than net, user and mount.
+    #[error("unknown namespace `{0}`; expected \"net\", \"user\" or \"mount\"")]
     UnknownNamespace(String),
     /// A jail address that is not a unicast IP address.
     #[error("jail address `{0}` must be one IPv4 or IPv6 unicast address (not 0.0.0.0, ::, or multicast)")]
@@ -202,7 +202,7 @@ pub enum PolicyErrorKind {
     #[error("`allow_unsafe_sockopts` names {0}, which would let the sandbox choose a source other than its jail address; remove one of them")]
     UnsafeSockoptWithJail(&'static str),
     /// A `[sockets] allow` entry that is not `FAMILY:TYPE`.
-    #[error("socket entry `{0}` is not FAMILY:TYPE or FAMILY:TYPE:PROTOCOL (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\")")]
+    #[error("socket entry `{0}` is not FAMILY:TYPE, FAMILY:TYPE:PROTOCOL or *:* (e.g. \"inet:stream\", \"unix:*\", \"inet:stream:sctp\", \"netlink:raw:route\")")]
     BadSocketEntry(String),
     /// `[sockets] refuse` is neither `EAFNOSUPPORT` nor `EPERM`.
     #[error("unknown `sockets.refuse` errno `{found}`; expected \"EAFNOSUPPORT\" or \"EPERM\"{hint}", hint = did_you_mean(*.suggestion))]
@@ -217,11 +217,24 @@ pub enum PolicyErrorKind {
         "unknown socket family `{0}`; expected unix, inet, inet6, netlink, packet, vsock or a number"
     )]
     UnknownFamily(String),
-    /// An unknown protocol name in a socket entry.
+    /// An unknown protocol name in a socket entry of an IP family.
     #[error(
         "unknown protocol `{0}`; expected tcp, udp, sctp, mptcp, udplite, icmp, icmpv6 or a number"
     )]
     UnknownProtocol(String),
+    /// An unknown protocol name in a netlink socket entry.
+    #[error(
+        "unknown netlink protocol `{0}`; expected route, audit, xfrm, netfilter, generic, sock_diag, kobject_uevent or another of the kernel's NETLINK_ names in lower case, or a number"
+    )]
+    UnknownNetlinkProtocol(String),
+    /// A protocol name in a socket entry of a family whose protocols have no names here.
+    #[error("protocol `{protocol}` of family `{family}` has no name here; write its number")]
+    UnnamedProtocol {
+        /// The family as written.
+        family: String,
+        /// The protocol as written.
+        protocol: String,
+    },
     /// An unknown socket type name.
     #[error("unknown socket type `{0}`; expected stream, dgram, seqpacket, raw or *")]
     UnknownSocketType(String),

@@ -60,12 +60,16 @@ pub(crate) fn evaluate(
             return decision(EPERM, "unspecified-destination".to_owned())
         }
         // A netlink socket talks to the kernel, not to a network; the policy consented to it
-        // by listing the family in `[sockets]`, so its bind and its messages pass (the kernel
-        // checks the capabilities of the socket's opener, the sandbox, for anything that
-        // changes the system). Other families fall to the default (rule L4).
+        // by listing the family in `[sockets]` (or every socket, `*:*`), so its bind and its
+        // messages pass (the kernel checks the capabilities of the socket's opener and of the
+        // sender for anything that changes the system, and the broker lets a route socket
+        // read only). Other families fall to the default (rule L4).
         Target::OtherFamily(libc::AF_NETLINK)
             if matches!(op, Op::Bind | Op::Send)
-                && policy.sockets.iter().any(|r| r.family == libc::AF_NETLINK) =>
+                && policy
+                    .sockets
+                    .iter()
+                    .any(|r| r.family.is_none_or(|f| f == libc::AF_NETLINK)) =>
         {
             return decision(Verdict::Allow, "sockets.netlink".to_owned())
         }

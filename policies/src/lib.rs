@@ -3,8 +3,8 @@
 //!
 //! The crate is pure: no I/O, no system calls. The broker decodes an intercepted call into a
 //! [`Request`], asks [`Policy::evaluate`], and acts on the [`Verdict`]; the client compiles
-//! [`Policy::sockets`] (and [`Policy::sockets_refuse`], the errno of a family it does not
-//! name) into its seccomp filter.
+//! [`Policy::sockets`] into its seccomp filter, which sends the calls the list refuses to the
+//! broker, and the broker answers them with [`Policy::socket_refusal`].
 //!
 //! ```
 //! use netjail_policy::{Op, Policy, Proto, Request, Target, Verdict};
@@ -107,5 +107,7 @@ pub use limits::{Limit, Limits};
 pub use model::{Action, Decision, Policy, Verdict};
 pub use names::{HostPattern, NameMatch, Names, NoNames};
 pub use rules::{RuleError, SandboxRules};
-pub use sockets::SocketRule;
+pub use sockets::{
+    allowed_protocols, describe_socket, SocketCall, SocketRule, MAX_FAMILY, SOCK_TYPE_MASK,
+};
 pub use target::{embedded_ipv4, Op, Proto, Request, Target};

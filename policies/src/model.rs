@@ -47,7 +47,11 @@ pub struct Decision {
     /// connect), `invalid-target` (a unix path that is relative or still has `..`: refused),
     /// `jail-address` (rule J2), `privileged-port` (rule J8: no entry names the privileged
     /// port, and the default never grants one), or `sockets.netlink` (a listed netlink
-    /// socket's bind or message, rule L4).
+    /// socket's bind or message, rule L4). The broker names in the same field what it decides
+    /// without the tables, among them `sockets` (a `socket()` the list refuses, or a netlink
+    /// route socket the broker made) and `netlink-route:change` and
+    /// `netlink-route:destination` (a message on a netlink route socket that would change
+    /// the system or reach another socket, rule N1).
     pub rule: String,
     /// The host name the deciding entry covered the destination by: the name the
     /// [`Names`] answered ([`crate::NameMatch::Yes`]), or, for a `[[deny]]` entry whose name
@@ -247,14 +251,15 @@ impl Policy {
     }
 
     /// The `socket()` allow-list (rule L2): the `[sockets] allow` entries, or the default
-    /// list (`unix:*`, `inet:stream`, `inet:dgram`, `inet6:stream`, `inet6:dgram`) when the
-    /// policy has no `[sockets] allow` key.
+    /// list (`unix:*`, `inet:stream`, `inet:dgram`, `inet6:stream`, `inet6:dgram`,
+    /// `netlink:raw:route`, `netlink:dgram:route`) when the policy has no `[sockets] allow`
+    /// key.
     pub fn sockets(&self) -> &[SocketRule] {
         &self.sockets
     }
 
     /// The errno (positive) that `socket()` and `socketpair()` of a family
-    /// [`Policy::sockets`] does not name fail with, in the kernel: `[sockets] refuse`,
+    /// [`Policy::sockets`] does not name fail with: `[sockets] refuse`,
     /// `libc::EAFNOSUPPORT` (what a kernel without the family says, so that programs fall
     /// back quietly) unless the policy says `"EPERM"` (rule D1: the `disablenetwork`
     /// profile). A type or protocol the list does not name, of a family it does, is always
@@ -266,7 +271,7 @@ impl Policy {
     /// let p = Policy::from_toml("name = \"p\"\n[sockets]\nrefuse = \"EPERM\"\n", "p.toml")?;
     /// assert_eq!(p.sockets_refuse(), libc::EPERM);
     /// // The default list, as without the table.
-    /// assert_eq!(p.sockets().len(), 5);
+    /// assert_eq!(p.sockets().len(), 7);
     /// let dn = Policy::from_toml(builtin("disablenetwork").unwrap(), "disablenetwork")?;
     /// assert_eq!(dn.sockets_refuse(), libc::EPERM);
     /// let jail = Policy::from_toml(builtin("jail").unwrap(), "jail")?;
@@ -275,6 +280,42 @@ impl Policy {
     /// ```
     pub fn sockets_refuse(&self) -> i32 {
         self.sockets_refuse
+    }
+
+    /// What a `socket()` or `socketpair()` (`call`) with these raw system call arguments
+    /// fails with under [`Policy::sockets`]: the errno (positive), or `None` when the list
+    /// allows it. The arguments are read as the seccomp filter compiled from the list reads
+    /// them, so that the broker answers each call the filter sends it exactly as the list
+    /// says: an unlisted family (one above [`crate::MAX_FAMILY`] or with high bits set too)
+    /// fails with [`Policy::sockets_refuse`], an unlisted type or protocol of a listed family
+    /// with `EPERM`.
+    ///
+    /// ```
+    /// use netjail_policy::{builtin, Policy, SocketCall};
+    ///
+    /// let lo = Policy::from_toml(builtin("loopback-only").unwrap(), "loopback-only")?;
+    /// let udplite = (libc::AF_INET6 as u64, libc::SOCK_DGRAM as u64, libc::IPPROTO_UDPLITE as u64);
+    /// let refused = lo.socket_refusal(SocketCall::Socket, udplite.0, udplite.1, udplite.2);
+    /// assert_eq!(refused, Some(libc::EPERM));
+    /// let all = Policy::from_toml(builtin("allow-all").unwrap(), "allow-all")?;
+    /// assert_eq!(all.socket_refusal(SocketCall::Socket, udplite.0, udplite.1, udplite.2), None);
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn socket_refusal(
+        &self,
+        call: crate::SocketCall,
+        family: u64,
+        sock_type: u64,
+        protocol: u64,
+    ) -> Option<i32> {
+        crate::sockets::socket_refusal(
+            &self.sockets,
+            self.sockets_refuse,
+            call,
+            family,
+            sock_type,
+            protocol,
+        )
     }
 
     /// The settings the launcher compiles into the sandbox and the broker applies besides the

@@ -478,7 +478,7 @@ pub(crate) fn allow_unsafe_sockopt(
     Ok(())
 }
 
-/// One `namespaces` entry: `net` or `user`.
+/// One `namespaces` entry: `net`, `user` or `mount`.
 pub(crate) fn grant_namespace(
     text: &str,
     confine: &mut Confinement,
@@ -486,6 +486,7 @@ pub(crate) fn grant_namespace(
     match text {
         "net" => confine.namespaces.net = true,
         "user" => confine.namespaces.user = true,
+        "mount" => confine.namespaces.mount = true,
         _ => return Err(PolicyErrorKind::UnknownNamespace(text.to_owned())),
     }
     Ok(())

@@ -359,6 +359,7 @@ fn builtins_built_in_code_are_equal() {
     assert_eq!(
         Policy::builder("allow-all")
             .default(Action::Allow)
+            .sockets(["*:*"])
             .build()
             .unwrap(),
         from("allow-all")
@@ -960,7 +961,7 @@ fn input(bad: u32) -> impl Strategy<Value = Input> {
         prop::option::of(caps),
         prop::option::of(select(vec![IoctlMode::Any, IoctlMode::SafeList])),
         prop::option::of(entries(
-            select(vec!["net", "user"]).prop_map(str::to_owned),
+            select(vec!["net", "user", "mount"]).prop_map(str::to_owned),
             &["pid"],
             bad,
             3,

@@ -376,9 +376,14 @@ fn unresolved_unix_paths_fail_closed() {
 fn s_l2_sockets_default_and_explicit() {
     let p = policy("name = \"s\"\n");
     let rule = |family, sock_type| SocketRule {
-        family,
+        family: Some(family),
         sock_type,
         protocol: None,
+    };
+    let route = |sock_type| SocketRule {
+        family: Some(libc::AF_NETLINK),
+        sock_type: Some(sock_type),
+        protocol: Some(libc::NETLINK_ROUTE),
     };
     assert_eq!(
         p.sockets(),
@@ -388,6 +393,8 @@ fn s_l2_sockets_default_and_explicit() {
             rule(libc::AF_INET, Some(libc::SOCK_DGRAM)),
             rule(libc::AF_INET6, Some(libc::SOCK_STREAM)),
             rule(libc::AF_INET6, Some(libc::SOCK_DGRAM)),
+            route(libc::SOCK_RAW),
+            route(libc::SOCK_DGRAM),
         ]
     );
     let p =
@@ -493,7 +500,7 @@ fn seed_profiles_decide_as_documented() {
     let unix_only = |p: &Policy| {
         p.sockets()
             .iter()
-            .all(|r| r.family == libc::AF_UNIX && r.sock_type.is_none())
+            .all(|r| r.family == Some(libc::AF_UNIX) && r.sock_type.is_none())
     };
 
     // D1-D3: nothing but filesystem unix sockets.
@@ -566,7 +573,7 @@ fn seed_profiles_decide_as_documented() {
     let listed: Vec<_> = tp
         .sockets()
         .iter()
-        .map(|r| (r.family, r.sock_type))
+        .map(|r| (r.family.unwrap_or(-1), r.sock_type))
         .collect();
     assert_eq!(
         listed,
@@ -622,7 +629,7 @@ source_cmsgs = false
 landlock = "best-effort"
 
 [sockets]
-allow = ["unix:*", "inet:stream", "inet:dgram", "inet6:stream", "inet6:dgram"]
+allow = ["unix:*", "inet:stream", "inet:dgram", "inet6:stream", "inet6:dgram", "netlink:raw:route", "netlink:dgram:route"]
 refuse = "EAFNOSUPPORT"
 
 [limits]
@@ -960,7 +967,7 @@ jail_address = ["[fd00::2]"]
     assert_eq!(c.keep_capabilities(), &[13, 19]);
     assert_eq!(c.ioctl(), netjail_policy::IoctlMode::SafeList);
     assert_eq!(c.landlock(), netjail_policy::LandlockMode::Required);
-    assert!(c.namespaces().net && !c.namespaces().user);
+    assert!(c.namespaces().net && !c.namespaces().user && !c.namespaces().mount);
     assert!(!c.scm_rights() && !c.fcntl_setown());
     assert_eq!(c.jail_address_for(true), Some("fd00::2".parse().unwrap()));
     let shown = s.to_toml();
@@ -971,12 +978,32 @@ jail_address = ["[fd00::2]"]
     assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), s);
 }
 
+/// rt_a_userns_bind_mount: `"mount"` is a namespace kind of its own, parsed, shown and read
+/// back; `"user"` does not imply it.
+#[test]
+fn rt_a_mount_namespace_is_granted_by_name_only() {
+    let user = policy("name = \"u\"\nnamespaces = [\"user\"]\n");
+    assert!(user.confinement().namespaces().user && !user.confinement().namespaces().mount);
+    let m = policy("name = \"m\"\nnamespaces = [\"user\", \"mount\"]\n");
+    let ns = m.confinement().namespaces();
+    assert!(ns.user && ns.mount && !ns.net);
+    let shown = m.to_toml();
+    assert!(
+        shown.contains("namespaces = [\"user\", \"mount\"]"),
+        "{shown}"
+    );
+    assert_eq!(Policy::from_toml(&shown, "shown").unwrap(), m);
+}
+
 /// L4: a netlink socket the policy lists may bind and send (to the kernel); other families,
-/// and netlink when it is not listed, fall to the default; a connect is never covered.
+/// and netlink when it is not listed, fall to the default; a connect is never covered. The
+/// default list names netlink route sockets (reading interfaces), and `*:*` every family.
 #[test]
 fn s_l4_listed_netlink_binds_and_sends() {
     let listed = policy("name = \"n\"\n[sockets]\nallow = [\"netlink:raw\", \"vsock:*\"]\n");
-    let unlisted = policy("name = \"n\"\n");
+    let unlisted = policy("name = \"n\"\n[sockets]\nallow = [\"unix:*\", \"inet:stream\"]\n");
+    let default_list = policy("name = \"n\"\n");
+    let every = policy("name = \"n\"\n[sockets]\nallow = [\"*:*\"]\n");
     let req = |op, family| Request {
         op,
         target: Target::OtherFamily(family),
@@ -997,4 +1024,9 @@ fn s_l4_listed_netlink_binds_and_sends() {
     decides(&listed, &req(Op::Connect, nl), EPERM, "default");
     decides(&listed, &req(Op::Send, libc::AF_VSOCK), EPERM, "default");
     decides(&unlisted, &req(Op::Bind, nl), EPERM, "default");
+    for p in [&default_list, &every] {
+        decides(p, &req(Op::Bind, nl), Verdict::Allow, "sockets.netlink");
+        decides(p, &req(Op::Send, nl), Verdict::Allow, "sockets.netlink");
+        decides(p, &req(Op::Connect, nl), EPERM, "default");
+    }
 }

@@ -194,11 +194,15 @@ pub struct StatusReport {
 }
 
 /// What the broker has done since it started.
+///
+/// Calls are counted by what was decided, as the audit's `decision` field names it, never by
+/// what the call returned: an allowed non-blocking connect answers `EINPROGRESS`, an allowed
+/// connect to a closed port `ECONNREFUSED`, and both count as allowed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Calls allowed (by the policy or by an operator).
+    /// Calls allowed (by the policy, an operator or a fallback), whatever they returned.
     pub allowed: u64,
-    /// Calls refused (by the policy, an operator, or a fallback).
+    /// Calls refused (by the policy, an operator, a fallback or one of the broker's bounds).
     pub denied: u64,
     /// Calls held for an operator.
     pub asked: u64,
@@ -210,6 +214,13 @@ pub struct Counters {
     pub timed_out: u64,
     /// Held calls that got the fallback at once because no operator was watching.
     pub unattended: u64,
+    /// Calls that needed no decision and went through as the caller made them (a send on a
+    /// connected socket, a listen on a socket bound to a path; the audit's `pass`), whatever
+    /// they returned.
+    pub passed: u64,
+    /// Calls that failed before the policy could decide (a bad fd or pointer; the audit's
+    /// `error`).
+    pub errors: u64,
 }
 
 /// One sandbox, as operators see it.

@@ -376,18 +376,20 @@ fn issue_4_object_fields() {
     assert!(entries.iter().any(|e| names(e) == ["socket", "socketpair"]));
 }
 
-/// D1: the object prints the policy's `[sockets] refuse` as the `errnoRet` of the socket
-/// rules of unlisted families (`EPERM` for `disablenetwork`, `EAFNOSUPPORT` for the others),
-/// and an unlisted type of a listed family as `EPERM` either way.
+/// D1, C2, C3: as the launcher's filter, the object sends the broker every `socket()` of a
+/// family the policy does not list (`SCMP_ACT_NOTIFY`), and the broker answers with the
+/// policy's `[sockets] refuse` (`EPERM` for `disablenetwork`, `EAFNOSUPPORT` for the others)
+/// and writes it in the audit; a listed family is not in the object. `allow-all`'s object
+/// lets every family through and sends the broker only netlink route sockets, which it makes.
 #[test]
-fn s_d1_object_carries_the_sockets_refuse_errno() {
+fn s_d1_object_sends_refused_sockets_to_the_broker() {
     let entries_of = |name: &str| {
         let p = policy(netjail_policy::builtin(name).unwrap());
         let object = seccomp_object(&p, name, LISTENER).unwrap();
         object.get("syscalls").unwrap().as_array().unwrap().to_vec()
     };
-    // The errnoRet of the socket entry whose only argument is `family == value`.
-    let family_errno = |entries: &[Json], family: i32| -> Option<u64> {
+    // The action of the socket entry whose only argument is `family == value`.
+    let family_action = |entries: &[Json], family: i32| -> Option<String> {
         entries.iter().find_map(|e| {
             let names = e.get("names")?.as_array()?;
             if !names.iter().any(|n| n.as_str() == Some("socket")) {
@@ -398,9 +400,10 @@ fn s_d1_object_carries_the_sockets_refuse_errno() {
             let equal = arg.get("op")?.as_str() == Some("SCMP_CMP_EQ")
                 && arg.get("index")?.as_u64() == Some(0)
                 && arg.get("value")?.as_u64() == Some(family as u64);
-            equal.then(|| e.get("errnoRet")?.as_u64())?
+            equal.then(|| e.get("action")?.as_str().map(str::to_owned))?
         })
     };
+    let notify = Some("SCMP_ACT_NOTIFY".to_owned());
     let dn = entries_of("disablenetwork");
     for family in [
         libc::AF_INET,
@@ -408,19 +411,40 @@ fn s_d1_object_carries_the_sockets_refuse_errno() {
         libc::AF_PACKET,
         libc::AF_NETLINK,
     ] {
-        assert_eq!(
-            family_errno(&dn, family),
-            Some(libc::EPERM as u64),
-            "{family}"
-        );
+        assert_eq!(family_action(&dn, family), notify, "{family}");
     }
-    assert_eq!(family_errno(&dn, libc::AF_UNIX), None);
+    assert_eq!(family_action(&dn, libc::AF_UNIX), None);
     let jail = entries_of("jail");
-    assert_eq!(
-        family_errno(&jail, libc::AF_PACKET),
-        Some(libc::EAFNOSUPPORT as u64)
+    assert_eq!(family_action(&jail, libc::AF_PACKET), notify);
+    assert_eq!(family_action(&jail, libc::AF_INET), None);
+    // No socket entry refuses anything in the kernel: every refusal is the broker's.
+    for name in ["disablenetwork", "jail", "loopback-only", "allow-all"] {
+        for e in entries_of(name) {
+            let names = e.get("names").unwrap().as_array().unwrap();
+            if names.iter().any(|n| n.as_str() == Some("socket")) {
+                assert_eq!(
+                    e.get("action").unwrap().as_str(),
+                    Some("SCMP_ACT_NOTIFY"),
+                    "{name}: {e:?}"
+                );
+            }
+        }
+    }
+    let all = entries_of("allow-all");
+    for family in [libc::AF_PACKET, libc::AF_VSOCK, libc::AF_NETLINK, 45] {
+        assert_eq!(family_action(&all, family), None, "allow-all {family}");
+    }
+    let route = all
+        .iter()
+        .filter(|e| {
+            let names = e.get("names").unwrap().as_array().unwrap();
+            names.iter().any(|n| n.as_str() == Some("socket"))
+        })
+        .count();
+    assert!(
+        route >= 1,
+        "allow-all sends netlink route sockets to the broker"
     );
-    assert_eq!(family_errno(&jail, libc::AF_INET), None);
 }
 
 #[test]
@@ -945,6 +969,48 @@ fn f4_f5_l1_f14_unsafe_options_refused_in_program_and_object() {
             }
             let x = [3u64, 0x1000, 1, libc::MSG_DONTWAIT as u64, 0, 0];
             assert_eq!(run_bpf(prog, arch, nr("sendto"), &x), RET_ALLOW, "{label}");
+        }
+    }
+}
+
+/// The red team's filter findings, in the program `netjail run` loads and in the OCI object
+/// alike: `CLONE_NEWNS` and the mount calls refused unless `"mount"` is granted (not by
+/// `"user"`); the process calls notified for another pid, left to the kernel for pid 0, and
+/// refused for a group or a user; `(AF_INET, SOCK_PACKET)` sent to the broker, which refuses
+/// it as the `packet` family.
+#[test]
+fn rt_a_rt_b_filter_rules_in_program_and_object() {
+    let arch = native_audit_arch();
+    let eperm = 0x0005_0000 | libc::EPERM as u32;
+    let user = policy("name = \"u\"\nnamespaces = [\"user\"]\n[sockets]\nallow = [\"inet:*\"]\n");
+    let mount = policy("name = \"m\"\nnamespaces = [\"user\", \"mount\"]\n");
+    let newns = libc::CLONE_NEWNS as u64;
+    for (p, label, granted) in [(&user, "u", false), (&mount, "m", true)] {
+        let object = seccomp_object(p, label, LISTENER).unwrap();
+        let ctx = runtime_context(&object, Some(ScmpAction::KillProcess)).unwrap();
+        let progs = [filter::compile(p).unwrap(), filter::export(&ctx).unwrap()];
+        for prog in &progs {
+            let ns = if granted { RET_ALLOW } else { eperm };
+            let at = |call: &str, x: [u64; 6]| run_bpf(prog, arch, nr(call), &x);
+            assert_eq!(at("unshare", [newns, 0, 0, 0, 0, 0]), ns, "{label}");
+            assert_eq!(at("setns", [3, newns, 0, 0, 0, 0]), ns, "{label}");
+            for &call in crate::hardening::MOUNT_SYSCALLS {
+                assert_eq!(at(call, [0; 6]), ns, "{label}: {call}");
+            }
+            let limit = 0x7000_0000;
+            assert_eq!(at("prlimit64", [0, 7, limit, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(at("prlimit64", [42, 7, limit, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(at("sched_setaffinity", [42, 8, limit, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(at("setpriority", [0, 0, 5, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(at("setpriority", [0, 42, 5, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(at("setpriority", [2, 0, 5, 0, 0, 0]), eperm);
+            assert_eq!(at("ioprio_set", [2, 0, 4, 0, 0, 0]), eperm);
+            // `inet:*` without `packet`: the inet spelling of a packet socket goes to the
+            // broker, which refuses it with the policy's errno and audits it.
+            if label == "u" {
+                assert_eq!(at("socket", [2, 10, 0x300, 0, 0, 0]), RET_NOTIFY);
+                assert_eq!(at("socket", [2, 3, 1, 0, 0, 0]), RET_ALLOW);
+            }
         }
     }
 }

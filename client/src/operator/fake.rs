@@ -306,6 +306,7 @@ pub fn sample_report() -> StatusReport {
             allowed: 10,
             denied: 2,
             asked: 1,
+            passed: 3,
             ..Counters::default()
         },
     }

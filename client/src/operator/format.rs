@@ -179,12 +179,21 @@ pub fn report_line(report: &StatusReport) -> String {
     )
 }
 
-/// The broker's counters on one line.
+/// The broker's counters on one line: calls by what was decided (the audit's `decision`:
+/// allow, deny, pass, error), then the held ones by how they ended.
 pub fn counters_line(report: &StatusReport) -> String {
     let c = &report.counters;
     format!(
-        "calls: {} allowed, {} denied, {} asked ({} granted, {} refused, {} timed out, {} unattended)",
-        c.allowed, c.denied, c.asked, c.granted, c.refused, c.timed_out, c.unattended
+        "calls: {} allowed, {} denied, {} passed, {} errors, {} asked ({} granted, {} refused, {} timed out, {} unattended)",
+        c.allowed,
+        c.denied,
+        c.passed,
+        c.errors,
+        c.asked,
+        c.granted,
+        c.refused,
+        c.timed_out,
+        c.unattended
     )
 }
 

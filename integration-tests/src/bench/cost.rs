@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::args;
+use super::{args, DEFAULT_BROKER};
 use super::{
     bpf, cost_child, join, kill_bounded, loadavg, reader, run_bounded, sys, Machine, PolicyFile,
 };
@@ -671,9 +671,6 @@ struct Bench<'a> {
     exe: PathBuf,
     peers: Peers,
     policy: PolicyFile,
-    /// A path where no broker listens: `netjail run` starts its embedded broker, whose audit
-    /// log comes to the child's stderr.
-    no_broker: PathBuf,
 }
 
 impl Bench<'_> {
@@ -718,8 +715,7 @@ impl Bench<'_> {
         let mut cmd = Command::new(&self.o.netjail);
         cmd.args(["--log-format", "json", "run", "--allow-root", "--policy"])
             .arg(&self.policy.0)
-            .arg("--broker")
-            .arg(&self.no_broker)
+            .env_remove("NETJAIL_BROKER")
             .arg("--")
             .arg(&self.exe)
             .args(&child_args)
@@ -856,19 +852,19 @@ fn run(o: &Options) -> Result<bool, String> {
             peers.tcp, peers.echo, peers.sink, peers.blackhole
         ),
     )?;
-    let no_broker = std::env::temp_dir().join(format!(
-        "nj-bench-cost-{}-no-broker.sock",
-        std::process::id()
-    ));
-    if no_broker.exists() {
-        return Err(format!("{} exists; remove it", no_broker.display()));
+    // With no broker named, `netjail run` starts its embedded broker, whose audit log comes
+    // to the child's stderr, unless one answers at the default socket (a broker named with
+    // `--broker` is never replaced by an embedded one).
+    if std::path::Path::new(DEFAULT_BROKER).exists() {
+        return Err(format!(
+            "{DEFAULT_BROKER} exists: the confined runs would go to that broker, not to netjail run's embedded one; stop it"
+        ));
     }
     let bench = Bench {
         o,
         exe,
         peers,
         policy,
-        no_broker,
     };
 
     println!("nj-bench cost: the cost rule, native vs confined (netjail run, embedded broker)");

@@ -67,6 +67,9 @@ native, through the netjail broker (allowed and denied), and the bare seccomp-no
   --netjail PATH   the netjail binary (default: `netjail` next to this executable)
   --sync-floor     add a 5th variant: the floor with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP set,
                    as the broker sets it (the like-for-like floor for issue 8's bound)
+  --audit          confined runs write the audit (NETJAIL_LOG=warn,netjail::audit=info, one
+                   line per call, read and dropped by the bench) instead of nothing: the cost
+                   of an audited decision (the caller's program read, the line written)
 ";
 
 /// Entry point of `nj-bench`; returns the process exit code.
@@ -148,6 +151,7 @@ struct Options {
     counts: args::Counts,
     netjail: PathBuf,
     sync_floor: bool,
+    audit: bool,
 }
 
 /// `None` for `--help`.
@@ -155,6 +159,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
     let mut counts = args::Counts::default();
     let mut binaries = args::Binaries::netjail_only();
     let mut sync_floor = false;
+    let mut audit = false;
     let mut opts = args::Args::new(args);
     while let Some(name) = opts.next_name() {
         if counts.take(&name, &mut opts)? || binaries.take(&name, &mut opts)? {
@@ -162,6 +167,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         }
         match name.as_str() {
             "--sync-floor" => sync_floor = true,
+            "--audit" => audit = true,
             _ => return args::help_or_unknown(&name, USAGE),
         }
     }
@@ -171,6 +177,7 @@ fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
         counts,
         netjail,
         sync_floor,
+        audit,
     }))
 }
 
@@ -355,6 +362,11 @@ impl Bench<'_> {
                 warmup.clone(),
             ]
         };
+        let log = if self.options.audit {
+            "warn,netjail::audit=info"
+        } else {
+            "off"
+        };
         let confined = |port: u16| {
             let mut cmd = Command::new(&self.options.netjail);
             cmd.args(["run", "--allow-root"])
@@ -363,7 +375,7 @@ impl Bench<'_> {
                 .arg("--")
                 .arg(&self.exe)
                 .args(connect(port))
-                .env("NETJAIL_LOG", "off");
+                .env("NETJAIL_LOG", log);
             cmd
         };
         match variant {
@@ -760,6 +772,9 @@ fn run(options: &Options) -> Result<bool, String> {
     machine.print_header();
     println!("netjail  {}", options.netjail.display());
     println!("broker   {broker_mode}");
+    if options.audit {
+        println!("audit    on (one line per call on the confined child's stderr)");
+    }
     print_plan(&options.counts, &per_round, "");
     println!(
         "ports    allowed 127.0.0.1:{}, denied 127.0.0.1:{}",

@@ -99,8 +99,11 @@ const INET_RAW_ICMP: &str = "2:3:1";
 const INET_RAW_FLAGS: &str = "2:0x80803:1";
 /// `AF_INET`, type with bit 32 set above `SOCK_RAW`: the kernel takes the low 32 bits (raw).
 const INET_RAW_HIGH_TYPE: &str = "2:0x100000003:1";
-/// `AF_NETLINK` `SOCK_RAW` `NETLINK_ROUTE`: interface and route configuration (N1).
+/// `AF_NETLINK` `SOCK_RAW` `NETLINK_ROUTE`: reading interfaces and routes (the broker makes
+/// it, so that it never changes them: N1).
 const NETLINK_ROUTE: &str = "16:3:0";
+/// `AF_NETLINK` `SOCK_RAW` `NETLINK_AUDIT`: a netlink protocol the default list does not name.
+const NETLINK_AUDIT: &str = "16:3:9";
 /// `AF_VSOCK` `SOCK_STREAM` (L4).
 const VSOCK_STREAM: &str = "40:1";
 /// Family `0x1_0000_0002`: the kernel takes the low 32 bits (`AF_INET`); the filter must not.
@@ -129,11 +132,13 @@ fn assert_socket(out: &Outcome, spec: &str, want: &str) {
     );
 }
 
-/// L2 / J1: the `[sockets]` allow-list is enforced by the filter, in the kernel: raw, packet,
-/// netlink and vsock sockets (which root may create unconfined) are refused with the default
-/// list (`EAFNOSUPPORT` for a refused family, `EPERM` for a refused type of an allowed one), a
-/// family with high bits set is refused (fail closed), the listed kinds still work, a narrower
-/// list refuses more; and no socket() call costs a round trip to the broker.
+/// L2 / J1: the `[sockets]` allow-list is enforced by the filter: raw, packet, netlink audit
+/// and vsock sockets (which root may create unconfined) are refused with the default list
+/// (`EAFNOSUPPORT` for a refused family, `EPERM` for a refused type or protocol of an allowed
+/// one), a family with high bits set is refused (fail closed), the listed kinds still work
+/// (a netlink route socket among them, which the broker makes), a narrower list refuses more;
+/// and a socket() the list allows costs no round trip to the broker, while each refused one is
+/// answered by the broker and audited.
 #[test]
 fn s_l2_j1_socket_allow_list_in_kernel() {
     if !need_root("s_l2_j1_socket_allow_list_in_kernel") {
@@ -144,7 +149,7 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
         (INET_RAW_ICMP, "EPERM"),
         (INET_RAW_FLAGS, "EPERM"),
         (INET_RAW_HIGH_TYPE, "EPERM"),
-        (NETLINK_ROUTE, "EAFNOSUPPORT"),
+        (NETLINK_AUDIT, "EPERM"),
         (HIGH_FAMILY, "EAFNOSUPPORT"),
     ];
     let fine = [
@@ -157,6 +162,7 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
     let mut args = vec![probe(), "socket"];
     args.extend(attacks.iter().map(|(spec, _)| *spec));
     args.push(VSOCK_STREAM);
+    args.push(NETLINK_ROUTE);
     args.extend(fine);
 
     // Unconfined, as root: every one of them works (vsock only where the kernel has it).
@@ -164,6 +170,7 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
     for spec in attacks.iter().map(|(s, _)| *s).chain(fine) {
         assert_socket(&native, spec, "ok");
     }
+    assert_socket(&native, NETLINK_ROUTE, "ok");
     let have_vsock = sockets(&native).get(VSOCK_STREAM).and_then(Value::as_str) == Some("ok");
     if !have_vsock {
         eprintln!("note: no AF_VSOCK here; it is checked confined only");
@@ -175,6 +182,7 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
         assert_socket(&out, spec, err);
     }
     assert_socket(&out, VSOCK_STREAM, "EAFNOSUPPORT");
+    assert_socket(&out, NETLINK_ROUTE, "ok");
     for spec in fine {
         assert_socket(&out, spec, "ok");
     }
@@ -193,6 +201,7 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
             INET6_STREAM,
             UNIX_STREAM,
             HIGH_FAMILY,
+            NETLINK_ROUTE,
         ],
     );
     assert_socket(&out, INET_STREAM, "ok");
@@ -200,12 +209,15 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
     assert_socket(&out, INET6_STREAM, "EAFNOSUPPORT");
     assert_socket(&out, UNIX_STREAM, "EAFNOSUPPORT");
     assert_socket(&out, HIGH_FAMILY, "EAFNOSUPPORT");
+    assert_socket(&out, NETLINK_ROUTE, "EAFNOSUPPORT");
 
-    // Invariant 5, no round trip: through netjaild, the socket() calls leave no decision in the
-    // audit log; a connect in the next sandbox does (so the log would show one).
+    // Invariant 5, no round trip: through netjaild, the socket() calls the list allows leave
+    // no decision in the audit log; the refused ones leave one each, and so does a connect in
+    // the next sandbox (so the log would show one).
     let broker = Broker::start();
-    let out = confined_with_broker(&broker, "loopback-only", &args);
-    assert_socket(&out, PACKET_RAW, "EAFNOSUPPORT");
+    let mut listed = vec![probe(), "socket"];
+    listed.extend(fine);
+    let out = confined_with_broker(&broker, "loopback-only", &listed);
     assert_socket(&out, INET_STREAM, "ok");
     let retired = broker.wait_audit(1, WAIT, |e| !e["decisions"].is_null());
     assert_eq!(
@@ -223,9 +235,21 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
     assert_eq!(
         decisions(&broker),
         Vec::<Value>::new(),
-        "socket() calls went to the broker"
+        "allowed socket() calls went to the broker"
     );
     assert_eq!(retired[0]["decisions"], 0, "{}", retired[0]);
+
+    let out = confined_with_broker(&broker, "loopback-only", &args);
+    assert_socket(&out, PACKET_RAW, "EAFNOSUPPORT");
+    let refused = broker.wait_audit(attacks.len() + 1, WAIT, |e| {
+        e["op"] == "socket" && e["decision"] == "deny" && e["rule"] == "sockets"
+    });
+    assert_eq!(
+        refused.len(),
+        attacks.len() + 1,
+        "each refused socket() (vsock too) is audited:\n{}",
+        broker.log()
+    );
 
     let canary = Canary::tcp4();
     let out = confined_with_broker(
@@ -234,7 +258,7 @@ fn s_l2_j1_socket_allow_list_in_kernel() {
         &[probe(), "connect", "tcp", "127.0.0.1", &canary.port_str()],
     );
     assert_ok(&out);
-    let seen = broker.wait_audit(1, WAIT, |e| !e["decision"].is_null());
+    let seen = broker.wait_audit(1, WAIT, |e| e["op"] == "connect");
     assert_eq!(
         seen.len(),
         1,

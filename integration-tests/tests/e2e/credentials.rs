@@ -85,7 +85,7 @@ fn nobody_python(test: &str) -> Option<String> {
 }
 
 /// Root, setpriv and a python3 for nobody: what the tests that drop to nobody need.
-fn prerequisites(test: &str) -> Option<String> {
+pub(crate) fn prerequisites(test: &str) -> Option<String> {
     if !need_root(test) || !have_setpriv(test) {
         return None;
     }

@@ -161,7 +161,11 @@ fn unix_in_callers_root(via: Via) {
     let name = utf8(&name);
     let sub = jail.caller_path("sub");
     let sub = utf8(&sub);
-    let policy = allow_unix_policy(&[name]);
+    // The policy names the socket as the sandbox's registered root does: the chroot is one
+    // the sandbox made itself, which gives no socket another name
+    // (`sec_filter::rt_a_chroot_names_sockets_in_the_registered_root`).
+    let host_view = jail.host_path(Path::new(name));
+    let policy = allow_unix_policy(&[utf8(&host_view)]);
 
     let cases: [(&str, Vec<String>); 2] = [
         ("absolute", chroot_connect(&jail, name, None)),
@@ -184,10 +188,8 @@ fn unix_in_callers_root(via: Via) {
     }
     assert_eq!(decoy.count(), 0, "a connect landed outside the jail");
 
-    // The policy names paths as the caller sees them: the host's name of the same socket is
-    // not what the caller connected to.
-    let host_view = jail.host_path(Path::new(name));
-    let policy = allow_unix_policy(&[utf8(&host_view)]);
+    // Not as the chrooted caller sees them: its name of the socket allows nothing.
+    let policy = allow_unix_policy(&[name]);
     let args = chroot_connect(&jail, name, None);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = via.run(policy.as_str(), &args);
@@ -213,8 +215,9 @@ fn unix_in_callers_root(via: Via) {
 
 both!(
     /// Invariant 3: a unix path is resolved in the caller's root (a chroot) and, when
-    /// relative, its working directory; the policy sees the path as the caller names it; an
-    /// absolute symlink or `..` does not leave the root.
+    /// relative, its working directory; the policy sees the socket by its path under the root
+    /// the sandbox registered with, not as a chroot it made since names it; an absolute
+    /// symlink or `..` does not leave the caller's root.
     s_inv3_unix_path_resolved_in_callers_root => unix_in_callers_root
 );
 

@@ -186,7 +186,7 @@ fn s_m2_curl_waits_for_an_operator_and_grant_lets_it_through() {
     let curl_out = held.wait(Duration::from_secs(30));
     assert_eq!(curl_out.code(), Some(0), "{}", curl_out.describe());
     assert_eq!(curl_out.stdout, "ok\n", "{}", curl_out.describe());
-    assert_eq!(web.count(), 1);
+    assert_eq!(web.wait_count(1, Duration::from_secs(5)), 1);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "granted before the timeout"
@@ -355,7 +355,7 @@ fn s_m2_grant_for_a_time_expires() {
         "{}",
         out.describe()
     );
-    assert_eq!(target.count(), 2);
+    assert_eq!(target.wait_count(2, Duration::from_secs(5)), 2);
     assert_eq!(
         audit_with(&broker, 1, "operator", "ruled").len(),
         1,
@@ -396,7 +396,7 @@ fn s_m2_grant_always_survives_a_restart() {
     // Nobody watches the new broker: only the overlay can let the call through.
     let out = held_connect(&restarted, &policy, target.port()).wait(Duration::from_secs(20));
     assert_ok(&out);
-    assert_eq!(target.count(), 2);
+    assert_eq!(target.wait_count(2, Duration::from_secs(5)), 2);
     let ruled = audit_with(&restarted, 1, "operator", "ruled");
     assert!(ruled[0]["operator"]
         .as_str()
@@ -484,7 +484,7 @@ fn s_m2_two_operators_at_once_resolve_exactly_once() {
             assert_eperm(&out);
         }
     }
-    assert_eq!(target.count(), granted);
+    assert_eq!(target.wait_count(granted, Duration::from_secs(5)), granted);
     // One decision per held call in the audit.
     let decided = broker.wait_audit(5, Duration::from_secs(10), |e| {
         e["message"] == "decision" && e["rule"] == "ask[0].connect[0]"
@@ -540,7 +540,7 @@ fn s_m2_top_grants_a_held_call_through_a_terminal() {
     let out = held.wait(Duration::from_secs(30));
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(out.stdout, "ok\n");
-    assert_eq!(web.count(), 1);
+    assert_eq!(web.wait_count(1, Duration::from_secs(5)), 1);
     top.wait_for("granted", Duration::from_secs(10))
         .unwrap_or_else(|s| panic!("no confirmation on screen:\n{s}"));
     assert_eq!(
@@ -555,7 +555,7 @@ fn s_m2_top_grants_a_held_call_through_a_terminal() {
         .unwrap_or_else(|s| panic!("the second call never showed:\n{s}"));
     top.send_keys("n");
     assert_eperm(&held.wait(Duration::from_secs(30)));
-    assert_eq!(web.count(), 1);
+    assert_eq!(web.wait_count(1, Duration::from_secs(5)), 1);
 
     top.send_keys("q");
     assert_eq!(
@@ -647,8 +647,8 @@ fn s_m2_sends_and_unix_paths_can_be_held() {
     let out = held.wait(Duration::from_secs(20));
     assert_eq!(out.json()["unix"], "ok", "{}", out.describe());
     assert_eq!(out.json()["sent"], 4);
-    assert_eq!(udp.count(), 1);
-    assert_eq!(sock.count(), 1);
+    assert_eq!(udp.wait_count(1, Duration::from_secs(5)), 1);
+    assert_eq!(sock.wait_count(1, Duration::from_secs(5)), 1);
 }
 
 /// The launcher's embedded broker has no control socket, so nobody can be watching: an `ask`
@@ -673,7 +673,7 @@ fn s_m4_embedded_broker_asks_fall_back_at_once() {
         allow.as_str(),
         &[probe(), "connect", "tcp", "127.0.0.1", &target.port_str()],
     ));
-    assert_eq!(target.count(), 1);
+    assert_eq!(target.wait_count(1, Duration::from_secs(5)), 1);
 }
 
 /// Invariant 8 on the control socket: garbage, a request before hello, a wrong version and an

@@ -94,7 +94,7 @@ fn restart_sigkill_mid_loop_a_successor_decides_every_call() {
     let out = unconfined(&[&py, "-c", PY_LOOP, &a, &d, "10"]);
     assert_exit_0(&out);
     assert_eq!(out.json()["denied"]["ok"], 2, "{}", out.describe());
-    assert_eq!(denied.count(), 2);
+    assert_eq!(denied.wait_count(2, Duration::from_secs(5)), 2);
     let base_allowed = allowed.count();
 
     const N: u64 = 2000;
@@ -285,7 +285,8 @@ fn s_m4_restart_no_successor_new_calls_fail_closed() {
     let program = spawn(&mut cmd);
     let line = program.read_line(Duration::from_secs(20));
     assert_eq!(line.as_deref(), Some("first ok"), "{}", broker.log());
-    assert_eq!(canary.count(), 1);
+    // The connect returned before the canary thread counted it: wait for the count.
+    assert_eq!(canary.wait_count(1, Duration::from_secs(5)), 1);
     broker.kill();
     std::fs::write(marker.as_str(), b"").expect("write marker");
     let out = program.wait(Duration::from_secs(60));

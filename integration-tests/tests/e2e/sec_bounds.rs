@@ -25,7 +25,7 @@ use netjail_integration_tests::{
 };
 use serde_json::Value;
 
-use crate::{assert_err, assert_ok, need_python, probe};
+use crate::{assert_err, assert_ok, have_setpriv, need_python, need_root, probe};
 
 /// `python3 -c LIMITED NOFILE PROGRAM ARGS...`: PROGRAM run with `RLIMIT_NOFILE` NOFILE.
 const LIMITED: &str = r#"
@@ -996,4 +996,87 @@ fn f12_sendmmsg_never_writes_into_a_new_program_image() {
         e["message"] == "decision" && e["op"] == "sendmmsg"
     });
     assert!(!handled.is_empty(), "the broker never handled the sendmmsg");
+}
+
+// ---- max_connections past a new network namespace (red team B) ---------------------------
+
+/// Attack: `max_connections = 2`, `namespaces = ["net", "user"]`, a sandbox of `nobody`. It
+/// makes 8 TCP sockets, connects 2 to an allowed loopback listener, then
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNET)` (granted) and connects the 6 others, which belong
+/// to the first network namespace and reach the same listener. All 8 connect and stay open;
+/// without the `unshare` the 3rd to 8th get `ENOBUFS`.
+///
+/// Expected: the limit counts the sockets the broker connected for the sandbox, wherever its
+/// caller's network namespace is: the 3rd to 8th get `ENOBUFS`.
+///
+/// The limit read `/proc/TID/net/*` of the calling thread, whose namespace the sandbox had
+/// changed, so every counted socket looked closed. It now asks nothing of the caller: each
+/// counted socket is an entry of an epoll instance of the limit's, which the kernel removes
+/// when the socket's last reference is closed (`limits.rs`).
+#[test]
+fn rt_b_max_connections_forgotten_in_a_new_network_namespace() {
+    let test = "rt_b_max_connections_forgotten_in_a_new_network_namespace";
+    if !need_root(test) || !have_setpriv(test) {
+        return;
+    }
+    let py = "/usr/bin/python3";
+    if !std::path::Path::new(py).exists() {
+        netjail_integration_tests::skip(test, "/usr/bin/python3 not found");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let policy = policy_file(&format!(
+        "name = \"mc\"\ndefault = \"deny\"\nnamespaces = [\"net\", \"user\"]\n\
+         [[allow]]\nconnect = [\"tcp://127.0.0.1:{port}\"]\n[limits]\nmax_connections = 2\n"
+    ));
+    let probe = format!(
+        "import ctypes, json, socket, sys\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         socks = [socket.socket() for _ in range(8)]\n\
+         ok = 0\n\
+         for i, s in enumerate(socks):\n    \
+             if i == 2 and sys.argv[1] == 'unshare':\n        \
+                 assert libc.unshare(0x10000000 | 0x40000000) == 0\n    \
+             try:\n        s.connect(('127.0.0.1', {port})); ok += 1\n    \
+             except OSError:\n        pass\n\
+         print(json.dumps({{'connected': ok}}))\n"
+    );
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let confined = |how: &str| {
+        let mut cmd = Command::new(nobody[0]);
+        cmd.args(&nobody[1..])
+            .arg(netjail_bin())
+            .env_remove("NETJAIL_BROKER")
+            .args(["run", "--policy", policy.as_str(), "--"])
+            .args([py, "-c", &probe, how]);
+        run(&mut cmd, DEFAULT_TIMEOUT)
+    };
+    let plain = confined("plain");
+    assert_eq!(
+        plain.json()["connected"],
+        2,
+        "the limit: {}",
+        plain.describe()
+    );
+    let out = confined("unshare");
+    assert_eq!(
+        out.json()["connected"],
+        2,
+        "past max_connections = 2 after unshare(CLONE_NEWNET): {}",
+        out.describe()
+    );
 }

@@ -75,7 +75,7 @@ fn status_text_has_the_report_the_counters_and_a_sandbox_row() {
         "broker netjaild 0.1.0, up 2h03m, 1 operator watching, 1 sandbox, 1 pending, 0 grants"
     );
     assert!(
-        lines[1].starts_with("calls: 10 allowed, 2 denied, 1 asked"),
+        lines[1].starts_with("calls: 10 allowed, 2 denied, 3 passed, 0 errors, 1 asked"),
         "{text}"
     );
     assert!(lines[3].starts_with("ID    NAME  CONTAINER  PID"), "{text}");
@@ -225,6 +225,8 @@ fn status_json_is_the_report_then_each_sandbox() {
     assert_eq!(report["kind"], "broker");
     assert_eq!(report["uptime_ms"], 7_380_000);
     assert_eq!(report["counters"]["allowed"], 10);
+    assert_eq!(report["counters"]["passed"], 3);
+    assert_eq!(report["counters"]["errors"], 0);
     for line in &lines[1..] {
         let sandbox = parse(line);
         assert_eq!(sandbox["kind"], "sandbox");
