@@ -321,6 +321,16 @@ fn c1_unix_names_with_an_unprivileged_broker() {
     }
 }
 
+/// The path column of `/proc/net/unix` (the eighth field, where a socket has a name).
+fn proc_net_unix_paths() -> Vec<String> {
+    std::fs::read_to_string("/proc/net/unix")
+        .expect("read /proc/net/unix")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(7).map(str::to_owned))
+        .collect()
+}
+
 /// The whitespace-separated lines of `ss -x -a` (every unix socket of this network namespace).
 fn ss_unix() -> Vec<Vec<String>> {
     let out = run(
@@ -370,6 +380,7 @@ fn ss_shows_names(via: Via) {
         let line = running.read_line(Duration::from_secs(20));
         let held: Option<Value> = line.as_deref().and_then(|l| serde_json::from_str(l).ok());
         let lines = ss_unix();
+        let proc_net = proc_net_unix_paths();
         std::fs::write(&done, b"").expect("tell the probe to end");
         let out = running.wait(Duration::from_secs(40));
         let held = held.unwrap_or_else(|| panic!("no names ({line:?}): {}", out.describe()));
@@ -395,14 +406,28 @@ fn ss_shows_names(via: Via) {
         for name in [&names.client, &names.dgram_a, &names.dgram_b] {
             assert_eq!(local(name), 1, "confined={confined}: {name} in {lines:?}");
         }
+        // `/proc/net/unix` (netstat's and older tools' source) shows the same names.
+        let listed = |name: &str| proc_net.iter().filter(|p| p.as_str() == name).count();
+        assert_eq!(
+            listed(&names.server),
+            2,
+            "confined={confined}: /proc/net/unix {proc_net:?}"
+        );
+        for name in [&names.client, &names.dgram_a, &names.dgram_b] {
+            assert_eq!(
+                listed(name),
+                1,
+                "confined={confined}: {name} in /proc/net/unix {proc_net:?}"
+            );
+        }
         let _ = std::fs::remove_file(&done);
     }
 }
 
 both!(
-    /// C1: `ss -x` lists the sockets of a confined program by the names the program gave
-    /// them: a listener at its absolute path, the connection it accepted, a client and a
-    /// datagram socket at their relative names.
+    /// C1: `ss -x` and `/proc/net/unix` list the sockets of a confined program by the names
+    /// the program gave them: a listener at its absolute path, the connection it accepted, a
+    /// client and a datagram socket at their relative names.
     c1_ss_shows_the_programs_names => ss_shows_names
 );
 
@@ -506,6 +531,62 @@ both!(
     /// client connecting to the server socket's `getsockname`) work under `allow-all` and
     /// `loopback-only`, as unconfined, and the names are the program's.
     c1_python_multiprocessing_and_asyncio_unix => python_unix
+);
+
+/// logging's handlers that send to a unix datagram server at the name the server's socket
+/// reads back, as test_logging's `UnixDatagramHandlerTest` and `UnixSysLogHandlerTest` do:
+/// `DatagramHandler(address, None)` (a pickled record) and `SysLogHandler(address=...)`.
+/// `argv[1]` is the directory, `argv[2]` the (relative) name.
+const PY_LOGGING: &str = r#"
+import json, logging.handlers, os, pickle, socket, sys
+os.chdir(sys.argv[1])
+server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+server.bind(sys.argv[2])
+server.settimeout(10)
+name = server.getsockname()
+record = logging.makeLogRecord({"msg": "hello"})
+out = {"name": name}
+handler = logging.handlers.DatagramHandler(name, None)
+handler.emit(record)
+out["datagram"] = pickle.loads(server.recv(65536)[4:])["msg"]
+handler.close()
+handler = logging.handlers.SysLogHandler(address=name)
+handler.emit(record)
+out["syslog"] = server.recv(65536).decode()
+handler.close()
+print(json.dumps(out))
+"#;
+
+fn python_logging(via: Via) {
+    let test = "c1_python_logging_unix_datagram_handlers";
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let dir = TempDir::new();
+    let args = [py.as_str(), "-c", PY_LOGGING, utf8(dir.path()), "log.sock"];
+    let check = |out: &Outcome, what: &str| {
+        let v = out.json();
+        assert_eq!(v["name"], "log.sock", "{what}: {}", out.describe());
+        assert_eq!(v["datagram"], "hello", "{what}: {}", out.describe());
+        assert!(
+            v["syslog"].as_str().is_some_and(|m| m.ends_with("hello\u{0}")),
+            "{what}: {}",
+            out.describe()
+        );
+    };
+    empty(dir.path());
+    check(&unconfined(&args), "unconfined");
+    for policy in POLICIES {
+        empty(dir.path());
+        check(&via.run(policy, &args), policy);
+    }
+}
+
+both!(
+    /// C1: logging's unix datagram handlers (`DatagramHandler` and `SysLogHandler` given the
+    /// address a unix datagram server's socket reads back) deliver their records under
+    /// `allow-all` and `loopback-only`, as unconfined.
+    c1_python_logging_unix_datagram_handlers => python_logging
 );
 
 /// The attack: binds `N` sockets, stream (`BASE/link/tI`) and datagram (`BASE/link/dI`) by
