@@ -85,7 +85,8 @@ impl<'a> Place<'a> {
     /// The place of the caller of `call`; a failed outcome for `given` when it cannot be read,
     /// or when nothing names the nodes it reaches (a sandbox that may mount, with no view).
     fn read(call: &'a Call, given: &str) -> Result<Place<'a>, PathOutcome> {
-        let who = Caller::read(call).map_err(|e| failed(given.into(), "no-identity", errno_of(&e)))?;
+        let who =
+            Caller::read(call).map_err(|e| failed(given.into(), "no-identity", errno_of(&e)))?;
         let tid = call.notif.pid;
         let root_link = format!("/proc/{tid}/root");
         let cwd_link = format!("/proc/{tid}/cwd");
@@ -97,9 +98,11 @@ impl<'a> Place<'a> {
             fs::read_link(format!("/proc/{tid}/ns/mnt")),
         ) {
             (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
-            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
-                return Err(failed(given.into(), "no-root", errno_of(&e)))
-            }
+            (Err(e), ..)
+            | (_, Err(e), ..)
+            | (_, _, Err(e), ..)
+            | (.., Err(e), _)
+            | (.., Err(e)) => return Err(failed(given.into(), "no-root", errno_of(&e))),
         };
         // Which view names the node (view.rs): the registered one, seen from the caller's
         // mount namespace or another; without one, the caller's own root, unless the policy

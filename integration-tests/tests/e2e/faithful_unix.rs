@@ -569,7 +569,9 @@ fn python_logging(via: Via) {
         assert_eq!(v["name"], "log.sock", "{what}: {}", out.describe());
         assert_eq!(v["datagram"], "hello", "{what}: {}", out.describe());
         assert!(
-            v["syslog"].as_str().is_some_and(|m| m.ends_with("hello\u{0}")),
+            v["syslog"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("hello\u{0}")),
             "{what}: {}",
             out.describe()
         );
