@@ -591,6 +591,85 @@ both!(
     c1_python_logging_unix_datagram_handlers => python_logging
 );
 
+/// Binds `N` datagram sockets at `../box/dI.sock` from `argv[1]/sub` and sends one datagram
+/// to each through a second socket, by that relative name; prints `{"done": N, "errors":
+/// {ERRNO: count}}`.
+const PY_DOTDOT: &str = r#"
+import errno, json, os, socket, sys
+os.chdir(os.path.join(sys.argv[1], "sub"))
+n, done, errors = int(sys.argv[2]), 0, {}
+sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for i in range(n):
+    name = f"../box/d{i}.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.bind(name)
+        sender.sendto(b"x", name)
+        done += s.recv(1) == b"x"
+    except OSError as e:
+        key = errno.errorcode.get(e.errno, str(e.errno))
+        errors[key] = errors.get(key, 0) + 1
+    s.close()
+    os.unlink(name) if os.path.exists(name) else None
+print(json.dumps({"done": done, "errors": errors}))
+"#;
+
+fn dotdot_while_renaming(via: Via) {
+    let test = "c1_dotdot_paths_resolve_while_the_system_renames";
+    let Some(py) = need_python(test) else {
+        return;
+    };
+    let dir = TempDir::new();
+    for sub in ["sub", "box", "spin"] {
+        std::fs::create_dir(dir.path().join(sub)).expect("create a test directory");
+    }
+    // Renames elsewhere on the system while the program resolves `..`: the kernel answers a
+    // scoped walk (`RESOLVE_IN_ROOT`) that saw one `EAGAIN`, which the program's own bind or
+    // send never gets.
+    let spin = dir.path().join("spin");
+    std::fs::write(spin.join("a"), b"").expect("create the file to rename");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renamer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (a, b) = (spin.join("a"), spin.join("b"));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::rename(&a, &b);
+                let _ = std::fs::rename(&b, &a);
+            }
+        })
+    };
+    let n = "300";
+    let args = [py.as_str(), "-c", PY_DOTDOT, utf8(dir.path()), n];
+    let check = |out: &Outcome, what: &str| {
+        let v = out.json();
+        assert_eq!(
+            v["errors"],
+            serde_json::json!({}),
+            "{what}: {}",
+            out.describe()
+        );
+        assert_eq!(v["done"], 300, "{what}: {}", out.describe());
+    };
+    let outcomes = [
+        ("unconfined", unconfined(&args)),
+        ("allow-all", via.run("allow-all", &args)),
+        ("loopback-only", via.run("loopback-only", &args)),
+    ];
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    renamer.join().expect("the renamer");
+    for (what, out) in &outcomes {
+        check(out, what);
+    }
+}
+
+both!(
+    /// C1's relative names with `..`: a bind and a send to `../box/NAME` succeed as
+    /// unconfined while renames happen elsewhere on the system (the broker walks the path
+    /// again when the kernel answers its scoped walk `EAGAIN`).
+    c1_dotdot_paths_resolve_while_the_system_renames => dotdot_while_renaming
+);
+
 /// The attack: binds `N` sockets, stream (`BASE/link/tI`) and datagram (`BASE/link/dI`) by
 /// turns, while a second process keeps swapping the symlink `BASE/link` between
 /// `BASE/allowed` and `BASE/secret`; listens on each stream socket. Counts, for the binds whose file appeared in
