@@ -92,8 +92,8 @@ fuzz-smoke:
 # test, unconfined and under `netjail run --policy allow-all` and `loopback-only`, each run in
 # a network namespace of its own with only loopback. Report in target/compat/report.{txt,json};
 # fails on a regression docs/compat.md does not explain or lists as an open bug. `make compat`
-# takes 40 minutes on 2 busy CPUs while the hangs of docs/compat.md's C1 last; `make
-# compat-ci` is its subset for CI, a few minutes once C1 is fixed. Options:
+# takes about 17 minutes on 2 busy CPUs; `make compat-ci` is its subset, 3.5 minutes, which
+# .ci/run runs after `make test`. Options:
 # COMPAT_ARGS="--suite tornado --policy allow-all" (see `compat.py --help`).
 NETJAIL_BIN = $(or $(CARGO_TARGET_DIR),target)/debug/netjail
 compat: deps

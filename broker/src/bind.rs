@@ -19,7 +19,7 @@ use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::limits;
 use crate::source::jail_for;
 use crate::sys::{self, Become, SocketKind};
-use crate::unix::{self, PathUse};
+use crate::unix;
 
 /// Decides one notified `bind`.
 pub(crate) fn decide_bind(call: &Call) -> Step {
@@ -53,9 +53,9 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         Reading::UnixAutobind => Step::Done(autobind(call, out, sock.as_fd(), kind)),
         Reading::UnixPath(path) => Step::Blocking(Box::new(move |call: &Call| {
             let limited = AtomicBool::new(false);
-            let r = unix::act_on_path(call, Op::Bind, &path, PathUse::Create, Become::Full, |a| {
-                let fd = sock.as_fd();
-                limits::counted(&binds(call), fd, || perform(fd, a)).unwrap_or_else(|_| {
+            let fd = sock.as_fd();
+            let r = unix::bind_path(call, &path, &addr, fd, |perform| {
+                limits::counted(&binds(call), fd, perform).unwrap_or_else(|_| {
                     limited.store(true, Ordering::Relaxed);
                     Reply::Errno(limits::COUNT_ERRNO)
                 })
@@ -327,6 +327,22 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     if !call.still_valid() {
         return Step::Done(out.gone());
     }
+    if kind.family == libc::AF_UNIX && unix::bound_to_path(sock.as_fd()) {
+        // A unix socket bound to a path: the file it is bound to is decided again, where it
+        // is now (a bind the kernel made elsewhere than decided never listens). Paths may
+        // wait on a slow filesystem: off the receiver thread.
+        return Step::Blocking(Box::new(move |call: &Call| {
+            let fd = sock.as_fd();
+            let perform = || listen_as_caller(call, fd, backlog);
+            match unix::listen_on_path(call, fd, perform) {
+                Some(r) => {
+                    out.endpoint = r.endpoint;
+                    out.decided(r.decision, r.failure, r.reply)
+                }
+                None => listen_unix(call, out, fd, kind, backlog),
+            }
+        }));
+    }
     if kind.family == libc::AF_UNIX {
         return Step::Done(listen_unix(call, out, sock.as_fd(), kind, backlog));
     }
@@ -387,11 +403,12 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
 /// `listen` on a unix socket: a server at the name the socket has, read from the socket
 /// whoever gave it (a decided bind, a bind before confinement, the kernel's own autobind in a
 /// connect or send with `SO_PASSCRED`). An abstract name is decided as the bind of that name,
-/// so that no server is made on a name the policy refuses; a path was decided when the bind
-/// made its file. A stream or seqpacket socket without a name gets the kernel's `EINVAL` here,
-/// without a listen, so that a name another thread gives it meanwhile is never listened on
-/// undecided. The listen runs on a thread with the caller's identity: the listener records who
-/// listens (`SO_PEERCRED` of the connections it accepts).
+/// so that no server is made on a name the policy refuses; a path is decided again on its file
+/// by [`unix::listen_on_path`] first, and comes here only when the broker cannot find that
+/// file (its bind was decided when it made the file). A stream or seqpacket socket without a
+/// name gets the kernel's `EINVAL` here, without a listen, so that a name another thread gives
+/// it meanwhile is never listened on undecided. The listen runs on a thread with the caller's
+/// identity: the listener records who listens (`SO_PEERCRED` of the connections it accepts).
 fn listen_unix(
     call: &Call,
     mut out: Outcome,
@@ -430,10 +447,16 @@ fn listen_unix(
             None
         }
     };
-    let reply = as_thread(call, Become::Full, || listen(sock, backlog))
-        .unwrap_or_else(|e| Reply::Errno(errno_of(&e)));
+    let reply = listen_as_caller(call, sock, backlog);
     let passed = if decision.is_none() { "bound" } else { "" };
     out.decided(decision, passed, reply)
+}
+
+/// A unix listener records who listens (`SO_PEERCRED` of accepted connections): the caller,
+/// not the broker.
+fn listen_as_caller(call: &Call, sock: BorrowedFd<'_>, backlog: i32) -> Reply {
+    as_thread(call, Become::Full, || listen(sock, backlog))
+        .unwrap_or_else(|e| Reply::Errno(errno_of(&e)))
 }
 
 fn listen(sock: BorrowedFd<'_>, backlog: i32) -> Reply {

@@ -271,12 +271,48 @@ pub(crate) fn as_caller_in<T: Send>(
     how: Become,
     work: impl FnOnce() -> T + Send,
 ) -> io::Result<T> {
+    on_thread(netns, None, who, how, work)
+}
+
+/// The caller's root and working directory, for a thread that names paths as the caller.
+pub(crate) struct Directories<'a> {
+    /// An `O_PATH` descriptor of `/proc/TID/root`.
+    pub root: BorrowedFd<'a>,
+    /// An `O_PATH` descriptor of `/proc/TID/cwd`.
+    pub cwd: BorrowedFd<'a>,
+    /// Whether the thread must change its root (the caller's is not the broker's); this needs
+    /// `CAP_SYS_CHROOT`, which the thread then drops with the rest of the broker's identity.
+    pub chroot: bool,
+}
+
+/// [`as_caller`] on a thread that first takes the caller's root and working directory (while
+/// it still holds the broker's capabilities), so that a path the work names is resolved by
+/// the kernel as the caller's own call would resolve it.
+pub(crate) fn as_caller_at<T: Send>(
+    who: &Identity,
+    how: Become,
+    dirs: &Directories<'_>,
+    work: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
+    on_thread(None, Some(dirs), who, how, work)
+}
+
+fn on_thread<T: Send>(
+    netns: Option<BorrowedFd<'_>>,
+    dirs: Option<&Directories<'_>>,
+    who: &Identity,
+    how: Become,
+    work: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
     std::thread::scope(|s| {
         // A thread that cannot be made (EAGAIN: the broker's tasks or memory are exhausted)
         // is an error for this call, never a panic that leaves it unanswered.
         let spawned = std::thread::Builder::new().spawn_scoped(s, || {
             if let Some(netns) = netns {
                 sys::enter_network_namespace(netns)?;
+            }
+            if let Some(d) = dirs {
+                sys::enter_directories(d.root, d.cwd, d.chroot)?;
             }
             sys::become_caller(who, how)?;
             Ok(work())

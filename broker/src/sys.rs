@@ -12,6 +12,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 mod task;
 pub use task::rights_within_limit;
+mod unixfile;
+pub use unixfile::{
+    enter_directories, has_capability, same_mount_and_directory, stat_entry, stat_fd,
+    unix_diag_file, unix_socket_file, FileId,
+};
 
 /// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
@@ -591,9 +596,29 @@ pub fn open_dir_path(path: &str) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// How many times [`open_in_root`] walks a path again that the kernel answered `EAGAIN`.
+const IN_ROOT_TRIES: usize = 64;
+
 /// `openat2(dirfd, path, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: `path`
 /// is resolved as if `dirfd` were `/`, so neither `..` nor an absolute symlink leaves it.
+///
+/// The kernel answers `EAGAIN` when a rename or a mount anywhere on the system happened while
+/// it walked a `..` of the path (it cannot then be sure the walk stayed inside), and asks the
+/// caller to try again; a program's own call would never see that errno, so the walk is
+/// retried, at most `IN_ROOT_TRIES` times.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let mut tries = 1;
+    loop {
+        match open_in_root_once(root, path) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < IN_ROOT_TRIES => {
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn open_in_root_once(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: open_how is plain integers; all-zero is its valid empty value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };

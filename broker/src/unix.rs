@@ -1,13 +1,30 @@
-//! Filesystem unix sockets (invariant 3, no confused deputy).
+//! Filesystem unix sockets (invariant 3, no confused deputy; invariant 11, faithful names).
 //!
 //! The path is resolved once, in the caller's root and working directory, with
 //! `openat2(RESOLVE_IN_ROOT)` to an `O_PATH` fd, by a thread that has taken the caller's
 //! ids, groups and (at most) capabilities; the policy decides on the path that was resolved
-//! (symlinks followed, inside the caller's root); the broker then connects or sends to
-//! `/proc/self/fd/N`, the very inode it decided on, or binds `/proc/self/fd/DIR/NAME`, still
-//! as the caller: permission checks are the caller's, a socket it creates is owned by the
-//! caller, and the peer sees the caller's uid and gid (`SO_PEERCRED`; the pid there is the
-//! broker's, which no system call can change).
+//! (symlinks followed), named as the view the sandbox registered in names it (`view.rs`).
+//! Permission checks are the caller's, a
+//! socket it creates is owned by the caller, and the peer sees the caller's uid and gid
+//! (`SO_PEERCRED`; the pid there is the broker's, which no system call can change).
+//!
+//! - A connect or a send goes to `/proc/self/fd/N`, the very inode decided on. Nothing of
+//!   that name is kept: the peer's name the program reads back is the name its server bound.
+//! - A bind names the socket, and the kernel keeps the bytes it was given as the socket's
+//!   address (`getsockname`, a peer's `getpeername`, `accept`, `recvfrom`, `ss -x`). So the
+//!   thread that binds takes the caller's root and working directory too and binds with the
+//!   caller's own `sockaddr_un`: the kernel resolves it as for the caller and records exactly
+//!   those bytes, relative paths included. Between the decision and the bind the sandbox may
+//!   change a component of the path (a directory swapped for a symlink): after the bind the
+//!   broker checks that the socket's file is the entry of the directory it decided on, and
+//!   when it is not, the socket is shut down (nothing can connect or send to it) and the call
+//!   answered `EPERM`. `listen` decides the file a socket is bound to again, so such a socket
+//!   never listens.
+//! - Where the broker cannot do that (it may not enter a caller's other root without
+//!   `CAP_SYS_CHROOT`, or cannot find a socket's file: neither `CAP_NET_ADMIN` over the
+//!   socket's network namespace nor the socket in its own), it binds
+//!   `/proc/self/fd/DIR/NAME` on the directory decided on, and the socket's address is that
+//!   name (docs/security.md, "Limits").
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -16,11 +33,20 @@ use std::path::{Path, PathBuf};
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
-use crate::caller::{as_caller, Caller};
+use crate::caller::{as_caller, as_caller_at, Caller, Directories};
 use crate::decode;
 use crate::handler::{errno_of, Call, Reply};
-use crate::sys::{self, Become};
+use crate::limits;
+use crate::sys::{self, Become, FileId};
 use crate::view::{same_node, View, RULE as RULE_VIEW};
+
+/// The rule of a refusal when a socket's file is not where the decision was made: a bind the
+/// kernel made elsewhere, or a `listen` on a socket whose file cannot be found where its name
+/// says.
+pub(crate) const RULE_BOUND_ELSEWHERE: &str = "unix:bound-elsewhere";
+
+/// `CAP_SYS_CHROOT`.
+const CAP_SYS_CHROOT: u32 = 18;
 
 /// What came of an operation on a unix path.
 pub(crate) struct PathOutcome {
@@ -29,13 +55,6 @@ pub(crate) struct PathOutcome {
     pub failure: &'static str,
     pub reply: Reply,
     pub endpoint: String,
-}
-
-/// Whether the path names a socket that exists (connect, send) or one to create (bind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PathUse {
-    Existing,
-    Create,
 }
 
 /// `inner` seen from inside `root` (both as the broker sees them), or `None` when it lies
@@ -48,10 +67,107 @@ fn inside(root: &Path, inner: &Path) -> Option<PathBuf> {
     Some(Path::new("/").join(rest))
 }
 
+/// The caller's place in the file system, read from `/proc/TID` while it waits in its call.
+struct Place<'a> {
+    who: Caller,
+    root_fd: OwnedFd,
+    /// The caller's root as the broker names it.
+    root_path: PathBuf,
+    /// The caller's working directory (`O_PATH`).
+    cwd_fd: OwnedFd,
+    /// The caller's working directory as the broker names it.
+    cwd_path: PathBuf,
+    /// Which view names the nodes the caller reaches.
+    naming: Naming<'a>,
+}
+
+impl<'a> Place<'a> {
+    /// The place of the caller of `call`; a failed outcome for `given` when it cannot be read,
+    /// or when nothing names the nodes it reaches (a sandbox that may mount, with no view).
+    fn read(call: &'a Call, given: &str) -> Result<Place<'a>, PathOutcome> {
+        let who =
+            Caller::read(call).map_err(|e| failed(given.into(), "no-identity", errno_of(&e)))?;
+        let tid = call.notif.pid;
+        let root_link = format!("/proc/{tid}/root");
+        let cwd_link = format!("/proc/{tid}/cwd");
+        let (root_fd, root_path, cwd_fd, cwd_path, namespace) = match (
+            sys::open_dir_path(&root_link),
+            fs::read_link(&root_link),
+            sys::open_dir_path(&cwd_link),
+            fs::read_link(&cwd_link),
+            fs::read_link(format!("/proc/{tid}/ns/mnt")),
+        ) {
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+            (Err(e), ..)
+            | (_, Err(e), ..)
+            | (_, _, Err(e), ..)
+            | (.., Err(e), _)
+            | (.., Err(e)) => return Err(failed(given.into(), "no-root", errno_of(&e))),
+        };
+        // Which view names the node (view.rs): the registered one, seen from the caller's
+        // mount namespace or another; without one, the caller's own root, unless the policy
+        // lets the sandbox mount (then nothing names a node for sure).
+        let naming = match call.sandbox.view.as_ref() {
+            Some(v) if v.same_namespace(&namespace) => Naming::RegisteredRoot(v),
+            Some(v) => Naming::Registered(v),
+            None if call.policy.confinement().namespaces().mount => {
+                return Err(refused_view(given.into()))
+            }
+            None => Naming::CallersRoot,
+        };
+        Ok(Place {
+            who,
+            root_fd,
+            root_path,
+            cwd_fd,
+            cwd_path,
+            naming,
+        })
+    }
+
+    /// `path` as it lies under the caller's root: itself when absolute, else under the
+    /// working directory.
+    fn wanted(&self, path: &Path) -> Result<PathBuf, (&'static str, i32)> {
+        if path.is_absolute() {
+            return Ok(path.to_path_buf());
+        }
+        match inside(&self.root_path, &self.cwd_path) {
+            Some(cwd) => Ok(cwd.join(path)),
+            None => Err(("cwd-outside-root", libc::EPERM)),
+        }
+    }
+
+    /// The name the policy decides on for `node`, found at `host` (as its mount namespace
+    /// names it); a refused or failed outcome for `given` otherwise.
+    fn name(&self, node: &OwnedFd, host: &Path, given: &str) -> Result<PathBuf, PathOutcome> {
+        match self.naming.name(node, host, &self.root_path) {
+            Ok(named) => Ok(named),
+            Err(Refusal::View) => Err(refused_view(given.into())),
+            Err(Refusal::Failed(why, errno)) => Err(failed(given.into(), why, errno)),
+        }
+    }
+}
+
+/// Whether the path names a socket that exists (connect, send) or one to create (bind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathUse {
+    Existing,
+    Create,
+}
+
+/// The last component of `wanted` (checked by [`resolve_parent`]).
+fn final_name(wanted: &Path) -> &std::ffi::OsStr {
+    let bytes = wanted.as_os_str().as_bytes();
+    let start = bytes.iter().rposition(|b| *b == b'/').map_or(0, |s| s + 1);
+    std::ffi::OsStr::from_bytes(&bytes[start..])
+}
+
 /// Resolves `path` for the caller of `call`, decides `op` on what was resolved, and when the
 /// policy allows runs `act` with a `sockaddr_un` naming the very node decided on
 /// (`/proc/self/fd/N`, or `/proc/self/fd/DIR/NAME` for a socket to create). Resolution, the
-/// decision and `act` all run on a thread that has taken the caller's identity.
+/// decision and `act` all run on a thread that has taken the caller's identity. A socket to
+/// create this way is named `/proc/self/fd/DIR/NAME`: binds go through [`bind_path`], which
+/// comes here only where it can do no better.
 pub(crate) fn act_on_path(
     call: &Call,
     op: Op,
@@ -61,62 +177,32 @@ pub(crate) fn act_on_path(
     act: impl FnOnce(&[u8]) -> Reply + Send,
 ) -> PathOutcome {
     let given = format!("unix:{}", path.display());
-    let tid = call.notif.pid;
-    let who = match Caller::read(call) {
-        Ok(c) => c,
-        Err(e) => return failed(given, "no-identity", errno_of(&e)),
+    let place = match Place::read(call, &given) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
     };
-    let root_link = format!("/proc/{tid}/root");
-    let (root_fd, root_path, cwd_path) = match (
-        sys::open_dir_path(&root_link),
-        fs::read_link(&root_link),
-        fs::read_link(format!("/proc/{tid}/cwd")),
-    ) {
-        (Ok(fd), Ok(r), Ok(c)) => (fd, r, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return failed(given, "no-root", errno_of(&e))
-        }
-    };
-    let wanted = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        match inside(&root_path, &cwd_path) {
-            Some(cwd) => cwd.join(path),
-            None => return failed(given, "cwd-outside-root", libc::EPERM),
-        }
-    };
-    // Which view names the node (view.rs): the registered one, seen from the caller's mount
-    // namespace or another; without one, the caller's own root, unless the policy lets the
-    // sandbox mount (then nothing names a node for sure).
-    let view = call.sandbox.view.as_ref();
-    let namespace = match fs::read_link(format!("/proc/{tid}/ns/mnt")) {
-        Ok(ns) => ns,
-        Err(e) => return failed(given, "no-root", errno_of(&e)),
-    };
-    let naming = match view {
-        Some(v) if v.same_namespace(&namespace) => Naming::RegisteredRoot(v),
-        Some(v) => Naming::Registered(v),
-        None if call.policy.confinement().namespaces().mount => {
-            return refused_view(given);
-        }
-        None => Naming::CallersRoot,
+    let wanted = match place.wanted(path) {
+        Ok(w) => w,
+        Err((why, errno)) => return failed(given, why, errno),
     };
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
     }
     let work = || {
         let resolved = match usage {
-            PathUse::Existing => resolve_existing(root_fd.as_fd(), &wanted),
-            PathUse::Create => resolve_parent(root_fd.as_fd(), &wanted),
+            PathUse::Existing => resolve_existing(place.root_fd.as_fd(), &wanted),
+            PathUse::Create => resolve_parent(place.root_fd.as_fd(), &wanted).and_then(|p| {
+                let addr = p.proc_address().ok_or(("unresolved", libc::ENAMETOOLONG))?;
+                Ok((p.dir, p.host, addr))
+            }),
         };
         let (node, host, addr) = match resolved {
             Ok(r) => r,
             Err((why, errno)) => return failed(given, why, errno),
         };
-        let named = match naming.name(&node, &host, &root_path) {
+        let named = match place.name(&node, &host, &given) {
             Ok(named) => named,
-            Err(Refusal::View) => return refused_view(given),
-            Err(Refusal::Failed(why, errno)) => return failed(given, why, errno),
+            Err(outcome) => return outcome,
         };
         let target_path = match usage {
             PathUse::Existing => named,
@@ -157,10 +243,296 @@ pub(crate) fn act_on_path(
             endpoint,
         }
     };
-    match as_caller(&who.identity, how, work) {
+    match as_caller(&place.who.identity, how, work) {
         Ok(outcome) => outcome,
         Err(e) => failed(String::new(), "identity", errno_of(&e)),
     }
+}
+
+/// How the broker finds the file a unix socket is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finder {
+    /// `SIOCUNIXFILE`: the file itself (the broker holds `CAP_NET_ADMIN` over the socket's
+    /// network namespace).
+    Ioctl,
+    /// `sock_diag` in the broker's network namespace: the file's device and inode.
+    Diag,
+}
+
+impl Finder {
+    /// How the file of socket `sock` can be found (it need not be bound yet), if at all.
+    fn for_socket(sock: BorrowedFd<'_>) -> Option<Finder> {
+        match sys::unix_socket_file(sock) {
+            Ok(_) => return Some(Finder::Ioctl),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Some(Finder::Ioctl),
+            Err(_) => {}
+        }
+        sys::unix_diag_file(sock).ok().map(|_| Finder::Diag)
+    }
+
+    /// The file `sock` is bound to, `None` when it is bound to no path.
+    fn file(self, sock: BorrowedFd<'_>) -> std::io::Result<Option<FileId>> {
+        match self {
+            Finder::Ioctl => match sys::unix_socket_file(sock) {
+                Ok(file) => Ok(Some(sys::stat_fd(file.as_fd())?.id)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+                Err(e) => Err(e),
+            },
+            Finder::Diag => sys::unix_diag_file(sock),
+        }
+    }
+
+    /// Whether `sock` is bound to the entry `name` of directory `dir`, and to no other name.
+    fn bound_at(self, sock: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+        let Ok(Some(file)) = self.file(sock) else {
+            return false;
+        };
+        matches!(sys::stat_entry(dir, name), Ok(e) if e.id == file && e.nlink == 1)
+    }
+}
+
+/// How a socket bound for the caller gets its name.
+#[derive(Debug, Clone, Copy)]
+enum Binding {
+    /// The caller's own `sockaddr_un`, on a thread in the caller's root (`chroot`: another
+    /// root than the broker's) and working directory; then the file is checked with `finder`.
+    Own { finder: Finder, chroot: bool },
+    /// `/proc/self/fd/DIR/NAME`, where the broker can do no better.
+    Broker,
+}
+
+impl Binding {
+    fn for_socket(sock: BorrowedFd<'_>, caller_root: BorrowedFd<'_>) -> Binding {
+        let Some(finder) = Finder::for_socket(sock) else {
+            return Binding::Broker;
+        };
+        let same_root = sys::open_dir_path("/")
+            .and_then(|own| sys::same_mount_and_directory(own.as_fd(), caller_root))
+            .unwrap_or(false);
+        if !same_root && !sys::has_capability(CAP_SYS_CHROOT) {
+            return Binding::Broker;
+        }
+        Binding::Own {
+            finder,
+            chroot: !same_root,
+        }
+    }
+}
+
+/// Resolves the directory of `path`, the name of a socket to create, for the caller of
+/// `call`, decides a bind on that directory's resolved path and the final name, and when the
+/// policy allows binds `sock`: to the caller's own bytes `own`, on a thread in the caller's
+/// root and working directory, or where the broker cannot enter them or find the socket's
+/// file afterwards, to `/proc/self/fd/DIR/NAME`. Resolution and the decision run on one
+/// thread that has taken the caller's whole identity, umask included, the bind on another
+/// (a thread in the caller's root no longer sees the broker's `/proc`). `bind` is given the
+/// bind to perform, and returns what came of it (it counts the bind, say).
+///
+/// When the bind with the caller's bytes succeeded, the socket's file must be the entry of
+/// the directory decided on; otherwise the socket is shut down and the answer is `EPERM`.
+pub(crate) fn bind_path(
+    call: &Call,
+    path: &Path,
+    own: &[u8],
+    sock: BorrowedFd<'_>,
+    bind: impl FnOnce(&mut dyn FnMut() -> Reply) -> Reply + Send,
+) -> PathOutcome {
+    let given = format!("unix:{}", path.display());
+    let place = match Place::read(call, &given) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    let wanted = match place.wanted(path) {
+        Ok(w) => w,
+        Err((why, errno)) => return failed(given, why, errno),
+    };
+    let (finder, chroot) = match Binding::for_socket(sock, place.root_fd.as_fd()) {
+        Binding::Own { finder, chroot } => (finder, chroot),
+        Binding::Broker => {
+            return act_on_path(call, Op::Bind, path, PathUse::Create, Become::Full, |a| {
+                bind(&mut || bind_raw(sock, a))
+            })
+        }
+    };
+    if !call.still_valid() {
+        return failed(given, "gone", libc::ENOENT);
+    }
+    let identity = &place.who.identity;
+    let decide = || {
+        let parent = match resolve_parent(place.root_fd.as_fd(), &wanted) {
+            Ok(p) => p,
+            Err((why, errno)) => return Err(failed(given.clone(), why, errno)),
+        };
+        let target = Target::UnixPath(parent.decided(&place, &given)?);
+        let endpoint = target.to_string();
+        let decision = call.evaluate(&Request {
+            op: Op::Bind,
+            target,
+        });
+        Ok((parent, endpoint, decision))
+    };
+    let (parent, endpoint, mut decision) = match as_caller(identity, Become::Full, decide) {
+        Ok(Ok(decided)) => decided,
+        Ok(Err(outcome)) => return outcome,
+        Err(e) => return failed(String::new(), "identity", errno_of(&e)),
+    };
+    let reply = match decision.verdict {
+        Verdict::Deny { errno } => Reply::Errno(errno),
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+        Verdict::Ask => Reply::Errno(libc::EPERM),
+        Verdict::Allow => {
+            let mut elsewhere = false;
+            let reply = bind(&mut || {
+                let dirs = Directories {
+                    root: place.root_fd.as_fd(),
+                    cwd: place.cwd_fd.as_fd(),
+                    chroot,
+                };
+                match as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own)) {
+                    Err(e) => Reply::Errno(errno_of(&e)),
+                    Ok(Reply::Value(_))
+                        if !finder.bound_at(sock, parent.dir.as_fd(), &parent.name) =>
+                    {
+                        // The kernel made the socket's file elsewhere than in the directory
+                        // decided on (a component of the path changed in between), or it has
+                        // another name already. A bound socket cannot be unbound: shut down,
+                        // nothing can connect or send to it, and its `listen` finds it bound
+                        // elsewhere.
+                        let _ = sys::shutdown_both(sock.as_raw_fd());
+                        elsewhere = true;
+                        Reply::Errno(libc::EPERM)
+                    }
+                    Ok(reply) => reply,
+                }
+            });
+            if elsewhere {
+                decision = limits::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
+            }
+            reply
+        }
+    };
+    PathOutcome {
+        decision: Some(decision),
+        failure: "",
+        reply,
+        endpoint,
+    }
+}
+
+/// `bind(sock, addr)`.
+fn bind_raw(sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
+    match sys::bind_raw(sock, addr) {
+        Ok(()) => Reply::Value(0),
+        Err(e) => Reply::Errno(errno_of(&e)),
+    }
+}
+
+/// The path a unix address names, if it names one (not unnamed, not abstract).
+fn path_of(name: &[u8]) -> Option<PathBuf> {
+    let path = name.get(2..)?;
+    if matches!(path.first(), None | Some(0)) {
+        return None;
+    }
+    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&path[..end])))
+}
+
+/// Whether unix socket `sock` is bound to a path.
+pub(crate) fn bound_to_path(sock: BorrowedFd<'_>) -> bool {
+    sys::sockname(sock).is_ok_and(|n| path_of(&n).is_some())
+}
+
+/// `listen` on unix socket `sock`, bound to a path (before confinement, or through the
+/// broker): decided as a bind of the file the socket is bound to, where it is now, and when
+/// allowed, `listen` runs. With `SIOCUNIXFILE` the file is found by itself; with `sock_diag`,
+/// by the socket's name resolved as the caller would resolve it now, which must lead to the
+/// socket's file. A file with no name or more than one, outside the caller's root, or not
+/// where its name leads, is refused (`EPERM`). `None` when the socket is bound to no path,
+/// or the broker cannot find its file: nothing to decide.
+pub(crate) fn listen_on_path(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    listen: impl FnOnce() -> Reply,
+) -> Option<PathOutcome> {
+    let path = path_of(&sys::sockname(sock).ok()?)?;
+    let finder = Finder::for_socket(sock)?;
+    let given = format!("unix:{}", path.display());
+    let place = match Place::read(call, &given) {
+        Ok(p) => p,
+        Err(outcome) => return Some(outcome),
+    };
+    let elsewhere = |endpoint: String| PathOutcome {
+        decision: Some(limits::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM)),
+        failure: "",
+        reply: Reply::Errno(libc::EPERM),
+        endpoint,
+    };
+    let found = match finder {
+        Finder::Ioctl => {
+            let file = match sys::unix_socket_file(sock) {
+                Ok(f) => f,
+                Err(e) => return Some(failed(given, "unresolved", errno_of(&e))),
+            };
+            let host = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+            match (sys::stat_fd(file.as_fd()), host) {
+                (Ok(st), Ok(host)) if st.nlink == 1 => match place.name(&file, &host, &given) {
+                    Ok(named) => Some(named),
+                    Err(outcome) => return Some(outcome),
+                },
+                _ => None,
+            }
+        }
+        Finder::Diag => {
+            let file = match sys::unix_diag_file(sock) {
+                Ok(Some(f)) => f,
+                Ok(None) => return None,
+                Err(e) => return Some(failed(given, "unresolved", errno_of(&e))),
+            };
+            let wanted = match place.wanted(&path) {
+                Ok(w) => w,
+                Err((why, errno)) => return Some(failed(given, why, errno)),
+            };
+            // Resolved as the caller: its search permissions.
+            let resolve = || {
+                let Ok(p) = resolve_parent(place.root_fd.as_fd(), &wanted) else {
+                    return Ok(None);
+                };
+                match sys::stat_entry(p.dir.as_fd(), &p.name) {
+                    Ok(st) if st.id == file && st.nlink == 1 => p.decided(&place, &given).map(Some),
+                    _ => Ok(None),
+                }
+            };
+            match as_caller(&place.who.identity, Become::Full, resolve) {
+                Ok(Ok(found)) => found,
+                Ok(Err(outcome)) => return Some(outcome),
+                Err(e) => return Some(failed(String::new(), "identity", errno_of(&e))),
+            }
+        }
+    };
+    let Some(decided) = found else {
+        return Some(elsewhere(given));
+    };
+    let target = Target::UnixPath(decided);
+    let endpoint = target.to_string();
+    if !call.still_valid() {
+        return Some(failed(endpoint, "gone", libc::ENOENT));
+    }
+    let decision = call.evaluate(&Request {
+        op: Op::Bind,
+        target,
+    });
+    let reply = match decision.verdict {
+        Verdict::Deny { errno } => Reply::Errno(errno),
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+        Verdict::Ask => Reply::Errno(libc::EPERM),
+        Verdict::Allow => listen(),
+    };
+    Some(PathOutcome {
+        decision: Some(decision),
+        failure: "",
+        reply,
+        endpoint,
+    })
 }
 
 /// Whether the socket file `node` has more than one name. The policy decides on the name the
@@ -191,10 +563,34 @@ fn resolve_existing(
     Ok((node, host, addr))
 }
 
-/// The directory that will hold a new socket at `wanted`, resolved in the caller's root: its
-/// fd and path, and the address `/proc/self/fd/DIR/NAME`. The path decided on is that
-/// directory's and the final name ([`final_name`]).
-fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Resolved, (&'static str, i32)> {
+/// The directory that will hold a new socket, resolved in the caller's root, and the
+/// socket's name in it.
+struct Parent {
+    dir: OwnedFd,
+    /// The directory's path, as its mount namespace names it.
+    host: PathBuf,
+    /// The final component.
+    name: Vec<u8>,
+}
+
+impl Parent {
+    /// `/proc/self/fd/DIR/NAME`: the broker's own name of the new socket, if it fits.
+    fn proc_address(&self) -> Option<Vec<u8>> {
+        let mut full = format!("/proc/self/fd/{}/", self.dir.as_raw_fd()).into_bytes();
+        full.extend_from_slice(&self.name);
+        decode::sockaddr_un(&full)
+    }
+
+    /// What the policy decides on: the directory's name in the caller's view, and the final
+    /// component.
+    fn decided(&self, place: &Place<'_>, given: &str) -> Result<PathBuf, PathOutcome> {
+        let dir = place.name(&self.dir, &self.host, given)?;
+        Ok(dir.join(std::ffi::OsStr::from_bytes(&self.name)))
+    }
+}
+
+/// The directory that will hold a new socket at `wanted`, resolved in the caller's root.
+fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Parent, (&'static str, i32)> {
     let bytes = wanted.as_os_str().as_bytes();
     let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
         return Err(("unresolved", libc::ENOENT));
@@ -204,20 +600,13 @@ fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Resolved, (&
         return Err(("unresolved", libc::ENOENT));
     }
     let node = sys::open_in_root(root_fd, dir).map_err(|e| ("unresolved", errno_of(&e)))?;
-    let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
-    let host = fs::read_link(&proc_path).map_err(|_| ("unresolved", libc::EPERM))?;
-    let mut full = proc_path.into_bytes();
-    full.push(b'/');
-    full.extend_from_slice(name);
-    let addr = decode::sockaddr_un(&full).ok_or(("unresolved", libc::ENAMETOOLONG))?;
-    Ok((node, host, addr))
-}
-
-/// The last component of `wanted` (checked by [`resolve_parent`]).
-fn final_name(wanted: &Path) -> &std::ffi::OsStr {
-    let bytes = wanted.as_os_str().as_bytes();
-    let start = bytes.iter().rposition(|b| *b == b'/').map_or(0, |s| s + 1);
-    std::ffi::OsStr::from_bytes(&bytes[start..])
+    let host = fs::read_link(format!("/proc/self/fd/{}", node.as_raw_fd()))
+        .map_err(|_| ("unresolved", libc::EPERM))?;
+    Ok(Parent {
+        dir: node,
+        host,
+        name: name.to_vec(),
+    })
 }
 
 /// How a resolved node gets the name the policy decides on (`view.rs`).
@@ -304,5 +693,19 @@ mod tests {
             None
         );
         assert_eq!(inside(Path::new("/srv/c1"), Path::new("/etc")), None);
+    }
+
+    #[test]
+    fn paths_of_unix_names() {
+        let name = |path: &[u8]| {
+            let mut v = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+            v.extend_from_slice(path);
+            v
+        };
+        assert_eq!(path_of(&name(b"x.sock\0")), Some(PathBuf::from("x.sock")));
+        assert_eq!(path_of(&name(b"/a/b")), Some(PathBuf::from("/a/b")));
+        assert_eq!(path_of(&name(b"\0abstract")), None);
+        assert_eq!(path_of(&name(b"")), None, "unnamed");
+        assert_eq!(path_of(&[1]), None);
     }
 }

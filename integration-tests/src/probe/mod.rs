@@ -35,6 +35,7 @@
 //! | `register-self-fds SOCK POLICY FROM TO [PORT TRIES]` | `RegisterSelf` + `ListenerFd N` for each N (F2), then connects |
 //! | `register-fd-of SOCK POLICY PID` | registers the seccomp listener process PID holds, again |
 //! | `addr ...`, `addr-cases ...`, `addr-prop ...`, `addr-listen-run ...` | addresses as the kernel reads them (see `address.rs`) |
+//! | `unix-names DIR SERVER CLIENT DGRAM_A DGRAM_B [--chroot ROOT] [--hold FILE]` | unix names read back: bound, peer, accepted, datagram source |
 
 use serde_json::{json, Value};
 
@@ -51,6 +52,7 @@ mod int80;
 mod net;
 mod sockets;
 mod storm;
+mod unixnames;
 mod uring;
 
 pub use address::{PORT_P, PORT_Q};
@@ -111,6 +113,7 @@ pub fn main(args: &[String]) -> i32 {
         ["addr-cases", seed, n, dir, regime, run] => address::cases(seed, n, dir, regime, run),
         ["addr-prop", seed, n, netjail, dir] => address::prop(seed, n, netjail, dir),
         ["addr-listen-run", rest @ ..] => address::listen_run(rest),
+        ["unix-names", d, s, c, a, b, flags @ ..] => unixnames::run(d, s, c, a, b, flags),
         _ => Err(format!("unknown or malformed subcommand: {args:?}")),
     };
     match out {

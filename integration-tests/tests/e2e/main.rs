@@ -45,6 +45,7 @@ mod fairness;
 mod faithful_calls;
 mod faithful_operators;
 mod faithful_profiles;
+mod faithful_unix;
 mod fdstore;
 mod garbage;
 mod global;
