@@ -62,6 +62,7 @@ mod redteam2;
 mod reload;
 mod restart;
 mod sec_address;
+mod sec_address_local;
 mod sec_bounds;
 mod sec_filter;
 mod sec_identity;
