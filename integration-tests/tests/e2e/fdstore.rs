@@ -497,23 +497,30 @@ fn a_runc_container_outlives_a_killed_broker_through_the_fd_store() {
         Duration::from_secs(10),
     );
     assert!(out.status.success(), "mkfifo: {}", out.describe());
-    let bundle = crate::oci::Bundle::new(&["sh", "-c", crate::oci::ON_DEMAND_SCRIPT], false, None);
+    let bundle = crate::oci::Bundle::new(
+        &["sh", "-c", crate::oci_agent::ON_DEMAND_SCRIPT],
+        false,
+        None,
+    );
     bundle.with_probe(io.path());
     bundle.patch(&policy, &oci);
     bundle.start_detached();
     assert_eq!(
-        crate::oci::nc_on_demand(io.path(), allowed.port()),
+        crate::oci_agent::nc_on_demand(io.path(), allowed.port()),
         "0",
         "{}",
         m.log()
     );
-    assert_eq!(crate::oci::nc_on_demand(io.path(), denied.port()), "1");
+    assert_eq!(
+        crate::oci_agent::nc_on_demand(io.path(), denied.port()),
+        "1"
+    );
     let stored = m.notified(&["FDSTORE=1"]);
     assert_eq!(stored["fds"], 1, "{stored}");
     m.kill();
     let dir = io.path().to_path_buf();
     let port = allowed.port();
-    let pending = std::thread::spawn(move || crate::oci::nc_on_demand(&dir, port));
+    let pending = std::thread::spawn(move || crate::oci_agent::nc_on_demand(&dir, port));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         allowed.settled_count(),
@@ -532,7 +539,10 @@ fn a_runc_container_outlives_a_killed_broker_through_the_fd_store() {
         2,
         "decided once, by the next broker"
     );
-    assert_eq!(crate::oci::nc_on_demand(io.path(), denied.port()), "1");
+    assert_eq!(
+        crate::oci_agent::nc_on_demand(io.path(), denied.port()),
+        "1"
+    );
     assert_eq!(denied.settled_count(), 0);
     assert!(
         m.log()

@@ -23,13 +23,13 @@ use crate::{
 };
 
 /// The test users: two tenants and one more.
-const USER_A: u32 = 4801;
+pub(crate) const USER_A: u32 = 4801;
 const USER_B: u32 = 4802;
 /// A group both tenants are in (`--register-group`).
 const TENANTS: u32 = 4800;
 
 /// `setpriv` to `uid` with primary group `uid`, supplementary `groups`, no capabilities.
-fn as_user(uid: u32, groups: &[u32]) -> Vec<String> {
+pub(crate) fn as_user(uid: u32, groups: &[u32]) -> Vec<String> {
     let mut v = vec![
         "setpriv".to_string(),
         format!("--reuid={uid}"),
@@ -50,7 +50,7 @@ fn as_user(uid: u32, groups: &[u32]) -> Vec<String> {
 }
 
 /// A command run through `prefix` (empty, or [`as_user`]).
-fn command(prefix: &[String], program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn command(prefix: &[String], program: impl AsRef<std::ffi::OsStr>) -> Command {
     match prefix.split_first() {
         Some((p, rest)) => {
             let mut c = Command::new(p);
@@ -62,7 +62,7 @@ fn command(prefix: &[String], program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// Root and setpriv, or a `SKIP` line.
-fn root_and_setpriv(test: &str) -> bool {
+pub(crate) fn root_and_setpriv(test: &str) -> bool {
     need_root(test) && have_setpriv(test)
 }
 
@@ -874,132 +874,6 @@ fn f3_operators_are_a_group_of_their_own() {
         "{}",
         out.describe()
     );
-}
-
-// ---- L7: the metrics port -----------------------------------------------------------------------
-
-/// The metrics port a broker logged.
-fn metrics_address(broker: &Broker) -> std::net::SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = broker
-            .log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find_map(|v| {
-                (v["message"] == "metrics served over HTTP")
-                    .then(|| v["address"].as_str()?.parse().ok())
-                    .flatten()
-            });
-        if let Some(a) = found {
-            return a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no metrics address:\n{}",
-            broker.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `GET /metrics` on a fresh connection: the status line, or what went wrong.
-fn get_metrics(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
-        return "no connection".into();
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    if write!(conn, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").is_err() {
-        return "closed before the request".into();
-    }
-    let mut response = String::new();
-    match conn.read_to_string(&mut response) {
-        Ok(_) => response
-            .lines()
-            .next()
-            .unwrap_or("closed, nothing read")
-            .to_string(),
-        Err(e) => format!("read: {e}"),
-    }
-}
-
-/// L7: the broker's counts move with every sandbox's calls, a side channel on what the
-/// others do: a `loopback-only` sandbox of `netjaild` may connect to any loopback port but
-/// the broker's metrics port. Unconfined, anyone on the machine reads it.
-#[test]
-fn l7_a_sandbox_cannot_read_the_metrics() {
-    let broker = Broker::start_with(&[], |_| {
-        vec!["--metrics-listen".into(), "127.0.0.1:0".into()]
-    });
-    let addr = metrics_address(&broker);
-    let port = addr.port().to_string();
-    let connect = [probe(), "connect", "tcp", "127.0.0.1", &port];
-    assert_ok(&unconfined(&connect));
-    assert!(get_metrics(addr).starts_with("HTTP/1.1 200"));
-    let out = run(
-        &mut confined_with_broker_cmd(&broker, "loopback-only", &connect),
-        Duration::from_secs(20),
-    );
-    assert_eperm(&out);
-    let mapped = [probe(), "connect", "tcp", "::ffff:127.0.0.1", &port];
-    let out = run(
-        &mut confined_with_broker_cmd(&broker, "loopback-only", &mapped),
-        Duration::from_secs(20),
-    );
-    assert_eperm(&out);
-}
-
-/// A python3 program that opens N TCP connections to 127.0.0.1:PORT, prints `held`, and
-/// keeps them open, silent, for SECONDS.
-const PY_HOLD_TCP: &str = r#"
-import socket, sys, time
-port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-held = []
-for i in range(n):
-    s = socket.socket()
-    s.connect(("127.0.0.1", port))
-    held.append(s)
-print("held", flush=True)
-time.sleep(secs)
-"#;
-
-/// L7: a local user holding many silent connections to the metrics port keeps out only
-/// themselves: the server's other users (a Prometheus scraper) are still served at once.
-/// (Before, 16 such connections filled every slot for 5 s at a time.)
-#[test]
-fn l7_one_user_cannot_keep_the_scraper_out() {
-    let test = "l7_one_user_cannot_keep_the_scraper_out";
-    if !root_and_setpriv(test) {
-        return;
-    }
-    let Some(py) = need_python(test) else {
-        return;
-    };
-    let broker = Broker::start_with(&[], |_| {
-        vec!["--metrics-listen".into(), "127.0.0.1:0".into()]
-    });
-    let addr = metrics_address(&broker);
-    let port = addr.port().to_string();
-    let holder =
-        spawn(command(&as_user(USER_A, &[]), &py).args(["-c", PY_HOLD_TCP, &port, "40", "10"]));
-    assert_eq!(
-        holder.read_line(Duration::from_secs(10)).as_deref(),
-        Some("held")
-    );
-    let started = Instant::now();
-    let status = get_metrics(addr);
-    assert!(
-        status.starts_with("HTTP/1.1 200"),
-        "{status}\n{}",
-        broker.log()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    drop(holder);
 }
 
 // ---- the broker's own sockets as seen from its users ------------------------------------------
