@@ -19,14 +19,10 @@
 //! Every case reaches loopback only. The tests that fail on the code before issue 17's fixes
 //! are named in docs/security.md.
 
-use std::sync::OnceLock;
-
-use netjail_integration_tests::{
-    policy_file, python3, run, skip, unconfined, Outcome, TempPath, DEFAULT_TIMEOUT,
-};
+use netjail_integration_tests::{policy_file, run, unconfined, Outcome, TempPath, DEFAULT_TIMEOUT};
 use serde_json::Value;
 
-use crate::{as_nobody, have_setpriv, need_root, Via};
+use crate::{as_nobody, nobody_python, Via};
 
 /// The probe.
 const PROBE: &str = include_str!("faithful_calls.py");
@@ -101,29 +97,6 @@ const KEPT_LOOPBACK_ONLY: &[(&str, &str, &str)] = &[
         r#"[["::1", "eph"], "E:ENOTCONN"]"#,
     ),
 ];
-
-/// A python3 that uid 65534 can run, with root and setpriv; or `None` after `SKIP`.
-fn prerequisites(test: &str) -> Option<String> {
-    if !need_root(test) || !have_setpriv(test) {
-        return None;
-    }
-    static PY: OnceLock<Option<String>> = OnceLock::new();
-    let found = PY.get_or_init(|| {
-        let mut candidates: Vec<String> = python3()
-            .into_iter()
-            .filter_map(|p| p.to_str().map(str::to_owned))
-            .collect();
-        candidates.push("/usr/bin/python3".to_owned());
-        candidates.into_iter().find(|py| {
-            let out = unconfined(&as_nobody(&[py.as_str(), "-c", "print('{\"ok\": true}')"]));
-            out.json.as_ref().is_some_and(|v| v["ok"] == true)
-        })
-    });
-    if found.is_none() {
-        skip(test, "no python3 that uid 65534 can run");
-    }
-    found.clone()
-}
 
 /// Which policy a confined run is under.
 enum Policy {
@@ -234,7 +207,7 @@ fn differences(native: &Value, confined: &Value, policy: &Policy, cases: &[&str]
 /// Runs `cases` unconfined and under each of `policies` through `via`, and fails with every
 /// difference found.
 fn compare(test: &str, via: &Via, policies: &[Policy], cases: &[&str]) {
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let native = records(&py, None, cases);
@@ -411,7 +384,7 @@ fn i17_control_messages_as_each_protocol_reads_them() {
         &["harmless_and_unknown_cmsgs", "udp_cmsg_levels", "tcp_cmsgs"],
     );
     // IP_PKTINFO where allowed: like the kernel; where not: the policy's refusal.
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let native = records(&py, None, &["ip_pktinfo"]);
@@ -575,7 +548,7 @@ impl Drop for Counter {
 #[test]
 fn i17_state_answers_never_reach_a_denied_address() {
     let test = "i17_state_answers_never_reach_a_denied_address";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let ok = Counter::on("127.0.0.1");

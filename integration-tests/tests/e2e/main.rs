@@ -7,9 +7,11 @@
 //! `docs/architecture.md`, each rule's tests in `docs/semantics.md`.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use netjail_integration_tests::{
-    confined_cmd, confined_with_broker_cmd, python3, run, skip, Broker, Outcome, DEFAULT_TIMEOUT,
+    confined_cmd, confined_with_broker_cmd, python3, run, skip, unconfined, Broker, Outcome,
+    DEFAULT_TIMEOUT,
 };
 
 /// Defines `mod $name { fn embedded(); fn broker(); }`: the same test body run once through the
@@ -179,6 +181,30 @@ pub(crate) fn need_root(test: &str) -> bool {
 }
 
 /// True when `setpriv` (util-linux) is on `PATH`; otherwise says `SKIP test: ...`.
+/// A python3 that uid 65534 can run (the system's when a python3 under `/root` is closed to
+/// other users), with root and setpriv; or `None` after `SKIP test: ...`.
+pub(crate) fn nobody_python(test: &str) -> Option<String> {
+    if !need_root(test) || !have_setpriv(test) {
+        return None;
+    }
+    static PY: OnceLock<Option<String>> = OnceLock::new();
+    let found = PY.get_or_init(|| {
+        let mut candidates: Vec<String> = python3()
+            .into_iter()
+            .filter_map(|p| p.to_str().map(str::to_owned))
+            .collect();
+        candidates.push("/usr/bin/python3".to_owned());
+        candidates.into_iter().find(|py| {
+            let out = unconfined(&as_nobody(&[py.as_str(), "-c", "print('{\"ok\": true}')"]));
+            out.json.as_ref().is_some_and(|v| v["ok"] == true)
+        })
+    });
+    if found.is_none() {
+        skip(test, "no python3 that uid 65534 can run");
+    }
+    found.clone()
+}
+
 pub(crate) fn have_setpriv(test: &str) -> bool {
     let found = netjail_integration_tests::which("setpriv").is_some();
     if !found {

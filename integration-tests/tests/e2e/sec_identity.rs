@@ -12,39 +12,15 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use netjail_integration_tests::{policy_file, python3, run, unconfined, Outcome, TempDir};
+use netjail_integration_tests::{policy_file, run, unconfined, Outcome, TempDir};
 use serde_json::Value;
 
-use crate::{as_nobody, have_setpriv, need_root, Via};
+use crate::{as_nobody, nobody_python, Via};
 
 /// nobody / nogroup.
 const NOBODY_ID: u64 = 65534;
-
-/// A python3 that uid 65534 can run, with root and setpriv, or `None` after `SKIP test: ...`.
-fn prerequisites(test: &str) -> Option<String> {
-    if !need_root(test) || !have_setpriv(test) {
-        return None;
-    }
-    static PY: OnceLock<Option<String>> = OnceLock::new();
-    let found = PY.get_or_init(|| {
-        let mut candidates: Vec<String> = python3()
-            .into_iter()
-            .filter_map(|p| p.to_str().map(str::to_owned))
-            .collect();
-        candidates.push("/usr/bin/python3".to_owned());
-        candidates.into_iter().find(|py| {
-            let out = unconfined(&as_nobody(&[py.as_str(), "-c", "print('{\"ok\": true}')"]));
-            out.json.as_ref().is_some_and(|v| v["ok"] == true)
-        })
-    });
-    if found.is_none() {
-        netjail_integration_tests::skip(test, "no python3 that uid 65534 can run");
-    }
-    found.clone()
-}
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
@@ -140,7 +116,7 @@ print(json.dumps(r))
 
 fn abstract_connect(via: Via) {
     let test = "f6_abstract_unix_connect_as_the_caller";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let name = format!("nj-f6-{}-{}", std::process::id(), rand_suffix());
@@ -194,7 +170,7 @@ print(json.dumps(r))
 
 fn netlink_connect(via: Via) {
     let test = "l2_netlink_connect_as_the_caller";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let root = [py.as_str(), "-c", PY_NETLINK];
@@ -252,7 +228,7 @@ fn free_privileged_port(range: std::ops::Range<u16>) -> u16 {
 
 fn privileged_bind(via: Via, owner: bool) {
     let test = "f13_client_policy_lends_no_capability";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let port = if owner {
@@ -344,7 +320,7 @@ print(json.dumps(r))
 
 fn source_cmsgs(via: Via) {
     let test = "f13_source_cmsgs_sent_with_the_callers_capabilities";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let Ok(receiver) = std::net::UdpSocket::bind("[::1]:0") else {
@@ -409,7 +385,7 @@ fn in_netns_with_threshold(cmd: &Command) -> Command {
 
 fn namespace_threshold(via: Via) {
     let test = "l9_privileged_threshold_of_the_sockets_netns";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let policy = policy_file("name = \"l9\"\n[[allow]]\nbind = [\"tcp://*:*\"]\n");
@@ -464,7 +440,7 @@ print(json.dumps(r))
 
 fn umask_bind(via: Via) {
     let test = "l10_unix_bind_gets_the_callers_umask";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let dir = open_dir();
@@ -565,7 +541,7 @@ struct UserNamespace {
 
 impl UserNamespace {
     fn new(test: &str, by_nobody: bool) -> Option<UserNamespace> {
-        let py = prerequisites(test)?;
+        let py = nobody_python(test)?;
         let system = Path::new("/usr/bin/python3");
         let py = if system.exists() {
             utf8(system).to_owned()
@@ -756,7 +732,7 @@ fn f8_caller_in_a_user_namespace_lends_no_capability() {
 #[test]
 fn l14_unix_send_refused_when_the_callers_credentials_cannot_be_attached() {
     let test = "l14_unix_send_refused_when_the_callers_credentials_cannot_be_attached";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let broker = netjail_integration_tests::Broker::start_with(
@@ -827,7 +803,7 @@ except OSError:
 
 fn hard_link(via: Via) {
     let test = "f7_hard_link_to_a_socket_refused";
-    let Some(py) = prerequisites(test) else {
+    let Some(py) = nobody_python(test) else {
         return;
     };
     let secret = TempDir::new();
