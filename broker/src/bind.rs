@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::address::{self, Known, Reading, Use};
+use crate::call::{Call, Step};
 use crate::caller::as_thread;
 use crate::decode;
-use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::limits;
+use crate::reply::{errno_of, Outcome, Reply};
 use crate::source::jail_for;
 use crate::sys::{self, Become, SocketKind};
 use crate::unix;
@@ -62,7 +63,10 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             });
             out.endpoint = r.endpoint;
             let decision = if limited.load(Ordering::Relaxed) {
-                Some(limits::refusal(limits::RULE_BINDS, limits::COUNT_ERRNO))
+                Some(crate::reply::refusal(
+                    limits::RULE_BINDS,
+                    limits::COUNT_ERRNO,
+                ))
             } else {
                 r.decision
             };

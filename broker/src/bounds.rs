@@ -29,7 +29,12 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::msg::SCM_MAX_FD;
-use crate::sandbox::MAX_IN_FLIGHT;
+
+/// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
+/// sandbox's receiver waits a little for a place (its further calls wait in the kernel), then
+/// answers `EAGAIN`, so that one sandbox cannot take every thread of the broker (invariant 7;
+/// the whole broker's bound is [`crate::POOL`]).
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Calls of all sandboxes of the process on the blocking pool at once. Tokio's pool has 512
 /// threads unless the runtime says otherwise; the rest are left to the broker's own work

@@ -14,14 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::address::{self, Reading, Use};
+use crate::call::{Call, Step};
 use crate::caller::as_thread;
 use crate::decode;
-use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::reaper::CallerFd;
+use crate::reply::{errno_of, Outcome, Reply};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{limits, netlink, reaper};
+use crate::{limits, netlink};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {
@@ -180,7 +181,7 @@ fn decide_fresh(
             );
             out.endpoint = result.endpoint;
             let decision = if limited.load(Ordering::Relaxed) {
-                Some(limits::refusal(
+                Some(crate::reply::refusal(
                     limits::RULE_CONNECTIONS,
                     limits::COUNT_ERRNO,
                 ))
@@ -276,7 +277,7 @@ fn perform_as_caller(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind, addr: 
 /// calling thread; a connect that blocks is interrupted once nobody waits for it
 /// (`reaper.rs`).
 fn perform(call: &Call, sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
-    let _listed = reaper::blocking(call);
+    let _listed = call.blocking();
     match sys::connect_raw(sock, addr) {
         Ok(()) => Reply::Value(0),
         Err(e) => Reply::Errno(errno_of(&e)),

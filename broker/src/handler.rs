@@ -10,274 +10,28 @@
 //! down only its own receiver (invariant 7), and every call it makes is answered: one that the
 //! broker cannot serve for want of a resource gets an errno, never silence.
 
-use std::cell::Cell;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use netjail_policy::{Decision, Policy, Request, Verdict};
+use netjail_policy::{Decision, Verdict};
 use netjail_protocol::control::{DecisionInfo, Event};
 
 use crate::bounds::{self, Refused};
-use crate::decode::{self, Syscall, MAX_SOCKADDR_LEN};
+use crate::call::{self, Call, Replay, Step, Work};
+use crate::decode::{self, Syscall};
 use crate::journal::Kept;
-use crate::operators::{self, CallerRef};
+use crate::operators;
 use crate::pidfds::CallerPidfd;
-use crate::reaper::CallerFd;
+use crate::reply::{Outcome, Reply};
 use crate::sandbox::Sandbox;
-use crate::sys::{self, RawNotification, SocketKind};
+use crate::sys::{self, RawNotification};
 use crate::{audit, bind, connect, limits, process, send, socket};
-
-thread_local! {
-    /// Set on receiver threads, which must never wait for an operator.
-    static RECEIVER: Cell<bool> = const { Cell::new(false) };
-}
 
 /// Stack of a receiver thread: decisions and audit formatting need little.
 const RECEIVER_STACK: usize = 256 * 1024;
-
-/// What the caller's system call returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reply {
-    /// Success with this return value.
-    Value(i64),
-    /// Failure with this (positive) errno.
-    Errno(i32),
-    /// Success with this return value, already given to the caller by the kernel
-    /// (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND` answers the call as it
-    /// installs the descriptor): nothing is left to send but the audit event.
-    Answered(i64),
-    /// The kernel performs the call as the caller made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
-    /// only for a call decided on scalar arguments alone, which the caller cannot change once
-    /// it is notified (`process.rs`); never for one that reads memory or a descriptor.
-    Continue,
-}
-
-/// One notification being handled.
-pub(crate) struct Call {
-    pub sandbox: Arc<Sandbox>,
-    /// The sandbox's policy when the call arrived: a reload in the middle of the call does
-    /// not change what decides it.
-    pub policy: Arc<Policy>,
-    pub notif: RawNotification,
-    /// A pidfd of the calling thread: the one the sandbox keeps for its tid, or one opened as
-    /// soon as the notification arrived (see `pidfds.rs` for why both are as good).
-    pub pidfd: CallerPidfd,
-    /// When the notification was received.
-    pub received: Instant,
-    /// What the operators' side did with the call (held and answered, ruled...), for the
-    /// audit; empty when the policy decided alone.
-    pub note: Mutex<String>,
-    /// An earlier broker had received this call and may have performed it before it stopped
-    /// (`journal.rs`): performing it again must accept finding it done.
-    pub replayed: bool,
-    /// Its record in the sandbox's journal while it is on the blocking pool; cleared when the
-    /// call is dropped, after its reply.
-    pub kept: Option<Kept>,
-    /// The caller's executable for the audit, read when the call is decided (or, for a call
-    /// refused before that, when it is answered): while the caller waits in it, for a caller
-    /// may exit as soon as it has its answer, or be killed while its call is held. Empty
-    /// while not read; `None` when it could not be.
-    pub exe: OnceLock<Option<String>>,
-    /// `NOTIF_ID_VALID` said the caller still waited after `exe` was read: the pid named the
-    /// caller when it was read.
-    pub seen_after_exe: AtomicBool,
-}
-
-/// A call an earlier broker had received and not answered, with its record in the journal.
-pub(crate) use crate::journal::Waiting as Replay;
-
-impl Call {
-    /// Decides `request` by the sandbox's policy; a call the policy asks about is decided by
-    /// operators (held until one answers), so that the decision returned is never `Ask`.
-    pub fn evaluate(&self, request: &Request) -> Decision {
-        let sandbox = &self.sandbox;
-        let decision = if sandbox.hook.is_none() && sandbox.rules_empty() {
-            self.policy.evaluate_with(request, &sandbox.names)
-        } else {
-            let mut layer = |canonical: &Request| {
-                // The lock is not held while the hook runs: the hook may wait for the very
-                // program that is changing the rules.
-                if let Some(d) = sandbox.rules_decide(canonical) {
-                    return Some(d);
-                }
-                let hook = sandbox.hook.as_ref()?;
-                crate::embed::ask_hook(hook.as_ref(), sandbox, self.notif.pid as i32, canonical)
-            };
-            self.policy
-                .evaluate_layered(request, &sandbox.names, &mut layer)
-        };
-        if decision.verdict != Verdict::Ask {
-            return decision;
-        }
-        let still_valid = || self.still_valid();
-        let caller = CallerRef {
-            pid: self.notif.pid as i32,
-            still_valid: &still_valid,
-        };
-        let (decision, note) = if RECEIVER.with(Cell::get) {
-            // Never reached: a sandbox whose policy may ask is served off its receiver.
-            // Should it be, waiting here would stop every call of the sandbox: fail closed.
-            tracing::error!(sandbox = %self.sandbox.id, "ask on a receiver thread; denied");
-            let mut d = decision;
-            d.verdict = Verdict::Deny { errno: libc::EPERM };
-            (d, "refused: asked on the receiver thread".to_string())
-        } else {
-            self.sandbox
-                .operators
-                .decide(&self.sandbox, caller, request, decision)
-        };
-        let mut n = self.note.lock().unwrap_or_else(|p| p.into_inner());
-        if !n.is_empty() {
-            n.push_str("; ");
-        }
-        n.push_str(&note);
-        decision
-    }
-
-    /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
-    pub fn still_valid(&self) -> bool {
-        let valid = sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id);
-        if valid && self.exe.get().is_some() {
-            self.seen_after_exe.store(true, Ordering::Relaxed);
-        }
-        valid
-    }
-
-    /// Reads the caller's executable (`/proc/TID/exe`) when an audit event or a watcher
-    /// will name it, unless it was read already.
-    pub(crate) fn read_exe(&self) {
-        let ops = &self.sandbox.operators;
-        if self.exe.get().is_none()
-            && (tracing::enabled!(target: audit::TARGET, tracing::Level::INFO)
-                || ops.wants_decisions())
-        {
-            let _ = self.exe.set(caller_exe(self.notif.pid));
-        }
-    }
-
-    /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one), closed
-    /// as a blocking call of this call ([`CallerFd`]).
-    pub fn take_fd(&self, fd: i32) -> Result<CallerFd, (i32, &'static str)> {
-        match sys::pidfd_getfd(self.pidfd.as_fd(), fd) {
-            // A kept pidfd whose thread exited: its tid is the caller's again.
-            Err(e)
-                if e.raw_os_error() == Some(libc::ESRCH)
-                    && self
-                        .pidfd
-                        .refresh(&self.sandbox.pidfds, || self.still_valid()) =>
-            {
-                sys::pidfd_getfd(self.pidfd.as_fd(), fd)
-            }
-            taken => taken,
-        }
-        .map_err(|e| match e.raw_os_error() {
-            // The broker has no descriptor to spare: not the caller's fault, and temporary.
-            Some(libc::EMFILE | libc::ENFILE) => (bounds::FDS_ERRNO, bounds::RULE_FDS),
-            _ => (errno_of(&e), "bad-fd"),
-        })
-        .map(|copy| CallerFd::new(self, copy))
-    }
-
-    /// The broker's copy of the caller's socket and what it is, with the errnos of the
-    /// kernel's `sockfd_lookup`: `EBADF`, then `ENOTSOCK`.
-    pub fn socket(&self, fd: i32) -> Result<(CallerFd, SocketKind), (i32, &'static str)> {
-        let sock = self.take_fd(fd)?;
-        let kind = sys::socket_kind(sock.as_fd()).map_err(|e| (errno_of(&e), "not-a-socket"))?;
-        Ok((sock, kind))
-    }
-
-    /// Copies the `len`-byte address at `ptr` out of the caller, with the errnos of the
-    /// kernel's `move_addr_to_kernel`: `EINVAL` for a negative or too long length, `EFAULT`
-    /// for memory that cannot be read.
-    pub fn copy_sockaddr(&self, ptr: u64, len: i32) -> Result<Vec<u8>, (i32, &'static str)> {
-        if len < 0 || len as usize > MAX_SOCKADDR_LEN {
-            return Err((libc::EINVAL, "bad-length"));
-        }
-        let mut addr = vec![0u8; len as usize];
-        sys::read_memory(self.notif.pid, ptr, &mut addr)
-            .map_err(|e| (errno_of(&e), "bad-address"))?;
-        Ok(addr)
-    }
-}
-
-impl crate::caller::Notified for Call {
-    fn tid(&self) -> u32 {
-        self.notif.pid
-    }
-
-    fn still_waiting(&self) -> bool {
-        self.still_valid()
-    }
-}
-
-/// Work that may wait, run on the blocking pool.
-pub(crate) type Work = Box<dyn FnOnce(&Call) -> Outcome + Send>;
-
-/// What a handler returns.
-pub(crate) enum Step {
-    /// Decided, and performed if allowed.
-    Done(Outcome),
-    /// The rest may wait: run it off the receiver thread.
-    Blocking(Work),
-}
-
-/// What a handler decided and what the caller gets.
-pub(crate) struct Outcome {
-    pub op: &'static str,
-    pub endpoint: String,
-    /// The policy's decision; `None` when the call failed before the policy ran.
-    pub decision: Option<Decision>,
-    /// Why the call failed before a decision (`bad-fd`, `bad-address`, ...).
-    pub failure: &'static str,
-    /// `None`: the caller is gone; there is nobody to answer.
-    pub reply: Option<Reply>,
-}
-
-impl Outcome {
-    pub fn new(op: &'static str) -> Self {
-        Outcome {
-            op,
-            endpoint: String::new(),
-            decision: None,
-            failure: "",
-            reply: None,
-        }
-    }
-
-    /// The call failed before the policy ran (bad fd, bad pointer, ...).
-    pub fn failed(mut self, errno: i32, why: &'static str) -> Self {
-        self.decision = None;
-        self.failure = why;
-        self.reply = Some(Reply::Errno(errno));
-        self
-    }
-
-    /// The caller went away while we looked.
-    pub fn gone(mut self) -> Self {
-        self.reply = None;
-        self
-    }
-
-    pub fn decided(
-        mut self,
-        decision: Option<Decision>,
-        failure: &'static str,
-        reply: Reply,
-    ) -> Self {
-        self.decision = decision;
-        self.failure = failure;
-        self.reply = Some(reply);
-        self
-    }
-}
-
-/// The errno of an I/O error, `EIO` when it has none.
-pub(crate) fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
 
 /// Starts the receiver thread of `sandbox`, which first hands the calls of `replays` to the
 /// blocking pool; `on_exit` runs when every task of the sandbox has exited (`POLLHUP` on the
@@ -292,7 +46,7 @@ pub(crate) fn start(
         .name(format!("netjail-{}", sandbox.id))
         .stack_size(RECEIVER_STACK)
         .spawn(move || {
-            RECEIVER.with(|r| r.set(true));
+            call::mark_receiver_thread();
             for (notif, kept) in replays {
                 replay(&sandbox, &runtime, notif, kept);
             }
@@ -792,7 +546,7 @@ fn run_blocking(
             };
             let errno = bounds::POOL_ERRNO;
             let outcome = Outcome::new(op_of(call.notif)).decided(
-                Some(limits::refusal(rule, errno)),
+                Some(crate::reply::refusal(rule, errno)),
                 "",
                 Reply::Errno(errno),
             );
@@ -1007,13 +761,6 @@ fn finish(call: &Call, outcome: Outcome) {
         errno,
         latency_us,
     });
-}
-
-/// The executable of thread `tid` (`/proc/TID/exe`), or `None` when it cannot be read.
-fn caller_exe(tid: u32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{tid}/exe"))
-        .ok()
-        .map(|p| p.display().to_string())
 }
 
 #[cfg(test)]

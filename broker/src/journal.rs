@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use netjail_protocol::SandboxId;
 
-use crate::sandbox::MAX_IN_FLIGHT;
+use crate::bounds::MAX_IN_FLIGHT;
 use crate::sys::{self, RawNotification, SharedMap};
 
 const MAGIC: [u8; 8] = *b"NJJRNL01";

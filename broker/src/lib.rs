@@ -25,6 +25,7 @@ mod address;
 mod audit;
 mod bind;
 mod bounds;
+mod call;
 mod caller;
 mod connect;
 pub mod control;
@@ -32,6 +33,7 @@ mod decode;
 pub mod embed;
 mod fdstore;
 mod handler;
+mod hook;
 mod journal;
 mod limits;
 pub mod logging;
@@ -49,6 +51,7 @@ mod process;
 mod reaper;
 mod registry;
 pub mod reload;
+mod reply;
 mod sandbox;
 mod send;
 mod server;
@@ -89,6 +92,7 @@ use netjail_protocol::SandboxId;
 use operators::Operators;
 
 pub use audit::TARGET as AUDIT_TARGET;
+pub use bounds::MAX_IN_FLIGHT;
 pub use bounds::POOL;
 pub use embed::{
     BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
@@ -97,7 +101,7 @@ pub use embed::{
 pub use fdstore::TakenBack;
 pub use registry::DEFAULT_MAX_SANDBOXES_PER_USER;
 use sandbox::PolicySource;
-pub use sandbox::{Sandbox, MAX_IN_FLIGHT};
+pub use sandbox::Sandbox;
 pub use server::{bind_registration_socket, bind_socket, serve, serve_with, RegistrationConfig};
 
 /// The broker: a set of sandboxes, each with a receiver thread.
@@ -706,11 +710,7 @@ impl Broker {
         pid: i32,
         listener: std::os::fd::BorrowedFd<'_>,
         persist: Option<Persist>,
-    ) -> (
-        SandboxId,
-        Option<Arc<journal::Journal>>,
-        Vec<handler::Replay>,
-    ) {
+    ) -> (SandboxId, Option<Arc<journal::Journal>>, Vec<call::Replay>) {
         let fresh = || SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (Some(state), Some(persist)) = (self.state.get(), persist) else {
             return (fresh(), None, Vec::new());

@@ -29,9 +29,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use netjail_policy::{Decision, Limit, Limits, Verdict};
+use netjail_policy::{Decision, Limit, Limits};
 
-use crate::handler::Reply;
+use crate::reply::{refusal, Reply};
 use crate::sys;
 
 /// The errno of a connect or bind past `max_connections` or `max_binds`: "no buffer space
@@ -76,15 +76,6 @@ impl SandboxLimits {
                 .max()
                 .map(|r| Mutex::new(Bucket::new(r, Instant::now()))),
         }
-    }
-}
-
-/// The decision a limit makes: deny, by the limit's rule.
-pub(crate) fn refusal(rule: &str, errno: i32) -> Decision {
-    Decision {
-        verdict: Verdict::Deny { errno },
-        rule: rule.to_owned(),
-        host: None,
     }
 }
 

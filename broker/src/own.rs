@@ -155,7 +155,7 @@ fn same_endpoint(a: &SocketAddr, b: &SocketAddr) -> bool {
 
 /// The decision refusing a call that would reach one of the broker's own sockets.
 pub(crate) fn refusal() -> Decision {
-    crate::limits::refusal(RULE, ERRNO)
+    crate::reply::refusal(RULE, ERRNO)
 }
 
 /// Whether a peer's pid, as `SO_PEERCRED` gives it, is this very process.

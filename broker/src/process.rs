@@ -18,8 +18,9 @@ use std::path::Path;
 
 use netjail_policy::{Decision, Verdict};
 
+use crate::call::{Call, Step};
 use crate::decode::ProcessCall;
-use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::reply::{errno_of, Outcome, Reply};
 
 /// Audit rule of a call that names a thread of the caller's own thread group.
 pub(crate) const RULE_OWN: &str = "process:own-thread-group";
@@ -75,7 +76,7 @@ pub(crate) fn decide(call: &Call, which: ProcessCall) -> Step {
     let step = match target {
         Target::Own => outcome.decided(Some(allowed()), "", Reply::Continue),
         Target::Other => {
-            let refusal = crate::limits::refusal(RULE_OTHER, libc::EPERM);
+            let refusal = crate::reply::refusal(RULE_OTHER, libc::EPERM);
             outcome.decided(Some(refusal), "", Reply::Errno(libc::EPERM))
         }
         Target::Nobody => outcome.decided(None, "no-process", Reply::Errno(libc::ESRCH)),

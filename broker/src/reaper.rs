@@ -43,7 +43,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use crate::handler::Call;
 use crate::sandbox::Sandbox;
 use crate::sys;
 
@@ -144,14 +143,9 @@ pub(crate) struct Blocking {
     was_blocked: bool,
 }
 
-/// Lists the calling thread as performing a system call for `call` that may block, until the
-/// returned guard is dropped.
-pub(crate) fn blocking(call: &Call) -> Blocking {
-    blocking_for(&call.sandbox, call.notif.id)
-}
-
-/// As [`blocking`], for the call `notif` of `sandbox`.
-fn blocking_for(sandbox: &Arc<Sandbox>, notif: u64) -> Blocking {
+/// Lists the calling thread as performing a system call for the call `notif` of `sandbox`
+/// that may block, until the returned guard is dropped (`Call::blocking`).
+pub(crate) fn blocking(sandbox: &Arc<Sandbox>, notif: u64) -> Blocking {
     if !INTERRUPTS.load(Ordering::Relaxed) {
         return Blocking {
             entry: None,
@@ -215,12 +209,12 @@ pub(crate) struct CallerFd {
 }
 
 impl CallerFd {
-    /// `fd`, a copy of a descriptor of the caller of `call`.
-    pub(crate) fn new(call: &Call, fd: OwnedFd) -> CallerFd {
+    /// `fd`, a copy of a descriptor of the caller of the call `notif` of `sandbox`.
+    pub(crate) fn new(sandbox: &Arc<Sandbox>, notif: u64, fd: OwnedFd) -> CallerFd {
         CallerFd {
             fd: Some(fd),
-            sandbox: Arc::clone(&call.sandbox),
-            notif: call.notif.id,
+            sandbox: Arc::clone(sandbox),
+            notif,
         }
     }
 }
@@ -255,7 +249,7 @@ impl std::fmt::Debug for CallerFd {
 
 impl Drop for CallerFd {
     fn drop(&mut self) {
-        let listed = blocking_for(&self.sandbox, self.notif);
+        let listed = blocking(&self.sandbox, self.notif);
         drop(self.fd.take());
         drop(listed);
     }

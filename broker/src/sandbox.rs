@@ -10,7 +10,7 @@ use netjail_policy::{Decision, Policy, SandboxRules};
 use netjail_protocol::SandboxId;
 
 use crate::bounds::{self, Account};
-use crate::embed::DecisionHook;
+use crate::hook::DecisionHook;
 use crate::journal::Journal;
 use crate::limits::SandboxLimits;
 use crate::names::Resolver;
@@ -18,12 +18,6 @@ use crate::operators::Operators;
 use crate::pidfds::PidfdCache;
 use crate::reaper::Performing;
 use crate::view::View;
-
-/// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
-/// sandbox's receiver waits a little for a place (its further calls wait in the kernel), then
-/// answers `EAGAIN`, so that one sandbox cannot take every thread of the broker (invariant 7;
-/// the whole broker's bound is [`crate::POOL`]).
-pub const MAX_IN_FLIGHT: usize = 64;
 
 /// A confined process tree known to the broker.
 #[derive(Debug)]

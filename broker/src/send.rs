@@ -40,14 +40,15 @@ use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::address::{self, Reading, Use};
 use crate::bounds::{self, Taken};
+use crate::call::{Call, Step};
 use crate::caller::{as_thread, nofile_limit, Caller};
-use crate::handler::{errno_of, Call, Outcome, Reply, Step};
 use crate::msg::{self, Cmsg, CmsgReader, IoVec, MsgHdr};
 use crate::reaper::CallerFd;
+use crate::reply::{errno_of, Outcome, Reply};
 use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
 use crate::unix::{self, PathUse};
-use crate::{connect, decode, limits, netlink, reaper};
+use crate::{connect, decode, limits, netlink};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -825,7 +826,7 @@ fn bound_decision(
 ) -> Option<Decision> {
     match reply {
         Reply::Errno(errno) if failure.starts_with(bounds::RULE_PREFIX) => {
-            Some(limits::refusal(failure, errno))
+            Some(crate::reply::refusal(failure, errno))
         }
         _ => decision,
     }
@@ -992,7 +993,7 @@ fn deliver_here(
         }
         let cmsgs: &[u8] = if first { &control } else { &[] };
         // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).
-        let listed = reaper::blocking(call);
+        let listed = call.blocking();
         let (sent, raised) = sys::sendmsg_as_caller(sock, name, &chunk, cmsgs, flags);
         drop(listed);
         match sent {
@@ -1146,7 +1147,7 @@ fn control(
                         }
                     })?;
                     data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
-                    held.fds.push(CallerFd::new(call, copy));
+                    held.fds.push(call.copied(copy));
                 }
                 let rights = Cmsg {
                     level: c.level,

@@ -24,9 +24,10 @@ use std::os::unix::fs::MetadataExt;
 use netjail_policy::{describe_socket, Decision, Policy, SocketCall, Verdict, SOCK_TYPE_MASK};
 
 use crate::bounds;
+use crate::call::{Call, Step};
 use crate::caller::{as_caller_in, Caller};
 use crate::decode::{self, Syscall};
-use crate::handler::{errno_of, Call, Outcome, Reply, Step};
+use crate::reply::{errno_of, Outcome, Reply};
 use crate::sys::{self, Become, RawNotification};
 
 /// The audit rule of every decision made here.

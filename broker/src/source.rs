@@ -28,8 +28,9 @@ use std::os::fd::BorrowedFd;
 use netjail_policy::{Op, Request, Target, Verdict};
 
 use crate::address::{self, SocketState};
+use crate::call::Call;
 use crate::decode;
-use crate::handler::{errno_of, Call};
+use crate::reply::errno_of;
 use crate::sys::{self, SocketKind};
 
 /// A socket's state as the address table asks for it: read from the broker's copy of the

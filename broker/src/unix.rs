@@ -33,10 +33,11 @@ use std::path::{Path, PathBuf};
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
+use crate::call::Call;
 use crate::caller::{as_caller, as_caller_at, Caller, Directories};
 use crate::decode;
-use crate::handler::{errno_of, Call, Reply};
-use crate::limits;
+use crate::reply::{errno_of, Reply};
+
 use crate::sys::{self, Become, FileId};
 use crate::view::{same_node, View, RULE as RULE_VIEW};
 
@@ -406,7 +407,7 @@ pub(crate) fn bind_path(
                 }
             });
             if elsewhere {
-                decision = limits::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
+                decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
             }
             reply
         }
@@ -462,7 +463,7 @@ pub(crate) fn listen_on_path(
         Err(outcome) => return Some(outcome),
     };
     let elsewhere = |endpoint: String| PathOutcome {
-        decision: Some(limits::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM)),
+        decision: Some(crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM)),
         failure: "",
         reply: Reply::Errno(libc::EPERM),
         endpoint,
@@ -658,7 +659,7 @@ impl Naming<'_> {
 /// sandbox registered in.
 fn refused_view(endpoint: String) -> PathOutcome {
     PathOutcome {
-        decision: Some(crate::limits::refusal(RULE_VIEW, libc::EPERM)),
+        decision: Some(crate::reply::refusal(RULE_VIEW, libc::EPERM)),
         failure: "",
         reply: Reply::Errno(libc::EPERM),
         endpoint,

@@ -1,0 +1,130 @@
+//! The decision hook of an embedding program ([`DecisionHook`]): asked about every call the
+//! policy's `[[deny]]` tables and run-time rules leave open, it answers allow, deny, ask or no
+//! opinion. A panic or a nonsense errno fails closed.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use netjail_policy::{Decision, Request, Verdict};
+use netjail_protocol::SandboxId;
+
+/// What a [`DecisionHook`] is asked about: one call of one sandbox.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct HookCall<'a> {
+    /// The sandbox that made the call.
+    pub sandbox: SandboxId,
+    /// The name it was registered with.
+    pub name: &'a str,
+    /// The thread that made the call (a tid, as the kernel reports it).
+    pub pid: i32,
+    /// The operation and its destination, in canonical form (an IPv4-mapped address is the
+    /// IPv4 address it is; see [`netjail_policy::Target::canonical`]).
+    pub request: &'a Request,
+}
+
+/// What a [`DecisionHook`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookVerdict {
+    /// No opinion: the policy's `[[allow]]` tables, `[[ask]]` tables and default decide.
+    Continue,
+    /// Perform the call.
+    Allow,
+    /// Refuse the call with this errno (positive, e.g. `libc::EPERM`; anything outside
+    /// 1..=4095 becomes `EPERM`).
+    Deny {
+        /// The errno the call fails with.
+        errno: i32,
+    },
+    /// Hold the call for an operator, as an `[[ask]]` rule does (the policy's
+    /// `ask_timeout` and `ask_fallback` apply; with no operator watching, the fallback
+    /// decides at once).
+    Ask,
+}
+
+impl HookVerdict {
+    /// Refuse with `EPERM`.
+    pub const DENY: HookVerdict = HookVerdict::Deny { errno: libc::EPERM };
+}
+
+/// A host program's say in each call, asked after the policy's `[[deny]]` tables and the
+/// sandbox's run-time rules, and before the policy's `[[allow]]` tables.
+///
+/// Any `Fn(&HookCall) -> HookVerdict + Send + Sync + 'static` is one. It runs on a thread of
+/// the broker's blocking pool, never on a sandbox's receiver thread, so it may wait (for the
+/// user, for another thread of the program): while it waits, only that call waits; the
+/// sandbox's other calls and other sandboxes go on. A hook that panics denies the call
+/// (`EPERM`, rule `hook-panicked`).
+///
+/// With a hook, every call of every sandbox of the broker takes the blocking pool, which
+/// costs a thread hand-off per call: about 30 µs / 1.5x per allowed loopback connect on this
+/// machine, against the policy-only fast path (`nj-bench embedded`, see `BENCHMARKS.md`); a
+/// program that only needs rules it sets itself can use [`SandboxHandle::allow`](crate::embed::SandboxHandle::allow) and keep the
+/// fast path (run-time rules measured no slower than the policy alone).
+pub trait DecisionHook: Send + Sync + 'static {
+    /// Decides one call, or says [`HookVerdict::Continue`].
+    fn decide(&self, call: &HookCall<'_>) -> HookVerdict;
+}
+
+impl<F> DecisionHook for F
+where
+    F: Fn(&HookCall<'_>) -> HookVerdict + Send + Sync + 'static,
+{
+    fn decide(&self, call: &HookCall<'_>) -> HookVerdict {
+        self(call)
+    }
+}
+
+impl std::fmt::Debug for dyn DecisionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecisionHook")
+    }
+}
+
+/// Asks `hook` about a canonical request of the sandbox `sandbox` named `name`; `None` is no
+/// opinion.
+pub(crate) fn ask_hook(
+    hook: &dyn DecisionHook,
+    sandbox: SandboxId,
+    name: &str,
+    pid: i32,
+    request: &Request,
+) -> Option<Decision> {
+    hook_decision(
+        hook,
+        &HookCall {
+            sandbox,
+            name,
+            pid,
+            request,
+        },
+    )
+}
+
+/// The decision `hook` gives `call`: a panic or a nonsense errno fails closed.
+pub(crate) fn hook_decision(hook: &dyn DecisionHook, call: &HookCall<'_>) -> Option<Decision> {
+    let decision = |verdict, rule: &str| {
+        Some(Decision {
+            verdict,
+            rule: rule.to_string(),
+            host: None,
+        })
+    };
+    match catch_unwind(AssertUnwindSafe(|| hook.decide(call))) {
+        Ok(HookVerdict::Continue) => None,
+        Ok(HookVerdict::Allow) => decision(Verdict::Allow, "hook"),
+        Ok(HookVerdict::Deny { errno }) => {
+            let errno = if (1..=4095).contains(&errno) {
+                errno
+            } else {
+                libc::EPERM
+            };
+            decision(Verdict::Deny { errno }, "hook")
+        }
+        Ok(HookVerdict::Ask) => decision(Verdict::Ask, "hook"),
+        Err(_) => {
+            // Fail closed, and keep serving: the panic message went to stderr already.
+            tracing::error!(sandbox = %call.sandbox, "the decision hook panicked; call denied");
+            decision(Verdict::Deny { errno: libc::EPERM }, "hook-panicked")
+        }
+    }
+}
