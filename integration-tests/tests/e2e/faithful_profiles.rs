@@ -38,6 +38,9 @@ fn audited(policy: &str, args: &[&str]) -> (Outcome, Vec<Value>) {
             "json",
             "run",
             "--allow-root",
+            // The audit read here is the embedded broker's, on stderr: not a broker that
+            // another test started at the default socket.
+            "--embedded",
             "--policy",
             policy,
             "--",
