@@ -296,8 +296,12 @@ fn take_listener(child: &sys::Spawned, pidfd: &OwnedFd) -> Result<OwnedFd, Launc
 enum Attached {
     /// With the broker at the socket, under this id.
     Remote(BrokerConnection, SandboxId),
-    /// Holds the embedded broker for as long as the child runs.
-    Embedded { _broker: std::sync::Arc<Broker> },
+    /// Holds the embedded broker, which registered the sandbox under this id, for as long as
+    /// the child runs.
+    Embedded {
+        broker: std::sync::Arc<Broker>,
+        id: SandboxId,
+    },
     /// Nowhere any more: the broker went away and none came back in time. The listener is
     /// closed, so the command's network calls fail.
     Detached,
@@ -394,7 +398,23 @@ fn embed(
     let broker = Broker::new();
     let id = broker.register(&register.name, register.pid, policy, listener.try_clone()?)?;
     tracing::debug!(sandbox = %id, "registered with the embedded broker");
-    Ok(Attached::Embedded { _broker: broker })
+    Ok(Attached::Embedded { broker, id })
+}
+
+/// How long the launcher waits, once the command has exited, for the embedded broker to
+/// retire its sandbox.
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits, at most [`RETIRE_WAIT`], until the embedded broker has retired sandbox `id` (every
+/// task of it has exited and its receiver has ended). A receiver answers a call before it
+/// writes the call's audit event: without the wait, a command that exits on the answer to its
+/// last call could take the launcher, and that event, with it. A command that leaves
+/// processes behind keeps its sandbox alive, and the launcher goes after the wait.
+async fn retired(broker: &Broker, id: SandboxId) {
+    let deadline = Instant::now() + RETIRE_WAIT;
+    while broker.sandbox(id).is_some() && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 /// Signals the launcher passes on to the command.
@@ -478,6 +498,9 @@ async fn supervise(
                     guard = exited.readable() => {
                         let mut guard = guard?;
                         if let Some(status) = sys::wait_pidfd(pidfd.as_fd(), true)? {
+                            if let Attached::Embedded { broker, id } = &attached {
+                                retired(broker, *id).await;
+                            }
                             return Ok(status);
                         }
                         guard.clear_ready();
