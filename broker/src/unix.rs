@@ -320,6 +320,18 @@ impl Binding {
     }
 }
 
+/// For a datagram socket: its own socket filter, after a filter that takes nothing is put in
+/// its place (`sys::DROP_ALL`); `None` for other sockets, which receive nothing before their
+/// `listen`. A program whose filter is locked (`SO_LOCK_FILTER`) gets the error.
+fn hold_off_datagrams(sock: BorrowedFd<'_>) -> std::io::Result<Option<Vec<libc::sock_filter>>> {
+    if sys::socket_kind(sock)?.sock_type != libc::SOCK_DGRAM {
+        return Ok(None);
+    }
+    let own = sys::socket_filter(sock)?;
+    sys::set_socket_filter(sock, &sys::DROP_ALL)?;
+    Ok(Some(own))
+}
+
 /// Resolves the directory of `path`, the name of a socket to create, for the caller of
 /// `call`, decides a bind on that directory's resolved path and the final name, and when the
 /// policy allows binds `sock`: to the caller's own bytes `own`, on a thread in the caller's
@@ -382,6 +394,13 @@ pub(crate) fn bind_path(
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
         Verdict::Allow => {
+            // A datagram socket receives at its name from the kernel's bind on, before the
+            // check below can refuse it: it takes nothing until the check has passed, then
+            // gets its own filter back (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`).
+            let held_off = match hold_off_datagrams(sock) {
+                Ok(h) => h,
+                Err(e) => return failed(endpoint, "socket-filter", errno_of(&e)),
+            };
             let mut elsewhere = false;
             let reply = bind(&mut || {
                 let dirs = Directories {
@@ -408,6 +427,10 @@ pub(crate) fn bind_path(
             });
             if elsewhere {
                 decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
+            } else if let Some(own_filter) = held_off {
+                if let Err(e) = sys::set_socket_filter(sock, &own_filter) {
+                    tracing::error!(error = %e, "cannot give a datagram socket its own filter back after its bind");
+                }
             }
             reply
         }
