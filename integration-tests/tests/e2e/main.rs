@@ -63,6 +63,7 @@ mod operators;
 mod profiles;
 mod profiles_jail;
 mod redteam2;
+mod redteam3;
 mod reload;
 mod restart;
 mod sec_address;
