@@ -1545,14 +1545,17 @@ pub fn socket_filter(fd: BorrowedFd<'_>) -> io::Result<Vec<libc::sock_filter>> {
 /// filter; an empty `prog` detaches it (`SO_DETACH_FILTER`).
 pub fn set_socket_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> io::Result<()> {
     if prog.is_empty() {
-        // SAFETY: `SO_DETACH_FILTER` reads no value.
+        // `setsockopt` wants an int's length for every `SOL_SOCKET` option; this one does
+        // not read it.
+        let unused: libc::c_int = 0;
+        // SAFETY: `unused` lives for the call and has the length given.
         let r = unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_DETACH_FILTER,
-                std::ptr::null(),
-                0,
+                (&unused as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         return match cvt(r) {

@@ -427,7 +427,11 @@ pub(crate) fn bind_path(
             });
             if elsewhere {
                 decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
-            } else if let Some(own_filter) = held_off {
+            }
+            // Once decided: a socket bound where it may be takes datagrams again; one shut
+            // down above takes none either way, and its senders get `EPIPE` as from any shut
+            // down socket (a filter would swallow their datagrams without a word).
+            if let Some(own_filter) = held_off {
                 if let Err(e) = sys::set_socket_filter(sock, &own_filter) {
                     tracing::error!(error = %e, "cannot give a datagram socket its own filter back after its bind");
                 }
