@@ -110,7 +110,7 @@ impl Call {
         } else {
             self.sandbox
                 .operators
-                .decide(&self.sandbox, caller, request, decision)
+                .decide(&self.sandbox.asking(), caller, request, decision)
         };
         let mut n = self.note.lock().unwrap_or_else(|p| p.into_inner());
         if !n.is_empty() {

@@ -27,7 +27,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use netjail_policy::{Decision, Op, Request, Verdict};
+use netjail_policy::{Decision, Op, Policy, Request, Verdict};
 use netjail_protocol::control::{
     Counters, Event, GrantDuration, GrantScope, Outcome, PendingInfo, ProcessInfo, RequestId,
     Resolution,
@@ -37,7 +37,6 @@ use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
 use crate::overlay::{Overlay, OverlayError, ScopeKey};
-use crate::sandbox::Sandbox;
 
 /// Calls held at once in the whole broker. Each holds a thread of the blocking pool, so the
 /// bound keeps held calls from taking the threads other sandboxes need (invariant 7); it is
@@ -127,6 +126,23 @@ enum Scope {
     Container(String),
 }
 
+/// The sandbox a held call comes from, as operators see it and their rules name it (the
+/// sandbox hands it over: `Sandbox::asking`).
+#[derive(Debug, Clone)]
+pub(crate) struct Asking<'a> {
+    pub id: SandboxId,
+    /// The name given at registration.
+    pub name: &'a str,
+    /// The OCI container id, for a sandbox a container runtime registered.
+    pub container: Option<&'a str>,
+    /// The policy the call was decided by.
+    pub policy: Arc<Policy>,
+    /// The user other than the administrator that registered the policy (L5).
+    pub tenant: Option<u32>,
+    /// The policy's `[limits] max_pending`.
+    pub max_pending: Option<usize>,
+}
+
 /// A policy as operators' rules name it: by its name, and for a policy that a user other
 /// than the administrator registered, by that user too (L5). The name is the registering
 /// client's choice, so a rule made for one user's policy must never cover another user's
@@ -138,10 +154,10 @@ struct PolicyKey {
 }
 
 impl PolicyKey {
-    fn of(sandbox: &Sandbox) -> PolicyKey {
+    fn of(sandbox: &Asking<'_>) -> PolicyKey {
         PolicyKey {
-            name: sandbox.policy().name().to_string(),
-            tenant: sandbox.tenant(),
+            name: sandbox.policy.name().to_string(),
+            tenant: sandbox.tenant,
         }
     }
 
@@ -165,11 +181,11 @@ impl PolicyKey {
 }
 
 impl Scope {
-    fn covers(&self, sandbox: &Sandbox) -> bool {
+    fn covers(&self, sandbox: &Asking<'_>) -> bool {
         match self {
             Scope::Sandbox(id) => *id == sandbox.id,
             Scope::Policy(key) => *key == PolicyKey::of(sandbox),
-            Scope::Container(id) => sandbox.container.as_deref() == Some(id.as_str()),
+            Scope::Container(id) => sandbox.container == Some(id.as_str()),
         }
     }
 
@@ -391,7 +407,7 @@ impl Operators {
     /// Returns the decision and, for the audit, what the operators' side did.
     pub(crate) fn decide(
         self: &Arc<Self>,
-        sandbox: &Sandbox,
+        sandbox: &Asking<'_>,
         caller: CallerRef<'_>,
         request: &Request,
         decision: Decision,
@@ -405,7 +421,7 @@ impl Operators {
             );
         }
         self.counters.asked.fetch_add(1, Ordering::Relaxed);
-        let policy = sandbox.policy();
+        let policy = &sandbox.policy;
         let fallback_allows = policy.ask_fallback() == Verdict::Allow;
         let fallback = |outcome: Outcome, why: &str| {
             let counter = match outcome {
@@ -429,8 +445,8 @@ impl Operators {
         let info = PendingInfo {
             id,
             sandbox: sandbox.id,
-            name: clip(&sandbox.name, MAX_TEXT),
-            container: clip(sandbox.container.as_deref().unwrap_or(""), MAX_TEXT),
+            name: clip(sandbox.name, MAX_TEXT),
+            container: clip(sandbox.container.unwrap_or(""), MAX_TEXT),
             policy: clip(policy.name(), MAX_TEXT),
             pid: caller.pid,
             chain: chain(caller.pid),
@@ -455,7 +471,7 @@ impl Operators {
                 .values()
                 .filter(|h| h.sandbox == sandbox.id)
                 .count();
-            let policy_max = sandbox.limits.max_pending;
+            let policy_max = sandbox.max_pending;
             if policy_max.is_some_and(|max| of_sandbox >= max) {
                 // The policy's `max_pending` (below the broker's own cap): its rule decides.
                 drop(table);
@@ -481,7 +497,7 @@ impl Operators {
                     deadline: now + timeout,
                     sandbox: sandbox.id,
                     policy: PolicyKey::of(sandbox),
-                    container: sandbox.container.clone(),
+                    container: sandbox.container.map(str::to_string),
                     op: request.op,
                     key: key.clone(),
                     request: request.clone(),
@@ -559,7 +575,7 @@ impl Operators {
     }
 
     /// A rule operators made earlier that covers this request: allow or deny, and its text.
-    fn ruled(&self, sandbox: &Sandbox, request: &Request, key: &str) -> Option<(bool, String)> {
+    fn ruled(&self, sandbox: &Asking<'_>, request: &Request, key: &str) -> Option<(bool, String)> {
         let now = Instant::now();
         {
             let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
@@ -576,8 +592,8 @@ impl Operators {
         }
         let overlay = self.overlay.as_ref()?;
         let mut keys = vec![PolicyKey::of(sandbox).scope_key()];
-        if let Some(c) = &sandbox.container {
-            keys.push(ScopeKey::Container(c.clone()));
+        if let Some(c) = sandbox.container {
+            keys.push(ScopeKey::Container(c.to_string()));
         }
         overlay.decide(&keys, request)
     }
@@ -995,25 +1011,14 @@ mod tests {
     }
 
     /// A sandbox whose policy asks about everything, holds a call 60 s, then `fallback`.
-    fn asking(ops: &Arc<Operators>, id: u64, fallback: &str) -> Arc<Sandbox> {
+    fn asking(id: u64, fallback: &str) -> (SandboxId, Arc<Policy>) {
         let text = format!(
             "name = \"asking\"\ndefault = \"ask\"\nask_timeout = \"60s\"\nask_fallback = \"{fallback}\"\n"
         );
-        let policy = netjail_policy::Policy::from_toml(&text, "t").unwrap();
-        let null = || std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
-        Arc::new(Sandbox::new(
+        (
             SandboxId(id),
-            "asking".into(),
-            None,
-            1,
-            Arc::new(policy),
-            crate::sandbox::PolicySource::Owner,
-            null(),
-            ops.clone(),
-            crate::default_resolver(),
-            None,
-            Arc::new(null()),
-        ))
+            Arc::new(Policy::from_toml(&text, "t").unwrap()),
+        )
     }
 
     fn connect_to(port: u16) -> Request {
@@ -1030,19 +1035,27 @@ mod tests {
     /// its decision, its note, and how long it was held.
     fn ask(
         ops: &Arc<Operators>,
-        sandbox: &Arc<Sandbox>,
+        sandbox: &(SandboxId, Arc<Policy>),
         port: u16,
     ) -> std::thread::JoinHandle<(Decision, String, Duration)> {
-        let (ops, sandbox) = (ops.clone(), sandbox.clone());
+        let (ops, (id, policy)) = (ops.clone(), sandbox.clone());
         std::thread::spawn(move || {
             let request = connect_to(port);
-            let decision = sandbox.policy().evaluate(&request);
+            let decision = policy.evaluate(&request);
             assert_eq!(decision.verdict, Verdict::Ask);
             let started = Instant::now();
             let alive = || true;
             let caller = CallerRef {
                 pid: std::process::id() as i32,
                 still_valid: &alive,
+            };
+            let sandbox = Asking {
+                id,
+                name: "asking",
+                container: None,
+                policy,
+                tenant: None,
+                max_pending: None,
             };
             let (d, note) = ops.decide(&sandbox, caller, &request, decision);
             (d, note, started.elapsed())
@@ -1062,8 +1075,8 @@ mod tests {
     #[test]
     fn m4_the_last_watcher_leaving_gives_every_held_call_its_fallback() {
         let ops = Operators::new(None);
-        let denying = asking(&ops, 1, "deny");
-        let allowing = asking(&ops, 2, "allow");
+        let denying = asking(1, "deny");
+        let allowing = asking(2, "allow");
         let (_rx1, first) = ops.watch(false);
         let (_rx2, second) = ops.watch(true);
         let held = [ask(&ops, &denying, 1), ask(&ops, &allowing, 2)];
@@ -1106,7 +1119,7 @@ mod tests {
     #[test]
     fn m4_a_call_asked_as_the_last_watcher_leaves_is_never_left_held() {
         let ops = Operators::new(None);
-        let sandbox = asking(&ops, 1, "deny");
+        let sandbox = asking(1, "deny");
         for round in 0..200 {
             let (_rx, presence) = ops.watch(false);
             let asked = ask(&ops, &sandbox, 1);
@@ -1126,7 +1139,7 @@ mod tests {
     #[test]
     fn a_watcher_that_comes_as_the_last_leaves_keeps_calls_held() {
         let ops = Operators::new(None);
-        let sandbox = asking(&ops, 1, "deny");
+        let sandbox = asking(1, "deny");
         let (_rx, leaving) = ops.watch(false);
         let held = ask(&ops, &sandbox, 1);
         wait_held(&ops, 1);
@@ -1147,7 +1160,7 @@ mod tests {
     #[test]
     fn held_calls_of_a_sandbox_that_ended_end_at_once() {
         let ops = Operators::new(None);
-        let (ended, other) = (asking(&ops, 1, "allow"), asking(&ops, 2, "deny"));
+        let (ended, other) = (asking(1, "allow"), asking(2, "deny"));
         let (_rx, presence) = ops.watch(false);
         let gone = ask(&ops, &ended, 1);
         let stays = ask(&ops, &other, 2);

@@ -43,8 +43,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use crate::sandbox::Sandbox;
+use netjail_protocol::SandboxId;
+
 use crate::sys;
+
+/// What the reaper needs of a sandbox (`sandbox.rs` implements it): the listener whose
+/// hang-up ends it, the connects performed for it, and its key here.
+pub(crate) trait Watched: Send + Sync {
+    /// Its seccomp listener: `EPOLLHUP` once every task of the sandbox has exited, and the
+    /// descriptor `NOTIF_ID_VALID` asks about its callers.
+    fn listener(&self) -> BorrowedFd<'_>;
+    /// The connects the broker is performing for it.
+    fn performing(&self) -> &Performing;
+    /// Its key with the reaper ([`new_key`]).
+    fn reaper_key(&self) -> u64;
+    /// Its id, for the log.
+    fn id(&self) -> SandboxId;
+}
 
 /// How often the reaper checks the callers of the blocking calls listed, while any is.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(200);
@@ -107,7 +122,7 @@ struct Entry {
     tid: i32,
     /// The sandbox's reaper key.
     key: u64,
-    sandbox: Weak<Sandbox>,
+    sandbox: Weak<dyn Watched>,
     /// The notification id of the call.
     notif: u64,
     /// Nobody waits for its result: interrupted at every check until it leaves.
@@ -145,14 +160,26 @@ pub(crate) struct Blocking {
 
 /// Lists the calling thread as performing a system call for the call `notif` of `sandbox`
 /// that may block, until the returned guard is dropped (`Call::blocking`).
-pub(crate) fn blocking(sandbox: &Arc<Sandbox>, notif: u64) -> Blocking {
+pub(crate) fn blocking<S: Watched + 'static>(sandbox: &Arc<S>, notif: u64) -> Blocking {
+    list_blocking(
+        sandbox.as_ref(),
+        || Arc::downgrade(sandbox) as Weak<dyn Watched>,
+        notif,
+    )
+}
+
+fn list_blocking(
+    sandbox: &dyn Watched,
+    weak: impl FnOnce() -> Weak<dyn Watched>,
+    notif: u64,
+) -> Blocking {
     if !INTERRUPTS.load(Ordering::Relaxed) {
         return Blocking {
             entry: None,
             was_blocked: false,
         };
     }
-    let cancelled = sandbox.performing.ended();
+    let cancelled = sandbox.performing().ended();
     let mut list = blocked();
     let entry = list.next;
     list.next += 1;
@@ -161,8 +188,8 @@ pub(crate) fn blocking(sandbox: &Arc<Sandbox>, notif: u64) -> Blocking {
     list.entries.push(Entry {
         entry,
         tid: sys::gettid(),
-        key: sandbox.reaper_key,
-        sandbox: Arc::downgrade(sandbox),
+        key: sandbox.reaper_key(),
+        sandbox: weak(),
         notif,
         cancelled,
     });
@@ -204,16 +231,16 @@ impl Drop for Blocking {
 /// waits, it waits as the caller's own last close would have.
 pub(crate) struct CallerFd {
     fd: Option<OwnedFd>,
-    sandbox: Arc<Sandbox>,
+    sandbox: Arc<dyn Watched>,
     notif: u64,
 }
 
 impl CallerFd {
     /// `fd`, a copy of a descriptor of the caller of the call `notif` of `sandbox`.
-    pub(crate) fn new(sandbox: &Arc<Sandbox>, notif: u64, fd: OwnedFd) -> CallerFd {
+    pub(crate) fn new<S: Watched + 'static>(sandbox: &Arc<S>, notif: u64, fd: OwnedFd) -> CallerFd {
         CallerFd {
             fd: Some(fd),
-            sandbox: Arc::clone(sandbox),
+            sandbox: Arc::clone(sandbox) as Arc<dyn Watched>,
             notif,
         }
     }
@@ -249,7 +276,7 @@ impl std::fmt::Debug for CallerFd {
 
 impl Drop for CallerFd {
     fn drop(&mut self) {
-        let listed = blocking(&self.sandbox, self.notif);
+        let listed = list_blocking(&*self.sandbox, || Arc::downgrade(&self.sandbox), self.notif);
         drop(self.fd.take());
         drop(listed);
     }
@@ -279,9 +306,7 @@ fn check_blocked() {
     for e in list.entries.iter_mut() {
         if !e.cancelled {
             e.cancelled = match e.sandbox.upgrade() {
-                Some(s) => {
-                    s.performing.ended() || !sys::notif_id_valid(s.listener.as_fd(), e.notif)
-                }
+                Some(s) => s.performing().ended() || !sys::notif_id_valid(s.listener(), e.notif),
                 None => true,
             };
         }
@@ -322,7 +347,7 @@ impl Drop for Listed<'_> {
 struct Reaper {
     epoll: OwnedFd,
     timer: OwnedFd,
-    watched: Mutex<HashMap<u64, Weak<Sandbox>>>,
+    watched: Mutex<HashMap<u64, Weak<dyn Watched>>>,
 }
 
 /// The epoll key of the reaper's timer; sandboxes' keys start at 1.
@@ -397,16 +422,16 @@ fn reaper() -> Option<&'static Arc<Reaper>> {
 }
 
 /// Watches `sandbox`'s listener for its hang-up (once).
-pub(crate) fn watch(sandbox: &Arc<Sandbox>) {
+pub(crate) fn watch<S: Watched + 'static>(sandbox: &Arc<S>) {
     let Some(reaper) = reaper() else { return };
-    let key = sandbox.reaper_key;
+    let key = sandbox.reaper_key();
     reaper
         .watched
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(key, Arc::downgrade(sandbox));
-    if let Err(e) = sys::epoll_watch_hangup(reaper.epoll.as_fd(), sandbox.listener.as_fd(), key) {
-        tracing::warn!(sandbox = %sandbox.id, error = %e, "the reaper cannot watch this sandbox");
+        .insert(key, Arc::downgrade(sandbox) as Weak<dyn Watched>);
+    if let Err(e) = sys::epoll_watch_hangup(reaper.epoll.as_fd(), sandbox.listener(), key) {
+        tracing::warn!(sandbox = %sandbox.id(), error = %e, "the reaper cannot watch this sandbox");
         forget(key);
     }
 }
@@ -445,10 +470,10 @@ fn run(reaper: &Reaper) {
                 .remove(&key)
                 .and_then(|w| w.upgrade());
             if let Some(sandbox) = sandbox {
-                let n = sandbox.performing.end();
+                let n = sandbox.performing().end();
                 let interrupted = cancel_sandbox(key);
                 if n + interrupted > 0 {
-                    tracing::debug!(sandbox = %sandbox.id, connects = n, interrupted, "sandbox ended: its calls in flight are stopped");
+                    tracing::debug!(sandbox = %sandbox.id(), connects = n, interrupted, "sandbox ended: its calls in flight are stopped");
                 }
             }
         }

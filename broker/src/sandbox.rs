@@ -1,6 +1,6 @@
 //! A registered sandbox: its policy, its listener and its bounds.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,9 +14,9 @@ use crate::hook::DecisionHook;
 use crate::journal::Journal;
 use crate::limits::SandboxLimits;
 use crate::names::Resolver;
-use crate::operators::Operators;
+use crate::operators::{Asking, Operators};
 use crate::pidfds::PidfdCache;
-use crate::reaper::Performing;
+use crate::reaper::{Performing, Watched};
 use crate::view::View;
 
 /// A confined process tree known to the broker.
@@ -217,6 +217,18 @@ impl Sandbox {
             .filter(|&uid| uid != 0 && uid != crate::sys::geteuid())
     }
 
+    /// This sandbox as operators see it, with the policy in force now.
+    pub(crate) fn asking(&self) -> Asking<'_> {
+        Asking {
+            id: self.id,
+            name: &self.name,
+            container: self.container.as_deref(),
+            policy: self.policy(),
+            tenant: self.tenant(),
+            max_pending: self.limits.max_pending,
+        }
+    }
+
     /// The same sandbox, naming unix paths in `view`.
     pub(crate) fn with_view(mut self, view: Option<View>) -> Self {
         self.view = view;
@@ -280,6 +292,24 @@ impl Sandbox {
     /// Number of calls decided so far.
     pub fn decisions(&self) -> u64 {
         self.decisions.load(Ordering::Relaxed)
+    }
+}
+
+impl Watched for Sandbox {
+    fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    fn performing(&self) -> &Performing {
+        &self.performing
+    }
+
+    fn reaper_key(&self) -> u64 {
+        self.reaper_key
+    }
+
+    fn id(&self) -> SandboxId {
+        self.id
     }
 }
 
