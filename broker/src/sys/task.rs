@@ -11,7 +11,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::{cvt, cvt_long, CapData, CapHeader, Identity, CAPABILITY_VERSION_3};
+use super::identity::{CapData, CapHeader, CAPABILITY_VERSION_3};
+use super::{cvt, cvt_long, Identity};
 
 /// What the task does, all prepared by the thread that starts it.
 #[repr(C)]

@@ -12,7 +12,8 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::{capget, cvt, cvt_long};
+use super::identity::capget;
+use super::{cvt, cvt_long};
 
 /// A file as the kernel tells files apart: its device (as `stat` gives it) and inode number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,64 @@
+//! Raw system calls of the broker, and the only module of the crate with `unsafe` code: each
+//! `unsafe` block says why it is sound (`SAFETY:`), and every fd the kernel returns is wrapped
+//! in an [`OwnedFd`](std::os::fd::OwnedFd) at once. The rest of the crate calls these by
+//! `sys::name`; the files say what the calls are about:
+//!
+//! - [`notif`]: the seccomp listener (receive, reply, `CONTINUE`, `ADDFD`, `ID_VALID`) and the
+//!   receiver's waits on it;
+//! - [`memory`]: the caller's memory (its arguments) and the pages it shares with the broker;
+//! - [`process`]: pidfds of callers, their descriptors (`pidfd_getfd`), signals, the broker's ids;
+//! - [`identity`]: a thread taking a caller's ids, groups, capabilities; umask; namespaces;
+//! - [`task`]: what a caller's credentials allow (`rights_within_limit`);
+//! - [`path`]: paths resolved in a caller's root (`openat2`);
+//! - [`unixfile`]: which file a unix socket is bound to, and where;
+//! - [`socket`]: the socket calls the broker performs on byte buffers, and what it reads of a
+//!   socket;
+//! - [`filter`]: classic BPF socket filters;
+//! - [`own`]: the broker's own descriptors (`kcmp`, sockets from the service manager);
+//! - [`events`]: `epoll`, `timerfd`, and the signal that interrupts a blocked call.
+#![allow(unsafe_code)]
+
+use std::io;
+
+mod task;
+pub use task::rights_within_limit;
+mod unixfile;
+pub use unixfile::{
+    enter_directories, has_capability, same_mount_and_directory, stat_entry, stat_fd,
+    unix_diag_file, unix_socket_file, FileId,
+};
+
+mod notif;
+pub use notif::*;
+mod memory;
+pub use memory::*;
+mod process;
+pub use process::*;
+mod socket;
+pub use socket::*;
+mod path;
+pub use path::*;
+mod identity;
+pub use identity::*;
+mod own;
+pub use own::*;
+mod events;
+pub use events::*;
+mod filter;
+pub use filter::*;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
