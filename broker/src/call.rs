@@ -1,6 +1,6 @@
 //! One notification being handled ([`Call`]): the caller, its policy, the broker's copies of
 //! what it named, and what a handler returns ([`Step`]). Operations take a `Call` and return a
-//! `Step`; the receiver (`handler.rs`) makes the `Call` and sends the reply.
+//! `Step`; the receiver (`receiver/mod.rs`) makes the `Call` and sends the reply.
 
 use std::cell::Cell;
 use std::os::fd::AsFd;
@@ -10,14 +10,14 @@ use std::time::Instant;
 
 use netjail_policy::{Decision, Policy, Request, Verdict};
 
-use crate::audit;
 use crate::bounds;
-use crate::decode::MAX_SOCKADDR_LEN;
-use crate::journal::Kept;
+use crate::bounds::reaper::{self, Blocking, CallerFd};
+use crate::caller::pidfds::CallerPidfd;
 use crate::operators::CallerRef;
-use crate::pidfds::CallerPidfd;
-use crate::reaper::{self, Blocking, CallerFd};
+use crate::ops::decode::MAX_SOCKADDR_LEN;
+use crate::receiver::audit;
 use crate::reply::{errno_of, Outcome};
+use crate::restart::journal::Kept;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification, SocketKind};
 
@@ -40,7 +40,7 @@ pub(crate) struct Call {
     pub policy: Arc<Policy>,
     pub notif: RawNotification,
     /// A pidfd of the calling thread: the one the sandbox keeps for its tid, or one opened as
-    /// soon as the notification arrived (see `pidfds.rs` for why both are as good).
+    /// soon as the notification arrived (see `caller/pidfds.rs` for why both are as good).
     pub pidfd: CallerPidfd,
     /// When the notification was received.
     pub received: Instant,
@@ -48,7 +48,7 @@ pub(crate) struct Call {
     /// audit; empty when the policy decided alone.
     pub note: Mutex<String>,
     /// An earlier broker had received this call and may have performed it before it stopped
-    /// (`journal.rs`): performing it again must accept finding it done.
+    /// (`restart/journal.rs`): performing it again must accept finding it done.
     pub replayed: bool,
     /// Its record in the sandbox's journal while it is on the blocking pool; cleared when the
     /// call is dropped, after its reply.
@@ -64,7 +64,7 @@ pub(crate) struct Call {
 }
 
 /// A call an earlier broker had received and not answered, with its record in the journal.
-pub(crate) use crate::journal::Waiting as Replay;
+pub(crate) use crate::restart::journal::Waiting as Replay;
 
 impl Call {
     /// Decides `request` by the sandbox's policy; a call the policy asks about is decided by
@@ -170,7 +170,7 @@ impl Call {
     }
 
     /// Lists the calling thread as performing a system call for this call that may block
-    /// (`reaper.rs`), until the returned guard is dropped.
+    /// (`bounds/reaper.rs`), until the returned guard is dropped.
     pub(crate) fn blocking(&self) -> Blocking {
         reaper::blocking(&self.sandbox, self.notif.id)
     }

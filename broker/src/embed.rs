@@ -50,9 +50,9 @@ use std::sync::{Arc, Weak};
 use netjail_policy::RuleError;
 use netjail_protocol::SandboxId;
 
-use crate::control::{self, ControlConfig};
 pub use crate::hook::{DecisionHook, HookCall, HookVerdict};
 use crate::names::{Resolver, ResolverConfig};
+use crate::operators::control::{self, ControlConfig};
 use crate::operators::Operators;
 use crate::sandbox::Sandbox;
 use crate::{server, sys, Broker};
@@ -384,7 +384,7 @@ impl Drop for Embedded {
             task.abort();
         }
         for path in &self.paths {
-            crate::own::forget_unix(path);
+            crate::ops::own::forget_unix(path);
             let _ = std::fs::remove_file(path);
         }
         if let Some(rt) = self.runtime.take() {

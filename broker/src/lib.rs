@@ -20,48 +20,26 @@
 //! # Ok(()) }
 //! ```
 
-pub mod activation;
-mod address;
-mod audit;
-mod bind;
 mod bounds;
 mod call;
 mod caller;
-mod connect;
-pub mod control;
-mod decode;
+pub mod daemon;
 pub mod embed;
-mod fdstore;
-mod handler;
 mod hook;
-mod journal;
-mod limits;
 pub mod logging;
 pub mod metrics;
-pub mod metrics_http;
-mod msg;
 pub mod names;
-mod netlink;
-pub mod oci;
-pub mod operators;
-pub mod overlay;
-mod own;
-mod pidfds;
-mod process;
-mod reaper;
+mod operators;
+mod ops;
+mod receiver;
 mod registry;
-pub mod reload;
 mod reply;
+mod restart;
 mod sandbox;
-mod send;
 mod server;
-mod socket;
-mod source;
 mod sys;
 #[cfg(test)]
 mod testing;
-mod unix;
-mod view;
 
 /// Not part of the API: the pure decoders of syscall arguments, for the fuzz targets in
 /// `fuzz/` (docs/fuzzing.md), which call them on arbitrary bytes without a live process.
@@ -69,13 +47,13 @@ mod view;
 /// what they do.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::address::{encode, local_address, read, Known, Reading, SocketState, Use};
-    pub use crate::decode::{proto_of, sockaddr_un, syscall, Syscall};
-    pub use crate::decode::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_X86_64, MAX_SOCKADDR_LEN};
-    pub use crate::msg::{cmsgs, encode_cmsgs, encode_ucred, iovecs, rights, ucred};
-    pub use crate::msg::{Cmsg, IoVec, MsgHdr, Ucred};
-    pub use crate::msg::{CMSGHDR_LEN, IOVEC_LEN, MAX_CONTROL, SCM_MAX_FD, UIO_MAXIOV};
-    pub use crate::msg::{MMSGHDR_LEN, MMSG_LEN_OFFSET, MSGHDR_LEN};
+    pub use crate::ops::address::{encode, local_address, read, Known, Reading, SocketState, Use};
+    pub use crate::ops::decode::{proto_of, sockaddr_un, syscall, Syscall};
+    pub use crate::ops::decode::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_X86_64, MAX_SOCKADDR_LEN};
+    pub use crate::ops::msg::{cmsgs, encode_cmsgs, encode_ucred, iovecs, rights, ucred};
+    pub use crate::ops::msg::{Cmsg, IoVec, MsgHdr, Ucred};
+    pub use crate::ops::msg::{CMSGHDR_LEN, IOVEC_LEN, MAX_CONTROL, SCM_MAX_FD, UIO_MAXIOV};
+    pub use crate::ops::msg::{MMSGHDR_LEN, MMSG_LEN_OFFSET, MSGHDR_LEN};
     pub use crate::sys::SocketKind;
 }
 
@@ -91,15 +69,15 @@ use netjail_protocol::SandboxId;
 
 use operators::Operators;
 
-pub use audit::TARGET as AUDIT_TARGET;
 pub use bounds::MAX_IN_FLIGHT;
 pub use bounds::POOL;
 pub use embed::{
     BuildError, Builder, DecisionHook, Embedded, HookCall, HookVerdict, RuleChangeError,
     SandboxGone, SandboxHandle,
 };
-pub use fdstore::TakenBack;
+pub use receiver::audit::TARGET as AUDIT_TARGET;
 pub use registry::DEFAULT_MAX_SANDBOXES_PER_USER;
+pub use restart::fdstore::TakenBack;
 use sandbox::PolicySource;
 pub use sandbox::Sandbox;
 pub use server::{bind_registration_socket, bind_socket, serve, serve_with, RegistrationConfig};
@@ -115,10 +93,10 @@ pub struct Broker {
     runtime: Option<tokio::runtime::Handle>,
     stop: Mutex<embed::Stop>,
     /// Where the journals of the sandboxes are kept ([`Broker::keep_journals`]).
-    state: std::sync::OnceLock<journal::StateDir>,
+    state: std::sync::OnceLock<restart::journal::StateDir>,
     /// Listeners only the broker holds go to the service manager's store
     /// ([`Broker::store_listeners`]).
-    fd_store: std::sync::OnceLock<fdstore::FdStore>,
+    fd_store: std::sync::OnceLock<restart::fdstore::FdStore>,
     /// Each listener once, and sandboxes per user; locked after `sandboxes`, never before.
     registry: Mutex<registry::Registry>,
     /// Sandboxes one user (root aside) may have registered at once.
@@ -165,8 +143,8 @@ pub(crate) enum Comeback {
     /// Its client kept a copy and registers it again (`RegisterAgain`).
     Client,
     /// The broker has the only copy: it goes to the service manager's file descriptor store
-    /// now, with this record of the policy (`fdstore.rs`).
-    ToStore(fdstore::StoredPolicy),
+    /// now, with this record of the policy (`restart/fdstore.rs`).
+    ToStore(restart::fdstore::StoredPolicy),
     /// It came back from the store at this start: it is there already, under the same id.
     FromStore,
 }
@@ -242,7 +220,7 @@ impl Broker {
         let _ = sys::set_not_dumpable();
         // The process's reaper (one thread, one epoll fd) starts with its first broker, not
         // with its first sandbox: a broker's fds and threads do not grow when one registers.
-        reaper::start();
+        bounds::reaper::start();
         Arc::new(Broker {
             next_id: AtomicU64::new(1),
             sandboxes: Mutex::new(HashMap::new()),
@@ -289,12 +267,12 @@ impl Broker {
     /// Keeps a journal of each sandbox that registers on the registration socket in `dir`
     /// (made with mode 0700 if missing), so that a broker started after this one stopped or
     /// crashed decides the calls this one had received and not answered, once the sandbox's
-    /// client registers it again ([`netjail_protocol::RegisterAgain`]; `journal.rs`). Journals
+    /// client registers it again ([`netjail_protocol::RegisterAgain`]; `restart/journal.rs`). Journals
     /// an earlier broker left there for processes that still run are kept, and new sandboxes
     /// get ids above theirs; the others are removed. Returns how many were kept and removed.
     /// Once per broker; a second call is refused.
     pub fn keep_journals(&self, dir: &std::path::Path) -> std::io::Result<(usize, usize)> {
-        let (state, found) = journal::StateDir::open(dir)?;
+        let (state, found) = restart::journal::StateDir::open(dir)?;
         self.next_id.fetch_max(found.highest + 1, Ordering::Relaxed);
         self.state
             .set(state)
@@ -314,13 +292,13 @@ impl Broker {
                 "the fd store needs the journals (a state directory)",
             ));
         };
-        if !activation::notify_socket_set() {
+        if !daemon::activation::notify_socket_set() {
             return Err(std::io::Error::other(
                 "the fd store needs a service manager (NOTIFY_SOCKET is not set)",
             ));
         }
         self.fd_store
-            .set(fdstore::FdStore::new(state.dir()))
+            .set(restart::fdstore::FdStore::new(state.dir()))
             .map_err(|_| std::io::Error::other("the broker stores its listeners already"))
     }
 
@@ -519,7 +497,7 @@ impl Broker {
         (dir, name, policy): (&std::path::Path, &str, Policy),
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        let stored = fdstore::StoredPolicy::Directory {
+        let stored = restart::fdstore::StoredPolicy::Directory {
             dir: dir.to_path_buf(),
             name: name.to_string(),
         };
@@ -550,7 +528,7 @@ impl Broker {
         (policy, toml, origin): (Policy, &str, &str),
         listener: OwnedFd,
     ) -> Result<SandboxId, RegisterError> {
-        let stored = fdstore::StoredPolicy::Client {
+        let stored = restart::fdstore::StoredPolicy::Client {
             toml: toml.to_string(),
             origin: origin.to_string(),
         };
@@ -570,7 +548,7 @@ impl Broker {
 
     /// The persistence of a sandbox whose only listener the broker holds: to the store, when
     /// the broker stores listeners; none otherwise (a journal would serve nobody).
-    fn to_store(&self, uid: u32, policy: fdstore::StoredPolicy) -> Option<Persist> {
+    fn to_store(&self, uid: u32, policy: restart::fdstore::StoredPolicy) -> Option<Persist> {
         self.fd_store.get()?;
         Some(Persist {
             uid,
@@ -612,7 +590,7 @@ impl Broker {
         let policy = Arc::new(policy);
         self.prefetch(&policy);
         // Read before the locks: the registering process's view, where unix paths are named.
-        let view = view::View::of_process(pid);
+        let view = caller::view::View::of_process(pid);
         // The id, the journal and the insertion under one lock: two registrations naming the
         // same earlier id cannot both take its journal over.
         let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
@@ -661,7 +639,7 @@ impl Broker {
         // the listener it waits on. (A file and a message: not under the lock.)
         let stored = match comeback {
             Some((uid, Comeback::ToStore(policy))) => {
-                let meta = fdstore::Meta::new(id, (name, container), pid, uid, policy);
+                let meta = restart::fdstore::Meta::new(id, (name, container), pid, uid, policy);
                 self.store_listener(&meta, sandbox.listener.as_fd())
             }
             Some((_, Comeback::FromStore)) => true,
@@ -673,14 +651,14 @@ impl Broker {
             .publish(Event::Registered(self.info(&sandbox)));
         let name = sandbox.name.clone();
         let key = sandbox.reaper_key;
-        reaper::watch(&sandbox);
-        handler::start(sandbox, runtime, replays, move |ended| {
-            reaper::forget(key);
+        bounds::reaper::watch(&sandbox);
+        receiver::start(sandbox, runtime, replays, move |ended| {
+            bounds::reaper::forget(key);
             if let Some(broker) = broker.upgrade() {
                 if let (true, Some(state)) = (stored && ended, broker.state.get()) {
                     // Every task of the sandbox has exited: the service manager's copy of
                     // the listener goes too.
-                    fdstore::FdStore::new(state.dir()).remove(id);
+                    restart::fdstore::FdStore::new(state.dir()).remove(id);
                 }
                 let mut sandboxes = broker.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(gone) = sandboxes.remove(&id) {
@@ -710,7 +688,11 @@ impl Broker {
         pid: i32,
         listener: std::os::fd::BorrowedFd<'_>,
         persist: Option<Persist>,
-    ) -> (SandboxId, Option<Arc<journal::Journal>>, Vec<call::Replay>) {
+    ) -> (
+        SandboxId,
+        Option<Arc<restart::journal::Journal>>,
+        Vec<call::Replay>,
+    ) {
         let fresh = || SandboxId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (Some(state), Some(persist)) = (self.state.get(), persist) else {
             return (fresh(), None, Vec::new());
@@ -733,7 +715,7 @@ impl Broker {
                     let calls_text: Vec<String> = calls
                         .iter()
                         .map(|(n, _)| {
-                            let op = decode::syscall(n.arch, n.nr)
+                            let op = ops::decode::syscall(n.arch, n.nr)
                                 .map_or("unknown".to_string(), |s| format!("{s:?}").to_lowercase());
                             format!("{op}#{}", n.id)
                         })

@@ -18,7 +18,7 @@ pub(crate) enum Reply {
     Answered(i64),
     /// The kernel performs the call as the caller made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
     /// only for a call decided on scalar arguments alone, which the caller cannot change once
-    /// it is notified (`process.rs`); never for one that reads memory or a descriptor.
+    /// it is notified (`ops/process.rs`); never for one that reads memory or a descriptor.
     Continue,
 }
 

@@ -9,15 +9,15 @@ use std::time::Instant;
 use netjail_policy::{Decision, Policy, SandboxRules};
 use netjail_protocol::SandboxId;
 
+use crate::bounds::limits::SandboxLimits;
+use crate::bounds::reaper::{Performing, Watched};
 use crate::bounds::{self, Account};
+use crate::caller::pidfds::PidfdCache;
+use crate::caller::view::View;
 use crate::hook::DecisionHook;
-use crate::journal::Journal;
-use crate::limits::SandboxLimits;
 use crate::names::Resolver;
 use crate::operators::{Asking, Operators};
-use crate::pidfds::PidfdCache;
-use crate::reaper::{Performing, Watched};
-use crate::view::View;
+use crate::restart::journal::Journal;
 
 /// A confined process tree known to the broker.
 #[derive(Debug)]
@@ -36,9 +36,9 @@ pub struct Sandbox {
     /// Where the policy came from, which says whether a reload can read it again.
     pub(crate) source: PolicySource,
     pub(crate) listener: OwnedFd,
-    /// Its calls on the blocking pool (`bounds.rs`).
+    /// Its calls on the blocking pool (`bounds/mod.rs`).
     pub(crate) in_flight: Arc<Account>,
-    /// The descriptors its sends hold for `SCM_RIGHTS` (`bounds.rs`).
+    /// The descriptors its sends hold for `SCM_RIGHTS` (`bounds/mod.rs`).
     pub(crate) descriptors: Arc<Account>,
     /// Where calls the policy asks about are held, and operators' rules.
     pub(crate) operators: Arc<Operators>,
@@ -56,7 +56,7 @@ pub struct Sandbox {
     /// When it registered.
     pub(crate) registered: Instant,
     /// Where its receiver records the calls it takes, for a broker started after this one
-    /// (`journal.rs`); `None` for a sandbox nobody can register again.
+    /// (`restart/journal.rs`); `None` for a sandbox nobody can register again.
     pub(crate) journal: Option<Arc<Journal>>,
     /// The connects the broker is performing for it, stopped when its last task exits.
     pub(crate) performing: Performing,
@@ -69,7 +69,7 @@ pub struct Sandbox {
     /// sandbox the program running the broker registered itself.
     pub(crate) owner: Option<u32>,
     /// The mount namespace and root of its process when it registered, in which unix paths
-    /// are named (`view.rs`); `None` when that process could not be read.
+    /// are named (`caller/view.rs`); `None` when that process could not be read.
     pub(crate) view: Option<View>,
 }
 
@@ -190,7 +190,7 @@ impl Sandbox {
             registered: Instant::now(),
             journal: None,
             performing: Performing::default(),
-            reaper_key: crate::reaper::new_key(),
+            reaper_key: crate::bounds::reaper::new_key(),
             decisions: AtomicU64::new(0),
             pidfds: PidfdCache::default(),
             owner: None,

@@ -10,7 +10,7 @@
 //! Who may register (invariant 3): root, the broker's own user and the members of the
 //! registration group ([`RegistrationConfig`]), each checked from the kernel's credentials of
 //! the peer; never the broker itself, which is the peer of every connection it makes for a
-//! sandbox (`own.rs`).
+//! sandbox (`ops/own.rs`).
 //!
 //! Bounds (invariant 7): a connection has [`HELLO_TIMEOUT`] to say hello and as long again to
 //! register its first sandbox; at most [`MAX_PENDING`] connections wait so at once, and
@@ -33,7 +33,7 @@ use netjail_protocol::{
 };
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 
-use crate::{audit, decode, own, sys, Broker};
+use crate::{ops::decode, ops::own, receiver::audit, sys, Broker};
 
 /// How long a new connection may take to say hello, and then to register its first sandbox.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,7 +57,7 @@ pub struct RegistrationConfig {
 impl RegistrationConfig {
     /// The registration group `group`: a name looked up in `/etc/group`, or a number.
     pub fn with_group(group: &str) -> RegistrationConfig {
-        let gid = crate::control::group_id(group);
+        let gid = crate::operators::control::group_id(group);
         if gid.is_none() {
             tracing::info!(
                 group,

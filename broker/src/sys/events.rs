@@ -1,5 +1,5 @@
 //! Waiting and interrupting: `epoll`, `timerfd`, and the signal that ends a blocked call of
-//! one of the broker's threads (`reaper.rs`).
+//! one of the broker's threads (`bounds/reaper.rs`).
 
 use super::{cvt, cvt_long};
 use std::io;
@@ -123,7 +123,7 @@ pub fn timer_drain(timer: BorrowedFd<'_>) {
 }
 
 /// The signal that interrupts a blocking system call the broker performs for a caller that no
-/// longer waits for it (`reaper.rs`): a real-time signal, which no part of the broker uses
+/// longer waits for it (`bounds/reaper.rs`): a real-time signal, which no part of the broker uses
 /// otherwise, and whose default action (ending the process) nothing else should rely on.
 pub fn interrupt_signal() -> i32 {
     libc::SIGRTMIN() + 6

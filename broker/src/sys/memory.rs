@@ -7,7 +7,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// A shared, writable mapping of the first `len` bytes of a file (a sandbox's journal,
-/// `journal.rs`), holding plain data only: bytes and `struct seccomp_notif` records at 8-byte
+/// `restart/journal.rs`), holding plain data only: bytes and `struct seccomp_notif` records at 8-byte
 /// aligned offsets. Every access is a copy through a raw pointer, never a reference, so two
 /// threads touching the same bytes could only read a torn record; the journal gives each slot
 /// to one thread at a time.

@@ -66,7 +66,7 @@ pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io
 
 /// `SECCOMP_IOCTL_NOTIF_SEND` with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel performs the
 /// call as the caller made it. Only for calls decided on scalar arguments alone (see
-/// `handler::finish`, the one caller).
+/// `receiver::finish`, the one caller).
 pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
     let mut resp = libc::seccomp_notif_resp {
         id,

@@ -1,14 +1,16 @@
 //! The receiver of a sandbox, and the one place where replies are sent and audit events
-//! written. Handlers of single operations (`connect.rs`, `unix.rs`) return a [`Step`].
+//! written. Handlers of single operations (`ops/connect.rs`, `ops/unix.rs`) return a [`Step`].
 //!
 //! Each sandbox has a receiver thread of its own that waits in `poll` on the listener. With
 //! `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` the kernel hands the CPU straight from the caller to
 //! that thread, which decides (non-blocking system calls only) and performs what cannot wait
 //! long, so an allowed call costs one round trip and the call itself. Work that may wait (a
 //! path lookup, a blocking connect to a remote host) goes to the runtime's blocking pool,
-//! bounded per sandbox and for the whole broker (`bounds.rs`). A sandbox can therefore slow
+//! bounded per sandbox and for the whole broker (`bounds/mod.rs`). A sandbox can therefore slow
 //! down only its own receiver (invariant 7), and every call it makes is answered: one that the
 //! broker cannot serve for want of a resource gets an errno, never silence.
+
+pub(crate) mod audit;
 
 use std::io;
 use std::os::fd::AsFd;
@@ -21,14 +23,14 @@ use netjail_protocol::control::{DecisionInfo, Event};
 
 use crate::bounds::{self, Refused};
 use crate::call::{self, Call, Replay, Step, Work};
-use crate::decode::{self, Syscall};
-use crate::journal::Kept;
+use crate::caller::pidfds::CallerPidfd;
 use crate::operators;
-use crate::pidfds::CallerPidfd;
+use crate::ops::decode::{self, Syscall};
 use crate::reply::{Outcome, Reply};
+use crate::restart::journal::Kept;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification};
-use crate::{audit, bind, connect, limits, process, send, socket};
+use crate::{bounds::limits, ops::bind, ops::connect, ops::process, ops::send, ops::socket};
 
 /// Stack of a receiver thread: decisions and audit formatting need little.
 const RECEIVER_STACK: usize = 256 * 1024;
@@ -78,7 +80,7 @@ const DRAIN_LOOK: Duration = Duration::from_millis(50);
 /// decisions are audited before the sandbox's retirement (and before operators are told it is
 /// gone). Once every task of the sandbox has exited (`ended`), that is within moments: a
 /// held call ends at once (`Operators::sandbox_ended`), a connect or send in progress is
-/// stopped (`reaper.rs`). A broker that stops does not wait for calls held for operators:
+/// stopped (`bounds/reaper.rs`). A broker that stops does not wait for calls held for operators:
 /// they stay on record for the next broker, and are never answered by this one.
 fn drain(sandbox: &Sandbox, ended: bool) {
     let held = || {
@@ -312,7 +314,7 @@ fn dispatch(
             return more;
         }
     }
-    // Invariant 4: the pid becomes a pidfd at once (or is the tid's kept one: `pidfds.rs`).
+    // Invariant 4: the pid becomes a pidfd at once (or is the tid's kept one: `caller/pidfds.rs`).
     let Some(pidfd) = caller_pidfd(sandbox, notif, received) else {
         return false;
     };
@@ -535,7 +537,7 @@ fn run_blocking(
     work: Work,
 ) {
     // A place on the pool within the sandbox's bound and its share of the broker's
-    // (`bounds.rs`); this receiver waits for one a little, and meanwhile the sandbox's further
+    // (`bounds/mod.rs`); this receiver waits for one a little, and meanwhile the sandbox's further
     // calls wait in the kernel. A call that gets none is answered `EAGAIN`.
     let place = match sandbox.in_flight.take(1, bounds::POOL_WAIT) {
         Ok(place) => place,
@@ -685,7 +687,7 @@ fn finish(call: &Call, outcome: Outcome) {
         // that still waited, after its program was read.
         Reply::Answered(_) => Ok(()),
         // The one place that lets the kernel perform a call (invariant 2 allows it here, and
-        // nowhere else): only `process.rs` answers `Continue`, for calls whose decision rests
+        // nowhere else): only `ops/process.rs` answers `Continue`, for calls whose decision rests
         // on the pid argument alone, a register value the caller cannot change after it was
         // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
         // not bear on the decision, and the kernel checks everything else as it would for

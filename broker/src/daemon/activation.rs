@@ -9,7 +9,7 @@
 //! instead of finding nothing.
 //!
 //! The service manager also hands back, among the same fds, the seccomp listeners this broker
-//! (or an earlier one) put in its file descriptor store (`fdstore.rs`): those are told apart by
+//! (or an earlier one) put in its file descriptor store (`restart/fdstore.rs`): those are told apart by
 //! their name in `LISTEN_FDNAMES`, `sb-N`, and are taken by the broker, not by a role.
 
 use std::io;
@@ -138,6 +138,7 @@ impl Inherited {
     }
 
     /// Whether nothing was handed over (or everything was claimed).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty() && self.stored.is_empty()
     }
@@ -238,9 +239,9 @@ pub fn stored_id(name: &str) -> Option<u64> {
 }
 
 /// Records a socket the service manager bound at `path` as one of the broker's own, which
-/// no sandbox may reach (`own.rs`).
+/// no sandbox may reach (`ops/own.rs`).
 fn mark_own(path: &Path) {
-    if let Err(e) = crate::own::mark_unix(path) {
+    if let Err(e) = crate::ops::own::mark_unix(path) {
         tracing::warn!(path = %path.display(), error = %e, "cannot record a handed-over socket as the broker's own; the broker still refuses connections it made itself");
     }
 }

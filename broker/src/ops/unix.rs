@@ -3,7 +3,7 @@
 //! The path is resolved once, in the caller's root and working directory, with
 //! `openat2(RESOLVE_IN_ROOT)` to an `O_PATH` fd, by a thread that has taken the caller's
 //! ids, groups and (at most) capabilities; the policy decides on the path that was resolved
-//! (symlinks followed), named as the view the sandbox registered in names it (`view.rs`).
+//! (symlinks followed), named as the view the sandbox registered in names it (`caller/view.rs`).
 //! Permission checks are the caller's, a
 //! socket it creates is owned by the caller, and the peer sees the caller's uid and gid
 //! (`SO_PEERCRED`; the pid there is the broker's, which no system call can change).
@@ -35,11 +35,11 @@ use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::call::Call;
 use crate::caller::{as_caller, as_caller_at, Caller, Directories};
-use crate::decode;
+use crate::ops::decode;
 use crate::reply::{errno_of, Reply};
 
+use crate::caller::view::{same_node, View, RULE as RULE_VIEW};
 use crate::sys::{self, Become, FileId};
-use crate::view::{same_node, View, RULE as RULE_VIEW};
 
 /// The rule of a refusal when a socket's file is not where the decision was made: a bind the
 /// kernel made elsewhere, or a `listen` on a socket whose file cannot be found where its name
@@ -105,7 +105,7 @@ impl<'a> Place<'a> {
             | (.., Err(e), _)
             | (.., Err(e)) => return Err(failed(given.into(), "no-root", errno_of(&e))),
         };
-        // Which view names the node (view.rs): the registered one, seen from the caller's
+        // Which view names the node (caller/view.rs): the registered one, seen from the caller's
         // mount namespace or another; without one, the caller's own root, unless the policy
         // lets the sandbox mount (then nothing names a node for sure).
         let naming = match call.sandbox.view.as_ref() {
@@ -211,12 +211,12 @@ pub(crate) fn act_on_path(
         };
         let target = Target::UnixPath(target_path);
         let endpoint = target.to_string();
-        // The broker's own sockets are never reached through a call it performs (own.rs).
-        if usage == PathUse::Existing && crate::own::is_own_unix(node.as_fd()) {
+        // The broker's own sockets are never reached through a call it performs (ops/own.rs).
+        if usage == PathUse::Existing && crate::ops::own::is_own_unix(node.as_fd()) {
             return PathOutcome {
-                decision: Some(crate::own::refusal()),
+                decision: Some(crate::ops::own::refusal()),
                 failure: "",
-                reply: Reply::Errno(crate::own::ERRNO),
+                reply: Reply::Errno(crate::ops::own::ERRNO),
                 endpoint,
             };
         }
@@ -637,7 +637,7 @@ fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Parent, (&'s
     })
 }
 
-/// How a resolved node gets the name the policy decides on (`view.rs`).
+/// How a resolved node gets the name the policy decides on (`caller/view.rs`).
 enum Naming<'a> {
     /// No registered view: its path under the caller's root.
     CallersRoot,

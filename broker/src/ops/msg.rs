@@ -77,7 +77,7 @@ impl MsgHdr {
         if (self.namelen as i32) < 0 {
             return Err(libc::EINVAL);
         }
-        Ok((self.namelen as usize).min(crate::decode::MAX_SOCKADDR_LEN))
+        Ok((self.namelen as usize).min(crate::ops::decode::MAX_SOCKADDR_LEN))
     }
 
     /// The number of iovecs, `EMSGSIZE` past [`UIO_MAXIOV`] as in the kernel.

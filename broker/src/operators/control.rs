@@ -11,7 +11,7 @@
 //! that is the broker itself (the peer of every connection it makes for a sandbox), a peer
 //! it cannot see (another pid namespace: it cannot tell), and a peer that holds a seccomp
 //! listener (it performs calls for confined processes: the broker embedded in `netjail run`,
-//! a program embedding the library), see `own.rs`. The operator group should be one of its
+//! a program embedding the library), see `ops/own.rs`. The operator group should be one of its
 //! own: `netjaild` refuses to start when it is the registration group.
 
 use std::io;
@@ -79,7 +79,7 @@ fn gid_of(name: &str) -> Option<u32> {
 /// Binds the control socket at `path`, mode 0666 (the broker checks each peer itself),
 /// creating its directory and replacing a stale socket; refuses when a broker answers there.
 pub fn bind_control_socket(path: &Path) -> io::Result<UnixSeqpacketListener> {
-    let fd = crate::own::bind_unix(path, rustix::net::SocketType::SEQPACKET, 0o666, None)?;
+    let fd = crate::ops::own::bind_unix(path, rustix::net::SocketType::SEQPACKET, 0o666, None)?;
     UnixSeqpacketListener::try_from(fd)
 }
 
@@ -148,7 +148,7 @@ impl Peer {
 /// pool: `/proc/PID/fd`), or one that is gone. A short reason and a sentence.
 async fn confined_peer(sock: &UnixSeqpacket, peer: &Peer) -> Result<(), (&'static str, String)> {
     let pid = peer.pid;
-    if crate::own::is_this_process(Some(pid)) {
+    if crate::ops::own::is_this_process(Some(pid)) {
         return Err((
             "broker-itself",
             "the broker itself is at the other end: a connection it made for a sandbox; a \
@@ -167,7 +167,7 @@ async fn confined_peer(sock: &UnixSeqpacket, peer: &Peer) -> Result<(), (&'stati
     let pidfd = sys::peer_pidfd(sock.as_fd())
         .map_err(|e| ("gone", format!("cannot take a pidfd of process {pid}: {e}")))?;
     let held =
-        tokio::task::spawn_blocking(move || crate::own::holds_a_listener(pid, pidfd.as_fd()))
+        tokio::task::spawn_blocking(move || crate::ops::own::holds_a_listener(pid, pidfd.as_fd()))
             .await
             .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
     match held {
@@ -210,7 +210,7 @@ async fn operator(
     let first = tokio::time::timeout(HELLO_TIMEOUT, recv::<OperatorRequest>(&sock)).await;
     drop(slot);
     if let Err((reason, why)) = confined {
-        crate::audit::peer_refused(
+        crate::receiver::audit::peer_refused(
             "control",
             reason,
             &why,
@@ -257,7 +257,7 @@ async fn operator(
     };
     let Some(who) = peer.operator(&config) else {
         tracing::warn!(
-            target: crate::audit::TARGET,
+            target: crate::receiver::audit::TARGET,
             peer_uid = peer.uid,
             peer_gid = peer.gid,
             peer_pid = peer.pid,
@@ -284,7 +284,7 @@ async fn operator(
         let _ = error(&sock, ErrorCode::NotOperator, msg).await;
         return;
     };
-    tracing::info!(target: crate::audit::TARGET, operator = %who, peer_pid = peer.pid, client = %client, "operator connected");
+    tracing::info!(target: crate::receiver::audit::TARGET, operator = %who, peer_pid = peer.pid, client = %client, "operator connected");
     let welcome = OperatorReply::Welcome {
         version: PROTOCOL_VERSION,
         broker: format!("netjaild {}", env!("CARGO_PKG_VERSION")),
@@ -398,7 +398,7 @@ async fn reload(broker: &Arc<Broker>, sock: &UnixSeqpacket, who: &str) -> bool {
         Err(e) => return error(sock, ErrorCode::Internal, format!("the reload failed: {e}")).await,
     };
     let failed = items.iter().filter(|i| i.outcome.failed()).count();
-    tracing::info!(target: crate::audit::TARGET, operator = %who, items = items.len(), failed, "policies reloaded");
+    tracing::info!(target: crate::receiver::audit::TARGET, operator = %who, items = items.len(), failed, "policies reloaded");
     for item in items {
         if !reply(sock, &OperatorReply::Reloaded(item)).await {
             return false;
@@ -428,7 +428,7 @@ async fn answer(
 async fn watch(broker: &Broker, sock: &UnixSeqpacket, decisions: bool, who: &str) {
     let ops = broker.operators();
     let (mut rx, _presence) = ops.watch(decisions);
-    tracing::info!(target: crate::audit::TARGET, operator = %who, decisions, "operator watching");
+    tracing::info!(target: crate::receiver::audit::TARGET, operator = %who, decisions, "operator watching");
     // Subscribed first, listed second: a call held in between is sent twice at worst,
     // never missed.
     for p in ops.pending() {
@@ -450,7 +450,7 @@ async fn watch(broker: &Broker, sock: &UnixSeqpacket, decisions: bool, who: &str
             }
             // A watch only streams: anything the operator sends, or its close, ends it.
             _ = recv::<OperatorRequest>(sock) => {
-                tracing::info!(target: crate::audit::TARGET, operator = %who, "operator stopped watching");
+                tracing::info!(target: crate::receiver::audit::TARGET, operator = %who, "operator stopped watching");
                 return;
             }
         }

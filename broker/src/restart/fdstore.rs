@@ -31,7 +31,7 @@ use netjail_protocol::SandboxId;
 use serde::{Deserialize, Serialize};
 
 use crate::sandbox::PolicySource;
-use crate::{activation, sys, Broker, Comeback, Persist};
+use crate::{daemon::activation, sys, Broker, Comeback, Persist};
 
 /// The version of the meta file's layout.
 const META_VERSION: u32 = 1;
@@ -76,7 +76,7 @@ impl StoredPolicy {
             StoredPolicy::Client { toml, origin } => {
                 netjail_policy::Policy::from_toml(toml, origin).map_err(|e| e.to_string())
             }
-            StoredPolicy::Directory { dir, name } => crate::oci::reload_policy(dir, name),
+            StoredPolicy::Directory { dir, name } => crate::daemon::oci::reload_policy(dir, name),
         }
     }
 }
@@ -291,7 +291,7 @@ impl Broker {
     }
 
     /// Serves again the sandboxes whose listeners the service manager handed back from its
-    /// file descriptor store (`LISTEN_FDNAMES` `sb-N`; [`crate::activation::Inherited::take_stored`]):
+    /// file descriptor store (`LISTEN_FDNAMES` `sb-N`; [`crate::daemon::activation::Inherited::take_stored`]):
     /// each under its earlier id, with the policy of its meta file read again, and the calls
     /// its journal recorded that still wait decided again. Call it after
     /// [`Broker::keep_journals`] and before serving the registration socket.

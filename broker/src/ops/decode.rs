@@ -1,5 +1,5 @@
 //! Turns a raw notification into an operation. Pure functions over numbers and bytes: no
-//! system calls here. What an address means is `address.rs`'s.
+//! system calls here. What an address means is `ops/address.rs`'s.
 
 use netjail_policy::Proto;
 
@@ -32,7 +32,7 @@ pub enum Syscall {
     /// `socketpair(family, type, protocol, sv)`: one the policy refuses.
     SocketPair,
     /// A call that changes the limits, scheduling or CPUs of the thread or process its pid
-    /// argument names, notified only when that pid is not 0 (`process.rs`).
+    /// argument names, notified only when that pid is not 0 (`ops/process.rs`).
     Process(ProcessCall),
 }
 

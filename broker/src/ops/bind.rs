@@ -1,7 +1,7 @@
 //! `bind(fd, addr, addrlen)` and `listen(fd, backlog)`, decided by the policy's `bind`
 //! entries and performed by the broker on its own copy of the socket; and the jail address
 //! (rule J2): a wildcard bind is turned into a bind to the jail address (where a socket that
-//! connects or sends without a bind leaves from is `source.rs`'s).
+//! connects or sends without a bind leaves from is `ops/source.rs`'s).
 //!
 //! `listen` on an unbound socket binds it implicitly to the wildcard address and an
 //! ephemeral port: that is decided as the bind it is, so no server slips past the bind rules.
@@ -12,15 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
-use crate::address::{self, Known, Reading, Use};
+use crate::bounds::limits;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
-use crate::decode;
-use crate::limits;
+use crate::ops::address::{self, Known, Reading, Use};
+use crate::ops::decode;
+use crate::ops::source::jail_for;
+use crate::ops::unix;
 use crate::reply::{errno_of, Outcome, Reply};
-use crate::source::jail_for;
 use crate::sys::{self, Become, SocketKind};
-use crate::unix;
 
 /// Decides one notified `bind`.
 pub(crate) fn decide_bind(call: &Call) -> Step {

@@ -27,9 +27,9 @@ use std::os::fd::BorrowedFd;
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
-use crate::address::{self, SocketState};
 use crate::call::Call;
-use crate::decode;
+use crate::ops::address::{self, SocketState};
+use crate::ops::decode;
 use crate::reply::errno_of;
 use crate::sys::{self, SocketKind};
 

@@ -1,7 +1,7 @@
 //! The broker's own bounds on what sandboxes make it hold (invariant 7): calls on the blocking
 //! pool and descriptors taken for `SCM_RIGHTS`. (Held calls are bounded the same way in
-//! `operators.rs`, under the lock of their table; the policy's own `[limits]` are in
-//! `limits.rs`.)
+//! `operators/mod.rs`, under the lock of their table; the policy's own `[limits]` are in
+//! `bounds/limits.rs`.)
 //!
 //! Each resource has a bound per sandbox and one for the whole process, and the last part of
 //! the process's bound, its *reserve*, goes only to a sandbox that holds little of it (at most
@@ -24,11 +24,14 @@
 //! node for a unix path) and at most one thread besides its pool thread (the one that takes the
 //! caller's identity), and a sandbox's receiver performs one call at a time.
 
+pub(crate) mod limits;
+pub(crate) mod reaper;
+
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::msg::SCM_MAX_FD;
+use crate::ops::msg::SCM_MAX_FD;
 
 /// Calls of one sandbox that may be waiting on the blocking pool at once; past it the
 /// sandbox's receiver waits a little for a place (its further calls wait in the kernel), then

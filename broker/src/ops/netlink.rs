@@ -7,7 +7,7 @@
 //! names no destination, also of the task that made the socket. A sandbox keeps both sides
 //! unprivileged:
 //!
-//! - the broker makes every route socket a sandbox asks for (`socket.rs`), as the caller but
+//! - the broker makes every route socket a sandbox asks for (`ops/socket.rs`), as the caller but
 //!   with no capability at all, so that a message the sandbox sends itself (`send`, `write`,
 //!   `sendto` without a destination, which stay in the kernel) can never change anything,
 //!   whatever capabilities the sandbox holds;

@@ -19,7 +19,7 @@ use std::path::Path;
 use netjail_policy::{Decision, Verdict};
 
 use crate::call::{Call, Step};
-use crate::decode::ProcessCall;
+use crate::ops::decode::ProcessCall;
 use crate::reply::{errno_of, Outcome, Reply};
 
 /// Audit rule of a call that names a thread of the caller's own thread group.

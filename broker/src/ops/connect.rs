@@ -13,16 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
 
-use crate::address::{self, Reading, Use};
+use crate::bounds::reaper::CallerFd;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
-use crate::decode;
-use crate::reaper::CallerFd;
+use crate::ops::address::{self, Reading, Use};
+use crate::ops::decode;
+use crate::ops::source::{self, View};
+use crate::ops::unix::{self, PathUse};
 use crate::reply::{errno_of, Outcome, Reply};
-use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
-use crate::unix::{self, PathUse};
-use crate::{limits, netlink};
+use crate::{bounds::limits, ops::netlink};
 
 /// Decides one notified `connect`; performs it at once when it cannot wait long.
 pub(crate) fn decide(call: &Call) -> Step {
@@ -75,7 +75,7 @@ const TCP_SYN_RECV: u8 = 3;
 
 /// Whether the kernel reads the state of this socket before `addr` (`__inet_stream_connect`,
 /// after its length and `AF_UNSPEC` checks): a TCP socket, for a call no earlier broker may
-/// have performed (a replayed connect must find its own connection: `handler::replayed_reply`).
+/// have performed (a replayed connect must find its own connection: `receiver::replayed_reply`).
 /// MPTCP sets up its first subflow before it reads the address, so it is left to the address.
 fn reads_state(call: &Call, kind: SocketKind, addr: &[u8]) -> bool {
     let tcp = matches!(kind.family, libc::AF_INET | libc::AF_INET6)
@@ -194,15 +194,15 @@ fn decide_fresh(
 
     let canonical = target.canonical();
     out.endpoint = canonical.to_string();
-    // A netlink route socket talks to the kernel only (rule N1, `netlink.rs`).
+    // A netlink route socket talks to the kernel only (rule N1, `ops/netlink.rs`).
     if netlink::is_route(kind) && !netlink::to_kernel(&sockaddr) {
         let refusal = netlink::refusal(netlink::RULE_DESTINATION);
         return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
-    // The broker's metrics port is not a sandbox's to reach (own.rs).
-    if crate::own::is_own_port(sock.as_fd(), &canonical) {
-        let reply = Reply::Errno(crate::own::ERRNO);
-        return Step::Done(out.decided(Some(crate::own::refusal()), "", reply));
+    // The broker's metrics port is not a sandbox's to reach (ops/own.rs).
+    if crate::ops::own::is_own_port(sock.as_fd(), &canonical) {
+        let reply = Reply::Errno(crate::ops::own::ERRNO);
+        return Step::Done(out.decided(Some(crate::ops::own::refusal()), "", reply));
     }
     let decision = call.evaluate(&Request {
         op: Op::Connect,
@@ -275,7 +275,7 @@ fn perform_as_caller(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind, addr: 
 
 /// Connects the broker's copy of the socket with the broker's copy of the address, on the
 /// calling thread; a connect that blocks is interrupted once nobody waits for it
-/// (`reaper.rs`).
+/// (`bounds/reaper.rs`).
 fn perform(call: &Call, sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
     let _listed = call.blocking();
     match sys::connect_raw(sock, addr) {

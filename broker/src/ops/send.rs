@@ -38,17 +38,17 @@ use std::time::Duration;
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
-use crate::address::{self, Reading, Use};
+use crate::bounds::reaper::CallerFd;
 use crate::bounds::{self, Taken};
 use crate::call::{Call, Step};
 use crate::caller::{as_thread, nofile_limit, Caller};
-use crate::msg::{self, Cmsg, CmsgReader, IoVec, MsgHdr};
-use crate::reaper::CallerFd;
+use crate::ops::address::{self, Reading, Use};
+use crate::ops::msg::{self, Cmsg, CmsgReader, IoVec, MsgHdr};
+use crate::ops::source::{self, View};
+use crate::ops::unix::{self, PathUse};
 use crate::reply::{errno_of, Outcome, Reply};
-use crate::source::{self, View};
 use crate::sys::{self, Become, SocketKind};
-use crate::unix::{self, PathUse};
-use crate::{connect, decode, limits, netlink};
+use crate::{bounds::limits, ops::connect, ops::decode, ops::netlink};
 
 /// The most data the broker copies for one send: a datagram larger than this is refused
 /// with `EMSGSIZE` (UDP's own limit is 65,507 bytes; a unix datagram is bounded by the send
@@ -759,12 +759,12 @@ fn send_one(
         }
     }
     // A Fast Open send connects: the broker's metrics port is not a sandbox's to reach.
-    if op == Op::Connect && crate::own::is_own_port(sock, &target) {
+    if op == Op::Connect && crate::ops::own::is_own_port(sock, &target) {
         return Sent {
-            decision: Some(crate::own::refusal()),
+            decision: Some(crate::ops::own::refusal()),
             failure: "",
             endpoint,
-            reply: Reply::Errno(crate::own::ERRNO),
+            reply: Reply::Errno(crate::ops::own::ERRNO),
         };
     }
     let decision = call.evaluate(&Request { op, target });
@@ -817,7 +817,7 @@ fn send_one(
     r
 }
 
-/// A message refused by one of the broker's bounds (`bounds.rs`) is decided by that bound,
+/// A message refused by one of the broker's bounds (`bounds/mod.rs`) is decided by that bound,
 /// whatever the policy said of its destination.
 fn bound_decision(
     failure: &'static str,
@@ -832,7 +832,7 @@ fn bound_decision(
     }
 }
 
-/// A datagram to a unix path: resolved, decided and sent as the caller (see `unix.rs`).
+/// A datagram to a unix path: resolved, decided and sent as the caller (see `ops/unix.rs`).
 fn send_to_path(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -902,7 +902,7 @@ fn carries_source(control: &[Cmsg]) -> bool {
 /// - any other unix send: here (the credentials are attached explicitly);
 /// - any other family (netlink, say): on a thread with the caller's whole identity, since
 ///   such messages can ask for changes the kernel grants by the sender's capabilities; and on
-///   a netlink route socket, only requests that read, to the kernel (`netlink.rs`).
+///   a netlink route socket, only requests that read, to the kernel (`ops/netlink.rs`).
 fn deliver(
     call: &Call,
     sock: BorrowedFd<'_>,
@@ -992,7 +992,7 @@ fn deliver_here(
             }
         }
         let cmsgs: &[u8] = if first { &control } else { &[] };
-        // A send that blocks is interrupted once nobody waits for it (`reaper.rs`).
+        // A send that blocks is interrupted once nobody waits for it (`bounds/reaper.rs`).
         let listed = call.blocking();
         let (sent, raised) = sys::sendmsg_as_caller(sock, name, &chunk, cmsgs, flags);
         drop(listed);
@@ -1072,7 +1072,7 @@ impl<'a> Gather<'a> {
 }
 
 /// The broker's copies of the descriptors one message passes, and their place under the
-/// bounds of `bounds.rs`; both go when the message has been sent.
+/// bounds of `bounds/mod.rs`; both go when the message has been sent.
 #[derive(Default)]
 struct Passed {
     fds: Vec<CallerFd>,
@@ -1328,7 +1328,7 @@ mod tests {
 
     /// F14: a destination on an SCTP send sets up an association, so it is decided as a
     /// connect, on one-to-one and one-to-many sockets of both IP families (the address
-    /// decoder reads it as an IP destination: `address.rs`, other IP protocols); a Fast Open
+    /// decoder reads it as an IP destination: `ops/address.rs`, other IP protocols); a Fast Open
     /// send connects; other destinations are sends.
     #[test]
     fn f14_sctp_destination_is_a_connect() {

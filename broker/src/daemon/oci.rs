@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
-use crate::{audit, Broker};
+use crate::{receiver::audit, Broker};
 
 /// Largest state document accepted. runc's and crun's are well under 4 KiB; annotations make
 /// them grow, but not to this.
@@ -55,7 +55,7 @@ pub struct OciConfig {
 /// there, or when its directory is one another user could write in (as the registration
 /// socket, [`crate::bind_registration_socket`]).
 pub fn bind_oci_socket(path: &Path) -> io::Result<UnixListener> {
-    let fd = crate::own::bind_unix(path, rustix::net::SocketType::STREAM, 0o660, None)?;
+    let fd = crate::ops::own::bind_unix(path, rustix::net::SocketType::STREAM, 0o660, None)?;
     UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
@@ -84,7 +84,7 @@ pub async fn serve_oci(
             },
             Err(_) => Peer { pid: -1, uid: -1 },
         };
-        if crate::own::is_this_process(visible_pid(peer)) {
+        if crate::ops::own::is_this_process(visible_pid(peer)) {
             // A connection the broker made for a sandbox: closed unread, with its fds.
             let detail = "the broker itself is at the other end: a connection it made for a \
                           sandbox; the OCI socket is closed to sandboxes";

@@ -6,7 +6,7 @@
 //!   performed.
 //! - `max_binds`: sockets the broker bound for the sandbox (`bind`, unix autobind included,
 //!   and the implicit bind of `listen`) that are still open. Past it, `ENOBUFS`.
-//! - `max_pending`: calls held for operators at once (see `operators.rs`); past it the
+//! - `max_pending`: calls held for operators at once (see `operators/mod.rs`); past it the
 //!   policy's fallback applies at once.
 //! - `max_calls_per_second`: a token bucket whose burst is the rate; a call past it fails
 //!   with `EAGAIN` before it is decoded.

@@ -11,12 +11,15 @@
 //! there means nothing here. Its claims in `SCM_CREDENTIALS` are read in its own namespaces
 //! and translated through its `uid_map` and `gid_map`, as the kernel's `scm_check_creds` does.
 
+pub(crate) mod pidfds;
+pub(crate) mod view;
+
 use std::fs;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 
-use crate::msg::Ucred;
+use crate::ops::msg::Ucred;
 use crate::sys::{self, Become, Identity};
 
 /// A notified call whose caller is read. The notification names the caller by its thread id,

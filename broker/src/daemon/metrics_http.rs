@@ -5,7 +5,7 @@
 //! Only a loopback address is accepted: the port has no credentials check (unlike the control
 //! socket), so any user of the machine may read it. The metrics carry counts only, no names,
 //! destinations or pids. Sandboxes may not: the broker refuses their connects to this port
-//! in its own network namespace (`own.rs`), since counts that move with other sandboxes'
+//! in its own network namespace (`ops/own.rs`), since counts that move with other sandboxes'
 //! calls tell one sandbox what the others do.
 //!
 //! Connections are few and short: at most [`MAX_CONNECTIONS`] at once, at most
@@ -52,7 +52,7 @@ pub async fn bind_metrics_http(addr: SocketAddr) -> io::Result<TcpListener> {
         ));
     }
     let listener = TcpListener::bind(addr).await?;
-    crate::own::mark_tcp(listener.as_fd(), listener.local_addr()?);
+    crate::ops::own::mark_tcp(listener.as_fd(), listener.local_addr()?);
     Ok(listener)
 }
 

@@ -1,7 +1,7 @@
 //! Calls held for operators (policy action `ask`), and the rules operators make.
 //!
 //! A call whose policy says `ask` is decided here, on the blocking-pool thread that handles
-//! it (never on a sandbox's receiver thread, see `handler::dispatch`):
+//! it (never on a sandbox's receiver thread, see `receiver::dispatch`):
 //!
 //! 1. a rule an operator made earlier (`--for`, `--always`) for this destination decides it
 //!    at once;
@@ -21,6 +21,9 @@
 //! only while an operator watches, and the operator's leaving, which takes the lock after it
 //! is counted, finds every call held before it (`Presence`).
 
+pub(crate) mod control;
+pub(crate) mod overlay;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -36,7 +39,7 @@ use netjail_protocol::SandboxId;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
-use crate::overlay::{Overlay, OverlayError, ScopeKey};
+use crate::operators::overlay::{Overlay, OverlayError, ScopeKey};
 
 /// Calls held at once in the whole broker. Each holds a thread of the blocking pool, so the
 /// bound keeps held calls from taking the threads other sandboxes need (invariant 7); it is
@@ -56,7 +59,7 @@ pub const HELD_RESERVE: usize = 64;
 pub const HELD_FLOOR: usize = 4;
 
 /// Whether a sandbox that has `of_sandbox` calls held may hold one more while the broker
-/// holds `held` (the shape of `bounds.rs`).
+/// holds `held` (the shape of `bounds/mod.rs`).
 fn may_hold(held: usize, of_sandbox: usize) -> bool {
     of_sandbox < MAX_HELD_PER_SANDBOX
         && held < MAX_HELD
@@ -476,7 +479,7 @@ impl Operators {
                 // The policy's `max_pending` (below the broker's own cap): its rule decides.
                 drop(table);
                 let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
-                d.rule = crate::limits::RULE_PENDING.to_string();
+                d.rule = crate::bounds::limits::RULE_PENDING.to_string();
                 return (d, format!("{note} ({of_sandbox} held, the policy's limit)"));
             }
             let held = table.held.len();
@@ -506,7 +509,7 @@ impl Operators {
                 },
             );
         }
-        tracing::info!(target: crate::audit::TARGET, request = %id, sandbox = %sandbox.id, pid = caller.pid, endpoint = %key, rule = %rule, "call held for operators");
+        tracing::info!(target: crate::receiver::audit::TARGET, request = %id, sandbox = %sandbox.id, pid = caller.pid, endpoint = %key, rule = %rule, "call held for operators");
         self.publish(Event::Pending(info));
 
         // Wait for an answer, the deadline, or the caller's exit.
@@ -721,7 +724,7 @@ impl Operators {
         counter.fetch_add(1, Ordering::Relaxed);
         remember(&mut table, resolution.clone());
         drop(table);
-        tracing::info!(target: crate::audit::TARGET, request = %id, sandbox = %held.sandbox, outcome = outcome.as_str(), by, rule = %resolution.rule, endpoint = %held.key, "held call answered");
+        tracing::info!(target: crate::receiver::audit::TARGET, request = %id, sandbox = %held.sandbox, outcome = outcome.as_str(), by, rule = %resolution.rule, endpoint = %held.key, "held call answered");
         self.publish(Event::Resolved(resolution.clone()));
         Ok(resolution)
     }
@@ -794,13 +797,13 @@ impl Operators {
         }
         drop(table);
         for resolution in ended {
-            tracing::info!(target: crate::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
+            tracing::info!(target: crate::receiver::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
             self.publish(Event::Resolved(resolution));
         }
     }
 
     fn resolved(&self, resolution: Resolution) {
-        tracing::info!(target: crate::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
+        tracing::info!(target: crate::receiver::audit::TARGET, request = %resolution.id, outcome = resolution.outcome.as_str(), by = %resolution.by, "held call ended");
         remember(&mut self.lock(), resolution.clone());
         self.publish(Event::Resolved(resolution));
     }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use netjail_protocol::control::{ReloadItem, ReloadOutcome};
 
 use crate::sandbox::{PolicySource, Sandbox};
-use crate::{oci, Broker};
+use crate::{daemon::oci, Broker};
 
 /// Most sandbox ids named in the one item about sandboxes whose policy came from their client.
 const MAX_NAMED: usize = 10;

@@ -11,7 +11,7 @@
 //!   `SECCOMP_IOCTL_NOTIF_ADDFD`, which answers the call with its number. The kernel checks
 //!   the capabilities of the task that made a netlink socket for every message that would
 //!   change the system and is sent on it without a destination, so whatever the sandbox
-//!   holds, such a socket reads and never changes (rule N1, `netlink.rs`).
+//!   holds, such a socket reads and never changes (rule N1, `ops/netlink.rs`).
 //!
 //! Both are rare (a program probing for a family, `getifaddrs`), so the round trip costs
 //! little; a sandbox that loops on them meets the receiver's pace and its
@@ -26,7 +26,7 @@ use netjail_policy::{describe_socket, Decision, Policy, SocketCall, Verdict, SOC
 use crate::bounds;
 use crate::call::{Call, Step};
 use crate::caller::{as_caller_in, Caller};
-use crate::decode::{self, Syscall};
+use crate::ops::decode::{self, Syscall};
 use crate::reply::{errno_of, Outcome, Reply};
 use crate::sys::{self, Become, RawNotification};
 

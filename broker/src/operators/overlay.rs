@@ -148,7 +148,7 @@ impl Overlay {
                 .create(dir)
                 .map_err(io_err)?;
         }
-        crate::own::check_dir(dir, true).map_err(io_err)?;
+        crate::ops::own::check_dir(dir, true).map_err(io_err)?;
         let mut files = HashMap::new();
         for entry in fs::read_dir(dir).map_err(io_err)? {
             let entry = entry.map_err(io_err)?;

@@ -1,0 +1,25 @@
+//! The operations the broker intercepts, one module each: it reads the call's arguments,
+//! decides on the destination the kernel will use, and performs the call as the caller
+//! (`docs/architecture.md`, "The path of one call"). The receiver (`receiver/`) dispatches to
+//! them and replies; they never reply themselves.
+//!
+//! - [`connect`], [`bind`] (and `listen`), [`send`] (`sendto`, `sendmsg`, `sendmmsg`, with the
+//!   control messages of [`msg`]), [`socket`] (which sockets may be made), [`process`] (the
+//!   calls on other processes that the filter sends here);
+//! - by address family: [`unix`] (paths, resolved as the caller), [`netlink`];
+//! - what they share: [`decode`] (a notification's numbers and bytes), [`address`] (the
+//!   kernel's reading of an address), [`source`] (where a socket's traffic leaves from),
+//!   [`own`] (the broker's own sockets, which no sandbox reaches).
+
+pub(crate) mod address;
+pub(crate) mod bind;
+pub(crate) mod connect;
+pub(crate) mod decode;
+pub(crate) mod msg;
+pub(crate) mod netlink;
+pub(crate) mod own;
+pub(crate) mod process;
+pub(crate) mod send;
+pub(crate) mod socket;
+pub(crate) mod source;
+pub(crate) mod unix;
