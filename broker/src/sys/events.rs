@@ -1,9 +1,10 @@
 //! Waiting and interrupting: `epoll`, `timerfd`, and the signal that ends a blocked call of
 //! one of the broker's threads (`bounds/reaper.rs`).
 
-use super::{cvt, cvt_long};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::{cvt, cvt_long};
 
 /// A new epoll instance (`EPOLL_CLOEXEC`).
 pub fn epoll_new() -> io::Result<OwnedFd> {

@@ -1,9 +1,10 @@
 //! Classic BPF socket filters (`SO_ATTACH_FILTER`): read, set, and the one that drops every
 //! packet.
 
-use super::cvt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::cvt;
 
 /// The classic BPF socket filter a socket had (`SO_GET_FILTER`): empty when it had none.
 ///

@@ -1,9 +1,10 @@
 //! The identity a thread of the broker acts with: a caller's ids, groups and capabilities
 //! taken for one call, the broker's own umask, its network namespace.
 
-use super::{cvt, cvt_long};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::{cvt, cvt_long};
 
 /// The ids and capabilities a thread takes to act as a sandbox's caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,11 @@
 //! The caller's memory: reads of its arguments (`process_vm_readv`), and the pages it shares
 //! with the broker.
 
-use super::{cvt, RawNotification};
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::{cvt, RawNotification};
 
 /// A shared, writable mapping of the first `len` bytes of a file (a sandbox's journal,
 /// `restart/journal.rs`), holding plain data only: bytes and `struct seccomp_notif` records at 8-byte

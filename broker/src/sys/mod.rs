@@ -20,32 +20,32 @@
 
 use std::io;
 
+mod events;
+mod filter;
+mod identity;
+mod memory;
+mod notif;
+mod own;
+mod path;
+mod process;
+mod socket;
 mod task;
-pub use task::rights_within_limit;
 mod unixfile;
+
+pub use events::*;
+pub use filter::*;
+pub use identity::*;
+pub use memory::*;
+pub use notif::*;
+pub use own::*;
+pub use path::*;
+pub use process::*;
+pub use socket::*;
+pub use task::rights_within_limit;
 pub use unixfile::{
     enter_directories, has_capability, same_mount_and_directory, stat_entry, stat_fd,
     unix_diag_file, unix_socket_file, FileId,
 };
-
-mod notif;
-pub use notif::*;
-mod memory;
-pub use memory::*;
-mod process;
-pub use process::*;
-mod socket;
-pub use socket::*;
-mod path;
-pub use path::*;
-mod identity;
-pub use identity::*;
-mod own;
-pub use own::*;
-mod events;
-pub use events::*;
-mod filter;
-pub use filter::*;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {

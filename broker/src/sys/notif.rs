@@ -1,10 +1,11 @@
 //! The seccomp listener: notifications received and answered (`seccomp_unotify(2)`), and
 //! the waits of the receiver thread on it.
 
-use super::cvt;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::cvt;
 
 /// One notification as the kernel delivers it (`struct seccomp_notif`).
 #[derive(Debug, Clone, Copy)]

@@ -1,10 +1,11 @@
 //! The broker's own descriptors: which file a descriptor is (`kcmp`), and sockets inherited
 //! from the service manager.
 
-use super::{cvt, cvt_long, sockname};
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{cvt, cvt_long, sockname};
 
 /// `KCMP_FILE`: compare two file descriptions.
 const KCMP_FILE: libc::c_int = 0;

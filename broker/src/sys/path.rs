@@ -1,10 +1,11 @@
 //! Paths resolved in a caller's root (`openat2` with `RESOLVE_IN_ROOT`).
 
-use super::{cvt, cvt_long};
 use std::ffi::CString;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{cvt, cvt_long};
 
 /// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`.
 pub fn open_dir_path(path: &str) -> io::Result<OwnedFd> {

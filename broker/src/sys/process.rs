@@ -1,9 +1,10 @@
 //! Processes and threads: pidfds of callers, their descriptors (`pidfd_getfd`), signals to
 //! them, and the broker's own ids.
 
-use super::{cvt, cvt_long};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{cvt, cvt_long};
 
 /// `PIDFD_THREAD` (Linux 6.9): the pidfd names one thread, not a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;

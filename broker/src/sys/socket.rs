@@ -1,10 +1,11 @@
 //! Socket calls on byte buffers: the calls the broker performs for a caller, and what it
 //! reads of a socket's kind, state and peer.
 
-use super::{cvt, cvt_long};
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{cvt, cvt_long};
 
 /// `connect(fd, addr, len)` with the address given as bytes.
 pub fn connect_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
