@@ -300,37 +300,11 @@ fn interpret(msg: &Message, qname: &Name, kind: Kind) -> Step {
             .iter()
             .filter(|r| r.dns_class == DNSClass::IN && r.name == current)
         {
-            match (&r.data, kind) {
-                (RData::A(a), Kind::A) => {
-                    found = true;
-                    ttl = ttl.min(r.ttl);
-                    let ip = IpAddr::V4(a.0);
-                    if !addrs.contains(&ip) && addrs.len() < MAX_ADDRS {
-                        addrs.push(ip);
-                    }
-                }
-                (RData::AAAA(a), Kind::Aaaa) => {
-                    found = true;
-                    ttl = ttl.min(r.ttl);
-                    // A mapped address in an AAAA record is kept as it is: it can never equal
-                    // a canonical IPv6 address, so it matches nothing (fail closed).
-                    let ip = IpAddr::V6(a.0);
-                    if !addrs.contains(&ip) && addrs.len() < MAX_ADDRS {
-                        addrs.push(ip);
-                    }
-                }
-                (RData::PTR(p), Kind::Ptr) => {
-                    found = true;
-                    ttl = ttl.min(r.ttl);
-                    let name = normalize(&p.0.to_ascii());
-                    if !is_hostname(&name) {
-                        tracing::debug!(ptr = %p.0, "ptr record is not a host name; ignored");
-                    } else if !names.contains(&name) && names.len() < MAX_NAMES {
-                        names.push(name);
-                    }
-                }
-                (RData::CNAME(c), _) => next = Some((c.0.clone(), r.ttl)),
-                _ => {}
+            if let RData::CNAME(c) = &r.data {
+                next = Some((c.0.clone(), r.ttl));
+            } else if take_answer(&r.data, kind, &mut addrs, &mut names) {
+                found = true;
+                ttl = ttl.min(r.ttl);
             }
         }
         if found {
@@ -362,19 +336,48 @@ fn interpret(msg: &Message, qname: &Name, kind: Kind) -> Step {
     if msg.metadata.response_code == ResponseCode::NoError && current != *qname {
         return Step::Follow(current, cap);
     }
-    let negative = msg
-        .authorities
+    let negative = negative_ttl(msg);
+    Step::Done(Answer {
+        values,
+        ttl: Duration::from_secs(negative.min(cap).into()),
+    })
+}
+
+/// Keeps the value of an answer record of the kind asked (`A`, `AAAA` or `PTR`), within the
+/// bounds; returns whether the record was one.
+fn take_answer(data: &RData, kind: Kind, addrs: &mut Vec<IpAddr>, names: &mut Vec<String>) -> bool {
+    let ip = match (data, kind) {
+        (RData::A(a), Kind::A) => IpAddr::V4(a.0),
+        // A mapped address in an AAAA record is kept as it is: it can never equal a canonical
+        // IPv6 address, so it matches nothing (fail closed).
+        (RData::AAAA(a), Kind::Aaaa) => IpAddr::V6(a.0),
+        (RData::PTR(p), Kind::Ptr) => {
+            let name = normalize(&p.0.to_ascii());
+            if !is_hostname(&name) {
+                tracing::debug!(ptr = %p.0, "ptr record is not a host name; ignored");
+            } else if !names.contains(&name) && names.len() < MAX_NAMES {
+                names.push(name);
+            }
+            return true;
+        }
+        _ => return false,
+    };
+    if !addrs.contains(&ip) && addrs.len() < MAX_ADDRS {
+        addrs.push(ip);
+    }
+    true
+}
+
+/// How long a negative answer is kept: the SOA's minimum (RFC 2308), or a default.
+fn negative_ttl(msg: &Message) -> u32 {
+    msg.authorities
         .iter()
         .filter_map(|r| match &r.data {
             RData::SOA(soa) => Some(soa.minimum.min(r.ttl)),
             _ => None,
         })
         .min()
-        .unwrap_or(DEFAULT_NEGATIVE_TTL.as_secs() as u32);
-    Step::Done(Answer {
-        values,
-        ttl: Duration::from_secs(negative.min(cap).into()),
-    })
+        .unwrap_or(DEFAULT_NEGATIVE_TTL.as_secs() as u32)
 }
 
 #[cfg(test)]

@@ -669,33 +669,13 @@ fn finish(call: &Call, outcome: Outcome) {
     } else {
         reply
     };
-    let (val, errno) = match reply {
-        Reply::Value(v) => (v, 0),
-        Reply::Errno(e) => (0, e),
-        Reply::Answered(v) => (v, 0),
-        Reply::Continue => (0, 0),
-    };
     let ops = &call.sandbox.operators;
     let audited = tracing::enabled!(target: audit::TARGET, tracing::Level::INFO);
     let reported = audited || ops.wants_decisions();
     // A call answered without a decision has not read it yet: now, before the answer, after
     // which the caller may exit at once.
     call.read_exe();
-    let listener = call.sandbox.listener.as_fd();
-    let delivered = match reply {
-        // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller
-        // that still waited, after its program was read.
-        Reply::Answered(_) => Ok(()),
-        // The one place that lets the kernel perform a call (invariant 2 allows it here, and
-        // nowhere else): only `ops/process.rs` answers `Continue`, for calls whose decision rests
-        // on the pid argument alone, a register value the caller cannot change after it was
-        // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
-        // not bear on the decision, and the kernel checks everything else as it would for
-        // the caller, who makes the call. A call that reads an address or uses a descriptor
-        // is never continued: another thread can change those after the check.
-        Reply::Continue => sys::notif_continue(listener, call.notif.id),
-        Reply::Value(_) | Reply::Errno(_) => sys::notif_send(listener, call.notif.id, val, errno),
-    };
+    let (delivered, errno) = send_reply(call, reply);
     if let Err(e) = &delivered {
         // ENOENT: the caller was killed while we worked.
         tracing::debug!(sandbox = %call.sandbox.id, error = %e, "reply not delivered");
@@ -713,17 +693,69 @@ fn finish(call: &Call, outcome: Outcome) {
     if !reported {
         return;
     }
+    let decided = Decided {
+        verdict,
+        rule,
+        errno,
+        latency_us,
+        delivered: delivered.is_ok(),
+    };
+    report(call, &outcome, &decided, audited);
+}
+
+/// Answers the caller: the one place a reply reaches the kernel. Returns whether it was
+/// delivered, and the errno the caller got (0 for a value).
+fn send_reply(call: &Call, reply: Reply) -> (std::io::Result<()>, i32) {
+    let (val, errno) = match reply {
+        Reply::Value(v) => (v, 0),
+        Reply::Errno(e) => (0, e),
+        Reply::Answered(v) => (v, 0),
+        Reply::Continue => (0, 0),
+    };
+    let listener = call.sandbox.listener.as_fd();
+    let delivered = match reply {
+        // A call answered already (`ADDFD` with `SEND` did both) was delivered to a caller
+        // that still waited, after its program was read.
+        Reply::Answered(_) => Ok(()),
+        // The one place that lets the kernel perform a call (invariant 2 allows it here, and
+        // nowhere else): only `ops/process.rs` answers `Continue`, for calls whose decision rests
+        // on the pid argument alone, a register value the caller cannot change after it was
+        // notified. The memory those calls read (a CPU mask, a `sched_param`, a limit) does
+        // not bear on the decision, and the kernel checks everything else as it would for
+        // the caller, who makes the call. A call that reads an address or uses a descriptor
+        // is never continued: another thread can change those after the check.
+        Reply::Continue => sys::notif_continue(listener, call.notif.id),
+        Reply::Value(_) | Reply::Errno(_) => sys::notif_send(listener, call.notif.id, val, errno),
+    };
+    (delivered, errno)
+}
+
+/// What came of a call, as operators and the audit are told.
+struct Decided<'a> {
+    verdict: &'static str,
+    rule: &'a str,
+    errno: i32,
+    latency_us: u64,
+    /// The reply reached a caller that still waited.
+    delivered: bool,
+}
+
+/// Tells operators watching decisions, and the audit, what came of `call`.
+fn report(call: &Call, outcome: &Outcome, decided: &Decided<'_>, audited: bool) {
+    let ops = &call.sandbox.operators;
     // The pid named the caller when it was read if the caller still waited after: the
     // kernel delivers an answer only to a call still waiting, and `NOTIF_ID_VALID` says the
     // same. Otherwise the pid may have been another thread's by then: never name another
     // program.
-    let seen = delivered.is_ok() || call.seen_after_exe.load(Ordering::Relaxed);
+    let seen = decided.delivered || call.seen_after_exe.load(Ordering::Relaxed);
     let program = match call.exe.get() {
         Some(Some(exe)) if seen => exe.clone(),
         _ => "?".to_string(),
     };
     let note = call.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let decision = outcome.decision.as_ref();
     let host = decision.and_then(|d| d.host.as_deref()).unwrap_or("");
+    let rule = decided.rule;
     if ops.wants_decisions() {
         ops.publish(Event::Decision(DecisionInfo {
             time_ms: operators::now_ms(),
@@ -735,14 +767,14 @@ fn finish(call: &Call, outcome: Outcome) {
             op: outcome.op.to_string(),
             endpoint: outcome.endpoint.clone(),
             host: host.to_string(),
-            decision: verdict.to_string(),
+            decision: decided.verdict.to_string(),
             rule: if note.is_empty() {
                 rule.to_string()
             } else {
                 format!("{rule} ({note})")
             },
-            errno,
-            latency_us,
+            errno: decided.errno,
+            latency_us: decided.latency_us,
         }));
     }
     if !audited {
@@ -756,12 +788,12 @@ fn finish(call: &Call, outcome: Outcome) {
         program: &program,
         op: outcome.op,
         endpoint: &outcome.endpoint,
-        decision: verdict,
+        decision: decided.verdict,
         rule,
         host,
         operator: &note,
-        errno,
-        latency_us,
+        errno: decided.errno,
+        latency_us: decided.latency_us,
     });
 }
 

@@ -149,42 +149,7 @@ impl StateDir {
         uid: u32,
         listener: BorrowedFd<'_>,
     ) -> Result<(Arc<Journal>, Vec<Waiting>), String> {
-        let path = self.path(previous);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| format!("no journal of {previous}: {e}"))?;
-        let meta = file.metadata().map_err(|e| e.to_string())?;
-        let euid = sys::geteuid();
-        if !meta.is_file() || meta.uid() != euid || meta.len() != FILE_LEN as u64 {
-            return Err(format!(
-                "{} is not a journal of this broker",
-                path.display()
-            ));
-        }
-        let journal = Journal::map(&file, path)
-            .map_err(|e| format!("cannot map the journal of {previous}: {e}"))?;
-        let header = journal.header();
-        if header.magic != MAGIC || header.slots as usize != SLOTS || header.sandbox != previous.0 {
-            return Err(format!(
-                "{} is not a journal of {previous}",
-                journal.path.display()
-            ));
-        }
-        if header.pid != pid {
-            return Err(format!(
-                "the journal of {previous} is for pid {}, not {pid}",
-                header.pid
-            ));
-        }
-        if uid != 0 && header.uid != uid {
-            return Err(format!(
-                "the journal of {previous} was made for uid {}, not {uid}",
-                header.uid
-            ));
-        }
+        let journal = self.open_for(previous, pid, uid)?;
         // What still waits: ids the listener knows. Everything else is cleared; a call found
         // in the receiver's slot moves to a free pool slot.
         // A call moved to the pool may also still be in the receiver's slot (a kill between
@@ -223,6 +188,48 @@ impl StateDir {
         }
         *journal.free.lock().unwrap_or_else(|p| p.into_inner()) = free;
         Ok((journal, calls))
+    }
+
+    /// Maps the journal of `previous`, once checked to be this broker's, for that sandbox,
+    /// for the process `pid` and (unless root asks) made for `uid`.
+    fn open_for(&self, previous: SandboxId, pid: i32, uid: u32) -> Result<Journal, String> {
+        let path = self.path(previous);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| format!("no journal of {previous}: {e}"))?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        let euid = sys::geteuid();
+        if !meta.is_file() || meta.uid() != euid || meta.len() != FILE_LEN as u64 {
+            return Err(format!(
+                "{} is not a journal of this broker",
+                path.display()
+            ));
+        }
+        let journal = Journal::map(&file, path)
+            .map_err(|e| format!("cannot map the journal of {previous}: {e}"))?;
+        let header = journal.header();
+        if header.magic != MAGIC || header.slots as usize != SLOTS || header.sandbox != previous.0 {
+            return Err(format!(
+                "{} is not a journal of {previous}",
+                journal.path.display()
+            ));
+        }
+        if header.pid != pid {
+            return Err(format!(
+                "the journal of {previous} is for pid {}, not {pid}",
+                header.pid
+            ));
+        }
+        if uid != 0 && header.uid != uid {
+            return Err(format!(
+                "the journal of {previous} was made for uid {}, not {uid}",
+                header.uid
+            ));
+        }
+        Ok(journal)
     }
 }
 

@@ -112,25 +112,7 @@ pub enum Become {
 ///
 /// Call it only on a thread that exits afterwards: it cannot be undone.
 pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
-    let mut have_groups = [0u32; 256];
-    // SAFETY: the kernel writes at most `have_groups.len()` gids into the buffer.
-    let n = cvt_long(unsafe {
-        libc::syscall(
-            libc::SYS_getgroups,
-            have_groups.len(),
-            have_groups.as_mut_ptr(),
-        )
-    })? as usize;
-    let mut have: Vec<u32> = have_groups[..n].to_vec();
-    let mut want = who.groups.clone();
-    have.sort_unstable();
-    want.sort_unstable();
-    if have != want {
-        // SAFETY: the kernel reads `groups.len()` gids from a valid slice.
-        cvt_long(unsafe {
-            libc::syscall(libc::SYS_setgroups, who.groups.len(), who.groups.as_ptr())
-        })?;
-    }
+    take_groups(&who.groups)?;
     if let Some(mask) = who.umask {
         // The umask lives in the filesystem context that the broker's threads share: this
         // thread takes a copy of its own first.
@@ -140,36 +122,7 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
         unsafe { libc::syscall(libc::SYS_umask, mask & 0o777) };
     }
     if how == Become::Filesystem {
-        let [ruid, ..] = who.uids;
-        if getres(libc::SYS_getresuid)?[0] != ruid {
-            // The real id alone: the effective and saved ids stay, and so do the broker's
-            // capabilities (setresuid resets the filesystem id, which is set below).
-            // SAFETY: integer arguments only; -1 leaves an id as it is.
-            cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, ruid, u32::MAX, u32::MAX) })?;
-        }
-        let [.., fsuid] = who.uids;
-        let [.., fsgid] = who.gids;
-        // setfsgid/setfsuid return the previous value and never fail loudly: read back.
-        // SAFETY: integer arguments only.
-        unsafe { libc::syscall(libc::SYS_setfsgid, fsgid) };
-        // SAFETY: as above.
-        unsafe { libc::syscall(libc::SYS_setfsuid, fsuid) };
-        // SAFETY: an invalid id (u32::MAX) only queries the current value.
-        let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
-        // SAFETY: as above.
-        let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
-        if (now_uid, now_gid) != (fsuid, fsgid) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        // The kernel takes the file capabilities out of the effective set only when the
-        // filesystem id leaves 0: for a caller whose fsuid is 0 (a root sandbox, root of a
-        // user namespace that maps 0 to 0) take out those the caller does not hold itself.
-        let (effective, permitted) = capget()?;
-        let keep = effective & !(CAP_FS_MASK & !who.cap_effective);
-        if keep != effective {
-            capset(keep, permitted)?;
-        }
-        return Ok(());
+        return take_filesystem_ids(who);
     }
     let res = |ids: [u32; 4]| [ids[0], ids[1], ids[2]];
     if getres(libc::SYS_getresgid)? != res(who.gids) {
@@ -189,6 +142,63 @@ pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
         || getres(libc::SYS_getresgid)? != res(who.gids)
     {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    Ok(())
+}
+
+/// Takes the supplementary groups `groups` (this thread only, as `SYS_setgroups` does).
+fn take_groups(groups: &[u32]) -> io::Result<()> {
+    let mut have_groups = [0u32; 256];
+    // SAFETY: the kernel writes at most `have_groups.len()` gids into the buffer.
+    let n = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_getgroups,
+            have_groups.len(),
+            have_groups.as_mut_ptr(),
+        )
+    })? as usize;
+    let mut have: Vec<u32> = have_groups[..n].to_vec();
+    let mut want = groups.to_vec();
+    have.sort_unstable();
+    want.sort_unstable();
+    if have != want {
+        // SAFETY: the kernel reads `groups.len()` gids from a valid slice.
+        cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })?;
+    }
+    Ok(())
+}
+
+/// [`Become::Filesystem`]: the caller's real uid and filesystem ids, with the broker's
+/// effective ids and capabilities (less those the caller lacks where fsuid 0 keeps them).
+fn take_filesystem_ids(who: &Identity) -> io::Result<()> {
+    let [ruid, ..] = who.uids;
+    if getres(libc::SYS_getresuid)?[0] != ruid {
+        // The real id alone: the effective and saved ids stay, and so do the broker's
+        // capabilities (setresuid resets the filesystem id, which is set below).
+        // SAFETY: integer arguments only; -1 leaves an id as it is.
+        cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, ruid, u32::MAX, u32::MAX) })?;
+    }
+    let [.., fsuid] = who.uids;
+    let [.., fsgid] = who.gids;
+    // setfsgid/setfsuid return the previous value and never fail loudly: read back.
+    // SAFETY: integer arguments only.
+    unsafe { libc::syscall(libc::SYS_setfsgid, fsgid) };
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_setfsuid, fsuid) };
+    // SAFETY: an invalid id (u32::MAX) only queries the current value.
+    let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
+    // SAFETY: as above.
+    let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
+    if (now_uid, now_gid) != (fsuid, fsgid) {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    // The kernel takes the file capabilities out of the effective set only when the
+    // filesystem id leaves 0: for a caller whose fsuid is 0 (a root sandbox, root of a
+    // user namespace that maps 0 to 0) take out those the caller does not hold itself.
+    let (effective, permitted) = capget()?;
+    let keep = effective & !(CAP_FS_MASK & !who.cap_effective);
+    if keep != effective {
+        capset(keep, permitted)?;
     }
     Ok(())
 }

@@ -129,21 +129,7 @@ fn same_groups(groups: &[u32]) -> io::Result<bool> {
 /// `who`'s ids, capabilities and limit that sends them over a socket pair of its own; the
 /// pair is closed at once, which takes them out of flight again. `Err` carries the errno.
 pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -> io::Result<()> {
-    let mut pair = [0i32; 2];
-    // SAFETY: `pair` has room for the two descriptors the kernel writes.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: the kernel just returned these two open descriptors, owned by nobody else.
-    let (a, _b) = unsafe {
-        use std::os::fd::FromRawFd;
-        (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1]))
-    };
+    let (a, _b) = datagram_pair()?;
     let mut own = libc::rlimit64 {
         rlim_cur: 0,
         rlim_max: 0,
@@ -178,6 +164,36 @@ pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -
         msg: &msg,
         result: -i64::from(libc::ECHILD),
     };
+    run_task(&mut task)?;
+    match task.result {
+        n if n >= 0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error((-errno) as i32)),
+    }
+}
+
+/// A connected pair of unix datagram sockets (close-on-exec).
+fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut pair = [0i32; 2];
+    // SAFETY: `pair` has room for the two descriptors the kernel writes.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: the kernel just returned these two open descriptors, owned by nobody else.
+    let pair = unsafe {
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1]))
+    };
+    Ok(pair)
+}
+
+/// Runs [`task_main`] on `task` in a task of its own that shares this process's memory and
+/// descriptors but has its own limits and credentials; returns once it has exited.
+fn run_task(task: &mut Task) -> io::Result<()> {
     let mut stack = vec![0u8; 64 * 1024];
     // The stack grows down from its 16-byte aligned end.
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
@@ -191,7 +207,7 @@ pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -
             task_main,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES,
-            (&mut task as *mut Task).cast(),
+            (task as *mut Task).cast(),
         )
     })?;
     let mut status = 0;
@@ -207,10 +223,7 @@ pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -
         }
     }
     drop(stack);
-    match task.result {
-        n if n >= 0 => Ok(()),
-        errno => Err(io::Error::from_raw_os_error((-errno) as i32)),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
