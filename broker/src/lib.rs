@@ -6,6 +6,16 @@
 //! programs that run a broker themselves ([`Broker::builder`]: a decision hook of their own and
 //! rules changed per sandbox at run time; see [`embed`] and the project's `docs/embedding.md`).
 //!
+//! # Module map
+//!
+//! What embedders use is at the root ([`Broker`], [`Builder`], [`DecisionHook`],
+//! [`serve`]) and in [`embed`], [`names`] (host names in policies), [`metrics`] and
+//! [`logging`]; [`daemon`] is `netjaild` itself. The rest is private and follows one call
+//! (`docs/architecture.md`, "The broker's folders"): `receiver/` takes it from the seccomp
+//! listener and replies; `ops/` decides and performs each operation as the caller, who
+//! `caller/` says; `bounds/` and `operators/` bound what a sandbox holds and hold what the
+//! policy asks about; `restart/` keeps calls across a restart; `sys/` makes the system calls.
+//!
 //! ```no_run
 //! # async fn example(listener_fd: std::os::fd::OwnedFd) -> Result<(), Box<dyn std::error::Error>> {
 //! use netjail_broker::Broker;

@@ -1,10 +1,9 @@
-//! Everything only the daemon `netjaild` uses: its command line ([`args`]), its sockets and
-//! how it starts, serves and stops ([`main`]); the OCI seccomp agent ([`oci`]); the metrics
-//! over HTTP ([`metrics_http`]); reloads of policy files ([`reload`]); sockets from the
-//! service manager ([`activation`]). `src/main.rs` only calls [`main`].
+//! Everything only the daemon `netjaild` uses: its command line (`args.rs`), its sockets and
+//! how it starts, serves and stops ([`main`]); the OCI seccomp agent (`oci.rs`); the metrics
+//! over HTTP (`metrics_http.rs`); reloads of policy files (`reload.rs`); sockets from the
+//! service manager (`activation.rs`). `src/main.rs` only calls [`main`].
 //!
-//! Embedders do not need any of it: [`Broker`](crate::Broker) and
-//! [`serve`](crate::serve) are the library.
+//! Embedders do not need any of it: [`crate::Broker`] and [`crate::serve`] are the library.
 
 pub(crate) mod activation;
 mod args;

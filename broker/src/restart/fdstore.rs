@@ -291,7 +291,7 @@ impl Broker {
     }
 
     /// Serves again the sandboxes whose listeners the service manager handed back from its
-    /// file descriptor store (`LISTEN_FDNAMES` `sb-N`; [`crate::daemon::activation::Inherited::take_stored`]):
+    /// file descriptor store (`LISTEN_FDNAMES` `sb-N`; `Inherited::take_stored` in `daemon/activation.rs`):
     /// each under its earlier id, with the policy of its meta file read again, and the calls
     /// its journal recorded that still wait decided again. Call it after
     /// [`Broker::keep_journals`] and before serving the registration socket.
