@@ -70,20 +70,11 @@ fn builtins_parse_and_behave() {
 }
 
 fn bind(proto: Proto, addr: &str) -> Request {
-    Request {
-        op: Op::Bind,
-        target: Target::Inet {
-            proto,
-            addr: addr.parse().unwrap(),
-        },
-    }
+    common::op(Op::Bind, proto, addr)
 }
 
 fn send(proto: Proto, addr: &str) -> Request {
-    Request {
-        op: Op::Send,
-        ..inet(proto, addr)
-    }
+    common::op(Op::Send, proto, addr)
 }
 
 /// The seed profiles decide as `docs/profiles.md` says (the end-to-end proofs are
