@@ -360,6 +360,19 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         let reply = listen(sock.as_fd(), backlog);
         return Step::Done(out.decided(None, "bound", reply));
     }
+    Step::Done(listen_unbound_inet(call, out, sock.as_fd(), kind, backlog))
+}
+
+/// `listen` on an unbound inet socket that listens: decided as the implicit bind it makes,
+/// to the wildcard address and an ephemeral port, or with a jail address (rule J2) bound to
+/// the jail address first and then listened on. An allowed bind counts under `max_binds`.
+fn listen_unbound_inet(
+    call: &Call,
+    mut out: Outcome,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    backlog: i32,
+) -> Outcome {
     // The implicit bind: the wildcard address and an ephemeral port, or the jail address.
     let v6 = kind.family == libc::AF_INET6;
     let wildcard = if v6 {
@@ -377,9 +390,9 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         target,
     });
     let slot = match decision.verdict {
-        Verdict::Allow => match limits::reserve(&binds(call), sock.as_fd()) {
+        Verdict::Allow => match limits::reserve(&binds(call), sock) {
             Ok(slot) => slot,
-            Err(refusal) => return Step::Done(refused(out, refusal)),
+            Err(refusal) => return refused(out, refusal),
         },
         _ => None,
     };
@@ -393,15 +406,15 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
             } else {
                 [0u8; 16].to_vec()
             };
-            match perform(sock.as_fd(), &encode_inet(local, &family_template)) {
-                Reply::Value(_) => listen(sock.as_fd(), backlog),
+            match perform(sock, &encode_inet(local, &family_template)) {
+                Reply::Value(_) => listen(sock, backlog),
                 err => err,
             }
         }
-        Verdict::Allow => listen(sock.as_fd(), backlog),
+        Verdict::Allow => listen(sock, backlog),
     };
-    limits::settle(slot, sock.as_fd(), reply);
-    Step::Done(out.decided(Some(decision), "", reply))
+    limits::settle(slot, sock, reply);
+    out.decided(Some(decision), "", reply)
 }
 
 /// `listen` on a unix socket: a server at the name the socket has, read from the socket

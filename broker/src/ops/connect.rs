@@ -9,6 +9,7 @@
 //! when the broker answers the address's errno itself (`source::autobind`).
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use netjail_policy::{Op, Request, Target, Verdict};
@@ -120,75 +121,20 @@ fn decide_fresh(
     sock: CallerFd,
     kind: SocketKind,
     addr: Vec<u8>,
-    mut out: Outcome,
+    out: Outcome,
 ) -> Step {
     // Invariant 9: the address as the kernel reads it for this socket in its present state.
-    let proto = decode::proto_of(kind.sock_type, kind.protocol);
     let mut view = View::new(call, sock.as_fd(), kind);
     let reading = address::read(Use::Connect, kind, &mut view, Some(&addr));
-    let (target, sockaddr) = match reading {
-        Reading::Errno(errno) => {
-            if address::is_udp(kind) && addr.len() >= 2 {
-                // `inet_dgram_connect` autobinds before it reads the address.
-                source::autobind(call, &mut view);
-            }
-            return Step::Done(out.failed(errno, "bad-address"));
-        }
-        Reading::Refused(why) => {
-            out.endpoint = "unclassified".to_owned();
-            let reply = Reply::Errno(libc::EPERM);
-            return Step::Done(out.decided(Some(address::refusal(why)), "", reply));
-        }
-        Reading::Disconnect => {
-            // AF_UNSPEC dissolves the association: no destination, nothing to decide.
-            out.endpoint = "unspec".to_owned();
-            let reply = perform(call, sock.as_fd(), &addr);
-            return Step::Done(out.decided(None, "disconnect", reply));
-        }
-        Reading::Ip { ref sockaddr, .. } => match reading.target(proto) {
-            Some(target) => (target, sockaddr.clone()),
-            None => return Step::Done(out.failed(libc::EPERM, "unclassified")),
-        },
-        Reading::UnixPath(_) | Reading::UnixAbstract(_) | Reading::OtherFamily(_) => {
-            match reading.target(proto) {
-                Some(target) => (target, addr),
-                None => return Step::Done(out.failed(libc::EPERM, "unclassified")),
-            }
-        }
-        Reading::Local { .. } | Reading::UnixAutobind | Reading::Peer | Reading::Ignored => {
-            return Step::Done(out.failed(libc::EPERM, "unclassified"))
-        }
+    let (target, sockaddr, mut out) = match classify(call, &mut view, reading, addr, out) {
+        Classified::Endpoint(target, sockaddr, out) => (target, sockaddr, out),
+        Classified::Answered(out) => return Step::Done(out),
     };
 
     if let Target::UnixPath(path) = target {
         // Resolution may wait on a slow filesystem: always off the receiver thread.
         return Step::Blocking(Box::new(move |call: &Call| {
-            let limited = AtomicBool::new(false);
-            let result = unix::act_on_path(
-                call,
-                Op::Connect,
-                &path,
-                PathUse::Existing,
-                Become::Full,
-                |a| {
-                    let connections = &call.sandbox.limits.connections;
-                    let fd = sock.as_fd();
-                    limits::counted(connections, fd, || perform(call, fd, a)).unwrap_or_else(|_| {
-                        limited.store(true, Ordering::Relaxed);
-                        Reply::Errno(limits::COUNT_ERRNO)
-                    })
-                },
-            );
-            out.endpoint = result.endpoint;
-            let decision = if limited.load(Ordering::Relaxed) {
-                Some(crate::reply::refusal(
-                    limits::RULE_CONNECTIONS,
-                    limits::COUNT_ERRNO,
-                ))
-            } else {
-                result.decision
-            };
-            out.decided(decision, result.failure, result.reply)
+            connect_to_path(call, sock.as_fd(), &path, out)
         }));
     }
 
@@ -241,6 +187,95 @@ fn decide_fresh(
             }
         }
     }
+}
+
+/// What a connect's address comes to ([`classify`]).
+enum Classified {
+    /// The endpoint to decide on, the bytes that name it to the kernel, and the outcome to go
+    /// on with.
+    Endpoint(Target, Vec<u8>, Outcome),
+    /// The call answered: nothing for the policy to decide on.
+    Answered(Outcome),
+}
+
+/// The endpoint a connect reaches, as the kernel reads its address `addr` (`reading`),
+/// classified for the policy, with the bytes the broker connects to: for IP the address as
+/// read, otherwise the caller's own bytes. Where there is no endpoint to decide on, the call
+/// is answered: the address's errno (a UDP socket autobound first), `EPERM` for an address
+/// refused or not classified, or for an `AF_UNSPEC` connect, what the connect performed as it
+/// is gives.
+fn classify(
+    call: &Call,
+    view: &mut View<'_>,
+    reading: Reading,
+    addr: Vec<u8>,
+    mut out: Outcome,
+) -> Classified {
+    let kind = view.kind();
+    let proto = decode::proto_of(kind.sock_type, kind.protocol);
+    match reading {
+        Reading::Errno(errno) => {
+            if address::is_udp(kind) && addr.len() >= 2 {
+                // `inet_dgram_connect` autobinds before it reads the address.
+                source::autobind(call, view);
+            }
+            Classified::Answered(out.failed(errno, "bad-address"))
+        }
+        Reading::Refused(why) => {
+            out.endpoint = "unclassified".to_owned();
+            let reply = Reply::Errno(libc::EPERM);
+            Classified::Answered(out.decided(Some(address::refusal(why)), "", reply))
+        }
+        Reading::Disconnect => {
+            // AF_UNSPEC dissolves the association: no destination, nothing to decide.
+            out.endpoint = "unspec".to_owned();
+            let reply = perform(call, view.sock(), &addr);
+            Classified::Answered(out.decided(None, "disconnect", reply))
+        }
+        Reading::Ip { ref sockaddr, .. } => match reading.target(proto) {
+            Some(target) => Classified::Endpoint(target, sockaddr.clone(), out),
+            None => Classified::Answered(out.failed(libc::EPERM, "unclassified")),
+        },
+        Reading::UnixPath(_) | Reading::UnixAbstract(_) | Reading::OtherFamily(_) => {
+            match reading.target(proto) {
+                Some(target) => Classified::Endpoint(target, addr, out),
+                None => Classified::Answered(out.failed(libc::EPERM, "unclassified")),
+            }
+        }
+        Reading::Local { .. } | Reading::UnixAutobind | Reading::Peer | Reading::Ignored => {
+            Classified::Answered(out.failed(libc::EPERM, "unclassified"))
+        }
+    }
+}
+
+/// A connect to the unix socket at `path`: resolved, decided and performed as the caller
+/// (`ops/unix.rs`), counted under `max_connections` when the policy allows it.
+fn connect_to_path(call: &Call, sock: BorrowedFd<'_>, path: &Path, mut out: Outcome) -> Outcome {
+    let limited = AtomicBool::new(false);
+    let result = unix::act_on_path(
+        call,
+        Op::Connect,
+        path,
+        PathUse::Existing,
+        Become::Full,
+        |a| {
+            let connections = &call.sandbox.limits.connections;
+            limits::counted(connections, sock, || perform(call, sock, a)).unwrap_or_else(|_| {
+                limited.store(true, Ordering::Relaxed);
+                Reply::Errno(limits::COUNT_ERRNO)
+            })
+        },
+    );
+    out.endpoint = result.endpoint;
+    let decision = if limited.load(Ordering::Relaxed) {
+        Some(crate::reply::refusal(
+            limits::RULE_CONNECTIONS,
+            limits::COUNT_ERRNO,
+        ))
+    } else {
+        result.decision
+    };
+    out.decided(decision, result.failure, result.reply)
 }
 
 /// Whether connecting may block for longer than a loopback handshake: a blocking stream

@@ -370,24 +370,9 @@ pub(crate) fn bind_path(
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
     }
-    let identity = &place.who.identity;
-    let decide = || {
-        let parent = match resolve_parent(place.root_fd.as_fd(), &wanted) {
-            Ok(p) => p,
-            Err((why, errno)) => return Err(failed(given.clone(), why, errno)),
-        };
-        let target = Target::UnixPath(parent.decided(&place, &given)?);
-        let endpoint = target.to_string();
-        let decision = call.evaluate(&Request {
-            op: Op::Bind,
-            target,
-        });
-        Ok((parent, endpoint, decision))
-    };
-    let (parent, endpoint, mut decision) = match as_caller(identity, Become::Full, decide) {
-        Ok(Ok(decided)) => decided,
-        Ok(Err(outcome)) => return outcome,
-        Err(e) => return failed(String::new(), "identity", errno_of(&e)),
+    let (parent, endpoint, mut decision) = match decide_parent(call, &place, &wanted, &given) {
+        Ok(decided) => decided,
+        Err(outcome) => return outcome,
     };
     let reply = match decision.verdict {
         Verdict::Deny { errno } => Reply::Errno(errno),
@@ -395,41 +380,20 @@ pub(crate) fn bind_path(
         Verdict::Ask => Reply::Errno(libc::EPERM),
         Verdict::Allow => {
             // A datagram socket receives at its name from the kernel's bind on, before the
-            // check below can refuse it: it takes nothing until the check has passed, then
-            // gets its own filter back (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`).
+            // check of `bind_own_name` can refuse it: it takes nothing until the check has
+            // passed, then gets its own filter back
+            // (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`).
             let held_off = match hold_off_datagrams(sock) {
                 Ok(h) => h,
                 Err(e) => return failed(endpoint, "socket-filter", errno_of(&e)),
             };
-            let mut elsewhere = false;
-            let reply = bind(&mut || {
-                let dirs = Directories {
-                    root: place.root_fd.as_fd(),
-                    cwd: place.cwd_fd.as_fd(),
-                    chroot,
-                };
-                match as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own)) {
-                    Err(e) => Reply::Errno(errno_of(&e)),
-                    Ok(Reply::Value(_))
-                        if !finder.bound_at(sock, parent.dir.as_fd(), &parent.name) =>
-                    {
-                        // The kernel made the socket's file elsewhere than in the directory
-                        // decided on (a component of the path changed in between), or it has
-                        // another name already. A bound socket cannot be unbound: shut down,
-                        // nothing can connect or send to it, and its `listen` finds it bound
-                        // elsewhere.
-                        let _ = sys::shutdown_both(sock.as_raw_fd());
-                        elsewhere = true;
-                        Reply::Errno(libc::EPERM)
-                    }
-                    Ok(reply) => reply,
-                }
-            });
+            let (reply, elsewhere) =
+                bind_own_name(&place, finder, chroot, sock, own, &parent, bind);
             if elsewhere {
                 decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
             }
             // Once decided: a socket bound where it may be takes datagrams again; one shut
-            // down above takes none either way, and its senders get `EPIPE` as from any shut
+            // down there takes none either way, and its senders get `EPIPE` as from any shut
             // down socket (a filter would swallow their datagrams without a word).
             if let Some(own_filter) = held_off {
                 if let Err(e) = sys::set_socket_filter(sock, &own_filter) {
@@ -445,6 +409,74 @@ pub(crate) fn bind_path(
         reply,
         endpoint,
     }
+}
+
+/// Resolves the directory of `wanted`, the name of a socket to create, and decides a bind on
+/// that directory's resolved path and the final name, on a thread that has taken the caller's
+/// whole identity, umask included: the directory, the endpoint decided on and the decision;
+/// a refused or failed outcome for `given` otherwise.
+fn decide_parent(
+    call: &Call,
+    place: &Place<'_>,
+    wanted: &Path,
+    given: &str,
+) -> Result<(Parent, String, Decision), PathOutcome> {
+    let decide = || {
+        let parent = match resolve_parent(place.root_fd.as_fd(), wanted) {
+            Ok(p) => p,
+            Err((why, errno)) => return Err(failed(given.to_owned(), why, errno)),
+        };
+        let target = Target::UnixPath(parent.decided(place, given)?);
+        let endpoint = target.to_string();
+        let decision = call.evaluate(&Request {
+            op: Op::Bind,
+            target,
+        });
+        Ok((parent, endpoint, decision))
+    };
+    match as_caller(&place.who.identity, Become::Full, decide) {
+        Ok(decided) => decided,
+        Err(e) => Err(failed(String::new(), "identity", errno_of(&e))),
+    }
+}
+
+/// Binds `sock` to the caller's own bytes `own` through `bind`, on a thread in the caller's
+/// root (`chroot`: another than the broker's) and working directory with the caller's
+/// identity, then checks with `finder` that the socket's file is the entry of `parent`, the
+/// directory decided on. Returns the reply, and whether the file was found elsewhere: the
+/// socket is then shut down and the answer is `EPERM`.
+fn bind_own_name(
+    place: &Place<'_>,
+    finder: Finder,
+    chroot: bool,
+    sock: BorrowedFd<'_>,
+    own: &[u8],
+    parent: &Parent,
+    bind: impl FnOnce(&mut dyn FnMut() -> Reply) -> Reply,
+) -> (Reply, bool) {
+    let identity = &place.who.identity;
+    let mut elsewhere = false;
+    let reply = bind(&mut || {
+        let dirs = Directories {
+            root: place.root_fd.as_fd(),
+            cwd: place.cwd_fd.as_fd(),
+            chroot,
+        };
+        match as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own)) {
+            Err(e) => Reply::Errno(errno_of(&e)),
+            Ok(Reply::Value(_)) if !finder.bound_at(sock, parent.dir.as_fd(), &parent.name) => {
+                // The kernel made the socket's file elsewhere than in the directory decided
+                // on (a component of the path changed in between), or it has another name
+                // already. A bound socket cannot be unbound: shut down, nothing can connect
+                // or send to it, and its `listen` finds it bound elsewhere.
+                let _ = sys::shutdown_both(sock.as_raw_fd());
+                elsewhere = true;
+                Reply::Errno(libc::EPERM)
+            }
+            Ok(reply) => reply,
+        }
+    });
+    (reply, elsewhere)
 }
 
 /// `bind(sock, addr)`.
@@ -496,46 +528,19 @@ pub(crate) fn listen_on_path(
         endpoint,
     };
     let found = match finder {
-        Finder::Ioctl => {
-            let file = match sys::unix_socket_file(sock) {
-                Ok(f) => f,
-                Err(e) => return Some(failed(given, "unresolved", errno_of(&e))),
-            };
-            let host = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
-            match (sys::stat_fd(file.as_fd()), host) {
-                (Ok(st), Ok(host)) if st.nlink == 1 => match place.name(&file, &host, &given) {
-                    Ok(named) => Some(named),
-                    Err(outcome) => return Some(outcome),
-                },
-                _ => None,
-            }
-        }
+        Finder::Ioctl => found_by_ioctl(&place, sock, &given),
         Finder::Diag => {
             let file = match sys::unix_diag_file(sock) {
                 Ok(Some(f)) => f,
                 Ok(None) => return None,
                 Err(e) => return Some(failed(given, "unresolved", errno_of(&e))),
             };
-            let wanted = match place.wanted(&path) {
-                Ok(w) => w,
-                Err((why, errno)) => return Some(failed(given, why, errno)),
-            };
-            // Resolved as the caller: its search permissions.
-            let resolve = || {
-                let Ok(p) = resolve_parent(place.root_fd.as_fd(), &wanted) else {
-                    return Ok(None);
-                };
-                match sys::stat_entry(p.dir.as_fd(), &p.name) {
-                    Ok(st) if st.id == file && st.nlink == 1 => p.decided(&place, &given).map(Some),
-                    _ => Ok(None),
-                }
-            };
-            match as_caller(&place.who.identity, Become::Full, resolve) {
-                Ok(Ok(found)) => found,
-                Ok(Err(outcome)) => return Some(outcome),
-                Err(e) => return Some(failed(String::new(), "identity", errno_of(&e))),
-            }
+            found_by_name(&place, &path, file, &given)
         }
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(outcome) => return Some(outcome),
     };
     let Some(decided) = found else {
         return Some(elsewhere(given));
@@ -561,6 +566,56 @@ pub(crate) fn listen_on_path(
         reply,
         endpoint,
     })
+}
+
+/// The name the policy decides on for the file `SIOCUNIXFILE` gives for `sock`; `None` when
+/// that file has no name or more than one, or its path cannot be read; a failed outcome for
+/// `given` when the ioctl fails, a refused or failed one when no view names the file.
+fn found_by_ioctl(
+    place: &Place<'_>,
+    sock: BorrowedFd<'_>,
+    given: &str,
+) -> Result<Option<PathBuf>, PathOutcome> {
+    let file = match sys::unix_socket_file(sock) {
+        Ok(f) => f,
+        Err(e) => return Err(failed(given.to_owned(), "unresolved", errno_of(&e))),
+    };
+    let host = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    match (sys::stat_fd(file.as_fd()), host) {
+        (Ok(st), Ok(host)) if st.nlink == 1 => place.name(&file, &host, given).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The name the policy decides on for `file`, the file `sock_diag` gives for a socket named
+/// `path`: `path` resolved now as the caller would resolve it (on a thread with its identity:
+/// its search permissions), when it leads to `file` and `file` has no other name; `None`
+/// otherwise. A failed outcome for `given` when the caller's working directory lies outside
+/// its root or its identity cannot be taken, a refused one when no view names the file.
+fn found_by_name(
+    place: &Place<'_>,
+    path: &Path,
+    file: FileId,
+    given: &str,
+) -> Result<Option<PathBuf>, PathOutcome> {
+    let wanted = match place.wanted(path) {
+        Ok(w) => w,
+        Err((why, errno)) => return Err(failed(given.to_owned(), why, errno)),
+    };
+    // Resolved as the caller: its search permissions.
+    let resolve = || {
+        let Ok(p) = resolve_parent(place.root_fd.as_fd(), &wanted) else {
+            return Ok(None);
+        };
+        match sys::stat_entry(p.dir.as_fd(), &p.name) {
+            Ok(st) if st.id == file && st.nlink == 1 => p.decided(place, given).map(Some),
+            _ => Ok(None),
+        }
+    };
+    match as_caller(&place.who.identity, Become::Full, resolve) {
+        Ok(found) => found,
+        Err(e) => Err(failed(String::new(), "identity", errno_of(&e))),
+    }
 }
 
 /// Whether the socket file `node` has more than one name. The policy decides on the name the

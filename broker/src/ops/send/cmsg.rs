@@ -214,36 +214,7 @@ pub(super) fn control(
                 if !confine.scm_rights() {
                     return Err((libc::EPERM, "scm-rights"));
                 }
-                let fds = msg::rights(&c.data).map_err(|e| (e, "bad-control"))?;
-                if passed + fds.len() > msg::SCM_MAX_FD {
-                    return Err((libc::EINVAL, "too-many-fds"));
-                }
-                passed += fds.len();
-                if held.place.is_none() {
-                    let n = passed_count(given);
-                    let place = call.sandbox.descriptors.take(n, Duration::ZERO);
-                    held.place = Some(
-                        place.map_err(|_| (bounds::DESCRIPTORS_ERRNO, bounds::RULE_DESCRIPTORS))?,
-                    );
-                }
-                let mut data = Vec::with_capacity(fds.len() * 4);
-                for fd in fds {
-                    let copy = sys::pidfd_getfd(call.pidfd.as_fd(), fd).map_err(|e| {
-                        match e.raw_os_error() {
-                            Some(libc::EMFILE | libc::ENFILE) => {
-                                (bounds::FDS_ERRNO, bounds::RULE_FDS)
-                            }
-                            _ => (libc::EBADF, "bad-control"),
-                        }
-                    })?;
-                    data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
-                    held.fds.push(call.copied(copy));
-                }
-                let rights = Cmsg {
-                    level: c.level,
-                    kind: c.kind,
-                    data,
-                };
+                let rights = copy_rights(call, given, c, &mut passed, held)?;
                 rights_given.push(rights.clone());
                 out.push(rights);
             }
@@ -284,31 +255,87 @@ pub(super) fn control(
             .map_err(|e| (errno_of(&e), "in-flight"))?;
     }
     if unix && !creds_given {
-        if !sys::may_forge_credentials() {
-            // The kernel would attach the broker's own process id (and, for another user,
-            // its ids) for a receiver that asks. A datagram receiver takes each message's
-            // credentials as its sender's identity (sd_notify, journald): refused. On a
-            // connection the peer was told the broker's pid already when it connected
-            // (`SO_PEERCRED`), so a message with the caller's own ids is sent as it is.
-            let who = caller_of(call, &mut caller)?;
-            let same_ids = (who.identity.uids[0], who.identity.gids[0]) == sys::real_ids();
-            if kind.sock_type == libc::SOCK_DGRAM || !same_ids {
-                return Err((libc::EPERM, "credentials-unforgeable"));
-            }
-            return Ok(msg::encode_cmsgs(&out));
+        if let Some(credentials) = callers_credentials(call, kind, &mut caller)? {
+            out.push(credentials);
         }
-        let who = caller_of(call, &mut caller)?;
-        out.push(Cmsg {
-            level: libc::SOL_SOCKET,
-            kind: libc::SCM_CREDENTIALS,
-            data: msg::encode_ucred(msg::Ucred {
-                pid: who.tgid,
-                uid: who.identity.uids[0],
-                gid: who.identity.gids[0],
-            }),
-        });
     }
     Ok(msg::encode_cmsgs(&out))
+}
+
+/// An `SCM_RIGHTS` message `c` of `given`, with the broker's copies of the caller's
+/// descriptors in place of the caller's numbers (the copies kept in `held`). Counted as
+/// `scm_fp_copy` counts them: `passed` descriptors in the message so far, `EINVAL` past
+/// `SCM_MAX_FD`. The message's place under the sandbox's and the broker's bounds is taken
+/// before the first copy (`ETOOMANYREFS` without one); a descriptor not open in the caller is
+/// `EBADF`, and one the broker has no descriptor of its own for is refused by its bound on
+/// descriptors (`EAGAIN`).
+fn copy_rights(
+    call: &Call,
+    given: &[Cmsg],
+    c: &Cmsg,
+    passed: &mut usize,
+    held: &mut Passed,
+) -> Result<Cmsg, (i32, &'static str)> {
+    let fds = msg::rights(&c.data).map_err(|e| (e, "bad-control"))?;
+    if *passed + fds.len() > msg::SCM_MAX_FD {
+        return Err((libc::EINVAL, "too-many-fds"));
+    }
+    *passed += fds.len();
+    if held.place.is_none() {
+        let n = passed_count(given);
+        let place = call.sandbox.descriptors.take(n, Duration::ZERO);
+        held.place =
+            Some(place.map_err(|_| (bounds::DESCRIPTORS_ERRNO, bounds::RULE_DESCRIPTORS))?);
+    }
+    let mut data = Vec::with_capacity(fds.len() * 4);
+    for fd in fds {
+        let copy =
+            sys::pidfd_getfd(call.pidfd.as_fd(), fd).map_err(|e| match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE) => (bounds::FDS_ERRNO, bounds::RULE_FDS),
+                _ => (libc::EBADF, "bad-control"),
+            })?;
+        data.extend_from_slice(&std::os::fd::AsRawFd::as_raw_fd(&copy).to_ne_bytes());
+        held.fds.push(call.copied(copy));
+    }
+    Ok(Cmsg {
+        level: c.level,
+        kind: c.kind,
+        data,
+    })
+}
+
+/// The caller's own credentials, for a unix send that gives none: an `SCM_CREDENTIALS`
+/// message naming the caller, which the broker attaches so that a receiver that asks sees
+/// the caller. `None` where the broker cannot attach them (no `CAP_SYS_ADMIN`) and the
+/// message may go as it is; refused where it may not.
+fn callers_credentials(
+    call: &Call,
+    kind: SocketKind,
+    caller: &mut Option<Caller>,
+) -> Result<Option<Cmsg>, (i32, &'static str)> {
+    if !sys::may_forge_credentials() {
+        // The kernel would attach the broker's own process id (and, for another user,
+        // its ids) for a receiver that asks. A datagram receiver takes each message's
+        // credentials as its sender's identity (sd_notify, journald): refused. On a
+        // connection the peer was told the broker's pid already when it connected
+        // (`SO_PEERCRED`), so a message with the caller's own ids is sent as it is.
+        let who = caller_of(call, caller)?;
+        let same_ids = (who.identity.uids[0], who.identity.gids[0]) == sys::real_ids();
+        if kind.sock_type == libc::SOCK_DGRAM || !same_ids {
+            return Err((libc::EPERM, "credentials-unforgeable"));
+        }
+        return Ok(None);
+    }
+    let who = caller_of(call, caller)?;
+    Ok(Some(Cmsg {
+        level: libc::SOL_SOCKET,
+        kind: libc::SCM_CREDENTIALS,
+        data: msg::encode_ucred(msg::Ucred {
+            pid: who.tgid,
+            uid: who.identity.uids[0],
+            gid: who.identity.gids[0],
+        }),
+    }))
 }
 
 fn caller_of<'a>(

@@ -89,13 +89,43 @@ fn deliver_here(
     if !stream && total > MAX_DATA as u64 {
         return Sent::failed(libc::EMSGSIZE, "too-large");
     }
-    let mut gather = Gather::new(&message.iov);
+    let sent_total = match send_in_pieces(call, sock, kind, name, &control, &message.iov, flags) {
+        Ok(n) => n,
+        Err(sent) => return sent,
+    };
+    drop(held);
+    Sent {
+        decision: None,
+        failure: "",
+        endpoint: String::new(),
+        reply: Reply::Value(sent_total as i64),
+    }
+}
+
+/// Copies the data of `iov` from the caller and sends it to `name` with the control messages
+/// `control`: on a stream socket in pieces of at most [`MAX_DATA`] bytes (the control
+/// messages with the first) until all is sent or the kernel takes less, on any other socket
+/// as one message; what a netlink route socket sends is checked first (rule N1). Returns how
+/// many bytes were sent. A failure before the first byte is the message's answer (with
+/// `SIGPIPE` raised in the caller where the kernel raised it for the broker); a later one
+/// ends the send with what was sent.
+fn send_in_pieces(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    name: &[u8],
+    control: &[u8],
+    iov: &[IoVec],
+    flags: i32,
+) -> Result<usize, Sent> {
+    let stream = kind.sock_type == libc::SOCK_STREAM;
+    let mut gather = Gather::new(iov);
     let mut sent_total = 0usize;
     let mut first = true;
     loop {
         let chunk = match gather.next(call.notif.pid, MAX_DATA) {
             Ok(c) => c,
-            Err(errno) if sent_total == 0 => return Sent::failed(errno, "bad-buffer"),
+            Err(errno) if sent_total == 0 => return Err(Sent::failed(errno, "bad-buffer")),
             Err(_) => break,
         };
         if !first && chunk.is_empty() {
@@ -104,7 +134,7 @@ fn deliver_here(
         // Invariant 4: the data just read belonged to the caller, which still waits.
         if !call.still_valid() {
             if sent_total == 0 {
-                return Sent::failed(libc::ESRCH, "gone");
+                return Err(Sent::failed(libc::ESRCH, "gone"));
             }
             break;
         }
@@ -113,15 +143,15 @@ fn deliver_here(
         if first && netlink::is_route(kind) {
             let peer = || sys::peername(sock).unwrap_or_default();
             if let Some(refusal) = netlink::check_send(name, peer, &chunk) {
-                return Sent {
+                return Err(Sent {
                     decision: Some(refusal),
                     failure: "",
                     endpoint: String::new(),
                     reply: Reply::Errno(libc::EPERM),
-                };
+                });
             }
         }
-        let cmsgs: &[u8] = if first { &control } else { &[] };
+        let cmsgs: &[u8] = if first { control } else { &[] };
         // A send that blocks is interrupted once nobody waits for it (`bounds/reaper.rs`).
         let listed = call.blocking();
         let (sent, raised) = sys::sendmsg_as_caller(sock, name, &chunk, cmsgs, flags);
@@ -138,7 +168,7 @@ fn deliver_here(
                     // The caller's own send would have raised SIGPIPE in the caller.
                     let _ = sys::pidfd_signal_thread(call.pidfd.as_fd(), libc::SIGPIPE);
                 }
-                return Sent::failed(errno_of(&e), "");
+                return Err(Sent::failed(errno_of(&e), ""));
             }
             Err(_) => break,
         }
@@ -147,13 +177,7 @@ fn deliver_here(
             break;
         }
     }
-    drop(held);
-    Sent {
-        decision: None,
-        failure: "",
-        endpoint: String::new(),
-        reply: Reply::Value(sent_total as i64),
-    }
+    Ok(sent_total)
 }
 
 /// Reads the caller's iovecs piece by piece.

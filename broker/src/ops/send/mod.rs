@@ -153,6 +153,16 @@ impl Sent {
             reply: Reply::Errno(errno),
         }
     }
+
+    /// Nothing sent: `decision` refuses the message with `errno`.
+    fn refused(decision: Decision, errno: i32) -> Sent {
+        Sent {
+            decision: Some(decision),
+            failure: "",
+            endpoint: String::new(),
+            reply: Reply::Errno(errno),
+        }
+    }
 }
 
 /// One message, copied: destination bytes, where its data lies in the caller, and its
@@ -394,10 +404,8 @@ pub(super) fn send_one(
         }
         Reading::Refused(why) => {
             return Sent {
-                decision: Some(address::refusal(why)),
-                failure: "",
                 endpoint: "unclassified".to_owned(),
-                reply: Reply::Errno(libc::EPERM),
+                ..Sent::refused(address::refusal(why), libc::EPERM)
             }
         }
         Reading::Peer | Reading::Ignored => {
@@ -407,21 +415,7 @@ pub(super) fn send_one(
             } else {
                 String::new()
             };
-            let some_control = !matches!(&message.control, Ok(list) if list.is_empty());
-            if let Some(reader) = some_control.then(|| ip_reader(sock, kind, None)).flatten() {
-                // Refused control messages go to the kernel as a refused buffer, which it
-                // answers after what it checks first (a peer, a connection).
-                message.control = ip_control(reader, &message.control);
-            }
-            let mut r = deliver(call, sock, kind, name, &message, flags);
-            r.endpoint = endpoint;
-            if r.decision.is_none() {
-                r.decision = bound_decision(r.failure, r.reply, None);
-            }
-            if r.failure.is_empty() {
-                r.failure = "no-destination";
-            }
-            return r;
+            return send_unaddressed(call, sock, kind, endpoint, name, &mut message, flags);
         }
         Reading::UnixPath(path) => {
             return send_to_path(call, sock, kind, op, &path, &message, flags)
@@ -438,41 +432,97 @@ pub(super) fn send_one(
             return Sent::failed(libc::EPERM, "unclassified")
         }
     };
-    let endpoint = target.canonical().to_string();
-    if let Target::Inet { addr, .. } = &target {
-        if let Some(reader) = ip_reader(sock, kind, Some(addr.is_ipv6())) {
-            message.control = ip_control(reader, &message.control);
-            if udp {
-                if let Err(errno) = message.control {
-                    // UDP takes its control messages after the destination, before it sends
-                    // anything.
-                    source::autobind(call, &mut view);
-                    return Sent {
-                        endpoint,
-                        ..Sent::failed(errno, "bad-control")
-                    };
-                }
+    decide_and_deliver(call, &mut view, op, target, &sockaddr, &mut message, flags)
+}
+
+/// A message the kernel sends without reading its destination `name` (none given, or one it
+/// ignores), sent as the caller gave it, without a decision (rule D3), and recorded as sent
+/// to `endpoint`: control messages an IP socket's protocol refuses go to the kernel as a
+/// refused buffer.
+fn send_unaddressed(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    endpoint: String,
+    name: &[u8],
+    message: &mut Message,
+    flags: i32,
+) -> Sent {
+    let some_control = !matches!(&message.control, Ok(list) if list.is_empty());
+    if let Some(reader) = some_control.then(|| ip_reader(sock, kind, None)).flatten() {
+        // Refused control messages go to the kernel as a refused buffer, which it
+        // answers after what it checks first (a peer, a connection).
+        message.control = ip_control(reader, &message.control);
+    }
+    let mut r = deliver(call, sock, kind, name, message, flags);
+    r.endpoint = endpoint;
+    if r.decision.is_none() {
+        r.decision = bound_decision(r.failure, r.reply, None);
+    }
+    if r.failure.is_empty() {
+        r.failure = "no-destination";
+    }
+    r
+}
+
+/// What TCP and UDP check of a send to an IP destination (`dest_v6`: an IPv6 one) once they
+/// have read it, before the policy is asked: their control messages, which replace
+/// `message.control` (UDP refuses a bad one at once, after the socket's autobind), and a zero
+/// destination with a control message that chooses the source address, where it would go is
+/// not classified (`EPERM`). `Err`: the message as answered, without its endpoint.
+fn ip_checks(
+    call: &Call,
+    view: &mut View<'_>,
+    message: &mut Message,
+    dest_v6: bool,
+) -> Result<(), Sent> {
+    if let Some(reader) = ip_reader(view.sock(), view.kind(), Some(dest_v6)) {
+        message.control = ip_control(reader, &message.control);
+        if address::is_udp(view.kind()) {
+            if let Err(errno) = message.control {
+                // UDP takes its control messages after the destination, before it sends
+                // anything.
+                source::autobind(call, view);
+                return Err(Sent::failed(errno, "bad-control"));
             }
         }
-        let chosen = message.control.as_ref().is_ok_and(|c| carries_source(c));
-        if chosen && unspecified(name) {
-            // A zero destination goes to the source address, which the control message
-            // chooses: not classified.
-            return Sent {
-                decision: Some(address::refusal("source-chosen-destination")),
-                failure: "",
-                endpoint,
-                reply: Reply::Errno(libc::EPERM),
-            };
+    }
+    let chosen = message.control.as_ref().is_ok_and(|c| carries_source(c));
+    if chosen && unspecified(message.name.as_deref().unwrap_or(&[])) {
+        // A zero destination goes to the source address, which the control message
+        // chooses: not classified.
+        let refusal = address::refusal("source-chosen-destination");
+        return Err(Sent::refused(refusal, libc::EPERM));
+    }
+    Ok(())
+}
+
+/// Decides `op` to `target` and, when the policy allows, sends the message to `sockaddr`,
+/// the bytes that name the endpoint decided. Before the policy: what an IP protocol checks
+/// once it has read the destination ([`ip_checks`]), and for a send that connects, the
+/// broker's own port. Allowed, a send that connects counts under `max_connections`, and the
+/// socket's source is settled first (`source::settle`).
+fn decide_and_deliver(
+    call: &Call,
+    view: &mut View<'_>,
+    op: Op,
+    target: Target,
+    sockaddr: &[u8],
+    message: &mut Message,
+    flags: i32,
+) -> Sent {
+    let (sock, kind) = (view.sock(), view.kind());
+    let endpoint = target.canonical().to_string();
+    if let Target::Inet { addr, .. } = &target {
+        if let Err(sent) = ip_checks(call, view, message, addr.is_ipv6()) {
+            return Sent { endpoint, ..sent };
         }
     }
     // A Fast Open send connects: the broker's metrics port is not a sandbox's to reach.
     if op == Op::Connect && crate::ops::own::is_own_port(sock, &target) {
         return Sent {
-            decision: Some(crate::ops::own::refusal()),
-            failure: "",
             endpoint,
-            reply: Reply::Errno(crate::ops::own::ERRNO),
+            ..Sent::refused(crate::ops::own::refusal(), crate::ops::own::ERRNO)
         };
     }
     let decision = call.evaluate(&Request { op, target });
@@ -484,10 +534,8 @@ pub(super) fn send_one(
     };
     if let Some(errno) = refused {
         return Sent {
-            decision: Some(decision),
-            failure: "",
             endpoint,
-            reply: Reply::Errno(errno),
+            ..Sent::refused(decision, errno)
         };
     }
     // A send that connects counts under `max_connections` as a connect does.
@@ -497,16 +545,14 @@ pub(super) fn send_one(
             Ok(slot) => slot,
             Err(refusal) => {
                 return Sent {
-                    decision: Some(refusal),
-                    failure: "",
                     endpoint,
-                    reply: Reply::Errno(limits::COUNT_ERRNO),
+                    ..Sent::refused(refusal, limits::COUNT_ERRNO)
                 }
             }
         },
         _ => None,
     };
-    if let Err((errno, why)) = source::settle(call, &mut view, op, &sockaddr) {
+    if let Err((errno, why)) = source::settle(call, view, op, sockaddr) {
         return Sent {
             decision: Some(decision),
             failure: why,
@@ -514,7 +560,7 @@ pub(super) fn send_one(
             reply: Reply::Errno(errno),
         };
     }
-    let mut r = deliver(call, sock, kind, &sockaddr, &message, flags);
+    let mut r = deliver(call, sock, kind, sockaddr, message, flags);
     if op == Op::Connect {
         limits::settle(slot, sock, r.reply);
     }
