@@ -69,7 +69,7 @@ pub mod fuzzing {
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -136,6 +136,19 @@ pub(crate) fn default_resolver() -> names::Resolver {
         })
         .expect("/dev/null can be read")
     })
+}
+
+/// Refuses an fd that is not a seccomp listener, and asks the kernel for synchronous wake-ups
+/// on the listener (`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`) where it has them.
+fn check_listener(listener: BorrowedFd<'_>) -> Result<(), RegisterError> {
+    let what = sys::fd_kind(listener);
+    if what != sys::SECCOMP_LISTENER_KIND {
+        return Err(RegisterError::NotAListener(what));
+    }
+    if let Err(e) = sys::notif_sync_wakeup(listener) {
+        tracing::debug!(error = %e, "no synchronous wake-up on this kernel");
+    }
+    Ok(())
 }
 
 /// Who registered a sandbox that may be registered again, under which earlier id, and how its
@@ -580,23 +593,8 @@ impl Broker {
         persist: Option<Persist>,
         owner: Option<u32>,
     ) -> Result<(SandboxId, usize), RegisterError> {
-        let what = sys::fd_kind(listener.as_fd());
-        if what != sys::SECCOMP_LISTENER_KIND {
-            return Err(RegisterError::NotAListener(what));
-        }
-        if let Err(e) = sys::notif_sync_wakeup(listener.as_fd()) {
-            tracing::debug!(error = %e, "no synchronous wake-up on this kernel");
-        }
-        let runtime = match &self.runtime {
-            Some(h) => h.clone(),
-            None => tokio::runtime::Handle::try_current().map_err(|_| RegisterError::NoRuntime)?,
-        };
-        let stop = self
-            .stop
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .fd()?
-            .ok_or(RegisterError::Stopped)?;
+        check_listener(listener.as_fd())?;
+        let (runtime, stop) = self.receiver_needs()?;
         let policy = Arc::new(policy);
         self.prefetch(&policy);
         // Read before the locks: the registering process's view, where unix paths are named.
@@ -610,17 +608,7 @@ impl Broker {
             Ok(Err(id)) => return Err(RegisterError::AlreadyRegistered(id)),
             Err(e) => return Err(RegisterError::Unverifiable(e)),
         };
-        // A listener the service manager hands back was counted when it first registered.
-        let returning = matches!(
-            persist.as_ref().map(|p| &p.comeback),
-            Some(Comeback::FromStore)
-        );
-        if let Some(uid) = owner.filter(|&uid| uid != 0 && uid != sys::geteuid() && !returning) {
-            let max = self.max_per_user.load(Ordering::Relaxed);
-            if registry.owned_by(uid) >= max {
-                return Err(RegisterError::TooManySandboxes { uid, max });
-            }
-        }
+        self.check_quota(&registry, owner, persist.as_ref())?;
         let comeback = persist.as_ref().map(|p| (p.uid, p.comeback.clone()));
         let (id, journal, replays) = self.journal_for(&sandboxes, pid, listener.as_fd(), persist);
         let sandbox = Arc::new(
@@ -656,35 +644,88 @@ impl Broker {
             _ => false,
         };
         let waiting = replays.len();
-        let broker = Arc::downgrade(self);
         self.operators
             .publish(Event::Registered(self.info(&sandbox)));
+        self.start_receiver(sandbox, runtime, replays, stored)?;
+        Ok((id, waiting))
+    }
+
+    /// What a receiver thread needs of the broker: the runtime whose blocking pool performs
+    /// its calls (the broker's own, else the caller's), and the fd that wakes it when the
+    /// broker stops. Refused on a broker that has stopped.
+    fn receiver_needs(&self) -> Result<(tokio::runtime::Handle, Arc<OwnedFd>), RegisterError> {
+        let runtime = match &self.runtime {
+            Some(h) => h.clone(),
+            None => tokio::runtime::Handle::try_current().map_err(|_| RegisterError::NoRuntime)?,
+        };
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fd()?
+            .ok_or(RegisterError::Stopped)?;
+        Ok((runtime, stop))
+    }
+
+    /// Refuses one more sandbox to user `owner` when it has as many as the broker allows one
+    /// user (`--max-sandboxes-per-user`); root and the broker's own user have no bound.
+    fn check_quota(
+        &self,
+        registry: &registry::Registry,
+        owner: Option<u32>,
+        persist: Option<&Persist>,
+    ) -> Result<(), RegisterError> {
+        // A listener the service manager hands back was counted when it first registered.
+        let returning = matches!(persist.map(|p| &p.comeback), Some(Comeback::FromStore));
+        if let Some(uid) = owner.filter(|&uid| uid != 0 && uid != sys::geteuid() && !returning) {
+            let max = self.max_per_user.load(Ordering::Relaxed);
+            if registry.owned_by(uid) >= max {
+                return Err(RegisterError::TooManySandboxes { uid, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the receiver of a sandbox registered now, with the reaper watching it. When the
+    /// receiver ends, the sandbox is retired ([`Broker::retire`]) if the broker still exists;
+    /// `stored`: its listener is in the service manager's store.
+    fn start_receiver(
+        self: &Arc<Self>,
+        sandbox: Arc<Sandbox>,
+        runtime: tokio::runtime::Handle,
+        replays: Vec<call::Replay>,
+        stored: bool,
+    ) -> io::Result<()> {
+        let broker = Arc::downgrade(self);
+        let id = sandbox.id;
         let name = sandbox.name.clone();
         let key = sandbox.reaper_key;
         bounds::reaper::watch(&sandbox);
         receiver::start(sandbox, runtime, replays, move |ended| {
             bounds::reaper::forget(key);
             if let Some(broker) = broker.upgrade() {
-                if let (true, Some(state)) = (stored && ended, broker.state.get()) {
-                    // Every task of the sandbox has exited: the service manager's copy of
-                    // the listener goes too.
-                    restart::fdstore::FdStore::new(state.dir()).remove(id);
-                }
-                let mut sandboxes = broker.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(gone) = sandboxes.remove(&id) {
-                    broker
-                        .registry
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&gone);
-                }
-                drop(sandboxes);
-                broker
-                    .operators
-                    .publish(Event::Retired { sandbox: id, name });
+                broker.retire(id, name, stored && ended);
             }
-        })?;
-        Ok((id, waiting))
+        })
+    }
+
+    /// Forgets sandbox `id`, whose receiver has ended, and tells operators. `unstore`: every
+    /// task of the sandbox has exited and its listener was in the service manager's store.
+    fn retire(&self, id: SandboxId, name: String, unstore: bool) {
+        if let (true, Some(state)) = (unstore, self.state.get()) {
+            // Every task of the sandbox has exited: the service manager's copy of the
+            // listener goes too.
+            restart::fdstore::FdStore::new(state.dir()).remove(id);
+        }
+        let mut sandboxes = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gone) = sandboxes.remove(&id) {
+            self.registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&gone);
+        }
+        drop(sandboxes);
+        self.operators.publish(Event::Retired { sandbox: id, name });
     }
 
     /// The id and journal of a sandbox registering now, and the calls of its earlier broker

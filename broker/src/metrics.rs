@@ -276,19 +276,38 @@ impl Writer {
 /// `_count`. Its size does not depend on the number of sandboxes or calls (a few KiB).
 pub fn render(s: &Snapshot) -> String {
     let mut w = Writer { out: String::new() };
+    render_decisions(&mut w, &s.decisions);
+    render_latency(&mut w, &s.latency);
+    render_load(&mut w, s);
+    render_operators(&mut w, s);
+    w.single(
+        "netjail_uptime_seconds",
+        "gauge",
+        "Seconds since the broker started.",
+        format_args!("{:.3}", s.uptime_seconds),
+    );
+    w.out
+}
+
+/// The calls decided, by operation and verdict.
+fn render_decisions(w: &mut Writer, decisions: &[(&'static str, &'static str, u64)]) {
     w.family(
         "netjail_decisions_total",
         "counter",
         "Calls decided, by operation and verdict (allow, deny: the policy or an operator; \
          pass: no decision needed; error: failed before the policy ran).",
     );
-    for (op, verdict, n) in &s.decisions {
+    for (op, verdict, n) in decisions {
         w.sample(
             "netjail_decisions_total",
             &[("op", op), ("verdict", verdict)],
             n,
         );
     }
+}
+
+/// The histogram of the round trip of a decision: cumulative buckets, the last `+Inf`.
+fn render_latency(w: &mut Writer, latency: &Histogram) {
     let name = "netjail_decision_latency_microseconds";
     w.family(
         name,
@@ -296,15 +315,20 @@ pub fn render(s: &Snapshot) -> String {
         "Microseconds from the notification to the reply (held time included).",
     );
     let mut cumulative = 0u64;
-    for (i, n) in s.latency.counts.iter().enumerate() {
+    for (i, n) in latency.counts.iter().enumerate() {
         cumulative += n;
         let le = LATENCY_BOUNDS_US
             .get(i)
             .map_or_else(|| "+Inf".to_string(), u64::to_string);
         w.sample(&format!("{name}_bucket"), &[("le", &le)], cumulative);
     }
-    w.sample(&format!("{name}_sum"), &[], s.latency.sum);
+    w.sample(&format!("{name}_sum"), &[], latency.sum);
     w.sample(&format!("{name}_count"), &[], cumulative);
+}
+
+/// How busy the broker is (sandboxes, held calls, calls and descriptors in flight) and what
+/// its own bounds refused.
+fn render_load(w: &mut Writer, s: &Snapshot) {
     w.single(
         "netjail_sandboxes",
         "gauge",
@@ -354,6 +378,11 @@ pub fn render(s: &Snapshot) -> String {
         "Descriptors the broker holds now for sends that pass them with SCM_RIGHTS.",
         s.descriptors_in_flight,
     );
+}
+
+/// What operators do: how many watch, their rules, the calls held for them and how those
+/// ended.
+fn render_operators(w: &mut Writer, s: &Snapshot) {
     w.single(
         "netjail_operators_watching",
         "gauge",
@@ -389,13 +418,6 @@ pub fn render(s: &Snapshot) -> String {
     ] {
         w.sample(name, &[("outcome", outcome)], n);
     }
-    w.single(
-        "netjail_uptime_seconds",
-        "gauge",
-        "Seconds since the broker started.",
-        format_args!("{:.3}", s.uptime_seconds),
-    );
-    w.out
 }
 
 /// Cuts `text` into pieces of at most `max` bytes, at line ends where it can (a longer line

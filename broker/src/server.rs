@@ -357,6 +357,8 @@ fn code_of(e: &RecvError) -> ErrorCode {
     }
 }
 
+/// Serves a connection whose peer may register: its hello, then its registrations, until it
+/// closes the connection or sends something the broker refuses (then it is told why).
 async fn client(
     broker: Arc<Broker>,
     sock: UnixSeqpacket,
@@ -370,41 +372,8 @@ async fn client(
         peer_uid = i64::from(uid),
         "client connected"
     );
-    match next_within(&sock, Some(HELLO_TIMEOUT)).await {
-        None => {
-            let message = format!("no hello within {} s", HELLO_TIMEOUT.as_secs());
-            return reply_error(&sock, ErrorCode::TimedOut, message).await;
-        }
-        Some(Ok(r)) => match r.msg {
-            ClientMessage::Hello { version, client } if r.fds.is_empty() => {
-                if version != PROTOCOL_VERSION {
-                    return reply_error(
-                        &sock,
-                        ErrorCode::UnsupportedVersion,
-                        format!("protocol version {version} is not supported (this broker speaks {PROTOCOL_VERSION})"),
-                    )
-                    .await;
-                }
-                tracing::debug!(%client, "hello");
-                let welcome = BrokerMessage::Welcome {
-                    version: PROTOCOL_VERSION,
-                    broker: format!("netjaild {}", env!("CARGO_PKG_VERSION")),
-                };
-                if send(&sock, &welcome, &[]).await.is_err() {
-                    return;
-                }
-            }
-            _ => {
-                return reply_error(
-                    &sock,
-                    ErrorCode::NotHello,
-                    "the first message must be hello".into(),
-                )
-                .await
-            }
-        },
-        Some(Err(RecvError::Closed)) => return,
-        Some(Err(e)) => return reply_error(&sock, code_of(&e), e.to_string()).await,
+    if !greet(&sock).await {
+        return;
     }
     let greeted = Instant::now();
     loop {
@@ -424,50 +393,27 @@ async fn client(
             Some(Err(RecvError::Closed)) => return,
             Some(Err(e)) => return reply_error(&sock, code_of(&e), e.to_string()).await,
         };
-        let (register, kept) = match received.msg {
-            ClientMessage::Register(r) => (r, Kept::Not),
-            ClientMessage::RegisterKeeping(r) => (r, Kept::Copy(None)),
+        let Received { msg, mut fds } = received;
+        let registered = match msg {
+            ClientMessage::Register(r) => handed_over(&broker, &r, &mut fds, peer_uid, Kept::Not),
+            ClientMessage::RegisterKeeping(r) => {
+                handed_over(&broker, &r, &mut fds, peer_uid, Kept::Copy(None))
+            }
             ClientMessage::RegisterAgain(again) => {
-                (again.register, Kept::Copy(Some(again.previous)))
+                let kept = Kept::Copy(Some(again.previous));
+                handed_over(&broker, &again.register, &mut fds, peer_uid, kept)
             }
-            ClientMessage::Hello { .. } => {
-                return reply_error(&sock, ErrorCode::Malformed, "hello sent twice".into()).await
-            }
+            ClientMessage::Hello { .. } => Err((ErrorCode::Malformed, "hello sent twice".into())),
             ClientMessage::RegisterSelf(body) => {
-                let id = register_self(&broker, &sock, body, received.fds, peer_pid, peer_uid);
-                match id.await {
-                    Ok(id) => {
-                        places.registered();
-                        let registered = BrokerMessage::Registered { sandbox: id };
-                        if send(&sock, &registered, &[]).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Err((code, message)) => return reply_error(&sock, code, message).await,
-                }
+                let fds = std::mem::take(&mut fds);
+                register_self(&broker, &sock, body, fds, peer_pid, peer_uid).await
             }
-            ClientMessage::ListenerFd { .. } => {
-                let message = "listener-fd without register-self: send register-self first".into();
-                return reply_error(&sock, ErrorCode::Malformed, message).await;
-            }
+            ClientMessage::ListenerFd { .. } => Err((
+                ErrorCode::Malformed,
+                "listener-fd without register-self: send register-self first".into(),
+            )),
         };
-        let mut fds = received.fds;
-        if fds.len() != 1 {
-            let code = if fds.is_empty() {
-                ErrorCode::MissingFd
-            } else {
-                ErrorCode::TooManyFds
-            };
-            return reply_error(
-                &sock,
-                code,
-                format!("register needs exactly one fd, got {}", fds.len()),
-            )
-            .await;
-        }
-        let listener = fds.remove(0);
-        match register_one(&broker, &register, listener, peer_uid, kept) {
+        match registered {
             Ok(id) => {
                 places.registered();
                 if send(&sock, &BrokerMessage::Registered { sandbox: id }, &[])
@@ -480,6 +426,77 @@ async fn client(
             Err((code, message)) => return reply_error(&sock, code, message).await,
         }
     }
+}
+
+/// Reads the client's hello, within [`HELLO_TIMEOUT`], and welcomes it; whether the
+/// connection goes on. A client that says anything else first, or nothing in time, is told
+/// so.
+async fn greet(sock: &UnixSeqpacket) -> bool {
+    match next_within(sock, Some(HELLO_TIMEOUT)).await {
+        None => {
+            let message = format!("no hello within {} s", HELLO_TIMEOUT.as_secs());
+            reply_error(sock, ErrorCode::TimedOut, message).await;
+            false
+        }
+        Some(Ok(r)) => match r.msg {
+            ClientMessage::Hello { version, client } if r.fds.is_empty() => {
+                if version != PROTOCOL_VERSION {
+                    reply_error(
+                        sock,
+                        ErrorCode::UnsupportedVersion,
+                        format!("protocol version {version} is not supported (this broker speaks {PROTOCOL_VERSION})"),
+                    )
+                    .await;
+                    return false;
+                }
+                tracing::debug!(%client, "hello");
+                let welcome = BrokerMessage::Welcome {
+                    version: PROTOCOL_VERSION,
+                    broker: format!("netjaild {}", env!("CARGO_PKG_VERSION")),
+                };
+                send(sock, &welcome, &[]).await.is_ok()
+            }
+            _ => {
+                reply_error(
+                    sock,
+                    ErrorCode::NotHello,
+                    "the first message must be hello".into(),
+                )
+                .await;
+                false
+            }
+        },
+        Some(Err(RecvError::Closed)) => false,
+        Some(Err(e)) => {
+            reply_error(sock, code_of(&e), e.to_string()).await;
+            false
+        }
+    }
+}
+
+/// A registration whose listener comes with the message (`Register`, `RegisterKeeping`,
+/// `RegisterAgain`): it takes exactly one fd out of `fds`, then [`register_one`]. The
+/// fds of a refused message stay in `fds`.
+fn handed_over(
+    broker: &Arc<Broker>,
+    register: &Register,
+    fds: &mut Vec<std::os::fd::OwnedFd>,
+    peer_uid: Option<u32>,
+    kept: Kept,
+) -> Result<SandboxId, (ErrorCode, String)> {
+    if fds.len() != 1 {
+        let code = if fds.is_empty() {
+            ErrorCode::MissingFd
+        } else {
+            ErrorCode::TooManyFds
+        };
+        return Err((
+            code,
+            format!("register needs exactly one fd, got {}", fds.len()),
+        ));
+    }
+    let listener = fds.remove(0);
+    register_one(broker, register, listener, peer_uid, kept)
 }
 
 /// Whether the client that registered a sandbox keeps a copy of its listener.
@@ -597,6 +614,28 @@ async fn register_self(
             format!("register-self: cannot take a pidfd of the process at the other end of the socket: {e}"),
         )
     })?;
+    let fd = listener_number(sock).await?;
+    let listener = take_listener((pid, pidfd.as_fd()), fd)?;
+    check_taken(broker, listener.as_fd(), (pid, pidfd.as_fd()), peer_uid)?;
+    prove(sock, &listener, (pid, &pidfd), fd, peer_uid).await?;
+    // Without the peer's credentials (never on a unix socket), nobody may take a journal over.
+    let uid = peer_uid.unwrap_or(u32::MAX);
+    let text = (
+        policy,
+        body.policy.toml.as_str(),
+        body.policy.origin.as_str(),
+    );
+    let id = broker
+        .register_handed_over(&body.name, (pid, uid), text, listener)
+        .map_err(|e| (register_code(&e), e.to_string()))?;
+    audit::self_registered(id, &body.name, pid, &body.policy.origin, peer_uid);
+    Ok(id)
+}
+
+/// Answers `RegisterSelf` with `AwaitingListener` (the broker's pid) and reads, within
+/// [`SELF_REGISTER_TIMEOUT`], `ListenerFd`: the number of the listener in the fd table of
+/// the process at the other end. The message carries no fd.
+async fn listener_number(sock: &UnixSeqpacket) -> Result<i32, (ErrorCode, String)> {
     let awaiting = BrokerMessage::AwaitingListener {
         broker_pid: std::process::id() as i32,
     };
@@ -644,7 +683,16 @@ async fn register_self(
             format!("listener-fd {fd} is not an fd number"),
         ));
     }
-    let listener = sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| {
+    Ok(fd)
+}
+
+/// Takes fd `fd` of process `pid` with `pidfd_getfd`; the refusal says why in words for the
+/// client (no ptrace access, no such fd, the process exited).
+fn take_listener(
+    (pid, pidfd): (i32, BorrowedFd<'_>),
+    fd: i32,
+) -> Result<std::os::fd::OwnedFd, (ErrorCode, String)> {
+    sys::pidfd_getfd(pidfd, fd).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => format!(
                 "the broker needs ptrace access to process {pid} to take its listener: the same \
@@ -656,28 +704,33 @@ async fn register_self(
             _ => format!("pidfd_getfd of fd {fd} of process {pid}: {e}"),
         };
         (ErrorCode::CannotTakeListener, why)
-    })?;
+    })
+}
+
+/// Refuses an fd taken from process `pid` before it is polled for a proof, unless it is a
+/// seccomp listener, not registered yet, and the only listener the process holds.
+fn check_taken(
+    broker: &Broker,
+    listener: BorrowedFd<'_>,
+    (pid, pidfd): (i32, BorrowedFd<'_>),
+    peer_uid: Option<u32>,
+) -> Result<(), (ErrorCode, String)> {
     // Neither another kind of fd nor a listener the broker serves already is ever polled for
     // a proof: the broker would take a call meant for that sandbox's receiver.
-    let kind = sys::fd_kind(listener.as_fd());
+    let kind = sys::fd_kind(listener);
     if kind != sys::SECCOMP_LISTENER_KIND {
         let e = crate::RegisterError::NotAListener(kind);
         return Err((register_code(&e), e.to_string()));
     }
     broker
-        .check_unregistered(listener.as_fd())
+        .check_unregistered(listener)
         .map_err(|e| (register_code(&e), e.to_string()))?;
     // A process that holds the listeners of other processes (a broker or launcher serving
     // several sandboxes) is no self-confining process: polling one of those listeners for a
     // proof would take a call its receiver serves.
-    let others = own::others_held(
-        pid,
-        pidfd.as_fd(),
-        sys::SECCOMP_LISTENER_KIND,
-        listener.as_fd(),
-    );
+    let others = own::others_held(pid, pidfd, sys::SECCOMP_LISTENER_KIND, listener);
     match others {
-        Ok(0) => {}
+        Ok(0) => Ok(()),
         Ok(n) => {
             let why = format!(
                 "process {pid} holds {n} other seccomp listener(s): it serves other sandboxes, and \
@@ -690,15 +743,25 @@ async fn register_self(
                 i64::from(pid),
                 peer_uid.map_or(-1, i64::from),
             );
-            return Err((ErrorCode::CannotTakeListener, why));
+            Err((ErrorCode::CannotTakeListener, why))
         }
-        Err(e) => {
-            return Err((
-                ErrorCode::CannotTakeListener,
-                format!("cannot read the fds of process {pid}: {e}"),
-            ))
-        }
+        Err(e) => Err((
+            ErrorCode::CannotTakeListener,
+            format!("cannot read the fds of process {pid}: {e}"),
+        )),
     }
+}
+
+/// Asks the client for the proof (`ProveListener` with a nonce) and waits for it on the
+/// blocking pool, at most [`SELF_REGISTER_TIMEOUT`] ([`await_proof`]); a missing proof is
+/// audited. `fd` is the listener's number in process `pid`.
+async fn prove(
+    sock: &UnixSeqpacket,
+    listener: &std::os::fd::OwnedFd,
+    (pid, pidfd): (i32, &std::os::fd::OwnedFd),
+    fd: i32,
+    peer_uid: Option<u32>,
+) -> Result<(), (ErrorCode, String)> {
     let nonce = std::hash::BuildHasher::hash_one(
         &std::collections::hash_map::RandomState::new(),
         (pid, fd, Instant::now()),
@@ -731,18 +794,7 @@ async fn register_self(
         );
         return Err((ErrorCode::CannotTakeListener, why));
     }
-    // Without the peer's credentials (never on a unix socket), nobody may take a journal over.
-    let uid = peer_uid.unwrap_or(u32::MAX);
-    let text = (
-        policy,
-        body.policy.toml.as_str(),
-        body.policy.origin.as_str(),
-    );
-    let id = broker
-        .register_handed_over(&body.name, (pid, uid), text, listener)
-        .map_err(|e| (register_code(&e), e.to_string()))?;
-    audit::self_registered(id, &body.name, pid, &body.policy.origin, peer_uid);
-    Ok(id)
+    Ok(())
 }
 
 /// Waits until `deadline` for the first call on `listener` and answers it: 0 when it is the

@@ -17,7 +17,7 @@
 //! The hosts file is not part of a reload: the resolver reads it again whenever it changes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use netjail_protocol::control::{ReloadItem, ReloadOutcome};
@@ -47,71 +47,88 @@ impl Broker {
             }
         }
         for ((dir, name), sandboxes) in by_file {
-            let subject = format!(
-                "policy {name} ({})",
-                dir.join(format!("{name}.toml")).display()
-            );
-            let policy = match oci::reload_policy(&dir, &name) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(policy = %name, error = %e, "policy rejected by the reload");
-                    out.push(ReloadItem {
-                        subject,
-                        outcome: ReloadOutcome::Rejected,
-                        detail: format!(
-                            "{e}; its {} sandboxes keep the old policy",
-                            sandboxes.len()
-                        ),
-                    });
-                    continue;
-                }
-            };
-            let mut prefetched = false;
-            for s in sandboxes {
-                let subject = format!("sandbox {} ({}): {subject}", s.id, s.name);
-                let (outcome, detail) = match s.replace_policy(policy.clone()) {
-                    Ok(true) => {
-                        if !prefetched {
-                            self.prefetch(&policy);
-                            prefetched = true;
-                        }
-                        tracing::info!(sandbox = %s.id, policy = %name, "policy reloaded");
-                        (ReloadOutcome::Reloaded, String::new())
-                    }
-                    Ok(false) => (ReloadOutcome::Unchanged, String::new()),
-                    Err(why) => {
-                        tracing::warn!(sandbox = %s.id, policy = %name, reason = %why, "reload refused for a sandbox");
-                        (
-                            ReloadOutcome::Refused,
-                            format!("{why}; it keeps the old policy"),
-                        )
-                    }
-                };
-                out.push(ReloadItem {
-                    subject,
-                    outcome,
-                    detail,
-                });
-            }
+            self.reload_file(&dir, &name, sandboxes, &mut out);
         }
         if !from_client.is_empty() {
-            let mut ids: Vec<String> = from_client
-                .iter()
-                .take(MAX_NAMED)
-                .map(|s| format!("{} ({})", s.id, s.name))
-                .collect();
-            if from_client.len() > MAX_NAMED {
-                ids.push(format!("and {} more", from_client.len() - MAX_NAMED));
-            }
-            out.push(ReloadItem {
-                subject: format!("sandboxes {}", ids.join(", ")),
-                outcome: ReloadOutcome::NotReloadable,
-                detail: "their policy is the text their client (`netjail run`, a library) sent \
-                         when they registered, which the broker cannot read again: restart them \
-                         to change it (operators' rules in the overlay do apply to them)"
-                    .into(),
-            });
+            out.push(not_reloadable(&from_client));
         }
         out
+    }
+
+    /// Reads one policy file of the OCI agent again and offers it to each running sandbox
+    /// registered with it: one item for the file if it does not parse (its sandboxes keep the
+    /// old policy), else one item per sandbox. The host names of the new policy are looked up
+    /// ahead once, when a first sandbox takes it.
+    fn reload_file(
+        &self,
+        dir: &Path,
+        name: &str,
+        sandboxes: Vec<Arc<Sandbox>>,
+        out: &mut Vec<ReloadItem>,
+    ) {
+        let subject = format!(
+            "policy {name} ({})",
+            dir.join(format!("{name}.toml")).display()
+        );
+        let policy = match oci::reload_policy(dir, name) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(policy = %name, error = %e, "policy rejected by the reload");
+                out.push(ReloadItem {
+                    subject,
+                    outcome: ReloadOutcome::Rejected,
+                    detail: format!("{e}; its {} sandboxes keep the old policy", sandboxes.len()),
+                });
+                return;
+            }
+        };
+        let mut prefetched = false;
+        for s in sandboxes {
+            let subject = format!("sandbox {} ({}): {subject}", s.id, s.name);
+            let (outcome, detail) = match s.replace_policy(policy.clone()) {
+                Ok(true) => {
+                    if !prefetched {
+                        self.prefetch(&policy);
+                        prefetched = true;
+                    }
+                    tracing::info!(sandbox = %s.id, policy = %name, "policy reloaded");
+                    (ReloadOutcome::Reloaded, String::new())
+                }
+                Ok(false) => (ReloadOutcome::Unchanged, String::new()),
+                Err(why) => {
+                    tracing::warn!(sandbox = %s.id, policy = %name, reason = %why, "reload refused for a sandbox");
+                    (
+                        ReloadOutcome::Refused,
+                        format!("{why}; it keeps the old policy"),
+                    )
+                }
+            };
+            out.push(ReloadItem {
+                subject,
+                outcome,
+                detail,
+            });
+        }
+    }
+}
+
+/// The one item about the sandboxes whose policy is the text their client sent: the first
+/// `MAX_NAMED` of them by id, and how many more.
+fn not_reloadable(from_client: &[Arc<Sandbox>]) -> ReloadItem {
+    let mut ids: Vec<String> = from_client
+        .iter()
+        .take(MAX_NAMED)
+        .map(|s| format!("{} ({})", s.id, s.name))
+        .collect();
+    if from_client.len() > MAX_NAMED {
+        ids.push(format!("and {} more", from_client.len() - MAX_NAMED));
+    }
+    ReloadItem {
+        subject: format!("sandboxes {}", ids.join(", ")),
+        outcome: ReloadOutcome::NotReloadable,
+        detail: "their policy is the text their client (`netjail run`, a library) sent \
+                 when they registered, which the broker cannot read again: restart them \
+                 to change it (operators' rules in the overlay do apply to them)"
+            .into(),
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netjail_protocol::control::{Event, OperatorReply, OperatorRequest, StatusReport};
-use netjail_protocol::{recv, send, ErrorCode, ErrorReply, RecvError, PROTOCOL_VERSION};
+use netjail_protocol::{recv, send, ErrorCode, ErrorReply, Received, RecvError, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::RecvError as EventError;
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 
@@ -195,6 +195,8 @@ async fn error(sock: &UnixSeqpacket, code: ErrorCode, message: String) -> bool {
     reply(sock, &OperatorReply::Error(ErrorReply { code, message })).await
 }
 
+/// Serves one connection to the control socket: checks the peer, reads its hello, then
+/// answers its requests until it closes the connection or watches.
 async fn operator(
     broker: Arc<Broker>,
     config: Arc<ControlConfig>,
@@ -220,68 +222,11 @@ async fn operator(
         let _ = error(&sock, ErrorCode::NotOperator, why).await;
         return;
     }
-    let client = match first {
-        Err(_) => {
-            let _ = error(&sock, ErrorCode::NotHello, "no hello within 5 s".into()).await;
-            return;
-        }
-        Ok(Err(e)) => {
-            if let Some(code) = e.error_code() {
-                let _ = error(&sock, code, format!("cannot read the hello: {e}")).await;
-            }
-            return;
-        }
-        Ok(Ok(r)) if !r.fds.is_empty() => {
-            let _ = error(
-                &sock,
-                ErrorCode::TooManyFds,
-                "the control socket takes no fds".into(),
-            )
-            .await;
-            return;
-        }
-        Ok(Ok(r)) => match r.msg {
-            OperatorRequest::Hello { version, client } => {
-                if version != PROTOCOL_VERSION {
-                    let msg = format!("protocol version {version} is not supported (this broker speaks {PROTOCOL_VERSION})");
-                    let _ = error(&sock, ErrorCode::UnsupportedVersion, msg).await;
-                    return;
-                }
-                client
-            }
-            _ => {
-                let _ = error(&sock, ErrorCode::NotHello, "say hello first".into()).await;
-                return;
-            }
-        },
+    let Some(client) = hello(&sock, first).await else {
+        return;
     };
     let Some(who) = peer.operator(&config) else {
-        tracing::warn!(
-            target: crate::receiver::audit::TARGET,
-            peer_uid = peer.uid,
-            peer_gid = peer.gid,
-            peer_pid = peer.pid,
-            client = %client,
-            "operator refused"
-        );
-        let owner = rustix::process::geteuid().as_raw();
-        let root = if owner == 0 {
-            "root".to_string()
-        } else {
-            format!("root, uid {owner} (the broker's)")
-        };
-        let who_may = match config.group {
-            Some(_) => format!("{root} and members of group `{}`", config.group_name),
-            None => format!(
-                "{root} (the operator group `{}` does not exist)",
-                config.group_name
-            ),
-        };
-        let msg = format!(
-            "uid {} is not an operator: only {who_may} may use the control socket",
-            peer.uid
-        );
-        let _ = error(&sock, ErrorCode::NotOperator, msg).await;
+        not_an_operator(&sock, &peer, &config, &client).await;
         return;
     };
     tracing::info!(target: crate::receiver::audit::TARGET, operator = %who, peer_pid = peer.pid, client = %client, "operator connected");
@@ -293,61 +238,151 @@ async fn operator(
     if !reply(&sock, &welcome).await {
         return;
     }
-    loop {
-        let request = match recv::<OperatorRequest>(&sock).await {
-            Ok(r) if r.fds.is_empty() => r.msg,
-            Ok(_) => {
-                let _ = error(
-                    &sock,
-                    ErrorCode::TooManyFds,
-                    "the control socket takes no fds".into(),
-                )
-                .await;
-                return;
-            }
-            Err(RecvError::Closed) => return,
-            Err(e) => {
-                if let Some(code) = e.error_code() {
-                    let _ = error(&sock, code, format!("cannot read the request: {e}")).await;
-                }
-                return;
-            }
-        };
-        let ok = match request {
-            OperatorRequest::Hello { .. } => {
-                error(&sock, ErrorCode::Malformed, "hello was already said".into()).await
-            }
-            OperatorRequest::Status => status(&broker, &sock).await,
-            OperatorRequest::Pending => {
-                let mut ok = true;
-                for p in broker.operators().pending() {
-                    ok = ok && reply(&sock, &OperatorReply::Pending(p)).await;
-                }
-                ok && reply(&sock, &OperatorReply::End).await
-            }
-            OperatorRequest::Grant {
-                id,
-                duration,
-                scope,
-            } => answer(&broker, &sock, id, true, duration, scope, &who).await,
-            OperatorRequest::Deny { id, always, scope } => {
-                let duration = if always {
-                    netjail_protocol::control::GrantDuration::Always
-                } else {
-                    netjail_protocol::control::GrantDuration::Once
-                };
-                answer(&broker, &sock, id, false, duration, scope, &who).await
-            }
-            OperatorRequest::Watch { decisions } => {
-                watch(&broker, &sock, decisions, &who).await;
-                return;
-            }
-            OperatorRequest::Metrics => metrics(&broker, &sock).await,
-            OperatorRequest::Reload => reload(&broker, &sock, &who).await,
-        };
-        if !ok {
+    while let Some(request) = next_request(&sock).await {
+        if !serve_request(&broker, &sock, request, &who).await {
             return;
         }
+    }
+}
+
+/// The client's name from the first message of a connection (`first`, read within
+/// [`HELLO_TIMEOUT`]), if it is a hello of this protocol version with no fds; else the
+/// client is told what is wrong (when it can be) and `None`.
+async fn hello(
+    sock: &UnixSeqpacket,
+    first: Result<Result<Received<OperatorRequest>, RecvError>, tokio::time::error::Elapsed>,
+) -> Option<String> {
+    match first {
+        Err(_) => {
+            let _ = error(sock, ErrorCode::NotHello, "no hello within 5 s".into()).await;
+            None
+        }
+        Ok(Err(e)) => {
+            if let Some(code) = e.error_code() {
+                let _ = error(sock, code, format!("cannot read the hello: {e}")).await;
+            }
+            None
+        }
+        Ok(Ok(r)) if !r.fds.is_empty() => {
+            let _ = error(
+                sock,
+                ErrorCode::TooManyFds,
+                "the control socket takes no fds".into(),
+            )
+            .await;
+            None
+        }
+        Ok(Ok(r)) => match r.msg {
+            OperatorRequest::Hello { version, client } => {
+                if version != PROTOCOL_VERSION {
+                    let msg = format!("protocol version {version} is not supported (this broker speaks {PROTOCOL_VERSION})");
+                    let _ = error(sock, ErrorCode::UnsupportedVersion, msg).await;
+                    return None;
+                }
+                Some(client)
+            }
+            _ => {
+                let _ = error(sock, ErrorCode::NotHello, "say hello first".into()).await;
+                None
+            }
+        },
+    }
+}
+
+/// Refuses a peer that is not an operator: audited, and told who may operate.
+async fn not_an_operator(sock: &UnixSeqpacket, peer: &Peer, config: &ControlConfig, client: &str) {
+    tracing::warn!(
+        target: crate::receiver::audit::TARGET,
+        peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        peer_pid = peer.pid,
+        client = %client,
+        "operator refused"
+    );
+    let owner = rustix::process::geteuid().as_raw();
+    let root = if owner == 0 {
+        "root".to_string()
+    } else {
+        format!("root, uid {owner} (the broker's)")
+    };
+    let who_may = match config.group {
+        Some(_) => format!("{root} and members of group `{}`", config.group_name),
+        None => format!(
+            "{root} (the operator group `{}` does not exist)",
+            config.group_name
+        ),
+    };
+    let msg = format!(
+        "uid {} is not an operator: only {who_may} may use the control socket",
+        peer.uid
+    );
+    let _ = error(sock, ErrorCode::NotOperator, msg).await;
+}
+
+/// The operator's next request; `None` when the connection ends: closed by the operator, or
+/// after a message the broker cannot take (with fds, or unreadable), of which the operator
+/// is told when it can be.
+async fn next_request(sock: &UnixSeqpacket) -> Option<OperatorRequest> {
+    match recv::<OperatorRequest>(sock).await {
+        Ok(r) if r.fds.is_empty() => Some(r.msg),
+        Ok(_) => {
+            let _ = error(
+                sock,
+                ErrorCode::TooManyFds,
+                "the control socket takes no fds".into(),
+            )
+            .await;
+            None
+        }
+        Err(RecvError::Closed) => None,
+        Err(e) => {
+            if let Some(code) = e.error_code() {
+                let _ = error(sock, code, format!("cannot read the request: {e}")).await;
+            }
+            None
+        }
+    }
+}
+
+/// Answers one request of operator `who`; whether the connection goes on (not after a
+/// watch, which ends with it, nor once a reply could not be sent).
+async fn serve_request(
+    broker: &Arc<Broker>,
+    sock: &UnixSeqpacket,
+    request: OperatorRequest,
+    who: &str,
+) -> bool {
+    match request {
+        OperatorRequest::Hello { .. } => {
+            error(sock, ErrorCode::Malformed, "hello was already said".into()).await
+        }
+        OperatorRequest::Status => status(broker, sock).await,
+        OperatorRequest::Pending => {
+            let mut ok = true;
+            for p in broker.operators().pending() {
+                ok = ok && reply(sock, &OperatorReply::Pending(p)).await;
+            }
+            ok && reply(sock, &OperatorReply::End).await
+        }
+        OperatorRequest::Grant {
+            id,
+            duration,
+            scope,
+        } => answer(broker, sock, id, true, duration, scope, who).await,
+        OperatorRequest::Deny { id, always, scope } => {
+            let duration = if always {
+                netjail_protocol::control::GrantDuration::Always
+            } else {
+                netjail_protocol::control::GrantDuration::Once
+            };
+            answer(broker, sock, id, false, duration, scope, who).await
+        }
+        OperatorRequest::Watch { decisions } => {
+            watch(broker, sock, decisions, who).await;
+            false
+        }
+        OperatorRequest::Metrics => metrics(broker, sock).await,
+        OperatorRequest::Reload => reload(broker, sock, who).await,
     }
 }
 

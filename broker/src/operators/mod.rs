@@ -93,6 +93,29 @@ struct Answer {
     outcome: Outcome,
 }
 
+impl Answer {
+    /// The audit's note of a call an operator answered: how, by whom, and the rule made.
+    fn note(&self) -> String {
+        if self.rule.is_empty() {
+            format!("{} by {}", self.outcome.as_str(), self.by)
+        } else {
+            format!("{} by {}; {}", self.outcome.as_str(), self.by, self.rule)
+        }
+    }
+}
+
+/// How the wait of a held call ended.
+enum Waited {
+    /// The answer sent to it: an operator's, or its end by another (`end_held`).
+    Answered(Answer),
+    /// The policy's `ask_timeout` passed first.
+    TimedOut,
+    /// Its caller exited first.
+    Gone,
+    /// The channel closed without an answer.
+    Lost,
+}
+
 /// One held call.
 struct Held {
     info: PendingInfo,
@@ -427,16 +450,7 @@ impl Operators {
         let policy = &sandbox.policy;
         let fallback_allows = policy.ask_fallback() == Verdict::Allow;
         let fallback = |outcome: Outcome, why: &str| {
-            let counter = match outcome {
-                Outcome::TimedOut => &self.counters.timed_out,
-                _ => &self.counters.unattended,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            let verdict = if fallback_allows { "allow" } else { "deny" };
-            (
-                with_verdict(decision.clone(), fallback_allows, &rule),
-                format!("{}: {why}, fallback {verdict}", outcome.as_str()),
-            )
+            self.fallback(&decision, &rule, fallback_allows, outcome, why)
         };
         if self.watching() == 0 {
             return fallback(Outcome::Unattended, "no operator watching");
@@ -445,80 +459,131 @@ impl Operators {
         let timeout = policy.ask_timeout();
         let (tx, rx) = mpsc::sync_channel(1);
         let id = RequestId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let info = PendingInfo {
-            id,
+        let info = pending_info(id, sandbox, caller.pid, request, &decision, &key);
+        let held = Held {
+            info: info.clone(),
+            created: now,
+            deadline: now + timeout,
             sandbox: sandbox.id,
-            name: clip(sandbox.name, MAX_TEXT),
-            container: clip(sandbox.container.unwrap_or(""), MAX_TEXT),
-            policy: clip(policy.name(), MAX_TEXT),
-            pid: caller.pid,
-            chain: chain(caller.pid),
-            op: op_name(request.op).to_string(),
-            endpoint: clip(&key, MAX_TEXT),
-            host: clip(decision.host.as_deref().unwrap_or(""), MAX_TEXT),
-            rule: rule.clone(),
-            age_ms: 0,
-            remaining_ms: timeout.as_millis() as u64,
-            fallback: if fallback_allows { "allow" } else { "deny" }.to_string(),
+            policy: PolicyKey::of(sandbox),
+            container: sandbox.container.map(str::to_string),
+            op: request.op,
+            key: key.clone(),
+            request: request.clone(),
+            fallback_allows,
+            answer: tx,
         };
-        {
-            let mut table = self.lock();
-            // Under the lock the last operator's leaving takes: either that finds this call in
-            // the table, or this finds nobody watching (see `Presence`).
-            if self.watching() == 0 {
-                drop(table);
-                return fallback(Outcome::Unattended, "no operator watching");
-            }
-            let of_sandbox = table
-                .held
-                .values()
-                .filter(|h| h.sandbox == sandbox.id)
-                .count();
-            let policy_max = sandbox.max_pending;
-            if policy_max.is_some_and(|max| of_sandbox >= max) {
-                // The policy's `max_pending` (below the broker's own cap): its rule decides.
-                drop(table);
-                let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
-                d.rule = crate::bounds::limits::RULE_PENDING.to_string();
-                return (d, format!("{note} ({of_sandbox} held, the policy's limit)"));
-            }
-            let held = table.held.len();
-            if !may_hold(held, of_sandbox) {
-                drop(table);
-                let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
-                d.rule = crate::bounds::RULE_HELD.to_string();
-                return (
-                    d,
-                    format!("{note} ({of_sandbox} of this sandbox, {held} in all)"),
-                );
-            }
-            table.held.insert(
-                id,
-                Held {
-                    info: info.clone(),
-                    created: now,
-                    deadline: now + timeout,
-                    sandbox: sandbox.id,
-                    policy: PolicyKey::of(sandbox),
-                    container: sandbox.container.map(str::to_string),
-                    op: request.op,
-                    key: key.clone(),
-                    request: request.clone(),
-                    fallback_allows,
-                    answer: tx,
-                },
-            );
+        if let Err(not_held) = self.hold(held, sandbox.max_pending, fallback) {
+            return not_held;
         }
         tracing::info!(target: crate::receiver::audit::TARGET, request = %id, sandbox = %sandbox.id, pid = caller.pid, endpoint = %key, rule = %rule, "call held for operators");
         self.publish(Event::Pending(info));
+        match self.wait(id, &rx, now + timeout, &caller, fallback_allows) {
+            // Nobody is left to answer: the fallback, as if nobody had been watching.
+            Waited::Answered(a) if a.outcome == Outcome::Unattended => {
+                fallback(Outcome::Unattended, "the last operator stopped watching")
+            }
+            Waited::Answered(a) if a.outcome == Outcome::Gone => (
+                with_verdict(decision, false, &rule),
+                "gone: the caller exited while held".to_string(),
+            ),
+            Waited::Answered(a) => (with_verdict(decision, a.allow, &rule), a.note()),
+            Waited::TimedOut => fallback(Outcome::TimedOut, "no answer in time"),
+            Waited::Gone => (
+                with_verdict(decision, false, &rule),
+                "gone: the caller exited while held".to_string(),
+            ),
+            // Cannot happen (the sender lives in the table until it answers): fail closed.
+            Waited::Lost => (
+                with_verdict(decision, false, &rule),
+                "lost: no answer".to_string(),
+            ),
+        }
+    }
 
-        // Wait for an answer, the deadline, or the caller's exit.
-        let deadline = now + timeout;
-        let answer = loop {
+    /// What the policy's fallback gives a call it asks about that no operator decides, and
+    /// the audit's note; counted as timed out or, for any other `outcome`, unattended.
+    fn fallback(
+        &self,
+        decision: &Decision,
+        rule: &str,
+        allows: bool,
+        outcome: Outcome,
+        why: &str,
+    ) -> (Decision, String) {
+        let counter = match outcome {
+            Outcome::TimedOut => &self.counters.timed_out,
+            _ => &self.counters.unattended,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let verdict = if allows { "allow" } else { "deny" };
+        (
+            with_verdict(decision.clone(), allows, rule),
+            format!("{}: {why}, fallback {verdict}", outcome.as_str()),
+        )
+    }
+
+    /// Puts `held` in the table, where operators' answers find it, if an operator watches and
+    /// the bounds of held calls allow one more (the policy's `max_pending`, then the broker's
+    /// own, [`may_hold`]). Else the call gets `fallback`, with the rule of the bound that
+    /// refused it.
+    fn hold(
+        &self,
+        held: Held,
+        max_pending: Option<usize>,
+        fallback: impl Fn(Outcome, &str) -> (Decision, String),
+    ) -> Result<(), (Decision, String)> {
+        let mut table = self.lock();
+        // Under the lock the last operator's leaving takes: either that finds this call in
+        // the table, or this finds nobody watching (see `Presence`).
+        if self.watching() == 0 {
+            drop(table);
+            return Err(fallback(Outcome::Unattended, "no operator watching"));
+        }
+        let of_sandbox = table
+            .held
+            .values()
+            .filter(|h| h.sandbox == held.sandbox)
+            .count();
+        if max_pending.is_some_and(|max| of_sandbox >= max) {
+            // The policy's `max_pending` (below the broker's own cap): its rule decides.
+            drop(table);
+            let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
+            d.rule = crate::bounds::limits::RULE_PENDING.to_string();
+            return Err((d, format!("{note} ({of_sandbox} held, the policy's limit)")));
+        }
+        let in_all = table.held.len();
+        if !may_hold(in_all, of_sandbox) {
+            drop(table);
+            let (mut d, note) = fallback(Outcome::Unattended, "too many calls held");
+            d.rule = crate::bounds::RULE_HELD.to_string();
+            return Err((
+                d,
+                format!("{note} ({of_sandbox} of this sandbox, {in_all} in all)"),
+            ));
+        }
+        table.held.insert(held.info.id, held);
+        Ok(())
+    }
+
+    /// Waits for the end of held call `id`: an answer (an operator's, or the end of the call
+    /// by the last operator's leaving or its caller's exit), else `deadline`, else its
+    /// caller's exit, which it looks for every [`CALLER_CHECK`]. A call that times out or
+    /// whose caller exited is taken out of the table here and its end is published (allowed
+    /// if the caller still waits and `fallback_allows`), unless an answer took it first.
+    fn wait(
+        &self,
+        id: RequestId,
+        rx: &mpsc::Receiver<Answer>,
+        deadline: Instant,
+        caller: &CallerRef<'_>,
+        fallback_allows: bool,
+    ) -> Waited {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(CALLER_CHECK)) {
-                Ok(a) => break Some(a),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+                Ok(a) => return Waited::Answered(a),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Lost,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             let expired = Instant::now() >= deadline;
@@ -530,7 +595,7 @@ impl Operators {
             // answer is in the channel already (it is sent under the same lock).
             let taken = self.lock().held.remove(&id);
             if taken.is_none() {
-                break rx.try_recv().ok();
+                return rx.try_recv().map_or(Waited::Lost, Waited::Answered);
             }
             let (outcome, by) = if gone {
                 (Outcome::Gone, "the caller exited")
@@ -544,36 +609,7 @@ impl Operators {
                 by: by.to_string(),
                 rule: String::new(),
             });
-            if gone {
-                return (
-                    with_verdict(decision, false, &rule),
-                    "gone: the caller exited while held".to_string(),
-                );
-            }
-            return fallback(Outcome::TimedOut, "no answer in time");
-        };
-        match answer {
-            // Nobody is left to answer: the fallback, as if nobody had been watching.
-            Some(a) if a.outcome == Outcome::Unattended => {
-                fallback(Outcome::Unattended, "the last operator stopped watching")
-            }
-            Some(a) if a.outcome == Outcome::Gone => (
-                with_verdict(decision, false, &rule),
-                "gone: the caller exited while held".to_string(),
-            ),
-            Some(a) => {
-                let note = if a.rule.is_empty() {
-                    format!("{} by {}", a.outcome.as_str(), a.by)
-                } else {
-                    format!("{} by {}; {}", a.outcome.as_str(), a.by, a.rule)
-                };
-                (with_verdict(decision, a.allow, &rule), note)
-            }
-            // Cannot happen (the sender lives in the table until it answers): fail closed.
-            None => (
-                with_verdict(decision, false, &rule),
-                "lost: no answer".to_string(),
-            ),
+            return if gone { Waited::Gone } else { Waited::TimedOut };
         }
     }
 
@@ -614,33 +650,60 @@ impl Operators {
         let Some(held) = table.held.get(&id) else {
             return Err(AnswerError::NotPending(self.why_not_pending(&table, id)));
         };
-        let scope = match (scope, duration) {
-            (GrantScope::Sandbox, GrantDuration::Always) => {
-                // A sandbox instance does not outlive the broker; "always" is kept for its
-                // policy, which does.
-                Scope::Policy(held.policy.clone())
-            }
-            (GrantScope::Sandbox, _) => Scope::Sandbox(held.sandbox),
-            (GrantScope::Policy, _) => Scope::Policy(held.policy.clone()),
-            (GrantScope::Container, _) => match &held.container {
-                Some(c) => Scope::Container(c.clone()),
-                None => {
-                    return Err(AnswerError::Refused(format!(
-                        "request {id} does not come from a container (sandbox {})",
-                        held.sandbox
-                    )))
-                }
-            },
+        let scope = scope_of(id, held, scope, duration)?;
+        check_duration(duration)?;
+        let rule = self.make_rule(id, held, allow, duration, scope, by)?;
+        let outcome = if allow {
+            Outcome::Granted
+        } else {
+            Outcome::Denied
         };
-        if let GrantDuration::For { millis } = duration {
-            let max = netjail_policy::MAX_DURATION.as_millis() as u64;
-            if millis == 0 || millis > max {
-                return Err(AnswerError::Refused(format!(
-                    "a grant lasts from 1 ms to {}, not {millis} ms",
-                    netjail_policy::format_duration(netjail_policy::MAX_DURATION)
-                )));
-            }
-        }
+        let Some(held) = table.held.remove(&id) else {
+            unreachable_fail_closed();
+            return Err(AnswerError::NotPending(format!("request {id} vanished")));
+        };
+        let answer = Answer {
+            allow,
+            by: by.to_string(),
+            rule: rule.clone(),
+            outcome,
+        };
+        // Sent under the lock: the waiting thread either sees it, or finds the call gone from
+        // the table and then reads it.
+        let _ = held.answer.try_send(answer);
+        let resolution = Resolution {
+            id,
+            outcome,
+            allowed: allow,
+            by: by.to_string(),
+            rule,
+        };
+        let counter = if allow {
+            &self.counters.granted
+        } else {
+            &self.counters.refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        remember(&mut table, resolution.clone());
+        drop(table);
+        tracing::info!(target: crate::receiver::audit::TARGET, request = %id, sandbox = %held.sandbox, outcome = outcome.as_str(), by, rule = %resolution.rule, endpoint = %held.key, "held call answered");
+        self.publish(Event::Resolved(resolution.clone()));
+        Ok(resolution)
+    }
+
+    /// Makes the rule of an answer to held call `id` and returns its text (empty for an
+    /// answer once): a rule for a while is kept in memory; one for always goes to the overlay
+    /// when the broker has one and the scope is a policy or a container (if it cannot be
+    /// saved, the call stays held), else to memory.
+    fn make_rule(
+        &self,
+        id: RequestId,
+        held: &Held,
+        allow: bool,
+        duration: GrantDuration,
+        scope: Scope,
+        by: &str,
+    ) -> Result<String, AnswerError> {
         let verb = if allow { "allow" } else { "deny" };
         let what = format!("{verb} {} {}", op_name(held.op), held.key);
         let rule = match duration {
@@ -691,42 +754,7 @@ impl Operators {
                 text
             }
         };
-        let outcome = if allow {
-            Outcome::Granted
-        } else {
-            Outcome::Denied
-        };
-        let Some(held) = table.held.remove(&id) else {
-            unreachable_fail_closed();
-            return Err(AnswerError::NotPending(format!("request {id} vanished")));
-        };
-        let answer = Answer {
-            allow,
-            by: by.to_string(),
-            rule: rule.clone(),
-            outcome,
-        };
-        // Sent under the lock: the waiting thread either sees it, or finds the call gone from
-        // the table and then reads it.
-        let _ = held.answer.try_send(answer);
-        let resolution = Resolution {
-            id,
-            outcome,
-            allowed: allow,
-            by: by.to_string(),
-            rule,
-        };
-        let counter = if allow {
-            &self.counters.granted
-        } else {
-            &self.counters.refused
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        remember(&mut table, resolution.clone());
-        drop(table);
-        tracing::info!(target: crate::receiver::audit::TARGET, request = %id, sandbox = %held.sandbox, outcome = outcome.as_str(), by, rule = %resolution.rule, endpoint = %held.key, "held call answered");
-        self.publish(Event::Resolved(resolution.clone()));
-        Ok(resolution)
+        Ok(rule)
     }
 
     /// The last operator stopped watching: every held call gets its fallback at once (the
@@ -829,6 +857,50 @@ impl Operators {
     }
 }
 
+/// Whom the rule of an answer to held call `id` covers: the `scope` the operator named,
+/// except that a sandbox's rule for always is kept for its policy (a sandbox does not
+/// outlive the broker; its policy does). A container's rule needs a call from a container.
+fn scope_of(
+    id: RequestId,
+    held: &Held,
+    scope: GrantScope,
+    duration: GrantDuration,
+) -> Result<Scope, AnswerError> {
+    Ok(match (scope, duration) {
+        (GrantScope::Sandbox, GrantDuration::Always) => {
+            // A sandbox instance does not outlive the broker; "always" is kept for its
+            // policy, which does.
+            Scope::Policy(held.policy.clone())
+        }
+        (GrantScope::Sandbox, _) => Scope::Sandbox(held.sandbox),
+        (GrantScope::Policy, _) => Scope::Policy(held.policy.clone()),
+        (GrantScope::Container, _) => match &held.container {
+            Some(c) => Scope::Container(c.clone()),
+            None => {
+                return Err(AnswerError::Refused(format!(
+                    "request {id} does not come from a container (sandbox {})",
+                    held.sandbox
+                )))
+            }
+        },
+    })
+}
+
+/// Refuses a grant for a while that lasts no time, or longer than a policy's durations may
+/// ([`netjail_policy::MAX_DURATION`]).
+fn check_duration(duration: GrantDuration) -> Result<(), AnswerError> {
+    if let GrantDuration::For { millis } = duration {
+        let max = netjail_policy::MAX_DURATION.as_millis() as u64;
+        if millis == 0 || millis > max {
+            return Err(AnswerError::Refused(format!(
+                "a grant lasts from 1 ms to {}, not {millis} ms",
+                netjail_policy::format_duration(netjail_policy::MAX_DURATION)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn refused(e: OverlayError) -> AnswerError {
     AnswerError::Refused(format!(
         "the rule was not saved, and the call is still held: {e}"
@@ -873,6 +945,37 @@ fn with_verdict(mut decision: Decision, allow: bool, rule: &str) -> Decision {
     };
     decision.rule = rule.to_string();
     decision
+}
+
+/// Held call `id` as operators see it when it is published: where it comes from (the
+/// sandbox, and the caller `pid` with its parents), what it asks for, and what the policy's
+/// `ask_timeout` and `ask_fallback` give it.
+fn pending_info(
+    id: RequestId,
+    sandbox: &Asking<'_>,
+    pid: i32,
+    request: &Request,
+    decision: &Decision,
+    key: &str,
+) -> PendingInfo {
+    let policy = &sandbox.policy;
+    let fallback_allows = policy.ask_fallback() == Verdict::Allow;
+    PendingInfo {
+        id,
+        sandbox: sandbox.id,
+        name: clip(sandbox.name, MAX_TEXT),
+        container: clip(sandbox.container.unwrap_or(""), MAX_TEXT),
+        policy: clip(policy.name(), MAX_TEXT),
+        pid,
+        chain: chain(pid),
+        op: op_name(request.op).to_string(),
+        endpoint: clip(key, MAX_TEXT),
+        host: clip(decision.host.as_deref().unwrap_or(""), MAX_TEXT),
+        rule: decision.rule.clone(),
+        age_ms: 0,
+        remaining_ms: policy.ask_timeout().as_millis() as u64,
+        fallback: if fallback_allows { "allow" } else { "deny" }.to_string(),
+    }
 }
 
 fn report(held: &Held) -> PendingInfo {
