@@ -21,25 +21,31 @@
 //! only while an operator watches, and the operator's leaving, which takes the lock after it
 //! is counted, finds every call held before it (`Presence`).
 
-pub(crate) mod control;
-pub(crate) mod overlay;
-
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use netjail_policy::{Decision, Op, Policy, Request, Verdict};
+use netjail_policy::{Decision, Op, Request, Verdict};
 use netjail_protocol::control::{
-    Counters, Event, GrantDuration, GrantScope, Outcome, PendingInfo, ProcessInfo, RequestId,
-    Resolution,
+    Counters, Event, GrantDuration, GrantScope, Outcome, PendingInfo, RequestId, Resolution,
 };
 use netjail_protocol::SandboxId;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
 use crate::operators::overlay::{Overlay, OverlayError, ScopeKey};
+
+pub(crate) mod control;
+pub(crate) mod overlay;
+mod process_chain;
+mod scope;
+
+use process_chain::chain;
+pub(crate) use scope::Asking;
+use scope::PolicyKey;
+use scope::Scope;
 
 /// Calls held at once in the whole broker. Each holds a thread of the blocking pool, so the
 /// bound keeps held calls from taking the threads other sandboxes need (invariant 7); it is
@@ -74,12 +80,6 @@ const EVENT_BACKLOG: usize = 4096;
 
 /// Resolutions remembered for the error of a late answer.
 const RECENT: usize = 256;
-
-/// Processes reported in the chain of a held call.
-const MAX_CHAIN: usize = 16;
-
-/// Bytes of a program name in a report.
-const MAX_PROGRAM: usize = 256;
 
 /// Bytes of an endpoint or name in a report (keeps one item within one datagram).
 const MAX_TEXT: usize = 4096;
@@ -142,86 +142,6 @@ struct TimedRule {
     allow: bool,
     until: Option<Instant>,
     text: String,
-}
-
-/// Whom a rule covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Scope {
-    Sandbox(SandboxId),
-    Policy(PolicyKey),
-    Container(String),
-}
-
-/// The sandbox a held call comes from, as operators see it and their rules name it (the
-/// sandbox hands it over: `Sandbox::asking`).
-#[derive(Debug, Clone)]
-pub(crate) struct Asking<'a> {
-    pub id: SandboxId,
-    /// The name given at registration.
-    pub name: &'a str,
-    /// The OCI container id, for a sandbox a container runtime registered.
-    pub container: Option<&'a str>,
-    /// The policy the call was decided by.
-    pub policy: Arc<Policy>,
-    /// The user other than the administrator that registered the policy (L5).
-    pub tenant: Option<u32>,
-    /// The policy's `[limits] max_pending`.
-    pub max_pending: Option<usize>,
-}
-
-/// A policy as operators' rules name it: by its name, and for a policy that a user other
-/// than the administrator registered, by that user too (L5). The name is the registering
-/// client's choice, so a rule made for one user's policy must never cover another user's
-/// policy of the same name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PolicyKey {
-    name: String,
-    tenant: Option<u32>,
-}
-
-impl PolicyKey {
-    fn of(sandbox: &Asking<'_>) -> PolicyKey {
-        PolicyKey {
-            name: sandbox.policy.name().to_string(),
-            tenant: sandbox.tenant,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self.tenant {
-            None => format!("policy {}", self.name),
-            Some(uid) => format!("policy {} of uid {uid}", self.name),
-        }
-    }
-
-    /// Its overlay file's scope.
-    fn scope_key(&self) -> ScopeKey {
-        match self.tenant {
-            None => ScopeKey::Policy(self.name.clone()),
-            Some(uid) => ScopeKey::UserPolicy {
-                uid,
-                name: self.name.clone(),
-            },
-        }
-    }
-}
-
-impl Scope {
-    fn covers(&self, sandbox: &Asking<'_>) -> bool {
-        match self {
-            Scope::Sandbox(id) => *id == sandbox.id,
-            Scope::Policy(key) => *key == PolicyKey::of(sandbox),
-            Scope::Container(id) => sandbox.container == Some(id.as_str()),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Scope::Sandbox(id) => format!("sandbox {id}"),
-            Scope::Policy(key) => key.describe(),
-            Scope::Container(id) => format!("container {id}"),
-        }
-    }
 }
 
 #[derive(Default)]
@@ -996,7 +916,7 @@ pub(crate) fn op_name(op: Op) -> &'static str {
     }
 }
 
-fn clip(s: &str, max: usize) -> String {
+pub(super) fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -1005,55 +925,6 @@ fn clip(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-/// The caller and its parents up to pid 1, at most [`MAX_CHAIN`] of them: past the confined
-/// process, who started it (the launcher, a container runtime's shim).
-fn chain(pid: i32) -> Vec<ProcessInfo> {
-    let mut out = Vec::new();
-    // The thread's process first.
-    let mut current = tgid_of(pid).unwrap_or(pid);
-    while out.len() < MAX_CHAIN && current > 0 {
-        out.push(ProcessInfo {
-            pid: current,
-            program: clip(&program(current), MAX_PROGRAM),
-        });
-        if current == 1 {
-            break;
-        }
-        match parent_of(current) {
-            Some(p) if p > 0 => current = p,
-            _ => break,
-        }
-    }
-    out
-}
-
-fn status_field(pid: i32, key: &str) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn tgid_of(pid: i32) -> Option<i32> {
-    status_field(pid, "Tgid:")
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    status_field(pid, "PPid:")
-}
-
-/// Executable of `pid`, else its command name in brackets, else `?`.
-fn program(pid: i32) -> String {
-    if let Ok(p) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-        return p.display().to_string();
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(c) => format!("[{}]", c.trim_end()),
-        Err(_) => "?".to_string(),
-    }
 }
 
 /// Wall-clock time `after` from now, as `HH:MM:SS` UTC, for rule texts.

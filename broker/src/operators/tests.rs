@@ -1,4 +1,9 @@
+use super::process_chain::chain;
+use super::process_chain::parent_of;
+use super::process_chain::MAX_CHAIN;
+use super::scope::Asking;
 use super::*;
+use netjail_policy::Policy;
 
 /// L8: sandboxes at their own bound cannot take every place; one that holds little
 /// still gets its floor.
