@@ -31,6 +31,9 @@ pub enum Syscall {
     Socket,
     /// `socketpair(family, type, protocol, sv)`: one the policy refuses.
     SocketPair,
+    /// `setsockopt(fd, SOL_SOCKET, name, optval, optlen)` of a socket filter option
+    /// (`ops/sockopt.rs`).
+    SetSockOpt,
     /// A call that changes the limits, scheduling or CPUs of the thread or process its pid
     /// argument names, notified only when that pid is not 0 (`ops/process.rs`).
     Process(ProcessCall),
@@ -118,6 +121,7 @@ pub fn syscall(arch: u32, nr: i32) -> Option<Syscall> {
         (AUDIT_ARCH_X86_64, 307) | (AUDIT_ARCH_AARCH64, 269) => Syscall::SendMmsg,
         (AUDIT_ARCH_X86_64, 41) | (AUDIT_ARCH_AARCH64, 198) => Syscall::Socket,
         (AUDIT_ARCH_X86_64, 53) | (AUDIT_ARCH_AARCH64, 199) => Syscall::SocketPair,
+        (AUDIT_ARCH_X86_64, 54) | (AUDIT_ARCH_AARCH64, 208) => Syscall::SetSockOpt,
         (AUDIT_ARCH_X86_64, 302) | (AUDIT_ARCH_AARCH64, 261) => {
             Syscall::Process(ProcessCall::Prlimit64)
         }
@@ -187,6 +191,7 @@ mod tests {
             (307, 269, Syscall::SendMmsg),
             (41, 198, Syscall::Socket),
             (53, 199, Syscall::SocketPair),
+            (54, 208, Syscall::SetSockOpt),
         ] {
             assert_eq!(syscall(AUDIT_ARCH_X86_64, x86), Some(call));
             assert_eq!(syscall(AUDIT_ARCH_AARCH64, arm), Some(call));

@@ -4,7 +4,7 @@
 //! them and replies; they never reply themselves.
 //!
 //! - [`connect`], [`bind`] (and `listen`), [`send`] (`sendto`, `sendmsg`, `sendmmsg`, with the
-//!   control messages of [`msg`]), [`socket`] (which sockets may be made), [`process`] (the
+//!   control messages of [`msg`]), [`socket`] (which sockets may be made), [`sockopt`] (a socket's filter), [`process`] (the
 //!   calls on other processes that the filter sends here);
 //! - by address family: [`unix`] (paths, resolved as the caller), [`netlink`];
 //! - what they share: [`decode`] (a notification's numbers and bytes), [`address`] (the
@@ -21,5 +21,6 @@ pub(crate) mod own;
 pub(crate) mod process;
 pub(crate) mod send;
 pub(crate) mod socket;
+pub(crate) mod sockopt;
 pub(crate) mod source;
 pub(crate) mod unix;

@@ -36,6 +36,7 @@ use netjail_policy::{Decision, Op, Request, Target, Verdict};
 use crate::call::Call;
 use crate::caller::{as_caller, as_caller_at, Caller, Directories};
 use crate::ops::decode;
+use crate::ops::sockopt::FilterHold;
 use crate::reply::{errno_of, Reply};
 
 use crate::caller::view::{same_node, View, RULE as RULE_VIEW};
@@ -321,15 +322,20 @@ impl Binding {
 }
 
 /// For a datagram socket: its own socket filter, after a filter that takes nothing is put in
-/// its place (`sys::DROP_ALL`); `None` for other sockets, which receive nothing before their
-/// `listen`. A program whose filter is locked (`SO_LOCK_FILTER`) gets the error.
-fn hold_off_datagrams(sock: BorrowedFd<'_>) -> std::io::Result<Option<Vec<libc::sock_filter>>> {
+/// its place (`sys::DROP_ALL`), and a hold on its filter, which no confined thread can change
+/// while it lives (`ops/sockopt.rs`); `None` for other sockets, which receive nothing before
+/// their `listen`. A program whose filter is locked (`SO_LOCK_FILTER`) or is an eBPF program
+/// (`SO_GET_FILTER` cannot read one) gets the error.
+fn hold_off_datagrams(
+    sock: BorrowedFd<'_>,
+) -> std::io::Result<Option<(FilterHold, Vec<libc::sock_filter>)>> {
     if sys::socket_kind(sock)?.sock_type != libc::SOCK_DGRAM {
         return Ok(None);
     }
+    let hold = FilterHold::take(sock)?;
     let own = sys::socket_filter(sock)?;
     sys::set_socket_filter(sock, &sys::DROP_ALL)?;
-    Ok(Some(own))
+    Ok(Some((hold, own)))
 }
 
 /// Resolves the directory of `path`, the name of a socket to create, for the caller of
@@ -382,7 +388,9 @@ pub(crate) fn bind_path(
             // A datagram socket receives at its name from the kernel's bind on, before the
             // check of `bind_own_name` can refuse it: it takes nothing until the check has
             // passed, then gets its own filter back
-            // (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`).
+            // (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`), and no thread of
+            // the sandbox changes that filter in between
+            // (`rt4_a_thread_lifting_the_bind_filter_reads_nothing_at_a_refused_name`).
             let held_off = match hold_off_datagrams(sock) {
                 Ok(h) => h,
                 Err(e) => return failed(endpoint, "socket-filter", errno_of(&e)),
@@ -395,10 +403,11 @@ pub(crate) fn bind_path(
             // Once decided: a socket bound where it may be takes datagrams again; one shut
             // down there takes none either way, and its senders get `EPIPE` as from any shut
             // down socket (a filter would swallow their datagrams without a word).
-            if let Some(own_filter) = held_off {
+            if let Some((hold, own_filter)) = held_off {
                 if let Err(e) = sys::set_socket_filter(sock, &own_filter) {
                     tracing::error!(error = %e, "cannot give a datagram socket its own filter back after its bind");
                 }
+                drop(hold);
             }
             reply
         }

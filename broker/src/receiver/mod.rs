@@ -30,7 +30,9 @@ use crate::reply::{Outcome, Reply};
 use crate::restart::journal::Kept;
 use crate::sandbox::Sandbox;
 use crate::sys::{self, RawNotification};
-use crate::{bounds::limits, ops::bind, ops::connect, ops::process, ops::send, ops::socket};
+use crate::{
+    bounds::limits, ops::bind, ops::connect, ops::process, ops::send, ops::socket, ops::sockopt,
+};
 
 /// Stack of a receiver thread: decisions and audit formatting need little.
 const RECEIVER_STACK: usize = 256 * 1024;
@@ -417,6 +419,7 @@ fn op_of(notif: RawNotification) -> &'static str {
         Some(Syscall::SendMmsg) => "sendmmsg",
         Some(Syscall::Socket) => "socket",
         Some(Syscall::SocketPair) => "socketpair",
+        Some(Syscall::SetSockOpt) => "setsockopt",
         Some(Syscall::Process(call)) => call.name(),
         None => "unknown",
     }
@@ -525,6 +528,7 @@ fn decide(call: &Call) -> Step {
         Some(Syscall::SendMmsg) => send::decide_sendmmsg(call),
         Some(Syscall::Socket) => socket::decide_socket(call),
         Some(Syscall::SocketPair) => socket::decide_socketpair(call),
+        Some(Syscall::SetSockOpt) => sockopt::decide_setsockopt(call),
         Some(Syscall::Process(which)) => process::decide(call, which),
         None => Step::Done(Outcome::new("unknown").failed(libc::ENOSYS, "unknown-syscall")),
     }

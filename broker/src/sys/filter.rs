@@ -100,3 +100,42 @@ pub const DROP_ALL: [libc::sock_filter; 1] = [libc::sock_filter {
     jf: 0,
     k: 0,
 }];
+
+/// `setsockopt(fd, SOL_SOCKET, name, value, optlen)` with a `value` of the broker's: the
+/// socket filter options the broker sets for a caller ([`crate::ops::sockopt`]), whose
+/// arguments it has copied and, where they name memory or a descriptor, made its own.
+/// `optlen` is the caller's: the kernel reads no more than `value` holds of these options
+/// (`SO_ATTACH_FILTER`: a `struct sock_fprog` when `optlen` is its size, `EINVAL`
+/// otherwise; the others: one `int`), and `value` is at least `min(optlen, 16)` bytes.
+///
+/// # References
+/// socket(7); net/core/sock.c `sk_setsockopt`, net/core/filter.c `copy_bpf_fprog_from_user`
+pub fn set_filter_option(
+    fd: BorrowedFd<'_>,
+    name: i32,
+    value: &[u8],
+    optlen: u32,
+) -> io::Result<()> {
+    assert!(value.len() >= (optlen as usize).min(16));
+    // SAFETY: `value` is live for the call and holds every byte the kernel reads of these
+    // options (asserted above).
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            value.as_ptr().cast(),
+            optlen,
+        )
+    })?;
+    Ok(())
+}
+
+/// A `struct sock_fprog` of `len` instructions at `insns`, as the bytes `setsockopt` takes
+/// (the pointer is the broker's: `insns` must outlive the call it is given to).
+pub fn fprog_bytes(len: u16, insns: *const libc::sock_filter) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..2].copy_from_slice(&len.to_ne_bytes());
+    bytes[8..].copy_from_slice(&(insns as u64).to_ne_bytes());
+    bytes
+}

@@ -16,7 +16,7 @@ use super::identity::capget;
 use super::{cvt, cvt_long};
 
 /// A file as the kernel tells files apart: its device (as `stat` gives it) and inode number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,

@@ -62,6 +62,16 @@ pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
     (libc::SOL_TCP, libc::TCP_REPAIR_WINDOW, "TCP_REPAIR_WINDOW"),
 ];
 
+/// The socket options that change a socket's filter, which the broker sets (`SOL_SOCKET`):
+/// while it checks a unix datagram bind, the socket drops every datagram by a filter of the
+/// broker's, and no confined thread may lift it meanwhile (broker `ops/sockopt.rs`).
+pub const FILTER_SOCKOPTS: &[(i32, &str)] = &[
+    (libc::SO_ATTACH_FILTER, "SO_ATTACH_FILTER"),
+    (libc::SO_ATTACH_BPF, "SO_ATTACH_BPF"),
+    (libc::SO_DETACH_FILTER, "SO_DETACH_FILTER"),
+    (libc::SO_LOCK_FILTER, "SO_LOCK_FILTER"),
+];
+
 /// `IPV6_HDRINCL` (`linux/in6.h`; not in `libc`): a raw IPv6 socket sends headers of the
 /// program's making, as `IP_HDRINCL` does for IPv4.
 const IPV6_HDRINCL: i32 = 36;
@@ -134,6 +144,16 @@ pub fn rules(policy: &Policy) -> Result<Vec<Rule>, FilterError> {
             deny(libc::EPERM),
             &[
                 ArgCmp::masked_eq(1, 0xffff_ffff, level as u64),
+                ArgCmp::masked_eq(2, 0xffff_ffff, name as u64),
+            ],
+        ));
+    }
+    for &(name, _) in FILTER_SOCKOPTS {
+        rules.push(Rule::when(
+            "setsockopt",
+            Action::Notify,
+            &[
+                ArgCmp::masked_eq(1, 0xffff_ffff, libc::SOL_SOCKET as u64),
                 ArgCmp::masked_eq(2, 0xffff_ffff, name as u64),
             ],
         ));

@@ -64,6 +64,7 @@ mod profiles;
 mod profiles_jail;
 mod redteam2;
 mod redteam3;
+mod redteam4;
 mod reload;
 mod restart;
 mod sec_address;

@@ -16,7 +16,7 @@ use crate::{as_nobody, nobody_python};
 
 /// Sends `SECRET` to `DIR/secret/s` without pause for `SECS` seconds: another program's
 /// traffic to a unix name the sandbox may not bind.
-const SENDER: &str = r#"
+pub(crate) const SENDER: &str = r#"
 import os, socket, sys, time
 target = os.path.join(sys.argv[1], "secret", "s")
 c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -73,7 +73,7 @@ if flipper: os.kill(flipper, 9); os.waitpid(flipper, 0)
 print(json.dumps(r), flush=True)
 "#;
 
-fn attack_dir() -> TempDir {
+pub(crate) fn attack_dir() -> TempDir {
     let dir = TempDir::new();
     for sub in ["", "allowed", "secret"] {
         let p = dir.path().join(sub);
@@ -85,7 +85,7 @@ fn attack_dir() -> TempDir {
     dir
 }
 
-fn result(out: &netjail_integration_tests::Outcome) -> Value {
+pub(crate) fn result(out: &netjail_integration_tests::Outcome) -> Value {
     out.stdout
         .lines()
         .rev()
