@@ -69,7 +69,7 @@ pub(crate) use crate::restart::journal::Waiting as Replay;
 impl Call {
     /// Decides `request` by the sandbox's policy; a call the policy asks about is decided by
     /// operators (held until one answers), so that the decision returned is never `Ask`.
-    pub fn evaluate(&self, request: &Request) -> Decision {
+    pub(crate) fn evaluate(&self, request: &Request) -> Decision {
         let sandbox = &self.sandbox;
         let decision = if sandbox.hook.is_none() && sandbox.rules_empty() {
             self.policy.evaluate_with(request, &sandbox.names)
@@ -121,7 +121,7 @@ impl Call {
     }
 
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.
-    pub fn still_valid(&self) -> bool {
+    pub(crate) fn still_valid(&self) -> bool {
         let valid = sys::notif_id_valid(self.sandbox.listener.as_fd(), self.notif.id);
         if valid && self.exe.get().is_some() {
             self.seen_after_exe.store(true, Ordering::Relaxed);
@@ -143,7 +143,7 @@ impl Call {
 
     /// The broker's copy of the caller's fd (`pidfd_getfd`; `EBADF` for a closed one), closed
     /// as a blocking call of this call ([`CallerFd`]).
-    pub fn take_fd(&self, fd: i32) -> Result<CallerFd, (i32, &'static str)> {
+    pub(crate) fn take_fd(&self, fd: i32) -> Result<CallerFd, (i32, &'static str)> {
         match sys::pidfd_getfd(self.pidfd.as_fd(), fd) {
             // A kept pidfd whose thread exited: its tid is the caller's again.
             Err(e)
@@ -177,7 +177,7 @@ impl Call {
 
     /// The broker's copy of the caller's socket and what it is, with the errnos of the
     /// kernel's `sockfd_lookup`: `EBADF`, then `ENOTSOCK`.
-    pub fn socket(&self, fd: i32) -> Result<(CallerFd, SocketKind), (i32, &'static str)> {
+    pub(crate) fn socket(&self, fd: i32) -> Result<(CallerFd, SocketKind), (i32, &'static str)> {
         let sock = self.take_fd(fd)?;
         let kind = sys::socket_kind(sock.as_fd()).map_err(|e| (errno_of(&e), "not-a-socket"))?;
         Ok((sock, kind))
@@ -186,7 +186,7 @@ impl Call {
     /// Copies the `len`-byte address at `ptr` out of the caller, with the errnos of the
     /// kernel's `move_addr_to_kernel`: `EINVAL` for a negative or too long length, `EFAULT`
     /// for memory that cannot be read.
-    pub fn copy_sockaddr(&self, ptr: u64, len: i32) -> Result<Vec<u8>, (i32, &'static str)> {
+    pub(crate) fn copy_sockaddr(&self, ptr: u64, len: i32) -> Result<Vec<u8>, (i32, &'static str)> {
         if len < 0 || len as usize > MAX_SOCKADDR_LEN {
             return Err((libc::EINVAL, "bad-length"));
         }

@@ -30,6 +30,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(unreachable_pub)]
+
 mod bounds;
 mod call;
 mod caller;

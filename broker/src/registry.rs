@@ -38,7 +38,10 @@ impl Registry {
     ///
     /// # Errors
     /// When `kcmp` fails (`ENOSYS` on a kernel without it).
-    pub fn position(&self, listener: BorrowedFd<'_>) -> io::Result<Result<usize, SandboxId>> {
+    pub(crate) fn position(
+        &self,
+        listener: BorrowedFd<'_>,
+    ) -> io::Result<Result<usize, SandboxId>> {
         Ok(self
             .search(listener)?
             .map_err(|index| self.by_listener[index].id))
@@ -60,7 +63,7 @@ impl Registry {
     }
 
     /// Records `sandbox` at the `index` [`Registry::position`] gave for its listener.
-    pub fn insert(&mut self, index: usize, sandbox: Arc<Sandbox>) {
+    pub(crate) fn insert(&mut self, index: usize, sandbox: Arc<Sandbox>) {
         if let Some(uid) = sandbox.owner {
             *self.per_owner.entry(uid).or_default() += 1;
         }
@@ -68,7 +71,7 @@ impl Registry {
     }
 
     /// Forgets `sandbox` (its listener is still open: the caller holds it).
-    pub fn remove(&mut self, sandbox: &Sandbox) {
+    pub(crate) fn remove(&mut self, sandbox: &Sandbox) {
         let index = match self.search(sandbox.listener.as_fd()) {
             Ok(Err(i)) if self.by_listener[i].id == sandbox.id => Some(i),
             // Not where the order says (kcmp failed): look everywhere.
@@ -87,7 +90,7 @@ impl Registry {
     }
 
     /// Sandboxes user `uid` has registered now.
-    pub fn owned_by(&self, uid: u32) -> usize {
+    pub(crate) fn owned_by(&self, uid: u32) -> usize {
         self.per_owner.get(&uid).copied().unwrap_or(0)
     }
 }

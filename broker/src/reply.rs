@@ -35,7 +35,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    pub fn new(op: &'static str) -> Self {
+    pub(crate) fn new(op: &'static str) -> Self {
         Outcome {
             op,
             endpoint: String::new(),
@@ -46,7 +46,7 @@ impl Outcome {
     }
 
     /// The call failed before the policy ran (bad fd, bad pointer, ...).
-    pub fn failed(mut self, errno: i32, why: &'static str) -> Self {
+    pub(crate) fn failed(mut self, errno: i32, why: &'static str) -> Self {
         self.decision = None;
         self.failure = why;
         self.reply = Some(Reply::Errno(errno));
@@ -54,12 +54,12 @@ impl Outcome {
     }
 
     /// The caller went away while we looked.
-    pub fn gone(mut self) -> Self {
+    pub(crate) fn gone(mut self) -> Self {
         self.reply = None;
         self
     }
 
-    pub fn decided(
+    pub(crate) fn decided(
         mut self,
         decision: Option<Decision>,
         failure: &'static str,

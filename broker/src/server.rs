@@ -36,13 +36,13 @@ use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 use crate::{ops::decode, ops::own, receiver::audit, sys, Broker};
 
 /// How long a new connection may take to say hello, and then to register its first sandbox.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections that have not registered a sandbox yet, at most, of all users.
-pub const MAX_PENDING: usize = 64;
+pub(crate) const MAX_PENDING: usize = 64;
 
 /// Connections of one user that have not registered a sandbox yet, at most.
-pub const MAX_PENDING_PER_USER: usize = 8;
+pub(crate) const MAX_PENDING_PER_USER: usize = 8;
 
 /// Who may register sandboxes on the registration socket: root, the broker's own user and
 /// the members of one group.
@@ -566,7 +566,7 @@ fn register_code(e: &crate::RegisterError) -> ErrorCode {
 
 /// How long the broker waits for [`ClientMessage::ListenerFd`] after answering
 /// [`ClientMessage::RegisterSelf`], and then for the proof.
-pub const SELF_REGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const SELF_REGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A self-registration: parses the policy, takes a pidfd of the process at the other end of
 /// the socket (never a pid the client claims), answers `AwaitingListener` with the broker's

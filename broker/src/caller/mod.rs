@@ -109,7 +109,7 @@ fn own_user_namespace() -> io::Result<&'static std::path::Path> {
 
 impl Caller {
     /// Reads the caller of `call`; `ESRCH` when it no longer waits in the call.
-    pub fn read(call: &(impl Notified + ?Sized)) -> io::Result<Caller> {
+    pub(crate) fn read(call: &(impl Notified + ?Sized)) -> io::Result<Caller> {
         let tid = call.tid();
         let status = fs::read_to_string(format!("/proc/{tid}/status"))?;
         let mut caller = parse(&status).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
@@ -128,7 +128,11 @@ impl Caller {
     /// (`CAP_SETUID`, `CAP_SETGID`: any id mapped there). Another process id needs
     /// `CAP_SYS_ADMIN` over the pid namespace; the broker passes such a claim on only for a
     /// caller of its own user and pid namespaces, where no translation is needed.
-    pub fn claim(&self, call: &(impl Notified + ?Sized), claimed: Ucred) -> Result<Ucred, i32> {
+    pub(crate) fn claim(
+        &self,
+        call: &(impl Notified + ?Sized),
+        claimed: Ucred,
+    ) -> Result<Ucred, i32> {
         let (uid, gid) = if self.same_user_ns {
             (claimed.uid, claimed.gid)
         } else {

@@ -30,7 +30,7 @@ const MAX_FDS: i32 = 65_536;
 /// Sockets handed over by a service manager, not yet claimed by a role, and the listeners
 /// it kept in its file descriptor store.
 #[derive(Debug, Default)]
-pub struct Inherited {
+pub(crate) struct Inherited {
     sockets: Vec<(PathBuf, i32, OwnedFd)>,
     stored: Vec<(String, OwnedFd)>,
 }
@@ -38,7 +38,7 @@ pub struct Inherited {
 /// Errors reading what a service manager handed over.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ActivationError {
+pub(crate) enum ActivationError {
     /// `LISTEN_FDS` is not a count, or too large.
     #[error("LISTEN_FDS={0} is not a count of fds from 0 to 65536")]
     BadCount(String),
@@ -101,7 +101,7 @@ impl Inherited {
     /// that nothing the broker starts takes the sockets for its own. An fd whose name in
     /// `LISTEN_FDNAMES` is `sb-N` is set aside as a stored listener ([`Inherited::take_stored`]);
     /// what it is, is checked by the broker when it takes it.
-    pub fn from_env() -> Result<Inherited, ActivationError> {
+    pub(crate) fn from_env() -> Result<Inherited, ActivationError> {
         let pid = std::env::var("LISTEN_PID").ok();
         let count = std::env::var("LISTEN_FDS").ok();
         let names = std::env::var("LISTEN_FDNAMES").ok();
@@ -139,13 +139,13 @@ impl Inherited {
 
     /// Whether nothing was handed over (or everything was claimed).
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sockets.is_empty() && self.stored.is_empty()
     }
 
     /// Takes the fds named `sb-N` (the file descriptor store's), with their names, in the
     /// order they were handed over.
-    pub fn take_stored(&mut self) -> Vec<(String, OwnedFd)> {
+    pub(crate) fn take_stored(&mut self) -> Vec<(String, OwnedFd)> {
         std::mem::take(&mut self.stored)
     }
 
@@ -166,7 +166,7 @@ impl Inherited {
     }
 
     /// The `SOCK_SEQPACKET` listener handed over for `path` (`--socket`, `--control`), if any.
-    pub fn seqpacket(
+    pub(crate) fn seqpacket(
         &mut self,
         path: &Path,
     ) -> Result<Option<tokio_seqpacket::UnixSeqpacketListener>, ActivationError> {
@@ -180,7 +180,7 @@ impl Inherited {
     }
 
     /// The `SOCK_STREAM` listener handed over for `path` (`--oci-socket`), if any.
-    pub fn stream(
+    pub(crate) fn stream(
         &mut self,
         path: &Path,
     ) -> Result<Option<tokio::net::UnixListener>, ActivationError> {
@@ -198,7 +198,7 @@ impl Inherited {
 
     /// Fails if a socket was handed over that no role claimed: a unit and a command line that
     /// disagree are a mistake to report, not to serve around.
-    pub fn all_claimed(&self) -> Result<(), ActivationError> {
+    pub(crate) fn all_claimed(&self) -> Result<(), ActivationError> {
         if let Some((path, _, _)) = self.sockets.first() {
             return Err(ActivationError::Unclaimed(path.clone()));
         }
@@ -230,7 +230,7 @@ fn fd_names(names: Option<&str>, n: i32) -> Result<Vec<Option<String>>, Activati
 }
 
 /// The sandbox id N of a stored listener's name `sb-N` (decimal digits only).
-pub fn stored_id(name: &str) -> Option<u64> {
+pub(crate) fn stored_id(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("sb-")?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -258,19 +258,19 @@ fn same_path(a: &Path, b: &Path) -> bool {
 
 /// Tells the service manager something (`READY=1`, `STOPPING=1`), when it asked to be told
 /// (`NOTIFY_SOCKET`); does nothing otherwise. An address starting with `@` is abstract.
-pub fn notify(state: &str) -> io::Result<()> {
+pub(crate) fn notify(state: &str) -> io::Result<()> {
     notify_with_fds(state, &[]).map(drop)
 }
 
 /// Whether a service manager asked to be told (`NOTIFY_SOCKET` is set).
-pub fn notify_socket_set() -> bool {
+pub(crate) fn notify_socket_set() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some_and(|a| !a.is_empty())
 }
 
 /// As [`notify`], with `fds` passed along (`SCM_RIGHTS`), as `FDSTORE=1` needs: the service
 /// manager keeps its own copies (sd_pid_notify_with_fds(3)). Returns false, having sent
 /// nothing, when nobody asked to be told.
-pub fn notify_with_fds(state: &str, fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
+pub(crate) fn notify_with_fds(state: &str, fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
     let Some(addr) = std::env::var_os("NOTIFY_SOCKET").filter(|a| !a.is_empty()) else {
         return Ok(false);
     };

@@ -27,16 +27,16 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::Broker;
 
 /// Connections served at once; past it new ones are closed at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// Connections of one user served at once; past it that user's new ones are closed at once.
-pub const MAX_PER_USER: usize = 4;
+pub(crate) const MAX_PER_USER: usize = 4;
 
 /// How long a connection may take to send its request head (a scraper sends it at once).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes of a request head, at most.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 
 /// Binds the metrics port at `addr`, which must be a loopback address (`127.0.0.0/8`, `::1`);
 /// port 0 picks a free port (see `TcpListener::local_addr`).
@@ -44,7 +44,7 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// # Errors
 ///
 /// `InvalidInput` for an address that is not loopback; the errors of `bind`.
-pub async fn bind_metrics_http(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) async fn bind_metrics_http(addr: SocketAddr) -> io::Result<TcpListener> {
     if !addr.ip().is_loopback() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -61,7 +61,10 @@ pub async fn bind_metrics_http(addr: SocketAddr) -> io::Result<TcpListener> {
 /// # Errors
 ///
 /// When `accept` fails for another reason than running out of fds.
-pub async fn serve_metrics_http(broker: Arc<Broker>, listener: TcpListener) -> io::Result<()> {
+pub(crate) async fn serve_metrics_http(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+) -> io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let per_user: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     loop {

@@ -30,20 +30,20 @@ use crate::{receiver::audit, Broker};
 
 /// Largest state document accepted. runc's and crun's are well under 4 KiB; annotations make
 /// them grow, but not to this.
-pub const MAX_STATE_LEN: usize = 64 * 1024;
+pub(crate) const MAX_STATE_LEN: usize = 64 * 1024;
 /// Time a runtime has to send its whole document after connecting.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections read at once; further ones wait to be read (the runtime does not wait for a
 /// reply, so this only delays the first call of a container, which waits in the kernel).
-pub const MAX_CONCURRENT: usize = 16;
+pub(crate) const MAX_CONCURRENT: usize = 16;
 /// Most fds taken in one read; more are a refusal anyway.
 const MAX_FDS_PER_READ: usize = 4;
 /// The annotation that may name a container's policy.
-pub const POLICY_ANNOTATION: &str = "org.netjail.policy";
+pub(crate) const POLICY_ANNOTATION: &str = "org.netjail.policy";
 
 /// Where the agent finds policies by name.
 #[derive(Debug, Clone)]
-pub struct OciConfig {
+pub(crate) struct OciConfig {
     /// Directory of `NAME.toml` policy files (built-in names come first and cannot be shadowed).
     pub policies_dir: PathBuf,
     /// Policy of a container that names none; `None` refuses such containers.
@@ -54,14 +54,14 @@ pub struct OciConfig {
 /// (set as the file is created), replacing a stale socket file; refuses when something answers
 /// there, or when its directory is one another user could write in (as the registration
 /// socket, [`crate::bind_registration_socket`]).
-pub fn bind_oci_socket(path: &Path) -> io::Result<UnixListener> {
+pub(crate) fn bind_oci_socket(path: &Path) -> io::Result<UnixListener> {
     let fd = crate::ops::own::bind_unix(path, rustix::net::SocketType::STREAM, 0o660, None)?;
     UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
 /// Accepts runtime connections forever, reading each on the blocking pool (bounded by
 /// [`MAX_CONCURRENT`]).
-pub async fn serve_oci(
+pub(crate) async fn serve_oci(
     broker: Arc<Broker>,
     listener: UnixListener,
     config: Arc<OciConfig>,

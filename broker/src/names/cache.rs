@@ -23,7 +23,7 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// The kind that holds addresses of `ip`'s family.
-    pub fn of(ip: IpAddr) -> Kind {
+    pub(super) fn of(ip: IpAddr) -> Kind {
         if ip.is_ipv4() {
             Kind::A
         } else {
@@ -32,7 +32,7 @@ impl Kind {
     }
 
     /// `A`, `AAAA` or `PTR`, for messages.
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Kind::A => "A",
             Kind::Aaaa => "AAAA",
@@ -51,12 +51,12 @@ pub(crate) enum Values {
 
 impl Values {
     /// True if this answer holds `ip`.
-    pub fn has_addr(&self, ip: IpAddr) -> bool {
+    pub(super) fn has_addr(&self, ip: IpAddr) -> bool {
         matches!(self, Values::Addrs(a) if a.contains(&ip))
     }
 
     /// The names of a PTR answer.
-    pub fn names(&self) -> &[String] {
+    pub(super) fn names(&self) -> &[String] {
         match self {
             Values::Names(n) => n,
             Values::Addrs(_) => &[],
@@ -84,7 +84,7 @@ pub(crate) struct Cache {
 
 impl Cache {
     /// An empty cache of at most `max` entries (0: nothing is kept).
-    pub fn new(max: usize) -> Cache {
+    pub(super) fn new(max: usize) -> Cache {
         Cache {
             max,
             entries: HashMap::new(),
@@ -94,7 +94,7 @@ impl Cache {
     }
 
     /// The answer for `key` if it has not expired at `now`.
-    pub fn get(&self, key: &Key, now: Instant) -> Option<&Values> {
+    pub(super) fn get(&self, key: &Key, now: Instant) -> Option<&Values> {
         self.entries
             .get(key)
             .filter(|e| now < e.expires)
@@ -103,7 +103,7 @@ impl Cache {
 
     /// Keeps `values` for `ttl` from `now`. A zero TTL keeps nothing and drops what was kept
     /// (the newer answer says "do not cache").
-    pub fn insert(&mut self, key: Key, values: Values, ttl: Duration, now: Instant) {
+    pub(super) fn insert(&mut self, key: Key, values: Values, ttl: Duration, now: Instant) {
         self.remove(&key);
         self.purge(now);
         let Some(expires) = now.checked_add(ttl) else {
@@ -131,7 +131,7 @@ impl Cache {
     }
 
     /// Number of entries held, expired or not.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 

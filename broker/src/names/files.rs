@@ -55,7 +55,7 @@ pub(crate) struct Watched<T> {
 impl<T> Watched<T> {
     /// Reads and parses the file once. Fails when it exists but cannot be read (a directory, no
     /// permission): a configuration error worth stopping for at start-up.
-    pub fn new(path: PathBuf, parse: fn(&str) -> T) -> io::Result<Watched<T>> {
+    pub(super) fn new(path: PathBuf, parse: fn(&str) -> T) -> io::Result<Watched<T>> {
         let (stamp, parsed) = match load(&path, parse) {
             Ok(loaded) => loaded,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -81,13 +81,13 @@ impl<T> Watched<T> {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The current version: one `stat`, and a read when the file changed. `Err` when it exists
     /// but cannot be read now (the old version is kept for when it can again).
-    pub fn current(&self) -> Result<Arc<T>, Failure> {
+    pub(super) fn current(&self) -> Result<Arc<T>, Failure> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let stamp = match fs::metadata(&self.path) {
@@ -123,7 +123,7 @@ impl<T> Watched<T> {
 
     /// The version last seen, without any I/O, if the file was looked at less than `max_age`
     /// ago; `Some(Err)` if it could not be read then.
-    pub fn recent(&self, max_age: Duration) -> Option<Result<Arc<T>, Failure>> {
+    pub(super) fn recent(&self, max_age: Duration) -> Option<Result<Arc<T>, Failure>> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (at, ok) = state.checked?;
         if Instant::now().saturating_duration_since(at) >= max_age {

@@ -19,7 +19,7 @@ pub(crate) struct HostsTable {
 impl HostsTable {
     /// Parses the text of a hosts file. Lines that do not start with an address, and names
     /// that are not host names, are skipped.
-    pub fn parse(text: &str) -> HostsTable {
+    pub(super) fn parse(text: &str) -> HostsTable {
         let mut table = HostsTable::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("");
@@ -58,7 +58,7 @@ impl HostsTable {
     }
 
     /// The addresses listed for `name` (normalized) that are IPv4 (`v4`) or IPv6 (`!v4`).
-    pub fn addrs(&self, name: &str, v4: bool) -> Vec<IpAddr> {
+    pub(super) fn addrs(&self, name: &str, v4: bool) -> Vec<IpAddr> {
         self.by_name
             .get(name)
             .map(|all| all.iter().copied().filter(|a| a.is_ipv4() == v4).collect())
@@ -66,7 +66,7 @@ impl HostsTable {
     }
 
     /// Every name listed for `ip` (canonical), in the order of the file.
-    pub fn names(&self, ip: IpAddr) -> &[String] {
+    pub(super) fn names(&self, ip: IpAddr) -> &[String] {
         self.by_addr.get(&ip).map_or(&[], Vec::as_slice)
     }
 }

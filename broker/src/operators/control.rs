@@ -38,7 +38,7 @@ const MAX_UNGREETED: usize = 64;
 
 /// Who may operate.
 #[derive(Debug, Clone)]
-pub struct ControlConfig {
+pub(crate) struct ControlConfig {
     /// The operator group's name, for messages.
     pub group_name: String,
     /// Its gid; `None` when no such group exists (then only root may operate).
@@ -47,7 +47,7 @@ pub struct ControlConfig {
 
 impl ControlConfig {
     /// The operator group `group`: a name looked up in `/etc/group`, or a number.
-    pub fn with_group(group: &str) -> ControlConfig {
+    pub(crate) fn with_group(group: &str) -> ControlConfig {
         let gid = group_id(group);
         if gid.is_none() {
             tracing::info!(group, "no such group: only root may use the control socket");
@@ -78,13 +78,13 @@ fn gid_of(name: &str) -> Option<u32> {
 
 /// Binds the control socket at `path`, mode 0666 (the broker checks each peer itself),
 /// creating its directory and replacing a stale socket; refuses when a broker answers there.
-pub fn bind_control_socket(path: &Path) -> io::Result<UnixSeqpacketListener> {
+pub(crate) fn bind_control_socket(path: &Path) -> io::Result<UnixSeqpacketListener> {
     let fd = crate::ops::own::bind_unix(path, rustix::net::SocketType::SEQPACKET, 0o666, None)?;
     UnixSeqpacketListener::try_from(fd)
 }
 
 /// Serves operators forever.
-pub async fn serve_control(
+pub(crate) async fn serve_control(
     broker: Arc<Broker>,
     mut listener: UnixSeqpacketListener,
     config: Arc<ControlConfig>,

@@ -50,19 +50,19 @@ use scope::Scope;
 /// Calls held at once in the whole broker. Each holds a thread of the blocking pool, so the
 /// bound keeps held calls from taking the threads other sandboxes need (invariant 7); it is
 /// well below the pool's own bound ([`crate::POOL`]).
-pub const MAX_HELD: usize = 256;
+pub(crate) const MAX_HELD: usize = 256;
 
 /// Calls of one sandbox held at once; past it the fallback applies at once. A policy's
 /// `[limits] max_pending` may only lower it: a larger value (or `-1`) leaves this cap.
-pub const MAX_HELD_PER_SANDBOX: usize = 16;
+pub(crate) const MAX_HELD_PER_SANDBOX: usize = 16;
 
 /// The last places of [`MAX_HELD`], kept for sandboxes that hold fewer than
 /// [`HELD_FLOOR`] calls: twelve sandboxes holding their sixteen each cannot make everyone
 /// else's asks fall back.
-pub const HELD_RESERVE: usize = 64;
+pub(crate) const HELD_RESERVE: usize = 64;
 
 /// Calls any sandbox may have held while the reserve lasts.
-pub const HELD_FLOOR: usize = 4;
+pub(crate) const HELD_FLOOR: usize = 4;
 
 /// Whether a sandbox that has `of_sandbox` calls held may hold one more while the broker
 /// holds `held` (the shape of `bounds/mod.rs`).

@@ -220,7 +220,7 @@ fn row(kind: SocketKind) -> Row {
 
 /// Whether the socket's transport is UDP or UDP-Lite (the sockets a failed in-kernel send
 /// autobinds, and whose `connect(AF_UNSPEC)` releases an unlocked port).
-pub fn is_udp(kind: SocketKind) -> bool {
+pub(crate) fn is_udp(kind: SocketKind) -> bool {
     row(kind) == Row::Udp
 }
 
@@ -332,7 +332,7 @@ fn with_v6(name: &[u8], ip: Ipv6Addr) -> Vec<u8> {
 /// Whether the kernel needs an interface for `ip` (`__ipv6_addr_needs_scope_id`): link-local
 /// unicast, and interface- and link-local multicast. A scope id given with such an address
 /// picks the interface.
-pub fn needs_scope(ip: Ipv6Addr) -> bool {
+pub(crate) fn needs_scope(ip: Ipv6Addr) -> bool {
     let first = ip.segments()[0];
     let link_local = first & 0xffc0 == 0xfe80;
     let scoped_multicast = first & 0xff00 == 0xff00 && matches!(first & 0x000f, 1 | 2);
@@ -692,7 +692,7 @@ fn unix_name(b: &[u8]) -> Reading {
 }
 
 /// The decision of a [`Reading::Refused`] form: `EPERM`, its reason as the rule.
-pub fn refusal(why: &str) -> Decision {
+pub(crate) fn refusal(why: &str) -> Decision {
     Decision {
         verdict: Verdict::Deny { errno: libc::EPERM },
         rule: format!("address:{why}"),
@@ -739,7 +739,7 @@ pub fn encode(addr: SocketAddr) -> Vec<u8> {
 
 /// `ip` in the family of a socket (`v6`): an IPv4 address on an IPv6 socket is its mapped
 /// form.
-pub fn in_family(ip: IpAddr, v6: bool) -> IpAddr {
+pub(crate) fn in_family(ip: IpAddr, v6: bool) -> IpAddr {
     match (ip, v6) {
         (IpAddr::V4(v4), true) => IpAddr::V6(v4.to_ipv6_mapped()),
         (ip, _) => ip,

@@ -200,28 +200,28 @@ pub fn rights(data: &[u8]) -> Result<Vec<i32>, i32> {
 /// it makes the kernel answer `EINVAL` at the point of its own code where it would have
 /// refused them, after whatever it checks first (a TCP socket's state, a datagram socket's
 /// peer).
-pub const REFUSED_CONTROL: [u8; CMSGHDR_LEN] = [0; CMSGHDR_LEN];
+pub(crate) const REFUSED_CONTROL: [u8; CMSGHDR_LEN] = [0; CMSGHDR_LEN];
 
 /// `SOL_UDP` (`linux/socket.h`).
-pub const SOL_UDP: i32 = 17;
+pub(crate) const SOL_UDP: i32 = 17;
 /// `UDP_SEGMENT` (`linux/udp.h`).
-pub const UDP_SEGMENT: i32 = 103;
+pub(crate) const UDP_SEGMENT: i32 = 103;
 /// `IP_RETOPTS` (`linux/in.h`).
-pub const IP_RETOPTS: i32 = 7;
+pub(crate) const IP_RETOPTS: i32 = 7;
 /// `IP_PROTOCOL` (`linux/in.h`).
-pub const IP_PROTOCOL: i32 = 52;
+pub(crate) const IP_PROTOCOL: i32 = 52;
 /// `SO_TIMESTAMPING_OLD` and `SO_TIMESTAMPING_NEW` (`asm-generic/socket.h`).
-pub const SO_TIMESTAMPING_OLD: i32 = 37;
+pub(crate) const SO_TIMESTAMPING_OLD: i32 = 37;
 /// See [`SO_TIMESTAMPING_OLD`].
-pub const SO_TIMESTAMPING_NEW: i32 = 65;
+pub(crate) const SO_TIMESTAMPING_NEW: i32 = 65;
 /// `SCM_DEVMEM_DMABUF` (`asm-generic/socket.h`).
-pub const SCM_DEVMEM_DMABUF: i32 = 79;
+pub(crate) const SCM_DEVMEM_DMABUF: i32 = 79;
 /// `SCM_TS_OPT_ID` (`asm-generic/socket.h`).
-pub const SCM_TS_OPT_ID: i32 = 81;
+pub(crate) const SCM_TS_OPT_ID: i32 = 81;
 /// `IPV6_2292HOPLIMIT` (`linux/in6.h`).
-pub const IPV6_2292HOPLIMIT: i32 = 8;
+pub(crate) const IPV6_2292HOPLIMIT: i32 = 8;
 /// `IPV6_FLOWINFO` (`linux/in6.h`).
-pub const IPV6_FLOWINFO: i32 = 11;
+pub(crate) const IPV6_FLOWINFO: i32 = 11;
 
 /// The `SOL_SOCKET` messages `__sock_cmsg_send` knows.
 const SOCKET_KINDS: &[i32] = &[
@@ -264,7 +264,7 @@ const IPV6_KINDS: &[i32] = &[
 /// The kernel code that takes the control messages of a send: each looks at some levels and
 /// skips the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmsgReader {
+pub(crate) enum CmsgReader {
     /// A unix socket (`__scm_send`): `SOL_SOCKET` only, where it knows `SCM_RIGHTS` and
     /// `SCM_CREDENTIALS`.
     Unix,
@@ -284,7 +284,7 @@ pub enum CmsgReader {
 
 /// What the kernel makes of one control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Taken {
+pub(crate) enum Taken {
     /// Not looked at: a level the reader skips, or `SCM_RIGHTS` and `SCM_CREDENTIALS` on an
     /// IP socket, which `__sock_cmsg_send` leaves alone ("semantically in `SOL_UNIX`").
     Skipped,
@@ -295,7 +295,7 @@ pub enum Taken {
 }
 
 /// How `reader` takes control message `c`.
-pub fn taken(reader: CmsgReader, c: &Cmsg) -> Taken {
+pub(crate) fn taken(reader: CmsgReader, c: &Cmsg) -> Taken {
     let known = |kinds: &[i32]| {
         if kinds.contains(&c.kind) {
             Taken::Known
@@ -323,7 +323,10 @@ pub fn taken(reader: CmsgReader, c: &Cmsg) -> Taken {
 
 /// The control messages `reader` looks at, in order, or `EINVAL` when the kernel refuses the
 /// buffer (`parsed` is [`cmsgs`]'s reading of it) or one of its types.
-pub fn kernel_reads(reader: CmsgReader, parsed: &Result<Vec<Cmsg>, i32>) -> Result<Vec<Cmsg>, i32> {
+pub(crate) fn kernel_reads(
+    reader: CmsgReader,
+    parsed: &Result<Vec<Cmsg>, i32>,
+) -> Result<Vec<Cmsg>, i32> {
     let list = parsed.as_ref().map_err(|e| *e)?;
     let mut out = Vec::with_capacity(list.len());
     for c in list {

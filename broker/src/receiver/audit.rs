@@ -8,7 +8,7 @@ pub const TARGET: &str = "netjail::audit";
 
 /// Everything one decision event says.
 #[derive(Debug, Clone)]
-pub struct DecisionEvent<'a> {
+pub(crate) struct DecisionEvent<'a> {
     /// The sandbox the call came from.
     pub sandbox: SandboxId,
     /// The sandbox's human name.
@@ -40,7 +40,7 @@ pub struct DecisionEvent<'a> {
 }
 
 /// Emits one decision event.
-pub fn decision(e: &DecisionEvent<'_>) {
+pub(crate) fn decision(e: &DecisionEvent<'_>) {
     tracing::info!(
         target: TARGET,
         sandbox = %e.sandbox,
@@ -63,7 +63,7 @@ pub fn decision(e: &DecisionEvent<'_>) {
 /// A decision event for calls refused by `max_calls_per_second`, written at most once a
 /// second per sandbox: `refused` counts the calls refused since the previous one.
 #[derive(Debug, Clone)]
-pub struct RateLimitedEvent<'a> {
+pub(crate) struct RateLimitedEvent<'a> {
     /// The sandbox the calls came from.
     pub sandbox: SandboxId,
     /// The sandbox's human name.
@@ -83,7 +83,7 @@ pub struct RateLimitedEvent<'a> {
 }
 
 /// Emits a [`RateLimitedEvent`]: a `decision` event with `decision = "deny"` and `refused`.
-pub fn rate_limited(e: &RateLimitedEvent<'_>) {
+pub(crate) fn rate_limited(e: &RateLimitedEvent<'_>) {
     tracing::info!(
         target: TARGET,
         sandbox = %e.sandbox,
@@ -105,7 +105,13 @@ pub fn rate_limited(e: &RateLimitedEvent<'_>) {
 }
 
 /// Emits the event of a sandbox joining the broker.
-pub fn registered(sandbox: SandboxId, name: &str, pid: i32, policy: &str, peer_uid: Option<u32>) {
+pub(crate) fn registered(
+    sandbox: SandboxId,
+    name: &str,
+    pid: i32,
+    policy: &str,
+    peer_uid: Option<u32>,
+) {
     tracing::info!(
         target: TARGET,
         sandbox = %sandbox,
@@ -120,7 +126,7 @@ pub fn registered(sandbox: SandboxId, name: &str, pid: i32, policy: &str, peer_u
 /// Emits the event of a process that confined itself joining the broker
 /// (`RegisterSelf`): the same event as [`registered`], with `self_registered = true`; `pid`
 /// is the process at the other end of the registration socket.
-pub fn self_registered(
+pub(crate) fn self_registered(
     sandbox: SandboxId,
     name: &str,
     pid: i32,
@@ -141,7 +147,7 @@ pub fn self_registered(
 
 /// Emits the event of a container process joining the broker through the OCI agent socket.
 /// `peer_uid` is the runtime's.
-pub fn container_registered(
+pub(crate) fn container_registered(
     sandbox: SandboxId,
     container: &str,
     status: &str,
@@ -165,7 +171,7 @@ pub fn container_registered(
 /// Emits the event of a runtime connection refused on the OCI agent socket: `reason` is a
 /// short token (`no-fd`, `bad-json`, `unknown-policy`...), `detail` a sentence. The container
 /// (when known) gets `ENOSYS` from its notified calls: its listener was closed.
-pub fn container_refused(
+pub(crate) fn container_refused(
     container: &str,
     reason: &str,
     detail: &str,
@@ -187,7 +193,7 @@ pub fn container_refused(
 /// anything from it: `socket` is `registration`, `control`, `oci` or `metrics`, `reason` a
 /// short token (`broker-itself`, `holds-a-listener`, `not-permitted`, `too-many`...),
 /// `detail` a sentence.
-pub fn peer_refused(socket: &str, reason: &str, detail: &str, peer_pid: i64, peer_uid: i64) {
+pub(crate) fn peer_refused(socket: &str, reason: &str, detail: &str, peer_pid: i64, peer_uid: i64) {
     tracing::warn!(
         target: TARGET,
         socket,
@@ -200,6 +206,6 @@ pub fn peer_refused(socket: &str, reason: &str, detail: &str, peer_pid: i64, pee
 }
 
 /// Emits the event of a sandbox leaving (every confined task has exited).
-pub fn retired(sandbox: SandboxId, name: &str, container: &str, decisions: u64) {
+pub(crate) fn retired(sandbox: SandboxId, name: &str, container: &str, decisions: u64) {
     tracing::info!(target: TARGET, sandbox = %sandbox, name, container, decisions, "sandbox retired");
 }

@@ -114,7 +114,7 @@ pub(crate) struct FdStore {
 
 impl FdStore {
     /// The store whose meta files are in the state directory `dir`.
-    pub fn new(dir: &Path) -> FdStore {
+    pub(crate) fn new(dir: &Path) -> FdStore {
         FdStore {
             dir: dir.to_path_buf(),
         }
@@ -126,7 +126,7 @@ impl FdStore {
 
     /// Writes the meta file of `meta`'s sandbox, then sends `listener` to the service manager
     /// as `sb-N`. The file is removed again if the listener could not be sent.
-    pub fn store(&self, meta: &Meta, listener: BorrowedFd<'_>) -> io::Result<()> {
+    pub(crate) fn store(&self, meta: &Meta, listener: BorrowedFd<'_>) -> io::Result<()> {
         let id = SandboxId(meta.sandbox);
         self.write_meta(meta)?;
         let state = format!("FDSTORE=1\nFDNAME={}", fd_name(id));
@@ -145,7 +145,7 @@ impl FdStore {
 
     /// Tells the service manager to close its copy of `id`'s listener, and removes the meta
     /// file: the sandbox has ended (or cannot be served).
-    pub fn remove(&self, id: SandboxId) {
+    pub(crate) fn remove(&self, id: SandboxId) {
         let state = format!("FDSTOREREMOVE=1\nFDNAME={}", fd_name(id));
         if let Err(e) = activation::notify_with_fds(&state, &[]) {
             tracing::warn!(sandbox = %id, error = %e, "cannot remove the listener from the service manager's store");
@@ -184,7 +184,7 @@ impl FdStore {
     }
 
     /// The meta file of sandbox `id`: the reason in words when it is missing or unreadable.
-    pub fn read_meta(&self, id: SandboxId) -> Result<Meta, String> {
+    pub(crate) fn read_meta(&self, id: SandboxId) -> Result<Meta, String> {
         let path = self.meta_path(id);
         let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let meta: Meta =
@@ -202,7 +202,7 @@ impl FdStore {
 
     /// Removes the meta files (and their journals) of sandboxes whose listener did not come
     /// back from the service manager: nobody can serve them any more. Returns how many.
-    pub fn remove_others(&self, kept: &[SandboxId]) -> usize {
+    pub(crate) fn remove_others(&self, kept: &[SandboxId]) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
         };

@@ -65,7 +65,7 @@ pub(crate) struct Found {
 impl StateDir {
     /// Makes `dir` (mode 0700) if needed and looks at the journals an earlier broker left:
     /// those of processes that are gone are removed.
-    pub fn open(dir: &Path) -> io::Result<(StateDir, Found)> {
+    pub(crate) fn open(dir: &Path) -> io::Result<(StateDir, Found)> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -112,12 +112,12 @@ impl StateDir {
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// A new, empty journal for sandbox `id`.
-    pub fn create(&self, id: SandboxId, pid: i32, uid: u32) -> io::Result<Arc<Journal>> {
+    pub(crate) fn create(&self, id: SandboxId, pid: i32, uid: u32) -> io::Result<Arc<Journal>> {
         let path = self.path(id);
         let file = OpenOptions::new()
             .read(true)
@@ -142,7 +142,7 @@ impl StateDir {
     /// with `listener` for process `pid` by user `uid`: returns it with the calls it recorded
     /// that still wait on `listener`, each in a pool slot of its own. Refused, with the
     /// reason, when there is no such journal or it was made for another process or user.
-    pub fn adopt(
+    pub(crate) fn adopt(
         &self,
         previous: SandboxId,
         pid: i32,
@@ -316,7 +316,7 @@ impl Journal {
 
     /// Receives the next notification of `listener` into the receiver's slot (only the
     /// receiver thread calls this).
-    pub fn receive(&self, listener: BorrowedFd<'_>) -> io::Result<RawNotification> {
+    pub(crate) fn receive(&self, listener: BorrowedFd<'_>) -> io::Result<RawNotification> {
         self.map.notif_recv_into(listener, Journal::offset(0))
     }
 
@@ -335,7 +335,7 @@ impl Journal {
     /// Records `notif` in a free pool slot until the returned [`Kept`] is dropped (after the
     /// call is answered). `None` when every pool slot is taken, which the in-flight bound
     /// prevents; the call is then on record only in the receiver's slot, until the next one.
-    pub fn keep(self: &Arc<Self>, notif: &RawNotification) -> Option<Kept> {
+    pub(crate) fn keep(self: &Arc<Self>, notif: &RawNotification) -> Option<Kept> {
         let slot = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
         self.write(slot as usize, notif);
         Some(Kept::at(self, slot))
@@ -343,12 +343,12 @@ impl Journal {
 
     /// Clears the receiver's slot, once its call is on record in a pool slot (only the
     /// receiver thread calls this).
-    pub fn clear_receiver(&self) {
+    pub(crate) fn clear_receiver(&self) {
         self.clear(0);
     }
 
     /// Removes the file: the sandbox has ended, nothing of it can be waiting.
-    pub fn remove(&self) {
+    pub(crate) fn remove(&self) {
         if let Err(e) = std::fs::remove_file(&self.path) {
             tracing::debug!(path = %self.path.display(), error = %e, "cannot remove the journal");
         }

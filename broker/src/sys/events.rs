@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use super::{cvt, cvt_long};
 
 /// A new epoll instance (`EPOLL_CLOEXEC`).
-pub fn epoll_new() -> io::Result<OwnedFd> {
+pub(crate) fn epoll_new() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with an integer argument.
     let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
@@ -17,7 +17,11 @@ pub fn epoll_new() -> io::Result<OwnedFd> {
 /// Adds `fd` to `epoll` for its hang-up only, once (`EPOLLONESHOT`): no readiness event is
 /// asked for, and `EPOLLHUP` is always reported. `key` comes back with the event. The entry
 /// goes away by itself when the last reference to `fd`'s file is closed.
-pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -> io::Result<()> {
+pub(crate) fn epoll_watch_hangup(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    key: u64,
+) -> io::Result<()> {
     let mut event = libc::epoll_event {
         events: libc::EPOLLONESHOT as u32,
         u64: key,
@@ -38,7 +42,7 @@ pub fn epoll_watch_hangup(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -
 /// shows in the epoll's `/proc/self/fdinfo`), and goes away by itself when the last reference
 /// to that file is closed. (The kernel adds `EPOLLERR` and `EPOLLHUP`, reported to a caller of
 /// `epoll_wait`, which nobody makes on such an instance.)
-pub fn epoll_watch_file(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn epoll_watch_file(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut event = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: both fds are open for the call; `event` is a live local.
     cvt(unsafe {
@@ -53,7 +57,11 @@ pub fn epoll_watch_file(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result
 }
 
 /// Adds `fd` to `epoll` for readability (level-triggered); `key` comes back with the event.
-pub fn epoll_watch_readable(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64) -> io::Result<()> {
+pub(crate) fn epoll_watch_readable(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    key: u64,
+) -> io::Result<()> {
     let mut event = libc::epoll_event {
         events: libc::EPOLLIN as u32,
         u64: key,
@@ -71,7 +79,7 @@ pub fn epoll_watch_readable(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, key: u64)
 }
 
 /// Waits for events of `epoll`, at most `timeout_ms` (-1: no timeout); returns their keys.
-pub fn epoll_wait_keys(epoll: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Vec<u64>> {
+pub(crate) fn epoll_wait_keys(epoll: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Vec<u64>> {
     const MAX: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
     // SAFETY: `events` has room for MAX events; the fd is open for the call.
@@ -87,7 +95,7 @@ pub fn epoll_wait_keys(epoll: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<Vec
 }
 
 /// A timer (`timerfd`, monotonic clock, non-blocking) for [`timer_set`].
-pub fn timer_new() -> io::Result<OwnedFd> {
+pub(crate) fn timer_new() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let fd = cvt(unsafe {
         libc::timerfd_create(
@@ -100,7 +108,7 @@ pub fn timer_new() -> io::Result<OwnedFd> {
 }
 
 /// Sets `timer` to expire once, `after` from now (readable then).
-pub fn timer_set(timer: BorrowedFd<'_>, after: std::time::Duration) -> io::Result<()> {
+pub(crate) fn timer_set(timer: BorrowedFd<'_>, after: std::time::Duration) -> io::Result<()> {
     let value = libc::itimerspec {
         it_interval: libc::timespec {
             tv_sec: 0,
@@ -117,7 +125,7 @@ pub fn timer_set(timer: BorrowedFd<'_>, after: std::time::Duration) -> io::Resul
 }
 
 /// Reads a [`timer_new`] timer's expirations, so that it is no longer readable.
-pub fn timer_drain(timer: BorrowedFd<'_>) {
+pub(crate) fn timer_drain(timer: BorrowedFd<'_>) {
     let mut count: u64 = 0;
     // SAFETY: reads at most 8 bytes into a live local; the fd is non-blocking.
     let _ = unsafe { libc::read(timer.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
@@ -126,7 +134,7 @@ pub fn timer_drain(timer: BorrowedFd<'_>) {
 /// The signal that interrupts a blocking system call the broker performs for a caller that no
 /// longer waits for it (`bounds/reaper.rs`): a real-time signal, which no part of the broker uses
 /// otherwise, and whose default action (ending the process) nothing else should rely on.
-pub fn interrupt_signal() -> i32 {
+pub(crate) fn interrupt_signal() -> i32 {
     libc::SIGRTMIN() + 6
 }
 
@@ -136,7 +144,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {}
 /// that a blocking system call of the thread it is sent to returns `EINTR`. `Ok(false)` when
 /// the process already has another handler for it (a program embedding the broker): that
 /// handler stays, and nothing is interrupted.
-pub fn install_interrupt_handler() -> io::Result<bool> {
+pub(crate) fn install_interrupt_handler() -> io::Result<bool> {
     let sig = interrupt_signal();
     let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: sigaction is plain data; all-zero is an empty mask and no flags.
@@ -173,7 +181,7 @@ fn interrupt_set() -> libc::sigset_t {
 
 /// Blocks or unblocks [`interrupt_signal`] for the calling thread only; returns whether it
 /// was blocked before.
-pub fn set_interrupt_blocked(blocked: bool) -> bool {
+pub(crate) fn set_interrupt_blocked(blocked: bool) -> bool {
     let set = interrupt_set();
     let how = if blocked {
         libc::SIG_BLOCK
@@ -189,7 +197,7 @@ pub fn set_interrupt_blocked(blocked: bool) -> bool {
 }
 
 /// Sends [`interrupt_signal`] to thread `tid` of this process.
-pub fn interrupt_thread(tid: i32) -> io::Result<()> {
+pub(crate) fn interrupt_thread(tid: i32) -> io::Result<()> {
     // SAFETY: plain syscall with integer arguments.
     cvt_long(unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, interrupt_signal()) })?;
     Ok(())

@@ -11,7 +11,7 @@ use super::cvt;
 /// # References
 /// socket(7) (`SO_ATTACH_FILTER`, `SO_DETACH_FILTER`), Documentation/networking/filter.rst
 /// (`SO_GET_FILTER`: with a zero length, the number of instructions)
-pub fn socket_filter(fd: BorrowedFd<'_>) -> io::Result<Vec<libc::sock_filter>> {
+pub(crate) fn socket_filter(fd: BorrowedFd<'_>) -> io::Result<Vec<libc::sock_filter>> {
     let mut len: libc::socklen_t = 0;
     // SAFETY: a zero length asks for the count only; the kernel writes no instruction.
     cvt(unsafe {
@@ -54,7 +54,7 @@ pub fn socket_filter(fd: BorrowedFd<'_>) -> io::Result<Vec<libc::sock_filter>> {
 
 /// Attaches the classic BPF program `prog` to the socket (`SO_ATTACH_FILTER`), replacing its
 /// filter; an empty `prog` detaches it (`SO_DETACH_FILTER`).
-pub fn set_socket_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> io::Result<()> {
+pub(crate) fn set_socket_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> io::Result<()> {
     if prog.is_empty() {
         // `setsockopt` wants an int's length for every `SOL_SOCKET` option; this one does
         // not read it.
@@ -94,7 +94,7 @@ pub fn set_socket_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> io::
 
 /// A socket filter that takes nothing (`BPF_RET | BPF_K`, 0 bytes): every datagram sent to
 /// the socket is dropped before it is queued.
-pub const DROP_ALL: [libc::sock_filter; 1] = [libc::sock_filter {
+pub(crate) const DROP_ALL: [libc::sock_filter; 1] = [libc::sock_filter {
     code: (libc::BPF_RET | libc::BPF_K) as u16,
     jt: 0,
     jf: 0,
@@ -110,7 +110,7 @@ pub const DROP_ALL: [libc::sock_filter; 1] = [libc::sock_filter {
 ///
 /// # References
 /// socket(7); net/core/sock.c `sk_setsockopt`, net/core/filter.c `copy_bpf_fprog_from_user`
-pub fn set_filter_option(
+pub(crate) fn set_filter_option(
     fd: BorrowedFd<'_>,
     name: i32,
     value: &[u8],
@@ -133,7 +133,7 @@ pub fn set_filter_option(
 
 /// A `struct sock_fprog` of `len` instructions at `insns`, as the bytes `setsockopt` takes
 /// (the pointer is the broker's: `insns` must outlive the call it is given to).
-pub fn fprog_bytes(len: u16, insns: *const libc::sock_filter) -> [u8; 16] {
+pub(crate) fn fprog_bytes(len: u16, insns: *const libc::sock_filter) -> [u8; 16] {
     let mut bytes = [0u8; 16];
     bytes[..2].copy_from_slice(&len.to_ne_bytes());
     bytes[8..].copy_from_slice(&(insns as u64).to_ne_bytes());

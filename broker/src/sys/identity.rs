@@ -8,7 +8,7 @@ use super::{cvt, cvt_long};
 
 /// The ids and capabilities a thread takes to act as a sandbox's caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Real, effective, saved and filesystem user ids.
     pub uids: [u32; 4],
     /// Real, effective, saved and filesystem group ids.
@@ -92,7 +92,7 @@ const CAP_FS_MASK: u64 =
 
 /// How much of a caller's identity a thread takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Become {
+pub(crate) enum Become {
     /// Every id, and at most the caller's capabilities: for calls whose result records who
     /// made them (a unix connect or listen sets `SO_PEERCRED`, a bind creates a file).
     Full,
@@ -111,7 +111,7 @@ pub enum Become {
 /// call is refused.
 ///
 /// Call it only on a thread that exits afterwards: it cannot be undone.
-pub fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
+pub(crate) fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
     take_groups(&who.groups)?;
     if let Some(mask) = who.umask {
         // The umask lives in the filesystem context that the broker's threads share: this
@@ -208,7 +208,7 @@ fn take_filesystem_ids(who: &Identity) -> io::Result<()> {
 /// made it, and the kernel's netlink families check them).
 ///
 /// Call it only on a thread that exits afterwards.
-pub fn drop_all_capabilities() -> io::Result<()> {
+pub(crate) fn drop_all_capabilities() -> io::Result<()> {
     capset(0, 0)?;
     match capget()? {
         (0, 0) => Ok(()),
@@ -220,7 +220,7 @@ pub fn drop_all_capabilities() -> io::Result<()> {
 /// `fd` names; it needs `CAP_SYS_ADMIN` over that namespace and in its own user namespace.
 ///
 /// Call it only on a thread that exits afterwards.
-pub fn enter_network_namespace(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn enter_network_namespace(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: integer arguments only; setns changes the calling thread's namespace.
     cvt(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) })?;
     Ok(())
@@ -230,7 +230,7 @@ pub fn enter_network_namespace(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// then puts the set back as it was: a call the kernel must check without the broker's
 /// privilege (a bind whose port may be privileged in the socket's namespace) fails as it would
 /// for a task without it.
-pub fn without_capability<T>(cap: u32, work: impl FnOnce() -> T) -> io::Result<T> {
+pub(crate) fn without_capability<T>(cap: u32, work: impl FnOnce() -> T) -> io::Result<T> {
     let (effective, permitted) = capget()?;
     let bit = 1u64 << cap;
     if effective & bit == 0 {
@@ -244,7 +244,7 @@ pub fn without_capability<T>(cap: u32, work: impl FnOnce() -> T) -> io::Result<T
 
 /// Whether this process runs with `CAP_SYS_ADMIN` and `CAP_SETUID` effective (then it may
 /// send credentials other than its own).
-pub fn may_forge_credentials() -> bool {
+pub(crate) fn may_forge_credentials() -> bool {
     const CAP_SETUID: u64 = 1 << 7;
     const CAP_SYS_ADMIN: u64 = 1 << 21;
     matches!(capget(), Ok((eff, _)) if eff & (CAP_SETUID | CAP_SYS_ADMIN) == CAP_SETUID | CAP_SYS_ADMIN)
@@ -261,7 +261,7 @@ pub fn may_forge_credentials() -> bool {
 ///
 /// # References
 /// unshare(2) (`CLONE_FS`), umask(2), setfsgid(2), unix(7) (the mode of a bound socket file)
-pub fn with_own_umask<T: Send>(
+pub(crate) fn with_own_umask<T: Send>(
     umask: u32,
     group: Option<u32>,
     make: impl FnOnce() -> io::Result<T> + Send,

@@ -13,7 +13,7 @@ use super::{cvt, RawNotification};
 /// threads touching the same bytes could only read a torn record; the journal gives each slot
 /// to one thread at a time.
 #[derive(Debug)]
-pub struct SharedMap {
+pub(crate) struct SharedMap {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
@@ -26,7 +26,7 @@ unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
     /// Maps `len` bytes of `file` (which must be at least that long) shared and writable.
-    pub fn new(file: BorrowedFd<'_>, len: usize) -> io::Result<SharedMap> {
+    pub(crate) fn new(file: BorrowedFd<'_>, len: usize) -> io::Result<SharedMap> {
         // SAFETY: a fresh mapping chosen by the kernel; nothing else refers to it.
         let ptr = unsafe {
             libc::mmap(
@@ -57,21 +57,21 @@ impl SharedMap {
     }
 
     /// Copies `out.len()` bytes from `offset`.
-    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) {
+    pub(crate) fn read_bytes(&self, offset: usize, out: &mut [u8]) {
         let p = self.at(offset, out.len(), 1);
         // SAFETY: in bounds; plain bytes.
         unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
     }
 
     /// Copies `bytes` to `offset`.
-    pub fn write_bytes(&self, offset: usize, bytes: &[u8]) {
+    pub(crate) fn write_bytes(&self, offset: usize, bytes: &[u8]) {
         let p = self.at(offset, bytes.len(), 1);
         // SAFETY: in bounds; plain bytes.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
     }
 
     /// The notification recorded at `offset`.
-    pub fn read_notif(&self, offset: usize) -> RawNotification {
+    pub(crate) fn read_notif(&self, offset: usize) -> RawNotification {
         let p = self.at(offset, size_of::<libc::seccomp_notif>(), 8);
         // SAFETY: in bounds and aligned; `seccomp_notif` is plain data, any bytes are a value.
         let n = unsafe { std::ptr::read_volatile(p.cast::<libc::seccomp_notif>()) };
@@ -85,7 +85,7 @@ impl SharedMap {
     }
 
     /// Records `notif` at `offset`.
-    pub fn write_notif(&self, offset: usize, notif: &RawNotification) {
+    pub(crate) fn write_notif(&self, offset: usize, notif: &RawNotification) {
         let p = self.at(offset, size_of::<libc::seccomp_notif>(), 8);
         // SAFETY: plain data, zeroed then filled.
         let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
@@ -99,7 +99,7 @@ impl SharedMap {
     }
 
     /// Zeroes the record at `offset`.
-    pub fn clear_notif(&self, offset: usize) {
+    pub(crate) fn clear_notif(&self, offset: usize) {
         let p = self.at(offset, size_of::<libc::seccomp_notif>(), 8);
         // SAFETY: in bounds and aligned; zero is a valid `seccomp_notif`.
         unsafe { std::ptr::write_bytes(p.cast::<libc::seccomp_notif>(), 0, 1) };
@@ -108,7 +108,7 @@ impl SharedMap {
     /// As [`notif_recv`], with the kernel writing the notification straight into the record
     /// at `offset` (zeroed first, as the ioctl requires): once the ioctl returns, the call is
     /// on record, whatever happens to the broker next.
-    pub fn notif_recv_into(
+    pub(crate) fn notif_recv_into(
         &self,
         listener: BorrowedFd<'_>,
         offset: usize,
@@ -131,7 +131,7 @@ impl Drop for SharedMap {
 
 /// Copies `buf.len()` bytes at `addr` of process `pid` into `buf` with `process_vm_readv`.
 /// A short read is `EFAULT`, as the kernel's own `copy_from_user` would say.
-pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+pub(crate) fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     if buf.is_empty() {
         return Ok(());
     }

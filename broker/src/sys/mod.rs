@@ -32,17 +32,17 @@ mod socket;
 mod task;
 mod unixfile;
 
-pub use events::*;
-pub use filter::*;
-pub use identity::*;
-pub use memory::*;
-pub use notif::*;
-pub use own::*;
-pub use path::*;
-pub use process::*;
+pub(crate) use events::*;
+pub(crate) use filter::*;
+pub(crate) use identity::*;
+pub(crate) use memory::*;
+pub(crate) use notif::*;
+pub(crate) use own::*;
+pub(crate) use path::*;
+pub(crate) use process::*;
 pub use socket::*;
-pub use task::rights_within_limit;
-pub use unixfile::{
+pub(crate) use task::rights_within_limit;
+pub(crate) use unixfile::{
     enter_directories, has_capability, same_mount_and_directory, stat_entry, stat_fd,
     unix_diag_file, unix_socket_file, FileId,
 };

@@ -9,7 +9,7 @@ use super::cvt;
 
 /// One notification as the kernel delivers it (`struct seccomp_notif`).
 #[derive(Debug, Clone, Copy)]
-pub struct RawNotification {
+pub(crate) struct RawNotification {
     /// Cookie of this notification, used in replies and `NOTIF_ID_VALID`.
     pub id: u64,
     /// Thread id of the caller, in the listener's pid namespace.
@@ -24,7 +24,7 @@ pub struct RawNotification {
 
 /// `SECCOMP_IOCTL_NOTIF_RECV`. Blocks when nothing is pending (the ioctl ignores
 /// `O_NONBLOCK`): call it only after [`poll_in`] said the listener is readable.
-pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<RawNotification> {
+pub(crate) fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<RawNotification> {
     let mut notif = MaybeUninit::<libc::seccomp_notif>::zeroed();
     // SAFETY: the buffer is a zeroed `seccomp_notif` as the ioctl requires; the kernel writes at
     // most `size_of::<seccomp_notif>()` bytes into it.
@@ -47,7 +47,12 @@ pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<RawNotification> {
 }
 
 /// `SECCOMP_IOCTL_NOTIF_SEND`: `error` is a positive errno (0 for success with `val`).
-pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io::Result<()> {
+pub(crate) fn notif_send(
+    listener: BorrowedFd<'_>,
+    id: u64,
+    val: i64,
+    error: i32,
+) -> io::Result<()> {
     let mut resp = libc::seccomp_notif_resp {
         id,
         val,
@@ -68,7 +73,7 @@ pub fn notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> io
 /// `SECCOMP_IOCTL_NOTIF_SEND` with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel performs the
 /// call as the caller made it. Only for calls decided on scalar arguments alone (see
 /// `receiver::finish`, the one caller).
-pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
+pub(crate) fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
     let mut resp = libc::seccomp_notif_resp {
         id,
         val: 0,
@@ -91,7 +96,7 @@ pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
 /// `socket()` would (with `O_CLOEXEC` when `cloexec`), and its call returns that number in the
 /// same step, which is returned here. On an error (the caller's `EMFILE`, say) nothing is
 /// installed and the call is still waiting for its answer.
-pub fn notif_addfd_send(
+pub(crate) fn notif_addfd_send(
     listener: BorrowedFd<'_>,
     id: u64,
     fd: BorrowedFd<'_>,
@@ -117,7 +122,7 @@ pub fn notif_addfd_send(
 
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: the notification is still pending, so its thread is alive
 /// and its pid has not been reused.
-pub fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+pub(crate) fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
     let mut id = id;
     // SAFETY: the ioctl reads one u64 from the pointer, which points at a live local.
     let ret = unsafe {
@@ -134,7 +139,7 @@ pub fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
 /// kernel wakes the broker and the caller on the CPU that is already running the other side,
 /// which halves a round trip when the two ping-pong. An older kernel says `EINVAL`; the broker
 /// then goes on without it.
-pub fn notif_sync_wakeup(listener: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn notif_sync_wakeup(listener: BorrowedFd<'_>) -> io::Result<()> {
     const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
     // SAFETY: the ioctl takes the flags by value in its argument.
     cvt(unsafe {
@@ -148,10 +153,10 @@ pub fn notif_sync_wakeup(listener: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// What `/proc/self/fd/N` shows for a seccomp listener.
-pub const SECCOMP_LISTENER_KIND: &str = "anon_inode:seccomp notify";
+pub(crate) const SECCOMP_LISTENER_KIND: &str = "anon_inode:seccomp notify";
 
 /// What `/proc/self/fd/N` shows for `fd` (a path, or `anon_inode:...`); empty if unreadable.
-pub fn fd_kind(fd: BorrowedFd<'_>) -> String {
+pub(crate) fn fd_kind(fd: BorrowedFd<'_>) -> String {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.display().to_string())
         .unwrap_or_default()
@@ -159,7 +164,7 @@ pub fn fd_kind(fd: BorrowedFd<'_>) -> String {
 
 /// What `poll` said of an fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PollState {
+pub(crate) struct PollState {
     /// Something can be read.
     pub readable: bool,
     /// The other side is gone (for a listener: no task uses the filter any more).
@@ -170,7 +175,7 @@ pub struct PollState {
 
 /// Waits in `poll` until `fd` is readable or hung up, or `stop` (an eventfd made by
 /// [`stop_fd`]) was signalled.
-pub fn poll_wait(fd: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> io::Result<PollState> {
+pub(crate) fn poll_wait(fd: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> io::Result<PollState> {
     let mut pfds = [
         libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -196,7 +201,7 @@ pub fn poll_wait(fd: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> io::Result<PollSta
 /// the pending notifications only until it has seen one not yet received and one received
 /// and not answered; asked while the caller's own notification is unanswered, it stops at
 /// the second entry, however deep the queue.
-pub fn poll_ready(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn poll_ready(fd: BorrowedFd<'_>) -> bool {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
@@ -209,7 +214,7 @@ pub fn poll_ready(fd: BorrowedFd<'_>) -> bool {
 
 /// A new eventfd for [`poll_wait`]'s `stop`: readable once [`signal_stop`] wrote to it, and
 /// for good (nobody reads it), so that every thread polling it wakes.
-pub fn stop_fd() -> io::Result<OwnedFd> {
+pub(crate) fn stop_fd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
@@ -217,7 +222,7 @@ pub fn stop_fd() -> io::Result<OwnedFd> {
 }
 
 /// Makes a [`stop_fd`] readable.
-pub fn signal_stop(stop: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn signal_stop(stop: BorrowedFd<'_>) -> io::Result<()> {
     let one: u64 = 1;
     // SAFETY: writes the 8 bytes of a live local.
     let n = unsafe { libc::write(stop.as_raw_fd(), (&one as *const u64).cast(), 8) };

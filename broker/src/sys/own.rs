@@ -20,7 +20,7 @@ const KCMP_FILE: libc::c_int = 0;
 ///
 /// # References
 /// kcmp(2)
-pub fn kcmp_files(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<std::cmp::Ordering> {
+pub(crate) fn kcmp_files(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<std::cmp::Ordering> {
     let pid = std::process::id() as libc::pid_t;
     // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
     let r = cvt_long(unsafe {
@@ -46,7 +46,7 @@ pub fn kcmp_files(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<std::cmp::
 ///
 /// # References
 /// kcmp(2)
-pub fn kcmp_same_file(pid: i32, theirs: i32, ours: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn kcmp_same_file(pid: i32, theirs: i32, ours: BorrowedFd<'_>) -> io::Result<bool> {
     let me = std::process::id() as libc::pid_t;
     // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
     let r = cvt_long(unsafe {
@@ -70,7 +70,7 @@ pub fn kcmp_same_file(pid: i32, theirs: i32, ours: BorrowedFd<'_>) -> io::Result
 ///
 /// # Errors
 /// `EBADF` when no such fd is open.
-pub fn take_inherited_fd(fd: RawFd, nonblocking: bool) -> io::Result<OwnedFd> {
+pub(crate) fn take_inherited_fd(fd: RawFd, nonblocking: bool) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD on an integer fd: no memory is touched; EBADF if it is not open.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     // SAFETY: as above; sets the close-on-exec flag of the same fd.
@@ -88,7 +88,7 @@ pub fn take_inherited_fd(fd: RawFd, nonblocking: bool) -> io::Result<OwnedFd> {
 
 /// What a listening socket handed over by a service manager is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InheritedSocket {
+pub(crate) struct InheritedSocket {
     /// `SOCK_STREAM`, `SOCK_SEQPACKET`, ...
     pub sock_type: i32,
     /// Whether it listens (`SO_ACCEPTCONN`).
@@ -98,7 +98,7 @@ pub struct InheritedSocket {
 }
 
 /// Describes a socket inherited from a service manager.
-pub fn inherited_socket(fd: BorrowedFd<'_>) -> io::Result<InheritedSocket> {
+pub(crate) fn inherited_socket(fd: BorrowedFd<'_>) -> io::Result<InheritedSocket> {
     let int = |opt: libc::c_int| -> io::Result<i32> {
         let mut v: libc::c_int = 0;
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::{cvt, cvt_long};
 
 /// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`.
-pub fn open_dir_path(path: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_path(path: &str) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is NUL-terminated and lives across the call.
     let fd = cvt(unsafe {
@@ -31,7 +31,7 @@ const IN_ROOT_TRIES: usize = 64;
 /// it walked a `..` of the path (it cannot then be sure the walk stayed inside), and asks the
 /// caller to try again; a program's own call would never see that errno, so the walk is
 /// retried, at most `IN_ROOT_TRIES` times.
-pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     let mut tries = 1;
     loop {
         match open_in_root_once(root, path) {

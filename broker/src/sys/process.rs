@@ -16,26 +16,26 @@ const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 ///
 /// # References
 /// prctl(2) (`PR_SET_DUMPABLE`)
-pub fn set_not_dumpable() -> io::Result<()> {
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(|_| ())
 }
 
 /// The broker's effective uid.
-pub fn geteuid() -> u32 {
+pub(crate) fn geteuid() -> u32 {
     // SAFETY: no arguments.
     unsafe { libc::geteuid() }
 }
 
 /// The broker's real user and group ids: what the kernel attaches to a unix message the
 /// broker sends without explicit credentials.
-pub fn real_ids() -> (u32, u32) {
+pub(crate) fn real_ids() -> (u32, u32) {
     // SAFETY: no arguments.
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
 /// Whether process `pid` exists (`kill(pid, 0)` succeeds or says `EPERM`).
-pub fn process_exists(pid: i32) -> bool {
+pub(crate) fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks.
     let r = unsafe { libc::kill(pid, 0) };
     pid > 0 && (r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
@@ -43,7 +43,7 @@ pub fn process_exists(pid: i32) -> bool {
 
 /// Sets the nice value of the calling thread (not its process): `setpriority(PRIO_PROCESS,
 /// gettid(), nice)`. Lowering it again needs `CAP_SYS_NICE`.
-pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
     // SAFETY: no arguments.
     let tid = unsafe { libc::gettid() };
     // SAFETY: integer arguments only.
@@ -52,7 +52,7 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
 }
 
 /// `pidfd_open(tid, PIDFD_THREAD)`: a pidfd for exactly the thread that made the call.
-pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let fd =
         cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, PIDFD_THREAD) })?;
@@ -61,7 +61,7 @@ pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
 }
 
 /// Whether the process or thread of `pidfd` is still alive (`pidfd_send_signal` with signal 0).
-pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
     // SAFETY: plain syscall; signal 0 only checks, a NULL siginfo is allowed.
     let r = unsafe {
         libc::syscall(
@@ -76,7 +76,7 @@ pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
 }
 
 /// `pidfd_getfd`: a copy of the target's fd `target_fd` (close-on-exec).
-pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let fd = cvt_long(unsafe {
         libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0u32)
@@ -90,7 +90,7 @@ const PIDFD_SIGNAL_THREAD: u32 = 1;
 
 /// Sends `sig` to the one thread `pidfd` names (the `SIGPIPE` a caller's own send would have
 /// raised on a broken connection).
-pub fn pidfd_signal_thread(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+pub(crate) fn pidfd_signal_thread(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall; a NULL siginfo is allowed.
     cvt_long(unsafe {
         libc::syscall(
@@ -105,7 +105,7 @@ pub fn pidfd_signal_thread(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 }
 
 /// The calling thread's id.
-pub fn gettid() -> i32 {
+pub(crate) fn gettid() -> i32 {
     // SAFETY: no arguments.
     unsafe { libc::gettid() }
 }

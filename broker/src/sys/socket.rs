@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::{cvt, cvt_long};
 
 /// `connect(fd, addr, len)` with the address given as bytes.
-pub fn connect_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
+pub(crate) fn connect_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
     // SAFETY: `addr` is a readable buffer of exactly `addr.len()` bytes; the kernel copies it.
     cvt(unsafe {
         libc::connect(
@@ -37,7 +37,7 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> 
 }
 
 /// `getsockopt` of an `int` option (`IPV6_V6ONLY`, `SO_BINDTOIFINDEX`, ...).
-pub fn int_option(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+pub(crate) fn int_option(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
     getsockopt_int(fd, level, name)
 }
 
@@ -46,7 +46,7 @@ pub fn int_option(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> 
 ///
 /// # References
 /// tcp(7) (`TCP_INFO`)
-pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
+pub(crate) fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
     // The kernel copies as much of `struct tcp_info` as asked for; its first byte is the state.
     let mut info = [0u8; 8];
     let mut len = info.len() as libc::socklen_t;
@@ -76,7 +76,7 @@ pub struct SocketKind {
 
 /// Reads the [`SocketKind`] of `fd`; `ENOTSOCK` when it is not a socket (the kernel's own
 /// answer to `getsockopt` on anything else).
-pub fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<SocketKind> {
+pub(crate) fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<SocketKind> {
     Ok(SocketKind {
         family: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?,
         sock_type: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?,
@@ -93,14 +93,14 @@ fn fstat_mode(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
 }
 
 /// Whether the file description of `fd` has `O_NONBLOCK`.
-pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: F_GETFL takes no pointer.
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
     Ok(flags & libc::O_NONBLOCK != 0)
 }
 
 /// Whether `fd` is a socket.
-pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(fstat_mode(fd)? & libc::S_IFMT == libc::S_IFSOCK)
 }
 
@@ -114,7 +114,7 @@ pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
 ///
 /// # References
 /// sendmsg(2) (`EPIPE`, `MSG_NOSIGNAL`), sigtimedwait(2), pthread_sigmask(3)
-pub fn sendmsg_as_caller(
+pub(crate) fn sendmsg_as_caller(
     fd: BorrowedFd<'_>,
     name: &[u8],
     data: &[u8],
@@ -187,7 +187,7 @@ fn sendmsg_flags(
 }
 
 /// `bind(fd, addr, len)` with the address given as bytes.
-pub fn bind_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
+pub(crate) fn bind_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
     // SAFETY: `addr` is a readable buffer of exactly `addr.len()` bytes; the kernel copies it.
     cvt(unsafe {
         libc::bind(
@@ -200,14 +200,14 @@ pub fn bind_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
 }
 
 /// `listen(fd, backlog)`.
-pub fn listen_raw(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+pub(crate) fn listen_raw(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
     // SAFETY: integer arguments only.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
     Ok(())
 }
 
 /// `getsockname(fd)` as bytes.
-pub fn sockname(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+pub(crate) fn sockname(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let mut buf = [0u8; 128];
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: buf and len are live locals of the sizes given.
@@ -216,7 +216,7 @@ pub fn sockname(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
 }
 
 /// `getpeername(fd)` as bytes.
-pub fn peername(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+pub(crate) fn peername(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let mut buf = [0u8; 128];
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: buf and len are live locals of the sizes given.
@@ -225,7 +225,7 @@ pub fn peername(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
 }
 
 /// `socket(family, type, protocol)`, the arguments as the kernel reads them (ints).
-pub fn socket_raw(family: i32, sock_type: i32, protocol: i32) -> io::Result<OwnedFd> {
+pub(crate) fn socket_raw(family: i32, sock_type: i32, protocol: i32) -> io::Result<OwnedFd> {
     // SAFETY: integer arguments only.
     let fd = cvt(unsafe { libc::socket(family, sock_type, protocol) })?;
     // SAFETY: a new fd owned by nobody else.
@@ -234,7 +234,7 @@ pub fn socket_raw(family: i32, sock_type: i32, protocol: i32) -> io::Result<Owne
 
 /// The supplementary groups of the peer of a connected unix socket, as they were when it
 /// connected (`SO_PEERGROUPS`, Linux 4.13).
-pub fn peer_groups(sock: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+pub(crate) fn peer_groups(sock: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     let mut groups: Vec<libc::gid_t> = vec![0; 64];
     loop {
         let mut len = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
@@ -274,7 +274,7 @@ const SO_PEERPIDFD: libc::c_int = 77;
 ///
 /// # References
 /// unix(7) (`SO_PEERPIDFD`, `SO_PEERCRED`), pidfd_open(2)
-pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     match getsockopt_int(sock, libc::SOL_SOCKET, SO_PEERPIDFD) {
         // SAFETY: the kernel returned a new fd that nothing else owns.
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
@@ -317,7 +317,7 @@ const SIOCGSKNS: libc::c_ulong = 0x894C;
 ///
 /// # References
 /// ioctl_ns(2), netdevice(7) (`SIOCGSKNS`)
-pub fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<u64> {
+pub(crate) fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<u64> {
     // SAFETY: SIOCGSKNS takes no argument and returns a new fd.
     let fd = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) })?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
@@ -332,7 +332,7 @@ pub fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<u64> {
 /// `shutdown(fd, SHUT_RDWR)`: a connect waiting on this socket (TCP in `SYN_SENT`) stops
 /// and returns. `fd` is a number: the caller makes sure that it is still the socket it means
 /// (the reaper holds the lock its owner takes before closing it).
-pub fn shutdown_both(fd: RawFd) -> io::Result<()> {
+pub(crate) fn shutdown_both(fd: RawFd) -> io::Result<()> {
     // SAFETY: plain syscall with integer arguments; it touches no memory of ours.
     cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) })?;
     Ok(())

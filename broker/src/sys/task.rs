@@ -128,7 +128,11 @@ fn same_groups(groups: &[u32]) -> io::Result<bool> {
 /// and the sender has neither `CAP_SYS_RESOURCE` nor `CAP_SYS_ADMIN`), made by a task with
 /// `who`'s ids, capabilities and limit that sends them over a socket pair of its own; the
 /// pair is closed at once, which takes them out of flight again. `Err` carries the errno.
-pub fn rights_within_limit(who: &Identity, nofile: (u64, u64), control: &[u8]) -> io::Result<()> {
+pub(crate) fn rights_within_limit(
+    who: &Identity,
+    nofile: (u64, u64),
+    control: &[u8],
+) -> io::Result<()> {
     let (a, _b) = datagram_pair()?;
     let mut own = libc::rlimit64 {
         rlim_cur: 0,

@@ -17,7 +17,7 @@ use super::{cvt, cvt_long};
 
 /// A file as the kernel tells files apart: its device (as `stat` gives it) and inode number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileId {
+pub(crate) struct FileId {
     pub dev: u64,
     pub ino: u64,
 }
@@ -25,7 +25,7 @@ pub struct FileId {
 /// What `fstat`/`fstatat` say of a file: which file it is, how many names it has, and whether
 /// it is a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStat {
+pub(crate) struct FileStat {
     pub id: FileId,
     pub nlink: u64,
     pub socket: bool,
@@ -43,7 +43,7 @@ fn file_stat(st: &libc::stat) -> FileStat {
 }
 
 /// `fstat(fd)`.
-pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+pub(crate) fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
     let mut st = MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: `st` is a writable stat buffer.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
@@ -53,7 +53,7 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: the entry `name` of directory `dir` itself (a
 /// symlink is not followed). `name` is one path component.
-pub fn stat_entry(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<FileStat> {
+pub(crate) fn stat_entry(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<FileStat> {
     let c = std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut st = MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: `c` is NUL-terminated and `st` a writable stat buffer, both live across the call.
@@ -81,7 +81,7 @@ const SIOCUNIXFILE: libc::c_ulong = 0x89E0;
 ///
 /// # References
 /// unix(7) (`SIOCUNIXFILE` is not documented there; `include/uapi/linux/un.h`)
-pub fn unix_socket_file(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+pub(crate) fn unix_socket_file(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: SIOCUNIXFILE takes no argument and returns a new descriptor.
     let fd = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCUNIXFILE as _) })?;
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
@@ -142,7 +142,7 @@ const UNIX_DIAG_MSG_LEN: usize = 16;
 ///
 /// # References
 /// sock_diag(7)
-pub fn unix_diag_file(sock: BorrowedFd<'_>) -> io::Result<Option<FileId>> {
+pub(crate) fn unix_diag_file(sock: BorrowedFd<'_>) -> io::Result<Option<FileId>> {
     let ino = u32::try_from(stat_fd(sock)?.id.ino)
         .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
     // SAFETY: plain syscall with integer arguments.
@@ -254,7 +254,7 @@ fn parse_diag_answer(answer: &[u8], ino: u32) -> io::Result<Option<FileId>> {
 ///
 /// # References
 /// unshare(2) (`CLONE_FS`), fchdir(2), chroot(2)
-pub fn enter_directories(
+pub(crate) fn enter_directories(
     root: BorrowedFd<'_>,
     cwd: BorrowedFd<'_>,
     chroot: bool,
@@ -276,7 +276,7 @@ pub fn enter_directories(
 /// Whether directories `a` and `b` are the same directory of the same mount: then a path walk
 /// from either sees the same mounts below it (the same inode on another mount, a bind mount
 /// say, may not).
-pub fn same_mount_and_directory(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn same_mount_and_directory(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
     let which = |fd: BorrowedFd<'_>| -> io::Result<Option<(u64, u32, u32, u64)>> {
         let mut stx = MaybeUninit::<libc::statx>::zeroed();
         // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself; `stx` is
@@ -310,7 +310,7 @@ pub fn same_mount_and_directory(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Res
 }
 
 /// Whether this thread has capability `cap` (a number) in its effective set.
-pub fn has_capability(cap: u32) -> bool {
+pub(crate) fn has_capability(cap: u32) -> bool {
     matches!(capget(), Ok((effective, _)) if effective & (1u64 << cap) != 0)
 }
 
