@@ -7,20 +7,26 @@
 //! the same socket, so it must not take that filter off in the meantime: every change of a
 //! socket's filter by a confined thread comes here, and waits while the broker has the socket
 //! in hand ([`FilterHold`]). The broker then sets the option on its copy of the caller's
-//! socket with the caller's bytes, the instructions of a classic program copied out of the
-//! caller and a descriptor of an eBPF program taken from it, so that the kernel answers as
-//! it would have answered the caller, errno included.
+//! socket, on a thread that has taken the caller's identity, with the caller's bytes, the
+//! instructions of a classic program copied out of the caller and a descriptor of an eBPF
+//! program taken from it, so that the kernel answers as it would have answered the caller,
+//! errno included (what the broker cannot read of the caller's memory the kernel is handed as
+//! memory it cannot read either).
 //!
-//! A process outside every sandbox that holds the same socket (it was passed out with
-//! `SCM_RIGHTS`) is not held back: docs/security.md, "Limits".
+//! The hold is the broker process's own: a confined thread served by another broker (another
+//! `netjail run`'s embedded broker) that holds the same socket, or a process outside every
+//! sandbox, is not held back (docs/security.md, "rt5").
 
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{Condvar, Mutex};
 
+use crate::bounds::reaper::CallerFd;
 use crate::call::{Call, Step};
+use crate::caller::as_thread;
+use crate::reply::errno_of;
 use crate::reply::{Outcome, Reply};
-use crate::sys::{self, FileId};
+use crate::sys::{self, Become, FileId};
 
 /// The options that come here, with their names for the audit.
 pub(crate) const FILTER_OPTIONS: [(i32, &str); 4] = [
@@ -71,9 +77,11 @@ impl Drop for FilterHold {
     }
 }
 
-/// `setsockopt(fd, SOL_SOCKET, name, optval, optlen)` for one of [`FILTER_OPTIONS`].
-pub(crate) fn decide_setsockopt(call: &Call) -> Step {
-    Step::Done(set_filter_option(call))
+/// `setsockopt(fd, SOL_SOCKET, name, optval, optlen)` for one of [`FILTER_OPTIONS`]: on the
+/// blocking pool, for it may wait while a bind of the same socket holds its filter, and the
+/// receiver must go on serving the sandbox's other calls meanwhile.
+pub(crate) fn decide_setsockopt(_call: &Call) -> Step {
+    Step::Blocking(Box::new(set_filter_option))
 }
 
 fn set_filter_option(call: &Call) -> Outcome {
@@ -88,15 +96,15 @@ fn set_filter_option(call: &Call) -> Outcome {
         return out.failed(libc::EPERM, "not-a-filter-option");
     }
     out.endpoint = label.to_string();
-    // The kernel's order (`__sys_setsockopt`, `sk_setsockopt`): the length's sign, the
-    // descriptor, then the first int of the value.
-    if optlen < 0 {
-        return out.failed(libc::EINVAL, "bad-length");
-    }
+    // Linux 6.18's order (`__sys_setsockopt`, `do_sock_setsockopt`, `sk_setsockopt`): the
+    // descriptor, the length's sign, then the first int of the value.
     let (sock, _) = match call.socket(fd as i32) {
         Ok(s) => s,
         Err((errno, why)) => return out.failed(errno, why),
     };
+    if optlen < 0 {
+        return out.decided(None, "", Reply::Errno(libc::EINVAL));
+    }
     let optlen = optlen as u32;
     if optlen < 4 {
         return out.decided(None, "", Reply::Errno(libc::EINVAL));
@@ -105,32 +113,55 @@ fn set_filter_option(call: &Call) -> Outcome {
     if sys::read_memory(call.notif.pid, optval, &mut value[..4]).is_err() {
         return out.decided(None, "", Reply::Errno(libc::EFAULT));
     }
-    let _hold = match FilterHold::take(sock.as_fd()) {
+    // The eBPF program's descriptor is taken before the hold and closed after it: its last
+    // close may wait (a socket with `SO_LINGER` given as the program), and must not keep the
+    // socket's filter held meanwhile.
+    let program = (name == libc::SO_ATTACH_BPF && optlen == 4).then(|| {
+        let theirs = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
+        call.take_fd(theirs)
+    });
+    let hold = match FilterHold::take(sock.as_fd()) {
         Ok(h) => h,
         Err(e) => return out.failed(crate::reply::errno_of(&e), "no-socket-file"),
     };
-    let reply = match name {
-        libc::SO_ATTACH_FILTER => attach_filter(call, sock.as_fd(), optval, optlen),
-        libc::SO_ATTACH_BPF => attach_bpf(call, sock.as_fd(), &mut value, optlen),
+    // Set by a thread that has taken the caller's identity: the kernel's checks of who sets
+    // a filter are the caller's (a TCP socket refuses one to a user without privilege).
+    let set = || match name {
+        libc::SO_ATTACH_FILTER => attach_filter(call, sock.as_fd(), optval, optlen, value),
+        libc::SO_ATTACH_BPF => attach_bpf(sock.as_fd(), &mut value, optlen, program.as_ref()),
         _ => answer(sys::set_filter_option(sock.as_fd(), name, &value, optlen)),
     };
+    let reply = as_thread(call, Become::Full, set).unwrap_or_else(|e| Reply::Errno(errno_of(&e)));
+    drop(hold);
+    drop(program);
     out.decided(None, "", reply)
 }
 
-/// `SO_ATTACH_FILTER`: the caller's `struct sock_fprog` and its instructions, copied.
-fn attach_filter(call: &Call, sock: BorrowedFd<'_>, optval: u64, optlen: u32) -> Reply {
+/// `SO_ATTACH_FILTER`: the caller's `struct sock_fprog` and its instructions, copied; what
+/// cannot be read of them is handed to the kernel as memory it cannot read either, so that it
+/// answers in its own order (a lock, or a socket's own refusal, before the fault).
+fn attach_filter(
+    call: &Call,
+    sock: BorrowedFd<'_>,
+    optval: u64,
+    optlen: u32,
+    first: [u8; 16],
+) -> Reply {
     if optlen != FPROG_LEN {
         // `copy_bpf_fprog_from_user`: only a `struct sock_fprog`.
         return answer(sys::set_filter_option(
             sock,
             libc::SO_ATTACH_FILTER,
-            &[0; 16],
+            &first,
             optlen,
         ));
     }
     let mut fprog = [0u8; FPROG_LEN as usize];
     if sys::read_memory(call.notif.pid, optval, &mut fprog).is_err() {
-        return Reply::Errno(libc::EFAULT);
+        return with_cut(|cut| {
+            let at = cut.ending_with(&first[..4]);
+            sys::set_filter_option_at(sock, libc::SO_ATTACH_FILTER, at, optlen)
+        });
     }
     let len = u16::from_ne_bytes([fprog[0], fprog[1]]);
     let insns_at = u64::from_ne_bytes(fprog[8..].try_into().expect("8 bytes"));
@@ -147,11 +178,9 @@ fn attach_filter(call: &Call, sock: BorrowedFd<'_>, optval: u64, optlen: u32) ->
     }
     let mut bytes = vec![0u8; usize::from(len) * 8];
     if sys::read_memory(call.notif.pid, insns_at, &mut bytes).is_err() {
-        // The kernel looks at the lock before it reads the instructions.
-        return Reply::Errno(if locked(sock) {
-            libc::EPERM
-        } else {
-            libc::EFAULT
+        return with_cut(|cut| {
+            let none = sys::fprog_bytes(len, cut.unreadable() as *const libc::sock_filter);
+            sys::set_filter_option(sock, libc::SO_ATTACH_FILTER, &none, optlen)
         });
     }
     let insns: Vec<libc::sock_filter> = bytes
@@ -172,35 +201,42 @@ fn attach_filter(call: &Call, sock: BorrowedFd<'_>, optval: u64, optlen: u32) ->
     ))
 }
 
-/// `SO_ATTACH_BPF`: the caller's descriptor of an eBPF program, taken.
-fn attach_bpf(call: &Call, sock: BorrowedFd<'_>, value: &mut [u8; 16], optlen: u32) -> Reply {
-    if optlen != 4 {
-        return answer(sys::set_filter_option(
-            sock,
-            libc::SO_ATTACH_BPF,
-            value,
-            optlen,
-        ));
+/// Runs `set` with a [`sys::CutBuffer`]; `EFAULT` when none can be mapped (the caller's
+/// memory could not be read, which is what the kernel would say but for checks before it).
+fn with_cut(set: impl FnOnce(&mut sys::CutBuffer) -> std::io::Result<()>) -> Reply {
+    match sys::CutBuffer::new() {
+        Ok(mut cut) => answer(set(&mut cut)),
+        Err(_) => Reply::Errno(libc::EFAULT),
     }
-    let theirs = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
-    let prog = match call.take_fd(theirs) {
-        Ok(p) => p,
-        // The kernel looks at the lock before it looks up the program.
-        Err(_) if locked(sock) => return Reply::Errno(libc::EPERM),
-        Err((errno, _)) => return Reply::Errno(errno),
+}
+
+/// `SO_ATTACH_BPF`: the caller's descriptor of an eBPF program, taken (`program`), or where
+/// it names none, a descriptor that is none (-1), so that the kernel answers in its order.
+fn attach_bpf(
+    sock: BorrowedFd<'_>,
+    value: &mut [u8; 16],
+    optlen: u32,
+    program: Option<&Result<CallerFd, (i32, &'static str)>>,
+) -> Reply {
+    let ours = match program {
+        None => {
+            return answer(sys::set_filter_option(
+                sock,
+                libc::SO_ATTACH_BPF,
+                value,
+                optlen,
+            ))
+        }
+        Some(Ok(p)) => p.as_raw_fd(),
+        Some(Err(_)) => -1,
     };
-    value[..4].copy_from_slice(&prog.as_raw_fd().to_ne_bytes());
+    value[..4].copy_from_slice(&ours.to_ne_bytes());
     answer(sys::set_filter_option(
         sock,
         libc::SO_ATTACH_BPF,
         value,
         optlen,
     ))
-}
-
-/// Whether the socket's filter is locked (`SO_LOCK_FILTER`).
-fn locked(sock: BorrowedFd<'_>) -> bool {
-    sys::int_option(sock, libc::SOL_SOCKET, libc::SO_LOCK_FILTER).is_ok_and(|v| v != 0)
 }
 
 fn answer(done: std::io::Result<()>) -> Reply {

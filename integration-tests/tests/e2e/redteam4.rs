@@ -140,8 +140,11 @@ fn rt4_a_thread_lifting_the_bind_filter_reads_nothing_at_a_refused_name() {
 }
 
 /// Every answer of the socket filter options that a program can tell apart, run unconfined
-/// and confined (the broker now sets them): a filter attached, read back and detached, the
-/// errors of bad lengths, bad pointers, a bad program, a bad descriptor, and a locked filter.
+/// and confined (the broker now sets them), on unix, TCP and UDP sockets: a filter attached,
+/// read back and detached, the errors of bad lengths, bad pointers (a value whose first int
+/// is readable and the rest not, instructions that cannot be read), a bad program, a bad
+/// descriptor, a negative length with a bad descriptor, and a locked filter (the fifth red
+/// team's F1 and F2: the kernel's order of errors, which the broker must not guess).
 const FILTER_OPTIONS: &str = r#"
 import ctypes, json, socket, struct
 libc = ctypes.CDLL(None, use_errno=True)
@@ -155,9 +158,19 @@ def fprog(insns, at=None):
     return ctypes.create_string_buffer(struct.pack("HxxxxxxP", len(insns), ctypes.addressof(data) if at is None else at), 16)
 keep = []
 accept = [(0x06, 0, 0, 0xFFFFFFFF)]
+# Two pages, the second unreadable: values that end where readable memory ends.
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+pages = libc.mmap(None, 8192, 3, 0x22, -1, 0)
+libc.mprotect(pages + 4096, 4096, 0)
+cut = pages + 4092
+ctypes.memmove(cut, struct.pack("I", 1), 4)
 out = {}
-for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_UNIX, kind)
+kinds = {"dgram": (socket.AF_UNIX, socket.SOCK_DGRAM), "stream": (socket.AF_UNIX, socket.SOCK_STREAM),
+         "tcp": (socket.AF_INET, socket.SOCK_STREAM), "udp": (socket.AF_INET, socket.SOCK_DGRAM)}
+for label, (family, kind) in sorted(kinds.items()):
+    s = socket.socket(family, kind)
     fd = s.fileno()
     r = {}
     r["attach"] = call(fd, ATTACH, fprog(accept), 16)
@@ -170,6 +183,8 @@ for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
     r["attach_fault"] = call(fd, ATTACH, fprog(accept, at=8), 16)
     r["attach_bad_program"] = call(fd, ATTACH, fprog([(0xFFFF, 0, 0, 0)]), 16)
     r["attach_value_fault"] = call(fd, ATTACH, ctypes.c_void_p(8), 16)
+    r["attach_value_cut"] = call(fd, ATTACH, ctypes.c_void_p(cut), 16)
+    r["attach_insns_unreadable"] = call(fd, ATTACH, fprog(accept, at=pages + 4096), 16)
     bad = ctypes.c_int(987)
     r["bpf_bad_fd"] = call(fd, BPF, ctypes.byref(bad), 4)
     r["bpf_not_bpf"] = call(fd, BPF, ctypes.byref(ctypes.c_int(fd)), 4)
@@ -186,7 +201,9 @@ for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
     r["detach_locked"] = call(fd, DETACH, ctypes.byref(one), 4)
     r["bad_fd"] = call(999, ATTACH, fprog(accept), 16)
     r["negative_len"] = call(fd, DETACH, ctypes.byref(one), -1)
-    out["dgram" if kind == socket.SOCK_DGRAM else "stream"] = r
+    r["negative_len_bad_fd"] = call(999, DETACH, ctypes.byref(one), -1)
+    r["negative_len_not_socket"] = call(0, DETACH, ctypes.byref(one), -1)
+    out[label] = r
     s.close()
 print(json.dumps(out, sort_keys=True), flush=True)
 "#;
