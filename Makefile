@@ -2,10 +2,12 @@
 # `make test` runs the checks and every test. Both install what they need on Debian/Ubuntu.
 
 CARGO ?= cargo
-# Debian packages the build and the tests need: the one list, which `.ci/run` installs too
-# (`make deps`). The last three are the test suites `make compat` runs (docs/compat.md).
+# Debian packages the build, the tests and the benches need: the one list, which `.ci/run`
+# installs too (`make deps`). slirp4netns and passt (pasta) are the user-mode networks
+# `nj-bench bridge` measures; the last three are the test suites `make compat` runs
+# (docs/compat.md).
 DEB_PACKAGES := libseccomp-dev pkg-config gcc curl python3 iproute2 busybox-static runc crun tmux \
-  util-linux libpython3.11-testsuite python3-tornado python3-twisted
+  util-linux slirp4netns passt libpython3.11-testsuite python3-tornado python3-twisted
 
 .PHONY: all build release demo test lint unit deps bench bench-scale fuzz-smoke compat compat-ci clean
 
@@ -55,6 +57,10 @@ unit: deps
 # FAIL (reported; `--check` makes a FAIL exit 1), and the flood's denials per second.
 # Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`); for the
 # last: BENCH_FLOOD_ARGS="--iterations 10000 --rounds 10" (see `nj-bench flood --help`).
+# Not run here: `nj-bench bridge` (issue 19), bulk TCP throughput and connect latency from a
+# network namespace of the bench's own to the host's 127.0.0.1, host networking vs
+# slirp4netns vs pasta (root; about 10 s): `$(CARGO) run --release -p netjail-bench --bin
+# nj-bench -- bridge` (see `nj-bench bridge --help`).
 bench: release
 	$(CARGO) run --release -p netjail-bench --bin nj-bench
 	$(CARGO) run --release -p netjail-bench --bin nj-bench -- cost $(BENCH_COST_ARGS)

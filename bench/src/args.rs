@@ -54,10 +54,13 @@ pub enum Bench {
     /// Another sandbox flooding denied connects vs one sandbox's allowed connects.
     #[command(long_about = FLOOD_ABOUT)]
     Flood(FloodArgs),
+    /// From a network namespace of its own to the host's 127.0.0.1: throughput, connect latency.
+    #[command(long_about = BRIDGE_ABOUT)]
+    Bridge(BridgeArgs),
 }
 
 /// The counts of a bench measured interleaved in rounds (`nj-bench`, `held`, `embedded`,
-/// `flood`).
+/// `flood`, `bridge`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct Counts {
     /// Timed calls per variant, spread over the rounds.
@@ -352,6 +355,37 @@ pub struct FloodArgs {
     pub netjaild: Netjaild,
 }
 
+const BRIDGE_ABOUT: &str = "\
+From a process in a network namespace of its own (made by the bench: only lo up) to a TCP
+server on the host's 127.0.0.1, measured interleaved in R rounds within one run, per variant:
+host (no namespace of its own), slirp4netns (host loopback as 10.0.2.2) and pasta
+(--tcp-ns: its listeners in the namespace forward to the host's loopback). Each round's child
+makes N/R timed connects (to the server's first byte, and connect() alone) and sends M MiB
+through one connection (Gbit/s until the server's count). A variant whose tool is missing is
+reported as not measured, with why; the others are measured.";
+
+/// `nj-bench bridge`.
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    #[command(flatten)]
+    pub counts: Counts,
+    /// MiB each child sends through one connection (one transfer per variant and round).
+    #[arg(long, value_name = "M", default_value_t = 256)]
+    pub mib: usize,
+    /// Bytes per send() of the transfer.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub chunk: usize,
+    /// Measure only these variants (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
+    pub only: Option<Vec<crate::bridge::Variant>>,
+    /// The slirp4netns binary [default: slirp4netns on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub slirp4netns: Option<PathBuf>,
+    /// The pasta binary [default: pasta on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub pasta: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +446,7 @@ mod tests {
             &["embedded", "-h"],
             &["scale", "--help"],
             &["flood", "--help"],
+            &["bridge", "--help"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
@@ -491,6 +526,27 @@ mod tests {
         assert_eq!(f.counts, Counts::default());
         assert_eq!((f.threads, f.bound, f.check), (2000, 2.0, false));
         assert_eq!(f.netjaild.path, Some(PathBuf::from("/d")));
+    }
+
+    #[test]
+    fn bridge_defaults_and_options() {
+        use crate::bridge::Variant;
+        let Some(Bench::Bridge(b)) = parse(&["bridge"]).unwrap().bench else {
+            panic!("not bridge");
+        };
+        assert_eq!(b.counts, Counts::default());
+        assert_eq!((b.mib, b.chunk, b.only), (256, 65536, None));
+        assert_eq!((b.slirp4netns, b.pasta), (None, None));
+        let Some(Bench::Bridge(b)) =
+            parse(&["bridge", "--only=pasta,host", "--pasta", "/p", "--mib", "8"])
+                .unwrap()
+                .bench
+        else {
+            panic!("not bridge");
+        };
+        assert_eq!(b.only, Some(vec![Variant::Pasta, Variant::Host]));
+        assert_eq!((b.pasta, b.mib), (Some(PathBuf::from("/p")), 8));
+        assert!(parse(&["bridge", "--only", "bogus"]).is_err());
     }
 
     #[test]

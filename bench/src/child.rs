@@ -181,7 +181,8 @@ fn floor_answer(
 
 /// The entry point of a measured child: `--child connect PORT COUNT [WARMUP [gate]]`, `--child floor COUNT [WARMUP]`,
 /// `--child hold PORT N [LIMIT]` (see [`crate::held::hold_child`]), `--child flood PORT T
-/// [LIMIT]` (see [`crate::flood::flood_child`]) and
+/// [LIMIT]` (see [`crate::flood::flood_child`]), `--child bridge ...` and `--child netns` (see
+/// [`crate::bridge::bridge_child`], [`crate::bridge::netns_child`]) and
 /// `--child cost MODE key=value...` (see [`crate::cost_child`]); `args` follow `--child`. These
 /// arguments are the bench talking to itself, not a command line for people.
 pub fn main(args: &[String]) -> Result<bool, String> {
@@ -200,6 +201,8 @@ pub fn main(args: &[String]) -> Result<bool, String> {
             connect(port, count, warmup, gate)?;
         }
         Some("cost") => crate::cost_child::main(&args[1..])?,
+        Some("bridge") => crate::bridge::bridge_child(&args[1..])?,
+        Some("netns") => crate::bridge::netns_child()?,
         Some("hold") => {
             let port = u16::try_from(num(1, "PORT")?).map_err(|e| format!("bad PORT: {e}"))?;
             let limit = if args.len() > 3 { num(3, "LIMIT")? } else { 600 };
@@ -219,7 +222,7 @@ pub fn main(args: &[String]) -> Result<bool, String> {
         }
         _ => {
             return Err(
-                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]`, `flood PORT T [LIMIT]` or `cost MODE ...`"
+                "--child: expected `connect PORT COUNT [WARMUP [gate]]`, `floor COUNT [WARMUP [sync]]`, `hold PORT N [LIMIT]`, `flood PORT T [LIMIT]`, `bridge ...`, `netns` or `cost MODE ...`"
                     .into(),
             )
         }

@@ -15,6 +15,9 @@
 //!   a decision hook (every call on the blocking pool).
 //! - `nj-bench scale` registers 10,000 sandboxes on one broker: its memory per sandbox and its
 //!   decision rate with 1, 16 and 256 busy sandboxes.
+//! - `nj-bench bridge` measures bulk TCP throughput and connect latency from a network
+//!   namespace of its own to a server on the host's 127.0.0.1: host networking, slirp4netns
+//!   and pasta side by side.
 //!
 //! ```text
 //! cargo build --release --workspace
@@ -23,6 +26,7 @@
 //! cargo run --release -p netjail-bench --bin nj-bench -- held [--help]
 //! cargo run --release -p netjail-bench --bin nj-bench -- embedded [--help]
 //! cargo run --release -p netjail-bench --bin nj-bench -- flood [--help]
+//! cargo run --release -p netjail-bench --bin nj-bench -- bridge [--help]
 //! ```
 //!
 //! # Module map
@@ -30,7 +34,7 @@
 //! - [`args`]: the command line (clap), one struct per bench.
 //! - The benches, one module each: [`connect`] (no subcommand), [`cost`] (with its measured
 //!   worker [`cost_child`], the filter's cost [`bpf`]), [`held`], [`embedded`], [`flood`],
-//!   [`scale`].
+//!   [`scale`], [`bridge`].
 //! - [`child`]: the measured children, `nj-bench --child ...` (the bench runs itself).
 //! - What the benches share: [`canary`] (loopback listeners that count), [`policy`] (the
 //!   policy file), [`process`] (children with a time bound, their reports), [`own_broker`] (a
@@ -40,6 +44,7 @@
 
 mod args;
 mod bpf;
+mod bridge;
 mod canary;
 mod child;
 mod connect;
@@ -99,5 +104,6 @@ fn bench(cli: Cli) -> Result<bool, String> {
         Some(Bench::Embedded(a)) => embedded::main(a),
         Some(Bench::Scale(a)) => scale::main(a),
         Some(Bench::Flood(a)) => flood::main(a),
+        Some(Bench::Bridge(a)) => bridge::main(a),
     }
 }

@@ -578,3 +578,81 @@ pub fn set_thread_nice(nice: i32) -> Result<(), Errno> {
     // SAFETY: setpriority(2) takes no pointers.
     check(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } as libc::c_long).map(drop)
 }
+
+// ---- the bridge bench (`nj-bench bridge`) ----
+
+/// `unshare(CLONE_NEWNET)`: the calling thread moves to a fresh network namespace, in which
+/// only `lo` exists, and down. Needs `CAP_SYS_ADMIN`.
+pub fn unshare_net() -> Result<(), Errno> {
+    // SAFETY: unshare(2) takes no pointers.
+    check(unsafe { libc::unshare(libc::CLONE_NEWNET) } as libc::c_long).map(drop)
+}
+
+/// `setns(fd, CLONE_NEWNET)` on the namespace file `path` (`/proc/PID/ns/net`): the calling
+/// thread moves to that network namespace. Needs `CAP_SYS_ADMIN`.
+pub fn enter_net_namespace(path: &std::path::Path) -> Result<(), Errno> {
+    let file = std::fs::File::open(path).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    // SAFETY: setns(2) takes no pointers; `file` is open for the length of the call.
+    check(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } as libc::c_long).map(drop)
+}
+
+/// Sets `IFF_UP` on the interface `lo` of the calling thread's network namespace
+/// (`SIOCGIFFLAGS`, then `SIOCSIFFLAGS`). Needs `CAP_NET_ADMIN`.
+pub fn set_loopback_up() -> Result<(), Errno> {
+    let sock = udp4_socket()?;
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid, writable ifreq naming an interface; `sock` is open.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } as libc::c_long)?;
+    // SAFETY: SIOCGIFFLAGS just wrote the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: `req` is a valid ifreq with the name and the flags set; `sock` is open.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } as libc::c_long)
+        .map(drop)
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3` (`linux/capability.h`): two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `capset(2)` with every set empty: the calling thread keeps its uid but no capability.
+pub fn drop_all_capabilities() -> Result<(), Errno> {
+    let header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: `header` and the two `data` words are valid for the length of the call, in the
+    // layout version 3 of the call reads.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) })
+        .map(drop)
+}
+
+/// A `sockaddr_in` for `addr:port`.
+pub fn sockaddr4(addr: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    let mut sin = loopback4(port);
+    sin.sin_addr.s_addr = u32::from(addr).to_be();
+    sin
+}
