@@ -47,7 +47,7 @@ test: lint
 unit: deps
 	$(CARGO) test --workspace --lib
 
-# Five benches, each interleaving its variants in one run (the machine may be noisy):
+# Six benches, each interleaving its variants in one run (the machine may be noisy):
 # `nj-bench`, connect() latency native vs through the broker; `nj-bench cost`, the cost rule
 # (send and receive on connected sockets never reach the broker), native vs confined;
 # `nj-bench held`, one sandbox's connects idle vs while another has calls held for operators;
@@ -57,16 +57,16 @@ unit: deps
 # FAIL (reported; `--check` makes a FAIL exit 1), and the flood's denials per second.
 # Options for the second: BENCH_COST_ARGS="--pairs 25" (see `nj-bench cost --help`); for the
 # last: BENCH_FLOOD_ARGS="--iterations 10000 --rounds 10" (see `nj-bench flood --help`).
-# Not run here: `nj-bench bridge` (issue 19), bulk TCP throughput and connect latency from a
-# network namespace of the bench's own to the host's 127.0.0.1, host networking vs
-# slirp4netns vs pasta (root; about 10 s): `$(CARGO) run --release -p netjail-bench --bin
-# nj-bench -- bridge` (see `nj-bench bridge --help`).
+# And `nj-bench bridge` (issue 19), bulk TCP throughput and connect latency from a network
+# namespace of the bench's own to the host's 127.0.0.1, host networking vs slirp4netns vs
+# pasta (root; about 10 s; see `nj-bench bridge --help`).
 bench: release
 	$(CARGO) run --release -p netjail-bench --bin nj-bench
 	$(CARGO) run --release -p netjail-bench --bin nj-bench -- cost $(BENCH_COST_ARGS)
 	$(CARGO) run --release -p netjail-bench --bin nj-bench -- held
 	$(CARGO) run --release -p netjail-bench --bin nj-bench -- embedded
 	$(CARGO) run --release -p netjail-bench --bin nj-bench -- flood $(BENCH_FLOOD_ARGS)
+	$(CARGO) run --release -p netjail-bench --bin nj-bench -- bridge
 
 # Scale (issue 8): its own netjaild with 10,000 registered sandboxes (confined `sleep`s): the
 # broker's memory, threads and fds per sandbox, then the decision rate with 1, 16 and 256 busy
