@@ -47,7 +47,7 @@
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, Command, Stdio};
@@ -64,6 +64,10 @@ use crate::process::{join, reader, run_bounded, this_exe, timeout_for};
 use crate::report::Machine;
 use crate::stats::{self, us, Summary};
 use crate::sys;
+
+mod child;
+
+pub use child::{bridge_child, netns_child};
 
 /// How long a tool may take to make its namespace usable.
 const READY_LIMIT: Duration = Duration::from_secs(10);
@@ -117,79 +121,86 @@ impl Variant {
                 helper: None,
                 netns: None,
             }),
-            Variant::Slirp4netns => {
-                let tool = find_tool("slirp4netns", env.slirp4netns.as_deref())?;
-                let netns = Namespace::new(env).map_err(Unmeasured::Failed)?;
-                let flags = [
-                    "--configure",
-                    &format!("--mtu={SLIRP_MTU}"),
-                    "--disable-dns",
-                    "--outbound-addr=127.0.0.1",
-                    "--enable-sandbox",
-                    "--enable-seccomp",
-                    "--exit-fd=0",
-                    "--ready-fd=1",
-                ]
-                .map(str::to_owned);
-                let pid = netns.pid().to_string();
-                let mut cmd = Command::new(&tool);
-                cmd.args(&flags).args([pid.as_str(), "tap0"]);
-                let mut helper =
-                    Helper::spawn("slirp4netns", &mut cmd).map_err(Unmeasured::Failed)?;
-                helper.wait_ready_fd().map_err(Unmeasured::Failed)?;
-                Ok(Route {
-                    how: format!(
-                        "{} {} PID tap0 (pid {}); to 10.0.2.2",
-                        tool.display(),
-                        flags.join(" "),
-                        helper.process.pid()
-                    ),
-                    addr: Ipv4Addr::new(10, 0, 2, 2),
-                    launcher: Vec::new(),
-                    helper: Some(helper),
-                    netns: Some(netns),
-                })
-            }
-            Variant::Pasta => {
-                let tool = find_tool("pasta", env.pasta.as_deref())?;
-                let netns = Namespace::new(env).map_err(Unmeasured::Failed)?;
-                let ports = format!("{},{}", env.connect_port, env.bulk_port);
-                let flags = [
-                    "--foreground",
-                    "--quiet",
-                    "--runas",
-                    "0",
-                    "--tcp-ports",
-                    "none",
-                    "--udp-ports",
-                    "none",
-                    "--udp-ns",
-                    "none",
-                    "--tcp-ns",
-                    &ports,
-                ]
-                .map(str::to_owned);
-                let mut cmd = Command::new(&tool);
-                cmd.args(&flags).arg("--netns").arg(&netns.path);
-                let mut helper = Helper::spawn("pasta", &mut cmd).map_err(Unmeasured::Failed)?;
-                helper
-                    .wait_listening(&netns, &[env.connect_port, env.bulk_port])
-                    .map_err(Unmeasured::Failed)?;
-                Ok(Route {
-                    how: format!(
-                        "{} {} --netns /proc/PID/ns/net (pid {}); to 127.0.0.1",
-                        tool.display(),
-                        flags.join(" "),
-                        helper.process.pid()
-                    ),
-                    addr: Ipv4Addr::LOCALHOST,
-                    launcher: Vec::new(),
-                    helper: Some(helper),
-                    netns: Some(netns),
-                })
-            }
+            Variant::Slirp4netns => slirp4netns_route(env),
+            Variant::Pasta => pasta_route(env),
         }
     }
+}
+
+/// [`Variant::Slirp4netns`]: a namespace of its own, slirp4netns in it, the host's loopback
+/// as 10.0.2.2 (every socket slirp4netns opens on the host bound to loopback).
+fn slirp4netns_route(env: &Env) -> Result<Route, Unmeasured> {
+    let tool = find_tool("slirp4netns", env.slirp4netns.as_deref())?;
+    let netns = Namespace::new(env).map_err(Unmeasured::Failed)?;
+    let flags = [
+        "--configure",
+        &format!("--mtu={SLIRP_MTU}"),
+        "--disable-dns",
+        "--outbound-addr=127.0.0.1",
+        "--enable-sandbox",
+        "--enable-seccomp",
+        "--exit-fd=0",
+        "--ready-fd=1",
+    ]
+    .map(str::to_owned);
+    let pid = netns.pid().to_string();
+    let mut cmd = Command::new(&tool);
+    cmd.args(&flags).args([pid.as_str(), "tap0"]);
+    let mut helper = Helper::spawn("slirp4netns", &mut cmd).map_err(Unmeasured::Failed)?;
+    helper.wait_ready_fd().map_err(Unmeasured::Failed)?;
+    Ok(Route {
+        how: format!(
+            "{} {} PID tap0 (pid {}); to 10.0.2.2",
+            tool.display(),
+            flags.join(" "),
+            helper.process.pid()
+        ),
+        addr: Ipv4Addr::new(10, 0, 2, 2),
+        launcher: Vec::new(),
+        helper: Some(helper),
+        netns: Some(netns),
+    })
+}
+
+/// [`Variant::Pasta`]: a namespace of its own, pasta forwarding its two ports there to the
+/// host's loopback.
+fn pasta_route(env: &Env) -> Result<Route, Unmeasured> {
+    let tool = find_tool("pasta", env.pasta.as_deref())?;
+    let netns = Namespace::new(env).map_err(Unmeasured::Failed)?;
+    let ports = format!("{},{}", env.connect_port, env.bulk_port);
+    let flags = [
+        "--foreground",
+        "--quiet",
+        "--runas",
+        "0",
+        "--tcp-ports",
+        "none",
+        "--udp-ports",
+        "none",
+        "--udp-ns",
+        "none",
+        "--tcp-ns",
+        &ports,
+    ]
+    .map(str::to_owned);
+    let mut cmd = Command::new(&tool);
+    cmd.args(&flags).arg("--netns").arg(&netns.path);
+    let mut helper = Helper::spawn("pasta", &mut cmd).map_err(Unmeasured::Failed)?;
+    helper
+        .wait_listening(&netns, &[env.connect_port, env.bulk_port])
+        .map_err(Unmeasured::Failed)?;
+    Ok(Route {
+        how: format!(
+            "{} {} --netns /proc/PID/ns/net (pid {}); to 127.0.0.1",
+            tool.display(),
+            flags.join(" "),
+            helper.process.pid()
+        ),
+        addr: Ipv4Addr::LOCALHOST,
+        launcher: Vec::new(),
+        helper: Some(helper),
+        netns: Some(netns),
+    })
 }
 
 /// Why a variant was not measured.
@@ -548,113 +559,6 @@ fn drain(mut s: TcpStream, total: &AtomicU64) {
     let _ = s.write_all(&n.to_le_bytes());
 }
 
-/// `--child netns`: the holder of a namespace (see the module's doc). Prints
-/// `{"mode":"netns","pid":PID}` once ready, then reads its stdin to the end.
-pub fn netns_child() -> Result<(), String> {
-    sys::die_with_parent().map_err(|e| format!("PR_SET_PDEATHSIG: errno {e}"))?;
-    sys::unshare_net().map_err(|e| format!("unshare(CLONE_NEWNET): errno {e}"))?;
-    sys::set_loopback_up().map_err(|e| format!("lo up: errno {e}"))?;
-    sys::drop_all_capabilities().map_err(|e| format!("capset: errno {e}"))?;
-    let line = serde_json::json!({ "mode": "netns", "pid": std::process::id() });
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
-    drop(out);
-    let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
-    Ok(())
-}
-
-/// `--child bridge NETNS ADDR CONNECT BULK COUNT WARMUP BYTES CHUNK`: enters the network
-/// namespace NETNS (`-`: stays), then the measurements of the module's doc against
-/// `ADDR:CONNECT` and `ADDR:BULK`. Prints one JSON line: `connect_ns` and `first_byte_ns`
-/// (COUNT each), `bulk_bytes`, `bulk_ns`. Any failed call ends it with an error.
-pub fn bridge_child(args: &[String]) -> Result<(), String> {
-    let [netns, addr, connect, bulk, count, warmup, bytes, chunk] = args else {
-        return Err(
-            "--child bridge: expected NETNS ADDR CONNECT BULK COUNT WARMUP BYTES CHUNK".into(),
-        );
-    };
-    fn num<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, String>
-    where
-        T::Err: std::fmt::Display,
-    {
-        v.parse()
-            .map_err(|e| format!("--child bridge: bad {what} {v:?}: {e}"))
-    }
-    if netns != "-" && !already_in(Path::new(netns)) {
-        sys::enter_net_namespace(Path::new(netns))
-            .map_err(|e| format!("setns({netns}): errno {e}"))?;
-    }
-    let addr: Ipv4Addr = num("ADDR", addr)?;
-    let (count, warmup): (usize, usize) = (num("COUNT", count)?, num("WARMUP", warmup)?);
-    let (bytes, chunk): (u64, usize) = (num("BYTES", bytes)?, num("CHUNK", chunk)?);
-    let sin = sys::sockaddr4(addr, num("CONNECT", connect)?);
-    let mut connect_ns = Vec::with_capacity(count);
-    let mut first_byte_ns = Vec::with_capacity(count);
-    for i in 0..warmup + count {
-        let call = |what: &str, e: sys::Errno| {
-            format!("connect {} of {}: {what}: errno {e}", i + 1, warmup + count)
-        };
-        let fd = sys::tcp4_socket().map_err(|e| call("socket", e))?;
-        let t0 = sys::now_ns();
-        sys::connect4(&fd, &sin).map_err(|e| call("connect", e))?;
-        let t1 = sys::now_ns();
-        let mut byte = [0u8; 1];
-        match sys::read(&fd, &mut byte) {
-            Ok(1) => {}
-            Ok(_) => return Err(call("the server's byte", libc::EPIPE)),
-            Err(e) => return Err(call("the server's byte", e)),
-        }
-        let t2 = sys::now_ns();
-        let _ = sys::set_linger_zero(&fd);
-        drop(fd);
-        if i >= warmup {
-            connect_ns.push(t1 - t0);
-            first_byte_ns.push(t2 - t0);
-        }
-    }
-    let bulk_addr = (addr, num::<u16>("BULK", bulk)?);
-    let mut s = TcpStream::connect(bulk_addr).map_err(|e| format!("bulk connect: {e}"))?;
-    let block = vec![0x5au8; chunk.max(1)];
-    let t0 = sys::now_ns();
-    let mut left = bytes;
-    while left > 0 {
-        let k = left.min(block.len() as u64) as usize;
-        s.write_all(&block[..k])
-            .map_err(|e| format!("bulk send: {e}"))?;
-        left -= k as u64;
-    }
-    s.shutdown(Shutdown::Write)
-        .map_err(|e| format!("bulk shutdown: {e}"))?;
-    let mut count_le = [0u8; 8];
-    s.read_exact(&mut count_le)
-        .map_err(|e| format!("bulk: the server's count: {e}"))?;
-    let bulk_ns = sys::now_ns() - t0;
-    let got = u64::from_le_bytes(count_le);
-    if got != bytes {
-        return Err(format!("bulk: the server read {got} bytes of {bytes}"));
-    }
-    let line = serde_json::json!({
-        "mode": "bridge",
-        "connect_ns": connect_ns,
-        "first_byte_ns": first_byte_ns,
-        "bulk_bytes": bytes,
-        "bulk_ns": bulk_ns,
-    });
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .map_err(|e| format!("stdout: {e}"))
-}
-
-/// Whether this process is in the network namespace `path` already (started there by a
-/// launcher): then it does not call `setns`.
-fn already_in(path: &Path) -> bool {
-    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
-    id(path).is_some() && id(path) == id(Path::new("/proc/self/ns/net"))
-}
-
 /// The options checked.
 struct Options {
     counts: args::Counts,
@@ -804,21 +708,7 @@ pub fn main(a: args::BridgeArgs) -> Result<bool, String> {
         ports.0, ports.1
     );
 
-    // Set up every variant first; the rest are measured whatever happens to one.
-    let mut routes: Vec<(Variant, Route)> = Vec::new();
-    let mut unmeasured: Vec<(Variant, Unmeasured)> = Vec::new();
-    for &v in &o.variants {
-        match v.route(&env) {
-            Ok(r) => {
-                println!("{:<12} {}", v.key(), r.how);
-                routes.push((v, r));
-            }
-            Err(u) => {
-                println!("{:<12} NOT MEASURED: {}", v.key(), u.why());
-                unmeasured.push((v, u));
-            }
-        }
-    }
+    let (mut routes, unmeasured) = set_up(&o.variants, &env);
 
     let started = Instant::now();
     let outcome = measure_rounds(&mut routes, &o, ports, &per_round, started);
@@ -832,63 +722,15 @@ pub fn main(a: args::BridgeArgs) -> Result<bool, String> {
         .collect();
     let samples = outcome?;
 
-    let measured: Vec<(Variant, Figures)> = samples
-        .into_iter()
-        .map(|(v, rounds)| {
-            let first: Vec<Vec<u64>> = rounds.iter().map(|m| m.first_byte_ns.clone()).collect();
-            let conn: Vec<Vec<u64>> = rounds.iter().map(|m| m.connect_ns.clone()).collect();
-            let figures = Figures {
-                first_byte: stats::summarize(&first),
-                connect: stats::summarize(&conn),
-                gbit_s: rounds.iter().map(|m| m.gbit_s).collect(),
-            };
-            (v, figures)
-        })
-        .collect();
+    let measured = figures(samples);
     print_table(&measured, &unmeasured);
-    let host = measured
-        .iter()
-        .find(|(v, _)| *v == Variant::Host)
-        .map(|(_, f)| f);
-    let mut ratios = serde_json::Map::new();
-    if let Some(h) = host {
-        println!();
-        for (v, f) in measured.iter().filter(|(v, _)| *v != Variant::Host) {
-            let t = f.gbit_median() / h.gbit_median();
-            let l = stats::ratio(f.first_byte.median_ns, h.first_byte.median_ns);
-            let p = stats::ratio(f.first_byte.p99_ns, h.first_byte.p99_ns);
-            println!(
-                "{:<12} / host   throughput {t:.2}x   connect to first byte: median {l:.2}x, p99 {p:.2}x",
-                v.key()
-            );
-            ratios.insert(
-                v.key(),
-                serde_json::json!({ "throughput": t, "first_byte_median": l, "first_byte_p99": p }),
-            );
-        }
-    }
+    let ratios = print_ratios(&measured);
     for (v, f) in &measured {
         if let Some(note) = f.first_byte.spread_note(&v.key(), "a noisy run") {
             println!("{note}");
         }
     }
-    let expected = (measured.len() as u64) * o.counts.calls_per_variant();
-    let accepted = servers.accepted.load(Ordering::Relaxed);
-    let received = servers.received.load(Ordering::Relaxed);
-    println!(
-        "servers  {accepted} connections accepted for {expected} connects; {} MiB read for {} MiB sent",
-        received / (1024 * 1024),
-        measured.len() as u64 * o.counts.rounds as u64 * o.bytes / (1024 * 1024)
-    );
-    println!(
-        "cleanup  {} namespace(s) made; {}",
-        made.len(),
-        if left.is_empty() {
-            "after the tools and holders were ended, no process is left in any".to_owned()
-        } else {
-            format!("processes left in them (inode, pids): {left:?}")
-        }
-    );
+    print_counts(&servers, &measured, &o, &made, &left);
     let end_load = crate::report::print_end_load(started);
     let json = machine.report_json(
         "nj-bench bridge",
@@ -912,6 +754,104 @@ pub fn main(a: args::BridgeArgs) -> Result<bool, String> {
         .any(|(_, u)| matches!(u, Unmeasured::Failed(_)));
     Ok(!failed && left.is_empty())
 }
+
+/// What the servers received against what was sent, and what is left in the namespaces made.
+fn print_counts(
+    servers: &Servers,
+    measured: &[(Variant, Figures)],
+    o: &Options,
+    made: &[u64],
+    left: &[(u64, Vec<u32>)],
+) {
+    let expected = (measured.len() as u64) * o.counts.calls_per_variant();
+    let accepted = servers.accepted.load(Ordering::Relaxed);
+    let received = servers.received.load(Ordering::Relaxed);
+    println!(
+        "servers  {accepted} connections accepted for {expected} connects; {} MiB read for {} MiB sent",
+        received / (1024 * 1024),
+        measured.len() as u64 * o.counts.rounds as u64 * o.bytes / (1024 * 1024)
+    );
+    println!(
+        "cleanup  {} namespace(s) made; {}",
+        made.len(),
+        if left.is_empty() {
+            "after the tools and holders were ended, no process is left in any".to_owned()
+        } else {
+            format!("processes left in them (inode, pids): {left:?}")
+        }
+    );
+}
+
+/// Sets every variant up; those that cannot be are reported and left out, the rest are
+/// measured whatever happens to one.
+fn set_up(variants: &[Variant], env: &Env) -> (Routes, NotMeasured) {
+    let mut routes: Vec<(Variant, Route)> = Vec::new();
+    let mut unmeasured: Vec<(Variant, Unmeasured)> = Vec::new();
+    for &v in variants {
+        match v.route(env) {
+            Ok(r) => {
+                println!("{:<12} {}", v.key(), r.how);
+                routes.push((v, r));
+            }
+            Err(u) => {
+                println!("{:<12} NOT MEASURED: {}", v.key(), u.why());
+                unmeasured.push((v, u));
+            }
+        }
+    }
+
+    (routes, unmeasured)
+}
+
+/// The figures of each measured variant, from its rounds.
+fn figures(samples: Samples) -> Vec<(Variant, Figures)> {
+    samples
+        .into_iter()
+        .map(|(v, rounds)| {
+            let first: Vec<Vec<u64>> = rounds.iter().map(|m| m.first_byte_ns.clone()).collect();
+            let conn: Vec<Vec<u64>> = rounds.iter().map(|m| m.connect_ns.clone()).collect();
+            let figures = Figures {
+                first_byte: stats::summarize(&first),
+                connect: stats::summarize(&conn),
+                gbit_s: rounds.iter().map(|m| m.gbit_s).collect(),
+            };
+            (v, figures)
+        })
+        .collect()
+}
+
+/// Prints each variant's throughput and latency against host networking; returns them for
+/// the JSON line.
+fn print_ratios(measured: &[(Variant, Figures)]) -> serde_json::Map<String, serde_json::Value> {
+    let host = measured
+        .iter()
+        .find(|(v, _)| *v == Variant::Host)
+        .map(|(_, f)| f);
+    let mut ratios = serde_json::Map::new();
+    if let Some(h) = host {
+        println!();
+        for (v, f) in measured.iter().filter(|(v, _)| *v != Variant::Host) {
+            let t = f.gbit_median() / h.gbit_median();
+            let l = stats::ratio(f.first_byte.median_ns, h.first_byte.median_ns);
+            let p = stats::ratio(f.first_byte.p99_ns, h.first_byte.p99_ns);
+            println!(
+                "{:<12} / host   throughput {t:.2}x   connect to first byte: median {l:.2}x, p99 {p:.2}x",
+                v.key()
+            );
+            ratios.insert(
+                v.key(),
+                serde_json::json!({ "throughput": t, "first_byte_median": l, "first_byte_p99": p }),
+            );
+        }
+    }
+    ratios
+}
+
+/// The variants set up, with how.
+type Routes = Vec<(Variant, Route)>;
+
+/// The variants left out, with why.
+type NotMeasured = Vec<(Variant, Unmeasured)>;
 
 /// Per measured variant its rounds.
 type Samples = Vec<(Variant, Vec<Measured>)>;
@@ -975,36 +915,4 @@ fn print_table(measured: &[(Variant, Figures)], unmeasured: &[(Variant, Unmeasur
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_listener_on_loopback_is_found_in_proc_net_tcp() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:C1F3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   1: 0100007F:0050 0100007F:D000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n";
-        assert!(listens_on_loopback(table, 0xC1F3));
-        // Established, not listening.
-        assert!(!listens_on_loopback(table, 80));
-        assert!(!listens_on_loopback(table, 0xC1F4));
-    }
-
-    #[test]
-    fn gbit_s_is_bits_per_nanosecond() {
-        assert_eq!(gbit_s(1_000_000_000, 8_000_000_000), 1.0);
-        assert!(gbit_s(1, 0).is_nan());
-    }
-
-    #[test]
-    fn every_variant_has_a_name() {
-        let names: Vec<String> = Variant::value_variants().iter().map(|v| v.key()).collect();
-        assert_eq!(names, ["host", "slirp4netns", "pasta"]);
-    }
-
-    #[test]
-    fn a_tool_given_by_a_path_that_is_not_there_is_missing() {
-        let e = find_tool("pasta", Some(Path::new("/nonexistent/nj-bench/pasta"))).unwrap_err();
-        assert_eq!(
-            e,
-            Unmeasured::Missing("no pasta at /nonexistent/nj-bench/pasta".into())
-        );
-    }
-}
+mod tests;
