@@ -13,7 +13,7 @@ use crate::endpoint::{Endpoint, HostMatch, ProtoMatch};
 use crate::error::PolicyError;
 use crate::glob::{Component, Tok, UnixPattern};
 use crate::model::{Policy, Rule};
-use crate::parse::{Pos, TablePos};
+use crate::parse::{Pos, Positions, TablePos};
 
 /// What is wrong with an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,8 @@ impl fmt::Display for Finding {
 
 /// Every finding of a resolved policy with the positions of its entries, `[[deny]]` over
 /// `[[allow]]` and `[[ask]]` first, then `[[allow]]` over `[[ask]]`, in table order.
-pub(crate) fn findings(policy: &Policy, pos: &[Vec<TablePos>; 3]) -> Vec<Finding> {
-    let [deny_pos, allow_pos, ask_pos] = pos;
+pub(crate) fn findings(policy: &Policy, pos: &Positions) -> Vec<Finding> {
+    let [deny_pos, allow_pos, ask_pos] = &pos.tables;
     let mut out = Vec::new();
     let later = [
         ("allow", &policy.allow, allow_pos),
