@@ -599,3 +599,17 @@ fn the_verdicts_ignore_the_bridge() {
         }
     }
 }
+
+/// The `[bridge]` example of `docs/policy.md` loads, and bridges what its comments say.
+#[test]
+fn the_doc_example_loads() {
+    let doc = include_str!("../../docs/policy.md");
+    let start = doc.find("```toml\n[bridge]\n").expect("the example") + "```toml\n".len();
+    let len = doc[start..].find("```").expect("its end");
+    let p = policy(&format!("name = \"doc\"\n{}", &doc[start..start + len]));
+    let b = p.bridge().unwrap();
+    assert_eq!(b.netns(), &BridgeNetns::Path("/proc/1/ns/net".into()));
+    assert!(b.bridges(&request(Op::Connect, Proto::Tcp, "127.0.0.1:8080")));
+    assert!(b.bridges(&request(Op::Send, Proto::Udp, "127.0.0.1:53")));
+    assert!(b.bridges(&request(Op::Bind, Proto::Tcp, "127.0.0.1:8080")));
+}
