@@ -3,6 +3,7 @@
 
 use std::marker::PhantomData;
 
+use crate::bridge::{self, Bridge};
 use crate::confine::{Confinement, IoctlMode, LandlockMode};
 use crate::endpoint;
 use crate::error::{BuilderKey, PolicyError, PolicyErrorKind};
@@ -35,6 +36,7 @@ impl Policy {
             allow: Vec::new(),
             ask: Vec::new(),
             limits: Limits::default(),
+            bridge: None,
         }
     }
 }
@@ -107,7 +109,8 @@ impl Policy {
 /// order in which [`Policy::to_toml`] prints the keys: `name`, `ask_timeout`,
 /// `ask_fallback`, `jail_address`, `keep_capabilities`, `namespaces`,
 /// `allow_unsafe_sockopts`, `sockets.allow`,
-/// `sockets.refuse`, then
+/// `sockets.refuse`, `bridge.netns`, `bridge.connect`, `bridge.bind` (then that the bridge
+/// has a namespace), then
 /// the `[[deny]]`, `[[allow]]` and `[[ask]]` tables in the order they were added (in each
 /// its `errno`, then its `connect`, `send`, `bind` and `unix` entries, then that it has
 /// one), and last `source_cmsgs(true)` together with a `jail_address` call. That is the
@@ -138,6 +141,8 @@ pub struct PolicyBuilder {
     allow: Vec<TableBuilder<AllowTable>>,
     ask: Vec<TableBuilder<AllowTable>>,
     limits: Limits,
+    /// `None` until `bridge` is called.
+    bridge: Option<BridgeBuilder>,
 }
 
 impl PolicyBuilder {
@@ -281,6 +286,34 @@ impl PolicyBuilder {
         self
     }
 
+    /// The `[bridge]` table, filled in by `table`: `.bridge(|b|
+    /// b.netns("broker").connect("tcp://127.0.0.1:8080"))`. A policy has one bridge: a
+    /// second call goes on filling the same table (its namespace replaces the first call's,
+    /// its entries come after the first call's). See [`Policy::bridge`].
+    ///
+    /// ```
+    /// use netjail_policy::{BridgeNetns, Policy};
+    ///
+    /// let p = Policy::builder("published")
+    ///     .allow(|t| t.bind("tcp://0.0.0.0:8080"))
+    ///     .bridge(|b| b.netns("/run/netns/host").bind("tcp://0.0.0.0:8080"))
+    ///     .build()?;
+    /// assert_eq!(p.bridge().unwrap().netns(), &BridgeNetns::Path("/run/netns/host".into()));
+    /// assert_eq!(Policy::from_toml(&p.to_toml(), "shipped")?, p);
+    ///
+    /// // The parser's checks, and its messages.
+    /// let err = Policy::builder("b").bridge(|b| b.netns("run/netns/host")).build().unwrap_err();
+    /// assert_eq!(err.at.unwrap().key, "bridge.netns");
+    /// let err = Policy::builder("b").bridge(|b| b.connect("unix:/run/x.sock")).build().unwrap_err();
+    /// assert_eq!(err.at.unwrap().key, "bridge.connect[0]");
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn bridge(mut self, table: impl FnOnce(BridgeBuilder) -> BridgeBuilder) -> Self {
+        let so_far = self.bridge.take().unwrap_or_else(BridgeBuilder::new);
+        self.bridge = Some(table(so_far));
+        self
+    }
+
     /// Adds a `[[deny]]` table, filled in by `table`: `.deny(|t| t.connect("tcp://*:25"))`.
     pub fn deny(
         mut self,
@@ -350,6 +383,10 @@ impl PolicyBuilder {
                 sockets::parse_refuse(text).map_err(here.at("sockets.refuse", Some(text)))?
             }
         };
+        let bridge = match &self.bridge {
+            None => None,
+            Some(b) => Some(b.bridge(&here)?),
+        };
         let deny = rules(&self.deny, "deny", &here)?;
         let allow = rules(&self.allow, "allow", &here)?;
         let ask = rules(&self.ask, "ask", &here)?;
@@ -370,6 +407,7 @@ impl PolicyBuilder {
             ask_fallback,
             confine,
             limits: self.limits,
+            bridge,
         })
     }
 
@@ -553,5 +591,76 @@ impl TableBuilder<DenyTable> {
     pub fn errno(mut self, name: impl Into<String>) -> Self {
         self.errno = Some(name.into());
         self
+    }
+}
+
+/// The `[bridge]` table of a [`PolicyBuilder`], filled in by the closure given to
+/// [`PolicyBuilder::bridge`]: the namespace (required) and the `connect` and `bind`
+/// patterns, each entry the string the TOML format takes.
+#[derive(Debug, Clone)]
+#[must_use = "a bridge builder is returned to the policy builder"]
+pub struct BridgeBuilder {
+    netns: Option<String>,
+    connect: Vec<String>,
+    bind: Vec<String>,
+}
+
+impl BridgeBuilder {
+    fn new() -> Self {
+        BridgeBuilder {
+            netns: None,
+            connect: Vec::new(),
+            bind: Vec::new(),
+        }
+    }
+
+    /// `netns`: `"broker"` (the broker's own network namespace) or an absolute path to a
+    /// namespace file (`"/proc/1/ns/net"`, `"/run/netns/NAME"`). Required; a second call
+    /// replaces the first.
+    pub fn netns(mut self, netns: impl Into<String>) -> Self {
+        self.netns = Some(netns.into());
+        self
+    }
+
+    /// A `connect` pattern, `tcp://` or `udp://` (`"tcp://127.0.0.1:8080"`): allowed
+    /// connects (and datagram sends) to what it covers are served from the namespace.
+    pub fn connect(mut self, entry: impl Into<String>) -> Self {
+        self.connect.push(entry.into());
+        self
+    }
+
+    /// A `bind` pattern, `tcp://` or `udp://` with an address (`"tcp://0.0.0.0:8080"`):
+    /// allowed binds (published ports) to what it covers are served from the namespace.
+    pub fn bind(mut self, entry: impl Into<String>) -> Self {
+        self.bind.push(entry.into());
+        self
+    }
+
+    /// The table as the model has it, checked as the parser checks it: `netns`, the
+    /// entries, then that `netns` was given.
+    fn bridge(&self, here: &Here) -> Result<Bridge, PolicyError> {
+        let netns = match &self.netns {
+            None => None,
+            Some(text) => {
+                Some(bridge::parse_netns(text).map_err(here.at("bridge.netns", Some(text)))?)
+            }
+        };
+        let connect = entries(
+            &self.connect,
+            "bridge",
+            "connect",
+            bridge::parse_connect,
+            here,
+        )?;
+        let bind = entries(&self.bind, "bridge", "bind", bridge::parse_bind, here)?;
+        let Some(netns) = netns else {
+            return Err(here.at("bridge", None)(PolicyErrorKind::MissingKey(
+                "bridge.netns",
+            )));
+        };
+        let mut bridge = Bridge::new(netns);
+        bridge.connect = connect;
+        bridge.bind = bind;
+        Ok(bridge)
     }
 }

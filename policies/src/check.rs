@@ -1,9 +1,13 @@
 //! `policy check`: entries that can never decide, because an entry checked before them covers
-//! everything they match.
+//! everything they match; and `[bridge]` patterns that can never bridge a call, because no
+//! call they match can be allowed.
 //!
 //! "Covers" is decided conservatively: a finding is only reported when every request the
 //! later entry matches is matched by the earlier one (tested as a property). Host names are
-//! covered only by `*` or by the same name.
+//! covered only by `*` or by the same name. "Overlaps" (some request matches both entries)
+//! errs the other way: a bridge pattern is reported only when no `[[allow]]` or `[[ask]]`
+//! entry shares a single request with it (also tested as a property); a host name overlaps
+//! everything.
 
 use std::fmt;
 
@@ -12,8 +16,9 @@ use ipnet::IpNet;
 use crate::endpoint::{Endpoint, HostMatch, ProtoMatch};
 use crate::error::PolicyError;
 use crate::glob::{Component, Tok, UnixPattern};
+use crate::model::Action;
 use crate::model::{Policy, Rule};
-use crate::parse::{Pos, TablePos};
+use crate::parse::{Pos, Positions, TablePos};
 
 /// What is wrong with an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,13 @@ pub enum FindingKind {
     Contradiction,
     /// A wider entry checked first covers everything this one matches.
     Unreachable,
+    /// A `[bridge]` pattern every call of which a `[[deny]]` entry refuses: it never
+    /// bridges anything.
+    BridgeDenied,
+    /// A `[bridge]` pattern that no `[[allow]]` or `[[ask]]` entry shares a call with, under
+    /// `default = "deny"`: the policy allows none of its calls, so it never bridges anything
+    /// (unless an embedder's run-time rules allow one).
+    BridgeUnallowed,
 }
 
 /// One entry of a resolved policy, where it was written.
@@ -54,11 +66,14 @@ impl fmt::Display for EntryAt {
 /// An entry that can never decide a request, and the entry that decides instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// Contradiction or unreachable.
+    /// Contradiction, unreachable, or a bridge pattern that never bridges.
     pub kind: FindingKind,
-    /// The entry that never decides.
+    /// The entry that never decides (or never bridges: `bridge.connect[0]`).
     pub entry: EntryAt,
-    /// The entry checked before it that covers it.
+    /// The entry checked before it that covers it; for [`FindingKind::BridgeDenied`] the
+    /// `[[deny]]` entry that refuses every call of the pattern; for
+    /// [`FindingKind::BridgeUnallowed`] the policy's default (`rule` `default`, `entry`
+    /// `deny`, line and column 0: the default has no position of its own).
     pub by: EntryAt,
 }
 
@@ -83,14 +98,23 @@ impl fmt::Display for Finding {
                 "is unreachable: {} covers everything it matches and [[{theirs}]] tables are checked before [[{mine}]] tables; remove it, or narrow the entry that covers it",
                 self.by
             ),
+            FindingKind::BridgeDenied => write!(
+                f,
+                "never bridges anything: {} refuses every call it matches, and a bridge allows nothing; remove it, or narrow the [[deny]] entry",
+                self.by
+            ),
+            FindingKind::BridgeUnallowed => f.write_str(
+                "never bridges anything: no [[allow]] or [[ask]] entry allows a call it matches and the default is deny, and a bridge allows nothing (only an embedder's run-time rules could); add an [[allow]] entry for what it should bridge, or remove it",
+            ),
         }
     }
 }
 
 /// Every finding of a resolved policy with the positions of its entries, `[[deny]]` over
-/// `[[allow]]` and `[[ask]]` first, then `[[allow]]` over `[[ask]]`, in table order.
-pub(crate) fn findings(policy: &Policy, pos: &[Vec<TablePos>; 3]) -> Vec<Finding> {
-    let [deny_pos, allow_pos, ask_pos] = pos;
+/// `[[allow]]` and `[[ask]]` first, then `[[allow]]` over `[[ask]]`, in table order; then
+/// the `[bridge]` patterns that never bridge.
+pub(crate) fn findings(policy: &Policy, pos: &Positions) -> Vec<Finding> {
+    let [deny_pos, allow_pos, ask_pos] = &pos.tables;
     let mut out = Vec::new();
     let later = [
         ("allow", &policy.allow, allow_pos),
@@ -125,7 +149,75 @@ pub(crate) fn findings(policy: &Policy, pos: &[Vec<TablePos>; 3]) -> Vec<Finding
             }
         }
     }
+    out.extend(bridge_findings(policy, pos));
     out
+}
+
+/// `[bridge]` patterns that never bridge: every call of theirs denied by one `[[deny]]`
+/// entry, or (under `default = "deny"`) none shared with an `[[allow]]` or `[[ask]]` entry.
+fn bridge_findings(policy: &Policy, pos: &Positions) -> Vec<Finding> {
+    let Some(bridge) = &policy.bridge else {
+        return Vec::new();
+    };
+    let [deny_pos, allow_pos, ask_pos] = &pos.tables;
+    let deny = located(&policy.deny, "deny", deny_pos);
+    let mut grants = located(&policy.allow, "allow", allow_pos);
+    grants.extend(located(&policy.ask, "ask", ask_pos));
+    let bridged = bridge
+        .connect
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ("connect", i, Item::Connect(e), pos.bridge.connect.get(i)))
+        .chain(
+            bridge
+                .bind
+                .iter()
+                .enumerate()
+                .map(|(i, e)| ("bind", i, Item::Bind(e), pos.bridge.bind.get(i))),
+        );
+    let mut out = Vec::new();
+    for (key, i, item, at) in bridged {
+        let entry = EntryAt {
+            rule: format!("bridge.{key}[{i}]"),
+            entry: match item {
+                Item::Connect(e) | Item::Bind(e) | Item::Send(e) => e.to_string(),
+                Item::Unix(u) => u.to_string(),
+            },
+            origin: at.map_or_else(String::new, |p| p.origin.clone()),
+            line: at.map_or(0, |p| p.line),
+            col: at.map_or(0, |p| p.col),
+        };
+        if let Some(by) = deny.iter().find(|d| d.item.covers(&item)) {
+            out.push(Finding {
+                kind: FindingKind::BridgeDenied,
+                entry,
+                by: by.at.clone(),
+            });
+        } else if policy.default == Action::Deny && !grants.iter().any(|g| g.item.overlaps(&item)) {
+            let by = EntryAt {
+                rule: "default".to_owned(),
+                entry: "deny".to_owned(),
+                origin: entry.origin.clone(),
+                line: 0,
+                col: 0,
+            };
+            out.push(Finding {
+                kind: FindingKind::BridgeUnallowed,
+                entry,
+                by,
+            });
+        }
+    }
+    out
+}
+
+/// Every entry of the tables of one kind, located.
+fn located<'a>(rules: &'a [Rule], name: &str, rule_pos: &[TablePos]) -> Vec<Located<'a>> {
+    rules
+        .iter()
+        .enumerate()
+        .flat_map(|(t, rule)| entries(name, t, rule, rule_pos.get(t)))
+        .collect()
 }
 
 /// The findings of a policy given as TOML, resolved as [`Policy::from_toml_with`] does.
@@ -161,6 +253,18 @@ impl Item<'_> {
                 b.proto == ProtoMatch::Udp && endpoint_covers(a, b)
             }
             (Item::Unix(a), Item::Unix(b)) => unix_covers(a, b),
+            _ => false,
+        }
+    }
+
+    /// Some request that `other`, a `[bridge]` pattern (a `connect` one, which stands for
+    /// connects and sends, or a `bind` one), matches, `self` may match too (`true` when
+    /// unsure). A `connect` or `send` entry can allow a connect or send, a `bind` entry a
+    /// bind.
+    fn overlaps(&self, other: &Item<'_>) -> bool {
+        match (self, other) {
+            (Item::Connect(a) | Item::Send(a), Item::Connect(b))
+            | (Item::Bind(a), Item::Bind(b)) => endpoints_overlap(a, b),
             _ => false,
         }
     }
@@ -237,6 +341,32 @@ pub(crate) fn endpoint_covers(a: &Endpoint, b: &Endpoint) -> bool {
     let proto = a.proto == ProtoMatch::Any || a.proto == b.proto;
     let ports = a.ports.0 <= b.ports.0 && b.ports.1 <= a.ports.1;
     proto && ports && host_covers(&a.host, &b.host)
+}
+
+/// Some (protocol, address, port) matches both `a` and `b`: exact for addresses, CIDRs,
+/// `loopback`, `*`, port ranges and protocols; a host name may be any address, so it
+/// overlaps every host.
+pub(crate) fn endpoints_overlap(a: &Endpoint, b: &Endpoint) -> bool {
+    let proto = a.proto == ProtoMatch::Any || b.proto == ProtoMatch::Any || a.proto == b.proto;
+    let ports = a.ports.0 <= b.ports.1 && b.ports.0 <= a.ports.1;
+    proto && ports && hosts_overlap(&a.host, &b.host)
+}
+
+fn hosts_overlap(a: &HostMatch, b: &HostMatch) -> bool {
+    // Two networks share an address only when one holds the other.
+    let nets = |n: &IpNet, m: &IpNet| n.contains(m) || m.contains(n);
+    let loopback: [IpNet; 2] = [
+        "127.0.0.0/8".parse().expect("a network"),
+        "::1/128".parse().expect("a network"),
+    ];
+    match (a, b) {
+        (HostMatch::Any | HostMatch::Name(_), _) | (_, HostMatch::Any | HostMatch::Name(_)) => true,
+        (HostMatch::Loopback, HostMatch::Loopback) => true,
+        (HostMatch::Loopback, HostMatch::Net(n)) | (HostMatch::Net(n), HostMatch::Loopback) => {
+            loopback.iter().any(|l| nets(l, n))
+        }
+        (HostMatch::Net(n), HostMatch::Net(m)) => nets(n, m),
+    }
 }
 
 fn host_covers(a: &HostMatch, b: &HostMatch) -> bool {
@@ -338,7 +468,8 @@ impl Memo {
 impl Policy {
     /// As [`Policy::from_toml_with`], and also what `netjail policy check` reports beyond
     /// errors: entries that can never decide because an entry checked before them covers
-    /// them ([`crate::Finding`]), with the file, line and column of both. A policy with
+    /// them, and `[bridge]` patterns that can never bridge a call ([`crate::Finding`]), with
+    /// the file, line and column of both. A policy with
     /// findings still loads; they are mistakes of intent, not of form.
     ///
     /// ```
@@ -406,6 +537,42 @@ mod tests {
         ];
         for (a, b) in no {
             assert!(!endpoint_covers(&ep(a), &ep(b)), "{a} does not cover {b}");
+        }
+    }
+
+    #[test]
+    fn endpoints_overlap_exactly() {
+        let yes = [
+            ("tcp://127.0.0.0/8:*", "tcp://127.0.0.1:8080"),
+            ("tcp://127.0.0.1:8080", "tcp://127.0.0.0/8:*"),
+            ("any://10.0.0.0/8:1-10", "udp://10.1.0.0/16:10-20"),
+            ("tcp://loopback:80", "tcp://127.1.0.0/16:80"),
+            ("tcp://[::/0]:80", "tcp://loopback:80"),
+            ("tcp://api.example.com:443", "tcp://192.0.2.1:443"),
+            ("udp://*:53", "udp://[::1]:53"),
+        ];
+        for (a, b) in yes {
+            assert!(endpoints_overlap(&ep(a), &ep(b)), "{a} overlaps {b}");
+            assert!(endpoints_overlap(&ep(b), &ep(a)), "{b} overlaps {a}");
+        }
+        let no = [
+            ("tcp://127.0.0.1:*", "udp://127.0.0.1:*"),
+            ("tcp://*:1-10", "tcp://*:11-20"),
+            ("tcp://10.0.0.0/8:*", "tcp://11.0.0.0/8:*"),
+            ("tcp://loopback:*", "tcp://10.0.0.0/8:*"),
+            ("tcp://[fd00::/8]:*", "tcp://loopback:*"),
+            ("tcp://0.0.0.0/0:*", "tcp://[::/0]:*"),
+            ("tcp://api.example.com:443", "tcp://*:80"),
+        ];
+        for (a, b) in no {
+            assert!(
+                !endpoints_overlap(&ep(a), &ep(b)),
+                "{a} does not overlap {b}"
+            );
+            assert!(
+                !endpoints_overlap(&ep(b), &ep(a)),
+                "{b} does not overlap {a}"
+            );
         }
     }
 
@@ -538,6 +705,17 @@ mod tests {
                     if b.matches(proto, addr) {
                         prop_assert!(a.matches(proto, addr), "{a} covers {b} but not {proto:?} {addr}");
                     }
+                }
+            }
+        }
+
+        #[test]
+        fn endpoint_overlap_is_sound(a in endpoint_text(), b in endpoint_text(), reqs in prop::collection::vec(request(), 1..16)) {
+            let (a, b) = (ep(&a), ep(&b));
+            prop_assert_eq!(endpoints_overlap(&a, &b), endpoints_overlap(&b, &a));
+            for (proto, addr) in reqs {
+                if a.matches(proto, addr) && b.matches(proto, addr) {
+                    prop_assert!(endpoints_overlap(&a, &b), "{a} and {b} both match {proto:?} {addr}");
                 }
             }
         }

@@ -9,7 +9,7 @@
 use crate::builtin::{builtin, builtin_names};
 use crate::error::{suggest, PolicyError, PolicyErrorKind};
 use crate::model::Policy;
-use crate::parse::{self, Layer, Pos, TablePos};
+use crate::parse::{self, Layer, Pos, Positions};
 use crate::value::Source;
 
 /// The longest `extends` chain, counting the policy itself: a policy, its parent, and so on,
@@ -38,10 +38,6 @@ pub type ParentLoader<'a> = dyn FnMut(&str, &str) -> Result<(String, String), St
 pub fn no_files(_name: &str, _from: &str) -> Result<(String, String), String> {
     Err("this loader reads no files".to_owned())
 }
-
-/// Where a composed policy's entries were written: per table kind (deny, allow, ask), per
-/// table, per key, in the order of the resolved policy.
-pub(crate) type Positions = [Vec<TablePos>; 3];
 
 /// The whole resolution: the file and its parents, then the parameters.
 pub(crate) fn resolve<S: AsRef<str>>(
@@ -140,8 +136,9 @@ fn same_origin(a: &str, b: &str) -> bool {
 /// them (1 for the first), the column its character in `KEY=VALUE`.
 pub const SET_ORIGIN: &str = "--set";
 
-/// Keys a `--set` may not give: the rule tables and `extends`.
-const NOT_SETTABLE: &[&str] = &["allow", "deny", "ask", "extends"];
+/// Keys a `--set` may not give: the rule tables, `[bridge]` (a table that replaces its
+/// parent's as a whole, so one key of it would drop the rest) and `extends`.
+const NOT_SETTABLE: &[&str] = &["allow", "deny", "ask", "bridge", "extends"];
 
 /// One `--set KEY=VALUE` as a layer. VALUE is a TOML value if it reads as exactly one
 /// (`false`, `["127.0.0.2", "::1"]`, `"quoted"`), and a string otherwise (`127.0.0.2`,

@@ -33,6 +33,14 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     for (key, limit) in p.limits.entries() {
         let _ = writeln!(out, "{key} = {limit}");
     }
+    if let Some(bridge) = &p.bridge {
+        out.push_str("\n[bridge]\nnetns = ");
+        quote(&mut out, &crate::bridge::netns_text(bridge.netns()));
+        out.push_str("\nconnect = ");
+        list(&mut out, &bridge.connect);
+        out.push_str("bind = ");
+        list(&mut out, &bridge.bind);
+    }
     for rule in &p.deny {
         out.push_str("\n[[deny]]\n");
         // Infallible: writing to a String.

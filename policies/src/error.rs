@@ -51,7 +51,8 @@ pub struct BuilderKey {
     /// The key as the TOML format names it, with 0-based indices counting the entries given
     /// for it (across calls, in call order): `name`, `ask_timeout`, `ask_fallback`,
     /// `jail_address[1]`, `keep_capabilities[0]`, `namespaces[0]`, `source_cmsgs`,
-    /// `sockets.allow[2]`, `sockets.refuse`, `deny[0].errno`, `allow[1].connect[0]`, or `ask[2]` for a table
+    /// `sockets.allow[2]`, `sockets.refuse`, `bridge.netns`, `bridge.connect[0]`, `bridge.bind[1]`,
+    /// `bridge` for a bridge without a namespace, `deny[0].errno`, `allow[1].connect[0]`, or `ask[2]` for a table
     /// with no entries. Table indices count the tables of their kind, as in
     /// [`crate::Decision::rule`].
     pub key: String,
@@ -316,6 +317,18 @@ pub enum PolicyErrorKind {
     /// A `.` or `..` component in a path glob.
     #[error("unix path `{0}` must not contain `.` or `..` components")]
     DotComponent(String),
+    /// A `[bridge]` entry that is not a `tcp://` or `udp://` endpoint: only TCP and UDP
+    /// are bridged.
+    #[error("bridge entry `{0}` must be a tcp:// or udp:// endpoint: only TCP and UDP calls are bridged (unix sockets and other protocols stay in the sandbox's namespace)")]
+    BridgeNotTcpOrUdp(String),
+    /// A `[bridge] netns` that is neither `broker` nor an absolute path without `..`.
+    #[error("invalid `bridge.netns` {found:?}: {reason}; expected \"broker\" or an absolute path to a namespace file such as \"/proc/PID/ns/net\" or \"/run/netns/NAME\"")]
+    BadBridgeNetns {
+        /// The value as written.
+        found: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 fn did_you_mean(suggestion: Option<&'static str>) -> String {

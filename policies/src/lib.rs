@@ -51,7 +51,12 @@
 //! parameters (`--set KEY=VALUE`): [`Policy::from_toml_with`] resolves both, reading parent
 //! files through a [`ParentLoader`] callback so that the crate stays free of I/O;
 //! [`Policy::from_toml`] resolves built-in parents only. A child's `[limits]` and `[sockets]`
-//! keys override its parent's one by one.
+//! keys override its parent's one by one; its `[bridge]` replaces its parent's whole table.
+//!
+//! [`Policy::bridge`] is the `[bridge]` table: which allowed TCP and UDP calls the broker
+//! serves from another network namespace (its own, or one named by path) instead of the
+//! sandbox's. It never allows anything: [`Bridge::bridges`] is asked only about a call the
+//! policy allowed.
 //!
 //! Endpoints of `connect` and `send` entries may name hosts (`tcp://api.example.com:443`, or
 //! `tcp://*.example.com:443` for any name under the domain). The crate cannot resolve names:
@@ -90,12 +95,14 @@
 //! | `rules` | per-sandbox rules an embedder changes at run time ([`SandboxRules`]) |
 //! | `sockets` | the `socket()` allow-list and what the filter compiles from it |
 //! | `confine`, `limits`, `duration` | `[confine]`, `[limits]`, durations |
+//! | `bridge` | `[bridge]`: which allowed calls are served from another network namespace |
 //! | `emit` | canonical TOML ([`Policy::to_toml`]) and the fingerprint |
 //! | `error` | [`PolicyError`], with file, line and column |
 
 #![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod bridge;
 mod builder;
 mod builtin;
 mod check;
@@ -116,7 +123,8 @@ mod sockets;
 mod target;
 mod value;
 
-pub use builder::{AllowTable, DenyTable, PolicyBuilder, TableBuilder};
+pub use bridge::{Bridge, BridgeNetns};
+pub use builder::{AllowTable, BridgeBuilder, DenyTable, PolicyBuilder, TableBuilder};
 pub use builtin::{builtin, builtin_names};
 pub use check::{EntryAt, Finding, FindingKind};
 pub use compose::{no_files, ParentLoader, MAX_EXTENDS_DEPTH, SET_ORIGIN};

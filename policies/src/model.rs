@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::bridge::Bridge;
 use crate::confine::Confinement;
 use crate::endpoint::Endpoint;
 use crate::glob::UnixPattern;
@@ -140,6 +141,8 @@ pub struct Policy {
     pub(crate) confine: Confinement,
     /// `[limits]` (rule N3).
     pub(crate) limits: Limits,
+    /// `[bridge]`, when the policy has the table.
+    pub(crate) bridge: Option<Bridge>,
 }
 
 impl Policy {
@@ -255,18 +258,40 @@ impl Policy {
         &self.limits
     }
 
+    /// The `[bridge]` table: which allowed calls the broker serves from another network
+    /// namespace ([`Bridge::bridges`]), and which namespace ([`Bridge::netns`]). `None`
+    /// when the policy has no such table: every call is performed in the sandbox's own
+    /// namespace. A bridge never allows a call: the policy decides first.
+    ///
+    /// ```
+    /// use netjail_policy::{BridgeNetns, Policy};
+    ///
+    /// let p = Policy::from_toml("name = \"p\"\n[bridge]\nnetns = \"broker\"\n", "p.toml")?;
+    /// assert_eq!(p.bridge().map(|b| b.netns()), Some(&BridgeNetns::Broker));
+    /// assert_eq!(Policy::from_toml("name = \"p\"\n", "p.toml")?.bridge(), None);
+    /// # Ok::<(), netjail_policy::PolicyError>(())
+    /// ```
+    pub fn bridge(&self) -> Option<&Bridge> {
+        self.bridge.as_ref()
+    }
+
     /// Every host name the policy's entries name, each once, in the order the evaluator meets
     /// them (the `[[deny]]` tables, then `[[allow]]`, then `[[ask]]`, each in file order;
-    /// `connect` before `send` within a table): what a broker resolves ahead of time.
+    /// `connect` before `send` within a table; then `[bridge] connect`): what a broker
+    /// resolves ahead of time.
     pub fn host_patterns(&self) -> Vec<HostPattern> {
         let mut out: Vec<HostPattern> = Vec::new();
-        for rule in self.deny.iter().chain(&self.allow).chain(&self.ask) {
-            for e in rule.connect.iter().chain(&rule.send) {
-                if let Some(p) = e.host_pattern() {
-                    if !out.contains(p) {
-                        out.push(p.clone());
-                    }
-                }
+        let tables = self
+            .deny
+            .iter()
+            .chain(&self.allow)
+            .chain(&self.ask)
+            .flat_map(|r| r.connect.iter().chain(&r.send))
+            .filter_map(|e| e.host_pattern());
+        let bridge = self.bridge.iter().flat_map(|b| b.host_patterns());
+        for p in tables.chain(bridge) {
+            if !out.contains(p) {
+                out.push(p.clone());
             }
         }
         out
@@ -280,5 +305,9 @@ impl Policy {
             .chain(&self.ask)
             .flat_map(|r| r.connect.iter().chain(&r.send))
             .any(|e| e.host_pattern().is_some())
+            || self
+                .bridge
+                .as_ref()
+                .is_some_and(|b| b.host_patterns().next().is_some())
     }
 }

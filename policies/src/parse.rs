@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use crate::bridge::{self, Bridge, BRIDGE_KEYS};
 use crate::confine::{self, Confinement, IoctlMode, LandlockMode};
 use crate::duration::parse_duration;
 use crate::endpoint;
@@ -34,6 +35,7 @@ const TOP_KEYS: &[&str] = &[
     "landlock",
     "allow_unsafe_sockopts",
     "limits",
+    "bridge",
     "extends",
 ];
 /// Keys of `[[allow]]` and `[[ask]]` tables.
@@ -82,6 +84,15 @@ pub(crate) struct TablePos {
     pub(crate) unix: Vec<Pos>,
 }
 
+/// Where the entries of a resolved policy were written: per table kind (deny, allow, ask),
+/// per table, per key, in the order of the resolved policy; and the `[bridge]` entries (its
+/// `connect` and `bind` lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Positions {
+    pub(crate) tables: [Vec<TablePos>; 3],
+    pub(crate) bridge: TablePos,
+}
+
 /// The `extends` key of one file.
 #[derive(Debug, Clone)]
 pub(crate) struct Extends {
@@ -100,8 +111,8 @@ pub(crate) struct Extends {
 pub(crate) struct Layer {
     pub(crate) policy: Policy,
     /// The top-level keys given, by name (`sockets.allow`, `sockets.refuse` and
-    /// `limits.KEY` for the keys of those tables, which override one by one; never the rule
-    /// tables, which are concatenated).
+    /// `limits.KEY` for the keys of those tables, which override one by one; `bridge` for
+    /// the whole `[bridge]` table; never the rule tables, which are concatenated).
     pub(crate) set: Vec<&'static str>,
     pub(crate) name_given: bool,
     pub(crate) extends: Option<Extends>,
@@ -114,11 +125,14 @@ pub(crate) struct Layer {
     pub(crate) deny_pos: Vec<TablePos>,
     pub(crate) allow_pos: Vec<TablePos>,
     pub(crate) ask_pos: Vec<TablePos>,
+    /// Where the `[bridge]` entries were written.
+    pub(crate) bridge_pos: TablePos,
 }
 
 impl Layer {
-    /// `self` over `parent`: the keys `self` gives replace the parent's; rule tables are the
-    /// parent's followed by `self`'s; the name is `self`'s.
+    /// `self` over `parent`: the keys `self` gives replace the parent's (`[bridge]` as a
+    /// whole, its namespace and both lists together); rule tables are the parent's followed
+    /// by `self`'s; the name is `self`'s.
     pub(crate) fn over(self, parent: Layer) -> Layer {
         let mut out = parent;
         let child = self.policy;
@@ -145,6 +159,7 @@ impl Layer {
                 "fcntl_setown" => c.confine.fcntl_setown = child.confine.fcntl_setown,
                 "source_cmsgs" => c.confine.source_cmsgs = child.confine.source_cmsgs,
                 "landlock" => c.confine.landlock = child.confine.landlock,
+                "bridge" => c.bridge.clone_from(&child.bridge),
                 "allow_unsafe_sockopts" => c
                     .confine
                     .allow_unsafe_sockopts
@@ -162,6 +177,9 @@ impl Layer {
             if !out.set.contains(key) {
                 out.set.push(key);
             }
+        }
+        if self.set.contains(&"bridge") {
+            out.bridge_pos = self.bridge_pos;
         }
         c.deny.extend(child.deny);
         c.allow.extend(child.allow);
@@ -183,7 +201,7 @@ impl Layer {
     }
 
     /// The checks that need the whole policy, once every layer is in.
-    pub(crate) fn finish(self) -> Result<(Policy, [Vec<TablePos>; 3]), PolicyError> {
+    pub(crate) fn finish(self) -> Result<(Policy, Positions), PolicyError> {
         if let Some(at) = &self.unsafe_sockopts_at {
             check_unsafe_sockopts(&self.policy.confine, self.jail_given)
                 .map_err(|k| at.error(k))?;
@@ -191,7 +209,11 @@ impl Layer {
         if let Some(at) = &self.source_cmsgs_at {
             check_source_cmsgs(&self.policy.confine, self.jail_given).map_err(|k| at.error(k))?;
         }
-        Ok((self.policy, [self.deny_pos, self.allow_pos, self.ask_pos]))
+        let pos = Positions {
+            tables: [self.deny_pos, self.allow_pos, self.ask_pos],
+            bridge: self.bridge_pos,
+        };
+        Ok((self.policy, pos))
     }
 }
 
@@ -243,6 +265,7 @@ impl Layer {
                 ask_fallback: Verdict::Deny { errno: libc::EPERM },
                 confine: Confinement::default(),
                 limits: Limits::default(),
+                bridge: None,
             },
             set: Vec::new(),
             name_given: false,
@@ -253,6 +276,7 @@ impl Layer {
             deny_pos: Vec::new(),
             allow_pos: Vec::new(),
             ask_pos: Vec::new(),
+            bridge_pos: TablePos::default(),
         }
     }
 
@@ -306,6 +330,12 @@ impl Layer {
                     self.set.push("sockets.refuse");
                 }
                 return Ok(Keyed::Merged);
+            }
+            "bridge" => {
+                (p.bridge, self.bridge_pos) = parse_bridge(src, value)?;
+                // The table replaces its parent's as a whole: a child that names another
+                // namespace does not inherit patterns written for its parent's.
+                "bridge"
             }
             "allow" => {
                 (p.allow, self.allow_pos) = parse_rules(src, "allow", value)?;
@@ -707,6 +737,48 @@ fn parse_sockets(
         return Err(src.error(span, PolicyErrorKind::MissingKey("sockets.allow")));
     }
     Ok((list, refuse))
+}
+
+/// The `[bridge]` table: `netns` (required), `connect` and `bind` (each optional, TCP and
+/// UDP endpoints only).
+fn parse_bridge(
+    src: &Source<'_>,
+    value: Spanned<Value>,
+) -> Result<(Option<Bridge>, TablePos), PolicyError> {
+    let (entries, span) = table(src, "bridge", "a table ([bridge])", value)?;
+    let mut netns = None;
+    let mut connect = Vec::new();
+    let mut bind = Vec::new();
+    let mut pos = TablePos::default();
+    for (key, value) in entries {
+        match key.get_ref().as_str() {
+            "netns" => {
+                let (s, span) = string(src, "bridge.netns", value)?;
+                netns = Some(bridge::parse_netns(&s).map_err(|k| src.error(span, k))?);
+            }
+            "connect" => {
+                for (s, span) in strings(src, "bridge.connect", value)? {
+                    connect
+                        .push(bridge::parse_connect(&s).map_err(|k| src.error(span.clone(), k))?);
+                    pos.connect.push(Pos::at(src, &span));
+                }
+            }
+            "bind" => {
+                for (s, span) in strings(src, "bridge.bind", value)? {
+                    bind.push(bridge::parse_bind(&s).map_err(|k| src.error(span.clone(), k))?);
+                    pos.bind.push(Pos::at(src, &span));
+                }
+            }
+            _ => return Err(unknown(src, &key, BRIDGE_KEYS)),
+        }
+    }
+    let Some(netns) = netns else {
+        return Err(src.error(span, PolicyErrorKind::MissingKey("bridge.netns")));
+    };
+    let mut bridge = Bridge::new(netns);
+    bridge.connect = connect;
+    bridge.bind = bind;
+    Ok((Some(bridge), pos))
 }
 
 fn parse_rules(

@@ -24,9 +24,18 @@ struct Input {
     landlock: Option<LandlockMode>,
     sockets: Option<Vec<String>>,
     sockets_refuse: Option<String>,
+    bridge: Option<Bridge>,
     deny: Vec<Table>,
     allow: Vec<Table>,
     ask: Vec<Table>,
+}
+
+/// A `[bridge]` table: `netns` may be left out (a mistake) when bad values are wanted.
+#[derive(Debug, Clone)]
+struct Bridge {
+    netns: Option<String>,
+    connect: Vec<String>,
+    bind: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +88,15 @@ impl Input {
         }
         if let Some(r) = &self.sockets_refuse {
             b = b.sockets_refuse(r);
+        }
+        if let Some(br) = &self.bridge {
+            b = b.bridge(|mut bb| {
+                if let Some(n) = &br.netns {
+                    bb = bb.netns(n);
+                }
+                let bb = br.connect.iter().fold(bb, |bb, e| bb.connect(e));
+                br.bind.iter().fold(bb, |bb, e| bb.bind(e))
+            });
         }
         for t in &self.deny {
             b = b.deny(|mut tb| {
@@ -163,6 +181,17 @@ impl Input {
         }
         if let Some(r) = &self.sockets_refuse {
             s += &format!("refuse = {}\n", q(r));
+        }
+        if let Some(br) = &self.bridge {
+            s += "\n[bridge]\n";
+            if let Some(n) = &br.netns {
+                s += &format!("netns = {}\n", q(n));
+            }
+            for (key, entries) in [("connect", &br.connect), ("bind", &br.bind)] {
+                if !entries.is_empty() {
+                    s += &format!("{key} = {}\n", list(entries));
+                }
+            }
         }
         for (name, tables) in [
             ("deny", &self.deny),
@@ -342,6 +371,52 @@ fn table(deny: bool, bad: u32) -> impl Strategy<Value = Table> {
         })
 }
 
+fn bridge(bad: u32) -> impl Strategy<Value = Bridge> {
+    let netns = pick(
+        &[
+            "broker",
+            "/proc/1/ns/net",
+            "/run/netns/host",
+            "//run/./netns/x/",
+        ],
+        &["", "x", "/a/../b", "/", "Broker"],
+        bad,
+    );
+    let netns = if bad == 0 {
+        netns.prop_map(Some).boxed()
+    } else {
+        prop_oneof![20 => netns.prop_map(Some), bad => Just(None)].boxed()
+    };
+    let tcp_udp = || select(vec!["tcp", "udp"]);
+    let connect = (
+        tcp_udp(),
+        prop_oneof![3 => host(), 1 => host_name()],
+        ports(),
+    )
+        .prop_map(|(p, h, n)| format!("{p}://{h}:{n}"));
+    let bind = (tcp_udp(), host(), ports()).prop_map(|(p, h, n)| format!("{p}://{h}:{n}"));
+    (
+        netns,
+        entries(
+            connect,
+            &["any://*:1", "unix:/run/x.sock", "tcp://127.0.0.1:99999", ""],
+            bad,
+            3,
+        ),
+        entries(
+            bind,
+            &["tcp://example.com:80", "unix:@x", "udp://*:70000"],
+            bad,
+            3,
+        ),
+    )
+        .prop_map(|(netns, connect, bind)| Bridge {
+            netns,
+            connect,
+            bind,
+        })
+}
+
 fn action() -> impl Strategy<Value = Action> {
     select(vec![Action::Deny, Action::Allow, Action::Ask])
 }
@@ -455,11 +530,22 @@ fn input(bad: u32) -> impl Strategy<Value = Input> {
         prop::collection::vec(table(true, bad), 0..3),
         prop::collection::vec(table(false, bad), 0..3),
         prop::collection::vec(table(false, bad), 0..3),
+        prop::option::of(bridge(bad)),
     );
     (top, more).prop_map(
         move |(
             (name, default, ask_timeout, ask_fallback, jail, caps, ioctl, namespaces),
-            (scm, fcntl, mut source_cmsgs, landlock, (sockets, sockets_refuse), deny, allow, ask),
+            (
+                scm,
+                fcntl,
+                mut source_cmsgs,
+                landlock,
+                (sockets, sockets_refuse),
+                deny,
+                allow,
+                ask,
+                bridge,
+            ),
         )| {
             if bad == 0 && jail.is_some() && source_cmsgs == Some(true) {
                 source_cmsgs = Some(false);
@@ -479,6 +565,7 @@ fn input(bad: u32) -> impl Strategy<Value = Input> {
                 landlock,
                 sockets,
                 sockets_refuse,
+                bridge,
                 deny,
                 allow,
                 ask,

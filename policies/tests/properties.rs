@@ -237,23 +237,26 @@ fn policy_src() -> impl Strategy<Value = String> {
         ]),
         limits(),
         sockets(),
+        bridge(),
     )
-        .prop_map(|(default, deny, allow, ask, confine, limits, sockets)| {
-            let mut s = format!("name = \"prop\"\n{default}{confine}{limits}{sockets}");
-            // Tables of the three kinds, interleaved: their order in the file does not matter.
-            for i in 0..deny.len().max(allow.len()).max(ask.len()) {
-                if let Some(a) = ask.get(i) {
-                    s += &format!("\n[[ask]]\n{a}");
+        .prop_map(
+            |(default, deny, allow, ask, confine, limits, sockets, bridge)| {
+                let mut s = format!("name = \"prop\"\n{default}{confine}{limits}{sockets}{bridge}");
+                // Tables of the three kinds, interleaved: their order in the file does not matter.
+                for i in 0..deny.len().max(allow.len()).max(ask.len()) {
+                    if let Some(a) = ask.get(i) {
+                        s += &format!("\n[[ask]]\n{a}");
+                    }
+                    if let Some(a) = allow.get(i) {
+                        s += &format!("\n[[allow]]\n{a}");
+                    }
+                    if let Some(d) = deny.get(i) {
+                        s += &format!("\n[[deny]]\n{d}");
+                    }
                 }
-                if let Some(a) = allow.get(i) {
-                    s += &format!("\n[[allow]]\n{a}");
-                }
-                if let Some(d) = deny.get(i) {
-                    s += &format!("\n[[deny]]\n{d}");
-                }
-            }
-            s
-        })
+                s
+            },
+        )
 }
 
 /// A `[sockets]` table with an `allow` list (maybe empty), a `refuse` errno, or both; or none.
@@ -282,6 +285,47 @@ fn sockets() -> impl Strategy<Value = String> {
         }
         s
     })
+}
+
+/// A `[bridge]` table with a namespace and some TCP and UDP patterns (maybe none); or none.
+fn bridge() -> impl Strategy<Value = String> {
+    let netns = select(vec![
+        "broker",
+        "/proc/1/ns/net",
+        "/run/netns/host",
+        "//run/./netns/x/",
+    ]);
+    let tcp_udp = || select(vec!["tcp", "udp"]);
+    let connect = (
+        tcp_udp(),
+        prop_oneof![4 => host(), 1 => host_name()],
+        ports(),
+    )
+        .prop_map(|(p, h, ports)| format!("{p}://{h}:{ports}"));
+    let bind = (
+        tcp_udp(),
+        prop_oneof![3 => host(), 1 => select(vec!["0.0.0.0".to_owned(), "[::]".to_owned()])],
+        ports(),
+    )
+        .prop_map(|(p, h, ports)| format!("{p}://{h}:{ports}"));
+    prop_oneof![
+        Just(String::new()),
+        (
+            netns,
+            prop::option::of(prop::collection::vec(connect, 0..3)),
+            prop::option::of(prop::collection::vec(bind, 0..3)),
+        )
+            .prop_map(|(netns, connect, bind)| {
+                let mut s = format!("\n[bridge]\nnetns = \"{netns}\"\n");
+                if let Some(list) = connect {
+                    s += &format!("connect = {}\n", quoted(&list));
+                }
+                if let Some(list) = bind {
+                    s += &format!("bind = {}\n", quoted(&list));
+                }
+                s
+            }),
+    ]
 }
 
 /// A `[limits]` table (rule N3) with some of its keys, each `-1`, `0` or a count; or none.
@@ -442,6 +486,30 @@ proptest! {
         if plain.rule.starts_with("deny[") {
             prop_assert!(matches!(embedded.verdict, Verdict::Deny { .. }), "{:?} {:?}", plain, embedded);
         }
+    }
+
+    /// A bridge decides where an allowed call is performed, never whether: the same policy
+    /// without its `[bridge]` table gives every request the same decision.
+    #[test]
+    fn a_bridge_never_changes_a_decision(p in policy(), r in request(), seed in any::<u64>()) {
+        let shown = p.to_toml();
+        let (plain, bridged) = match shown.find("\n[bridge]\n") {
+            Some(cut) => {
+                let end = shown[cut + 1..].find("\n[").map_or(shown.len(), |i| cut + 1 + i);
+                (format!("{}{}", &shown[..cut], &shown[end..]), shown.clone())
+            }
+            None => (
+                shown.clone(),
+                format!("{shown}\n[bridge]\nnetns = \"broker\"\nconnect = [\"tcp://*:*\", \"udp://*:*\"]\nbind = [\"tcp://*:*\", \"udp://*:*\"]\n"),
+            ),
+        };
+        let load = |text: &str| Policy::from_toml(text, "p").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")));
+        let (plain, bridged) = (load(&plain)?, load(&bridged)?);
+        prop_assert_eq!(plain.bridge(), None);
+        prop_assert!(bridged.bridge().is_some());
+        prop_assert_eq!(plain.evaluate(&r), bridged.evaluate(&r));
+        let names = Mixed(seed);
+        prop_assert_eq!(plain.evaluate_with(&r, &names), bridged.evaluate_with(&r, &names));
     }
 
     /// `policy show` output parses back to the same policy and is a fixed point.
@@ -718,12 +786,16 @@ proptest! {
         check_error_position(&s);
         let s = format!("name = \"x\"\n[sockets]\nallow = [{entry:?}]\n");
         check_error_position(&s);
+        let s = format!("name = \"x\"\n[bridge]\nnetns = {entry:?}\n{key} = [{entry:?}]\n");
+        check_error_position(&s);
     }
 
     /// Endpoint-shaped noise is either accepted or refused, never a panic.
     #[test]
     fn parser_never_panics_on_endpoint_noise(entry in "(tcp|udp|any|x)://[\\[\\]0-9a-f:./*-]{0,30}:[0-9*-]{0,12}") {
         let s = format!("name = \"x\"\n[[allow]]\nconnect = [{entry:?}]\n");
+        check_error_position(&s);
+        let s = format!("name = \"x\"\n[bridge]\nnetns = \"broker\"\nconnect = [{entry:?}]\nbind = [{entry:?}]\n");
         check_error_position(&s);
     }
 }
