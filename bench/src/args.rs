@@ -384,6 +384,8 @@ pub struct BridgeArgs {
     /// The pasta binary [default: pasta on PATH].
     #[arg(long, value_name = "PATH")]
     pub pasta: Option<PathBuf>,
+    #[command(flatten)]
+    pub netjail: Netjail,
 }
 
 #[cfg(test)]

@@ -82,17 +82,11 @@ const SLIRP_MTU: &str = "65520";
 /// namespace, and a launcher the child runs under. Everything else (the rounds, the table,
 /// the JSON line, the teardown) is the same for all variants.
 ///
-/// To add netjail's bridging mode: a variant `Netjail`, and its arm in [`Variant::route`]
-/// returning `Route { netns: Some(Namespace::new(env)?), addr: Ipv4Addr::LOCALHOST, helper:
-/// None, launcher: [NETJAIL, "run", "--allow-root", "--policy", FILE, "--"], .. }`, with the
-/// netjail binary and the policy file (the servers' two ports, allowed, in the bridging
-/// mode) as options of [`args::BridgeArgs`] carried in [`Env`]. The child enters the
-/// namespace itself after `exec` (`setns`), so the launcher and its embedded broker stay in
-/// the host's namespace, and its connects to `127.0.0.1` reach the servers only if the
-/// broker bridges them (in a namespace with only `lo` and nothing listening, they are
-/// refused). Where the sandbox may not call `setns`, the launcher starts in the namespace
-/// instead (`nsenter --net=PATH netjail run ...`, the policy naming the host's namespace by
-/// path, e.g. `/proc/<bench pid>/ns/net`): a child already in its namespace skips `setns`.
+/// netjail's bridging mode ([`Variant::Netjail`]) starts its launcher in the namespace
+/// (`nsenter --net=PATH netjail run ...`, the policy naming the bench's own namespace by
+/// path), since a confined child may not call `setns`; a child already in its namespace
+/// skips `setns`. Its connects to `127.0.0.1` reach the servers only because the broker
+/// bridges them (in a namespace with only `lo`, down, they would fail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Variant {
     /// No namespace of its own: host networking.
@@ -101,6 +95,9 @@ pub enum Variant {
     Slirp4netns,
     /// A namespace of its own, served by pasta (`--tcp-ns`: its listeners in the namespace).
     Pasta,
+    /// A namespace of its own, confined by `netjail run` (started in it with `nsenter`), whose
+    /// broker serves the two connects from the host's namespace (`[bridge]`).
+    Netjail,
 }
 
 impl Variant {
@@ -120,9 +117,11 @@ impl Variant {
                 launcher: Vec::new(),
                 helper: None,
                 netns: None,
+                _policy: None,
             }),
             Variant::Slirp4netns => slirp4netns_route(env),
             Variant::Pasta => pasta_route(env),
+            Variant::Netjail => netjail_route(env),
         }
     }
 }
@@ -159,6 +158,7 @@ fn slirp4netns_route(env: &Env) -> Result<Route, Unmeasured> {
         launcher: Vec::new(),
         helper: Some(helper),
         netns: Some(netns),
+        _policy: None,
     })
 }
 
@@ -200,6 +200,49 @@ fn pasta_route(env: &Env) -> Result<Route, Unmeasured> {
         launcher: Vec::new(),
         helper: Some(helper),
         netns: Some(netns),
+        _policy: None,
+    })
+}
+
+/// [`Variant::Netjail`]: a namespace of its own, `nsenter --net=NETNS netjail run --policy
+/// FILE --` in it, the policy allowing the two servers and bridging both to the bench's own
+/// (the host's) namespace: the child's connects to `127.0.0.1` become sockets of the host's,
+/// and what it sends afterwards never goes through the broker.
+fn netjail_route(env: &Env) -> Result<Route, Unmeasured> {
+    let netjail = env.netjail.clone().map_err(Unmeasured::Missing)?;
+    let nsenter = find_tool("nsenter", None)?;
+    let netns = Namespace::new(env).map_err(Unmeasured::Failed)?;
+    let ports = [env.connect_port, env.bulk_port].map(|p| format!("\"tcp://127.0.0.1:{p}\""));
+    let text = format!(
+        "name = \"nj-bench-bridge\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [{list}]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [{list}]\n",
+        list = ports.join(", "),
+        pid = std::process::id()
+    );
+    let path = std::env::temp_dir().join(format!("nj-bench-bridge-{}.toml", std::process::id()));
+    std::fs::write(&path, text)
+        .map_err(|e| Unmeasured::Failed(format!("{}: {e}", path.display())))?;
+    let policy = PolicyFile(path);
+    let launcher: Vec<OsString> = vec![
+        nsenter.clone().into_os_string(),
+        format!("--net={}", netns.path.display()).into(),
+        netjail.clone().into_os_string(),
+        "run".into(),
+        "--allow-root".into(),
+        "--policy".into(),
+        policy.0.clone().into_os_string(),
+        "--".into(),
+    ];
+    Ok(Route {
+        how: format!(
+            "{} --net=NETNS {} run --allow-root --policy FILE -- (FILE bridges both ports to the bench's namespace); to 127.0.0.1",
+            nsenter.display(),
+            netjail.display()
+        ),
+        addr: Ipv4Addr::LOCALHOST,
+        launcher,
+        helper: None,
+        netns: Some(netns),
+        _policy: Some(policy),
     })
 }
 
@@ -227,6 +270,8 @@ struct Env {
     bulk_port: u16,
     slirp4netns: Option<PathBuf>,
     pasta: Option<PathBuf>,
+    /// The netjail binary, or why there is none.
+    netjail: Result<PathBuf, String>,
     /// The inode of every namespace made, for the check at the end.
     made: RefCell<Vec<u64>>,
 }
@@ -244,6 +289,17 @@ struct Route {
     helper: Option<Helper>,
     /// The child's network namespace (`None`: the host's).
     netns: Option<Namespace>,
+    /// A policy file written for the variant, removed with it.
+    _policy: Option<PolicyFile>,
+}
+
+/// A file the bench wrote, removed when dropped.
+struct PolicyFile(PathBuf);
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Route {
@@ -692,6 +748,7 @@ pub fn main(a: args::BridgeArgs) -> Result<bool, String> {
         bulk_port: ports.1,
         slirp4netns: a.slirp4netns,
         pasta: a.pasta,
+        netjail: a.netjail.binary(),
         made: RefCell::new(Vec::new()),
     };
     let per_round = o.counts.plan();

@@ -10,12 +10,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use netjail_policy::{Op, Request, Target, Verdict};
+use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bounds::limits;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
 use crate::ops::address::{self, Known, Reading, Use};
+use crate::ops::bridge;
 use crate::ops::decode;
 use crate::ops::source::jail_for;
 use crate::ops::unix;
@@ -39,6 +40,9 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
     };
     if !call.still_valid() {
         return Step::Done(out.gone());
+    }
+    if let Some(refusal) = foreign_socket(call, sock.as_fd(), kind) {
+        return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
     // Invariant 9: the address as the kernel's bind for this socket reads it (a bind does
@@ -319,6 +323,16 @@ fn unbound_inet(sock: BorrowedFd<'_>, kind: SocketKind) -> bool {
     }
 }
 
+/// The refusal of a `bind` or `listen` on an IP socket that lives in another network
+/// namespace than the caller's, one the bridge put in place (`ops/bridge.rs`): the policy's
+/// bind rules name the sandbox's own addresses, never the bridge's.
+fn foreign_socket(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> Option<Decision> {
+    if !matches!(kind.family, libc::AF_INET | libc::AF_INET6) || !bridge::foreign(call, sock) {
+        return None;
+    }
+    Some(crate::reply::refusal(bridge::RULE_FOREIGN, libc::EPERM))
+}
+
 /// Decides one notified `listen`.
 pub(crate) fn decide_listen(call: &Call) -> Step {
     let fd = call.notif.args[0] as i32;
@@ -330,6 +344,9 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     };
     if !call.still_valid() {
         return Step::Done(out.gone());
+    }
+    if let Some(refusal) = foreign_socket(call, sock.as_fd(), kind) {
+        return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
     if kind.family == libc::AF_UNIX && unix::bound_to_path(sock.as_fd()) {
         // A unix socket bound to a path: the file it is bound to is decided again, where it

@@ -18,6 +18,7 @@ use crate::bounds::reaper::CallerFd;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
 use crate::ops::address::{self, Reading, Use};
+use crate::ops::bridge;
 use crate::ops::decode;
 use crate::ops::source::{self, View};
 use crate::ops::unix::{self, PathUse};
@@ -150,15 +151,22 @@ fn decide_fresh(
         let reply = Reply::Errno(crate::ops::own::ERRNO);
         return Step::Done(out.decided(Some(crate::ops::own::refusal()), "", reply));
     }
-    let decision = call.evaluate(&Request {
+    let request = Request {
         op: Op::Connect,
         target,
-    });
+    };
+    let decision = call.evaluate(&request);
     match decision.verdict {
         Verdict::Deny { errno } => Step::Done(out.decided(Some(decision), "", Reply::Errno(errno))),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM))),
+        Verdict::Allow if bridge::wanted(call, &request, sock.as_fd()) => {
+            bridged(call, sock, kind, sockaddr, decision, out)
+        }
         Verdict::Allow => {
+            if let Some(refusal) = bridge::outside_bridge(call, &request, sock.as_fd()) {
+                return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
+            }
             let limits = &call.sandbox.limits;
             let slot = match limits::reserve(&limits.connections, sock.as_fd()) {
                 Ok(slot) => slot,
@@ -187,6 +195,34 @@ fn decide_fresh(
             }
         }
     }
+}
+
+/// An allowed connect served from the bridge's namespace (`ops/bridge.rs`), off the receiver
+/// thread (it makes a thread and a socket, and may wait for the connection).
+fn bridged(
+    call: &Call,
+    sock: CallerFd,
+    kind: SocketKind,
+    sockaddr: Vec<u8>,
+    decision: netjail_policy::Decision,
+    out: Outcome,
+) -> Step {
+    if let Some(refusal) = bridge::refused(call) {
+        return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
+    }
+    let slot = match limits::reserve(&call.sandbox.limits.connections, sock.as_fd()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let reply = Reply::Errno(limits::COUNT_ERRNO);
+            return Step::Done(out.decided(Some(refusal), "", reply));
+        }
+    };
+    let fd = call.notif.args[0] as i32;
+    Step::Blocking(Box::new(move |call: &Call| {
+        let reply = bridge::connect(call, fd, sock.as_fd(), kind, &sockaddr);
+        limits::settle(slot, sock.as_fd(), reply);
+        out.decided(Some(decision), "", reply)
+    }))
 }
 
 /// What a connect's address comes to ([`classify`]).

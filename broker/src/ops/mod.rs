@@ -7,12 +7,14 @@
 //!   control messages of [`msg`]), [`socket`] (which sockets may be made), [`sockopt`] (a socket's filter), [`process`] (the
 //!   calls on other processes that the filter sends here);
 //! - by address family: [`unix`] (paths, resolved as the caller), [`netlink`];
+//! - [`bridge`]: allowed connects served from another network namespace (`[bridge]`);
 //! - what they share: [`decode`] (a notification's numbers and bytes), [`address`] (the
 //!   kernel's reading of an address), [`source`] (where a socket's traffic leaves from),
 //!   [`own`] (the broker's own sockets, which no sandbox reaches).
 
 pub(crate) mod address;
 pub(crate) mod bind;
+pub(crate) mod bridge;
 pub(crate) mod connect;
 pub(crate) mod decode;
 pub(crate) mod msg;

@@ -120,6 +120,39 @@ pub(crate) fn notif_addfd_send(
     })
 }
 
+/// `SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD` (Linux 5.9): the caller of
+/// notification `id` gets a copy of `fd` at its descriptor `newfd`, which is closed first if
+/// open (as `dup2` would), with `O_CLOEXEC` when `cloexec`. The call still waits for its answer
+/// afterwards: `SECCOMP_ADDFD_FLAG_SEND` would answer it with the descriptor's number, which a
+/// `connect()` must not return.
+///
+/// # References
+/// seccomp_unotify(2) (`SECCOMP_IOCTL_NOTIF_ADDFD`)
+pub(crate) fn notif_addfd_setfd(
+    listener: BorrowedFd<'_>,
+    id: u64,
+    fd: BorrowedFd<'_>,
+    newfd: i32,
+    cloexec: bool,
+) -> io::Result<i32> {
+    let mut addfd = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+        srcfd: fd.as_raw_fd() as u32,
+        newfd: newfd as u32,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: `addfd` is a valid `seccomp_notif_addfd` that lives across the call; the kernel
+    // only reads it.
+    cvt(unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ADDFD as _,
+            &mut addfd as *mut libc::seccomp_notif_addfd,
+        )
+    })
+}
+
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: the notification is still pending, so its thread is alive
 /// and its pid has not been reused.
 pub(crate) fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {

@@ -35,6 +35,7 @@ macro_rules! both {
 
 mod activation;
 mod attacks;
+mod bridge;
 mod cli;
 mod confine_self;
 mod confinement;

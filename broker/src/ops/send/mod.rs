@@ -525,7 +525,8 @@ fn decide_and_deliver(
             ..Sent::refused(crate::ops::own::refusal(), crate::ops::own::ERRNO)
         };
     }
-    let decision = call.evaluate(&Request { op, target });
+    let request = Request { op, target };
+    let decision = call.evaluate(&request);
     let refused = match decision.verdict {
         Verdict::Deny { errno } => Some(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
@@ -536,6 +537,12 @@ fn decide_and_deliver(
         return Sent {
             endpoint,
             ..Sent::refused(decision, errno)
+        };
+    }
+    if let Some(refusal) = crate::ops::bridge::outside_bridge(call, &request, sock) {
+        return Sent {
+            endpoint,
+            ..Sent::refused(refusal, libc::EPERM)
         };
     }
     // A send that connects counts under `max_connections` as a connect does.

@@ -1,0 +1,227 @@
+//! Namespace bridging (issue 19): an allowed connect that the policy's `[bridge]` names is
+//! served from another network namespace, the broker's own or one named by path. The broker
+//! makes a socket there of the caller's family, type and protocol, as the caller (its ids and
+//! capabilities: the socket is the caller's, `SO_PEERCRED` and socket-owner matches included),
+//! carries over the options that change what the connection is ([`CARRIED`], and `O_NONBLOCK`),
+//! connects it to the address decided on, and puts it in place of the caller's socket, at the
+//! same descriptor number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SETFD`). Everything the program
+//! does with it afterwards (send, receive, close) stays in the kernel.
+//!
+//! What stays the same: a send with a destination, a second connect, a `bind` or `listen` on
+//! that socket still come to the broker and are decided as any other; a `bind` or `listen` on
+//! a socket that lives in another namespace than the caller's is refused
+//! ([`RULE_FOREIGN`]): a policy's bind rules name the sandbox's own addresses, never the
+//! bridge's. Only a policy an administrator chose may bridge ([`RULE_NOT_ADMINISTRATORS`]):
+//! a policy a client sent cannot take the broker into a namespace of its choosing.
+//!
+//! What differs from an unbridged socket, by design: `getsockname` gives the address in the
+//! bridge's namespace, and a socket bound before its connect is not bridged (its address
+//! belongs to the sandbox's namespace): docs/policy.md, "Bridging".
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+use netjail_policy::{BridgeNetns, Decision, Request};
+
+use crate::call::Call;
+use crate::caller::{as_caller_in, Caller};
+use crate::reply::{errno_of, refusal, Reply};
+use crate::sys::{self, Become, SocketKind};
+
+/// The rule of a bridged call whose policy no administrator chose.
+pub(crate) const RULE_NOT_ADMINISTRATORS: &str = "bridge:not-administrators";
+/// The rule of a `bind` or `listen` on a socket of another network namespace than the
+/// caller's (a bridged one).
+pub(crate) const RULE_FOREIGN: &str = "bridge:foreign-socket";
+
+/// The integer options carried from the caller's socket to the bridged one, `(level, name)`,
+/// for the families they belong to: address reuse, keepalive, broadcast, Nagle, the
+/// IPv6-only flag (which decides which addresses the socket reaches) and the traffic class.
+/// Buffer sizes are not carried (the kernel doubles what it is given, so the value read back
+/// cannot be set again as it was), nor what only a bound socket has.
+pub(crate) const CARRIED: &[(i32, i32, Carried)] = &[
+    (libc::SOL_SOCKET, libc::SO_REUSEADDR, Carried::Any),
+    (libc::SOL_SOCKET, libc::SO_REUSEPORT, Carried::Any),
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE, Carried::Any),
+    (libc::SOL_SOCKET, libc::SO_BROADCAST, Carried::Any),
+    (libc::IPPROTO_TCP, libc::TCP_NODELAY, Carried::Tcp),
+    (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, Carried::V6),
+    (libc::IPPROTO_IP, libc::IP_TOS, Carried::V4),
+    (libc::IPPROTO_IPV6, libc::IPV6_TCLASS, Carried::V6),
+];
+
+/// Which sockets an option of [`CARRIED`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carried {
+    Any,
+    Tcp,
+    V4,
+    V6,
+}
+
+impl Carried {
+    fn applies(self, kind: SocketKind) -> bool {
+        match self {
+            Carried::Any => true,
+            Carried::Tcp => kind.sock_type == libc::SOCK_STREAM,
+            Carried::V4 => kind.family == libc::AF_INET,
+            Carried::V6 => kind.family == libc::AF_INET6,
+        }
+    }
+}
+
+/// Whether `request`, allowed, is one the policy serves from its bridge: an IP connect its
+/// `[bridge] connect` names, on a socket not bound yet.
+pub(crate) fn wanted(call: &Call, request: &Request, sock: BorrowedFd<'_>) -> bool {
+    let Some(bridge) = call.policy.bridge() else {
+        return false;
+    };
+    bridge.bridges(request) && !bound(sock)
+}
+
+/// The refusal of a bridged call whose policy no administrator chose (a client's), or `None`.
+pub(crate) fn refused(call: &Call) -> Option<Decision> {
+    (!call.sandbox.source.is_administrators())
+        .then(|| refusal(RULE_NOT_ADMINISTRATORS, libc::EPERM))
+}
+
+/// Whether `sock` has a local port (an IP socket is bound once it has one).
+fn bound(sock: BorrowedFd<'_>) -> bool {
+    sys::sockname(sock)
+        .ok()
+        .as_deref()
+        .and_then(crate::ops::address::local_address)
+        .is_some_and(|a| a.port() != 0)
+}
+
+/// Serves the allowed connect of `call` to `sockaddr` from the bridge's namespace: a socket
+/// made there as the caller, connected, and put at the caller's descriptor `fd` in place of
+/// `sock`. Returns the connect's answer (`EINPROGRESS` for a non-blocking socket); a connect
+/// that fails leaves the caller's socket as it was.
+pub(crate) fn connect(
+    call: &Call,
+    fd: i32,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    sockaddr: &[u8],
+) -> Reply {
+    let Some(bridge) = call.policy.bridge() else {
+        return Reply::Errno(libc::EPERM);
+    };
+    let netns = match bridge.netns() {
+        BridgeNetns::Broker => None,
+        BridgeNetns::Path(path) => match File::open(path) {
+            Ok(f) => Some(OwnedFd::from(f)),
+            Err(e) => {
+                tracing::error!(netns = %path.display(), error = %e, "the bridge's network namespace cannot be opened");
+                return Reply::Errno(libc::ENETUNREACH);
+            }
+        },
+    };
+    let made = match make_socket(call, netns.as_ref().map(AsFd::as_fd), kind) {
+        Ok(s) => s,
+        Err(e) => return Reply::Errno(errno_of(&e)),
+    };
+    carry_options(sock, made.as_fd(), kind);
+    let reply = {
+        let _listed = call.sandbox.performing.list(made.as_fd());
+        let _blocking = call.blocking();
+        match sys::connect_raw(made.as_fd(), sockaddr) {
+            Ok(()) => Reply::Value(0),
+            Err(e) => Reply::Errno(errno_of(&e)),
+        }
+    };
+    if !matches!(reply, Reply::Value(_) | Reply::Errno(libc::EINPROGRESS)) {
+        return reply;
+    }
+    let cloexec = close_on_exec(call.notif.pid, fd);
+    // Marked before the socket is in place: from then on the sandbox's binds, connects and
+    // sends look at each socket's namespace (`foreign`).
+    call.sandbox.bridged.store(true, Ordering::SeqCst);
+    match sys::notif_addfd_setfd(
+        call.sandbox.listener.as_fd(),
+        call.notif.id,
+        made.as_fd(),
+        fd,
+        cloexec,
+    ) {
+        Ok(_) => reply,
+        Err(e) => Reply::Errno(errno_of(&e)),
+    }
+}
+
+/// A socket of `kind` made in `netns` (the broker's own when `None`) by a thread that has
+/// taken the caller's identity.
+fn make_socket(
+    call: &Call,
+    netns: Option<BorrowedFd<'_>>,
+    kind: SocketKind,
+) -> std::io::Result<OwnedFd> {
+    let who = Caller::read(call)?;
+    as_caller_in(netns, &who.identity, Become::Full, || {
+        sys::socket_raw(
+            kind.family,
+            kind.sock_type | libc::SOCK_CLOEXEC,
+            kind.protocol,
+        )
+    })?
+}
+
+/// Copies `O_NONBLOCK` and the options of [`CARRIED`] from the caller's socket to `made`; an
+/// option that cannot be read or set is left as the new socket has it.
+fn carry_options(from: BorrowedFd<'_>, made: BorrowedFd<'_>, kind: SocketKind) {
+    if let Ok(true) = sys::is_nonblocking(from) {
+        let _ = sys::set_nonblocking(made, true);
+    }
+    for &(level, name, which) in CARRIED {
+        if !which.applies(kind) {
+            continue;
+        }
+        if let Ok(value) = sys::int_option(from, level, name) {
+            if let Err(e) = sys::set_int_option(made, level, name, value) {
+                tracing::debug!(level, name, error = %e, "an option was not carried to a bridged socket");
+            }
+        }
+    }
+}
+
+/// Whether the caller's descriptor `fd` is close-on-exec (`/proc/TID/fdinfo/FD`, `flags`, in
+/// octal): the bridged socket takes its place with the same flag.
+fn close_on_exec(tid: u32, fd: i32) -> bool {
+    let Ok(info) = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")) else {
+        return false;
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| i64::from_str_radix(v.trim(), 8).ok())
+        .is_some_and(|flags| flags & i64::from(libc::O_CLOEXEC) != 0)
+}
+
+/// Whether `sock` lives in another network namespace than the caller of `call`: a socket the
+/// bridge put in its place. Looked at only for a sandbox the bridge has served; a socket
+/// whose namespace the broker cannot read then counts as foreign (fail closed).
+pub(crate) fn foreign(call: &Call, sock: BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !call.sandbox.bridged.load(Ordering::SeqCst) {
+        return false;
+    }
+    let Ok(theirs) = sys::socket_netns(sock) else {
+        return true;
+    };
+    std::fs::metadata(format!("/proc/{}/ns/net", call.notif.pid))
+        .map_or(true, |m| m.ino() != theirs)
+}
+
+/// The refusal of an allowed connect or send on a bridged socket to a destination the bridge
+/// does not name: the policy allowed it from the sandbox's namespace, not from the bridge's.
+pub(crate) fn outside_bridge(
+    call: &Call,
+    request: &Request,
+    sock: BorrowedFd<'_>,
+) -> Option<Decision> {
+    if !foreign(call, sock) || call.policy.bridge().is_some_and(|b| b.bridges(request)) {
+        return None;
+    }
+    Some(refusal(RULE_FOREIGN, libc::EPERM))
+}

@@ -1,0 +1,226 @@
+//! Namespace bridging (issue 19): a program in a network namespace of its own (made by the
+//! test, only `lo`, and that down) reaches allowed TCP and UDP services on the host's
+//! 127.0.0.1 through sockets the broker makes in the host's namespace and puts in place of
+//! the program's (`SECCOMP_IOCTL_NOTIF_ADDFD`), and is refused the rest.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use netjail_integration_tests::{netjail_bin, policy_file, python3, run, skip, which};
+use serde_json::Value;
+
+/// Connects from its namespace: a blocking TCP socket with `TCP_NODELAY` to the echo service
+/// `A`, a non-blocking one to `A`, a TCP one to `B`, a UDP one to the echo service `U`, which
+/// then sends to `V` (allowed, but not bridged); and `listen` on the first after an
+/// `AF_UNSPEC` disconnect. Prints what it saw.
+const CLIENT: &str = r#"
+import fcntl, json, os, select, socket, sys
+A, B, U, V = (int(x) for x in sys.argv[1:5])
+r = {}
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+fd = s.fileno()
+try:
+    s.connect(("127.0.0.1", A))
+    s.sendall(b"ping")
+    r["tcp_echo"] = s.recv(16).decode()
+    r["tcp_same_fd"] = s.fileno() == fd
+    r["tcp_nodelay"] = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    r["tcp_nonblocking"] = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+    r["tcp_cloexec"] = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    r["tcp_sockname"] = s.getsockname()[0]
+    r["tcp_peername"] = list(s.getpeername())
+except OSError as e:
+    r["tcp_echo"] = "errno %d" % e.errno
+n = socket.socket()
+n.setblocking(False)
+try:
+    n.connect(("127.0.0.1", A))
+    r["nonblocking_connect"] = 0
+except OSError as e:
+    r["nonblocking_connect"] = e.errno
+select.select([], [n], [], 5)
+r["nonblocking_so_error"] = n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+r["nonblocking_still"] = bool(fcntl.fcntl(n.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+d = socket.socket()
+try:
+    d.connect(("127.0.0.1", B))
+    r["denied"] = 0
+except OSError as e:
+    r["denied"] = e.errno
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+try:
+    u.connect(("127.0.0.1", U))
+    u.send(b"udp")
+    r["udp_echo"] = u.recv(16).decode()
+except OSError as e:
+    r["udp_echo"] = "errno %d" % e.errno
+try:
+    u.sendto(b"x", ("127.0.0.1", V))
+    r["udp_outside_bridge"] = 0
+except OSError as e:
+    r["udp_outside_bridge"] = e.errno
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.connect(fd, ctypes.create_string_buffer(16), 16)
+try:
+    s.listen(1)
+    r["listen_after_disconnect"] = 0
+except OSError as e:
+    r["listen_after_disconnect"] = e.errno
+print(json.dumps(r), flush=True)
+"#;
+
+#[test]
+fn i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge() {
+    let test = "i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge";
+    let (Some(py), Some(unshare)) = (python3(), which("unshare")) else {
+        skip(test, "needs python3 and unshare");
+        return;
+    };
+    // The host's services: a TCP echo, a TCP listener that must never be reached, a UDP echo.
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = echo.local_addr().unwrap().port();
+    let denied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = denied.local_addr().unwrap().port();
+    denied.set_nonblocking(true).unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let u = udp.local_addr().unwrap().port();
+    let unbridged = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let w = unbridged.local_addr().unwrap().port();
+    unbridged.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        for mut c in echo.incoming().flatten() {
+            let mut buf = [0u8; 16];
+            if let Ok(n) = c.read(&mut buf) {
+                let _ = c.write_all(&buf[..n]);
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&buf[..n], from);
+        }
+    });
+    let reached_denied = Arc::new(AtomicUsize::new(0));
+    let ports = [a, b, u, w].map(|p| p.to_string());
+    let client = |confined: Option<&str>| {
+        let mut cmd = Command::new(&unshare);
+        cmd.arg("--net").arg("--");
+        if let Some(policy) = confined {
+            cmd.arg(netjail_bin()).env_remove("NETJAIL_BROKER").args([
+                "run",
+                "--allow-root",
+                "--policy",
+                policy,
+                "--",
+            ]);
+        }
+        cmd.arg(&py).args(["-c", CLIENT]).args(&ports);
+        run(&mut cmd, std::time::Duration::from_secs(60))
+    };
+    let result = |out: &netjail_integration_tests::Outcome| -> Value {
+        out.stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .unwrap_or_else(|| panic!("no result: {}", out.describe()))
+    };
+
+    // Unconfined, the namespace has no route to the host's loopback.
+    let out = client(None);
+    let v = result(&out);
+    assert_ne!(
+        v["tcp_echo"],
+        "ping",
+        "unconfined, the namespace reached the host: {}",
+        out.describe()
+    );
+
+    let policy = policy_file(&format!(
+        "name = \"bridge\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{a}\", \"udp://127.0.0.1:{u}\", \"udp://127.0.0.1:{w}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"tcp://127.0.0.1:{a}\", \"udp://127.0.0.1:{u}\"]\n",
+        pid = std::process::id()
+    ));
+    let out = client(Some(policy.as_str()));
+    let v = result(&out);
+    let want = [
+        ("tcp_echo", Value::from("ping")),
+        ("tcp_same_fd", Value::from(true)),
+        ("tcp_nodelay", Value::from(true)),
+        ("tcp_nonblocking", Value::from(false)),
+        ("tcp_cloexec", Value::from(true)),
+        ("tcp_sockname", Value::from("127.0.0.1")),
+        ("nonblocking_connect", Value::from(libc::EINPROGRESS)),
+        ("nonblocking_so_error", Value::from(0)),
+        ("nonblocking_still", Value::from(true)),
+        ("denied", Value::from(libc::EPERM)),
+        ("udp_echo", Value::from("udp")),
+        ("udp_outside_bridge", Value::from(libc::EPERM)),
+        ("listen_after_disconnect", Value::from(libc::EPERM)),
+    ];
+    for (key, value) in want {
+        assert_eq!(v[key], value, "{key}: {}", out.describe());
+    }
+    assert_eq!(
+        v["tcp_peername"],
+        serde_json::json!(["127.0.0.1", a]),
+        "{}",
+        out.describe()
+    );
+    while let Ok((_, _)) = denied.accept() {
+        reached_denied.fetch_add(1, Ordering::Relaxed);
+    }
+    assert_eq!(
+        reached_denied.load(Ordering::Relaxed),
+        0,
+        "the denied service was reached"
+    );
+}
+
+/// A policy a client sent over the broker's socket may not take the broker into a namespace
+/// of its choosing: its bridged connects are refused (`bridge:not-administrators`), where the
+/// same program reaches the service unconfined.
+#[test]
+fn i19_a_policy_a_client_sent_cannot_bridge() {
+    let test = "i19_a_policy_a_client_sent_cannot_bridge";
+    let Some(py) = python3() else {
+        skip(test, "needs python3");
+        return;
+    };
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in echo.incoming().flatten() {
+            let mut buf = [0u8; 16];
+            if let Ok(n) = c.read(&mut buf) {
+                let _ = c.write_all(&buf[..n]);
+            }
+        }
+    });
+    let script = "import socket, sys\ns = socket.socket()\ntry:\n    s.connect(('127.0.0.1', int(sys.argv[1]))); s.sendall(b'ping'); print(s.recv(16).decode())\nexcept OSError as e:\n    print('errno', e.errno)\n";
+    let port = a.to_string();
+    let py = py.to_str().unwrap().to_owned();
+    let out = netjail_integration_tests::unconfined(&[&py, "-c", script, &port]);
+    assert_eq!(out.stdout.trim(), "ping", "unconfined: {}", out.describe());
+    let broker = netjail_integration_tests::Broker::start();
+    let policy = policy_file(&format!(
+        "name = \"bridge\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{a}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"tcp://127.0.0.1:{a}\"]\n",
+        pid = std::process::id()
+    ));
+    let out = netjail_integration_tests::confined_with_broker(
+        &broker,
+        policy.as_str(),
+        &[&py, "-c", script, &port],
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        format!("errno {}", libc::EPERM),
+        "{}",
+        out.describe()
+    );
+}
