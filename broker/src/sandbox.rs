@@ -63,10 +63,9 @@ pub struct Sandbox {
     /// Its key with the reaper, which watches its listener for the end of the sandbox.
     pub(crate) reaper_key: u64,
     decisions: AtomicU64,
-    /// The broker has put a socket of another network namespace in place of one of its
-    /// sockets (`ops/bridge.rs`): its binds, connects and sends look at each socket's
-    /// namespace from then on.
-    pub(crate) bridged: std::sync::atomic::AtomicBool,
+    /// The cookies of the network namespaces its callers were found in, by the inode of
+    /// the namespace (`ops/bridge.rs`, `foreign`).
+    pub(crate) netns_cookies: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
     /// Its callers' pidfds, by thread id.
     pub(crate) pidfds: PidfdCache,
     /// Who registered it: the user at the other end of the broker's socket, `None` for a
@@ -196,7 +195,7 @@ impl Sandbox {
             performing: Performing::default(),
             reaper_key: crate::bounds::reaper::new_key(),
             decisions: AtomicU64::new(0),
-            bridged: std::sync::atomic::AtomicBool::new(false),
+            netns_cookies: std::sync::Mutex::new(std::collections::HashMap::new()),
             pidfds: PidfdCache::default(),
             owner: None,
             view: None,

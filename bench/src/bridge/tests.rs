@@ -18,7 +18,7 @@ fn gbit_s_is_bits_per_nanosecond() {
 #[test]
 fn every_variant_has_a_name() {
     let names: Vec<String> = Variant::value_variants().iter().map(|v| v.key()).collect();
-    assert_eq!(names, ["host", "slirp4netns", "pasta"]);
+    assert_eq!(names, ["host", "slirp4netns", "pasta", "netjail"]);
 }
 
 #[test]

@@ -20,7 +20,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering;
 
 use netjail_policy::{BridgeNetns, Decision, Request};
 
@@ -136,20 +135,26 @@ pub(crate) fn connect(
         return reply;
     }
     let cloexec = close_on_exec(call.notif.pid, fd);
-    // Marked before the socket is in place: from then on the sandbox's binds, connects and
-    // sends look at each socket's namespace (`foreign`).
-    call.sandbox.bridged.store(true, Ordering::SeqCst);
-    match sys::notif_addfd_setfd(
-        call.sandbox.listener.as_fd(),
-        call.notif.id,
-        made.as_fd(),
-        fd,
-        cloexec,
-    ) {
-        Ok(_) => reply,
-        Err(e) => Reply::Errno(errno_of(&e)),
+    // `EBUSY`: another thread of the caller is installing a descriptor at that number right
+    // now (`dup2`); the kernel's own connect would not have seen it, so try again.
+    for _ in 0..ADDFD_TRIES {
+        match sys::notif_addfd_setfd(
+            call.sandbox.listener.as_fd(),
+            call.notif.id,
+            made.as_fd(),
+            fd,
+            cloexec,
+        ) {
+            Ok(_) => return reply,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::yield_now(),
+            Err(e) => return Reply::Errno(errno_of(&e)),
+        }
     }
+    Reply::Errno(libc::EBADF)
 }
+
+/// How often the bridged socket is offered while the caller's descriptor is being installed.
+const ADDFD_TRIES: usize = 64;
 
 /// A socket of `kind` made in `netns` (the broker's own when `None`) by a thread that has
 /// taken the caller's identity.
@@ -198,19 +203,47 @@ fn close_on_exec(tid: u32, fd: i32) -> bool {
         .is_some_and(|flags| flags & i64::from(libc::O_CLOEXEC) != 0)
 }
 
-/// Whether `sock` lives in another network namespace than the caller of `call`: a socket the
-/// bridge put in its place. Looked at only for a sandbox the bridge has served; a socket
-/// whose namespace the broker cannot read then counts as foreign (fail closed).
+/// Whether the IP socket `sock` lives in another network namespace than the caller of `call`:
+/// a socket a bridge put in place, here or in another sandbox that passed it on (every
+/// broker looks, bridging or not). Compared by namespace cookie (`SO_NETNS_COOKIE`): the
+/// caller's, learnt once per namespace from a socket the broker makes there, is kept by the
+/// namespace's inode; where it cannot be learnt, by the namespaces' inodes. A socket whose
+/// namespace cannot be read at all counts as the caller's own (a kernel before 5.14 without
+/// `CAP_NET_ADMIN` for `SIOCGSKNS`: docs/security.md, "Bridging").
 pub(crate) fn foreign(call: &Call, sock: BorrowedFd<'_>) -> bool {
     use std::os::unix::fs::MetadataExt;
-    if !call.sandbox.bridged.load(Ordering::SeqCst) {
+    let Ok(mine) = std::fs::metadata(format!("/proc/{}/ns/net", call.notif.pid)).map(|m| m.ino())
+    else {
         return false;
-    }
-    let Ok(theirs) = sys::socket_netns(sock) else {
-        return true;
     };
-    std::fs::metadata(format!("/proc/{}/ns/net", call.notif.pid))
-        .map_or(true, |m| m.ino() != theirs)
+    if let Ok(theirs) = sys::socket_netns_cookie(sock) {
+        if let Some(cookie) = caller_cookie(call, mine) {
+            return cookie != theirs;
+        }
+    }
+    sys::socket_netns(sock).is_ok_and(|theirs| theirs != mine)
+}
+
+/// The cookie of the caller's network namespace (inode `ino`), learnt once.
+fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
+    let mut known = call
+        .sandbox
+        .netns_cookies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(&cookie) = known.get(&ino) {
+        return Some(cookie);
+    }
+    let netns = File::open(format!("/proc/{}/ns/net", call.notif.pid)).ok()?;
+    let who = Caller::read(call).ok()?;
+    let probe = as_caller_in(Some(netns.as_fd()), &who.identity, Become::Full, || {
+        sys::socket_raw(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })
+    .ok()?
+    .ok()?;
+    let cookie = sys::socket_netns_cookie(probe.as_fd()).ok()?;
+    known.insert(ino, cookie);
+    Some(cookie)
 }
 
 /// The refusal of an allowed connect or send on a bridged socket to a destination the bridge

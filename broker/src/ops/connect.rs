@@ -263,8 +263,18 @@ fn classify(
             Classified::Answered(out.decided(Some(address::refusal(why)), "", reply))
         }
         Reading::Disconnect => {
-            // AF_UNSPEC dissolves the association: no destination, nothing to decide.
+            // AF_UNSPEC dissolves the association: no destination, nothing to decide; but a
+            // socket a bridge put in place keeps the connection decided (unconnected, a UDP
+            // socket of the bridge's namespace would take datagrams from anyone there).
             out.endpoint = "unspec".to_owned();
+            if bridge::foreign(call, view.sock()) {
+                let refusal = crate::reply::refusal(bridge::RULE_FOREIGN, libc::EPERM);
+                return Classified::Answered(out.decided(
+                    Some(refusal),
+                    "",
+                    Reply::Errno(libc::EPERM),
+                ));
+            }
             let reply = perform(call, view.sock(), &addr);
             Classified::Answered(out.decided(None, "disconnect", reply))
         }

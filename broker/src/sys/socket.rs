@@ -133,6 +133,27 @@ pub(crate) fn set_int_option(
     Ok(())
 }
 
+/// The cookie of the network namespace `sock` lives in (`SO_NETNS_COOKIE`, Linux 5.14): the
+/// same number for every socket of one namespace, never reused while the system runs.
+///
+/// # References
+/// socket(7) (`SO_NETNS_COOKIE`)
+pub(crate) fn socket_netns_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `len` are live locals of the sizes given.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cookie)
+}
+
 /// Whether `fd` is a socket.
 pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(fstat_mode(fd)? & libc::S_IFMT == libc::S_IFSOCK)

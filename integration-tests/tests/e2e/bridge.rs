@@ -14,8 +14,9 @@ use serde_json::Value;
 
 /// Connects from its namespace: a blocking TCP socket with `TCP_NODELAY` to the echo service
 /// `A`, a non-blocking one to `A`, a TCP one to `B`, a UDP one to the echo service `U`, which
-/// then sends to `V` (allowed, but not bridged); and `listen` on the first after an
-/// `AF_UNSPEC` disconnect. Prints what it saw.
+/// then sends to `V` (allowed, but not bridged) and disconnects (`AF_UNSPEC`: unconnected,
+/// a UDP socket of the host's namespace would take anyone's datagrams, the sixth red team's
+/// E2); then disconnects the first and calls `listen` on it. Prints what it saw.
 const CLIENT: &str = r#"
 import fcntl, json, os, select, socket, sys
 A, B, U, V = (int(x) for x in sys.argv[1:5])
@@ -66,7 +67,8 @@ except OSError as e:
     r["udp_outside_bridge"] = e.errno
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
-libc.connect(fd, ctypes.create_string_buffer(16), 16)
+r["udp_disconnect"] = 0 if libc.connect(u.fileno(), ctypes.create_string_buffer(16), 16) == 0 else ctypes.get_errno()
+r["tcp_disconnect"] = 0 if libc.connect(fd, ctypes.create_string_buffer(16), 16) == 0 else ctypes.get_errno()
 try:
     s.listen(1)
     r["listen_after_disconnect"] = 0
@@ -161,6 +163,8 @@ fn i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge()
         ("denied", Value::from(libc::EPERM)),
         ("udp_echo", Value::from("udp")),
         ("udp_outside_bridge", Value::from(libc::EPERM)),
+        ("udp_disconnect", Value::from(libc::EPERM)),
+        ("tcp_disconnect", Value::from(libc::EPERM)),
         ("listen_after_disconnect", Value::from(libc::EPERM)),
     ];
     for (key, value) in want {
@@ -222,5 +226,124 @@ fn i19_a_policy_a_client_sent_cannot_bridge() {
         format!("errno {}", libc::EPERM),
         "{}",
         out.describe()
+    );
+}
+
+/// Gives a bridged UDP socket (connected to `U`) to the taker listening at `PATH`.
+const GIVER: &str = r#"
+import array, socket, sys
+path, U = sys.argv[1], int(sys.argv[2])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect(("127.0.0.1", U))
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(path)
+c.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [u.fileno()]))])
+c.recv(1)
+"#;
+
+/// Takes one socket at `PATH`, then sends with it to `V` (its own policy allows `V`), and
+/// disconnects it. Prints what it saw.
+const TAKER: &str = r#"
+import array, ctypes, json, os, socket, sys
+path, V = sys.argv[1], int(sys.argv[2])
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(path)
+l.listen(1)
+print("ready", flush=True)
+c, _ = l.accept()
+msg, anc, _, _ = c.recvmsg(1, socket.CMSG_LEN(4))
+fd = array.array("i", anc[0][2][:4])[0]
+u = socket.socket(fileno=fd)
+r = {}
+try:
+    u.sendto(b"escaped", ("127.0.0.1", V))
+    r["sendto"] = 0
+except OSError as e:
+    r["sendto"] = e.errno
+libc = ctypes.CDLL(None, use_errno=True)
+r["disconnect"] = 0 if libc.connect(fd, ctypes.create_string_buffer(16), 16) == 0 else ctypes.get_errno()
+c.send(b"k")
+print(json.dumps(r), flush=True)
+"#;
+
+/// A bridged socket passed to another sandbox, served by another broker that never bridged
+/// anything, is still a socket of the host's namespace there: it may not send outside the
+/// (giver's) bridge, nor be disconnected (the sixth red team's E1: the taker reached a host
+/// service its own policy allowed from its own namespace).
+#[test]
+fn i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded() {
+    let test = "i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded";
+    let (Some(py), Some(unshare)) = (python3(), which("unshare")) else {
+        skip(test, "needs python3 and unshare");
+        return;
+    };
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let u = udp.local_addr().unwrap().port();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let w = sink.local_addr().unwrap().port();
+    sink.set_nonblocking(true).unwrap();
+    let dir = netjail_integration_tests::TempDir::new();
+    let path = dir.path().join("take.sock");
+    let path = path.to_str().unwrap().to_owned();
+    let pid = std::process::id();
+    let give_policy = policy_file(&format!(
+        "name = \"give\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"udp://127.0.0.1:{u}\"]\nunix = [\"{path}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"udp://127.0.0.1:{u}\"]\n"
+    ));
+    let take_policy = policy_file(&format!(
+        "name = \"take\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"udp://127.0.0.1:{w}\"]\nunix = [\"{path}\"]\n"
+    ));
+    let sandboxed = |policy: &str, script: &str, arg: String| {
+        let mut cmd = Command::new(&unshare);
+        cmd.args(["--net", "--"])
+            .arg(netjail_bin())
+            .env_remove("NETJAIL_BROKER")
+            .args(["run", "--allow-root", "--policy", policy, "--"])
+            .arg(&py)
+            .args(["-c", script, &path, &arg]);
+        cmd
+    };
+    let mut taker = sandboxed(take_policy.as_str(), TAKER, w.to_string());
+    let taker = netjail_integration_tests::spawn(taker.stdout(std::process::Stdio::piped()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::path::Path::new(&path).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the taker never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let given = run(
+        &mut sandboxed(give_policy.as_str(), GIVER, u.to_string()),
+        std::time::Duration::from_secs(60),
+    );
+    let taken = taker.wait(std::time::Duration::from_secs(60));
+    let v: Value = taken
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no result: {}\ngiver: {}",
+                taken.describe(),
+                given.describe()
+            )
+        });
+    assert_eq!(
+        v["sendto"],
+        Value::from(libc::EPERM),
+        "{}",
+        taken.describe()
+    );
+    assert_eq!(
+        v["disconnect"],
+        Value::from(libc::EPERM),
+        "{}",
+        taken.describe()
+    );
+    let mut buf = [0u8; 16];
+    assert!(
+        sink.recv_from(&mut buf).is_err(),
+        "the taker reached a service nobody bridged"
     );
 }
