@@ -3,7 +3,7 @@
 //! `Step`; the receiver (`receiver/mod.rs`) makes the `Call` and sends the reply.
 
 use std::cell::Cell;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -61,6 +61,9 @@ pub(crate) struct Call {
     /// `NOTIF_ID_VALID` said the caller still waited after `exe` was read: the pid named the
     /// caller when it was read.
     pub seen_after_exe: AtomicBool,
+    /// The socket the embedder's hook answered this call with (`HookVerdict::Serve`), until
+    /// `ops/served.rs` puts it in the caller; closed with the call otherwise.
+    pub served: Mutex<Option<OwnedFd>>,
 }
 
 /// A call an earlier broker had received and not answered, with its record in the journal.
@@ -87,6 +90,7 @@ impl Call {
                     &sandbox.name,
                     self.notif.pid as i32,
                     canonical,
+                    &self.served,
                 )
             };
             self.policy
@@ -118,6 +122,14 @@ impl Call {
         }
         n.push_str(&note);
         decision
+    }
+
+    /// The socket the hook served this call with, if `decision` is the hook's serving one.
+    pub(crate) fn take_served(&self, decision: &Decision) -> Option<OwnedFd> {
+        if decision.verdict != Verdict::Allow || decision.rule != crate::hook::RULE_SERVED {
+            return None;
+        }
+        self.served.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// `NOTIF_ID_VALID`: the caller is still blocked in this very call.

@@ -450,16 +450,65 @@ mod tests {
     }
 
     fn decide(hook: &dyn DecisionHook, port: u16) -> Option<Decision> {
-        let request = call_to(port);
-        hook_decision(
+        decide_request(hook, &call_to(port)).0
+    }
+
+    /// The decision and the socket served, if any.
+    fn decide_request(
+        hook: &dyn DecisionHook,
+        request: &Request,
+    ) -> (Option<Decision>, Option<OwnedFd>) {
+        let served = std::sync::Mutex::new(None);
+        let decision = hook_decision(
             hook,
             &HookCall {
                 sandbox: SandboxId(7),
                 name: "renderer",
                 pid: 1,
-                request: &request,
+                request,
             },
-        )
+            &served,
+        );
+        (decision, served.into_inner().unwrap())
+    }
+
+    fn socketpair_end() -> OwnedFd {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        OwnedFd::from(a)
+    }
+
+    #[test]
+    fn an_ip_connect_served_is_an_allow_with_the_socket_left_for_the_call() {
+        let hook = |_: &HookCall<'_>| HookVerdict::Serve(socketpair_end());
+        let (d, served) = decide_request(&hook, &call_to(5));
+        let d = d.unwrap();
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Allow, "hook-served")
+        );
+        assert!(served.is_some(), "the socket waits for ops/served.rs");
+    }
+
+    #[test]
+    fn anything_but_an_ip_connect_served_is_refused_and_the_socket_closed() {
+        let hook = |_: &HookCall<'_>| HookVerdict::Serve(socketpair_end());
+        let mut send = call_to(5);
+        send.op = Op::Send;
+        let unix = Request {
+            op: Op::Connect,
+            target: Target::UnixAbstract(b"x".to_vec()),
+        };
+        for request in [send, unix] {
+            let (d, served) = decide_request(&hook, &request);
+            let d = d.unwrap();
+            assert_eq!(
+                d.verdict,
+                Verdict::Deny { errno: libc::EPERM },
+                "{request:?}"
+            );
+            assert_eq!(d.rule, "hook-serve:not-an-ip-connect");
+            assert!(served.is_none(), "{request:?}: nothing kept");
+        }
     }
 
     #[test]

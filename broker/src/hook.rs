@@ -1,10 +1,14 @@
 //! The decision hook of an embedding program ([`DecisionHook`]): asked about every call the
-//! policy's `[[deny]]` tables and run-time rules leave open, it answers allow, deny, ask or no
-//! opinion. A panic or a nonsense errno fails closed.
+//! policy's `[[deny]]` tables and run-time rules leave open, it answers allow, deny, ask, no
+//! opinion, or, for an IP connect, a socket of its own that the broker puts in place of the
+//! program's ([`HookVerdict::Serve`], `ops/served.rs`). A panic or a nonsense errno fails
+//! closed.
 
+use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
-use netjail_policy::{Decision, Request, Verdict};
+use netjail_policy::{Decision, Op, Request, Target, Verdict};
 use netjail_protocol::SandboxId;
 
 /// What a [`DecisionHook`] is asked about: one call of one sandbox.
@@ -23,7 +27,7 @@ pub struct HookCall<'a> {
 }
 
 /// What a [`DecisionHook`] answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum HookVerdict {
     /// No opinion: the policy's `[[allow]]` tables, `[[ask]]` tables and default decide.
     Continue,
@@ -39,6 +43,20 @@ pub enum HookVerdict {
     /// `ask_timeout` and `ask_fallback` apply; with no operator watching, the fallback
     /// decides at once).
     Ask,
+    /// Answer an IP `connect()` with this socket, made by the host program (a connected TCP
+    /// socket, one end of a `socketpair`, any socket): the broker puts it at the program's
+    /// descriptor number in place of the program's own socket, with the program's blocking
+    /// mode and close-on-exec flag, and the connect returns 0. The broker takes the
+    /// descriptor: it is closed once it is in the program (or the call failed), so the
+    /// connection ends when the program closes its copy, unless the host program kept
+    /// another (`dup`) — which then shares the program's blocking mode, as duplicates do.
+    ///
+    /// Only an IP connect can be served; any other call answered so is refused (`EPERM`,
+    /// rule `hook-serve:not-an-ip-connect`), and so is a descriptor that is not a socket
+    /// (`hook-serve:not-a-socket`). What the program reads of the socket afterwards
+    /// (`getsockname`, `getpeername`, its family) is the served socket's: docs/embedding.md,
+    /// "Serving a connect".
+    Serve(OwnedFd),
 }
 
 impl HookVerdict {
@@ -80,14 +98,20 @@ impl std::fmt::Debug for dyn DecisionHook {
     }
 }
 
+/// The rule of a connect the hook served with a socket of its own.
+pub(crate) const RULE_SERVED: &str = "hook-served";
+/// The rule of a call other than an IP connect that the hook answered with a socket.
+pub(crate) const RULE_SERVE_NOT_CONNECT: &str = "hook-serve:not-an-ip-connect";
+
 /// Asks `hook` about a canonical request of the sandbox `sandbox` named `name`; `None` is no
-/// opinion.
+/// opinion. A socket the hook serves the call with is left in `served`.
 pub(crate) fn ask_hook(
     hook: &dyn DecisionHook,
     sandbox: SandboxId,
     name: &str,
     pid: i32,
     request: &Request,
+    served: &Mutex<Option<OwnedFd>>,
 ) -> Option<Decision> {
     hook_decision(
         hook,
@@ -97,11 +121,18 @@ pub(crate) fn ask_hook(
             pid,
             request,
         },
+        served,
     )
 }
 
-/// The decision `hook` gives `call`: a panic or a nonsense errno fails closed.
-pub(crate) fn hook_decision(hook: &dyn DecisionHook, call: &HookCall<'_>) -> Option<Decision> {
+/// The decision `hook` gives `call`: a panic or a nonsense errno fails closed. A socket it
+/// serves an IP connect with is left in `served` (the decision is then an allow, rule
+/// [`RULE_SERVED`]).
+pub(crate) fn hook_decision(
+    hook: &dyn DecisionHook,
+    call: &HookCall<'_>,
+    served: &Mutex<Option<OwnedFd>>,
+) -> Option<Decision> {
     let decision = |verdict, rule: &str| {
         Some(Decision {
             verdict,
@@ -121,6 +152,15 @@ pub(crate) fn hook_decision(hook: &dyn DecisionHook, call: &HookCall<'_>) -> Opt
             decision(Verdict::Deny { errno }, "hook")
         }
         Ok(HookVerdict::Ask) => decision(Verdict::Ask, "hook"),
+        Ok(HookVerdict::Serve(socket)) => {
+            let ip_connect = call.request.op == Op::Connect
+                && matches!(call.request.target, Target::Inet { .. });
+            if !ip_connect {
+                return decision(Verdict::Deny { errno: libc::EPERM }, RULE_SERVE_NOT_CONNECT);
+            }
+            *served.lock().unwrap_or_else(|p| p.into_inner()) = Some(socket);
+            decision(Verdict::Allow, RULE_SERVED)
+        }
         Err(_) => {
             // Fail closed, and keep serving: the panic message went to stderr already.
             tracing::error!(sandbox = %call.sandbox, "the decision hook panicked; call denied");

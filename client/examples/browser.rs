@@ -122,7 +122,7 @@ fn parent() -> Result<()> {
             } else {
                 HookVerdict::DENY
             };
-            let word = if verdict == HookVerdict::Allow {
+            let word = if matches!(verdict, HookVerdict::Allow) {
                 "approved"
             } else {
                 "refused"

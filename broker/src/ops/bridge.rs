@@ -134,27 +134,11 @@ pub(crate) fn connect(
     if !matches!(reply, Reply::Value(_) | Reply::Errno(libc::EINPROGRESS)) {
         return reply;
     }
-    let cloexec = close_on_exec(call.notif.pid, fd);
-    // `EBUSY`: another thread of the caller is installing a descriptor at that number right
-    // now (`dup2`); the kernel's own connect would not have seen it, so try again.
-    for _ in 0..ADDFD_TRIES {
-        match sys::notif_addfd_setfd(
-            call.sandbox.listener.as_fd(),
-            call.notif.id,
-            made.as_fd(),
-            fd,
-            cloexec,
-        ) {
-            Ok(_) => return reply,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::yield_now(),
-            Err(e) => return Reply::Errno(errno_of(&e)),
-        }
+    match crate::ops::inject::install(call, fd, made.as_fd()) {
+        Ok(()) => reply,
+        Err(failed) => failed,
     }
-    Reply::Errno(libc::EBADF)
 }
-
-/// How often the bridged socket is offered while the caller's descriptor is being installed.
-const ADDFD_TRIES: usize = 64;
 
 /// A socket of `kind` made in `netns` (the broker's own when `None`) by a thread that has
 /// taken the caller's identity.
@@ -189,18 +173,6 @@ fn carry_options(from: BorrowedFd<'_>, made: BorrowedFd<'_>, kind: SocketKind) {
             }
         }
     }
-}
-
-/// Whether the caller's descriptor `fd` is close-on-exec (`/proc/TID/fdinfo/FD`, `flags`, in
-/// octal): the bridged socket takes its place with the same flag.
-fn close_on_exec(tid: u32, fd: i32) -> bool {
-    let Ok(info) = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")) else {
-        return false;
-    };
-    info.lines()
-        .find_map(|l| l.strip_prefix("flags:"))
-        .and_then(|v| i64::from_str_radix(v.trim(), 8).ok())
-        .is_some_and(|flags| flags & i64::from(libc::O_CLOEXEC) != 0)
 }
 
 /// Whether the IP socket `sock` lives in another network namespace than the caller of `call`:

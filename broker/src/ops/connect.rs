@@ -160,6 +160,9 @@ fn decide_fresh(
         Verdict::Deny { errno } => Step::Done(out.decided(Some(decision), "", Reply::Errno(errno))),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM))),
+        Verdict::Allow if decision.rule == crate::hook::RULE_SERVED => {
+            served(call, sock, decision, out)
+        }
         Verdict::Allow if bridge::wanted(call, &request, sock.as_fd()) => {
             bridged(call, sock, kind, sockaddr, decision, out)
         }
@@ -223,6 +226,26 @@ fn bridged(
         limits::settle(slot, sock.as_fd(), reply);
         out.decided(Some(decision), "", reply)
     }))
+}
+
+/// An allowed connect the embedder's hook served with a socket of its own (`ops/served.rs`),
+/// counted under `max_connections` as any connect.
+fn served(call: &Call, sock: CallerFd, decision: netjail_policy::Decision, out: Outcome) -> Step {
+    let Some(socket) = call.take_served(&decision) else {
+        // Never: the hook's serving decision leaves its socket in the call; fail closed.
+        return Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM)));
+    };
+    let slot = match limits::reserve(&call.sandbox.limits.connections, socket.as_fd()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let reply = Reply::Errno(limits::COUNT_ERRNO);
+            return Step::Done(out.decided(Some(refusal), "", reply));
+        }
+    };
+    let fd = call.notif.args[0] as i32;
+    let (reply, refused) = crate::ops::served::connect(call, fd, sock.as_fd(), socket.as_fd());
+    limits::settle(slot, socket.as_fd(), reply);
+    Step::Done(out.decided(Some(refused.unwrap_or(decision)), "", reply))
 }
 
 /// What a connect's address comes to ([`classify`]).

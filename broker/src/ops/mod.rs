@@ -8,6 +8,8 @@
 //!   calls on other processes that the filter sends here);
 //! - by address family: [`unix`] (paths, resolved as the caller), [`netlink`];
 //! - [`bridge`]: allowed connects served from another network namespace (`[bridge]`);
+//!   [`served`]: connects the embedder's hook answered with a socket of its own; both put a
+//!   socket in the caller with [`inject`];
 //! - what they share: [`decode`] (a notification's numbers and bytes), [`address`] (the
 //!   kernel's reading of an address), [`source`] (where a socket's traffic leaves from),
 //!   [`own`] (the broker's own sockets, which no sandbox reaches).
@@ -17,11 +19,13 @@ pub(crate) mod bind;
 pub(crate) mod bridge;
 pub(crate) mod connect;
 pub(crate) mod decode;
+pub(crate) mod inject;
 pub(crate) mod msg;
 pub(crate) mod netlink;
 pub(crate) mod own;
 pub(crate) mod process;
 pub(crate) mod send;
+pub(crate) mod served;
 pub(crate) mod socket;
 pub(crate) mod sockopt;
 pub(crate) mod source;

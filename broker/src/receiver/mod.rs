@@ -288,6 +288,7 @@ fn replay(
         kept: Some(kept),
         exe: OnceLock::new(),
         seen_after_exe: AtomicBool::new(false),
+        served: Mutex::new(None),
     };
     let work: Work = Box::new(|call: &Call| match decide(call) {
         Step::Done(outcome) => outcome,
@@ -332,6 +333,7 @@ fn dispatch(
         kept: None,
         exe: OnceLock::new(),
         seen_after_exe: AtomicBool::new(false),
+        served: Mutex::new(None),
     };
     if active.slow_path {
         // The policy may hold a call for an operator or look a name up: decide every call

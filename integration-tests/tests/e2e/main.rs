@@ -78,6 +78,7 @@ mod sec_metrics;
 mod sec_options;
 mod sec_root;
 mod sec_sockets;
+mod served;
 mod signals;
 
 /// The probe binary of this crate.

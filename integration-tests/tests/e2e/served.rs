@@ -1,0 +1,236 @@
+//! Sockets from the embedder (issue 19): the decision hook of an embedded broker answers a
+//! connect with a socket the host program made (`HookVerdict::Serve`), and the confined
+//! program talks through it, at its own descriptor number, with its own blocking mode and
+//! close-on-exec flag; what is not a socket, or not an IP connect, is never served.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use netjail_broker::{Broker, Embedded, HookCall, HookVerdict};
+use netjail_client::sandbox::Sandbox;
+use netjail_integration_tests::Canary;
+use netjail_policy::{Op, Policy, Target};
+use serde_json::Value;
+
+use crate::need_python;
+
+/// Connects a TCP socket (non-blocking with `nonblocking`) to 127.0.0.1:PORT, reports what it
+/// finds of the socket, sends `ping` and reads one line back; with `udp`, sends a datagram
+/// to the port instead and reports the errno.
+const PY_SERVED: &str = r#"
+import errno, fcntl, json, os, select, socket, sys
+port, mode = int(sys.argv[1]), sys.argv[2]
+out = {}
+if mode == "udp":
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.sendto(b"x", ("127.0.0.1", port))
+        out["sendto"] = "ok"
+    except OSError as e:
+        out["sendto"] = errno.errorcode[e.errno]
+    print(json.dumps(out)); sys.exit(0)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+fd = s.fileno()
+os.set_blocking(fd, mode != "nonblocking")
+try:
+    s.connect(("127.0.0.1", port))
+    out["connect"] = "ok"
+except BlockingIOError:
+    select.select([], [fd], [], 10)
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    out["connect"] = "ok" if err == 0 else errno.errorcode[err]
+except OSError as e:
+    out["connect"] = errno.errorcode[e.errno]
+if out["connect"] == "ok":
+    out["domain"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+    out["nonblocking"] = not os.get_blocking(fd)
+    out["cloexec"] = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    os.set_blocking(fd, True)
+    line = b""
+    try:
+        os.write(fd, b"ping\n")
+        while not line.endswith(b"\n"):
+            chunk = os.read(fd, 100)
+            if not chunk:
+                break
+            line += chunk
+    except OSError:
+        pass
+    out["reply"] = line.decode().strip()
+print(json.dumps(out))
+"#;
+
+/// Runs [`PY_SERVED`] confined by `broker` under a policy that allows nothing by itself (the
+/// hook decides), or unconfined when `broker` is `None`.
+fn run_program(py: &str, broker: Option<&Embedded>, port: u16, mode: &str) -> Value {
+    let mut cmd = Command::new(py);
+    cmd.args(["-c", PY_SERVED, &port.to_string(), mode])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = match broker {
+        None => cmd.output().expect("unconfined python3"),
+        Some(broker) => Sandbox::builder()
+            .allow_root(true)
+            .policy(Policy::builder("nothing").build().expect("policy"))
+            .broker(broker.broker().clone())
+            .name("renderer")
+            .command(cmd)
+            .spawn()
+            .expect("spawn")
+            .wait_with_output()
+            .expect("wait"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {text:?}, stderr {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Answers each `ping` line read on `stream` with `pong from HOW`, on a thread.
+fn answer_pings(mut stream: impl Read + Write + Send + 'static, how: &'static str) {
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(&mut stream);
+        if reader.read_line(&mut line).is_ok() && line.trim() == "ping" {
+            let _ = writeln!(stream, "pong from {how}");
+        }
+    });
+}
+
+fn port_of(call: &HookCall<'_>) -> Option<u16> {
+    match &call.request.target {
+        Target::Inet { addr, .. } => Some(addr.port()),
+        _ => None,
+    }
+}
+
+#[test]
+fn i19_an_embedder_serves_a_connect_with_a_socketpair_end() {
+    let Some(py) = need_python("i19_an_embedder_serves_a_connect_with_a_socketpair_end") else {
+        return;
+    };
+    let asked = Canary::tcp4();
+    let port = asked.port();
+    // Unconfined the program reaches the canary, which answers nothing: the reply below can
+    // only come from the embedder's end.
+    let v = run_program(&py, None, port, "blocking");
+    assert_eq!(v["connect"], "ok", "{v}");
+    assert_eq!(asked.wait_count(1, Duration::from_secs(10)), 1);
+    assert_eq!(v["reply"], "", "the canary says nothing: {v}");
+
+    let broker = Broker::builder()
+        .hook(move |call: &HookCall<'_>| {
+            if port_of(call) != Some(port) {
+                return HookVerdict::Continue;
+            }
+            let (program, embedder) = UnixStream::pair().expect("socketpair");
+            answer_pings(embedder, "the embedder");
+            HookVerdict::Serve(OwnedFd::from(program))
+        })
+        .build()
+        .expect("broker");
+    for mode in ["blocking", "nonblocking"] {
+        let v = run_program(&py, Some(&broker), port, mode);
+        assert_eq!(v["connect"], "ok", "{mode}: {v}");
+        assert_eq!(v["reply"], "pong from the embedder", "{mode}: {v}");
+        assert_eq!(
+            v["domain"],
+            libc::AF_UNIX,
+            "{mode}: the served socket's family: {v}"
+        );
+        assert_eq!(v["nonblocking"], mode == "nonblocking", "{mode}: {v}");
+        assert_eq!(
+            v["cloexec"], true,
+            "{mode}: python's sockets are close-on-exec: {v}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(asked.count(), 1, "confined, the canary was never reached");
+}
+
+#[test]
+fn i19_an_embedder_serves_a_connect_with_a_tcp_connection_it_made() {
+    let Some(py) = need_python("i19_an_embedder_serves_a_connect_with_a_tcp_connection_it_made")
+    else {
+        return;
+    };
+    let asked = Canary::tcp4();
+    let port = asked.port();
+    // The service the embedder reaches for the program: port 0, loopback.
+    let service = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let service_at = service.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in service.incoming().flatten() {
+            answer_pings(stream, "the service");
+        }
+    });
+    let broker = Broker::builder()
+        .hook(move |call: &HookCall<'_>| match port_of(call) {
+            Some(p) if p == port && call.request.op == Op::Connect => {
+                match TcpStream::connect(service_at) {
+                    Ok(conn) => HookVerdict::Serve(OwnedFd::from(conn)),
+                    Err(_) => HookVerdict::DENY,
+                }
+            }
+            _ => HookVerdict::Continue,
+        })
+        .build()
+        .expect("broker");
+    let v = run_program(&py, Some(&broker), port, "blocking");
+    assert_eq!(v["connect"], "ok", "{v}");
+    assert_eq!(v["reply"], "pong from the service", "{v}");
+    assert_eq!(v["domain"], libc::AF_INET, "{v}");
+    assert_eq!(v["nonblocking"], false, "{v}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        asked.count(),
+        0,
+        "the program never reached the port it named"
+    );
+}
+
+/// A hook that serves a file, or serves a call that is not an IP connect, gets the call
+/// refused: the program never holds a file in place of its socket, nor a socket for a send.
+#[test]
+fn i19_only_sockets_and_only_ip_connects_are_served() {
+    let Some(py) = need_python("i19_only_sockets_and_only_ip_connects_are_served") else {
+        return;
+    };
+    let asked = Canary::tcp4();
+    let datagrams = Canary::udp4();
+    let (tcp, udp) = (asked.port(), datagrams.port());
+    // Unconfined, both reach their canary.
+    assert_eq!(run_program(&py, None, tcp, "blocking")["connect"], "ok");
+    assert_eq!(run_program(&py, None, udp, "udp")["sendto"], "ok");
+    assert_eq!(asked.wait_count(1, Duration::from_secs(10)), 1);
+    assert_eq!(datagrams.wait_count(1, Duration::from_secs(10)), 1);
+
+    let broker = Broker::builder()
+        .hook(move |call: &HookCall<'_>| match port_of(call) {
+            Some(p) if p == tcp => {
+                let file = std::fs::File::open("/dev/null").expect("/dev/null");
+                HookVerdict::Serve(OwnedFd::from(file))
+            }
+            Some(p) if p == udp => {
+                let (program, _embedder) = UnixStream::pair().expect("socketpair");
+                HookVerdict::Serve(OwnedFd::from(program))
+            }
+            _ => HookVerdict::Continue,
+        })
+        .build()
+        .expect("broker");
+    let v = run_program(&py, Some(&broker), tcp, "blocking");
+    assert_eq!(v["connect"], "EPERM", "a file is not served: {v}");
+    let v = run_program(&py, Some(&broker), udp, "udp");
+    assert_eq!(v["sendto"], "EPERM", "a send is not served: {v}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(asked.count(), 1, "confined, nothing more reached");
+    assert_eq!(datagrams.count(), 1, "confined, nothing more reached");
+}
