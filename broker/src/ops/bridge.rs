@@ -178,26 +178,32 @@ fn carry_options(from: BorrowedFd<'_>, made: BorrowedFd<'_>, kind: SocketKind) {
 /// Whether the IP socket `sock` lives in another network namespace than the caller of `call`:
 /// a socket a bridge put in place, here or in another sandbox that passed it on (every
 /// broker looks, bridging or not). Compared by namespace cookie (`SO_NETNS_COOKIE`): the
-/// caller's, learnt once per namespace from a socket the broker makes there, is kept by the
-/// namespace's inode; where it cannot be learnt, by the namespaces' inodes. A socket whose
-/// namespace cannot be read at all counts as the caller's own (a kernel before 5.14 without
-/// `CAP_NET_ADMIN` for `SIOCGSKNS`: docs/security.md, "Bridging").
+/// caller's, learnt once per namespace from a socket made there ([`caller_cookie`]), is kept
+/// by the namespace's inode. Where the broker cannot make a socket in the caller's namespace
+/// (no `CAP_SYS_ADMIN` for `setns`: a broker without privilege serving a rootless container),
+/// by the namespaces' inodes (`SIOCGSKNS`, which needs `CAP_NET_ADMIN` over the socket's
+/// namespace: a broker has it over the namespaces of the user namespaces it owns, never over
+/// the host's). Where neither can be read, the socket counts as foreign: its calls are
+/// refused rather than decided as the caller's own (fail closed).
 pub(crate) fn foreign(call: &Call, sock: BorrowedFd<'_>) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(mine) = std::fs::metadata(format!("/proc/{}/ns/net", call.notif.pid)).map(|m| m.ino())
     else {
-        return false;
+        return true;
     };
     if let Ok(theirs) = sys::socket_netns_cookie(sock) {
         if let Some(cookie) = caller_cookie(call, mine) {
             return cookie != theirs;
         }
     }
-    sys::socket_netns(sock).is_ok_and(|theirs| theirs != mine)
+    sys::socket_netns(sock).map_or(true, |theirs| theirs != mine)
 }
 
-/// The cookie of the caller's network namespace (inode `ino`), learnt once.
+/// The cookie of the caller's network namespace (inode `ino`), learnt once: from a socket the
+/// broker makes itself when that is its own namespace, otherwise from one made there by a
+/// thread that has entered it as the caller (`None` where the broker may not enter it).
 fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
     let mut known = call
         .sandbox
         .netns_cookies
@@ -206,13 +212,17 @@ fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
     if let Some(&cookie) = known.get(&ino) {
         return Some(cookie);
     }
-    let netns = File::open(format!("/proc/{}/ns/net", call.notif.pid)).ok()?;
-    let who = Caller::read(call).ok()?;
-    let probe = as_caller_in(Some(netns.as_fd()), &who.identity, Become::Full, || {
-        sys::socket_raw(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-    })
-    .ok()?
-    .ok()?;
+    let probe_socket = || sys::socket_raw(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    let own = std::fs::metadata("/proc/thread-self/ns/net").is_ok_and(|m| m.ino() == ino);
+    let probe = if own {
+        probe_socket().ok()?
+    } else {
+        let netns = File::open(format!("/proc/{}/ns/net", call.notif.pid)).ok()?;
+        let who = Caller::read(call).ok()?;
+        as_caller_in(Some(netns.as_fd()), &who.identity, Become::Full, probe_socket)
+            .ok()?
+            .ok()?
+    };
     let cookie = sys::socket_netns_cookie(probe.as_fd()).ok()?;
     known.insert(ino, cookie);
     Some(cookie)

@@ -6,8 +6,6 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use netjail_integration_tests::{netjail_bin, policy_file, python3, run, skip, which};
 use serde_json::Value;
@@ -17,7 +15,7 @@ use serde_json::Value;
 /// then sends to `V` (allowed, but not bridged) and disconnects (`AF_UNSPEC`: unconnected,
 /// a UDP socket of the host's namespace would take anyone's datagrams, the sixth red team's
 /// E2); then disconnects the first and calls `listen` on it. Prints what it saw.
-const CLIENT: &str = r#"
+pub(crate) const CLIENT: &str = r#"
 import fcntl, json, os, select, socket, sys
 A, B, U, V = (int(x) for x in sys.argv[1:5])
 r = {}
@@ -84,33 +82,8 @@ fn i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge()
         skip(test, "needs python3 and unshare");
         return;
     };
-    // The host's services: a TCP echo, a TCP listener that must never be reached, a UDP echo.
-    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = echo.local_addr().unwrap().port();
-    let denied = TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = denied.local_addr().unwrap().port();
-    denied.set_nonblocking(true).unwrap();
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let u = udp.local_addr().unwrap().port();
-    let unbridged = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let w = unbridged.local_addr().unwrap().port();
-    unbridged.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        for mut c in echo.incoming().flatten() {
-            let mut buf = [0u8; 16];
-            if let Ok(n) = c.read(&mut buf) {
-                let _ = c.write_all(&buf[..n]);
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16];
-        while let Ok((n, from)) = udp.recv_from(&mut buf) {
-            let _ = udp.send_to(&buf[..n], from);
-        }
-    });
-    let reached_denied = Arc::new(AtomicUsize::new(0));
-    let ports = [a, b, u, w].map(|p| p.to_string());
+    let services = HostServices::start();
+    let ports = services.ports();
     let client = |confined: Option<&str>| {
         let mut cmd = Command::new(&unshare);
         cmd.arg("--net").arg("--");
@@ -137,53 +110,107 @@ fn i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge()
     // Unconfined, the namespace has no route to the host's loopback.
     let out = client(None);
     let v = result(&out);
-    assert_ne!(
-        v["tcp_echo"],
-        "ping",
+    assert!(
+        !HostServices::reached(&v),
         "unconfined, the namespace reached the host: {}",
         out.describe()
     );
 
-    let policy = policy_file(&format!(
-        "name = \"bridge\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{a}\", \"udp://127.0.0.1:{u}\", \"udp://127.0.0.1:{w}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"tcp://127.0.0.1:{a}\", \"udp://127.0.0.1:{u}\"]\n",
-        pid = std::process::id()
-    ));
+    let policy = policy_file(&services.policy(&format!("/proc/{}/ns/net", std::process::id())));
     let out = client(Some(policy.as_str()));
-    let v = result(&out);
-    let want = [
-        ("tcp_echo", Value::from("ping")),
-        ("tcp_same_fd", Value::from(true)),
-        ("tcp_nodelay", Value::from(true)),
-        ("tcp_nonblocking", Value::from(false)),
-        ("tcp_cloexec", Value::from(true)),
-        ("tcp_sockname", Value::from("127.0.0.1")),
-        ("nonblocking_connect", Value::from(libc::EINPROGRESS)),
-        ("nonblocking_so_error", Value::from(0)),
-        ("nonblocking_still", Value::from(true)),
-        ("denied", Value::from(libc::EPERM)),
-        ("udp_echo", Value::from("udp")),
-        ("udp_outside_bridge", Value::from(libc::EPERM)),
-        ("udp_disconnect", Value::from(libc::EPERM)),
-        ("tcp_disconnect", Value::from(libc::EPERM)),
-        ("listen_after_disconnect", Value::from(libc::EPERM)),
-    ];
-    for (key, value) in want {
-        assert_eq!(v[key], value, "{key}: {}", out.describe());
+    services.check(&result(&out), &out.describe());
+}
+
+/// The host's services for [`CLIENT`]: a TCP echo `A`, a TCP listener `B` that must never be
+/// reached, a UDP echo `U`, a UDP socket `V` allowed but not bridged.
+pub(crate) struct HostServices {
+    a: u16,
+    b: u16,
+    u: u16,
+    w: u16,
+    denied: TcpListener,
+}
+
+impl HostServices {
+    pub(crate) fn start() -> HostServices {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = echo.local_addr().unwrap().port();
+        let denied = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = denied.local_addr().unwrap().port();
+        denied.set_nonblocking(true).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let u = udp.local_addr().unwrap().port();
+        let unbridged = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let w = unbridged.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut c in echo.incoming().flatten() {
+                let mut buf = [0u8; 16];
+                if let Ok(n) = c.read(&mut buf) {
+                    let _ = c.write_all(&buf[..n]);
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            let _unbridged = unbridged;
+            let mut buf = [0u8; 16];
+            while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+        });
+        HostServices { a, b, u, w, denied }
     }
-    assert_eq!(
-        v["tcp_peername"],
-        serde_json::json!(["127.0.0.1", a]),
-        "{}",
-        out.describe()
-    );
-    while let Ok((_, _)) = denied.accept() {
-        reached_denied.fetch_add(1, Ordering::Relaxed);
+
+    /// [`CLIENT`]'s arguments.
+    pub(crate) fn ports(&self) -> [String; 4] {
+        [self.a, self.b, self.u, self.w].map(|p| p.to_string())
     }
-    assert_eq!(
-        reached_denied.load(Ordering::Relaxed),
-        0,
-        "the denied service was reached"
-    );
+
+    /// A policy that allows `A`, `U` and `V`, and bridges `A` and `U` from `netns`.
+    pub(crate) fn policy(&self, netns: &str) -> String {
+        let (a, u, w) = (self.a, self.u, self.w);
+        format!(
+            "name = \"bridge\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{a}\", \"udp://127.0.0.1:{u}\", \"udp://127.0.0.1:{w}\"]\n\n[bridge]\nnetns = \"{netns}\"\nconnect = [\"tcp://127.0.0.1:{a}\", \"udp://127.0.0.1:{u}\"]\n"
+        )
+    }
+
+    /// What [`CLIENT`] must have seen through the bridge (`v`; `describe` says what ran).
+    pub(crate) fn check(&self, v: &Value, describe: &str) {
+        let want = [
+            ("tcp_echo", Value::from("ping")),
+            ("tcp_same_fd", Value::from(true)),
+            ("tcp_nodelay", Value::from(true)),
+            ("tcp_nonblocking", Value::from(false)),
+            ("tcp_cloexec", Value::from(true)),
+            ("tcp_sockname", Value::from("127.0.0.1")),
+            ("nonblocking_connect", Value::from(libc::EINPROGRESS)),
+            ("nonblocking_so_error", Value::from(0)),
+            ("nonblocking_still", Value::from(true)),
+            ("denied", Value::from(libc::EPERM)),
+            ("udp_echo", Value::from("udp")),
+            ("udp_outside_bridge", Value::from(libc::EPERM)),
+            ("udp_disconnect", Value::from(libc::EPERM)),
+            ("tcp_disconnect", Value::from(libc::EPERM)),
+            ("listen_after_disconnect", Value::from(libc::EPERM)),
+        ];
+        for (key, value) in want {
+            assert_eq!(v[key], value, "{key}: {describe}");
+        }
+        assert_eq!(
+            v["tcp_peername"],
+            serde_json::json!(["127.0.0.1", self.a]),
+            "{describe}"
+        );
+        let mut reached = 0;
+        while self.denied.accept().is_ok() {
+            reached += 1;
+        }
+        assert_eq!(reached, 0, "the denied service was reached");
+    }
+
+    /// Whether [`CLIENT`] reached the host's TCP echo (`v`).
+    pub(crate) fn reached(v: &Value) -> bool {
+        v["tcp_echo"] == "ping"
+    }
 }
 
 /// A policy a client sent over the broker's socket may not take the broker into a namespace

@@ -36,6 +36,7 @@ macro_rules! both {
 mod activation;
 mod attacks;
 mod bridge;
+mod bridge_oci;
 mod cli;
 mod confine_self;
 mod confinement;

@@ -117,6 +117,18 @@ impl Bundle {
         self.dir.path().join("bundle")
     }
 
+    /// Gives the container a network namespace of its own, made by the runtime (only `lo`,
+    /// down).
+    pub(crate) fn own_network_namespace(&self) {
+        let mut config = self.config();
+        let namespaces = config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces");
+        namespaces.retain(|n| n["type"] != "network");
+        namespaces.push(json!({"type": "network"}));
+        self.write_config(&config);
+    }
+
     pub(crate) fn config_path(&self) -> PathBuf {
         self.bundle().join("config.json")
     }
@@ -312,6 +324,18 @@ pub(crate) fn oci_broker(prefix: &[&str], policies_dir: &Path) -> Broker {
             policies_dir.into_os_string(),
         ]
     })
+}
+
+/// [`oci_broker`] run as the rootless user of `Bundle::new(_, true, _)`, with no capabilities;
+/// `policies_dir` becomes that user's.
+pub(crate) fn rootless_oci_broker(policies_dir: &Path) -> Broker {
+    chown_tree(policies_dir, ROOTLESS_ID);
+    let id = ROOTLESS_ID.to_string();
+    let (reuid, regid) = (format!("--reuid={id}"), format!("--regid={id}"));
+    oci_broker(
+        &["setpriv", &reuid, &regid, "--clear-groups", "--"],
+        policies_dir,
+    )
 }
 
 pub(crate) fn oci_socket(broker: &Broker) -> PathBuf {
@@ -722,13 +746,8 @@ fn s_m3_rootless_runc_with_a_broker_of_the_same_user() {
         return;
     }
     let web = Web::new();
-    chown_tree(web.dir.path(), ROOTLESS_ID);
+    let broker = rootless_oci_broker(web.dir.path());
     let id = ROOTLESS_ID.to_string();
-    let (reuid, regid) = (format!("--reuid={id}"), format!("--regid={id}"));
-    let broker = oci_broker(
-        &["setpriv", &reuid, &regid, "--clear-groups", "--"],
-        web.dir.path(),
-    );
     let broker_uid = std::fs::read_to_string(format!("/proc/{}/status", broker.pid())).unwrap();
     assert!(
         broker_uid
