@@ -542,6 +542,14 @@ pub fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
     Ok(())
 }
 
+/// `close(fd)` of a number another thread may have closed or replaced meanwhile (an attack
+/// that races its own descriptors); the error is the answer.
+pub fn close_raw(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: integer argument only; no owned descriptor of this process is assumed open.
+    check(unsafe { libc::close(fd) } as libc::c_long)?;
+    Ok(())
+}
+
 impl SockAddr {
     /// The IP address of an `AF_INET`/`AF_INET6` address, as text.
     pub fn ip_string(&self) -> Option<String> {

@@ -305,10 +305,13 @@ impl Drop for PolicyFile {
 impl Route {
     /// `[LAUNCHER...] nj-bench --child bridge NETNS ADDR CONNECT BULK COUNT WARMUP BYTES CHUNK`.
     fn command(&self, o: &Options, ports: (u16, u16), count: usize) -> Command {
-        let netns = self
-            .netns
-            .as_ref()
-            .map_or_else(|| OsString::from("-"), |n| n.path.clone().into_os_string());
+        // A launcher starts the child in its namespace already (`nsenter`), and a confined
+        // child may not see the holder's `/proc/PID` (a root sandbox gets a procfs of its
+        // own): "-", no `setns`.
+        let netns = match &self.netns {
+            Some(n) if self.launcher.is_empty() => n.path.clone().into_os_string(),
+            _ => OsString::from("-"),
+        };
         let child: Vec<OsString> = vec![
             "--child".into(),
             "bridge".into(),

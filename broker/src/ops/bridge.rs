@@ -219,9 +219,14 @@ fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
     } else {
         let netns = File::open(format!("/proc/{}/ns/net", call.notif.pid)).ok()?;
         let who = Caller::read(call).ok()?;
-        as_caller_in(Some(netns.as_fd()), &who.identity, Become::Full, probe_socket)
-            .ok()?
-            .ok()?
+        as_caller_in(
+            Some(netns.as_fd()),
+            &who.identity,
+            Become::Full,
+            probe_socket,
+        )
+        .ok()?
+        .ok()?
     };
     let cookie = sys::socket_netns_cookie(probe.as_fd()).ok()?;
     known.insert(ino, cookie);

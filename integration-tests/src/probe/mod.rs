@@ -9,6 +9,7 @@
 //! | `connect PROTO ADDR PORT [--nonblock] [--send]` | one TCP/UDP connect (and send) |
 //! | `unix PATH`, `unix-abstract NAME` | one `AF_UNIX` stream connect |
 //! | `flip ALLOWED DENIED N` | connect with a sockaddr another thread keeps rewriting (M1) |
+//! | `flip ALLOWED DENIED N swap` | the same while a third thread `dup2`s over or closes the descriptor being connected (a bridge's ADDFD) |
 //! | `io-uring [PORT]` | `io_uring_setup`, then an `IORING_OP_CONNECT` |
 //! | `int80 PORT` | i386 `socketcall` through `int $0x80` |
 //! | `second-listener PORT` | install an own seccomp listener that CONTINUEs `connect` |
@@ -66,6 +67,7 @@ pub fn main(args: &[String]) -> i32 {
         ["unix", path] => Ok(net::unix(path.as_bytes(), false)),
         ["unix-abstract", name] => Ok(net::unix(name.as_bytes(), true)),
         ["flip", allowed, denied, n] => flip::run(allowed, denied, n),
+        ["flip", allowed, denied, n, "swap"] => flip::run_swapping(allowed, denied, n),
         ["io-uring"] => Ok(uring::run(None)),
         ["io-uring", port] => port_arg(port).map(|p| uring::run(Some(p))),
         ["int80", port] => port_arg(port).map(int80::run),

@@ -374,3 +374,79 @@ fn i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded() {
         "the taker reached a service nobody bridged"
     );
 }
+
+/// The attack suite on the bridge: a connect whose sockaddr another thread flips between a
+/// bridged service and a refused one, while a third thread puts another socket at the
+/// descriptor (`dup2`) or closes it. Unconfined, in the host's namespace, the flip reaches the
+/// refused service; confined in a namespace of its own, the bridge serves only the allowed
+/// one, and the broker serves on.
+#[test]
+fn i19_racing_the_sockaddr_and_swapping_the_descriptor_never_bridges_a_refused_destination() {
+    let test =
+        "i19_racing_the_sockaddr_and_swapping_the_descriptor_never_bridges_a_refused_destination";
+    let Some(unshare) = which("unshare") else {
+        skip(test, "needs unshare");
+        return;
+    };
+    // Each service counts what it accepts (the descriptor the probe holds may be anything).
+    let counted = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for _ in l.incoming() {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        (port, count)
+    };
+    let ((a, allowed), (d, denied)) = (counted(), counted());
+    // What a service accepted since the last look, once the queue has settled.
+    let accepted = |count: &std::sync::atomic::AtomicUsize| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        count.swap(0, std::sync::atomic::Ordering::Relaxed)
+    };
+    let attack = |confined: Option<&str>| {
+        let mut cmd = Command::new(&unshare);
+        if let Some(policy) = confined {
+            cmd.args(["--net", "--"])
+                .arg(netjail_bin())
+                .env_remove("NETJAIL_BROKER")
+                .args(["run", "--allow-root", "--policy", policy, "--"]);
+        } else {
+            cmd.arg("--");
+        }
+        cmd.arg(crate::probe())
+            .args(["flip", &a.to_string(), &d.to_string(), "3000", "swap"]);
+        run(&mut cmd, std::time::Duration::from_secs(120))
+    };
+    let out = attack(None);
+    assert!(out.status.success(), "unconfined: {}", out.describe());
+    let reached = accepted(&denied);
+    assert!(
+        reached > 0,
+        "unconfined, the flip never reached the refused service (nothing proven): {}",
+        out.describe()
+    );
+    accepted(&allowed);
+
+    let policy = policy_file(&format!(
+        "name = \"bridge\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{a}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"tcp://127.0.0.1:{a}\"]\n",
+        pid = std::process::id()
+    ));
+    let out = attack(Some(policy.as_str()));
+    assert!(out.status.success(), "confined: {}", out.describe());
+    let (served, refused) = (accepted(&allowed), accepted(&denied));
+    assert_eq!(
+        refused,
+        0,
+        "a refused destination was bridged: {}",
+        out.describe()
+    );
+    assert!(
+        served > 0,
+        "the bridge never served the allowed service: {}",
+        out.describe()
+    );
+}

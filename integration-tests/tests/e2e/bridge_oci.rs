@@ -25,7 +25,8 @@ fn result(out: &Outcome, describe: impl Fn() -> String) -> Value {
 
 #[test]
 fn i19_a_runc_container_with_its_own_namespace_reaches_host_services_through_the_agent() {
-    let test = "i19_a_runc_container_with_its_own_namespace_reaches_host_services_through_the_agent";
+    let test =
+        "i19_a_runc_container_with_its_own_namespace_reaches_host_services_through_the_agent";
     if !need_root(test) || !have_runc(test) || !crate::have_setpriv(test) {
         return;
     }
