@@ -114,7 +114,7 @@ pub(crate) fn run_swapping(allowed: &str, denied: &str, n: &str) -> Result<Value
                 let fd = current.load(Ordering::Relaxed);
                 if fd >= 0 {
                     i += 1;
-                    let _ = if i % 2 == 0 {
+                    let _ = if i.is_multiple_of(2) {
                         sys::dup2(spare, fd)
                     } else {
                         sys::close_raw(fd)
