@@ -3,7 +3,7 @@
 //! `Step`; the receiver (`receiver/mod.rs`) makes the `Call` and sends the reply.
 
 use std::cell::Cell;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -61,9 +61,10 @@ pub(crate) struct Call {
     /// `NOTIF_ID_VALID` said the caller still waited after `exe` was read: the pid named the
     /// caller when it was read.
     pub seen_after_exe: AtomicBool,
-    /// The socket the embedder's hook answered this call with (`HookVerdict::Serve`), until
-    /// `ops/served.rs` puts it in the caller; closed with the call otherwise.
-    pub served: Mutex<Option<OwnedFd>>,
+    /// How the host program serves this call: the socket its hook answered with
+    /// (`HookVerdict::Serve`), or the server of the run-time rule that covers it, until
+    /// `ops/served.rs` puts a socket in the caller; dropped with the call otherwise.
+    pub served: Mutex<Option<crate::hook::Served>>,
 }
 
 /// A call an earlier broker had received and not answered, with its record in the journal.
@@ -80,7 +81,7 @@ impl Call {
             let mut layer = |canonical: &Request| {
                 // The lock is not held while the hook runs: the hook may wait for the very
                 // program that is changing the rules.
-                if let Some(d) = sandbox.rules_decide(canonical) {
+                if let Some(d) = sandbox.rules_decide(canonical, &self.served) {
                     return Some(d);
                 }
                 let hook = sandbox.hook.as_ref()?;
@@ -124,11 +125,19 @@ impl Call {
         decision
     }
 
-    /// The socket the hook served this call with, if `decision` is the hook's serving one.
-    pub(crate) fn take_served(&self, decision: &Decision) -> Option<OwnedFd> {
-        if decision.verdict != Verdict::Allow || decision.rule != crate::hook::RULE_SERVED {
-            return None;
-        }
+    /// Whether the host program serves this call (its hook answered with a socket, or a
+    /// run-time rule's server covers it) now that `decision` allows it.
+    pub(crate) fn is_served(&self, decision: &Decision) -> bool {
+        decision.verdict == Verdict::Allow
+            && self
+                .served
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+    }
+
+    /// How the host program serves this call ([`Call::is_served`]), taken.
+    pub(crate) fn take_served(&self) -> Option<crate::hook::Served> {
         self.served.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 

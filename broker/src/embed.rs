@@ -50,7 +50,7 @@ use std::sync::{Arc, Weak};
 use netjail_policy::RuleError;
 use netjail_protocol::SandboxId;
 
-pub use crate::hook::{DecisionHook, HookCall, HookVerdict};
+pub use crate::hook::{ConnectServer, DecisionHook, HookCall, HookVerdict};
 use crate::names::{Resolver, ResolverConfig};
 use crate::operators::control::{self, ControlConfig};
 use crate::operators::Operators;
@@ -128,6 +128,31 @@ impl SandboxHandle {
         self.change(|r| r.deny(entry))
     }
 
+    /// Has the host program serve the IP connects to a destination (`tcp://127.0.0.1:5432`,
+    /// no host names) that the policy's `[[deny]]` tables and the deny entries leave open:
+    /// `server` is asked (on a thread of the broker's blocking pool) for a socket of its own
+    /// — a connection it made, with credentials the sandbox never sees, one end of a
+    /// `socketpair` — and the broker puts it in place of the program's socket, as a hook's
+    /// [`HookVerdict::Serve`] (ownership and what the program sees: docs/embedding.md,
+    /// "Serving a connect"). A server's error fails the connect with its errno. Adding the
+    /// same destination again replaces its server; [`SandboxHandle::revoke`] removes it.
+    pub fn serve(
+        &self,
+        entry: &str,
+        server: impl Fn(&HookCall<'_>) -> io::Result<OwnedFd> + Send + Sync + 'static,
+    ) -> Result<(), RuleChangeError> {
+        let sandbox = self.sandbox.upgrade().ok_or(SandboxGone(self.id))?;
+        let mut rules = sandbox.rules.write().unwrap_or_else(|p| p.into_inner());
+        let key = rules.serve(entry)?;
+        sandbox
+            .servers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .insert(key, Arc::new(server));
+        Ok(())
+    }
+
     /// Allows binds to a local address.
     pub fn allow_bind(&self, entry: &str) -> Result<(), RuleChangeError> {
         self.change(|r| r.allow_bind(entry))
@@ -151,7 +176,16 @@ impl SandboxHandle {
 
     /// Removes every run-time rule: the policy (and the hook) decide alone again.
     pub fn clear(&self) -> Result<(), SandboxGone> {
-        self.with(|r| r.clear())
+        let sandbox = self.sandbox.upgrade().ok_or(SandboxGone(self.id))?;
+        let mut rules = sandbox.rules.write().unwrap_or_else(|p| p.into_inner());
+        rules.clear();
+        sandbox
+            .servers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clear();
+        Ok(())
     }
 
     /// The run-time rules, as [`netjail_policy::SandboxRules::entries`] lists them.
@@ -469,7 +503,12 @@ mod tests {
             },
             &served,
         );
-        (decision, served.into_inner().unwrap())
+        let socket = match served.into_inner().unwrap() {
+            Some(crate::hook::Served::Socket(socket)) => Some(socket),
+            Some(crate::hook::Served::By(_)) => panic!("a hook leaves a socket, never a server"),
+            None => None,
+        };
+        (decision, socket)
     }
 
     fn socketpair_end() -> OwnedFd {

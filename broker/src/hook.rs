@@ -6,7 +6,7 @@
 
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 use netjail_protocol::SandboxId;
@@ -98,6 +98,30 @@ impl std::fmt::Debug for dyn DecisionHook {
     }
 }
 
+/// What serves the connects a run-time rule names
+/// ([`SandboxHandle::serve`](crate::embed::SandboxHandle::serve)): asked, on a thread of the
+/// broker's blocking pool, for the socket to put in place of the program's; an error fails
+/// the connect with its errno (`ECONNREFUSED` when it has none).
+pub type ConnectServer = dyn Fn(&HookCall<'_>) -> std::io::Result<OwnedFd> + Send + Sync;
+
+/// The servers of a sandbox's served entries, by the entry in canonical form.
+#[derive(Default)]
+pub(crate) struct Servers(pub std::collections::HashMap<String, Arc<ConnectServer>>);
+
+impl std::fmt::Debug for Servers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// How an allowed connect is served by the host program: with the socket its hook answered,
+/// or by the server of the run-time rule that covers it (asked once the call is off the
+/// receiver thread).
+pub(crate) enum Served {
+    Socket(OwnedFd),
+    By(Arc<ConnectServer>),
+}
+
 /// The rule of a connect the hook served with a socket of its own.
 pub(crate) const RULE_SERVED: &str = "hook-served";
 /// The rule of a call other than an IP connect that the hook answered with a socket.
@@ -111,7 +135,7 @@ pub(crate) fn ask_hook(
     name: &str,
     pid: i32,
     request: &Request,
-    served: &Mutex<Option<OwnedFd>>,
+    served: &Mutex<Option<Served>>,
 ) -> Option<Decision> {
     hook_decision(
         hook,
@@ -131,7 +155,7 @@ pub(crate) fn ask_hook(
 pub(crate) fn hook_decision(
     hook: &dyn DecisionHook,
     call: &HookCall<'_>,
-    served: &Mutex<Option<OwnedFd>>,
+    served: &Mutex<Option<Served>>,
 ) -> Option<Decision> {
     let decision = |verdict, rule: &str| {
         Some(Decision {
@@ -158,7 +182,7 @@ pub(crate) fn hook_decision(
             if !ip_connect {
                 return decision(Verdict::Deny { errno: libc::EPERM }, RULE_SERVE_NOT_CONNECT);
             }
-            *served.lock().unwrap_or_else(|p| p.into_inner()) = Some(socket);
+            *served.lock().unwrap_or_else(|p| p.into_inner()) = Some(Served::Socket(socket));
             decision(Verdict::Allow, RULE_SERVED)
         }
         Err(_) => {

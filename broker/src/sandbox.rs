@@ -47,6 +47,9 @@ pub struct Sandbox {
     /// Rules the embedding program gave this sandbox at run time, checked after the policy's
     /// `[[deny]]` tables and before its `[[allow]]` tables.
     pub(crate) rules: RwLock<SandboxRules>,
+    /// What serves the connects of the run-time rules' served entries, by the entry in
+    /// canonical form (`SandboxHandle::serve`).
+    pub(crate) servers: RwLock<crate::hook::Servers>,
     /// The embedding program's decision hook, asked after the run-time rules.
     pub(crate) hook: Option<Arc<dyn DecisionHook>>,
     /// Readable once the broker stops: the receiver then leaves, and the listener closes.
@@ -187,6 +190,7 @@ impl Sandbox {
             operators,
             names,
             rules: RwLock::new(SandboxRules::new()),
+            servers: RwLock::new(crate::hook::Servers::default()),
             hook,
             stop,
             limits,
@@ -281,12 +285,31 @@ impl Sandbox {
             .is_empty()
     }
 
-    /// What the run-time rules say of a canonical request.
-    pub(crate) fn rules_decide(&self, request: &netjail_policy::Request) -> Option<Decision> {
-        self.rules
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .decide(request)
+    /// What the run-time rules say of a canonical request; where a served entry allows it,
+    /// its server is left in `served`.
+    pub(crate) fn rules_decide(
+        &self,
+        request: &netjail_policy::Request,
+        served: &std::sync::Mutex<Option<crate::hook::Served>>,
+    ) -> Option<Decision> {
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let decision = rules.decide(request)?;
+        if decision.verdict != netjail_policy::Verdict::Allow {
+            return Some(decision);
+        }
+        if let Some(entry) = rules.serving(request) {
+            let servers = self.servers.read().unwrap_or_else(|p| p.into_inner());
+            let Some(server) = servers.0.get(&entry) else {
+                // Never: a served entry is added with its server; fail closed.
+                return Some(crate::reply::refusal(
+                    "sandbox.serve:no-server",
+                    libc::EPERM,
+                ));
+            };
+            *served.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(crate::hook::Served::By(Arc::clone(server)));
+        }
+        Some(decision)
     }
 
     pub(crate) fn count_decision(&self) {

@@ -281,6 +281,9 @@ pub enum PolicyErrorKind {
         "run-time rules take addresses, not host names (`{0}`); resolve the name first, or name it in the policy"
     )]
     NameInRuntimeRule(String),
+    /// A unix socket given to [`crate::SandboxRules::serve`], which serves IP connects only.
+    #[error("a served destination is an IP one (`tcp://ADDR:PORT`), not a unix socket (`{0}`)")]
+    UnixInServeRule(String),
     /// An IPv6 address or prefix without brackets.
     #[error("IPv6 addresses must be in brackets, as in \"tcp://[::1]:80\" or \"any://[fd00::/8]:*\" (in `{0}`)")]
     UnbracketedIpv6(String),

@@ -33,6 +33,11 @@ use crate::target::{Op, Request, Target};
 /// A privileged port (1-1023) is covered by a bind entry only when the entry's whole port
 /// range is privileged, as in a policy (rule J8).
 ///
+/// A served entry ([`SandboxRules::serve`]) allows the IP connects to its destination that no
+/// deny entry covers, and says that the host program serves them with a socket of its own
+/// (the broker asks it for one); it is checked after the deny entries and before the allow
+/// entries, and covers connects only, never sends or binds.
+///
 /// ```
 /// use netjail_policy::{Op, Proto, Request, SandboxRules, Target, Verdict};
 ///
@@ -57,6 +62,7 @@ use crate::target::{Op, Request, Target};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxRules {
     deny: Rule,
+    serve: Rule,
     allow: Rule,
 }
 
@@ -143,6 +149,7 @@ impl SandboxRules {
     pub fn new() -> SandboxRules {
         SandboxRules {
             deny: empty_rule(),
+            serve: empty_rule(),
             allow: empty_rule(),
         }
     }
@@ -159,6 +166,37 @@ impl SandboxRules {
     pub fn deny(&mut self, entry: &str) -> Result<(), RuleError> {
         add(&mut self.deny, parse_entry(entry, Kind::Destination)?);
         Ok(())
+    }
+
+    /// Allows the IP connects to a destination (`tcp://127.0.0.1:5432`) that no deny entry
+    /// covers, served by the host program with a socket of its own; returns the entry in
+    /// canonical form, as [`SandboxRules::entries`] and [`SandboxRules::serving`] give it. A
+    /// unix socket is refused ([`PolicyErrorKind::UnixInServeRule`]).
+    pub fn serve(&mut self, entry: &str) -> Result<String, RuleError> {
+        match parse_entry(entry, Kind::Destination)? {
+            Entry::Connect(e) => {
+                let canonical = e.to_string();
+                add(&mut self.serve, Entry::Connect(e));
+                Ok(canonical)
+            }
+            _ => Err(RuleError {
+                entry: entry.to_owned(),
+                kind: PolicyErrorKind::UnixInServeRule(entry.to_owned()),
+            }),
+        }
+    }
+
+    /// The served entry (canonical) that covers `request`, an IP connect in canonical form,
+    /// if one does: what the host program is asked to serve.
+    pub fn serving(&self, request: &Request) -> Option<String> {
+        let (Op::Connect, Target::Inet { proto, addr }) = (request.op, &request.target) else {
+            return None;
+        };
+        self.serve
+            .connect
+            .iter()
+            .find(|e| e.matches(*proto, *addr))
+            .map(ToString::to_string)
     }
 
     /// Allows binds to a local address (`tcp://127.0.0.1:8080`, `udp://*:5353`).
@@ -192,7 +230,8 @@ impl SandboxRules {
         };
         let a = remove(&mut self.allow, &entry);
         let d = remove(&mut self.deny, &entry);
-        a || d
+        let s = remove(&mut self.serve, &entry);
+        a || d || s
     }
 
     /// Removes every rule.
@@ -203,14 +242,18 @@ impl SandboxRules {
     /// Whether there are no rules.
     pub fn is_empty(&self) -> bool {
         let empty = |r: &Rule| r.connect.is_empty() && r.bind.is_empty() && r.unix.is_empty();
-        empty(&self.allow) && empty(&self.deny)
+        empty(&self.allow) && empty(&self.deny) && empty(&self.serve)
     }
 
     /// The rules in canonical form, deny entries first: `deny connect tcp://127.0.0.1:9`,
     /// `allow unix /run/app/*.sock`, `allow bind udp://*:5353`.
     pub fn entries(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (name, rule) in [("deny", &self.deny), ("allow", &self.allow)] {
+        for (name, rule) in [
+            ("deny", &self.deny),
+            ("serve", &self.serve),
+            ("allow", &self.allow),
+        ] {
             out.extend(rule.connect.iter().map(|e| format!("{name} connect {e}")));
             out.extend(rule.unix.iter().map(|u| format!("{name} unix {u}")));
             out.extend(rule.bind.iter().map(|e| format!("{name} bind {e}")));
@@ -254,9 +297,13 @@ impl SandboxRules {
                 Verdict::Deny { errno: libc::EPERM },
                 true,
             ),
+            ("serve", &self.serve, Verdict::Allow, false),
             ("allow", &self.allow, Verdict::Allow, false),
         ];
         for (name, rule, verdict, deny) in tables {
+            if name == "serve" && self.serving(request).is_none() {
+                continue;
+            }
             if let Some((entry, host)) =
                 eval::rule_match(rule, request.op, &request.target, privileged, &lookup, deny)
             {
@@ -355,6 +402,52 @@ mod tests {
         );
         rules.clear();
         assert!(rules.is_empty());
+    }
+
+    #[test]
+    fn served_entries_cover_ip_connects_only_after_the_deny_entries() {
+        let mut rules = SandboxRules::new();
+        assert_eq!(
+            rules.serve("tcp://[::ffff:127.0.0.1]:5432").unwrap(),
+            "tcp://127.0.0.1:5432"
+        );
+        rules.allow("tcp://127.0.0.1:*").unwrap();
+        let connect = inet(Op::Connect, Proto::Tcp, "127.0.0.1:5432");
+        let d = rules.decide(&connect).unwrap();
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Allow, "sandbox.serve.connect[0]")
+        );
+        assert_eq!(
+            rules.serving(&connect).as_deref(),
+            Some("tcp://127.0.0.1:5432")
+        );
+        // A send to it, or a connect elsewhere, is the allow entry's, not served.
+        let send = inet(Op::Send, Proto::Udp, "127.0.0.1:5432");
+        assert_eq!(rules.serving(&send), None);
+        let other = inet(Op::Connect, Proto::Tcp, "127.0.0.1:5433");
+        assert_eq!(
+            rules.decide(&other).unwrap().rule,
+            "sandbox.allow.connect[0]"
+        );
+        // A deny entry comes first.
+        rules.deny("tcp://127.0.0.1:5432").unwrap();
+        assert_eq!(
+            rules.decide(&connect).unwrap().verdict,
+            Verdict::Deny { errno: libc::EPERM }
+        );
+        assert_eq!(
+            rules.entries(),
+            vec![
+                "deny connect tcp://127.0.0.1:5432",
+                "serve connect tcp://127.0.0.1:5432",
+                "allow connect tcp://127.0.0.1:*"
+            ]
+        );
+        assert!(rules.revoke("tcp://127.0.0.1:5432"));
+        assert_eq!(rules.serving(&connect), None);
+        let e = rules.serve("/run/app.sock").unwrap_err();
+        assert!(matches!(e.kind, PolicyErrorKind::UnixInServeRule(_)), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use netjail_policy::{Op, Request, Target, Verdict};
 use crate::bounds::reaper::CallerFd;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
+use crate::hook::Served;
 use crate::ops::address::{self, Reading, Use};
 use crate::ops::bridge;
 use crate::ops::decode;
@@ -160,9 +161,7 @@ fn decide_fresh(
         Verdict::Deny { errno } => Step::Done(out.decided(Some(decision), "", Reply::Errno(errno))),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM))),
-        Verdict::Allow if decision.rule == crate::hook::RULE_SERVED => {
-            served(call, sock, decision, out)
-        }
+        Verdict::Allow if call.is_served(&decision) => served(call, sock, request, decision, out),
         Verdict::Allow if bridge::wanted(call, &request, sock.as_fd()) => {
             bridged(call, sock, kind, sockaddr, decision, out)
         }
@@ -228,14 +227,21 @@ fn bridged(
     }))
 }
 
-/// An allowed connect the embedder's hook served with a socket of its own (`ops/served.rs`),
-/// counted under `max_connections` as any connect.
-fn served(call: &Call, sock: CallerFd, decision: netjail_policy::Decision, out: Outcome) -> Step {
-    let Some(socket) = call.take_served(&decision) else {
-        // Never: the hook's serving decision leaves its socket in the call; fail closed.
+/// An allowed connect the host program serves with a socket of its own (`ops/served.rs`):
+/// the one its hook answered with, or one its run-time rule's server makes (off the receiver
+/// thread: it may wait). Counted under `max_connections` as any connect.
+fn served(
+    call: &Call,
+    sock: CallerFd,
+    request: Request,
+    decision: netjail_policy::Decision,
+    out: Outcome,
+) -> Step {
+    let Some(how) = call.take_served() else {
+        // Never: `Call::is_served` saw it; fail closed.
         return Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM)));
     };
-    let slot = match limits::reserve(&call.sandbox.limits.connections, socket.as_fd()) {
+    let slot = match limits::reserve(&call.sandbox.limits.connections, sock.as_fd()) {
         Ok(slot) => slot,
         Err(refusal) => {
             let reply = Reply::Errno(limits::COUNT_ERRNO);
@@ -243,9 +249,22 @@ fn served(call: &Call, sock: CallerFd, decision: netjail_policy::Decision, out: 
         }
     };
     let fd = call.notif.args[0] as i32;
-    let (reply, refused) = crate::ops::served::connect(call, fd, sock.as_fd(), socket.as_fd());
-    limits::settle(slot, socket.as_fd(), reply);
-    Step::Done(out.decided(Some(refused.unwrap_or(decision)), "", reply))
+    let finish = move |call: &Call, out: Outcome, how: Served| {
+        let (reply, refused) = match how {
+            Served::Socket(socket) => {
+                crate::ops::served::connect(call, fd, sock.as_fd(), socket.as_fd())
+            }
+            Served::By(server) => {
+                crate::ops::served::connect_by(call, fd, sock.as_fd(), server.as_ref(), &request)
+            }
+        };
+        limits::settle(slot, sock.as_fd(), reply);
+        out.decided(Some(refused.unwrap_or(decision)), "", reply)
+    };
+    match how {
+        Served::Socket(_) => Step::Done(finish(call, out, how)),
+        Served::By(_) => Step::Blocking(Box::new(move |call: &Call| finish(call, out, how))),
+    }
 }
 
 /// What a connect's address comes to ([`classify`]).

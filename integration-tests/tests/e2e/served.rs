@@ -24,6 +24,8 @@ use crate::need_python;
 const PY_SERVED: &str = r#"
 import errno, fcntl, json, os, select, socket, sys
 port, mode = int(sys.argv[1]), sys.argv[2]
+if os.environ.get("NJ_WAIT"):
+    sys.stdin.readline()
 out = {}
 if mode == "udp":
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -233,4 +235,111 @@ fn i19_only_sockets_and_only_ip_connects_are_served() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(asked.count(), 1, "confined, nothing more reached");
     assert_eq!(datagrams.count(), 1, "confined, nothing more reached");
+}
+
+/// A run-time rule names a destination whose connects the host program serves
+/// (`SandboxHandle::serve`): its server's socket is put in place; its error is the connect's;
+/// a deny entry still comes first, and revoking the rule ends the serving.
+#[test]
+fn i19_a_run_time_rule_serves_a_destination_with_the_host_programs_sockets() {
+    let Some(py) =
+        need_python("i19_a_run_time_rule_serves_a_destination_with_the_host_programs_sockets")
+    else {
+        return;
+    };
+    let (asked, refusing) = (Canary::tcp4(), Canary::tcp4());
+    let broker = Broker::builder().build().expect("broker");
+    // Each program waits for a line on stdin, so that the rules are in place first.
+    let spawn = |port: u16| {
+        let mut cmd = Command::new(&py);
+        cmd.args(["-c", PY_SERVED, &port.to_string(), "blocking"])
+            .env("NJ_WAIT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Sandbox::builder()
+            .allow_root(true)
+            .policy(Policy::builder("nothing").build().expect("policy"))
+            .broker(broker.broker().clone())
+            .name("worker")
+            .command(cmd)
+            .spawn()
+            .expect("spawn")
+    };
+    let finish = |mut child: netjail_client::sandbox::SandboxedChild| -> Value {
+        let mut stdin = child.child_mut().stdin.take().expect("stdin");
+        writeln!(stdin, "go").expect("go");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {text:?}, stderr {:?}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let serve = |child: &netjail_client::sandbox::SandboxedChild, entry: &str, fail: bool| {
+        let handle = broker.sandbox(child.sandbox()).expect("registered");
+        handle
+            .serve(entry, move |call: &HookCall<'_>| {
+                assert_eq!(call.name, "worker");
+                if fail {
+                    return Err(std::io::Error::from_raw_os_error(libc::EHOSTUNREACH));
+                }
+                let (program, embedder) = UnixStream::pair()?;
+                answer_pings(embedder, "the rule's server");
+                Ok(OwnedFd::from(program))
+            })
+            .expect("serve");
+        handle
+    };
+
+    let child = spawn(asked.port());
+    let handle = serve(&child, &format!("tcp://127.0.0.1:{}", asked.port()), false);
+    assert!(handle.rules().unwrap()[0].starts_with("serve connect tcp://127.0.0.1:"));
+    let v = finish(child);
+    assert_eq!(v["connect"], "ok", "{v}");
+    assert_eq!(v["reply"], "pong from the rule's server", "{v}");
+
+    let child = spawn(refusing.port());
+    serve(
+        &child,
+        &format!("tcp://127.0.0.1:{}", refusing.port()),
+        true,
+    );
+    assert_eq!(
+        finish(child)["connect"],
+        "EHOSTUNREACH",
+        "the server's error"
+    );
+
+    let child = spawn(asked.port());
+    let handle = serve(&child, &format!("tcp://127.0.0.1:{}", asked.port()), false);
+    handle
+        .deny(&format!("tcp://127.0.0.1:{}", asked.port()))
+        .expect("deny");
+    assert_eq!(
+        finish(child)["connect"],
+        "EPERM",
+        "a deny entry comes first"
+    );
+
+    let child = spawn(asked.port());
+    let handle = serve(&child, &format!("tcp://127.0.0.1:{}", asked.port()), false);
+    assert!(handle
+        .revoke(&format!("tcp://127.0.0.1:{}", asked.port()))
+        .unwrap());
+    assert_eq!(
+        finish(child)["connect"],
+        "EPERM",
+        "revoked: the policy decides"
+    );
+    assert!(handle
+        .serve("/run/x.sock", |_: &HookCall<'_>| unreachable!())
+        .is_err());
+
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(asked.count(), 0, "no connect reached the named destination");
+    assert_eq!(refusing.count(), 0);
 }
