@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::bounds::limits;
+use crate::bounds::reaper::CallerFd;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
 use crate::ops::address::{self, Known, Reading, Use};
@@ -88,6 +89,13 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
         } => {
             let (target, sockaddr) = jail_translate(call, kind, proto, local, sockaddr);
             let port = local_port(&target);
+            let request = Request {
+                op: Op::Bind,
+                target: target.clone(),
+            };
+            if bridge::wanted(call, &request, sock.as_fd()) {
+                return bridged(call, out, request, sock, kind, sockaddr);
+            }
             decide_and_perform(call, out, target, sock.as_fd(), || {
                 bind_inet(call, sock.as_fd(), &sockaddr, port)
             })
@@ -205,6 +213,42 @@ fn decide_and_perform(
         },
     };
     Step::Done(out.decided(Some(decision), "", reply))
+}
+
+/// A bind the bridge's `bind` patterns name (a published port, `ops/bridge.rs`): decided as any
+/// bind, then, when allowed and the policy is an administrator's, served from the bridge's
+/// namespace, off the receiver thread, and counted under `max_binds`.
+fn bridged(
+    call: &Call,
+    mut out: Outcome,
+    request: Request,
+    sock: CallerFd,
+    kind: SocketKind,
+    sockaddr: Vec<u8>,
+) -> Step {
+    out.endpoint = request.target.to_string();
+    let decision = call.evaluate(&request);
+    match decision.verdict {
+        Verdict::Deny { errno } => {
+            return Step::Done(out.decided(Some(decision), "", Reply::Errno(errno)))
+        }
+        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
+        Verdict::Ask => {
+            return Step::Done(out.decided(Some(decision), "", Reply::Errno(libc::EPERM)))
+        }
+        Verdict::Allow => {}
+    }
+    if let Some(refusal) = bridge::refused(call) {
+        return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
+    }
+    let fd = call.notif.args[0] as i32;
+    Step::Blocking(Box::new(move |call: &Call| {
+        let perform = || bridge::bind(call, fd, sock.as_fd(), kind, &sockaddr);
+        match limits::counted(&binds(call), sock.as_fd(), perform) {
+            Ok(reply) => out.decided(Some(decision), "", reply),
+            Err(refusal) => refused(out, refusal),
+        }
+    }))
 }
 
 /// Rule J2: a wildcard bind becomes a bind to the jail address (an IPv6 socket with only an
@@ -345,7 +389,8 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
     if !call.still_valid() {
         return Step::Done(out.gone());
     }
-    if let Some(refusal) = foreign_socket(call, sock.as_fd(), kind) {
+    let published = bridge::published(call, sock.as_fd(), kind);
+    if let Some(refusal) = foreign_socket(call, sock.as_fd(), kind).filter(|_| !published) {
         return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
     if kind.family == libc::AF_UNIX && unix::bound_to_path(sock.as_fd()) {

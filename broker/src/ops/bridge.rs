@@ -1,5 +1,6 @@
-//! Namespace bridging (issue 19): an allowed connect that the policy's `[bridge]` names is
-//! served from another network namespace, the broker's own or one named by path. The broker
+//! Namespace bridging (issue 19): an allowed connect, or bind (a published port), that the
+//! policy's `[bridge]` names is served from another network namespace, the broker's own or one
+//! named by path. The broker
 //! makes a socket there of the caller's family, type and protocol, as the caller (its ids and
 //! capabilities: the socket is the caller's, `SO_PEERCRED` and socket-owner matches included),
 //! carries over the options that change what the connection is ([`CARRIED`], and `O_NONBLOCK`),
@@ -8,10 +9,10 @@
 //! does with it afterwards (send, receive, close) stays in the kernel.
 //!
 //! What stays the same: a send with a destination, a second connect, a `bind` or `listen` on
-//! that socket still come to the broker and are decided as any other; a `bind` or `listen` on
-//! a socket that lives in another namespace than the caller's is refused
-//! ([`RULE_FOREIGN`]): a policy's bind rules name the sandbox's own addresses, never the
-//! bridge's. Only a policy an administrator chose may bridge ([`RULE_NOT_ADMINISTRATORS`]):
+//! that socket still come to the broker and are decided as any other; a `bind` on a socket
+//! that lives in another namespace than the caller's is refused ([`RULE_FOREIGN`]), and so is
+//! its `listen` unless it is a published port ([`published`]): a policy's bind rules name the
+//! sandbox's own addresses, never the bridge's. Only a policy an administrator chose may bridge ([`RULE_NOT_ADMINISTRATORS`]):
 //! a policy a client sent cannot take the broker into a namespace of its choosing.
 //!
 //! What differs from an unbridged socket, by design: `getsockname` gives the address in the
@@ -105,18 +106,9 @@ pub(crate) fn connect(
     kind: SocketKind,
     sockaddr: &[u8],
 ) -> Reply {
-    let Some(bridge) = call.policy.bridge() else {
-        return Reply::Errno(libc::EPERM);
-    };
-    let netns = match bridge.netns() {
-        BridgeNetns::Broker => None,
-        BridgeNetns::Path(path) => match File::open(path) {
-            Ok(f) => Some(OwnedFd::from(f)),
-            Err(e) => {
-                tracing::error!(netns = %path.display(), error = %e, "the bridge's network namespace cannot be opened");
-                return Reply::Errno(libc::ENETUNREACH);
-            }
-        },
+    let netns = match open_netns(call) {
+        Ok(n) => n,
+        Err(reply) => return reply,
     };
     let made = match make_socket(call, netns.as_ref().map(AsFd::as_fd), kind) {
         Ok(s) => s,
@@ -137,6 +129,85 @@ pub(crate) fn connect(
     match crate::ops::inject::install(call, fd, made.as_fd()) {
         Ok(()) => reply,
         Err(failed) => failed,
+    }
+}
+
+/// Serves the allowed bind of `call` to `sockaddr` (a published port) from the bridge's
+/// namespace: a socket made there as the caller, with the caller's options, bound there as the
+/// caller (the privileged-port threshold is that namespace's, checked against the caller's
+/// capabilities), and put at the caller's descriptor `fd` in place of `sock`. Its `listen`
+/// is then allowed ([`published`]) and its `accept`s take the bridge namespace's connections
+/// in the kernel. A bind that fails leaves the caller's socket as it was.
+pub(crate) fn bind(
+    call: &Call,
+    fd: i32,
+    sock: BorrowedFd<'_>,
+    kind: SocketKind,
+    sockaddr: &[u8],
+) -> Reply {
+    let netns = match open_netns(call) {
+        Ok(n) => n,
+        Err(reply) => return reply,
+    };
+    let made = match make_socket(call, netns.as_ref().map(AsFd::as_fd), kind) {
+        Ok(s) => s,
+        Err(e) => return Reply::Errno(errno_of(&e)),
+    };
+    carry_options(sock, made.as_fd(), kind);
+    let bound = Caller::read(call).and_then(|who| {
+        as_caller_in(None, &who.identity, Become::Full, || {
+            sys::bind_raw(made.as_fd(), sockaddr)
+        })
+    });
+    match bound {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => return Reply::Errno(errno_of(&e)),
+    }
+    match crate::ops::inject::install(call, fd, made.as_fd()) {
+        Ok(()) => Reply::Value(0),
+        Err(failed) => failed,
+    }
+}
+
+/// Whether `sock`, a socket of another namespace than the caller's, is bound to an address the
+/// bridge's `bind` patterns name (a published port the bridge put in place): its `listen` is
+/// the program's, as on any socket it bound.
+pub(crate) fn published(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> bool {
+    let Some(bridge) = call.policy.bridge() else {
+        return false;
+    };
+    let Some(local) = sys::sockname(sock)
+        .ok()
+        .as_deref()
+        .and_then(crate::ops::address::local_address)
+    else {
+        return false;
+    };
+    let request = Request {
+        op: netjail_policy::Op::Bind,
+        target: netjail_policy::Target::Inet {
+            proto: crate::ops::decode::proto_of(kind.sock_type, kind.protocol),
+            addr: local,
+        },
+    };
+    bridge.bridges(&request)
+}
+
+/// The bridge's network namespace, opened (`None`: the broker's own); `ENETUNREACH` where it
+/// cannot be.
+fn open_netns(call: &Call) -> Result<Option<OwnedFd>, Reply> {
+    let Some(bridge) = call.policy.bridge() else {
+        return Err(Reply::Errno(libc::EPERM));
+    };
+    match bridge.netns() {
+        BridgeNetns::Broker => Ok(None),
+        BridgeNetns::Path(path) => match File::open(path) {
+            Ok(f) => Ok(Some(OwnedFd::from(f))),
+            Err(e) => {
+                tracing::error!(netns = %path.display(), error = %e, "the bridge's network namespace cannot be opened");
+                Err(Reply::Errno(libc::ENETUNREACH))
+            }
+        },
     }
 }
 

@@ -450,3 +450,118 @@ fn i19_racing_the_sockaddr_and_swapping_the_descriptor_never_bridges_a_refused_d
         out.describe()
     );
 }
+
+/// Listens on 127.0.0.1:PORT with `SO_REUSEADDR`, says `listening`, echoes what one client
+/// sends, then prints what it saw.
+const PUBLISHED: &str = r#"
+import json, socket, sys
+P = int(sys.argv[1])
+r = {}
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    l.bind(("127.0.0.1", P))
+    l.listen(1)
+    r["sockname"] = list(l.getsockname())
+    r["reuseaddr"] = l.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0
+    print("listening", flush=True)
+    l.settimeout(10)
+    c, _ = l.accept()
+    data = c.recv(16)
+    c.sendall(data)
+    r["echoed"] = data.decode()
+except OSError as e:
+    r["error"] = e.errno
+print(json.dumps(r), flush=True)
+"#;
+
+/// A published port: a program in a namespace of its own binds and listens on a port the
+/// bridge's `bind` patterns name, and the host reaches it on the host's 127.0.0.1 (the socket
+/// was made and bound in the host's namespace and put in place of the program's). Unconfined,
+/// its listener is in its own namespace, out of the host's reach.
+#[test]
+fn i19_a_published_port_is_bound_in_the_bridge_namespace() {
+    let test = "i19_a_published_port_is_bound_in_the_bridge_namespace";
+    let (Some(py), Some(unshare)) = (python3(), which("unshare")) else {
+        skip(test, "needs python3 and unshare");
+        return;
+    };
+    // A port free on the host's loopback now (the test's own, released at once).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let serve = |confined: Option<&str>| {
+        let mut cmd = Command::new(&unshare);
+        cmd.args(["--net", "--"]);
+        if let Some(policy) = confined {
+            cmd.arg(netjail_bin()).env_remove("NETJAIL_BROKER").args([
+                "run",
+                "--allow-root",
+                "--policy",
+                policy,
+                "--",
+            ]);
+        }
+        cmd.arg(&py)
+            .args(["-c", PUBLISHED, &port.to_string()])
+            .stdout(std::process::Stdio::piped());
+        let server = netjail_integration_tests::spawn(&mut cmd);
+        let listening = server.read_line(std::time::Duration::from_secs(20));
+        let reached = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            c.write_all(b"hi")?;
+            let mut buf = [0u8; 2];
+            c.read_exact(&mut buf)?;
+            Ok(buf)
+        });
+        (
+            listening,
+            reached.ok(),
+            server.wait(std::time::Duration::from_secs(30)),
+        )
+    };
+    let (_, reached, out) = serve(None);
+    assert_eq!(
+        reached,
+        None,
+        "unconfined, the host reached the namespace: {}",
+        out.describe()
+    );
+
+    let policy = policy_file(&format!(
+        "name = \"publish\"\ndefault = \"deny\"\n\n[[allow]]\nbind = [\"tcp://127.0.0.1:{port}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nbind = [\"tcp://127.0.0.1:{port}\"]\n",
+        pid = std::process::id()
+    ));
+    let (listening, reached, out) = serve(Some(policy.as_str()));
+    assert_eq!(
+        listening.as_deref().map(str::trim),
+        Some("listening"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        reached,
+        Some(*b"hi"),
+        "the host did not reach the published port: {}",
+        out.describe()
+    );
+    let v: Value = out
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no result: {}", out.describe()));
+    assert_eq!(v["echoed"], "hi", "{}", out.describe());
+    assert_eq!(
+        v["sockname"],
+        serde_json::json!(["127.0.0.1", port]),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        v["reuseaddr"],
+        true,
+        "SO_REUSEADDR carried: {}",
+        out.describe()
+    );
+}
