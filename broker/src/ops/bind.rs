@@ -42,7 +42,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
     if !call.still_valid() {
         return Step::Done(out.gone());
     }
-    if let Some(refusal) = foreign_socket(call, sock.as_fd(), kind) {
+    if let Some(refusal) = foreign_socket(call, sock.as_fd()) {
         return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
     let proto = decode::proto_of(kind.sock_type, kind.protocol);
@@ -241,13 +241,14 @@ fn bridged(
     if let Some(refusal) = bridge::refused(call) {
         return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
+    let slot = match limits::reserve(&binds(call), sock.as_fd()) {
+        Ok(slot) => slot,
+        Err(refusal) => return Step::Done(refused(out, refusal)),
+    };
     let fd = call.notif.args[0] as i32;
     Step::Blocking(Box::new(move |call: &Call| {
-        let perform = || bridge::bind(call, fd, sock.as_fd(), kind, &sockaddr);
-        match limits::counted(&binds(call), sock.as_fd(), perform) {
-            Ok(reply) => out.decided(Some(decision), "", reply),
-            Err(refusal) => refused(out, refusal),
-        }
+        let reply = bridge::bind(call, fd, sock.as_fd(), kind, &sockaddr, slot);
+        out.decided(Some(decision), "", reply)
     }))
 }
 
@@ -367,11 +368,13 @@ fn unbound_inet(sock: BorrowedFd<'_>, kind: SocketKind) -> bool {
     }
 }
 
-/// The refusal of a `bind` or `listen` on an IP socket that lives in another network
-/// namespace than the caller's, one the bridge put in place (`ops/bridge.rs`): the policy's
-/// bind rules name the sandbox's own addresses, never the bridge's.
-fn foreign_socket(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> Option<Decision> {
-    if !matches!(kind.family, libc::AF_INET | libc::AF_INET6) || !bridge::foreign(call, sock) {
+/// The refusal of a `bind` or `listen` on a socket that lives in another network namespace
+/// than the caller's, one the bridge or the host program put in place (`ops/bridge.rs`,
+/// `ops/served.rs`): the policy's bind rules name the sandbox's own addresses, never the
+/// bridge's, and a unix socket served by the host program would take an abstract name in the
+/// host's namespace (the seventh red team's note).
+fn foreign_socket(call: &Call, sock: BorrowedFd<'_>) -> Option<Decision> {
+    if !bridge::foreign(call, sock) {
         return None;
     }
     Some(crate::reply::refusal(bridge::RULE_FOREIGN, libc::EPERM))
@@ -390,7 +393,7 @@ pub(crate) fn decide_listen(call: &Call) -> Step {
         return Step::Done(out.gone());
     }
     let published = bridge::published(call, sock.as_fd(), kind);
-    if let Some(refusal) = foreign_socket(call, sock.as_fd(), kind).filter(|_| !published) {
+    if let Some(refusal) = foreign_socket(call, sock.as_fd()).filter(|_| !published) {
         return Step::Done(out.decided(Some(refusal), "", Reply::Errno(libc::EPERM)));
     }
     if kind.family == libc::AF_UNIX && unix::bound_to_path(sock.as_fd()) {

@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use netjail_policy::{BridgeNetns, Decision, Request};
 
+use crate::bounds::limits::Slot;
 use crate::call::Call;
 use crate::caller::{as_caller_in, Caller};
 use crate::reply::{errno_of, refusal, Reply};
@@ -105,6 +106,7 @@ pub(crate) fn connect(
     sock: BorrowedFd<'_>,
     kind: SocketKind,
     sockaddr: &[u8],
+    slot: Option<Slot>,
 ) -> Reply {
     let netns = match open_netns(call) {
         Ok(n) => n,
@@ -126,7 +128,7 @@ pub(crate) fn connect(
     if !matches!(reply, Reply::Value(_) | Reply::Errno(libc::EINPROGRESS)) {
         return reply;
     }
-    match crate::ops::inject::install(call, fd, made.as_fd()) {
+    match crate::ops::inject::install(call, fd, made.as_fd(), slot) {
         Ok(()) => reply,
         Err(failed) => failed,
     }
@@ -144,6 +146,7 @@ pub(crate) fn bind(
     sock: BorrowedFd<'_>,
     kind: SocketKind,
     sockaddr: &[u8],
+    slot: Option<Slot>,
 ) -> Reply {
     let netns = match open_netns(call) {
         Ok(n) => n,
@@ -163,7 +166,7 @@ pub(crate) fn bind(
         Ok(Ok(())) => {}
         Ok(Err(e)) | Err(e) => return Reply::Errno(errno_of(&e)),
     }
-    match crate::ops::inject::install(call, fd, made.as_fd()) {
+    match crate::ops::inject::install(call, fd, made.as_fd(), slot) {
         Ok(()) => Reply::Value(0),
         Err(failed) => failed,
     }
@@ -190,7 +193,7 @@ pub(crate) fn published(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> 
             addr: local,
         },
     };
-    bridge.bridges(&request)
+    bridge.bridges(&request) && in_bridge_namespace(call, sock)
 }
 
 /// The bridge's network namespace, opened (`None`: the broker's own); `ENETUNREACH` where it
@@ -270,10 +273,18 @@ pub(crate) fn foreign(call: &Call, sock: BorrowedFd<'_>) -> bool {
     sys::socket_netns(sock).map_or(true, |theirs| theirs != mine)
 }
 
-/// The cookie of the caller's network namespace (inode `ino`), learnt once: from a socket the
-/// broker makes itself when that is its own namespace, otherwise from one made there by a
-/// thread that has entered it as the caller (`None` where the broker may not enter it).
+/// The cookie of the caller's network namespace (inode `ino`), learnt once ([`cookie_of`]).
 fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
+    cookie_of(call, ino, || {
+        File::open(format!("/proc/{}/ns/net", call.notif.pid))
+    })
+}
+
+/// The cookie of the network namespace of inode `ino`, learnt once per sandbox: from a
+/// socket the broker makes itself when that is its own namespace, otherwise from one made
+/// there (the namespace `open` opens) by a thread that has entered it as the caller (`None`
+/// where the broker may not enter it).
+fn cookie_of(call: &Call, ino: u64, open: impl FnOnce() -> std::io::Result<File>) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut known = call
         .sandbox
@@ -288,7 +299,7 @@ fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
     let probe = if own {
         probe_socket().ok()?
     } else {
-        let netns = File::open(format!("/proc/{}/ns/net", call.notif.pid)).ok()?;
+        let netns = open().ok()?;
         let who = Caller::read(call).ok()?;
         as_caller_in(
             Some(netns.as_fd()),
@@ -304,6 +315,30 @@ fn caller_cookie(call: &Call, ino: u64) -> Option<u64> {
     Some(cookie)
 }
 
+/// Whether `sock` lives in the namespace the policy's bridge serves from (compared by
+/// namespace cookie): a socket of another namespace than the caller's is bounded by the
+/// bridge's patterns only when it is a socket of that very namespace, never one of a third
+/// (a socket bridged by another sandbox's policy, from another namespace, and passed here).
+fn in_bridge_namespace(call: &Call, sock: BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(bridge) = call.policy.bridge() else {
+        return false;
+    };
+    let (path, ino) = match bridge.netns() {
+        BridgeNetns::Broker => {
+            let path = std::path::PathBuf::from("/proc/thread-self/ns/net");
+            let ino = std::fs::metadata(&path).map(|m| m.ino());
+            (path, ino)
+        }
+        BridgeNetns::Path(path) => (path.clone(), std::fs::metadata(path).map(|m| m.ino())),
+    };
+    let Ok(ino) = ino else {
+        return false;
+    };
+    let theirs = sys::socket_netns_cookie(sock).ok();
+    theirs.is_some() && theirs == cookie_of(call, ino, || File::open(&path))
+}
+
 /// The refusal of an allowed connect or send on a bridged socket to a destination the bridge
 /// does not name: the policy allowed it from the sandbox's namespace, not from the bridge's.
 pub(crate) fn outside_bridge(
@@ -311,7 +346,11 @@ pub(crate) fn outside_bridge(
     request: &Request,
     sock: BorrowedFd<'_>,
 ) -> Option<Decision> {
-    if !foreign(call, sock) || call.policy.bridge().is_some_and(|b| b.bridges(request)) {
+    if !foreign(call, sock) {
+        return None;
+    }
+    let bridged = call.policy.bridge().is_some_and(|b| b.bridges(request));
+    if bridged && in_bridge_namespace(call, sock) {
         return None;
     }
     Some(refusal(RULE_FOREIGN, libc::EPERM))

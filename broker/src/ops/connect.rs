@@ -221,8 +221,7 @@ fn bridged(
     };
     let fd = call.notif.args[0] as i32;
     Step::Blocking(Box::new(move |call: &Call| {
-        let reply = bridge::connect(call, fd, sock.as_fd(), kind, &sockaddr);
-        limits::settle(slot, sock.as_fd(), reply);
+        let reply = bridge::connect(call, fd, sock.as_fd(), kind, &sockaddr, slot);
         out.decided(Some(decision), "", reply)
     }))
 }
@@ -252,13 +251,17 @@ fn served(
     let finish = move |call: &Call, out: Outcome, how: Served| {
         let (reply, refused) = match how {
             Served::Socket(socket) => {
-                crate::ops::served::connect(call, fd, sock.as_fd(), socket.as_fd())
+                crate::ops::served::connect(call, fd, sock.as_fd(), socket.as_fd(), slot)
             }
-            Served::By(server) => {
-                crate::ops::served::connect_by(call, fd, sock.as_fd(), server.as_ref(), &request)
-            }
+            Served::By(server) => crate::ops::served::connect_by(
+                call,
+                fd,
+                sock.as_fd(),
+                server.as_ref(),
+                &request,
+                slot,
+            ),
         };
-        limits::settle(slot, sock.as_fd(), reply);
         out.decided(Some(refused.unwrap_or(decision)), "", reply)
     };
     match how {

@@ -9,6 +9,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
+use crate::bounds::limits::Slot;
 use crate::call::Call;
 use crate::reply::{errno_of, Reply};
 use crate::sys;
@@ -17,9 +18,17 @@ use crate::sys;
 const ADDFD_TRIES: usize = 64;
 
 /// Puts `socket` at the caller's descriptor `fd`, with the close-on-exec flag that descriptor
-/// had. `Err` is the answer the call gets instead: the caller's errno of the ioctl (`ENOENT`
-/// when the caller is gone), or `EBADF` when the descriptor stayed busy.
-pub(crate) fn install(call: &Call, fd: i32, socket: BorrowedFd<'_>) -> Result<(), Reply> {
+/// had, and counts it in `slot` (`max_connections`, `max_binds`): the socket counted is the
+/// one the program now holds, never the one it replaced, whose count would end as soon as
+/// the program's copy is gone. `Err` is the answer the call gets instead: the caller's errno
+/// of the ioctl (`ENOENT` when the caller is gone), or `EBADF` when the descriptor stayed
+/// busy; the slot is then given back.
+pub(crate) fn install(
+    call: &Call,
+    fd: i32,
+    socket: BorrowedFd<'_>,
+    slot: Option<Slot>,
+) -> Result<(), Reply> {
     let cloexec = close_on_exec(call.notif.pid, fd);
     // `EBUSY`: another thread of the caller is installing a descriptor at that number right
     // now (`dup2`); the kernel's own connect would not have seen it, so try again.
@@ -31,7 +40,12 @@ pub(crate) fn install(call: &Call, fd: i32, socket: BorrowedFd<'_>) -> Result<()
             fd,
             cloexec,
         ) {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                if let Some(slot) = slot {
+                    slot.keep(socket);
+                }
+                return Ok(());
+            }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::yield_now(),
             Err(e) => return Err(Reply::Errno(errno_of(&e))),
         }

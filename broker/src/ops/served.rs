@@ -17,6 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use netjail_policy::{Decision, Request};
 
+use crate::bounds::limits::Slot;
 use crate::call::Call;
 use crate::hook::{ConnectServer, HookCall};
 use crate::reply::{errno_of, refusal, Reply};
@@ -38,6 +39,7 @@ pub(crate) fn connect_by(
     sock: BorrowedFd<'_>,
     server: &ConnectServer,
     request: &Request,
+    slot: Option<Slot>,
 ) -> (Reply, Option<Decision>) {
     let asked = HookCall {
         sandbox: call.sandbox.id,
@@ -46,7 +48,7 @@ pub(crate) fn connect_by(
         request,
     };
     match catch_unwind(AssertUnwindSafe(|| server(&asked))) {
-        Ok(Ok(socket)) => connect(call, fd, sock, socket.as_fd()),
+        Ok(Ok(socket)) => connect(call, fd, sock, socket.as_fd(), slot),
         Ok(Err(e)) => {
             let errno = e
                 .raw_os_error()
@@ -72,6 +74,7 @@ pub(crate) fn connect(
     fd: i32,
     sock: BorrowedFd<'_>,
     served: BorrowedFd<'_>,
+    slot: Option<Slot>,
 ) -> (Reply, Option<Decision>) {
     match sys::is_socket(served) {
         Ok(true) => {}
@@ -90,7 +93,7 @@ pub(crate) fn connect(
     if let Err(e) = sys::set_nonblocking(served, nonblocking) {
         return (Reply::Errno(errno_of(&e)), None);
     }
-    match crate::ops::inject::install(call, fd, served) {
+    match crate::ops::inject::install(call, fd, served, slot) {
         Ok(()) => (Reply::Value(0), None),
         Err(failed) => (failed, None),
     }

@@ -293,10 +293,12 @@ c.send(b"k")
 print(json.dumps(r), flush=True)
 "#;
 
-/// A bridged socket passed to another sandbox, served by another broker that never bridged
-/// anything, is still a socket of the host's namespace there: it may not send outside the
-/// (giver's) bridge, nor be disconnected (the sixth red team's E1: the taker reached a host
-/// service its own policy allowed from its own namespace).
+/// A bridged socket passed to another sandbox, served by another broker, is still a socket of
+/// the host's namespace there: it may not send outside the (giver's) bridge, nor be
+/// disconnected — where the taker's policy bridges nothing (the sixth red team's E1: the taker
+/// reached a host service its own policy allowed from its own namespace), and where it
+/// bridges that very service from another namespace (the seventh red team's F2: the taker's
+/// patterns, written for that namespace, were honoured on the host's socket).
 #[test]
 fn i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded() {
     let test = "i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded";
@@ -310,69 +312,72 @@ fn i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded() {
     let w = sink.local_addr().unwrap().port();
     sink.set_nonblocking(true).unwrap();
     let dir = netjail_integration_tests::TempDir::new();
-    let path = dir.path().join("take.sock");
-    let path = path.to_str().unwrap().to_owned();
+    let sockets = format!("{}/*.sock", dir.path().display());
     let pid = std::process::id();
+    // Another namespace, held by a process of the test's for the test's time.
+    let mut other = Command::new(&unshare);
+    other.args(["--net", "--", "sleep", "120"]);
+    let mut other = netjail_integration_tests::spawn(&mut other);
+    let other_ns = format!("/proc/{}/ns/net", other.pid());
     let give_policy = policy_file(&format!(
-        "name = \"give\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"udp://127.0.0.1:{u}\"]\nunix = [\"{path}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"udp://127.0.0.1:{u}\"]\n"
+        "name = \"give\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"udp://127.0.0.1:{u}\"]\nunix = [\"{sockets}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"udp://127.0.0.1:{u}\"]\n"
     ));
-    let take_policy = policy_file(&format!(
-        "name = \"take\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"udp://127.0.0.1:{w}\"]\nunix = [\"{path}\"]\n"
-    ));
-    let sandboxed = |policy: &str, script: &str, arg: String| {
-        let mut cmd = Command::new(&unshare);
-        cmd.args(["--net", "--"])
-            .arg(netjail_bin())
-            .env_remove("NETJAIL_BROKER")
-            .args(["run", "--allow-root", "--policy", policy, "--"])
-            .arg(&py)
-            .args(["-c", script, &path, &arg]);
-        cmd
-    };
-    let mut taker = sandboxed(take_policy.as_str(), TAKER, w.to_string());
-    let taker = netjail_integration_tests::spawn(taker.stdout(std::process::Stdio::piped()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::path::Path::new(&path).exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the taker never listened"
+    let take = format!(
+        "name = \"take\"\ndefault = \"deny\"\n\n[[allow]]\nconnect = [\"udp://127.0.0.1:{w}\"]\nunix = [\"{sockets}\"]\n"
+    );
+    let take_bridging_elsewhere =
+        format!("{take}\n[bridge]\nnetns = \"{other_ns}\"\nconnect = [\"udp://127.0.0.1:{w}\"]\n");
+    for (i, take) in [take, take_bridging_elsewhere].iter().enumerate() {
+        let take_policy = policy_file(take);
+        let path = dir.path().join(format!("take{i}.sock"));
+        let path = path.to_str().unwrap().to_owned();
+        let sandboxed = |policy: &str, script: &str, arg: String| {
+            let mut cmd = Command::new(&unshare);
+            cmd.args(["--net", "--"])
+                .arg(netjail_bin())
+                .env_remove("NETJAIL_BROKER")
+                .args(["run", "--allow-root", "--policy", policy, "--"])
+                .arg(&py)
+                .args(["-c", script, &path, &arg]);
+            cmd
+        };
+        let mut taker = sandboxed(take_policy.as_str(), TAKER, w.to_string());
+        let taker = netjail_integration_tests::spawn(taker.stdout(std::process::Stdio::piped()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !std::path::Path::new(&path).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the taker never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let given = run(
+            &mut sandboxed(give_policy.as_str(), GIVER, u.to_string()),
+            std::time::Duration::from_secs(60),
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let taken = taker.wait(std::time::Duration::from_secs(60));
+        let v: Value = taken
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result: {}\ngiver: {}",
+                    taken.describe(),
+                    given.describe()
+                )
+            });
+        let describe = || format!("taker {i}: {}", taken.describe());
+        assert_eq!(v["sendto"], Value::from(libc::EPERM), "{}", describe());
+        assert_eq!(v["disconnect"], Value::from(libc::EPERM), "{}", describe());
+        let mut buf = [0u8; 16];
+        assert!(
+            sink.recv_from(&mut buf).is_err(),
+            "taker {i} reached a service its bridge does not serve from the host"
+        );
     }
-    let given = run(
-        &mut sandboxed(give_policy.as_str(), GIVER, u.to_string()),
-        std::time::Duration::from_secs(60),
-    );
-    let taken = taker.wait(std::time::Duration::from_secs(60));
-    let v: Value = taken
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no result: {}\ngiver: {}",
-                taken.describe(),
-                given.describe()
-            )
-        });
-    assert_eq!(
-        v["sendto"],
-        Value::from(libc::EPERM),
-        "{}",
-        taken.describe()
-    );
-    assert_eq!(
-        v["disconnect"],
-        Value::from(libc::EPERM),
-        "{}",
-        taken.describe()
-    );
-    let mut buf = [0u8; 16];
-    assert!(
-        sink.recv_from(&mut buf).is_err(),
-        "the taker reached a service nobody bridged"
-    );
+    other.kill();
 }
 
 /// The attack suite on the bridge: a connect whose sockaddr another thread flips between a
@@ -564,4 +569,71 @@ fn i19_a_published_port_is_bound_in_the_bridge_namespace() {
         "SO_REUSEADDR carried: {}",
         out.describe()
     );
+}
+
+/// Opens N TCP connections to 127.0.0.1:A and keeps them open; prints how each connect ended.
+const HOLD_CONNECTIONS: &str = r#"
+import errno, json, socket, sys
+A, N = int(sys.argv[1]), int(sys.argv[2])
+held, r = [], {}
+for _ in range(N):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", A))
+        held.append(s)
+        k = "ok"
+    except OSError as e:
+        k = errno.errorcode.get(e.errno, str(e.errno))
+    r[k] = r.get(k, 0) + 1
+print(json.dumps(r), flush=True)
+"#;
+
+/// `max_connections` counts bridged connects (the seventh red team's F3: the socket counted was
+/// the program's, which the bridged one replaced, so it stopped counting at once). Unconfined
+/// every connect succeeds; confined, three do.
+#[test]
+fn i19_bridged_connects_count_under_max_connections() {
+    let test = "i19_bridged_connects_count_under_max_connections";
+    let (Some(py), Some(unshare)) = (python3(), which("unshare")) else {
+        skip(test, "needs python3 and unshare");
+        return;
+    };
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in server.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let holder = |confined: Option<&str>| {
+        let mut cmd = Command::new(&unshare);
+        if let Some(policy) = confined {
+            cmd.args(["--net", "--"])
+                .arg(netjail_bin())
+                .env_remove("NETJAIL_BROKER")
+                .args(["run", "--allow-root", "--policy", policy, "--"]);
+        } else {
+            cmd.arg("--");
+        }
+        cmd.arg(&py)
+            .args(["-c", HOLD_CONNECTIONS, &a.to_string(), "20"]);
+        let out = run(&mut cmd, std::time::Duration::from_secs(60));
+        let v: Value = out
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no result: {}", out.describe()));
+        (v, out)
+    };
+    let (v, out) = holder(None);
+    assert_eq!(v["ok"], 20, "unconfined: {}", out.describe());
+    let policy = policy_file(&format!(
+        "name = \"bridge\"\ndefault = \"deny\"\n\n[limits]\nmax_connections = 3\n\n[[allow]]\nconnect = [\"tcp://127.0.0.1:{a}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nconnect = [\"tcp://127.0.0.1:{a}\"]\n",
+        pid = std::process::id()
+    ));
+    let (v, out) = holder(Some(policy.as_str()));
+    assert_eq!(v["ok"], 3, "confined: {}", out.describe());
+    assert_eq!(v["ENOBUFS"], 17, "confined: {}", out.describe());
 }

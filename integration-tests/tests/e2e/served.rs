@@ -27,6 +27,14 @@ port, mode = int(sys.argv[1]), sys.argv[2]
 if os.environ.get("NJ_WAIT"):
     sys.stdin.readline()
 out = {}
+if mode == "fastopen":
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.sendto(b"hello", socket.MSG_FASTOPEN, ("127.0.0.1", port))
+        out["fastopen"] = "ok"
+    except OSError as e:
+        out["fastopen"] = errno.errorcode[e.errno]
+    print(json.dumps(out)); sys.exit(0)
 if mode == "udp":
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -342,4 +350,38 @@ fn i19_a_run_time_rule_serves_a_destination_with_the_host_programs_sockets() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(asked.count(), 0, "no connect reached the named destination");
     assert_eq!(refusing.count(), 0);
+}
+
+/// A Fast Open send is a connect with data: to a destination the hook serves, it is refused,
+/// never sent from the program's own socket past the hook's server (the seventh red team's
+/// F1: it reached the destination directly). Unconfined it reaches the destination.
+#[test]
+fn i19_a_fast_open_send_to_a_served_destination_is_refused() {
+    let Some(py) = need_python("i19_a_fast_open_send_to_a_served_destination_is_refused") else {
+        return;
+    };
+    let asked = Canary::tcp4();
+    let port = asked.port();
+    let v = run_program(&py, None, port, "fastopen");
+    assert_eq!(v["fastopen"], "ok", "unconfined: {v}");
+    assert_eq!(asked.wait_count(1, Duration::from_secs(10)), 1);
+    let broker = Broker::builder()
+        .hook(move |call: &HookCall<'_>| {
+            if port_of(call) != Some(port) {
+                return HookVerdict::Continue;
+            }
+            let (program, embedder) = UnixStream::pair().expect("socketpair");
+            answer_pings(embedder, "the embedder");
+            HookVerdict::Serve(OwnedFd::from(program))
+        })
+        .build()
+        .expect("broker");
+    let v = run_program(&py, Some(&broker), port, "fastopen");
+    assert_eq!(v["fastopen"], "EPERM", "{v}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        asked.count(),
+        1,
+        "confined, the destination was reached directly"
+    );
 }

@@ -539,6 +539,17 @@ fn decide_and_deliver(
             ..Sent::refused(decision, errno)
         };
     }
+    if call.is_served(&decision) {
+        // A Fast Open or SCTP send with a destination is decided as a connect, and the host
+        // program serves that destination: never sent from the program's own socket past
+        // it. The host program serves `connect()` calls only.
+        drop(call.take_served());
+        let refusal = crate::reply::refusal(crate::hook::RULE_SERVE_NOT_CONNECT, libc::EPERM);
+        return Sent {
+            endpoint,
+            ..Sent::refused(refusal, libc::EPERM)
+        };
+    }
     if let Some(refusal) = crate::ops::bridge::outside_bridge(call, &request, sock) {
         return Sent {
             endpoint,
