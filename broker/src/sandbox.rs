@@ -69,6 +69,9 @@ pub struct Sandbox {
     /// The cookies of the network namespaces its callers were found in, by the inode of
     /// the namespace (`ops/bridge.rs`, `foreign`).
     pub(crate) netns_cookies: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    /// The cookie of the network namespace its first caller was found in, for a sandbox that
+    /// cannot leave it (`ops/bridge.rs`, `foreign`).
+    pub(crate) home_netns: std::sync::OnceLock<u64>,
     /// Its callers' pidfds, by thread id.
     pub(crate) pidfds: PidfdCache,
     /// Who registered it: the user at the other end of the broker's socket, `None` for a
@@ -200,6 +203,7 @@ impl Sandbox {
             reaper_key: crate::bounds::reaper::new_key(),
             decisions: AtomicU64::new(0),
             netns_cookies: std::sync::Mutex::new(std::collections::HashMap::new()),
+            home_netns: std::sync::OnceLock::new(),
             pidfds: PidfdCache::default(),
             owner: None,
             view: None,

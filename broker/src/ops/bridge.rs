@@ -259,14 +259,28 @@ fn carry_options(from: BorrowedFd<'_>, made: BorrowedFd<'_>, kind: SocketKind) {
 /// namespace: a broker has it over the namespaces of the user namespaces it owns, never over
 /// the host's). Where neither can be read, the socket counts as foreign: its calls are
 /// refused rather than decided as the caller's own (fail closed).
+///
+/// A sandbox whose policy grants no network namespace cannot leave the one it was confined
+/// in (`clone`, `unshare` and `setns` refused by its filter): there the cookie of its home
+/// namespace, learnt from its first caller, stands for every caller's, and a call costs one
+/// `getsockopt` (a client that lied about its filter only makes more of its sockets foreign
+/// to it, never a socket of another namespace its own).
 pub(crate) fn foreign(call: &Call, sock: BorrowedFd<'_>) -> bool {
     use std::os::unix::fs::MetadataExt;
+    let theirs = sys::socket_netns_cookie(sock).ok();
+    let settled = !call.policy.confinement().namespaces().net;
+    if let (Some(theirs), true, Some(&home)) = (theirs, settled, call.sandbox.home_netns.get()) {
+        return home != theirs;
+    }
     let Ok(mine) = std::fs::metadata(format!("/proc/{}/ns/net", call.notif.pid)).map(|m| m.ino())
     else {
         return true;
     };
-    if let Ok(theirs) = sys::socket_netns_cookie(sock) {
+    if let Some(theirs) = theirs {
         if let Some(cookie) = caller_cookie(call, mine) {
+            if settled {
+                let _ = call.sandbox.home_netns.set(cookie);
+            }
             return cookie != theirs;
         }
     }
