@@ -67,6 +67,7 @@ mod profiles_jail;
 mod redteam2;
 mod redteam3;
 mod redteam4;
+mod redteam5;
 mod reload;
 mod restart;
 mod sec_address;
