@@ -304,6 +304,27 @@ pub(crate) fn as_caller_at<T: Send>(
     on_thread(None, Some(dirs), who, how, work)
 }
 
+/// [`as_caller`] on a thread that first runs `enter` (while it still holds the broker's
+/// capabilities: it places the thread in the file system, `sys::enter_scaffold` say); when
+/// `enter` fails, the work does not run and its error is returned.
+pub(crate) fn as_caller_placed<T: Send>(
+    who: &Identity,
+    how: Become,
+    enter: impl FnOnce() -> io::Result<()> + Send,
+    work: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new().spawn_scoped(s, || {
+            enter()?;
+            sys::become_caller(who, how)?;
+            Ok(work())
+        })?;
+        spawned
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::from_raw_os_error(libc::EPERM)))
+    })
+}
+
 fn on_thread<T: Send>(
     netns: Option<BorrowedFd<'_>>,
     dirs: Option<&Directories<'_>>,

@@ -24,6 +24,7 @@ pub(crate) mod msg;
 pub(crate) mod netlink;
 pub(crate) mod own;
 pub(crate) mod process;
+pub(crate) mod scaffold;
 pub(crate) mod send;
 pub(crate) mod served;
 pub(crate) mod socket;

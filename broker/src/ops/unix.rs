@@ -34,8 +34,9 @@ use std::path::{Path, PathBuf};
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::call::Call;
-use crate::caller::{as_caller, as_caller_at, Caller, Directories};
+use crate::caller::{as_caller, as_caller_at, as_caller_placed, Caller, Directories};
 use crate::ops::decode;
+use crate::ops::scaffold::{self, Layout};
 use crate::ops::sockopt::FilterHold;
 use crate::reply::{errno_of, Reply};
 
@@ -49,6 +50,9 @@ pub(crate) const RULE_BOUND_ELSEWHERE: &str = "unix:bound-elsewhere";
 
 /// `CAP_SYS_CHROOT`.
 const CAP_SYS_CHROOT: u32 = 18;
+
+/// `CAP_SYS_ADMIN`.
+const CAP_SYS_ADMIN: u32 = 21;
 
 /// What came of an operation on a unix path.
 pub(crate) struct PathOutcome {
@@ -373,6 +377,26 @@ pub(crate) fn bind_path(
             })
         }
     };
+    // Where the broker may make a mount namespace of its own, the program's path walks into
+    // the directory decided on by construction (ops/scaffold.rs), and no socket is ever bound
+    // elsewhere; a path that would look a name up in that directory before its last component
+    // is bound at the broker's name instead.
+    let built = if sys::has_capability(CAP_SYS_ADMIN) && sys::has_capability(CAP_SYS_CHROOT) {
+        let cwd = inside(&place.root_path, &place.cwd_path).unwrap_or_default();
+        match scaffold::layout(cwd.as_os_str().as_bytes(), path.as_os_str().as_bytes()) {
+            Some(layout) => match fs::File::open(format!("/proc/{}/ns/mnt", call.notif.pid)) {
+                Ok(ns) => Some((layout, OwnedFd::from(ns))),
+                Err(e) => return failed(given, "no-root", errno_of(&e)),
+            },
+            None => {
+                return act_on_path(call, Op::Bind, path, PathUse::Create, Become::Full, |a| {
+                    bind(&mut || bind_raw(sock, a))
+                })
+            }
+        }
+    } else {
+        None
+    };
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
     }
@@ -384,8 +408,20 @@ pub(crate) fn bind_path(
         Verdict::Deny { errno } => Reply::Errno(errno),
         // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
         Verdict::Ask => Reply::Errno(libc::EPERM),
+        Verdict::Allow if built.is_some() => {
+            let placement = match &built {
+                Some((layout, ns)) => Placement::Built(layout, ns.as_fd()),
+                None => Placement::Caller { chroot },
+            };
+            let (reply, elsewhere) =
+                bind_own_name(&place, finder, placement, sock, own, &parent, bind);
+            if elsewhere {
+                decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
+            }
+            reply
+        }
         Verdict::Allow => {
-            // A datagram socket receives at its name from the kernel's bind on, before the
+            // Without a namespace of its own (no `CAP_SYS_ADMIN`): a datagram socket receives at its name from the kernel's bind on, before the
             // check of `bind_own_name` can refuse it: it takes nothing until the check has
             // passed, then gets its own filter back
             // (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`), and no thread of
@@ -395,8 +431,9 @@ pub(crate) fn bind_path(
                 Ok(h) => h,
                 Err(e) => return failed(endpoint, "socket-filter", errno_of(&e)),
             };
+            let placement = Placement::Caller { chroot };
             let (reply, elsewhere) =
-                bind_own_name(&place, finder, chroot, sock, own, &parent, bind);
+                bind_own_name(&place, finder, placement, sock, own, &parent, bind);
             if elsewhere {
                 decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
             }
@@ -449,15 +486,23 @@ fn decide_parent(
     }
 }
 
-/// Binds `sock` to the caller's own bytes `own` through `bind`, on a thread in the caller's
-/// root (`chroot`: another than the broker's) and working directory with the caller's
-/// identity, then checks with `finder` that the socket's file is the entry of `parent`, the
+/// Where the thread that binds with the caller's own bytes is placed.
+enum Placement<'a> {
+    /// The caller's root (`chroot`: another than the broker's) and working directory.
+    Caller { chroot: bool },
+    /// As `ops/scaffold.rs` lays out, around the directory decided on; the caller's mount
+    /// namespace (`/proc/TID/ns/mnt`), where that directory's mount is cloned.
+    Built(&'a Layout, BorrowedFd<'a>),
+}
+
+/// Binds `sock` to the caller's own bytes `own` through `bind`, on a thread placed as
+/// `placement` says with the caller's identity, then checks with `finder` that the socket's file is the entry of `parent`, the
 /// directory decided on. Returns the reply, and whether the file was found elsewhere: the
 /// socket is then shut down and the answer is `EPERM`.
 fn bind_own_name(
     place: &Place<'_>,
     finder: Finder,
-    chroot: bool,
+    placement: Placement<'_>,
     sock: BorrowedFd<'_>,
     own: &[u8],
     parent: &Parent,
@@ -466,12 +511,32 @@ fn bind_own_name(
     let identity = &place.who.identity;
     let mut elsewhere = false;
     let reply = bind(&mut || {
-        let dirs = Directories {
-            root: place.root_fd.as_fd(),
-            cwd: place.cwd_fd.as_fd(),
-            chroot,
+        let bound = match placement {
+            Placement::Caller { chroot } => {
+                let dirs = Directories {
+                    root: place.root_fd.as_fd(),
+                    cwd: place.cwd_fd.as_fd(),
+                    chroot,
+                };
+                as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own))
+            }
+            Placement::Built(Layout::InDirectory { root }, _) => {
+                let enter = || sys::enter_directory(parent.dir.as_fd(), *root);
+                as_caller_placed(identity, Become::Full, enter, || bind_raw(sock, own))
+            }
+            Placement::Built(
+                Layout::Scaffold {
+                    dirs,
+                    cwd,
+                    parent: at,
+                },
+                ns,
+            ) => {
+                let enter = || sys::enter_scaffold(ns, parent.dir.as_fd(), dirs, cwd, at);
+                as_caller_placed(identity, Become::Full, enter, || bind_raw(sock, own))
+            }
         };
-        match as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own)) {
+        match bound {
             Err(e) => Reply::Errno(errno_of(&e)),
             Ok(Reply::Value(_)) if !finder.bound_at(sock, parent.dir.as_fd(), &parent.name) => {
                 // The kernel made the socket's file elsewhere than in the directory decided
@@ -537,7 +602,7 @@ pub(crate) fn listen_on_path(
         endpoint,
     };
     let found = match finder {
-        Finder::Ioctl => found_by_ioctl(&place, sock, &given),
+        Finder::Ioctl => found_by_ioctl(&place, sock, &path, &given),
         Finder::Diag => {
             let file = match sys::unix_diag_file(sock) {
                 Ok(Some(f)) => f,
@@ -580,9 +645,16 @@ pub(crate) fn listen_on_path(
 /// The name the policy decides on for the file `SIOCUNIXFILE` gives for `sock`; `None` when
 /// that file has no name or more than one, or its path cannot be read; a failed outcome for
 /// `given` when the ioctl fails, a refused or failed one when no view names the file.
+///
+/// A socket bound on a thread of its own mount namespace (`sys::enter_scaffold`) keeps a
+/// mount that left every namespace with that thread, and the path read back of its file is
+/// the path in that mount alone: where the path read back does not lead, in the caller's
+/// root, to that very file on that very mount, the file is found as `sock_diag` finds it, by
+/// the socket's name `path` ([`found_by_name`]).
 fn found_by_ioctl(
     place: &Place<'_>,
     sock: BorrowedFd<'_>,
+    path: &Path,
     given: &str,
 ) -> Result<Option<PathBuf>, PathOutcome> {
     let file = match sys::unix_socket_file(sock) {
@@ -591,7 +663,20 @@ fn found_by_ioctl(
     };
     let host = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
     match (sys::stat_fd(file.as_fd()), host) {
-        (Ok(st), Ok(host)) if st.nlink == 1 => place.name(&file, &host, given).map(Some),
+        (Ok(st), Ok(host)) if st.nlink == 1 => {
+            let reached = inside(&place.root_path, &host)
+                .and_then(|p| {
+                    sys::open_in_root(place.root_fd.as_fd(), p.as_os_str().as_bytes()).ok()
+                })
+                .is_some_and(|there| {
+                    sys::same_mount_and_directory(file.as_fd(), there.as_fd()).unwrap_or(false)
+                });
+            if reached {
+                place.name(&file, &host, given).map(Some)
+            } else {
+                found_by_name(place, path, st.id, given)
+            }
+        }
         _ => Ok(None),
     }
 }

@@ -11,6 +11,7 @@
 //! - [`task`]: what a caller's credentials allow (`rights_within_limit`);
 //! - [`path`]: paths resolved in a caller's root (`openat2`);
 //! - [`unixfile`]: which file a unix socket is bound to, and where;
+//! - [`scaffold`]: a thread of its own mount namespace whose walks land in a chosen directory;
 //! - [`socket`]: the socket calls the broker performs on byte buffers, and what it reads of a
 //!   socket;
 //! - [`filter`]: classic BPF socket filters;
@@ -28,6 +29,7 @@ mod notif;
 mod own;
 mod path;
 mod process;
+mod scaffold;
 mod socket;
 mod task;
 mod unixfile;
@@ -40,6 +42,7 @@ pub(crate) use notif::*;
 pub(crate) use own::*;
 pub(crate) use path::*;
 pub(crate) use process::*;
+pub(crate) use scaffold::{enter_directory, enter_scaffold};
 pub use socket::*;
 pub(crate) use task::rights_within_limit;
 pub(crate) use unixfile::{

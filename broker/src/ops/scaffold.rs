@@ -1,0 +1,177 @@
+//! Where a unix bind with the program's own path lands by construction (rt5 E1).
+//!
+//! The kernel walks the program's bytes component by component. The broker has decided on a
+//! directory `D` (resolved in the caller's root, symlinks followed) and binds on a thread whose
+//! root is a tmpfs of its own mount namespace, holding a scaffold of real directories: the
+//! program's path read lexically (an absolute one from the scaffold's root, a relative one
+//! from the scaffold's copy of the caller's working directory; `..` steps to the parent,
+//! staying at the root) reaches a scaffold directory `P`, on which a clone of `D` is mounted.
+//! No symlink exists in the scaffold and no one else can reach it, so the kernel's walk
+//! reaches `D` whatever the sandbox changes meanwhile.
+//!
+//! A walk crosses into the mount on `P` on every step that arrives at `P` (a name, or `..`),
+//! but not where it starts (the thread's working directory, or its root, is the covered
+//! scaffold directory). Two shapes follow:
+//!
+//! - the walk starts at `P` and never leaves it (`s`, `./s`, `/s`, `/../s`): the thread's
+//!   working directory (and root, when the walk starts at the root) is `D` itself
+//!   ([`Layout::InDirectory`]); no namespace is needed;
+//! - otherwise the thread's start is the scaffold directory and the clone is mounted on `P`
+//!   ([`Layout::Scaffold`]). A name looked up while the walk is in `D` would be looked up in
+//!   the sandbox's own directory, where a symlink may lead anywhere: such a path
+//!   (`/d/x/../s` where `/d` is decided on) has no layout ([`layout`] gives `None`).
+
+/// How the thread that binds is placed (see the module's documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// The walk starts in the directory decided on and stays there: it becomes the thread's
+    /// working directory, and its root too when `root` (the walk starts at the root).
+    InDirectory { root: bool },
+    /// A scaffold: `dirs` to make, in order (paths relative to the scaffold's root); the
+    /// thread's working directory `cwd` and `parent`, where the clone is mounted, relative to
+    /// it too (empty: the root).
+    Scaffold {
+        dirs: Vec<Vec<u8>>,
+        cwd: Vec<u8>,
+        parent: Vec<u8>,
+    },
+}
+
+/// The layout for the program's path `path` (the bytes of its `sockaddr_un` up to the first
+/// NUL), the caller's working directory being `cwd` as the caller names it (an absolute path
+/// in its root); `None` when the walk would look a name up in the directory decided on before
+/// its final component, or `path` has no final name.
+pub(crate) fn layout(cwd: &[u8], path: &[u8]) -> Option<Layout> {
+    let slash = path.iter().rposition(|b| *b == b'/');
+    let (dir, name) = match slash {
+        Some(s) => (&path[..s], &path[s + 1..]),
+        None => (&b""[..], path),
+    };
+    if name.is_empty() || name == b"." || name == b".." {
+        return None;
+    }
+    let absolute = path.first() == Some(&b'/');
+    let start: Vec<&[u8]> = if absolute {
+        Vec::new()
+    } else {
+        components(cwd).collect()
+    };
+    // The walk: where it is after each step that arrives somewhere (a name, or `..`).
+    let mut at = start.clone();
+    let mut arrivals: Vec<(Vec<&[u8]>, bool)> = Vec::new();
+    let mut dirs: Vec<Vec<u8>> = Vec::new();
+    let note = |at: &[&[u8]], dirs: &mut Vec<Vec<u8>>| {
+        let joined = join(at);
+        if !at.is_empty() && !dirs.contains(&joined) {
+            dirs.push(joined);
+        }
+    };
+    for i in 1..=start.len() {
+        note(&start[..i], &mut dirs);
+    }
+    for c in dir.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                at.pop();
+                arrivals.push((at.clone(), false));
+            }
+            name => {
+                at.push(name);
+                note(&at, &mut dirs);
+                arrivals.push((at.clone(), true));
+            }
+        }
+    }
+    let parent = at;
+    if arrivals.iter().all(|(a, _)| *a == parent) && start == parent {
+        return Some(Layout::InDirectory {
+            root: parent.is_empty(),
+        });
+    }
+    // In `D` after an arrival at `P`; a name taken from there is looked up in `D`.
+    let mut in_d = false;
+    for (a, by_name) in &arrivals {
+        if in_d && *by_name {
+            return None;
+        }
+        in_d = *a == parent;
+    }
+    if !in_d {
+        return None;
+    }
+    Some(Layout::Scaffold {
+        dirs,
+        cwd: join(&start),
+        parent: join(&parent),
+    })
+}
+
+fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    parts.join(&b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scaffold(dirs: &[&str], cwd: &str, parent: &str) -> Option<Layout> {
+        Some(Layout::Scaffold {
+            dirs: dirs.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            cwd: cwd.as_bytes().to_vec(),
+            parent: parent.as_bytes().to_vec(),
+        })
+    }
+
+    #[test]
+    fn walks_that_stay_in_the_decided_directory() {
+        let here = Some(Layout::InDirectory { root: false });
+        let root = Some(Layout::InDirectory { root: true });
+        assert_eq!(layout(b"/w", b"s"), here);
+        assert_eq!(layout(b"/w", b"./s"), here);
+        assert_eq!(layout(b"/w", b".//./s"), here);
+        assert_eq!(layout(b"/w", b"/s"), root);
+        assert_eq!(layout(b"/w", b"//../s"), root);
+        assert_eq!(layout(b"/", b"../s"), root, "`..` at the root stays there");
+    }
+
+    #[test]
+    fn scaffolds_follow_the_bytes() {
+        assert_eq!(
+            layout(b"/w", b"/tmp/x/s"),
+            scaffold(&["w", "tmp", "tmp/x"], "w", "tmp/x")
+        );
+        assert_eq!(
+            layout(b"/a/b", b"../s"),
+            scaffold(&["a", "a/b"], "a/b", "a")
+        );
+        assert_eq!(
+            layout(b"/a", b"x/../s"),
+            scaffold(&["a", "a/x"], "a", "a"),
+            "left and came back by `..`"
+        );
+        assert_eq!(
+            layout(b"/a", b"sub/s"),
+            scaffold(&["a", "a/sub"], "a", "a/sub")
+        );
+        assert_eq!(layout(b"/", b"/x/../s"), scaffold(&["x"], "", ""));
+        assert_eq!(
+            layout(b"/a", b"/d/../d/s"),
+            scaffold(&["a", "d"], "a", "d"),
+            "`..` from the decided directory leaves it"
+        );
+    }
+
+    #[test]
+    fn names_looked_up_in_the_decided_directory_have_no_layout() {
+        assert_eq!(layout(b"/a", b"/d/x/../s"), None);
+        assert_eq!(layout(b"/a/b", b"../b/../s"), None);
+        assert_eq!(layout(b"/a", b"s/"), None);
+        assert_eq!(layout(b"/a", b"x/.."), None);
+    }
+}
