@@ -379,8 +379,9 @@ pub(crate) fn bind_path(
     };
     // Where the broker may make a mount namespace of its own, the program's path walks into
     // the directory decided on by construction (ops/scaffold.rs), and no socket is ever bound
-    // elsewhere; a path that would look a name up in that directory before its last component
-    // is bound at the broker's name instead.
+    // elsewhere. A path that would look a name up in that directory before its last component
+    // is bound as without that privilege: the check after the bind, with the drop-all filter
+    // and its hold (rt5 E1 stays open for such paths).
     let built = if sys::has_capability(CAP_SYS_ADMIN) && sys::has_capability(CAP_SYS_CHROOT) {
         let cwd = inside(&place.root_path, &place.cwd_path).unwrap_or_default();
         match scaffold::layout(cwd.as_os_str().as_bytes(), path.as_os_str().as_bytes()) {
@@ -388,11 +389,8 @@ pub(crate) fn bind_path(
                 Ok(ns) => Some((layout, OwnedFd::from(ns))),
                 Err(e) => return failed(given, "no-root", errno_of(&e)),
             },
-            None => {
-                return act_on_path(call, Op::Bind, path, PathUse::Create, Become::Full, |a| {
-                    bind(&mut || bind_raw(sock, a))
-                })
-            }
+            // No layout (see ops/scaffold.rs): bound as without a namespace of its own.
+            None => None,
         }
     } else {
         None
