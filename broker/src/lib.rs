@@ -81,6 +81,18 @@ use netjail_protocol::SandboxId;
 
 use operators::Operators;
 
+/// Makes, once per process, what a broker without `CAP_SYS_ADMIN` needs to bind a unix
+/// datagram socket with a program's own path so that the bind lands in the directory decided
+/// on: a user namespace of the process's own, whose maps the kernel lets a process write only
+/// while it is dumpable (`broker/src/sys/userns.rs`). Building a broker does this; a process
+/// that turns itself non-dumpable before it builds one (`prctl(PR_SET_DUMPABLE, 0)`, as
+/// `netjail run` does) calls this first, while it still is. Without it such a broker refuses
+/// those binds (rule `unix:no-user-namespace`). Nothing to do for a broker with
+/// `CAP_SYS_ADMIN`.
+pub fn prepare_unprivileged_binds() {
+    sys::prepare_user_namespace();
+}
+
 pub use bounds::MAX_IN_FLIGHT;
 pub use bounds::POOL;
 pub use embed::{
@@ -239,6 +251,9 @@ impl Broker {
         hook: Option<Arc<dyn DecisionHook>>,
         runtime: Option<tokio::runtime::Handle>,
     ) -> Arc<Broker> {
+        // Made while the process may still be dumpable, which the kernel wants of a process
+        // that maps its own ids in a user namespace (sys/userns.rs).
+        prepare_unprivileged_binds();
         // Every broker holds listeners and copies of sandboxes' sockets: its process is out of
         // reach of processes of its user (a sandbox without Landlock among them) unless they
         // have CAP_SYS_PTRACE (F15). prctl(PR_SET_DUMPABLE, 0) cannot fail.

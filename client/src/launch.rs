@@ -176,6 +176,10 @@ pub fn run(options: RunOptions) -> Result<ExitStatus, LaunchError> {
     let program_text = path.display().to_string();
     let plan = exec_plan(&options, &path, &policy)?;
 
+    // The embedded broker, if there is one, needs this made while the process is dumpable.
+    if options.broker.is_none() && options.embedded != Embedded::Never {
+        netjail_broker::prepare_unprivileged_binds();
+    }
     let child = sys::spawn(&plan)?;
     // The launcher holds the listener (and is the embedded broker): no process of its user,
     // the sandbox without Landlock included, may read or write its memory (F15). After the

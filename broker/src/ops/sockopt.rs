@@ -1,32 +1,26 @@
 //! `setsockopt` of a socket's filter: `SO_ATTACH_FILTER`, `SO_ATTACH_BPF`, `SO_DETACH_FILTER`
 //! and `SO_LOCK_FILTER` (and nothing else: the seccomp filter sends only these here).
 //!
-//! A unix datagram bind is checked after the kernel has made it (`ops/unix.rs`): while the
-//! broker looks where the socket landed, the socket drops every datagram (a filter the broker
-//! attaches), so that nothing sent to a name the policy refuses can be read. The program holds
-//! the same socket, so it must not take that filter off in the meantime: every change of a
-//! socket's filter by a confined thread comes here, and waits while the broker has the socket
-//! in hand ([`FilterHold`]). The broker then sets the option on its copy of the caller's
+//! These options came here while a unix datagram bind was checked after the kernel had made
+//! it, with a filter of the broker's on the socket that no confined thread could lift (rt3,
+//! rt4). A datagram bind now lands where it was decided by construction (`ops/unix/bind.rs`),
+//! and the broker puts no filter on a program's socket any more; the options still come here,
+//! so that the seccomp filters of sandboxes already running (which a `netjaild` restart keeps)
+//! and of new ones are the same. The broker sets the option on its copy of the caller's
 //! socket, on a thread that has taken the caller's identity, with the caller's bytes, the
 //! instructions of a classic program copied out of the caller and a descriptor of an eBPF
 //! program taken from it, so that the kernel answers as it would have answered the caller,
 //! errno included (what the broker cannot read of the caller's memory the kernel is handed as
 //! memory it cannot read either).
-//!
-//! The hold is the broker process's own: a confined thread served by another broker (another
-//! `netjail run`'s embedded broker) that holds the same socket, or a process outside every
-//! sandbox, is not held back (docs/security.md, "rt5").
 
-use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::{Condvar, Mutex};
 
 use crate::bounds::reaper::CallerFd;
 use crate::call::{Call, Step};
 use crate::caller::as_thread;
 use crate::reply::errno_of;
 use crate::reply::{Outcome, Reply};
-use crate::sys::{self, Become, FileId};
+use crate::sys::{self, Become};
 
 /// The options that come here, with their names for the audit.
 pub(crate) const FILTER_OPTIONS: [(i32, &str); 4] = [
@@ -42,44 +36,10 @@ const BPF_MAXINSNS: u16 = 4096;
 /// The size of `struct sock_fprog` on a 64-bit kernel.
 const FPROG_LEN: u32 = 16;
 
-/// The sockets whose filter the broker has in hand, by file.
-static HELD: Mutex<Option<HashSet<FileId>>> = Mutex::new(None);
-static RELEASED: Condvar = Condvar::new();
-
-/// A socket whose filter nobody else of the broker changes while this lives: a unix datagram
-/// bind holds it from before the filter that drops everything until the socket has its own
-/// filter back, and a filter option set for a caller holds it while it is set.
-pub(crate) struct FilterHold {
-    file: FileId,
-}
-
-impl FilterHold {
-    /// Waits until no other part of the broker holds `sock`'s filter, then holds it.
-    pub(crate) fn take(sock: BorrowedFd<'_>) -> std::io::Result<FilterHold> {
-        let file = sys::stat_fd(sock)?.id;
-        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-        while held.get_or_insert_with(HashSet::new).contains(&file) {
-            held = RELEASED.wait(held).unwrap_or_else(|p| p.into_inner());
-        }
-        held.get_or_insert_with(HashSet::new).insert(file);
-        Ok(FilterHold { file })
-    }
-}
-
-impl Drop for FilterHold {
-    fn drop(&mut self) {
-        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(set) = held.as_mut() {
-            set.remove(&self.file);
-        }
-        drop(held);
-        RELEASED.notify_all();
-    }
-}
-
 /// `setsockopt(fd, SOL_SOCKET, name, optval, optlen)` for one of [`FILTER_OPTIONS`]: on the
-/// blocking pool, for it may wait while a bind of the same socket holds its filter, and the
-/// receiver must go on serving the sandbox's other calls meanwhile.
+/// blocking pool, for the last close of the eBPF program's descriptor it takes may wait (a
+/// socket with `SO_LINGER` given as the program, rt5 H1), and the receiver must go on serving
+/// the sandbox's other calls meanwhile.
 pub(crate) fn decide_setsockopt(_call: &Call) -> Step {
     Step::Blocking(Box::new(set_filter_option))
 }
@@ -113,17 +73,12 @@ fn set_filter_option(call: &Call) -> Outcome {
     if sys::read_memory(call.notif.pid, optval, &mut value[..4]).is_err() {
         return out.decided(None, "", Reply::Errno(libc::EFAULT));
     }
-    // The eBPF program's descriptor is taken before the hold and closed after it: its last
-    // close may wait (a socket with `SO_LINGER` given as the program), and must not keep the
-    // socket's filter held meanwhile.
+    // The eBPF program's descriptor, taken from the caller: its last close may wait (a socket
+    // with `SO_LINGER` given as the program).
     let program = (name == libc::SO_ATTACH_BPF && optlen == 4).then(|| {
         let theirs = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
         call.take_fd(theirs)
     });
-    let hold = match FilterHold::take(sock.as_fd()) {
-        Ok(h) => h,
-        Err(e) => return out.failed(crate::reply::errno_of(&e), "no-socket-file"),
-    };
     // Set by a thread that has taken the caller's identity: the kernel's checks of who sets
     // a filter are the caller's (a TCP socket refuses one to a user without privilege).
     let set = || match name {
@@ -132,7 +87,6 @@ fn set_filter_option(call: &Call) -> Outcome {
         _ => answer(sys::set_filter_option(sock.as_fd(), name, &value, optlen)),
     };
     let reply = as_thread(call, Become::Full, set).unwrap_or_else(|e| Reply::Errno(errno_of(&e)));
-    drop(hold);
     drop(program);
     out.decided(None, "", reply)
 }

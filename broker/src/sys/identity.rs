@@ -55,7 +55,7 @@ pub(super) fn capget() -> io::Result<(u64, u64)> {
     ))
 }
 
-fn capset(effective: u64, permitted: u64) -> io::Result<()> {
+pub(super) fn capset(effective: u64, permitted: u64) -> io::Result<()> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,

@@ -12,6 +12,8 @@
 //! - [`path`]: paths resolved in a caller's root (`openat2`);
 //! - [`unixfile`]: which file a unix socket is bound to, and where;
 //! - [`scaffold`]: a thread of its own mount namespace whose walks land in a chosen directory;
+//! - [`userns`]: the same in a forked child of a user namespace of the broker's own, for a
+//!   broker without `CAP_SYS_ADMIN`;
 //! - [`socket`]: the socket calls the broker performs on byte buffers, and what it reads of a
 //!   socket;
 //! - [`filter`]: classic BPF socket filters;
@@ -33,6 +35,7 @@ mod scaffold;
 mod socket;
 mod task;
 mod unixfile;
+mod userns;
 
 pub(crate) use events::*;
 pub(crate) use filter::*;
@@ -48,6 +51,11 @@ pub(crate) use task::rights_within_limit;
 pub(crate) use unixfile::{
     enter_directories, has_capability, same_mount_and_directory, stat_entry, stat_fd,
     unix_diag_file, unix_socket_file, FileId,
+};
+#[cfg(test)]
+pub(crate) use userns::new_user_namespace_for_tests;
+pub(crate) use userns::{
+    bind_in_child, prepare_user_namespace, user_namespace, ChildBind, ChildStep,
 };
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{cvt, cvt_long};
 
@@ -48,6 +48,25 @@ pub(crate) fn enter_directory(dir: BorrowedFd<'_>, root: bool) -> io::Result<()>
     Ok(())
 }
 
+/// The paths of a scaffold, NUL-terminated (made before a fork: [`build`] allocates nothing):
+/// the directories to make (relative to the scaffold's root, parents first), the working
+/// directory, and the directory on which the clone is mounted.
+pub(crate) struct Plan {
+    dirs: Vec<CString>,
+    cwd: CString,
+    parent: CString,
+}
+
+impl Plan {
+    pub(crate) fn new(dirs: &[Vec<u8>], cwd: &[u8], parent: &[u8]) -> io::Result<Plan> {
+        Ok(Plan {
+            dirs: dirs.iter().map(|d| c_path(d)).collect::<io::Result<_>>()?,
+            cwd: c_path(cwd)?,
+            parent: c_path(parent)?,
+        })
+    }
+}
+
 /// Places this thread in a mount namespace of its own whose root is a new tmpfs holding the
 /// directories `dirs` (relative paths, parents first), with a clone of the mount of directory
 /// `dir` (rooted at `dir`) mounted on `parent`, and `cwd` its working directory (taken before
@@ -60,8 +79,7 @@ pub(crate) fn enter_directory(dir: BorrowedFd<'_>, root: bool) -> io::Result<()>
 /// Call it only on a thread that exits afterwards.
 ///
 /// # References
-/// unshare(2) (`CLONE_FS`, `CLONE_NEWNS`), setns(2), open_tree(2), fsopen(2), fsconfig(2),
-/// fsmount(2), move_mount(2), mount_namespaces(7) (`MS_PRIVATE`), chroot(2)
+/// unshare(2) (`CLONE_FS`, `CLONE_NEWNS`), setns(2), open_tree(2)
 pub(crate) fn enter_scaffold(
     mnt_ns: BorrowedFd<'_>,
     dir: BorrowedFd<'_>,
@@ -69,6 +87,7 @@ pub(crate) fn enter_scaffold(
     cwd: &[u8],
     parent: &[u8],
 ) -> io::Result<()> {
+    let plan = Plan::new(dirs, cwd, parent)?;
     // SAFETY: integer argument only; `setns(CLONE_NEWNS)` wants a filesystem context that no
     // other thread shares.
     cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
@@ -76,18 +95,38 @@ pub(crate) fn enter_scaffold(
         // SAFETY: integer arguments only; changes this thread's mount namespace.
         cvt(unsafe { libc::setns(mnt_ns.as_raw_fd(), libc::CLONE_NEWNS) })?;
     }
+    let clone = clone_directory(dir)?;
+    // SAFETY: integer argument only; a copy of the mount namespace for this thread alone.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+    make_private()?;
+    build(&plan, clone.as_fd())
+}
+
+/// A detached clone of the mount of directory `dir`, rooted at `dir` (not recursive: the
+/// mounts below it are not in the clone). `dir` must be on a mount of this thread's mount
+/// namespace; in a namespace of a user namespace of its own, a mount with mounts below `dir`
+/// cannot be cloned so (`EINVAL`: they are locked to it).
+///
+/// # References
+/// open_tree(2) (`OPEN_TREE_CLONE`)
+pub(super) fn clone_directory(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `dir` itself.
-    let clone = owned(cvt_long(unsafe {
+    Ok(owned(cvt_long(unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             dir.as_raw_fd(),
             c"".as_ptr(),
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint,
         )
-    })?);
-    // SAFETY: integer argument only; a copy of the mount namespace for this thread alone.
-    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
-    // Nothing mounted here may reach the namespaces the copy shares mounts with.
+    })?))
+}
+
+/// Nothing mounted in this (new) mount namespace may reach the namespaces its copy shares
+/// mounts with: every mount private.
+///
+/// # References
+/// mount_namespaces(7) (`MS_PRIVATE`)
+pub(super) fn make_private() -> io::Result<()> {
     // SAFETY: NUL-terminated literals and null pointers mount(2) accepts for a change of
     // propagation.
     cvt(unsafe {
@@ -99,6 +138,17 @@ pub(crate) fn enter_scaffold(
             std::ptr::null(),
         )
     })?;
+    Ok(())
+}
+
+/// In a mount namespace of this thread's (or process's) own whose mounts are private: a new
+/// tmpfs becomes the root, holding `plan`'s directories, the working directory becomes
+/// `plan`'s, and `clone` is mounted on `plan`'s parent. The umask is left as it was. Makes no
+/// allocation: it runs in a forked child of the broker too.
+///
+/// # References
+/// fsopen(2), fsconfig(2), fsmount(2), move_mount(2), chroot(2), umask(2)
+pub(super) fn build(plan: &Plan, clone: BorrowedFd<'_>) -> io::Result<()> {
     let tmpfs = new_tmpfs()?;
     // SAFETY: empty NUL-terminated paths with MOVE_MOUNT_F_EMPTY_PATH name the fd; "/" is a
     // NUL-terminated literal.
@@ -118,21 +168,18 @@ pub(crate) fn enter_scaffold(
     cvt(unsafe { libc::chroot(c".".as_ptr()) })?;
     // The caller's identity must be able to walk the scaffold: no umask on its directories.
     // SAFETY: integer argument only; umask cannot fail.
-    unsafe { libc::syscall(libc::SYS_umask, 0) };
-    for d in dirs {
-        let c = c_path(d)?;
-        // SAFETY: `c` is NUL-terminated and lives across the call.
-        cvt(unsafe { libc::mkdirat(tmpfs.as_raw_fd(), c.as_ptr(), 0o755) })?;
-    }
-    let c = c_path(cwd)?;
-    // SAFETY: `c` is NUL-terminated; the scaffold holds no symlink.
-    cvt(unsafe { libc::chdir(c.as_ptr()) })?;
-    let c = c_path(parent)?;
-    // SAFETY: `c` is NUL-terminated and lives across the call.
+    let umask = unsafe { libc::syscall(libc::SYS_umask, 0) };
+    let made = make_directories(plan, tmpfs.as_fd());
+    // SAFETY: integer argument only (the mask umask returned); umask cannot fail.
+    unsafe { libc::syscall(libc::SYS_umask, umask) };
+    made?;
+    // SAFETY: a NUL-terminated path; the scaffold holds no symlink.
+    cvt(unsafe { libc::chdir(plan.cwd.as_ptr()) })?;
+    // SAFETY: a NUL-terminated path, alive across the call.
     let target = owned(cvt(unsafe {
         libc::openat(
             tmpfs.as_raw_fd(),
-            c.as_ptr(),
+            plan.parent.as_ptr(),
             libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     })? as libc::c_long);
@@ -147,6 +194,14 @@ pub(crate) fn enter_scaffold(
             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     })?;
+    Ok(())
+}
+
+fn make_directories(plan: &Plan, root: BorrowedFd<'_>) -> io::Result<()> {
+    for d in &plan.dirs {
+        // SAFETY: `d` is NUL-terminated and lives across the call.
+        cvt(unsafe { libc::mkdirat(root.as_raw_fd(), d.as_ptr(), 0o755) })?;
+    }
     Ok(())
 }
 

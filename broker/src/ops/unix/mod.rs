@@ -12,19 +12,25 @@
 //!   that name is kept: the peer's name the program reads back is the name its server bound.
 //! - A bind names the socket, and the kernel keeps the bytes it was given as the socket's
 //!   address (`getsockname`, a peer's `getpeername`, `accept`, `recvfrom`, `ss -x`). So the
-//!   thread that binds takes the caller's root and working directory too and binds with the
-//!   caller's own `sockaddr_un`: the kernel resolves it as for the caller and records exactly
-//!   those bytes, relative paths included. Between the decision and the bind the sandbox may
-//!   change a component of the path (a directory swapped for a symlink): after the bind the
-//!   broker checks that the socket's file is the entry of the directory it decided on, and
-//!   when it is not, the socket is shut down (nothing can connect or send to it) and the call
-//!   answered `EPERM`. `listen` decides the file a socket is bound to again, so such a socket
-//!   never listens.
+//!   bind is made with the caller's own `sockaddr_un`, by a thread placed so that the
+//!   kernel's walk of those bytes ends in the directory decided on whatever the sandbox
+//!   changes meanwhile (a directory swapped for a symlink): in that directory, or in a
+//!   scaffold of the path around a clone of its mount (`ops/scaffold.rs`, [`bind`]). A
+//!   datagram socket receives from its bind on, so one whose path cannot be made to land so
+//!   is refused. Stream and seqpacket sockets may still be bound the old way, on a thread in
+//!   the caller's root and working directory: after the bind the broker checks that the
+//!   socket's file is the entry of the directory it decided on, and when it is not, the
+//!   socket is shut down and the call answered `EPERM`; `listen` decides the file a socket is
+//!   bound to again, so such a socket never listens.
 //! - Where the broker cannot do that (it may not enter a caller's other root without
 //!   `CAP_SYS_CHROOT`, or cannot find a socket's file: neither `CAP_NET_ADMIN` over the
 //!   socket's network namespace nor the socket in its own), it binds
 //!   `/proc/self/fd/DIR/NAME` on the directory decided on, and the socket's address is that
 //!   name (docs/security.md, "Limits").
+
+mod bind;
+
+pub(crate) use bind::bind_path;
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -34,10 +40,8 @@ use std::path::{Path, PathBuf};
 use netjail_policy::{Decision, Op, Request, Target, Verdict};
 
 use crate::call::Call;
-use crate::caller::{as_caller, as_caller_at, as_caller_placed, Caller, Directories};
+use crate::caller::{as_caller, Caller};
 use crate::ops::decode;
-use crate::ops::scaffold::{self, Layout};
-use crate::ops::sockopt::FilterHold;
 use crate::reply::{errno_of, Reply};
 
 use crate::caller::view::{same_node, View, RULE as RULE_VIEW};
@@ -322,240 +326,6 @@ impl Binding {
             finder,
             chroot: !same_root,
         }
-    }
-}
-
-/// For a datagram socket: its own socket filter, after a filter that takes nothing is put in
-/// its place (`sys::DROP_ALL`), and a hold on its filter, which no confined thread can change
-/// while it lives (`ops/sockopt.rs`); `None` for other sockets, which receive nothing before
-/// their `listen`. A program whose filter is locked (`SO_LOCK_FILTER`) or is an eBPF program
-/// (`SO_GET_FILTER` cannot read one) gets the error.
-fn hold_off_datagrams(
-    sock: BorrowedFd<'_>,
-) -> std::io::Result<Option<(FilterHold, Vec<libc::sock_filter>)>> {
-    if sys::socket_kind(sock)?.sock_type != libc::SOCK_DGRAM {
-        return Ok(None);
-    }
-    let hold = FilterHold::take(sock)?;
-    let own = sys::socket_filter(sock)?;
-    sys::set_socket_filter(sock, &sys::DROP_ALL)?;
-    Ok(Some((hold, own)))
-}
-
-/// Resolves the directory of `path`, the name of a socket to create, for the caller of
-/// `call`, decides a bind on that directory's resolved path and the final name, and when the
-/// policy allows binds `sock`: to the caller's own bytes `own`, on a thread in the caller's
-/// root and working directory, or where the broker cannot enter them or find the socket's
-/// file afterwards, to `/proc/self/fd/DIR/NAME`. Resolution and the decision run on one
-/// thread that has taken the caller's whole identity, umask included, the bind on another
-/// (a thread in the caller's root no longer sees the broker's `/proc`). `bind` is given the
-/// bind to perform, and returns what came of it (it counts the bind, say).
-///
-/// When the bind with the caller's bytes succeeded, the socket's file must be the entry of
-/// the directory decided on; otherwise the socket is shut down and the answer is `EPERM`.
-pub(crate) fn bind_path(
-    call: &Call,
-    path: &Path,
-    own: &[u8],
-    sock: BorrowedFd<'_>,
-    bind: impl FnOnce(&mut dyn FnMut() -> Reply) -> Reply + Send,
-) -> PathOutcome {
-    let given = format!("unix:{}", path.display());
-    let place = match Place::read(call, &given) {
-        Ok(p) => p,
-        Err(outcome) => return outcome,
-    };
-    let wanted = match place.wanted(path) {
-        Ok(w) => w,
-        Err((why, errno)) => return failed(given, why, errno),
-    };
-    let (finder, chroot) = match Binding::for_socket(sock, place.root_fd.as_fd()) {
-        Binding::Own { finder, chroot } => (finder, chroot),
-        Binding::Broker => {
-            return act_on_path(call, Op::Bind, path, PathUse::Create, Become::Full, |a| {
-                bind(&mut || bind_raw(sock, a))
-            })
-        }
-    };
-    // Where the broker may make a mount namespace of its own, the program's path walks into
-    // the directory decided on by construction (ops/scaffold.rs), and no socket is ever bound
-    // elsewhere. A path that would look a name up in that directory before its last component
-    // is bound as without that privilege: the check after the bind, with the drop-all filter
-    // and its hold (rt5 E1 stays open for such paths).
-    let built = if sys::has_capability(CAP_SYS_ADMIN) && sys::has_capability(CAP_SYS_CHROOT) {
-        let cwd = inside(&place.root_path, &place.cwd_path).unwrap_or_default();
-        match scaffold::layout(cwd.as_os_str().as_bytes(), path.as_os_str().as_bytes()) {
-            Some(layout) => match fs::File::open(format!("/proc/{}/ns/mnt", call.notif.pid)) {
-                Ok(ns) => Some((layout, OwnedFd::from(ns))),
-                Err(e) => return failed(given, "no-root", errno_of(&e)),
-            },
-            // No layout (see ops/scaffold.rs): bound as without a namespace of its own.
-            None => None,
-        }
-    } else {
-        None
-    };
-    if !call.still_valid() {
-        return failed(given, "gone", libc::ENOENT);
-    }
-    let (parent, endpoint, mut decision) = match decide_parent(call, &place, &wanted, &given) {
-        Ok(decided) => decided,
-        Err(outcome) => return outcome,
-    };
-    let reply = match decision.verdict {
-        Verdict::Deny { errno } => Reply::Errno(errno),
-        // Never: `Call::evaluate` has operators decide what the policy asks; fail closed.
-        Verdict::Ask => Reply::Errno(libc::EPERM),
-        Verdict::Allow if built.is_some() => {
-            let placement = match &built {
-                Some((layout, ns)) => Placement::Built(layout, ns.as_fd()),
-                None => Placement::Caller { chroot },
-            };
-            let (reply, elsewhere) =
-                bind_own_name(&place, finder, placement, sock, own, &parent, bind);
-            if elsewhere {
-                decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
-            }
-            reply
-        }
-        Verdict::Allow => {
-            // Without a namespace of its own (no `CAP_SYS_ADMIN`): a datagram socket receives at its name from the kernel's bind on, before the
-            // check of `bind_own_name` can refuse it: it takes nothing until the check has
-            // passed, then gets its own filter back
-            // (`rt3_raced_datagram_bind_reads_nothing_at_a_refused_name`), and no thread of
-            // the sandbox changes that filter in between
-            // (`rt4_a_thread_lifting_the_bind_filter_reads_nothing_at_a_refused_name`).
-            let held_off = match hold_off_datagrams(sock) {
-                Ok(h) => h,
-                Err(e) => return failed(endpoint, "socket-filter", errno_of(&e)),
-            };
-            let placement = Placement::Caller { chroot };
-            let (reply, elsewhere) =
-                bind_own_name(&place, finder, placement, sock, own, &parent, bind);
-            if elsewhere {
-                decision = crate::reply::refusal(RULE_BOUND_ELSEWHERE, libc::EPERM);
-            }
-            // Once decided: a socket bound where it may be takes datagrams again; one shut
-            // down there takes none either way, and its senders get `EPIPE` as from any shut
-            // down socket (a filter would swallow their datagrams without a word).
-            if let Some((hold, own_filter)) = held_off {
-                if let Err(e) = sys::set_socket_filter(sock, &own_filter) {
-                    tracing::error!(error = %e, "cannot give a datagram socket its own filter back after its bind");
-                }
-                drop(hold);
-            }
-            reply
-        }
-    };
-    PathOutcome {
-        decision: Some(decision),
-        failure: "",
-        reply,
-        endpoint,
-    }
-}
-
-/// Resolves the directory of `wanted`, the name of a socket to create, and decides a bind on
-/// that directory's resolved path and the final name, on a thread that has taken the caller's
-/// whole identity, umask included: the directory, the endpoint decided on and the decision;
-/// a refused or failed outcome for `given` otherwise.
-fn decide_parent(
-    call: &Call,
-    place: &Place<'_>,
-    wanted: &Path,
-    given: &str,
-) -> Result<(Parent, String, Decision), PathOutcome> {
-    let decide = || {
-        let parent = match resolve_parent(place.root_fd.as_fd(), wanted) {
-            Ok(p) => p,
-            Err((why, errno)) => return Err(failed(given.to_owned(), why, errno)),
-        };
-        let target = Target::UnixPath(parent.decided(place, given)?);
-        let endpoint = target.to_string();
-        let decision = call.evaluate(&Request {
-            op: Op::Bind,
-            target,
-        });
-        Ok((parent, endpoint, decision))
-    };
-    match as_caller(&place.who.identity, Become::Full, decide) {
-        Ok(decided) => decided,
-        Err(e) => Err(failed(String::new(), "identity", errno_of(&e))),
-    }
-}
-
-/// Where the thread that binds with the caller's own bytes is placed.
-enum Placement<'a> {
-    /// The caller's root (`chroot`: another than the broker's) and working directory.
-    Caller { chroot: bool },
-    /// As `ops/scaffold.rs` lays out, around the directory decided on; the caller's mount
-    /// namespace (`/proc/TID/ns/mnt`), where that directory's mount is cloned.
-    Built(&'a Layout, BorrowedFd<'a>),
-}
-
-/// Binds `sock` to the caller's own bytes `own` through `bind`, on a thread placed as
-/// `placement` says with the caller's identity, then checks with `finder` that the socket's file is the entry of `parent`, the
-/// directory decided on. Returns the reply, and whether the file was found elsewhere: the
-/// socket is then shut down and the answer is `EPERM`.
-fn bind_own_name(
-    place: &Place<'_>,
-    finder: Finder,
-    placement: Placement<'_>,
-    sock: BorrowedFd<'_>,
-    own: &[u8],
-    parent: &Parent,
-    bind: impl FnOnce(&mut dyn FnMut() -> Reply) -> Reply,
-) -> (Reply, bool) {
-    let identity = &place.who.identity;
-    let mut elsewhere = false;
-    let reply = bind(&mut || {
-        let bound = match placement {
-            Placement::Caller { chroot } => {
-                let dirs = Directories {
-                    root: place.root_fd.as_fd(),
-                    cwd: place.cwd_fd.as_fd(),
-                    chroot,
-                };
-                as_caller_at(identity, Become::Full, &dirs, || bind_raw(sock, own))
-            }
-            Placement::Built(Layout::InDirectory { root }, _) => {
-                let enter = || sys::enter_directory(parent.dir.as_fd(), *root);
-                as_caller_placed(identity, Become::Full, enter, || bind_raw(sock, own))
-            }
-            Placement::Built(
-                Layout::Scaffold {
-                    dirs,
-                    cwd,
-                    parent: at,
-                },
-                ns,
-            ) => {
-                let enter = || sys::enter_scaffold(ns, parent.dir.as_fd(), dirs, cwd, at);
-                as_caller_placed(identity, Become::Full, enter, || bind_raw(sock, own))
-            }
-        };
-        match bound {
-            Err(e) => Reply::Errno(errno_of(&e)),
-            Ok(Reply::Value(_)) if !finder.bound_at(sock, parent.dir.as_fd(), &parent.name) => {
-                // The kernel made the socket's file elsewhere than in the directory decided
-                // on (a component of the path changed in between), or it has another name
-                // already. A bound socket cannot be unbound: shut down, nothing can connect
-                // or send to it, and its `listen` finds it bound elsewhere.
-                let _ = sys::shutdown_both(sock.as_raw_fd());
-                elsewhere = true;
-                Reply::Errno(libc::EPERM)
-            }
-            Ok(reply) => reply,
-        }
-    });
-    (reply, elsewhere)
-}
-
-/// `bind(sock, addr)`.
-fn bind_raw(sock: BorrowedFd<'_>, addr: &[u8]) -> Reply {
-    match sys::bind_raw(sock, addr) {
-        Ok(()) => Reply::Value(0),
-        Err(e) => Reply::Errno(errno_of(&e)),
     }
 }
 
