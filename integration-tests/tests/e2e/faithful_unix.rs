@@ -825,10 +825,11 @@ fn bind_race(via: Via) {
 both!(
     /// C1, the race the faithful bind opens: the broker decides on the directory it resolved,
     /// then binds with the program's own path, which the kernel walks again. A sandbox that
-    /// swaps a directory symlink between the two gets some binds made in the directory the
-    /// policy refuses; each is answered `EPERM`, its socket shut down (a stream connect and a
-    /// datagram to it fail) and its `listen` refused. Unconfined the same attack leaves
-    /// listeners there (the probe can see them).
+    /// swaps a directory symlink between the two got some binds made in the directory the
+    /// policy refuses (each answered `EPERM`, its socket shut down and its `listen` refused);
+    /// since rt5 E1's fix the kernel's walk ends in the directory decided on by construction,
+    /// and no socket lands there at all. Unconfined the same attack leaves listeners there
+    /// (the probe can see them).
     c1_unix_bind_race_never_serves_at_a_refused_name => bind_race
 );
 

@@ -1,12 +1,14 @@
 //! Red team, fourth round: a thread of the program lifts the filter that keeps a raced unix
 //! datagram bind from receiving, and the socket filter options as the kernel answers them.
 //!
-//! While the broker checks where a datagram socket's bind landed, the socket drops every
+//! While the broker checked where a datagram socket's bind landed, the socket dropped every
 //! datagram (a filter of the broker's). The program holds the same socket: a second thread
 //! that detached that filter, or attached one of its own, during the check let datagrams sent
-//! to a refused name queue up, and the program read them after its bind was refused. Changes
-//! of a socket's filter now come to the broker, which makes them wait until the check is
-//! done. The attack runs unconfined first (binding straight at the refused name, it reads;
+//! to a refused name queue up, and the program read them after its bind was refused. The fix
+//! of that round made such changes wait for the check; since rt5 E1's fix the bind lands in
+//! the directory decided on by construction and no filter of the broker's is ever on the
+//! socket, so the attack must still read nothing, now because nothing is bound at the refused
+//! name. The attack runs unconfined first (binding straight at the refused name, it reads;
 //! its thread changes the filter), then confined under a policy that refuses the name.
 
 use std::process::Command;
@@ -125,8 +127,8 @@ fn rt4_a_thread_lifting_the_bind_filter_reads_nothing_at_a_refused_name() {
             "{mode}: a bind through the flipping link landed in secret/: {}",
             out.describe()
         );
-        // A detach succeeds only while the broker's filter is on (no other is attached):
-        // the thread must have tried; an attach of its own succeeds outside the checks.
+        // With no filter of the broker's ever on the socket, a detach finds none to take off
+        // (`ENOENT`): the thread must have tried; an attach of its own succeeds.
         let changed = if mode == "attach" { "changed" } else { "tried" };
         assert!(
             v[changed].as_u64().unwrap_or(0) > 0,

@@ -13,8 +13,11 @@
 use std::process::Command;
 use std::time::Duration;
 
+use std::path::Path;
+
 use netjail_integration_tests::{
-    confined, confined_cmd, policy_file, spawn, unconfined, Outcome, Running,
+    confined_cmd, netjail_bin, policy_file, run, spawn, unconfined, Outcome, Running,
+    DEFAULT_TIMEOUT,
 };
 use serde_json::Value;
 
@@ -124,21 +127,36 @@ fn listening(helper: &Running) {
     );
 }
 
-#[test]
-fn rt5_e1_a_filter_changed_through_another_broker_reads_nothing_at_a_refused_name() {
-    let test = "rt5_e1_a_filter_changed_through_another_broker_reads_nothing_at_a_refused_name";
-    let Some(py) = nobody_python(test) else {
-        return;
-    };
-    let dir = attack_dir();
-    let base = dir.path().to_str().unwrap().to_owned();
+/// `netjail run --policy POLICY -- ARGS...` with `ARGS` run as uid 65534: the launcher (and
+/// its embedded broker) as root, or with `nobody` as uid 65534 too (a broker without any
+/// capability).
+fn run_cmd(policy: &str, nobody: bool, args: &[&str]) -> Command {
+    if !nobody {
+        return confined_cmd(policy, &as_nobody(args));
+    }
+    let bin = netjail_bin();
+    let mut argv = as_nobody(&[
+        bin.to_str().unwrap(),
+        "run",
+        "--embedded",
+        "--policy",
+        policy,
+    ]);
+    argv.push("--");
+    argv.extend_from_slice(args);
+    let mut cmd = Command::new(argv[0]);
+    cmd.env_remove("NETJAIL_BROKER").args(&argv[1..]);
+    cmd
+}
 
-    // Unconfined, bound straight at the name, A reads what is sent there.
-    let args = as_nobody(&[&py, "-c", HELPER, &base, "detach"]);
+/// The attack unconfined: bound straight at the refused name, A reads what is sent there.
+fn unconfined_attack_reads(py: &str, dir: &Path) {
+    let base = dir.to_str().unwrap();
+    let args = as_nobody(&[py, "-c", HELPER, base, "detach"]);
     let helper = spawn(Command::new(args[0]).args(&args[1..]));
     listening(&helper);
-    let sender = spawn(Command::new(&py).args(["-c", SENDER, &base, "5"]));
-    let out = unconfined(&as_nobody(&[&py, "-c", ATTACK, &base, "3", "direct"]));
+    let sender = spawn(Command::new(py).args(["-c", SENDER, base, "5"]));
+    let out = unconfined(&as_nobody(&[py, "-c", ATTACK, base, "3", "direct"]));
     drop(sender);
     let (b, b_out) = helper_result(helper);
     let v = result(&out);
@@ -152,45 +170,212 @@ fn rt5_e1_a_filter_changed_through_another_broker_reads_nothing_at_a_refused_nam
         "unconfined, B was passed no socket: {}",
         b_out.describe()
     );
-    std::fs::remove_file(dir.path().join("allowed/chan")).ok();
+    std::fs::remove_file(dir.join("allowed/chan")).ok();
+}
 
-    // Confined, each under its own `netjail run`: only `allowed/` may be bound.
+/// The attack confined, A and B each under its own `netjail run` (as root, or as uid 65534
+/// with `nobody`), B detaching or attaching the filter: A's counts, and how many of its binds
+/// were allowed in the audit.
+fn confined_attack(py: &str, dir: &Path, nobody: bool, mode: &str) -> (Value, usize) {
+    let base = dir.to_str().unwrap();
     let policy = policy_file(&format!(
         "name = \"rt5\"\n[sockets]\nallow = [\"unix:*\"]\n[[allow]]\nunix = [\"{base}/allowed/*\"]\n"
     ));
+    let mut helper_cmd = run_cmd(policy.as_str(), nobody, &[py, "-c", HELPER, base, mode]);
+    let helper = spawn(&mut helper_cmd);
+    listening(&helper);
+    let sender = spawn(Command::new(py).args(["-c", SENDER, base, "10"]));
+    let attack = [py, "-c", ATTACK, base, "6"];
+    let out = run(
+        &mut run_cmd(policy.as_str(), nobody, &attack),
+        DEFAULT_TIMEOUT,
+    );
+    drop(sender);
+    let (b, b_out) = helper_result(helper);
+    let v: Value = result(&out);
+    eprintln!("{mode} (nobody brokers: {nobody}): A {v} B {b}");
+    assert!(
+        v["tries"].as_u64().unwrap_or(0) > 0 && b["tried"].as_u64().unwrap_or(0) > 0,
+        "{mode}: A bound nothing or B changed no filter (nothing proven): {}\n{}",
+        out.describe(),
+        b_out.describe()
+    );
+    assert_eq!(
+        v["received"].as_u64(),
+        Some(0),
+        "{mode}: a socket bound at a refused name received datagrams: {}",
+        out.describe()
+    );
+    assert_eq!(
+        v["landed_in_secret"].as_u64(),
+        Some(0),
+        "{mode}: a bind through the flipping link landed in secret/: {}",
+        out.describe()
+    );
+    std::fs::remove_file(dir.join("allowed/chan")).ok();
+    let allowed = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("op=\"bind\"") && l.contains("decision=\"allow\""))
+        .count();
+    (v, allowed)
+}
+
+#[test]
+fn rt5_e1_a_filter_changed_through_another_broker_reads_nothing_at_a_refused_name() {
+    let test = "rt5_e1_a_filter_changed_through_another_broker_reads_nothing_at_a_refused_name";
+    let Some(py) = nobody_python(test) else {
+        return;
+    };
+    let dir = attack_dir();
+    unconfined_attack_reads(&py, dir.path());
+    // Confined, each under its own `netjail run` (root: the bind is made on a thread of its
+    // own mount namespace): only `allowed/` may be bound.
     for mode in ["detach", "attach"] {
-        let helper = spawn(&mut confined_cmd(
-            policy.as_str(),
-            &as_nobody(&[&py, "-c", HELPER, &base, mode]),
-        ));
-        listening(&helper);
-        let sender = spawn(Command::new(&py).args(["-c", SENDER, &base, "10"]));
-        let out = confined(
-            policy.as_str(),
-            &as_nobody(&[&py, "-c", ATTACK, &base, "6"]),
-        );
-        drop(sender);
-        let (b, b_out) = helper_result(helper);
-        let v: Value = result(&out);
-        eprintln!("{mode}: A {v} B {b}");
+        confined_attack(&py, dir.path(), false, mode);
+    }
+}
+
+/// The same with both `netjail run`s as uid 65534: their embedded brokers have no
+/// `CAP_SYS_ADMIN`, and the bind is made in a forked child of a user namespace of the
+/// broker's own (`broker/src/sys/userns.rs`). Before that, such a broker bound through the
+/// link, checked afterwards, with a drop-all filter its own hold kept in place only against
+/// the sandboxes it served: B lifted it through its own broker and A read at the refused name.
+#[test]
+fn rt5_e1_with_brokers_without_privilege_reads_nothing_at_a_refused_name() {
+    let test = "rt5_e1_with_brokers_without_privilege_reads_nothing_at_a_refused_name";
+    let Some(py) = nobody_python(test) else {
+        return;
+    };
+    let py = nobody_launcher_python(&py);
+    let dir = attack_dir();
+    if !user_namespaces_for(test, &py, dir.path()) {
+        return;
+    }
+    unconfined_attack_reads(&py, dir.path());
+    for mode in ["detach", "attach"] {
+        let (v, allowed) = confined_attack(&py, dir.path(), true, mode);
+        // Proof that binds were made, by the kernel, in the user namespace's scaffold: some
+        // were allowed and bound (none refused for want of a user namespace).
         assert!(
-            v["tries"].as_u64().unwrap_or(0) > 0 && b["tried"].as_u64().unwrap_or(0) > 0,
-            "{mode}: A bound nothing or B changed no filter (nothing proven): {}\n{}",
-            out.describe(),
-            b_out.describe()
+            allowed > 0 && v["bound"].as_u64().unwrap_or(0) > 0,
+            "{mode}: no bind allowed and made: {v}"
         );
+    }
+}
+
+/// A python3 that a `netjail run` of uid 65534 can run: the system's where there is one (the
+/// one [`nobody_python`] finds may lie under a directory only root may search, which a
+/// launcher of uid 65534 cannot walk).
+fn nobody_launcher_python(py: &str) -> String {
+    let system = Path::new("/usr/bin/python3");
+    if system.is_file() {
+        return system.to_string_lossy().into_owned();
+    }
+    py.to_owned()
+}
+
+/// Whether a broker of uid 65534 binds datagram sockets in a scaffold (the system gives it a
+/// user namespace); otherwise says `SKIP test: ...`.
+fn user_namespaces_for(test: &str, py: &str, dir: &Path) -> bool {
+    let base = dir.to_str().unwrap();
+    let policy = policy_file(&format!(
+        "name = \"rt5-userns\"\n[sockets]\nallow = [\"unix:*\"]\n[[allow]]\nunix = [\"{base}/allowed/*\"]\n"
+    ));
+    let path = format!("{base}/secret/../allowed/s");
+    let args = [py, "-c", BINDS, base, &path];
+    let out = run(&mut run_cmd(policy.as_str(), true, &args), DEFAULT_TIMEOUT);
+    if out.stderr.contains("rule=\"unix:no-user-namespace\"") {
+        netjail_integration_tests::skip(test, "no user namespace for a broker of uid 65534");
+        return false;
+    }
+    assert_eq!(result(&out)[&path][0], "ok", "{}", out.describe());
+    true
+}
+
+/// Binds a datagram and a stream socket at each path given (relative ones from `DIR/allowed`)
+/// and prints `{path: [datagram, stream]}`: `"ok"` or the errno's number.
+const BINDS: &str = r#"
+import json, os, socket, sys
+os.chdir(os.path.join(sys.argv[1], "allowed"))
+r = {}
+for p in sys.argv[2:]:
+    r[p] = []
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_UNIX, kind)
+        try:
+            s.bind(p); r[p].append("ok")
+        except OSError as e:
+            r[p].append(e.errno)
+        s.close()
+        try: os.unlink(p)
+        except OSError: pass
+print(json.dumps(r), flush=True)
+"#;
+
+/// Gap 1 of the fix: a path whose walk looks a name up in the decided directory before its
+/// last component (`allowed/x/../s`: `x` is looked up in `allowed/`, where the sandbox may put
+/// a symlink to anywhere) cannot be made to land in that directory by construction. A
+/// datagram bind there is refused (rule `unix:path-not-buildable`); a stream bind is made and
+/// checked as before (its `listen` decides its file again). Paths that can be built bind both
+/// kinds, under a root broker and one of uid 65534 alike. Unconfined, every one binds.
+#[test]
+fn rt5_e1_a_datagram_path_the_broker_cannot_build_is_refused() {
+    let test = "rt5_e1_a_datagram_path_the_broker_cannot_build_is_refused";
+    let Some(py) = nobody_python(test) else {
+        return;
+    };
+    let py = nobody_launcher_python(&py);
+    let dir = attack_dir();
+    std::fs::create_dir(dir.path().join("allowed/x")).unwrap();
+    let base = dir.path().to_str().unwrap();
+    let x_back = format!("{base}/allowed/x/../s");
+    let built = [
+        format!("{base}/allowed/s"),
+        format!("{base}/secret/../allowed/s"),
+        "s".to_owned(),
+        "./x/../s".to_owned(),
+    ];
+    let mut paths: Vec<&str> = vec![&x_back];
+    paths.extend(built.iter().map(String::as_str));
+    let mut argv = vec![py.as_str(), "-c", BINDS, base];
+    argv.extend(&paths);
+    let out = unconfined(&as_nobody(&argv));
+    let v = result(&out);
+    for p in &paths {
         assert_eq!(
-            v["received"].as_u64(),
-            Some(0),
-            "{mode}: a socket bound at a refused name received datagrams: {}",
+            v[*p],
+            serde_json::json!(["ok", "ok"]),
+            "unconfined {p}: {v}"
+        );
+    }
+    let policy = policy_file(&format!(
+        "name = \"rt5-gap1\"\n[sockets]\nallow = [\"unix:*\"]\n[[allow]]\nunix = [\"{base}/allowed/*\"]\n"
+    ));
+    for nobody in [false, true] {
+        let out = run(
+            &mut run_cmd(policy.as_str(), nobody, &argv),
+            DEFAULT_TIMEOUT,
+        );
+        let v = result(&out);
+        assert_eq!(
+            v[&x_back],
+            serde_json::json!([libc::EPERM, "ok"]),
+            "nobody brokers: {nobody}: {}",
             out.describe()
         );
-        assert_eq!(
-            v["landed_in_secret"].as_u64(),
-            Some(0),
-            "{mode}: a bind through the flipping link landed in secret/: {}",
+        assert!(
+            out.stderr.contains("rule=\"unix:path-not-buildable\""),
+            "no audit of the refusal: {}",
             out.describe()
         );
-        std::fs::remove_file(dir.path().join("allowed/chan")).ok();
+        for p in &built {
+            assert_eq!(
+                v[p.as_str()],
+                serde_json::json!(["ok", "ok"]),
+                "nobody brokers: {nobody}: {p}: {}",
+                out.describe()
+            );
+        }
     }
 }
