@@ -62,9 +62,11 @@ pub const REFUSED_SOCKOPTS: &[(i32, i32, &str)] = &[
     (libc::SOL_TCP, libc::TCP_REPAIR_WINDOW, "TCP_REPAIR_WINDOW"),
 ];
 
-/// The socket options that change a socket's filter, which the broker sets (`SOL_SOCKET`):
-/// while it checks a unix datagram bind, the socket drops every datagram by a filter of the
-/// broker's, and no confined thread may lift it meanwhile (broker `ops/sockopt.rs`).
+/// The socket options that change a socket's filter, which the broker sets as the caller
+/// (`SOL_SOCKET`; broker `ops/sockopt.rs`). They came there so that no confined thread could
+/// lift a filter the broker kept on a socket while it checked a unix datagram bind; no bind
+/// uses one now (rt5 E1), and they still come, so that this filter and those of sandboxes
+/// already running are the same.
 pub const FILTER_SOCKOPTS: &[(i32, &str)] = &[
     (libc::SO_ATTACH_FILTER, "SO_ATTACH_FILTER"),
     (libc::SO_ATTACH_BPF, "SO_ATTACH_BPF"),
