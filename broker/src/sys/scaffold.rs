@@ -95,29 +95,29 @@ pub(crate) fn enter_scaffold(
         // SAFETY: integer arguments only; changes this thread's mount namespace.
         cvt(unsafe { libc::setns(mnt_ns.as_raw_fd(), libc::CLONE_NEWNS) })?;
     }
-    let clone = clone_directory(dir)?;
+    let clone = clone_directory(dir, false)?;
     // SAFETY: integer argument only; a copy of the mount namespace for this thread alone.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
     make_private()?;
     build(&plan, clone.as_fd())
 }
 
-/// A detached clone of the mount of directory `dir`, rooted at `dir` (not recursive: the
-/// mounts below it are not in the clone). `dir` must be on a mount of this thread's mount
-/// namespace; in a namespace of a user namespace of its own, a mount with mounts below `dir`
-/// cannot be cloned so (`EINVAL`: they are locked to it).
+/// A detached clone of the mount of directory `dir`, rooted at `dir`; with `recursive`, the
+/// mounts below `dir` come with it (`AT_RECURSIVE`). `dir` must be on a mount of this
+/// thread's mount namespace. In a namespace of a user namespace of its own, a mount with
+/// mounts below `dir` cannot be cloned without them (`EINVAL`: they are locked to it).
 ///
 /// # References
-/// open_tree(2) (`OPEN_TREE_CLONE`)
-pub(super) fn clone_directory(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+/// open_tree(2) (`OPEN_TREE_CLONE`, `AT_RECURSIVE`)
+pub(super) fn clone_directory(dir: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `dir` itself.
     Ok(owned(cvt_long(unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            dir.as_raw_fd(),
-            c"".as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint,
-        )
+        libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags)
     })?))
 }
 

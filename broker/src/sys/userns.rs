@@ -279,7 +279,7 @@ pub(crate) enum ChildStep {
     Enter,
     /// The directory decided on is not at its path any more (moved, or a symlink on the way).
     Moved,
-    /// Its mount could not be cloned (`EINVAL`: mounts below it, locked to it).
+    /// Its mount could not be cloned (`EINVAL`: an unbindable mount).
     Clone,
     /// The scaffold could not be made.
     Build,
@@ -381,7 +381,13 @@ fn child(
     {
         return Err((ChildStep::Moved, libc::ENOENT));
     }
-    let clone = clone_directory(dir.as_fd()).map_err(at(ChildStep::Clone))?;
+    // A mount with mounts below the directory is cloned with them (locked to it here); the
+    // bind creates its one name in the directory itself, which they do not cover.
+    let clone = match clone_directory(dir.as_fd(), false) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => clone_directory(dir.as_fd(), true),
+        cloned => cloned,
+    }
+    .map_err(at(ChildStep::Clone))?;
     build(plan, clone.as_fd()).map_err(at(ChildStep::Build))?;
     // The bind is the caller's: none of the user namespace's capabilities (which override
     // permissions on the files of the caller's own ids) remain.

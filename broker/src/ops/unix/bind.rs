@@ -29,9 +29,9 @@ pub(crate) const RULE_NOT_BUILDABLE: &str = "unix:path-not-buildable";
 /// not make one while it was dumpable: `sys::prepare_user_namespace`).
 pub(crate) const RULE_NO_USER_NAMESPACE: &str = "unix:no-user-namespace";
 
-/// The rule of a refused datagram bind whose decided directory has mounts below it, which a
-/// broker without `CAP_SYS_ADMIN` cannot clone its mount without (they are locked to it).
-pub(crate) const RULE_MOUNTS_BELOW: &str = "unix:mounts-below";
+/// The rule of a refused datagram bind whose decided directory's mount a broker without
+/// `CAP_SYS_ADMIN` cannot clone (an unbindable mount, `MS_UNBINDABLE`).
+pub(crate) const RULE_NOT_CLONABLE: &str = "unix:directory-not-clonable";
 
 /// The rule of a refused bind whose decided directory was no longer at its path, with no
 /// symlink on the way, when a broker without `CAP_SYS_ADMIN` looked for it again.
@@ -339,15 +339,15 @@ fn placed_bind(
     }
 }
 
-/// [`sys::bind_in_child`], its failures told apart: those the sandbox can cause (the decided
-/// directory moved; mounts below it that a user namespace cannot clone without) refuse the
-/// bind with a rule of their own; the kernel's answer to the bind is the reply.
+/// [`sys::bind_in_child`], its failures told apart: the decided directory moved (the sandbox
+/// can cause it), its mount cannot be cloned, or there is no user namespace to enter refuse
+/// the bind with a rule of their own; the kernel's answer to the bind is the reply.
 fn child_bind(child: &sys::ChildBind<'_>) -> Placed {
     match sys::bind_in_child(child) {
         Ok(()) => Placed::Bound(Reply::Value(0)),
         Err((sys::ChildStep::Bind, errno)) => Placed::Bound(Reply::Errno(errno)),
         Err((sys::ChildStep::Moved, _)) => Placed::Refused(RULE_DIRECTORY_MOVED),
-        Err((sys::ChildStep::Clone, libc::EINVAL)) => Placed::Refused(RULE_MOUNTS_BELOW),
+        Err((sys::ChildStep::Clone, libc::EINVAL)) => Placed::Refused(RULE_NOT_CLONABLE),
         Err((sys::ChildStep::Enter, libc::EPERM)) => Placed::Refused(RULE_NO_USER_NAMESPACE),
         Err((_, errno)) => Placed::Failed("scaffold", errno),
     }
