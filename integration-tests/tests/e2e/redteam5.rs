@@ -379,3 +379,52 @@ fn rt5_e1_a_datagram_path_the_broker_cannot_build_is_refused() {
         }
     }
 }
+
+/// A broker without `CAP_SYS_ADMIN` clones the decided directory's mount in a user namespace,
+/// where the mounts below it are locked to it and cannot be left out: a directory with a mount
+/// below it (`/run/user/UID` often has some) is cloned with them, and its datagram binds are
+/// made. Run in a mount namespace the test makes, with a tmpfs on `allowed/x`.
+#[test]
+fn rt5_e1_a_directory_with_a_mount_below_binds_without_privilege() {
+    let test = "rt5_e1_a_directory_with_a_mount_below_binds_without_privilege";
+    let Some(py) = nobody_python(test) else {
+        return;
+    };
+    let Some(unshare) = netjail_integration_tests::which("unshare") else {
+        netjail_integration_tests::skip(test, "unshare (util-linux) not found");
+        return;
+    };
+    let py = nobody_launcher_python(&py);
+    let dir = attack_dir();
+    if !user_namespaces_for(test, &py, dir.path()) {
+        return;
+    }
+    std::fs::create_dir(dir.path().join("allowed/x")).unwrap();
+    let base = dir.path().to_str().unwrap();
+    let policy = policy_file(&format!(
+        "name = \"rt5-below\"\n[sockets]\nallow = [\"unix:*\"]\n[[allow]]\nunix = [\"{base}/allowed/*\"]\n"
+    ));
+    let paths = [
+        format!("{base}/allowed/s"),
+        format!("{base}/secret/../allowed/s"),
+    ];
+    let bin = netjail_bin();
+    let mut inner = as_nobody(&[bin.to_str().unwrap(), "run", "--embedded", "--policy"]);
+    inner.extend([policy.as_str(), "--", py.as_str(), "-c", BINDS, base]);
+    inner.extend(paths.iter().map(String::as_str));
+    let script = format!("mount -t tmpfs none {base}/allowed/x && exec \"$@\"");
+    let mut cmd = Command::new(unshare);
+    cmd.env_remove("NETJAIL_BROKER")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+        .args(&inner);
+    let out = run(&mut cmd, DEFAULT_TIMEOUT);
+    let v = result(&out);
+    for p in &paths {
+        assert_eq!(
+            v[p.as_str()],
+            serde_json::json!(["ok", "ok"]),
+            "{p}: {}",
+            out.describe()
+        );
+    }
+}
