@@ -5,7 +5,7 @@
 //! each bind forks a child, which enters the broker's user namespace (where it holds every
 //! capability, over the mounts of namespaces it makes there and nothing else), makes a mount
 //! namespace of its own, builds the scaffold, drops those capabilities, binds the socket it
-//! inherited and exits, with what came of it written on a pipe. The child is forked from a
+//! inherited and exits, with what came of it sent on a socket pair. The child is forked from a
 //! process of many threads (a lock another thread held stays held in it): it makes raw system
 //! calls only, on memory prepared before the fork, and allocates nothing.
 //!
