@@ -84,7 +84,11 @@ pub(crate) fn layout(cwd: &[u8], path: &[u8]) -> Option<Layout> {
         }
     }
     let parent = at;
-    if arrivals.iter().all(|(a, _)| *a == parent) && start == parent {
+    // Only a walk that never steps (`s`, `./s`, `/s`) may start in `D` itself: a `..` at the
+    // root of a walk stays on that directory and then crosses whatever is mounted on it, in
+    // the caller's own mount namespace (a sandbox granted mount namespaces stacks one there:
+    // the eighth red team's A1); in a scaffold nothing else is mounted on the clone.
+    if arrivals.is_empty() && start == parent {
         return Some(Layout::InDirectory {
             root: parent.is_empty(),
         });
@@ -136,8 +140,20 @@ mod tests {
         assert_eq!(layout(b"/w", b"./s"), here);
         assert_eq!(layout(b"/w", b".//./s"), here);
         assert_eq!(layout(b"/w", b"/s"), root);
-        assert_eq!(layout(b"/w", b"//../s"), root);
-        assert_eq!(layout(b"/", b"../s"), root, "`..` at the root stays there");
+    }
+
+    #[test]
+    fn a_dotdot_at_the_root_arrives_at_the_clone_on_the_scaffolds_root() {
+        // `..` at the root stays there and crosses what is mounted on it: the clone of `D`,
+        // mounted on the scaffold's root, never `D` itself (which the caller may cover).
+        let on_root = scaffold(&[], "", "");
+        assert_eq!(layout(b"/w", b"//../s"), on_root);
+        assert_eq!(
+            layout(b"/", b"../s"),
+            on_root,
+            "`..` at the root stays there"
+        );
+        assert_eq!(layout(b"/", b"./.././s"), on_root);
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub(crate) fn become_caller(who: &Identity, how: Become) -> io::Result<()> {
     // Leaving uid 0 has emptied the sets already; otherwise narrow them to the caller's.
     let (_, permitted) = capget()?;
     capset(who.cap_effective & permitted, who.cap_permitted & permitted)?;
+    // setresuid made the filesystem ids the effective ones; a caller may hold others
+    // (setfsuid(2)): a file a bind creates is owned by those (the eighth red team's A2).
+    set_filesystem_ids(who)?;
     if getres(libc::SYS_getresuid)? != res(who.uids)
         || getres(libc::SYS_getresgid)? != res(who.gids)
     {
@@ -170,14 +173,10 @@ fn take_groups(groups: &[u32]) -> io::Result<()> {
 
 /// [`Become::Filesystem`]: the caller's real uid and filesystem ids, with the broker's
 /// effective ids and capabilities (less those the caller lacks where fsuid 0 keeps them).
-fn take_filesystem_ids(who: &Identity) -> io::Result<()> {
-    let [ruid, ..] = who.uids;
-    if getres(libc::SYS_getresuid)?[0] != ruid {
-        // The real id alone: the effective and saved ids stay, and so do the broker's
-        // capabilities (setresuid resets the filesystem id, which is set below).
-        // SAFETY: integer arguments only; -1 leaves an id as it is.
-        cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, ruid, u32::MAX, u32::MAX) })?;
-    }
+/// Sets this thread's filesystem ids to the caller's, which the kernel checks file access and
+/// new files' owners by; `EPERM` where they did not take (the kernel lets a task set them to
+/// one of its real, effective or saved ids, or any with `CAP_SETUID`/`CAP_SETGID`).
+fn set_filesystem_ids(who: &Identity) -> io::Result<()> {
     let [.., fsuid] = who.uids;
     let [.., fsgid] = who.gids;
     // setfsgid/setfsuid return the previous value and never fail loudly: read back.
@@ -192,6 +191,18 @@ fn take_filesystem_ids(who: &Identity) -> io::Result<()> {
     if (now_uid, now_gid) != (fsuid, fsgid) {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
+    Ok(())
+}
+
+fn take_filesystem_ids(who: &Identity) -> io::Result<()> {
+    let [ruid, ..] = who.uids;
+    if getres(libc::SYS_getresuid)?[0] != ruid {
+        // The real id alone: the effective and saved ids stay, and so do the broker's
+        // capabilities (setresuid resets the filesystem id, which is set below).
+        // SAFETY: integer arguments only; -1 leaves an id as it is.
+        cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, ruid, u32::MAX, u32::MAX) })?;
+    }
+    set_filesystem_ids(who)?;
     // The kernel takes the file capabilities out of the effective set only when the
     // filesystem id leaves 0: for a caller whose fsuid is 0 (a root sandbox, root of a
     // user namespace that maps 0 to 0) take out those the caller does not hold itself.

@@ -221,8 +221,10 @@ fn new_tmpfs() -> io::Result<OwnedFd> {
     })?);
     for (key, value) in [
         (c"mode", c"0755"),
-        (c"size", c"64k"),
-        (c"nr_inodes", c"256"),
+        (c"size", c"1m"),
+        // A directory per component of the path and of the working directory the walk
+        // starts from, which may be deep (the eighth red team's A3: 300 levels).
+        (c"nr_inodes", c"8192"),
     ] {
         // SAFETY: NUL-terminated literals; aux is 0 for FSCONFIG_SET_STRING.
         cvt_long(unsafe {

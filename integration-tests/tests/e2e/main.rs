@@ -68,6 +68,7 @@ mod redteam2;
 mod redteam3;
 mod redteam4;
 mod redteam5;
+mod redteam8;
 mod reload;
 mod restart;
 mod sec_address;
