@@ -210,3 +210,48 @@ fn rt8_a2_a_bind_makes_its_file_with_the_callers_filesystem_ids() {
         out.describe()
     );
 }
+
+/// Binds a datagram socket at each path given and prints `{path: "ok" or errno}`.
+const BIND_ERRNOS: &str = r#"
+import json, socket, sys
+r = {}
+for p in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.bind(p)
+        r[p] = "ok"
+    except OSError as e:
+        r[p] = e.errno
+    s.close()
+print(json.dumps(r), flush=True)
+"#;
+
+/// A4: a bind through a file (`ENOTDIR`) or at `.` or `..` (`EADDRINUSE`) fails as the
+/// kernel's does, unconfined and under a policy that allows the directory.
+#[test]
+fn rt8_a4_binds_at_odd_paths_fail_with_the_kernels_errno() {
+    let test = "rt8_a4_binds_at_odd_paths_fail_with_the_kernels_errno";
+    let Some(py) = nobody_python(test) else {
+        return;
+    };
+    let dir = attack_dir();
+    let base = dir.path().to_str().unwrap().to_owned();
+    std::fs::write(dir.path().join("allowed/file"), b"").unwrap();
+    let paths: Vec<String> = ["file/s", ".", ".."]
+        .iter()
+        .map(|p| format!("{base}/allowed/{p}"))
+        .collect();
+    let mut args = vec![py.as_str(), "-c", BIND_ERRNOS];
+    args.extend(paths.iter().map(String::as_str));
+    let native = result(&unconfined(&args));
+    assert_eq!(native[&paths[0]], libc::ENOTDIR, "{native}");
+    assert_eq!(native[&paths[1]], libc::EADDRINUSE, "{native}");
+    let policy = policy_file(&format!(
+        "name = \"rt8-errnos\"\n[sockets]\nallow = [\"unix:*\"]\n[[allow]]\nunix = [\"{base}/**\"]\n"
+    ));
+    let out = run(
+        &mut netjail_integration_tests::confined_cmd(policy.as_str(), &args),
+        DEFAULT_TIMEOUT,
+    );
+    assert_eq!(result(&out), native, "{}", out.describe());
+}

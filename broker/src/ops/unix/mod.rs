@@ -541,10 +541,21 @@ fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Parent, (&'s
         return Err(("unresolved", libc::ENOENT));
     };
     let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
-    if name.is_empty() || name == b"." || name == b".." {
+    if name.is_empty() {
         return Err(("unresolved", libc::ENOENT));
     }
     let node = sys::open_in_root(root_fd, dir).map_err(|e| ("unresolved", errno_of(&e)))?;
+    // The name to create is looked up in a directory: a file there is `ENOTDIR` (the eighth
+    // red team's A4), and `.` or `..` names an entry that exists, which `filename_create`
+    // refuses (`EEXIST`, a bind's `EADDRINUSE`).
+    let is_dir =
+        fs::metadata(format!("/proc/self/fd/{}", node.as_raw_fd())).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return Err(("unresolved", libc::ENOTDIR));
+    }
+    if name == b"." || name == b".." {
+        return Err(("exists", libc::EADDRINUSE));
+    }
     let host = fs::read_link(format!("/proc/self/fd/{}", node.as_raw_fd()))
         .map_err(|_| ("unresolved", libc::EPERM))?;
     Ok(Parent {
