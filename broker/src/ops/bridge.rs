@@ -108,15 +108,10 @@ pub(crate) fn connect(
     sockaddr: &[u8],
     slot: Option<Slot>,
 ) -> Reply {
-    let netns = match open_netns(call) {
-        Ok(n) => n,
+    let made = match socket_like(call, sock, kind) {
+        Ok(s) => s,
         Err(reply) => return reply,
     };
-    let made = match make_socket(call, netns.as_ref().map(AsFd::as_fd), kind) {
-        Ok(s) => s,
-        Err(e) => return Reply::Errno(errno_of(&e)),
-    };
-    carry_options(sock, made.as_fd(), kind);
     let reply = {
         let _listed = call.sandbox.performing.list(made.as_fd());
         let _blocking = call.blocking();
@@ -148,15 +143,10 @@ pub(crate) fn bind(
     sockaddr: &[u8],
     slot: Option<Slot>,
 ) -> Reply {
-    let netns = match open_netns(call) {
-        Ok(n) => n,
+    let made = match socket_like(call, sock, kind) {
+        Ok(s) => s,
         Err(reply) => return reply,
     };
-    let made = match make_socket(call, netns.as_ref().map(AsFd::as_fd), kind) {
-        Ok(s) => s,
-        Err(e) => return Reply::Errno(errno_of(&e)),
-    };
-    carry_options(sock, made.as_fd(), kind);
     let bound = Caller::read(call).and_then(|who| {
         as_caller_in(None, &who.identity, Become::Full, || {
             sys::bind_raw(made.as_fd(), sockaddr)
@@ -194,6 +184,16 @@ pub(crate) fn published(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> 
         },
     };
     bridge.bridges(&request) && in_bridge_namespace(call, sock)
+}
+
+/// A socket of `kind` made in the bridge's namespace as the caller, with the options of the
+/// caller's socket `sock` that are carried; `Err`: the call's answer.
+fn socket_like(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> Result<OwnedFd, Reply> {
+    let netns = open_netns(call)?;
+    let made = make_socket(call, netns.as_ref().map(AsFd::as_fd), kind)
+        .map_err(|e| Reply::Errno(errno_of(&e)))?;
+    carry_options(sock, made.as_fd(), kind);
+    Ok(made)
 }
 
 /// The bridge's network namespace, opened (`None`: the broker's own); `ENETUNREACH` where it

@@ -172,10 +172,7 @@ fn decide_fresh(
             let limits = &call.sandbox.limits;
             let slot = match limits::reserve(&limits.connections, sock.as_fd()) {
                 Ok(slot) => slot,
-                Err(refusal) => {
-                    let reply = Reply::Errno(limits::COUNT_ERRNO);
-                    return Step::Done(out.decided(Some(refusal), "", reply));
-                }
+                Err(refusal) => return Step::Done(over_count(out, refusal)),
             };
             if let Err((errno, why)) = source::settle(call, &mut view, Op::Connect, &sockaddr) {
                 return Step::Done(out.decided(Some(decision), why, Reply::Errno(errno)));
@@ -214,10 +211,7 @@ fn bridged(
     }
     let slot = match limits::reserve(&call.sandbox.limits.connections, sock.as_fd()) {
         Ok(slot) => slot,
-        Err(refusal) => {
-            let reply = Reply::Errno(limits::COUNT_ERRNO);
-            return Step::Done(out.decided(Some(refusal), "", reply));
-        }
+        Err(refusal) => return Step::Done(over_count(out, refusal)),
     };
     let fd = call.notif.args[0] as i32;
     Step::Blocking(Box::new(move |call: &Call| {
@@ -242,10 +236,7 @@ fn served(
     };
     let slot = match limits::reserve(&call.sandbox.limits.connections, sock.as_fd()) {
         Ok(slot) => slot,
-        Err(refusal) => {
-            let reply = Reply::Errno(limits::COUNT_ERRNO);
-            return Step::Done(out.decided(Some(refusal), "", reply));
-        }
+        Err(refusal) => return Step::Done(over_count(out, refusal)),
     };
     let fd = call.notif.args[0] as i32;
     let finish = move |call: &Call, out: Outcome, how: Served| {
@@ -268,6 +259,11 @@ fn served(
         Served::Socket(_) => Step::Done(finish(call, out, how)),
         Served::By(_) => Step::Blocking(Box::new(move |call: &Call| finish(call, out, how))),
     }
+}
+
+/// A connect refused by `max_connections` (`refusal`).
+fn over_count(out: Outcome, refusal: netjail_policy::Decision) -> Outcome {
+    out.decided(Some(refusal), "", Reply::Errno(limits::COUNT_ERRNO))
 }
 
 /// What a connect's address comes to ([`classify`]).

@@ -75,6 +75,27 @@ except OSError as e:
 print(json.dumps(r), flush=True)
 "#;
 
+/// `unshare [--net] -- [netjail run --allow-root --policy POLICY --]`, to which the program and
+/// its arguments are added: in a network namespace of its own with `own_netns`, confined by
+/// the launcher's embedded broker under `policy` when one is given.
+fn launcher(unshare: &std::path::Path, own_netns: bool, policy: Option<&str>) -> Command {
+    let mut cmd = Command::new(unshare);
+    if own_netns {
+        cmd.arg("--net");
+    }
+    cmd.arg("--");
+    if let Some(policy) = policy {
+        cmd.arg(netjail_bin()).env_remove("NETJAIL_BROKER").args([
+            "run",
+            "--allow-root",
+            "--policy",
+            policy,
+            "--",
+        ]);
+    }
+    cmd
+}
+
 #[test]
 fn i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge() {
     let test = "i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge";
@@ -85,17 +106,7 @@ fn i19_a_namespace_of_its_own_reaches_allowed_host_services_through_the_bridge()
     let services = HostServices::start();
     let ports = services.ports();
     let client = |confined: Option<&str>| {
-        let mut cmd = Command::new(&unshare);
-        cmd.arg("--net").arg("--");
-        if let Some(policy) = confined {
-            cmd.arg(netjail_bin()).env_remove("NETJAIL_BROKER").args([
-                "run",
-                "--allow-root",
-                "--policy",
-                policy,
-                "--",
-            ]);
-        }
+        let mut cmd = launcher(&unshare, true, confined);
         cmd.arg(&py).args(["-c", CLIENT]).args(&ports);
         run(&mut cmd, std::time::Duration::from_secs(60))
     };
@@ -332,13 +343,8 @@ fn i19_a_bridged_socket_passed_to_another_sandbox_stays_bounded() {
         let path = dir.path().join(format!("take{i}.sock"));
         let path = path.to_str().unwrap().to_owned();
         let sandboxed = |policy: &str, script: &str, arg: String| {
-            let mut cmd = Command::new(&unshare);
-            cmd.args(["--net", "--"])
-                .arg(netjail_bin())
-                .env_remove("NETJAIL_BROKER")
-                .args(["run", "--allow-root", "--policy", policy, "--"])
-                .arg(&py)
-                .args(["-c", script, &path, &arg]);
+            let mut cmd = launcher(&unshare, true, Some(policy));
+            cmd.arg(&py).args(["-c", script, &path, &arg]);
             cmd
         };
         let mut taker = sandboxed(take_policy.as_str(), TAKER, w.to_string());
@@ -413,15 +419,7 @@ fn i19_racing_the_sockaddr_and_swapping_the_descriptor_never_bridges_a_refused_d
         count.swap(0, std::sync::atomic::Ordering::Relaxed)
     };
     let attack = |confined: Option<&str>| {
-        let mut cmd = Command::new(&unshare);
-        if let Some(policy) = confined {
-            cmd.args(["--net", "--"])
-                .arg(netjail_bin())
-                .env_remove("NETJAIL_BROKER")
-                .args(["run", "--allow-root", "--policy", policy, "--"]);
-        } else {
-            cmd.arg("--");
-        }
+        let mut cmd = launcher(&unshare, confined.is_some(), confined);
         cmd.arg(crate::probe())
             .args(["flip", &a.to_string(), &d.to_string(), "3000", "swap"]);
         run(&mut cmd, std::time::Duration::from_secs(120))
@@ -497,17 +495,7 @@ fn i19_a_published_port_is_bound_in_the_bridge_namespace() {
         .unwrap()
         .port();
     let serve = |confined: Option<&str>| {
-        let mut cmd = Command::new(&unshare);
-        cmd.args(["--net", "--"]);
-        if let Some(policy) = confined {
-            cmd.arg(netjail_bin()).env_remove("NETJAIL_BROKER").args([
-                "run",
-                "--allow-root",
-                "--policy",
-                policy,
-                "--",
-            ]);
-        }
+        let mut cmd = launcher(&unshare, true, confined);
         cmd.arg(&py)
             .args(["-c", PUBLISHED, &port.to_string()])
             .stdout(std::process::Stdio::piped());
@@ -607,15 +595,7 @@ fn i19_bridged_connects_count_under_max_connections() {
         }
     });
     let holder = |confined: Option<&str>| {
-        let mut cmd = Command::new(&unshare);
-        if let Some(policy) = confined {
-            cmd.args(["--net", "--"])
-                .arg(netjail_bin())
-                .env_remove("NETJAIL_BROKER")
-                .args(["run", "--allow-root", "--policy", policy, "--"]);
-        } else {
-            cmd.arg("--");
-        }
+        let mut cmd = launcher(&unshare, confined.is_some(), confined);
         cmd.arg(&py)
             .args(["-c", HOLD_CONNECTIONS, &a.to_string(), "20"]);
         let out = run(&mut cmd, std::time::Duration::from_secs(60));

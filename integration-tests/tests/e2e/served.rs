@@ -114,6 +114,22 @@ fn answer_pings(mut stream: impl Read + Write + Send + 'static, how: &'static st
     });
 }
 
+/// An embedded broker whose hook serves every connect to `port` with one end of a new
+/// `socketpair`, whose other end answers `ping`s.
+fn serving_socketpairs(port: u16) -> Embedded {
+    Broker::builder()
+        .hook(move |call: &HookCall<'_>| {
+            if port_of(call) != Some(port) {
+                return HookVerdict::Continue;
+            }
+            let (program, embedder) = UnixStream::pair().expect("socketpair");
+            answer_pings(embedder, "the embedder");
+            HookVerdict::Serve(OwnedFd::from(program))
+        })
+        .build()
+        .expect("broker")
+}
+
 fn port_of(call: &HookCall<'_>) -> Option<u16> {
     match &call.request.target {
         Target::Inet { addr, .. } => Some(addr.port()),
@@ -135,17 +151,7 @@ fn i19_an_embedder_serves_a_connect_with_a_socketpair_end() {
     assert_eq!(asked.wait_count(1, Duration::from_secs(10)), 1);
     assert_eq!(v["reply"], "", "the canary says nothing: {v}");
 
-    let broker = Broker::builder()
-        .hook(move |call: &HookCall<'_>| {
-            if port_of(call) != Some(port) {
-                return HookVerdict::Continue;
-            }
-            let (program, embedder) = UnixStream::pair().expect("socketpair");
-            answer_pings(embedder, "the embedder");
-            HookVerdict::Serve(OwnedFd::from(program))
-        })
-        .build()
-        .expect("broker");
+    let broker = serving_socketpairs(port);
     for mode in ["blocking", "nonblocking"] {
         let v = run_program(&py, Some(&broker), port, mode);
         assert_eq!(v["connect"], "ok", "{mode}: {v}");
@@ -365,17 +371,7 @@ fn i19_a_fast_open_send_to_a_served_destination_is_refused() {
     let v = run_program(&py, None, port, "fastopen");
     assert_eq!(v["fastopen"], "ok", "unconfined: {v}");
     assert_eq!(asked.wait_count(1, Duration::from_secs(10)), 1);
-    let broker = Broker::builder()
-        .hook(move |call: &HookCall<'_>| {
-            if port_of(call) != Some(port) {
-                return HookVerdict::Continue;
-            }
-            let (program, embedder) = UnixStream::pair().expect("socketpair");
-            answer_pings(embedder, "the embedder");
-            HookVerdict::Serve(OwnedFd::from(program))
-        })
-        .build()
-        .expect("broker");
+    let broker = serving_socketpairs(port);
     let v = run_program(&py, Some(&broker), port, "fastopen");
     assert_eq!(v["fastopen"], "EPERM", "{v}");
     std::thread::sleep(Duration::from_millis(200));
