@@ -68,8 +68,10 @@ while time.monotonic() < end:
         s.bind(os.path.join(secret, "s") if mode == "direct" else os.path.join(link, "s"))
     except OSError:
         pass
-    fd, current[0] = current[0], -1
+    # Unconfined, the thread gets the whole pause to change the filter: on a loaded machine
+    # it may not run in the instant of the bind alone.
     if mode == "direct": time.sleep(0.01)
+    fd, current[0] = current[0], -1
     if os.path.lexists(os.path.join(secret, "s")):
         r["landed_in_secret"] += 1
         s.setblocking(False)
