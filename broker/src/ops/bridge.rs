@@ -176,14 +176,17 @@ pub(crate) fn published(call: &Call, sock: BorrowedFd<'_>, kind: SocketKind) -> 
     else {
         return false;
     };
-    let request = Request {
+    let proto = crate::ops::decode::proto_of(kind.sock_type, kind.protocol);
+    let bind = |addr| Request {
         op: netjail_policy::Op::Bind,
-        target: netjail_policy::Target::Inet {
-            proto: crate::ops::decode::proto_of(kind.sock_type, kind.protocol),
-            addr: local,
-        },
+        target: netjail_policy::Target::Inet { proto, addr },
     };
-    bridge.bridges(&request) && in_bridge_namespace(call, sock)
+    // A pattern of port 0 publishes the ephemeral port the kernel picked (the ninth red
+    // team's F3: its listen was refused).
+    let mut ephemeral = local;
+    ephemeral.set_port(0);
+    (bridge.bridges(&bind(local)) || bridge.bridges(&bind(ephemeral)))
+        && in_bridge_namespace(call, sock)
 }
 
 /// A socket of `kind` made in the bridge's namespace as the caller, with the options of the

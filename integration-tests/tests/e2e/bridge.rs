@@ -467,7 +467,7 @@ try:
     l.listen(1)
     r["sockname"] = list(l.getsockname())
     r["reuseaddr"] = l.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0
-    print("listening", flush=True)
+    print("listening %d" % l.getsockname()[1], flush=True)
     l.settimeout(10)
     c, _ = l.accept()
     data = c.recv(16)
@@ -494,14 +494,20 @@ fn i19_a_published_port_is_bound_in_the_bridge_namespace() {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let serve = |confined: Option<&str>| {
+    // The program binds `asked` and says the port it listens on; the host connects there.
+    let serve = |confined: Option<&str>, asked: u16| {
         let mut cmd = launcher(&unshare, true, confined);
         cmd.arg(&py)
-            .args(["-c", PUBLISHED, &port.to_string()])
+            .args(["-c", PUBLISHED, &asked.to_string()])
             .stdout(std::process::Stdio::piped());
         let server = netjail_integration_tests::spawn(&mut cmd);
         let listening = server.read_line(std::time::Duration::from_secs(20));
-        let reached = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+        let at = listening
+            .as_deref()
+            .and_then(|l| l.trim().strip_prefix("listening "))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(asked);
+        let reached = std::net::TcpStream::connect(("127.0.0.1", at)).and_then(|mut c| {
             c.write_all(b"hi")?;
             let mut buf = [0u8; 2];
             c.read_exact(&mut buf)?;
@@ -513,7 +519,7 @@ fn i19_a_published_port_is_bound_in_the_bridge_namespace() {
             server.wait(std::time::Duration::from_secs(30)),
         )
     };
-    let (_, reached, out) = serve(None);
+    let (_, reached, out) = serve(None, port);
     assert_eq!(
         reached,
         None,
@@ -521,14 +527,28 @@ fn i19_a_published_port_is_bound_in_the_bridge_namespace() {
         out.describe()
     );
 
-    let policy = policy_file(&format!(
-        "name = \"publish\"\ndefault = \"deny\"\n\n[[allow]]\nbind = [\"tcp://127.0.0.1:{port}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nbind = [\"tcp://127.0.0.1:{port}\"]\n",
-        pid = std::process::id()
-    ));
-    let (listening, reached, out) = serve(Some(policy.as_str()));
+    let publish = |port: u16| {
+        policy_file(&format!(
+            "name = \"publish\"\ndefault = \"deny\"\n\n[[allow]]\nbind = [\"tcp://127.0.0.1:{port}\"]\n\n[bridge]\nnetns = \"/proc/{pid}/ns/net\"\nbind = [\"tcp://127.0.0.1:{port}\"]\n",
+            pid = std::process::id()
+        ))
+    };
+    // An ephemeral port published (pattern port 0): its listen is allowed too (the ninth red
+    // team's F3: it was refused).
+    let (listening, reached, out) = serve(Some(publish(0).as_str()), 0);
+    assert!(
+        listening
+            .as_deref()
+            .is_some_and(|l| l.starts_with("listening ")),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(reached, Some(*b"hi"), "port 0: {}", out.describe());
+
+    let (listening, reached, out) = serve(Some(publish(port).as_str()), port);
     assert_eq!(
         listening.as_deref().map(str::trim),
-        Some("listening"),
+        Some(format!("listening {port}").as_str()),
         "{}",
         out.describe()
     );

@@ -226,8 +226,9 @@ for p in sys.argv[1:]:
 print(json.dumps(r), flush=True)
 "#;
 
-/// A4: a bind through a file (`ENOTDIR`) or at `.` or `..` (`EADDRINUSE`) fails as the
-/// kernel's does, unconfined and under a policy that allows the directory.
+/// A4: a bind through a file (`ENOTDIR`), at `.` or `..`, or at an existing name with a
+/// trailing slash (`EADDRINUSE`) fails as the kernel's does, unconfined and under a policy
+/// that allows the directory.
 #[test]
 fn rt8_a4_binds_at_odd_paths_fail_with_the_kernels_errno() {
     let test = "rt8_a4_binds_at_odd_paths_fail_with_the_kernels_errno";
@@ -237,7 +238,10 @@ fn rt8_a4_binds_at_odd_paths_fail_with_the_kernels_errno() {
     let dir = attack_dir();
     let base = dir.path().to_str().unwrap().to_owned();
     std::fs::write(dir.path().join("allowed/file"), b"").unwrap();
-    let paths: Vec<String> = ["file/s", ".", ".."]
+    std::fs::create_dir(dir.path().join("allowed/sub")).unwrap();
+    std::os::unix::fs::symlink("nowhere", dir.path().join("allowed/dangling")).unwrap();
+    // The ninth red team's F1: a trailing slash on a name that exists.
+    let paths: Vec<String> = ["file/s", ".", "..", "sub/", "dangling/", "none/"]
         .iter()
         .map(|p| format!("{base}/allowed/{p}"))
         .collect();

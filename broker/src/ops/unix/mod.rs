@@ -542,7 +542,10 @@ fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Parent, (&'s
     };
     let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
     if name.is_empty() {
-        return Err(("unresolved", libc::ENOENT));
+        // A trailing slash: the name before it is the one to create; an entry there (a
+        // directory, a symlink, even a dangling one) is `EADDRINUSE` as the kernel answers,
+        // none is `ENOENT` (the ninth red team's F1).
+        return Err(("unresolved", trailing_slash_errno(root_fd, dir)));
     }
     let node = sys::open_in_root(root_fd, dir).map_err(|e| ("unresolved", errno_of(&e)))?;
     // The name to create is looked up in a directory: a file there is `ENOTDIR` (the eighth
@@ -563,6 +566,26 @@ fn resolve_parent(root_fd: BorrowedFd<'_>, wanted: &Path) -> Result<Parent, (&'s
         host,
         name: name.to_vec(),
     })
+}
+
+/// The kernel's answer to a bind at `path/` (`path` without its trailing slashes): the entry
+/// exists, unfollowed, `EADDRINUSE`; otherwise `ENOENT`, or the error of its directory.
+fn trailing_slash_errno(root_fd: BorrowedFd<'_>, path: &[u8]) -> i32 {
+    let trimmed = match path.iter().rposition(|b| *b != b'/') {
+        Some(end) => &path[..=end],
+        None => return libc::EADDRINUSE, // `/`: the root exists
+    };
+    let (dir, name): (&[u8], &[u8]) = match trimmed.iter().rposition(|b| *b == b'/') {
+        Some(s) => (&trimmed[..s.max(1)], &trimmed[s + 1..]),
+        None => (b".", trimmed),
+    };
+    match sys::open_in_root(root_fd, dir) {
+        Ok(parent) => match sys::stat_entry(parent.as_fd(), name) {
+            Ok(_) => libc::EADDRINUSE,
+            Err(e) => errno_of(&e),
+        },
+        Err(e) => errno_of(&e),
+    }
 }
 
 /// How a resolved node gets the name the policy decides on (`caller/view.rs`).
