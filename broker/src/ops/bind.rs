@@ -88,17 +88,7 @@ pub(crate) fn decide_bind(call: &Call) -> Step {
             sockaddr,
         } => {
             let (target, sockaddr) = jail_translate(call, kind, proto, local, sockaddr);
-            let port = local_port(&target);
-            let request = Request {
-                op: Op::Bind,
-                target: target.clone(),
-            };
-            if bridge::wanted(call, &request, sock.as_fd()) {
-                return bridged(call, out, request, sock, kind, sockaddr);
-            }
-            decide_and_perform(call, out, target, sock.as_fd(), || {
-                bind_inet(call, sock.as_fd(), &sockaddr, port)
-            })
+            bind_local(call, out, target, sock, kind, sockaddr)
         }
         Reading::OtherFamily(family) => {
             // Another family (netlink, say, when the policy lists it): decided by the default,
@@ -213,6 +203,29 @@ fn decide_and_perform(
         },
     };
     Step::Done(out.decided(Some(decision), "", reply))
+}
+
+/// A bind of an IP socket to `target` (`sockaddr` the bytes that name it): served from the
+/// bridge's namespace where its `bind` patterns name it, decided and performed here otherwise.
+fn bind_local(
+    call: &Call,
+    out: Outcome,
+    target: Target,
+    sock: CallerFd,
+    kind: SocketKind,
+    sockaddr: Vec<u8>,
+) -> Step {
+    let port = local_port(&target);
+    let request = Request {
+        op: Op::Bind,
+        target: target.clone(),
+    };
+    if bridge::wanted(call, &request, sock.as_fd()) {
+        return bridged(call, out, request, sock, kind, sockaddr);
+    }
+    decide_and_perform(call, out, target, sock.as_fd(), || {
+        bind_inet(call, sock.as_fd(), &sockaddr, port)
+    })
 }
 
 /// A bind the bridge's `bind` patterns name (a published port, `ops/bridge.rs`): decided as any

@@ -539,18 +539,7 @@ fn decide_and_deliver(
             ..Sent::refused(decision, errno)
         };
     }
-    if call.is_served(&decision) {
-        // A Fast Open or SCTP send with a destination is decided as a connect, and the host
-        // program serves that destination: never sent from the program's own socket past
-        // it. The host program serves `connect()` calls only.
-        drop(call.take_served());
-        let refusal = crate::reply::refusal(crate::hook::RULE_SERVE_NOT_CONNECT, libc::EPERM);
-        return Sent {
-            endpoint,
-            ..Sent::refused(refusal, libc::EPERM)
-        };
-    }
-    if let Some(refusal) = crate::ops::bridge::outside_bridge(call, &request, sock) {
+    if let Some(refusal) = refused_elsewhere(call, &request, &decision, sock) {
         return Sent {
             endpoint,
             ..Sent::refused(refusal, libc::EPERM)
@@ -587,6 +576,27 @@ fn decide_and_deliver(
     }
     r.endpoint = endpoint;
     r
+}
+
+/// The refusal of an allowed send that another part of the broker answers for: one whose
+/// destination the host program serves (a Fast Open or SCTP send with a destination is
+/// decided as a connect; the host program serves `connect()` calls only, and the send is never
+/// made from the program's own socket past it), or one on a socket of another namespace to a
+/// destination outside the bridge (`ops/bridge.rs`).
+fn refused_elsewhere(
+    call: &Call,
+    request: &Request,
+    decision: &Decision,
+    sock: BorrowedFd<'_>,
+) -> Option<Decision> {
+    if call.is_served(decision) {
+        drop(call.take_served());
+        return Some(crate::reply::refusal(
+            crate::hook::RULE_SERVE_NOT_CONNECT,
+            libc::EPERM,
+        ));
+    }
+    crate::ops::bridge::outside_bridge(call, request, sock)
 }
 
 /// A message refused by one of the broker's bounds (`bounds/mod.rs`) is decided by that bound,
