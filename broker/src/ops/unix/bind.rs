@@ -55,14 +55,9 @@ pub(crate) fn bind_path(
     sock: BorrowedFd<'_>,
     bind: impl FnOnce(&mut dyn FnMut() -> Reply) -> Reply + Send,
 ) -> PathOutcome {
-    let given = format!("unix:{}", path.display());
-    let place = match Place::read(call, &given) {
-        Ok(p) => p,
+    let (place, given, wanted) = match Place::for_path(call, path) {
+        Ok(read) => read,
         Err(outcome) => return outcome,
-    };
-    let wanted = match place.wanted(path) {
-        Ok(w) => w,
-        Err((why, errno)) => return failed(given, why, errno),
     };
     let (finder, chroot) = match Binding::for_socket(sock, place.root_fd.as_fd()) {
         Binding::Own { finder, chroot } => (finder, chroot),

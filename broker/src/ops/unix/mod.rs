@@ -94,6 +94,17 @@ struct Place<'a> {
 impl<'a> Place<'a> {
     /// The place of the caller of `call`; a failed outcome for `given` when it cannot be read,
     /// or when nothing names the nodes it reaches (a sandbox that may mount, with no view).
+    /// The caller's place for a call on the unix path `path`: with the endpoint as the audit
+    /// names it (`unix:PATH`) and the path resolved against the caller's working directory.
+    fn for_path(call: &'a Call, path: &Path) -> Result<(Place<'a>, String, PathBuf), PathOutcome> {
+        let given = format!("unix:{}", path.display());
+        let place = Place::read(call, &given)?;
+        match place.wanted(path) {
+            Ok(wanted) => Ok((place, given, wanted)),
+            Err((why, errno)) => Err(failed(given, why, errno)),
+        }
+    }
+
     fn read(call: &'a Call, given: &str) -> Result<Place<'a>, PathOutcome> {
         let who =
             Caller::read(call).map_err(|e| failed(given.into(), "no-identity", errno_of(&e)))?;
@@ -186,14 +197,9 @@ pub(crate) fn act_on_path(
     how: Become,
     act: impl FnOnce(&[u8]) -> Reply + Send,
 ) -> PathOutcome {
-    let given = format!("unix:{}", path.display());
-    let place = match Place::read(call, &given) {
-        Ok(p) => p,
+    let (place, given, wanted) = match Place::for_path(call, path) {
+        Ok(read) => read,
         Err(outcome) => return outcome,
-    };
-    let wanted = match place.wanted(path) {
-        Ok(w) => w,
-        Err((why, errno)) => return failed(given, why, errno),
     };
     if !call.still_valid() {
         return failed(given, "gone", libc::ENOENT);
